@@ -1,0 +1,398 @@
+"""Supervised asyncio AMI client: connect, log in, read, ping, reconnect.
+
+Task structure (as in wazo-websocketd's session): one supervisor task runs connection
+sessions one after the other. A session opens the socket, reads the banner, logs in and
+then waits (``asyncio.wait(FIRST_COMPLETED)``) on its reader task and its pinger task;
+the first to finish ends the session, the others are cancelled, and the exception that
+ended it travels up to :meth:`AmiClient._supervise`, the one place that maps exceptions
+to outcomes (log line, disconnected handlers, backoff). Connected handlers (state resync)
+run in their own task beside the reader, so the responses to the actions they send are
+delivered while they wait, and so are events.
+
+Guarantees: an action never hangs (NotConnected at once when there is no session, a
+timeout on every action, every pending action fails with NotConnected when the session
+ends); the secret is never logged (actions are logged by name and ActionID only);
+``close()`` cancels the supervisor wherever it is (connecting, logged in, in backoff), so
+no retry outlives it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from cti.ami.actions import ActionHeaders, AmiActionError, PendingActions, encode_action
+from cti.ami.protocol import AmiParser, Greeting, Message, ParseError
+
+__all__ = ["AmiClient", "EventHandler", "LoginFailed", "NotConnected"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+EventHandler = Callable[[Message], None]
+ConnectedHandler = Callable[[bool], Awaitable[None]]
+DisconnectedHandler = Callable[[str], None]
+
+_READ_SIZE = 1 << 16
+
+
+class NotConnected(ConnectionError):
+    """No logged-in AMI session (or it ended while the action was pending)."""
+
+
+class LoginFailed(Exception):
+    """Asterisk refused the Login (bad username/secret, ACL)."""
+
+
+class _SessionEnded(Exception):
+    """The logged-in session ended; the message is the reason."""
+
+
+class AmiClient:
+    """One AMI connection to Asterisk, kept up until :meth:`close`."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        username: str,
+        secret: str,
+        *,
+        events: str = "call,agent,cdr,user",
+        ping_interval: float = 10.0,
+        action_timeout: float = 5.0,
+        connect_timeout: float = 5.0,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+    ) -> None:
+        if min(ping_interval, action_timeout, connect_timeout, backoff_initial) <= 0:
+            raise ValueError("intervals, timeouts and backoff must be positive")
+        if backoff_max < backoff_initial:
+            raise ValueError("backoff_max must be >= backoff_initial")
+        self._host = host
+        self._port = port
+        self._username = username
+        self._secret = secret
+        self._events = events
+        self._ping_interval = ping_interval
+        self._action_timeout = action_timeout
+        self._connect_timeout = connect_timeout
+        self._backoff_initial = backoff_initial
+        self._backoff_max = backoff_max
+
+        self._event_handlers: list[EventHandler] = []
+        self._connected_handlers: list[ConnectedHandler] = []
+        self._disconnected_handlers: list[DisconnectedHandler] = []
+
+        self._pending = PendingActions()
+        self._writer: asyncio.StreamWriter | None = None
+        self._connected = False
+        self._connected_event = asyncio.Event()
+        self._ever_connected = False
+        self._session_up = False
+        self._supervisor: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<AmiClient {self._username}@{self._host}:{self._port} connected={self._connected}>"
+
+    # --- registration ---------------------------------------------------------------------
+
+    def add_event_handler(self, handler: EventHandler) -> None:
+        """Call ``handler`` for every event (synchronously, in stream order: keep it fast).
+        Responses and the items of list actions go to their action, not here."""
+        self._event_handlers.append(handler)
+
+    def add_connected_handler(self, handler: ConnectedHandler) -> None:
+        """Await ``handler(is_reconnect)`` after each successful login, in registration
+        order, beside the reader (it may send actions; events keep flowing meanwhile)."""
+        self._connected_handlers.append(handler)
+
+    def add_disconnected_handler(self, handler: DisconnectedHandler) -> None:
+        """Call ``handler(reason)`` when a logged-in session ends (including close())."""
+        self._disconnected_handlers.append(handler)
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """Logged in now (actions can be sent)."""
+        return self._connected
+
+    async def start(self) -> None:
+        """Start connecting (and keep reconnecting) in the background; returns at once."""
+        if self._supervisor is not None and not self._supervisor.done():
+            return
+        self._supervisor = asyncio.create_task(
+            self._supervise(), name=f"ami-supervisor-{self._host}:{self._port}"
+        )
+
+    async def wait_connected(self, timeout: float) -> None:  # noqa: ASYNC109 (public API)
+        """Return once logged in (connected handlers may still be running).
+        Raises TimeoutError."""
+        async with asyncio.timeout(timeout):
+            await self._connected_event.wait()
+
+    async def close(self) -> None:
+        """Stop for good: cancel the supervisor (and with it any session, resync, pinger
+        or backoff sleep); pending actions fail with NotConnected."""
+        task, self._supervisor = self._supervisor, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._pending.fail_all(NotConnected("AMI client closed"))
+
+    # --- actions --------------------------------------------------------------------------
+
+    async def send_action(
+        self,
+        action: str,
+        headers: ActionHeaders | None = None,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 (public API; None = action_timeout)
+    ) -> Message:
+        """Send one action; return its Response. Raises NotConnected, TimeoutError,
+        AmiActionError (Response: Error), UnsafeActionValue."""
+        fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        return await self._request(action, headers, fut, is_list=False, limit=timeout)
+
+    async def send_list_action(
+        self,
+        action: str,
+        headers: ActionHeaders | None = None,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 (public API; None = action_timeout)
+    ) -> tuple[Message, list[Message]]:
+        """Send a list action (CoreShowChannels, QueueStatus...); return (response, items),
+        items being the events between ``EventList: start`` and ``EventList: Complete``."""
+        fut: asyncio.Future[tuple[Message, list[Message]]]
+        fut = asyncio.get_running_loop().create_future()
+        return await self._request(action, headers, fut, is_list=True, limit=timeout)
+
+    async def _request(
+        self,
+        action: str,
+        headers: ActionHeaders | None,
+        fut: asyncio.Future[T],
+        *,
+        is_list: bool,
+        limit: float | None,
+        login: bool = False,
+    ) -> T:
+        writer = self._writer
+        if writer is None or not (self._connected or login):
+            raise NotConnected(f"AMI not connected ({action} not sent)")
+        action_id = self._pending.new_id()
+        data = encode_action(action, headers, action_id)  # raises before anything is sent
+        if limit is None:
+            limit = self._action_timeout
+        self._pending.add(action_id, is_list=is_list, loop_future=fut)
+        log.debug("AMI -> %s (ActionID %s)", action, action_id)
+        try:
+            async with asyncio.timeout(limit):
+                writer.write(data)
+                await writer.drain()
+                return await fut
+        except TimeoutError:
+            raise TimeoutError(f"AMI {action} got no response within {limit:g} s") from None
+        except ConnectionError as exc:
+            # NotConnected from fail_all (shared instance) or a socket error from drain:
+            # raise a fresh one per caller.
+            raise NotConnected(f"AMI connection lost ({action}): {exc}") from None
+        finally:
+            self._pending.discard(action_id)
+
+    # --- supervision ----------------------------------------------------------------------
+
+    def _backoff(self, failures: int) -> float:
+        base = min(self._backoff_max, self._backoff_initial * 2.0 ** max(0, failures - 1))
+        return base * random.uniform(0.5, 1.0)
+
+    async def _supervise(self) -> None:
+        failures = 0
+        try:
+            while True:
+                self._session_up = False
+                try:
+                    await self._session()
+                    reason = "session ended"  # _session only returns by raising
+                except _SessionEnded as exc:
+                    reason = str(exc)
+                    log.warning("AMI %s:%s: %s", self._host, self._port, reason)
+                except LoginFailed as exc:
+                    reason = f"login refused: {exc}"
+                    log.error(
+                        "AMI %s:%s: login as %r refused: %s",
+                        self._host,
+                        self._port,
+                        self._username,
+                        exc,
+                    )
+                except TimeoutError as exc:
+                    reason = f"timed out ({exc or 'connect / banner'})"
+                    log.warning("AMI %s:%s: %s", self._host, self._port, reason)
+                except (OSError, NotConnected) as exc:
+                    reason = f"connection failed: {exc}"
+                    log.warning("AMI %s:%s: %s", self._host, self._port, reason)
+                except Exception as exc:
+                    reason = f"unexpected error: {exc!r}"
+                    log.exception("AMI %s:%s: unexpected error", self._host, self._port)
+                if self._session_up:
+                    self._session_up = False
+                    failures = 0
+                    self._notify_disconnected(reason)
+                failures += 1
+                delay = self._backoff(failures)
+                log.info("AMI %s:%s: reconnecting in %.2f s", self._host, self._port, delay)
+                await asyncio.sleep(delay)
+        except asyncio.CancelledError:
+            if self._session_up:
+                self._session_up = False
+                self._notify_disconnected("closed")
+            raise
+
+    async def _session(self) -> None:
+        """One connection's life. Never returns normally: raises why it ended."""
+        parser = AmiParser()
+        async with asyncio.timeout(self._connect_timeout):
+            reader, writer = await asyncio.open_connection(self._host, self._port)
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                greeting, leftovers = await self._read_greeting(reader, parser)
+            log.info("AMI %s:%s: connected (AMI %s)", self._host, self._port, greeting.version)
+            self._writer = writer
+            tasks.append(
+                asyncio.create_task(self._read_loop(reader, parser, leftovers), name="ami-reader")
+            )
+            await self._login()
+
+            self._connected = True
+            self._session_up = True
+            self._connected_event.set()
+            is_reconnect, self._ever_connected = self._ever_connected, True
+            log.info("AMI %s:%s: logged in as %r", self._host, self._port, self._username)
+            tasks.append(asyncio.create_task(self._ping_loop(), name="ami-pinger"))
+            watched = list(tasks)  # the reader and the pinger end the session...
+            tasks.append(  # ...the resync does not (it is cancelled with the session)
+                asyncio.create_task(
+                    self._run_connected_handlers(is_reconnect), name="ami-connected-handlers"
+                )
+            )
+            done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+            raise _SessionEnded("session ended")  # reader and pinger never return
+        finally:
+            self._connected = False
+            self._connected_event.clear()
+            self._writer = None
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks)
+            self._pending.fail_all(NotConnected("AMI connection lost"))
+            writer.transport.abort()
+            writer.close()
+
+    async def _read_greeting(
+        self, reader: asyncio.StreamReader, parser: AmiParser
+    ) -> tuple[Greeting, list[Greeting | Message | ParseError]]:
+        while True:
+            data = await reader.read(_READ_SIZE)
+            if not data:
+                raise _SessionEnded("connection closed before the AMI banner")
+            parser.receive_data(data)
+            items = parser.events_received()
+            for i, item in enumerate(items):
+                if isinstance(item, Greeting):
+                    return item, items[i + 1 :]
+                self._log_unexpected(item)
+
+    async def _login(self) -> None:
+        fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        headers = {"Username": self._username, "Secret": self._secret, "Events": self._events}
+        try:
+            await self._request("Login", headers, fut, is_list=False, limit=None, login=True)
+        except AmiActionError as exc:
+            raise LoginFailed(str(exc)) from None
+
+    async def _read_loop(
+        self,
+        reader: asyncio.StreamReader,
+        parser: AmiParser,
+        leftovers: list[Greeting | Message | ParseError],
+    ) -> None:
+        try:
+            self._dispatch(leftovers)
+            while True:
+                data = await reader.read(_READ_SIZE)
+                if not data:
+                    parser.receive_eof()
+                    self._dispatch(parser.events_received())
+                    raise _SessionEnded("connection closed by Asterisk")
+                parser.receive_data(data)
+                self._dispatch(parser.events_received())
+        except OSError as exc:
+            raise _SessionEnded(f"read failed: {exc}") from exc
+        finally:
+            # Pending actions (the Login, a resync) fail now, not at their timeout.
+            self._pending.fail_all(NotConnected("AMI connection lost"))
+
+    async def _ping_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._ping_interval)
+            try:
+                await self.send_action("Ping", timeout=self._action_timeout)
+            except TimeoutError:
+                raise _SessionEnded(f"no Ping response within {self._action_timeout:g} s") from None
+            except NotConnected as exc:
+                raise _SessionEnded(str(exc)) from None
+
+    async def _run_connected_handlers(self, is_reconnect: bool) -> None:
+        for handler in tuple(self._connected_handlers):
+            try:
+                await handler(is_reconnect)
+            except Exception:
+                log.exception("AMI connected handler %r failed", handler)
+
+    def _notify_disconnected(self, reason: str) -> None:
+        for handler in tuple(self._disconnected_handlers):
+            try:
+                handler(reason)
+            except Exception:
+                log.exception("AMI disconnected handler %r failed", handler)
+
+    # --- dispatch (hot path) --------------------------------------------------------------
+
+    def _dispatch(self, items: list[Greeting | Message | ParseError]) -> None:
+        feed = self._pending.feed
+        handlers = self._event_handlers
+        for item in items:
+            if type(item) is Message:
+                if feed(item):
+                    continue
+                if item.event is None:
+                    log.debug("AMI: unsolicited response (ActionID %s)", item.action_id)
+                    continue
+                for handler in handlers:
+                    try:
+                        handler(item)
+                    except Exception:
+                        log.exception("AMI event handler %r failed on %s", handler, item.event)
+            else:
+                self._log_unexpected(item)
+
+    @staticmethod
+    def _log_unexpected(item: Greeting | Message | ParseError) -> None:
+        if isinstance(item, ParseError):
+            log.warning("AMI parse error: %s: %r", item.reason, item.excerpt[:64])
+        elif isinstance(item, Greeting):
+            log.warning("AMI: unexpected banner mid-stream (AMI %s)", item.version)
+        else:
+            log.debug("AMI: message before the banner ignored: %r", item.headers[:3])

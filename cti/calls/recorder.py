@@ -1,0 +1,441 @@
+"""The call recorder: every :class:`~cti.events.CallCompleted` becomes one ``calls`` row.
+
+The bus handler only enqueues (never awaits, never blocks: a full queue drops the
+record with an error log and a count in :attr:`CallRecorder.dropped`). One worker task
+takes batches off the queue and UPSERTs them by Linkedid with the dialect's
+``INSERT ... ON CONFLICT (linkedid) DO UPDATE``.
+
+Merge rule when a Linkedid is written again (AMI first, CDR recovery later, or the
+reverse): a non-empty new value wins, an empty new value keeps what is stored. Empty
+means ``""`` for text, ``None`` for times and durations, ``""``/``"unknown"`` for the
+disposition. ``started_at``, ``ended_at`` and ``source`` are always set, so the last
+write's values win for those.
+
+Text is cleaned (NUL and lone surrogates become U+FFFD) and cut to the column's limit
+(caller names are attacker-controlled); a record whose Linkedid is empty or longer than
+the column is refused at the door (logged, counted in :attr:`CallRecorder.rejected`).
+
+Database errors: the batch stays in hand and is retried with exponential backoff for as
+long as it takes (a database that is down or not migrated yet loses nothing; meanwhile
+the queue fills and later records are dropped loudly). An error caused by the data
+itself (integrity/data errors, values the driver cannot bind) is retried a few times,
+then the batch is written record by record and a record the database still refuses is
+logged in full at ERROR level and counted in :attr:`CallRecorder.failed`.
+
+The read side for ``GET /api/v1/calls`` is :func:`list_calls` at the end of this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, and_, case, func, or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
+from sqlalchemy.sql.expression import ColumnElement, Executable
+
+from cti.bus import EventBus
+from cti.events import CallCompleted, CallRecord
+from cti.phone import normalize
+from cti.store.db import Database
+from cti.store.models import BoundedText, Call, clean_text, clip_text, utcnow
+
+__all__ = ["MAX_LIST_LIMIT", "CallRecorder", "call_to_dict", "list_calls"]
+
+log = logging.getLogger(__name__)
+
+CALLS: Table = cast(Table, Call.__table__)
+
+#: Character limits of the text columns, read from the model.
+TEXT_LIMITS: dict[str, int] = {
+    col.name: col.type.length for col in CALLS.columns if isinstance(col.type, BoundedText)
+}
+
+# Text columns where a non-empty new value wins and "" keeps the stored one.
+_MERGED_TEXT = (
+    "caller_num_raw",
+    "caller_num_e164",
+    "caller_name",
+    "dnis",
+    "queue",
+    "agent",
+    "hangup_cause",
+)
+_MERGED_NULLABLE = ("answered_at", "wait_s", "talk_s")
+_LAST_WINS = ("started_at", "ended_at", "source", "updated_at")
+_EMPTY_DISPOSITIONS = ("", "unknown")
+
+
+def _upsert_statement(dialect: str) -> Executable:
+    """INSERT ... ON CONFLICT (linkedid) DO UPDATE with the merge rule (module doc)."""
+    if dialect == "postgresql":
+        pg = pg_insert(CALLS)
+        return pg.on_conflict_do_update(
+            index_elements=[CALLS.c.linkedid], set_=_merge_set(pg.excluded)
+        )
+    if dialect == "sqlite":
+        lite = sqlite_insert(CALLS)
+        return lite.on_conflict_do_update(
+            index_elements=[CALLS.c.linkedid], set_=_merge_set(lite.excluded)
+        )
+    raise ValueError(f"no upsert for database dialect {dialect!r}")
+
+
+def _merge_set(excluded: Any) -> dict[str, ColumnElement[Any]]:
+    set_: dict[str, ColumnElement[Any]] = {}
+    for name in _MERGED_TEXT:
+        set_[name] = case((excluded[name] != "", excluded[name]), else_=CALLS.c[name])
+    known = and_(*(excluded.disposition != empty for empty in _EMPTY_DISPOSITIONS))
+    set_["disposition"] = case((known, excluded.disposition), else_=CALLS.c.disposition)
+    for name in _MERGED_NULLABLE:
+        set_[name] = func.coalesce(excluded[name], CALLS.c[name])
+    for name in _LAST_WINS:
+        set_[name] = excluded[name]
+    return set_
+
+
+def _is_data_error(exc: BaseException) -> bool:
+    """True when retrying the same values cannot help (as opposed to a DB outage)."""
+    if isinstance(exc, IntegrityError | DataError):
+        return True
+    if isinstance(exc, StatementError) and not isinstance(exc, DBAPIError):
+        return True  # failed while binding parameters (bad value type)
+    return isinstance(exc, TypeError | ValueError | AttributeError)
+
+
+def _describe(exc: BaseException) -> str:
+    """One line about a write error (without SQLAlchemy's statement and parameters)."""
+    if isinstance(exc, StatementError) and exc.orig is not None:
+        return f"{type(exc).__name__}: {exc.orig}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _finite(value: float | None) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _unique_runs(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Split rows, in order, into runs without a repeated Linkedid (PostgreSQL refuses to
+    upsert the same row twice in one statement; in order so the last write wins)."""
+    runs: list[list[dict[str, Any]]] = []
+    current: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for row in rows:
+        if row["linkedid"] in seen:
+            runs.append(current)
+            current, seen = [], set()
+        current.append(row)
+        seen.add(row["linkedid"])
+    if current:
+        runs.append(current)
+    return runs
+
+
+class CallRecorder:
+    """Writes finished calls to the store. ``attach(bus)``, ``await start()``, and on
+    shutdown ``await close()`` (flushes what is queued)."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        default_region: str,
+        queue_size: int = 10_000,
+        batch_size: int = 200,
+        retry_base_s: float = 0.5,
+        retry_max_s: float = 30.0,
+        data_error_attempts: int = 3,
+    ) -> None:
+        if queue_size < 1 or batch_size < 1:
+            raise ValueError("queue_size and batch_size must be positive")
+        self._db = db
+        self.default_region = default_region
+        self.batch_size = batch_size
+        self.retry_base_s = retry_base_s
+        self.retry_max_s = retry_max_s
+        self.data_error_attempts = max(1, data_error_attempts)
+        self._queue: asyncio.Queue[CallRecord] = asyncio.Queue(maxsize=queue_size)
+        self._statement: Executable | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self._in_flight: list[CallRecord] = []
+        self._done = 0
+        self._done_changed = asyncio.Condition()
+        self._closing = False
+        self._stopped = False
+        #: Records accepted onto the queue.
+        self.enqueued = 0
+        #: Records written (inserted or merged).
+        self.written = 0
+        #: Records refused because the queue was full or the recorder closed.
+        self.dropped = 0
+        #: Records refused at the door (no usable Linkedid).
+        self.rejected = 0
+        #: Records the database refused even alone (logged in full).
+        self.failed = 0
+        #: Failed write attempts (each is logged; retried).
+        self.errors = 0
+
+    # --- intake (synchronous, called from the bus) ----------------------------------
+
+    def attach(self, bus: EventBus) -> None:
+        """Subscribe to :class:`CallCompleted` on ``bus``."""
+        if self._unsubscribe is not None:
+            raise RuntimeError("CallRecorder is already attached to a bus")
+        self._unsubscribe = bus.subscribe(CallCompleted, self._on_call_completed)
+
+    def detach(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    def _on_call_completed(self, event: CallCompleted) -> None:
+        self.submit(event.record)
+
+    def submit(self, record: CallRecord) -> bool:
+        """Queue ``record`` for writing without waiting. False if it was refused."""
+        linkedid = record.linkedid
+        if not isinstance(linkedid, str) or not linkedid.strip():
+            self.rejected += 1
+            log.error("call record refused: empty linkedid (%r)", record)
+            return False
+        if len(linkedid) > TEXT_LIMITS["linkedid"]:
+            self.rejected += 1
+            log.error("call record refused: linkedid of %d characters", len(linkedid))
+            return False
+        if self._closing:
+            self.dropped += 1
+            log.error("call recorder closed: call record %s dropped", linkedid)
+            return False
+        try:
+            self._queue.put_nowait(record)
+        except asyncio.QueueFull:
+            self.dropped += 1
+            log.error(
+                "call recorder queue full (%d): call record %s dropped (%d dropped so far)",
+                self._queue.maxsize,
+                linkedid,
+                self.dropped,
+            )
+            return False
+        self.enqueued += 1
+        return True
+
+    @property
+    def pending(self) -> int:
+        """Records queued or being written."""
+        return self._queue.qsize() + len(self._in_flight)
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._worker is not None:
+            raise RuntimeError("CallRecorder already started")
+        self._worker = asyncio.create_task(self._run(), name="cti-call-recorder")
+
+    async def flush(self) -> None:
+        """Wait until every record enqueued so far is written (or given up on)."""
+        target = self.enqueued
+        if self._done >= target:
+            return
+        if self._worker is None or self._stopped:
+            raise RuntimeError(
+                f"call recorder is not running; {target - self._done} record(s) unwritten"
+            )
+        async with self._done_changed:
+            await self._done_changed.wait_for(lambda: self._done >= target or self._stopped)
+        if self._done < target:
+            raise RuntimeError(f"call recorder stopped; {target - self._done} record(s) unwritten")
+
+    async def close(self, grace_s: float | None = 30.0) -> None:
+        """Stop taking records, write everything queued (waiting at most ``grace_s``
+        seconds, None: as long as it takes; what is still unwritten then is logged by
+        Linkedid), stop the worker. Idempotent."""
+        self.detach()
+        self._closing = True
+        worker = self._worker
+        if worker is None or self._stopped:
+            if self._queue.qsize():
+                log.error(
+                    "call recorder closed before it started: %d call record(s) unwritten",
+                    self._queue.qsize(),
+                )
+            return
+        try:
+            await asyncio.wait_for(self.flush(), grace_s)
+        except TimeoutError:
+            unwritten = list(self._in_flight)
+            while not self._queue.empty():
+                unwritten.append(self._queue.get_nowait())
+            log.error(
+                "call recorder closing after %ss with %d call record(s) unwritten: %s",
+                grace_s,
+                len(unwritten),
+                ", ".join(r.linkedid for r in unwritten),
+            )
+        finally:
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+            self._stopped = True
+            async with self._done_changed:
+                self._done_changed.notify_all()
+
+    # --- worker ---------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self.batch_size:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except asyncio.QueueEmpty:
+                    break
+            self._in_flight = batch
+            try:
+                await self._write_with_retry(batch)
+            except Exception:  # a bug, not a DB error: never let it end the worker
+                self.failed += len(batch)
+                log.exception("call recorder: unexpected error; records lost: %r", batch)
+            self._in_flight = []
+            async with self._done_changed:
+                self._done += len(batch)
+                self._done_changed.notify_all()
+
+    async def _write_with_retry(self, batch: Sequence[CallRecord]) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self._upsert(batch)
+            except Exception as exc:
+                attempt += 1
+                self.errors += 1
+                if _is_data_error(exc) and attempt >= self.data_error_attempts:
+                    if len(batch) > 1:
+                        log.error(
+                            "call recorder: a batch of %d keeps failing (%s); "
+                            "writing its records one by one",
+                            len(batch),
+                            _describe(exc),
+                        )
+                        for record in batch:
+                            await self._write_with_retry([record])
+                        return
+                    self.failed += 1
+                    log.error(
+                        "call recorder: database refused call record %r after %d attempts: %s",
+                        batch[0],
+                        attempt,
+                        _describe(exc),
+                    )
+                    return
+                delay = min(self.retry_max_s, self.retry_base_s * 2 ** (attempt - 1))
+                log.error(
+                    "call recorder: writing %d call record(s) failed (attempt %d), "
+                    "retrying in %.1fs: %s",
+                    len(batch),
+                    attempt,
+                    delay,
+                    _describe(exc),
+                )
+                await asyncio.sleep(delay)
+            else:
+                self.written += len(batch)
+                if attempt:
+                    log.warning(
+                        "call recorder: %d call record(s) written after %d failed attempt(s)",
+                        len(batch),
+                        attempt,
+                    )
+                return
+
+    async def _upsert(self, batch: Sequence[CallRecord]) -> None:
+        now = utcnow()
+        rows = [self._row(record, now) for record in batch]
+        if self._statement is None:
+            self._statement = _upsert_statement(self._db.dialect)
+        async with self._db.engine.begin() as conn:
+            for run in _unique_runs(rows):
+                await conn.execute(self._statement, run)
+
+    def _row(self, record: CallRecord, now: datetime) -> dict[str, Any]:
+        def text(name: str, value: str) -> str:
+            return clip_text(value or "", TEXT_LIMITS[name])
+
+        return {
+            "linkedid": clean_text(record.linkedid),
+            "caller_num_raw": text("caller_num_raw", record.caller_num),
+            "caller_num_e164": normalize(record.caller_num, self.default_region),
+            "caller_name": text("caller_name", record.caller_name),
+            "dnis": text("dnis", record.dnis),
+            "started_at": record.started_at,
+            "answered_at": record.answered_at,
+            "ended_at": record.ended_at,
+            "queue": text("queue", record.queue),
+            "agent": text("agent", record.agent),
+            "wait_s": _finite(record.wait_s),
+            "talk_s": _finite(record.talk_s),
+            "disposition": text("disposition", record.disposition) or "unknown",
+            "hangup_cause": text("hangup_cause", record.hangup_cause),
+            "source": text("source", record.source) or "ami",
+            "created_at": now,
+            "updated_at": now,
+        }
+
+
+# --- queries ----------------------------------------------------------------------------
+
+#: Upper bound of :func:`list_calls`' ``limit``.
+MAX_LIST_LIMIT = 1000
+
+
+def call_to_dict(call: Call) -> dict[str, Any]:
+    """A JSON-ready dict of a ``calls`` row (column names as keys, ISO 8601 times)."""
+    out: dict[str, Any] = {}
+    for col in CALLS.columns:
+        value = getattr(call, col.key)
+        out[col.key] = value.isoformat() if isinstance(value, datetime) else value
+    return out
+
+
+async def list_calls(
+    db: Database,
+    *,
+    limit: int = 100,
+    since: datetime | None = None,
+    before_id: int | None = None,
+) -> list[dict[str, Any]]:
+    """Calls newest first (by ``started_at``, then ``id``), as JSON-ready dicts.
+
+    ``since``: only calls started at or after it. ``before_id``: the page after the call
+    with that id (keyset pagination: pass the last ``id`` of the previous page; an
+    unknown id gives an empty page). ``limit`` is clamped to 1..:data:`MAX_LIST_LIMIT`.
+    """
+    limit = max(1, min(int(limit), MAX_LIST_LIMIT))
+    stmt = select(Call)
+    if since is not None:
+        stmt = stmt.where(Call.started_at >= since)
+    async with db.session() as session:
+        if before_id is not None:
+            anchor = await session.scalar(select(Call.started_at).where(Call.id == before_id))
+            if anchor is None:
+                return []
+            stmt = stmt.where(
+                or_(
+                    Call.started_at < anchor,
+                    and_(Call.started_at == anchor, Call.id < before_id),
+                )
+            )
+        stmt = stmt.order_by(Call.started_at.desc(), Call.id.desc()).limit(limit)
+        calls = (await session.scalars(stmt)).all()
+    return [call_to_dict(c) for c in calls]

@@ -1,0 +1,221 @@
+"""The `cti` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from cti.config import ConfigError, Settings, load_config
+
+DEFAULT_DATA_DIR = Path("var")
+DEFAULT_CONFIG = DEFAULT_DATA_DIR / "cti.toml"
+
+
+def _config_path(args: argparse.Namespace) -> Path | None:
+    if args.config:
+        return Path(args.config)
+    env = os.environ.get("CTI_CONFIG")
+    if env:
+        return Path(env)
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_config(_config_path(args))
+
+
+def _progress(msg: str) -> None:
+    print(f"==> {msg}", flush=True)
+
+
+# --- commands ---------------------------------------------------------------------------------
+def cmd_setup(args: argparse.Namespace) -> int:
+    """Write var/cti.toml with a fresh AMI secret unless it exists."""
+    path = Path(args.config) if args.config else DEFAULT_CONFIG
+    if path.exists():
+        print(f"{path} exists; keeping it")
+        return 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = (path.parent / "cti.db").resolve()
+    path.write_text(
+        "# cti daemon configuration; CTI_<SECTION>__<KEY> environment variables override it\n"
+        '[site]\nname = "demo call center"\ntimezone = "Asia/Shanghai"\n'
+        'default_region = "CN"\n\n'
+        f'[ami]\nhost = "127.0.0.1"\nport = 5038\nusername = "cti"\n'
+        f'secret = "{secrets.token_urlsafe(24)}"\n\n'
+        f'[database]\nurl = "sqlite+aiosqlite:///{db}"\n\n'
+        '[http]\nhost = "127.0.0.1"\nport = 8080\n\n'
+        '[agi]\nhost = "127.0.0.1"\nport = 4573\n\n'
+        '[log]\nlevel = "INFO"\nformat = "text"\n'
+    )
+    path.chmod(0o600)
+    print(f"wrote {path} (AMI secret generated)")
+    return 0
+
+
+def cmd_asterisk(args: argparse.Namespace) -> int:
+    from cti.asterisk.instance import AsteriskError
+    from cti.asterisk.runner import make_runner
+
+    settings = _settings(args)
+    try:
+        runner = make_runner(settings, DEFAULT_DATA_DIR.resolve(), _progress)
+        if args.action == "up":
+            if runner.is_running():
+                print(f"Asterisk ({runner.way}) already running; logs in {runner.log_dir}")
+                return 0
+            _progress(f"starting Asterisk 22 ({runner.way})")
+            runner.start(tie_to_parent=False)
+            took = runner.wait_fully_booted(60)
+            print(
+                f"Asterisk up ({runner.way}) in {took:.2f} s: AMI 127.0.0.1:{settings.ami.port}, "
+                f"logs {runner.log_dir}"
+            )
+        elif args.action == "down":
+            runner.stop()
+            print(f"Asterisk ({runner.way}) stopped")
+        elif args.action == "status":
+            running = runner.is_running()
+            print(f"Asterisk ({runner.way}): {'running' if running else 'stopped'}")
+            return 0 if running else 3
+        elif args.action == "cli":
+            sys.stdout.write(runner.cli(" ".join(args.command)))
+    except AsteriskError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from cti.store.migrate import upgrade
+
+    settings = _settings(args)
+    upgrade(settings.database.url)
+    print("database at the latest revision")
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from cti.store.db import Database
+    from cti.store.migrate import upgrade
+    from cti.store.tokens import create_token
+
+    settings = _settings(args)
+    upgrade(settings.database.url)
+
+    async def create() -> str:
+        db = Database.from_url(settings.database.url)
+        try:
+            return await create_token(db, args.name, args.role)
+        finally:
+            await db.dispose()
+
+    try:
+        token = asyncio.run(create())
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
+
+
+def cmd_calls(args: argparse.Namespace) -> int:
+    """Print the latest finished calls from the store."""
+    from cti.calls.recorder import list_calls
+    from cti.store.db import Database
+
+    settings = _settings(args)
+
+    async def fetch() -> list[dict[str, object]]:
+        db = Database.from_url(settings.database.url)
+        try:
+            return await list_calls(db, limit=args.limit)
+        finally:
+            await db.dispose()
+
+    for c in asyncio.run(fetch()):
+        number = c["caller_num_e164"] or c["caller_num_raw"] or "?"
+        print(
+            f"{str(c['started_at'])[:19]}  {number!s:>16}  {c['disposition']!s:<11} "
+            f"queue={c['queue'] or '-'} agent={c['agent'] or '-'} wait={c['wait_s']} "
+            f"talk={c['talk_s']} [{c['source']}]"
+        )
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from cti.asterisk.runner import chroot_log_dir
+    from cti.daemon import Daemon
+    from cti.logs import setup_logging
+
+    settings = _settings(args)
+    if settings.asterisk.log_dir is None:
+        for candidate in (
+            chroot_log_dir(settings),
+            DEFAULT_DATA_DIR.resolve() / "asterisk" / settings.asterisk.instance / "log",
+        ):
+            if candidate.is_dir():
+                settings.asterisk.log_dir = candidate
+                break
+    setup_logging(settings.log.level, settings.log.format)
+    asyncio.run(Daemon(settings, demo=args.demo).run())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cti", description="CTI call-center server")
+    parser.add_argument("--config", help=f"TOML file (default: $CTI_CONFIG or {DEFAULT_CONFIG})")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("setup", help="write a configuration with a fresh AMI secret")
+    p.set_defaults(func=cmd_setup)
+
+    p = sub.add_parser("asterisk", help="run the real Asterisk (Docker or chroot)")
+    p.add_argument("action", choices=["up", "down", "status", "cli"])
+    p.add_argument("command", nargs="*", help="CLI command (with `cli`)")
+    p.set_defaults(func=cmd_asterisk)
+
+    p = sub.add_parser("db", help="database migrations")
+    p.add_argument("action", choices=["upgrade"])
+    p.set_defaults(func=cmd_db)
+
+    p = sub.add_parser("token", help="API tokens")
+    p.add_argument("action", choices=["create"])
+    p.add_argument("name")
+    p.add_argument("--role", default="supervisor", choices=["agent", "supervisor", "admin"])
+    p.set_defaults(func=cmd_token)
+
+    p = sub.add_parser("calls", help="list the latest finished calls")
+    p.add_argument("--limit", type=int, default=20)
+    p.set_defaults(func=cmd_calls)
+
+    p = sub.add_parser("run", help="run the daemon")
+    p.add_argument("--demo", action="store_true", help="place demo calls continuously")
+    p.set_defaults(func=cmd_run)
+
+    # features add their own commands: entry point group "cti.commands", each a function
+    # register(subparsers) that adds parsers with set_defaults(func=...)
+    for ep in sorted(entry_points(group="cti.commands"), key=lambda e: e.name):
+        ep.load()(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result: int = args.func(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

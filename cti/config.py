@@ -1,0 +1,170 @@
+"""Daemon configuration: a TOML file, overridden by ``CTI_<SECTION>__<KEY>`` environment
+variables (e.g. ``CTI_AMI__SECRET``), validated by pydantic. Every problem is reported as
+one clear line naming the key and where the value came from; nothing starts half-configured.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "CTI_"
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; ``str()`` is meant for the user as is."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SiteConfig(_Section):
+    name: str = "call center"
+    timezone: str = "UTC"
+    default_region: str = "CN"
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"unknown time zone {v!r} (use an IANA name like Asia/Shanghai)"
+            ) from exc
+        return v
+
+    @field_validator("default_region")
+    @classmethod
+    def _region(cls, v: str) -> str:
+        if v.upper() not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"unknown phone region {v!r} (ISO 3166 code like CN, US, FR)")
+        return v.upper()
+
+
+class AmiConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(5038, ge=1, le=65535)
+    username: str = "cti"
+    secret: str = Field("", repr=False)
+    ping_interval: float = Field(10.0, gt=0)
+    action_timeout: float = Field(5.0, gt=0)
+    reconnect_max_s: float = Field(30.0, gt=0)
+
+    @field_validator("username", "secret")
+    @classmethod
+    def _one_line(cls, v: str) -> str:
+        if any(c in v for c in "\r\n\0"):
+            raise ValueError("must not contain CR, LF or NUL")
+        return v
+
+
+class AsteriskConfig(_Section):
+    instance: str = "default"
+    # host directory holding queue_log and cdr-custom/ (recovery and statistics read them)
+    log_dir: Path | None = None
+    inbound_contexts: list[str] = ["cti-inbound"]
+
+
+class DatabaseConfig(_Section):
+    url: str = "sqlite+aiosqlite:///var/cti.db"
+
+
+class HttpConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+
+
+class AgiConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(4573, ge=0, le=65535)
+
+
+class LogConfig(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["json", "text"] = "text"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        # extra sections belong to features (cti.features.FeatureContext.section), which
+        # validate them; sections no feature claims are refused at daemon start
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="allow",
+        case_sensitive=False,
+    )
+
+    site: SiteConfig = SiteConfig()
+    ami: AmiConfig = AmiConfig()
+    asterisk: AsteriskConfig = AsteriskConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    http: HttpConfig = HttpConfig()
+    agi: AgiConfig = AgiConfig()
+    log: LogConfig = LogConfig()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # environment first: it overrides the file (passed in as init values)
+        return (env_settings, init_settings)
+
+
+def _where(loc: tuple[Any, ...], file_data: Mapping[str, Any], path: Path | None) -> str:
+    env_name = ENV_PREFIX + "__".join(str(p) for p in loc).upper()
+    if env_name in {k.upper() for k in os.environ}:
+        return f"from environment {env_name}"
+    node: Any = file_data
+    for part in loc:
+        if not isinstance(node, Mapping) or part not in node:
+            return "default" if path is None else f"in {path}"
+        node = node[part]
+    return f"in {path}" if path else "in configuration"
+
+
+def load_config(path: Path | str | None) -> Settings:
+    """Load and validate. ``path`` may be None (environment and defaults only)."""
+    file_data: dict[str, Any] = {}
+    p = Path(path) if path else None
+    if p is not None:
+        try:
+            with p.open("rb") as fh:
+                file_data = tomllib.load(fh)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"configuration file not found: {p}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{p}: invalid TOML: {exc}") from exc
+    try:
+        return Settings(**file_data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            key = ".".join(str(x) for x in loc)
+            got = err.get("input")
+            shown = "" if isinstance(got, Mapping) or "secret" in key else f" (got {got!r})"
+            lines.append(f"  {key}: {err['msg']}{shown} [{_where(loc, file_data, p)}]")
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file behind a SQLite URL (relative paths as given), else None."""
+    for prefix in ("sqlite+aiosqlite:///", "sqlite:///"):
+        if url.startswith(prefix):
+            return Path(url[len(prefix) :])
+    return None

@@ -1,0 +1,255 @@
+"""`cti run`: wires AMI -> call model -> bus -> recorder, the web app and the features.
+
+Ordering that matters:
+- the store is migrated before anything writes to it;
+- on every AMI (re)connect the model is resynced from CoreShowChannels and calls that ended
+  while we were away are recovered from Asterisk's CDR/queue_log files, then published once;
+- on SIGTERM the HTTP side and AMI stop first, then the recorder drains what is in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from sqlalchemy import func, select
+
+from cti.ami.client import AmiClient
+from cti.ami.protocol import Message
+from cti.bus import EventBus
+from cti.calls import recovery
+from cti.calls.model import Call, CallModel
+from cti.calls.recorder import CallRecorder
+from cti.config import Settings
+from cti.events import AmiConnected, AmiDisconnected, CallCompleted
+from cti.features import Feature, FeatureContext, check_sections, load_features
+from cti.services import Services
+from cti.store.db import Database
+from cti.store.migrate import upgrade
+from cti.store.models import Call as CallRow
+from cti.web.app import WebDeps, create_app
+
+log = logging.getLogger(__name__)
+
+EXPIRE_EVERY_S = 0.2
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.ami_connected = Gauge("cti_ami_connected", "1 while the AMI session is up", registry=r)
+        self.ami_events = Counter("cti_ami_events", "AMI events received", registry=r)
+        self.ami_reconnects = Counter("cti_ami_reconnects", "AMI reconnects", registry=r)
+        self.calls_active = Gauge("cti_calls_active", "calls in progress", registry=r)
+        self.calls_completed = Counter(
+            "cti_calls_completed", "calls finished", ["disposition", "source"], registry=r
+        )
+        self.calls_recovered = Counter(
+            "cti_calls_recovered", "calls completed from CDR/queue_log after downtime", registry=r
+        )
+
+
+class Daemon:
+    def __init__(
+        self, settings: Settings, *, demo: bool = False, features: list[Feature] | None = None
+    ) -> None:
+        """``features``: None loads every registered feature (entry points)."""
+        self.settings = settings
+        self.features = load_features() if features is None else features
+        check_sections(settings, self.features)
+        self.services = Services()
+        self.bus = EventBus()
+        self.metrics = Metrics()
+        self.model = CallModel(inbound_contexts=settings.asterisk.inbound_contexts)
+        self.db = Database.from_url(settings.database.url)
+        self.recorder = CallRecorder(self.db, default_region=settings.site.default_region)
+        a = settings.ami
+        self.ami = AmiClient(
+            a.host, a.port, a.username, a.secret,
+            events="call,agent,cdr,user", ping_interval=a.ping_interval,
+            action_timeout=a.action_timeout, backoff_max=a.reconnect_max_s,
+        )  # fmt: skip
+        self.demo_enabled = demo
+        self._runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._disconnected_at: datetime | None = None
+        self._startup_since: datetime | None = None
+        self._connected_once = False
+        self._stopping = asyncio.Event()
+        self.http_port: int | None = None
+
+    # --- lifecycle --------------------------------------------------------------------------
+    async def start(self) -> None:
+        await asyncio.to_thread(upgrade, self.settings.database.url)
+        self._startup_since = await self._last_recorded_end()
+        self.recorder.attach(self.bus)
+        await self.recorder.start()
+        self.bus.subscribe(CallCompleted, self._count_completed)
+        self.ami.add_event_handler(self._on_ami_event)
+        self.ami.add_connected_handler(self._on_connected)
+        self.ami.add_disconnected_handler(self._on_disconnected)
+        app = create_app(WebDeps(db=self.db, live=self, registry=self.metrics.registry))
+        ctx = FeatureContext(
+            settings=self.settings, bus=self.bus, db=self.db, ami=self.ami, app=app,
+            registry=self.metrics.registry, services=self.services, calls=self.model,
+        )  # fmt: skip
+        for feature in self.features:
+            feature.setup(ctx)
+        await self._start_http(app)
+        for feature in self.features:
+            await feature.start()
+        self._tasks.append(asyncio.create_task(self._expire_loop(), name="cti-expire"))
+        await self.ami.start()
+        if self.demo_enabled:
+            from cti.demo import DemoTraffic
+
+            self._tasks.append(asyncio.create_task(DemoTraffic(self.ami).run(), name="cti-demo"))
+        log.info("cti daemon started", extra={"http_port": self.http_port})
+
+    async def stop(self) -> None:
+        log.info("stopping")
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        for feature in reversed(self.features):
+            try:
+                await feature.stop()
+            except Exception:
+                log.exception("feature %s failed to stop", feature.name)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self.ami.close()
+        # calls already finished are in the recorder's queue: flush them
+        for event in self.model.expire(utcnow() + timedelta(days=1)):
+            self.bus.publish(event)
+        await self.recorder.close()
+        await self.db.dispose()
+        log.info("stopped")
+
+    async def run(self) -> None:
+        """Start, serve until SIGTERM/SIGINT, stop gracefully."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stopping.set)
+        await self.start()
+        try:
+            await self._stopping.wait()
+        finally:
+            await self.stop()
+
+    async def _start_http(self, app: web.Application) -> None:
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.http.host, self.settings.http.port)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.http_port = sockets[0].getsockname()[1] if sockets else self.settings.http.port
+
+    async def _last_recorded_end(self) -> datetime | None:
+        async with self.db.session() as session:
+            value = (await session.execute(select(func.max(CallRow.ended_at)))).scalar()
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+    # --- AMI ---------------------------------------------------------------------------------
+    def _on_ami_event(self, msg: Message) -> None:
+        self.metrics.ami_events.inc()
+        for event in self.model.handle(msg, utcnow()):
+            self.bus.publish(event)
+
+    def _on_disconnected(self, reason: str) -> None:
+        now = utcnow()
+        if self._disconnected_at is None:
+            self._disconnected_at = now
+        self.metrics.ami_connected.set(0)
+        log.warning("AMI disconnected: %s", reason)
+        self.bus.publish(AmiDisconnected(now, reason))
+
+    async def _on_connected(self, reconnect: bool) -> None:
+        snapshot_at = utcnow()
+        _, channels = await self.ami.send_list_action("CoreShowChannels")
+        now = utcnow()
+        ended = self.model.resync(channels, now, snapshot_at)
+        since = self._disconnected_at or (None if self._connected_once else self._startup_since)
+        if ended or since is not None:
+            await self._recover(ended, since or snapshot_at, now)
+        if self._connected_once:
+            self.metrics.ami_reconnects.inc()
+        self._connected_once = True
+        self._disconnected_at = None
+        self.metrics.ami_connected.set(1)
+        log.info("AMI connected", extra={"reconnect": reconnect, "channels": len(channels)})
+        self.bus.publish(AmiConnected(now, reconnect))
+
+    async def _recover(self, ended: list[Call], since: datetime, now: datetime) -> None:
+        log_dir = self.settings.asterisk.log_dir
+        cdr_text = qlog_text = ""
+        if log_dir is not None:
+            cdr_text, qlog_text = await asyncio.gather(
+                asyncio.to_thread(recovery.read_text, Path(log_dir) / "cdr-custom" / "cti-cdr.csv"),
+                asyncio.to_thread(recovery.read_text, Path(log_dir) / "queue_log"),
+            )
+        else:
+            log.warning("asterisk.log_dir not set: calls ended while disconnected get no CDR data")
+        cdr_rows = recovery.parse_cdr(cdr_text)
+        records = recovery.recover(
+            ended=ended,
+            cdr=cdr_rows,
+            queue_log=recovery.parse_queue_log(qlog_text),
+            since=since - timedelta(seconds=2),
+            fallback_end=self._disconnected_at or now,
+            skip={r.linkedid for r in cdr_rows if self.model.is_known(r.linkedid)},
+        )
+        for record in records:
+            self.model.mark_finished(record.linkedid, now)
+            self.metrics.calls_recovered.inc()
+            self.bus.publish(CallCompleted(record))
+        if records:
+            log.info("recovered %d call(s) from CDR/queue_log", len(records))
+
+    async def _expire_loop(self) -> None:
+        while True:
+            await asyncio.sleep(EXPIRE_EVERY_S)
+            for event in self.model.expire(utcnow()):
+                self.bus.publish(event)
+            self.metrics.calls_active.set(len(self.model.calls))
+
+    def _count_completed(self, event: CallCompleted) -> None:
+        rec = event.record
+        self.metrics.calls_completed.labels(rec.disposition, rec.source).inc()
+        log.info(
+            "call completed",
+            extra={
+                "linkedid": rec.linkedid, "disposition": rec.disposition, "queue": rec.queue,
+                "agent": rec.agent, "source": rec.source,
+            },
+        )  # fmt: skip
+
+    # --- web.LiveCalls ------------------------------------------------------------------------
+    def live_calls(self) -> list[dict[str, object]]:
+        return [call.snapshot() for call in self.model.active()]
+
+    def health(self) -> dict[str, object]:
+        return {
+            "ok": self.ami.connected,
+            "ami": "connected" if self.ami.connected else "disconnected",
+            "calls_active": len(self.model.calls),
+            "recorder_backlog": self.recorder.pending,
+        }

@@ -1,0 +1,45 @@
+"""Phone number normalisation to E.164 (``+8613800138000``) with ``phonenumbers``.
+
+Caller IDs are attacker-controlled: :func:`normalize` accepts any string, never raises,
+and returns ``""`` for anything that is not a possible phone number.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import phonenumbers
+
+__all__ = ["MAX_INPUT_LEN", "normalize"]
+
+log = logging.getLogger(__name__)
+
+#: Longer input is refused before parsing (E.164 has at most 15 digits; this leaves
+#: room for separators and an international prefix).
+MAX_INPUT_LEN = 48
+
+# Digits, a leading plus, and the usual separators; no letters (vanity numbers are not
+# caller IDs, and letters are how "<script>" or "anonymous" would sneak digits through).
+_ACCEPTABLE = re.compile(r"\+?[0-9 ().\-/]+", re.ASCII)
+
+
+def normalize(raw: str, default_region: str) -> str:
+    """E.164 form of ``raw`` (national numbers read in ``default_region``, e.g. "CN";
+    international prefixes such as CN's 00 are understood), or "" if not possible."""
+    try:
+        if not isinstance(raw, str) or len(raw) > MAX_INPUT_LEN:
+            return ""
+        text = raw.strip()
+        if not text or _ACCEPTABLE.fullmatch(text) is None:
+            return ""
+        region = default_region.strip().upper() if isinstance(default_region, str) else ""
+        number = phonenumbers.parse(text, region or None)
+        if not phonenumbers.is_possible_number(number):
+            return ""
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    except phonenumbers.NumberParseException:
+        return ""
+    except Exception:  # never let a caller ID take a call path down
+        log.exception("unexpected error normalising a phone number")
+        return ""

@@ -1,0 +1,70 @@
+"""Schema migrations (alembic, scripts in ``cti/migrations``), driven from code.
+
+Both functions are synchronous and run their own event loop: from async code (the
+daemon) call them through ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection
+
+from cti.store.db import Database, to_async_url
+
+__all__ = ["SCRIPT_LOCATION", "alembic_config", "current", "head", "upgrade"]
+
+SCRIPT_LOCATION = "cti:migrations"
+
+
+def alembic_config(url: str) -> Config:
+    """An alembic :class:`Config` for ``url`` (no alembic.ini involved)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", SCRIPT_LOCATION)
+    # Passed as an attribute, not a main option: the ini parser would interpolate "%"
+    # in passwords.
+    cfg.attributes["url"] = url
+    return cfg
+
+
+def _no_running_loop(what: str) -> None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise RuntimeError(f"cti.store.migrate.{what}() blocks: call it via asyncio.to_thread()")
+
+
+def upgrade(url: str, revision: str = "heads") -> None:
+    """Migrate the database at ``url`` to ``revision`` (a no-op when already there)."""
+    _no_running_loop("upgrade")
+    to_async_url(url)  # StoreConfigError before alembic gets involved
+    command.upgrade(alembic_config(url), revision)
+
+
+def _current_revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+async def _current(url: str) -> str | None:
+    db = Database.from_url(url)
+    try:
+        async with db.engine.connect() as connection:
+            return await connection.run_sync(_current_revision)
+    finally:
+        await db.dispose()
+
+
+def current(url: str) -> str | None:
+    """The revision the database at ``url`` is at, or None when it was never migrated."""
+    _no_running_loop("current")
+    return asyncio.run(_current(url))
+
+
+def head() -> str | None:
+    """The newest revision the shipped migration scripts define."""
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()

@@ -1,0 +1,197 @@
+"""ORM models of the platform's own tables (features declare theirs on the same ``Base``).
+
+Migrations live in ``cti/migrations`` and are written by hand; ``tests/integration``
+checks that this metadata and the migrated schema agree.
+
+Column types:
+
+- :class:`UTCDateTime`: timezone-aware in Python on both databases (SQLite stores UTC
+  text without offset; naive values on write are taken as UTC).
+- :class:`BoundedText`: a VARCHAR(n) that refuses values longer than n characters on
+  both databases (SQLite would store them silently, PostgreSQL would fail with a driver
+  error) with a clear :class:`TextTooLongError`, and replaces what no database can store
+  (lone surrogates, NUL) by U+FFFD. Writers of attacker-controlled text (the call
+  recorder) truncate with :func:`clip_text` before writing.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Float,
+    Integer,
+    MetaData,
+    String,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+__all__ = [
+    "NAMING_CONVENTION",
+    "ROLES",
+    "ApiToken",
+    "Base",
+    "BoundedText",
+    "Call",
+    "CleanText",
+    "TextTooLongError",
+    "UTCDateTime",
+    "clean_text",
+    "clip_text",
+    "utcnow",
+]
+
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+#: Token roles, least to most privileged.
+ROLES: tuple[str, ...] = ("agent", "supervisor", "admin")
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def clean_text(value: str) -> str:
+    """Replace what neither database can store (NUL, lone surrogates) by U+FFFD."""
+    return _UNSTORABLE.sub("\ufffd", value)
+
+
+def clip_text(value: str, limit: int) -> str:
+    """:func:`clean_text`, then cut to at most ``limit`` characters."""
+    return clean_text(value)[:limit]
+
+
+class TextTooLongError(ValueError):
+    """A value is longer than its column allows."""
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """``DateTime(timezone=True)`` that always round-trips as an aware UTC datetime."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            # SQLite keeps text; naive UTC text sorts and compares correctly.
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class CleanText(TypeDecorator[str]):
+    """VARCHAR whose bound values go through :func:`clean_text`."""
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        return clean_text(value)
+
+
+class BoundedText(CleanText):
+    """VARCHAR(length) refusing longer values with :class:`TextTooLongError`.
+
+    Only written values are checked: a value compared against the column (a lookup)
+    is merely cleaned, so an over-long lookup key finds nothing instead of raising.
+    """
+
+    cache_ok = True
+
+    def __init__(self, length: int) -> None:
+        super().__init__(length)
+        self.length = length
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        cleaned = super().process_bind_param(value, dialect)
+        if cleaned is not None and len(cleaned) > self.length:
+            raise TextTooLongError(
+                f"text of {len(cleaned)} characters exceeds the column limit of "
+                f"{self.length}; truncate it first (cti.store.models.clip_text)"
+            )
+        return cleaned
+
+    def coerce_compared_value(self, op: Any, value: Any) -> TypeEngine[Any]:
+        return CleanText()
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+# BIGINT on PostgreSQL; SQLite only auto-increments "INTEGER PRIMARY KEY".
+_BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Call(Base):
+    """One finished call, keyed by Asterisk's Linkedid. Written by the call recorder."""
+
+    __tablename__ = "calls"
+
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=True)
+    linkedid: Mapped[str] = mapped_column(BoundedText(64), unique=True)
+    caller_num_raw: Mapped[str] = mapped_column(BoundedText(256), default="")
+    caller_num_e164: Mapped[str] = mapped_column(BoundedText(32), default="", index=True)
+    caller_name: Mapped[str] = mapped_column(BoundedText(256), default="")
+    dnis: Mapped[str] = mapped_column(BoundedText(256), default="")
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    queue: Mapped[str] = mapped_column(BoundedText(128), default="", index=True)
+    agent: Mapped[str] = mapped_column(BoundedText(256), default="")
+    wait_s: Mapped[float | None] = mapped_column(Float())
+    talk_s: Mapped[float | None] = mapped_column(Float())
+    disposition: Mapped[str] = mapped_column(BoundedText(32), default="unknown")
+    hangup_cause: Mapped[str] = mapped_column(BoundedText(64), default="")
+    source: Mapped[str] = mapped_column(BoundedText(16), default="ami")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    def __repr__(self) -> str:
+        return f"Call(id={self.id!r}, linkedid={self.linkedid!r})"
+
+
+class ApiToken(Base):
+    """A bearer token for the REST API / websockets. Only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (CheckConstraint("role IN ('agent', 'supervisor', 'admin')", name="role"),)
+
+    id: Mapped[int] = mapped_column(Integer(), primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(BoundedText(128), index=True)
+    role: Mapped[str] = mapped_column(BoundedText(16))
+    token_hash: Mapped[str] = mapped_column(BoundedText(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    def __repr__(self) -> str:
+        return f"ApiToken(id={self.id!r}, name={self.name!r}, role={self.role!r})"

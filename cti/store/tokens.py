@@ -1,0 +1,125 @@
+"""API tokens: bearer secrets for REST routes and websockets, one role each.
+
+The plaintext is returned once by :func:`create_token`; only its SHA-256 (hex) is
+stored. :func:`verify_token` looks the hash up through the unique index, so no
+comparison ever runs over the secret itself (nothing to time).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from cti.store.db import Database
+from cti.store.models import ROLES, ApiToken, TextTooLongError, clean_text, utcnow
+
+__all__ = [
+    "LAST_USED_RESOLUTION",
+    "MAX_NAME_LEN",
+    "ROLES",
+    "Principal",
+    "create_token",
+    "hash_token",
+    "revoke_token",
+    "verify_token",
+]
+
+log = logging.getLogger(__name__)
+
+#: ``last_used_at`` is written at most this often per token.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+MAX_NAME_LEN = 128
+_TOKEN_BYTES = 32
+_MAX_TOKEN_LEN = 256  # token_urlsafe(32) is 43 characters
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a verified token speaks for."""
+
+    token_id: int
+    name: str
+    role: str
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}: expected one of {', '.join(ROLES)}")
+
+
+def _check_name(name: str) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError("a token needs a non-empty name (who or what uses it)")
+    name = clean_text(name.strip())
+    if len(name) > MAX_NAME_LEN:
+        raise TextTooLongError(f"token name longer than {MAX_NAME_LEN} characters")
+    return name
+
+
+async def create_token(db: Database, name: str, role: str) -> str:
+    """Store a new token for ``name`` with ``role`` and return its plaintext (only now).
+
+    Several tokens may share a name; :func:`revoke_token` revokes all of them. Raises
+    ValueError for an unknown role or an empty/too long name.
+    """
+    _check_role(role)
+    name = _check_name(name)
+    token = secrets.token_urlsafe(_TOKEN_BYTES)
+    async with db.session() as session, session.begin():
+        session.add(ApiToken(name=name, role=role, token_hash=hash_token(token)))
+    return token
+
+
+async def verify_token(db: Database, token: str) -> Principal | None:
+    """The principal of a valid, unrevoked ``token``; None for anything else."""
+    if not isinstance(token, str) or not token or len(token) > _MAX_TOKEN_LEN:
+        return None
+    if not token.isascii():
+        return None
+    digest = hash_token(token)
+    async with db.session() as session:
+        row = (
+            await session.execute(
+                select(
+                    ApiToken.id,
+                    ApiToken.name,
+                    ApiToken.role,
+                    ApiToken.revoked_at,
+                    ApiToken.last_used_at,
+                ).where(ApiToken.token_hash == digest)
+            )
+        ).one_or_none()
+        if row is None or row.revoked_at is not None or row.role not in ROLES:
+            return None
+        now = utcnow()
+        if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
+            try:
+                await session.execute(
+                    update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now)
+                )
+                await session.commit()
+            except SQLAlchemyError as exc:  # bookkeeping only: never refuse a valid token
+                await session.rollback()
+                log.warning("could not record last use of token %d: %s", row.id, exc)
+    return Principal(token_id=row.id, name=row.name, role=row.role)
+
+
+async def revoke_token(db: Database, name: str) -> int:
+    """Revoke every active token named ``name``; returns how many were revoked."""
+    async with db.engine.begin() as conn:
+        result = await conn.execute(
+            update(ApiToken)
+            .where(ApiToken.name == clean_text(name.strip()), ApiToken.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
+    return int(result.rowcount)

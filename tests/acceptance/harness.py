@@ -1,0 +1,154 @@
+"""The real Asterisk the acceptance tests run against (design.md §7), and helpers to drive it.
+
+One instance per test session in the cached root, on free ports, tied to the pytest process
+(PR_SET_PDEATHSIG) so a killed run leaves nothing behind; reset between tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+from cti.ami.client import AmiClient
+from cti.asterisk.instance import ChrootAsterisk, InstanceSpec
+from cti.asterisk.rootfs import ensure_root
+
+PROJECT = Path(__file__).resolve().parents[2]
+DIALPLANS = PROJECT / "dialplans"
+T = TypeVar("T")
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _remove_stale_instances(root: Path) -> None:
+    """Instance dirs of earlier test runs whose process is gone."""
+    for base in (root / "srv" / "cti").glob("test-*"):
+        state = base / "cti-runner.json"
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            pid = int(json.loads(state.read_text())["pid"])
+            if Path(f"/proc/{pid}").exists():
+                continue
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def start_test_asterisk() -> ChrootAsterisk:
+    root = ensure_root(lambda msg: print(f"[asterisk] {msg}", flush=True))
+    _remove_stale_instances(root)
+    rtp = 20000 + secrets.randbelow(400) * 100
+    spec = InstanceSpec(
+        name=f"test-{os.getpid()}",
+        ami_secret=secrets.token_hex(16),
+        ami_port=free_port(),
+        sip_port=free_port(socket.SOCK_DGRAM),
+        rtp_start=rtp,
+        rtp_end=rtp + 99,
+        agi_port=free_port(),
+    )
+    inst = ChrootAsterisk(root, spec, DIALPLANS)
+    inst.start(tie_to_parent=True)
+    inst.wait_fully_booted(30)
+    return inst
+
+
+def stop_test_asterisk(inst: ChrootAsterisk) -> None:
+    inst.stop()
+    shutil.rmtree(inst.base, ignore_errors=True)
+
+
+def restart_test_asterisk(inst: ChrootAsterisk, *, kill: bool = False) -> None:
+    """Stop (or SIGKILL) and start the same instance again, same ports and files."""
+    if kill:
+        inst.kill()
+    else:
+        inst.stop()
+    inst.start(tie_to_parent=True)
+    inst.wait_fully_booted(30)
+
+
+def ami_client(inst: ChrootAsterisk, port: int | None = None) -> AmiClient:
+    return AmiClient(
+        "127.0.0.1", port or inst.spec.ami_port, inst.spec.ami_user, inst.spec.ami_secret,
+        ping_interval=2.0, action_timeout=5.0, backoff_initial=0.1, backoff_max=0.5,
+    )  # fmt: skip
+
+
+async def reset_asterisk(inst: ChrootAsterisk, ami: AmiClient) -> None:
+    """Between tests: no channels, no dynamic members, default globals, fresh stats."""
+    await asyncio.to_thread(inst.cli, "channel request hangup all")
+    _, items = await ami.send_list_action("QueueStatus")
+    for item in items:
+        if item.get("Event") == "QueueMember" and item.get("Membership") == "dynamic":
+            await ami.send_action(
+                "QueueRemove", {"Queue": item["Queue"], "Interface": item["StateInterface"]}
+            )
+    for var, value in (("CTI_SIM_RING", "2"), ("CTI_SIM_TALK", "8")):
+        await ami.send_action("Setvar", {"Variable": var, "Value": value})
+    await asyncio.to_thread(inst.cli, "queue reset stats")
+    await wait_for(lambda: _no_channels(inst), timeout=10, what="channels to hang up")
+
+
+async def _no_channels(inst: ChrootAsterisk) -> bool:
+    out = await asyncio.to_thread(inst.cli, "core show channels count")
+    return "0 active channels" in out
+
+
+async def add_sim_agent(ami: AmiClient, ext: str, queue: str = "support") -> str:
+    iface = f"Local/{ext}@cti-sim-agents/n"
+    await ami.send_action(
+        "QueueAdd", {"Queue": queue, "Interface": iface, "MemberName": f"agent{ext}"}
+    )
+    return iface
+
+
+async def originate_call(
+    ami: AmiClient,
+    *,
+    caller: str = "13800138000",
+    caller_name: str = "",
+    dnis: str = "4008001234",
+    hold_s: float = 10,
+    dtmf: str = "",
+) -> str:
+    """A simulated inbound call; returns its Linkedid (we choose the channel id)."""
+    linkedid = f"t-{secrets.token_hex(6)}"
+    variables = [f"CTI_SIM_HOLD={hold_s}"]
+    if dtmf:
+        variables.append(f"CTI_SIM_DTMF={dtmf}")
+    await ami.send_action(
+        "Originate",
+        {
+            "Channel": f"Local/{dnis}@cti-inbound",
+            "Context": "cti-sim-caller", "Exten": "s", "Priority": "1",
+            "CallerID": f'"{caller_name}" <{caller}>' if caller_name else caller,
+            "Variable": variables, "Async": "true",
+            "ChannelId": linkedid, "OtherChannelId": linkedid + "-2",
+        },
+    )  # fmt: skip
+    return linkedid
+
+
+async def wait_for(
+    predicate: Callable[[], Awaitable[T]], *, timeout: float, what: str, every: float = 0.1
+) -> T:
+    """Poll ``predicate`` until it returns something truthy (the value is returned)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(every)

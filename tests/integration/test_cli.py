@@ -1,0 +1,51 @@
+"""The `cti` command as a user runs it: bad configuration is a clear error, not a trace."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def run_cti(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cti.cli", *args],
+        capture_output=True, text=True, cwd=cwd, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_run_with_bad_config_exits_2_with_one_line_per_problem(tmp_path: Path) -> None:
+    conf = tmp_path / "bad.toml"
+    conf.write_text('[ami]\nport = 0\n[database]\nurl = "sqlite:///x.db"\n[nosuch]\na = 1\n')
+    proc = run_cti("--config", str(conf), "run", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "ami.port" in proc.stderr and "greater than or equal to 1" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_run_with_an_unknown_section_is_refused(tmp_path: Path) -> None:
+    conf = tmp_path / "bad.toml"
+    conf.write_text(f'[database]\nurl = "sqlite:///{tmp_path}/x.db"\n[nosuch]\na = 1\n')
+    proc = run_cti("--config", str(conf), "run", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "nosuch: unknown section" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_setup_writes_a_config_with_a_secret_and_keeps_it(tmp_path: Path) -> None:
+    conf = tmp_path / "var" / "cti.toml"
+    assert run_cti("--config", str(conf), "setup", cwd=tmp_path).returncode == 0
+    first = conf.read_text()
+    assert 'secret = "' in first and (conf.stat().st_mode & 0o777) == 0o600
+    assert run_cti("--config", str(conf), "setup", cwd=tmp_path).returncode == 0
+    assert conf.read_text() == first
+
+
+def test_token_create_prints_a_token(tmp_path: Path) -> None:
+    conf = tmp_path / "cti.toml"
+    conf.write_text(f'[database]\nurl = "sqlite+aiosqlite:///{tmp_path}/t.db"\n')
+    proc = run_cti(
+        "--config", str(conf), "token", "create", "alice", "--role", "agent", cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.strip()) >= 40
