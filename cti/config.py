@@ -82,6 +82,8 @@ class DatabaseConfig(_Section):
 class HttpConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    # browser origins allowed on websockets besides the daemon's own (same-origin)
+    allowed_origins: list[str] = []
 
 
 class AgiConfig(_Section):

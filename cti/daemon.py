@@ -34,6 +34,7 @@ from cti.store.db import Database
 from cti.store.migrate import upgrade
 from cti.store.models import Call as CallRow
 from cti.web.app import WebDeps, create_app
+from cti.web.ws import WsHub
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ class Daemon:
             events="call,agent,cdr,user", ping_interval=a.ping_interval,
             action_timeout=a.action_timeout, backoff_max=a.reconnect_max_s,
         )  # fmt: skip
+        self.hub = WsHub(self.db, allowed_origins=settings.http.allowed_origins)
         self.demo_enabled = demo
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -99,10 +101,13 @@ class Daemon:
         self.ami.add_event_handler(self._on_ami_event)
         self.ami.add_connected_handler(self._on_connected)
         self.ami.add_disconnected_handler(self._on_disconnected)
-        app = create_app(WebDeps(db=self.db, live=self, registry=self.metrics.registry))
+        app = create_app(
+            WebDeps(db=self.db, live=self, registry=self.metrics.registry, hub=self.hub)
+        )
         ctx = FeatureContext(
             settings=self.settings, bus=self.bus, db=self.db, ami=self.ami, app=app,
             registry=self.metrics.registry, services=self.services, calls=self.model,
+            hub=self.hub,
         )  # fmt: skip
         for feature in self.features:
             feature.setup(ctx)
@@ -119,6 +124,7 @@ class Daemon:
 
     async def stop(self) -> None:
         log.info("stopping")
+        await self.hub.close_all()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

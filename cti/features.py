@@ -24,6 +24,7 @@ from cti.calls.model import CallModel
 from cti.config import ConfigError, Settings
 from cti.services import Services
 from cti.store.db import Database
+from cti.web.ws import WsHub
 
 ENTRY_POINT_GROUP = "cti.features"
 M = TypeVar("M", bound=BaseModel)
@@ -39,6 +40,7 @@ class FeatureContext:
     registry: CollectorRegistry
     services: Services
     calls: CallModel
+    hub: WsHub  # websocket pushes to desktops / wallboards (cti.web.ws)
 
     def section(self, name: str, model: type[M]) -> M:
         """The feature's own ``[name]`` config section, validated by ``model``."""

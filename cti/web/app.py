@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from cti.calls.recorder import list_calls
 from cti.store.db import Database
 from cti.store.tokens import Principal, verify_token
+from cti.web.ws import WsHub
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ class WebDeps:
     db: Database
     live: LiveCalls
     registry: CollectorRegistry
+    hub: WsHub
 
 
 DEPS = web.AppKey("deps", WebDeps)
@@ -135,4 +137,5 @@ def create_app(deps: WebDeps) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/calls", list_calls_route)
+    app.router.add_get("/ws", deps.hub.handle)
     return app

@@ -166,8 +166,22 @@ async def eventually(predicate: Callable[[], bool]) -> None:
             await asyncio.sleep(0.002)
 
 
-def our_tasks() -> set[asyncio.Task[object]]:
+_BASELINE: set[asyncio.Task[object]] = set()
+
+
+def _ami_tasks() -> set[asyncio.Task[object]]:
     return {t for t in asyncio.all_tasks() if t.get_name().startswith("ami-") and not t.done()}
+
+
+@pytest.fixture(autouse=True)
+async def _baseline_tasks() -> None:
+    """AMI clients of other test modules (a session-wide one) may be running: ignore them."""
+    _BASELINE.clear()
+    _BASELINE.update(_ami_tasks())
+
+
+def our_tasks() -> set[asyncio.Task[object]]:
+    return _ami_tasks() - _BASELINE
 
 
 # --- login -------------------------------------------------------------------------------

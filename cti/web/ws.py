@@ -1,0 +1,293 @@
+"""The websocket hub: pushes events to desktops and wallboards, never waits on one.
+
+Each connection authenticates (``Authorization: Bearer`` on the upgrade, or a first frame
+``{"type": "auth", "token": …}`` within ``auth_timeout_s`` since browsers cannot set
+headers), then has a bounded send queue. :meth:`WsHub.publish` only enqueues: a desktop
+whose queue is full has stopped reading and is dropped (close code 4008) rather than
+delaying anyone. Frames are bounded (``max_frame``), compression is off (no compression
+bombs), the Origin must be allowed, and heartbeats detect dead peers.
+
+Audience rules live here, once: an event addressed to an agent reaches that agent's
+connections only; an event addressed to a role reaches that role and those above it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from cti.store.db import Database
+from cti.store.tokens import Principal, verify_token
+
+log = logging.getLogger(__name__)
+
+ROLE_RANK = {"agent": 0, "supervisor": 1, "admin": 2}
+
+# close codes (4000-4999 are ours)
+CLOSE_UNAUTHORIZED = 4001
+CLOSE_TOO_SLOW = 4008
+CLOSE_BAD_FRAME = 4400
+
+Snapshot = Callable[[Principal], Awaitable[list[dict[str, Any]]]]
+Command = Callable[[Principal, dict[str, Any]], Awaitable[dict[str, Any] | None]]
+
+
+class BadFrame(ValueError):
+    """A client frame we cannot accept; the message goes back to the client."""
+
+
+@dataclass(frozen=True, slots=True)
+class Audience:
+    agents: frozenset[str] = frozenset()
+    min_role: str | None = None  # "supervisor": supervisors and admins
+
+    def includes(self, principal: Principal) -> bool:
+        if principal.name in self.agents:
+            return True
+        if self.min_role is None:
+            return False
+        return ROLE_RANK.get(principal.role, -1) >= ROLE_RANK[self.min_role]
+
+
+def to_agent(name: str) -> Audience:
+    return Audience(agents=frozenset({name}))
+
+
+def to_role(role: str) -> Audience:
+    if role not in ROLE_RANK:
+        raise ValueError(f"unknown role {role!r}")
+    return Audience(min_role=role)
+
+
+@dataclass(eq=False)
+class Connection:
+    principal: Principal
+    ws: web.WebSocketResponse
+    queue: asyncio.Queue[str]
+    transport: asyncio.BaseTransport | None
+    dropped: bool = False
+    sent: int = 0
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def drop(self) -> None:
+        """Stop serving this connection now (called from publish: must not await)."""
+        if not self.dropped:
+            self.dropped = True
+            for task in self.tasks:
+                task.cancel()
+
+
+class WsHub:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        queue_size: int = 256,
+        max_frame: int = 64 * 1024,
+        heartbeat_s: float = 20.0,
+        auth_timeout_s: float = 5.0,
+        allowed_origins: Iterable[str] = (),
+    ) -> None:
+        self.db = db
+        self.queue_size = queue_size
+        self.max_frame = max_frame
+        self.heartbeat_s = heartbeat_s
+        self.auth_timeout_s = auth_timeout_s
+        self.allowed_origins = {o.rstrip("/") for o in allowed_origins}
+        self.connections: set[Connection] = set()
+        self.dropped_slow = 0
+        self._snapshots: list[Snapshot] = []
+        self._commands: dict[str, Command] = {}
+
+    # --- what features plug in ------------------------------------------------------------
+    def add_snapshot(self, provider: Snapshot) -> None:
+        """Messages a client gets right after (re)connecting: its current state."""
+        self._snapshots.append(provider)
+
+    def add_command(self, kind: str, handler: Command) -> None:
+        """Handle client frames ``{"type": kind, …}``; the returned dict is the reply."""
+        if kind in self._commands or kind == "auth":
+            raise ValueError(f"command {kind!r} already registered")
+        self._commands[kind] = handler
+
+    def publish(self, audience: Audience, message: dict[str, Any]) -> int:
+        """Queue ``message`` for every connection in ``audience``; never blocks.
+        Returns how many connections it was queued for."""
+        text = json.dumps(message, ensure_ascii=False, default=str)
+        n = 0
+        for conn in list(self.connections):
+            if conn.dropped or not audience.includes(conn.principal):
+                continue
+            try:
+                conn.queue.put_nowait(text)
+                n += 1
+            except asyncio.QueueFull:
+                self.dropped_slow += 1
+                log.warning(
+                    "websocket client too slow, dropped", extra={"who": conn.principal.name}
+                )
+                conn.drop()
+        return n
+
+    # --- the route -------------------------------------------------------------------------
+    def origin_allowed(self, request: web.Request) -> bool:
+        origin = request.headers.get("Origin")
+        if origin is None:
+            return True  # not a browser: the token is what protects it
+        origin = origin.rstrip("/")
+        if origin in self.allowed_origins:
+            return True
+        parts = urlsplit(origin)
+        return parts.netloc != "" and parts.netloc == request.host
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if not self.origin_allowed(request):
+            return web.json_response({"error": "origin not allowed"}, status=403)
+        principal = None
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            principal = await verify_token(self.db, token.strip())
+            if principal is None:
+                return web.json_response({"error": "invalid or revoked token"}, status=401)
+        ws = web.WebSocketResponse(
+            heartbeat=self.heartbeat_s, max_msg_size=self.max_frame, compress=False
+        )
+        await ws.prepare(request)
+        try:
+            if principal is None:
+                principal = await self._authenticate(ws)
+            if principal is None:
+                await ws.close(code=CLOSE_UNAUTHORIZED, message=b"unauthorized")
+                return ws
+            conn = Connection(principal, ws, asyncio.Queue(self.queue_size), request.transport)
+            await self._serve(conn)
+        finally:
+            if not ws.closed:
+                await ws.close()
+        return ws
+
+    async def _authenticate(self, ws: web.WebSocketResponse) -> Principal | None:
+        try:
+            async with asyncio.timeout(self.auth_timeout_s):
+                msg = await ws.receive()
+        except TimeoutError:
+            return None
+        if msg.type != WSMsgType.TEXT:
+            return None
+        try:
+            frame = json.loads(msg.data)
+        except ValueError:
+            return None
+        if not isinstance(frame, dict) or frame.get("type") != "auth":
+            return None
+        token = frame.get("token")
+        if not isinstance(token, str) or not token:
+            return None
+        return await verify_token(self.db, token)
+
+    async def _serve(self, conn: Connection) -> None:
+        self.connections.add(conn)
+        p = conn.principal
+        try:
+            hello = {"type": "hello", "who": p.name, "role": p.role}
+            conn.queue.put_nowait(json.dumps(hello, ensure_ascii=False))
+            for provider in self._snapshots:
+                for message in await provider(p):
+                    conn.queue.put_nowait(json.dumps(message, ensure_ascii=False, default=str))
+            conn.tasks = [
+                asyncio.create_task(self._sender(conn), name=f"ws-send-{p.name}"),
+                asyncio.create_task(self._receiver(conn), name=f"ws-recv-{p.name}"),
+            ]
+            done, pending = await asyncio.wait(conn.tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            await self._close_for(conn, done)
+        except asyncio.QueueFull:  # a snapshot larger than the queue: the client can't keep up
+            conn.drop()
+            await conn.ws.close(code=CLOSE_TOO_SLOW, message=b"too slow")
+        finally:
+            self.connections.discard(conn)
+
+    async def _close_for(self, conn: Connection, done: set[asyncio.Task[None]]) -> None:
+        """The one place where how a connection ended becomes a close code."""
+        if conn.dropped:
+            code, reason = CLOSE_TOO_SLOW, b"too slow"
+        else:
+            exc = next((t.exception() for t in done if not t.cancelled() and t.exception()), None)
+            if exc is None:
+                code, reason = WSCloseCode.OK, b""
+            elif isinstance(exc, BadFrame):
+                code, reason = CLOSE_BAD_FRAME, str(exc).encode()[:120]
+            elif isinstance(exc, ConnectionError):
+                return
+            else:
+                log.error("websocket session failed", exc_info=exc)
+                code, reason = WSCloseCode.INTERNAL_ERROR, b"internal error"
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            if code == CLOSE_TOO_SLOW:
+                # the peer is not reading: a close handshake would wait on it too
+                if conn.transport is not None:
+                    conn.transport.abort()  # type: ignore[attr-defined]
+                return
+            await conn.ws.close(code=code, message=reason)
+
+    async def _sender(self, conn: Connection) -> None:
+        while True:
+            text = await conn.queue.get()
+            await conn.ws.send_str(text)
+            conn.sent += 1
+
+    async def _receiver(self, conn: Connection) -> None:
+        async for msg in conn.ws:
+            if msg.type == WSMsgType.TEXT:
+                reply = await self._command(conn.principal, msg.data)
+                if reply is not None:
+                    try:
+                        conn.queue.put_nowait(json.dumps(reply, ensure_ascii=False, default=str))
+                    except asyncio.QueueFull:
+                        conn.drop()
+                        return
+            elif msg.type == WSMsgType.BINARY:
+                raise BadFrame("binary frames are not accepted")
+            elif msg.type == WSMsgType.ERROR:
+                raise BadFrame("frame too large or malformed")
+
+    async def _command(self, principal: Principal, data: str) -> dict[str, Any] | None:
+        try:
+            frame = json.loads(data)
+        except ValueError:
+            return {"type": "error", "error": "frames must be JSON objects"}
+        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+            return {"type": "error", "error": "frames must be JSON objects with a type"}
+        kind = frame["type"]
+        handler = self._commands.get(kind)
+        if handler is None:
+            return {
+                "type": "error",
+                "error": f"unknown command {kind[:40]!r}",
+                "ref": frame.get("ref"),
+            }
+        try:
+            reply = await handler(principal, frame)
+        except PermissionError as exc:
+            return {"type": "error", "error": str(exc) or "forbidden", "ref": frame.get("ref")}
+        except ValueError as exc:
+            return {"type": "error", "error": str(exc), "ref": frame.get("ref")}
+        if reply is not None and "ref" in frame:
+            reply = {**reply, "ref": frame["ref"]}
+        return reply
+
+    async def close_all(self) -> None:
+        for conn in list(self.connections):
+            conn.drop()
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server stopping")
