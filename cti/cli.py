@@ -92,11 +92,40 @@ def cmd_asterisk(args: argparse.Namespace) -> int:
 
 
 def cmd_db(args: argparse.Namespace) -> int:
+    from cti.store.backup import BackupError, backup, restore
+    from cti.store.db import Database
     from cti.store.migrate import upgrade
 
     settings = _settings(args)
-    upgrade(settings.database.url)
-    print("database at the latest revision")
+    if args.action == "upgrade":
+        upgrade(settings.database.url)
+        print("database at the latest revision")
+        return 0
+    if not args.file:
+        print(f"error: cti db {args.action} needs a FILE", file=sys.stderr)
+        return 2
+    path = Path(args.file)
+
+    def report(table: str, rows: int) -> None:
+        print(f"  {table}: {rows} rows", file=sys.stderr)
+
+    async def job() -> dict[str, int]:
+        db = Database.from_url(settings.database.url)
+        try:
+            if args.action == "backup":
+                return await backup(db, path, report)
+            return await restore(db, path, report)
+        finally:
+            await db.dispose()
+
+    if args.action == "restore":
+        upgrade(settings.database.url)  # restore needs the same schema revisions
+    try:
+        counts = asyncio.run(job())
+    except (BackupError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.action}: {sum(counts.values())} rows in {len(counts)} tables ({path})")
     return 0
 
 
@@ -180,8 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("command", nargs="*", help="CLI command (with `cli`)")
     p.set_defaults(func=cmd_asterisk)
 
-    p = sub.add_parser("db", help="database migrations")
-    p.add_argument("action", choices=["upgrade"])
+    p = sub.add_parser("db", help="migrations, backup and restore (SQLite and PostgreSQL)")
+    p.add_argument("action", choices=["upgrade", "backup", "restore"])
+    p.add_argument("file", nargs="?", help="backup file (backup/restore)")
     p.set_defaults(func=cmd_db)
 
     p = sub.add_parser("token", help="API tokens")

@@ -131,7 +131,7 @@ class AmiClient:
             self._supervise(), name=f"ami-supervisor-{self._host}:{self._port}"
         )
 
-    async def wait_connected(self, timeout: float) -> None:  # noqa: ASYNC109 (public API)
+    async def wait_connected(self, timeout: float) -> None:
         """Return once logged in (connected handlers may still be running).
         Raises TimeoutError."""
         async with asyncio.timeout(timeout):
@@ -154,7 +154,7 @@ class AmiClient:
         action: str,
         headers: ActionHeaders | None = None,
         *,
-        timeout: float | None = None,  # noqa: ASYNC109 (public API; None = action_timeout)
+        timeout: float | None = None,
     ) -> Message:
         """Send one action; return its Response. Raises NotConnected, TimeoutError,
         AmiActionError (Response: Error), UnsafeActionValue."""
@@ -166,7 +166,7 @@ class AmiClient:
         action: str,
         headers: ActionHeaders | None = None,
         *,
-        timeout: float | None = None,  # noqa: ASYNC109 (public API; None = action_timeout)
+        timeout: float | None = None,
     ) -> tuple[Message, list[Message]]:
         """Send a list action (CoreShowChannels, QueueStatus...); return (response, items),
         items being the events between ``EventList: start`` and ``EventList: Complete``."""

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 
 from cti.store.db import Database, to_async_url
 
-__all__ = ["SCRIPT_LOCATION", "alembic_config", "current", "head", "upgrade"]
+__all__ = ["SCRIPT_LOCATION", "alembic_config", "current", "heads", "upgrade"]
 
 SCRIPT_LOCATION = "cti:migrations"
 
@@ -46,25 +46,26 @@ def upgrade(url: str, revision: str = "heads") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
-def _current_revision(connection: Connection) -> str | None:
-    return MigrationContext.configure(connection).get_current_revision()
+def _current_heads(connection: Connection) -> tuple[str, ...]:
+    return tuple(sorted(MigrationContext.configure(connection).get_current_heads()))
 
 
-async def _current(url: str) -> str | None:
+async def _current(url: str) -> tuple[str, ...]:
     db = Database.from_url(url)
     try:
         async with db.engine.connect() as connection:
-            return await connection.run_sync(_current_revision)
+            return await connection.run_sync(_current_heads)
     finally:
         await db.dispose()
 
 
-def current(url: str) -> str | None:
-    """The revision the database at ``url`` is at, or None when it was never migrated."""
+def current(url: str) -> tuple[str, ...]:
+    """The revisions (one per branch: the platform's and each feature's) the database at
+    ``url`` is at; empty when it was never migrated."""
     _no_running_loop("current")
     return asyncio.run(_current(url))
 
 
-def head() -> str | None:
-    """The newest revision the shipped migration scripts define."""
-    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+def heads() -> tuple[str, ...]:
+    """The newest revision of each branch the shipped migration scripts define."""
+    return tuple(sorted(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads()))

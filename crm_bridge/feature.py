@@ -1,0 +1,88 @@
+"""The daemon's CRM feature: store + directory + interaction writer + webhooks + pool job.
+
+Register as ``crm = "crm_bridge.feature:CrmFeature"`` in the ``cti.features`` group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from crm_bridge.api import CrmServices, add_routes
+from crm_bridge.config import CrmConfig
+from crm_bridge.directory import ExternalCrmLookup, StoreDirectory
+from crm_bridge.interactions import Interactions, InteractionWriter
+from crm_bridge.pool import Pool
+from crm_bridge.store import CrmStore
+from crm_bridge.webhooks import WebhookDispatcher
+from cti.events import RecordingStopped
+from cti.features import FeatureContext
+
+log = logging.getLogger(__name__)
+
+
+class CrmFeature:
+    name = "crm"
+    sections = ("crm",)
+
+    def __init__(self) -> None:
+        self.services: CrmServices | None = None
+        self.writer: InteractionWriter | None = None
+        self._pool_task: asyncio.Task[None] | None = None
+
+    def setup(self, ctx: FeatureContext) -> None:
+        config = ctx.section("crm", CrmConfig)
+        store = CrmStore(ctx.db, ctx.settings.site.default_region)
+        webhooks = WebhookDispatcher(ctx.db, config)
+        interactions = Interactions(store, notify=webhooks.publish)
+        pool = Pool(store, notify=webhooks.publish)
+        external = ExternalCrmLookup(config.external_lookup)
+        directory = StoreDirectory(store, external if external.enabled else None)
+        self.services = CrmServices(config, store, interactions, pool, webhooks, directory)
+        self.writer = InteractionWriter(interactions)
+        self.writer.attach(ctx.bus)
+        ctx.bus.subscribe(RecordingStopped, self._on_recording)
+        webhooks.attach(ctx.bus)
+        ctx.services.customer_directory = directory
+        add_routes(ctx.app, self.services)
+
+    def _on_recording(self, event: RecordingStopped) -> None:
+        if self.writer is not None:
+            self.writer.submit(("recording", (event.linkedid, event.filename)))
+
+    async def start(self) -> None:
+        assert self.services is not None and self.writer is not None
+        await self.writer.start()
+        await self.services.webhooks.start()
+        self._pool_task = asyncio.create_task(self._pool_loop(), name="crm-pool")
+
+    async def _pool_loop(self) -> None:
+        assert self.services is not None
+        config = self.services.config
+        while True:
+            try:
+                moved = await self.services.pool.return_dormant(config.pool_after_days)
+                if moved:
+                    log.info("pool job: %d customers returned to the pool", len(moved))
+            except Exception:
+                log.exception("pool job failed")
+            await asyncio.sleep(config.pool_check_interval_s)
+
+    async def stop(self) -> None:
+        if self._pool_task is not None:
+            self._pool_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pool_task
+            self._pool_task = None
+        if self.writer is not None:
+            await self.writer.stop()
+        if self.services is not None:
+            await self.services.webhooks.stop()
+            await self.services.directory.close()
+
+    def status(self) -> dict[str, Any]:
+        if self.services is None:
+            return {}
+        return {"webhooks": self.services.webhooks.status()}

@@ -1,0 +1,176 @@
+"""The CRM tables (migration: cti/migrations/versions/crm_0001_customers.py).
+
+Owner / actor columns hold an agent's identity, the ``Principal.name`` of its token.
+A customer whose ``owner`` is NULL is in the public pool. Tags are stored as one
+comma-joined string (``,vip,gold,``: leading and trailing commas so ``LIKE '%,vip,%'``
+finds a whole tag).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import BigInteger, Date, Float, ForeignKey, Integer, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from cti.store.models import Base, BoundedText, UTCDateTime, utcnow
+
+_Id = BigInteger().with_variant(Integer(), "sqlite")
+
+NAME_LEN = 256
+NOTES_LEN = 16384
+TAGS_LEN = 1024
+
+
+class Customer(Base):
+    __tablename__ = "crm_customers"
+
+    id: Mapped[int] = mapped_column(_Id, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(BoundedText(16), default="person")  # person | company
+    name: Mapped[str] = mapped_column(BoundedText(NAME_LEN))
+    # casefolded, spaces removed: search and duplicate checks
+    name_key: Mapped[str] = mapped_column(BoundedText(NAME_LEN), index=True)
+    company: Mapped[str] = mapped_column(BoundedText(NAME_LEN), default="")
+    company_key: Mapped[str] = mapped_column(BoundedText(NAME_LEN), default="", index=True)
+    tier: Mapped[str] = mapped_column(BoundedText(32), default="")
+    tags: Mapped[str] = mapped_column(BoundedText(TAGS_LEN), default="")
+    notes: Mapped[str] = mapped_column(BoundedText(NOTES_LEN), default="")
+    owner: Mapped[str | None] = mapped_column(BoundedText(128), index=True)
+    owned_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_contact_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class Contact(Base):
+    __tablename__ = "crm_contacts"
+
+    id: Mapped[int] = mapped_column(_Id, primary_key=True, autoincrement=True)
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("crm_customers.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(BoundedText(NAME_LEN))
+    name_key: Mapped[str] = mapped_column(BoundedText(NAME_LEN), index=True)
+    title: Mapped[str] = mapped_column(BoundedText(NAME_LEN), default="")
+    birthday: Mapped[date | None] = mapped_column(Date())
+    # "MM-DD" of the birthday: the care list's index (no date functions per dialect)
+    birthday_md: Mapped[str | None] = mapped_column(BoundedText(5), index=True)
+    tags: Mapped[str] = mapped_column(BoundedText(TAGS_LEN), default="")
+    notes: Mapped[str] = mapped_column(BoundedText(NOTES_LEN), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class Phone(Base):
+    __tablename__ = "crm_phones"
+
+    id: Mapped[int] = mapped_column(_Id, primary_key=True, autoincrement=True)
+    contact_id: Mapped[int] = mapped_column(
+        ForeignKey("crm_contacts.id", ondelete="CASCADE"), index=True
+    )
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("crm_customers.id", ondelete="CASCADE"), index=True
+    )
+    raw: Mapped[str] = mapped_column(BoundedText(64))
+    e164: Mapped[str] = mapped_column(BoundedText(32), index=True)
+    label: Mapped[str] = mapped_column(BoundedText(32), default="")
+
+
+class Email(Base):
+    __tablename__ = "crm_emails"
+
+    id: Mapped[int] = mapped_column(_Id, primary_key=True, autoincrement=True)
+    contact_id: Mapped[int] = mapped_column(
+        ForeignKey("crm_contacts.id", ondelete="CASCADE"), index=True
+    )
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("crm_customers.id", ondelete="CASCADE"), index=True
+    )
+    address: Mapped[str] = mapped_column(BoundedText(320))
+    address_key: Mapped[str] = mapped_column(BoundedText(320), index=True)  # lower-cased
+
+
+class Interaction(Base):
+    """One call with one customer (or a manual note when ``linkedid`` is NULL)."""
+
+    __tablename__ = "crm_interactions"
+
+    id: Mapped[int] = mapped_column(_Id, primary_key=True, autoincrement=True)
+    linkedid: Mapped[str | None] = mapped_column(BoundedText(64), unique=True)
+    customer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("crm_customers.id", ondelete="SET NULL"), index=True
+    )
+    contact_id: Mapped[int | None] = mapped_column(
+        ForeignKey("crm_contacts.id", ondelete="SET NULL")
+    )
+    kind: Mapped[str] = mapped_column(BoundedText(16), default="call")  # call | note
+    caller_num: Mapped[str] = mapped_column(BoundedText(32), default="")  # E.164 or ""
+    agent: Mapped[str] = mapped_column(BoundedText(256), default="")
+    queue: Mapped[str] = mapped_column(BoundedText(128), default="")
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    wait_s: Mapped[float | None] = mapped_column(Float())
+    talk_s: Mapped[float | None] = mapped_column(Float())
+    outcome: Mapped[str] = mapped_column(BoundedText(32), default="")  # the call's end
+    disposition: Mapped[str] = mapped_column(BoundedText(64), default="")  # the agent's
+    notes: Mapped[str] = mapped_column(BoundedText(NOTES_LEN), default="")
+    recording: Mapped[str] = mapped_column(BoundedText(512), default="")
+    ivr_path: Mapped[str] = mapped_column(BoundedText(1024), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class Lead(Base):
+    __tablename__ = "crm_leads"
+
+    id: Mapped[int] = mapped_column(_Id, primary_key=True, autoincrement=True)
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("crm_customers.id", ondelete="CASCADE"), index=True
+    )
+    title: Mapped[str] = mapped_column(BoundedText(NAME_LEN))
+    status: Mapped[str] = mapped_column(BoundedText(16), default="new")
+    owner: Mapped[str | None] = mapped_column(BoundedText(128), index=True)
+    value: Mapped[float | None] = mapped_column(Float())
+    notes: Mapped[str] = mapped_column(BoundedText(NOTES_LEN), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class LeadAssignment(Base):
+    __tablename__ = "crm_lead_assignments"
+
+    id: Mapped[int] = mapped_column(_Id, primary_key=True, autoincrement=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("crm_leads.id", ondelete="CASCADE"), index=True)
+    from_owner: Mapped[str | None] = mapped_column(BoundedText(128))
+    to_owner: Mapped[str | None] = mapped_column(BoundedText(128))
+    by: Mapped[str] = mapped_column(BoundedText(128))
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class AuditEntry(Base):
+    """Every change to a customer (and its contacts, leads, pool moves)."""
+
+    __tablename__ = "crm_audit"
+
+    id: Mapped[int] = mapped_column(_Id, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(BoundedText(128))  # agent name or "system"
+    action: Mapped[str] = mapped_column(BoundedText(32))
+    entity: Mapped[str] = mapped_column(BoundedText(32))
+    entity_id: Mapped[int] = mapped_column(_Id)
+    customer_id: Mapped[int | None] = mapped_column(_Id, index=True)
+    changes: Mapped[str] = mapped_column(Text(), default="{}")  # JSON
+
+
+class DeadLetter(Base):
+    """A webhook delivery that failed every attempt."""
+
+    __tablename__ = "crm_webhook_dead_letters"
+
+    id: Mapped[int] = mapped_column(_Id, primary_key=True, autoincrement=True)
+    url: Mapped[str] = mapped_column(BoundedText(2048))
+    event: Mapped[str] = mapped_column(BoundedText(64))
+    body: Mapped[str] = mapped_column(Text())
+    attempts: Mapped[int] = mapped_column(Integer())
+    last_error: Mapped[str] = mapped_column(BoundedText(1024), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

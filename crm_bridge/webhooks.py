@@ -1,0 +1,289 @@
+"""Outbound webhooks to external CRMs.
+
+``publish(event, data)`` never waits: it puts one delivery per subscribed target on a
+bounded queue (full queue: dropped, logged, counted). One worker posts them; each
+delivery is retried with exponential backoff (``backoff_s * 2**n``) and, after the last
+attempt, written to the dead-letter table that admins see and can retry. A receiver
+that hangs costs the worker at most ``timeout_s`` per attempt and never touches the
+call path (bus handlers only enqueue).
+
+Request: ``POST url`` with JSON ``{"id", "event", "at", "data"}``, headers
+``X-CTI-Event``, ``X-CTI-Delivery`` (stable across retries: receivers de-duplicate with
+it), ``X-CTI-Timestamp`` and ``X-CTI-Signature: sha256=<hex>``, the HMAC-SHA256 with the
+target's secret over ``<timestamp>.<body>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+from sqlalchemy import delete, select
+
+from crm_bridge.config import CrmConfig, WebhookTarget
+from crm_bridge.models import DeadLetter
+from cti.bus import EventBus
+from cti.events import CallAnswered, CallCompleted, CallOffered
+from cti.store.db import Database
+from cti.store.models import clip_text, utcnow
+
+log = logging.getLogger(__name__)
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+def verify(secret: str, timestamp: str, body: bytes, signature: str) -> bool:
+    return hmac.compare_digest(sign(secret, timestamp, body), signature)
+
+
+@dataclass
+class Delivery:
+    url: str
+    secret: str
+    event: str
+    body: bytes
+    delivery_id: str
+    attempts: int = 0
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat()
+
+
+class WebhookDispatcher:
+    def __init__(self, db: Database, config: CrmConfig) -> None:
+        self.db = db
+        self.targets: list[WebhookTarget] = list(config.webhooks)
+        self.attempts = config.webhook_attempts
+        self.backoff_s = config.webhook_backoff_s
+        self.timeout_s = config.webhook_timeout_s
+        self._queue: asyncio.Queue[Delivery] = asyncio.Queue(maxsize=config.webhook_queue_size)
+        self._worker: asyncio.Task[None] | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._unsubscribe: list[Any] = []
+        self.dropped = 0
+        self.delivered = 0
+        self.dead = 0
+
+    # --- producer side (sync, never blocks) ------------------------------------------
+
+    def attach(self, bus: EventBus) -> None:
+        self._unsubscribe += [
+            bus.subscribe(CallOffered, self._on_offered),
+            bus.subscribe(CallAnswered, self._on_answered),
+            bus.subscribe(CallCompleted, self._on_completed),
+        ]
+
+    def _on_offered(self, e: CallOffered) -> None:
+        self.publish(
+            "call.ringing",
+            {
+                "linkedid": e.linkedid,
+                "at": _iso(e.at),
+                "queue": e.queue,
+                "agent": e.member_name,
+                "interface": e.interface,
+                "caller_num": e.caller_num,
+            },
+        )
+
+    def _on_answered(self, e: CallAnswered) -> None:
+        self.publish(
+            "call.answered",
+            {
+                "linkedid": e.linkedid,
+                "at": _iso(e.at),
+                "queue": e.queue,
+                "agent": e.member_name,
+                "interface": e.interface,
+                "wait_s": e.wait_s,
+            },
+        )
+
+    def _on_completed(self, e: CallCompleted) -> None:
+        r = e.record
+        self.publish(
+            "call.ended",
+            {
+                "linkedid": r.linkedid,
+                "started_at": _iso(r.started_at),
+                "answered_at": _iso(r.answered_at) if r.answered_at else None,
+                "ended_at": _iso(r.ended_at),
+                "caller_num": r.caller_num,
+                "queue": r.queue,
+                "agent": r.agent,
+                "wait_s": r.wait_s,
+                "talk_s": r.talk_s,
+                "disposition": r.disposition,
+            },
+        )
+
+    def publish(self, event: str, data: dict[str, Any]) -> int:
+        """Queue ``event`` for every target subscribed to it; returns how many."""
+        queued = 0
+        for target in self.targets:
+            if event not in target.events:
+                continue
+            delivery_id = uuid.uuid4().hex
+            body = json.dumps(
+                {"id": delivery_id, "event": event, "at": utcnow().isoformat(), "data": data},
+                ensure_ascii=False,
+                default=str,
+            ).encode()
+            try:
+                self._queue.put_nowait(
+                    Delivery(str(target.url), target.secret, event, body, delivery_id)
+                )
+                queued += 1
+            except asyncio.QueueFull:
+                self.dropped += 1
+                log.error("webhook queue full: dropped %s for %s", event, target.url)
+        return queued
+
+    # --- worker ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._worker is None:
+            self._worker = asyncio.create_task(self._run(), name="crm-webhooks")
+
+    async def _run(self) -> None:
+        while True:
+            delivery = await self._queue.get()
+            try:
+                await self._deliver(delivery)
+            except Exception:
+                log.exception("webhook worker error")
+            finally:
+                self._queue.task_done()
+
+    async def _post(self, d: Delivery) -> str:
+        """ "" on success, else a one-line error."""
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
+        timestamp = str(int(utcnow().timestamp()))
+        headers = {
+            "Content-Type": "application/json",
+            "X-CTI-Event": d.event,
+            "X-CTI-Delivery": d.delivery_id,
+            "X-CTI-Timestamp": timestamp,
+            "X-CTI-Signature": sign(d.secret, timestamp, d.body),
+        }
+        try:
+            async with self._session.post(
+                d.url,
+                data=d.body,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+                allow_redirects=False,
+            ) as resp:
+                await resp.content.read(4096)
+                if 200 <= resp.status < 300:
+                    return ""
+                return f"HTTP {resp.status}"
+        except TimeoutError:
+            return f"timeout after {self.timeout_s} s"
+        except aiohttp.ClientError as exc:
+            return f"{type(exc).__name__}: {exc}"
+
+    async def _deliver(self, d: Delivery) -> None:
+        error = ""
+        while d.attempts < self.attempts:
+            if d.attempts:
+                await asyncio.sleep(self.backoff_s * 2 ** (d.attempts - 1))
+            d.attempts += 1
+            error = await self._post(d)
+            if not error:
+                self.delivered += 1
+                return
+            log.warning(
+                "webhook %s to %s attempt %d/%d failed: %s",
+                d.event,
+                d.url,
+                d.attempts,
+                self.attempts,
+                error,
+            )
+        self.dead += 1
+        async with self.db.session() as session, session.begin():
+            session.add(
+                DeadLetter(
+                    url=clip_text(d.url, 2048),
+                    event=d.event,
+                    body=d.body.decode(),
+                    attempts=d.attempts,
+                    last_error=clip_text(error, 1024),
+                )
+            )
+        log.error("webhook %s to %s dead-lettered after %d attempts", d.event, d.url, d.attempts)
+
+    async def flush(self) -> None:
+        await self._queue.join()
+
+    async def stop(self) -> None:
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe.clear()
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+            self._worker = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # --- dead letters (admin) --------------------------------------------------------
+
+    async def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
+        async with self.db.session() as session:
+            rows = await session.scalars(
+                select(DeadLetter).order_by(DeadLetter.id.desc()).limit(limit)
+            )
+            return [
+                {
+                    "id": r.id,
+                    "url": r.url,
+                    "event": r.event,
+                    "attempts": r.attempts,
+                    "last_error": r.last_error,
+                    "created_at": r.created_at.isoformat(),
+                    "body": json.loads(r.body),
+                }
+                for r in rows
+            ]
+
+    async def retry_dead_letter(self, dead_id: int) -> bool:
+        """Queue a dead letter again (same body, same delivery id) and remove it."""
+        async with self.db.session() as session, session.begin():
+            row = await session.get(DeadLetter, dead_id)
+            if row is None:
+                return False
+            target = next((t for t in self.targets if str(t.url) == row.url), None)
+            if target is None:
+                return False
+            body = row.body.encode()
+            delivery_id = str(json.loads(row.body).get("id", uuid.uuid4().hex))
+            self._queue.put_nowait(Delivery(row.url, target.secret, row.event, body, delivery_id))
+            await session.execute(delete(DeadLetter).where(DeadLetter.id == dead_id))
+        return True
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "targets": [{"url": str(t.url), "events": list(t.events)} for t in self.targets],
+            "queued": self._queue.qsize(),
+            "delivered": self.delivered,
+            "dead": self.dead,
+            "dropped": self.dropped,
+        }

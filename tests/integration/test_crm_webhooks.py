@@ -1,0 +1,193 @@
+"""Outbound webhooks against a real local HTTP receiver (aiohttp on 127.0.0.1:0), and
+the external caller lookup against a real local HTTP server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from crm_bridge.config import CrmConfig, ExternalLookup
+from crm_bridge.directory import ExternalCrmLookup
+from crm_bridge.webhooks import WebhookDispatcher, verify
+from cti.bus import EventBus
+from cti.events import CallAnswered, CallOffered
+from cti.store.db import Database
+from tests.integration.test_crm_harness import crm_server
+
+SECRET = "s3cret-s3cret-s3cret"
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+
+@dataclass
+class Receiver:
+    url: str
+    fail_first: int = 0
+    delay_s: float = 0.0
+    status: int = 200
+    seen: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    rx = Receiver(url="")
+
+    async def hook(request: web.Request) -> web.Response:
+        rx.seen.append((dict(request.headers), await request.read()))
+        if rx.delay_s:
+            await asyncio.sleep(rx.delay_s)
+        if len(rx.seen) <= rx.fail_first:
+            return web.Response(status=500)
+        return web.Response(status=rx.status)
+
+    async def lookup(request: web.Request) -> web.Response:
+        rx.seen.append((dict(request.headers), request.query_string.encode()))
+        if request.query.get("number") == "+14155550100":
+            return web.json_response({"id": "ext-7", "name": "Ext Caller", "company": "Far Inc"})
+        if request.query.get("number") == "+14155550199":
+            await asyncio.sleep(5)
+        return web.json_response({"error": "unknown"}, status=404)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    app.router.add_get("/lookup", lookup)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    rx.url = f"http://127.0.0.1:{port}"
+    try:
+        yield rx
+    finally:
+        await runner.cleanup()
+
+
+def _config(rx: Receiver, **kw: Any) -> CrmConfig:
+    return CrmConfig.model_validate(
+        {
+            "webhooks": [{"url": rx.url + "/hook", "secret": SECRET, **kw}],
+            "webhook_attempts": 3,
+            "webhook_backoff_s": 0.05,
+            "webhook_timeout_s": 0.5,
+        }
+    )
+
+
+async def test_signed_and_retried_until_delivered(db: Database, receiver: Receiver) -> None:
+    receiver.fail_first = 2
+    bus = EventBus()
+    hooks = WebhookDispatcher(db, _config(receiver))
+    hooks.attach(bus)
+    await hooks.start()
+    try:
+        bus.publish(CallOffered("1.1", T0, "sales", "Local/100@agents", "agent1", "+8613800138000"))
+        await asyncio.wait_for(hooks.flush(), 10)
+    finally:
+        await hooks.stop()
+    assert len(receiver.seen) == 3
+    ids = {h["X-CTI-Delivery"] for h, _ in receiver.seen}
+    assert len(ids) == 1  # same delivery id on every retry
+    headers, body = receiver.seen[-1]
+    assert verify(SECRET, headers["X-CTI-Timestamp"], body, headers["X-CTI-Signature"])
+    assert not verify(
+        "wrong-secret-wrong", headers["X-CTI-Timestamp"], body, headers["X-CTI-Signature"]
+    )
+    assert not verify(SECRET, headers["X-CTI-Timestamp"], body + b" ", headers["X-CTI-Signature"])
+    payload = json.loads(body)
+    assert payload["event"] == "call.ringing"
+    assert payload["data"]["caller_num"] == "+8613800138000"
+    assert hooks.delivered == 1 and await hooks.dead_letters() == []
+
+
+async def test_dead_letter_visible_to_admin_and_retryable(db: Database, receiver: Receiver) -> None:
+    receiver.status = 503
+    section = _config(receiver).model_dump(mode="json")
+    async with crm_server(db, section) as crm:
+        crm.bus.publish(CallAnswered("1.2", T0, "sales", "Local/100@agents", "agent1", 3.5))
+        webhooks = crm.feature.services.webhooks  # type: ignore[union-attr]
+        await asyncio.wait_for(webhooks.flush(), 10)
+        assert len(receiver.seen) == 3
+        status, data = await crm.call("admin", "GET", "/api/v1/webhooks/dead-letters")
+        assert status == 200
+        [dead] = data["dead_letters"]
+        assert (dead["event"], dead["attempts"], dead["last_error"]) == (
+            "call.answered",
+            3,
+            "HTTP 503",
+        )
+        status, _ = await crm.call("sup", "GET", "/api/v1/webhooks/dead-letters")
+        assert status == 403
+        receiver.status = 200
+        status, _ = await crm.call(
+            "admin", "POST", f"/api/v1/webhooks/dead-letters/{dead['id']}/retry"
+        )
+        assert status == 200
+        await asyncio.wait_for(webhooks.flush(), 10)
+        assert len(receiver.seen) == 4
+        assert receiver.seen[-1][0]["X-CTI-Delivery"] == dead["body"]["id"]
+        status, data = await crm.call("admin", "GET", "/api/v1/webhooks/dead-letters")
+        assert data["dead_letters"] == []
+
+
+async def test_slow_receiver_never_slows_the_bus(db: Database, receiver: Receiver) -> None:
+    receiver.delay_s = 2.0  # longer than the 0.5 s timeout: every attempt times out
+    config = _config(receiver).model_copy(update={"webhook_queue_size": 5, "webhook_attempts": 1})
+    bus = EventBus()
+    hooks = WebhookDispatcher(db, config)
+    hooks.attach(bus)
+    await hooks.start()
+    try:
+        started = time.perf_counter()
+        for i in range(50):
+            bus.publish(CallOffered(f"2.{i}", T0, "q", "Local/1@a", "a", "100"))
+        elapsed = time.perf_counter() - started
+        assert elapsed < 0.2
+        assert hooks.dropped >= 40  # bounded queue: the overflow is dropped and counted
+    finally:
+        await hooks.stop()
+
+
+async def test_events_filter(db: Database, receiver: Receiver) -> None:
+    hooks = WebhookDispatcher(db, _config(receiver, events=["lead.assigned"]))
+    assert hooks.publish("call.ringing", {}) == 0
+    assert hooks.publish("lead.assigned", {"id": 1}) == 1
+
+
+async def test_external_lookup_with_timeout_and_cache(receiver: Receiver) -> None:
+    ext = ExternalCrmLookup(
+        ExternalLookup.model_validate(
+            {"url": receiver.url + "/lookup", "timeout_s": 0.3, "cache_ttl_s": 60}
+        )
+    )
+    try:
+        card = await ext.lookup("+14155550100")
+        assert card is not None and (card.name, card.company) == ("Ext Caller", "Far Inc")
+        assert await ext.lookup("+14155550100") == card
+        assert len(receiver.seen) == 1  # cached
+        assert await ext.lookup("+14155550111") is None
+        started = time.perf_counter()
+        assert await ext.lookup("+14155550199") is None  # hangs: timed out
+        assert time.perf_counter() - started < 1.5
+        started = time.perf_counter()
+        assert await ext.lookup("+14155550199") is None  # the miss is cached too
+        assert time.perf_counter() - started < 0.1
+    finally:
+        await ext.close()
+
+
+async def test_directory_falls_back_to_external(db: Database, receiver: Receiver) -> None:
+    section = {"external_lookup": {"url": receiver.url + "/lookup", "timeout_s": 1}}
+    async with crm_server(db, section) as crm:
+        directory = crm.services.customer_directory
+        assert directory is not None
+        card = await directory.lookup_number("+14155550100")
+        assert card is not None and card.name == "Ext Caller" and card.customer_id == 0
+        assert await directory.lookup_number("+14155550111") is None
