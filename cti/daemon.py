@@ -20,6 +20,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy import func, select
 
+from cti.agi.server import FastAgiServer
 from cti.ami.client import AmiClient
 from cti.ami.protocol import Message
 from cti.bus import EventBus
@@ -90,6 +91,7 @@ class Daemon:
         self._connected_once = False
         self._stopping = asyncio.Event()
         self.http_port: int | None = None
+        self.agi = FastAgiServer(settings.agi.host, settings.agi.port)
 
     # --- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -108,10 +110,12 @@ class Daemon:
             settings=self.settings, bus=self.bus, db=self.db, ami=self.ami, app=app,
             registry=self.metrics.registry, services=self.services, calls=self.model,
             hub=self.hub,
+            agi=self.agi,
         )  # fmt: skip
         for feature in self.features:
             feature.setup(ctx)
         await self._start_http(app)
+        await self.agi.start()
         for feature in self.features:
             await feature.start()
         self._tasks.append(asyncio.create_task(self._expire_loop(), name="cti-expire"))
@@ -133,6 +137,7 @@ class Daemon:
                 await feature.stop()
             except Exception:
                 log.exception("feature %s failed to stop", feature.name)
+        await self.agi.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -10,7 +10,7 @@ each other only through domain events on the bus and the small service Protocols
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Protocol, TypeVar
 
@@ -18,6 +18,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, ValidationError
 
+from cti.agi.server import AgiRouter, FastAgiServer
 from cti.ami.client import AmiClient
 from cti.bus import EventBus
 from cti.calls.model import CallModel
@@ -41,6 +42,8 @@ class FeatureContext:
     services: Services
     calls: CallModel
     hub: WsHub  # websocket pushes to desktops / wallboards (cti.web.ws)
+    # FastAGI routes (the daemon's server; a fresh unstarted one when built elsewhere)
+    agi: AgiRouter = field(default_factory=FastAgiServer)
 
     def section(self, name: str, model: type[M]) -> M:
         """The feature's own ``[name]`` config section, validated by ``model``."""

@@ -1,0 +1,79 @@
+"""Prompts Asterisk can play: recorded files as they are, texts spoken by espeak-ng.
+
+A text prompt is rendered once (espeak-ng -> pydub -> 8 kHz mono 16-bit WAV, the format
+``format_wav`` plays without transcoding) into ``prompt_dir`` under the SHA-256 of what
+determines the sound (voice, speed, text), so a reload re-renders only what changed and
+identical texts share a file. Asterisk plays it by the same name under
+``prompt_dir_asterisk`` (the directory as Asterisk sees it, e.g. inside its chroot).
+espeak-ng gets the text as an argument list (no shell): the text is admin data, but even
+so nothing is interpreted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import tempfile
+import warnings
+from pathlib import Path
+
+from ivr.menus import Prompt
+
+__all__ = ["PromptError", "PromptStore"]
+
+ESPEAK = "espeak-ng"
+RENDER_TIMEOUT_S = 30
+
+
+class PromptError(RuntimeError):
+    pass
+
+
+class PromptStore:
+    def __init__(self, host_dir: Path, asterisk_dir: str) -> None:
+        self.host_dir = host_dir
+        self.asterisk_dir = asterisk_dir.rstrip("/")
+
+    @staticmethod
+    def key(prompt: Prompt) -> str:
+        material = f"espeak-ng\0{prompt.voice}\0{prompt.speed}\0{prompt.text}".encode()
+        return hashlib.sha256(material).hexdigest()[:40]
+
+    def playable(self, prompt: Prompt) -> str:
+        """What STREAM FILE / GET DATA get for this prompt (no extension)."""
+        if prompt.file is not None:
+            return prompt.file
+        return f"{self.asterisk_dir}/{self.key(prompt)}"
+
+    def render(self, prompt: Prompt) -> Path | None:
+        """Make sure a text prompt's file exists (blocking: run in a thread)."""
+        if prompt.text is None:
+            return None
+        target = self.host_dir / f"{self.key(prompt)}.wav"
+        if target.exists():
+            return target
+        self.host_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="cti-tts-") as tmp:
+            raw = Path(tmp) / "raw.wav"
+            try:
+                subprocess.run(
+                    [ESPEAK, "-v", prompt.voice, "-s", str(prompt.speed), "-w", str(raw),
+                     "--", prompt.text],
+                    check=True, capture_output=True, timeout=RENDER_TIMEOUT_S,
+                )  # fmt: skip
+            except (OSError, subprocess.SubprocessError) as exc:
+                raise PromptError(f"espeak-ng failed for voice {prompt.voice!r}: {exc}") from exc
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # pydub's audioop on 3.11
+                from pydub import AudioSegment
+
+                sound = AudioSegment.from_wav(raw)
+                sound = sound.set_frame_rate(8000).set_channels(1).set_sample_width(2)
+                part = Path(tmp) / "out.wav"
+                sound.export(part, format="wav")
+            tmp_target = target.with_suffix(f".{os.getpid()}.tmp")
+            tmp_target.write_bytes(part.read_bytes())
+            tmp_target.chmod(0o644)
+            tmp_target.replace(target)  # atomic: Asterisk never sees half a file
+        return target

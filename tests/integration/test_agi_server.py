@@ -1,0 +1,160 @@
+"""The FastAGI server over real sockets: routing, arguments, hang-up, and hostile peers
+(half-open, slow header, garbage, oversize) that must never block the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from cti.agi.server import AgiChannelGone, AgiSession, FastAgiServer
+
+
+def header(route: str, *args: str) -> bytes:
+    lines = [
+        "agi_network: yes",
+        f"agi_network_script: {route}",
+        f"agi_request: agi://127.0.0.1/{route}",
+        "agi_channel: PJSIP/trunk-00000001",
+        "agi_callerid: 13800138000",
+    ]
+    lines += [f"agi_arg_{i}: {a}" for i, a in enumerate(args, 1)]
+    return ("\n".join(lines) + "\n\n").encode()
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, tuple[str, ...]]] = []
+        self.gone = asyncio.Event()
+        self.responses: list[str] = []
+
+    async def handler(self, agi: AgiSession) -> None:
+        self.seen.append((agi.request.script, agi.args))
+        try:
+            r = await agi.command("GET VARIABLE", "CTI_X")
+            self.responses.append(r.data)
+            await agi.get_data("beep", 1000, 1)
+        except AgiChannelGone:
+            self.gone.set()
+            raise
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[tuple[FastAgiServer, Recorder]]:
+    rec = Recorder()
+    srv = FastAgiServer("127.0.0.1", 0, header_timeout=0.5, command_timeout=2.0)
+    srv.add_route("ivr", rec.handler)
+    await srv.start()
+    yield srv, rec
+    await srv.stop()
+
+
+async def open_(srv: FastAgiServer) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection("127.0.0.1", srv.port)
+
+
+async def closed_by_server(reader: asyncio.StreamReader, within: float) -> bool:
+    try:
+        data = await asyncio.wait_for(reader.read(100), within)
+    except TimeoutError:
+        return False
+    except ConnectionError:
+        return True
+    return data == b""
+
+
+async def loop_latency() -> float:
+    t = time.monotonic()
+    await asyncio.sleep(0.01)
+    return time.monotonic() - t
+
+
+async def test_route_args_commands_and_hangup(server: tuple[FastAgiServer, Recorder]) -> None:
+    srv, rec = server
+    reader, writer = await open_(srv)
+    writer.write(header("ivr", "4008001234", "t-1"))
+    assert await reader.readline() == b"GET VARIABLE CTI_X\n"
+    writer.write(b"200 result=1 (hello world)\n")
+    assert await reader.readline() == b"GET DATA beep 1000 1\n"
+    writer.write(b"HANGUP\n200 result=-1\n")
+    await asyncio.wait_for(rec.gone.wait(), 2)
+    assert rec.seen == [("ivr", ("4008001234", "t-1"))]
+    assert rec.responses == ["hello world"]
+    assert await closed_by_server(reader, 2)
+    writer.close()
+
+
+async def test_unknown_route_is_closed(server: tuple[FastAgiServer, Recorder]) -> None:
+    srv, rec = server
+    reader, writer = await open_(srv)
+    writer.write(header("nope"))
+    assert await closed_by_server(reader, 2)
+    assert rec.seen == []
+    writer.close()
+
+
+async def test_half_open_and_slow_header_are_cut_without_blocking(
+    server: tuple[FastAgiServer, Recorder],
+) -> None:
+    srv, _rec = server
+    silent = [await open_(srv) for _ in range(20)]
+    slow = [await open_(srv) for _ in range(20)]
+    for _, w in slow:
+        w.write(b"agi_network: yes\n")  # one header line, then nothing (panoramisk spins here)
+    t0 = time.monotonic()
+    assert await loop_latency() < 0.2
+    for r, _ in silent + slow:
+        assert await closed_by_server(r, 2)
+    assert time.monotonic() - t0 < 2.0
+    for _, w in silent + slow:
+        w.close()
+    # a proper client still gets served afterwards
+    reader, writer = await open_(srv)
+    writer.write(header("ivr"))
+    assert await reader.readline() == b"GET VARIABLE CTI_X\n"
+    writer.close()
+    assert srv.rejected >= 40
+
+
+async def test_one_line_then_close_does_not_spin(server: tuple[FastAgiServer, Recorder]) -> None:
+    srv, _ = server
+    for _ in range(10):
+        _, w = await open_(srv)
+        w.write(b"agi_network: yes\n")
+        await w.drain()
+        w.close()
+    t0 = time.process_time()
+    await asyncio.sleep(0.3)
+    assert time.process_time() - t0 < 0.15  # no busy loop
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"\x00\x01\x02\xff\n", b"agi_x: " + b"a" * 70000],
+)
+async def test_garbage_and_oversize_are_closed(
+    server: tuple[FastAgiServer, Recorder], payload: bytes
+) -> None:
+    srv, rec = server
+    reader, writer = await open_(srv)
+    writer.write(payload)
+    assert await closed_by_server(reader, 1.0)  # well before the header timeout would matter
+    assert rec.seen == []
+    writer.close()
+
+
+async def test_command_timeout_frees_the_handler(server: tuple[FastAgiServer, Recorder]) -> None:
+    srv, _rec = server
+    reader, writer = await open_(srv)
+    writer.write(header("ivr"))
+    assert await reader.readline() == b"GET VARIABLE CTI_X\n"
+    # never answer: the server gives up after command_timeout (2 s) and closes
+    assert await closed_by_server(reader, 4)
+    writer.close()
+
+
+def test_header_timeout_is_bounded() -> None:
+    with pytest.raises(ValueError):
+        FastAgiServer(header_timeout=30)
