@@ -1,0 +1,331 @@
+"""The live model of queues, members (agents' interfaces) and waiting callers.
+
+Fed with AMI messages (:meth:`LiveModel.handle`) and rebuilt wholesale from a
+``QueueStatus`` snapshot (:meth:`LiveModel.resync`) after every (re)connect. I/O-free.
+
+Event order is never assumed: every member and every queue entry remembers the time of
+the last event applied to it, and an event older than that is ignored; a removal (member
+removed, caller left) leaves a tombstone so a late "added"/"joined" cannot resurrect it.
+Member events carry the full membership (penalty, paused, reason), so applying the
+newest one is enough.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from cti.calls.model import event_time
+
+__all__ = ["HANDLED_EVENTS", "Entry", "LiveModel", "Member", "QueueLive"]
+
+_MEMBER_EVENTS = frozenset(
+    {"QueueMemberStatus", "QueueMemberAdded", "QueueMemberPause", "QueueMemberPenalty",
+     "QueueMemberRinginuse"}
+)  # fmt: skip
+_CALL_EVENTS = frozenset(
+    {"AgentCalled", "AgentConnect", "AgentComplete", "AgentRingNoAnswer", "AgentDump"}
+)
+HANDLED_EVENTS = (
+    _MEMBER_EVENTS
+    | _CALL_EVENTS
+    | {"QueueMemberRemoved", "QueueCallerJoin", "QueueCallerLeave", "QueueCallerAbandon"}
+    | {"Hold", "Unhold"}
+)
+#: How long tombstones are kept (late events older than this are not expected).
+TOMBSTONE_TTL = timedelta(minutes=5)
+
+
+def _int(value: str | None, default: int = 0) -> int:
+    try:
+        return int(value or default)
+    except ValueError:
+        return default
+
+
+@dataclass
+class Member:
+    queue: str
+    interface: str
+    name: str = ""
+    penalty: int = 0
+    paused: bool = False
+    paused_reason: str = ""
+    dynamic: bool = True
+    device_status: int = 0
+    calls_taken: int = 0
+    # observed state: idle | ringing | on_call | on_hold | wrapup
+    state: str = "idle"
+    state_since: datetime | None = None
+    linkedid: str = ""
+    wrapup_until: datetime | None = None
+    updated_at: datetime | None = None
+
+    def snapshot(self, now: datetime) -> dict[str, object]:
+        state = self.state
+        if state == "wrapup" and (self.wrapup_until is None or now >= self.wrapup_until):
+            state = "idle"
+        return {
+            "interface": self.interface,
+            "name": self.name,
+            "penalty": self.penalty,
+            "paused": self.paused,
+            "paused_reason": self.paused_reason,
+            "dynamic": self.dynamic,
+            "calls_taken": self.calls_taken,
+            "state": state,
+            "linkedid": self.linkedid,
+        }
+
+
+@dataclass
+class Entry:
+    uniqueid: str
+    linkedid: str
+    channel: str
+    queue: str
+    joined_at: datetime
+    caller_num: str = ""
+    position: int = 0
+    ringing: set[str] = field(default_factory=set)
+    updated_at: datetime | None = None
+
+    def snapshot(self, now: datetime) -> dict[str, object]:
+        return {
+            "uniqueid": self.uniqueid,
+            "linkedid": self.linkedid,
+            "channel": self.channel,
+            "caller_num": self.caller_num,
+            "position": self.position,
+            "wait_s": round(max(0.0, (now - self.joined_at).total_seconds()), 1),
+            "ringing": sorted(self.ringing),
+        }
+
+
+@dataclass
+class QueueLive:
+    name: str
+    strategy: str = ""
+    wrapup_s: int = 0
+    members: dict[str, Member] = field(default_factory=dict)  # by interface
+    entries: dict[str, Entry] = field(default_factory=dict)  # by caller Uniqueid
+    completed: int = 0
+    abandoned: int = 0
+
+    def snapshot(self, now: datetime) -> dict[str, object]:
+        entries = sorted(self.entries.values(), key=lambda e: (e.position, e.joined_at))
+        return {
+            "name": self.name,
+            "strategy": self.strategy,
+            "members": [m.snapshot(now) for _, m in sorted(self.members.items())],
+            "entries": [e.snapshot(now) for e in entries],
+            "completed": self.completed,
+            "abandoned": self.abandoned,
+        }
+
+
+class LiveModel:
+    def __init__(self) -> None:
+        self.queues: dict[str, QueueLive] = {}
+        #: queue -> wrap-up seconds from the configuration (app_queue's events do not
+        #: carry the queue's value; a member's own Wrapuptime, when set, wins)
+        self.wrapup_config: dict[str, int] = {}
+        # (queue, interface) / uniqueid -> when removed
+        self._gone_members: dict[tuple[str, str], datetime] = {}
+        self._gone_entries: dict[str, datetime] = {}
+
+    def queue(self, name: str) -> QueueLive:
+        q = self.queues.get(name)
+        if q is None:
+            q = self.queues[name] = QueueLive(name)
+        return q
+
+    # --- ingest ---------------------------------------------------------------------------
+    def handle(self, msg: Mapping[str, str], now: datetime) -> None:
+        name = msg.get("Event")
+        if name not in HANDLED_EVENTS:
+            return
+        at = event_time(msg, now)
+        if name in ("Hold", "Unhold"):
+            self._hold(msg, at, name == "Hold")
+            return
+        qname = msg.get("Queue", "")
+        if not qname:
+            return
+        if name in _MEMBER_EVENTS:
+            self._member_update(qname, msg, at)
+        elif name == "QueueMemberRemoved":
+            self._member_removed(qname, msg, at)
+        elif name == "QueueCallerJoin":
+            self._caller_join(qname, msg, at)
+        elif name in ("QueueCallerLeave", "QueueCallerAbandon"):
+            self._caller_gone(qname, msg, at, abandoned=name == "QueueCallerAbandon")
+        else:
+            self._agent_call(name, qname, msg, at)
+
+    def _interface(self, msg: Mapping[str, str]) -> str:
+        return msg.get("Interface") or msg.get("Location") or msg.get("DestChannel", "")
+
+    def _member_update(self, qname: str, msg: Mapping[str, str], at: datetime) -> None:
+        iface = self._interface(msg)
+        if not iface:
+            return
+        gone = self._gone_members.get((qname, iface))
+        if gone is not None:
+            if at <= gone:
+                return
+            del self._gone_members[(qname, iface)]
+        q = self.queue(qname)
+        m = q.members.get(iface)
+        if m is None:
+            m = q.members[iface] = Member(qname, iface)
+        elif m.updated_at is not None and at < m.updated_at:
+            return
+        m.updated_at = at
+        m.name = msg.get("MemberName", m.name) or m.name
+        m.penalty = _int(msg.get("Penalty"), m.penalty)
+        if "Paused" in msg:
+            m.paused = msg.get("Paused") == "1"
+        m.paused_reason = msg.get("PausedReason", m.paused_reason) if m.paused else ""
+        m.dynamic = msg.get("Membership", "dynamic") != "static"
+        m.device_status = _int(msg.get("Status"), m.device_status)
+        m.calls_taken = _int(msg.get("CallsTaken"), m.calls_taken)
+        if msg.get("Wrapuptime"):
+            q.wrapup_s = _int(msg.get("Wrapuptime"), q.wrapup_s)
+
+    def _member_removed(self, qname: str, msg: Mapping[str, str], at: datetime) -> None:
+        iface = self._interface(msg)
+        q = self.queue(qname)
+        m = q.members.get(iface)
+        if m is not None and m.updated_at is not None and at < m.updated_at:
+            return
+        q.members.pop(iface, None)
+        self._gone_members[(qname, iface)] = at
+
+    def _caller_join(self, qname: str, msg: Mapping[str, str], at: datetime) -> None:
+        uid = msg.get("Uniqueid", "")
+        if not uid or uid in self._gone_entries:
+            return
+        q = self.queue(qname)
+        e = q.entries.get(uid)
+        if e is None:
+            e = q.entries[uid] = Entry(
+                uid, msg.get("Linkedid", uid), msg.get("Channel", ""), qname, at
+            )
+        e.joined_at = min(e.joined_at, at)
+        e.caller_num = msg.get("CallerIDNum", e.caller_num)
+        e.position = _int(msg.get("Position"), e.position)
+
+    def _caller_gone(
+        self, qname: str, msg: Mapping[str, str], at: datetime, *, abandoned: bool
+    ) -> None:
+        uid = msg.get("Uniqueid", "")
+        q = self.queue(qname)
+        if q.entries.pop(uid, None) is not None or uid not in self._gone_entries:
+            if abandoned:
+                q.abandoned += 1
+        self._gone_entries[uid] = at
+        for m in q.members.values():
+            if m.state == "ringing" and m.linkedid == msg.get("Linkedid"):
+                m.state, m.linkedid = "idle", ""
+
+    def _agent_call(self, name: str, qname: str, msg: Mapping[str, str], at: datetime) -> None:
+        iface = self._interface(msg)
+        q = self.queue(qname)
+        m = q.members.get(iface)
+        linkedid = msg.get("Linkedid", "")
+        entry = q.entries.get(msg.get("Uniqueid", ""))
+        if m is None:
+            return
+        if m.state_since is not None and at < m.state_since:
+            return
+        if name == "AgentCalled":
+            if entry is not None:
+                entry.ringing.add(iface)
+            m.state, m.linkedid = "ringing", linkedid
+        elif name == "AgentConnect":
+            if entry is not None:
+                entry.ringing.clear()
+            m.state, m.linkedid = "on_call", linkedid
+        elif name == "AgentComplete":
+            q.completed += 1
+            m.calls_taken += 1
+            m.linkedid = ""
+            wrapup = q.wrapup_s or self.wrapup_config.get(qname, 0)
+            if wrapup > 0:
+                m.state = "wrapup"
+                m.wrapup_until = at + timedelta(seconds=wrapup)
+            else:
+                m.state = "idle"
+        else:  # AgentRingNoAnswer, AgentDump
+            if entry is not None:
+                entry.ringing.discard(iface)
+            if m.linkedid == linkedid:
+                m.state, m.linkedid = "idle", ""
+        m.state_since = at
+
+    def _hold(self, msg: Mapping[str, str], at: datetime, held: bool) -> None:
+        linkedid = msg.get("Linkedid", "")
+        for q in self.queues.values():
+            for m in q.members.values():
+                if m.linkedid == linkedid and m.state in ("on_call", "on_hold"):
+                    m.state = "on_hold" if held else "on_call"
+                    m.state_since = at
+
+    # --- snapshot rebuild -----------------------------------------------------------------
+    def resync(self, items: Sequence[Mapping[str, str]], now: datetime) -> None:
+        """Replace everything with Asterisk's ``QueueStatus`` answer."""
+        old = self.queues
+        self.queues = {}
+        self._gone_members.clear()
+        self._gone_entries.clear()
+        for item in items:
+            kind = item.get("Event")
+            qname = item.get("Queue", "")
+            if not qname:
+                continue
+            q = self.queue(qname)
+            if kind == "QueueParams":
+                q.strategy = item.get("Strategy", "")
+                q.completed = _int(item.get("Completed"))
+                q.abandoned = _int(item.get("Abandoned"))
+            elif kind == "QueueMember":
+                iface = item.get("Location") or item.get("StateInterface", "")
+                prev = old.get(qname, QueueLive(qname)).members.get(iface)
+                m = q.members[iface] = Member(
+                    qname, iface, item.get("Name", ""), _int(item.get("Penalty")),
+                    item.get("Paused") == "1", item.get("PausedReason", ""),
+                    item.get("Membership", "dynamic") != "static",
+                    _int(item.get("Status")), _int(item.get("CallsTaken")),
+                )  # fmt: skip
+                m.updated_at = now
+                if item.get("InCall") == "1":
+                    m.state = "on_call"
+                    m.linkedid = prev.linkedid if prev is not None else ""
+                elif _int(item.get("Status")) == 6:  # AST_DEVICE_RINGING
+                    m.state = "ringing"
+                if not m.paused:
+                    m.paused_reason = ""
+                q.wrapup_s = _int(item.get("Wrapuptime"), q.wrapup_s)
+            elif kind == "QueueEntry":
+                uid = item.get("Uniqueid", "")
+                wait = _int(item.get("Wait"))
+                q.entries[uid] = Entry(
+                    uid, item.get("Linkedid", uid), item.get("Channel", ""), qname,
+                    now - timedelta(seconds=wait), item.get("CallerIDNum", ""),
+                    _int(item.get("Position")), updated_at=now,
+                )  # fmt: skip
+
+    def expire(self, now: datetime) -> None:
+        """Forget tombstones older than :data:`TOMBSTONE_TTL`."""
+        limit = now - TOMBSTONE_TTL
+        self._gone_members = {k: v for k, v in self._gone_members.items() if v > limit}
+        self._gone_entries = {k: v for k, v in self._gone_entries.items() if v > limit}
+
+    # --- views ----------------------------------------------------------------------------
+    def snapshot(self, now: datetime) -> list[dict[str, object]]:
+        return [q.snapshot(now) for _, q in sorted(self.queues.items())]
+
+    def members_named(self, name: str) -> list[Member]:
+        return [m for q in self.queues.values() for m in q.members.values() if m.name == name]

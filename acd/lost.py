@@ -1,0 +1,126 @@
+"""Lost callers: every caller who left a queue unanswered (abandoned or timed out) goes
+on a list that closes itself when a later call from that number is answered.
+
+The bus handler only enqueues (the bus is synchronous); one worker writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from acd.models import LostCallerRow
+from cti.events import CallCompleted, CallRecord
+from cti.phone import normalize
+from cti.store.db import Database
+from cti.store.models import clip_text
+
+__all__ = ["LOST_DISPOSITIONS", "LostCallers"]
+
+log = logging.getLogger(__name__)
+
+LOST_DISPOSITIONS = frozenset({"abandoned", "timeout"})
+_QUEUE_MAX = 10_000
+
+
+def caller_key(num: str, region: str) -> str:
+    """The number lost callers are matched on: E.164 when possible, else the digits."""
+    return normalize(num, region) or clip_text("".join(c for c in num if c.isdigit()), 64)
+
+
+class LostCallers:
+    def __init__(self, db: Database, region: str) -> None:
+        self._db = db
+        self._region = region
+        self._queue: asyncio.Queue[CallRecord] = asyncio.Queue(_QUEUE_MAX)
+        self._task: asyncio.Task[None] | None = None
+        self.dropped = 0
+
+    def on_completed(self, event: CallCompleted) -> None:
+        rec = event.record
+        if not rec.queue and rec.disposition != "answered":
+            return
+        try:
+            self._queue.put_nowait(rec)
+        except asyncio.QueueFull:
+            self.dropped += 1
+            log.error("lost-caller queue full: %s not considered", rec.linkedid)
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="acd-lost-callers")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            await self.flush(timeout=2)
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def flush(self, timeout: float = 5) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._queue.join()
+
+    async def _run(self) -> None:
+        while True:
+            rec = await self._queue.get()
+            try:
+                await self.apply(rec)
+            except Exception:
+                log.exception("lost-caller bookkeeping failed for %s", rec.linkedid)
+            finally:
+                self._queue.task_done()
+
+    async def apply(self, rec: CallRecord) -> None:
+        key = caller_key(rec.caller_num, self._region)
+        if not key:
+            return
+        if rec.disposition in LOST_DISPOSITIONS and rec.queue:
+            async with self._db.session() as s:
+                try:
+                    async with s.begin():
+                        s.add(
+                            LostCallerRow(
+                                linkedid=clip_text(rec.linkedid, 64),
+                                caller_num=clip_text(rec.caller_num, 64),
+                                caller_key=key,
+                                caller_name=clip_text(rec.caller_name, 128),
+                                queue=clip_text(rec.queue, 64),
+                                reason=rec.disposition,
+                                wait_s=rec.wait_s,
+                                lost_at=rec.ended_at,
+                            )
+                        )
+                except IntegrityError:
+                    pass  # the same call written twice (AMI then recovery)
+        elif rec.disposition == "answered":
+            await self.close_number(key, rec, "answered")
+
+    async def close_number(self, key: str, rec: CallRecord, by: str) -> None:
+        at = rec.answered_at or rec.ended_at
+        async with self._db.session() as s, s.begin():
+            await s.execute(
+                update(LostCallerRow)
+                .where(
+                    LostCallerRow.caller_key == key,
+                    LostCallerRow.closed_at.is_(None),
+                    LostCallerRow.lost_at <= at,
+                    LostCallerRow.linkedid != rec.linkedid,
+                )
+                .values(closed_at=at, closed_by=by, closed_linkedid=clip_text(rec.linkedid, 64))
+            )
+
+    async def open_for(self, num: str) -> list[int]:
+        key = caller_key(num, self._region)
+        async with self._db.session() as s:
+            rows = await s.execute(
+                select(LostCallerRow.id).where(
+                    LostCallerRow.caller_key == key, LostCallerRow.closed_at.is_(None)
+                )
+            )
+            return [r[0] for r in rows]

@@ -1,0 +1,272 @@
+"""REST routes of the ACD (all under /api/v1/acd, bearer token required by the app).
+
+Roles: any token reads queues and the lost-caller list; an agent changes only its own
+status (token name == agent name); a supervisor changes anyone's and reads everything;
+an admin configures queues and agents.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+
+from acd import store
+from acd.service import AcdService, AgentNotFound, OperationRefused
+from cti.ami.actions import AmiActionError
+from cti.ami.client import NotConnected
+from cti.web.app import PRINCIPAL, ROLES_ORDER, json_error, require_role
+
+__all__ = ["SERVICE", "add_routes"]
+
+SERVICE = web.AppKey("acd_service", AcdService)
+_MAX_BODY = 64 * 1024
+_MAX_DEVICES = 8
+_MAX_SKILLS = 64
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if request.content_length is not None and request.content_length > _MAX_BODY:
+        raise web.HTTPRequestEntityTooLarge(max_size=_MAX_BODY, actual_size=request.content_length)
+    raw = await request.content.read(_MAX_BODY + 1)
+    if len(raw) > _MAX_BODY:
+        raise web.HTTPBadRequest(reason="body too large")
+    try:
+        data = json.loads(raw or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise web.HTTPBadRequest(reason="body must be JSON") from None
+    if not isinstance(data, dict):
+        raise web.HTTPBadRequest(reason="body must be a JSON object")
+    return data
+
+
+def _svc(request: web.Request) -> AcdService:
+    return request.app[SERVICE]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def list_queues(request: web.Request) -> web.Response:
+    svc = _svc(request)
+    live = {q["name"]: q for q in svc.live.snapshot(_now())}
+    out = []
+    for q in await store.list_queues(svc.db):
+        d: dict[str, Any] = asdict(q)
+        d["live"] = live.get(q.name)
+        out.append(d)
+    return web.json_response({"queues": out})
+
+
+async def put_queue(request: web.Request) -> web.Response:
+    require_role(request, "admin")
+    name = request.match_info["name"]
+    try:
+        params = store.queue_params(name, await _body(request))
+    except store.ConfigInvalid as exc:
+        return json_error(400, str(exc))
+    svc = _svc(request)
+    await store.put_queue(svc.db, params)
+    applied = await _apply(svc)
+    return web.json_response({"name": name, "applied": applied})
+
+
+async def _apply(svc: AcdService) -> bool:
+    try:
+        return await svc.apply_queues()
+    except (NotConnected, TimeoutError, AmiActionError):
+        return False  # kept in the store; applied at the next AMI connect
+
+
+async def delete_queue(request: web.Request) -> web.Response:
+    require_role(request, "admin")
+    svc = _svc(request)
+    if not await store.delete_queue(svc.db, request.match_info["name"]):
+        return json_error(404, "no such queue")
+    await _apply(svc)
+    return web.json_response({"deleted": True})
+
+
+def _may_see_agent(request: web.Request, agent: str) -> None:
+    principal = request[PRINCIPAL]
+    if principal.name != agent and ROLES_ORDER.get(principal.role, -1) < ROLES_ORDER["supervisor"]:
+        raise web.HTTPForbidden(reason="agents may act only on themselves")
+
+
+async def list_agents(request: web.Request) -> web.Response:
+    require_role(request, "supervisor")
+    svc = _svc(request)
+    agents = await store.list_agents(svc.db)
+    now = _now()
+    for a in agents:
+        a["members"] = [
+            {"queue": m.queue, **m.snapshot(now)} for m in svc.live.members_named(a["name"])
+        ]
+    return web.json_response({"agents": agents})
+
+
+async def get_agent(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    _may_see_agent(request, name)
+    svc = _svc(request)
+    agent = await store.get_agent(svc.db, name)
+    if agent is None:
+        return json_error(404, "no such agent")
+    now = _now()
+    agent["members"] = [{"queue": m.queue, **m.snapshot(now)} for m in svc.live.members_named(name)]
+    return web.json_response(agent)
+
+
+async def put_agent(request: web.Request) -> web.Response:
+    require_role(request, "admin")
+    name = request.match_info["name"]
+    data = await _body(request)
+    try:
+        store.check_agent_name(name)
+        unknown = set(data) - {"display_name", "devices", "skills"}
+        if unknown:
+            raise store.ConfigInvalid(f"unknown agent field(s): {', '.join(sorted(unknown))}")
+        display = data.get("display_name", "")
+        if not isinstance(display, str) or len(display) > 128:
+            raise store.ConfigInvalid("display_name: a string of at most 128 characters")
+        devices_raw = data.get("devices", [])
+        if not isinstance(devices_raw, list) or len(devices_raw) > _MAX_DEVICES:
+            raise store.ConfigInvalid(f"devices: a list of at most {_MAX_DEVICES}")
+        devices = []
+        for d in devices_raw:
+            if not isinstance(d, dict):
+                raise store.ConfigInvalid("a device is an object {kind, address}")
+            devices.append(store.check_device(d.get("kind"), d.get("address")))
+        skills_raw = data.get("skills", {})
+        if not isinstance(skills_raw, dict) or len(skills_raw) > _MAX_SKILLS:
+            raise store.ConfigInvalid(f"skills: an object queue -> penalty (at most {_MAX_SKILLS})")
+        skills: dict[str, int] = {}
+        for queue, penalty in skills_raw.items():
+            store.check_queue_name(queue)
+            if type(penalty) is not int or not 0 <= penalty <= 1000:
+                raise store.ConfigInvalid("a penalty is an integer 0..1000")
+            skills[queue] = penalty
+    except store.ConfigInvalid as exc:
+        return json_error(400, str(exc))
+    svc = _svc(request)
+    await store.put_agent(svc.db, name, display, devices, skills)
+    try:
+        await svc.apply_skills(name)
+    except (NotConnected, TimeoutError, AmiActionError):
+        pass  # applied at the next AMI connect (resync)
+    return web.json_response(await store.get_agent(svc.db, name))
+
+
+async def delete_agent(request: web.Request) -> web.Response:
+    require_role(request, "admin")
+    svc = _svc(request)
+    name = request.match_info["name"]
+    agent = await store.get_agent(svc.db, name)
+    if agent is None:
+        return json_error(404, "no such agent")
+    if agent["status"] != "logged_out":
+        try:
+            await svc.set_status(name, "logged_out", by=request[PRINCIPAL].name)
+        except (NotConnected, TimeoutError, AmiActionError) as exc:
+            return json_error(503, f"Asterisk: {exc}")
+    await store.delete_agent(svc.db, name)
+    return web.json_response({"deleted": True})
+
+
+async def set_status(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    _may_see_agent(request, name)
+    data = await _body(request)
+    status, reason, device = data.get("status"), data.get("reason", ""), data.get("device", 0)
+    if not isinstance(status, str) or not isinstance(reason, str) or type(device) is not int:
+        return json_error(400, "status and reason are strings, device an integer")
+    try:
+        agent = await _svc(request).set_status(
+            name, status, reason, by=request[PRINCIPAL].name, device=device
+        )
+    except AgentNotFound:
+        return json_error(404, "no such agent")
+    except OperationRefused as exc:
+        return json_error(400, str(exc))
+    except (NotConnected, TimeoutError) as exc:
+        return json_error(503, f"Asterisk unreachable: {exc}")
+    except AmiActionError as exc:
+        return json_error(409, f"Asterisk refused: {exc}")
+    return web.json_response(agent)
+
+
+async def agent_history(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    _may_see_agent(request, name)
+    return web.json_response({"history": await store.status_history(_svc(request).db, name)})
+
+
+def _time_param(request: web.Request, key: str, default: datetime) -> datetime:
+    raw = request.query.get(key)
+    if not raw:
+        return default
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise web.HTTPBadRequest(reason=f"{key} must be an ISO 8601 date-time") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+async def pause_report(request: web.Request) -> web.Response:
+    require_role(request, "supervisor")
+    now = _now()
+    since = _time_param(request, "since", now - timedelta(days=1))
+    until = _time_param(request, "until", now)
+    report = await store.pause_time_by_reason(_svc(request).db, since, until)
+    return web.json_response(
+        {"since": since.isoformat(), "until": until.isoformat(), "pause_s": report}
+    )
+
+
+async def live(request: web.Request) -> web.Response:
+    require_role(request, "supervisor")
+    return web.json_response({"queues": _svc(request).live.snapshot(_now())})
+
+
+async def list_lost(request: web.Request) -> web.Response:
+    open_only = request.query.get("open", "1") not in ("0", "false", "no")
+    raw = request.query.get("limit", "100")
+    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+        return json_error(400, "limit must be between 1 and 1000")
+    rows = await store.list_lost(_svc(request).db, open_only=open_only, limit=int(raw))
+    return web.json_response({"lost_callers": rows})
+
+
+async def close_lost(request: web.Request) -> web.Response:
+    raw = request.match_info["id"]
+    if not raw.isdigit() or len(raw) > 12:
+        return json_error(400, "bad id")
+    data = await _body(request)
+    by = data.get("by", "called_back")
+    if by not in ("called_back", "manual"):
+        return json_error(400, "by must be called_back or manual")
+    if not await store.close_lost(_svc(request).db, int(raw), _now(), by):
+        return json_error(404, "no such open lost caller")
+    return web.json_response({"closed": True})
+
+
+def add_routes(app: web.Application, service: AcdService) -> None:
+    app[SERVICE] = service
+    r = app.router
+    r.add_get("/api/v1/acd/queues", list_queues)
+    r.add_put("/api/v1/acd/queues/{name}", put_queue)
+    r.add_delete("/api/v1/acd/queues/{name}", delete_queue)
+    r.add_get("/api/v1/acd/agents", list_agents)
+    r.add_get("/api/v1/acd/agents/{name}", get_agent)
+    r.add_put("/api/v1/acd/agents/{name}", put_agent)
+    r.add_delete("/api/v1/acd/agents/{name}", delete_agent)
+    r.add_post("/api/v1/acd/agents/{name}/status", set_status)
+    r.add_get("/api/v1/acd/agents/{name}/history", agent_history)
+    r.add_get("/api/v1/acd/reports/pause", pause_report)
+    r.add_get("/api/v1/acd/live", live)
+    r.add_get("/api/v1/acd/lost-callers", list_lost)
+    r.add_post("/api/v1/acd/lost-callers/{id}/close", close_lost)

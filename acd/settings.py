@@ -1,0 +1,34 @@
+"""The ``[acd]`` configuration section."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = ["AcdSettings"]
+
+
+class AcdSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    #: Host path of the Asterisk instance's configuration directory; the daemon writes
+    #: ``queues_cti.conf`` there (included by the shipped queues.conf). None: queue
+    #: parameters are kept in the store but not applied to Asterisk.
+    asterisk_etc_dir: Path | None = None
+    #: Pause reasons an agent may choose from.
+    pause_reasons: list[str] = Field(
+        default_factory=lambda: ["break", "lunch", "meeting", "training", "admin"]
+    )
+    #: The dialplan context of remote agents' mobile numbers (extensions_acd.conf).
+    remote_context: str = "cti-acd-remote"
+    #: How often waiting callers are checked for overflow.
+    overflow_check_s: float = Field(0.5, gt=0, le=10)
+
+    @field_validator("pause_reasons")
+    @classmethod
+    def _reasons(cls, v: list[str]) -> list[str]:
+        for r in v:
+            if not r or len(r) > 64 or not r.replace("_", "").replace("-", "").isalnum():
+                raise ValueError(f"pause reason {r!r}: 1-64 letters, digits, '-' or '_'")
+        return v
