@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from cti.calls.recorder import list_calls
 from cti.store.db import Database
 from cti.store.tokens import Principal, verify_token
+from cti.web.pages import STATIC_ROOT, add_pages
 from cti.web.ws import WsHub
 
 log = logging.getLogger(__name__)
@@ -128,6 +129,12 @@ async def list_calls_route(request: web.Request) -> web.Response:
     )
 
 
+async def whoami(request: web.Request) -> web.Response:
+    """Who the token speaks for: pages call this after sign-in."""
+    principal: Principal = request[PRINCIPAL]
+    return web.json_response({"name": principal.name, "role": principal.role})
+
+
 def create_app(deps: WebDeps) -> web.Application:
     app = web.Application(
         middlewares=[error_middleware, auth_middleware],
@@ -137,5 +144,7 @@ def create_app(deps: WebDeps) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/calls", list_calls_route)
+    app.router.add_get("/api/v1/me", whoami)
     app.router.add_get("/ws", deps.hub.handle)
+    add_pages(app, "/static/common", STATIC_ROOT / "common")
     return app

@@ -1,0 +1,1 @@
+"""Statistics: live wallboard figures and historical reports from queue_log."""

@@ -1,0 +1,1 @@
+"""The agent desktop: screen pops, the desktop page, click-to-call."""
