@@ -231,3 +231,30 @@ class IvrCallbackRequested(DomainEvent):
     number: str
     queue: str
     collected: tuple[tuple[str, str], ...] = ()
+
+
+# --- callbacks and outbound calls (acd publishes, desktop pops) -------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackOffered(DomainEvent):
+    """A callback request's turn came and ``agent`` is offered it (their desktop pops)."""
+
+    agent: str
+    at: datetime
+    callback_id: int
+    linkedid: str  # the original inbound call
+    number: str  # E.164 (or the raw number when it could not be normalised)
+    queue: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundCallStarted(DomainEvent):
+    """The system dials a customer for ``agent`` (click-to-call or a callback)."""
+
+    agent: str
+    at: datetime
+    linkedid: str  # the new call's
+    number: str
+    kind: str  # "click_to_call" | "callback"
+    callback_id: int | None = None
