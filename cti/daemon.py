@@ -10,7 +10,6 @@ Ordering that matters:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 from datetime import UTC, datetime, timedelta
@@ -34,6 +33,7 @@ from cti.services import Services
 from cti.store.db import Database
 from cti.store.migrate import upgrade
 from cti.store.models import Call as CallRow
+from cti.tasks import BackgroundTasks
 from cti.web.app import WebDeps, create_app
 from cti.web.ws import WsHub
 
@@ -85,7 +85,7 @@ class Daemon:
         self.hub = WsHub(self.db, allowed_origins=settings.http.allowed_origins)
         self.demo_enabled = demo
         self._runner: web.AppRunner | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks = BackgroundTasks("cti")
         self._disconnected_at: datetime | None = None
         self._startup_since: datetime | None = None
         self._connected_once = False
@@ -118,12 +118,12 @@ class Daemon:
         await self.agi.start()
         for feature in self.features:
             await feature.start()
-        self._tasks.append(asyncio.create_task(self._expire_loop(), name="cti-expire"))
+        self._tasks.spawn(self._expire_loop(), "expire")
         await self.ami.start()
         if self.demo_enabled:
             from cti.demo import DemoTraffic
 
-            self._tasks.append(asyncio.create_task(DemoTraffic(self.ami).run(), name="cti-demo"))
+            self._tasks.spawn(DemoTraffic(self.ami).run(), "demo")
         log.info("cti daemon started", extra={"http_port": self.http_port})
 
     async def stop(self) -> None:
@@ -138,12 +138,7 @@ class Daemon:
             except Exception:
                 log.exception("feature %s failed to stop", feature.name)
         await self.agi.stop()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
+        await self._tasks.stop()
         await self.ami.close()
         # calls already finished are in the recorder's queue: flush them
         for event in self.model.expire(utcnow() + timedelta(days=1)):
