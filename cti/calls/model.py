@@ -67,6 +67,8 @@ class Call:
     talk_s: float | None = None
     abandoned: bool = False
     left_queue: bool = False
+    # a QueueCallerLeave not (yet) explained by AgentConnect/Abandon: (queue, at, wait)
+    pending_leave: tuple[str, datetime, float] | None = None
     bridged_at: datetime | None = None
     closing_since: datetime | None = None
     last_cause: str = ""
@@ -147,6 +149,7 @@ class CallModel:
     ) -> None:
         self.inbound_contexts = frozenset(inbound_contexts)
         self.close_grace_s = close_grace_s
+        self.leave_grace_s = 1.0
         self.calls: dict[str, Call] = {}
         self._finished: dict[str, datetime] = {}  # linkedid -> when finalised (late events)
 
@@ -189,6 +192,7 @@ class CallModel:
                     (lg.ended_at for lg in call.legs.values() if lg.ended_at), default=at
                 )
         elif name == "QueueCallerJoin":
+            out.extend(self._timed_out(call))  # left the previous queue unanswered
             call.queue = msg.get("Queue", "")
             call.queued_at = at
             out.append(CallQueued(linkedid, at, call.queue, int(msg.get("Position", "0") or 0)))
@@ -203,6 +207,8 @@ class CallModel:
             call.queue = msg.get("Queue", "") or call.queue
             call.agent = msg.get("MemberName", "") or msg.get("Interface", "")
             call.answered_at = at
+            call.pending_leave = None
+            call.left_queue = False
             call.wait_s = _float(msg.get("HoldTime"))
             out.append(
                 CallAnswered(
@@ -226,11 +232,12 @@ class CallModel:
         elif name == "QueueCallerLeave":
             if call.answered_at is None and not call.abandoned:
                 call.left_queue = True
-                # a Leave without Connect/Abandon: timeout, exit key or leave-empty;
-                # queue_log says which (statistics read it there)
+                # Asterisk sends Leave *before* AgentConnect when an agent answers, so
+                # a Leave is a timeout (or exit key, leave-empty: queue_log says which)
+                # only once no AgentConnect followed within ``leave_grace_s``: expire()
                 wait = (at - call.queued_at).total_seconds() if call.queued_at else 0.0
                 call.wait_s = wait
-                out.append(CallTimedOut(linkedid, at, msg.get("Queue", ""), wait))
+                call.pending_leave = (msg.get("Queue", ""), at, wait)
         elif name == "BridgeEnter":
             if call.bridged_at is None and int(msg.get("BridgeNumChannels", "0") or 0) >= 2:
                 call.bridged_at = at
@@ -254,10 +261,23 @@ class CallModel:
                 call.caller_name = name
 
     # --- time -----------------------------------------------------------------------------
+    def _timed_out(self, call: Call) -> list[DomainEvent]:
+        if call.pending_leave is None:
+            return []
+        queue, at, wait = call.pending_leave
+        call.pending_leave = None
+        return [CallTimedOut(call.linkedid, at, queue, wait)]
+
     def expire(self, now: datetime) -> list[DomainEvent]:
-        """Finalise calls that have been closing for at least ``close_grace_s``."""
+        """Publish timeouts no AgentConnect explained, and finalise calls that have been
+        closing for at least ``close_grace_s``."""
         out: list[DomainEvent] = []
         for call in list(self.calls.values()):
+            if call.pending_leave is not None and (
+                (now - call.pending_leave[1]).total_seconds() >= self.leave_grace_s
+                or call.closing_since is not None
+            ):
+                out.extend(self._timed_out(call))
             since = call.closing_since
             if since is not None and (now - since).total_seconds() >= self.close_grace_s:
                 out.append(self._finalise(call, since, "ami"))

@@ -18,6 +18,7 @@ from cti.events import (
     CallOffered,
     CallQueued,
     CallRecord,
+    CallTimedOut,
     DomainEvent,
 )
 
@@ -151,3 +152,28 @@ def test_events_without_ids_or_unhandled_are_ignored() -> None:
         == []
     )
     assert not model.calls
+
+
+def test_leave_before_connect_is_not_a_timeout() -> None:
+    """Asterisk sends QueueCallerLeave before AgentConnect for an answered caller."""
+    model = CallModel()
+    now = datetime.now(UTC)
+    events: list[DomainEvent] = []
+    for msg in call_events("queue_answered.raw"):
+        events += model.handle(msg, now)
+    events += model.expire(LATER)
+    assert not [e for e in events if isinstance(e, CallTimedOut)]
+
+
+def test_leave_without_connect_times_out_after_the_grace() -> None:
+    model = CallModel()
+    t0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    base = {"Linkedid": "1.1", "Uniqueid": "1.1", "Channel": "Local/x-1;2", "Queue": "support"}
+    assert model.handle({**base, "Event": "QueueCallerJoin", "Position": "1"}, t0)
+    left = t0 + timedelta(seconds=30)
+    assert model.handle({**base, "Event": "QueueCallerLeave"}, left) == []
+    assert model.expire(left + timedelta(seconds=0.5)) == []  # an AgentConnect may follow
+    [timed_out] = model.expire(left + timedelta(seconds=1))
+    assert isinstance(timed_out, CallTimedOut)
+    assert (timed_out.queue, timed_out.at, timed_out.wait_s) == ("support", left, 30.0)
+    assert model.expire(left + timedelta(seconds=5)) == []  # once
