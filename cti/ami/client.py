@@ -102,10 +102,19 @@ class AmiClient:
 
     # --- registration ---------------------------------------------------------------------
 
-    def add_event_handler(self, handler: EventHandler) -> None:
+    def add_event_handler(self, handler: EventHandler, *, first: bool = False) -> None:
         """Call ``handler`` for every event (synchronously, in stream order: keep it fast).
-        Responses and the items of list actions go to their action, not here."""
-        self._event_handlers.append(handler)
+        Responses and the items of list actions go to their action, not here. ``first``
+        puts it before the handlers already registered (a latency probe, say)."""
+        if first:
+            self._event_handlers = [handler, *self._event_handlers]
+        else:
+            self._event_handlers = [*self._event_handlers, handler]
+
+    def remove_event_handler(self, handler: EventHandler) -> None:
+        """Stop calling ``handler`` (no error if it was not registered). Safe from inside
+        a handler: the list is replaced, never changed while being iterated."""
+        self._event_handlers = [h for h in self._event_handlers if h != handler]
 
     def add_connected_handler(self, handler: ConnectedHandler) -> None:
         """Await ``handler(is_reconnect)`` after each successful login, in registration
