@@ -16,9 +16,28 @@ from sqlalchemy.engine import Connection
 
 from cti.store.db import Database, to_async_url
 
-__all__ = ["SCRIPT_LOCATION", "alembic_config", "current", "heads", "upgrade"]
+__all__ = [
+    "SCRIPT_LOCATION",
+    "alembic_config",
+    "current",
+    "heads",
+    "include_object",
+    "upgrade",
+]
 
 SCRIPT_LOCATION = "cti:migrations"
+
+
+#: Suffix of indexes a migration creates only when the server supports them (PostgreSQL
+#: ``pg_trgm`` GIN indexes for CRM search): not in the models, never "missing".
+OPTIONAL_INDEX_SUFFIX = "_trgm"
+
+
+def include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    """Alembic's comparison filter: leave the optional server-side indexes alone."""
+    return not (type_ == "index" and reflected and (name or "").endswith(OPTIONAL_INDEX_SUFFIX))
 
 
 def alembic_config(url: str) -> Config:

@@ -3,6 +3,7 @@ daemon factory running against both, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
@@ -31,6 +32,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "acceptance" in str(item.fspath):
             item.add_marker(pytest.mark.asterisk)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _empty_cwd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Run in an empty directory: relative defaults (``var/ivr/menus.toml``: no menus, so
+    the IVR hands calls to the default queue at once) never meet what ``make up`` left in
+    the checkout's ``var/``."""
+    before = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    yield
+    os.chdir(before)
 
 
 @pytest.fixture(scope="session")

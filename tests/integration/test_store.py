@@ -15,14 +15,16 @@ from sqlalchemy.exc import StatementError
 
 from cti.features import load_features
 from cti.store.db import Database, StoreConfigError, to_async_url
-from cti.store.migrate import current, heads, upgrade
+from cti.store.migrate import current, heads, include_object, upgrade
 from cti.store.models import Base, Call, TextTooLongError
 
 T0 = datetime(2025, 3, 1, 9, 30, 0, 123456, tzinfo=UTC)
 
 
 def _diff(conn: Connection, metadata: MetaData) -> list[Any]:
-    ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+    ctx = MigrationContext.configure(
+        conn, opts={"compare_type": True, "include_object": include_object}
+    )
     return list(compare_metadata(ctx, metadata))
 
 
