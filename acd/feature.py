@@ -1,5 +1,6 @@
-"""The ACD feature: wiring of the live model, the agent service, lost callers, overflow
-and the REST routes into the daemon (registered under ``cti.features`` as ``acd``)."""
+"""The ACD feature: wiring of the live model, the agent service, lost callers, overflow,
+owner routing, callbacks, click-to-call, the agent's websocket status and the REST
+routes into the daemon (registered under ``cti.features`` as ``acd``)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,21 @@ import contextlib
 import logging
 from datetime import UTC, datetime
 
+from acd.agent_ws import AgentStatusChannel
+from acd.agi_routes import CALLBACK_ROUTE, OWNER_ROUTE, AcdAgi
+from acd.callbacks import Callbacks
 from acd.live import HANDLED_EVENTS, LiveModel
 from acd.lost import LostCallers
 from acd.notifier import AcdNotifier
+from acd.outbound import Dialer
+from acd.outbound_routes import add_outbound_routes
 from acd.routes import add_routes
 from acd.service import AcdService
 from acd.settings import AcdSettings
+from cti.ami.actions import AmiActionError
+from cti.ami.client import NotConnected
 from cti.ami.protocol import Message
-from cti.events import AmiConnected, CallCompleted
+from cti.events import AgentStatusChanged, AmiConnected, CallCompleted, IvrCallbackRequested
 from cti.features import FeatureContext
 
 __all__ = ["AcdFeature"]
@@ -31,18 +39,36 @@ class AcdFeature:
         self.live = LiveModel()
         self.service: AcdService | None = None
         self.lost: LostCallers | None = None
+        self.dialer: Dialer | None = None
+        self.callbacks: Callbacks | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._settings = AcdSettings()
 
     def setup(self, ctx: FeatureContext) -> None:
-        self._settings = ctx.section("acd", AcdSettings)
-        self.service = AcdService(ctx.db, ctx.ami, self.live, AcdNotifier(ctx.bus), self._settings)
-        self.lost = LostCallers(ctx.db, ctx.settings.site.default_region)
+        self._settings = s = ctx.section("acd", AcdSettings)
+        region = ctx.settings.site.default_region
+        notifier = AcdNotifier(ctx.bus)
+        self.service = AcdService(ctx.db, ctx.ami, self.live, notifier, s)
+        self.lost = LostCallers(ctx.db, region)
+        self.dialer = Dialer(
+            ctx.ami, agent_ring_s=s.agent_ring_s, customer_ring_s=s.customer_ring_s
+        )
+        self.callbacks = Callbacks(ctx.db, ctx.ami, self.dialer, notifier, self.lost, s, region)
+        service = self.service
+        self.callbacks.queue_exists = lambda q: service.queue_params(q) is not None
         ctx.ami.add_event_handler(self._on_ami_event)
         ctx.bus.subscribe(AmiConnected, self._on_ami_connected)
         ctx.bus.subscribe(CallCompleted, self.lost.on_completed)
+        ctx.bus.subscribe(IvrCallbackRequested, self.callbacks.on_ivr_request)
+        status_channel = AgentStatusChannel(ctx.hub, self.service)
+        status_channel.register()
+        ctx.bus.subscribe(AgentStatusChanged, status_channel.on_changed)
+        agi = AcdAgi(self.service, self.callbacks)
+        ctx.agi.add_route(OWNER_ROUTE, agi.owner)
+        ctx.agi.add_route(CALLBACK_ROUTE, agi.callback)
         ctx.services.extra["acd"] = self.service
         add_routes(ctx.app, self.service)
+        add_outbound_routes(ctx.app, self.callbacks, region)
 
     async def start(self) -> None:
         assert self.lost is not None and self.service is not None
@@ -57,24 +83,45 @@ class AcdFeature:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self.callbacks is not None and self.dialer is not None:
+            await self.callbacks.drain()
+            await self.dialer.drain()
         if self.lost is not None:
             await self.lost.stop()
 
     def _on_ami_event(self, msg: Message) -> None:
         if msg.event in HANDLED_EVENTS:
             self.live.handle(msg, datetime.now(UTC))
+        assert self.dialer is not None and self.callbacks is not None
+        self.dialer.handle(msg)
+        self.callbacks.handle(msg)
 
     def _on_ami_connected(self, _: AmiConnected) -> None:
-        assert self.service is not None
-        self._tasks.append(asyncio.create_task(self.service.resync(), name="acd-resync"))
+        self._tasks.append(asyncio.create_task(self._resync(), name="acd-resync"))
         self._tasks = [t for t in self._tasks if not t.done()]
 
+    async def _resync(self) -> None:
+        assert self.service is not None and self.callbacks is not None
+        await self.service.resync()
+        try:
+            _, channels = await self.service.ami.send_list_action("CoreShowChannels")
+        except (NotConnected, TimeoutError, AmiActionError) as exc:
+            log.warning("ACD callback resync failed: %s", exc)
+            return
+        queued = {u for q in self.live.queues.values() for u in q.entries}
+        await self.callbacks.resync(channels, queued)
+
     async def _overflow_loop(self) -> None:
-        assert self.service is not None
+        assert self.service is not None and self.callbacks is not None
+        ticks = 0
         while True:
             await asyncio.sleep(self._settings.overflow_check_s)
             try:
                 await self.service.check_overflow()
                 self.live.expire(datetime.now(UTC))
+                ticks += 1
+                if ticks * self._settings.overflow_check_s >= 1:  # callbacks once a second
+                    ticks = 0
+                    await self.callbacks.place_due()
             except Exception:
-                log.exception("ACD overflow check failed")
+                log.exception("ACD overflow/callback check failed")

@@ -193,6 +193,14 @@ class LiveModel:
         m.calls_taken = _int(msg.get("CallsTaken"), m.calls_taken)
         if msg.get("Wrapuptime"):
             q.wrapup_s = _int(msg.get("Wrapuptime"), q.wrapup_s)
+        if (
+            msg.get("InCall") == "0"
+            and m.state in ("on_call", "on_hold")
+            and (m.state_since is None or at > m.state_since)
+        ):
+            # app_queue sometimes emits no AgentComplete (seen on Asterisk 22 when both
+            # Local channels hang up at once); the member's InCall flag still drops
+            self._call_ended(q, m, at)
 
     def _member_removed(self, qname: str, msg: Mapping[str, str], at: datetime) -> None:
         iface = self._interface(msg)
@@ -251,18 +259,23 @@ class LiveModel:
         elif name == "AgentComplete":
             q.completed += 1
             m.calls_taken += 1
-            m.linkedid = ""
-            wrapup = q.wrapup_s or self.wrapup_config.get(qname, 0)
-            if wrapup > 0:
-                m.state = "wrapup"
-                m.wrapup_until = at + timedelta(seconds=wrapup)
-            else:
-                m.state = "idle"
+            if m.state in ("on_call", "on_hold") or m.linkedid == linkedid:
+                self._call_ended(q, m, at)
         else:  # AgentRingNoAnswer, AgentDump
             if entry is not None:
                 entry.ringing.discard(iface)
             if m.linkedid == linkedid:
                 m.state, m.linkedid = "idle", ""
+        m.state_since = at
+
+    def _call_ended(self, q: QueueLive, m: Member, at: datetime) -> None:
+        m.linkedid = ""
+        wrapup = q.wrapup_s or self.wrapup_config.get(q.name, 0)
+        if wrapup > 0:
+            m.state = "wrapup"
+            m.wrapup_until = at + timedelta(seconds=wrapup)
+        else:
+            m.state = "idle"
         m.state_since = at
 
     def _hold(self, msg: Mapping[str, str], at: datetime, held: bool) -> None:

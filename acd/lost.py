@@ -1,5 +1,8 @@
 """Lost callers: every caller who left a queue unanswered (abandoned or timed out) goes
-on a list that closes itself when a later call from that number is answered.
+on a list that closes itself when a later call from that number is answered, or when
+the number is reached by a callback or a click-to-call (:meth:`LostCallers.close_key`).
+Calls the ACD places itself (callback placeholders, outbound calls) are never lost
+callers and close nothing by themselves.
 
 The bus handler only enqueues (the bus is synchronous); one worker writes.
 """
@@ -9,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from acd.models import LostCallerRow
+from acd.models import CallbackRow, LostCallerRow
 from cti.events import CallCompleted, CallRecord
 from cti.phone import normalize
 from cti.store.db import Database
@@ -43,6 +47,8 @@ class LostCallers:
     def on_completed(self, event: CallCompleted) -> None:
         rec = event.record
         if not rec.queue and rec.disposition != "answered":
+            return
+        if rec.linkedid.startswith(("cti-out-", "cti-cb-")):  # acd.outbound's own calls
             return
         try:
             self._queue.put_nowait(rec)
@@ -82,6 +88,19 @@ class LostCallers:
             return
         if rec.disposition in LOST_DISPOSITIONS and rec.queue:
             async with self._db.session() as s:
+                # a callback may have reached the number before this call's end was seen
+                reached = (
+                    await s.execute(
+                        select(CallbackRow.call_linkedid, CallbackRow.reached_at)
+                        .where(
+                            CallbackRow.caller_key == key,
+                            CallbackRow.reached_at.is_not(None),
+                            CallbackRow.reached_at >= rec.ended_at,
+                        )
+                        .limit(1)
+                    )
+                ).first()
+            async with self._db.session() as s:
                 try:
                     async with s.begin():
                         s.add(
@@ -94,6 +113,9 @@ class LostCallers:
                                 reason=rec.disposition,
                                 wait_s=rec.wait_s,
                                 lost_at=rec.ended_at,
+                                closed_at=reached[1] if reached else None,
+                                closed_by="called_back" if reached else "",
+                                closed_linkedid=reached[0] if reached else "",
                             )
                         )
                 except IntegrityError:
@@ -102,18 +124,24 @@ class LostCallers:
             await self.close_number(key, rec, "answered")
 
     async def close_number(self, key: str, rec: CallRecord, by: str) -> None:
-        at = rec.answered_at or rec.ended_at
+        await self.close_key(key, rec.answered_at or rec.ended_at, rec.linkedid, by)
+
+    async def close_key(self, key: str, at: datetime, linkedid: str, by: str) -> int:
+        """Close the open entries of ``key`` lost before ``at`` (reached by ``linkedid``)."""
+        if not key:
+            return 0
         async with self._db.session() as s, s.begin():
-            await s.execute(
+            result = await s.execute(
                 update(LostCallerRow)
                 .where(
                     LostCallerRow.caller_key == key,
                     LostCallerRow.closed_at.is_(None),
                     LostCallerRow.lost_at <= at,
-                    LostCallerRow.linkedid != rec.linkedid,
+                    LostCallerRow.linkedid != linkedid,
                 )
-                .values(closed_at=at, closed_by=by, closed_linkedid=clip_text(rec.linkedid, 64))
+                .values(closed_at=at, closed_by=by, closed_linkedid=clip_text(linkedid, 64))
             )
+            return int(getattr(result, "rowcount", 0) or 0)
 
     async def open_for(self, num: str) -> list[int]:
         key = caller_key(num, self._region)

@@ -19,6 +19,7 @@ __all__ = [
     "AgentDeviceRow",
     "AgentRow",
     "AgentStatusRow",
+    "CallbackRow",
     "LostCallerRow",
     "QueueRow",
     "SkillRow",
@@ -48,6 +49,13 @@ class QueueRow(Base):
     short_abandon_s: Mapped[int] = mapped_column(Integer(), default=5)
     overflow_after_s: Mapped[int | None] = mapped_column(Integer())
     overflow_queue: Mapped[str] = mapped_column(BoundedText(64), default="")
+    #: seconds a recognised caller's owner agent rings first (0: no owner routing)
+    owner_ring_s: Mapped[int] = mapped_column(Integer(), default=0, server_default="0")
+    #: "" (overflow_queue when set), "queue", "voicemail" or "callback"
+    overflow_action: Mapped[str] = mapped_column(BoundedText(16), default="", server_default="")
+    overflow_mailbox: Mapped[str] = mapped_column(BoundedText(32), default="", server_default="")
+    #: the digit a waiting caller presses to be called back ("": no callback from the queue)
+    callback_key: Mapped[str] = mapped_column(BoundedText(1), default="", server_default="")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 
@@ -122,3 +130,33 @@ class LostCallerRow(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     closed_by: Mapped[str] = mapped_column(BoundedText(32), default="")
     closed_linkedid: Mapped[str] = mapped_column(BoundedText(64), default="")
+
+
+class CallbackRow(Base):
+    """A callback request. It keeps its place in its queue through a placeholder call
+    (``call_linkedid``) until an agent takes it; see docs/decisions/0010-acd-routing.md.
+
+    ``status``: waiting (to be queued at ``next_attempt_at``), queued (placeholder in the
+    queue), dialing (an agent has it, the customer is being dialled), unreached (attempts
+    exhausted: someone must act), done (reached or closed by hand)."""
+
+    __tablename__ = "acd_callbacks"
+
+    id: Mapped[int] = mapped_column(Integer(), primary_key=True, autoincrement=True)
+    number: Mapped[str] = mapped_column(BoundedText(32))
+    caller_key: Mapped[str] = mapped_column(BoundedText(64), index=True)
+    caller_name: Mapped[str] = mapped_column(BoundedText(128), default="")
+    queue: Mapped[str] = mapped_column(BoundedText(64))
+    source: Mapped[str] = mapped_column(BoundedText(16))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(BoundedText(16), index=True)
+    attempts: Mapped[int] = mapped_column(Integer(), default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    position: Mapped[int] = mapped_column(Integer(), default=0)
+    linkedid: Mapped[str] = mapped_column(BoundedText(64), default="")
+    agent: Mapped[str] = mapped_column(BoundedText(64), default="")
+    call_linkedid: Mapped[str] = mapped_column(BoundedText(64), default="", index=True)
+    outcome: Mapped[str] = mapped_column(BoundedText(32), default="")
+    reached_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)

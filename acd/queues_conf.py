@@ -16,10 +16,30 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["BUILTIN_QUEUES", "FILE_NAME", "QueueParams", "render", "write_atomically"]
+__all__ = [
+    "BUILTIN_QUEUES",
+    "FILE_NAME",
+    "OWNER_QUEUE_PREFIX",
+    "QueueParams",
+    "owner_queue",
+    "render",
+    "write_atomically",
+]
 
 FILE_NAME = "queues_cti.conf"
 BUILTIN_QUEUES = ("support", "sales")
+#: Queue names the daemon keeps for itself (configured queues may not start with it).
+RESERVED_PREFIX = "cti_"
+#: Each agent's personal queue (only that agent is a member): owner-first routing rings
+#: the owner through app_queue, so the attempt shows in queue_log, AgentCalled pops it
+#: and the agent's statistics count it (docs/decisions/0010-acd-routing.md).
+OWNER_QUEUE_PREFIX = "cti_owner_"
+#: joinempty/leavewhenempty of personal queues: only an owner who can take it now
+_OWNER_EMPTY = "paused,penalty,inuse,ringing,unavailable,invalid,unknown,wrapup"
+
+
+def owner_queue(agent_id: int) -> str:
+    return f"{OWNER_QUEUE_PREFIX}{int(agent_id)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +61,17 @@ class QueueParams:
     short_abandon_s: int = 5
     overflow_after_s: int | None = None
     overflow_queue: str = ""
+    owner_ring_s: int = 0
+    overflow_action: str = ""  # "" = "queue" when overflow_queue is set, else none
+    overflow_mailbox: str = ""
+    callback_key: str = ""
+
+    @property
+    def overflow(self) -> str:
+        """The overflow action in effect: "", "queue", "voicemail" or "callback"."""
+        if self.overflow_action:
+            return self.overflow_action
+        return "queue" if self.overflow_queue else ""
 
 
 # what the shipped queue-defaults template sets besides the per-queue parameters
@@ -52,15 +83,37 @@ _FIXED = (
     "setqueuevar = yes",
     "reportholdtime = no",
 )
+#: the dialplan context app_queue exits to when a waiting caller presses ``key``
+#: (extensions_acd.conf has one context per digit, each with only that extension)
+KEY_CONTEXT = "cti-acd-key-{key}"
 
 
 def _yn(value: bool) -> str:
     return "yes" if value else "no"
 
 
-def render(queues: Iterable[QueueParams]) -> str:
+def render(
+    queues: Iterable[QueueParams],
+    owner_agents: Iterable[int] = (),
+    *,
+    callback_prompt: str = "",
+    callback_announce_s: int = 0,
+) -> str:
+    """``owner_agents``: agent ids that get a personal queue; ``callback_prompt`` is
+    announced every ``callback_announce_s`` in queues with a callback key."""
     lines = ["; Written by the cti daemon (acd) from its store: do not edit.", ""]
     for q in sorted(queues, key=lambda q: q.name):
+        fixed = list(_FIXED)
+        if q.callback_key:
+            fixed.remove("periodic-announce-frequency = 0")
+            fixed.append(f"context = {KEY_CONTEXT.format(key=q.callback_key)}")
+            if callback_prompt and callback_announce_s > 0:
+                fixed += [
+                    f"periodic-announce = {callback_prompt}",
+                    f"periodic-announce-frequency = {callback_announce_s}",
+                ]
+            else:
+                fixed.append("periodic-announce-frequency = 0")
         lines += [
             f"[{q.name}]",
             f"strategy = {q.strategy}",
@@ -77,6 +130,24 @@ def render(queues: Iterable[QueueParams]) -> str:
             f"announce-holdtime = {_yn(q.announce_holdtime)}",
             f"announce-frequency = {q.announce_frequency_s}",
             f"servicelevel = {q.service_level_s}",
+            *fixed,
+            "",
+        ]
+    for agent_id in sorted(set(owner_agents)):
+        lines += [
+            f"[{owner_queue(agent_id)}]",
+            "strategy = ringall",
+            "timeout = 600",  # the Queue() timeout argument (owner_ring_s) limits it
+            "retry = 1",
+            "wrapuptime = 0",
+            "maxlen = 0",
+            f"joinempty = {_OWNER_EMPTY}",
+            f"leavewhenempty = {_OWNER_EMPTY}",
+            "musicclass = default",
+            "announce-position = no",
+            "announce-holdtime = no",
+            "announce-frequency = 0",
+            "servicelevel = 20",
             *_FIXED,
             "",
         ]

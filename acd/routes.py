@@ -232,6 +232,10 @@ async def live(request: web.Request) -> web.Response:
     return web.json_response({"queues": _svc(request).live.snapshot(_now())})
 
 
+async def pause_reasons(request: web.Request) -> web.Response:
+    return web.json_response({"reasons": list(_svc(request).settings.pause_reasons)})
+
+
 async def list_lost(request: web.Request) -> web.Response:
     open_only = request.query.get("open", "1") not in ("0", "false", "no")
     raw = request.query.get("limit", "100")
@@ -268,5 +272,6 @@ def add_routes(app: web.Application, service: AcdService) -> None:
     r.add_get("/api/v1/acd/agents/{name}/history", agent_history)
     r.add_get("/api/v1/acd/reports/pause", pause_report)
     r.add_get("/api/v1/acd/live", live)
+    r.add_get("/api/v1/acd/pause-reasons", pause_reasons)
     r.add_get("/api/v1/acd/lost-callers", list_lost)
     r.add_post("/api/v1/acd/lost-callers/{id}/close", close_lost)

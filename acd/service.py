@@ -9,7 +9,14 @@ call, and what keeps Asterisk in line with the store.
   ``QueueStatus``, re-add logged-in agents Asterisk forgot (it restarted; members are
   not persistent), re-apply the pause state.
 - :meth:`AcdService.check_overflow`: move callers who waited too long (or whose queue has
-  no member) to the overflow queue with AMI Redirect (context ``cti-acd-overflow``).
+  no member) with AMI Redirect to the queue's overflow: another queue
+  (``cti-acd-overflow``), a mailbox (``cti-acd-overflow-vm``) or a callback offer
+  (``cti-acd-callback-offer``).
+- :meth:`AcdService.owner_target`: for owner-first routing, the owner's personal queue
+  and ring time when the owner can take the call now.
+
+Every agent also has a personal queue (:func:`acd.queues_conf.owner_queue`) it joins on
+login; per-queue max wait is published to the dialplan as global ``CTI_MAXWAIT_<queue>``.
 """
 
 from __future__ import annotations
@@ -23,7 +30,8 @@ from typing import Any
 from acd import store
 from acd.live import LiveModel
 from acd.notifier import AcdNotifier
-from acd.queues_conf import FILE_NAME, QueueParams, render, write_atomically
+from acd.outbound import is_own_call
+from acd.queues_conf import FILE_NAME, QueueParams, owner_queue, render, write_atomically
 from acd.settings import AcdSettings
 from cti.ami.actions import AmiActionError
 from cti.ami.client import AmiClient, NotConnected
@@ -35,6 +43,8 @@ log = logging.getLogger(__name__)
 
 STATUSES = ("logged_out", "available", "paused")
 OVERFLOW_CONTEXT = "cti-acd-overflow"
+OVERFLOW_VM_CONTEXT = "cti-acd-overflow-vm"
+CALLBACK_OFFER_CONTEXT = "cti-acd-callback-offer"
 
 
 class AgentNotFound(LookupError):
@@ -65,7 +75,19 @@ class AcdService:
         self.settings = settings
         self._lock = asyncio.Lock()
         self._queues: dict[str, QueueParams] = {}
+        self._owner_ids: set[int] = set()
         self._redirected: set[str] = set()
+
+    def _memberships(self, cfg: store.AgentConfig) -> dict[str, int]:
+        """The queues an agent joins on login: its skills, plus its personal queue when
+        that exists in Asterisk (queues_cti.conf is written)."""
+        skills: dict[str, int] = dict(cfg["skills"])
+        if self.settings.asterisk_etc_dir is not None and cfg["id"] in self._owner_ids:
+            skills[owner_queue(cfg["id"])] = 0
+        return skills
+
+    def queue_params(self, name: str) -> QueueParams | None:
+        return self._queues.get(name)
 
     # --- agents ---------------------------------------------------------------------------
     async def set_status(
@@ -97,8 +119,14 @@ class AcdService:
                     raise OperationRefused("no such device")
                 d = devices[device]
                 iface = store.interface_of(d["kind"], d["address"], self.settings.remote_context)
-            skills: dict[str, int] = cfg["skills"]
+            new_agent = cfg["id"] not in self._owner_ids
+            if status != "logged_out" and new_agent and self.settings.asterisk_etc_dir:
+                await self.apply_queues()  # a new agent: its personal queue first
+            skills = self._memberships(cfg)
             if status == "logged_out":
+                personal = self.live.queues.get(owner_queue(cfg["id"]))
+                if personal is not None and iface in personal.members:
+                    skills[personal.name] = 0
                 if iface:
                     for queue in skills:
                         await self._queue_remove(queue, iface)
@@ -154,7 +182,7 @@ class AcdService:
         if cfg is None or cfg["status"] == "logged_out" or not cfg["interface"]:
             return
         iface = cfg["interface"]
-        skills: dict[str, int] = cfg["skills"]
+        skills = self._memberships(cfg)
         for q in self.live.queues.values():
             if iface in q.members and q.name not in skills:
                 await self._queue_remove(q.name, iface)
@@ -172,10 +200,21 @@ class AcdService:
         etc = self.settings.asterisk_etc_dir
         if etc is None:
             return False
+        owners = {int(a["id"]) for a in await store.list_agents(self.db)}
+        text = render(
+            queues, owners, callback_prompt=self.settings.callback_prompt,
+            callback_announce_s=self.settings.callback_announce_s,
+        )  # fmt: skip
         path = Path(etc) / FILE_NAME
-        changed = await asyncio.to_thread(write_atomically, path, render(queues))
-        if changed and self.ami.connected:
-            await self.ami.send_action("QueueReload", {"Parameters": "yes"})
+        changed = await asyncio.to_thread(write_atomically, path, text)
+        if self.ami.connected:
+            if changed:
+                await self.ami.send_action("QueueReload", {"Parameters": "yes"})
+            self._owner_ids = owners
+            for q in queues:  # per-queue max wait, read by [cti-queue]
+                await self.ami.send_action(
+                    "Setvar", {"Variable": f"CTI_MAXWAIT_{q.name}", "Value": str(q.max_wait_s)}
+                )
         return True
 
     # --- resync ---------------------------------------------------------------------------
@@ -195,7 +234,7 @@ class AcdService:
             if cfg["status"] == "logged_out" or not iface:
                 continue
             paused = cfg["status"] == "paused"
-            for queue, penalty in cfg["skills"].items():
+            for queue, penalty in self._memberships(cfg).items():
                 q = self.live.queues.get(queue)
                 m = q.members.get(iface) if q is not None else None
                 if m is None:
@@ -209,36 +248,81 @@ class AcdService:
             self.live.resync(items, utcnow())
 
     # --- overflow -------------------------------------------------------------------------
-    def overflow_due(self, now: datetime) -> list[tuple[str, str, str]]:
-        """(channel, uniqueid, target queue) of the callers to move now."""
-        due: list[tuple[str, str, str]] = []
+    def overflow_due(self, now: datetime) -> list[tuple[str, str, QueueParams, int]]:
+        """(channel, uniqueid, the queue's parameters, current position) of the callers
+        to move now."""
+        due: list[tuple[str, str, QueueParams, int]] = []
         for name, q in self.live.queues.items():
             params = self._queues.get(name)
-            if params is None or not params.overflow_queue or params.overflow_after_s is None:
+            if params is None or not params.overflow:
                 continue
             nobody = not q.members
-            for e in q.entries.values():
-                if e.uniqueid in self._redirected or not e.channel:
+            waiting = sorted(q.entries.values(), key=lambda e: (e.position, e.joined_at))
+            for pos, e in enumerate(waiting, 1):
+                if e.uniqueid in self._redirected or not e.channel or is_own_call(e.linkedid):
                     continue
                 waited = (now - e.joined_at).total_seconds()
-                if nobody or waited >= params.overflow_after_s:
-                    due.append((e.channel, e.uniqueid, params.overflow_queue))
+                late = params.overflow_after_s is not None and waited >= params.overflow_after_s
+                if nobody or late:
+                    due.append((e.channel, e.uniqueid, params, pos))
         return due
 
     async def check_overflow(self) -> None:
         if not self.ami.connected:
             return
-        for channel, uniqueid, target in self.overflow_due(utcnow()):
+        for channel, uniqueid, params, position in self.overflow_due(utcnow()):
             self._redirected.add(uniqueid)
+            action = params.overflow
             try:
+                if action == "voicemail":
+                    context, exten = OVERFLOW_VM_CONTEXT, params.overflow_mailbox
+                elif action == "callback":
+                    context, exten = CALLBACK_OFFER_CONTEXT, params.name
+                    await self.ami.send_action(
+                        "Setvar", {"Channel": channel, "Variable": "CTI_CB_POS",
+                                   "Value": str(position)},
+                    )  # fmt: skip
+                else:
+                    context, exten = OVERFLOW_CONTEXT, params.overflow_queue
                 await self.ami.send_action(
                     "Redirect",
-                    {"Channel": channel, "Context": OVERFLOW_CONTEXT, "Exten": target,
-                     "Priority": "1"},
-                )  # fmt: skip
-                log.info("overflow: %s -> queue %s", channel, target)
+                    {"Channel": channel, "Context": context, "Exten": exten, "Priority": "1"},
+                )
+                log.info("overflow: %s -> %s %s", channel, action, exten)
             except (AmiActionError, NotConnected, TimeoutError) as exc:
-                log.warning("overflow of %s to %s failed: %s", channel, target, exc)
+                log.warning("overflow of %s (%s) failed: %s", channel, action, exc)
         if len(self._redirected) > 10_000:
             live = {u for q in self.live.queues.values() for u in q.entries}
             self._redirected &= live
+
+    # --- owner routing --------------------------------------------------------------------
+    async def owner_target(self, queue: str, agent: str) -> tuple[str, int] | None:
+        """(personal queue, ring seconds) when ``queue`` routes to owners first and
+        ``agent`` is a configured agent who can take a call now; else None."""
+        params = self._queues.get(queue)
+        if params is None or params.owner_ring_s <= 0:
+            return None
+        cfg = await store.get_agent(self.db, agent)
+        if cfg is None or cfg["status"] != "available":
+            return None
+        personal = owner_queue(cfg["id"])
+        q = self.live.queues.get(personal)
+        member = q.members.get(cfg["interface"]) if q is not None else None
+        if member is None or member.paused:
+            return None
+        if member.snapshot(utcnow())["state"] != "idle":
+            return None
+        return personal, params.owner_ring_s
+
+    async def agent_interface(self, agent: str) -> str:
+        """The interface to ring for an agent's outbound call: where it is logged in,
+        else its first device. Raises AgentNotFound / OperationRefused."""
+        cfg = await store.get_agent(self.db, agent)
+        if cfg is None:
+            raise AgentNotFound(agent)
+        if cfg["interface"]:
+            return str(cfg["interface"])
+        if not cfg["devices"]:
+            raise OperationRefused("the agent has no device")
+        d = cfg["devices"][0]
+        return store.interface_of(d["kind"], d["address"], self.settings.remote_context)

@@ -18,7 +18,7 @@ from acd.models import (
     QueueRow,
     SkillRow,
 )
-from acd.queues_conf import BUILTIN_QUEUES, QueueParams
+from acd.queues_conf import BUILTIN_QUEUES, RESERVED_PREFIX, QueueParams
 from cti.store.db import Database
 
 __all__ = [
@@ -48,8 +48,11 @@ _MOH_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _INT_LIMITS = {
     "timeout_s": (1, 600), "retry_s": (0, 600), "wrapup_s": (0, 3600),
     "max_wait_s": (1, 86400), "max_len": (0, 10000), "announce_frequency_s": (0, 3600),
-    "service_level_s": (1, 3600), "short_abandon_s": (0, 600),
+    "service_level_s": (1, 3600), "short_abandon_s": (0, 600), "owner_ring_s": (0, 600),
 }  # fmt: skip
+OVERFLOW_ACTIONS = ("", "queue", "voicemail", "callback")
+_MAILBOX_RE = re.compile(r"[0-9]{1,20}")
+_KEY_RE = re.compile(r"[0-9]")
 
 
 class ConfigInvalid(ValueError):
@@ -59,6 +62,8 @@ class ConfigInvalid(ValueError):
 def check_queue_name(name: str) -> str:
     if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise ConfigInvalid("queue name: 1-64 of a-z 0-9 _ (starting with a letter or digit)")
+    if name.startswith(RESERVED_PREFIX):
+        raise ConfigInvalid(f"queue names starting with {RESERVED_PREFIX!r} are reserved")
     return name
 
 
@@ -98,8 +103,22 @@ def queue_params(name: str, data: dict[str, Any]) -> QueueParams:
                 check_queue_name(value)
                 if value == name:
                     raise ConfigInvalid("overflow_queue must be another queue")
+        elif key == "overflow_action":
+            if value not in OVERFLOW_ACTIONS:
+                raise ConfigInvalid("overflow_action must be one of queue, voicemail, callback")
+        elif key == "overflow_mailbox":
+            if not isinstance(value, str) or (value and not _MAILBOX_RE.fullmatch(value)):
+                raise ConfigInvalid("overflow_mailbox: a mailbox number (1-20 digits)")
+        elif key == "callback_key":
+            if not isinstance(value, str) or (value and not _KEY_RE.fullmatch(value)):
+                raise ConfigInvalid("callback_key: one digit 0-9, or empty (no callback key)")
         values[key] = value
-    return QueueParams(name=name, **values)
+    params = QueueParams(name=name, **values)
+    if params.overflow == "queue" and not params.overflow_queue:
+        raise ConfigInvalid("overflow_action queue needs overflow_queue")
+    if params.overflow == "voicemail" and not params.overflow_mailbox:
+        raise ConfigInvalid("overflow_action voicemail needs overflow_mailbox")
+    return params
 
 
 def _row_params(row: QueueRow) -> QueueParams:
@@ -171,6 +190,7 @@ async def _agent_view(s: Any, row: AgentRow) -> AgentConfig:
     ).scalars()
     skills = (await s.execute(select(SkillRow).where(SkillRow.agent_id == row.id))).scalars()
     return AgentConfig(
+        id=row.id,
         name=row.name,
         display_name=row.display_name,
         status=row.status,

@@ -1,0 +1,221 @@
+"""Calls the system places: click-to-call, callbacks and callback placeholders.
+
+Every outbound call gets a Linkedid we choose (AMI Originate ``ChannelId``), so its AMI
+events are recognised without any channel variable:
+
+- ``cti-out-<hex>``: click-to-call, or an agent dialling a callback by hand. Originate
+  rings the agent's device; once answered it runs ``[cti-outbound]`` with the customer's
+  number (digits of the E.164 form, validated here, FILTER()ed there) as the extension.
+- ``cti-cb-<id>-<hex>``: a callback placeholder (:mod:`acd.callbacks`): a Local channel
+  whose second half waits in the queue; when an agent answers it, its first half is
+  redirected into ``[cti-outbound]`` and dials the customer.
+
+The result of a call (:class:`Result`) comes from ``DialBegin``/``DialEnd`` of the
+``[cti-outbound]`` leg and the ``Hangup`` of the first channel: ``answered`` (the
+customer picked up), ``unanswered`` (dialled, no answer/busy/failed) or ``not_dialled``
+(the agent never answered, or the placeholder left the queue unanswered).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import phonenumbers
+
+from cti.ami.client import AmiClient
+
+__all__ = [
+    "CALLBACK_PREFIX",
+    "OUTBOUND_CONTEXT",
+    "OUTBOUND_PREFIX",
+    "Dialer",
+    "InvalidNumber",
+    "OutboundCall",
+    "is_own_call",
+    "valid_number",
+]
+
+log = logging.getLogger(__name__)
+
+OUTBOUND_CONTEXT = "cti-outbound"
+SLOT_CONTEXT = "cti-acd-callback-slot"
+OUTBOUND_PREFIX = "cti-out-"
+CALLBACK_PREFIX = "cti-cb-"
+HANDLED_EVENTS = frozenset({"DialBegin", "DialEnd", "Hangup"})
+
+
+class InvalidNumber(ValueError):
+    """Not a number we dial (message meant for the API user)."""
+
+
+def valid_number(raw: object, region: str) -> str:
+    """The E.164 form of a dialable number, or raise :class:`InvalidNumber`."""
+    if not isinstance(raw, str) or not 2 <= len(raw) <= 32:
+        raise InvalidNumber("number: a phone number string")
+    if any(c not in "+0123456789 ()-./" for c in raw):
+        raise InvalidNumber("number: digits, an optional leading + and separators only")
+    try:
+        parsed = phonenumbers.parse(raw, region.upper() or None)
+    except phonenumbers.NumberParseException:
+        raise InvalidNumber("number: not a phone number") from None
+    if not phonenumbers.is_valid_number(parsed):
+        raise InvalidNumber("number: not a valid phone number")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def digits_of(e164: str) -> str:
+    return "".join(c for c in e164 if c.isdigit())
+
+
+def is_own_call(linkedid: str) -> bool:
+    """A call this module placed (not a customer's inbound call)."""
+    return linkedid.startswith((OUTBOUND_PREFIX, CALLBACK_PREFIX))
+
+
+@dataclass
+class OutboundCall:
+    linkedid: str
+    kind: str  # "click_to_call" | "callback"
+    number: str  # E.164
+    agent: str
+    callback_id: int | None = None
+    placeholder: bool = False
+    offered: bool = False  # a placeholder an agent answered
+    dialled: bool = False
+    result: str = ""
+
+
+Result = Callable[[OutboundCall, str, datetime], Awaitable[None]]
+
+
+class Dialer:
+    def __init__(self, ami: AmiClient, *, agent_ring_s: int, customer_ring_s: int) -> None:
+        self.ami = ami
+        self.agent_ring_s = agent_ring_s
+        self.customer_ring_s = customer_ring_s
+        self.calls: dict[str, OutboundCall] = {}
+        self._on_result: list[Result] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def on_result(self, handler: Result) -> None:
+        self._on_result.append(handler)
+
+    # --- placing calls ----------------------------------------------------------------------
+    async def dial_via_agent(
+        self, agent: str, interface: str, number: str, *, kind: str,
+        callback_id: int | None = None,
+    ) -> OutboundCall:  # fmt: skip
+        """Ring ``interface`` (the agent's device); once answered, dial ``number``."""
+        linkedid = f"{OUTBOUND_PREFIX}{secrets.token_hex(8)}"
+        call = OutboundCall(linkedid, kind, number, agent, callback_id)
+        self.calls[linkedid] = call
+        label = "Callback" if kind == "callback" else "Call"
+        try:
+            await self.ami.send_action(
+                "Originate",
+                {
+                    "Channel": interface, "Context": OUTBOUND_CONTEXT,
+                    "Exten": digits_of(number), "Priority": "1",
+                    "CallerID": f'"{label}" <{digits_of(number)}>',
+                    "Timeout": str(self.agent_ring_s * 1000), "Async": "true",
+                    "Variable": f"CTI_OUTBOUND_RING={self.customer_ring_s}",
+                    "ChannelId": linkedid, "OtherChannelId": linkedid + "-2",
+                },
+            )  # fmt: skip
+        except BaseException:
+            self.calls.pop(linkedid, None)
+            raise
+        return call
+
+    @staticmethod
+    def slot_linkedid(callback_id: int) -> str:
+        return f"{CALLBACK_PREFIX}{int(callback_id)}-{secrets.token_hex(4)}"
+
+    async def place_slot(
+        self, linkedid: str, callback_id: int, queue: str, number: str, position: int,
+        max_wait_s: int,
+    ) -> OutboundCall:  # fmt: skip
+        """Put placeholder ``linkedid`` (:meth:`slot_linkedid`) of callback ``callback_id``
+        into ``queue`` at ``position`` (0: at the end)."""
+        call = OutboundCall(linkedid, "callback", number, "", callback_id, placeholder=True)
+        self.calls[linkedid] = call
+        variables = [f"CTI_CB_MAXWAIT={max_wait_s}", f"CTI_OUTBOUND_RING={self.customer_ring_s}"]
+        if position > 0:
+            variables.append(f"CTI_CB_POS={position}")
+        try:
+            await self.ami.send_action(
+                "Originate",
+                {
+                    "Channel": f"Local/{queue}@{SLOT_CONTEXT}/n",
+                    "Application": "Wait", "Data": str(max_wait_s + 60),
+                    "CallerID": f'"Callback" <{digits_of(number)}>',
+                    "Timeout": "10000", "Async": "true", "Variable": variables,
+                    "ChannelId": linkedid, "OtherChannelId": linkedid + "-2",
+                },
+            )  # fmt: skip
+        except BaseException:
+            self.calls.pop(linkedid, None)
+            raise
+        return call
+
+    async def connect_slot(self, call: OutboundCall) -> None:
+        """An agent answered the placeholder: send its first half to dial the customer
+        (a channel is found by its Uniqueid, which we chose)."""
+        await self.ami.send_action(
+            "Redirect",
+            {"Channel": call.linkedid, "Context": OUTBOUND_CONTEXT,
+             "Exten": digits_of(call.number), "Priority": "1"},
+        )  # fmt: skip
+
+    async def hangup(self, linkedid: str) -> None:
+        self.calls.pop(linkedid, None)
+        await self.ami.send_action("Hangup", {"Channel": linkedid, "Cause": "16"})
+
+    # --- results ------------------------------------------------------------------------------
+    def handle(self, msg: Mapping[str, str]) -> None:
+        """AMI events (synchronous, from the reader): DialBegin/DialEnd/Hangup."""
+        name = msg.get("Event")
+        if name not in HANDLED_EVENTS:
+            return
+        call = self.calls.get(msg.get("Linkedid", ""))
+        if call is None:
+            return
+        if name == "Hangup":
+            if msg.get("Uniqueid") == call.linkedid:
+                self._finish(call, "unanswered" if call.dialled else "not_dialled")
+            return
+        if msg.get("Context") != OUTBOUND_CONTEXT:
+            return
+        if name == "DialBegin":
+            call.dialled = True
+        elif msg.get("DialStatus") == "ANSWER":
+            call.dialled = True
+            self._finish(call, "answered")
+
+    def _finish(self, call: OutboundCall, result: str) -> None:
+        if call.result:  # the Hangup after an answered call
+            self.calls.pop(call.linkedid, None)
+            return
+        call.result = result
+        if result != "answered":
+            self.calls.pop(call.linkedid, None)
+        now = datetime.now(UTC)
+        for handler in self._on_result:
+            task = asyncio.get_running_loop().create_task(self._run(handler, call, result, now))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, handler: Result, call: OutboundCall, result: str, at: datetime) -> None:
+        try:
+            await handler(call, result, at)
+        except Exception:
+            log.exception("outbound call result handling failed for %s", call.linkedid)
+
+    async def drain(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
