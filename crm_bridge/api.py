@@ -1,8 +1,11 @@
 """REST routes under ``/api/v1/`` (docs/crm.md lists them).
 
-Every handler starts with :func:`require_role` (the token check itself is the web app's
-middleware); the store then applies per-customer visibility for agents. Errors are JSON
-``{"error": ...}`` with a 4xx status; a duplicate is 409 with ``candidates``.
+Every route has one shape, written once in :func:`endpoint`: check the role (the token
+check itself is the web app's middleware), run the operation with a :class:`Req` (the
+services, the actor, and validated access to the body, path and query), answer JSON.
+The store then applies per-customer visibility for agents. Errors are JSON
+``{"error": ...}`` with a 4xx status (:func:`_errors`); a duplicate is 409 with
+``candidates``.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -31,6 +34,7 @@ from crm_bridge.interactions import Interactions
 from crm_bridge.pool import Pool
 from crm_bridge.schemas import (
     AssignIn,
+    CallInteractionPut,
     ContactIn,
     ContactPatch,
     CustomerIn,
@@ -60,11 +64,6 @@ class CrmServices:
 
 
 CRM = web.AppKey("crm", CrmServices)
-
-
-def _actor(request: web.Request, role: str = "agent") -> Actor:
-    principal = require_role(request, role)
-    return Actor(principal.name, principal.role)
 
 
 async def _body(request: web.Request, model: type[M]) -> M:
@@ -118,134 +117,195 @@ def _svc(request: web.Request) -> CrmServices:
     return request.app[CRM]
 
 
+@dataclass(frozen=True, slots=True)
+class Req:
+    """What a route's operation works with."""
+
+    request: web.Request
+    svc: CrmServices
+    actor: Actor
+
+    def id(self, name: str = "id") -> int:
+        return _id(self.request, name)
+
+    def int(self, name: str, default: int, lo: int, hi: int) -> int:
+        return _int(self.request, name, default, lo, hi)
+
+    def query(self, name: str, default: str = "") -> str:
+        return self.request.query.get(name, default)
+
+    async def body(self, model: type[M]) -> M:
+        return await _body(self.request, model)
+
+
+Operation = Callable[[Req], Awaitable[Any]]
+
+
+def endpoint(role: str = "agent", *, status: int = 200) -> Callable[[Operation], Handler]:
+    """The route shape: role check, the operation, its result as JSON with ``status``
+    (an operation may return a ready response instead, e.g. a 404 or a file)."""
+
+    def wrap(operation: Operation) -> Handler:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            principal = require_role(request, role)
+            out = await operation(
+                Req(request, _svc(request), Actor(principal.name, principal.role))
+            )
+            if isinstance(out, web.StreamResponse):
+                return out
+            return web.json_response(out, status=status)
+
+        handler.__name__ = operation.__name__
+        handler.__doc__ = operation.__doc__
+        return handler
+
+    return wrap
+
+
 # --- customers ---------------------------------------------------------------------------
 
 
-async def list_customers(request: web.Request) -> web.Response:
-    actor = _actor(request)
-    owner = request.query.get("owner")
+def _owner_filter(r: Req) -> str | None:
+    owner = r.request.query.get("owner")
     if owner is not None and len(owner) > 128:
         raise CrmError("owner too long")
-    rows = await _svc(request).store.search(
-        request.query.get("q", "")[:256],
-        actor,
-        limit=_int(request, "limit", 50, 1, 500),
-        offset=_int(request, "offset", 0, 0, 10_000_000),
+    return owner
+
+
+async def _search(r: Req, owner: str | None) -> dict[str, Any]:
+    rows = await r.svc.store.search(
+        r.query("q")[:256],
+        r.actor,
+        limit=r.int("limit", 50, 1, 500),
+        offset=r.int("offset", 0, 0, 10_000_000),
         owner=owner,
     )
-    return web.json_response({"customers": rows})
+    return {"customers": rows}
 
 
-async def create_customer(request: web.Request) -> web.Response:
-    actor = _actor(request)
-    data = await _body(request, CustomerIn)
-    return web.json_response(await _svc(request).store.create_customer(data, actor), status=201)
+@endpoint()
+async def list_customers(r: Req) -> Any:
+    return await _search(r, _owner_filter(r))
 
 
-async def get_customer(request: web.Request) -> web.Response:
-    actor = _actor(request)
-    return web.json_response(await _svc(request).store.get_customer(_id(request), actor))
+@endpoint(status=201)
+async def create_customer(r: Req) -> Any:
+    return await r.svc.store.create_customer(await r.body(CustomerIn), r.actor)
 
 
-async def patch_customer(request: web.Request) -> web.Response:
-    actor = _actor(request)
-    patch = await _body(request, CustomerPatch)
-    return web.json_response(await _svc(request).store.update_customer(_id(request), patch, actor))
+@endpoint()
+async def get_customer(r: Req) -> Any:
+    return await r.svc.store.get_customer(r.id(), r.actor)
 
 
-async def delete_customer(request: web.Request) -> web.Response:
-    actor = _actor(request, "supervisor")
-    await _svc(request).store.delete_customer(_id(request), actor)
-    return web.json_response({"deleted": True})
+@endpoint()
+async def patch_customer(r: Req) -> Any:
+    patch = await r.body(CustomerPatch)
+    return await r.svc.store.update_customer(r.id(), patch, r.actor)
 
 
-async def customer_audit(request: web.Request) -> web.Response:
-    actor = _actor(request)
-    return web.json_response({"audit": await _svc(request).store.audit_log(_id(request), actor)})
+@endpoint("supervisor")
+async def delete_customer(r: Req) -> Any:
+    await r.svc.store.delete_customer(r.id(), r.actor)
+    return {"deleted": True}
 
 
-async def customer_interactions(request: web.Request) -> web.Response:
-    actor = _actor(request)
-    rows = await _svc(request).interactions.for_customer(
-        _id(request), actor, _int(request, "limit", 50, 1, 500)
-    )
-    return web.json_response({"interactions": rows})
+@endpoint()
+async def customer_audit(r: Req) -> Any:
+    return {"audit": await r.svc.store.audit_log(r.id(), r.actor)}
 
 
-async def add_contact(request: web.Request) -> web.Response:
-    actor = _actor(request)
-    data = await _body(request, ContactIn)
-    force = request.query.get("force") in ("1", "true")
-    out = await _svc(request).store.add_contact(_id(request), data, actor, force=force)
-    return web.json_response(out, status=201)
+@endpoint()
+async def customer_interactions(r: Req) -> Any:
+    rows = await r.svc.interactions.for_customer(r.id(), r.actor, r.int("limit", 50, 1, 500))
+    return {"interactions": rows}
 
 
-async def get_contact(request: web.Request) -> web.Response:
-    actor = _actor(request)
-    return web.json_response(await _svc(request).store.get_contact(_id(request), actor))
+@endpoint(status=201)
+async def add_contact(r: Req) -> Any:
+    data = await r.body(ContactIn)
+    force = r.query("force") in ("1", "true")
+    return await r.svc.store.add_contact(r.id(), data, r.actor, force=force)
 
 
-async def patch_contact(request: web.Request) -> web.Response:
-    actor = _actor(request)
-    patch = await _body(request, ContactPatch)
-    return web.json_response(await _svc(request).store.update_contact(_id(request), patch, actor))
+@endpoint()
+async def get_contact(r: Req) -> Any:
+    return await r.svc.store.get_contact(r.id(), r.actor)
 
 
-async def lookup(request: web.Request) -> web.Response:
-    _actor(request)
-    number = request.query.get("number", "")
-    card = await _svc(request).directory.lookup_number(number[:48])
+@endpoint()
+async def patch_contact(r: Req) -> Any:
+    patch = await r.body(ContactPatch)
+    return await r.svc.store.update_contact(r.id(), patch, r.actor)
+
+
+@endpoint()
+async def lookup(r: Req) -> Any:
+    card = await r.svc.directory.lookup_number(r.query("number")[:48])
     if card is None:
         return json_error(404, "no customer with this number")
     data = {k: getattr(card, k) for k in card.__slots__}
     data["tags"] = list(card.tags)
     data["birthday"] = card.birthday.isoformat() if card.birthday else None
-    return web.json_response(data)
+    return data
 
 
 # --- interactions ------------------------------------------------------------------------
 
 
-async def create_interaction(request: web.Request) -> web.Response:
-    actor = _actor(request)
-    data = await _body(request, InteractionIn)
-    return web.json_response(await _svc(request).interactions.create(data, actor), status=201)
+@endpoint(status=201)
+async def create_interaction(r: Req) -> Any:
+    return await r.svc.interactions.create(await r.body(InteractionIn), r.actor)
 
 
-async def get_interaction(request: web.Request) -> web.Response:
-    actor = _actor(request)
-    return web.json_response(await _svc(request).interactions.get(_id(request), actor))
+@endpoint()
+async def get_interaction(r: Req) -> Any:
+    return await r.svc.interactions.get(r.id(), r.actor)
 
 
-async def patch_interaction(request: web.Request) -> web.Response:
-    actor = _actor(request)
-    patch = await _body(request, InteractionPatch)
-    return web.json_response(await _svc(request).interactions.update(_id(request), patch, actor))
+@endpoint()
+async def patch_interaction(r: Req) -> Any:
+    patch = await r.body(InteractionPatch)
+    return await r.svc.interactions.update(r.id(), patch, r.actor)
+
+
+@endpoint()
+async def get_call_interaction(r: Req) -> Any:
+    """The interaction of a call by its Linkedid, during the call or after it."""
+    return await r.svc.interactions.get_by_call(r.request.match_info["linkedid"], r.actor)
+
+
+@endpoint()
+async def put_call_interaction(r: Req) -> Any:
+    """Notes, disposition and the customer link of a call (agents: their own calls)."""
+    data = await r.body(CallInteractionPut)
+    codes = [d.code for d in r.svc.config.dispositions]
+    return await r.svc.interactions.put_by_call(
+        r.request.match_info["linkedid"], data, r.actor, codes
+    )
+
+
+@endpoint()
+async def dispositions(r: Req) -> Any:
+    return {"dispositions": [d.model_dump() for d in r.svc.config.dispositions]}
 
 
 # --- pool and care lists -----------------------------------------------------------------
 
 
-async def pool_list(request: web.Request) -> web.Response:
-    actor = _actor(request)
-    rows = await _svc(request).store.search(
-        request.query.get("q", "")[:256],
-        actor,
-        owner="",
-        limit=_int(request, "limit", 50, 1, 500),
-        offset=_int(request, "offset", 0, 0, 10_000_000),
-    )
-    return web.json_response({"customers": rows})
+@endpoint()
+async def pool_list(r: Req) -> Any:
+    return await _search(r, "")
 
 
-async def pool_claim(request: web.Request) -> web.Response:
-    actor = _actor(request)
-    return web.json_response(await _svc(request).pool.claim(_id(request), actor))
+@endpoint()
+async def pool_claim(r: Req) -> Any:
+    return await r.svc.pool.claim(r.id(), r.actor)
 
 
-async def reassign(request: web.Request) -> web.Response:
-    actor = _actor(request, "supervisor")
-    raw = await request.read()
+@endpoint("supervisor")
+async def reassign(r: Req) -> Any:
+    raw = await r.request.read()
     try:
         data = json.loads(raw.decode("utf-8"))
     except ValueError:
@@ -254,85 +314,83 @@ async def reassign(request: web.Request) -> web.Response:
         owner = None
     else:
         owner = AssignIn.model_validate(data).owner
-    return web.json_response(await _svc(request).pool.reassign(_id(request), owner, actor))
+    return await r.svc.pool.reassign(r.id(), owner, r.actor)
 
 
-async def pool_return_now(request: web.Request) -> web.Response:
-    _actor(request, "supervisor")
-    svc = _svc(request)
-    moved = await svc.pool.return_dormant(svc.config.pool_after_days)
-    return web.json_response({"returned": moved})
+@endpoint("supervisor")
+async def pool_return_now(r: Req) -> Any:
+    return {"returned": await r.svc.pool.return_dormant(r.svc.config.pool_after_days)}
 
 
-async def care_birthdays(request: web.Request) -> web.Response:
-    actor = _actor(request)
-    raw = request.query.get("date")
+@endpoint()
+async def care_birthdays(r: Req) -> Any:
+    raw = r.request.query.get("date")
     try:
         day = date.fromisoformat(raw) if raw else date.today()
     except ValueError:
         raise CrmError("date must be YYYY-MM-DD") from None
-    return web.json_response({"contacts": await _svc(request).pool.birthdays(day, actor)})
+    return {"contacts": await r.svc.pool.birthdays(day, r.actor)}
 
 
-async def care_dormant(request: web.Request) -> web.Response:
-    actor = _actor(request)
-    svc = _svc(request)
-    days = _int(request, "days", svc.config.dormant_days, 1, 3650)
-    return web.json_response({"customers": await svc.pool.dormant(days, actor)})
+@endpoint()
+async def care_dormant(r: Req) -> Any:
+    days = r.int("days", r.svc.config.dormant_days, 1, 3650)
+    return {"customers": await r.svc.pool.dormant(days, r.actor)}
 
 
 # --- leads -------------------------------------------------------------------------------
 
 
-async def list_leads(request: web.Request) -> web.Response:
-    actor = _actor(request)
-    status = request.query.get("status")
-    return web.json_response({"leads": await _svc(request).pool.list_leads(actor, status)})
+@endpoint()
+async def list_leads(r: Req) -> Any:
+    return {"leads": await r.svc.pool.list_leads(r.actor, r.request.query.get("status"))}
 
 
-async def create_lead(request: web.Request) -> web.Response:
-    actor = _actor(request)
-    data = await _body(request, LeadIn)
-    return web.json_response(await _svc(request).pool.create_lead(data, actor), status=201)
+@endpoint(status=201)
+async def create_lead(r: Req) -> Any:
+    return await r.svc.pool.create_lead(await r.body(LeadIn), r.actor)
 
 
-async def get_lead(request: web.Request) -> web.Response:
-    actor = _actor(request)
-    return web.json_response(await _svc(request).pool.get_lead(_id(request), actor))
+@endpoint()
+async def get_lead(r: Req) -> Any:
+    return await r.svc.pool.get_lead(r.id(), r.actor)
 
 
-async def patch_lead(request: web.Request) -> web.Response:
-    actor = _actor(request)
-    patch = await _body(request, LeadPatch)
-    return web.json_response(await _svc(request).pool.update_lead(_id(request), patch, actor))
+@endpoint()
+async def patch_lead(r: Req) -> Any:
+    patch = await r.body(LeadPatch)
+    return await r.svc.pool.update_lead(r.id(), patch, r.actor)
 
 
-async def assign_lead(request: web.Request) -> web.Response:
-    actor = _actor(request, "supervisor")
-    data = await _body(request, AssignIn)
-    return web.json_response(await _svc(request).pool.assign_lead(_id(request), data.owner, actor))
+@endpoint("supervisor")
+async def assign_lead(r: Req) -> Any:
+    data = await r.body(AssignIn)
+    return await r.svc.pool.assign_lead(r.id(), data.owner, r.actor)
 
 
 # --- import / export ---------------------------------------------------------------------
 
 
-async def import_customers(request: web.Request) -> web.Response:
-    actor = _actor(request, "supervisor")
-    data = await request.read()
-    fmt = request.query.get("format") or ("xlsx" if request.content_type == XLSX else "csv")
+def _format(r: Req, default: str) -> str:
+    fmt = r.query("format") or default
     if fmt not in ("csv", "xlsx"):
         raise CrmError("format must be csv or xlsx")
+    return fmt
+
+
+@endpoint("supervisor")
+async def import_customers(r: Req) -> Any:
+    data = await r.request.read()
+    fmt = _format(r, "xlsx" if r.request.content_type == XLSX else "csv")
     rows = read_xlsx(data) if fmt == "xlsx" else read_csv(data)
-    report = await import_rows(_svc(request).store, rows, actor)
+    report = await import_rows(r.svc.store, rows, r.actor)
     return web.json_response(report, status=422 if report["errors"] else 200)
 
 
-async def export_customers(request: web.Request) -> web.Response:
-    actor = _actor(request)
-    fmt = request.query.get("format", "csv")
-    if fmt not in ("csv", "xlsx"):
-        raise CrmError("format must be csv or xlsx")
-    rows = await export_rows(_svc(request).store, actor)
+@endpoint()
+async def export_customers(r: Req) -> Any:
+    fmt = _format(r, "csv")
+    rows = await export_rows(r.svc.store, r.actor)
     if fmt == "xlsx":
         body, ctype = to_xlsx(rows), XLSX
     else:
@@ -349,22 +407,21 @@ async def export_customers(request: web.Request) -> web.Response:
 # --- webhooks (admin) --------------------------------------------------------------------
 
 
-async def webhooks_status(request: web.Request) -> web.Response:
-    _actor(request, "admin")
-    return web.json_response(_svc(request).webhooks.status())
+@endpoint("admin")
+async def webhooks_status(r: Req) -> Any:
+    return r.svc.webhooks.status()
 
 
-async def dead_letters(request: web.Request) -> web.Response:
-    _actor(request, "admin")
-    limit = _int(request, "limit", 100, 1, 1000)
-    return web.json_response({"dead_letters": await _svc(request).webhooks.dead_letters(limit)})
+@endpoint("admin")
+async def dead_letters(r: Req) -> Any:
+    return {"dead_letters": await r.svc.webhooks.dead_letters(r.int("limit", 100, 1, 1000))}
 
 
-async def retry_dead_letter(request: web.Request) -> web.Response:
-    _actor(request, "admin")
-    if not await _svc(request).webhooks.retry_dead_letter(_id(request)):
+@endpoint("admin")
+async def retry_dead_letter(r: Req) -> Any:
+    if not await r.svc.webhooks.retry_dead_letter(r.id()):
         return json_error(404, "no such dead letter (or its target is no longer configured)")
-    return web.json_response({"queued": True})
+    return {"queued": True}
 
 
 ROUTES: list[tuple[str, str, Handler]] = [
@@ -384,6 +441,9 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/api/v1/search", list_customers),
     ("GET", "/api/v1/lookup", lookup),
     ("POST", "/api/v1/interactions", create_interaction),
+    ("GET", "/api/v1/interactions/by-call/{linkedid}", get_call_interaction),
+    ("PUT", "/api/v1/interactions/by-call/{linkedid}", put_call_interaction),
+    ("GET", "/api/v1/dispositions", dispositions),
     ("GET", "/api/v1/interactions/{id}", get_interaction),
     ("PATCH", "/api/v1/interactions/{id}", patch_interaction),
     ("GET", "/api/v1/pool", pool_list),

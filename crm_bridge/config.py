@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Annotated, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl
 
 WEBHOOK_EVENTS = (
     "call.ringing",
@@ -40,6 +40,36 @@ class ExternalLookup(BaseModel):
     cache_size: int = Field(10000, ge=1)
 
 
+DISPOSITION_CODE = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+
+
+class Disposition(BaseModel):
+    """A wrap-up code the agent picks for a call (``[[crm.dispositions]]`` in the config)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(pattern=DISPOSITION_CODE)
+    label_en: str = Field(min_length=1, max_length=128)
+    label_zh: str = Field(min_length=1, max_length=128)
+
+
+DEFAULT_DISPOSITIONS = (
+    Disposition(code="resolved", label_en="Resolved", label_zh="已解决"),
+    Disposition(code="follow_up", label_en="Follow up", label_zh="待跟进"),
+    Disposition(code="complaint", label_en="Complaint", label_zh="投诉"),
+    Disposition(code="sale", label_en="Sale", label_zh="成交"),
+    Disposition(code="wrong_number", label_en="Wrong number", label_zh="打错电话"),
+    Disposition(code="no_answer", label_en="No answer", label_zh="无人接听"),
+)
+
+
+def _unique_codes(items: list[Disposition]) -> list[Disposition]:
+    codes = [d.code for d in items]
+    if len(set(codes)) != len(codes):
+        raise ValueError("disposition codes must be unique")
+    return items
+
+
 class CrmConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -52,3 +82,6 @@ class CrmConfig(BaseModel):
     webhook_backoff_s: float = Field(1.0, ge=0)
     webhook_timeout_s: float = Field(5.0, gt=0)
     external_lookup: ExternalLookup = ExternalLookup()
+    dispositions: Annotated[
+        list[Disposition], Field(min_length=1, max_length=200), AfterValidator(_unique_codes)
+    ] = Field(default_factory=lambda: list(DEFAULT_DISPOSITIONS))

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 class CrmFeature:
     name = "crm"
-    sections = ("crm",)
+    sections: tuple[str, ...] = ("crm",)
 
     def __init__(self) -> None:
         self.services: CrmServices | None = None
@@ -49,8 +49,15 @@ class CrmFeature:
         add_routes(ctx.app, self.services)
 
     def _on_recording(self, event: RecordingStopped) -> None:
+        # the id's API path, not the file: transcoding renames files and retention
+        # deletes them, while /api/v1/recordings/{id} is what plays (access-checked)
+        ref = (
+            f"/api/v1/recordings/{event.recording_id}"
+            if event.recording_id is not None
+            else event.filename
+        )
         if self.writer is not None:
-            self.writer.submit(("recording", (event.linkedid, event.filename)))
+            self.writer.submit(("recording", (event.linkedid, ref)))
 
     async def start(self) -> None:
         assert self.services is not None and self.writer is not None

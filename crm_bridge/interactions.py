@@ -11,27 +11,253 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
-from typing import Any
+import re
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Collection
+from datetime import datetime
+from typing import Any, TypeVar
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm_bridge.models import Customer, Interaction, Phone
-from crm_bridge.schemas import InteractionIn, InteractionPatch
-from crm_bridge.store import Actor, CrmStore, Forbidden, NotFound, audit, interaction_dict
+from crm_bridge.models import CallAgent, Customer, Interaction, Phone
+from crm_bridge.schemas import CallInteractionPut, InteractionIn, InteractionPatch
+from crm_bridge.store import (
+    Actor,
+    CrmError,
+    CrmStore,
+    Forbidden,
+    NotFound,
+    audit,
+    interaction_dict,
+)
 from cti.bus import EventBus
-from cti.events import CallCompleted, CallRecord
+from cti.events import (
+    CallAnswered,
+    CallCompleted,
+    CallOffered,
+    CallRecord,
+    IvrAbandoned,
+    IvrCompleted,
+)
 from cti.store.models import clip_text, utcnow
 
 log = logging.getLogger(__name__)
 
 Notify = Callable[[str, dict[str, Any]], object]
+R = TypeVar("R")
+
+#: What Asterisk's Linkedid looks like ("1732345678.123"); anything else is refused.
+LINKEDID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+#: Calls whose offered agents are remembered in memory (the table is the truth).
+RECENT_CALLS = 20_000
+
+
+def check_linkedid(linkedid: str) -> str:
+    if not LINKEDID.fullmatch(linkedid):
+        raise CrmError("linkedid must be 1-64 letters, digits, '.', '_' or '-'")
+    return linkedid
+
+
+async def _retry_on_conflict(attempt: Callable[[], Awaitable[R]]) -> R:
+    """Run a transaction that may create a call's interaction (or call-agent row); when
+    another writer created it first (unique linkedid), run it once more (it finds it)."""
+    try:
+        return await attempt()
+    except IntegrityError:
+        return await attempt()
 
 
 class Interactions:
     def __init__(self, store: CrmStore, *, notify: Notify | None = None) -> None:
         self.store = store
         self.notify: Notify = notify or (lambda _event, _data: None)
+        # linkedid -> agents offered / answered, filled synchronously from the bus so an
+        # agent can write the moment the phone rings (before the worker stored the row)
+        self._offered: OrderedDict[str, set[str]] = OrderedDict()
+        self._callers: dict[str, str] = {}  # linkedid -> caller number, same calls
+
+    # --- who may write a call ----------------------------------------------------------
+
+    def remember_offer(self, linkedid: str, agent: str, caller_num: str = "") -> None:
+        if not agent or not linkedid:
+            return
+        self._offered.setdefault(linkedid, set()).add(agent)
+        self._offered.move_to_end(linkedid)
+        if caller_num:
+            self._callers[linkedid] = caller_num
+        while len(self._offered) > RECENT_CALLS:
+            gone, _ = self._offered.popitem(last=False)
+            self._callers.pop(gone, None)
+
+    async def record_offer(
+        self,
+        linkedid: str,
+        agent: str,
+        at: datetime,
+        *,
+        answered: bool,
+        caller_num: str = "",
+        queue: str = "",
+    ) -> None:
+        """Store that ``agent`` was offered (or answered) the call, and make sure the
+        call has its interaction row (so it can be read and written during the call)."""
+        if not LINKEDID.fullmatch(linkedid) or not agent:
+            return
+        agent = clip_text(agent, 128)
+
+        async def attempt() -> None:
+            async with self.store.db.session() as session, session.begin():
+                row = await session.scalar(
+                    select(CallAgent).where(
+                        CallAgent.linkedid == linkedid, CallAgent.agent == agent
+                    )
+                )
+                if row is None:
+                    row = CallAgent(linkedid=linkedid, agent=agent, offered_at=at)
+                    session.add(row)
+                if answered and row.answered_at is None:
+                    row.answered_at = at
+                inter = await self._call_row(session, linkedid, caller_num, at)
+                if not inter.queue and queue:
+                    inter.queue = clip_text(queue, 128)
+                if answered:
+                    inter.agent = agent
+
+        await _retry_on_conflict(attempt)
+
+    async def _may_write_call(
+        self, session: AsyncSession, linkedid: str, inter: Interaction | None, actor: Actor
+    ) -> bool:
+        if actor.sees_all:
+            return True
+        if actor.name in self._offered.get(linkedid, ()):
+            return True
+        if inter is not None and inter.agent == actor.name:
+            return True
+        found = await session.scalar(
+            select(CallAgent.id).where(
+                CallAgent.linkedid == linkedid, CallAgent.agent == actor.name
+            )
+        )
+        return found is not None
+
+    async def _lookup_number(
+        self, session: AsyncSession, e164: str
+    ) -> tuple[int | None, int | None, str | None]:
+        """(customer_id, contact_id, owner) of the first phone row with this number."""
+        if e164:
+            row = (
+                await session.execute(
+                    select(Phone.customer_id, Phone.contact_id, Customer.owner)
+                    .join(Customer, Customer.id == Phone.customer_id)
+                    .where(Phone.e164 == e164)
+                    .order_by(Phone.id)
+                    .limit(1)
+                )
+            ).first()
+            if row is not None:
+                return row[0], row[1], row[2]
+        return None, None, None
+
+    async def _call_row(
+        self, session: AsyncSession, linkedid: str, caller_num: str, at: datetime
+    ) -> Interaction:
+        """The call's interaction, created if missing; linked by the caller's number when
+        it is not linked yet (whoever created the row may not have known the number)."""
+        inter = await session.scalar(
+            select(Interaction).where(Interaction.linkedid == linkedid).with_for_update()
+        )
+        if inter is None:
+            inter = Interaction(linkedid=linkedid, kind="call", caller_num="", started_at=at)
+            session.add(inter)
+        e164 = self.store.e164(caller_num) if caller_num else ""
+        if e164 and not inter.caller_num:
+            inter.caller_num = e164
+            if inter.customer_id is None:
+                inter.customer_id, inter.contact_id, _ = await self._lookup_number(session, e164)
+        await session.flush()
+        return inter
+
+    # --- the agent's side of a call (contract: interactions/by-call) ---------------------
+
+    async def get_by_call(self, linkedid: str, actor: Actor) -> dict[str, Any]:
+        check_linkedid(linkedid)
+        async with self.store.db.session() as session:
+            inter = await session.scalar(
+                select(Interaction).where(Interaction.linkedid == linkedid)
+            )
+            if inter is None:
+                raise NotFound(f"no interaction for call {linkedid}")
+            if not await self._may_write_call(session, linkedid, inter, actor):
+                await self._get(session, inter.id, actor, False)  # customer visibility
+            return interaction_dict(inter)
+
+    async def put_by_call(
+        self,
+        linkedid: str,
+        data: CallInteractionPut,
+        actor: Actor,
+        dispositions: Collection[str],
+    ) -> dict[str, Any]:
+        """Write notes / disposition / the customer link of a call, during or after it.
+        The CallCompleted upsert later never overwrites these (see :meth:`upsert_call`)."""
+        check_linkedid(linkedid)
+        if data.disposition and data.disposition not in dispositions:
+            raise CrmError(
+                f"unknown disposition {data.disposition[:64]!r}",
+                dispositions=sorted(dispositions),
+            )
+
+        async def attempt() -> tuple[dict[str, Any], bool]:
+            async with self.store.db.session() as session, session.begin():
+                inter = await session.scalar(
+                    select(Interaction).where(Interaction.linkedid == linkedid).with_for_update()
+                )
+                if not await self._may_write_call(session, linkedid, inter, actor):
+                    # not the agent's call: as if it did not exist
+                    raise NotFound(f"no interaction for call {linkedid}")
+                if inter is None:
+                    caller = self._callers.get(linkedid, "")
+                    inter = await self._call_row(session, linkedid, caller, utcnow())
+                if not inter.agent and actor.role == "agent":
+                    inter.agent = actor.name
+                changes: dict[str, Any] = {}
+                if data.customer_id is not None and data.customer_id != inter.customer_id:
+                    customer = await self.store._customer(
+                        session, data.customer_id, actor, write=False
+                    )
+                    changes["customer_id"] = [inter.customer_id, customer.id]
+                    inter.customer_id = customer.id
+                    inter.contact_id = await session.scalar(
+                        select(Phone.contact_id)
+                        .where(Phone.customer_id == customer.id, Phone.e164 == inter.caller_num)
+                        .order_by(Phone.id)
+                        .limit(1)
+                    )
+                for field in ("notes", "disposition"):
+                    new = getattr(data, field)
+                    if new is not None and new != getattr(inter, field):
+                        changes[field] = [getattr(inter, field), new]
+                        setattr(inter, field, new)
+                if changes and inter.customer_id is not None:
+                    audit(
+                        session, actor, "update", "interaction", inter.id, inter.customer_id,
+                        changes,
+                    )  # fmt: skip
+                    customer_row = await session.get(Customer, inter.customer_id)
+                    if customer_row is not None and customer_row.owner == actor.name:
+                        customer_row.last_contact_at = utcnow()
+                await session.flush()
+                return interaction_dict(inter), bool(changes)
+
+        out, changed = await _retry_on_conflict(attempt)
+        if changed:
+            self.notify("interaction.updated", out)
+        return out
+
+    # --- the call side ------------------------------------------------------------------
 
     async def upsert_call(self, record: CallRecord) -> dict[str, Any] | None:
         """Create or update the interaction of ``record`` (keyed by Linkedid)."""
@@ -39,23 +265,14 @@ class Interactions:
         if not linkedid or len(linkedid) > 64:
             log.error("interaction refused: bad linkedid %r", linkedid[:80])
             return None
+        out = await _retry_on_conflict(lambda: self._upsert_call_once(record, linkedid))
+        self.notify("interaction.updated", out)
+        return out
+
+    async def _upsert_call_once(self, record: CallRecord, linkedid: str) -> dict[str, Any]:
         e164 = self.store.e164(record.caller_num)
         async with self.store.db.session() as session, session.begin():
-            customer_id: int | None = None
-            contact_id: int | None = None
-            owner: str | None = None
-            if e164:
-                row = (
-                    await session.execute(
-                        select(Phone.customer_id, Phone.contact_id, Customer.owner)
-                        .join(Customer, Customer.id == Phone.customer_id)
-                        .where(Phone.e164 == e164)
-                        .order_by(Phone.id)
-                        .limit(1)
-                    )
-                ).first()
-                if row is not None:
-                    customer_id, contact_id, owner = row
+            customer_id, contact_id, owner = await self._lookup_number(session, e164)
             inter = await session.scalar(
                 select(Interaction).where(Interaction.linkedid == linkedid).with_for_update()
             )
@@ -63,10 +280,12 @@ class Interactions:
             if inter is None:
                 inter = Interaction(linkedid=linkedid, kind="call")
                 session.add(inter)
-            if inter.customer_id is None:
+            if inter.customer_id is None:  # never replaces a customer the agent linked
                 inter.customer_id = customer_id
                 inter.contact_id = contact_id
-            inter.caller_num = e164
+            elif customer_id is not None and customer_id != inter.customer_id:
+                owner = None  # linked by hand to another customer: not the owner's contact
+            inter.caller_num = e164 or inter.caller_num
             inter.agent = clip_text(record.agent, 256) or inter.agent or ""
             inter.queue = clip_text(record.queue, 128) or inter.queue or ""
             inter.started_at = record.started_at
@@ -84,7 +303,6 @@ class Interactions:
             await session.flush()
             out = interaction_dict(inter)
         out["created"] = created
-        self.notify("interaction.updated", out)
         return out
 
     async def _get(self, session: Any, interaction_id: int, actor: Actor, write: bool) -> Any:
@@ -171,7 +389,7 @@ class Interactions:
             )
             return [interaction_dict(i) for i in rows]
 
-    async def attach_recording(self, linkedid: str, filename: str) -> None:
+    async def attach_recording(self, linkedid: str, ref: str) -> None:
         async with self.store.db.session() as session, session.begin():
             inter = await session.scalar(
                 select(Interaction).where(Interaction.linkedid == linkedid[:64])
@@ -179,18 +397,21 @@ class Interactions:
             if inter is None:
                 inter = Interaction(linkedid=linkedid[:64], kind="call", started_at=utcnow())
                 session.add(inter)
-            inter.recording = clip_text(filename, 512)
+            inter.recording = clip_text(ref, 512)
 
-    async def set_ivr_path(self, linkedid: str, step: str) -> None:
-        async with self.store.db.session() as session, session.begin():
-            inter = await session.scalar(
-                select(Interaction).where(Interaction.linkedid == linkedid[:64])
-            )
-            if inter is None:
-                inter = Interaction(linkedid=linkedid[:64], kind="call", started_at=utcnow())
-                session.add(inter)
-            path = f"{inter.ivr_path}>{step}" if inter.ivr_path else step
-            inter.ivr_path = clip_text(path, 1024)
+    async def set_ivr_path(
+        self, linkedid: str, path: tuple[str, ...], caller_num: str, at: datetime
+    ) -> None:
+        """The menus the caller went through (IvrCompleted / IvrAbandoned), ``a>b>c``."""
+        if not LINKEDID.fullmatch(linkedid):
+            return
+
+        async def attempt() -> None:
+            async with self.store.db.session() as session, session.begin():
+                inter = await self._call_row(session, linkedid, caller_num, at)
+                inter.ivr_path = clip_text(">".join(path), 1024)
+
+        await _retry_on_conflict(attempt)
 
 
 class InteractionWriter:
@@ -205,10 +426,30 @@ class InteractionWriter:
         self.failed = 0
 
     def attach(self, bus: EventBus) -> None:
-        self._unsubscribe.append(bus.subscribe(CallCompleted, self._on_completed))
+        self._unsubscribe += [
+            bus.subscribe(CallCompleted, self._on_completed),
+            bus.subscribe(CallOffered, self._on_offered),
+            bus.subscribe(CallAnswered, self._on_answered),
+            bus.subscribe(IvrCompleted, self._on_ivr),
+            bus.subscribe(IvrAbandoned, self._on_ivr),
+        ]
 
     def _on_completed(self, event: CallCompleted) -> None:
         self.submit(("call", event.record))
+
+    def _on_offered(self, event: CallOffered) -> None:
+        self.interactions.remember_offer(event.linkedid, event.member_name, event.caller_num)
+        self.submit(
+            ("offer", (event.linkedid, event.member_name, event.at, False, event.caller_num,
+                       event.queue))
+        )  # fmt: skip
+
+    def _on_answered(self, event: CallAnswered) -> None:
+        self.interactions.remember_offer(event.linkedid, event.member_name)
+        self.submit(("offer", (event.linkedid, event.member_name, event.at, True, "", event.queue)))
+
+    def _on_ivr(self, event: IvrCompleted | IvrAbandoned) -> None:
+        self.submit(("ivr", (event.linkedid, event.path, event.caller_num, event.at)))
 
     def submit(self, job: tuple[str, Any]) -> bool:
         try:
@@ -233,6 +474,11 @@ class InteractionWriter:
                     await self.interactions.attach_recording(*payload)
                 elif kind == "ivr":
                     await self.interactions.set_ivr_path(*payload)
+                elif kind == "offer":
+                    linkedid, agent, at, answered, caller, queue = payload
+                    await self.interactions.record_offer(
+                        linkedid, agent, at, answered=answered, caller_num=caller, queue=queue
+                    )
             except Exception:
                 self.failed += 1
                 log.exception("crm interaction write failed (%s)", kind)

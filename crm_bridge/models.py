@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Date, Float, ForeignKey, Integer, Text
+from sqlalchemy import BigInteger, Date, Float, ForeignKey, Integer, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cti.store.models import Base, BoundedText, UTCDateTime, utcnow
@@ -118,6 +118,42 @@ class Interaction(Base):
     ivr_path: Mapped[str] = mapped_column(BoundedText(1024), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class CustomerSearch(Base):
+    """What search matches, one narrow row per customer (docs/decisions/0011-crm-search.md).
+
+    ``names``: the customer's ``name_key`` and ``company_key`` and its contacts'
+    ``name_key``; ``phones``: the E.164 numbers; ``emails``: the lower-cased addresses; each
+    a newline-joined list (a needle never holds a newline: name keys and numbers have no
+    white space and the search skips email needles with white space, so a match never
+    spans two entries). Kept by :meth:`crm_bridge.store.CrmStore.reindex` in the same
+    transaction as every change to those fields; on PostgreSQL each column has a
+    ``pg_trgm`` GIN index.
+    """
+
+    __tablename__ = "crm_search"
+
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("crm_customers.id", ondelete="CASCADE"), primary_key=True
+    )
+    names: Mapped[str] = mapped_column(Text(), default="")
+    phones: Mapped[str] = mapped_column(Text(), default="")
+    emails: Mapped[str] = mapped_column(Text(), default="")
+
+
+class CallAgent(Base):
+    """An agent a call was offered to (CallOffered) or answered by (CallAnswered): who may
+    write that call's interaction (notes, disposition, customer link)."""
+
+    __tablename__ = "crm_call_agents"
+    __table_args__ = (UniqueConstraint("linkedid", "agent"),)
+
+    id: Mapped[int] = mapped_column(_Id, primary_key=True, autoincrement=True)
+    linkedid: Mapped[str] = mapped_column(BoundedText(64), index=True)
+    agent: Mapped[str] = mapped_column(BoundedText(128))
+    offered_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Lead(Base):

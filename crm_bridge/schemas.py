@@ -136,6 +136,14 @@ class InteractionPatch(_In):
     disposition: Annotated[str, Field(max_length=64), AfterValidator(_storable)] | None = None
 
 
+class CallInteractionPut(_In):
+    """``PUT /api/v1/interactions/by-call/{linkedid}``: what the agent writes on a call."""
+
+    notes: Notes | None = None
+    disposition: Annotated[str, Field(max_length=64), AfterValidator(_storable)] | None = None
+    customer_id: Annotated[int, Field(ge=1, le=2**62)] | None = None
+
+
 class InteractionIn(_In):
     """A manual interaction (a note, an outbound call logged by hand)."""
 

@@ -14,12 +14,20 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import Select, delete, func, or_, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm_bridge.models import AuditEntry, Contact, Customer, Email, Interaction, Phone
+from crm_bridge.models import (
+    AuditEntry,
+    Contact,
+    Customer,
+    CustomerSearch,
+    Email,
+    Interaction,
+    Phone,
+)
 from crm_bridge.schemas import ContactIn, ContactPatch, CustomerIn, CustomerPatch, PhoneIn
 from cti.phone import normalize
 from cti.store.db import Database
@@ -329,6 +337,7 @@ class CrmStore:
         await session.flush()
         for contact, rows in zip(contacts, phone_rows, strict=True):
             await self._add_contact(session, customer.id, contact, rows)
+        await self.reindex(session, customer.id)
         audit(
             session,
             actor,
@@ -421,6 +430,32 @@ class CrmStore:
         ]
         return out
 
+    async def reindex(self, session: AsyncSession, customer_id: int) -> None:
+        """Rewrite the customer's :class:`CustomerSearch` row from its current rows (call in
+        the transaction that changed a name, company, contact, number or email)."""
+        customer = await session.get(Customer, customer_id)
+        if customer is None:
+            return
+        contact_keys = (
+            await session.scalars(
+                select(Contact.name_key).where(Contact.customer_id == customer_id)
+            )
+        ).all()
+        numbers = (
+            await session.scalars(select(Phone.e164).where(Phone.customer_id == customer_id))
+        ).all()
+        addresses = (
+            await session.scalars(select(Email.address_key).where(Email.customer_id == customer_id))
+        ).all()
+        row = await session.get(CustomerSearch, customer_id)
+        if row is None:
+            row = CustomerSearch(customer_id=customer_id)
+            session.add(row)
+        row.names = "\n".join([customer.name_key, customer.company_key, *contact_keys])
+        row.phones = "\n".join(numbers)
+        row.emails = "\n".join(addresses)
+        await session.flush()
+
     async def get_customer(self, customer_id: int, actor: Actor) -> dict[str, Any]:
         async with self.db.session() as session:
             return await self._full(
@@ -458,6 +493,7 @@ class CrmStore:
                 )
                 if dups:
                     raise DuplicateError(dups)
+                await self.reindex(session, c.id)
             if changes:
                 audit(session, actor, "update", "customer", c.id, c.id, changes)
                 if c.owner == actor.name:
@@ -474,6 +510,7 @@ class CrmStore:
             await session.execute(delete(Phone).where(Phone.customer_id == c.id))
             await session.execute(delete(Email).where(Email.customer_id == c.id))
             await session.execute(delete(Contact).where(Contact.customer_id == c.id))
+            await session.execute(delete(CustomerSearch).where(CustomerSearch.customer_id == c.id))
             await session.delete(c)
 
     # --- contacts --------------------------------------------------------------------
@@ -497,6 +534,7 @@ class CrmStore:
                 if dups:
                     raise DuplicateError(dups)
             contact = await self._add_contact(session, c.id, data, rows)
+            await self.reindex(session, c.id)
             audit(
                 session, actor, "create", "contact", contact.id, c.id, data.model_dump(mode="json")
             )
@@ -561,53 +599,90 @@ class CrmStore:
             if patch.tags is not None:
                 contact.tags = tags_text(patch.tags)
             await self._set_numbers(session, contact, rows, patch.emails)
+            await self.reindex(session, contact.customer_id)
             audit(session, actor, "update", "contact", contact.id, contact.customer_id, values)
             return await self._contact_out(session, contact)
 
     # --- search ----------------------------------------------------------------------
 
     async def search(
-        self, q: str, actor: Actor, *, limit: int = 50, offset: int = 0, owner: str | None = None
+        self,
+        q: str,
+        actor: Actor,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        owner: str | None = None,
+        method: Literal["index", "scan"] = "index",
     ) -> list[dict[str, Any]]:
         """Customers whose name, company, contact name, any part of a number or email
-        contains ``q`` (case-insensitive; separators ignored in names and numbers)."""
-        q = q.strip()
+        contains ``q`` (case-insensitive; separators ignored in names and numbers).
+
+        ``method="index"`` matches against ``crm_search`` (one narrow row per customer,
+        trigram-indexed on PostgreSQL); ``"scan"`` against the customer, contact, phone and
+        email tables themselves (the reference: same results, bench/crm_search.py's
+        baseline)."""
         stmt = select(Customer)
-        if q:
-            key = name_key(q)
-            subqueries: list[Select[Any]] = []
-            if key:
-                subqueries += [
-                    select(Customer.id).where(Customer.name_key.contains(key, autoescape=True)),
-                    select(Customer.id).where(Customer.company_key.contains(key, autoescape=True)),
-                    select(Contact.customer_id).where(
-                        Contact.name_key.contains(key, autoescape=True)
-                    ),
-                ]
-            digits = re.sub(r"\D", "", q)
-            if len(digits) >= 3 and len(digits) * 2 >= len(re.sub(r"[\s\-().+]", "", q)):
-                parts = {digits, digits.lstrip("0") or digits}
-                full = self.e164(q)
-                if full:
-                    parts.add(full.lstrip("+"))
-                for part in parts:
-                    subqueries.append(
-                        select(Phone.customer_id).where(Phone.e164.contains(part, autoescape=True))
-                    )
-            if "@" in q or "." in q or len(q) >= 3:
-                subqueries.append(
-                    select(Email.customer_id).where(
-                        Email.address_key.contains(q.lower(), autoescape=True)
-                    )
-                )
-            if not subqueries:
+        needles = self._needles(q)
+        if needles is not None:
+            if needles == ("", (), ""):
                 return []
-            stmt = stmt.where(Customer.id.in_(union(*subqueries)))
+            match = self._match_index if method == "index" else self._match_scan
+            stmt = stmt.where(Customer.id.in_(match(*needles)))
         if owner is not None:
             stmt = stmt.where(Customer.owner == owner if owner else Customer.owner.is_(None))
         stmt = self.visible(stmt, actor).order_by(Customer.id.desc()).limit(limit).offset(offset)
         async with self.db.session() as session:
             return [customer_dict(c) for c in (await session.scalars(stmt)).all()]
+
+    def _needles(self, q: str) -> tuple[str, tuple[str, ...], str] | None:
+        """(name key, number parts, email part) to look for; None: no filter at all."""
+        q = q.strip()
+        if not q:
+            return None
+        key = name_key(q)
+        numbers: tuple[str, ...] = ()
+        digits = re.sub(r"\D", "", q)
+        if len(digits) >= 3 and len(digits) * 2 >= len(re.sub(r"[\s\-().+]", "", q)):
+            parts = {digits, digits.lstrip("0") or digits}
+            full = self.e164(q)
+            if full:
+                parts.add(full.lstrip("+"))
+            numbers = tuple(sorted(parts))
+        # an address holds no white space: such a needle cannot match one
+        email = q.lower() if ("@" in q or "." in q or len(q) >= 3) else ""
+        if re.search(r"\s", email):
+            email = ""
+        return key, numbers, email
+
+    @staticmethod
+    def _match_index(key: str, numbers: Sequence[str], email: str) -> Select[Any]:
+        wanted = [CustomerSearch.names.contains(key, autoescape=True)] if key else []
+        wanted += [CustomerSearch.phones.contains(p, autoescape=True) for p in numbers]
+        if email:
+            wanted.append(CustomerSearch.emails.contains(email, autoescape=True))
+        return select(CustomerSearch.customer_id).where(or_(*wanted))
+
+    @staticmethod
+    def _match_scan(key: str, numbers: Sequence[str], email: str) -> Any:
+        subqueries: list[Select[Any]] = []
+        if key:
+            subqueries += [
+                select(Customer.id).where(Customer.name_key.contains(key, autoescape=True)),
+                select(Customer.id).where(Customer.company_key.contains(key, autoescape=True)),
+                select(Contact.customer_id).where(Contact.name_key.contains(key, autoescape=True)),
+            ]
+        if numbers:
+            subqueries.append(
+                select(Phone.customer_id).where(
+                    or_(*(Phone.e164.contains(p, autoescape=True) for p in numbers))
+                )
+            )
+        if email:
+            subqueries.append(
+                select(Email.customer_id).where(Email.address_key.contains(email, autoescape=True))
+            )
+        return union(*subqueries)
 
     async def count(self) -> int:
         async with self.db.session() as session:

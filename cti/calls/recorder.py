@@ -11,6 +11,13 @@ means ``""`` for text, ``None`` for times and durations, ``""``/``"unknown"`` fo
 disposition. ``started_at``, ``ended_at`` and ``source`` are always set, so the last
 write's values win for those.
 
+An IVR abandon (:class:`~cti.events.IvrAbandoned`: the caller hung up in the IVR, before
+any queue) marks the call's row with the disposition ``ivr_abandon``, whatever order it
+and the call's ``CallCompleted`` arrive in: it is written as a record of its own
+(``source="ivr"``, times = the hang-up, no text) that creates the row if the call is not
+written yet and otherwise changes only the disposition; once a row says ``ivr_abandon``
+no later write changes that; a later ``CallCompleted`` still sets the times and source.
+
 Text is cleaned (NUL and lone surrogates become U+FFFD) and cut to the column's limit
 (caller names are attacker-controlled); a record whose Linkedid is empty or longer than
 the column is refused at the door (logged, counted in :attr:`CallRecorder.rejected`).
@@ -42,12 +49,12 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.sql.expression import ColumnElement, Executable
 
 from cti.bus import EventBus
-from cti.events import CallCompleted, CallRecord
+from cti.events import CallCompleted, CallRecord, IvrAbandoned
 from cti.phone import normalize
 from cti.store.db import Database
 from cti.store.models import BoundedText, Call, clean_text, clip_text, utcnow
 
-__all__ = ["MAX_LIST_LIMIT", "CallRecorder", "call_to_dict", "list_calls"]
+__all__ = ["IVR_ABANDON", "MAX_LIST_LIMIT", "CallRecorder", "call_to_dict", "list_calls"]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +78,9 @@ _MERGED_TEXT = (
 _MERGED_NULLABLE = ("answered_at", "wait_s", "talk_s")
 _LAST_WINS = ("started_at", "ended_at", "source", "updated_at")
 _EMPTY_DISPOSITIONS = ("", "unknown")
+#: The disposition of a call whose caller hung up in the IVR, and its record's source.
+IVR_ABANDON = "ivr_abandon"
+IVR_SOURCE = "ivr"
 
 
 def _upsert_statement(dialect: str) -> Executable:
@@ -93,11 +103,19 @@ def _merge_set(excluded: Any) -> dict[str, ColumnElement[Any]]:
     for name in _MERGED_TEXT:
         set_[name] = case((excluded[name] != "", excluded[name]), else_=CALLS.c[name])
     known = and_(*(excluded.disposition != empty for empty in _EMPTY_DISPOSITIONS))
-    set_["disposition"] = case((known, excluded.disposition), else_=CALLS.c.disposition)
+    set_["disposition"] = case(
+        (CALLS.c.disposition == IVR_ABANDON, CALLS.c.disposition),
+        (known, excluded.disposition),
+        else_=CALLS.c.disposition,
+    )
     for name in _MERGED_NULLABLE:
         set_[name] = func.coalesce(excluded[name], CALLS.c[name])
+    ivr_mark = excluded.source == IVR_SOURCE  # an IVR abandon mark on a row: times stay
     for name in _LAST_WINS:
-        set_[name] = excluded[name]
+        if name == "updated_at":
+            set_[name] = excluded[name]
+        else:
+            set_[name] = case((ivr_mark, CALLS.c[name]), else_=excluded[name])
     return set_
 
 
@@ -192,7 +210,14 @@ class CallRecorder:
         """Subscribe to :class:`CallCompleted` on ``bus``."""
         if self._unsubscribe is not None:
             raise RuntimeError("CallRecorder is already attached to a bus")
-        self._unsubscribe = bus.subscribe(CallCompleted, self._on_call_completed)
+        off_completed = bus.subscribe(CallCompleted, self._on_call_completed)
+        off_ivr = bus.subscribe(IvrAbandoned, self._on_ivr_abandoned)
+
+        def unsubscribe() -> None:
+            off_completed()
+            off_ivr()
+
+        self._unsubscribe = unsubscribe
 
     def detach(self) -> None:
         if self._unsubscribe is not None:
@@ -201,6 +226,17 @@ class CallRecorder:
 
     def _on_call_completed(self, event: CallCompleted) -> None:
         self.submit(event.record)
+
+    def _on_ivr_abandoned(self, event: IvrAbandoned) -> None:
+        self.submit(
+            CallRecord(
+                linkedid=event.linkedid,
+                started_at=event.at,
+                ended_at=event.at,
+                disposition=IVR_ABANDON,
+                source=IVR_SOURCE,
+            )
+        )
 
     def submit(self, record: CallRecord) -> bool:
         """Queue ``record`` for writing without waiting. False if it was refused."""

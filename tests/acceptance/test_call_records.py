@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from sqlalchemy import select
 
+from crm_bridge.feature import CrmFeature
+from crm_bridge.schemas import CustomerIn
+from crm_bridge.store import SYSTEM
 from cti.ami.client import AmiClient
 from cti.asterisk.instance import ChrootAsterisk
 from cti.daemon import Daemon
@@ -23,6 +27,7 @@ from tests.acceptance.harness import (
     wait_for,
 )
 from tests.acceptance.proxy import CuttableProxy
+from tests.acceptance.test_ivr_harness import ivr_daemons
 
 
 async def rows_for(daemon: Daemon, linkedid: str) -> list[CallRow]:
@@ -188,3 +193,55 @@ async def test_asterisk_restart_mid_call_still_one_row(
     assert row.agent == "agent102"
     assert row.ended_at is not None and row.answered_at is not None
     assert row.ended_at >= row.answered_at
+
+
+# --- the call's CRM interaction (crm_bridge) ---------------------------------------------
+
+
+async def test_known_callers_call_ends_as_its_interaction(
+    asterisk: ChrootAsterisk, ami: AmiClient, tmp_path: Path
+) -> None:
+    """A real call from a known customer's number goes through the IVR (digit 1) and the
+    sales queue to a simulated agent; the CRM feature's InteractionWriter turns it into one
+    interaction linked to the customer and contact, with the IVR path, queue, agent, wait
+    and talk. A note written over the API during the call survives the call's end."""
+    async with ivr_daemons(asterisk, tmp_path) as start:
+        ivr = await start(crm=True)
+        crm = ivr.daemon.features[0]
+        assert isinstance(crm, CrmFeature) and crm.services is not None
+        customer = await crm.services.store.create_customer(
+            CustomerIn(name="李四", company="深圳物流", phones=["+86 138 0013 8000"]), SYSTEM
+        )
+        contact_id = customer["contacts"][0]["id"]
+        await set_sim(ami, ring=1, talk=3)
+        await add_sim_agent(ami, "101", "sales")
+        linkedid, done = await ivr.route(ami, caller="13800138000", dtmf="1", hold_s=25)
+        assert (done.action, done.target, done.customer_id) == ("queue", "sales", customer["id"])
+
+        token = await create_token(ivr.daemon.db, "sup1", "supervisor")
+        url = f"http://127.0.0.1:{ivr.daemon.http_port}/api/v1/interactions/by-call/{linkedid}"
+        auth = {"Authorization": f"Bearer {token}"}
+        async with aiohttp.ClientSession() as http:
+
+            async def current() -> dict[str, Any]:
+                async with http.get(url, headers=auth) as resp:
+                    return await resp.json() if resp.status == 200 else {}
+
+            during = await wait_for(current, timeout=15, what="the interaction during the call")
+            assert during["ended_at"] is None and during["customer_id"] == customer["id"]
+            async with http.put(url, headers=auth, json={"notes": "说明: 要报价"}) as resp:
+                assert resp.status == 200
+
+            async def ended() -> dict[str, Any]:
+                data = await current()
+                return data if data and data["ended_at"] else {}
+
+            inter = await wait_for(ended, timeout=40, what="the interaction of the ended call")
+        assert inter["customer_id"] == customer["id"] and inter["contact_id"] == contact_id
+        assert inter["caller_num"] == "+8613800138000"
+        assert (inter["ivr_path"], inter["queue"], inter["agent"]) == ("main", "sales", "agent101")
+        assert inter["outcome"] == "answered" and inter["notes"] == "说明: 要报价"
+        assert inter["wait_s"] is not None and 0.5 <= inter["wait_s"] <= 10
+        assert inter["talk_s"] is not None and inter["talk_s"] >= 2
+        history = await crm.services.interactions.for_customer(customer["id"], SYSTEM)
+        assert [h["linkedid"] for h in history] == [linkedid]

@@ -1,209 +1,48 @@
 """The IVR against the real Asterisk: callers press real DTMF (SendDTMF on a Local
-channel) and the dialplan acts on what the FastAGI handler decided."""
+channel) and the dialplan acts on what the FastAGI handler decided. Helpers and the
+``start_ivr`` fixture: tests/acceptance/test_ivr_harness.py."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from crm_bridge.schemas import CustomerIn
+from crm_bridge.store import SYSTEM
 from cti.ami.client import AmiClient
 from cti.asterisk.instance import ChrootAsterisk
-from cti.config import Settings
-from cti.daemon import Daemon
-from cti.events import DomainEvent, IvrAbandoned, IvrChoiceMade, IvrCompleted
-from cti.services import CustomerCard
-from ivr.feature import IvrFeature
-from tests.acceptance.conftest import daemon_settings
+from cti.events import IvrAbandoned, IvrCompleted
+from cti.store.models import Call
 from tests.acceptance.harness import wait_for
-
-MENUS = """\
-[defaults]
-menu = "main"
-operator = "support"
-
-[prompts]
-beep = { file = "beep" }
-sub = { text = "Support menu.", voice = "en" }
-zh = { text = "您好", voice = "cmn" }
-
-[menus.main]
-greeting = "beep"
-timeout = 2
-retries = 1
-invalid = "beep"
-fallback = { action = "queue", target = "support" }
-
-[menus.main.options]
-"1" = { action = "queue", target = "sales" }
-"2" = { action = "menu", target = "sub" }
-"3" = { action = "collect", target = "account" }
-"0" = { action = "operator" }
-
-[menus.sub]
-greeting = "sub"
-timeout = 3
-options."1" = { action = "queue", target = "support" }
-options."*" = { action = "back" }
-
-[collect.account]
-prompt = "beep"
-min_length = 4
-max_length = 8
-timeout = 3
-retries = 2
-invalid = "beep"
-then = { action = "queue", target = "sales" }
-
-[schedules.office]
-timezone = "Asia/Shanghai"
-holidays = "CN"
-mon = ["09:00-18:00"]
-tue = ["09:00-18:00"]
-wed = ["09:00-18:00"]
-thu = ["09:00-18:00"]
-fri = ["09:00-18:00"]
-closed = { action = "external", target = "+8613900000001", prompt = "zh" }
-holiday = { action = "hangup", prompt = "beep" }
-
-[numbers."4008009999"]
-schedule = "office"
-
-[recognition]
-owner_routing = true
-tiers.vip = { action = "queue", target = "sales" }
-"""
-
-OFFICE_DNIS = "4008009999"
-
-
-class DictDirectory:
-    """A CustomerDirectory backed by a dict (the lead swaps in crm_bridge's when it lands)."""
-
-    def __init__(self, cards: dict[str, CustomerCard]) -> None:
-        self.cards = cards
-        self.asked: list[str] = []
-
-    async def lookup_number(self, e164: str) -> CustomerCard | None:
-        self.asked.append(e164)
-        return self.cards.get(e164)
-
-    async def recent_interactions(
-        self, customer_id: int, limit: int = 5
-    ) -> list[dict[str, object]]:
-        return []
-
-
-class Ivr:
-    """A running daemon with the IVR feature and what it published."""
-
-    def __init__(self, daemon: Daemon, feature: IvrFeature) -> None:
-        self.daemon = daemon
-        self.feature = feature
-        self.events: list[DomainEvent] = []
-        for cls in (IvrCompleted, IvrAbandoned, IvrChoiceMade):
-            daemon.bus.subscribe(cls, self.events.append)
-
-    def of(self, cls: type[Any], linkedid: str) -> list[Any]:
-        return [e for e in self.events if isinstance(e, cls) and e.linkedid == linkedid]
-
-    async def completed(self, linkedid: str, timeout: float = 20) -> IvrCompleted:
-        async def done() -> list[IvrCompleted]:
-            return self.of(IvrCompleted, linkedid)
-
-        (event,) = await wait_for(done, timeout=timeout, what=f"IvrCompleted of {linkedid}")
-        return event
-
-    def choices(self, linkedid: str) -> list[tuple[str, str, str]]:
-        return [(e.menu, e.choice, e.digits) for e in self.of(IvrChoiceMade, linkedid)]
-
-
-IvrFactory = Callable[..., Awaitable[Ivr]]
-
-
-def ivr_settings(asterisk: ChrootAsterisk, db_url: str, menus: Path, **ivr: Any) -> Settings:
-    data = daemon_settings(asterisk, db_url).model_dump()
-    data["ivr"] = {
-        "menus": str(menus),
-        "prompt_dir": str(asterisk.base / "lib" / "sounds" / "cti"),
-        "prompt_dir_asterisk": f"{asterisk.inner}/lib/sounds/cti",
-        "forward_dial": "Local/{digits}@cti-sim-agents/n",
-        **ivr,
-    }
-    return Settings(**data)
+from tests.acceptance.test_ivr_harness import (
+    MENUS,
+    OFFICE_DNIS,
+    IvrFactory,
+    call,
+    ivr_daemons,
+    sim_agent_channel,
+    wait_in_queue,
+)
 
 
 @pytest.fixture
 async def start_ivr(asterisk: ChrootAsterisk, tmp_path: Path) -> AsyncIterator[IvrFactory]:
-    """The IVR needs no particular database: one SQLite file (the store's own tests cover
-    PostgreSQL)."""
-    started: list[Daemon] = []
-    db_url = f"sqlite+aiosqlite:///{tmp_path / 'cti.db'}"
-
-    async def factory(menus: str = MENUS, **ivr: Any) -> Ivr:
-        path = tmp_path / "menus.toml"
-        path.write_text(menus)
-        feature = IvrFeature()
-        daemon = Daemon(ivr_settings(asterisk, db_url, path, **ivr), features=[feature])
-        await daemon.start()
-        started.append(daemon)
-        await daemon.ami.wait_connected(timeout=15)
-        assert daemon.agi.port == asterisk.spec.agi_port
-        return Ivr(daemon, feature)
-
-    yield factory
-    for daemon in started:
-        await daemon.stop()
-
-
-async def call(
-    ami: AmiClient,
-    *,
-    dtmf: str = "",
-    hold_s: float = 20,
-    caller: str = "13700137000",
-    dnis: str = "4008001234",
-    dtmf_delay: float = 1.5,
-) -> str:
-    linkedid = f"t-{secrets.token_hex(6)}"
-    variables = [f"CTI_SIM_HOLD={hold_s}", f"CTI_SIM_DTMF_DELAY={dtmf_delay}"]
-    if dtmf:
-        variables.append(f"CTI_SIM_DTMF={dtmf}")
-    await ami.send_action(
-        "Originate",
-        {
-            "Channel": f"Local/{dnis}@cti-inbound", "Context": "cti-sim-caller", "Exten": "s",
-            "Priority": "1", "CallerID": caller, "Variable": variables, "Async": "true",
-            "ChannelId": linkedid, "OtherChannelId": linkedid + "-2",
-        },
-    )  # fmt: skip
-    return linkedid
-
-
-async def in_queue(asterisk: ChrootAsterisk, queue: str, channel: str) -> bool:
-    out = await asyncio.to_thread(asterisk.cli, f"queue show {queue}")
-    return channel in out
-
-
-async def wait_in_queue(asterisk: ChrootAsterisk, queue: str, channel: str) -> None:
-    await wait_for(
-        lambda: in_queue(asterisk, queue, channel), timeout=10, what=f"{channel} in {queue}"
-    )
+    async with ivr_daemons(asterisk, tmp_path) as factory:
+        yield factory
 
 
 async def test_option_to_queue(
     asterisk: ChrootAsterisk, ami: AmiClient, start_ivr: IvrFactory
 ) -> None:
     ivr = await start_ivr()
-    linkedid = await call(ami, dtmf="1")
-    done = await ivr.completed(linkedid)
+    linkedid, done = await ivr.route(ami, dtmf="1")
     assert (done.action, done.target, done.reason) == ("queue", "sales", "choice")
     assert done.path == ("main",)
     assert done.dnis == "4008001234" and done.caller_num == "+8613700137000"
@@ -215,8 +54,7 @@ async def test_submenu_and_back_with_a_spoken_prompt(
     asterisk: ChrootAsterisk, ami: AmiClient, start_ivr: IvrFactory
 ) -> None:
     ivr = await start_ivr()
-    linkedid = await call(ami, dtmf="2wwww*wwww1")
-    done = await ivr.completed(linkedid)
+    linkedid, done = await ivr.route(ami, dtmf="2wwww*wwww1")
     assert done.path == ("main", "sub", "main")
     assert (done.action, done.target) == ("queue", "sales")
     assert [c[:2] for c in ivr.choices(linkedid)] == [
@@ -234,8 +72,7 @@ async def test_invalid_digit_then_success(
     asterisk: ChrootAsterisk, ami: AmiClient, start_ivr: IvrFactory
 ) -> None:
     ivr = await start_ivr()
-    linkedid = await call(ami, dtmf="7wwww1")
-    done = await ivr.completed(linkedid)
+    linkedid, done = await ivr.route(ami, dtmf="7wwww1")
     assert ivr.choices(linkedid) == [("main", "invalid", "7"), ("main", "queue", "1")]
     assert (done.action, done.target, done.reason) == ("queue", "sales", "choice")
     await wait_in_queue(asterisk, "sales", done.channel)
@@ -245,8 +82,7 @@ async def test_timeouts_then_fallback(
     asterisk: ChrootAsterisk, ami: AmiClient, start_ivr: IvrFactory
 ) -> None:
     ivr = await start_ivr()
-    linkedid = await call(ami)
-    done = await ivr.completed(linkedid, timeout=20)
+    linkedid, done = await ivr.route(ami)
     assert ivr.choices(linkedid) == [("main", "timeout", ""), ("main", "timeout", "")]
     assert (done.action, done.target, done.reason) == ("queue", "support", "fallback")
     await wait_in_queue(asterisk, "support", done.channel)
@@ -256,8 +92,7 @@ async def test_digit_collection_invalid_then_valid(
     asterisk: ChrootAsterisk, ami: AmiClient, start_ivr: IvrFactory
 ) -> None:
     ivr = await start_ivr()
-    linkedid = await call(ami, dtmf="3wwww12#wwww123456#")
-    done = await ivr.completed(linkedid)
+    linkedid, done = await ivr.route(ami, dtmf="3wwww12#wwww123456#")
     assert ivr.choices(linkedid) == [
         ("main", "collect", "3"),
         ("account", "invalid", "12"),
@@ -270,18 +105,12 @@ async def test_digit_collection_invalid_then_valid(
     assert got.get("Value") == "123456"
 
 
-async def sim_agent_channel(asterisk: ChrootAsterisk, number: str) -> bool:
-    out = await asyncio.to_thread(asterisk.cli, "core show channels concise")
-    return f"Local/{number}@cti-sim-agents" in out
-
-
 async def test_after_hours_forwarding(
     asterisk: ChrootAsterisk, ami: AmiClient, start_ivr: IvrFactory
 ) -> None:
     # Sunday 03:00 in Shanghai: closed -> forward to the on-duty mobile
     ivr = await start_ivr(now_override="2026-11-22T03:00:00+08:00")
-    linkedid = await call(ami, dnis=OFFICE_DNIS)
-    done = await ivr.completed(linkedid)
+    _, done = await ivr.route(ami, dnis=OFFICE_DNIS)
     assert (done.action, done.reason) == ("dial", "closed")
     assert done.target == "Local/8613900000001@cti-sim-agents/n"
     assert done.path == ()
@@ -291,8 +120,7 @@ async def test_after_hours_forwarding(
     )  # fmt: skip
     # same number during business hours: the menu runs (clock injected on the feature)
     ivr.feature.now_override = datetime.fromisoformat("2026-11-24T10:00:00+08:00")
-    linkedid = await call(ami, dnis=OFFICE_DNIS, dtmf="1")
-    done = await ivr.completed(linkedid)
+    _, done = await ivr.route(ami, dnis=OFFICE_DNIS, dtmf="1")
     assert (done.action, done.target, done.reason) == ("queue", "sales", "choice")
 
 
@@ -301,8 +129,7 @@ async def test_holiday_message_and_hang_up(
 ) -> None:
     # National Day, a Thursday, 10:00: would be open but it is a public holiday
     ivr = await start_ivr(now_override="2026-10-01T10:00:00+08:00")
-    linkedid = await call(ami, dnis=OFFICE_DNIS, hold_s=30)
-    done = await ivr.completed(linkedid)
+    linkedid, done = await ivr.route(ami, dnis=OFFICE_DNIS, hold_s=30)
     assert (done.action, done.reason) == ("hangup", "holiday")
 
     async def gone() -> bool:
@@ -315,23 +142,23 @@ async def test_holiday_message_and_hang_up(
 async def test_known_caller_routed_by_tier(
     asterisk: ChrootAsterisk, ami: AmiClient, start_ivr: IvrFactory
 ) -> None:
-    ivr = await start_ivr()
-    directory = DictDirectory(
-        {"+8613800138000": CustomerCard(7, "张三", tier="vip", owner_agent="agent101")}
+    # the CRM feature's real directory over the store recognises the caller
+    ivr = await start_ivr(crm=True)
+    crm = ivr.daemon.features[0]
+    store = crm.services.store  # type: ignore[attr-defined]
+    customer = await store.create_customer(
+        CustomerIn(name="张三", tier="vip", owner="agent101", phones=["+86 138 0013 8000"]),
+        SYSTEM,
     )
-    ivr.daemon.services.customer_directory = directory
-    linkedid = await call(ami, caller="13800138000")
-    done = await ivr.completed(linkedid)
+    _, done = await ivr.route(ami, caller="13800138000")
     assert (done.action, done.target, done.reason) == ("queue", "sales", "tier")
-    assert done.customer_id == 7 and done.owner_agent == "agent101"
-    assert directory.asked == ["+8613800138000"]
+    assert done.customer_id == customer["id"] and done.owner_agent == "agent101"
     await wait_in_queue(asterisk, "sales", done.channel)
     for var, value in (("CTI_OWNER_AGENT", "agent101"), ("CTI_CUSTOMER_TIER", "vip")):
         got = await ami.send_action("Getvar", {"Channel": done.channel, "Variable": var})
         assert got.get("Value") == value
     # an unknown caller gets the menu
-    linkedid = await call(ami, caller="13900139000", dtmf="0")
-    done = await ivr.completed(linkedid)
+    _, done = await ivr.route(ami, caller="13900139000", dtmf="0")
     assert (done.action, done.target, done.customer_id) == ("queue", "support", None)
 
 
@@ -347,6 +174,16 @@ async def test_hang_up_in_the_menu_is_an_ivr_abandon(
     (event,) = await wait_for(abandoned, timeout=10, what="IvrAbandoned")
     assert event.path == ("main", "sub") and event.menu == "sub"
     assert not ivr.of(IvrCompleted, linkedid)
+    # the call's row in the store says so, and keeps the call's own facts
+
+    async def row() -> list[Call]:
+        async with ivr.daemon.db.session() as session:
+            found = await session.scalars(select(Call).where(Call.linkedid == linkedid))
+            return [c for c in found if c.source == "ami"]
+
+    (stored,) = await wait_for(row, timeout=15, what="the call's row")
+    assert stored.disposition == "ivr_abandon" and stored.queue == ""
+    assert stored.caller_num_e164 == "+8613700137000" and stored.dnis == "4008001234"
 
 
 async def test_daemon_down_calls_still_reach_the_default_queue(
@@ -387,8 +224,7 @@ async def test_reload_refuses_an_invalid_file_and_keeps_serving(
                 f"{menus}:{line_no}: menus.main.options.1.target: unknown menu 'nowhere'"
             ]
         # the old menus still route digit 1 to sales
-        linkedid = await call(ami, dtmf="1")
-        done = await ivr.completed(linkedid)
+        _, done = await ivr.route(ami, dtmf="1")
         assert done.target == "sales"
         # a valid edit is taken without restart
         good = MENUS.replace(good_line, '"1" = { action = "queue", target = "support" }')
@@ -398,8 +234,7 @@ async def test_reload_refuses_an_invalid_file_and_keeps_serving(
         agent = await create_token(ivr.daemon.db, "agent1", "agent")
         async with http.post(url, headers={"Authorization": f"Bearer {agent}"}) as r:
             assert r.status == 403
-    linkedid = await call(ami, dtmf="1")
-    done = await ivr.completed(linkedid)
+    _, done = await ivr.route(ami, dtmf="1")
     assert done.target == "support"
     # SIGHUP reloads too (an invalid file is refused the same way)
     await asyncio.to_thread(menus.write_text, bad)

@@ -5,15 +5,23 @@ from __future__ import annotations
 import asyncio
 import shutil
 import socket
+from collections.abc import AsyncIterator
 from pathlib import Path
+
+import pytest
 
 from cti.ami.client import AmiClient
 from cti.asterisk.instance import ChrootAsterisk
 from cti.events import IvrCompleted
 from tests.acceptance.harness import free_port, wait_for
-from tests.acceptance.test_ivr import IvrFactory, in_queue, start_ivr
+from tests.acceptance.test_ivr_harness import IvrFactory, in_queue, ivr_daemons
 
-__all__ = ["start_ivr"]  # the fixture, re-exported for pytest
+
+@pytest.fixture
+async def start_ivr(asterisk: ChrootAsterisk, tmp_path: Path) -> AsyncIterator[IvrFactory]:
+    async with ivr_daemons(asterisk, tmp_path) as factory:
+        yield factory
+
 
 PCAPS = Path("/usr/share/sip-tester")
 

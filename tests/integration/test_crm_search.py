@@ -1,0 +1,161 @@
+"""Search through the ``crm_search`` table gives exactly what scanning the customer,
+contact, phone and email tables gives, on real SQLite and PostgreSQL, after creates,
+edits, added / changed contacts, deletes and an import (the table is kept by the store)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from sqlalchemy import insert, select
+
+from crm_bridge.importexport import import_rows, read_csv
+from crm_bridge.models import Contact, Customer, CustomerSearch, Email, Phone
+from crm_bridge.schemas import ContactIn, ContactPatch, CustomerIn, CustomerPatch
+from crm_bridge.store import SYSTEM, Actor, CrmStore, DuplicateError, name_key
+from cti.store.db import Database
+from cti.store.migrate import upgrade
+from cti.store.models import utcnow
+
+SURNAMES = "王李张刘陈杨黄赵"
+GIVEN = "伟芳娜秀英敏静丽强"
+LATIN = ["Anna", "Smith", "Lee", "Garcia", "O'Brien", "Zhang San", "Müller"]
+COMPANIES = ["北京科技有限公司", "上海贸易", "Acme Ltd", "Globex_Systems", "100% Pure", ""]
+QUERIES = [
+    "王", "王伟", "秀英", "anna", "SMITH", "zhang san", "zhangsan", "müller", "o'brien",
+    "北京", "科技有限", "acme", "globex systems", "100%", "%", "_", "1380", "0013 8",
+    "+86 138", "0086-139", "555", "@mail", "mail-3.ex", "user1", "ex.com", "a b", "-", "  ",
+    "13800138000", "nobody",
+]  # fmt: skip
+
+
+def _customer(rng: random.Random, i: int) -> CustomerIn:
+    if rng.random() < 0.5:
+        name = rng.choice(SURNAMES) + "".join(rng.choice(GIVEN) for _ in range(rng.randint(1, 2)))
+    else:
+        name = f"{rng.choice(LATIN)} {rng.choice(LATIN)}"
+    contacts = [
+        ContactIn(
+            name=name if c == 0 else f"{rng.choice(LATIN)} {i}",
+            phones=[f"+86 13{rng.randint(0, 9)} {rng.randint(0, 9999):04d} {i:04d}"],
+            emails=[f"user{i}.{c}@mail-{rng.randint(1, 5)}.example.com"][: rng.randint(0, 1)],
+        )
+        for c in range(rng.randint(1, 2))
+    ]
+    owner = rng.choice([None, "agent1", "agent2"])
+    return CustomerIn(name=name, company=rng.choice(COMPANIES), owner=owner, contacts=contacts)
+
+
+async def _both(store: CrmStore, q: str, actor: Actor) -> tuple[list[int], list[int]]:
+    index = [c["id"] for c in await store.search(q, actor, limit=500, method="index")]
+    scan = [c["id"] for c in await store.search(q, actor, limit=500, method="scan")]
+    return index, scan
+
+
+async def test_index_and_scan_agree(db: Database) -> None:
+    store = CrmStore(db, "CN")
+    rng = random.Random(7)
+    ids = []
+    for i in range(120):
+        try:
+            ids.append((await store.create_customer(_customer(rng, i), SYSTEM))["id"])
+        except DuplicateError:
+            pass
+    # edits that change what search matches
+    for cid in rng.sample(ids, 20):
+        try:
+            await store.update_customer(
+                cid, CustomerPatch(name=f"Renamed {cid}", company="新公司"), SYSTEM
+            )
+        except DuplicateError:
+            pass
+    for cid in rng.sample(ids, 10):
+        await store.add_contact(
+            cid, ContactIn(name="李雷", phones=[f"0755-8888 {cid:04d}"]), SYSTEM, force=True
+        )
+    for cid in rng.sample(ids, 10):
+        full = await store.get_customer(cid, SYSTEM)
+        await store.update_contact(
+            full["contacts"][0]["id"],
+            ContactPatch(name="Han Meimei", phones=[f"+1 650 253 {cid:04d}"], emails=[]),
+            SYSTEM,
+        )
+    for cid in rng.sample(ids, 10):
+        await store.delete_customer(cid, SYSTEM)
+    report = await import_rows(
+        store,
+        read_csv(
+            "name,company,phones,emails\n导入客户,深圳物流,13912345678,imported@mail-9.example.com\n".encode()
+        ),
+        SYSTEM,
+    )
+    assert not report["errors"]
+    queries = [*QUERIES, "Renamed", "新公司", "李雷", "8888", "han mei", "650 253", "导入", "深圳"]
+    mismatches = {}
+    hits = 0
+    for actor in (SYSTEM, Actor("agent1", "agent")):
+        for q in queries:
+            index, scan = await _both(store, q, actor)
+            hits += len(index)
+            if index != scan:
+                mismatches[(actor.name, q)] = (index, scan)
+    assert mismatches == {}
+    assert hits > 200  # the queries do find things
+
+
+async def test_migration_fills_the_table_like_reindex(db_url: str) -> None:
+    """Customers that exist before crm_0002 are searchable after it, with the same text
+    the store writes on every change."""
+    await asyncio.to_thread(upgrade, db_url, "crm_0001")
+    db = Database.from_url(db_url)
+    try:
+        now = utcnow()
+        async with db.engine.begin() as conn:
+            for cid, (name, company) in enumerate([("王伟", "北京科技"), ("Anna Lee", "")], 1):
+                await conn.execute(
+                    insert(Customer).values(
+                        id=cid, kind="person", name=name, name_key=name_key(name),
+                        company=company, company_key=name_key(company), tier="", tags="",
+                        notes="", owner=None, created_at=now, updated_at=now,
+                    )
+                )  # fmt: skip
+                await conn.execute(
+                    insert(Contact).values(
+                        id=cid, customer_id=cid, name=name, name_key=name_key(name),
+                        title="", tags="", notes="", created_at=now, updated_at=now,
+                    )
+                )  # fmt: skip
+            await conn.execute(
+                insert(Phone).values(
+                    contact_id=1, customer_id=1, raw="138", e164="+8613800138000", label=""
+                )
+            )
+            await conn.execute(
+                insert(Email).values(
+                    contact_id=2, customer_id=2, address="A@x.cn", address_key="a@x.cn"
+                )
+            )
+        await db.dispose()
+        await asyncio.to_thread(upgrade, db_url, "heads")
+        db = Database.from_url(db_url)
+
+        async def rows() -> list[tuple[int, str, str, str]]:
+            async with db.session() as session:
+                found = await session.scalars(
+                    select(CustomerSearch).order_by(CustomerSearch.customer_id)
+                )
+                return [(r.customer_id, r.names, r.phones, r.emails) for r in found]
+
+        migrated = await rows()
+        assert migrated == [
+            (1, "王伟\n北京科技\n王伟", "+8613800138000", ""),
+            (2, "annalee\n\nannalee", "", "a@x.cn"),
+        ]
+        store = CrmStore(db, "CN")
+        async with db.session() as session, session.begin():
+            for cid in (1, 2):
+                await store.reindex(session, cid)
+        assert await rows() == migrated
+        assert [c["id"] for c in await store.search("0013800", SYSTEM)] == [1]
+    finally:
+        await db.dispose()
