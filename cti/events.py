@@ -168,14 +168,19 @@ class RecordingStarted(DomainEvent):
     at: datetime
     uniqueid: str
     filename: str
+    # the recordings row (GET /api/v1/recordings/{id}); filename is relative to the root
+    recording_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class RecordingStopped(DomainEvent):
+    """The recording is verified and playable (published after processing)."""
+
     linkedid: str
     at: datetime
     uniqueid: str
     filename: str
+    recording_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,20 +2,83 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+
+from cti.events import OutboundCallStarted
 from cti.features import FeatureContext
+from cti.web.pages import add_pages
+from recordings.api import RecordingsApi
+from recordings.config import RecordingsConfig
+from recordings.control import Recorder
+from recordings.processing import Processor
+from recordings.reconcile import reconcile
+from recordings.signing import UrlSigner
+from recordings.store import RecordingStore
 
 __all__ = ["RecordingsFeature"]
+
+log = logging.getLogger(__name__)
+
+PAGE_PREFIX = "/supervisor/recordings"
 
 
 class RecordingsFeature:
     name = "recordings"
     sections: tuple[str, ...] = ("recordings",)
 
+    def __init__(self) -> None:
+        self.config: RecordingsConfig | None = None
+        self.recorder: Recorder | None = None
+        self.processor: Processor | None = None
+        self.api: RecordingsApi | None = None
+        self._reconcile_task: asyncio.Task[None] | None = None
+
     def setup(self, ctx: FeatureContext) -> None:
-        pass
+        config = ctx.section("recordings", RecordingsConfig).with_root(
+            ctx.settings.asterisk.log_dir
+        )
+        self.config = config
+        store = RecordingStore(ctx.db)
+        self.processor = Processor(config, store)
+        self.recorder = Recorder(
+            config, store, self.processor, ctx.ami, ctx.bus, services=ctx.services,
+            hub=ctx.hub, region=ctx.settings.site.default_region,
+        )  # fmt: skip
+        ctx.ami.add_event_handler(self.recorder.on_ami)
+        ctx.ami.add_connected_handler(self.recorder.on_connected)
+        ctx.bus.subscribe(OutboundCallStarted, self.recorder.on_outbound)
+        self.api = RecordingsApi(
+            config, store, self.processor, self.recorder,
+            UrlSigner(config.url_secret, config.url_ttl_s), ctx.ami,
+        )  # fmt: skip
+        self.api.add_routes(ctx.app)
+        add_pages(ctx.app, PAGE_PREFIX, Path(__file__).parent / "static")
 
     async def start(self) -> None:
-        pass
+        assert self.config is not None
+        if not self.config.root_dir.is_dir():
+            log.warning("recordings root %s does not exist (yet)", self.config.root_dir)
+        if self.config.reconcile_interval_s > 0:
+            self._reconcile_task = asyncio.create_task(self._loop(), name="recordings-reconcile")
+
+    async def _loop(self) -> None:
+        assert self.config is not None and self.processor is not None
+        assert self.recorder is not None
+        while True:
+            await asyncio.sleep(self.config.reconcile_interval_s)
+            try:
+                await reconcile(self.processor, live_linkedids=set(self.recorder.calls))
+            except Exception:
+                log.exception("recordings reconcile failed")
 
     async def stop(self) -> None:
-        pass
+        if self._reconcile_task is not None:
+            self._reconcile_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reconcile_task
+            self._reconcile_task = None
+        if self.recorder is not None:
+            await self.recorder.close()

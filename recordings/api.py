@@ -1,0 +1,243 @@
+"""REST routes of the recordings feature (everything under /api/ needs a bearer token).
+
+Playback is by recording id only. Agents see and play recordings of their own calls;
+supervisors (and admins) all of them. Every listen and download, every on-demand
+control and every live-monitoring start is written to the audit trail.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from cti.ami.client import AmiClient
+from cti.store.tokens import Principal
+from cti.web.app import PRINCIPAL, require_role
+from recordings.config import RecordingsConfig
+from recordings.control import ControlError, Recorder
+from recordings.models import Recording
+from recordings.naming import EXTENSIONS, PathRefused, resolve_inside
+from recordings.processing import Processor
+from recordings.reconcile import reconcile
+from recordings.serve import send_file
+from recordings.signing import UrlSigner
+from recordings.spy import MODES, start_spy
+from recordings.store import RecordingFilter, RecordingStore, to_json
+
+__all__ = ["RecordingsApi"]
+
+log = logging.getLogger(__name__)
+
+MAX_TEXT = 128
+ID_ROUTE = r"{id:[0-9]{1,18}}"
+
+
+def _is_supervisor(p: Principal) -> bool:
+    return p.role in ("supervisor", "admin")
+
+
+def _text(request: web.Request, name: str) -> str:
+    value = request.query.get(name, "").strip()
+    if len(value) > MAX_TEXT:
+        raise web.HTTPBadRequest(reason=f"{name} is too long")
+    return value
+
+
+def _when(request: web.Request, name: str) -> datetime | None:
+    raw = _text(request, name)
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise web.HTTPBadRequest(reason=f"{name} must be an ISO 8601 date or date-time") from None
+    return value
+
+
+def _int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not lo <= int(raw) <= hi:
+        raise web.HTTPBadRequest(reason=f"{name} must be an integer between {lo} and {hi}")
+    return int(raw)
+
+
+def _error(exc: ControlError) -> web.Response:
+    return web.json_response({"error": str(exc)}, status=exc.status)
+
+
+@dataclass
+class RecordingsApi:
+    config: RecordingsConfig
+    store: RecordingStore
+    processor: Processor
+    recorder: Recorder
+    signer: UrlSigner
+    ami: AmiClient
+
+    def add_routes(self, app: web.Application) -> None:
+        r = app.router
+        r.add_get("/api/v1/recordings", self.search)
+        r.add_get("/api/v1/recordings/live", self.live)
+        r.add_get("/api/v1/recordings/audit", self.audit)
+        r.add_post("/api/v1/recordings/reconcile", self.run_reconcile)
+        r.add_post("/api/v1/recordings/monitor", self.monitor)
+        r.add_post(
+            "/api/v1/recordings/calls/{linkedid:[A-Za-z0-9._-]{1,64}}/{action:[a-z]{1,8}}",
+            self.control,
+        )
+        r.add_get(f"/api/v1/recordings/{ID_ROUTE}", self.get_one)
+        r.add_get(f"/api/v1/recordings/{ID_ROUTE}/audio", self.audio)
+        r.add_post(f"/api/v1/recordings/{ID_ROUTE}/play-url", self.play_url)
+        r.add_get(f"/recordings/media/{ID_ROUTE}", self.media)
+
+    # --- access ---------------------------------------------------------------------------
+    async def _visible(self, request: web.Request) -> tuple[Principal, Recording]:
+        """The recording named in the URL if this principal may see it, else 404/403."""
+        principal: Principal = request[PRINCIPAL]
+        row = await self.store.get(int(request.match_info["id"]))
+        if row is None:
+            raise web.HTTPNotFound(reason="no such recording")
+        if not _is_supervisor(principal) and row.agent != principal.name:
+            raise web.HTTPForbidden(reason="not your call")
+        return principal, row
+
+    def _file(self, row: Recording) -> Any:
+        if row.status != "ready" or not row.path:
+            raise web.HTTPNotFound(reason=f"recording is {row.status}")
+        try:
+            return resolve_inside(self.config.root_dir, row.path)
+        except PathRefused:
+            log.warning("refused stored path of recording %s", row.id)
+            raise web.HTTPNotFound(reason="recording file not available") from None
+
+    # --- search and metadata --------------------------------------------------------------
+    async def search(self, request: web.Request) -> web.Response:
+        principal = require_role(request, "agent")
+        agent = _text(request, "agent")
+        if not _is_supervisor(principal):
+            agent = principal.name
+        f = RecordingFilter(
+            since=_when(request, "since"), until=_when(request, "until"),
+            queue=_text(request, "queue"), agent=agent, customer=_text(request, "customer"),
+            number=_text(request, "number"), disposition=_text(request, "disposition"),
+            linkedid=_text(request, "linkedid"), status=_text(request, "status"),
+            limit=_int(request, "limit", 100, 1, 500),
+            before_id=_int(request, "before_id", 0, 0, 10**18) or None,
+        )  # fmt: skip
+        rows = await self.store.search(f)
+        return web.json_response({"recordings": [to_json(r) for r in rows]})
+
+    async def get_one(self, request: web.Request) -> web.Response:
+        _, row = await self._visible(request)
+        return web.json_response(to_json(row))
+
+    async def audit(self, request: web.Request) -> web.Response:
+        require_role(request, "supervisor")
+        rid = _int(request, "recording_id", 0, 0, 10**18) or None
+        rows = await self.store.audit_log(
+            recording_id=rid,
+            actor=_text(request, "actor"),
+            limit=_int(request, "limit", 200, 1, 1000),
+        )
+        return web.json_response({"audit": rows})
+
+    # --- playback -------------------------------------------------------------------------
+    async def audio(self, request: web.Request) -> web.StreamResponse:
+        """Bearer-token playback/download with Range support (API clients)."""
+        principal, row = await self._visible(request)
+        path = self._file(row)
+        download = request.query.get("download") == "1"
+        range_header = request.headers.get("Range", "")
+        # one audit row per listen, not per seek: only requests that start at byte 0
+        if download or not range_header or range_header.replace(" ", "") in ("bytes=0-", ""):
+            await self.store.audit(
+                principal.name, principal.role, "download" if download else "listen",
+                recording_id=row.id, linkedid=row.linkedid,
+            )  # fmt: skip
+        name = f"recording-{row.id}{EXTENSIONS.get(row.format, '.wav')}" if download else None
+        return await send_file(request, path, download_name=name)
+
+    async def play_url(self, request: web.Request) -> web.Response:
+        """A short-lived signed URL for the page's ``<audio>`` element (audited as a listen)."""
+        principal, row = await self._visible(request)
+        self._file(row)
+        await self.store.audit(
+            principal.name, principal.role, "listen", recording_id=row.id, linkedid=row.linkedid
+        )
+        url = self.signer.sign(row.id, principal.name)
+        return web.json_response({"url": url, "expires_in": self.signer.ttl_s})
+
+    async def media(self, request: web.Request) -> web.StreamResponse:
+        rid = int(request.match_info["id"])
+        q = request.query
+        if not self.signer.verify(rid, q.get("p", ""), q.get("e", ""), q.get("s", "")):
+            raise web.HTTPForbidden(reason="invalid or expired link")
+        row = await self.store.get(rid)
+        if row is None:
+            raise web.HTTPNotFound(reason="no such recording")
+        return await send_file(request, self._file(row))
+
+    # --- live -----------------------------------------------------------------------------
+    async def live(self, request: web.Request) -> web.Response:
+        principal = require_role(request, "agent")
+        agent = None if _is_supervisor(principal) else principal.name
+        return web.json_response({"calls": self.recorder.live_calls(agent)})
+
+    async def control(self, request: web.Request) -> web.Response:
+        principal = require_role(request, "agent")
+        linkedid, action = request.match_info["linkedid"], request.match_info["action"]
+        if action not in ("start", "stop", "pause", "resume"):
+            raise web.HTTPNotFound(reason="unknown action")
+        try:
+            call = self.recorder.live(linkedid)
+            if not _is_supervisor(principal) and call.agent != principal.name:
+                raise web.HTTPForbidden(reason="not your call")
+            call = await self.recorder.command(
+                linkedid, action, by_supervisor=_is_supervisor(principal)
+            )
+        except ControlError as exc:
+            return _error(exc)
+        seg = call.segment
+        await self.store.audit(
+            principal.name, principal.role, action, linkedid=linkedid,
+            recording_id=seg.row_id if seg else None,
+        )  # fmt: skip
+        return web.json_response(call.snapshot())
+
+    async def monitor(self, request: web.Request) -> web.Response:
+        principal = require_role(request, "supervisor")
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise web.HTTPBadRequest(reason="body must be JSON") from None
+        if not isinstance(body, dict):
+            raise web.HTTPBadRequest(reason="body must be a JSON object")
+        linkedid, mode = body.get("linkedid"), body.get("mode", "listen")
+        if not isinstance(linkedid, str) or not isinstance(mode, str) or mode not in MODES:
+            raise web.HTTPBadRequest(reason=f"need linkedid and mode ({', '.join(MODES)})")
+        try:
+            call = self.recorder.live(linkedid[:64])
+            spy_id = await start_spy(self.ami, self.config, call, principal.name, mode)
+        except ControlError as exc:
+            return _error(exc)
+        await self.store.audit(
+            principal.name, principal.role, f"spy_{mode}", linkedid=call.linkedid,
+            detail=f"agent={call.agent} channel={spy_id}",
+        )  # fmt: skip
+        return web.json_response(
+            {"channel": spy_id, "linkedid": call.linkedid, "agent": call.agent, "mode": mode},
+            status=202,
+        )
+
+    async def run_reconcile(self, request: web.Request) -> web.Response:
+        principal = require_role(request, "supervisor")
+        report = await reconcile(self.processor, live_linkedids=set(self.recorder.calls))
+        await self.store.audit(principal.name, principal.role, "reconcile", detail=report.summary())
+        return web.json_response(report.as_dict())

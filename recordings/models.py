@@ -1,0 +1,72 @@
+"""Recording metadata and the audit trail (tables ``recordings`` and ``recording_audit``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Float, Integer
+from sqlalchemy.orm import Mapped, mapped_column
+
+from cti.store.models import Base, BoundedText, UTCDateTime, utcnow
+
+__all__ = ["STATUSES", "Recording", "RecordingAudit"]
+
+_BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+# recording: MixMonitor running | processing: call over, file being verified/transcoded
+# ready: playable | empty: no audio (file removed) | missing: the file is gone
+# not_recorded: answered but not recorded (reason says why) | deleted: retention/admin
+# failed: MixMonitor refused to start (reason says why)
+STATUSES = (
+    "recording", "processing", "ready", "empty", "missing", "not_recorded", "deleted", "failed",
+)  # fmt: skip
+
+
+class Recording(Base):
+    """One recording segment of one call (a call recorded on demand twice has two)."""
+
+    __tablename__ = "recordings"
+
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=True)
+    linkedid: Mapped[str] = mapped_column(BoundedText(64), index=True)
+    uniqueid: Mapped[str] = mapped_column(BoundedText(64), default="")
+    channel: Mapped[str] = mapped_column(BoundedText(128), default="")
+    agent: Mapped[str] = mapped_column(BoundedText(128), default="", index=True)
+    queue: Mapped[str] = mapped_column(BoundedText(128), default="", index=True)
+    caller_num: Mapped[str] = mapped_column(BoundedText(64), default="", index=True)
+    customer_id: Mapped[int | None] = mapped_column(_BigId, index=True)
+    customer_name: Mapped[str] = mapped_column(BoundedText(256), default="")
+    mode: Mapped[str] = mapped_column(BoundedText(16), default="always")
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    duration_s: Mapped[float | None] = mapped_column(Float())
+    paused_s: Mapped[float] = mapped_column(Float(), default=0.0)
+    size_bytes: Mapped[int | None] = mapped_column(_BigId)
+    format: Mapped[str] = mapped_column(BoundedText(8), default="wav")
+    path: Mapped[str] = mapped_column(BoundedText(200), default="")
+    checksum: Mapped[str] = mapped_column(BoundedText(64), default="")  # SHA-256, hex
+    status: Mapped[str] = mapped_column(BoundedText(16), default="recording", index=True)
+    reason: Mapped[str] = mapped_column(BoundedText(256), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    def __repr__(self) -> str:
+        return f"Recording(id={self.id!r}, linkedid={self.linkedid!r}, status={self.status!r})"
+
+
+class RecordingAudit(Base):
+    """Who listened to, downloaded, started/stopped/paused or live-monitored what, when."""
+
+    __tablename__ = "recording_audit"
+
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(BoundedText(128), index=True)
+    role: Mapped[str] = mapped_column(BoundedText(16))
+    action: Mapped[str] = mapped_column(BoundedText(16))
+    recording_id: Mapped[int | None] = mapped_column(_BigId, index=True)
+    linkedid: Mapped[str] = mapped_column(BoundedText(64), default="")
+    detail: Mapped[str] = mapped_column(BoundedText(256), default="")
+
+    def __repr__(self) -> str:
+        return f"RecordingAudit(id={self.id!r}, actor={self.actor!r}, action={self.action!r})"

@@ -1,0 +1,150 @@
+"""Retention and reconciliation between the recordings root and the metadata rows.
+
+- retention: files older than the queue's ``retention_days`` are deleted (row: deleted);
+- rows left ``recording``/``processing`` by a daemon that stopped are processed now;
+- rows whose file is gone become ``missing`` (reported);
+- zero-length / header-only files are removed (their row, if any, becomes ``empty``);
+- files nobody references (orphans) are adopted: a row is created from the name;
+- every answered call (calls table) has a recording row, or one is written with the
+  reason it has none (``not_recorded`` per policy, else ``missing``).
+Files younger than ``grace_s`` are left alone: MixMonitor may still be writing them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from recordings import audio
+from recordings.naming import NAME_RE, PathRefused, parse_name, resolve_inside
+from recordings.processing import Processor
+
+__all__ = ["Report", "reconcile"]
+
+log = logging.getLogger(__name__)
+
+_FORMATS = {".wav": "wav", ".mp3": "mp3", ".ogg": "opus"}
+
+
+@dataclass
+class Report:
+    retention_deleted: list[int] = field(default_factory=list)
+    finished_stale: list[int] = field(default_factory=list)
+    missing_files: list[int] = field(default_factory=list)
+    empty_removed: list[str] = field(default_factory=list)
+    orphans_adopted: list[str] = field(default_factory=list)
+    unrecorded_calls: list[str] = field(default_factory=list)
+    missing_calls: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, list[int] | list[str]]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        return ", ".join(f"{k}={len(v)}" for k, v in self.as_dict().items())
+
+
+def _scan(root: Path) -> list[tuple[str, int, float]]:
+    """(relative path, size, mtime) of every file that looks like one of ours."""
+    out: list[tuple[str, int, float]] = []
+    if not root.is_dir():
+        return out
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = [d for d in dirnames if not Path(dirpath, d).is_symlink()]
+        for name in filenames:
+            full = Path(dirpath, name)
+            rel = full.relative_to(root).as_posix()
+            if NAME_RE.fullmatch(rel) is None or full.is_symlink():
+                continue
+            with contextlib.suppress(OSError):
+                st = full.stat()
+                out.append((rel, st.st_size, st.st_mtime))
+    return out
+
+
+async def reconcile(
+    processor: Processor, *, live_linkedids: set[str] | None = None, now: datetime | None = None
+) -> Report:
+    config, store = processor.config, processor.store
+    now = now or datetime.now(UTC)
+    live = live_linkedids or set()
+    report = Report()
+    grace = timedelta(seconds=config.grace_s)
+
+    # 1. retention
+    cutoffs = {q: now - timedelta(days=config.retention_for(q)) for q in config.queues}
+    for row in await store.expired(cutoffs, now - timedelta(days=config.retention_days)):
+        with contextlib.suppress(PathRefused, OSError):
+            await asyncio.to_thread(
+                resolve_inside(config.root_dir, row.path).unlink, missing_ok=True
+            )
+        await store.update(row.id, status="deleted", reason="retention period over")
+        report.retention_deleted.append(row.id)
+
+    # 2. rows a stopped daemon left behind
+    for row in await store.with_status("recording", "processing"):
+        if row.linkedid in live or row.started_at > now - grace:
+            continue
+        if row.ended_at is None:
+            await store.update(row.id, ended_at=now, reason="finished by reconcile")
+        outcome = await processor.finish(row.id, close_timeout=1.0)
+        report.finished_stale.append(row.id)
+        if outcome.status == "missing":
+            report.missing_files.append(row.id)
+
+    # 3. files vs rows
+    files = await asyncio.to_thread(_scan, config.root_dir)
+    on_disk = {rel for rel, _, _ in files}
+    for row in await store.with_status("ready"):
+        if row.path not in on_disk:
+            await store.update(row.id, status="missing", reason="file not found by reconcile")
+            report.missing_files.append(row.id)
+    referenced = await store.referenced_paths()
+    cutoff_ts = now.timestamp() - config.grace_s
+    for rel, size, mtime in files:
+        if mtime > cutoff_ts:
+            continue
+        full = config.root_dir / rel
+        if size <= audio.WAV_HEADER_BYTES:
+            await asyncio.to_thread(full.unlink, missing_ok=True)
+            report.empty_removed.append(rel)
+            for row in await store.with_status("ready", "processing", "recording"):
+                if row.path == rel:
+                    await store.update(row.id, status="empty", reason="header-only file removed")
+            continue
+        if rel in referenced:
+            continue
+        lid, started, _ = parse_name(rel)
+        if lid in live:
+            continue
+        row = await store.add(
+            linkedid=lid, started_at=started, path=rel, format=_FORMATS[Path(rel).suffix],
+            status="processing", mode="adopted", reason="orphan file adopted by reconcile",
+        )  # fmt: skip
+        await processor.finish(row.id, close_timeout=1.0)
+        report.orphans_adopted.append(rel)
+
+    # 4. answered calls without any row
+    since = now - timedelta(days=config.lookback_days)
+    for call in await store.answered_without_row(since, now - grace):
+        policy = config.policy_for(call.queue)
+        if policy == "always":
+            status, reason = "missing", "answered call without a recording (daemon down?)"
+            report.missing_calls.append(call.linkedid)
+        else:
+            status = "not_recorded"
+            reason = "policy: never recorded" if policy == "never" else "on demand: not started"
+            report.unrecorded_calls.append(call.linkedid)
+        await store.add(
+            linkedid=call.linkedid, agent=call.agent[:128], queue=call.queue,
+            caller_num=call.caller_num_e164 or call.caller_num_raw[:64],
+            started_at=call.answered_at or call.started_at, ended_at=call.ended_at,
+            mode=policy, status=status, reason=reason, format="",
+        )  # fmt: skip
+    if any(report.as_dict().values()):
+        log.info("recordings reconcile: %s", report.summary())
+    return report

@@ -1,0 +1,196 @@
+"""Database access for recordings and their audit trail (SQLAlchemy 2 async)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import func, select
+
+from cti.store.db import Database
+from cti.store.models import Call, clip_text, utcnow
+from recordings.models import Recording, RecordingAudit
+
+__all__ = ["RecordingFilter", "RecordingStore", "to_json"]
+
+# The CRM's interaction table, read (never written) for the disposition filter. It is a
+# table, not an import: features never import each other (design.md §1).
+_INTERACTIONS = sa.table(
+    "crm_interactions", sa.column("linkedid", sa.String()), sa.column("disposition", sa.String())
+)
+
+
+def to_json(r: Recording) -> dict[str, Any]:
+    return {
+        "id": r.id, "linkedid": r.linkedid, "agent": r.agent, "queue": r.queue,
+        "caller_num": r.caller_num, "customer_id": r.customer_id,
+        "customer_name": r.customer_name, "mode": r.mode,
+        "started_at": r.started_at.isoformat(),
+        "ended_at": r.ended_at.isoformat() if r.ended_at else None,
+        "duration_s": r.duration_s, "paused_s": r.paused_s, "size_bytes": r.size_bytes,
+        "format": r.format, "checksum": r.checksum, "status": r.status, "reason": r.reason,
+    }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RecordingFilter:
+    since: datetime | None = None
+    until: datetime | None = None
+    queue: str = ""
+    agent: str = ""
+    customer: str = ""  # customer id (digits) or part of the name
+    number: str = ""  # part of the caller's number
+    disposition: str = ""
+    linkedid: str = ""
+    status: str = ""
+    limit: int = 100
+    before_id: int | None = None
+
+
+class RecordingStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def add(self, **values: Any) -> Recording:
+        for key in ("customer_name", "reason", "caller_num", "channel"):
+            if isinstance(values.get(key), str):
+                values[key] = clip_text(values[key], 64 if key == "caller_num" else 128)
+        async with self.db.session() as s:
+            row = Recording(**values)
+            s.add(row)
+            await s.commit()
+            await s.refresh(row)
+            return row
+
+    async def get(self, recording_id: int) -> Recording | None:
+        async with self.db.session() as s:
+            return await s.get(Recording, recording_id)
+
+    async def update(self, recording_id: int, **values: Any) -> Recording | None:
+        if isinstance(values.get("reason"), str):
+            values["reason"] = clip_text(values["reason"], 256)
+        async with self.db.session() as s:
+            row = await s.get(Recording, recording_id)
+            if row is None:
+                return None
+            for key, value in values.items():
+                setattr(row, key, value)
+            row.updated_at = utcnow()
+            await s.commit()
+            await s.refresh(row)
+            return row
+
+    async def by_linkedid(self, linkedid: str) -> list[Recording]:
+        async with self.db.session() as s:
+            q = select(Recording).where(Recording.linkedid == linkedid).order_by(Recording.id)
+            return list((await s.scalars(q)).all())
+
+    async def with_status(self, *statuses: str) -> list[Recording]:
+        async with self.db.session() as s:
+            q = select(Recording).where(Recording.status.in_(statuses)).order_by(Recording.id)
+            return list((await s.scalars(q)).all())
+
+    async def expired(
+        self, queue_cutoffs: dict[str, datetime], default: datetime
+    ) -> list[Recording]:
+        """Rows with a file whose retention has run out (per queue, else ``default``)."""
+        conds = [
+            sa.and_(Recording.queue == q, Recording.started_at < c)
+            for q, c in queue_cutoffs.items()
+        ]
+        conds.append(
+            sa.and_(Recording.queue.not_in(list(queue_cutoffs)), Recording.started_at < default)
+        )
+        async with self.db.session() as s:
+            q = select(Recording).where(
+                Recording.status.in_(("ready", "processing", "missing")), sa.or_(*conds)
+            )
+            return list((await s.scalars(q)).all())
+
+    async def referenced_paths(self) -> set[str]:
+        async with self.db.session() as s:
+            q = select(Recording.path).where(Recording.path != "", Recording.status != "deleted")
+            return set((await s.scalars(q)).all())
+
+    async def answered_without_row(self, since: datetime, until: datetime) -> list[Call]:
+        """Answered calls (with an agent) that ended in [since, until) and have no row."""
+        has_row = select(Recording.id).where(Recording.linkedid == Call.linkedid).exists()
+        async with self.db.session() as s:
+            q = (
+                select(Call)
+                .where(
+                    Call.answered_at.is_not(None), Call.agent != "", Call.ended_at >= since,
+                    Call.ended_at < until, ~has_row,
+                )
+                .order_by(Call.id)
+            )  # fmt: skip
+            return list((await s.scalars(q)).all())
+
+    async def search(self, f: RecordingFilter) -> list[Recording]:
+        q = select(Recording)
+        if f.since is not None:
+            q = q.where(Recording.started_at >= f.since)
+        if f.until is not None:
+            q = q.where(Recording.started_at < f.until)
+        if f.queue:
+            q = q.where(Recording.queue == f.queue)
+        if f.agent:
+            q = q.where(Recording.agent == f.agent)
+        if f.linkedid:
+            q = q.where(Recording.linkedid == f.linkedid)
+        if f.status:
+            q = q.where(Recording.status == f.status)
+        if f.number:
+            q = q.where(Recording.caller_num.contains(f.number, autoescape=True))
+        if f.customer:
+            if f.customer.isdigit():
+                q = q.where(Recording.customer_id == int(f.customer))
+            else:
+                pattern = f.customer.lower()
+                q = q.where(func.lower(Recording.customer_name).contains(pattern, autoescape=True))
+        if f.disposition:
+            with_disp = select(_INTERACTIONS.c.linkedid).where(
+                _INTERACTIONS.c.disposition == f.disposition
+            )
+            q = q.where(Recording.linkedid.in_(with_disp))
+        if f.before_id is not None:
+            q = q.where(Recording.id < f.before_id)
+        q = q.order_by(Recording.id.desc()).limit(f.limit)
+        async with self.db.session() as s:
+            return list((await s.scalars(q)).all())
+
+    async def audit(
+        self, actor: str, role: str, action: str, *, recording_id: int | None = None,
+        linkedid: str = "", detail: str = "",
+    ) -> None:  # fmt: skip
+        async with self.db.session() as s:
+            s.add(
+                RecordingAudit(
+                    at=utcnow(), actor=clip_text(actor, 128), role=role, action=action,
+                    recording_id=recording_id, linkedid=clip_text(linkedid, 64),
+                    detail=clip_text(detail, 256),
+                )
+            )  # fmt: skip
+            await s.commit()
+
+    async def audit_log(
+        self, *, recording_id: int | None = None, actor: str = "", limit: int = 200
+    ) -> list[dict[str, Any]]:
+        q = select(RecordingAudit)
+        if recording_id is not None:
+            q = q.where(RecordingAudit.recording_id == recording_id)
+        if actor:
+            q = q.where(RecordingAudit.actor == actor)
+        q = q.order_by(RecordingAudit.id.desc()).limit(limit)
+        async with self.db.session() as s:
+            rows = (await s.scalars(q)).all()
+        return [
+            {
+                "id": a.id, "at": a.at.isoformat(), "actor": a.actor, "role": a.role,
+                "action": a.action, "recording_id": a.recording_id, "linkedid": a.linkedid,
+                "detail": a.detail,
+            }
+            for a in rows
+        ]  # fmt: skip
