@@ -1,0 +1,426 @@
+// The agent desktop: sign-in, status, live pop cards, notes + disposition, customers,
+// click-to-call, callback / lost-caller worklist, today's calls.
+// Every piece of server data reaches the DOM through CTI.el / textContent (text nodes):
+// caller ID names and customer fields are attacker-controlled.
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const t = CTI.t, el = CTI.el;
+  const cards = new Map(); // linkedid -> {msg, node}
+  let me = null, sock = null, dispositions = [], todayTimer = null;
+
+  // --- small helpers ------------------------------------------------------------------
+  function show(node, on) { node.hidden = !on; }
+  function setError(node, err) { node.textContent = err ? (t("error") + ": " + (err.message || err)) : ""; }
+  function enc(s) { return encodeURIComponent(String(s)); }
+  function dispLabel(d) { return CTI.getLang() === "zh" ? (d.label_zh || d.code) : (d.label_en || d.code); }
+  function fill(tbody, rows) {
+    tbody.replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { class: "muted" }, t("no_rows")))]));
+  }
+
+  // --- sign-in ------------------------------------------------------------------------
+  async function signIn(token) {
+    CTI.session.token = token;
+    try {
+      me = await CTI.api("GET", "/api/v1/me");
+    } catch (err) {
+      CTI.session.token = "";
+      throw err;
+    }
+    CTI.session.me = me;
+    start();
+  }
+
+  function signOut() {
+    if (sock) sock.close();
+    sock = null;
+    CTI.session.token = "";
+    CTI.session.me = null;
+    me = null;
+    cards.clear();
+    $("pops").replaceChildren();
+    if (todayTimer) clearInterval(todayTimer);
+    show($("app"), false); show($("signout"), false); show($("signin"), true);
+    $("who").textContent = ""; $("conn").textContent = "";
+  }
+
+  function start() {
+    show($("signin"), false); show($("app"), true); show($("signout"), true);
+    $("who").textContent = me.name + " (" + me.role + ")";
+    sock = CTI.socket(onMessage, onSocketState);
+    loadReasons(); loadDispositions(); loadStatus(); loadWork(); loadToday();
+    todayTimer = setInterval(loadToday, 60000);
+  }
+
+  function onSocketState(state) {
+    const node = $("conn");
+    node.textContent = t(state === "open" ? "connected" : state === "refused" ? "refused" : "disconnected");
+    node.className = "conn " + state;
+    if (state === "refused") signOut();
+  }
+
+  // --- status -------------------------------------------------------------------------
+  async function loadReasons() {
+    let reasons = [];
+    try { reasons = (await CTI.api("GET", "/api/v1/acd/pause-reasons")).reasons || []; } catch { reasons = []; }
+    $("pause-reason").replaceChildren(...reasons.map((r) => el("option", { value: r }, r)));
+  }
+
+  async function loadStatus() {
+    try {
+      const agent = await CTI.api("GET", "/api/v1/acd/agents/" + enc(me.name));
+      showStatus(agent.status, agent.reason || "");
+    } catch { showStatus("", ""); }
+  }
+
+  function showStatus(status, reason) {
+    $("status-value").textContent = status ? t(status) : t("status_unknown");
+    $("status-value").dataset.status = status || "";
+    $("status-reason").textContent = status === "paused" && reason ? "(" + reason + ")" : "";
+  }
+
+  async function setStatus(status) {
+    setError($("status-error"), null);
+    const body = { status };
+    if (status === "paused") body.reason = $("pause-reason").value;
+    try {
+      const agent = await CTI.api("POST", "/api/v1/acd/agents/" + enc(me.name) + "/status", body);
+      showStatus(agent.status, agent.reason || body.reason || "");
+    } catch (err) { setError($("status-error"), err); }
+  }
+
+  // --- the socket -----------------------------------------------------------------------
+  function onMessage(msg) {
+    switch (msg.type) {
+      case "pop": upsertCard(msg); break;
+      case "call.update": updateCard(msg); break;
+      case "agent.status":
+        if (!msg.agent || msg.agent === me.name) showStatus(msg.status, msg.reason || "");
+        break;
+      case "pop.dismissed": removeCard(msg.linkedid); break;
+      default: break;
+    }
+  }
+
+  // --- pop cards ------------------------------------------------------------------------
+  function upsertCard(msg) {
+    const prev = cards.get(msg.linkedid);
+    const entry = prev || { msg: {}, node: null, draft: null };
+    entry.msg = Object.assign({}, msg);
+    cards.set(msg.linkedid, entry);
+    renderCard(entry);
+  }
+
+  function updateCard(msg) {
+    const entry = cards.get(msg.linkedid);
+    if (!entry) return;
+    const { type, at, ...fields } = msg; // eslint-disable-line no-unused-vars
+    Object.assign(entry.msg, fields);
+    renderCard(entry);
+    if (msg.state === "ended") setTimeout(loadToday, 1500);
+  }
+
+  function removeCard(linkedid) {
+    const entry = cards.get(linkedid);
+    if (entry && entry.node) entry.node.remove();
+    cards.delete(linkedid);
+    show($("no-pops"), cards.size === 0);
+  }
+
+  function field(label, value, cls) {
+    if (value === undefined || value === null || value === "") return null;
+    return el("div", { class: "field " + (cls || "") }, el("span", { class: "label" }, t(label)),
+              el("span", { class: "value" }, String(value)));
+  }
+
+  // Keep what the agent typed across re-renders of the same card.
+  function saveDraft(entry) {
+    if (!entry.node) return;
+    const notes = entry.node.querySelector("textarea.notes");
+    const disp = entry.node.querySelector("select.disposition");
+    const form = entry.node.querySelector("form.customer-form");
+    const fields = {};
+    if (form) for (const f of form.querySelectorAll("input[name], textarea[name]")) fields[f.name] = f.value;
+    entry.draft = { notes: notes ? notes.value : "", disposition: disp ? disp.value : "",
+                    focused: document.activeElement === notes, form: form ? fields : null,
+                    formKind: form ? form.dataset.kind : "" };
+  }
+
+  function renderCard(entry) {
+    saveDraft(entry);
+    const m = entry.msg;
+    const caller = m.caller || {};
+    const state = m.state || "ringing";
+    const node = el("article", { class: "card state-" + state, dataset: { linkedid: m.linkedid, state } },
+      el("header", {},
+        el("span", { class: "kind" }, t("kind_" + (m.kind || "queue"))),
+        el("span", { class: "state" }, t("state_" + state)),
+        m.transfer ? el("span", { class: "transfer" }, t("transfer_to") + " " + (m.transfer.target || "")) : null,
+        m.queue ? el("span", { class: "queue" }, t("queue") + ": " + m.queue) : null,
+        m.wait_s !== null && m.wait_s !== undefined
+          ? el("span", { class: "wait" }, t("wait_so_far") + " " + CTI.fmtDuration(m.wait_s)) : null),
+      el("div", { class: "caller" },
+        el("span", { class: "caller-name" }, caller.name || ""),
+        el("span", { class: "caller-num" }, caller.raw || ""),
+        caller.e164 && caller.e164 !== caller.raw ? el("span", { class: "caller-e164" }, caller.e164) : null),
+      customerBlock(entry),
+      ivrBlock(m),
+      historyBlock(m),
+      wrapBlock(entry));
+    if (entry.node) entry.node.replaceWith(node); else $("pops").prepend(node);
+    entry.node = node;
+    if (entry.draft) {
+      const form = node.querySelector("form.customer-form");
+      if (form && entry.draft.form && form.dataset.kind === entry.draft.formKind) {
+        for (const [name, value] of Object.entries(entry.draft.form)) {
+          const f = form.elements.namedItem(name);
+          if (f) f.value = value;
+        }
+      }
+      node.querySelector("textarea.notes").value = entry.draft.notes;
+      if (entry.draft.disposition) node.querySelector("select.disposition").value = entry.draft.disposition;
+      if (entry.draft.focused) node.querySelector("textarea.notes").focus();
+    }
+    show($("no-pops"), cards.size === 0);
+  }
+
+  function customerBlock(entry) {
+    const m = entry.msg, c = m.customer;
+    if (!c && m.customer_pending) return el("div", { class: "customer pending muted" }, t("looking_up"));
+    if (!c) return customerForm(entry, null);
+    if (entry.editing) return customerForm(entry, c);
+    return el("div", { class: "customer" },
+      el("h3", { class: "customer-name" }, c.name || ""),
+      field("company", c.company, "company"), field("tier", c.tier, "tier"),
+      field("owner", c.owner, "owner"), field("tags", (c.tags || []).join(", "), "tags"),
+      field("birthday", c.birthday, "birthday"), field("notes", c.notes, "customer-notes"),
+      c.id ? el("button", { type: "button", class: "edit-customer",
+                            onclick: () => { entry.editing = true; renderCard(entry); } }, t("edit_customer")) : null);
+  }
+
+  // New customer (prefilled with the caller's number) or edit of the known one.
+  function customerForm(entry, c) {
+    const m = entry.msg, caller = m.caller || {};
+    const input = (name, value, attrs) => el("label", {}, el("span", {}, t(name)),
+      el("input", Object.assign({ name, value: value || "", maxlength: 256 }, attrs || {})));
+    const form = el("form", { class: "customer-form", dataset: { kind: c ? "edit" : "new" } },
+      el("h3", {}, c ? t("edit_customer") : t("unknown_caller")),
+      input("name", c ? c.name : caller.name, { required: true }),
+      input("company", c && c.company),
+      c ? null : input("number", caller.e164 || caller.raw, { type: "tel", maxlength: 48 }),
+      input("tier", c && c.tier, { maxlength: 32 }),
+      input("tags", c && (c.tags || []).join(", ")),
+      el("label", {}, el("span", {}, t("notes")), el("textarea", { name: "notes", maxlength: 4000 }, (c && c.notes) || "")),
+      el("div", { class: "row" },
+        el("button", { type: "submit" }, c ? t("save") : t("create_customer")),
+        c ? el("button", { type: "button", onclick: () => { entry.editing = false; renderCard(entry); } }, t("cancel")) : null),
+      el("div", { class: "dupes" }),
+      el("p", { class: "error", role: "alert" }));
+    form.addEventListener("submit", (ev) => { ev.preventDefault(); submitCustomer(entry, form, c, false); });
+    return form;
+  }
+
+  function formValues(form) {
+    const v = (n) => { const f = form.elements.namedItem(n); return f ? f.value.trim() : ""; };
+    const tags = v("tags").split(",").map((s) => s.trim()).filter(Boolean);
+    return { name: v("name"), company: v("company"), tier: v("tier"), tags, notes: v("notes"), number: v("number") };
+  }
+
+  async function submitCustomer(entry, form, existing, force) {
+    const err = form.querySelector(".error"), dupes = form.querySelector(".dupes");
+    setError(err, null);
+    const v = formValues(form);
+    try {
+      let customer;
+      if (existing) {
+        customer = await CTI.api("PATCH", "/api/v1/customers/" + enc(existing.id),
+          { name: v.name, company: v.company, tier: v.tier, tags: v.tags, notes: v.notes });
+      } else {
+        const body = { name: v.name, company: v.company, tier: v.tier, tags: v.tags, notes: v.notes,
+                       phones: v.number ? [v.number] : [] };
+        if (force) body.force = true;
+        customer = await CTI.api("POST", "/api/v1/customers", body);
+        await linkCustomer(entry, customer.id);
+      }
+      entry.editing = false;
+      entry.msg.customer = Object.assign({}, entry.msg.customer || {}, {
+        id: customer.id, name: customer.name, company: customer.company, tier: customer.tier,
+        tags: customer.tags || [], notes: customer.notes, owner: customer.owner || "" });
+      renderCard(entry);
+    } catch (e) {
+      if (e.status === 409 && e.body && Array.isArray(e.body.candidates)) {
+        showDupes(entry, form, dupes, e.body.candidates);
+      } else setError(err, e);
+    }
+  }
+
+  function showDupes(entry, form, box, candidates) {
+    const items = candidates.map((cand) => el("li", { class: "candidate" },
+      el("span", { class: "cand-name" }, cand.name || ""), " ",
+      el("span", { class: "muted" }, [cand.company, cand.owner].filter(Boolean).join(" · ")), " ",
+      el("span", { class: "muted" }, (cand.reasons || []).join("; ")), " ",
+      el("button", { type: "button", onclick: () => useCandidate(entry, cand) }, t("use_this"))));
+    box.replaceChildren(el("p", { class: "warning" }, t("duplicate_warning")), el("ul", {}, items),
+      el("button", { type: "button", class: "force",
+                     onclick: () => submitCustomer(entry, form, null, true) }, t("create_anyway")));
+  }
+
+  async function useCandidate(entry, cand) {
+    try {
+      await linkCustomer(entry, cand.id);
+      const full = await CTI.api("GET", "/api/v1/customers/" + enc(cand.id));
+      entry.msg.customer = { id: full.id, name: full.name, company: full.company, tier: full.tier,
+                             tags: full.tags || [], notes: full.notes, owner: full.owner || "" };
+      renderCard(entry);
+    } catch (e) { setError(entry.node.querySelector(".error"), e); }
+  }
+
+  async function linkCustomer(entry, customerId) {
+    try {
+      await CTI.api("PUT", "/api/v1/interactions/by-call/" + enc(entry.msg.linkedid), { customer_id: customerId });
+    } catch (e) {
+      if (e.status !== 404) throw e;
+    }
+  }
+
+  function ivrBlock(m) {
+    const ivr = m.ivr || {};
+    const path = ivr.path || [], collected = Object.entries(ivr.collected || {});
+    if (!path.length && !collected.length) return null;
+    return el("div", { class: "ivr" }, el("h4", {}, t("ivr")),
+      field("ivr_path", path.join(" › "), "ivr-path"),
+      collected.length ? field("ivr_digits", collected.map(([k, v]) => k + ": " + v).join(", "), "ivr-digits") : null);
+  }
+
+  function historyBlock(m) {
+    const rows = m.history || [];
+    if (!rows.length) return null;
+    return el("div", { class: "history" }, el("h4", {}, t("history")),
+      el("ul", {}, rows.map((h) => el("li", {},
+        el("span", { class: "when" }, CTI.fmtTime(h.started_at)), " ",
+        el("span", { class: "who" }, h.agent || ""), " ",
+        el("span", { class: "disp" }, h.disposition || h.outcome || ""), " ",
+        el("span", { class: "notes" }, h.notes || "")))));
+  }
+
+  function wrapBlock(entry) {
+    const m = entry.msg;
+    const select = el("select", { class: "disposition", "aria-label": t("disposition") },
+      el("option", { value: "" }, t("choose")),
+      dispositions.map((d) => el("option", { value: d.code }, dispLabel(d))));
+    const notes = el("textarea", { class: "notes", maxlength: 4000, rows: 3, placeholder: t("notes") });
+    const status = el("span", { class: "save-status muted", role: "status" });
+    const save = el("button", { type: "button", class: "save" }, t("save_notes"));
+    save.addEventListener("click", async () => {
+      status.textContent = "";
+      const body = { notes: notes.value };
+      if (select.value) body.disposition = select.value;
+      try {
+        await CTI.api("PUT", "/api/v1/interactions/by-call/" + enc(m.linkedid), body);
+        status.textContent = t("saved");
+        status.className = "save-status ok";
+      } catch (e) { status.textContent = t("error") + ": " + e.message; status.className = "save-status error"; }
+    });
+    const dismiss = el("button", { type: "button", class: "dismiss" }, t("dismiss"));
+    dismiss.addEventListener("click", () => {
+      if (!(sock && sock.send({ type: "pop.dismiss", linkedid: m.linkedid }))) removeCard(m.linkedid);
+    });
+    return el("div", { class: "wrapup" },
+      el("label", {}, el("span", {}, t("disposition")), select),
+      el("label", {}, el("span", {}, t("notes")), notes),
+      el("div", { class: "row" }, save, dismiss, status));
+  }
+
+  async function loadDispositions() {
+    try { dispositions = (await CTI.api("GET", "/api/v1/dispositions")).dispositions || []; }
+    catch { dispositions = []; }
+    for (const entry of cards.values()) renderCard(entry);
+  }
+
+  // --- click-to-call ----------------------------------------------------------------------
+  async function dial(number) {
+    const out = $("dial-result");
+    out.textContent = t("dialing");
+    try {
+      const res = await CTI.api("POST", "/api/v1/acd/agents/" + enc(me.name) + "/dial", { number });
+      out.textContent = t("dialing") + " " + number + " (" + (res.linkedid || "") + ")";
+    } catch (e) { out.textContent = t("error") + ": " + e.message; }
+  }
+
+  // --- worklist -----------------------------------------------------------------------------
+  async function loadWork() {
+    setError($("work-error"), null);
+    try {
+      const cbs = (await CTI.api("GET", "/api/v1/acd/callbacks?status=open")).callbacks || [];
+      fill($("callbacks").tBodies[0], cbs.map((cb) => el("tr", { dataset: { id: cb.id, linkedid: cb.linkedid || "" } },
+        el("td", { class: "cb-number" }, cb.number || ""), el("td", {}, cb.queue || ""),
+        el("td", {}, CTI.fmtTime(cb.requested_at)), el("td", {}, t("attempts") + " " + (cb.attempts || 0)),
+        el("td", {}, el("button", { type: "button", class: "cb-dial", onclick: () => workAction("/api/v1/acd/callbacks/" + enc(cb.id) + "/dial", {}) }, t("dial_customer")),
+          " ", el("button", { type: "button", class: "cb-close", onclick: () => workAction("/api/v1/acd/callbacks/" + enc(cb.id) + "/close", { outcome: "closed" }) }, t("close"))))));
+    } catch (e) { fill($("callbacks").tBodies[0], []); if (e.status !== 404) setError($("work-error"), e); }
+    try {
+      const lost = (await CTI.api("GET", "/api/v1/acd/lost-callers")).lost_callers || [];
+      fill($("lost").tBodies[0], lost.map((lc) => el("tr", { dataset: { id: lc.id, linkedid: lc.linkedid } },
+        el("td", { class: "lost-number" }, lc.caller_num || ""),
+        el("td", { class: "lost-name" }, lc.caller_name || ""), el("td", {}, lc.queue || ""),
+        el("td", {}, CTI.fmtTime(lc.lost_at)), el("td", {}, CTI.fmtDuration(lc.wait_s)),
+        el("td", {}, el("button", { type: "button", class: "call-back", onclick: () => dial(lc.caller_num || "") }, t("call_back")),
+          " ", el("button", { type: "button", class: "close", onclick: () => workAction("/api/v1/acd/lost-callers/" + enc(lc.id) + "/close", { by: "manual" }) }, t("close"))))));
+    } catch (e) { fill($("lost").tBodies[0], []); setError($("work-error"), e); }
+  }
+
+  async function workAction(path, body) {
+    try { await CTI.api("POST", path, body); } catch (e) { setError($("work-error"), e); }
+    loadWork();
+  }
+
+  // --- today's calls -----------------------------------------------------------------------
+  async function loadToday() {
+    if (!me) return;
+    try {
+      const calls = (await CTI.api("GET", "/api/v1/desktop/calls/today")).calls || [];
+      fill($("today").tBodies[0], calls.map((c) => el("tr", { dataset: { linkedid: c.linkedid } },
+        el("td", {}, CTI.fmtTime(c.started_at)),
+        el("td", {}, [c.caller_name, c.caller_num_raw].filter(Boolean).join(" ")),
+        el("td", {}, c.queue || ""), el("td", {}, c.agent || ""),
+        el("td", {}, CTI.fmtDuration(c.wait_s)), el("td", {}, CTI.fmtDuration(c.talk_s)),
+        el("td", {}, c.disposition || ""))));
+    } catch { /* shown again on the next refresh */ }
+  }
+
+  // --- language ---------------------------------------------------------------------------
+  function applyLang() {
+    document.documentElement.lang = CTI.getLang() === "zh" ? "zh-CN" : "en";
+    CTI.translate();
+    document.title = t("title");
+    for (const entry of cards.values()) renderCard(entry);
+    if (me) { loadStatus(); loadWork(); loadToday(); }
+  }
+
+  // --- start -------------------------------------------------------------------------------
+  document.addEventListener("DOMContentLoaded", () => {
+    $("lang").value = CTI.getLang();
+    $("lang").addEventListener("change", () => { CTI.setLang($("lang").value); applyLang(); });
+    $("signin-form").addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      setError($("signin-error"), null);
+      try { await signIn($("token").value.trim()); $("token").value = ""; }
+      catch (e) { setError($("signin-error"), e); }
+    });
+    $("signout").addEventListener("click", signOut);
+    $("btn-available").addEventListener("click", () => setStatus("available"));
+    $("btn-pause").addEventListener("click", () => setStatus("paused"));
+    $("btn-logout").addEventListener("click", () => setStatus("logged_out"));
+    $("dial-form").addEventListener("submit", (ev) => { ev.preventDefault(); dial($("dial-number").value.trim()); });
+    $("work-refresh").addEventListener("click", loadWork);
+    $("today-refresh").addEventListener("click", loadToday);
+    CTI.translate();
+    document.title = t("title");
+    if (CTI.session.token) {
+      signIn(CTI.session.token).catch(() => signOut());
+    } else {
+      show($("signin"), true);
+    }
+  });
+})();

@@ -1,0 +1,294 @@
+"""Pop assembly without sockets: facts gathered early, the card on the pop, slow lookups
+bounded, updates of the same card, callbacks and outbound calls, bounded caches."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from cti.bus import EventBus
+from cti.events import (
+    CallAnswered,
+    CallbackOffered,
+    CallCompleted,
+    CallEntered,
+    CallHeld,
+    CallOffered,
+    CallQueued,
+    CallRecord,
+    CallResumed,
+    IvrCompleted,
+    OutboundCallStarted,
+    ScreenPop,
+)
+from cti.services import CustomerCard, CustomerDirectory
+from cti.store.tokens import Principal
+from desktop.config import DesktopConfig
+from desktop.notifier import DesktopNotifier
+from desktop.pops import FactsTable
+from desktop.service import PopService
+
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+class Sent(DesktopNotifier):
+    """The notifier, recording what it would deliver (and publishing on a real bus)."""
+
+    def __init__(self, bus: EventBus) -> None:
+        self._bus = bus
+        self.pops_sent = self.updates_sent = 0
+        self.messages: list[tuple[str, dict[str, Any]]] = []
+
+    def pop(self, agent: str, linkedid: str, at: datetime, message: dict[str, Any]) -> None:
+        self.messages.append((agent, dict(message)))
+        self._bus.publish(ScreenPop(agent=agent, linkedid=linkedid, at=at, payload=message))
+
+    def update(self, agent: str, message: dict[str, Any]) -> None:
+        self.messages.append((agent, dict(message)))
+
+    def to(self, agent: str) -> list[dict[str, Any]]:
+        return [m for a, m in self.messages if a == agent]
+
+
+class Directory:
+    """A customer directory with one known number; ``gate`` holds lookups back."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.asked: list[str] = []
+
+    async def lookup_number(self, e164: str) -> CustomerCard | None:
+        self.asked.append(e164)
+        await self.gate.wait()
+        if e164 != "+8613800138000":
+            return None
+        return CustomerCard(
+            customer_id=7, name="张伟", company="ACME", tier="vip", owner_agent="a1",
+            tags=("key",), notes="prefers mornings", birthday=date(1980, 5, 1),
+        )  # fmt: skip
+
+    async def recent_interactions(
+        self, customer_id: int, limit: int = 5
+    ) -> list[dict[str, object]]:
+        row: dict[str, object] = {
+            "id": 1, "linkedid": "old", "disposition": "resolved", "notes": "x" * 1000,
+            "agent": "a2", "started_at": "2026-11-01T10:00:00+00:00", "extra": "hidden",
+        }  # fmt: skip
+        return [row]
+
+
+def make(
+    directory: CustomerDirectory | None, **cfg: Any
+) -> tuple[PopService, Sent, list[ScreenPop]]:
+    bus = EventBus()
+    sent = Sent(bus)
+    published: list[ScreenPop] = []
+    bus.subscribe(ScreenPop, published.append)
+    svc = PopService(DesktopConfig(**cfg), sent, lambda: directory, region="CN")
+    svc.attach(bus)
+    return svc, sent, published
+
+
+def bus_of(svc: PopService) -> EventBus:
+    notifier = svc.notifier
+    assert isinstance(notifier, Sent)
+    return notifier._bus
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_card_looked_up_early_is_on_the_pop() -> None:
+    directory = Directory()
+    svc, sent, published = make(directory)
+    bus = bus_of(svc)
+    bus.publish(CallEntered("L1", T0, "13800138000", "Zhang", "4008001234"))
+    facts = svc.facts.get("L1")
+    assert facts is not None and facts.lookup_state == "pending"  # started at entry
+    await settle()
+    assert directory.asked == ["+8613800138000"]
+    bus.publish(
+        IvrCompleted(
+            "L1", T0 + timedelta(seconds=5), "4008001234", "+8613800138000", "Local/x",
+            ("main", "billing"), "queue", "support", "choice", (("account", "12345"),),
+        )
+    )  # fmt: skip
+    bus.publish(CallQueued("L1", T0 + timedelta(seconds=6), "support", 1))
+    await settle()
+    bus.publish(
+        CallOffered("L1", T0 + timedelta(seconds=9), "support", "Local/1@x", "a1", "13800138000")
+    )
+    pops = sent.to("a1")
+    assert len(pops) == 1, "the pop goes out synchronously when the card is ready"
+    pop = pops[0]
+    assert pop["type"] == "pop" and pop["kind"] == "queue" and pop["state"] == "ringing"
+    assert pop["caller"] == {"raw": "13800138000", "e164": "+8613800138000", "name": "Zhang"}
+    assert pop["customer"]["name"] == "张伟" and pop["customer"]["tier"] == "vip"
+    assert pop["customer"]["birthday"] == "1980-05-01" and pop["customer"]["tags"] == ["key"]
+    assert pop["customer"]["owner"] == "a1" and pop["customer_pending"] is False
+    assert pop["history"][0]["disposition"] == "resolved"
+    assert len(pop["history"][0]["notes"]) == 280 and "extra" not in pop["history"][0]
+    assert pop["ivr"] == {"path": ["main", "billing"], "collected": {"account": "12345"}}
+    assert pop["queue"] == "support" and pop["wait_s"] == 3.0
+    assert [p.agent for p in published] == ["a1"] and published[0].payload == pop
+    assert directory.asked == ["+8613800138000"]  # once per call
+
+
+async def test_unknown_caller_pops_without_card() -> None:
+    svc, sent, _ = make(Directory())
+    bus = bus_of(svc)
+    bus.publish(CallEntered("L2", T0, "010 6552 9988", "", "4008001234"))
+    await settle()
+    bus.publish(CallOffered("L2", T0, "support", "Local/1@x", "a1", "01065529988"))
+    pop = sent.to("a1")[0]
+    assert pop["customer"] is None and pop["history"] == []
+    assert pop["caller"]["e164"] == "+861065529988"
+
+
+async def test_no_directory_still_pops() -> None:
+    svc, sent, _ = make(None)
+    bus_of(svc).publish(CallOffered("L3", T0, "support", "Local/1@x", "a1", "13800138000"))
+    assert sent.to("a1")[0]["customer"] is None
+
+
+async def test_slow_lookup_does_not_hold_the_pop_then_updates_it() -> None:
+    directory = Directory()
+    directory.gate.clear()  # the CRM hangs
+    svc, sent, _ = make(directory, lookup_wait_s=0.05)
+    bus = bus_of(svc)
+    bus.publish(CallEntered("L4", T0, "13800138000", "", "4008001234"))
+    bus.publish(CallOffered("L4", T0, "support", "Local/1@x", "a1", "13800138000"))
+    await asyncio.sleep(0.3)
+    pops = sent.to("a1")
+    assert len(pops) == 1 and pops[0]["customer"] is None and pops[0]["customer_pending"]
+    directory.gate.set()
+    await settle()
+    update = sent.to("a1")[1]
+    assert update["type"] == "call.update" and update["linkedid"] == "L4"
+    assert update["customer"]["name"] == "张伟" and update["customer_pending"] is False
+    assert update["state"] == "ringing"
+    # the snapshot carries the card too
+    snap = await svc.snapshot(Principal(1, "a1", "agent"))
+    assert snap[0]["customer"]["name"] == "张伟"
+
+
+async def test_lookup_timeout_gives_up() -> None:
+    directory = Directory()
+    directory.gate.clear()
+    svc, sent, _ = make(directory, lookup_wait_s=0, lookup_timeout_s=0.1)
+    bus = bus_of(svc)
+    bus.publish(CallOffered("L5", T0, "support", "Local/1@x", "a1", "13800138000"))
+    await asyncio.sleep(0.3)
+    assert svc.lookups_failed == 1
+    assert sent.to("a1")[-1] == {
+        "type": "call.update", "linkedid": "L5", "state": "ringing",
+        "at": sent.to("a1")[-1]["at"], "customer": None, "history": [],
+        "customer_pending": False,
+    }  # fmt: skip
+
+
+async def test_updates_of_the_same_card_and_other_agents() -> None:
+    svc, sent, _ = make(None)
+    bus = bus_of(svc)
+    bus.publish(CallOffered("L6", T0, "support", "Local/1@x", "a1", "1"))
+    bus.publish(CallOffered("L6", T0, "support", "Local/2@x", "a2", "1"))
+    bus.publish(CallAnswered("L6", T0, "support", "Local/2@x", "a2", 4.0))
+    bus.publish(CallHeld("L6", T0, "u"))
+    bus.publish(CallResumed("L6", T0, "u"))
+    record = CallRecord("L6", T0, T0 + timedelta(minutes=1), talk_s=50.0, disposition="answered")
+    bus.publish(CallCompleted(record))
+    a1 = [m.get("state") for m in sent.to("a1")]
+    a2 = [m.get("state") for m in sent.to("a2")]
+    assert a1 == ["ringing", "taken"], "a1 only learns it was taken, nothing after"
+    assert a2 == ["ringing", "answered", "held", "resumed", "ended"]
+    assert sent.to("a2")[-1]["talk_s"] == 50.0
+    # the ended card stays in a2's snapshot (notes after the call), not in a3's
+    snap = await svc.snapshot(Principal(1, "a2", "agent"))
+    assert [(m["linkedid"], m["state"], m["resync"]) for m in snap] == [("L6", "ended", True)]
+    assert await svc.snapshot(Principal(1, "a3", "agent")) == []
+
+
+async def test_ring_no_answer_and_transfer_from_ami() -> None:
+    svc, sent, _ = make(None)
+    bus = bus_of(svc)
+    bus.publish(CallOffered("L7", T0, "support", "Local/1@x", "a1", "1"))
+    svc.on_ami({"Event": "AgentRingNoAnswer", "Linkedid": "L7", "MemberName": "a1"})
+    bus.publish(CallOffered("L7", T0, "support", "Local/2@x", "a2", "1"))
+    bus.publish(CallAnswered("L7", T0, "support", "Local/2@x", "a2", 4.0))
+    svc.on_ami({"Event": "BlindTransfer", "TransfererLinkedid": "L7", "Extension": "8001"})
+    assert [m["state"] for m in sent.to("a1")] == ["ringing", "missed"]
+    assert sent.to("a2")[-1]["state"] == "transferred"
+    assert sent.to("a2")[-1]["transfer"] == {"kind": "blind", "target": "8001"}
+
+
+async def test_callback_and_outbound_pops() -> None:
+    svc, sent, _ = make(Directory())
+    bus = bus_of(svc)
+    bus.publish(CallbackOffered("a1", T0, 42, "L8", "+8613800138000", "support"))
+    offer = sent.to("a1")[-1]  # at once, without waiting for the lookup (the default)
+    assert offer["kind"] == "callback" and offer["callback_id"] == 42
+    assert offer["state"] == "offered" and offer["linkedid"] == "L8"
+    assert offer["customer"] is None and offer["customer_pending"] is True
+    await settle()
+    card = sent.to("a1")[-1]
+    assert card["type"] == "call.update" and card["customer"]["name"] == "张伟"
+    assert card["state"] == "offered"
+    bus.publish(OutboundCallStarted("a1", T0, "O9", "+8613800138000", "callback", 42))
+    await settle()
+    msgs = sent.to("a1")
+    replaced = [m for m in msgs if m.get("state") == "replaced"]
+    assert replaced and replaced[0]["linkedid"] == "L8" and replaced[0]["replaced_by"] == "O9"
+    out = next(m for m in msgs if m["type"] == "pop" and m["linkedid"] == "O9")
+    assert out["kind"] == "callback" and out["state"] == "dialing"
+    assert out["caller"]["e164"] == "+8613800138000"
+    svc.on_ami({"Event": "BridgeEnter", "Linkedid": "O9", "BridgeNumChannels": "2"})
+    assert sent.to("a1")[-1]["state"] == "answered"
+    bus.publish(CallbackOffered("a1", T0, 43, "", "+8613800138000", "support"))
+    assert sent.to("a1")[-1]["linkedid"] == "callback-43"
+    bus.publish(OutboundCallStarted("a1", T0, "O10", "01065529988", "click_to_call"))
+    c2c = sent.to("a1")[-1]
+    assert c2c["kind"] == "click_to_call" and c2c["caller"]["e164"] == "+861065529988"
+
+
+async def test_dismiss_and_bounds() -> None:
+    svc, _sent, _ = make(None, pops_per_agent=2, max_calls=100)
+    bus = bus_of(svc)
+    for i in range(3):
+        bus.publish(CallOffered(f"L{i}", T0, "support", "Local/1@x", "a1", "1"))
+    snap = await svc.snapshot(Principal(1, "a1", "agent"))
+    assert [m["linkedid"] for m in snap] == ["L1", "L2"]  # the oldest card fell out
+    reply = await svc.dismiss(
+        Principal(1, "a1", "agent"), {"type": "pop.dismiss", "linkedid": "L1"}
+    )
+    assert reply == {"type": "pop.dismissed", "linkedid": "L1"}
+    assert [m["linkedid"] for m in await svc.snapshot(Principal(1, "a1", "agent"))] == ["L2"]
+    try:
+        await svc.dismiss(Principal(1, "a2", "agent"), {"linkedid": "L2"})
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("another agent dismissed a1's card")
+    for i in range(150):
+        bus.publish(CallEntered(f"M{i}", T0, "1", "", "1"))
+    assert len(svc.facts) == 100 and svc.facts.evicted >= 50
+
+
+def test_facts_table_evicts_oldest() -> None:
+    table = FactsTable(2)
+    table.ensure("a")
+    table.ensure("b")
+    table.ensure("c")
+    assert table.get("a") is None and table.get("c") is not None and table.evicted == 1
+
+
+async def test_hostile_caller_name_is_clipped_data() -> None:
+    svc, sent, _ = make(None)
+    bus = bus_of(svc)
+    name = "<img src=x onerror=alert(1)>" * 10
+    bus.publish(CallEntered("LX", T0, "13800138000", name, "1"))
+    bus.publish(CallOffered("LX", T0, "support", "Local/1@x", "a1", "13800138000"))
+    assert sent.to("a1")[0]["caller"]["name"] == name[:128]
