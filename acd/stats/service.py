@@ -1,0 +1,169 @@
+"""The statistics service: queue_log ingest (start, every AMI reconnect, periodic tail),
+AMI/IVR facts (links, holds, IVR abandons) and the wallboard pushes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+
+from acd.stats import tail
+from acd.stats.models import EntryRow, IvrAbandonRow
+from acd.stats.queue_log import RawLine, parse_line
+from acd.stats.settings import StatsSettings
+from acd.stats.store import QueueRules, StatsStore, queue_rules
+from acd.stats.wallboard import Wallboard
+from cti.store.db import Database
+
+__all__ = ["IngestResult", "StatsService"]
+
+log = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _read_parsed(
+    path: Path, pos: tail.TailPosition | None, *, whole: bool = False
+) -> tuple[list[RawLine], tail.TailPosition | None]:
+    """Read (new or all) lines and parse them: in a thread, off the event loop."""
+    texts, new_pos = tail.read_all(path) if whole else tail.read_new(path, pos)
+    return [r for r in (parse_line(t) for t in texts) if r is not None], new_pos
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    lines: int
+    entries_touched: int
+
+
+class StatsService:
+    def __init__(
+        self, db: Database, tz: ZoneInfo, queue_log: Path | None, settings: StatsSettings
+    ) -> None:
+        self.db = db
+        self.tz = tz
+        self.queue_log = queue_log
+        self.settings = settings
+        self.store = StatsStore(db, tz)
+        self.wallboard = Wallboard(tz)
+        self.rules: dict[str, QueueRules] = {}
+        self._lock = asyncio.Lock()
+        self.on_ingested: Callable[[], None] | None = None
+
+    async def refresh_rules(self) -> dict[str, QueueRules]:
+        self.rules = await queue_rules(self.db)
+        return self.rules
+
+    def target(self, queue: str) -> float:
+        return self.settings.sl_target_by_queue.get(queue, self.settings.sl_target)
+
+    # --- queue_log ---------------------------------------------------------------------------
+    async def tail(self) -> IngestResult:
+        """Read what was appended since the last read and bring the store up to date."""
+        if self.queue_log is None:
+            return IngestResult(0, 0)
+        async with self._lock:
+            key = str(self.queue_log)
+            pos = await self.store.position(key)
+            rows, new_pos = await asyncio.to_thread(_read_parsed, self.queue_log, pos)
+            result = await self._ingest(rows, None)
+            if new_pos is not None and new_pos != pos:
+                await self.store.save_position(key, new_pos, utcnow())
+        if result.lines:
+            await self._after_ingest()
+        return result
+
+    async def rebuild(self, since: datetime) -> IngestResult:
+        """Re-read the whole file (and rotated siblings): every line at or after ``since``
+        is stored (once) and every call with such a line re-derived. Idempotent."""
+        if self.queue_log is None:
+            return IngestResult(0, 0)
+        async with self._lock:
+            rows, pos = await asyncio.to_thread(_read_parsed, self.queue_log, None, whole=True)
+            result = await self._ingest(rows, since, rederive_since=since)
+            if pos is not None:
+                await self.store.save_position(str(self.queue_log), pos, utcnow())
+            await self.store.rollup(await self.store.ivr_buckets_since(since), self.rules)
+        await self._after_ingest()
+        return result
+
+    async def _ingest(
+        self, rows: list[RawLine], since: datetime | None, *, rederive_since: datetime | None = None
+    ) -> IngestResult:
+        if since is not None:
+            rows = [r for r in rows if r.at >= since]
+        await self.refresh_rules()
+        await self.store.add_lines(rows)
+        callids = {r.callid for r in rows}
+        if rederive_since is not None:
+            callids.update(await self.store.callids_since(rederive_since))
+        touched = await self.store.rederive(callids, self.rules) if callids else set()
+        return IngestResult(len(rows), len(touched))
+
+    async def _after_ingest(self) -> None:
+        await self.load_today()
+        if self.on_ingested is not None:
+            self.on_ingested()
+
+    async def load_today(self) -> None:
+        now = utcnow()
+        start = datetime.combine(now.astimezone(self.tz).date(), time(0), self.tz)
+        async with self.db.session() as s:
+            rows = (
+                await s.execute(
+                    select(
+                        EntryRow.callid,
+                        EntryRow.queue,
+                        EntryRow.entered_at,
+                        EntryRow.outcome,
+                        EntryRow.wait_s,
+                        EntryRow.talk_s,
+                        EntryRow.completed,
+                    ).where(EntryRow.entered_at >= start.astimezone(UTC))
+                )
+            ).all()
+            ivr = (
+                (
+                    await s.execute(
+                        select(IvrAbandonRow.linkedid).where(
+                            IvrAbandonRow.at >= start.astimezone(UTC)
+                        )
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        self.wallboard.merge_store(rows, ivr, now)
+
+    # --- AMI / bus facts ---------------------------------------------------------------------
+    async def link(self, uniqueid: str, linkedid: str) -> None:
+        await self.store.add_link(uniqueid, linkedid)
+
+    async def ivr_abandoned(self, linkedid: str, at: datetime, dnis: str, menu: str) -> None:
+        self.wallboard.ivr_abandoned(linkedid, at)
+        bucket = await self.store.add_ivr_abandon(linkedid, at, dnis, menu)
+        await self.store.rollup({bucket}, self.rules)
+
+    async def held(self, linkedid: str, uniqueid: str, at: datetime) -> None:
+        await self.store.hold_started(linkedid, uniqueid, at)
+
+    async def resumed(self, uniqueid: str, at: datetime) -> None:
+        callids = await self.store.hold_ended(uniqueid, at)
+        if callids:
+            async with self._lock:
+                await self.store.rederive(callids, self.rules)
+
+    def frame(self, live_queues: list[dict[str, Any]]) -> dict[str, Any]:
+        return self.wallboard.frame(
+            live_queues, self.rules, self.settings.sl_target_by_queue, self.settings.sl_target,
+            self.settings.risk_wait_fraction, utcnow(),
+        )  # fmt: skip

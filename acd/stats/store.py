@@ -1,0 +1,326 @@
+"""Statistics store writes: queue_log lines in, entries derived, hourly rollup kept.
+
+Idempotent by construction: lines are keyed by their hash (insert-or-ignore), an
+entry is re-derived from *all* stored lines of its call (delete + insert in one
+transaction), and an hourly bucket is recomputed from its entries, never incremented.
+So re-reading a file, a rebuild over a range already stored, or a tail racing a
+rebuild all converge on the same rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from acd import store as acd_store
+from acd.stats.formulas import COUNT_FIELDS, Counts, EntryFacts, count_entry, local_hour
+from acd.stats.models import (
+    EntryRow,
+    HoldRow,
+    HourlyRow,
+    IngestStateRow,
+    IvrAbandonRow,
+    LinkRow,
+    QlogLineRow,
+)
+from acd.stats.queue_log import DerivedEntry, RawLine, derive_entries
+from acd.stats.tail import TailPosition
+from cti.store.db import Database
+
+__all__ = ["IVR_QUEUE", "QueueRules", "StatsStore", "queue_rules"]
+
+IVR_QUEUE = ""  # the hourly rollup's pseudo-queue holding IVR abandons
+CHUNK = 500
+HOUR = timedelta(hours=1)
+Bucket = tuple[str, datetime]  # (queue, hour start UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRules:
+    service_level_s: int = 20
+    short_abandon_s: int = 5
+    wrapup_s: int = 0
+
+
+async def queue_rules(db: Database) -> dict[str, QueueRules]:
+    """Per-queue thresholds from the ACD's queue configuration (read only)."""
+    return {
+        q.name: QueueRules(q.service_level_s, q.short_abandon_s, q.wrapup_s)
+        for q in await acd_store.list_queues(db)
+    }
+
+
+def _chunks(items: Sequence[Any], n: int = CHUNK) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+def _insert_ignore(
+    session: AsyncSession, table: Any, rows: list[dict[str, Any]], key: list[str]
+) -> Any:
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    ins = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+    return ins.values(rows).on_conflict_do_nothing(index_elements=key)
+
+
+class StatsStore:
+    def __init__(self, db: Database, tz: ZoneInfo) -> None:
+        self.db = db
+        self.tz = tz
+
+    # --- tail position ----------------------------------------------------------------------
+    async def position(self, path: str) -> TailPosition | None:
+        async with self.db.session() as s:
+            row = (
+                await s.execute(select(IngestStateRow).where(IngestStateRow.path == path))
+            ).scalar()
+        return TailPosition(row.inode, row.offset) if row is not None else None
+
+    async def save_position(self, path: str, pos: TailPosition, at: datetime) -> None:
+        async with self.db.session() as s, s.begin():
+            row = (
+                await s.execute(select(IngestStateRow).where(IngestStateRow.path == path))
+            ).scalar()
+            if row is None:
+                s.add(IngestStateRow(path=path, inode=pos.inode, offset=pos.offset, updated_at=at))
+            else:
+                row.inode, row.offset, row.updated_at = pos.inode, pos.offset, at
+
+    # --- lines ------------------------------------------------------------------------------
+    async def add_lines(self, lines: Sequence[RawLine]) -> None:
+        for part in _chunks(lines, 1000):
+            rows = [
+                {
+                    "key": ln.key, "at": ln.at, "callid": ln.callid, "queue": ln.queue,
+                    "agent": ln.agent, "event": ln.event, "data": "|".join(ln.data)[:2048],
+                }
+                for ln in part
+            ]  # fmt: skip
+            async with self.db.session() as s, s.begin():
+                await s.execute(_insert_ignore(s, QlogLineRow, rows, ["key"]))
+
+    async def callids_since(self, since: datetime) -> list[str]:
+        async with self.db.session() as s:
+            result = await s.execute(
+                select(QlogLineRow.callid).where(QlogLineRow.at >= since).distinct()
+            )
+            return [r for (r,) in result]
+
+    async def _lines_of(self, s: AsyncSession, callids: Sequence[str]) -> list[RawLine]:
+        rows = (
+            await s.execute(select(QlogLineRow).where(QlogLineRow.callid.in_(callids)))
+        ).scalars()
+        return [
+            RawLine(r.key, r.at, r.callid, r.queue, r.agent, r.event, tuple(r.data.split("|")))
+            for r in rows
+        ]
+
+    # --- AMI / IVR facts --------------------------------------------------------------------
+    async def add_link(self, uniqueid: str, linkedid: str) -> None:
+        async with self.db.session() as s, s.begin():
+            await s.execute(
+                _insert_ignore(
+                    s, LinkRow, [{"uniqueid": uniqueid[:64], "linkedid": linkedid[:64]}],
+                    ["uniqueid"],
+                )
+            )  # fmt: skip
+
+    async def add_ivr_abandon(self, linkedid: str, at: datetime, dnis: str, menu: str) -> Bucket:
+        async with self.db.session() as s, s.begin():
+            await s.execute(
+                _insert_ignore(
+                    s, IvrAbandonRow,
+                    [{"linkedid": linkedid[:64], "at": at, "dnis": dnis[:64], "menu": menu[:64]}],
+                    ["linkedid"],
+                )
+            )  # fmt: skip
+        return (IVR_QUEUE, local_hour(at, self.tz)[0])
+
+    async def hold_started(self, linkedid: str, uniqueid: str, at: datetime) -> None:
+        async with self.db.session() as s, s.begin():
+            open_ = (
+                await s.execute(
+                    select(HoldRow).where(HoldRow.uniqueid == uniqueid, HoldRow.ended_at.is_(None))
+                )
+            ).scalar()
+            if open_ is None:
+                await s.execute(
+                    _insert_ignore(
+                        s, HoldRow,
+                        [{"linkedid": linkedid[:64], "uniqueid": uniqueid[:64],
+                          "started_at": at, "ended_at": None}],
+                        ["uniqueid", "started_at"],
+                    )
+                )  # fmt: skip
+
+    async def hold_ended(self, uniqueid: str, at: datetime) -> list[str]:
+        """Close the open hold of ``uniqueid``; returns the callids to re-derive."""
+        async with self.db.session() as s, s.begin():
+            row = (
+                await s.execute(
+                    select(HoldRow)
+                    .where(HoldRow.uniqueid == uniqueid, HoldRow.ended_at.is_(None))
+                    .order_by(HoldRow.started_at.desc())
+                )
+            ).scalar()
+            if row is None:
+                return []
+            row.ended_at = max(at, row.started_at)
+            linkedid = row.linkedid
+            links = await s.execute(select(LinkRow.uniqueid).where(LinkRow.linkedid == linkedid))
+            return [u for (u,) in links]
+
+    # --- derivation -------------------------------------------------------------------------
+    async def rederive(self, callids: Iterable[str], rules: dict[str, QueueRules]) -> set[Bucket]:
+        """Re-derive the entries of ``callids`` from their stored lines and recompute the
+        hourly buckets they touch (before and after). Returns those buckets."""
+        ids = sorted(set(callids))
+        touched: set[Bucket] = set()
+        for part in _chunks(ids):
+            async with self.db.session() as s, s.begin():
+                lines = await self._lines_of(s, part)
+                entries = derive_entries(lines)
+                link_rows = await s.execute(
+                    select(LinkRow.uniqueid, LinkRow.linkedid).where(LinkRow.uniqueid.in_(part))
+                )
+                links: dict[str, str] = {u: lk for u, lk in link_rows}
+                holds = await self._holds(s, set(links.values()))
+                old = await s.execute(
+                    select(EntryRow.queue, EntryRow.hour_start).where(EntryRow.callid.in_(part))
+                )
+                touched.update((q, h) for q, h in old)
+                await s.execute(delete(EntryRow).where(EntryRow.callid.in_(part)))
+                rows = [self._entry_row(e, links.get(e.callid, ""), holds) for e in entries]
+                for rp in _chunks(rows, 1000):
+                    await s.execute(
+                        _insert_ignore(s, EntryRow, list(rp), ["callid", "queue", "entered_at"])
+                    )
+                touched.update((r["queue"], r["hour_start"]) for r in rows)
+        await self.rollup(touched, rules)
+        return touched
+
+    async def _holds(
+        self, s: AsyncSession, linkedids: set[str]
+    ) -> dict[str, list[tuple[datetime, datetime | None]]]:
+        out: dict[str, list[tuple[datetime, datetime | None]]] = {}
+        if not linkedids:
+            return out
+        rows = await s.execute(
+            select(HoldRow.linkedid, HoldRow.started_at, HoldRow.ended_at).where(
+                HoldRow.linkedid.in_(sorted(linkedids))
+            )
+        )
+        for linkedid, start, end in rows:
+            out.setdefault(linkedid, []).append((start, end))
+        return out
+
+    def _entry_row(
+        self,
+        e: DerivedEntry,
+        linkedid: str,
+        holds: dict[str, list[tuple[datetime, datetime | None]]],
+    ) -> dict[str, Any]:
+        hour, day, h = local_hour(e.entered_at, self.tz)
+        count, total, longest = 0, 0.0, 0.0
+        if e.answered_at is not None and linkedid:
+            for start, end in holds.get(linkedid, []):
+                if end is None or start < e.answered_at:
+                    continue
+                if e.ended_at is not None and start > e.ended_at:
+                    continue
+                stop = min(end, e.ended_at) if e.ended_at is not None else end
+                d = max(0.0, (stop - start).total_seconds())
+                count, total, longest = count + 1, total + d, max(longest, d)
+        return {
+            "callid": e.callid, "linkedid": linkedid, "queue": e.queue,
+            "entered_at": e.entered_at, "hour_start": hour, "local_day": day.isoformat(),
+            "local_hour": h, "outcome": e.outcome, "wait_s": e.wait_s, "talk_s": e.talk_s,
+            "completed": e.completed, "agent": e.agent, "answered_at": e.answered_at,
+            "ended_at": e.ended_at, "ringnoanswer": e.ringnoanswer, "hold_count": count,
+            "hold_s": total, "hold_max_s": longest,
+        }  # fmt: skip
+
+    # --- rollup -----------------------------------------------------------------------------
+    async def rollup(self, buckets: Iterable[Bucket], rules: dict[str, QueueRules]) -> None:
+        by_queue: dict[str, list[datetime]] = {}
+        for q, h in buckets:
+            by_queue.setdefault(q, []).append(h)
+        for queue, hours in by_queue.items():
+            for part in _chunks(sorted(set(hours))):
+                async with self.db.session() as s, s.begin():
+                    counts = await self._bucket_counts(s, queue, part, rules)
+                    await s.execute(
+                        delete(HourlyRow).where(
+                            HourlyRow.queue == queue, HourlyRow.hour_start.in_(part)
+                        )
+                    )
+                    rows = []
+                    for hour, c in counts.items():
+                        _, day, hh = local_hour(hour, self.tz)
+                        values = {f: getattr(c, f) for f in COUNT_FIELDS}
+                        rows.append(
+                            {"queue": queue, "hour_start": hour, "local_day": day.isoformat(),
+                             "local_hour": hh, **values}
+                        )  # fmt: skip
+                    if rows:
+                        await s.execute(_insert_ignore(s, HourlyRow, rows, ["queue", "hour_start"]))
+
+    async def _bucket_counts(
+        self, s: AsyncSession, queue: str, hours: Sequence[datetime], rules: dict[str, QueueRules]
+    ) -> dict[datetime, Counts]:
+        out: dict[datetime, Counts] = {}
+        if queue == IVR_QUEUE:
+            for hour in hours:
+                n = len(
+                    (
+                        await s.execute(
+                            select(IvrAbandonRow.id).where(
+                                IvrAbandonRow.at >= hour, IvrAbandonRow.at < hour + HOUR
+                            )
+                        )
+                    ).all()
+                )
+                if n:
+                    out[hour] = Counts(ivr_abandoned=n)
+            return out
+        r = rules.get(queue, QueueRules())
+        rows = (
+            await s.execute(
+                select(EntryRow).where(EntryRow.queue == queue, EntryRow.hour_start.in_(hours))
+            )
+        ).scalars()
+        for e in rows:
+            c = out.setdefault(e.hour_start, Counts())
+            c.add(
+                count_entry(
+                    entry_facts(e), service_level_s=r.service_level_s,
+                    short_abandon_s=r.short_abandon_s, wrapup_s=r.wrapup_s,
+                )
+            )  # fmt: skip
+        return out
+
+    async def clear_derived(self) -> None:
+        """Forget entries and rollup (a full rebuild re-creates them from the lines)."""
+        async with self.db.session() as s, s.begin():
+            await s.execute(delete(EntryRow))
+            await s.execute(delete(HourlyRow).where(HourlyRow.queue != IVR_QUEUE))
+
+    async def ivr_buckets_since(self, since: datetime) -> set[Bucket]:
+        async with self.db.session() as s:
+            rows = await s.execute(select(IvrAbandonRow.at).where(IvrAbandonRow.at >= since))
+            return {(IVR_QUEUE, local_hour(at, self.tz)[0]) for (at,) in rows}
+
+
+def entry_facts(e: EntryRow) -> EntryFacts:
+    return EntryFacts(
+        outcome=e.outcome, wait_s=e.wait_s, talk_s=e.talk_s, completed=e.completed,
+        hold_count=e.hold_count, hold_s=e.hold_s, hold_max_s=e.hold_max_s,
+        ringnoanswer=e.ringnoanswer,
+    )  # fmt: skip

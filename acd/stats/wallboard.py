@@ -1,0 +1,184 @@
+"""The live wallboard: per queue what is happening now and today's figures so far.
+
+"Now" (callers waiting, longest wait, agents by state and status) is the ACD's live model.
+"Today so far" is kept here per queue entry, keyed by (caller Uniqueid, queue): AMI
+events update it the moment they arrive (QueueCallerJoin / AgentConnect / AgentComplete /
+QueueCallerAbandon / QueueCallerLeave), and every queue_log ingest overwrites the same
+keys with the stored rows (authoritative, also for what happened while AMI was down).
+Keyed, so an entry seen both ways is counted once. I/O-free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from acd.stats.formulas import Counts, EntryFacts, count_entry, figures
+from acd.stats.store import QueueRules
+from cti.calls.model import event_time
+
+__all__ = ["WALLBOARD_EVENTS", "TodayEntry", "Wallboard"]
+
+WALLBOARD_EVENTS = frozenset(
+    {"QueueCallerJoin", "AgentConnect", "AgentComplete", "QueueCallerAbandon",
+     "QueueCallerLeave"}
+)  # fmt: skip
+
+
+def _f(value: str | None) -> float:
+    try:
+        return float(value or 0)
+    except ValueError:
+        return 0.0
+
+
+@dataclass(slots=True)
+class TodayEntry:
+    queue: str
+    entered_at: datetime
+    outcome: str = "waiting"
+    wait_s: float = 0.0
+    talk_s: float | None = None
+    completed: bool = False
+    from_store: bool = False
+
+
+class Wallboard:
+    def __init__(self, tz: ZoneInfo) -> None:
+        self.tz = tz
+        self.day: date | None = None
+        self.entries: dict[tuple[str, str], TodayEntry] = {}
+        self.ivr_abandons: set[str] = set()
+
+    def _roll(self, now: datetime) -> None:
+        today = now.astimezone(self.tz).date()
+        if today != self.day:
+            self.day = today
+            self.entries = {
+                k: e for k, e in self.entries.items()
+                if e.entered_at.astimezone(self.tz).date() == today
+            }  # fmt: skip
+            self.ivr_abandons.clear()
+
+    def handle(self, msg: Mapping[str, str], now: datetime) -> bool:
+        """Apply one AMI event; True if today's figures changed."""
+        name = msg.get("Event")
+        if name not in WALLBOARD_EVENTS:
+            return False
+        self._roll(now)
+        at = event_time(msg, now)
+        key = (msg.get("Uniqueid", ""), msg.get("Queue", ""))
+        if not key[0] or not key[1]:
+            return False
+        e = self.entries.get(key)
+        if name == "QueueCallerJoin":
+            if e is None and at.astimezone(self.tz).date() == self.day:
+                self.entries[key] = TodayEntry(key[1], at)
+                return True
+            return False
+        if e is None or e.from_store:
+            return False
+        if name == "AgentConnect":
+            e.outcome, e.wait_s = "answered", _f(msg.get("HoldTime"))
+        elif name == "AgentComplete":
+            e.outcome, e.completed = "answered", True
+            e.talk_s = _f(msg.get("TalkTime"))
+        elif name == "QueueCallerAbandon":
+            e.outcome, e.wait_s = "abandoned", _f(msg.get("HoldTime"))
+        elif name == "QueueCallerLeave" and e.outcome == "waiting":
+            # timeout, exit key or leave-empty: queue_log will say which
+            e.outcome = "timeout"
+            e.wait_s = max(0.0, (at - e.entered_at).total_seconds())
+        return True
+
+    def ivr_abandoned(self, linkedid: str, at: datetime) -> None:
+        self._roll(at)
+        if at.astimezone(self.tz).date() == self.day:
+            self.ivr_abandons.add(linkedid)
+
+    def merge_store(self, rows: Iterable[tuple[str, str, datetime, str, float, float | None, bool]],
+                    ivr: Iterable[str], now: datetime) -> None:  # fmt: skip
+        """Today's stored entries (callid, queue, entered_at, outcome, wait, talk, completed)
+        replace what AMI told us about the same entries."""
+        self._roll(now)
+        for callid, queue, entered_at, outcome, wait, talk, completed in rows:
+            if outcome == "waiting":
+                continue  # its end is not logged yet: keep the AMI view
+            self.entries[(callid, queue)] = TodayEntry(
+                queue, entered_at, outcome, wait, talk, completed, from_store=True
+            )
+        self.ivr_abandons.update(ivr)
+
+    def today(self, rules: Mapping[str, QueueRules]) -> dict[str, Counts]:
+        out: dict[str, Counts] = {}
+        for e in self.entries.values():
+            r = rules.get(e.queue, QueueRules())
+            out.setdefault(e.queue, Counts()).add(
+                count_entry(
+                    EntryFacts(e.outcome, e.wait_s, e.talk_s, e.completed),
+                    service_level_s=r.service_level_s, short_abandon_s=r.short_abandon_s,
+                    wrapup_s=r.wrapup_s,
+                )
+            )  # fmt: skip
+        return out
+
+    def frame(
+        self,
+        live_queues: list[dict[str, Any]],
+        rules: Mapping[str, QueueRules],
+        targets: Mapping[str, float],
+        default_target: float,
+        risk_fraction: float,
+        now: datetime,
+    ) -> dict[str, Any]:
+        """The ``{"type": "wallboard", ...}`` message."""
+        self._roll(now)
+        today = self.today(rules)
+        names = sorted({q["name"] for q in live_queues} | set(today) | set(rules))
+        by_name = {q["name"]: q for q in live_queues}
+        queues = []
+        for name in names:
+            live = by_name.get(name, {"entries": [], "members": []})
+            r = rules.get(name, QueueRules())
+            target = targets.get(name, default_target)
+            waits = [float(e["wait_s"]) for e in live["entries"]]
+            longest = max(waits, default=0.0)
+            states: dict[str, int] = {}
+            statuses: dict[str, int] = {}
+            agents = []
+            for m in live["members"]:
+                state = str(m["state"])
+                status = f"paused:{m['paused_reason']}" if m["paused"] else "available"
+                if m["paused"] and not m["paused_reason"]:
+                    status = "paused"
+                states[state] = states.get(state, 0) + 1
+                statuses[status] = statuses.get(status, 0) + 1
+                agents.append(
+                    {"name": m["name"] or m["interface"], "state": state, "status": status}
+                )
+            f = figures(today.get(name, Counts()))
+            sl = f["service_level"]
+            if sl is not None and sl < target:
+                risk = "bad"
+            elif longest >= risk_fraction * r.service_level_s:
+                risk = "warn"
+            else:
+                risk = "ok"
+            queues.append(
+                {"queue": name, "waiting": len(waits), "longest_wait_s": round(longest, 1),
+                 "agents": agents, "states": states, "statuses": statuses,
+                 "today": {k: f[k] for k in (
+                     "offered", "answered", "abandoned", "short_abandoned", "timed_out_or_exited",
+                     "service_level", "service_level_inclusive", "asa_s", "abandon_rate")},
+                 "service_level_s": r.service_level_s, "sl_target": target, "risk": risk}
+            )  # fmt: skip
+        return {
+            "type": "wallboard",
+            "at": now.isoformat(),
+            "day": self.day.isoformat() if self.day else None,
+            "ivr_abandoned": len(self.ivr_abandons),
+            "queues": queues,
+        }

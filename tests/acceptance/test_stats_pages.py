@@ -1,0 +1,181 @@
+"""The wallboard and reports pages in headless Chromium against the statistics feature
+(real HTTP server, websocket hub and store; the data comes from a queue_log file): the
+wallboard fills from the websocket snapshot and updates from AMI-shaped events without
+polling, the reports page draws both SVG charts and the tables, caller/agent text is
+shown as text (never markup), Chinese strings switch in place, no console errors."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestServer
+from playwright.async_api import Browser, Page, Request, async_playwright
+from prometheus_client import CollectorRegistry
+
+from acd.stats.feature import StatsFeature
+from cti.ami.client import AmiClient
+from cti.ami.protocol import Message
+from cti.bus import EventBus
+from cti.calls.model import CallModel
+from cti.config import AsteriskConfig, Settings
+from cti.features import FeatureContext
+from cti.services import Services
+from cti.store.db import Database
+from cti.store.migrate import upgrade
+from cti.store.tokens import create_token
+from cti.web.app import WebDeps, create_app
+from cti.web.ws import WsHub
+from tests.acceptance.harness import wait_for
+
+EVIL = "<img src=x onerror=alert(1)>"
+
+
+class _NoCalls:
+    def live_calls(self) -> list[dict[str, object]]:
+        return []
+
+    def health(self) -> dict[str, object]:
+        return {"ok": True}
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as pw:
+        b = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        yield b
+        await b.close()
+
+
+@pytest.fixture
+async def site(tmp_path: Path) -> AsyncIterator[tuple[str, str, StatsFeature, AmiClient]]:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'cti.db'}"
+    await asyncio.to_thread(upgrade, url)
+    db = Database.from_url(url)
+    now = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=2)
+    t = [str(int((now + timedelta(seconds=s)).timestamp())) for s in range(0, 60, 5)]
+    (tmp_path / "queue_log").write_text(
+        f"{t[0]}|p1|support|NONE|ENTERQUEUE||138|1\n"
+        f"{t[1]}|p1|support|{EVIL}|CONNECT|5|x|1\n"
+        f"{t[3]}|p1|support|{EVIL}|COMPLETEAGENT|5|10|1\n"
+        f"{t[4]}|p2|support|NONE|ENTERQUEUE||139|1\n"
+        f"{t[5]}|p2|support|NONE|ABANDON|1|1|8\n"
+    )
+    hub = WsHub(db)
+    app = create_app(WebDeps(db=db, live=_NoCalls(), registry=CollectorRegistry(), hub=hub))
+    ami = AmiClient("127.0.0.1", 1, "x", "y")  # never started
+    settings = Settings(asterisk=AsteriskConfig(log_dir=tmp_path))
+    ctx = FeatureContext(
+        settings=settings, bus=EventBus(), db=db, ami=ami, app=app,
+        registry=CollectorRegistry(), services=Services(), calls=CallModel(), hub=hub,
+    )  # fmt: skip
+    feature = StatsFeature()
+    feature.setup(ctx)
+    await feature.start()
+    token = await create_token(db, "sup", "supervisor")
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield f"http://127.0.0.1:{server.port}", token, feature, ami
+    finally:
+        await feature.stop()
+        await hub.close_all()
+        await server.close()
+        await db.dispose()
+
+
+async def signed_in(browser: Browser, url: str, token: str) -> tuple[Page, list[str], list[str]]:
+    page = await browser.new_page(locale="en-GB")
+    errors: list[str] = []
+    requests: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # (a resource that fails shows as a console error too: counted by URL below)
+    page.on(
+        "console",
+        lambda m: (
+            errors.append(m.text)
+            if m.type == "error" and not m.text.startswith("Failed to load resource")
+            else None
+        ),
+    )
+    page.on(
+        "response",
+        lambda r: (
+            errors.append(f"{r.status} {r.url}")
+            if r.status >= 400 and not r.url.endswith("/favicon.ico")
+            else None
+        ),
+    )
+
+    def on_request(req: Request) -> None:
+        requests.append(req.url)
+
+    page.on("request", on_request)
+    await page.goto(url)
+    await page.fill("#token", token)
+    await page.click("#signin-form button[type=submit]")
+    return page, errors, requests
+
+
+def ami_event(text: str) -> Message:
+    return Message(tuple(line.split(": ", 1)) for line in text.splitlines())  # type: ignore[misc]
+
+
+async def test_wallboard_live_without_polling(
+    browser: Browser, site: tuple[str, str, StatsFeature, AmiClient]
+) -> None:
+    base, token, _, ami = site
+    page, errors, requests = await signed_in(browser, base + "/wallboard/", token)
+    card = page.locator("section.queue[data-queue=support]")
+    await card.wait_for(timeout=10_000)
+    assert "Offered" in await card.inner_text()
+
+    async def offered(n: int) -> bool:
+        text = await card.inner_text()
+        return f"Offered\n{n}" in text or f"Offered\t{n}" in text
+
+    await wait_for(lambda: offered(2), timeout=10, what="today's figures from the snapshot")
+    api_calls = len([u for u in requests if "/api/v1/stats" in u])
+    # an AMI caller joins: the board shows a third offered call without any request
+    for handler in ami._event_handlers:
+        handler(ami_event("Event: QueueCallerJoin\nQueue: support\nUniqueid: live1\n"
+                          "Linkedid: live1\nChannel: Local/x;2\nPosition: 1"))  # fmt: skip
+    await wait_for(lambda: offered(3), timeout=10, what="the frame pushed after an AMI event")
+    assert len([u for u in requests if "/api/v1/stats" in u]) == api_calls == 0
+    await page.select_option("#lang", "zh")
+    await wait_for(lambda: _has(page, "呼入"), timeout=5, what="Chinese labels")
+    await _screenshot(page, "wallboard")
+    assert errors == []
+    await page.close()
+
+
+async def _screenshot(page: Page, name: str) -> None:
+    """CTI_SCREENSHOTS=DIR keeps a picture of each page (for a human look)."""
+    where = os.environ.get("CTI_SCREENSHOTS")
+    if where:
+        await page.screenshot(path=str(Path(where) / f"stats-{name}.png"), full_page=True)
+
+
+async def _has(page: Page, text: str) -> bool:
+    return text in await page.inner_text("body")
+
+
+async def test_reports_charts_tables_and_escaping(
+    browser: Browser, site: tuple[str, str, StatsFeature, AmiClient]
+) -> None:
+    base, token, _, _ = site
+    page, errors, _ = await signed_in(browser, base + "/reports/", token)
+    await page.locator("#chart-volume rect").first.wait_for(timeout=10_000)
+    assert await page.locator("#chart-volume rect").count() >= 3  # offered/answered/abandoned
+    await page.locator("#chart-sl circle").first.wait_for(timeout=10_000)
+    await wait_for(lambda: _has(page, EVIL), timeout=10, what="the agent table")
+    assert await page.locator("img").count() == 0  # shown as text, never as markup
+    tables = await page.locator("#tables h2").all_inner_texts()
+    assert len(tables) == 5 and all("CSV" in t for t in tables)
+    await _screenshot(page, "reports")
+    assert errors == []
+    await page.close()

@@ -1,0 +1,223 @@
+"""Statistics store and reports on SQLite and PostgreSQL: queue_log ingest (incremental,
+idempotent, rotation), derived entries, hourly rollup across a DST change, holds, IVR
+abandons, agents, staffing, REST with roles and CSV."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import CollectorRegistry
+from sqlalchemy import func, select
+
+from acd.stats import reports
+from acd.stats.models import EntryRow, HourlyRow, QlogLineRow
+from acd.stats.routes import add_routes
+from acd.stats.service import StatsService
+from acd.stats.settings import StatsSettings
+from cti.store.db import Database
+from cti.store.tokens import create_token
+from cti.web.app import WebDeps, create_app
+from cti.web.ws import WsHub
+
+TZ = ZoneInfo("Europe/Berlin")
+DAY = date(2026, 10, 25)  # DST ends: local 02:00-03:00 happens twice
+T0 = datetime(2026, 10, 25, 0, 30, tzinfo=UTC)  # 02:30 CEST
+T1 = datetime(2026, 10, 25, 1, 30, tzinfo=UTC)  # 02:30 CET
+
+
+def ts(base: datetime, s: float) -> str:
+    return str(int((base + timedelta(seconds=s)).timestamp()))
+
+
+def first_part() -> list[str]:
+    return [
+        # answered after 12 s (one ring-no-answer before), talk 30
+        f"{ts(T0, 0)}|c1|support|NONE|ENTERQUEUE||138|1",
+        f"{ts(T0, 4)}|c1|support|=evil|RINGNOANSWER|4000",
+        f"{ts(T0, 12)}|c1|support|agent2|CONNECT|12|c1b|3",
+        f"{ts(T0, 42)}|c1|support|agent2|COMPLETECALLER|12|30|1",
+        # short abandon (3 s) and a late one (40 s)
+        f"{ts(T0, 60)}|c2|support|NONE|ENTERQUEUE||139|1",
+        f"{ts(T0, 63)}|c2|support|NONE|ABANDON|1|1|3",
+        f"{ts(T0, 100)}|c3|support|NONE|ENTERQUEUE||139|1",
+        f"{ts(T0, 140)}|c3|support|NONE|ABANDON|1|1|40",
+        # second 02:xx hour: answered after 25 s (outside T=20), then a timeout
+        f"{ts(T1, 0)}|c4|support|NONE|ENTERQUEUE||140|1",
+        f"{ts(T1, 25)}|c4|support|agent2|CONNECT|25|c4b|2",
+    ]
+
+
+def second_part() -> list[str]:
+    return [
+        f"{ts(T1, 85)}|c4|support|agent2|COMPLETEAGENT|25|60|1",
+        f"{ts(T1, 100)}|c5|sales|NONE|ENTERQUEUE||141|1",
+        f"{ts(T1, 160)}|c5|sales|NONE|EXITWITHTIMEOUT|1|1|60",
+        f"{ts(T1, 200)}|c6|sales|NONE|JOINEMPTY|",
+    ]
+
+
+def write(path: Path, lines: list[str], mode: str = "a") -> None:
+    with path.open(mode) as fh:
+        fh.write("".join(line + "\n" for line in lines))
+
+
+@pytest.fixture
+async def svc(db: Database, tmp_path: Path) -> StatsService:
+    return StatsService(db, TZ, tmp_path / "queue_log", StatsSettings())
+
+
+async def count(db: Database, model: Any) -> int:
+    async with db.session() as s:
+        return int((await s.execute(select(func.count()).select_from(model))).scalar_one())
+
+
+async def hourly_snapshot(db: Database) -> list[tuple[Any, ...]]:
+    async with db.session() as s:
+        rows = (
+            await s.execute(select(HourlyRow).order_by(HourlyRow.queue, HourlyRow.hour_start))
+        ).scalars()
+        return [(r.queue, r.hour_start, r.offered, r.answered, r.abandoned, r.talk_sum,
+                 r.hold_sum, r.ivr_abandoned) for r in rows]  # fmt: skip
+
+
+async def test_ingest_incremental_idempotent_and_dst(svc: StatsService, db: Database) -> None:
+    qlog = svc.queue_log
+    assert qlog is not None
+    assert (await svc.tail()).lines == 0  # no file yet: nothing, no error
+    write(qlog, first_part())
+    with qlog.open("a") as fh:
+        fh.write(f"{ts(T1, 50)}|c9|support|NONE|ENTERQ")  # a torn last line: not yet read
+    assert (await svc.tail()).lines == 10
+    assert (await svc.tail()).lines == 0
+    rows = [r for r in await reports.hourly(db, DAY, DAY, "support") if r["queue"] == "support"]
+    assert [(r["hour"], r["offered"]) for r in rows] == [(2, 3), (2, 1)]  # two 02:00 buckets
+    first, second = rows
+    assert (first["answered"], first["abandoned"], first["short_abandoned"]) == (1, 2, 1)
+    assert first["service_level"] == 1.0
+    assert first["service_level_inclusive"] == pytest.approx(1 / 2)
+    assert first["abandon_rate"] == pytest.approx(1 / 2)
+    assert first["call_loss_rate"] == pytest.approx(2 / 3)
+    assert first["avg_abandon_wait_s"] == pytest.approx(21.5)
+    assert first["max_wait_s"] == 40 and first["ringnoanswer"] == 1
+    assert (second["answered"], second["handled"], second["aht_s"]) == (1, 0, None)
+
+    # the rest of the file arrives (the torn line completed first)
+    with qlog.open("a") as fh:
+        fh.write("UEUE||1|1\n")
+    write(qlog, second_part())
+    assert (await svc.tail()).lines == 5
+    rows = [r for r in await reports.hourly(db, DAY, DAY) if r["queue"] == "*"]
+    assert [r["offered"] for r in rows] == [3, 3]  # c9 waiting, c5 timed out, c6 refused
+    second = rows[1]
+    assert (second["handled"], second["timed_out"], second["refused"]) == (1, 1, 1)
+    assert second["aht_s"] == 60 and second["service_level"] == 0.0
+
+    # idempotent: a rebuild over everything changes nothing and stores no line twice
+    before = (await count(db, QlogLineRow), await count(db, EntryRow), await hourly_snapshot(db))
+    await svc.rebuild(T0 - timedelta(days=1))
+    await svc.rebuild(T0 - timedelta(days=1))
+    after = (await count(db, QlogLineRow), await count(db, EntryRow), await hourly_snapshot(db))
+    assert before == after and before[0] == 15
+
+    # daily and range summaries are the sums of the hours
+    daily = {r["queue"]: r for r in await reports.daily(db, DAY, DAY)}
+    assert daily["support"]["offered"] == 5 and daily["sales"]["offered"] == 1
+    assert daily["*"]["offered"] == 6 and daily["*"]["refused"] == 1
+    summary = {r["queue"]: r for r in await reports.summary(db, DAY, DAY)}
+    assert summary["*"]["answered"] == 2 and summary["*"]["max_wait_s"] == 60
+
+
+async def test_rotation_and_truncation(svc: StatsService, db: Database) -> None:
+    qlog = svc.queue_log
+    assert qlog is not None
+    write(qlog, first_part()[:4])
+    await svc.tail()
+    write(qlog, first_part()[4:])  # appended, then rotated before we read it
+    os.rename(qlog, qlog.with_name("queue_log.1"))
+    write(qlog, second_part())
+    assert (await svc.tail()).lines == 10  # 6 from the rotated file's tail + 4 new
+    assert await count(db, QlogLineRow) == 14
+    write(qlog, second_part()[:1], mode="w")  # truncated and rewritten
+    await svc.tail()
+    assert await count(db, QlogLineRow) == 14
+    # a rebuild reads the rotated sibling too; with a fresh store it restores everything
+    await svc.store.clear_derived()
+    await svc.rebuild(T0 - timedelta(hours=1))
+    assert await count(db, QlogLineRow) == 14
+    summary = {r["queue"]: r for r in await reports.summary(db, DAY, DAY)}
+    assert summary["*"]["offered"] == 5
+
+
+async def test_hold_ivr_agents_staffing_and_rest(svc: StatsService, db: Database) -> None:
+    qlog = svc.queue_log
+    assert qlog is not None
+    await svc.link("c4", "L4")
+    await svc.held("L4", "c4-agent-leg", T1 + timedelta(seconds=30))
+    await svc.resumed("c4-agent-leg", T1 + timedelta(seconds=45))
+    write(qlog, first_part() + second_part())
+    await svc.tail()
+    await svc.ivr_abandoned("ivr-1", T1 + timedelta(seconds=5), "4008001234", "main")
+    await svc.ivr_abandoned("ivr-1", T1 + timedelta(seconds=5), "4008001234", "main")  # dup
+    rows = {(r["queue"], r["hour_start"]): r for r in await reports.hourly(db, DAY, DAY)}
+    sup2 = rows[("support", T1.replace(minute=0).isoformat())]
+    assert (sup2["hold_count"], sup2["hold_s"], sup2["hold_max_s"]) == (1, 15.0, 15.0)
+    assert sup2["talk_s"] == 45.0 and sup2["aht_s"] == 60.0  # talk excludes hold
+    assert sup2["ivr_abandoned"] is None
+    assert rows[("*", T1.replace(minute=0).isoformat())]["ivr_abandoned"] == 1
+
+    agents = {
+        a["agent"]: a
+        for a in await reports.agent_report(db, DAY, DAY, TZ, svc.rules, datetime.now(UTC))
+    }
+    assert agents["agent2"]["handled"] == 2 and agents["=evil"]["missed"] == 1
+    assert agents["agent2"]["hold_s"] == 15.0 and agents["agent2"]["talk_s"] == 75.0
+    assert agents["agent2"]["occupancy"] is None  # never logged in: no denominator
+
+    staff = await reports.staffing(db, DAY, "support", svc.rules, 0.8)
+    assert [s["agents_needed"] for s in staff] == [1, 1]
+
+    deps = WebDeps(db=db, live=_NoCalls(), registry=CollectorRegistry(), hub=WsHub(db))
+    app = create_app(deps)
+    add_routes(app, svc, lambda: [])
+    sup = await create_token(db, "sup", "supervisor")
+    agent = await create_token(db, "alice", "agent")
+    async with TestClient(TestServer(app)) as client:
+        q = "?from=2026-10-25&to=2026-10-25"
+        r = await client.get("/api/v1/stats/hourly" + q, headers=_auth(agent))
+        assert r.status == 403
+        for name in ("hourly", "daily", "summary", "agents"):
+            r = await client.get(f"/api/v1/stats/{name}{q}", headers=_auth(sup))
+            assert r.status == 200, name
+            assert (await r.json())["rows"]
+        r = await client.get(f"/api/v1/stats/agents{q}&format=csv", headers=_auth(sup))
+        text = await r.text()
+        assert r.headers["Content-Type"].startswith("text/csv")
+        assert "\r\n'=evil," in text and "\n=evil" not in text
+        r = await client.get("/api/v1/stats/staffing?day=2026-10-25&queue=support",
+                             headers=_auth(sup))  # fmt: skip
+        assert [x["agents_needed"] for x in (await r.json())["rows"]] == [1, 1]
+        r = await client.get("/api/v1/stats/hourly?from=2026-10-25&to=2020-01-01",
+                             headers=_auth(sup))  # fmt: skip
+        assert r.status == 400
+        r = await client.get("/api/v1/stats/hourly?queue=a;drop", headers=_auth(sup))
+        assert r.status == 400
+        r = await client.get("/api/v1/stats/wallboard", headers=_auth(sup))
+        assert (await r.json())["type"] == "wallboard"
+
+
+class _NoCalls:
+    def live_calls(self) -> list[dict[str, object]]:
+        return []
+
+    def health(self) -> dict[str, object]:
+        return {"ok": True}
+
+
+def _auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
