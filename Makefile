@@ -5,5 +5,8 @@ down:    ## stop the daemon and Asterisk
 	scripts/down.sh
 test:    ## run the whole test suite (pytest, real Asterisk, SQLite + PostgreSQL), ruff, mypy
 	scripts/test.sh
-bench:   ## print benchmark figures
+bench:   ## print benchmark figures (pop_latency starts its own Asterisk: a few minutes)
 	.venv/bin/python bench/ami_ingest.py
+	.venv/bin/python bench/crm_search.py
+	.venv/bin/python bench/stats_query.py
+	.venv/bin/python bench/pop_latency.py

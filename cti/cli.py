@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import os
 import secrets
+import shlex
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -85,6 +86,16 @@ def cmd_asterisk(args: argparse.Namespace) -> int:
             return 0 if running else 3
         elif args.action == "cli":
             sys.stdout.write(runner.cli(" ".join(args.command)))
+        elif args.action == "paths":
+            # shell-friendly: where the instance's directories are on this host and as
+            # Asterisk sees them (the chroot's /srv/cti/<name>), for scripts/up.sh
+            from cti.asterisk.instance import ChrootAsterisk
+
+            if not isinstance(runner, ChrootAsterisk):
+                print("error: paths: only for the chroot runner", file=sys.stderr)
+                return 1
+            print(f"ASTERISK_BASE={shlex.quote(str(runner.base))}")
+            print(f"ASTERISK_INNER={shlex.quote(runner.inner)}")
     except AsteriskError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -205,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_setup)
 
     p = sub.add_parser("asterisk", help="run the real Asterisk (Docker or chroot)")
-    p.add_argument("action", choices=["up", "down", "status", "cli"])
+    p.add_argument("action", choices=["up", "down", "status", "cli", "paths"])
     p.add_argument("command", nargs="*", help="CLI command (with `cli`)")
     p.set_defaults(func=cmd_asterisk)
 

@@ -1,7 +1,9 @@
-"""Demo traffic: simulated callers and agents through the shipped dialplan, so a fresh
-install has calls to show. Callers are Local channels into ``cti-inbound`` whose other half
-waits in ``cti-sim-caller``; agents are ``Local/<ext>@cti-sim-agents/n`` queue members.
-Some callers hang up before an agent is free, so abandons show up too.
+"""Demo traffic: simulated callers through the shipped dialplan, so a fresh install has
+calls to show. Callers are Local channels into ``cti-inbound`` (the IVR, then a queue)
+whose other half waits in ``cti-sim-caller`` and presses a menu key; the agents are the
+ACD's (``make up`` creates agent101/agent102 with ``local:`` devices, i.e.
+``Local/<ext>@cti-sim-agents/n``, and logs them in). Some callers hang up before an agent
+is free, so abandons show up too.
 """
 
 from __future__ import annotations
@@ -16,9 +18,8 @@ from cti.ami.client import AmiClient, NotConnected
 
 log = logging.getLogger(__name__)
 
-DEMO_QUEUE = "support"
-DEMO_AGENTS = ("101", "102")
-DEMO_DNIS = "4008001234"
+# the example menus' always-open English line: 1 sales, 2 support, 3 callback
+DEMO_DNIS = "4008005678"
 # (name, number): recurring callers, so the CRM and screen pops have someone to know
 DEMO_CALLERS = (
     ("张伟", "13800138000"),
@@ -37,13 +38,6 @@ class DemoTraffic:
     async def setup(self) -> None:
         await self.ami.send_action("Setvar", {"Variable": "CTI_SIM_RING", "Value": "2"})
         await self.ami.send_action("Setvar", {"Variable": "CTI_SIM_TALK", "Value": "12"})
-        for ext in DEMO_AGENTS:
-            with contextlib.suppress(AmiActionError):  # already a member
-                await self.ami.send_action(
-                    "QueueAdd",
-                    {"Queue": DEMO_QUEUE, "Interface": f"Local/{ext}@cti-sim-agents/n",
-                     "MemberName": f"agent{ext}"},
-                )  # fmt: skip
 
     async def place_call(self) -> None:
         if self.rng.random() < 0.6:
@@ -57,7 +51,11 @@ class DemoTraffic:
                 "Channel": f"Local/{DEMO_DNIS}@cti-inbound",
                 "Context": "cti-sim-caller", "Exten": "s", "Priority": "1",
                 "CallerID": f'"{name}" <{number}>' if name else number,
-                "Variable": f"CTI_SIM_HOLD={hold}", "Async": "true",
+                "Variable": [
+                    f"CTI_SIM_HOLD={hold}", f"CTI_SIM_DTMF={self.rng.choice('1222')}",
+                    "CTI_SIM_DTMF_DELAY=3",
+                ],
+                "Async": "true",
             },
         )  # fmt: skip
         log.info("demo call placed", extra={"caller": number, "hold_s": hold})

@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEB_PACKAGES=(mmdebstrap debootstrap zstd util-linux sip-tester espeak-ng ffmpeg sox chromium)
+# fonts-wqy-zenhei: Chinese text in the pages under headless chromium (screenshots, tests)
+DEB_PACKAGES=(mmdebstrap debootstrap zstd util-linux sip-tester espeak-ng ffmpeg sox chromium
+  fonts-wqy-zenhei)
 
 missing=()
 for pkg in "${DEB_PACKAGES[@]}"; do

@@ -9,11 +9,40 @@ mkdir -p var/log
 $CTI setup
 $CTI asterisk up
 $CTI db upgrade
+# the IVR: the example menus, prompts rendered where this Asterisk instance reads sounds
+if ! grep -q '^\[ivr\]' var/cti.toml; then
+  eval "$($CTI asterisk paths)"
+  mkdir -p var/ivr
+  [ -f var/ivr/menus.toml ] || cp ivr/menus.example.toml var/ivr/menus.toml
+  cat >> var/cti.toml <<EOT
+
+[ivr]
+menus = "var/ivr/menus.toml"
+prompt_dir = "${ASTERISK_BASE}/lib/sounds/cti"
+prompt_dir_asterisk = "${ASTERISK_INNER}/lib/sounds/cti"
+EOT
+fi
 if [ ! -s var/demo-token ]; then
   $CTI token create demo-supervisor --role supervisor > var/demo-token
   chmod 600 var/demo-token
 fi
 TOKEN=$(cat var/demo-token)
+# demo data, once: customers the demo callers are, two agents whose phones are simulated
+if [ ! -f var/demo-seeded ]; then
+  echo "==> seeding demo customers and agents"
+  $CTI crm import scripts/demo/customers.csv --as demo
+  $CTI acd agent-set agent101 --display-name "王芳 Wang Fang" --device local:101 \
+    --skill support=0 --skill sales=1
+  $CTI acd agent-set agent102 --display-name "Tom Baker" --device local:102 \
+    --skill support=0
+  touch var/demo-seeded
+fi
+for agent in agent101 agent102; do
+  if [ ! -s "var/demo-token-$agent" ]; then
+    $CTI token create "$agent" --role agent > "var/demo-token-$agent"
+    chmod 600 "var/demo-token-$agent"
+  fi
+done
 HTTP_PORT=$(sed -n '/^\[http\]/,/^\[/s/^port *= *//p' var/cti.toml | head -1)
 
 if [ -f var/cti.pid ] && kill -0 "$(cat var/cti.pid)" 2>/dev/null; then
@@ -26,6 +55,13 @@ fi
 for _ in $(seq 1 50); do
   curl -fsS "http://127.0.0.1:${HTTP_PORT}/healthz" >/dev/null 2>&1 && break
   sleep 0.2
+done
+echo "==> logging the demo agents in"
+for agent in agent101 agent102; do
+  curl -fsS -o /dev/null -X POST -H "Authorization: Bearer ${TOKEN}" \
+    -H "Content-Type: application/json" -d '{"status": "available"}' \
+    "http://127.0.0.1:${HTTP_PORT}/api/v1/acd/agents/${agent}/status" \
+    || echo "    (could not log $agent in: see var/log/cti.log)"
 done
 echo "==> demo calls are being placed; waiting 25 s for some to finish"
 for i in 1 2 3 4 5; do
@@ -41,12 +77,17 @@ echo "==> cti calls --limit 5"
 $CTI calls --limit 5
 cat <<EOT
 
-The call center is running.
-  API      http://127.0.0.1:${HTTP_PORT}/api/v1/calls   (header: Authorization: Bearer <token>)
-  health   http://127.0.0.1:${HTTP_PORT}/healthz
-  metrics  http://127.0.0.1:${HTTP_PORT}/metrics
-  token    ${TOKEN}   (also in var/demo-token)
-  logs     var/log/cti.log
-  Asterisk .venv/bin/cti asterisk cli core show channels
+The call center is running. Open the pages and sign in with a token:
+  agent desktop   http://127.0.0.1:${HTTP_PORT}/desktop/     agent101: $(cat var/demo-token-agent101)
+                                                          agent102: $(cat var/demo-token-agent102)
+  wallboard       http://127.0.0.1:${HTTP_PORT}/wallboard/   supervisor: ${TOKEN}
+  reports         http://127.0.0.1:${HTTP_PORT}/reports/
+  recordings      http://127.0.0.1:${HTTP_PORT}/supervisor/recordings/
+  API             http://127.0.0.1:${HTTP_PORT}/api/v1/calls   (header: Authorization: Bearer <token>)
+  health          http://127.0.0.1:${HTTP_PORT}/healthz
+  metrics         http://127.0.0.1:${HTTP_PORT}/metrics
+  tokens          var/demo-token (supervisor), var/demo-token-agent101, var/demo-token-agent102
+  logs            var/log/cti.log
+  Asterisk CLI    .venv/bin/cti asterisk cli core show channels
 Stop everything with: make down
 EOT
