@@ -16,6 +16,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from acd.queues_conf import OWNER_QUEUE_PREFIX
 from acd.stats.formulas import Counts, EntryFacts, count_entry, figures
 from acd.stats.store import QueueRules
 from cti.calls.model import event_time
@@ -145,6 +146,8 @@ class Wallboard:
             r = rules.get(name, QueueRules())
             target = targets.get(name, default_target)
             waits = [float(e["wait_s"]) for e in live["entries"]]
+            if name.startswith(OWNER_QUEUE_PREFIX) and not waits and name not in today:
+                continue  # an agent's personal owner-first queue: shown only when in use
             longest = max(waits, default=0.0)
             states: dict[str, int] = {}
             statuses: dict[str, int] = {}

@@ -233,3 +233,12 @@ def test_wallboard_counts_ami_and_store_once() -> None:
     assert frame["type"] == "wallboard"
     assert q["waiting"] == 1 and q["longest_wait_s"] == 18.0
     assert q["statuses"] == {"paused:lunch": 1} and q["risk"] == "bad"
+
+
+def test_wallboard_shows_an_owner_queue_only_while_in_use() -> None:
+    now = datetime(2026, 11, 23, 10, tzinfo=UTC)
+    wb = Wallboard(ZoneInfo("UTC"))
+    idle = {"name": "cti_owner_7", "entries": [], "members": []}
+    busy = {"name": "cti_owner_8", "entries": [{"wait_s": 3.0}], "members": []}
+    frame = wb.frame([idle, busy], {}, {}, 0.8, 0.75, now)
+    assert [q["queue"] for q in frame["queues"]] == ["cti_owner_8"]
