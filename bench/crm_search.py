@@ -18,16 +18,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
-import secrets
 import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Literal
 
-import asyncpg  # type: ignore[import-untyped]
+from scratch_pg import scratch_postgres  # bench/ helper
 from sqlalchemy import insert
 from sqlalchemy.engine import make_url
 
@@ -37,9 +35,6 @@ from cti.store.db import Database
 from cti.store.migrate import upgrade
 from cti.store.models import utcnow
 
-PG_ADMIN_URL = os.environ.get(
-    "CTI_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 SUP = Actor("bench-sup", "supervisor")
 AGENT = Actor("agent7", "agent")
 
@@ -226,21 +221,8 @@ async def main() -> None:
                 f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}", args.customers, args.rounds
             )
     if args.only != "sqlite":
-        name = f"cti_bench_{secrets.token_hex(6)}"
-        admin = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
-        try:
-            await admin.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await admin.close()
-        url = make_url(PG_ADMIN_URL).set(drivername="postgresql+asyncpg", database=name)
-        try:
-            await run_one(url.render_as_string(hide_password=False), args.customers, args.rounds)
-        finally:
-            admin = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
-            try:
-                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            finally:
-                await admin.close()
+        async with scratch_postgres() as url:
+            await run_one(url, args.customers, args.rounds)
 
 
 if __name__ == "__main__":

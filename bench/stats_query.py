@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import os
 import random
-import secrets
 import statistics
 import tempfile
 import time
@@ -30,9 +29,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import asyncpg
+from scratch_pg import scratch_postgres  # bench/ helper
 from sqlalchemy import case, func, insert, select
-from sqlalchemy.engine import make_url
 
 from acd.stats import reports
 from acd.stats.formulas import COUNT_FIELDS, Counts, EntryFacts, count_entry, local_hour
@@ -44,7 +42,6 @@ TZ = ZoneInfo("Europe/Berlin")
 FIRST = date(2026, 10, 1)
 LAST = date(2026, 10, 31)  # includes the DST change of 2026-10-25
 QUEUES = ("support", "sales", "billing", "vip")
-PG_ADMIN = os.environ.get("CTI_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 def synth(n: int, seed: int = 7) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -183,22 +180,8 @@ async def main() -> None:
             await run_on(f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}", "SQLite", data,
                          args.rounds)  # fmt: skip
     if args.only in (None, "postgresql"):
-        name = f"cti_bench_{secrets.token_hex(6)}"
-        admin = await asyncpg.connect(PG_ADMIN, timeout=5)
-        try:
-            await admin.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await admin.close()
-        url = make_url(PG_ADMIN).set(drivername="postgresql+asyncpg", database=name)
-        try:
-            await run_on(url.render_as_string(hide_password=False), "PostgreSQL", data,
-                         args.rounds)  # fmt: skip
-        finally:
-            admin = await asyncpg.connect(PG_ADMIN, timeout=5)
-            try:
-                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            finally:
-                await admin.close()
+        async with scratch_postgres() as url:
+            await run_on(url, "PostgreSQL", data, args.rounds)
 
 
 if __name__ == "__main__":
