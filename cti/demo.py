@@ -38,6 +38,13 @@ class DemoTraffic:
     async def setup(self) -> None:
         await self.ami.send_action("Setvar", {"Variable": "CTI_SIM_RING", "Value": "2"})
         await self.ami.send_action("Setvar", {"Variable": "CTI_SIM_TALK", "Value": "12"})
+        # click-to-call and callbacks from the desktop reach a simulated customer
+        for var, value in (
+            ("CTI_SIM_OUTBOUND", "1"),
+            ("CTI_SIM_CUSTOMER_RING", "3"),
+            ("CTI_SIM_CUSTOMER_TALK", "20"),
+        ):
+            await self.ami.send_action("Setvar", {"Variable": var, "Value": value})
 
     async def place_call(self) -> None:
         if self.rng.random() < 0.6:
