@@ -72,6 +72,7 @@ class Call:
     bridged_at: datetime | None = None
     closing_since: datetime | None = None
     last_cause: str = ""
+    held: set[str] = field(default_factory=set)  # legs on hold (Hold seen, no Unhold yet)
 
     @property
     def active_legs(self) -> int:
@@ -242,9 +243,14 @@ class CallModel:
             if call.bridged_at is None and int(msg.get("BridgeNumChannels", "0") or 0) >= 2:
                 call.bridged_at = at
         elif name == "Hold":
-            out.append(CallHeld(linkedid, at, uniqueid))
+            if uniqueid not in call.held:
+                call.held.add(uniqueid)
+                out.append(CallHeld(linkedid, at, uniqueid))
         elif name == "Unhold":
-            out.append(CallResumed(linkedid, at, uniqueid))
+            # Asterisk also unholds a blind transferer that was never held: not a resume
+            if uniqueid in call.held:
+                call.held.discard(uniqueid)
+                out.append(CallResumed(linkedid, at, uniqueid))
         return out
 
     def _caller_id(self, call: Call, msg: Mapping[str, str], uniqueid: str) -> None:

@@ -5,9 +5,9 @@ independent computation over the instance's own queue_log written here; then the
 the daemon stopped in the middle of the script (catch-up on restart, then `cti stats
 rebuild`). The wallboard must count the calls from AMI alone (queue_log tail disabled).
 
-In-call hold is not scripted here: Local channels cannot be put on hold from the dialplan
-(no Hold/Unhold AMI events without a SIP phone sending a re-INVITE); hold handling is
-covered in tests/integration/test_stats_store.py from CallHeld/CallResumed events.
+In-call hold is not scripted here: Local channels cannot be put on hold (no Hold/Unhold
+without a SIP re-INVITE). A SIPp caller holds a real queue call in
+tests/acceptance/test_hold_transfer.py, which checks hold count, time and AHT.
 
 Durations come from Asterisk's whole-second clock (queue_log holdtime = time() - start), so
 the hand-computed waits and talk times are checked within 1-2 s, counts and every

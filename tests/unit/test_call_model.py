@@ -15,9 +15,11 @@ from cti.events import (
     CallAnswered,
     CallCompleted,
     CallEntered,
+    CallHeld,
     CallOffered,
     CallQueued,
     CallRecord,
+    CallResumed,
     CallTimedOut,
     DomainEvent,
 )
@@ -177,3 +179,15 @@ def test_leave_without_connect_times_out_after_the_grace() -> None:
     assert isinstance(timed_out, CallTimedOut)
     assert (timed_out.queue, timed_out.at, timed_out.wait_s) == ("support", left, 30.0)
     assert model.expire(left + timedelta(seconds=5)) == []  # once
+
+
+def test_unhold_without_hold_is_not_a_resume() -> None:
+    """Asterisk unholds a blind transferer that was never held."""
+    model = CallModel()
+    t0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    leg = {"Linkedid": "1.1", "Uniqueid": "1.1", "Channel": "PJSIP/trunk-1"}
+    assert model.handle({**leg, "Event": "Unhold"}, t0) == []
+    [held] = model.handle({**leg, "Event": "Hold"}, t0)
+    assert model.handle({**leg, "Event": "Hold"}, t0) == []  # already held
+    [resumed] = model.handle({**leg, "Event": "Unhold"}, t0)
+    assert isinstance(held, CallHeld) and isinstance(resumed, CallResumed)
