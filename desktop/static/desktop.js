@@ -20,34 +20,20 @@
   }
 
   // --- sign-in ------------------------------------------------------------------------
-  async function signIn(token) {
-    CTI.session.token = token;
-    try {
-      me = await CTI.api("GET", "/api/v1/me");
-    } catch (err) {
-      CTI.session.token = "";
-      throw err;
-    }
-    CTI.session.me = me;
-    start();
-  }
+  let page = null; // CTI.page(): the shared sign-in
 
-  function signOut() {
+  function signedOut() {
     if (sock) sock.close();
     sock = null;
-    CTI.session.token = "";
-    CTI.session.me = null;
     me = null;
     cards.clear();
     $("pops").replaceChildren();
     if (todayTimer) clearInterval(todayTimer);
-    show($("app"), false); show($("signout"), false); show($("signin"), true);
-    $("who").textContent = ""; $("conn").textContent = "";
+    $("conn").textContent = "";
   }
 
-  function start() {
-    show($("signin"), false); show($("app"), true); show($("signout"), true);
-    $("who").textContent = me.name + " (" + me.role + ")";
+  function start(who) {
+    me = who;
     sock = CTI.socket(onMessage, onSocketState);
     loadReasons(); loadDispositions(); loadStatus(); loadWork(); loadToday();
     todayTimer = setInterval(loadToday, 60000);
@@ -57,7 +43,7 @@
     const node = $("conn");
     node.textContent = t(state === "open" ? "connected" : state === "refused" ? "refused" : "disconnected");
     node.className = "conn " + state;
-    if (state === "refused") signOut();
+    if (state === "refused") page.signOut();
   }
 
   // --- status -------------------------------------------------------------------------
@@ -400,27 +386,13 @@
 
   // --- start -------------------------------------------------------------------------------
   document.addEventListener("DOMContentLoaded", () => {
-    $("lang").value = CTI.getLang();
-    $("lang").addEventListener("change", () => { CTI.setLang($("lang").value); applyLang(); });
-    $("signin-form").addEventListener("submit", async (ev) => {
-      ev.preventDefault();
-      setError($("signin-error"), null);
-      try { await signIn($("token").value.trim()); $("token").value = ""; }
-      catch (e) { setError($("signin-error"), e); }
-    });
-    $("signout").addEventListener("click", signOut);
     $("btn-available").addEventListener("click", () => setStatus("available"));
     $("btn-pause").addEventListener("click", () => setStatus("paused"));
     $("btn-logout").addEventListener("click", () => setStatus("logged_out"));
     $("dial-form").addEventListener("submit", (ev) => { ev.preventDefault(); dial($("dial-number").value.trim()); });
     $("work-refresh").addEventListener("click", loadWork);
     $("today-refresh").addEventListener("click", loadToday);
-    CTI.translate();
     document.title = t("title");
-    if (CTI.session.token) {
-      signIn(CTI.session.token).catch(() => signOut());
-    } else {
-      show($("signin"), true);
-    }
+    page = CTI.page({ onSignedIn: start, onSignedOut: signedOut, onLang: applyLang });
   });
 })();

@@ -8,29 +8,18 @@
   const $ = (id) => document.getElementById(id);
   const el = CTI.el, t = CTI.t;
   let me = null, oldest = null, liveTimer = null;
+  let page = null; // CTI.page(): the shared sign-in
 
-  function show(signedIn) {
-    $("signin").hidden = signedIn;
-    $("app").hidden = !signedIn;
-    $("signout").hidden = !signedIn;
-  }
-
-  async function signIn(token) {
-    CTI.session.token = token;
-    me = await CTI.api("GET", "/api/v1/me");
-    CTI.session.me = me;
-    $("who").textContent = `${me.name} (${me.role})`;
-    show(true);
+  async function signedIn(who) {
+    me = who;
     if (me.role === "agent") $("live-error").textContent = "";
     await Promise.all([refreshLive(), search(false)]);
     liveTimer = setInterval(refreshLive, 3000);
   }
 
-  function signOut() {
-    CTI.session.token = "";
-    CTI.session.me = null;
+  function signedOut() {
     if (liveTimer) clearInterval(liveTimer);
-    show(false);
+    liveTimer = null;
   }
 
   // --- live calls -------------------------------------------------------------------------
@@ -73,7 +62,7 @@
   async function refreshLive() {
     let data;
     try { data = await CTI.api("GET", "/api/v1/recordings/live"); }
-    catch (e) { if (e.status === 401) signOut(); return; }
+    catch (e) { if (e.status === 401) page.signOut(); return; }
     const rows = $("live-rows");
     rows.replaceChildren(...data.calls.map((c) => el("tr", { dataset: { linkedid: c.linkedid } },
       el("td", {}, c.agent), el("td", {}, c.queue),
@@ -167,18 +156,8 @@
 
   // --- wiring -----------------------------------------------------------------------------
   document.addEventListener("DOMContentLoaded", () => {
-    $("lang").value = CTI.getLang();
-    $("lang").addEventListener("change", () => { CTI.setLang($("lang").value); CTI.translate(); });
-    CTI.translate();
-    $("signin-form").addEventListener("submit", async (ev) => {
-      ev.preventDefault();
-      try { await signIn($("token").value.trim()); $("signin-error").textContent = ""; }
-      catch (e) { CTI.session.token = ""; $("signin-error").textContent = e.message; }
-    });
-    $("signout").addEventListener("click", signOut);
     $("search-form").addEventListener("submit", (ev) => { ev.preventDefault(); oldest = null; search(false); });
     $("more").addEventListener("click", () => search(true));
-    if (CTI.session.token) signIn(CTI.session.token).catch(() => signOut());
-    else show(false);
+    page = CTI.page({ onSignedIn: signedIn, onSignedOut: signedOut });
   });
 })();

@@ -33,31 +33,14 @@ const STATS = (() => {
     return typeof x === "number" ? x.toFixed(digits === undefined ? 0 : digits) : String(x);
   }
 
-  // Sign-in shared by both pages: token kept in sessionStorage, checked with /api/v1/me.
-  async function start(onReady) {
-    const form = document.getElementById("signin-form");
-    const langSel = document.getElementById("lang");
-    langSel.value = CTI.getLang();
-    langSel.addEventListener("change", () => { CTI.setLang(langSel.value); CTI.translate(); onReady(true); });
-    CTI.translate();
-    async function go(token) {
-      CTI.session.token = token;
-      const me = await CTI.api("GET", "/api/v1/me");
-      if (me.role !== "supervisor" && me.role !== "admin") throw new Error("supervisor role needed");
-      document.getElementById("signin").hidden = true;
-      document.getElementById("app").hidden = false;
-      onReady(false);
-    }
-    form.addEventListener("submit", async (ev) => {
-      ev.preventDefault();
-      const input = document.getElementById("token");
-      try { await go(input.value.trim()); input.value = ""; }
-      catch (e) { CTI.session.token = ""; document.getElementById("signin-error").textContent = e.message; }
+  // Both pages: the shared sign-in (supervisors); onReady(true) re-renders after a
+  // language switch, onReady(false) starts the page once signed in.
+  function start(onReady) {
+    CTI.page({
+      roles: ["supervisor", "admin"],
+      onSignedIn: () => onReady(false),
+      onLang: () => onReady(true),
     });
-    if (CTI.session.token) {
-      try { await go(CTI.session.token); return; } catch { CTI.session.token = ""; }
-    }
-    document.getElementById("signin").hidden = false;
   }
 
   return { pct, num, start };

@@ -93,6 +93,58 @@ const CTI = (() => {
     };
   }
 
+  // The sign-in and language switch every page shares. The page's markup holds #lang,
+  // #signin (with #signin-form, #token, #signin-error) and #app, optionally #signout and
+  // #who. onSignedIn(me) runs once /api/v1/me accepted the token (and, with roles, its
+  // role); onSignedOut() after a sign-out or a refused token; onLang() after a switch.
+  function page({ roles, onSignedIn, onSignedOut, onLang }) {
+    const $ = (id) => document.getElementById(id);
+    function shown(signedIn) {
+      $("signin").hidden = signedIn;
+      $("app").hidden = !signedIn;
+      if ($("signout")) $("signout").hidden = !signedIn;
+      const me = session.me;
+      if ($("who")) $("who").textContent = signedIn && me ? `${me.name} (${me.role})` : "";
+    }
+    async function signIn(token) {
+      session.token = token;
+      let me;
+      try {
+        me = await api("GET", "/api/v1/me");
+        if (roles && !roles.includes(me.role)) throw new Error(t("role_needed") + ": " + roles.join(" / "));
+      } catch (err) {
+        session.token = "";
+        throw err;
+      }
+      session.me = me;
+      shown(true);
+      await onSignedIn(me);
+    }
+    function signOut() {
+      session.token = "";
+      session.me = null;
+      shown(false);
+      if (onSignedOut) onSignedOut();
+    }
+    $("lang").value = getLang();
+    $("lang").addEventListener("change", () => {
+      setLang($("lang").value);
+      translate();
+      if (onLang) onLang();
+    });
+    translate();
+    $("signin-form").addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      $("signin-error").textContent = "";
+      try { await signIn($("token").value.trim()); $("token").value = ""; }
+      catch (e) { $("signin-error").textContent = t("error") + ": " + (e.message || e); }
+    });
+    if ($("signout")) $("signout").addEventListener("click", signOut);
+    if (session.token) signIn(session.token).catch(() => signOut());
+    else shown(false);
+    return { signOut };
+  }
+
   function fmtDuration(sec) {
     if (sec === null || sec === undefined || isNaN(sec)) return "";
     sec = Math.max(0, Math.round(sec));
@@ -108,11 +160,13 @@ const CTI = (() => {
 
   addStrings({
     en: { login: "Sign in", logout: "Sign out", token: "Access token", error: "Error",
-          connected: "connected", disconnected: "reconnecting…", refused: "token refused" },
+          connected: "connected", disconnected: "reconnecting…", refused: "token refused",
+          role_needed: "this page needs the role" },
     zh: { login: "登录", logout: "退出", token: "访问令牌", error: "错误",
-          connected: "已连接", disconnected: "正在重连…", refused: "令牌无效" },
+          connected: "已连接", disconnected: "正在重连…", refused: "令牌无效",
+          role_needed: "此页面需要角色" },
   });
 
   return { addStrings, t, setLang, getLang, translate, el, session, api, ApiError, socket,
-           fmtDuration, fmtTime };
+           page, fmtDuration, fmtTime };
 })();
