@@ -7,19 +7,29 @@
 (() => {
   const $ = (id) => document.getElementById(id);
   const el = CTI.el, t = CTI.t;
-  let me = null, oldest = null, liveTimer = null;
+  let me = null, oldest = null, sock = null, liveDue = false;
   let page = null; // CTI.page(): the shared sign-in
+
+  // Live calls are re-read when the daemon pushes a recording.* frame (answered, paused,
+  // stopped, ended, ready) or the socket (re)opens: no polling.
+  function liveChanged() {
+    if (liveDue) return;
+    liveDue = true;
+    setTimeout(() => { liveDue = false; refreshLive(); }, 200);
+  }
 
   async function signedIn(who) {
     me = who;
     if (me.role === "agent") $("live-error").textContent = "";
+    sock = CTI.socket(
+      (msg) => { if (String(msg.type).startsWith("recording.")) liveChanged(); },
+      (state) => { if (state === "open") liveChanged(); else if (state === "refused") page.signOut(); });
     await Promise.all([refreshLive(), search(false)]);
-    liveTimer = setInterval(refreshLive, 3000);
   }
 
   function signedOut() {
-    if (liveTimer) clearInterval(liveTimer);
-    liveTimer = null;
+    if (sock) sock.close();
+    sock = null;
   }
 
   // --- live calls -------------------------------------------------------------------------
