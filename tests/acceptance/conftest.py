@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -70,8 +71,10 @@ async def ami(asterisk: ChrootAsterisk, ami_session: AmiClient) -> AmiClient:
 
 
 def daemon_settings(
-    asterisk: ChrootAsterisk, db_url: str, *, ami_port: int | None = None
+    asterisk: ChrootAsterisk, db_url: str, *, ami_port: int | None = None, **sections: Any
 ) -> Settings:
+    """The daemon's settings for the test instance; ``sections`` are feature sections
+    (``acd={...}``, ``recordings={...}``)."""
     return Settings(
         ami=AmiConfig(
             port=ami_port or asterisk.spec.ami_port, username=asterisk.spec.ami_user,
@@ -82,6 +85,7 @@ def daemon_settings(
         database=DatabaseConfig(url=db_url),
         http=HttpConfig(port=0),
         agi=AgiConfig(port=asterisk.spec.agi_port),
+        **sections,
     )  # fmt: skip
 
 

@@ -18,7 +18,6 @@ from acd.service import AcdService
 from cti.ami.client import AmiClient
 from cti.ami.protocol import Message
 from cti.asterisk.instance import ChrootAsterisk
-from cti.config import Settings
 from cti.daemon import Daemon
 from cti.events import AgentStatusChanged
 from cti.store.tokens import create_token
@@ -35,8 +34,7 @@ async def acd_daemon(
     """Daemons running the ACD feature; at teardown the queues file is removed and
     app_queue reloaded, so other tests find the shipped support/sales again."""
     started: list[Daemon] = []
-    base = daemon_settings(asterisk, db_url)
-    settings = Settings(**base.model_dump(), acd={"asterisk_etc_dir": str(asterisk.etc_dir)})
+    settings = daemon_settings(asterisk, db_url, acd={"asterisk_etc_dir": str(asterisk.etc_dir)})
 
     async def factory() -> Daemon:
         daemon = Daemon(settings, features=[AcdFeature()])

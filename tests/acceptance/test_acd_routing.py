@@ -22,7 +22,6 @@ from acd.service import AcdService
 from cti.ami.client import AmiClient
 from cti.ami.protocol import Message
 from cti.asterisk.instance import ChrootAsterisk
-from cti.config import Settings
 from cti.daemon import Daemon
 from cti.events import CallbackOffered, IvrCallbackRequested, OutboundCallStarted
 from cti.store.tokens import create_token
@@ -56,11 +55,10 @@ async def routing(asterisk: ChrootAsterisk, db_url: str, ami: AmiClient) -> Asyn
     await set_globals(ami, {**SIM_GLOBALS, "CTI_SIM_OUTBOUND": "1"})
 
     async def factory(**acd: Any) -> Daemon:
-        base = daemon_settings(asterisk, db_url)
-        settings = Settings(
-            **base.model_dump(),
+        settings = daemon_settings(
+            asterisk, db_url,
             acd={"asterisk_etc_dir": str(asterisk.etc_dir), "callback_retry_s": 1, **acd},
-        )
+        )  # fmt: skip
         daemon = Daemon(settings, features=[AcdFeature()])
         await daemon.start()
         started.append(daemon)

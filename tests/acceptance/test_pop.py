@@ -118,8 +118,7 @@ async def running_stack(
 @pytest.fixture
 async def stack(asterisk: ChrootAsterisk, db_url: str, ami: AmiClient) -> AsyncIterator[Stack]:
     """ACD + CRM + desktop on the real Asterisk (no IVR: calls reach the support queue)."""
-    base = daemon_settings(asterisk, db_url)
-    settings = Settings(**base.model_dump(), acd={"asterisk_etc_dir": str(asterisk.etc_dir)})
+    settings = daemon_settings(asterisk, db_url, acd={"asterisk_etc_dir": str(asterisk.etc_dir)})
     async with running_stack(asterisk, settings, ami) as s:
         yield s
 

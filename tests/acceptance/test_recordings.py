@@ -22,7 +22,6 @@ import pytest
 from cti.ami.client import AmiClient
 from cti.ami.protocol import Message
 from cti.asterisk.instance import ChrootAsterisk
-from cti.config import Settings
 from cti.daemon import Daemon
 from cti.events import RecordingStarted, RecordingStopped
 from cti.store.models import Call
@@ -52,14 +51,13 @@ async def rec_daemon(
     async def factory(
         *, ami_port: int | None = None, extra: list[Any] | None = None, **section: Any
     ) -> Daemon:
-        base = daemon_settings(asterisk, db_url, ami_port=ami_port)
         config = {
             "root": str(asterisk.monitor_dir), "reconcile_interval_s": 0, "grace_s": 0,
             "supervisor_devices": {"sup1": SUPERVISOR_DEVICE},
             "queues": {"sales": {"policy": "on_demand"}}, **section,
         }  # fmt: skip
-        daemon = Daemon(Settings(**base.model_dump(), recordings=config),
-                        features=[RecordingsFeature(), *(extra or [])])  # fmt: skip
+        settings = daemon_settings(asterisk, db_url, ami_port=ami_port, recordings=config)
+        daemon = Daemon(settings, features=[RecordingsFeature(), *(extra or [])])
         await daemon.start()
         started.append(daemon)
         await daemon.ami.wait_connected(timeout=15)
