@@ -4,7 +4,7 @@ Generates ``--rows`` synthetic entries (4 queues, one month, Europe/Berlin, real
 of answered / abandoned / timed out), stores them as ``stats_entries`` rows plus their
 hourly rollup (``stats_hourly``, computed with the production formulas), then times:
 
-- report: ``acd.stats.reports.hourly`` for the month (what the REST route runs);
+- report: ``stats.reports.hourly`` for the month (what the REST route runs);
 - baseline: the same figures' raw GROUP BY over the entry rows (no rollup).
 
 Prints the median of ``--rounds`` runs of each and the ratio baseline / report. Target:
@@ -32,11 +32,11 @@ from zoneinfo import ZoneInfo
 from scratch_pg import scratch_postgres  # bench/ helper
 from sqlalchemy import case, func, insert, select
 
-from acd.stats import reports
-from acd.stats.formulas import COUNT_FIELDS, Counts, EntryFacts, count_entry, local_hour
-from acd.stats.models import EntryRow, HourlyRow
 from cti.store.db import Database
 from cti.store.migrate import upgrade
+from stats import reports
+from stats.formulas import COUNT_FIELDS, Counts, EntryFacts, count_entry, local_hour
+from stats.models import EntryRow, HourlyRow
 
 TZ = ZoneInfo("Europe/Berlin")
 FIRST = date(2026, 10, 1)

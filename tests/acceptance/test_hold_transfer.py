@@ -30,13 +30,13 @@ import pytest
 
 from acd import store as acd_store
 from acd.queues_conf import QueueParams
-from acd.stats.feature import StatsFeature
 from cti.ami.client import AmiClient
 from cti.ami.protocol import Message
 from cti.asterisk.instance import ChrootAsterisk
 from cti.config import Settings
 from cti.events import CallHeld, CallResumed
 from cti.store.tokens import create_token
+from stats.feature import StatsFeature
 from tests.acceptance.conftest import daemon_settings
 from tests.acceptance.harness import free_port, originate_call, wait_for
 from tests.acceptance.test_pop import Stack, desktop, next_of, running_stack, set_sim

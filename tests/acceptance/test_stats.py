@@ -32,9 +32,6 @@ import pytest
 from acd import store as acd_store
 from acd.feature import AcdFeature
 from acd.queues_conf import FILE_NAME, QueueParams
-from acd.stats import cli as stats_cli
-from acd.stats.feature import StatsFeature
-from acd.stats.service import StatsService
 from cti.ami.client import AmiClient
 from cti.asterisk.instance import ChrootAsterisk
 from cti.config import Settings
@@ -42,6 +39,9 @@ from cti.daemon import Daemon
 from cti.events import IvrAbandoned
 from cti.store.tokens import create_token
 from ivr.feature import IvrFeature
+from stats import cli as stats_cli
+from stats.feature import StatsFeature
+from stats.service import StatsService
 from tests.acceptance.conftest import daemon_settings
 from tests.acceptance.harness import add_sim_agent, wait_for
 
@@ -170,7 +170,7 @@ def hand_expected() -> dict[str, Any]:
 
 
 def from_queue_log(path: Path, queue: str, short_s: float, t_s: float) -> dict[str, Any]:
-    """Deliberately simple and separate from acd.stats: count the queue's lines."""
+    """Deliberately simple and separate from stats: count the queue's lines."""
     waits_answered: list[float] = []
     waits_abandoned: list[float] = []
     talk: list[float] = []

@@ -17,7 +17,6 @@ from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser, Page, Request, async_playwright
 from prometheus_client import CollectorRegistry
 
-from acd.stats.feature import StatsFeature
 from cti.ami.client import AmiClient
 from cti.ami.protocol import Message
 from cti.bus import EventBus
@@ -30,6 +29,7 @@ from cti.store.migrate import upgrade
 from cti.store.tokens import create_token
 from cti.web.app import WebDeps, create_app
 from cti.web.ws import WsHub
+from stats.feature import StatsFeature
 from tests.acceptance.harness import wait_for
 
 EVIL = "<img src=x onerror=alert(1)>"

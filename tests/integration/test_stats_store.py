@@ -15,15 +15,15 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
 
-from acd.stats import reports
-from acd.stats.models import EntryRow, HourlyRow, QlogLineRow
-from acd.stats.routes import add_routes
-from acd.stats.service import StatsService
-from acd.stats.settings import StatsSettings
 from cti.store.db import Database
 from cti.store.tokens import create_token
 from cti.web.app import WebDeps, create_app
 from cti.web.ws import WsHub
+from stats import reports
+from stats.models import EntryRow, HourlyRow, QlogLineRow
+from stats.routes import add_routes
+from stats.service import StatsService
+from stats.settings import StatsSettings
 
 TZ = ZoneInfo("Europe/Berlin")
 DAY = date(2026, 10, 25)  # DST ends: local 02:00-03:00 happens twice

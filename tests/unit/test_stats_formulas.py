@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from acd.stats.csv_export import neutralise, to_csv
-from acd.stats.erlang import agents_needed, erlang_c, service_level
-from acd.stats.formulas import (
+from stats.csv_export import neutralise, to_csv
+from stats.erlang import agents_needed, erlang_c, service_level
+from stats.formulas import (
     Counts,
     EntryFacts,
     add_values,
@@ -19,9 +19,9 @@ from acd.stats.formulas import (
     local_hour,
     sum_counts,
 )
-from acd.stats.queue_log import derive_entries, parse_line
-from acd.stats.store import QueueRules
-from acd.stats.wallboard import Wallboard
+from stats.queue_log import derive_entries, parse_line
+from stats.store import QueueRules
+from stats.wallboard import Wallboard
 
 RULES = {"service_level_s": 20, "short_abandon_s": 5, "wrapup_s": 10}
 BERLIN = ZoneInfo("Europe/Berlin")

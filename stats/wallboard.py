@@ -17,9 +17,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from acd.queues_conf import OWNER_QUEUE_PREFIX
-from acd.stats.formulas import Counts, EntryFacts, count_entry, figures
-from acd.stats.store import QueueRules
 from cti.calls.model import event_time
+from stats.formulas import Counts, EntryFacts, count_entry, figures
+from stats.store import QueueRules
 
 __all__ = ["WALLBOARD_EVENTS", "TodayEntry", "Wallboard"]
 

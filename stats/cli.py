@@ -15,11 +15,11 @@ from datetime import date, datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from acd.stats.service import StatsService
-from acd.stats.settings import StatsSettings
 from cti.config import ConfigError, load_config
 from cti.store.db import Database
 from cti.store.migrate import upgrade
+from stats.service import StatsService
+from stats.settings import StatsSettings
 
 __all__ = ["parse_since", "register"]
 

@@ -18,10 +18,10 @@ from typing import Any
 
 from aiohttp import web
 
-from acd.stats import reports
-from acd.stats.csv_export import to_csv
-from acd.stats.service import StatsService
 from cti.web.app import require_role
+from stats import reports
+from stats.csv_export import to_csv
+from stats.service import StatsService
 
 __all__ = ["add_routes"]
 

@@ -1,6 +1,6 @@
 """Report queries: hourly, daily, range summaries, agents, staffing (read only).
 
-Every figure comes from :func:`acd.stats.formulas.figures` over summed counters, so the
+Every figure comes from :func:`stats.formulas.figures` over summed counters, so the
 hourly, daily and range tables use one definition. Days are the site's local days.
 """
 
@@ -14,12 +14,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ColumnElement, func, select
 
 from acd.models import AgentStatusRow
-from acd.stats.erlang import agents_needed
-from acd.stats.formulas import COUNT_FIELDS, Counts, add_values, figures, ratio, sum_counts
-from acd.stats.models import EntryRow, HourlyRow, QlogLineRow
-from acd.stats.store import IVR_QUEUE, QueueRules
 from acd.store import pause_time_by_reason
 from cti.store.db import Database
+from stats.erlang import agents_needed
+from stats.formulas import COUNT_FIELDS, Counts, add_values, figures, ratio, sum_counts
+from stats.models import EntryRow, HourlyRow, QlogLineRow
+from stats.store import IVR_QUEUE, QueueRules
 
 __all__ = [
     "agent_report",

@@ -14,13 +14,13 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from acd.stats import tail
-from acd.stats.models import EntryRow, IvrAbandonRow
-from acd.stats.queue_log import RawLine, parse_line
-from acd.stats.settings import StatsSettings
-from acd.stats.store import QueueRules, StatsStore, queue_rules
-from acd.stats.wallboard import Wallboard
 from cti.store.db import Database
+from stats import tail
+from stats.models import EntryRow, IvrAbandonRow
+from stats.queue_log import RawLine, parse_line
+from stats.settings import StatsSettings
+from stats.store import QueueRules, StatsStore, queue_rules
+from stats.wallboard import Wallboard
 
 __all__ = ["IngestResult", "StatsService"]
 

@@ -20,8 +20,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from acd import store as acd_store
-from acd.stats.formulas import COUNT_FIELDS, Counts, EntryFacts, count_entry, local_hour
-from acd.stats.models import (
+from cti.store.db import Database
+from stats.formulas import COUNT_FIELDS, Counts, EntryFacts, count_entry, local_hour
+from stats.models import (
     EntryRow,
     HoldRow,
     HourlyRow,
@@ -30,9 +31,8 @@ from acd.stats.models import (
     LinkRow,
     QlogLineRow,
 )
-from acd.stats.queue_log import DerivedEntry, RawLine, derive_entries
-from acd.stats.tail import TailPosition
-from cti.store.db import Database
+from stats.queue_log import DerivedEntry, RawLine, derive_entries
+from stats.tail import TailPosition
 
 __all__ = ["IVR_QUEUE", "QueueRules", "StatsStore", "queue_rules"]
 

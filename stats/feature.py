@@ -1,7 +1,7 @@
 """The statistics feature (registered under ``cti.features`` as ``stats``).
 
 - queue_log -> store: on start, after every AMI (re)connect (AmiConnected) and every
-  ``tail_interval_s`` while connected (:class:`acd.stats.service.StatsService`).
+  ``tail_interval_s`` while connected (:class:`stats.service.StatsService`).
 - AMI -> wallboard: queue/member/hold events update the frame; frames are coalesced
   and pushed to supervisors (``{"type": "wallboard", ...}``), with a snapshot on connect.
 - bus -> store: IvrAbandoned (IVR abandons), CallHeld / CallResumed (in-call hold).
@@ -18,16 +18,16 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from acd.live import HANDLED_EVENTS as ACD_EVENTS
-from acd.stats.routes import add_routes
-from acd.stats.service import StatsService
-from acd.stats.settings import StatsSettings
-from acd.stats.wallboard import WALLBOARD_EVENTS
 from cti.ami.protocol import Message
 from cti.events import AmiConnected, AmiDisconnected, CallHeld, CallResumed, IvrAbandoned
 from cti.features import FeatureContext
 from cti.store.tokens import Principal
 from cti.web.pages import add_pages
 from cti.web.ws import WsHub, to_role
+from stats.routes import add_routes
+from stats.service import StatsService
+from stats.settings import StatsSettings
+from stats.wallboard import WALLBOARD_EVENTS
 
 __all__ = ["StatsFeature"]
 
