@@ -84,6 +84,9 @@ class HttpConfig(_Section):
     port: int = Field(8080, ge=0, le=65535)
     # browser origins allowed on websockets besides the daemon's own (same-origin)
     allowed_origins: list[str] = []
+    # browser libraries installed from the npm registry (scripts/bootstrap.sh), served
+    # under /vendor/; None: the checkout's node_modules
+    vendor_dir: Path | None = None
 
 
 class AgiConfig(_Section):

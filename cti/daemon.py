@@ -104,7 +104,10 @@ class Daemon:
         self.ami.add_connected_handler(self._on_connected)
         self.ami.add_disconnected_handler(self._on_disconnected)
         app = create_app(
-            WebDeps(db=self.db, live=self, registry=self.metrics.registry, hub=self.hub)
+            WebDeps(
+                db=self.db, live=self, registry=self.metrics.registry, hub=self.hub,
+                vendor_dir=self.settings.http.vendor_dir,
+            )
         )
         ctx = FeatureContext(
             settings=self.settings, bus=self.bus, db=self.db, ami=self.ami, app=app,

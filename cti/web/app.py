@@ -10,6 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Protocol
 
 from aiohttp import web
@@ -18,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from cti.calls.recorder import list_calls
 from cti.store.db import Database
 from cti.store.tokens import Principal, verify_token
-from cti.web.pages import STATIC_ROOT, add_pages
+from cti.web.pages import STATIC_ROOT, add_pages, add_vendor
 from cti.web.ws import WsHub
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ class WebDeps:
     live: LiveCalls
     registry: CollectorRegistry
     hub: WsHub
+    vendor_dir: Path | None = None  # npm browser libraries (None: the checkout's)
 
 
 DEPS = web.AppKey("deps", WebDeps)
@@ -147,4 +149,5 @@ def create_app(deps: WebDeps) -> web.Application:
     app.router.add_get("/api/v1/me", whoami)
     app.router.add_get("/ws", deps.hub.handle)
     add_pages(app, "/static/common", STATIC_ROOT / "common")
+    add_vendor(app, deps.vendor_dir)
     return app

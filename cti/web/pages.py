@@ -9,13 +9,32 @@ that somehow reached the DOM as markup still could not run.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from aiohttp import web
 
-__all__ = ["PAGE_HEADERS", "STATIC_ROOT", "add_pages", "security_headers"]
+__all__ = [
+    "PAGE_HEADERS",
+    "STATIC_ROOT",
+    "VENDOR_PACKAGES",
+    "add_pages",
+    "add_vendor",
+    "security_headers",
+]
+
+log = logging.getLogger(__name__)
 
 STATIC_ROOT = Path(__file__).parent / "static"
+#: Where ``npm ci`` (scripts/bootstrap.sh) puts the browser libraries of package.json.
+DEFAULT_VENDOR_DIR = Path(__file__).resolve().parents[2] / "node_modules"
+#: The npm packages pages may load, and the one folder of each that is served:
+#: ``/vendor/<package>/<file>`` is ``node_modules/<package>/<folder>/<file>``.
+VENDOR_PACKAGES: dict[str, str] = {
+    "sip.js": "lib",
+    "echarts": "dist",
+    "swagger-ui-dist": "",
+}
 
 PAGE_HEADERS = {
     "Content-Security-Policy": (
@@ -56,5 +75,23 @@ def add_pages(app: web.Application, prefix: str, directory: Path) -> None:
         app.router.add_get(prefix + "/", _index)
         app.router.add_get(prefix, _slash)
     app.router.add_static(prefix + "/", directory, follow_symlinks=False, show_index=False)
+    if security_headers not in app.on_response_prepare:
+        app.on_response_prepare.append(security_headers)
+
+
+def add_vendor(app: web.Application, vendor_dir: Path | None = None) -> None:
+    """Serve the allowed folder of each package in :data:`VENDOR_PACKAGES` under
+    ``/vendor/<package>/``; a package that is not installed is logged, not fatal (pages
+    that need it say so)."""
+    root = vendor_dir or DEFAULT_VENDOR_DIR
+    for package, folder in VENDOR_PACKAGES.items():
+        directory = root / package / folder if folder else root / package
+        if not directory.is_dir():
+            log.warning("browser library %s not installed in %s (run scripts/bootstrap.sh)",
+                        package, root)
+            continue
+        app.router.add_static(
+            f"/vendor/{package}/", directory, follow_symlinks=False, show_index=False
+        )
     if security_headers not in app.on_response_prepare:
         app.on_response_prepare.append(security_headers)
