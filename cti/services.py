@@ -37,7 +37,37 @@ class CustomerDirectory(Protocol):
     ) -> list[dict[str, object]]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class DialDecision:
+    """The dial policy's answer for one number."""
+
+    allowed: bool
+    number: str = ""  # the E.164 number to dial when allowed
+    # why not, in words for the user ("premium-rate numbers may not be dialed"), and as a
+    # stable code: invalid | country | type | denied | limit | dnc
+    reason: str = ""
+    code: str = ""
+
+
+class DialPolicy(Protocol):
+    """One policy every outbound path passes before dialing (design.md §5): click-to-call,
+    callbacks, campaigns, forwarding. ``purpose`` names the path ("click_to_call",
+    "callback", "campaign", "forward"); ``agent`` is who the call is for, if anyone."""
+
+    async def check(
+        self, number: str, *, purpose: str, agent: str = "", campaign: str = ""
+    ) -> DialDecision: ...
+
+
+class DoNotCallList(Protocol):
+    """Numbers that must never be dialed (company list, and a campaign's own list)."""
+
+    async def is_blocked(self, e164: str, *, campaign: str = "") -> bool: ...
+
+
 @dataclass
 class Services:
     customer_directory: CustomerDirectory | None = None
+    dial_policy: DialPolicy | None = None  # set by the daemon (cti); features must ask it
+    do_not_call: DoNotCallList | None = None  # offered by the outbound feature
     extra: dict[str, object] = field(default_factory=dict)
