@@ -4,7 +4,7 @@ Builds a fresh database per dialect (SQLite file in a temp dir; PostgreSQL scrat
 ``cti_bench_<hex>`` created and dropped like tests/conftest.py does), migrates it to the
 CRM schema *without* the search table (revision ``crm_0001``), loads N synthetic customers
 (Chinese and Latin names, companies, 1-2 contacts, 1-3 phone numbers, emails), times each
-query through :meth:`crm_bridge.store.CrmStore.search` with ``method="scan"`` (the
+query through :func:`crm_bridge.search.search` with ``method="scan"`` (the
 baseline: substring scans of the customer, contact, phone and email tables), then migrates
 to the newest revision (crm_0002: the ``crm_search`` table, filled from the loaded rows,
 and its trigram indexes on PostgreSQL) and times the same queries through
@@ -29,8 +29,10 @@ from scratch_pg import scratch_postgres  # bench/ helper
 from sqlalchemy import insert
 from sqlalchemy.engine import make_url
 
+from crm_bridge.access import Actor
+from crm_bridge.keys import name_key
 from crm_bridge.models import Contact, Customer, Email, Phone
-from crm_bridge.store import Actor, CrmStore, name_key
+from crm_bridge.store import CrmStore
 from cti.store.db import Database
 from cti.store.migrate import upgrade
 from cti.store.models import utcnow

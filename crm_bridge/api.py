@@ -19,8 +19,10 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from crm_bridge.access import Actor
 from crm_bridge.config import CrmConfig
 from crm_bridge.directory import StoreDirectory
+from crm_bridge.errors import CrmError
 from crm_bridge.importexport import (
     ImportFormatError,
     export_rows,
@@ -44,7 +46,7 @@ from crm_bridge.schemas import (
     LeadIn,
     LeadPatch,
 )
-from crm_bridge.store import Actor, CrmError, CrmStore
+from crm_bridge.store import CrmStore
 from crm_bridge.webhooks import WebhookDispatcher
 from cti.web.app import json_error, require_role
 

@@ -59,6 +59,7 @@ async def _with_db(settings: Settings, job: Callable[[Any], Any]) -> Any:
 
 
 def cmd_crm(args: argparse.Namespace) -> int:
+    from crm_bridge.access import Actor
     from crm_bridge.importexport import (
         ImportFormatError,
         export_rows,
@@ -69,7 +70,7 @@ def cmd_crm(args: argparse.Namespace) -> int:
         to_xlsx,
     )
     from crm_bridge.pool import Pool
-    from crm_bridge.store import Actor, CrmStore
+    from crm_bridge.store import CrmStore
 
     settings = _settings(args)
     actor = Actor(args.actor, "admin")

@@ -19,8 +19,10 @@ import aiohttp
 from sqlalchemy import select
 
 from crm_bridge.config import ExternalLookup
+from crm_bridge.keys import tags_list
 from crm_bridge.models import Contact, Customer, Interaction, Phone
-from crm_bridge.store import CrmStore, interaction_dict, tags_list
+from crm_bridge.records import interaction_dict
+from crm_bridge.store import CrmStore
 from cti.services import CustomerCard
 from cti.store.models import clip_text
 

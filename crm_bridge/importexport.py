@@ -25,9 +25,12 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from pydantic import ValidationError
 from sqlalchemy import select
 
+from crm_bridge.access import Actor, visible
+from crm_bridge.errors import CrmError, DuplicateError
+from crm_bridge.keys import tags_list
 from crm_bridge.models import Contact, Customer, Email, Phone
 from crm_bridge.schemas import CustomerIn
-from crm_bridge.store import Actor, CrmError, CrmStore, DuplicateError, tags_list
+from crm_bridge.store import CrmStore
 
 COLUMNS = (
     "name",
@@ -199,7 +202,7 @@ async def export_rows(store: CrmStore, actor: Actor) -> list[list[str]]:
     """Header + one row per customer visible to ``actor`` (first contact only)."""
     out: list[list[str]] = [list(COLUMNS)]
     async with store.db.session() as session:
-        stmt = store.visible(select(Customer).order_by(Customer.id), actor)
+        stmt = visible(select(Customer).order_by(Customer.id), actor)
         result = await session.stream_scalars(stmt.execution_options(yield_per=1000))
         async for batch in result.partitions(1000):
             ids = [c.id for c in batch]

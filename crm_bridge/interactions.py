@@ -21,17 +21,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm_bridge.access import Actor, customer_for
+from crm_bridge.audit import audit
+from crm_bridge.errors import CrmError, Forbidden, NotFound
 from crm_bridge.models import CallAgent, Customer, Interaction, Phone
+from crm_bridge.records import interaction_dict
 from crm_bridge.schemas import CallInteractionPut, InteractionIn, InteractionPatch
-from crm_bridge.store import (
-    Actor,
-    CrmError,
-    CrmStore,
-    Forbidden,
-    NotFound,
-    audit,
-    interaction_dict,
-)
+from crm_bridge.store import CrmStore
 from cti.bus import EventBus
 from cti.events import (
     CallAnswered,
@@ -225,9 +221,7 @@ class Interactions:
                     inter.agent = actor.name
                 changes: dict[str, Any] = {}
                 if data.customer_id is not None and data.customer_id != inter.customer_id:
-                    customer = await self.store._customer(
-                        session, data.customer_id, actor, write=False
-                    )
+                    customer = await customer_for(session, data.customer_id, actor, write=False)
                     changes["customer_id"] = [inter.customer_id, customer.id]
                     inter.customer_id = customer.id
                     inter.contact_id = await session.scalar(
@@ -313,7 +307,7 @@ class Interactions:
             return inter
         if inter.customer_id is not None:
             try:
-                await self.store._customer(session, inter.customer_id, actor, write=write)
+                await customer_for(session, inter.customer_id, actor, write=write)
             except NotFound:
                 raise NotFound(f"interaction {interaction_id} not found") from None
             return inter
@@ -349,7 +343,7 @@ class Interactions:
 
     async def create(self, data: InteractionIn, actor: Actor) -> dict[str, Any]:
         async with self.store.db.session() as session, session.begin():
-            customer = await self.store._customer(session, data.customer_id, actor, write=True)
+            customer = await customer_for(session, data.customer_id, actor, write=True)
             inter = Interaction(
                 customer_id=customer.id,
                 contact_id=data.contact_id,
@@ -380,7 +374,7 @@ class Interactions:
         self, customer_id: int, actor: Actor, limit: int = 50
     ) -> list[dict[str, Any]]:
         async with self.store.db.session() as session:
-            await self.store._customer(session, customer_id, actor, write=False)
+            await customer_for(session, customer_id, actor, write=False)
             rows = await session.scalars(
                 select(Interaction)
                 .where(Interaction.customer_id == customer_id)

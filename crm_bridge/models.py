@@ -127,7 +127,7 @@ class CustomerSearch(Base):
     ``name_key``; ``phones``: the E.164 numbers; ``emails``: the lower-cased addresses; each
     a newline-joined list (a needle never holds a newline: name keys and numbers have no
     white space and the search skips email needles with white space, so a match never
-    spans two entries). Kept by :meth:`crm_bridge.store.CrmStore.reindex` in the same
+    spans two entries). Kept by :func:`crm_bridge.search.reindex` in the same
     transaction as every change to those fields; on PostgreSQL each column has a
     ``pg_trgm`` GIN index.
     """

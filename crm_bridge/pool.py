@@ -17,18 +17,13 @@ from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
 
+from crm_bridge.access import SYSTEM, Actor, customer_for, visible
+from crm_bridge.audit import audit
+from crm_bridge.errors import Conflict, Forbidden, NotFound
 from crm_bridge.models import Contact, Customer, Lead, LeadAssignment
+from crm_bridge.records import customer_dict
 from crm_bridge.schemas import LeadIn, LeadPatch
-from crm_bridge.store import (
-    SYSTEM,
-    Actor,
-    Conflict,
-    CrmStore,
-    Forbidden,
-    NotFound,
-    audit,
-    customer_dict,
-)
+from crm_bridge.store import CrmStore
 from cti.store.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -145,7 +140,7 @@ class Pool:
             .order_by(Contact.id)
         )
         async with self.store.db.session() as session:
-            rows = (await session.execute(self.store.visible(stmt, actor))).all()
+            rows = (await session.execute(visible(stmt, actor))).all()
         return [
             {
                 "contact_id": ct.id,
@@ -172,14 +167,14 @@ class Pool:
             .limit(limit)
         )
         async with self.store.db.session() as session:
-            rows = (await session.scalars(self.store.visible(stmt, actor))).all()
+            rows = (await session.scalars(visible(stmt, actor))).all()
         return [customer_dict(c) for c in rows]
 
     # --- leads -----------------------------------------------------------------------
 
     async def create_lead(self, data: LeadIn, actor: Actor) -> dict[str, Any]:
         async with self.store.db.session() as session, session.begin():
-            c = await self.store._customer(session, data.customer_id, actor, write=True)
+            c = await customer_for(session, data.customer_id, actor, write=True)
             owner = data.owner if actor.sees_all else actor.name
             if not actor.sees_all and data.owner not in (None, actor.name):
                 raise Forbidden("an agent creates leads for itself only")

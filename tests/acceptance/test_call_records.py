@@ -11,9 +11,9 @@ import aiohttp
 import pytest
 from sqlalchemy import select
 
+from crm_bridge.access import SYSTEM
 from crm_bridge.feature import CrmFeature
 from crm_bridge.schemas import CustomerIn
-from crm_bridge.store import SYSTEM
 from cti.ami.client import AmiClient
 from cti.asterisk.instance import ChrootAsterisk
 from cti.daemon import Daemon

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from crm_bridge.access import SYSTEM
 from crm_bridge.schemas import CustomerIn
-from crm_bridge.store import SYSTEM
 from cti.ami.client import AmiClient
 from cti.asterisk.instance import ChrootAsterisk
 from cti.events import IvrAbandoned, IvrCompleted

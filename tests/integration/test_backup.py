@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from crm_bridge.access import Actor
 from crm_bridge.cli import register
 from crm_bridge.models import Contact, Customer, Phone
 from crm_bridge.schemas import CustomerIn
-from crm_bridge.store import Actor, CrmStore
+from crm_bridge.store import CrmStore
 from cti.store.backup import BackupError, backup, restore
 from cti.store.db import Database
 from cti.store.models import Call

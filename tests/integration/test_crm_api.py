@@ -279,7 +279,7 @@ async def test_care_lists(crm: Crm) -> None:
     status, data = await crm.call("sup", "GET", "/api/v1/care/birthdays", params={"date": "x"})
     assert status == 400
     pool = crm.feature.services.pool  # type: ignore[union-attr]
-    from crm_bridge.store import Actor
+    from crm_bridge.access import Actor
 
     later = datetime.now(UTC) + timedelta(days=10)
     assert len(await pool.dormant(5, Actor("sup", "supervisor"), now=later)) == 2

@@ -9,10 +9,14 @@ import random
 
 from sqlalchemy import insert, select
 
+from crm_bridge.access import SYSTEM, Actor
+from crm_bridge.errors import DuplicateError
 from crm_bridge.importexport import import_rows, read_csv
+from crm_bridge.keys import name_key
 from crm_bridge.models import Contact, Customer, CustomerSearch, Email, Phone
 from crm_bridge.schemas import ContactIn, ContactPatch, CustomerIn, CustomerPatch
-from crm_bridge.store import SYSTEM, Actor, CrmStore, DuplicateError, name_key
+from crm_bridge.search import reindex
+from crm_bridge.store import CrmStore
 from cti.store.db import Database
 from cti.store.migrate import upgrade
 from cti.store.models import utcnow
@@ -154,7 +158,7 @@ async def test_migration_fills_the_table_like_reindex(db_url: str) -> None:
         store = CrmStore(db, "CN")
         async with db.session() as session, session.begin():
             for cid in (1, 2):
-                await store.reindex(session, cid)
+                await reindex(session, cid)
         assert await rows() == migrated
         assert [c["id"] for c in await store.search("0013800", SYSTEM)] == [1]
     finally:

@@ -10,8 +10,8 @@ from pydantic import ValidationError
 from crm_bridge.cli import ProgressBar
 from crm_bridge.config import CrmConfig
 from crm_bridge.importexport import ImportFormatError, read_csv, row_to_customer, to_xlsx
+from crm_bridge.keys import name_key, tags_list, tags_text
 from crm_bridge.schemas import ContactIn, CustomerIn
-from crm_bridge.store import name_key, tags_list, tags_text
 from crm_bridge.webhooks import sign, verify
 from cti.phone import normalize
 

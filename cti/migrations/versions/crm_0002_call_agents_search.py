@@ -60,7 +60,7 @@ def _pg_trgm_available() -> bool:
 
 
 def _fill_search() -> None:
-    """One crm_search row per existing customer (the same text CrmStore.reindex writes)."""
+    """One crm_search row per existing customer (the same text crm_bridge.search.reindex writes)."""
     bind = op.get_bind()
     md = sa.MetaData()
     customers = sa.Table("crm_customers", md, autoload_with=bind)

@@ -1,0 +1,55 @@
+"""Who acts, and which customers it may see and change.
+
+Every CRM operation takes the acting :class:`Actor` (name + role). An agent sees the
+customers it owns and the public pool (``owner IS NULL``) and may change only its own;
+supervisors and admins see and change everything. A customer the actor may not see is
+reported as not found (its existence is not leaked); writing to a pool customer is
+refused with "claim it first".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import Select, or_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm_bridge.errors import Forbidden, NotFound
+from crm_bridge.models import Customer
+
+__all__ = ["SYSTEM", "Actor", "customer_for", "visible"]
+
+S = TypeVar("S", bound=Select[*tuple[Any, ...]])
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    name: str
+    role: str  # agent | supervisor | admin
+
+    @property
+    def sees_all(self) -> bool:
+        return self.role in ("supervisor", "admin")
+
+
+SYSTEM = Actor("system", "admin")
+
+
+def visible(stmt: S, actor: Actor) -> S:
+    """``stmt`` (selecting from :class:`Customer`) limited to what ``actor`` may see."""
+    if actor.sees_all:
+        return stmt
+    return stmt.where(or_(Customer.owner == actor.name, Customer.owner.is_(None)))
+
+
+async def customer_for(
+    session: AsyncSession, customer_id: int, actor: Actor, *, write: bool
+) -> Customer:
+    """The customer row, if ``actor`` may see it (and change it, with ``write``)."""
+    row = await session.get(Customer, customer_id)
+    if row is None or not (actor.sees_all or row.owner in (None, actor.name)):
+        raise NotFound(f"customer {customer_id} not found")
+    if write and not actor.sees_all and row.owner != actor.name:
+        raise Forbidden(f"customer {customer_id} is in the public pool: claim it first")
+    return row

@@ -1,0 +1,132 @@
+"""Customer search: the ``crm_search`` row kept per customer, and the queries over it.
+
+Search matches the customer's and its contacts' names, the company, any part of a phone
+number and any part of an e-mail (docs/decisions/0011-crm-search.md). :func:`reindex`
+rewrites a customer's row in the transaction that changed one of those fields;
+:func:`search` matches against it (``method="index"``) or against the customer,
+contact, phone and e-mail tables themselves (``"scan"``: the reference, same results,
+bench/crm_search.py's baseline).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+from sqlalchemy import Select, or_, select, union
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm_bridge.access import Actor, visible
+from crm_bridge.keys import name_key
+from crm_bridge.models import Contact, Customer, CustomerSearch, Email, Phone
+from crm_bridge.records import customer_dict
+from cti.store.db import Database
+
+__all__ = ["Needles", "needles", "reindex", "search"]
+
+#: (name key, number parts, email part) to look for
+Needles = tuple[str, tuple[str, ...], str]
+
+
+async def reindex(session: AsyncSession, customer_id: int) -> None:
+    """Rewrite the customer's :class:`CustomerSearch` row from its current rows (call in
+    the transaction that changed a name, company, contact, number or email)."""
+    customer = await session.get(Customer, customer_id)
+    if customer is None:
+        return
+    contact_keys = (
+        await session.scalars(select(Contact.name_key).where(Contact.customer_id == customer_id))
+    ).all()
+    numbers = (
+        await session.scalars(select(Phone.e164).where(Phone.customer_id == customer_id))
+    ).all()
+    addresses = (
+        await session.scalars(select(Email.address_key).where(Email.customer_id == customer_id))
+    ).all()
+    row = await session.get(CustomerSearch, customer_id)
+    if row is None:
+        row = CustomerSearch(customer_id=customer_id)
+        session.add(row)
+    row.names = "\n".join([customer.name_key, customer.company_key, *contact_keys])
+    row.phones = "\n".join(numbers)
+    row.emails = "\n".join(addresses)
+    await session.flush()
+
+
+async def search(
+    db: Database,
+    q: str,
+    actor: Actor,
+    *,
+    e164: Callable[[str], str],
+    limit: int = 50,
+    offset: int = 0,
+    owner: str | None = None,
+    method: Literal["index", "scan"] = "index",
+) -> list[dict[str, Any]]:
+    """Customers whose name, company, contact name, any part of a number or email
+    contains ``q`` (case-insensitive; separators ignored in names and numbers), newest
+    first. ``e164``: the site's number normaliser."""
+    stmt = select(Customer)
+    wanted = needles(q, e164)
+    if wanted is not None:
+        if wanted == ("", (), ""):
+            return []
+        match = _match_index if method == "index" else _match_scan
+        stmt = stmt.where(Customer.id.in_(match(*wanted)))
+    if owner is not None:
+        stmt = stmt.where(Customer.owner == owner if owner else Customer.owner.is_(None))
+    stmt = visible(stmt, actor).order_by(Customer.id.desc()).limit(limit).offset(offset)
+    async with db.session() as session:
+        return [customer_dict(c) for c in (await session.scalars(stmt)).all()]
+
+
+def needles(q: str, e164: Callable[[str], str]) -> Needles | None:
+    """(name key, number parts, email part) to look for; None: no filter at all."""
+    q = q.strip()
+    if not q:
+        return None
+    key = name_key(q)
+    numbers: tuple[str, ...] = ()
+    digits = re.sub(r"\D", "", q)
+    if len(digits) >= 3 and len(digits) * 2 >= len(re.sub(r"[\s\-().+]", "", q)):
+        parts = {digits, digits.lstrip("0") or digits}
+        full = e164(q)
+        if full:
+            parts.add(full.lstrip("+"))
+        numbers = tuple(sorted(parts))
+    # an address holds no white space: such a needle cannot match one
+    email = q.lower() if ("@" in q or "." in q or len(q) >= 3) else ""
+    if re.search(r"\s", email):
+        email = ""
+    return key, numbers, email
+
+
+def _match_index(key: str, numbers: Sequence[str], email: str) -> Select[Any]:
+    wanted = [CustomerSearch.names.contains(key, autoescape=True)] if key else []
+    wanted += [CustomerSearch.phones.contains(p, autoescape=True) for p in numbers]
+    if email:
+        wanted.append(CustomerSearch.emails.contains(email, autoescape=True))
+    return select(CustomerSearch.customer_id).where(or_(*wanted))
+
+
+def _match_scan(key: str, numbers: Sequence[str], email: str) -> Any:
+    subqueries: list[Select[Any]] = []
+    if key:
+        subqueries += [
+            select(Customer.id).where(Customer.name_key.contains(key, autoescape=True)),
+            select(Customer.id).where(Customer.company_key.contains(key, autoescape=True)),
+            select(Contact.customer_id).where(Contact.name_key.contains(key, autoescape=True)),
+        ]
+    if numbers:
+        subqueries.append(
+            select(Phone.customer_id).where(
+                or_(*(Phone.e164.contains(p, autoescape=True) for p in numbers))
+            )
+        )
+    if email:
+        subqueries.append(
+            select(Email.customer_id).where(Email.address_key.contains(email, autoescape=True))
+        )
+    return union(*subqueries)
