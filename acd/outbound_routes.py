@@ -23,7 +23,9 @@ from acd.routes import SERVICE, _body, _may_see_agent, _svc
 from acd.service import AgentNotFound, OperationRefused
 from cti.ami.actions import AmiActionError
 from cti.ami.client import NotConnected
-from cti.web.app import PRINCIPAL, ROLES_ORDER, json_error
+from cti.web.auth import has_role, principal
+from cti.web.errors import BadRequest, Conflict, NotFound, Unavailable
+from cti.web.params import Choice, Int, path_int
 
 __all__ = ["CALLBACKS", "add_outbound_routes"]
 
@@ -33,15 +35,16 @@ _OUTCOME = re.compile(r"[a-z_]{1,32}")
 _BUSY = ("ringing", "on_call", "on_hold")
 
 
+CB_STATUS = Choice(name="status", choices=("open", "done", "all"), default="open")
+CB_LIMIT = Int(name="limit", default=200, lo=1, hi=1000)
+
+
 def _is_supervisor(request: web.Request) -> bool:
-    return ROLES_ORDER.get(request[PRINCIPAL].role, -1) >= ROLES_ORDER["supervisor"]
+    return has_role(request, "supervisor")
 
 
 def _id(request: web.Request) -> int:
-    raw = request.match_info["id"]
-    if not raw.isdigit() or len(raw) > 12:
-        raise web.HTTPBadRequest(reason="bad id")
-    return int(raw)
+    return path_int(request)
 
 
 async def click_to_call(request: web.Request) -> web.Response:
@@ -51,21 +54,21 @@ async def click_to_call(request: web.Request) -> web.Response:
     svc, callbacks = _svc(request), request.app[CALLBACKS]
     now = datetime.now(UTC)
     if any(m.snapshot(now)["state"] in _BUSY for m in svc.live.members_named(name)):
-        return json_error(409, "the agent is on a call")
+        raise Conflict("the agent is on a call")
     try:
         number = valid_number(data.get("number"), request.app[REGION])
         iface = await svc.agent_interface(name)
         call = await callbacks.dialer.dial_via_agent(name, iface, number, kind="click_to_call")
     except InvalidNumber as exc:
-        return json_error(400, str(exc))
+        raise BadRequest(str(exc)) from None
     except AgentNotFound:
-        return json_error(404, "no such agent")
+        raise NotFound("no such agent") from None
     except OperationRefused as exc:
-        return json_error(409, str(exc))
+        raise Conflict(str(exc)) from None
     except (NotConnected, TimeoutError) as exc:
-        return json_error(503, f"Asterisk unreachable: {exc}")
+        raise Unavailable(f"Asterisk unreachable: {exc}") from None
     except AmiActionError as exc:
-        return json_error(409, f"Asterisk refused: {exc}")
+        raise Conflict(f"Asterisk refused: {exc}") from None
     svc.notifier.outbound_started(name, datetime.now(UTC), call.linkedid, number, "click_to_call")
     return web.json_response({"linkedid": call.linkedid, "number": number}, status=202)
 
@@ -73,25 +76,21 @@ async def click_to_call(request: web.Request) -> web.Response:
 async def _visible(request: web.Request, row: dict[str, Any]) -> bool:
     if _is_supervisor(request):
         return True
-    me = request[PRINCIPAL].name
+    me = principal(request).name
     agent = await store.get_agent(_svc(request).db, me)
     return row["agent"] == me or (agent is not None and row["queue"] in agent["skills"])
 
 
 async def list_callbacks(request: web.Request) -> web.Response:
-    status = request.query.get("status", "open")
-    if status not in ("open", "done", "all"):
-        return json_error(400, "status must be open, done or all")
-    raw = request.query.get("limit", "200")
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
-        return json_error(400, "limit must be between 1 and 1000")
+    status = CB_STATUS.value(request)
+    limit = CB_LIMIT.value(request)
     svc = _svc(request)
     queues: list[str] | None = None
-    me = request[PRINCIPAL].name
+    me = principal(request).name
     if not _is_supervisor(request):
         agent = await store.get_agent(svc.db, me)
         queues = list(agent["skills"]) if agent is not None else []
-    rows = await cbs.list_callbacks(svc.db, status=status, queues=queues, agent=me, limit=int(raw))
+    rows = await cbs.list_callbacks(svc.db, status=status, queues=queues, agent=me, limit=limit)
     return web.json_response({"callbacks": rows})
 
 
@@ -100,21 +99,21 @@ async def dial_callback(request: web.Request) -> web.Response:
     svc, callbacks = _svc(request), request.app[CALLBACKS]
     row = await cbs.get(svc.db, cid)
     if row is None or not await _visible(request, row):
-        return json_error(404, "no such callback")
-    me = request[PRINCIPAL].name
+        raise NotFound("no such callback")
+    me = principal(request).name
     try:
         iface = await svc.agent_interface(me)
         call = await callbacks.dial(cid, me, iface)
     except AgentNotFound:
-        return json_error(409, "only a configured agent can dial a callback")
+        raise Conflict("only a configured agent can dial a callback") from None
     except (OperationRefused, CallbackError) as exc:
-        return json_error(409, str(exc))
+        raise Conflict(str(exc)) from None
     except LookupError:
-        return json_error(404, "no such callback")
+        raise NotFound("no such callback") from None
     except (NotConnected, TimeoutError) as exc:
-        return json_error(503, f"Asterisk unreachable: {exc}")
+        raise Unavailable(f"Asterisk unreachable: {exc}") from None
     except AmiActionError as exc:
-        return json_error(409, f"Asterisk refused: {exc}")
+        raise Conflict(f"Asterisk refused: {exc}") from None
     return web.json_response({"linkedid": call.linkedid}, status=202)
 
 
@@ -124,12 +123,12 @@ async def close_callback(request: web.Request) -> web.Response:
     data = await _body(request)
     outcome = data.get("outcome", "closed")
     if not isinstance(outcome, str) or not _OUTCOME.fullmatch(outcome):
-        return json_error(400, "outcome: 1-32 of a-z and _")
+        raise BadRequest("outcome: 1-32 of a-z and _")
     row = await cbs.get(svc.db, cid)
     if row is None or not await _visible(request, row):
-        return json_error(404, "no such callback")
-    if not await callbacks.close(cid, outcome, request[PRINCIPAL].name):
-        return json_error(409, "callback already closed")
+        raise NotFound("no such callback")
+    if not await callbacks.close(cid, outcome, principal(request).name):
+        raise Conflict("callback already closed")
     return web.json_response(await cbs.get(svc.db, cid))
 
 

@@ -7,7 +7,6 @@ an admin configures queues and agents.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,7 +17,10 @@ from acd import store
 from acd.service import AcdService, AgentNotFound, OperationRefused
 from cti.ami.actions import AmiActionError
 from cti.ami.client import NotConnected
-from cti.web.app import PRINCIPAL, ROLES_ORDER, json_error, require_role
+from cti.web.auth import principal, require_agent_access, require_role
+from cti.web.body import json_object
+from cti.web.errors import BadRequest, Conflict, NotFound, Unavailable
+from cti.web.params import Flag, Int, path_int, time_range
 
 __all__ = ["SERVICE", "add_routes"]
 
@@ -29,18 +31,7 @@ _MAX_SKILLS = 64
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
-    if request.content_length is not None and request.content_length > _MAX_BODY:
-        raise web.HTTPRequestEntityTooLarge(max_size=_MAX_BODY, actual_size=request.content_length)
-    raw = await request.content.read(_MAX_BODY + 1)
-    if len(raw) > _MAX_BODY:
-        raise web.HTTPBadRequest(reason="body too large")
-    try:
-        data = json.loads(raw or b"{}")
-    except (ValueError, UnicodeDecodeError):
-        raise web.HTTPBadRequest(reason="body must be JSON") from None
-    if not isinstance(data, dict):
-        raise web.HTTPBadRequest(reason="body must be a JSON object")
-    return data
+    return await json_object(request, max_bytes=_MAX_BODY, allow_empty=True)
 
 
 def _svc(request: web.Request) -> AcdService:
@@ -68,7 +59,7 @@ async def put_queue(request: web.Request) -> web.Response:
     try:
         params = store.queue_params(name, await _body(request))
     except store.ConfigInvalid as exc:
-        return json_error(400, str(exc))
+        raise BadRequest(str(exc)) from None
     svc = _svc(request)
     await store.put_queue(svc.db, params)
     applied = await _apply(svc)
@@ -86,15 +77,13 @@ async def delete_queue(request: web.Request) -> web.Response:
     require_role(request, "admin")
     svc = _svc(request)
     if not await store.delete_queue(svc.db, request.match_info["name"]):
-        return json_error(404, "no such queue")
+        raise NotFound("no such queue")
     await _apply(svc)
     return web.json_response({"deleted": True})
 
 
 def _may_see_agent(request: web.Request, agent: str) -> None:
-    principal = request[PRINCIPAL]
-    if principal.name != agent and ROLES_ORDER.get(principal.role, -1) < ROLES_ORDER["supervisor"]:
-        raise web.HTTPForbidden(reason="agents may act only on themselves")
+    require_agent_access(request, agent)
 
 
 async def list_agents(request: web.Request) -> web.Response:
@@ -115,7 +104,7 @@ async def get_agent(request: web.Request) -> web.Response:
     svc = _svc(request)
     agent = await store.get_agent(svc.db, name)
     if agent is None:
-        return json_error(404, "no such agent")
+        raise NotFound("no such agent")
     now = _now()
     agent["members"] = [{"queue": m.queue, **m.snapshot(now)} for m in svc.live.members_named(name)]
     return web.json_response(agent)
@@ -151,7 +140,7 @@ async def put_agent(request: web.Request) -> web.Response:
                 raise store.ConfigInvalid("a penalty is an integer 0..1000")
             skills[queue] = penalty
     except store.ConfigInvalid as exc:
-        return json_error(400, str(exc))
+        raise BadRequest(str(exc)) from None
     svc = _svc(request)
     await store.put_agent(svc.db, name, display, devices, skills)
     try:
@@ -167,12 +156,12 @@ async def delete_agent(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     agent = await store.get_agent(svc.db, name)
     if agent is None:
-        return json_error(404, "no such agent")
+        raise NotFound("no such agent")
     if agent["status"] != "logged_out":
         try:
-            await svc.set_status(name, "logged_out", by=request[PRINCIPAL].name)
+            await svc.set_status(name, "logged_out", by=principal(request).actor)
         except (NotConnected, TimeoutError, AmiActionError) as exc:
-            return json_error(503, f"Asterisk: {exc}")
+            raise Unavailable(f"Asterisk: {exc}") from None
     await store.delete_agent(svc.db, name)
     return web.json_response({"deleted": True})
 
@@ -183,19 +172,19 @@ async def set_status(request: web.Request) -> web.Response:
     data = await _body(request)
     status, reason, device = data.get("status"), data.get("reason", ""), data.get("device", 0)
     if not isinstance(status, str) or not isinstance(reason, str) or type(device) is not int:
-        return json_error(400, "status and reason are strings, device an integer")
+        raise BadRequest("status and reason are strings, device an integer")
     try:
         agent = await _svc(request).set_status(
-            name, status, reason, by=request[PRINCIPAL].name, device=device
+            name, status, reason, by=principal(request).actor, device=device
         )
     except AgentNotFound:
-        return json_error(404, "no such agent")
+        raise NotFound("no such agent") from None
     except OperationRefused as exc:
-        return json_error(400, str(exc))
+        raise BadRequest(str(exc)) from None
     except (NotConnected, TimeoutError) as exc:
-        return json_error(503, f"Asterisk unreachable: {exc}")
+        raise Unavailable(f"Asterisk unreachable: {exc}") from None
     except AmiActionError as exc:
-        return json_error(409, f"Asterisk refused: {exc}")
+        raise Conflict(f"Asterisk refused: {exc}") from None
     return web.json_response(agent)
 
 
@@ -205,22 +194,9 @@ async def agent_history(request: web.Request) -> web.Response:
     return web.json_response({"history": await store.status_history(_svc(request).db, name)})
 
 
-def _time_param(request: web.Request, key: str, default: datetime) -> datetime:
-    raw = request.query.get(key)
-    if not raw:
-        return default
-    try:
-        value = datetime.fromisoformat(raw)
-    except ValueError:
-        raise web.HTTPBadRequest(reason=f"{key} must be an ISO 8601 date-time") from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 async def pause_report(request: web.Request) -> web.Response:
     require_role(request, "supervisor")
-    now = _now()
-    since = _time_param(request, "since", now - timedelta(days=1))
-    until = _time_param(request, "until", now)
+    since, until = time_range(request, default_span=timedelta(days=1), max_span=timedelta(days=400))
     report = await store.pause_time_by_reason(_svc(request).db, since, until)
     return web.json_response(
         {"since": since.isoformat(), "until": until.isoformat(), "pause_s": report}
@@ -236,25 +212,25 @@ async def pause_reasons(request: web.Request) -> web.Response:
     return web.json_response({"reasons": list(_svc(request).settings.pause_reasons)})
 
 
+LOST_OPEN = Flag(name="open", default=True, description="only callers not yet called back")
+LOST_LIMIT = Int(name="limit", default=100, lo=1, hi=1000)
+
+
 async def list_lost(request: web.Request) -> web.Response:
-    open_only = request.query.get("open", "1") not in ("0", "false", "no")
-    raw = request.query.get("limit", "100")
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
-        return json_error(400, "limit must be between 1 and 1000")
-    rows = await store.list_lost(_svc(request).db, open_only=open_only, limit=int(raw))
+    rows = await store.list_lost(
+        _svc(request).db, open_only=LOST_OPEN.read(request), limit=LOST_LIMIT.value(request)
+    )
     return web.json_response({"lost_callers": rows})
 
 
 async def close_lost(request: web.Request) -> web.Response:
-    raw = request.match_info["id"]
-    if not raw.isdigit() or len(raw) > 12:
-        return json_error(400, "bad id")
+    lost_id = path_int(request)
     data = await _body(request)
     by = data.get("by", "called_back")
     if by not in ("called_back", "manual"):
-        return json_error(400, "by must be called_back or manual")
-    if not await store.close_lost(_svc(request).db, int(raw), _now(), by):
-        return json_error(404, "no such open lost caller")
+        raise BadRequest("by must be called_back or manual")
+    if not await store.close_lost(_svc(request).db, lost_id, _now(), by):
+        raise NotFound("no such open lost caller")
     return web.json_response({"closed": True})
 
 

@@ -10,14 +10,13 @@ The store then applies per-customer visibility for agents. Errors are JSON
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from crm_bridge.access import Actor
 from crm_bridge.config import CrmConfig
@@ -48,7 +47,10 @@ from crm_bridge.schemas import (
 )
 from crm_bridge.store import CrmStore
 from crm_bridge.webhooks import WebhookDispatcher
-from cti.web.app import json_error, require_role
+from cti.web.auth import require_role
+from cti.web.body import json_body, model_body
+from cti.web.errors import ApiError, BadRequest, NotFound
+from cti.web.params import date_param, int_param, path_int
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -68,49 +70,16 @@ class CrmServices:
 CRM = web.AppKey("crm", CrmServices)
 
 
-async def _body(request: web.Request, model: type[M]) -> M:
-    raw = await request.read()
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise CrmError("the body is not valid UTF-8") from None
-    except ValueError:
-        raise CrmError("the body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise CrmError("the body must be a JSON object")
-    return model.model_validate(data)
-
-
-def _id(request: web.Request, name: str = "id") -> int:
-    raw = request.match_info[name]
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
-        raise CrmError(f"{name} must be a positive integer")
-    return int(raw)
-
-
-def _int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    if not raw.isascii() or not raw.lstrip("-").isdigit() or not lo <= int(raw) <= hi:
-        raise CrmError(f"{name} must be an integer between {lo} and {hi}")
-    return int(raw)
-
-
 def _errors(handler: Handler) -> Handler:
+    """The CRM's own errors as the one HTTP error type (:mod:`cti.web.errors`)."""
+
     async def wrapped(request: web.Request) -> web.StreamResponse:
         try:
             return await handler(request)
         except CrmError as exc:
-            return web.json_response({"error": exc.message, **exc.extra}, status=exc.status)
-        except ValidationError as exc:
-            details = [
-                {"field": ".".join(str(x) for x in e["loc"]), "message": e["msg"]}
-                for e in exc.errors(include_input=False, include_url=False)[:20]
-            ]
-            return web.json_response({"error": "invalid input", "details": details}, status=400)
+            raise ApiError(exc.message, status=exc.status, extra=exc.extra) from None
         except ImportFormatError as exc:
-            return json_error(400, str(exc))
+            raise BadRequest(str(exc)) from None
 
     return wrapped
 
@@ -128,16 +97,16 @@ class Req:
     actor: Actor
 
     def id(self, name: str = "id") -> int:
-        return _id(self.request, name)
+        return path_int(self.request, name)
 
     def int(self, name: str, default: int, lo: int, hi: int) -> int:
-        return _int(self.request, name, default, lo, hi)
+        return int_param(self.request, name, default, lo, hi)
 
     def query(self, name: str, default: str = "") -> str:
         return self.request.query.get(name, default)
 
     async def body(self, model: type[M]) -> M:
-        return await _body(self.request, model)
+        return await model_body(self.request, model, max_bytes=1 << 20)
 
 
 Operation = Callable[[Req], Awaitable[Any]]
@@ -245,7 +214,7 @@ async def patch_contact(r: Req) -> Any:
 async def lookup(r: Req) -> Any:
     card = await r.svc.directory.lookup_number(r.query("number")[:48])
     if card is None:
-        return json_error(404, "no customer with this number")
+        raise NotFound("no customer with this number")
     data = {k: getattr(card, k) for k in card.__slots__}
     data["tags"] = list(card.tags)
     data["birthday"] = card.birthday.isoformat() if card.birthday else None
@@ -307,11 +276,7 @@ async def pool_claim(r: Req) -> Any:
 
 @endpoint("supervisor")
 async def reassign(r: Req) -> Any:
-    raw = await r.request.read()
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except ValueError:
-        raise CrmError("the body is not valid JSON") from None
+    data = await json_body(r.request)
     if isinstance(data, dict) and data.get("owner") is None:
         owner = None
     else:
@@ -326,11 +291,7 @@ async def pool_return_now(r: Req) -> Any:
 
 @endpoint()
 async def care_birthdays(r: Req) -> Any:
-    raw = r.request.query.get("date")
-    try:
-        day = date.fromisoformat(raw) if raw else date.today()
-    except ValueError:
-        raise CrmError("date must be YYYY-MM-DD") from None
+    day = date_param(r.request, "date") or date.today()
     return {"contacts": await r.svc.pool.birthdays(day, r.actor)}
 
 
@@ -422,7 +383,7 @@ async def dead_letters(r: Req) -> Any:
 @endpoint("admin")
 async def retry_dead_letter(r: Req) -> Any:
     if not await r.svc.webhooks.retry_dead_letter(r.id()):
-        return json_error(404, "no such dead letter (or its target is no longer configured)")
+        raise NotFound("no such dead letter (or its target is no longer configured)")
     return {"queued": True}
 
 

@@ -7,11 +7,16 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from cti.store.db import Database
-from cti.web.app import ROLES_ORDER, json_error, require_role
+from cti.web.auth import require_role
+from cti.web.params import Int, Text
 from desktop.service import PopService
 from desktop.today import calls_today
 
 __all__ = ["add_routes"]
+
+
+TODAY_LIMIT = Int(name="limit", default=200, lo=1, hi=1000)
+TODAY_AGENT = Text(name="agent", description="supervisors: one agent's calls")
 
 
 class DesktopRoutes:
@@ -24,18 +29,13 @@ class DesktopRoutes:
         """``GET /api/v1/desktop/calls/today[?limit=N]``: agent: own calls; supervisor: all
         (``?agent=NAME`` narrows to one agent)."""
         principal = require_role(request, "agent")
-        raw = request.query.get("limit", "200")
-        if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= 1000:
-            return json_error(400, "limit must be between 1 and 1000")
+        limit = TODAY_LIMIT.value(request)
         agent: str | None = principal.name
-        if ROLES_ORDER[principal.role] >= ROLES_ORDER["supervisor"]:
-            wanted = request.query.get("agent")
-            if wanted is not None and len(wanted) > 128:
-                return json_error(400, "agent too long")
-            agent = wanted or None
+        if principal.at_least("supervisor"):
+            agent = TODAY_AGENT.read(request) or None
         rows = await calls_today(
             self.db, now=datetime.now(UTC), timezone=self.timezone, agent=agent,
-            also=self.pops.popped(agent) if agent else (), limit=int(raw),
+            also=self.pops.popped(agent) if agent else (), limit=limit,
         )  # fmt: skip
         return web.json_response({"calls": rows})
 

@@ -18,7 +18,8 @@ from aiohttp import web
 
 from cti.agi.server import AgiSession
 from cti.features import FeatureContext
-from cti.web.app import json_error, require_role
+from cti.web.auth import require_role
+from cti.web.errors import ApiError, Unavailable
 from ivr.config import IvrConfig
 from ivr.flow import Env, Loaded, run_call
 from ivr.menus import MenuError, load_menus
@@ -108,17 +109,16 @@ class IvrFeature:
         try:
             loaded = await self.reload()
         except MenuError as exc:
-            return web.json_response(
-                {"error": "invalid menu file; the previous menus keep serving",
-                 "problems": exc.problems},
-                status=422,
-            )  # fmt: skip
+            raise ApiError(
+                "invalid menu file; the previous menus keep serving", status=422,
+                code="invalid-menus", extra={"problems": exc.problems},
+            ) from None  # fmt: skip
         return web.json_response({"ok": True, "menus": sorted(loaded.data.menus)})
 
     async def _status_route(self, request: web.Request) -> web.Response:
         require_role(request, "supervisor")
         if self.loaded is None:
-            return json_error(503, "no menus loaded")
+            raise Unavailable("no menus loaded")
         data = self.loaded.data
         return web.json_response(
             {"source": self.loaded.source, "menus": sorted(data.menus),

@@ -7,7 +7,6 @@ control and every live-monitoring start is written to the audit trail.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,8 +15,12 @@ from typing import Any
 from aiohttp import web
 
 from cti.ami.client import AmiClient
-from cti.store.tokens import Principal
-from cti.web.app import PRINCIPAL, require_role
+from cti.principal import Principal
+from cti.web.auth import principal as _principal
+from cti.web.auth import require_role
+from cti.web.body import json_object
+from cti.web.errors import ApiError, BadRequest, Forbidden, NotFound
+from cti.web.params import datetime_param, int_param, text_param
 from recordings.config import RecordingsConfig
 from recordings.control import ControlError, Recorder
 from recordings.models import Recording
@@ -38,38 +41,23 @@ ID_ROUTE = r"{id:[0-9]{1,18}}"
 
 
 def _is_supervisor(p: Principal) -> bool:
-    return p.role in ("supervisor", "admin")
+    return p.at_least("supervisor")
 
 
 def _text(request: web.Request, name: str) -> str:
-    value = request.query.get(name, "").strip()
-    if len(value) > MAX_TEXT:
-        raise web.HTTPBadRequest(reason=f"{name} is too long")
-    return value
+    return text_param(request, name, max_len=MAX_TEXT).strip()
 
 
 def _when(request: web.Request, name: str) -> datetime | None:
-    raw = _text(request, name)
-    if not raw:
-        return None
-    try:
-        value = datetime.fromisoformat(raw)
-    except ValueError:
-        raise web.HTTPBadRequest(reason=f"{name} must be an ISO 8601 date or date-time") from None
-    return value
+    return datetime_param(request, name)
 
 
 def _int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    if not raw.isdigit() or not lo <= int(raw) <= hi:
-        raise web.HTTPBadRequest(reason=f"{name} must be an integer between {lo} and {hi}")
-    return int(raw)
+    return int_param(request, name, default, lo, hi)
 
 
-def _error(exc: ControlError) -> web.Response:
-    return web.json_response({"error": str(exc)}, status=exc.status)
+def _error(exc: ControlError) -> ApiError:
+    return ApiError(str(exc), status=exc.status)
 
 
 @dataclass
@@ -100,22 +88,22 @@ class RecordingsApi:
     # --- access ---------------------------------------------------------------------------
     async def _visible(self, request: web.Request) -> tuple[Principal, Recording]:
         """The recording named in the URL if this principal may see it, else 404/403."""
-        principal: Principal = request[PRINCIPAL]
+        principal = _principal(request)
         row = await self.store.get(int(request.match_info["id"]))
         if row is None:
-            raise web.HTTPNotFound(reason="no such recording")
+            raise NotFound("no such recording")
         if not _is_supervisor(principal) and row.agent != principal.name:
-            raise web.HTTPForbidden(reason="not your call")
+            raise Forbidden("not your call")
         return principal, row
 
     def _file(self, row: Recording) -> Any:
         if row.status != "ready" or not row.path:
-            raise web.HTTPNotFound(reason=f"recording is {row.status}")
+            raise NotFound(f"recording is {row.status}")
         try:
             return resolve_inside(self.config.root_dir, row.path)
         except PathRefused:
             log.warning("refused stored path of recording %s", row.id)
-            raise web.HTTPNotFound(reason="recording file not available") from None
+            raise NotFound("recording file not available") from None
 
     # --- search and metadata --------------------------------------------------------------
     async def search(self, request: web.Request) -> web.Response:
@@ -178,10 +166,10 @@ class RecordingsApi:
         rid = int(request.match_info["id"])
         q = request.query
         if not self.signer.verify(rid, q.get("p", ""), q.get("e", ""), q.get("s", "")):
-            raise web.HTTPForbidden(reason="invalid or expired link")
+            raise Forbidden("invalid or expired link")
         row = await self.store.get(rid)
         if row is None:
-            raise web.HTTPNotFound(reason="no such recording")
+            raise NotFound("no such recording")
         return await send_file(request, self._file(row))
 
     # --- live -----------------------------------------------------------------------------
@@ -194,16 +182,16 @@ class RecordingsApi:
         principal = require_role(request, "agent")
         linkedid, action = request.match_info["linkedid"], request.match_info["action"]
         if action not in ("start", "stop", "pause", "resume"):
-            raise web.HTTPNotFound(reason="unknown action")
+            raise NotFound("unknown action")
         try:
             call = self.recorder.live(linkedid)
             if not _is_supervisor(principal) and call.agent != principal.name:
-                raise web.HTTPForbidden(reason="not your call")
+                raise Forbidden("not your call")
             call = await self.recorder.command(
                 linkedid, action, by_supervisor=_is_supervisor(principal)
             )
         except ControlError as exc:
-            return _error(exc)
+            raise _error(exc) from None
         seg = call.segment
         await self.store.audit(
             principal.name, principal.role, action, linkedid=linkedid,
@@ -213,20 +201,15 @@ class RecordingsApi:
 
     async def monitor(self, request: web.Request) -> web.Response:
         principal = require_role(request, "supervisor")
-        try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise web.HTTPBadRequest(reason="body must be JSON") from None
-        if not isinstance(body, dict):
-            raise web.HTTPBadRequest(reason="body must be a JSON object")
+        body = await json_object(request)
         linkedid, mode = body.get("linkedid"), body.get("mode", "listen")
         if not isinstance(linkedid, str) or not isinstance(mode, str) or mode not in MODES:
-            raise web.HTTPBadRequest(reason=f"need linkedid and mode ({', '.join(MODES)})")
+            raise BadRequest(f"need linkedid and mode ({', '.join(MODES)})")
         try:
             call = self.recorder.live(linkedid[:64])
             spy_id = await start_spy(self.ami, self.config, call, principal.name, mode)
         except ControlError as exc:
-            return _error(exc)
+            raise _error(exc) from None
         await self.store.audit(
             principal.name, principal.role, f"spy_{mode}", linkedid=call.linkedid,
             detail=f"agent={call.agent} channel={spy_id}",

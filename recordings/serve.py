@@ -10,6 +10,7 @@ from typing import BinaryIO
 
 from aiohttp import web
 
+from cti.web.errors import NotFound
 from recordings.ranges import Unsatisfiable, content_range, parse_range
 
 __all__ = ["CONTENT_TYPES", "send_file"]
@@ -30,7 +31,7 @@ async def send_file(
     try:
         f, size = await asyncio.to_thread(_open, path)
     except OSError:
-        raise web.HTTPNotFound(reason="recording file not found") from None
+        raise NotFound("recording file not found") from None
     try:
         headers = {
             "Accept-Ranges": "bytes",

@@ -18,7 +18,10 @@ from typing import Any
 
 from aiohttp import web
 
-from cti.web.app import require_role
+from cti.web.auth import require_role
+from cti.web.body import json_object
+from cti.web.errors import BadRequest
+from cti.web.params import Choice, Day, Text, date_range, parse_datetime
 from stats import reports
 from stats.csv_export import to_csv
 from stats.service import StatsService
@@ -29,8 +32,13 @@ _QUEUE_RE = re.compile(r"[a-z0-9][a-z0-9_]{0,63}")
 LiveQueues = Callable[[], list[dict[str, Any]]]
 
 
+FORMAT = Choice(name="format", choices=("json", "csv"), default="json")
+QUEUE = Text(name="queue", max_len=64, pattern=_QUEUE_RE.pattern)
+DAY = Day(name="day", description="default: today (site time zone)")
+
+
 def _respond(request: web.Request, name: str, rows: list[dict[str, Any]]) -> web.Response:
-    fmt = request.query.get("format", "json")
+    fmt = FORMAT.value(request)
     if fmt == "csv":
         return web.Response(
             text=to_csv(rows),
@@ -38,8 +46,6 @@ def _respond(request: web.Request, name: str, rows: list[dict[str, Any]]) -> web
             charset="utf-8",
             headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
         )
-    if fmt != "json":
-        raise web.HTTPBadRequest(reason="format must be json or csv")
     return web.json_response({"rows": rows})
 
 
@@ -48,19 +54,14 @@ def add_routes(app: web.Application, svc: StatsService, live_queues: LiveQueues)
         return datetime.now(UTC).astimezone(svc.tz).date()
 
     def days(request: web.Request) -> tuple[date, date]:
-        try:
-            return reports.parse_days(request.query.get("from"), request.query.get("to"), today())
-        except ValueError as exc:
-            raise web.HTTPBadRequest(reason=f"bad date range: {exc}") from None
+        return date_range(request, today(), max_days=366)
 
     def queue(request: web.Request, required: bool = False) -> str | None:
-        q = request.query.get("queue")
-        if q is None or q == "":
+        q = QUEUE.read(request)
+        if not q:
             if required:
-                raise web.HTTPBadRequest(reason="queue is required")
+                raise BadRequest("queue is required")
             return None
-        if not _QUEUE_RE.fullmatch(q):
-            raise web.HTTPBadRequest(reason="bad queue name")
         return q
 
     def route(
@@ -90,10 +91,7 @@ def add_routes(app: web.Application, svc: StatsService, live_queues: LiveQueues)
         return await reports.agent_report(svc.db, first, last, svc.tz, rules, datetime.now(UTC))
 
     async def staffing(request: web.Request) -> list[dict[str, Any]]:
-        try:
-            day = date.fromisoformat(request.query["day"]) if "day" in request.query else today()
-        except ValueError:
-            raise web.HTTPBadRequest(reason="day must be YYYY-MM-DD") from None
+        day = DAY.read(request) or today()
         q = queue(request, required=True)
         assert q is not None
         rules = await svc.refresh_rules()
@@ -105,13 +103,8 @@ def add_routes(app: web.Application, svc: StatsService, live_queues: LiveQueues)
 
     async def rebuild(request: web.Request) -> web.Response:
         require_role(request, "admin")
-        try:
-            body = await request.json()
-            since = datetime.fromisoformat(str(body["since"]))
-        except (ValueError, KeyError, TypeError):
-            raise web.HTTPBadRequest(reason='body must be {"since": ISO 8601}') from None
-        if since.tzinfo is None:
-            since = since.replace(tzinfo=svc.tz)
+        body = await json_object(request)
+        since = parse_datetime(str(body.get("since", "")), "since", svc.tz)
         result = await svc.rebuild(since)
         return web.json_response({"lines": result.lines, "buckets": result.entries_touched})
 

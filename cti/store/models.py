@@ -33,6 +33,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from cti.principal import ROLES
+
 __all__ = [
     "NAMING_CONVENTION",
     "ROLES",
@@ -56,8 +58,6 @@ NAMING_CONVENTION: dict[str, str] = {
     "pk": "pk_%(table_name)s",
 }
 
-#: Token roles, least to most privileged.
-ROLES: tuple[str, ...] = ("agent", "supervisor", "admin")
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 
+from cti.principal import Principal
 from cti.store.db import Database
 from cti.store.models import ROLES, ApiToken, TextTooLongError, clean_text, utcnow
 
@@ -37,15 +37,6 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)
 MAX_NAME_LEN = 128
 _TOKEN_BYTES = 32
 _MAX_TOKEN_LEN = 256  # token_urlsafe(32) is 43 characters
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who a verified token speaks for."""
-
-    token_id: int
-    name: str
-    role: str
 
 
 def hash_token(token: str) -> str:

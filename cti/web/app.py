@@ -2,6 +2,8 @@
 
 Features add their own routes through ``Application.router`` in their wiring; everything
 under ``/api/`` requires a bearer token (``Authorization: Bearer …``) checked here once.
+The HTTP edge is shared: errors are :mod:`cti.web.errors` (one type, one middleware),
+parameters :mod:`cti.web.params`, bodies :mod:`cti.web.body`, roles :mod:`cti.web.auth`.
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -18,13 +19,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from cti.calls.recorder import list_calls
 from cti.store.db import Database
-from cti.store.tokens import Principal, verify_token
+from cti.store.tokens import verify_token
+from cti.web.auth import PRINCIPAL, principal, require_role
+from cti.web.errors import Unauthorized, error_middleware
 from cti.web.pages import STATIC_ROOT, add_pages, add_vendor
+from cti.web.params import Int, When
 from cti.web.ws import WsHub
 
 log = logging.getLogger(__name__)
-
-ROLES_ORDER = {"agent": 0, "supervisor": 1, "admin": 2}
 
 
 class LiveCalls(Protocol):
@@ -42,13 +44,8 @@ class WebDeps:
 
 
 DEPS = web.AppKey("deps", WebDeps)
-PRINCIPAL = web.RequestKey("principal", Principal)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def json_error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
 
 
 @web.middleware
@@ -58,45 +55,17 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        return json_error(401, "missing bearer token")
-    principal = await verify_token(request.app[DEPS].db, token.strip())
-    if principal is None:
-        return json_error(401, "invalid or revoked token")
-    request[PRINCIPAL] = principal
+        raise Unauthorized("missing bearer token")
+    who = await verify_token(request.app[DEPS].db, token.strip())
+    if who is None:
+        raise Unauthorized("invalid or revoked token")
+    request[PRINCIPAL] = who
     return await handler(request)
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status >= 400 and request.path.startswith("/api/"):
-            return json_error(exc.status, exc.reason)
-        raise
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return json_error(500, "internal error")
-
-
-def require_role(request: web.Request, role: str) -> Principal:
-    principal: Principal = request[PRINCIPAL]
-    if ROLES_ORDER.get(principal.role, -1) < ROLES_ORDER[role]:
-        raise web.HTTPForbidden(reason=f"needs role {role}")
-    return principal
-
-
-def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise web.HTTPBadRequest(reason=f"{name} must be an integer") from None
-    if not lo <= value <= hi:
-        raise web.HTTPBadRequest(reason=f"{name} must be between {lo} and {hi}")
-    return value
+CALLS_LIMIT = Int(name="limit", default=100, lo=1, hi=1000)
+CALLS_BEFORE = Int(name="before_id", lo=1)
+CALLS_SINCE = When(name="since")
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -111,30 +80,22 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def list_calls_route(request: web.Request) -> web.Response:
     require_role(request, "supervisor")
-    limit = _int_param(request, "limit", 100, 1, 1000)
-    before_id = request.query.get("before_id")
-    since_raw = request.query.get("since")
-    since = None
-    if since_raw:
-        try:
-            since = datetime.fromisoformat(since_raw)
-        except ValueError:
-            raise web.HTTPBadRequest(reason="since must be an ISO 8601 date-time") from None
+    before_id = CALLS_BEFORE.read(request)
     rows = await list_calls(
         request.app[DEPS].db,
-        limit=limit,
-        since=since,
-        before_id=int(before_id) if before_id and before_id.isdigit() else None,
+        limit=CALLS_LIMIT.value(request),
+        since=CALLS_SINCE.read(request),
+        before_id=before_id,
     )
     return web.json_response(
-        {"calls": rows, "live": request.app[DEPS].live.live_calls() if not before_id else []}
+        {"calls": rows, "live": request.app[DEPS].live.live_calls() if before_id is None else []}
     )
 
 
 async def whoami(request: web.Request) -> web.Response:
     """Who the token speaks for: pages call this after sign-in."""
-    principal: Principal = request[PRINCIPAL]
-    return web.json_response({"name": principal.name, "role": principal.role})
+    p = principal(request)
+    return web.json_response({"name": p.name, "role": p.role})
 
 
 def create_app(deps: WebDeps) -> web.Application:

@@ -20,16 +20,17 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from cti.principal import ROLE_RANK, Principal
 from cti.store.db import Database
-from cti.store.tokens import Principal, verify_token
+from cti.store.tokens import verify_token
+from cti.web.body import parse_json
+from cti.web.errors import ApiError
+from cti.web.origins import OriginPolicy
 
 log = logging.getLogger(__name__)
-
-ROLE_RANK = {"agent": 0, "supervisor": 1, "admin": 2}
 
 # close codes (4000-4999 are ours)
 CLOSE_UNAUTHORIZED = 4001
@@ -101,7 +102,7 @@ class WsHub:
         self.max_frame = max_frame
         self.heartbeat_s = heartbeat_s
         self.auth_timeout_s = auth_timeout_s
-        self.allowed_origins = {o.rstrip("/") for o in allowed_origins}
+        self.origins = OriginPolicy.of(extra=allowed_origins)
         self.connections: set[Connection] = set()
         self.dropped_slow = 0
         self._snapshots: list[Snapshot] = []
@@ -139,14 +140,13 @@ class WsHub:
 
     # --- the route -------------------------------------------------------------------------
     def origin_allowed(self, request: web.Request) -> bool:
+        """Browsers send Origin: it must be one of the site's (:mod:`cti.web.origins`,
+        never compared with the Host header). No Origin: not a browser, the credential
+        is what protects it."""
         origin = request.headers.get("Origin")
         if origin is None:
-            return True  # not a browser: the token is what protects it
-        origin = origin.rstrip("/")
-        if origin in self.allowed_origins:
             return True
-        parts = urlsplit(origin)
-        return parts.netloc != "" and parts.netloc == request.host
+        return self.origins.allows(origin, request)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if not self.origin_allowed(request):
@@ -183,8 +183,8 @@ class WsHub:
         if msg.type != WSMsgType.TEXT:
             return None
         try:
-            frame = json.loads(msg.data)
-        except ValueError:
+            frame = parse_json(msg.data, max_bytes=self.max_frame, what="frame")
+        except ApiError:
             return None
         if not isinstance(frame, dict) or frame.get("type") != "auth":
             return None
@@ -263,9 +263,9 @@ class WsHub:
 
     async def _command(self, principal: Principal, data: str) -> dict[str, Any] | None:
         try:
-            frame = json.loads(data)
-        except ValueError:
-            return {"type": "error", "error": "frames must be JSON objects"}
+            frame = parse_json(data, max_bytes=self.max_frame, what="frame")
+        except ApiError as exc:
+            return {"type": "error", "error": exc.message, "code": exc.code}
         if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
             return {"type": "error", "error": "frames must be JSON objects with a type"}
         kind = frame["type"]
@@ -278,6 +278,9 @@ class WsHub:
             }
         try:
             reply = await handler(principal, frame)
+        except ApiError as exc:
+            return {"type": "error", "error": exc.message, "code": exc.code,
+                    "ref": frame.get("ref")}
         except PermissionError as exc:
             return {"type": "error", "error": str(exc) or "forbidden", "ref": frame.get("ref")}
         except ValueError as exc:
