@@ -5,11 +5,13 @@ one clear line naming the key and where the value came from; nothing starts half
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
@@ -82,11 +84,54 @@ class DatabaseConfig(_Section):
 class HttpConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
-    # browser origins allowed on websockets besides the daemon's own (same-origin)
+    # the site's public URL(s), e.g. ["https://cti.example.com"]: the only browser origins
+    # allowed on websockets and cookie-signed writes (cti.web.origins). Empty: loopback
+    # origins on the daemon's own port (make up, tests)
+    public_urls: list[str] = []
+    # other browser origins allowed besides the public URLs (an integration's page)
     allowed_origins: list[str] = []
+    # /metrics without a token only from these networks (CIDR); with a token from anywhere
+    metrics_allow: list[str] = ["127.0.0.0/8", "::1/128"]
+
+    @field_validator("metrics_allow")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for net in v:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(f"not a network {net!r} (CIDR like 10.0.0.0/8)") from None
+        return v
+
+    @field_validator("public_urls", "allowed_origins")
+    @classmethod
+    def _urls(cls, v: list[str]) -> list[str]:
+        for url in v:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"not an http(s) URL {url!r} (like https://cti.example.com)")
+        return v
     # browser libraries installed from the npm registry (scripts/bootstrap.sh), served
     # under /vendor/; None: the checkout's node_modules
     vendor_dir: Path | None = None
+
+
+class AuthConfig(_Section):
+    """Accounts and browser sessions (cti.accounts)."""
+
+    session_idle_minutes: int = Field(60, ge=1, le=7 * 24 * 60)
+    session_max_hours: int = Field(12, ge=1, le=24 * 31)
+    # failed sign-ins within the window before sign-in is refused (429)
+    failure_window_minutes: int = Field(15, ge=1, le=24 * 60)
+    failures_per_user: int = Field(5, ge=1, le=1000)
+    failures_per_address: int = Field(20, ge=1, le=100000)
+    min_password_length: int = Field(10, ge=8, le=128)
+    # argon2id cost (RFC 9106's second recommended option by default)
+    argon2_time_cost: int = Field(3, ge=1, le=20)
+    argon2_memory_kib: int = Field(65536, ge=1024, le=4 * 1024 * 1024)
+    argon2_parallelism: int = Field(4, ge=1, le=64)
+    # admins must have a TOTP second factor to sign in
+    require_totp_for_admins: bool = False
 
 
 class AgiConfig(_Section):
@@ -114,6 +159,7 @@ class Settings(BaseSettings):
     asterisk: AsteriskConfig = AsteriskConfig()
     database: DatabaseConfig = DatabaseConfig()
     http: HttpConfig = HttpConfig()
+    auth: AuthConfig = AuthConfig()
     agi: AgiConfig = AgiConfig()
     log: LogConfig = LogConfig()
 

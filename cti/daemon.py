@@ -107,6 +107,7 @@ class Daemon:
             WebDeps(
                 db=self.db, live=self, registry=self.metrics.registry, hub=self.hub,
                 vendor_dir=self.settings.http.vendor_dir,
+                http=self.settings.http, auth=self.settings.auth, site_name=self.settings.site.name,
             )
         )
         ctx = FeatureContext(

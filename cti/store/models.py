@@ -21,11 +21,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Dialect,
     Float,
+    ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -39,12 +43,17 @@ __all__ = [
     "NAMING_CONVENTION",
     "ROLES",
     "ApiToken",
+    "AuditEntry",
     "Base",
     "BoundedText",
     "Call",
     "CleanText",
+    "Team",
     "TextTooLongError",
     "UTCDateTime",
+    "User",
+    "UserTeam",
+    "WebSession",
     "clean_text",
     "clip_text",
     "utcnow",
@@ -192,6 +201,100 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # accounts (auth_0001): expiry, who created it, optional queue scope
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(BoundedText(128), default="")
+    queues: Mapped[list[str] | None] = mapped_column(JSON())
 
     def __repr__(self) -> str:
         return f"ApiToken(id={self.id!r}, name={self.name!r}, role={self.role!r})"
+
+
+_ROLE_CHECK = "role IN ('agent', 'supervisor', 'admin')"
+
+
+class User(Base):
+    """A person who signs in (cti.accounts). ``agent`` links an agent user to the ACD
+    agent it is; ``queues`` and teams scope a supervisor."""
+
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint(_ROLE_CHECK, name="role"),)
+
+    id: Mapped[int] = mapped_column(Integer(), primary_key=True, autoincrement=True)
+    login: Mapped[str] = mapped_column(BoundedText(64), unique=True)
+    display_name: Mapped[str] = mapped_column(BoundedText(128), default="")
+    role: Mapped[str] = mapped_column(BoundedText(16))
+    agent: Mapped[str | None] = mapped_column(BoundedText(64), unique=True)
+    queues: Mapped[list[str] | None] = mapped_column(JSON())
+    password_hash: Mapped[str] = mapped_column(BoundedText(256))
+    password_changed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    must_change_password: Mapped[bool] = mapped_column(Boolean(), default=False)
+    totp_secret: Mapped[str | None] = mapped_column(BoundedText(64))
+    totp_enabled: Mapped[bool] = mapped_column(Boolean(), default=False)
+    totp_last_step: Mapped[int] = mapped_column(BigInteger(), default=0)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class Team(Base):
+    """A group of people and the queues it works: a supervisor in it sees those queues
+    and the agents of the team."""
+
+    __tablename__ = "teams"
+
+    id: Mapped[int] = mapped_column(Integer(), primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(BoundedText(64), unique=True)
+    queues: Mapped[list[str]] = mapped_column(JSON(), default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class UserTeam(Base):
+    __tablename__ = "user_teams"
+
+    user_id: Mapped[int] = mapped_column(
+        Integer(), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    team_id: Mapped[int] = mapped_column(
+        Integer(), ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class WebSession(Base):
+    """A browser sign-in. Only the SHA-256 of the cookie's secret is stored."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(Integer(), primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(
+        Integer(), ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[str] = mapped_column(BoundedText(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    address: Mapped[str] = mapped_column(BoundedText(64), default="")
+    user_agent: Mapped[str] = mapped_column(BoundedText(256), default="")
+
+
+class AuditEntry(Base):
+    """One change or sign-in event: who, when, from where, what, before -> after."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_action_actor_at", "action", "actor", "at"),
+        Index("ix_audit_log_action_address_at", "action", "address", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(BoundedText(128), default="")
+    actor_role: Mapped[str] = mapped_column(BoundedText(16), default="")
+    address: Mapped[str] = mapped_column(BoundedText(64), default="")
+    action: Mapped[str] = mapped_column(BoundedText(64))
+    target_type: Mapped[str] = mapped_column(BoundedText(32), default="")
+    target_id: Mapped[str] = mapped_column(BoundedText(128), default="")
+    before: Mapped[Any] = mapped_column(JSON(), nullable=True)
+    after: Mapped[Any] = mapped_column(JSON(), nullable=True)
+    detail: Mapped[str] = mapped_column(BoundedText(2000), default="")

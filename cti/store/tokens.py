@@ -2,7 +2,9 @@
 
 The plaintext is returned once by :func:`create_token`; only its SHA-256 (hex) is
 stored. :func:`verify_token` looks the hash up through the unique index, so no
-comparison ever runs over the secret itself (nothing to time).
+comparison ever runs over the secret itself (nothing to time). A token may expire
+(``expires_at``) and be scoped to queues; a revoked or expired token verifies as None,
+and :func:`live_tokens` tells the websocket hub which open connections may stay.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from cti.principal import Principal
@@ -26,7 +29,10 @@ __all__ = [
     "Principal",
     "create_token",
     "hash_token",
+    "list_tokens",
+    "live_tokens",
     "revoke_token",
+    "revoke_token_id",
     "verify_token",
 ]
 
@@ -57,7 +63,15 @@ def _check_name(name: str) -> str:
     return name
 
 
-async def create_token(db: Database, name: str, role: str) -> str:
+async def create_token(
+    db: Database,
+    name: str,
+    role: str,
+    *,
+    expires_at: datetime | None = None,
+    queues: list[str] | None = None,
+    created_by: str = "",
+) -> str:
     """Store a new token for ``name`` with ``role`` and return its plaintext (only now).
 
     Several tokens may share a name; :func:`revoke_token` revokes all of them. Raises
@@ -67,8 +81,75 @@ async def create_token(db: Database, name: str, role: str) -> str:
     name = _check_name(name)
     token = secrets.token_urlsafe(_TOKEN_BYTES)
     async with db.session() as session, session.begin():
-        session.add(ApiToken(name=name, role=role, token_hash=hash_token(token)))
+        session.add(
+            ApiToken(
+                name=name, role=role, token_hash=hash_token(token), expires_at=expires_at,
+                queues=queues, created_by=clean_text(created_by)[:128],
+            )
+        )  # fmt: skip
     return token
+
+
+def _token_json(t: ApiToken, now: datetime) -> dict[str, Any]:
+    state = "active"
+    if t.revoked_at is not None:
+        state = "revoked"
+    elif t.expires_at is not None and t.expires_at <= now:
+        state = "expired"
+    return {
+        "id": t.id,
+        "name": t.name,
+        "role": t.role,
+        "queues": t.queues,
+        "state": state,
+        "created_by": t.created_by,
+        "created_at": t.created_at.isoformat(),
+        "expires_at": t.expires_at.isoformat() if t.expires_at else None,
+        "revoked_at": t.revoked_at.isoformat() if t.revoked_at else None,
+        "last_used_at": t.last_used_at.isoformat() if t.last_used_at else None,
+    }
+
+
+async def list_tokens(db: Database, *, include_ended: bool = True) -> list[dict[str, Any]]:
+    """Every token (never its secret), newest first."""
+    now = utcnow()
+    async with db.session() as session:
+        rows = (await session.scalars(select(ApiToken).order_by(ApiToken.id.desc()))).all()
+    out = [_token_json(t, now) for t in rows]
+    return out if include_ended else [t for t in out if t["state"] == "active"]
+
+
+async def get_token(db: Database, token_id: int) -> dict[str, Any] | None:
+    async with db.session() as session:
+        t = await session.get(ApiToken, token_id)
+    return None if t is None else _token_json(t, utcnow())
+
+
+async def revoke_token_id(db: Database, token_id: int) -> bool:
+    """Revoke one token by id; False when there is no such active token."""
+    async with db.engine.begin() as conn:
+        result = await conn.execute(
+            update(ApiToken)
+            .where(ApiToken.id == token_id, ApiToken.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
+    return bool(result.rowcount)
+
+
+async def live_tokens(db: Database, ids: set[int]) -> set[int]:
+    """Which of ``ids`` are tokens neither revoked nor expired."""
+    if not ids:
+        return set()
+    now = utcnow()
+    async with db.session() as session:
+        rows = await session.scalars(
+            select(ApiToken.id).where(
+                ApiToken.id.in_(ids),
+                ApiToken.revoked_at.is_(None),
+                or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > now),
+            )
+        )
+        return set(rows.all())
 
 
 async def verify_token(db: Database, token: str) -> Principal | None:
@@ -87,12 +168,16 @@ async def verify_token(db: Database, token: str) -> Principal | None:
                     ApiToken.role,
                     ApiToken.revoked_at,
                     ApiToken.last_used_at,
+                    ApiToken.expires_at,
+                    ApiToken.queues,
                 ).where(ApiToken.token_hash == digest)
             )
         ).one_or_none()
         if row is None or row.revoked_at is not None or row.role not in ROLES:
             return None
         now = utcnow()
+        if row.expires_at is not None and row.expires_at <= now:
+            return None
         if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
             try:
                 await session.execute(
@@ -102,7 +187,8 @@ async def verify_token(db: Database, token: str) -> Principal | None:
             except SQLAlchemyError as exc:  # bookkeeping only: never refuse a valid token
                 await session.rollback()
                 log.warning("could not record last use of token %d: %s", row.id, exc)
-    return Principal(token_id=row.id, name=row.name, role=row.role)
+    queues = frozenset(row.queues) if isinstance(row.queues, list) else None
+    return Principal(token_id=row.id, name=row.name, role=row.role, queues=queues)
 
 
 async def revoke_token(db: Database, name: str) -> int:

@@ -1,27 +1,39 @@
 """The daemon's HTTP side: app factory, token auth, health, metrics, the calls API.
 
 Features add their own routes through ``Application.router`` in their wiring; everything
-under ``/api/`` requires a bearer token (``Authorization: Bearer …``) checked here once.
+under ``/api/`` (but sign-in and the API description) requires a credential, checked here
+once: an API token (``Authorization: Bearer …``) or a browser session cookie, whose
+state-changing requests must carry the CSRF token and come from the site's own origin
+(:mod:`cti.web.credentials`, docs/decisions/0015).
 The HTTP edge is shared: errors are :mod:`cti.web.errors` (one type, one middleware),
 parameters :mod:`cti.web.params`, bodies :mod:`cti.web.body`, roles :mod:`cti.web.auth`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import ipaddress
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from cti.accounts.audit import AuditLog
+from cti.accounts.service import Accounts
 from cti.calls.recorder import list_calls
+from cti.config import AuthConfig, HttpConfig
 from cti.store.db import Database
-from cti.store.tokens import verify_token
-from cti.web.auth import PRINCIPAL, principal, require_role
-from cti.web.errors import Unauthorized, error_middleware
+from cti.web.account_routes import ORIGINS, add_account_routes
+from cti.web.auth import ACCOUNTS, AUDIT, PRINCIPAL, require_role
+from cti.web.credentials import SESSION_COOKIE, Authenticator, bearer_of, csrf_ok
+from cti.web.errors import Forbidden, Unauthorized, error_middleware
+from cti.web.openapi import SPEC_PATH, add_openapi, arr, doc, obj
+from cti.web.origins import OriginPolicy
 from cti.web.pages import STATIC_ROOT, add_pages, add_vendor
 from cti.web.params import Int, When
 from cti.web.ws import WsHub
@@ -41,30 +53,65 @@ class WebDeps:
     registry: CollectorRegistry
     hub: WsHub
     vendor_dir: Path | None = None  # npm browser libraries (None: the checkout's)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    site_name: str = "CTI"
 
 
 DEPS = web.AppKey("deps", WebDeps)
+METRICS_NETS = web.AppKey("metrics_nets", tuple)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: API paths that need no credential.
+PUBLIC_API = frozenset({"/api/v1/auth/sign-in", SPEC_PATH})
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _origin_ok(request: web.Request) -> bool:
+    """A browser's Origin (or, without one, its Sec-Fetch-Site) says the request comes
+    from one of the site's own pages."""
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        return request.app[ORIGINS].allows(origin, request)
+    return request.headers.get("Sec-Fetch-Site", "same-origin") in ("same-origin", "none")
 
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Who is asking, once for every ``/api/`` request: a bearer token, else the session
+    cookie (with the CSRF rule for state-changing requests), else only public routes."""
     if not request.path.startswith("/api/"):
         return await handler(request)
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("missing bearer token")
-    who = await verify_token(request.app[DEPS].db, token.strip())
-    if who is None:
-        raise Unauthorized("invalid or revoked token")
-    request[PRINCIPAL] = who
-    return await handler(request)
+    auth = request.app[DEPS].hub.auth
+    token = bearer_of(request)
+    if token is not None:
+        if not token:
+            raise Unauthorized("malformed Authorization header (expected Bearer)")
+        who = await auth.bearer(token)
+        if who is None:
+            raise Unauthorized("invalid, expired or revoked token", code="bad-token")
+        request[PRINCIPAL] = who
+        return await handler(request)
+    unsafe = request.method not in _SAFE_METHODS
+    if unsafe and not _origin_ok(request):
+        raise Forbidden("request from a page outside this site", code="bad-origin")
+    secret = request.cookies.get(SESSION_COOKIE)
+    if secret is not None and request.path != "/api/v1/auth/sign-in":
+        who = await auth.session(secret)
+        if who is None:
+            raise Unauthorized("your session ended: sign in again", code="session-ended")
+        if unsafe and not csrf_ok(request, secret):
+            raise Forbidden("missing or wrong CSRF token (X-CSRF-Token)", code="csrf")
+        request[PRINCIPAL] = who
+        return await handler(request)
+    if request.path in PUBLIC_API:
+        return await handler(request)
+    raise Unauthorized("sign in or present a bearer token")
 
 
 CALLS_LIMIT = Int(name="limit", default=100, lo=1, hi=1000)
-CALLS_BEFORE = Int(name="before_id", lo=1)
+CALLS_BEFORE = Int(name="before_id", lo=1, description="page: calls older than this id")
 CALLS_SINCE = When(name="since")
 
 
@@ -74,10 +121,33 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    """Prometheus metrics: from the configured networks (default loopback), or with a
+    valid API token of role supervisor or admin from anywhere."""
+    if not _metrics_allowed_address(request):
+        token = bearer_of(request)
+        who = await request.app[DEPS].hub.auth.bearer(token) if token else None
+        if who is None:
+            raise Unauthorized("metrics: only from allowed addresses or with a token")
+        if not who.at_least("supervisor"):
+            raise Forbidden("metrics: needs role supervisor")
     body = generate_latest(request.app[DEPS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+def _metrics_allowed_address(request: web.Request) -> bool:
+    try:
+        addr = ipaddress.ip_address((request.remote or "").split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return any(addr in net for net in request.app[METRICS_NETS])
+
+
+@doc("Finished calls (newest first) and calls in progress", role="supervisor",
+     query=[CALLS_LIMIT, CALLS_SINCE, CALLS_BEFORE], tags=["calls"],
+     response=obj({"calls": arr(obj()), "live": arr(obj())},
+                  required=["calls", "live"]))  # fmt: skip
 async def list_calls_route(request: web.Request) -> web.Response:
     require_role(request, "supervisor")
     before_id = CALLS_BEFORE.read(request)
@@ -92,10 +162,15 @@ async def list_calls_route(request: web.Request) -> web.Response:
     )
 
 
-async def whoami(request: web.Request) -> web.Response:
-    """Who the token speaks for: pages call this after sign-in."""
-    p = principal(request)
-    return web.json_response({"name": p.name, "role": p.role})
+def _sweeper(hub: WsHub) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def run(_: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(hub.run_sweeper(), name="ws-credential-sweep")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return run
 
 
 def create_app(deps: WebDeps) -> web.Application:
@@ -104,10 +179,24 @@ def create_app(deps: WebDeps) -> web.Application:
         client_max_size=1 << 20,
     )
     app[DEPS] = deps
+    configured = OriginPolicy.of(deps.http.public_urls, deps.http.allowed_origins,
+                                 bind_host=deps.http.host)  # fmt: skip
+    app[ORIGINS] = replace(configured, extra=configured.extra | deps.hub.origins.extra)
+    app[METRICS_NETS] = tuple(ipaddress.ip_network(n, strict=False)
+                              for n in deps.http.metrics_allow)  # fmt: skip
+    audit_log = AuditLog(deps.db)
+    accounts = Accounts(deps.db, deps.auth, audit_log, issuer=deps.site_name)
+    app[AUDIT] = audit_log
+    app[ACCOUNTS] = accounts
+    deps.hub.auth = Authenticator(deps.db, accounts)
+    deps.hub.origins = app[ORIGINS]
+    accounts.ended.append(deps.hub.end_credentials)
+    app.cleanup_ctx.append(_sweeper(deps.hub))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/calls", list_calls_route)
-    app.router.add_get("/api/v1/me", whoami)
+    add_account_routes(app)
+    add_openapi(app)
     app.router.add_get("/ws", deps.hub.handle)
     add_pages(app, "/static/common", STATIC_ROOT / "common")
     add_vendor(app, deps.vendor_dir)

@@ -9,14 +9,55 @@ for "an agent acts only on itself, a supervisor on the agents of their scope".
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
+from cti.accounts.audit import AuditLog
+from cti.accounts.service import Accounts
 from cti.principal import ROLE_RANK, Principal
 from cti.web.errors import Forbidden, Unauthorized
 
-__all__ = ["PRINCIPAL", "has_role", "principal", "require_agent_access", "require_role"]
+__all__ = [
+    "ACCOUNTS",
+    "AUDIT",
+    "PRINCIPAL",
+    "address_of",
+    "audit",
+    "has_role",
+    "principal",
+    "require_agent_access",
+    "require_role",
+]
 
 PRINCIPAL = web.RequestKey("principal", Principal)
+ACCOUNTS = web.AppKey("accounts", Accounts)
+AUDIT = web.AppKey("audit", AuditLog)
+
+
+def address_of(request: web.Request) -> str:
+    """The peer address of the connection (never a forwarded-for header)."""
+    return request.remote or ""
+
+
+async def audit(
+    request: web.Request,
+    action: str,
+    *,
+    target_type: str = "",
+    target_id: str | int = "",
+    before: Any = None,
+    after: Any = None,
+    detail: str = "",
+) -> None:
+    """Record a change made through this request in the audit log: the actor and their
+    address come from the request. The one function features call for their changes
+    (``action`` like ``"queue.update"``; ``before``/``after`` JSON-able snapshots)."""
+    who = request.get(PRINCIPAL)
+    await request.app[AUDIT].record(
+        action, actor=who, address=address_of(request), target_type=target_type,
+        target_id=target_id, before=before, after=after, detail=detail,
+    )  # fmt: skip
 
 
 def principal(request: web.Request) -> Principal:

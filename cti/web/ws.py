@@ -1,8 +1,12 @@
 """The websocket hub: pushes events to desktops and wallboards, never waits on one.
 
-Each connection authenticates (``Authorization: Bearer`` on the upgrade, or a first frame
-``{"type": "auth", "token": …}`` within ``auth_timeout_s`` since browsers cannot set
-headers), then has a bounded send queue. :meth:`WsHub.publish` only enqueues: a desktop
+Each connection authenticates (``Authorization: Bearer`` on the upgrade, the browser's
+session cookie, or a first frame ``{"type": "auth", "token": …}`` within
+``auth_timeout_s``), then has a bounded send queue. The hub knows which credential each
+connection rides on: when a token or session is revoked, expires, or its user is
+disabled, :meth:`WsHub.end_credentials` (told at once by the accounts) or the periodic
+:meth:`WsHub.sweep` (which also catches revocations made by another process, e.g. the
+CLI) closes its connections with 4003. :meth:`WsHub.publish` only enqueues: a desktop
 whose queue is full has stopped reading and is dropped (close code 4008) rather than
 delaying anyone. Frames are bounded (``max_frame``), compression is off (no compression
 bombs), the Origin must be allowed, and heartbeats detect dead peers.
@@ -25,8 +29,8 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from cti.principal import ROLE_RANK, Principal
 from cti.store.db import Database
-from cti.store.tokens import verify_token
 from cti.web.body import parse_json
+from cti.web.credentials import SESSION_COOKIE, Authenticator, bearer_of
 from cti.web.errors import ApiError
 from cti.web.origins import OriginPolicy
 
@@ -34,6 +38,7 @@ log = logging.getLogger(__name__)
 
 # close codes (4000-4999 are ours)
 CLOSE_UNAUTHORIZED = 4001
+CLOSE_CREDENTIAL_ENDED = 4003
 CLOSE_TOO_SLOW = 4008
 CLOSE_BAD_FRAME = 4400
 
@@ -75,6 +80,7 @@ class Connection:
     queue: asyncio.Queue[str]
     transport: asyncio.BaseTransport | None
     dropped: bool = False
+    ended: bool = False  # its credential was revoked or expired
     sent: int = 0
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -82,6 +88,13 @@ class Connection:
         """Stop serving this connection now (called from publish: must not await)."""
         if not self.dropped:
             self.dropped = True
+            for task in self.tasks:
+                task.cancel()
+
+    def end(self) -> None:
+        """Its credential ended: stop serving it now (must not await)."""
+        if not self.ended and not self.dropped:
+            self.ended = True
             for task in self.tasks:
                 task.cancel()
 
@@ -96,8 +109,11 @@ class WsHub:
         heartbeat_s: float = 20.0,
         auth_timeout_s: float = 5.0,
         allowed_origins: Iterable[str] = (),
+        sweep_s: float = 2.0,
     ) -> None:
         self.db = db
+        self.auth = Authenticator(db)  # create_app installs the one that knows sessions
+        self.sweep_s = sweep_s
         self.queue_size = queue_size
         self.max_frame = max_frame
         self.heartbeat_s = heartbeat_s
@@ -138,6 +154,42 @@ class WsHub:
                 conn.drop()
         return n
 
+    # --- credentials ---------------------------------------------------------------------
+    def end_credentials(self, kind: str, ids: set[int]) -> int:
+        """Close every connection riding on one of these credentials; never blocks."""
+        n = 0
+        for conn in list(self.connections):
+            c_kind, c_id = conn.principal.credential
+            if c_kind == kind and c_id in ids:
+                conn.end()
+                n += 1
+        if n:
+            log.info("closed %d websocket(s) whose %s ended", n, kind)
+        return n
+
+    async def sweep(self) -> int:
+        """Close connections whose credential no longer holds; returns how many."""
+        conns = [c for c in self.connections if not c.dropped and not c.ended]
+        if not conns:
+            return 0
+        live = await self.auth.live({c.principal.credential for c in conns})
+        n = 0
+        for conn in conns:
+            if conn.principal.credential not in live:
+                conn.end()
+                n += 1
+        if n:
+            log.info("closed %d websocket(s) whose credential ended", n)
+        return n
+
+    async def run_sweeper(self) -> None:
+        while True:
+            await asyncio.sleep(self.sweep_s)
+            try:
+                await self.sweep()
+            except Exception:  # a database hiccup must not stop the sweeping
+                log.exception("websocket credential sweep failed")
+
     # --- the route -------------------------------------------------------------------------
     def origin_allowed(self, request: web.Request) -> bool:
         """Browsers send Origin: it must be one of the site's (:mod:`cti.web.origins`,
@@ -152,11 +204,15 @@ class WsHub:
         if not self.origin_allowed(request):
             return web.json_response({"error": "origin not allowed"}, status=403)
         principal = None
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            principal = await verify_token(self.db, token.strip())
+        token = bearer_of(request)
+        if token:
+            principal = await self.auth.bearer(token)
             if principal is None:
                 return web.json_response({"error": "invalid or revoked token"}, status=401)
+        elif SESSION_COOKIE in request.cookies:
+            principal = await self.auth.session(request.cookies[SESSION_COOKIE])
+            if principal is None:
+                return web.json_response({"error": "session ended: sign in again"}, status=401)
         ws = web.WebSocketResponse(
             heartbeat=self.heartbeat_s, max_msg_size=self.max_frame, compress=False
         )
@@ -191,7 +247,7 @@ class WsHub:
         token = frame.get("token")
         if not isinstance(token, str) or not token:
             return None
-        return await verify_token(self.db, token)
+        return await self.auth.bearer(token)
 
     async def _serve(self, conn: Connection) -> None:
         self.connections.add(conn)
@@ -206,6 +262,9 @@ class WsHub:
                 asyncio.create_task(self._sender(conn), name=f"ws-send-{p.name}"),
                 asyncio.create_task(self._receiver(conn), name=f"ws-recv-{p.name}"),
             ]
+            if conn.ended:  # its credential ended while the snapshot was built
+                for task in conn.tasks:
+                    task.cancel()
             done, pending = await asyncio.wait(conn.tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in pending:
                 task.cancel()
@@ -221,6 +280,8 @@ class WsHub:
         """The one place where how a connection ended becomes a close code."""
         if conn.dropped:
             code, reason = CLOSE_TOO_SLOW, b"too slow"
+        elif conn.ended:
+            code, reason = CLOSE_CREDENTIAL_ENDED, b"credential ended"
         else:
             exc = next((t.exception() for t in done if not t.cancelled() and t.exception()), None)
             if exc is None:
