@@ -198,7 +198,8 @@ async def test_per_queue_max_wait(ami: AmiClient, routing: Factory) -> None:
 
         leave = (await wait_for(left, timeout=15, what="the caller timed out"))[0]
         join = events.of("QueueCallerJoin", lid)[0]
-    assert 3 <= ts(leave) - ts(join) < 4.5
+    # app_queue's timeout is checked on its own clock: 3 s can be 2.998 s between events
+    assert 2.9 <= ts(leave) - ts(join) < 4.5
 
 
 async def test_overflow_to_voicemail_at_the_configured_time(

@@ -45,8 +45,8 @@ SCENARIO = Path(__file__).parent / "sipp" / "uac_hold.xml"
 HOLD_S = 3.0  # how long the test keeps the caller on hold (measured, not asserted as time)
 LIVE = ("held", "resumed", "transferred")  # the in-call states of a card
 WATCHED = (
-    "QueueCallerJoin", "AgentConnect", "AgentComplete", "Hold", "Unhold", "BlindTransfer",
-    "Hangup",
+    "QueueCallerJoin", "AgentConnect", "BridgeEnter", "AgentComplete", "Hold", "Unhold",
+    "BlindTransfer", "Hangup",
 )  # fmt: skip
 
 
@@ -244,6 +244,8 @@ async def test_blind_transfer_updates_the_original_agents_card(
         await next_of(ws, linkedid, type="call.update", state="answered", timeout=30)
         agent_channel = connect["DestChannel"]
         assert agent_channel.startswith("Local/311@cti-sim-agents")
+        # AgentConnect can precede the bridge: a transfer before BridgeEnter is "invalid"
+        await watch.one("BridgeEnter", Channel=agent_channel)
         resp = await ami.send_action(
             "BlindTransfer",
             {"Channel": agent_channel, "Context": "cti-sim-agents", "Exten": "312"},
