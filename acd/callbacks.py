@@ -26,7 +26,7 @@ from acd.outbound import Dialer, OutboundCall, is_own_call
 from acd.settings import AcdSettings
 from cti.ami.actions import AmiActionError
 from cti.ami.client import AmiClient, NotConnected
-from cti.events import IvrCallbackRequested
+from cti.events import CallAnswered, ChannelInfo, IvrCallbackRequested
 from cti.phone import normalize
 from cti.store.db import Database
 
@@ -128,15 +128,13 @@ class Callbacks:
                 next_attempt_at=utcnow() + timedelta(seconds=self.settings.callback_retry_s),
             )  # fmt: skip
 
-    # --- AMI: an agent answered a placeholder ---------------------------------------------------
-    def handle(self, msg: Mapping[str, str]) -> None:
-        if msg.get("Event") != "AgentConnect":
-            return
-        call = self.dialer.calls.get(msg.get("Linkedid", ""))
+    # --- an agent answered a placeholder (CallAnswered) ------------------------------------------
+    def on_answered(self, event: CallAnswered) -> None:
+        call = self.dialer.calls.get(event.linkedid)
         if call is None or not call.placeholder or call.offered:
             return
         call.offered = True
-        call.agent = msg.get("MemberName", "") or msg.get("Interface", "")
+        call.agent = event.member_name or event.interface
         self._spawn(self._offered(call))
 
     async def _offered(self, call: OutboundCall) -> None:
@@ -256,11 +254,12 @@ class Callbacks:
             if due is None or datetime.fromisoformat(due) <= now:
                 await self._place(row)
 
-    async def resync(self, channels: Sequence[Mapping[str, str]], queued: set[str]) -> None:
+    async def resync(self, channels: Sequence[ChannelInfo], queued: set[str]) -> None:
         """After an AMI (re)connect: pick up placeholders and calls still in Asterisk;
-        requests whose call vanished meanwhile are queued again. ``channels``: a
-        CoreShowChannels answer; ``queued``: Uniqueids waiting in queues now."""
-        alive = {c.get("Linkedid", "") for c in channels}
+        requests whose call vanished meanwhile are queued again. ``channels``: the
+        platform's channel snapshot (AmiConnected); ``queued``: Uniqueids waiting in
+        queues now."""
+        alive = {c.linkedid for c in channels}
         for row in await cbs.with_status(self.db, ("queued", "dialing")):
             lid = row["call_linkedid"]
             cid = int(row["id"])

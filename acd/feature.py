@@ -12,18 +12,23 @@ from datetime import UTC, datetime
 from acd.agent_ws import AgentStatusChannel
 from acd.agi_routes import CALLBACK_ROUTE, OWNER_ROUTE, AcdAgi
 from acd.callbacks import Callbacks
-from acd.live import HANDLED_EVENTS, LiveModel
+from acd.live import CALL_EVENTS, HANDLED_EVENTS, LiveModel
 from acd.lost import LostCallers
 from acd.notifier import AcdNotifier
+from acd.outbound import CALL_EVENTS as DIAL_EVENTS
 from acd.outbound import Dialer
 from acd.outbound_routes import add_outbound_routes
 from acd.routes import add_routes
 from acd.service import AcdService
 from acd.settings import AcdSettings
-from cti.ami.actions import AmiActionError
-from cti.ami.client import NotConnected
 from cti.ami.protocol import Message
-from cti.events import AgentStatusChanged, AmiConnected, CallCompleted, IvrCallbackRequested
+from cti.events import (
+    AgentStatusChanged,
+    AmiConnected,
+    CallAnswered,
+    CallCompleted,
+    IvrCallbackRequested,
+)
 from cti.features import FeatureContext
 
 __all__ = ["AcdFeature"]
@@ -56,7 +61,12 @@ class AcdFeature:
         self.callbacks = Callbacks(ctx.db, ctx.ami, self.dialer, notifier, self.lost, s, region)
         service = self.service
         self.callbacks.queue_exists = lambda q: service.queue_params(q) is not None
-        ctx.ami.add_event_handler(self._on_ami_event)
+        ctx.ami.add_event_handler(self._on_member_event)
+        for kind in CALL_EVENTS:
+            ctx.bus.subscribe(kind, self.live.apply)
+        for kind in DIAL_EVENTS:
+            ctx.bus.subscribe(kind, self.dialer.apply)
+        ctx.bus.subscribe(CallAnswered, self.callbacks.on_answered)
         ctx.bus.subscribe(AmiConnected, self._on_ami_connected)
         ctx.bus.subscribe(CallCompleted, self.lost.on_completed)
         ctx.bus.subscribe(IvrCallbackRequested, self.callbacks.on_ivr_request)
@@ -89,27 +99,20 @@ class AcdFeature:
         if self.lost is not None:
             await self.lost.stop()
 
-    def _on_ami_event(self, msg: Message) -> None:
+    def _on_member_event(self, msg: Message) -> None:
+        """AMI queue member events (membership, pause, device state): the ACD's own."""
         if msg.event in HANDLED_EVENTS:
             self.live.handle(msg, datetime.now(UTC))
-        assert self.dialer is not None and self.callbacks is not None
-        self.dialer.handle(msg)
-        self.callbacks.handle(msg)
 
-    def _on_ami_connected(self, _: AmiConnected) -> None:
-        self._tasks.append(asyncio.create_task(self._resync(), name="acd-resync"))
+    def _on_ami_connected(self, event: AmiConnected) -> None:
+        self._tasks.append(asyncio.create_task(self._resync(event), name="acd-resync"))
         self._tasks = [t for t in self._tasks if not t.done()]
 
-    async def _resync(self) -> None:
+    async def _resync(self, event: AmiConnected) -> None:
         assert self.service is not None and self.callbacks is not None
         await self.service.resync()
-        try:
-            _, channels = await self.service.ami.send_list_action("CoreShowChannels")
-        except (NotConnected, TimeoutError, AmiActionError) as exc:
-            log.warning("ACD callback resync failed: %s", exc)
-            return
         queued = {u for q in self.live.queues.values() for u in q.entries}
-        await self.callbacks.resync(channels, queued)
+        await self.callbacks.resync(event.channels, queued)
 
     async def _overflow_loop(self) -> None:
         assert self.service is not None and self.callbacks is not None

@@ -1,7 +1,11 @@
 """The live model of queues, members (agents' interfaces) and waiting callers.
 
-Fed with AMI messages (:meth:`LiveModel.handle`) and rebuilt wholesale from a
-``QueueStatus`` snapshot (:meth:`LiveModel.resync`) after every (re)connect. I/O-free.
+Fed with the platform's call events (:meth:`LiveModel.apply`: CallQueued, CallOffered,
+CallAnswered, CallHandled, CallRingNoAnswer, CallLeftQueue, CallAbandoned, CallHeld,
+CallResumed; the ACD reads no call AMI events itself, decision 0013), with AMI queue
+*member* events (:meth:`LiveModel.handle`: membership, pause, penalty, device status),
+and rebuilt wholesale from a ``QueueStatus`` snapshot (:meth:`LiveModel.resync`) after
+every (re)connect. I/O-free.
 
 Event order is never assumed: every member and every queue entry remembers the time of
 the last event applied to it, and an event older than that is ignored; a removal (member
@@ -17,22 +21,32 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from cti.calls.model import event_time
+from cti.events import (
+    CallAbandoned,
+    CallAnswered,
+    CallHandled,
+    CallHeld,
+    CallLeftQueue,
+    CallOffered,
+    CallQueued,
+    CallResumed,
+    CallRingNoAnswer,
+    DomainEvent,
+)
 
-__all__ = ["HANDLED_EVENTS", "Entry", "LiveModel", "Member", "QueueLive"]
+__all__ = ["CALL_EVENTS", "HANDLED_EVENTS", "Entry", "LiveModel", "Member", "QueueLive"]
 
 _MEMBER_EVENTS = frozenset(
     {"QueueMemberStatus", "QueueMemberAdded", "QueueMemberPause", "QueueMemberPenalty",
      "QueueMemberRinginuse"}
 )  # fmt: skip
-_CALL_EVENTS = frozenset(
-    {"AgentCalled", "AgentConnect", "AgentComplete", "AgentRingNoAnswer", "AgentDump"}
-)
-HANDLED_EVENTS = (
-    _MEMBER_EVENTS
-    | _CALL_EVENTS
-    | {"QueueMemberRemoved", "QueueCallerJoin", "QueueCallerLeave", "QueueCallerAbandon"}
-    | {"Hold", "Unhold"}
-)
+#: The AMI member events this model reads (membership is the ACD's own domain).
+HANDLED_EVENTS = _MEMBER_EVENTS | {"QueueMemberRemoved"}
+#: The platform's call events it follows (subscribe each to :meth:`LiveModel.apply`).
+CALL_EVENTS: tuple[type[DomainEvent], ...] = (
+    CallQueued, CallOffered, CallAnswered, CallHandled, CallRingNoAnswer, CallLeftQueue,
+    CallAbandoned, CallHeld, CallResumed,
+)  # fmt: skip
 #: How long tombstones are kept (late events older than this are not expected).
 TOMBSTONE_TTL = timedelta(minutes=5)
 
@@ -143,26 +157,43 @@ class LiveModel:
 
     # --- ingest ---------------------------------------------------------------------------
     def handle(self, msg: Mapping[str, str], now: datetime) -> None:
+        """An AMI queue member event."""
         name = msg.get("Event")
         if name not in HANDLED_EVENTS:
             return
         at = event_time(msg, now)
-        if name in ("Hold", "Unhold"):
-            self._hold(msg, at, name == "Hold")
-            return
         qname = msg.get("Queue", "")
         if not qname:
             return
         if name in _MEMBER_EVENTS:
             self._member_update(qname, msg, at)
-        elif name == "QueueMemberRemoved":
-            self._member_removed(qname, msg, at)
-        elif name == "QueueCallerJoin":
-            self._caller_join(qname, msg, at)
-        elif name in ("QueueCallerLeave", "QueueCallerAbandon"):
-            self._caller_gone(qname, msg, at, abandoned=name == "QueueCallerAbandon")
         else:
-            self._agent_call(name, qname, msg, at)
+            self._member_removed(qname, msg, at)
+
+    def apply(self, event: DomainEvent) -> None:
+        """One of :data:`CALL_EVENTS`."""
+        if isinstance(event, CallHeld | CallResumed):
+            self._hold(event.linkedid, event.at, isinstance(event, CallHeld))
+        elif isinstance(event, CallQueued):
+            if event.queue and event.uniqueid:
+                self._caller_join(event)
+        elif isinstance(event, CallLeftQueue):
+            self._caller_gone(event.queue, event.uniqueid, event.linkedid, event.at)
+        elif isinstance(event, CallAbandoned):
+            self._caller_gone(event.queue, event.uniqueid, event.linkedid, event.at)
+            self.queue(event.queue).abandoned += 1
+        elif isinstance(event, CallOffered):
+            self._agent_call("called", event.queue, event.interface, event.linkedid,
+                             event.uniqueid, event.at)  # fmt: skip
+        elif isinstance(event, CallAnswered):
+            self._agent_call("connect", event.queue, event.interface, event.linkedid,
+                             event.caller_uniqueid, event.at)  # fmt: skip
+        elif isinstance(event, CallHandled):
+            self._agent_call("complete", event.queue, event.interface, event.linkedid,
+                             event.uniqueid, event.at)  # fmt: skip
+        elif isinstance(event, CallRingNoAnswer):
+            self._agent_call("noanswer", event.queue, event.interface, event.linkedid,
+                             event.uniqueid, event.at)  # fmt: skip
 
     def _interface(self, msg: Mapping[str, str]) -> str:
         return msg.get("Interface") or msg.get("Location") or msg.get("DestChannel", "")
@@ -211,57 +242,55 @@ class LiveModel:
         q.members.pop(iface, None)
         self._gone_members[(qname, iface)] = at
 
-    def _caller_join(self, qname: str, msg: Mapping[str, str], at: datetime) -> None:
-        uid = msg.get("Uniqueid", "")
-        if not uid or uid in self._gone_entries:
-            return
-        q = self.queue(qname)
+    def _caller_join(self, event: CallQueued) -> None:
+        uid = event.uniqueid
+        gone = self._gone_entries.get(uid)
+        if gone is not None and event.at <= gone:
+            return  # a late join of a stay that is over (a re-join is newer)
+        q = self.queue(event.queue)
         e = q.entries.get(uid)
         if e is None:
-            e = q.entries[uid] = Entry(
-                uid, msg.get("Linkedid", uid), msg.get("Channel", ""), qname, at
-            )
-        e.joined_at = min(e.joined_at, at)
-        e.caller_num = msg.get("CallerIDNum", e.caller_num)
-        e.position = _int(msg.get("Position"), e.position)
+            e = q.entries[uid] = Entry(uid, event.linkedid, event.channel, event.queue, event.at)
+        e.joined_at = min(e.joined_at, event.at)
+        e.caller_num = event.caller_num or e.caller_num
+        e.position = event.position or e.position
 
-    def _caller_gone(
-        self, qname: str, msg: Mapping[str, str], at: datetime, *, abandoned: bool
-    ) -> None:
-        uid = msg.get("Uniqueid", "")
+    def _caller_gone(self, qname: str, uid: str, linkedid: str, at: datetime) -> None:
+        if not qname or not uid:
+            return
         q = self.queue(qname)
-        if q.entries.pop(uid, None) is not None or uid not in self._gone_entries:
-            if abandoned:
-                q.abandoned += 1
+        q.entries.pop(uid, None)
         self._gone_entries[uid] = at
         for m in q.members.values():
-            if m.state == "ringing" and m.linkedid == msg.get("Linkedid"):
+            if m.state == "ringing" and m.linkedid == linkedid:
                 m.state, m.linkedid = "idle", ""
 
-    def _agent_call(self, name: str, qname: str, msg: Mapping[str, str], at: datetime) -> None:
-        iface = self._interface(msg)
+    def _agent_call(
+        self, what: str, qname: str, iface: str, linkedid: str, uid: str, at: datetime
+    ) -> None:
+        if not qname:
+            return
         q = self.queue(qname)
         m = q.members.get(iface)
-        linkedid = msg.get("Linkedid", "")
-        entry = q.entries.get(msg.get("Uniqueid", ""))
+        entry = q.entries.get(uid)
         if m is None:
             return
         if m.state_since is not None and at < m.state_since:
             return
-        if name == "AgentCalled":
+        if what == "called":
             if entry is not None:
                 entry.ringing.add(iface)
             m.state, m.linkedid = "ringing", linkedid
-        elif name == "AgentConnect":
+        elif what == "connect":
             if entry is not None:
                 entry.ringing.clear()
             m.state, m.linkedid = "on_call", linkedid
-        elif name == "AgentComplete":
+        elif what == "complete":
             q.completed += 1
             m.calls_taken += 1
             if m.state in ("on_call", "on_hold") or m.linkedid == linkedid:
                 self._call_ended(q, m, at)
-        else:  # AgentRingNoAnswer, AgentDump
+        else:  # ring-no-answer
             if entry is not None:
                 entry.ringing.discard(iface)
             if m.linkedid == linkedid:
@@ -278,8 +307,7 @@ class LiveModel:
             m.state = "idle"
         m.state_since = at
 
-    def _hold(self, msg: Mapping[str, str], at: datetime, held: bool) -> None:
-        linkedid = msg.get("Linkedid", "")
+    def _hold(self, linkedid: str, at: datetime, held: bool) -> None:
         for q in self.queues.values():
             for m in q.members.values():
                 if m.linkedid == linkedid and m.state in ("on_call", "on_hold"):

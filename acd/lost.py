@@ -1,4 +1,5 @@
-"""Lost callers: every caller who left a queue unanswered (abandoned or timed out) goes
+"""Lost callers: every caller who left a queue unanswered (abandoned, timed out, no
+agents, refused, asked for a callback; the reason is the call's disposition) goes
 on a list that closes itself when a later call from that number is answered, or when
 the number is reached by a callback or a click-to-call (:meth:`LostCallers.close_key`).
 Calls the ACD places itself (callback placeholders, outbound calls) are never lost
@@ -27,7 +28,9 @@ __all__ = ["LOST_DISPOSITIONS", "LostCallers"]
 
 log = logging.getLogger(__name__)
 
-LOST_DISPOSITIONS = frozenset({"abandoned", "timeout"})
+#: Callers who left a queue unanswered: hung up, timed out, the queue had no agents or
+#: refused them, or they pressed the callback key (closed when the callback reaches them).
+LOST_DISPOSITIONS = frozenset({"abandoned", "timeout", "exit_empty", "refused", "callback"})
 _QUEUE_MAX = 10_000
 
 

@@ -10,10 +10,11 @@ events are recognised without any channel variable:
   whose second half waits in the queue; when an agent answers it, its first half is
   redirected into ``[cti-outbound]`` and dials the customer.
 
-The result of a call (:class:`Result`) comes from ``DialBegin``/``DialEnd`` of the
-``[cti-outbound]`` leg and the ``Hangup`` of the first channel: ``answered`` (the
-customer picked up), ``unanswered`` (dialled, no answer/busy/failed) or ``not_dialled``
-(the agent never answered, or the placeholder left the queue unanswered).
+The result of a call (:class:`Result`) comes from the platform's call events: the
+``[cti-outbound]`` leg's CallDialing / CallDialEnded and the first channel's
+CallLegEnded: ``answered`` (the customer picked up), ``unanswered`` (dialled, no
+answer/busy/failed) or ``not_dialled`` (the agent never answered, or the placeholder
+left the queue unanswered).
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import phonenumbers
 
 from cti.ami.client import AmiClient
+from cti.events import CallDialEnded, CallDialing, CallLegEnded, DomainEvent
 
 __all__ = [
     "CALLBACK_PREFIX",
@@ -46,7 +48,8 @@ OUTBOUND_CONTEXT = "cti-outbound"
 SLOT_CONTEXT = "cti-acd-callback-slot"
 OUTBOUND_PREFIX = "cti-out-"
 CALLBACK_PREFIX = "cti-cb-"
-HANDLED_EVENTS = frozenset({"DialBegin", "DialEnd", "Hangup"})
+#: The platform's call events the dialer follows (subscribe each to :meth:`Dialer.apply`).
+CALL_EVENTS = (CallDialing, CallDialEnded, CallLegEnded)
 
 
 class InvalidNumber(ValueError):
@@ -177,23 +180,22 @@ class Dialer:
         await self.ami.send_action("Hangup", {"Channel": linkedid, "Cause": "16"})
 
     # --- results ------------------------------------------------------------------------------
-    def handle(self, msg: Mapping[str, str]) -> None:
-        """AMI events (synchronous, from the reader): DialBegin/DialEnd/Hangup."""
-        name = msg.get("Event")
-        if name not in HANDLED_EVENTS:
+    def apply(self, event: DomainEvent) -> None:
+        """A dial or a hang-up of one of our calls (bus handler, synchronous)."""
+        if not isinstance(event, CallDialing | CallDialEnded | CallLegEnded):
             return
-        call = self.calls.get(msg.get("Linkedid", ""))
+        call = self.calls.get(event.linkedid)
         if call is None:
             return
-        if name == "Hangup":
-            if msg.get("Uniqueid") == call.linkedid:
+        if isinstance(event, CallLegEnded):
+            if event.uniqueid == call.linkedid:
                 self._finish(call, "unanswered" if call.dialled else "not_dialled")
             return
-        if msg.get("Context") != OUTBOUND_CONTEXT:
+        if event.context != OUTBOUND_CONTEXT:
             return
-        if name == "DialBegin":
+        if isinstance(event, CallDialing):
             call.dialled = True
-        elif msg.get("DialStatus") == "ANSWER":
+        elif event.status == "ANSWER":
             call.dialled = True
             self._finish(call, "answered")
 

@@ -24,10 +24,10 @@ from cti.ami.client import AmiClient
 from cti.ami.protocol import Message
 from cti.bus import EventBus
 from cti.calls import recovery
-from cti.calls.model import Call, CallModel
+from cti.calls.model import EVENT_CLASSES, Call, CallModel, channel_info
 from cti.calls.recorder import CallRecorder
 from cti.config import Settings
-from cti.events import AmiConnected, AmiDisconnected, CallCompleted
+from cti.events import AmiConnected, AmiDisconnected, CallCompleted, IvrCallbackRequested
 from cti.features import Feature, FeatureContext, check_sections, load_features
 from cti.services import Services
 from cti.store.db import Database
@@ -40,6 +40,7 @@ from cti.web.ws import WsHub
 log = logging.getLogger(__name__)
 
 EXPIRE_EVERY_S = 0.2
+GAPPED_CDR_WAIT_S = 0.5
 
 
 def utcnow() -> datetime:
@@ -79,7 +80,7 @@ class Daemon:
         a = settings.ami
         self.ami = AmiClient(
             a.host, a.port, a.username, a.secret,
-            events="call,agent,cdr,user", ping_interval=a.ping_interval,
+            events=EVENT_CLASSES, ping_interval=a.ping_interval,
             action_timeout=a.action_timeout, backoff_max=a.reconnect_max_s,
         )  # fmt: skip
         self.hub = WsHub(self.db, allowed_origins=settings.http.allowed_origins)
@@ -100,12 +101,16 @@ class Daemon:
         self.recorder.attach(self.bus)
         await self.recorder.start()
         self.bus.subscribe(CallCompleted, self._count_completed)
+        self.bus.subscribe(IvrCallbackRequested, self._on_callback_requested)
         self.ami.add_event_handler(self._on_ami_event)
         self.ami.add_connected_handler(self._on_connected)
         self.ami.add_disconnected_handler(self._on_disconnected)
         app = create_app(
             WebDeps(
-                db=self.db, live=self, registry=self.metrics.registry, hub=self.hub,
+                db=self.db,
+                live=self,
+                registry=self.metrics.registry,
+                hub=self.hub,
                 vendor_dir=self.settings.http.vendor_dir,
                 http=self.settings.http, auth=self.settings.auth, site_name=self.settings.site.name,
             )
@@ -206,9 +211,16 @@ class Daemon:
         self._disconnected_at = None
         self.metrics.ami_connected.set(1)
         log.info("AMI connected", extra={"reconnect": reconnect, "channels": len(channels)})
-        self.bus.publish(AmiConnected(now, reconnect))
+        snapshot = tuple(channel_info(ch, now) for ch in channels if ch.get("Uniqueid"))
+        self.bus.publish(AmiConnected(now, reconnect, snapshot))
 
-    async def _recover(self, ended: list[Call], since: datetime, now: datetime) -> None:
+    async def _recover(
+        self,
+        ended: list[Call],
+        since: datetime,
+        now: datetime,
+        fallback_end: datetime | None = None,
+    ) -> None:
         log_dir = self.settings.asterisk.log_dir
         cdr_text = qlog_text = ""
         if log_dir is not None:
@@ -224,7 +236,7 @@ class Daemon:
             cdr=cdr_rows,
             queue_log=recovery.parse_queue_log(qlog_text),
             since=since - timedelta(seconds=2),
-            fallback_end=self._disconnected_at or now,
+            fallback_end=fallback_end or self._disconnected_at or now,
             skip={r.linkedid for r in cdr_rows if self.model.is_known(r.linkedid)},
         )
         for record in records:
@@ -239,7 +251,21 @@ class Daemon:
             await asyncio.sleep(EXPIRE_EVERY_S)
             for event in self.model.expire(utcnow()):
                 self.bus.publish(event)
+            gapped = self.model.take_gapped()
+            if gapped:
+                self._tasks.spawn(self._recover_gapped(gapped), "recover")
             self.metrics.calls_active.set(len(self.model.calls))
+
+    async def _recover_gapped(self, calls: list[Call]) -> None:
+        """Calls whose events had a gap (adopted after a restart, or in progress across an
+        AMI outage) ended: their record comes from Asterisk's CDR and queue_log."""
+        ends = [c.closing_since for c in calls if c.closing_since is not None]
+        end = max(ends) if ends else utcnow()
+        await asyncio.sleep(GAPPED_CDR_WAIT_S)  # the CDR line is written as the channel goes
+        await self._recover(calls, end, utcnow(), fallback_end=end)
+
+    def _on_callback_requested(self, event: IvrCallbackRequested) -> None:
+        self.model.callback_requested(event.linkedid)
 
     def _count_completed(self, event: CallCompleted) -> None:
         rec = event.record

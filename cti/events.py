@@ -18,11 +18,32 @@ class DomainEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class ChannelInfo:
+    """One channel as Asterisk listed it (CoreShowChannels) when the AMI session came up."""
+
+    uniqueid: str
+    linkedid: str
+    channel: str
+    context: str = ""
+    exten: str = ""
+    state: str = ""  # ChannelStateDesc: Up, Ringing, ...
+    application: str = ""
+    bridge_id: str = ""
+    caller_num: str = ""
+    duration_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class AmiConnected(DomainEvent):
-    """The AMI session is logged in (first connect or reconnect) and resynced."""
+    """The AMI session is logged in (first connect or reconnect) and resynced.
+
+    ``channels`` is the one channel snapshot taken at the (re)connect (the call model's
+    resync): features reconcile their live state with it instead of asking Asterisk again.
+    """
 
     at: datetime
     reconnect: bool
+    channels: tuple[ChannelInfo, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +53,12 @@ class AmiDisconnected(DomainEvent):
 
 
 # --- calls ------------------------------------------------------------------------------
+#
+# Published by the platform's call model (cti.calls), the only reader of call-related AMI
+# events; features consume these and never parse AMI for calls (decision 0013). Every
+# event names its call by ``linkedid``. In queue events ``uniqueid``/``channel`` are the
+# queued caller's leg (the key app_queue and queue_log use); ``interface`` and
+# ``member_name`` are the queue member (MemberName = the ACD agent's name).
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +73,18 @@ class CallEntered(DomainEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class CallerIdChanged(DomainEvent):
+    """The caller's number or name became known or changed after the call was first seen
+    (a Local or originated channel gets its caller ID after Newchannel; a late
+    NewCallerid). ``caller_num``/``caller_name`` are the call's current values."""
+
+    linkedid: str
+    at: datetime
+    caller_num: str
+    caller_name: str
+
+
+@dataclass(frozen=True, slots=True)
 class IvrChoiceMade(DomainEvent):
     linkedid: str
     at: datetime
@@ -56,15 +95,20 @@ class IvrChoiceMade(DomainEvent):
 
 @dataclass(frozen=True, slots=True)
 class CallQueued(DomainEvent):
+    """The caller entered ``queue`` (QueueCallerJoin)."""
+
     linkedid: str
     at: datetime
     queue: str
     position: int
+    uniqueid: str = ""
+    channel: str = ""
+    caller_num: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class CallOffered(DomainEvent):
-    """A queue rang an agent's interface for this call."""
+    """A queue rang an agent's interface for this call (AgentCalled)."""
 
     linkedid: str
     at: datetime
@@ -72,55 +116,218 @@ class CallOffered(DomainEvent):
     interface: str
     member_name: str
     caller_num: str
+    uniqueid: str = ""
+    agent_channel: str = ""  # the member's ringing channel
+
+
+@dataclass(frozen=True, slots=True)
+class CallRingNoAnswer(DomainEvent):
+    """A ringing agent did not answer (AgentRingNoAnswer), or answered and dropped the
+    call before it was connected (AgentDump): the queue goes on ringing others."""
+
+    linkedid: str
+    at: datetime
+    queue: str
+    interface: str
+    member_name: str
+    uniqueid: str = ""
+    ring_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallLeftQueue(DomainEvent):
+    """The caller is no longer waiting in ``queue`` (QueueCallerLeave), whatever the
+    reason; CallAnswered / CallAbandoned / CallTimedOut say which, possibly later."""
+
+    linkedid: str
+    at: datetime
+    queue: str
+    uniqueid: str
+    position: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class CallAnswered(DomainEvent):
+    """An agent answered a queue call (AgentConnect): both legs of the conversation."""
+
     linkedid: str
     at: datetime
     queue: str
     interface: str
     member_name: str
     wait_s: float
+    caller_uniqueid: str = ""
+    caller_channel: str = ""
+    agent_uniqueid: str = ""
+    agent_channel: str = ""
+    ring_s: float | None = None
+    caller_num: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CallHandled(DomainEvent):
+    """The agent's part of a queue call ended (AgentComplete): ``reason`` is who hung up
+    (``agent`` | ``caller``) or ``transfer``."""
+
+    linkedid: str
+    at: datetime
+    queue: str
+    interface: str
+    member_name: str
+    wait_s: float | None
+    talk_s: float | None
+    reason: str = ""
+    uniqueid: str = ""
+    agent_channel: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class CallHeld(DomainEvent):
+    """A leg of the call was put on hold (Hold: the caller hears music)."""
+
     linkedid: str
     at: datetime
     uniqueid: str
+    channel: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class CallResumed(DomainEvent):
+    """A held leg was taken off hold (an Unhold after a Hold of the same leg)."""
+
     linkedid: str
     at: datetime
     uniqueid: str
+    channel: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class CallAbandoned(DomainEvent):
+    """The caller hung up while waiting in ``queue`` (a real abandon: app_queue also
+    reports a queue timeout as QueueCallerAbandon; the model tells them apart)."""
+
     linkedid: str
     at: datetime
     queue: str
     position: int
     wait_s: float
+    uniqueid: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class CallTimedOut(DomainEvent):
+    """The caller left ``queue`` unanswered but still on the line: ``reason`` is
+    ``timeout`` (the queue's max wait, EXITWITHTIMEOUT), ``exit_empty`` (no agents left,
+    EXITEMPTY) or ``exit_key`` (the caller pressed the queue's key, EXITWITHKEY: in this
+    product the callback key)."""
+
     linkedid: str
     at: datetime
     queue: str
     wait_s: float
+    reason: str = "timeout"
+    uniqueid: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class CallTransferred(DomainEvent):
+    """A party transferred the call (BlindTransfer / AttendedTransfer, successful only).
+
+    Blind: ``target`` is the extension dialled, ``context`` its context. Attended:
+    ``target`` is the channel the caller now talks to (or the application), and
+    ``target_linkedid`` the consultation call's Linkedid. ``transferer_*`` is the leg
+    that transferred (the agent)."""
+
     linkedid: str
     at: datetime
     kind: str  # "blind" | "attended"
     target: str
+    context: str = ""
+    transferer_uniqueid: str = ""
+    transferer_channel: str = ""
+    target_channel: str = ""
+    target_linkedid: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CallConferenceJoined(DomainEvent):
+    """A leg joined a bridge of this call that now has three parties or more (a
+    conference); published for every party when the third arrives, then per joiner."""
+
+    linkedid: str
+    at: datetime
+    uniqueid: str
+    channel: str
+    bridge_id: str
+    parties: int
+
+
+@dataclass(frozen=True, slots=True)
+class CallConferenceLeft(DomainEvent):
+    """A leg left a conference bridge of this call; ``parties`` is how many remain."""
+
+    linkedid: str
+    at: datetime
+    uniqueid: str
+    channel: str
+    bridge_id: str
+    parties: int
+
+
+@dataclass(frozen=True, slots=True)
+class CallDialing(DomainEvent):
+    """A leg of the call dials out outside any queue (DialBegin of Dial(), e.g. the
+    ``[cti-outbound]`` leg of a click-to-call or a callback). Queue rings are
+    CallOffered, never this."""
+
+    linkedid: str
+    at: datetime
+    uniqueid: str
+    channel: str
+    context: str
+    dest_uniqueid: str = ""
+    dest_channel: str = ""
+    dial_string: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CallDialEnded(DomainEvent):
+    """The outcome of a CallDialing (DialEnd): ``status`` ANSWER, BUSY, NOANSWER, CANCEL,
+    CONGESTION, CHANUNAVAIL, ..."""
+
+    linkedid: str
+    at: datetime
+    uniqueid: str
+    channel: str
+    context: str
+    status: str
+    dest_uniqueid: str = ""
+    dest_channel: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CallLegEnded(DomainEvent):
+    """One leg (channel) of the call hung up; ``remaining`` legs are still up."""
+
+    linkedid: str
+    at: datetime
+    uniqueid: str
+    channel: str
+    cause: str = ""
+    remaining: int = 0
+
+
+#: Dispositions of a finished call (CallRecord.disposition, the ``calls`` row).
+DISPOSITIONS = (
+    "answered",  # an agent (or the dialled party) answered
+    "abandoned",  # hung up while waiting in a queue
+    "timeout",  # left the queue at its max wait (EXITWITHTIMEOUT)
+    "exit_empty",  # left the queue because it had no agents (EXITEMPTY)
+    "callback",  # asked to be called back (IVR option or the queue's key, EXITWITHKEY)
+    "ivr_abandon",  # hung up in the IVR, before any queue
+    "no_answer",  # reached a queue or a dial, nobody answered, no queue outcome
+    "unknown",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +345,7 @@ class CallRecord:
     agent: str = ""
     wait_s: float | None = None
     talk_s: float | None = None
-    disposition: str = "unknown"
+    disposition: str = "unknown"  # one of DISPOSITIONS
     hangup_cause: str = ""
     source: str = "ami"
     legs: tuple[str, ...] = field(default_factory=tuple)

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cti.ami.protocol import Message
 from cti.features import FeatureContext
 from cti.web.pages import add_pages
 from desktop.config import DesktopConfig
 from desktop.notifier import DesktopNotifier
 from desktop.routes import DesktopRoutes, add_routes
-from desktop.service import AMI_EVENTS, PopService
+from desktop.service import PopService
 
 __all__ = ["STATIC", "DesktopFeature"]
 
@@ -32,18 +31,13 @@ class DesktopFeature:
         services = ctx.services
         self.pops = PopService(
             config, self.notifier, lambda: services.customer_directory,
-            region=ctx.settings.site.default_region, calls=ctx.calls,
+            region=ctx.settings.site.default_region,
         )  # fmt: skip
         self.pops.attach(ctx.bus)
-        ctx.ami.add_event_handler(self._on_ami)
         ctx.hub.add_snapshot(self.pops.snapshot)
         ctx.hub.add_command("pop.dismiss", self.pops.dismiss)
         add_routes(ctx.app, DesktopRoutes(ctx.db, self.pops, ctx.settings.site.timezone))
         add_pages(ctx.app, "/desktop", STATIC)
-
-    def _on_ami(self, msg: Message) -> None:
-        if self.pops is not None and msg.event in AMI_EVENTS:
-            self.pops.on_ami(msg)
 
     async def start(self) -> None:
         pass

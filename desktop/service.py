@@ -9,8 +9,11 @@ Timeline of one queue call:
 - CallOffered (AgentCalled): the pop goes to that agent only. If the lookup is still
   running, the pop waits for it at most ``lookup_wait_s`` and then goes without the card;
   a ``call.update`` carries the card when the lookup ends.
-- CallAnswered, CallHeld/CallResumed, transfers, CallCompleted: ``call.update`` of the
-  same card. Agents whose phone rang but who did not answer get ``taken``/``missed``.
+- CallAnswered, CallHeld/CallResumed, CallTransferred, CallDialEnded (an outbound call
+  answered), CallCompleted: ``call.update`` of the same card. Agents whose phone rang but
+  who did not answer get ``taken`` / ``missed`` (CallRingNoAnswer).
+- CallerIdChanged: a caller ID that arrives after the call was first seen starts the
+  lookup. Only the platform's call events are read, never AMI (decision 0013).
 
 Bus handlers are synchronous and never await: what needs I/O runs in this service's own
 tasks. Everything per call lives in bounded maps. Only :class:`~desktop.notifier.
@@ -24,22 +27,24 @@ import contextlib
 import functools
 import logging
 from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cti.bus import EventBus
-from cti.calls.model import CallModel
 from cti.events import (
     CallAbandoned,
     CallAnswered,
     CallbackOffered,
     CallCompleted,
+    CallDialEnded,
     CallEntered,
+    CallerIdChanged,
     CallHeld,
     CallOffered,
     CallQueued,
     CallResumed,
+    CallRingNoAnswer,
     CallTransferred,
     IvrCompleted,
     OutboundCallStarted,
@@ -51,20 +56,9 @@ from desktop.config import DesktopConfig
 from desktop.notifier import DesktopNotifier
 from desktop.pops import CallFacts, FactsTable, Pop, card_dict, history_item, pop_message
 
-__all__ = ["AMI_EVENTS", "PopService"]
+__all__ = ["PopService"]
 
 log = logging.getLogger(__name__)
-
-#: Raw AMI events the service reads: facts no domain event carries (ring-no-answer,
-#: transfers, an outbound call answered), and the caller ID arriving after CallEntered
-#: (a Local or originated channel gets its caller ID after Newchannel) so the lookup can
-#: start before the queue rings.
-AMI_EVENTS = frozenset(
-    {
-        "AgentRingNoAnswer", "BlindTransfer", "AttendedTransfer", "BridgeEnter",
-        "NewCallerid", "Newstate",
-    }
-)  # fmt: skip
 
 # states after which a pop is over (kept only for the reconnect snapshot)
 _FINAL = frozenset({"ended", "taken", "missed", "replaced"})
@@ -84,14 +78,12 @@ class PopService:
         directory: Callable[[], CustomerDirectory | None],
         *,
         region: str,
-        calls: CallModel | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.config = config
         self.notifier = notifier
         self._directory = directory
         self.region = region
-        self._calls = calls
         self._clock = clock
         self.facts = FactsTable(config.max_calls)
         self._lookups: dict[str, asyncio.Task[None]] = {}
@@ -110,6 +102,9 @@ class PopService:
     # --- wiring ---------------------------------------------------------------------------
     def attach(self, bus: EventBus) -> None:
         bus.subscribe(CallEntered, self.on_entered)
+        bus.subscribe(CallerIdChanged, self.on_caller_id)
+        bus.subscribe(CallRingNoAnswer, self.on_ring_no_answer)
+        bus.subscribe(CallDialEnded, self.on_dial_ended)
         bus.subscribe(IvrCompleted, self.on_ivr)
         bus.subscribe(CallQueued, self.on_queued)
         bus.subscribe(CallOffered, self.on_offered)
@@ -140,14 +135,6 @@ class PopService:
         if name and not facts.caller_name:
             facts.caller_name = name[:128]
 
-    def _from_model(self, facts: CallFacts) -> None:
-        """Fill the caller from the platform's live call when our events did not say."""
-        if self._calls is None or (facts.caller_raw and facts.caller_name):
-            return
-        call = self._calls.calls.get(facts.linkedid)
-        if call is not None:
-            self._caller(facts, call.caller_num, call.caller_name)
-
     def on_entered(self, event: CallEntered) -> None:
         facts = self.facts.ensure(event.linkedid)
         self._caller(facts, event.caller_num, event.caller_name)
@@ -155,10 +142,18 @@ class PopService:
         facts.entered_at = facts.entered_at or event.at
         self._start_lookup(facts)
 
+    def on_caller_id(self, event: CallerIdChanged) -> None:
+        """A caller ID known only after the call was first seen (Local or originated
+        channels): the lookup can start before the queue rings."""
+        facts = self.facts.get(event.linkedid)
+        if facts is None:
+            return
+        self._caller(facts, event.caller_num, event.caller_name)
+        self._start_lookup(facts)
+
     def on_ivr(self, event: IvrCompleted) -> None:
         facts = self.facts.ensure(event.linkedid)
         self._caller(facts, event.caller_num)
-        self._from_model(facts)
         facts.dnis = facts.dnis or event.dnis[:64]
         facts.ivr_path = tuple(str(p)[:64] for p in event.path[:32])
         facts.ivr_collected = {str(k)[:64]: str(v)[:64] for k, v in event.collected[:32]}
@@ -167,7 +162,7 @@ class PopService:
 
     def on_queued(self, event: CallQueued) -> None:
         facts = self.facts.ensure(event.linkedid)
-        self._from_model(facts)
+        self._caller(facts, event.caller_num)
         facts.queue = event.queue[:64]
         facts.queued_at = event.at
         self._start_lookup(facts)
@@ -227,7 +222,6 @@ class PopService:
     def on_offered(self, event: CallOffered) -> None:
         facts = self.facts.ensure(event.linkedid)
         self._caller(facts, event.caller_num)
-        self._from_model(facts)
         facts.queue = facts.queue or event.queue[:64]
         agent = (event.member_name or event.interface)[:128]
         if not agent:
@@ -375,8 +369,9 @@ class PopService:
 
     def on_transferred(self, event: CallTransferred) -> None:
         self._live_update(
-            event.linkedid, "transferred", transfer={"kind": event.kind, "target": event.target}
-        )
+            event.linkedid[:_MAX_ID], "transferred",
+            transfer={"kind": event.kind, "target": event.target[:64]},
+        )  # fmt: skip
 
     def _stop_ringing(self, linkedid: str, reason: str) -> None:
         for pop in self._holding(linkedid):
@@ -400,35 +395,18 @@ class PopService:
         # is still useful for the notes written after the call
         self.facts.pop(rec.linkedid)
 
-    def on_ami(self, msg: Mapping[str, str]) -> None:
-        """Raw AMI facts with no domain event: ring-no-answer, transfers, outbound answer."""
-        name = msg.get("Event")
-        if name not in AMI_EVENTS:
+    def on_ring_no_answer(self, event: CallRingNoAnswer) -> None:
+        pop = self._pop_of((event.member_name or event.interface)[:128], event.linkedid)
+        if pop is not None and pop.ended_at is None and pop.message["state"] == "ringing":
+            self._update(pop, "missed")
+
+    def on_dial_ended(self, event: CallDialEnded) -> None:
+        """An outbound call (click-to-call, callback) was answered by the customer."""
+        if event.status != "ANSWER" or event.linkedid not in self._holders:
             return
-        if name in ("NewCallerid", "Newstate"):
-            facts = self.facts.get(msg.get("Linkedid", ""))
-            if facts is not None and facts.lookup_state == "none":
-                self._from_model(facts)
-                self._start_lookup(facts)
-            return
-        if name == "AgentRingNoAnswer":
-            pop = self._pop_of(msg.get("MemberName", "")[:128], msg.get("Linkedid", ""))
-            if pop is not None and pop.ended_at is None and pop.message["state"] == "ringing":
-                self._update(pop, "missed")
-        elif name in ("BlindTransfer", "AttendedTransfer"):
-            linkedid = msg.get("TransfererLinkedid") or msg.get("OrigTransfererLinkedid") or ""
-            target = msg.get("Extension") or msg.get("SecondTransfererChannel") or ""
-            kind = "blind" if name == "BlindTransfer" else "attended"
-            self._live_update(
-                linkedid[:_MAX_ID], "transferred", transfer={"kind": kind, "target": target[:64]}
-            )
-        elif name == "BridgeEnter":
-            linkedid = msg.get("Linkedid", "")
-            if int(msg.get("BridgeNumChannels", "0") or 0) < 2 or linkedid not in self._holders:
-                return
-            for pop in self._holding(linkedid):
-                if pop.ended_at is None and pop.message.get("state") == "dialing":
-                    self._update(pop, "answered", answered_at=self._clock().isoformat())
+        for pop in self._holding(event.linkedid):
+            if pop.ended_at is None and pop.message.get("state") == "dialing":
+                self._update(pop, "answered", answered_at=event.at.isoformat())
 
     # --- what a (re)connecting desktop gets ---------------------------------------------------
     def current(self, agent: str) -> list[dict[str, Any]]:

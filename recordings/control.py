@@ -1,8 +1,10 @@
 """The live side: which answered calls exist now, MixMonitor start/stop/pause per policy.
 
-Built from AMI events the daemon already receives (``agent`` and ``call`` classes):
-AgentConnect (the agent answered: start recording on the caller's channel when the
-queue's policy is ``always``), AgentComplete and Hangup (stop, then process the file).
+Built from the platform's call events (no AMI is read here, decision 0013): CallAnswered
+(the agent answered: start recording on the caller's channel when the queue's policy is
+``always``), CallDialEnded ANSWER of a call the system placed for an agent
+(OutboundCallStarted), CallHandled and CallLegEnded (stop, then process the file), and
+the channel snapshot of AmiConnected (calls whose caller vanished meanwhile end).
 Operations on one call are serialised by a per-call lock; file work happens afterwards
 in :class:`recordings.processing.Processor`.
 """
@@ -18,9 +20,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cti.ami.client import AmiClient
-from cti.ami.protocol import Message
 from cti.bus import EventBus
-from cti.events import OutboundCallStarted, RecordingStarted, RecordingStopped
+from cti.events import (
+    AmiConnected,
+    CallAnswered,
+    CallDialEnded,
+    CallHandled,
+    CallLegEnded,
+    OutboundCallStarted,
+    RecordingStarted,
+    RecordingStopped,
+)
 from cti.phone import normalize
 from cti.services import Services
 from cti.tasks import BackgroundTasks
@@ -114,61 +124,81 @@ class Recorder:
         self._outbound: dict[str, tuple[str, str]] = {}  # linkedid -> (agent, number)
         self.tasks = BackgroundTasks("recordings")
 
-    # --- AMI ------------------------------------------------------------------------------
+    # --- call events ------------------------------------------------------------------------
+    def attach(self, bus: EventBus) -> None:
+        bus.subscribe(OutboundCallStarted, self.on_outbound)
+        bus.subscribe(CallAnswered, self.on_answered)
+        bus.subscribe(CallDialEnded, self.on_dial_ended)
+        bus.subscribe(CallHandled, self.on_handled)
+        bus.subscribe(CallLegEnded, self.on_leg_ended)
+        bus.subscribe(AmiConnected, self.on_connected)
+
     def on_outbound(self, event: OutboundCallStarted) -> None:
         """The system dials a customer for an agent: recorded once the customer answers
-        (DialEnd ANSWER of that call), under ``outbound_policy``."""
+        (CallDialEnded ANSWER of that call), under ``outbound_policy``."""
         if event.linkedid not in self.calls and len(self._outbound) < 10000:
             self._outbound[event.linkedid] = (event.agent, event.number)
 
-    def on_ami(self, msg: Message) -> None:
-        event = msg.event
-        if event == "AgentConnect":
-            self._on_connect(msg)
-        elif event == "DialEnd" and self._outbound:
-            lid = msg.get("Linkedid", "")
-            if lid in self._outbound and msg.get("DialStatus") == "ANSWER":
-                agent, number = self._outbound.pop(lid)
-                self._on_outbound_answer(msg, agent, number)
-        elif event == "AgentComplete":
-            lid = msg.get("Linkedid", "")
-            if lid in self.calls:
-                self.tasks.spawn(self._end(lid, stop=True), "end")
-        elif event == "Hangup":
-            uid = msg.get("Uniqueid", "")
-            lid = self._by_uniqueid.get(uid, "")
-            if uid in self._outbound:  # the agent never answered, or nobody was dialled
-                self._outbound.pop(uid, None)
-            if lid in self.calls:
-                # the agent's leg went: the caller's channel (and MixMonitor on it) may go
-                # on in the dialplan, so stop it explicitly; the caller's own hang-up closes it
-                caller_gone = uid == self.calls[lid].caller_uniqueid
-                self.tasks.spawn(self._end(lid, stop=not caller_gone), "end")
+    def on_answered(self, event: CallAnswered) -> None:
+        lid = event.linkedid
+        if not lid or lid in self.calls:
+            return
+        channel, agent_channel = event.caller_channel, event.agent_channel
+        if CHANNEL_RE.fullmatch(channel) is None or CHANNEL_RE.fullmatch(agent_channel) is None:
+            log.warning("answered call with unusable channel names for %s", lid)
+            return
+        call = LiveCall(
+            linkedid=lid, queue=event.queue, agent=event.member_name,
+            caller_channel=channel, caller_uniqueid=event.caller_uniqueid,
+            agent_channel=agent_channel, caller_num=event.caller_num[:64],
+            answered_at=self.clock(), policy=self.config.policy_for(event.queue),
+        )  # fmt: skip
+        self._track(call, event.agent_uniqueid)
 
-    async def on_connected(self, reconnect: bool) -> None:
+    def on_dial_ended(self, event: CallDialEnded) -> None:
+        lid = event.linkedid
+        if lid in self._outbound and event.status == "ANSWER":
+            agent, number = self._outbound.pop(lid)
+            self._on_outbound_answer(event, agent, number)
+
+    def on_handled(self, event: CallHandled) -> None:
+        if event.linkedid in self.calls:
+            self.tasks.spawn(self._end(event.linkedid, stop=True), "end")
+
+    def on_leg_ended(self, event: CallLegEnded) -> None:
+        uid = event.uniqueid
+        lid = self._by_uniqueid.get(uid, "")
+        if uid in self._outbound:  # the agent never answered, or nobody was dialled
+            self._outbound.pop(uid, None)
+        if lid in self.calls:
+            # the agent's leg went: the caller's channel (and MixMonitor on it) may go
+            # on in the dialplan, so stop it explicitly; the caller's own hang-up closes it
+            caller_gone = uid == self.calls[lid].caller_uniqueid
+            self.tasks.spawn(self._end(lid, stop=not caller_gone), "end")
+
+    def on_connected(self, event: AmiConnected) -> None:
         """After an AMI (re)connect: calls whose caller channel vanished while we were
         away are ended (their MixMonitor closed with the channel)."""
-        if not reconnect or not self.calls:
+        if not event.reconnect or not self.calls:
             return
-        _, items = await self.ami.send_list_action("CoreShowChannels")
-        present = {m.get("Channel", "") for m in items}
+        present = {c.channel for c in event.channels}
         for lid, call in list(self.calls.items()):
             if call.caller_channel not in present:
                 self.tasks.spawn(self._end(lid, stop=False), "end")
 
-    def _on_outbound_answer(self, msg: Message, agent: str, number: str) -> None:
+    def _on_outbound_answer(self, event: CallDialEnded, agent: str, number: str) -> None:
         # the dialling channel is the agent's leg: it carries both directions
-        lid, channel = msg.get("Linkedid", ""), msg.get("Channel", "")
+        lid, channel = event.linkedid, event.channel
         if lid in self.calls or CHANNEL_RE.fullmatch(channel) is None:
             return
         self._track(
             LiveCall(
                 linkedid=lid, queue="", agent=agent, caller_channel=channel,
-                caller_uniqueid=msg.get("Uniqueid", ""), agent_channel=channel,
+                caller_uniqueid=event.uniqueid, agent_channel=channel,
                 caller_num=number[:64], answered_at=self.clock(),
                 policy=self.config.policy_for(""),
             ),
-            msg.get("DestUniqueid", ""),
+            event.dest_uniqueid,
         )  # fmt: skip
 
     def _track(self, call: LiveCall, other_uniqueid: str) -> None:
@@ -177,24 +207,6 @@ class Recorder:
         if other_uniqueid:
             self._by_uniqueid[other_uniqueid] = call.linkedid
         self.tasks.spawn(self._answered(call), "answered")
-
-    def _on_connect(self, msg: Message) -> None:
-        lid = msg.get("Linkedid", "")
-        channel = msg.get("Channel", "")
-        agent_channel = msg.get("DestChannel", "")
-        if not lid or lid in self.calls:
-            return
-        if CHANNEL_RE.fullmatch(channel) is None or CHANNEL_RE.fullmatch(agent_channel) is None:
-            log.warning("AgentConnect with unusable channel names for %s", lid)
-            return
-        queue = msg.get("Queue", "")
-        call = LiveCall(
-            linkedid=lid, queue=queue, agent=msg.get("MemberName", ""),
-            caller_channel=channel, caller_uniqueid=msg.get("Uniqueid", ""),
-            agent_channel=agent_channel, caller_num=msg.get("CallerIDNum", "")[:64],
-            answered_at=self.clock(), policy=self.config.policy_for(queue),
-        )  # fmt: skip
-        self._track(call, msg.get("DestUniqueid", ""))
 
     async def _answered(self, call: LiveCall) -> None:
         async with call.lock:

@@ -7,7 +7,6 @@ import contextlib
 import logging
 from pathlib import Path
 
-from cti.events import OutboundCallStarted
 from cti.features import FeatureContext
 from cti.web.pages import add_pages
 from recordings.api import RecordingsApi
@@ -47,9 +46,7 @@ class RecordingsFeature:
             config, store, self.processor, ctx.ami, ctx.bus, services=ctx.services,
             hub=ctx.hub, region=ctx.settings.site.default_region,
         )  # fmt: skip
-        ctx.ami.add_event_handler(self.recorder.on_ami)
-        ctx.ami.add_connected_handler(self.recorder.on_connected)
-        ctx.bus.subscribe(OutboundCallStarted, self.recorder.on_outbound)
+        self.recorder.attach(ctx.bus)
         self.api = RecordingsApi(
             config, store, self.processor, self.recorder,
             UrlSigner(config.url_secret, config.url_ttl_s), ctx.ami,

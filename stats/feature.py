@@ -2,9 +2,12 @@
 
 - queue_log -> store: on start, after every AMI (re)connect (AmiConnected) and every
   ``tail_interval_s`` while connected (:class:`stats.service.StatsService`).
-- AMI -> wallboard: queue/member/hold events update the frame; frames are coalesced
-  and pushed to supervisors (``{"type": "wallboard", ...}``), with a snapshot on connect.
-- bus -> store: IvrAbandoned (IVR abandons), CallHeld / CallResumed (in-call hold).
+- call events -> wallboard: CallQueued / CallAnswered / CallHandled / CallAbandoned /
+  CallTimedOut update today's figures; those and the agents' call and status events
+  push a frame (coalesced, to supervisors: ``{"type": "wallboard", ...}``), with a
+  snapshot on connect and a refresh every tail interval (waits grow by themselves).
+- bus -> store: CallQueued (caller Uniqueid -> Linkedid link), IvrAbandoned (IVR
+  abandons), CallHeld / CallResumed (in-call hold). No AMI is read here (decision 0013).
 """
 
 from __future__ import annotations
@@ -17,9 +20,19 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from acd.live import HANDLED_EVENTS as ACD_EVENTS
-from cti.ami.protocol import Message
-from cti.events import AmiConnected, AmiDisconnected, CallHeld, CallResumed, IvrAbandoned
+from cti.events import (
+    AgentStatusChanged,
+    AmiConnected,
+    AmiDisconnected,
+    CallHeld,
+    CallLeftQueue,
+    CallOffered,
+    CallQueued,
+    CallResumed,
+    CallRingNoAnswer,
+    DomainEvent,
+    IvrAbandoned,
+)
 from cti.features import FeatureContext
 from cti.store.tokens import Principal
 from cti.web.pages import add_pages
@@ -62,7 +75,11 @@ class StatsFeature:
         self.service = StatsService(ctx.db, ZoneInfo(ctx.settings.site.timezone), qlog, settings)
         self.service.on_ingested = self.schedule_push
         ctx.services.extra["stats"] = self.service
-        ctx.ami.add_event_handler(self._on_ami_event)
+        for kind in WALLBOARD_EVENTS:
+            ctx.bus.subscribe(kind, self._on_call_event)
+        # agents' states change with these (the ACD's live model follows them too)
+        for other in (CallOffered, CallRingNoAnswer, CallLeftQueue, AgentStatusChanged):
+            ctx.bus.subscribe(other, self._on_state_event)
         ctx.bus.subscribe(AmiConnected, self._on_connected)
         ctx.bus.subscribe(AmiDisconnected, self._on_disconnected)
         ctx.bus.subscribe(IvrAbandoned, self._on_ivr_abandoned)
@@ -124,16 +141,18 @@ class StatsFeature:
                 await self.service.tail()
             except Exception:
                 log.exception("statistics: queue_log tail failed")
+            self.schedule_push()  # waits grow, device states change: refresh anyway
 
     # --- events ---------------------------------------------------------------------------
-    def _on_ami_event(self, msg: Message) -> None:
+    def _on_call_event(self, event: DomainEvent) -> None:
         assert self.service is not None
-        name = msg.event
-        if name == "QueueCallerJoin" and msg.get("Uniqueid") and msg.get("Linkedid"):
-            self._spawn(self.service.link(msg["Uniqueid"], msg["Linkedid"]), "stats-link")
-        changed = self.service.wallboard.handle(msg, datetime.now(UTC))
-        if changed or name in ACD_EVENTS or name in WALLBOARD_EVENTS:
-            self.schedule_push()
+        if isinstance(event, CallQueued) and event.uniqueid:
+            self._spawn(self.service.link(event.uniqueid, event.linkedid), "stats-link")
+        self.service.wallboard.apply(event, datetime.now(UTC))
+        self.schedule_push()
+
+    def _on_state_event(self, _: DomainEvent) -> None:
+        self.schedule_push()
 
     def _on_ivr_abandoned(self, ev: IvrAbandoned) -> None:
         assert self.service is not None
@@ -143,10 +162,12 @@ class StatsFeature:
     def _on_held(self, ev: CallHeld) -> None:
         assert self.service is not None
         self._spawn(self.service.held(ev.linkedid, ev.uniqueid, ev.at), "stats-hold")
+        self.schedule_push()
 
     def _on_resumed(self, ev: CallResumed) -> None:
         assert self.service is not None
         self._spawn(self.service.resumed(ev.uniqueid, ev.at), "stats-unhold")
+        self.schedule_push()
 
     # --- wallboard ------------------------------------------------------------------------
     def _live_queues(self) -> list[dict[str, Any]]:

@@ -1,11 +1,12 @@
 """The live wallboard: per queue what is happening now and today's figures so far.
 
 "Now" (callers waiting, longest wait, agents by state and status) is the ACD's live model.
-"Today so far" is kept here per queue entry, keyed by (caller Uniqueid, queue): AMI
-events update it the moment they arrive (QueueCallerJoin / AgentConnect / AgentComplete /
-QueueCallerAbandon / QueueCallerLeave), and every queue_log ingest overwrites the same
-keys with the stored rows (authoritative, also for what happened while AMI was down).
-Keyed, so an entry seen both ways is counted once. I/O-free.
+"Today so far" is kept here per queue entry, keyed by (caller Uniqueid, queue): the
+platform's call events update it the moment they arrive (CallQueued / CallAnswered /
+CallHandled / CallAbandoned / CallTimedOut: a timeout is never counted as an abandon,
+the call model tells them apart), and every queue_log ingest overwrites the same keys
+with the stored rows (authoritative, also for what happened while AMI was down). Keyed,
+so an entry seen both ways is counted once. I/O-free.
 """
 
 from __future__ import annotations
@@ -17,23 +18,23 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from acd.queues_conf import OWNER_QUEUE_PREFIX
-from cti.calls.model import event_time
+from cti.events import (
+    CallAbandoned,
+    CallAnswered,
+    CallHandled,
+    CallQueued,
+    CallTimedOut,
+    DomainEvent,
+)
 from stats.formulas import Counts, EntryFacts, count_entry, figures
 from stats.store import QueueRules
 
 __all__ = ["WALLBOARD_EVENTS", "TodayEntry", "Wallboard"]
 
-WALLBOARD_EVENTS = frozenset(
-    {"QueueCallerJoin", "AgentConnect", "AgentComplete", "QueueCallerAbandon",
-     "QueueCallerLeave"}
+#: The call events that change today's figures (subscribe each to :meth:`Wallboard.apply`).
+WALLBOARD_EVENTS: tuple[type[DomainEvent], ...] = (
+    CallQueued, CallAnswered, CallHandled, CallAbandoned, CallTimedOut,
 )  # fmt: skip
-
-
-def _f(value: str | None) -> float:
-    try:
-        return float(value or 0)
-    except ValueError:
-        return 0.0
 
 
 @dataclass(slots=True)
@@ -64,35 +65,34 @@ class Wallboard:
             }  # fmt: skip
             self.ivr_abandons.clear()
 
-    def handle(self, msg: Mapping[str, str], now: datetime) -> bool:
-        """Apply one AMI event; True if today's figures changed."""
-        name = msg.get("Event")
-        if name not in WALLBOARD_EVENTS:
-            return False
+    def apply(self, event: DomainEvent, now: datetime) -> bool:
+        """Apply one of :data:`WALLBOARD_EVENTS`; True if today's figures changed."""
         self._roll(now)
-        at = event_time(msg, now)
-        key = (msg.get("Uniqueid", ""), msg.get("Queue", ""))
-        if not key[0] or not key[1]:
+        if isinstance(event, CallQueued):
+            key = (event.uniqueid, event.queue)
+            if not all(key) or key in self.entries:
+                return False
+            if event.at.astimezone(self.tz).date() != self.day:
+                return False
+            self.entries[key] = TodayEntry(event.queue, event.at)
+            return True
+        if isinstance(event, CallAnswered):
+            key = (event.caller_uniqueid, event.queue)
+        elif isinstance(event, CallHandled | CallAbandoned | CallTimedOut):
+            key = (event.uniqueid, event.queue)
+        else:
             return False
         e = self.entries.get(key)
-        if name == "QueueCallerJoin":
-            if e is None and at.astimezone(self.tz).date() == self.day:
-                self.entries[key] = TodayEntry(key[1], at)
-                return True
-            return False
         if e is None or e.from_store:
             return False
-        if name == "AgentConnect":
-            e.outcome, e.wait_s = "answered", _f(msg.get("HoldTime"))
-        elif name == "AgentComplete":
-            e.outcome, e.completed = "answered", True
-            e.talk_s = _f(msg.get("TalkTime"))
-        elif name == "QueueCallerAbandon":
-            e.outcome, e.wait_s = "abandoned", _f(msg.get("HoldTime"))
-        elif name == "QueueCallerLeave" and e.outcome == "waiting":
-            # timeout, exit key or leave-empty: queue_log will say which
-            e.outcome = "timeout"
-            e.wait_s = max(0.0, (at - e.entered_at).total_seconds())
+        if isinstance(event, CallAnswered):
+            e.outcome, e.wait_s = "answered", event.wait_s
+        elif isinstance(event, CallHandled):
+            e.outcome, e.completed, e.talk_s = "answered", True, event.talk_s or 0.0
+        elif isinstance(event, CallAbandoned):
+            e.outcome, e.wait_s = "abandoned", event.wait_s
+        elif e.outcome == "waiting":  # timeout, exit with a key or leave-empty
+            e.outcome, e.wait_s = event.reason, event.wait_s
         return True
 
     def ivr_abandoned(self, linkedid: str, at: datetime) -> None:

@@ -1,44 +1,101 @@
 """The live call model: AMI events in, domain events out, no I/O.
 
+This is the one place that reads call-related AMI events (decision 0013): channels,
+queue callers and agents' rings, answers, holds, transfers, conferences, dials. Features
+consume the domain events it returns (cti.events) and never parse AMI for calls.
+
 A call is keyed by Linkedid and has legs keyed by Uniqueid. Any event carrying a Linkedid
 and Uniqueid creates what it names, so the model does not depend on AMI event order
 (Newchannel, BridgeEnter, queue events may arrive either way). When the last known leg
 hangs up the call is *closing*; it is finalised (CallCompleted) ``close_grace_s`` later
-so that events that trail the last Hangup (AgentComplete, Cdr) still land on it. Time is
+so that events that trail the last Hangup (AgentComplete) still land on it. Time is
 passed in (the AMI ``Timestamp`` header when present), which keeps the model
 deterministic under replay.
+
+How a caller's stay in a queue ends (:class:`QueueStay`), since AMI alone is ambiguous:
+
+- app_queue sends QueueCallerLeave *before* AgentConnect for an answered caller;
+- it sends QueueCallerAbandon for a real abandon *and* for a timeout or leave-when-empty
+  (``record_abandoned()`` in app_queue.c), and nothing at all for an exit with a key.
+
+The product's dialplan therefore raises ``UserEvent(CtiQueueExit, Queue, Status)`` on
+every path where the caller is still on the line after Queue() (QUEUESTATUS, or
+EXITWITHKEY in the key contexts). A stay resolves as: answered on AgentConnect; the
+dialplan's status when it says one; abandoned when the queued leg hangs up after an
+abandon report; otherwise a timeout once the caller is seen alive (joins another queue)
+or ``abandon_grace_s`` of AMI time passed without a hang-up. Calls whose event stream has
+a gap (seen first in a reconnect snapshot, or in progress across an AMI outage) are
+marked ``gap``: their record is completed from Asterisk's own records (recovery).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from cti.events import (
     CallAbandoned,
     CallAnswered,
     CallCompleted,
+    CallConferenceJoined,
+    CallConferenceLeft,
+    CallDialEnded,
+    CallDialing,
     CallEntered,
+    CallerIdChanged,
+    CallHandled,
     CallHeld,
+    CallLeftQueue,
+    CallLegEnded,
     CallOffered,
     CallQueued,
     CallRecord,
     CallResumed,
+    CallRingNoAnswer,
     CallTimedOut,
+    CallTransferred,
+    ChannelInfo,
     DomainEvent,
 )
 
 UNKNOWN_CID = {"", "<unknown>", "unknown"}
 
-# The AMI events the model consumes; the client subscribes to their classes only.
+#: The user event the product's dialplan raises when a caller leaves Queue() alive.
+QUEUE_EXIT_EVENT = "CtiQueueExit"
+#: QUEUESTATUS (or EXITWITHKEY) -> how the stay ended.
+_EXIT_STATUS = {
+    "TIMEOUT": "timeout",
+    "LEAVEEMPTY": "exit_empty",
+    "LEAVEUNAVAIL": "exit_empty",
+    "EXITWITHKEY": "exit_key",
+    "FULL": "refused",
+    "JOINEMPTY": "refused",
+    "JOINUNAVAIL": "refused",
+}
+#: How a resolved stay makes the call's disposition.
+_OUTCOME_DISPOSITION = {
+    "answered": "answered",
+    "abandoned": "abandoned",
+    "timeout": "timeout",
+    "exit_empty": "exit_empty",
+    "exit_key": "callback",
+    "refused": "refused",
+}
+
+# The AMI events the model consumes, and the classes they come in (the client subscribes
+# to these classes only: never ``dialplan``, design.md §3).
 HANDLED_EVENTS = frozenset(
     {
-        "Newchannel", "NewCallerid", "Newstate", "Hangup", "QueueCallerJoin", "AgentCalled",
-        "AgentConnect", "AgentComplete", "QueueCallerAbandon", "QueueCallerLeave",
-        "BridgeEnter", "Hold", "Unhold",
+        "Newchannel", "NewCallerid", "Newstate", "Hangup",
+        "QueueCallerJoin", "QueueCallerLeave", "QueueCallerAbandon",
+        "AgentCalled", "AgentConnect", "AgentComplete", "AgentRingNoAnswer", "AgentDump",
+        "BridgeEnter", "BridgeLeave", "Hold", "Unhold", "BlindTransfer", "AttendedTransfer",
+        "DialBegin", "DialEnd", "UserEvent",
     }
 )  # fmt: skip
+EVENT_CLASSES = "call,agent,user"
+_TRANSFERS = frozenset({"BlindTransfer", "AttendedTransfer"})
 
 
 @dataclass
@@ -51,6 +108,28 @@ class Leg:
 
 
 @dataclass
+class QueueStay:
+    """One stay of the caller in one queue (QueueCallerJoin to its outcome)."""
+
+    queue: str
+    uniqueid: str
+    joined_at: datetime | None
+    position: int = 0
+    left_at: datetime | None = None
+    abandon: tuple[datetime, float | None, int] | None = None  # QueueCallerAbandon seen
+    exit_status: str = ""  # what the dialplan said (CtiQueueExit)
+    outcome: str = ""  # answered | abandoned | timeout | exit_empty | exit_key | refused
+
+    def wait(self, at: datetime, reported: float | None = None) -> float:
+        """Asterisk's whole-second wait (queue_log's ``time(NULL) - start``)."""
+        if reported is not None:
+            return reported
+        if self.joined_at is None:
+            return 0.0
+        return float(max(0, int(at.timestamp()) - int(self.joined_at.timestamp())))
+
+
+@dataclass
 class Call:
     linkedid: str
     started_at: datetime
@@ -60,19 +139,21 @@ class Call:
     dnis: str = ""
     entered: bool = False
     queue: str = ""
-    queued_at: datetime | None = None
+    stay: QueueStay | None = None
+    outcome: str = ""  # the last resolved stay's outcome
     agent: str = ""
     answered_at: datetime | None = None
     wait_s: float | None = None
     talk_s: float | None = None
-    abandoned: bool = False
-    left_queue: bool = False
-    # a QueueCallerLeave not (yet) explained by AgentConnect/Abandon: (queue, at, wait)
-    pending_leave: tuple[str, datetime, float] | None = None
     bridged_at: datetime | None = None
     closing_since: datetime | None = None
     last_cause: str = ""
     held: set[str] = field(default_factory=set)  # legs on hold (Hold seen, no Unhold yet)
+    queue_dials: set[str] = field(default_factory=set)  # members' channels a queue rang
+    callback_requested: bool = False  # the IVR took a callback request (IvrCallbackRequested)
+    # the event stream of this call has a gap (first seen in a snapshot, or in progress
+    # across an AMI outage): recovery completes its record from CDR / queue_log
+    gap: bool = False
 
     @property
     def active_legs(self) -> int:
@@ -81,10 +162,10 @@ class Call:
     def disposition(self) -> str:
         if self.answered_at is not None:
             return "answered"
-        if self.abandoned:
-            return "abandoned"
-        if self.left_queue:
-            return "timeout"
+        if self.outcome:
+            return _OUTCOME_DISPOSITION.get(self.outcome, "unknown")
+        if self.callback_requested:
+            return "callback"
         if self.bridged_at is not None:
             return "answered"
         if self.entered and not self.queue:
@@ -144,28 +225,68 @@ def _float(value: str | None) -> float | None:
         return None
 
 
+def _int(value: str | None) -> int:
+    try:
+        return int(value or 0)
+    except ValueError:
+        return 0
+
+
+def _member(msg: Mapping[str, str]) -> tuple[str, str]:
+    """(interface, member name) of a queue agent event."""
+    return msg.get("Interface", "") or msg.get("DestChannel", ""), msg.get("MemberName", "")
+
+
+def channel_info(ch: Mapping[str, str], now: datetime) -> ChannelInfo:
+    """A CoreShowChannel item as the snapshot the platform publishes."""
+    return ChannelInfo(
+        uniqueid=ch.get("Uniqueid", ""), linkedid=ch.get("Linkedid", ""),
+        channel=ch.get("Channel", ""), context=ch.get("Context", ""),
+        exten=ch.get("Exten", ""), state=ch.get("ChannelStateDesc", ""),
+        application=ch.get("Application", ""), bridge_id=ch.get("BridgeId", ""),
+        caller_num=ch.get("CallerIDNum", ""), duration_s=_duration_s(ch),
+    )  # fmt: skip
+
+
 class CallModel:
     def __init__(
-        self, *, inbound_contexts: Iterable[str] = ("cti-inbound",), close_grace_s: float = 1.0
+        self,
+        *,
+        inbound_contexts: Iterable[str] = ("cti-inbound",),
+        close_grace_s: float = 1.0,
+        abandon_grace_s: float = 2.0,
     ) -> None:
         self.inbound_contexts = frozenset(inbound_contexts)
         self.close_grace_s = close_grace_s
         self.leave_grace_s = 1.0
+        self.abandon_grace_s = abandon_grace_s
         self.calls: dict[str, Call] = {}
         self._finished: dict[str, datetime] = {}  # linkedid -> when finalised (late events)
+        # bridge id -> uniqueid -> (linkedid, channel), for conferences
+        self._bridges: dict[str, dict[str, tuple[str, str]]] = {}
+        self._bridge_call: dict[str, str] = {}  # bridge id -> the call it belongs to
+        self._ami_clock: datetime | None = None  # the newest event time seen
+        self._gapped: list[Call] = []
 
     # --- ingest ---------------------------------------------------------------------------
     def handle(self, msg: Mapping[str, str], now: datetime) -> list[DomainEvent]:
         name = msg.get("Event")
         if name not in HANDLED_EVENTS:
             return []
+        at = event_time(msg, now)
+        if self._ami_clock is None or at > self._ami_clock:
+            self._ami_clock = at
+        if name in _TRANSFERS:
+            return self._transfer(name, msg, at)
         linkedid = msg.get("Linkedid") or ""
         uniqueid = msg.get("Uniqueid") or ""
         if not linkedid or not uniqueid or linkedid in self._finished:
             return []
-        at = event_time(msg, now)
+        if name == "UserEvent" and msg.get("UserEvent") != QUEUE_EXIT_EVENT:
+            return []
         out: list[DomainEvent] = []
         call = self.calls.get(linkedid)
+        known = call is not None
         if call is None:
             call = self.calls[linkedid] = Call(linkedid=linkedid, started_at=at)
         leg = call.legs.get(uniqueid)
@@ -177,80 +298,17 @@ class CallModel:
             call.started_at = at
         if name != "Hangup" and leg.ended_at is None:
             call.closing_since = None if call.active_legs else call.closing_since
+        before = (call.caller_num, call.caller_name)
         self._caller_id(call, msg, uniqueid)
+        if known and (call.caller_num, call.caller_name) != before:
+            out.append(CallerIdChanged(linkedid, at, call.caller_num, call.caller_name))
         if not call.entered and msg.get("Context") in self.inbound_contexts:
             call.entered = True
             call.dnis = msg.get("Exten", "")
             out.append(CallEntered(linkedid, at, call.caller_num, call.caller_name, call.dnis))
-
-        if name == "Hangup":
-            if leg.ended_at is None:
-                leg.ended_at = at
-                leg.cause = msg.get("Cause-txt", "") or msg.get("Cause", "")
-                call.last_cause = leg.cause or call.last_cause
-            if call.active_legs == 0:
-                call.closing_since = max(
-                    (lg.ended_at for lg in call.legs.values() if lg.ended_at), default=at
-                )
-        elif name == "QueueCallerJoin":
-            out.extend(self._timed_out(call))  # left the previous queue unanswered
-            call.queue = msg.get("Queue", "")
-            call.queued_at = at
-            out.append(CallQueued(linkedid, at, call.queue, int(msg.get("Position", "0") or 0)))
-        elif name == "AgentCalled":
-            out.append(
-                CallOffered(
-                    linkedid, at, msg.get("Queue", ""), msg.get("Interface", ""),
-                    msg.get("MemberName", ""), call.caller_num,
-                )
-            )  # fmt: skip
-        elif name == "AgentConnect":
-            call.queue = msg.get("Queue", "") or call.queue
-            call.agent = msg.get("MemberName", "") or msg.get("Interface", "")
-            call.answered_at = at
-            call.pending_leave = None
-            call.left_queue = False
-            call.wait_s = _float(msg.get("HoldTime"))
-            out.append(
-                CallAnswered(
-                    linkedid, at, call.queue, msg.get("Interface", ""),
-                    msg.get("MemberName", ""), call.wait_s or 0.0,
-                )
-            )  # fmt: skip
-        elif name == "AgentComplete":
-            call.talk_s = _float(msg.get("TalkTime"))
-            if call.wait_s is None:
-                call.wait_s = _float(msg.get("HoldTime"))
-        elif name == "QueueCallerAbandon":
-            call.abandoned = True
-            call.wait_s = _float(msg.get("HoldTime"))
-            out.append(
-                CallAbandoned(
-                    linkedid, at, msg.get("Queue", ""),
-                    int(msg.get("Position", "0") or 0), call.wait_s or 0.0,
-                )
-            )  # fmt: skip
-        elif name == "QueueCallerLeave":
-            if call.answered_at is None and not call.abandoned:
-                call.left_queue = True
-                # Asterisk sends Leave *before* AgentConnect when an agent answers, so
-                # a Leave is a timeout (or exit key, leave-empty: queue_log says which)
-                # only once no AgentConnect followed within ``leave_grace_s``: expire()
-                wait = (at - call.queued_at).total_seconds() if call.queued_at else 0.0
-                call.wait_s = wait
-                call.pending_leave = (msg.get("Queue", ""), at, wait)
-        elif name == "BridgeEnter":
-            if call.bridged_at is None and int(msg.get("BridgeNumChannels", "0") or 0) >= 2:
-                call.bridged_at = at
-        elif name == "Hold":
-            if uniqueid not in call.held:
-                call.held.add(uniqueid)
-                out.append(CallHeld(linkedid, at, uniqueid))
-        elif name == "Unhold":
-            # Asterisk also unholds a blind transferer that was never held: not a resume
-            if uniqueid in call.held:
-                call.held.discard(uniqueid)
-                out.append(CallResumed(linkedid, at, uniqueid))
+        handler = _HANDLERS.get(name)
+        if handler is not None:
+            handler(self, call, leg, msg, at, out)
         return out
 
     def _caller_id(self, call: Call, msg: Mapping[str, str], uniqueid: str) -> None:
@@ -266,27 +324,324 @@ class CallModel:
             if name not in UNKNOWN_CID:
                 call.caller_name = name
 
-    # --- time -----------------------------------------------------------------------------
-    def _timed_out(self, call: Call) -> list[DomainEvent]:
-        if call.pending_leave is None:
-            return []
-        queue, at, wait = call.pending_leave
-        call.pending_leave = None
-        return [CallTimedOut(call.linkedid, at, queue, wait)]
+    # --- channels -------------------------------------------------------------------------
+    def _hangup(
+        self, call: Call, leg: Leg, msg: Mapping[str, str], at: datetime, out: list[DomainEvent]
+    ) -> None:
+        if leg.ended_at is not None:
+            return
+        leg.ended_at = at
+        leg.cause = msg.get("Cause-txt", "") or msg.get("Cause", "")
+        call.last_cause = leg.cause or call.last_cause
+        call.held.discard(leg.uniqueid)
+        out.append(
+            CallLegEnded(call.linkedid, at, leg.uniqueid, leg.channel, leg.cause, call.active_legs)
+        )
+        stay = call.stay
+        if stay is not None and not stay.outcome and stay.uniqueid == leg.uniqueid:
+            if stay.abandon is not None:
+                out.extend(self._resolve(call, "abandoned", stay.abandon[0]))
+        if call.active_legs == 0:
+            call.closing_since = max(
+                (lg.ended_at for lg in call.legs.values() if lg.ended_at), default=at
+            )
 
+    def _bridge_enter(
+        self, call: Call, leg: Leg, msg: Mapping[str, str], at: datetime, out: list[DomainEvent]
+    ) -> None:
+        if call.bridged_at is None and _int(msg.get("BridgeNumChannels")) >= 2:
+            call.bridged_at = at
+        bridge = msg.get("BridgeUniqueid", "")
+        if not bridge:
+            return
+        members = self._bridges.setdefault(bridge, {})
+        self._bridge_call.setdefault(bridge, call.linkedid)
+        if leg.uniqueid in members:
+            return
+        members[leg.uniqueid] = (call.linkedid, leg.channel)
+        owner, parties = self._bridge_call[bridge], len(members)
+        if parties == 3:
+            for uid, (_, channel) in members.items():
+                out.append(CallConferenceJoined(owner, at, uid, channel, bridge, parties))
+        elif parties > 3:
+            out.append(CallConferenceJoined(owner, at, leg.uniqueid, leg.channel, bridge, parties))
+
+    def _bridge_leave(
+        self, call: Call, leg: Leg, msg: Mapping[str, str], at: datetime, out: list[DomainEvent]
+    ) -> None:
+        bridge = msg.get("BridgeUniqueid", "")
+        members = self._bridges.get(bridge)
+        if members is None or members.pop(leg.uniqueid, None) is None:
+            return
+        if len(members) >= 2:
+            owner = self._bridge_call.get(bridge, call.linkedid)
+            out.append(
+                CallConferenceLeft(owner, at, leg.uniqueid, leg.channel, bridge, len(members))
+            )
+        if not members:
+            del self._bridges[bridge]
+            self._bridge_call.pop(bridge, None)
+
+    def _hold(
+        self, call: Call, leg: Leg, msg: Mapping[str, str], at: datetime, out: list[DomainEvent]
+    ) -> None:
+        if leg.uniqueid not in call.held:
+            call.held.add(leg.uniqueid)
+            out.append(CallHeld(call.linkedid, at, leg.uniqueid, leg.channel))
+
+    def _unhold(
+        self, call: Call, leg: Leg, msg: Mapping[str, str], at: datetime, out: list[DomainEvent]
+    ) -> None:
+        # Asterisk also unholds a blind transferer that was never held: not a resume
+        if leg.uniqueid in call.held:
+            call.held.discard(leg.uniqueid)
+            out.append(CallResumed(call.linkedid, at, leg.uniqueid, leg.channel))
+
+    def _dial_begin(
+        self, call: Call, leg: Leg, msg: Mapping[str, str], at: datetime, out: list[DomainEvent]
+    ) -> None:
+        dest = msg.get("DestUniqueid", "")
+        stay = call.stay
+        if stay is not None and stay.uniqueid == leg.uniqueid and stay.left_at is None:
+            call.queue_dials.add(dest)  # app_queue ringing a member: that is CallOffered
+            return
+        out.append(
+            CallDialing(
+                call.linkedid, at, leg.uniqueid, leg.channel, msg.get("Context", ""), dest,
+                msg.get("DestChannel", ""), msg.get("DialString", ""),
+            )
+        )  # fmt: skip
+
+    def _dial_end(
+        self, call: Call, leg: Leg, msg: Mapping[str, str], at: datetime, out: list[DomainEvent]
+    ) -> None:
+        dest = msg.get("DestUniqueid", "")
+        if dest in call.queue_dials:
+            call.queue_dials.discard(dest)
+            return
+        out.append(
+            CallDialEnded(
+                call.linkedid, at, leg.uniqueid, leg.channel, msg.get("Context", ""),
+                msg.get("DialStatus", ""), dest, msg.get("DestChannel", ""),
+            )
+        )  # fmt: skip
+
+    # --- queues ---------------------------------------------------------------------------
+    def _stay(self, call: Call, msg: Mapping[str, str], leg: Leg) -> QueueStay:
+        """The caller's current stay in the event's queue (created when its join was not
+        seen, e.g. the call was adopted from a snapshot)."""
+        queue = msg.get("Queue", "")
+        stay = call.stay
+        if stay is None or stay.queue != queue:
+            stay = call.stay = QueueStay(queue, leg.uniqueid, None, _int(msg.get("Position")))
+            call.queue = queue or call.queue
+        return stay
+
+    def _queue_join(
+        self, call: Call, leg: Leg, msg: Mapping[str, str], at: datetime, out: list[DomainEvent]
+    ) -> None:
+        queue = msg.get("Queue", "")
+        position = _int(msg.get("Position"))
+        old = call.stay
+        if (
+            old is not None
+            and old.joined_at is None
+            and (old.queue, old.uniqueid) == (queue, leg.uniqueid)
+        ):
+            old.joined_at, old.position = at, position  # later events of it came first
+        else:
+            if old is not None and not old.outcome:
+                # left the previous queue unanswered and is alive in this one
+                out.extend(self._resolve(call, old.exit_status or "timeout", old.left_at or at))
+            call.stay = QueueStay(queue, leg.uniqueid, at, position)
+        call.queue = queue
+        out.append(
+            CallQueued(
+                call.linkedid, at, queue, position, leg.uniqueid, leg.channel,
+                msg.get("CallerIDNum", "") if msg.get("CallerIDNum") not in UNKNOWN_CID else "",
+            )
+        )  # fmt: skip
+
+    def _queue_leave(
+        self, call: Call, leg: Leg, msg: Mapping[str, str], at: datetime, out: list[DomainEvent]
+    ) -> None:
+        stay = self._stay(call, msg, leg)
+        if stay.left_at is None:
+            stay.left_at = at
+            out.append(
+                CallLeftQueue(
+                    call.linkedid, at, stay.queue, leg.uniqueid, _int(msg.get("Position"))
+                )
+            )
+        if not stay.outcome and stay.exit_status:
+            out.extend(self._resolve(call, stay.exit_status, at))
+
+    def _queue_abandon(
+        self, call: Call, leg: Leg, msg: Mapping[str, str], at: datetime, out: list[DomainEvent]
+    ) -> None:
+        stay = self._stay(call, msg, leg)
+        if stay.outcome:
+            return
+        stay.abandon = (at, _float(msg.get("HoldTime")), _int(msg.get("Position")))
+        if stay.exit_status:
+            out.extend(self._resolve(call, stay.exit_status, at))
+        elif leg.ended_at is not None:  # the hang-up came first (events out of order)
+            out.extend(self._resolve(call, "abandoned", at))
+
+    def _queue_exit(
+        self, call: Call, leg: Leg, msg: Mapping[str, str], at: datetime, out: list[DomainEvent]
+    ) -> None:
+        """The dialplan's CtiQueueExit: the caller left Queue() alive, and why."""
+        outcome = _EXIT_STATUS.get(msg.get("Status", "").upper())
+        if outcome is None:
+            return
+        if outcome == "refused":  # never joined: no stay
+            call.queue = msg.get("Queue", "") or call.queue
+            if not call.outcome:
+                call.outcome = "refused"
+            return
+        stay = self._stay(call, msg, leg)
+        if stay.outcome:
+            return
+        stay.exit_status = outcome
+        if stay.left_at is not None or stay.abandon is not None:
+            out.extend(self._resolve(call, outcome, stay.left_at or at))
+
+    def _resolve(self, call: Call, outcome: str, at: datetime) -> list[DomainEvent]:
+        """End the current stay with ``outcome`` (not answered) and say so once."""
+        stay = call.stay
+        if stay is None or stay.outcome:
+            return []
+        stay.outcome = call.outcome = outcome
+        reported = stay.abandon[1] if stay.abandon is not None else None
+        position = stay.abandon[2] if stay.abandon is not None else stay.position
+        if stay.abandon is not None:
+            at = stay.abandon[0]
+        wait = stay.wait(at, reported)
+        call.wait_s = wait
+        if outcome == "abandoned":
+            return [CallAbandoned(call.linkedid, at, stay.queue, position, wait, stay.uniqueid)]
+        return [CallTimedOut(call.linkedid, at, stay.queue, wait, outcome, stay.uniqueid)]
+
+    def _agent_called(
+        self, call: Call, leg: Leg, msg: Mapping[str, str], at: datetime, out: list[DomainEvent]
+    ) -> None:
+        iface, name = _member(msg)
+        out.append(
+            CallOffered(
+                call.linkedid, at, msg.get("Queue", ""), iface, name, call.caller_num,
+                leg.uniqueid, msg.get("DestChannel", ""),
+            )
+        )  # fmt: skip
+
+    def _agent_connect(
+        self, call: Call, leg: Leg, msg: Mapping[str, str], at: datetime, out: list[DomainEvent]
+    ) -> None:
+        stay = self._stay(call, msg, leg)
+        stay.outcome = call.outcome = "answered"
+        iface, name = _member(msg)
+        call.queue = msg.get("Queue", "") or call.queue
+        call.agent = name or iface
+        call.answered_at = at
+        call.wait_s = _float(msg.get("HoldTime"))
+        out.append(
+            CallAnswered(
+                call.linkedid, at, call.queue, iface, name, call.wait_s or 0.0,
+                leg.uniqueid, leg.channel, msg.get("DestUniqueid", ""),
+                msg.get("DestChannel", ""), _float(msg.get("RingTime")), call.caller_num,
+            )
+        )  # fmt: skip
+
+    def _agent_complete(
+        self, call: Call, leg: Leg, msg: Mapping[str, str], at: datetime, out: list[DomainEvent]
+    ) -> None:
+        call.talk_s = _float(msg.get("TalkTime"))
+        wait = _float(msg.get("HoldTime"))
+        if call.wait_s is None:
+            call.wait_s = wait
+        iface, name = _member(msg)
+        out.append(
+            CallHandled(
+                call.linkedid, at, msg.get("Queue", ""), iface, name, wait, call.talk_s,
+                msg.get("Reason", ""), leg.uniqueid, msg.get("DestChannel", ""),
+            )
+        )  # fmt: skip
+
+    def _agent_no_answer(
+        self, call: Call, leg: Leg, msg: Mapping[str, str], at: datetime, out: list[DomainEvent]
+    ) -> None:
+        iface, name = _member(msg)
+        ring_ms = _float(msg.get("RingTime"))
+        out.append(
+            CallRingNoAnswer(
+                call.linkedid, at, msg.get("Queue", ""), iface, name, leg.uniqueid,
+                None if ring_ms is None else ring_ms / 1000,
+            )
+        )  # fmt: skip
+
+    # --- transfers (no Linkedid/Uniqueid headers of their own) -----------------------------
+    def _transfer(self, name: str, msg: Mapping[str, str], at: datetime) -> list[DomainEvent]:
+        if msg.get("Result") != "Success":
+            return []
+        if name == "BlindTransfer":
+            linkedid = msg.get("TransfererLinkedid") or msg.get("TransfereeLinkedid") or ""
+            if not linkedid or linkedid in self._finished:
+                return []
+            return [
+                CallTransferred(
+                    linkedid, at, "blind", msg.get("Extension", ""), msg.get("Context", ""),
+                    msg.get("TransfererUniqueid", ""), msg.get("TransfererChannel", ""),
+                )
+            ]  # fmt: skip
+        linkedid = msg.get("OrigTransfererLinkedid") or ""
+        if not linkedid or linkedid in self._finished:
+            return []
+        target_channel = msg.get("TransferTargetChannel", "")
+        target = target_channel or msg.get("DestApp", "") or msg.get("SecondTransfererChannel", "")
+        return [
+            CallTransferred(
+                linkedid, at, "attended", target, "", msg.get("OrigTransfererUniqueid", ""),
+                msg.get("OrigTransfererChannel", ""), target_channel,
+                msg.get("SecondTransfererLinkedid", ""),
+            )
+        ]  # fmt: skip
+
+    # --- from other domain events -----------------------------------------------------------
+    def callback_requested(self, linkedid: str) -> None:
+        """The IVR took a callback request on this call (IvrCallbackRequested)."""
+        call = self.calls.get(linkedid)
+        if call is not None:
+            call.callback_requested = True
+
+    # --- time -----------------------------------------------------------------------------
     def expire(self, now: datetime) -> list[DomainEvent]:
-        """Publish timeouts no AgentConnect explained, and finalise calls that have been
-        closing for at least ``close_grace_s``."""
+        """Resolve queue stays that time has explained, and finalise calls that have been
+        closing for at least ``close_grace_s`` (gapped ones go to :meth:`take_gapped`)."""
         out: list[DomainEvent] = []
+        ami_now = max(self._ami_clock or now, now - timedelta(seconds=10 * self.abandon_grace_s))
         for call in list(self.calls.values()):
-            if call.pending_leave is not None and (
-                (now - call.pending_leave[1]).total_seconds() >= self.leave_grace_s
-                or call.closing_since is not None
-            ):
-                out.extend(self._timed_out(call))
             since = call.closing_since
-            if since is not None and (now - since).total_seconds() >= self.close_grace_s:
-                out.append(self._finalise(call, since, "ami"))
+            final = since is not None and (now - since).total_seconds() >= self.close_grace_s
+            stay = call.stay
+            if stay is not None and not stay.outcome:
+                if stay.abandon is not None:
+                    if final:
+                        out.extend(self._resolve(call, "abandoned", stay.abandon[0]))
+                    elif since is None and (
+                        (ami_now - stay.abandon[0]).total_seconds() >= self.abandon_grace_s
+                    ):
+                        # still on the line after app_queue said "abandon": a timeout
+                        out.extend(self._resolve(call, "timeout", stay.abandon[0]))
+                elif stay.left_at is not None and (
+                    final or (now - stay.left_at).total_seconds() >= self.leave_grace_s
+                ):
+                    out.extend(self._resolve(call, stay.exit_status or "timeout", stay.left_at))
+            if final and since is not None:
+                done = self._finalise(call, since, "ami")
+                if call.gap:
+                    self._gapped.append(call)
+                else:
+                    out.append(done)
         # forget finalised ids after a while; a late straggler is then a new, ignored id
         cutoff = now.timestamp() - 3600
         for linkedid, at in list(self._finished.items()):
@@ -294,9 +649,20 @@ class CallModel:
                 del self._finished[linkedid]
         return out
 
+    def take_gapped(self) -> list[Call]:
+        """Finalised calls whose event stream had a gap: complete them from CDR/queue_log."""
+        calls, self._gapped = self._gapped, []
+        return calls
+
     def _finalise(self, call: Call, ended_at: datetime, source: str) -> CallCompleted:
         del self.calls[call.linkedid]
         self._finished[call.linkedid] = ended_at
+        for uid in call.legs:
+            for bridge, members in list(self._bridges.items()):
+                members.pop(uid, None)
+                if not members:
+                    del self._bridges[bridge]
+                    self._bridge_call.pop(bridge, None)
         return CallCompleted(call.to_record(ended_at, source))
 
     # --- resync after (re)connect ----------------------------------------------------------
@@ -307,7 +673,9 @@ class CallModel:
 
         Legs Asterisk no longer has ended while we were away: their calls are removed and
         returned, unfinalised, for recovery from CDR/queue_log (``cti.calls.recovery``)
-        to complete and publish once. Channels we did not know are adopted. Legs first seen
+        to complete and publish once. Calls still in progress missed events meanwhile:
+        they are marked ``gap`` (completed through recovery too when they end). Channels
+        we did not know are adopted (``gap``, started ``Duration`` ago). Legs first seen
         at or after ``snapshot_at`` (when CoreShowChannels was sent) are newer than the
         snapshot and are left alone.
         """
@@ -329,16 +697,21 @@ class CallModel:
                 del self.calls[call.linkedid]
                 self._finished[call.linkedid] = now
                 ended.append(call)
+            elif call.started_at < snapshot_at:
+                call.gap = True
         for uid, ch in present.items():
             linkedid = ch.get("Linkedid", "")
             if not linkedid or linkedid in self._finished:
                 continue
+            started = _started_from_duration(ch, now)
             found = self.calls.get(linkedid)
             if found is None:
-                found = self.calls[linkedid] = Call(linkedid, _started_from_duration(ch, now))
+                found = self.calls[linkedid] = Call(linkedid, started, gap=True)
             call = found
+            if started < call.started_at and call.gap:
+                call.started_at = started
             if uid not in call.legs:
-                call.legs[uid] = Leg(uid, ch.get("Channel", ""), now)
+                call.legs[uid] = Leg(uid, ch.get("Channel", ""), min(started, now))
             self._caller_id(call, ch, uid)
             if not call.dnis and ch.get("Context") in self.inbound_contexts:
                 call.entered = True
@@ -356,10 +729,35 @@ class CallModel:
         return sorted(self.calls.values(), key=lambda c: c.started_at)
 
 
-def _started_from_duration(ch: Mapping[str, str], now: datetime) -> datetime:
-    """A call found in progress on resync: its start estimated from ``Duration``."""
+_Handler = Callable[[CallModel, Call, Leg, Mapping[str, str], datetime, list[DomainEvent]], None]
+_HANDLERS: dict[str, _Handler] = {
+    "Hangup": CallModel._hangup,
+    "BridgeEnter": CallModel._bridge_enter,
+    "BridgeLeave": CallModel._bridge_leave,
+    "Hold": CallModel._hold,
+    "Unhold": CallModel._unhold,
+    "DialBegin": CallModel._dial_begin,
+    "DialEnd": CallModel._dial_end,
+    "QueueCallerJoin": CallModel._queue_join,
+    "QueueCallerLeave": CallModel._queue_leave,
+    "QueueCallerAbandon": CallModel._queue_abandon,
+    "UserEvent": CallModel._queue_exit,
+    "AgentCalled": CallModel._agent_called,
+    "AgentConnect": CallModel._agent_connect,
+    "AgentComplete": CallModel._agent_complete,
+    "AgentRingNoAnswer": CallModel._agent_no_answer,
+    "AgentDump": CallModel._agent_no_answer,
+}
+
+
+def _duration_s(ch: Mapping[str, str]) -> float:
     try:
         h, m, sec = (int(x) for x in ch.get("Duration", "").split(":"))
     except ValueError:
-        return now
-    return datetime.fromtimestamp(now.timestamp() - (h * 3600 + m * 60 + sec), UTC)
+        return 0.0
+    return float(h * 3600 + m * 60 + sec)
+
+
+def _started_from_duration(ch: Mapping[str, str], now: datetime) -> datetime:
+    """A call found in progress on resync: its start estimated from ``Duration``."""
+    return datetime.fromtimestamp(now.timestamp() - _duration_s(ch), UTC)

@@ -145,7 +145,7 @@ def recover(
     out: list[CallRecord] = []
     partial = {c.linkedid: c for c in ended}
     for linkedid, call in partial.items():
-        base = call.to_record(fallback_end, source="resync")
+        base = call.to_record(call.closing_since or fallback_end, source="resync")
         f = facts.get(linkedid)
         out.append(_apply(base, f) if f else base)
     for linkedid, f in facts.items():

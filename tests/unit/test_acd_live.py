@@ -1,4 +1,5 @@
-"""The ACD live model fed with AMI event sequences, in any order."""
+"""The ACD live model fed as the daemon feeds it, in any order: queue member AMI events
+directly, call AMI events through the platform's call model (the only reader of those)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from acd.live import LiveModel
+from acd.live import CALL_EVENTS, LiveModel, QueueLive
 from acd.queues_conf import QueueParams, render
 from acd.store import ConfigInvalid, queue_params
+from cti.calls.model import CallModel
 
 T0 = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
 IFACE = "Local/101@cti-sim-agents/n"
@@ -25,11 +27,29 @@ def member(name: str, t: float, **kw: str) -> dict[str, str]:
     return ev(name, t, **{**base, **kw})
 
 
+class Fed:
+    """The live model with the platform's call model in front of it."""
+
+    def __init__(self) -> None:
+        self.live = LiveModel()
+        self.calls = CallModel()
+
+    @property
+    def queues(self) -> dict[str, QueueLive]:
+        return self.live.queues
+
+    def handle(self, msg: dict[str, str], now: datetime) -> None:
+        self.live.handle(msg, now)
+        for event in self.calls.handle(msg, now):
+            if isinstance(event, CALL_EVENTS):
+                self.live.apply(event)
+
+
 def feed(events: list[dict[str, str]]) -> LiveModel:
-    model = LiveModel()
+    model = Fed()
     for e in events:
         model.handle(e, T0 + timedelta(seconds=100))
-    return model
+    return model.live
 
 
 def test_member_added_paused_penalty() -> None:
@@ -94,7 +114,7 @@ def test_call_lifecycle_in_shuffled_order(seed: int) -> None:
 
 
 def test_states_ringing_on_call_hold_wrapup() -> None:
-    model = LiveModel()
+    model = Fed()
     model.handle(member("QueueMemberAdded", 1, Wrapuptime="30"), T0)
     events = call_events()
     for e in events[:2]:
@@ -114,7 +134,7 @@ def test_states_ringing_on_call_hold_wrapup() -> None:
 
 
 def test_ring_no_answer_moves_on_and_abandon_counts() -> None:
-    model = LiveModel()
+    model = Fed()
     c = {"Queue": "support", "Uniqueid": "u1", "Linkedid": "L1", "Channel": "Local/x;2"}
     a = {**c, "Interface": IFACE, "MemberName": "alice"}
     for e in (
@@ -126,9 +146,28 @@ def test_ring_no_answer_moves_on_and_abandon_counts() -> None:
         model.handle(e, T0)
     q = model.queues["support"]
     assert q.members[IFACE].state == "idle" and q.entries["u1"].ringing == set()
-    model.handle(ev("QueueCallerAbandon", 8, **c, Position="1"), T0)
+    model.handle(ev("QueueCallerAbandon", 8, **c, Position="1", HoldTime="6"), T0)
+    model.handle(ev("QueueCallerLeave", 8, **c, Position="1"), T0)
+    assert q.entries == {} and q.abandoned == 0  # a timeout looks the same so far
+    model.handle(ev("Hangup", 8.1, **c), T0)  # the caller was gone: a real abandon
     model.handle(ev("QueueCallerJoin", 2, **c, Position="1"), T0)  # late duplicate
     assert q.entries == {} and q.abandoned == 1
+
+
+def test_a_queue_timeout_is_not_an_abandon() -> None:
+    """app_queue reports a timeout as QueueCallerAbandon; the dialplan's CtiQueueExit
+    says the caller is still there."""
+    model = Fed()
+    c = {"Queue": "support", "Uniqueid": "u1", "Linkedid": "L1", "Channel": "Local/x;2"}
+    model.handle(member("QueueMemberAdded", 1), T0)
+    model.handle(ev("QueueCallerJoin", 2, **c, Position="1"), T0)
+    model.handle(ev("QueueCallerAbandon", 32, **c, Position="1", HoldTime="30"), T0)
+    model.handle(ev("QueueCallerLeave", 32, **c, Position="1"), T0)
+    exit_ = {**c, "UserEvent": "CtiQueueExit", "Status": "TIMEOUT"}
+    model.handle(ev("UserEvent", 32.01, **exit_), T0)
+    model.handle(ev("Hangup", 32.02, **c), T0)
+    q = model.queues["support"]
+    assert q.entries == {} and q.abandoned == 0
 
 
 def test_resync_replaces_everything() -> None:

@@ -18,6 +18,15 @@ from acd.settings import AcdSettings
 from acd.store import ConfigInvalid, queue_params
 from cti.ami.client import AmiClient
 from cti.bus import EventBus
+from cti.events import (
+    CallAnswered,
+    CallDialEnded,
+    CallDialing,
+    CallHandled,
+    CallLegEnded,
+    CallQueued,
+    DomainEvent,
+)
 from cti.store.db import Database
 
 T0 = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
@@ -86,18 +95,15 @@ def test_own_calls_are_recognised() -> None:
     assert not is_own_call("1700000000.12") and not is_own_call("t-cti-out-")
 
 
-def join(uid: str, t: float, pos: int, queue: str = "q1") -> dict[str, str]:
-    ts = (T0 + timedelta(seconds=t)).timestamp()
-    return {
-        "Event": "QueueCallerJoin", "Queue": queue, "Uniqueid": uid, "Linkedid": uid,
-        "Channel": f"Local/{uid};2", "Position": str(pos), "Timestamp": f"{ts:.6f}",
-    }  # fmt: skip
+def join(uid: str, t: float, pos: int, queue: str = "q1") -> CallQueued:
+    """The platform's event for a caller entering ``queue``."""
+    return CallQueued(uid, T0 + timedelta(seconds=t), queue, pos, uid, f"Local/{uid};2")
 
 
 def test_overflow_due_per_action_skips_placeholders_and_gives_positions() -> None:
     live = LiveModel()
     for e in (join("a", 0, 1), join("cti-cb-1-x", 1, 2), join("b", 2, 3), join("c", 9, 4)):
-        live.handle(e, T0)
+        live.apply(e)
     live.handle({"Event": "QueueMemberAdded", "Queue": "q1", "Interface": "Local/1@x/n",
                  "Timestamp": f"{T0.timestamp():.6f}"}, T0)  # fmt: skip
     svc = AcdService(
@@ -114,11 +120,19 @@ def test_overflow_due_per_action_skips_placeholders_and_gives_positions() -> Non
     assert len(svc.overflow_due(T0 + timedelta(seconds=9))) == 3
 
 
-def ev(name: str, linkedid: str, **h: str) -> dict[str, str]:
-    return {"Event": name, "Linkedid": linkedid, **h}
+def dialing(lid: str, context: str = "cti-outbound") -> CallDialing:
+    return CallDialing(lid, T0, lid, "Local/x;1", context)
 
 
-async def results_of(events: list[dict[str, str]], call: OutboundCall) -> list[str]:
+def dial_end(lid: str, status: str, context: str = "cti-outbound") -> CallDialEnded:
+    return CallDialEnded(lid, T0, lid, "Local/x;1", context, status)
+
+
+def leg_end(lid: str, uniqueid: str) -> CallLegEnded:
+    return CallLegEnded(lid, T0, uniqueid, "Local/x;1")
+
+
+async def results_of(events: list[DomainEvent], call: OutboundCall) -> list[str]:
     dialer = Dialer(AmiClient("127.0.0.1", 1, "x", "y"), agent_ring_s=30, customer_ring_s=45)
     got: list[str] = []
 
@@ -128,7 +142,7 @@ async def results_of(events: list[dict[str, str]], call: OutboundCall) -> list[s
     dialer.on_result(on_result)
     dialer.calls[call.linkedid] = call
     for e in events:
-        dialer.handle(e)
+        dialer.apply(e)
     await asyncio.sleep(0)
     await dialer.drain()
     return got
@@ -136,25 +150,22 @@ async def results_of(events: list[dict[str, str]], call: OutboundCall) -> list[s
 
 async def test_outbound_results() -> None:
     lid = "cti-out-1"
-    queue_leg = {"Context": "cti-acd-callback-slot", "DialStatus": "ANSWER"}
-    out = {"Context": "cti-outbound"}
-    answered = [
-        ev("DialEnd", lid, **queue_leg),  # the agent answering a placeholder is not it
-        ev("DialBegin", lid, **out),
-        ev("DialEnd", lid, DialStatus="ANSWER", **out),
-        ev("Hangup", lid, Uniqueid=lid),
+    answered: list[DomainEvent] = [
+        dial_end(lid, "ANSWER", "cti-acd-callback-slot"),  # not the [cti-outbound] leg
+        dialing(lid),
+        dial_end(lid, "ANSWER"),
+        leg_end(lid, lid),
     ]
     assert await results_of(answered, OutboundCall(lid, "click_to_call", "+1", "a")) == ["answered"]
-    no_answer = [
-        ev("DialBegin", lid, **out), ev("DialEnd", lid, DialStatus="NOANSWER", **out),
-        ev("Hangup", lid, Uniqueid=lid + "-2"), ev("Hangup", lid, Uniqueid=lid),
+    no_answer: list[DomainEvent] = [
+        dialing(lid), dial_end(lid, "NOANSWER"), leg_end(lid, lid + "-2"), leg_end(lid, lid),
     ]  # fmt: skip
     assert await results_of(no_answer, OutboundCall(lid, "callback", "+1", "a", 1)) == [
         "unanswered"
     ]
-    never = [ev("Hangup", lid, Uniqueid=lid)]  # the agent never answered / slot timed out
+    never: list[DomainEvent] = [leg_end(lid, lid)]  # the agent never answered / slot timed out
     assert await results_of(never, OutboundCall(lid, "callback", "+1", "a", 1)) == ["not_dialled"]
-    other = [ev("DialEnd", "t-1", DialStatus="ANSWER", **out)]
+    other: list[DomainEvent] = [dial_end("t-1", "ANSWER")]
     assert await results_of(other, OutboundCall(lid, "callback", "+1", "a", 1)) == []
 
 
@@ -168,7 +179,7 @@ def test_a_missing_agent_complete_is_made_up_by_the_members_in_call_flag() -> No
     live = LiveModel()
     live.wrapup_config = {"q1": 5}
     live.handle({**base, "Event": "QueueMemberAdded", "Status": "1"}, T0)
-    live.handle({**base, "Event": "AgentConnect", "Linkedid": "L1", "Timestamp": at(10)}, T0)
+    live.apply(CallAnswered("L1", T0 + timedelta(seconds=10), "q1", iface, "a101", 3.0))
     member = live.queues["q1"].members[iface]
     # an older status (before the connect) does not end the call
     live.handle({**base, "Event": "QueueMemberStatus", "InCall": "0", "Timestamp": at(9)}, T0)
@@ -180,7 +191,7 @@ def test_a_missing_agent_complete_is_made_up_by_the_members_in_call_flag() -> No
     assert (member.state, member.linkedid) == ("wrapup", "")
     assert member.snapshot(T0 + timedelta(seconds=36))["state"] == "idle"
     # a late AgentComplete changes nothing but the counters
-    live.handle({**base, "Event": "AgentComplete", "Linkedid": "L1", "Timestamp": at(30)}, T0)
+    live.apply(CallHandled("L1", T0 + timedelta(seconds=30), "q1", iface, "a101", 3.0, 20.0))
     assert member.state == "wrapup" and live.queues["q1"].completed == 1
 
 

@@ -16,6 +16,7 @@ from cti.events import (
     CallCompleted,
     CallEntered,
     CallHeld,
+    CallLeftQueue,
     CallOffered,
     CallQueued,
     CallRecord,
@@ -173,7 +174,8 @@ def test_leave_without_connect_times_out_after_the_grace() -> None:
     base = {"Linkedid": "1.1", "Uniqueid": "1.1", "Channel": "Local/x-1;2", "Queue": "support"}
     assert model.handle({**base, "Event": "QueueCallerJoin", "Position": "1"}, t0)
     left = t0 + timedelta(seconds=30)
-    assert model.handle({**base, "Event": "QueueCallerLeave"}, left) == []
+    [gone] = model.handle({**base, "Event": "QueueCallerLeave"}, left)
+    assert isinstance(gone, CallLeftQueue) and gone.queue == "support"  # not waiting now
     assert model.expire(left + timedelta(seconds=0.5)) == []  # an AgentConnect may follow
     [timed_out] = model.expire(left + timedelta(seconds=1))
     assert isinstance(timed_out, CallTimedOut)

@@ -12,12 +12,16 @@ from cti.events import (
     CallAnswered,
     CallbackOffered,
     CallCompleted,
+    CallDialEnded,
     CallEntered,
+    CallerIdChanged,
     CallHeld,
     CallOffered,
     CallQueued,
     CallRecord,
     CallResumed,
+    CallRingNoAnswer,
+    CallTransferred,
     IvrCompleted,
     OutboundCallStarted,
     ScreenPop,
@@ -149,6 +153,21 @@ async def test_unknown_caller_pops_without_card() -> None:
     assert pop["caller"]["e164"] == "+861065529988"
 
 
+async def test_a_caller_id_known_late_starts_the_lookup_before_the_ring() -> None:
+    directory = Directory()
+    svc, sent, _ = make(directory)
+    bus = bus_of(svc)
+    bus.publish(CallEntered("L4", T0, "", "", "4008001234"))  # originated: no caller ID yet
+    await settle()
+    assert directory.asked == []
+    bus.publish(CallerIdChanged("L4", T0 + timedelta(seconds=1), "13800138000", "Zhang"))
+    await settle()
+    assert directory.asked == ["+8613800138000"]
+    bus.publish(CallOffered("L4", T0 + timedelta(seconds=4), "support", "Local/1@x", "a1", ""))
+    pop = sent.to("a1")[0]
+    assert pop["customer"]["name"] == "张伟" and pop["caller"]["name"] == "Zhang"
+
+
 async def test_no_directory_still_pops() -> None:
     svc, sent, _ = make(None)
     bus_of(svc).publish(CallOffered("L3", T0, "support", "Local/1@x", "a1", "13800138000"))
@@ -212,14 +231,14 @@ async def test_updates_of_the_same_card_and_other_agents() -> None:
     assert await svc.snapshot(Principal(1, "a3", "agent")) == []
 
 
-async def test_ring_no_answer_and_transfer_from_ami() -> None:
+async def test_ring_no_answer_and_transfer() -> None:
     svc, sent, _ = make(None)
     bus = bus_of(svc)
     bus.publish(CallOffered("L7", T0, "support", "Local/1@x", "a1", "1"))
-    svc.on_ami({"Event": "AgentRingNoAnswer", "Linkedid": "L7", "MemberName": "a1"})
+    bus.publish(CallRingNoAnswer("L7", T0, "support", "Local/1@x", "a1"))
     bus.publish(CallOffered("L7", T0, "support", "Local/2@x", "a2", "1"))
     bus.publish(CallAnswered("L7", T0, "support", "Local/2@x", "a2", 4.0))
-    svc.on_ami({"Event": "BlindTransfer", "TransfererLinkedid": "L7", "Extension": "8001"})
+    bus.publish(CallTransferred("L7", T0, "blind", "8001", "cti-sim-agents"))
     assert [m["state"] for m in sent.to("a1")] == ["ringing", "missed"]
     assert sent.to("a2")[-1]["state"] == "transferred"
     assert sent.to("a2")[-1]["transfer"] == {"kind": "blind", "target": "8001"}
@@ -245,7 +264,7 @@ async def test_callback_and_outbound_pops() -> None:
     out = next(m for m in msgs if m["type"] == "pop" and m["linkedid"] == "O9")
     assert out["kind"] == "callback" and out["state"] == "dialing"
     assert out["caller"]["e164"] == "+8613800138000"
-    svc.on_ami({"Event": "BridgeEnter", "Linkedid": "O9", "BridgeNumChannels": "2"})
+    bus.publish(CallDialEnded("O9", T0, "O9", "Local/x;1", "cti-outbound", "ANSWER"))
     assert sent.to("a1")[-1]["state"] == "answered"
     bus.publish(CallbackOffered("a1", T0, 43, "", "+8613800138000", "support"))
     assert sent.to("a1")[-1]["linkedid"] == "callback-43"

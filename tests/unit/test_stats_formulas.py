@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from cti.events import CallAbandoned, CallAnswered, CallQueued, CallTimedOut
 from stats.csv_export import neutralise, to_csv
 from stats.erlang import agents_needed, erlang_c, service_level
 from stats.formulas import (
@@ -209,20 +210,19 @@ def test_wallboard_counts_ami_and_store_once() -> None:
     tz = ZoneInfo("UTC")
     now = datetime(2026, 11, 23, 10, tzinfo=UTC)
     wb = Wallboard(tz)
-    join = {"Event": "QueueCallerJoin", "Uniqueid": "u1", "Queue": "support"}
-    assert wb.handle(join, now)
-    assert wb.handle({"Event": "AgentConnect", "Uniqueid": "u1", "Queue": "support",
-                      "HoldTime": "25"}, now)  # fmt: skip
-    wb.handle({"Event": "QueueCallerJoin", "Uniqueid": "u2", "Queue": "support"}, now)
-    wb.handle({"Event": "QueueCallerAbandon", "Uniqueid": "u2", "Queue": "support",
-               "HoldTime": "2"}, now)  # fmt: skip
+    assert wb.apply(CallQueued("L1", now, "support", 1, "u1"), now)
+    assert wb.apply(CallAnswered("L1", now, "support", "x", "a1", 25.0, "u1"), now)
+    wb.apply(CallQueued("L2", now, "support", 1, "u2"), now)
+    wb.apply(CallAbandoned("L2", now, "support", 1, 2.0, "u2"), now)
+    wb.apply(CallQueued("L3", now, "support", 1, "u3"), now)
+    wb.apply(CallTimedOut("L3", now, "support", 30.0, "timeout", "u3"), now)
     rules = {"support": QueueRules(20, 5, 0)}
     f = figures(wb.today(rules)["support"])
-    assert (f["offered"], f["answered"], f["abandoned"], f["short_abandoned"]) == (2, 1, 1, 1)
-    assert f["service_level"] == 0.0
+    assert (f["offered"], f["answered"], f["abandoned"], f["short_abandoned"]) == (3, 1, 1, 1)
+    assert f["timed_out"] == 1 and f["service_level"] == 0.0
     # the store says the same entry waited 25 s: still one entry
     wb.merge_store([("u1", "support", now, "answered", 25.0, 30.0, True)], [], now)
-    assert figures(wb.today(rules)["support"])["offered"] == 2
+    assert figures(wb.today(rules)["support"])["offered"] == 3
     frame = wb.frame(
         [{"name": "support", "entries": [{"wait_s": 18.0}], "members": [
             {"name": "a1", "interface": "x", "state": "idle", "paused": True,

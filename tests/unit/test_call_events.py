@@ -1,0 +1,256 @@
+"""The domain events the call model publishes (cti.events), from AMI sequences as Asterisk
+22 sends them: how a queue stay ends (app_queue reports a timeout as an abandon), transfers,
+conferences, dials outside queues, late caller ID, legs, and calls with a gap."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+
+from cti.calls.model import CallModel
+from cti.events import (
+    CallAbandoned,
+    CallCompleted,
+    CallConferenceJoined,
+    CallConferenceLeft,
+    CallDialEnded,
+    CallDialing,
+    CallerIdChanged,
+    CallLegEnded,
+    CallRecord,
+    CallTimedOut,
+    CallTransferred,
+    DomainEvent,
+)
+
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+LATER = T0 + timedelta(hours=1)
+CALLER = {"Linkedid": "L1", "Uniqueid": "L1", "Channel": "PJSIP/trunk-1"}
+QUEUED = {"Linkedid": "L1", "Uniqueid": "L1.2", "Channel": "Local/x;2", "Queue": "support"}
+
+
+def ev(name: str, t: float, **headers: str) -> dict[str, str]:
+    return {"Event": name, "Timestamp": f"{(T0 + timedelta(seconds=t)).timestamp():.6f}", **headers}
+
+
+def run(model: CallModel, msgs: Iterable[dict[str, str]]) -> list[DomainEvent]:
+    out: list[DomainEvent] = []
+    for m in msgs:
+        out += model.handle(m, T0)
+    return out
+
+
+def of(events: list[DomainEvent], kind: type) -> list:  # type: ignore[type-arg]
+    return [e for e in events if isinstance(e, kind)]
+
+
+def record(events: list[DomainEvent]) -> CallRecord:
+    (done,) = of(events, CallCompleted)
+    rec: CallRecord = done.record
+    return rec
+
+
+def stay(*tail: dict[str, str]) -> list[dict[str, str]]:
+    """A caller entering ``support`` at t=1 (queued leg L1.2), then ``tail``."""
+    return [
+        ev("Newchannel", 0, **CALLER, Context="cti-inbound", Exten="4008001234",
+           CallerIDNum="13800138000"),
+        ev("QueueCallerJoin", 1, **QUEUED, Position="1", CallerIDNum="13800138000"),
+        *tail,
+    ]  # fmt: skip
+
+
+def test_a_queue_timeout_is_a_timeout_not_an_abandon() -> None:
+    """app_queue sends QueueCallerAbandon on a timeout too; the dialplan's CtiQueueExit
+    (the caller is still on the line) decides."""
+    model = CallModel()
+    events = run(
+        model,
+        stay(
+            ev("QueueCallerAbandon", 31.2, **QUEUED, Position="1", HoldTime="30"),
+            ev("QueueCallerLeave", 31.2, **QUEUED, Position="1"),
+            ev("UserEvent", 31.3, **QUEUED, UserEvent="CtiQueueExit", Status="TIMEOUT"),
+            ev("Hangup", 32, **QUEUED),
+            ev("Hangup", 32, **CALLER),
+        ),
+    )
+    events += model.expire(LATER)
+    assert not of(events, CallAbandoned)
+    (timeout,) = of(events, CallTimedOut)
+    assert (timeout.queue, timeout.reason, timeout.wait_s, timeout.uniqueid) == (
+        "support", "timeout", 30.0, "L1.2",
+    )  # fmt: skip
+    rec = record(events)
+    assert (rec.disposition, rec.queue, rec.wait_s) == ("timeout", "support", 30.0)
+
+
+def test_a_real_abandon_is_the_queued_leg_hanging_up() -> None:
+    model = CallModel()
+    events = run(
+        model,
+        stay(
+            ev("QueueCallerAbandon", 8, **QUEUED, Position="1", HoldTime="7"),
+            ev("QueueCallerLeave", 8, **QUEUED, Position="1"),
+            ev("Hangup", 8.01, **QUEUED),
+        ),
+    )
+    (abandon,) = of(events, CallAbandoned)
+    assert (abandon.wait_s, abandon.position, abandon.uniqueid) == (7.0, 1, "L1.2")
+    events += run(model, [ev("Hangup", 8.02, **CALLER)]) + model.expire(LATER)
+    assert record(events).disposition == "abandoned"
+    assert not of(events, CallTimedOut)
+
+
+def test_without_the_dialplans_word_a_caller_alive_after_an_abandon_timed_out() -> None:
+    model = CallModel(abandon_grace_s=2)
+    run(model, stay(ev("QueueCallerAbandon", 31, **QUEUED, Position="1", HoldTime="30")))
+    assert model.expire(T0 + timedelta(seconds=31.5)) == []  # its hang-up may still come
+    run(model, [ev("Newstate", 33.5, **CALLER)])  # AMI time moved on, nobody hung up
+    (timeout,) = of(model.expire(T0 + timedelta(seconds=33.5)), CallTimedOut)
+    assert timeout.reason == "timeout" and timeout.wait_s == 30.0
+
+
+def test_exit_with_the_callback_key() -> None:
+    model = CallModel()
+    events = run(
+        model,
+        stay(
+            ev("QueueCallerLeave", 7.4, **QUEUED, Position="2"),
+            ev("UserEvent", 7.5, **QUEUED, UserEvent="CtiQueueExit", Status="EXITWITHKEY"),
+            ev("Hangup", 12, **QUEUED),
+            ev("Hangup", 12, **CALLER),
+        ),
+    )
+    events += model.expire(LATER)
+    (left,) = of(events, CallTimedOut)
+    assert (left.reason, left.wait_s) == ("exit_key", 6.0)  # queue_log's whole seconds
+    rec = record(events)
+    assert (rec.disposition, rec.queue, rec.wait_s) == ("callback", "support", 6.0)
+
+
+def test_refused_by_a_full_queue_and_an_ivr_callback() -> None:
+    model = CallModel()
+    refused = {**CALLER, "Queue": "support", "UserEvent": "CtiQueueExit", "Status": "FULL"}
+    events = run(model, [ev("Newchannel", 0, **CALLER), ev("UserEvent", 1, **refused)])
+    events += run(model, [ev("Hangup", 2, **CALLER)]) + model.expire(LATER)
+    assert (record(events).disposition, record(events).queue) == ("refused", "support")
+
+    model = CallModel()
+    other = {**CALLER, "Linkedid": "L2", "Uniqueid": "L2"}
+    run(model, [ev("Newchannel", 0, **other, Context="cti-inbound", Exten="400")])
+    model.callback_requested("L2")
+    events = run(model, [ev("Hangup", 9, **other)]) + model.expire(LATER)
+    assert record(events).disposition == "callback"  # not an IVR abandon
+
+
+def test_transfers_are_published_with_their_target() -> None:
+    model = CallModel()
+    blind = ev(
+        "BlindTransfer", 20, Result="Success", TransfererLinkedid="L1",
+        TransfererUniqueid="A1", TransfererChannel="PJSIP/agent-1", Extension="8001",
+        Context="cti-agents",
+    )  # fmt: skip
+    (t,) = run(model, [blind])
+    assert isinstance(t, CallTransferred)
+    assert (t.linkedid, t.kind, t.target, t.context, t.transferer_channel) == (
+        "L1", "blind", "8001", "cti-agents", "PJSIP/agent-1",
+    )  # fmt: skip
+    attended = ev(
+        "AttendedTransfer", 30, Result="Success", OrigTransfererLinkedid="L1",
+        OrigTransfererUniqueid="A1", OrigTransfererChannel="PJSIP/agent-1",
+        SecondTransfererLinkedid="L9", SecondTransfererChannel="PJSIP/agent-1b",
+        TransferTargetChannel="PJSIP/agent-2", DestType="Bridge",
+    )  # fmt: skip
+    (a,) = run(model, [attended])
+    assert isinstance(a, CallTransferred)
+    assert (a.kind, a.target, a.target_channel, a.target_linkedid) == (
+        "attended", "PJSIP/agent-2", "PJSIP/agent-2", "L9",
+    )  # fmt: skip
+    failed = {**blind, "Result": "Fail"}
+    assert run(model, [failed]) == []
+
+
+def test_a_third_party_in_the_bridge_is_a_conference() -> None:
+    model = CallModel()
+    b = {"BridgeUniqueid": "B1"}
+    agent2 = {"Linkedid": "L9", "Uniqueid": "A2", "Channel": "PJSIP/agent-2"}
+    events = run(
+        model,
+        [
+            ev("BridgeEnter", 1, **CALLER, **b, BridgeNumChannels="1"),
+            ev("BridgeEnter", 1, Linkedid="L1", Uniqueid="A1", Channel="PJSIP/agent-1", **b,
+               BridgeNumChannels="2"),
+            ev("BridgeEnter", 5, **agent2, **b, BridgeNumChannels="3"),
+        ],
+    )  # fmt: skip
+    joined = of(events, CallConferenceJoined)
+    assert {j.uniqueid for j in joined} == {"L1", "A1", "A2"}
+    assert {j.linkedid for j in joined} == {"L1"} and joined[0].parties == 3
+    (left,) = run(model, [ev("BridgeLeave", 9, **agent2, **b)])
+    assert isinstance(left, CallConferenceLeft)
+    assert (left.linkedid, left.uniqueid, left.parties) == ("L1", "A2", 2)
+    # back to two parties: leaving is no longer a conference event
+    assert run(model, [ev("BridgeLeave", 10, **CALLER, **b)]) == []
+
+
+def test_dials_outside_queues_only() -> None:
+    model = CallModel()
+    queue_ring = {**QUEUED, "DestUniqueid": "M1", "DestChannel": "Local/101@agents;1"}
+    events = run(
+        model,
+        stay(
+            ev("DialBegin", 2, **queue_ring),
+            ev("DialEnd", 3, **queue_ring, DialStatus="ANSWER"),
+        ),
+    )
+    assert not of(events, CallDialing) and not of(events, CallDialEnded)
+    out = {
+        "Linkedid": "cti-out-1", "Uniqueid": "cti-out-1", "Channel": "PJSIP/agent-1",
+        "Context": "cti-outbound", "DestUniqueid": "C1", "DestChannel": "PJSIP/trunk-9",
+    }  # fmt: skip
+    events = run(
+        model,
+        [ev("DialBegin", 1, **out, DialString="8613800138000@trunk"),
+         ev("DialEnd", 6, **out, DialStatus="ANSWER")],
+    )  # fmt: skip
+    (dialing,) = of(events, CallDialing)
+    (ended,) = of(events, CallDialEnded)
+    assert (dialing.context, dialing.dest_channel, dialing.dial_string) == (
+        "cti-outbound", "PJSIP/trunk-9", "8613800138000@trunk",
+    )  # fmt: skip
+    assert (ended.status, ended.uniqueid, ended.dest_uniqueid) == ("ANSWER", "cti-out-1", "C1")
+
+
+def test_late_caller_id_and_legs() -> None:
+    model = CallModel()
+    assert not of(run(model, [ev("Newchannel", 0, **CALLER)]), CallerIdChanged)
+    (cid,) = of(
+        run(model, [ev("NewCallerid", 0.2, **CALLER, CallerIDNum="13800138000",
+                       CallerIDName="Zhang")]),
+        CallerIdChanged,
+    )  # fmt: skip
+    assert (cid.caller_num, cid.caller_name) == ("13800138000", "Zhang")
+    assert run(model, [ev("Newstate", 0.3, **CALLER, CallerIDNum="<unknown>")]) == []
+    run(model, [ev("Newchannel", 1, **QUEUED)])
+    (leg,) = of(run(model, [ev("Hangup", 5, **QUEUED, Cause="16")]), CallLegEnded)
+    assert (leg.uniqueid, leg.channel, leg.cause, leg.remaining) == ("L1.2", "Local/x;2", "16", 1)
+
+
+def test_calls_with_a_gap_are_completed_by_recovery() -> None:
+    model = CallModel()
+    run(model, [ev("Newchannel", 0, **CALLER)])
+    snap = [
+        {"Uniqueid": "L1", "Linkedid": "L1", "Channel": "PJSIP/trunk-1", "Duration": "00:00:40"},
+        # adopted: both legs of a call we did not know; the older leg gives its start
+        {"Uniqueid": "N2", "Linkedid": "N1", "Channel": "Local/y;2", "Duration": "00:00:05"},
+        {"Uniqueid": "N1", "Linkedid": "N1", "Channel": "PJSIP/trunk-2", "Duration": "00:00:12"},
+    ]
+    now = T0 + timedelta(seconds=60)
+    assert model.resync(snap, now, snapshot_at=now) == []
+    assert model.calls["L1"].gap and model.calls["N1"].gap
+    assert model.calls["N1"].started_at == now - timedelta(seconds=12)
+    run(model, [ev("Hangup", 61, **CALLER)])
+    events = model.expire(LATER)
+    assert not of(events, CallCompleted)  # not written from what we saw: recovered
+    assert [c.linkedid for c in model.take_gapped()] == ["L1"]
+    assert model.take_gapped() == []
