@@ -13,8 +13,9 @@ class AcdSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     #: Host path of the Asterisk instance's configuration directory; the daemon writes
-    #: ``queues_cti.conf`` there (included by the shipped queues.conf). None: queue
-    #: parameters are kept in the store but not applied to Asterisk.
+    #: ``queues_cti.conf`` there (included by the shipped queues.conf). None:
+    #: ``asterisk.etc_dir`` (the local instance's); without either the daemon stops with
+    #: an error (per-queue max wait and callback keys would silently not apply).
     asterisk_etc_dir: Path | None = None
     #: Pause reasons an agent may choose from.
     pause_reasons: list[str] = Field(

@@ -30,6 +30,17 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_config(_config_path(args))
 
 
+def command_settings(args: argparse.Namespace) -> Settings:
+    """The configuration as ``cti run`` sees it: the file (``--config``, ``$CTI_CONFIG``,
+    ``var/cti.toml``) and the local Asterisk instance's directories where the file leaves
+    them unset. Every command that reads Asterisk's logs uses this."""
+    from cti.asterisk.runner import find_instance_dirs
+
+    settings = _settings(args)
+    find_instance_dirs(settings, DEFAULT_DATA_DIR)
+    return settings
+
+
 def _progress(msg: str) -> None:
     print(f"==> {msg}", flush=True)
 
@@ -189,19 +200,10 @@ def cmd_calls(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from cti.asterisk.runner import chroot_log_dir
     from cti.daemon import Daemon
     from cti.logs import setup_logging
 
-    settings = _settings(args)
-    if settings.asterisk.log_dir is None:
-        for candidate in (
-            chroot_log_dir(settings),
-            DEFAULT_DATA_DIR.resolve() / "asterisk" / settings.asterisk.instance / "log",
-        ):
-            if candidate.is_dir():
-                settings.asterisk.log_dir = candidate
-                break
+    settings = command_settings(args)
     setup_logging(settings.log.level, settings.log.format)
     asyncio.run(Daemon(settings, demo=args.demo).run())
     return 0

@@ -72,8 +72,12 @@ class AmiConfig(_Section):
 
 class AsteriskConfig(_Section):
     instance: str = "default"
-    # host directory holding queue_log and cdr-custom/ (recovery and statistics read them)
+    # host directory holding queue_log and cdr-custom/ (recovery and statistics read them);
+    # unset: the local instance's (cti asterisk up), else the daemon refuses to start
     log_dir: Path | None = None
+    # host directory of the instance's configuration (the ACD writes queues_cti.conf);
+    # unset: the local instance's
+    etc_dir: Path | None = None
     inbound_contexts: list[str] = ["cti-inbound"]
 
 

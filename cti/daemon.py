@@ -26,8 +26,14 @@ from cti.bus import EventBus
 from cti.calls import recovery
 from cti.calls.model import EVENT_CLASSES, Call, CallModel, channel_info
 from cti.calls.recorder import CallRecorder
-from cti.config import Settings
-from cti.events import AmiConnected, AmiDisconnected, CallCompleted, IvrCallbackRequested
+from cti.config import ConfigError, Settings
+from cti.events import (
+    AmiConnected,
+    AmiDisconnected,
+    CallCompleted,
+    CallRecord,
+    IvrCallbackRequested,
+)
 from cti.features import Feature, FeatureContext, check_sections, load_features
 from cti.services import Services
 from cti.store.db import Database
@@ -41,6 +47,7 @@ log = logging.getLogger(__name__)
 
 EXPIRE_EVERY_S = 0.2
 GAPPED_CDR_WAIT_S = 0.5
+GAPPED_CDR_ATTEMPTS = 4
 
 
 def utcnow() -> datetime:
@@ -63,6 +70,12 @@ class Metrics:
         )
 
 
+def _complete(record: CallRecord) -> bool:
+    """Recovery found the call's CDR, and its talk time when it was answered in a queue."""
+    talk_known = record.talk_s is not None or not (record.queue and record.answered_at)
+    return record.source == "cdr" and talk_known
+
+
 class Daemon:
     def __init__(
         self, settings: Settings, *, demo: bool = False, features: list[Feature] | None = None
@@ -71,12 +84,19 @@ class Daemon:
         self.settings = settings
         self.features = load_features() if features is None else features
         check_sections(settings, self.features)
+        if settings.asterisk.log_dir is None:
+            raise ConfigError(
+                "asterisk.log_dir is not set and no local Asterisk instance (cti asterisk up) "
+                "was found: set it to the host directory of the instance's logs (queue_log, "
+                "cdr-custom/); calls that end while the AMI link is down are recovered from them"
+            )
         self.services = Services()
         self.bus = EventBus()
         self.metrics = Metrics()
         self.model = CallModel(inbound_contexts=settings.asterisk.inbound_contexts)
         self.db = Database.from_url(settings.database.url)
         self.recorder = CallRecorder(self.db, default_region=settings.site.default_region)
+        self.recovery = recovery.Recovery(Path(settings.asterisk.log_dir))
         a = settings.ami
         self.ami = AmiClient(
             a.host, a.port, a.username, a.secret,
@@ -220,25 +240,17 @@ class Daemon:
         since: datetime,
         now: datetime,
         fallback_end: datetime | None = None,
-    ) -> None:
-        log_dir = self.settings.asterisk.log_dir
-        cdr_text = qlog_text = ""
-        if log_dir is not None:
-            cdr_text, qlog_text = await asyncio.gather(
-                asyncio.to_thread(recovery.read_text, Path(log_dir) / "cdr-custom" / "cti-cdr.csv"),
-                asyncio.to_thread(recovery.read_text, Path(log_dir) / "queue_log"),
-            )
-        else:
-            log.warning("asterisk.log_dir not set: calls ended while disconnected get no CDR data")
-        cdr_rows = recovery.parse_cdr(cdr_text)
-        records = recovery.recover(
+    ) -> list[CallRecord]:
+        records = await self.recovery.run(
             ended=ended,
-            cdr=cdr_rows,
-            queue_log=recovery.parse_queue_log(qlog_text),
             since=since - timedelta(seconds=2),
             fallback_end=fallback_end or self._disconnected_at or now,
-            skip={r.linkedid for r in cdr_rows if self.model.is_known(r.linkedid)},
+            known=self.model.is_known,
         )
+        self._publish_recovered(records, now)
+        return records
+
+    def _publish_recovered(self, records: list[CallRecord], now: datetime) -> None:
         for record in records:
             self.model.mark_finished(record.linkedid, now)
             self.metrics.calls_recovered.inc()
@@ -258,11 +270,23 @@ class Daemon:
 
     async def _recover_gapped(self, calls: list[Call]) -> None:
         """Calls whose events had a gap (adopted after a restart, or in progress across an
-        AMI outage) ended: their record comes from Asterisk's CDR and queue_log."""
-        ends = [c.closing_since for c in calls if c.closing_since is not None]
-        end = max(ends) if ends else utcnow()
-        await asyncio.sleep(GAPPED_CDR_WAIT_S)  # the CDR line is written as the channel goes
-        await self._recover(calls, end, utcnow(), fallback_end=end)
+        AMI outage) ended: their record comes from Asterisk's CDR and queue_log. The CDR
+        line is written as the last channel goes: wait for it a little."""
+        pending = {c.linkedid: c for c in calls}
+        for attempt in range(GAPPED_CDR_ATTEMPTS):
+            await asyncio.sleep(GAPPED_CDR_WAIT_S * (attempt + 1))
+            todo = list(pending.values())
+            end = max(c.closing_since or utcnow() for c in todo)
+            records = await self.recovery.run(
+                ended=todo, since=end, fallback_end=end, known=lambda _: True
+            )
+            last = attempt == GAPPED_CDR_ATTEMPTS - 1
+            done = [r for r in records if _complete(r) or last]
+            self._publish_recovered(done, utcnow())
+            for r in done:
+                pending.pop(r.linkedid, None)
+            if not pending:
+                return
 
     def _on_callback_requested(self, event: IvrCallbackRequested) -> None:
         self.model.callback_requested(event.linkedid)

@@ -253,6 +253,9 @@ async def _finish(agi: AgiSession, env: Env, state: CallState, action: Action, r
     if action.prompt:
         await agi.stream_file(_prompt(env, action.prompt))
     if action.action == "callback":
+        # Asterisk's own record of the choice: a call recovered from the CDR (daemon
+        # restarted meanwhile) is then a callback too, not an IVR abandon
+        await agi.set_variable("CDR(cti_outcome)", "callback")
         env.bus.publish(
             IvrCallbackRequested(
                 state.linkedid, env.clock(), state.caller_e164,

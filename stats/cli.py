@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from datetime import date, datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from cti.config import ConfigError, load_config
+from cti.cli import command_settings
+from cti.config import ConfigError
 from cti.store.db import Database
 from cti.store.migrate import upgrade
 from stats.service import StatsService
-from stats.settings import StatsSettings
+from stats.settings import StatsSettings, queue_log_path
 
 __all__ = ["parse_since", "register"]
 
@@ -36,22 +36,14 @@ def parse_since(raw: str, tz: ZoneInfo) -> datetime:
 
 
 def _rebuild(args: argparse.Namespace) -> int:
-    raw = getattr(args, "config", None) or os.environ.get("CTI_CONFIG")
-    default = Path("var/cti.toml")
-    path = Path(raw) if raw else (default if default.exists() else None)
     try:
-        settings = load_config(path)
+        settings = command_settings(args)  # finds the log the way `cti run` does
         stats = StatsSettings.model_validate((settings.model_extra or {}).get("stats", {}))
         tz = ZoneInfo(settings.site.timezone)
         since = parse_since(args.since, tz)
+        qlog = Path(args.queue_log) if args.queue_log else queue_log_path(settings, stats)
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    qlog = Path(args.queue_log) if args.queue_log else stats.queue_log
-    if qlog is None and settings.asterisk.log_dir is not None:
-        qlog = Path(settings.asterisk.log_dir) / "queue_log"
-    if qlog is None:
-        print("error: no queue_log: set asterisk.log_dir or pass --queue-log", file=sys.stderr)
         return 2
     upgrade(settings.database.url)
 

@@ -39,7 +39,7 @@ from cti.web.pages import add_pages
 from cti.web.ws import WsHub, to_role
 from stats.routes import add_routes
 from stats.service import StatsService
-from stats.settings import StatsSettings
+from stats.settings import StatsSettings, queue_log_path
 from stats.wallboard import WALLBOARD_EVENTS
 
 __all__ = ["StatsFeature"]
@@ -65,11 +65,7 @@ class StatsFeature:
 
     def setup(self, ctx: FeatureContext) -> None:
         settings = ctx.section("stats", StatsSettings)
-        qlog = settings.queue_log
-        if qlog is None and ctx.settings.asterisk.log_dir is not None:
-            qlog = Path(ctx.settings.asterisk.log_dir) / "queue_log"
-        if qlog is None:
-            log.warning("statistics: no queue_log (set asterisk.log_dir or [stats] queue_log)")
+        qlog = queue_log_path(ctx.settings, settings)
         self._ctx = ctx
         self._hub = ctx.hub
         self.service = StatsService(ctx.db, ZoneInfo(ctx.settings.site.timezone), qlog, settings)

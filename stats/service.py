@@ -14,10 +14,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
+from cti.queue_log import RawLine, parse_line
 from cti.store.db import Database
 from stats import tail
 from stats.models import EntryRow, IvrAbandonRow
-from stats.queue_log import RawLine, parse_line
 from stats.settings import StatsSettings
 from stats.store import QueueRules, StatsStore, queue_rules
 from stats.wallboard import Wallboard

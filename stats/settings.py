@@ -6,7 +6,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["StatsSettings"]
+from cti.config import ConfigError, Settings
+
+__all__ = ["StatsSettings", "queue_log_path"]
 
 
 class StatsSettings(BaseModel):
@@ -24,3 +26,17 @@ class StatsSettings(BaseModel):
     wallboard_interval_s: float = Field(0.25, ge=0.05, le=5)
     #: A waiting caller at this fraction of T turns the queue amber.
     risk_wait_fraction: float = Field(0.75, gt=0, le=1)
+
+
+def queue_log_path(settings: Settings, stats: StatsSettings) -> Path:
+    """``[stats] queue_log``, else ``<asterisk.log_dir>/queue_log``; statistics cannot work
+    without it, so neither the daemon nor ``cti stats rebuild`` starts without one."""
+    if stats.queue_log is not None:
+        return stats.queue_log
+    if settings.asterisk.log_dir is not None:
+        return Path(settings.asterisk.log_dir) / "queue_log"
+    raise ConfigError(
+        "statistics need Asterisk's queue_log: set asterisk.log_dir (the host directory of "
+        "the instance's logs) or [stats] queue_log; none was set and no local instance "
+        "(cti asterisk up) was found"
+    )

@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from acd import store as acd_store
+from cti.queue_log import DerivedEntry, RawLine, derive_entries
 from cti.store.db import Database
 from stats.formulas import COUNT_FIELDS, Counts, EntryFacts, count_entry, local_hour
 from stats.models import (
@@ -31,7 +32,6 @@ from stats.models import (
     LinkRow,
     QlogLineRow,
 )
-from stats.queue_log import DerivedEntry, RawLine, derive_entries
 from stats.tail import TailPosition
 
 __all__ = ["IVR_QUEUE", "QueueRules", "StatsStore", "queue_rules"]
@@ -231,12 +231,15 @@ class StatsStore:
         count, total, longest = 0, 0.0, 0.0
         if e.answered_at is not None and linkedid:
             for start, end in holds.get(linkedid, []):
-                if end is None or start < e.answered_at:
+                # in-call hold = the part of a hold inside the connected time: a hold
+                # that began a moment before CONNECT (queue_log's whole-second clock, or
+                # the caller holding as the agent answers) counts from CONNECT on
+                if end is None or end <= e.answered_at:
                     continue
-                if e.ended_at is not None and start > e.ended_at:
+                if e.ended_at is not None and start >= e.ended_at:
                     continue
                 stop = min(end, e.ended_at) if e.ended_at is not None else end
-                d = max(0.0, (stop - start).total_seconds())
+                d = max(0.0, (stop - max(start, e.answered_at)).total_seconds())
                 count, total, longest = count + 1, total + d, max(longest, d)
         return {
             "callid": e.callid, "linkedid": linkedid, "queue": e.queue,

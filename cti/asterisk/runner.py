@@ -142,3 +142,19 @@ def make_runner(settings: Settings, data_dir: Path, progress: rootfs.Progress = 
 def chroot_log_dir(settings: Settings) -> Path:
     """Where the chroot instance's logs are, without building anything."""
     return rootfs.root_path() / "srv" / "cti" / settings.asterisk.instance / "log"
+
+
+def find_instance_dirs(settings: Settings, data_dir: Path = Path("var")) -> None:
+    """Fill ``asterisk.log_dir`` / ``asterisk.etc_dir`` left unset with the local
+    instance's directories where they exist (the chroot root's, else Docker's under
+    ``data_dir``), without building or starting anything: the one way the daemon and
+    every command find queue_log, the CDR file and the configuration directory."""
+    a = settings.asterisk
+    for base in (
+        rootfs.root_path() / "srv" / "cti" / a.instance,
+        data_dir.resolve() / "asterisk" / a.instance,
+    ):
+        if a.log_dir is None and (base / "log").is_dir():
+            a.log_dir = base / "log"
+        if a.etc_dir is None and (base / "etc").is_dir():
+            a.etc_dir = base / "etc"

@@ -74,7 +74,7 @@ _EXIT_STATUS = {
     "JOINUNAVAIL": "refused",
 }
 #: How a resolved stay makes the call's disposition.
-_OUTCOME_DISPOSITION = {
+OUTCOME_DISPOSITION = {
     "answered": "answered",
     "abandoned": "abandoned",
     "timeout": "timeout",
@@ -163,7 +163,7 @@ class Call:
         if self.answered_at is not None:
             return "answered"
         if self.outcome:
-            return _OUTCOME_DISPOSITION.get(self.outcome, "unknown")
+            return OUTCOME_DISPOSITION.get(self.outcome, "unknown")
         if self.callback_requested:
             return "callback"
         if self.bridged_at is not None:
@@ -637,6 +637,11 @@ class CallModel:
                 ):
                     out.extend(self._resolve(call, stay.exit_status or "timeout", stay.left_at))
             if final and since is not None:
+                if call.answered_at is not None and call.talk_s is None:
+                    # app_queue sent no AgentComplete (seen with Local channels that hang
+                    # up at once, e.g. a callback's placeholder): queue_log's COMPLETE
+                    # line has the talk time
+                    call.gap = True
                 done = self._finalise(call, since, "ami")
                 if call.gap:
                     self._gapped.append(call)

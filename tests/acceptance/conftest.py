@@ -81,7 +81,9 @@ def daemon_settings(
             secret=asterisk.spec.ami_secret, ping_interval=1.0, action_timeout=3.0,
             reconnect_max_s=0.5,
         ),
-        asterisk=AsteriskConfig(instance=asterisk.spec.name, log_dir=asterisk.log_dir),
+        asterisk=AsteriskConfig(
+            instance=asterisk.spec.name, log_dir=asterisk.log_dir, etc_dir=asterisk.etc_dir
+        ),
         database=DatabaseConfig(url=db_url),
         http=HttpConfig(port=0),
         agi=AgiConfig(port=asterisk.spec.agi_port),

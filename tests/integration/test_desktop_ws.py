@@ -12,6 +12,7 @@ import os
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -19,7 +20,14 @@ import pytest
 from aiohttp import WSMsgType
 
 from crm_bridge.feature import CrmFeature
-from cti.config import AgiConfig, AmiConfig, DatabaseConfig, HttpConfig, Settings
+from cti.config import (
+    AgiConfig,
+    AmiConfig,
+    AsteriskConfig,
+    DatabaseConfig,
+    HttpConfig,
+    Settings,
+)
 from cti.daemon import Daemon
 from cti.events import CallAnswered, CallCompleted, CallEntered, CallOffered, CallRecord
 from cti.store.tokens import create_token, revoke_token
@@ -31,9 +39,10 @@ pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
 
 @pytest.fixture
-async def daemon(db_url: str) -> AsyncIterator[Daemon]:
+async def daemon(db_url: str, tmp_path: Path) -> AsyncIterator[Daemon]:
     settings = Settings(
         ami=AmiConfig(port=free_port(), secret="x", reconnect_max_s=5.0),  # no Asterisk here
+        asterisk=AsteriskConfig(log_dir=tmp_path),
         database=DatabaseConfig(url=db_url),
         http=HttpConfig(port=0),
         agi=AgiConfig(port=0),

@@ -154,6 +154,32 @@ async def test_rotation_and_truncation(svc: StatsService, db: Database) -> None:
     assert summary["*"]["offered"] == 5
 
 
+async def test_a_hold_begun_just_before_connect_is_in_call_hold(
+    svc: StatsService, db: Database
+) -> None:
+    """The caller holds as the agent answers: the hold counts from CONNECT on."""
+    qlog = svc.queue_log
+    assert qlog is not None
+    await svc.link("h1", "LH1")
+    await svc.held("LH1", "h1", T0 + timedelta(seconds=9.4))
+    await svc.resumed("h1", T0 + timedelta(seconds=20))
+    await svc.held("LH1", "h1", T0 + timedelta(seconds=2))  # while waiting: not in-call
+    await svc.resumed("h1", T0 + timedelta(seconds=4))
+    write(
+        qlog,
+        [
+            f"{ts(T0, 0)}|h1|support|NONE|ENTERQUEUE||138|1",
+            f"{ts(T0, 10)}|h1|support|agent2|CONNECT|10|h1b|2",
+            f"{ts(T0, 70)}|h1|support|agent2|COMPLETECALLER|10|60|1",
+        ],
+    )
+    await svc.tail()
+    rows = {(r["queue"], r["hour_start"]): r for r in await reports.hourly(db, DAY, DAY)}
+    row = rows[("support", T0.replace(minute=0).isoformat())]
+    assert (row["hold_count"], row["hold_s"], row["hold_max_s"]) == (1, 10.0, 10.0)
+    assert row["talk_s"] == 50.0 and row["aht_s"] == 60.0
+
+
 async def test_hold_ivr_agents_staffing_and_rest(svc: StatsService, db: Database) -> None:
     qlog = svc.queue_log
     assert qlog is not None

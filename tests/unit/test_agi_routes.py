@@ -37,7 +37,7 @@ def registered_routes() -> set[str]:
     """What the features register when the daemon sets them up (real context objects;
     nothing connects until started)."""
     features = [f for f in load_features() if f.name != "ivr"] + [IvrFeature()]
-    settings = Settings()
+    settings = Settings(asterisk={"log_dir": "/nonexistent", "etc_dir": "/nonexistent"})
     server = FastAgiServer(port=0)
     db = Database.from_url("sqlite+aiosqlite://")
     ctx = FeatureContext(

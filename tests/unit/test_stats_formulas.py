@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from cti.events import CallAbandoned, CallAnswered, CallQueued, CallTimedOut
+from cti.queue_log import derive_entries, parse_line
 from stats.csv_export import neutralise, to_csv
 from stats.erlang import agents_needed, erlang_c, service_level
 from stats.formulas import (
@@ -20,7 +21,6 @@ from stats.formulas import (
     local_hour,
     sum_counts,
 )
-from stats.queue_log import derive_entries, parse_line
 from stats.store import QueueRules
 from stats.wallboard import Wallboard
 
