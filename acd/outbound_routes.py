@@ -25,6 +25,7 @@ from cti.ami.actions import AmiActionError
 from cti.ami.client import NotConnected
 from cti.web.auth import has_role, principal
 from cti.web.errors import BadRequest, Conflict, NotFound, Unavailable
+from cti.web.openapi import STR, arr, doc, obj
 from cti.web.params import Choice, Int, path_int
 
 __all__ = ["CALLBACKS", "add_outbound_routes"]
@@ -47,6 +48,14 @@ def _id(request: web.Request) -> int:
     return path_int(request)
 
 
+@doc(
+    "Click-to-call: ring the agent, then dial the number",
+    tags=["acd"],
+    status=202,
+    errors=[409, 503],
+    body=obj({"number": STR}, required=["number"]),
+    response=obj({"linkedid": STR, "number": STR}),
+)
 async def click_to_call(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     _may_see_agent(request, name)
@@ -81,6 +90,12 @@ async def _visible(request: web.Request, row: dict[str, Any]) -> bool:
     return row["agent"] == me or (agent is not None and row["queue"] in agent["skills"])
 
 
+@doc(
+    "Callback requests (agents: of their queues and their own)",
+    tags=["acd"],
+    query=[CB_STATUS, CB_LIMIT],
+    response=obj({"callbacks": arr(obj())}),
+)
 async def list_callbacks(request: web.Request) -> web.Response:
     status = CB_STATUS.value(request)
     limit = CB_LIMIT.value(request)
@@ -94,6 +109,13 @@ async def list_callbacks(request: web.Request) -> web.Response:
     return web.json_response({"callbacks": rows})
 
 
+@doc(
+    "Take a callback and dial it now",
+    tags=["acd"],
+    status=202,
+    errors=[409, 503],
+    response=obj({"linkedid": STR}),
+)
 async def dial_callback(request: web.Request) -> web.Response:
     cid = _id(request)
     svc, callbacks = _svc(request), request.app[CALLBACKS]
@@ -117,6 +139,14 @@ async def dial_callback(request: web.Request) -> web.Response:
     return web.json_response({"linkedid": call.linkedid}, status=202)
 
 
+@doc(
+    "Close a callback with an outcome",
+    tags=["acd"],
+    errors=[409],
+    body=obj({"outcome": STR}),
+    body_required=False,
+    response=obj(),
+)
 async def close_callback(request: web.Request) -> web.Response:
     cid = _id(request)
     svc, callbacks = _svc(request), request.app[CALLBACKS]

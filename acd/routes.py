@@ -20,7 +20,8 @@ from cti.ami.client import NotConnected
 from cti.web.auth import principal, require_agent_access, require_role
 from cti.web.body import json_object
 from cti.web.errors import BadRequest, Conflict, NotFound, Unavailable
-from cti.web.params import Flag, Int, path_int, time_range
+from cti.web.openapi import BOOL, STR, arr, doc, obj
+from cti.web.params import Flag, Int, When, path_int, time_range
 
 __all__ = ["SERVICE", "add_routes"]
 
@@ -28,6 +29,10 @@ SERVICE = web.AppKey("acd_service", AcdService)
 _MAX_BODY = 64 * 1024
 _MAX_DEVICES = 8
 _MAX_SKILLS = 64
+PAUSE_SINCE = When(name="since", description="default: a day before until")
+PAUSE_UNTIL = When(name="until", description="default: now")
+LOST_OPEN = Flag(name="open", default=True, description="only callers not yet called back")
+LOST_LIMIT = Int(name="limit", default=100, lo=1, hi=1000)
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -42,17 +47,33 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+@doc(
+    "Queues with their configuration and live figures",
+    tags=["acd"],
+    response=obj({"queues": arr(obj())}),
+)
 async def list_queues(request: web.Request) -> web.Response:
     svc = _svc(request)
+    who = principal(request)
     live = {q["name"]: q for q in svc.live.snapshot(_now())}
     out = []
     for q in await store.list_queues(svc.db):
+        if not who.sees_queue(q.name):  # a supervisor scoped to teams
+            continue
         d: dict[str, Any] = asdict(q)
         d["live"] = live.get(q.name)
         out.append(d)
     return web.json_response({"queues": out})
 
 
+@doc(
+    "Create or change a queue (applied to Asterisk live)",
+    role="admin",
+    tags=["acd"],
+    body=obj(),
+    body_required=False,
+    response=obj({"name": STR, "applied": BOOL}),
+)
 async def put_queue(request: web.Request) -> web.Response:
     require_role(request, "admin")
     name = request.match_info["name"]
@@ -73,6 +94,7 @@ async def _apply(svc: AcdService) -> bool:
         return False  # kept in the store; applied at the next AMI connect
 
 
+@doc("Delete a queue", role="admin", tags=["acd"], response=obj({"deleted": BOOL}))
 async def delete_queue(request: web.Request) -> web.Response:
     require_role(request, "admin")
     svc = _svc(request)
@@ -86,10 +108,16 @@ def _may_see_agent(request: web.Request, agent: str) -> None:
     require_agent_access(request, agent)
 
 
+@doc(
+    "Agents with their memberships and live state",
+    role="supervisor",
+    tags=["acd"],
+    response=obj({"agents": arr(obj())}),
+)
 async def list_agents(request: web.Request) -> web.Response:
-    require_role(request, "supervisor")
+    who = require_role(request, "supervisor")
     svc = _svc(request)
-    agents = await store.list_agents(svc.db)
+    agents = [a for a in await store.list_agents(svc.db) if who.sees_agent(a["name"])]
     now = _now()
     for a in agents:
         a["members"] = [
@@ -98,6 +126,7 @@ async def list_agents(request: web.Request) -> web.Response:
     return web.json_response({"agents": agents})
 
 
+@doc("One agent (agents: only themselves)", tags=["acd"], response=obj())
 async def get_agent(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     _may_see_agent(request, name)
@@ -110,6 +139,14 @@ async def get_agent(request: web.Request) -> web.Response:
     return web.json_response(agent)
 
 
+@doc(
+    "Create or change an agent: name, devices, skills (queue -> penalty)",
+    role="admin",
+    tags=["acd"],
+    body=obj({"display_name": STR, "devices": arr(obj()), "skills": obj()}),
+    body_required=False,
+    response=obj(),
+)
 async def put_agent(request: web.Request) -> web.Response:
     require_role(request, "admin")
     name = request.match_info["name"]
@@ -150,6 +187,13 @@ async def put_agent(request: web.Request) -> web.Response:
     return web.json_response(await store.get_agent(svc.db, name))
 
 
+@doc(
+    "Delete an agent (logged out first)",
+    role="admin",
+    tags=["acd"],
+    errors=[503],
+    response=obj({"deleted": BOOL}),
+)
 async def delete_agent(request: web.Request) -> web.Response:
     require_role(request, "admin")
     svc = _svc(request)
@@ -166,6 +210,13 @@ async def delete_agent(request: web.Request) -> web.Response:
     return web.json_response({"deleted": True})
 
 
+@doc(
+    "Set an agent's status: available, paused with a reason, logged out",
+    tags=["acd"],
+    errors=[409, 503],
+    body=obj({"status": STR, "reason": STR, "device": {"type": "integer"}}),
+    response=obj(),
+)
 async def set_status(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     _may_see_agent(request, name)
@@ -188,34 +239,50 @@ async def set_status(request: web.Request) -> web.Response:
     return web.json_response(agent)
 
 
+@doc("An agent's status history", tags=["acd"], response=obj({"history": arr(obj())}))
 async def agent_history(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     _may_see_agent(request, name)
     return web.json_response({"history": await store.status_history(_svc(request).db, name)})
 
 
+@doc(
+    "Pause time by reason over a time range",
+    role="supervisor",
+    tags=["acd"],
+    query=[PAUSE_SINCE, PAUSE_UNTIL],
+    response=obj({"since": STR, "until": STR, "pause_s": obj()}),
+)
 async def pause_report(request: web.Request) -> web.Response:
     require_role(request, "supervisor")
-    since, until = time_range(request, default_span=timedelta(days=1), max_span=timedelta(days=400))
+    since, until = time_range(
+        request, since=PAUSE_SINCE.name, until=PAUSE_UNTIL.name,
+        default_span=timedelta(days=1), max_span=timedelta(days=400),
+    )  # fmt: skip
     report = await store.pause_time_by_reason(_svc(request).db, since, until)
     return web.json_response(
         {"since": since.isoformat(), "until": until.isoformat(), "pause_s": report}
     )
 
 
+@doc("Live queue figures", role="supervisor", tags=["acd"], response=obj({"queues": arr(obj())}))
 async def live(request: web.Request) -> web.Response:
-    require_role(request, "supervisor")
-    return web.json_response({"queues": _svc(request).live.snapshot(_now())})
+    who = require_role(request, "supervisor")
+    queues = [q for q in _svc(request).live.snapshot(_now()) if who.sees_queue(str(q["name"]))]
+    return web.json_response({"queues": queues})
 
 
+@doc("The configured pause reasons", tags=["acd"], response=obj({"reasons": arr()}))
 async def pause_reasons(request: web.Request) -> web.Response:
     return web.json_response({"reasons": list(_svc(request).settings.pause_reasons)})
 
 
-LOST_OPEN = Flag(name="open", default=True, description="only callers not yet called back")
-LOST_LIMIT = Int(name="limit", default=100, lo=1, hi=1000)
-
-
+@doc(
+    "Lost callers (abandoned, not yet called back)",
+    tags=["acd"],
+    query=[LOST_OPEN, LOST_LIMIT],
+    response=obj({"lost_callers": arr(obj())}),
+)
 async def list_lost(request: web.Request) -> web.Response:
     rows = await store.list_lost(
         _svc(request).db, open_only=LOST_OPEN.read(request), limit=LOST_LIMIT.value(request)
@@ -223,6 +290,13 @@ async def list_lost(request: web.Request) -> web.Response:
     return web.json_response({"lost_callers": rows})
 
 
+@doc(
+    "Close a lost caller (called back, or manually)",
+    tags=["acd"],
+    body=obj({"by": {"type": "string", "enum": ["called_back", "manual"]}}),
+    body_required=False,
+    response=obj({"closed": BOOL}),
+)
 async def close_lost(request: web.Request) -> web.Response:
     lost_id = path_int(request)
     data = await _body(request)

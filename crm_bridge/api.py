@@ -10,6 +10,7 @@ The store then applies per-customer visibility for agents. Errors are JSON
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date
@@ -50,7 +51,8 @@ from crm_bridge.webhooks import WebhookDispatcher
 from cti.web.auth import require_role
 from cti.web.body import json_body, model_body
 from cti.web.errors import ApiError, BadRequest, NotFound
-from cti.web.params import date_param, int_param, path_int
+from cti.web.openapi import BOOL, arr, doc, obj
+from cti.web.params import Choice, Day, Int, Text, date_param, int_param, path_int
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -73,6 +75,7 @@ CRM = web.AppKey("crm", CrmServices)
 def _errors(handler: Handler) -> Handler:
     """The CRM's own errors as the one HTTP error type (:mod:`cti.web.errors`)."""
 
+    @functools.wraps(handler)
     async def wrapped(request: web.Request) -> web.StreamResponse:
         try:
             return await handler(request)
@@ -126,14 +129,20 @@ def endpoint(role: str = "agent", *, status: int = 200) -> Callable[[Operation],
                 return out
             return web.json_response(out, status=status)
 
-        handler.__name__ = operation.__name__
-        handler.__doc__ = operation.__doc__
-        return handler
+        return functools.wraps(operation)(handler)
 
     return wrap
 
 
 # --- customers ---------------------------------------------------------------------------
+
+Q = Text(name="q", max_len=256, description="name, company, phone, e-mail, tag ...")
+LIMIT_50 = Int(name="limit", default=50, lo=1, hi=500)
+OFFSET = Int(name="offset", default=0, lo=0, hi=10_000_000)
+OWNER = Text(name="owner", max_len=128, description='an agent; "" for the public pool')
+SEARCH_Q = [Q, LIMIT_50, OFFSET, OWNER]
+CUSTOMERS = obj({"customers": arr(obj())}, required=["customers"])
+TAG = ["crm"]
 
 
 def _owner_filter(r: Req) -> str | None:
@@ -154,44 +163,72 @@ async def _search(r: Req, owner: str | None) -> dict[str, Any]:
     return {"customers": rows}
 
 
+@doc("Search customers (agents: theirs and the pool)", tags=TAG, query=SEARCH_Q, response=CUSTOMERS)
 @endpoint()
 async def list_customers(r: Req) -> Any:
     return await _search(r, _owner_filter(r))
 
 
+@doc(
+    "Create a customer (409 with candidates when it looks like a duplicate)",
+    tags=TAG,
+    status=201,
+    errors=[409],
+    body=CustomerIn,
+    response=obj(),
+)
 @endpoint(status=201)
 async def create_customer(r: Req) -> Any:
     return await r.svc.store.create_customer(await r.body(CustomerIn), r.actor)
 
 
+@doc("One customer", tags=TAG, response=obj())
 @endpoint()
 async def get_customer(r: Req) -> Any:
     return await r.svc.store.get_customer(r.id(), r.actor)
 
 
+@doc("Change a customer", tags=TAG, errors=[409], body=CustomerPatch, response=obj())
 @endpoint()
 async def patch_customer(r: Req) -> Any:
     patch = await r.body(CustomerPatch)
     return await r.svc.store.update_customer(r.id(), patch, r.actor)
 
 
+@doc("Delete a customer", role="supervisor", tags=TAG, response=obj({"deleted": BOOL}))
 @endpoint("supervisor")
 async def delete_customer(r: Req) -> Any:
     await r.svc.store.delete_customer(r.id(), r.actor)
     return {"deleted": True}
 
 
+@doc("Change history of a customer", tags=TAG, response=obj({"audit": arr(obj())}))
 @endpoint()
 async def customer_audit(r: Req) -> Any:
     return {"audit": await r.svc.store.audit_log(r.id(), r.actor)}
 
 
+@doc(
+    "Interactions of a customer",
+    tags=TAG,
+    query=[LIMIT_50],
+    response=obj({"interactions": arr(obj())}),
+)
 @endpoint()
 async def customer_interactions(r: Req) -> Any:
     rows = await r.svc.interactions.for_customer(r.id(), r.actor, r.int("limit", 50, 1, 500))
     return {"interactions": rows}
 
 
+@doc(
+    "Add a contact to a customer",
+    tags=TAG,
+    status=201,
+    errors=[409],
+    query=[Choice(name="force", choices=("1", "true", "0", "false"))],
+    body=ContactIn,
+    response=obj(),
+)
 @endpoint(status=201)
 async def add_contact(r: Req) -> Any:
     data = await r.body(ContactIn)
@@ -199,17 +236,25 @@ async def add_contact(r: Req) -> Any:
     return await r.svc.store.add_contact(r.id(), data, r.actor, force=force)
 
 
+@doc("One contact", tags=TAG, response=obj())
 @endpoint()
 async def get_contact(r: Req) -> Any:
     return await r.svc.store.get_contact(r.id(), r.actor)
 
 
+@doc("Change a contact", tags=TAG, errors=[409], body=ContactPatch, response=obj())
 @endpoint()
 async def patch_contact(r: Req) -> Any:
     patch = await r.body(ContactPatch)
     return await r.svc.store.update_contact(r.id(), patch, r.actor)
 
 
+@doc(
+    "The customer card for a phone number",
+    tags=TAG,
+    query=[Text(name="number", max_len=48)],
+    response=obj(),
+)
 @endpoint()
 async def lookup(r: Req) -> Any:
     card = await r.svc.directory.lookup_number(r.query("number")[:48])
@@ -224,28 +269,39 @@ async def lookup(r: Req) -> Any:
 # --- interactions ------------------------------------------------------------------------
 
 
+@doc("Record an interaction", tags=TAG, status=201, body=InteractionIn, response=obj())
 @endpoint(status=201)
 async def create_interaction(r: Req) -> Any:
     return await r.svc.interactions.create(await r.body(InteractionIn), r.actor)
 
 
+@doc("One interaction", tags=TAG, response=obj())
 @endpoint()
 async def get_interaction(r: Req) -> Any:
     return await r.svc.interactions.get(r.id(), r.actor)
 
 
+@doc("Change an interaction", tags=TAG, body=InteractionPatch, response=obj())
 @endpoint()
 async def patch_interaction(r: Req) -> Any:
     patch = await r.body(InteractionPatch)
     return await r.svc.interactions.update(r.id(), patch, r.actor)
 
 
+@doc("The interaction of a call, by Linkedid", tags=TAG, response=obj())
 @endpoint()
 async def get_call_interaction(r: Req) -> Any:
     """The interaction of a call by its Linkedid, during the call or after it."""
     return await r.svc.interactions.get_by_call(r.request.match_info["linkedid"], r.actor)
 
 
+@doc(
+    "Notes, disposition and customer of a call",
+    tags=TAG,
+    errors=[409],
+    body=CallInteractionPut,
+    response=obj(),
+)
 @endpoint()
 async def put_call_interaction(r: Req) -> Any:
     """Notes, disposition and the customer link of a call (agents: their own calls)."""
@@ -256,6 +312,7 @@ async def put_call_interaction(r: Req) -> Any:
     )
 
 
+@doc("The configured dispositions", tags=TAG, response=obj({"dispositions": arr(obj())}))
 @endpoint()
 async def dispositions(r: Req) -> Any:
     return {"dispositions": [d.model_dump() for d in r.svc.config.dispositions]}
@@ -264,16 +321,25 @@ async def dispositions(r: Req) -> Any:
 # --- pool and care lists -----------------------------------------------------------------
 
 
+@doc("The public pool of customers", tags=TAG, query=SEARCH_Q, response=CUSTOMERS)
 @endpoint()
 async def pool_list(r: Req) -> Any:
     return await _search(r, "")
 
 
+@doc("Claim a customer from the pool", tags=TAG, errors=[409], response=obj())
 @endpoint()
 async def pool_claim(r: Req) -> Any:
     return await r.svc.pool.claim(r.id(), r.actor)
 
 
+@doc(
+    "Give a customer to another owner (null: to the pool)",
+    role="supervisor",
+    tags=TAG,
+    body=obj({"owner": {"type": ["string", "null"]}}),
+    response=obj(),
+)
 @endpoint("supervisor")
 async def reassign(r: Req) -> Any:
     data = await json_body(r.request)
@@ -284,17 +350,35 @@ async def reassign(r: Req) -> Any:
     return await r.svc.pool.reassign(r.id(), owner, r.actor)
 
 
+@doc(
+    "Return dormant customers to the pool now",
+    role="supervisor",
+    tags=TAG,
+    response=obj({"returned": arr()}),
+)
 @endpoint("supervisor")
 async def pool_return_now(r: Req) -> Any:
     return {"returned": await r.svc.pool.return_dormant(r.svc.config.pool_after_days)}
 
 
+@doc(
+    "Contacts whose birthday it is",
+    tags=TAG,
+    query=[Day(name="date")],
+    response=obj({"contacts": arr(obj())}),
+)
 @endpoint()
 async def care_birthdays(r: Req) -> Any:
     day = date_param(r.request, "date") or date.today()
     return {"contacts": await r.svc.pool.birthdays(day, r.actor)}
 
 
+@doc(
+    "Customers not contacted for some days",
+    tags=TAG,
+    query=[Int(name="days", lo=1, hi=3650)],
+    response=CUSTOMERS,
+)
 @endpoint()
 async def care_dormant(r: Req) -> Any:
     days = r.int("days", r.svc.config.dormant_days, 1, 3650)
@@ -304,27 +388,34 @@ async def care_dormant(r: Req) -> Any:
 # --- leads -------------------------------------------------------------------------------
 
 
+@doc(
+    "Leads", tags=TAG, query=[Text(name="status", max_len=32)], response=obj({"leads": arr(obj())})
+)
 @endpoint()
 async def list_leads(r: Req) -> Any:
     return {"leads": await r.svc.pool.list_leads(r.actor, r.request.query.get("status"))}
 
 
+@doc("Create a lead", tags=TAG, status=201, body=LeadIn, response=obj())
 @endpoint(status=201)
 async def create_lead(r: Req) -> Any:
     return await r.svc.pool.create_lead(await r.body(LeadIn), r.actor)
 
 
+@doc("One lead", tags=TAG, response=obj())
 @endpoint()
 async def get_lead(r: Req) -> Any:
     return await r.svc.pool.get_lead(r.id(), r.actor)
 
 
+@doc("Change a lead", tags=TAG, body=LeadPatch, response=obj())
 @endpoint()
 async def patch_lead(r: Req) -> Any:
     patch = await r.body(LeadPatch)
     return await r.svc.pool.update_lead(r.id(), patch, r.actor)
 
 
+@doc("Assign a lead to an agent", role="supervisor", tags=TAG, body=AssignIn, response=obj())
 @endpoint("supervisor")
 async def assign_lead(r: Req) -> Any:
     data = await r.body(AssignIn)
@@ -341,6 +432,15 @@ def _format(r: Req, default: str) -> str:
     return fmt
 
 
+@doc(
+    "Import customers from CSV or XLSX (422 with the rows refused)",
+    role="supervisor",
+    tags=TAG,
+    query=[Choice(name="format", choices=("csv", "xlsx"))],
+    body={"type": "string"},
+    body_type="text/csv",
+    response=obj(),
+)
 @endpoint("supervisor")
 async def import_customers(r: Req) -> Any:
     data = await r.request.read()
@@ -350,6 +450,12 @@ async def import_customers(r: Req) -> Any:
     return web.json_response(report, status=422 if report["errors"] else 200)
 
 
+@doc(
+    "Export customers (CSV formula-neutralised, or XLSX)",
+    tags=TAG,
+    query=[Choice(name="format", choices=("csv", "xlsx"), default="csv")],
+    content_type=("text/csv", XLSX),
+)
 @endpoint()
 async def export_customers(r: Req) -> Any:
     fmt = _format(r, "csv")
@@ -370,16 +476,25 @@ async def export_customers(r: Req) -> Any:
 # --- webhooks (admin) --------------------------------------------------------------------
 
 
+@doc("Webhook targets and their delivery state", role="admin", tags=TAG, response=obj())
 @endpoint("admin")
 async def webhooks_status(r: Req) -> Any:
     return r.svc.webhooks.status()
 
 
+@doc(
+    "Webhook deliveries that failed for good",
+    role="admin",
+    tags=TAG,
+    query=[Int(name="limit", default=100, lo=1, hi=1000)],
+    response=obj({"dead_letters": arr(obj())}),
+)
 @endpoint("admin")
 async def dead_letters(r: Req) -> Any:
     return {"dead_letters": await r.svc.webhooks.dead_letters(r.int("limit", 100, 1, 1000))}
 
 
+@doc("Retry a dead letter", role="admin", tags=TAG, response=obj({"queued": BOOL}))
 @endpoint("admin")
 async def retry_dead_letter(r: Req) -> Any:
     if not await r.svc.webhooks.retry_dead_letter(r.id()):

@@ -147,15 +147,15 @@ class CallInteractionPut(_In):
 class InteractionIn(_In):
     """A manual interaction (a note, an outbound call logged by hand)."""
 
-    customer_id: int
-    contact_id: int | None = None
+    customer_id: Annotated[int, Field(ge=1, le=2**62)]
+    contact_id: Annotated[int, Field(ge=1, le=2**62)] | None = None
     kind: Literal["call", "note", "email", "visit"] = "note"
     notes: Notes = ""
     disposition: Annotated[str, Field(max_length=64), AfterValidator(_storable)] = ""
 
 
 class LeadIn(_In):
-    customer_id: int
+    customer_id: Annotated[int, Field(ge=1, le=2**62)]
     title: Name
     value: float | None = Field(None, ge=0, le=1e15, allow_inf_nan=False)
     notes: Notes = ""

@@ -11,6 +11,7 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from cti.accounts.commands import add_account_commands
 from cti.config import ConfigError, Settings, load_config
 
 DEFAULT_DATA_DIR = Path("var")
@@ -151,30 +152,6 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_token(args: argparse.Namespace) -> int:
-    from cti.store.db import Database
-    from cti.store.migrate import upgrade
-    from cti.store.tokens import create_token
-
-    settings = _settings(args)
-    upgrade(settings.database.url)
-
-    async def create() -> str:
-        db = Database.from_url(settings.database.url)
-        try:
-            return await create_token(db, args.name, args.role)
-        finally:
-            await db.dispose()
-
-    try:
-        token = asyncio.run(create())
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(token)
-    return 0
-
-
 def cmd_calls(args: argparse.Namespace) -> int:
     """Print the latest finished calls from the store."""
     from cti.calls.recorder import list_calls
@@ -227,11 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", nargs="?", help="backup file (backup/restore)")
     p.set_defaults(func=cmd_db)
 
-    p = sub.add_parser("token", help="API tokens")
-    p.add_argument("action", choices=["create"])
-    p.add_argument("name")
-    p.add_argument("--role", default="supervisor", choices=["agent", "supervisor", "admin"])
-    p.set_defaults(func=cmd_token)
+    add_account_commands(sub, _settings)
 
     p = sub.add_parser("calls", help="list the latest finished calls")
     p.add_argument("--limit", type=int, default=20)

@@ -115,6 +115,7 @@ class HttpConfig(_Section):
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ValueError(f"not an http(s) URL {url!r} (like https://cti.example.com)")
         return v
+
     # browser libraries installed from the npm registry (scripts/bootstrap.sh), served
     # under /vendor/; None: the checkout's node_modules
     vendor_dir: Path | None = None

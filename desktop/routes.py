@@ -8,6 +8,7 @@ from aiohttp import web
 
 from cti.store.db import Database
 from cti.web.auth import require_role
+from cti.web.openapi import arr, doc, obj
 from cti.web.params import Int, Text
 from desktop.service import PopService
 from desktop.today import calls_today
@@ -25,6 +26,12 @@ class DesktopRoutes:
         self.pops = pops
         self.timezone = timezone
 
+    @doc(
+        "Today's calls (agents: their own; supervisors: all or one agent's)",
+        tags=["desktop"],
+        query=[TODAY_LIMIT, TODAY_AGENT],
+        response=obj({"calls": arr(obj())}),
+    )
     async def today(self, request: web.Request) -> web.Response:
         """``GET /api/v1/desktop/calls/today[?limit=N]``: agent: own calls; supervisor: all
         (``?agent=NAME`` narrows to one agent)."""
@@ -39,6 +46,11 @@ class DesktopRoutes:
         )  # fmt: skip
         return web.json_response({"calls": rows})
 
+    @doc(
+        "The caller's current screen-pop cards",
+        tags=["desktop"],
+        response=obj({"pops": arr(obj())}),
+    )
     async def pops_now(self, request: web.Request) -> web.Response:
         """``GET /api/v1/desktop/pops``: the caller's current cards (what the websocket
         snapshot gives, for clients that poll)."""

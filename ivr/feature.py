@@ -20,6 +20,7 @@ from cti.agi.server import AgiSession
 from cti.features import FeatureContext
 from cti.web.auth import require_role
 from cti.web.errors import ApiError, Unavailable
+from cti.web.openapi import BOOL, arr, doc, obj
 from ivr.config import IvrConfig
 from ivr.flow import Env, Loaded, run_call
 from ivr.menus import MenuError, load_menus
@@ -104,6 +105,12 @@ class IvrFeature:
         self._reloads.add(task)
         task.add_done_callback(self._reloads.discard)
 
+    @doc(
+        "Reload the IVR menus (the previous ones keep serving if invalid)",
+        role="admin",
+        tags=["ivr"],
+        response=obj({"ok": BOOL, "menus": arr()}),
+    )
     async def _reload_route(self, request: web.Request) -> web.Response:
         require_role(request, "admin")
         try:
@@ -115,6 +122,7 @@ class IvrFeature:
             ) from None  # fmt: skip
         return web.json_response({"ok": True, "menus": sorted(loaded.data.menus)})
 
+    @doc("The loaded IVR menus", role="supervisor", tags=["ivr"], errors=[503], response=obj())
     async def _status_route(self, request: web.Request) -> web.Response:
         require_role(request, "supervisor")
         if self.loaded is None:

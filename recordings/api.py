@@ -20,7 +20,8 @@ from cti.web.auth import principal as _principal
 from cti.web.auth import require_role
 from cti.web.body import json_object
 from cti.web.errors import ApiError, BadRequest, Forbidden, NotFound
-from cti.web.params import datetime_param, int_param, text_param
+from cti.web.openapi import INT, STR, arr, doc, obj
+from cti.web.params import Int, Text, When, datetime_param, int_param, text_param
 from recordings.config import RecordingsConfig
 from recordings.control import ControlError, Recorder
 from recordings.models import Recording
@@ -38,6 +39,18 @@ log = logging.getLogger(__name__)
 
 MAX_TEXT = 128
 ID_ROUTE = r"{id:[0-9]{1,18}}"
+
+
+SEARCH_QUERY = [
+    When(name="since"), When(name="until"),
+    *(Text(name=n, max_len=MAX_TEXT) for n in (
+        "queue", "agent", "customer", "number", "disposition", "linkedid", "status")),
+    Int(name="limit", default=100, lo=1, hi=500), Int(name="before_id", lo=0),
+]  # fmt: skip
+AUDIT_QUERY = [
+    Int(name="recording_id", lo=0), Text(name="actor", max_len=MAX_TEXT),
+    Int(name="limit", default=200, lo=1, hi=1000),
+]  # fmt: skip
 
 
 def _is_supervisor(p: Principal) -> bool:
@@ -106,6 +119,12 @@ class RecordingsApi:
             raise NotFound("recording file not available") from None
 
     # --- search and metadata --------------------------------------------------------------
+    @doc(
+        "Search recordings (agents: their own calls)",
+        tags=["recordings"],
+        query=SEARCH_QUERY,
+        response=obj({"recordings": arr(obj())}),
+    )
     async def search(self, request: web.Request) -> web.Response:
         principal = require_role(request, "agent")
         agent = _text(request, "agent")
@@ -122,10 +141,18 @@ class RecordingsApi:
         rows = await self.store.search(f)
         return web.json_response({"recordings": [to_json(r) for r in rows]})
 
+    @doc("One recording's metadata", tags=["recordings"], response=obj())
     async def get_one(self, request: web.Request) -> web.Response:
         _, row = await self._visible(request)
         return web.json_response(to_json(row))
 
+    @doc(
+        "Who listened to, downloaded or monitored what",
+        role="supervisor",
+        tags=["recordings"],
+        query=AUDIT_QUERY,
+        response=obj({"audit": arr(obj())}),
+    )
     async def audit(self, request: web.Request) -> web.Response:
         require_role(request, "supervisor")
         rid = _int(request, "recording_id", 0, 0, 10**18) or None
@@ -137,6 +164,14 @@ class RecordingsApi:
         return web.json_response({"audit": rows})
 
     # --- playback -------------------------------------------------------------------------
+    @doc(
+        "The audio (Range requests supported; ?download=1 for a file)",
+        tags=["recordings"],
+        query=[Text(name="download", max_len=1)],
+        content_type="audio/wav",
+        errors=[416],
+        extra_responses={206: "Partial content"},
+    )
     async def audio(self, request: web.Request) -> web.StreamResponse:
         """Bearer-token playback/download with Range support (API clients)."""
         principal, row = await self._visible(request)
@@ -152,6 +187,11 @@ class RecordingsApi:
         name = f"recording-{row.id}{EXTENSIONS.get(row.format, '.wav')}" if download else None
         return await send_file(request, path, download_name=name)
 
+    @doc(
+        "A short-lived signed URL for the page's audio element",
+        tags=["recordings"],
+        response=obj({"url": STR, "expires_in": INT}),
+    )
     async def play_url(self, request: web.Request) -> web.Response:
         """A short-lived signed URL for the page's ``<audio>`` element (audited as a listen)."""
         principal, row = await self._visible(request)
@@ -173,11 +213,22 @@ class RecordingsApi:
         return await send_file(request, self._file(row))
 
     # --- live -----------------------------------------------------------------------------
+    @doc(
+        "Calls being recorded now (agents: their own)",
+        tags=["recordings"],
+        response=obj({"calls": arr(obj())}),
+    )
     async def live(self, request: web.Request) -> web.Response:
         principal = require_role(request, "agent")
         agent = None if _is_supervisor(principal) else principal.name
         return web.json_response({"calls": self.recorder.live_calls(agent)})
 
+    @doc(
+        "Start, stop, pause or resume the recording of a live call",
+        tags=["recordings"],
+        errors=[409, 503],
+        response=obj(),
+    )
     async def control(self, request: web.Request) -> web.Response:
         principal = require_role(request, "agent")
         linkedid, action = request.match_info["linkedid"], request.match_info["action"]
@@ -199,6 +250,18 @@ class RecordingsApi:
         )  # fmt: skip
         return web.json_response(call.snapshot())
 
+    @doc(
+        "Listen to, whisper to or barge into a live call",
+        role="supervisor",
+        tags=["recordings"],
+        status=202,
+        errors=[409, 503],
+        body=obj(
+            {"linkedid": STR, "mode": {"type": "string", "enum": ["listen", "whisper", "barge"]}},
+            required=["linkedid"],
+        ),
+        response=obj({"channel": STR, "linkedid": STR, "agent": STR, "mode": STR}),
+    )
     async def monitor(self, request: web.Request) -> web.Response:
         principal = require_role(request, "supervisor")
         body = await json_object(request)
@@ -219,6 +282,12 @@ class RecordingsApi:
             status=202,
         )
 
+    @doc(
+        "Reconcile recording files with their rows now",
+        role="supervisor",
+        tags=["recordings"],
+        response=obj(),
+    )
     async def run_reconcile(self, request: web.Request) -> web.Response:
         principal = require_role(request, "supervisor")
         report = await reconcile(self.processor, live_linkedids=set(self.recorder.calls))

@@ -22,8 +22,9 @@ prompt_dir = "${ASTERISK_BASE}/lib/sounds/cti"
 prompt_dir_asterisk = "${ASTERISK_INNER}/lib/sounds/cti"
 EOT
 fi
+# this script's own API token (the pages sign in with the passwords below)
 if [ ! -s var/demo-token ]; then
-  $CTI token create demo-supervisor --role supervisor > var/demo-token
+  $CTI token create demo-script --role supervisor > var/demo-token
   chmod 600 var/demo-token
 fi
 TOKEN=$(cat var/demo-token)
@@ -37,12 +38,21 @@ if [ ! -f var/demo-seeded ]; then
     --skill support=0
   touch var/demo-seeded
 fi
-for agent in agent101 agent102; do
-  if [ ! -s "var/demo-token-$agent" ]; then
-    $CTI token create "$agent" --role agent > "var/demo-token-$agent"
-    chmod 600 "var/demo-token-$agent"
+# people who sign in: an admin, a supervisor and the two demo agents, with generated
+# passwords kept (once) in var/demo-passwords
+touch var/demo-passwords && chmod 600 var/demo-passwords
+person() {  # login role [agent]
+  if ! grep -q "^$1 " var/demo-passwords; then
+    pw=$($CTI user create "$1" --role "$2" ${3:+--agent "$3"} --generate) \
+      || pw=$($CTI user password "$1" --generate)
+    echo "$1 $pw" >> var/demo-passwords
   fi
-done
+}
+person admin admin
+person supervisor supervisor
+person agent101 agent agent101
+person agent102 agent agent102
+pw() { sed -n "s/^$1 //p" var/demo-passwords; }
 HTTP_PORT=$(sed -n '/^\[http\]/,/^\[/s/^port *= *//p' var/cti.toml | head -1)
 
 if [ -f var/cti.pid ] && kill -0 "$(cat var/cti.pid)" 2>/dev/null; then
@@ -77,16 +87,17 @@ echo "==> cti calls --limit 5"
 $CTI calls --limit 5
 cat <<EOT
 
-The call center is running. Open the pages and sign in with a token:
-  agent desktop   http://127.0.0.1:${HTTP_PORT}/desktop/     agent101: $(cat var/demo-token-agent101)
-                                                          agent102: $(cat var/demo-token-agent102)
-  wallboard       http://127.0.0.1:${HTTP_PORT}/wallboard/   supervisor: ${TOKEN}
+The call center is running. Open the pages and sign in (login / password):
+  agent desktop   http://127.0.0.1:${HTTP_PORT}/desktop/     agent101 / $(pw agent101)
+                                                          agent102 / $(pw agent102)
+  wallboard       http://127.0.0.1:${HTTP_PORT}/wallboard/   supervisor / $(pw supervisor)
   reports         http://127.0.0.1:${HTTP_PORT}/reports/
   recordings      http://127.0.0.1:${HTTP_PORT}/supervisor/recordings/
-  API             http://127.0.0.1:${HTTP_PORT}/api/v1/calls   (header: Authorization: Bearer <token>)
+  admin           admin / $(pw admin)                (users, tokens, audit: the API)
+  API docs        http://127.0.0.1:${HTTP_PORT}/docs/api/   (API: header Authorization: Bearer <token>)
   health          http://127.0.0.1:${HTTP_PORT}/healthz
   metrics         http://127.0.0.1:${HTTP_PORT}/metrics
-  tokens          var/demo-token (supervisor), var/demo-token-agent101, var/demo-token-agent102
+  passwords       var/demo-passwords; API token of this script: var/demo-token
   logs            var/log/cti.log
   Asterisk CLI    .venv/bin/cti asterisk cli core show channels
 Stop everything with: make down

@@ -21,6 +21,7 @@ from aiohttp import web
 from cti.web.auth import require_role
 from cti.web.body import json_object
 from cti.web.errors import BadRequest
+from cti.web.openapi import INT, STR, arr, doc, obj
 from cti.web.params import Choice, Day, Text, date_range, parse_datetime
 from stats import reports
 from stats.csv_export import to_csv
@@ -35,6 +36,9 @@ LiveQueues = Callable[[], list[dict[str, Any]]]
 FORMAT = Choice(name="format", choices=("json", "csv"), default="json")
 QUEUE = Text(name="queue", max_len=64, pattern=_QUEUE_RE.pattern)
 DAY = Day(name="day", description="default: today (site time zone)")
+FROM = Day(name="from", description="first day (default: today, site time zone)")
+TO = Day(name="to", description="last day (default: from; at most 366 days)")
+ROWS = obj({"rows": arr(obj())}, required=["rows"])
 
 
 def _respond(request: web.Request, name: str, rows: list[dict[str, Any]]) -> web.Response:
@@ -65,8 +69,15 @@ def add_routes(app: web.Application, svc: StatsService, live_queues: LiveQueues)
         return q
 
     def route(
-        name: str, work: Callable[[web.Request], Awaitable[list[dict[str, Any]]]]
+        name: str,
+        work: Callable[[web.Request], Awaitable[list[dict[str, Any]]]],
+        summary: str,
+        query: list[Any],
     ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        @doc(
+            summary, role="supervisor", tags=["stats"], query=[*query, FORMAT], response=ROWS,
+            content_type=("application/json", "text/csv"),
+        )  # fmt: skip
         async def handler(request: web.Request) -> web.Response:
             require_role(request, "supervisor")
             return _respond(request, name, await work(request))
@@ -97,10 +108,16 @@ def add_routes(app: web.Application, svc: StatsService, live_queues: LiveQueues)
         rules = await svc.refresh_rules()
         return await reports.staffing(svc.db, day, q, rules, svc.target(q))
 
+    @doc("The wallboard's current frame", role="supervisor", tags=["stats"], response=obj())
     async def wallboard(request: web.Request) -> web.Response:
         require_role(request, "supervisor")
         return web.json_response(svc.frame(live_queues()))
 
+    @doc(
+        "Rebuild the statistics from queue_log since a date-time",
+        role="admin", tags=["stats"], body=obj({"since": STR}, required=["since"]),
+        response=obj({"lines": INT, "buckets": INT}),
+    )  # fmt: skip
     async def rebuild(request: web.Request) -> web.Response:
         require_role(request, "admin")
         body = await json_object(request)
@@ -109,10 +126,13 @@ def add_routes(app: web.Application, svc: StatsService, live_queues: LiveQueues)
         return web.json_response({"lines": result.lines, "buckets": result.entries_touched})
 
     r = app.router
-    r.add_get("/api/v1/stats/hourly", route("hourly", hourly))
-    r.add_get("/api/v1/stats/daily", route("daily", daily))
-    r.add_get("/api/v1/stats/summary", route("summary", summary))
-    r.add_get("/api/v1/stats/agents", route("agents", agents))
-    r.add_get("/api/v1/stats/staffing", route("staffing", staffing))
+    days_q = [FROM, TO, QUEUE]
+    r.add_get("/api/v1/stats/hourly", route("hourly", hourly, "Hourly queue figures", days_q))
+    r.add_get("/api/v1/stats/daily", route("daily", daily, "Daily queue figures", days_q))
+    r.add_get("/api/v1/stats/summary", route("summary", summary, "Totals per queue", days_q))
+    r.add_get("/api/v1/stats/agents",
+              route("agents", agents, "Agent figures", [FROM, TO]))  # fmt: skip
+    r.add_get("/api/v1/stats/staffing",
+              route("staffing", staffing, "Erlang C staffing for a day", [DAY, QUEUE]))  # fmt: skip
     r.add_get("/api/v1/stats/wallboard", wallboard)
     r.add_post("/api/v1/stats/rebuild", rebuild)

@@ -33,6 +33,7 @@ __all__ = [
     "live_tokens",
     "revoke_token",
     "revoke_token_id",
+    "token_of_secret",
     "verify_token",
 ]
 
@@ -122,6 +123,13 @@ async def list_tokens(db: Database, *, include_ended: bool = True) -> list[dict[
 async def get_token(db: Database, token_id: int) -> dict[str, Any] | None:
     async with db.session() as session:
         t = await session.get(ApiToken, token_id)
+    return None if t is None else _token_json(t, utcnow())
+
+
+async def token_of_secret(db: Database, token: str) -> dict[str, Any] | None:
+    """The listing entry of the token with this plaintext (just created)."""
+    async with db.session() as session:
+        t = await session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
     return None if t is None else _token_json(t, utcnow())
 
 

@@ -15,8 +15,14 @@ from aiohttp import web
 
 from cti.accounts.audit import AuditFilter, to_csv
 from cti.accounts.service import check_queues, csrf_for
-from cti.store.tokens import create_token, get_token, list_tokens, revoke_token_id
-from cti.web.auth import ACCOUNTS, AUDIT, address_of, audit, principal, require_role
+from cti.store.tokens import (
+    create_token,
+    get_token,
+    list_tokens,
+    revoke_token_id,
+    token_of_secret,
+)
+from cti.web.auth import ACCOUNTS, AUDIT, PRINCIPAL, address_of, audit, principal, require_role
 from cti.web.body import json_object
 from cti.web.credentials import SESSION_COOKIE
 from cti.web.errors import BadRequest, NotFound
@@ -24,7 +30,7 @@ from cti.web.openapi import BOOL, INT, NULLABLE_STR, STR, arr, doc, obj
 from cti.web.origins import OriginPolicy
 from cti.web.params import Choice, Int, Text, When, path_int
 
-__all__ = ["ORIGINS", "add_account_routes"]
+__all__ = ["ORIGINS", "SESSION_PATH", "add_account_routes"]
 
 ORIGINS = web.AppKey("origins", OriginPolicy)
 
@@ -100,7 +106,7 @@ def _me(request: web.Request) -> dict[str, Any]:
 
 @doc("Sign in with login and password (and the second-factor code when set up); sets "
      "the session cookie and returns the CSRF token", role=None, body=SIGN_IN_BODY,
-     errors=[429], tags=["auth"],
+     errors=[401, 429], tags=["auth"],
      response=obj({"user": ME, "csrf_token": STR, "expires_at": STR, "idle_timeout_s": INT},
                   required=["user", "csrf_token"]))  # fmt: skip
 async def sign_in(request: web.Request) -> web.Response:
@@ -128,17 +134,21 @@ async def sign_in(request: web.Request) -> web.Response:
     return resp
 
 
-@doc("The caller's session: who, CSRF token, expiry (browser sessions only)", tags=["auth"],
-     response=obj({"user": ME, "csrf_token": STR, "expires_at": STR,
-                   "idle_timeout_s": INT}))  # fmt: skip
+SESSION_PATH = "/api/v1/auth/session"
+
+
+@doc("Whether this browser is signed in, and then who, its CSRF token and expiry (public: "
+     "pages ask it on load)", role=None, tags=["auth"],
+     response=obj({"signed_in": BOOL, "user": ME, "csrf_token": STR, "expires_at": STR,
+                   "idle_timeout_s": INT}, required=["signed_in"]))  # fmt: skip
 async def session_info(request: web.Request) -> web.Response:
-    p = principal(request)
-    if p.session_id is None:
-        raise BadRequest("this credential is an API token, not a browser session",
-                         code="not-a-session")  # fmt: skip
+    p = request.get(PRINCIPAL)
+    if p is None or p.session_id is None:
+        return web.json_response({"signed_in": False})
     info = await request.app[ACCOUNTS].session_info(p.session_id)
     return web.json_response(
         {
+            "signed_in": True,
             "user": _me(request),
             "csrf_token": csrf_for(request.cookies.get(SESSION_COOKIE, "")),
             **info,
@@ -374,7 +384,8 @@ async def post_token(request: web.Request) -> web.Response:
                                     created_by=who.actor)  # fmt: skip
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
-    row = next(t for t in await list_tokens(db) if t["name"] == name.strip())
+    row = await token_of_secret(db, secret)
+    assert row is not None
     await audit(request, "token.create", target_type="token", target_id=row["id"], after=row)
     return web.json_response({**row, "token": secret}, status=201)
 
@@ -424,7 +435,8 @@ async def get_audit(request: web.Request) -> web.Response:
 
 
 @doc("The audit log as a download (CSV, formula-neutralised; or JSON)", role="admin",
-     tags=["audit"], query=[*AUDIT_QUERY, AUDIT_FORMAT], content_type="text/csv")  # fmt: skip
+     tags=["audit"], query=[*AUDIT_QUERY, AUDIT_FORMAT],
+     content_type=("text/csv", "application/json"))  # fmt: skip
 async def export_audit(request: web.Request) -> web.Response:
     who = require_role(request, "admin")
     entries = await request.app[AUDIT].query(_audit_filter(request))
@@ -444,7 +456,7 @@ async def export_audit(request: web.Request) -> web.Response:
 def add_account_routes(app: web.Application) -> None:
     r = app.router
     r.add_post("/api/v1/auth/sign-in", sign_in)
-    r.add_get("/api/v1/auth/session", session_info)
+    r.add_get(SESSION_PATH, session_info)
     r.add_post("/api/v1/auth/sign-out", sign_out)
     r.add_post("/api/v1/auth/sign-out-everywhere", sign_out_everywhere)
     r.add_post("/api/v1/auth/password", change_password)

@@ -28,7 +28,7 @@ from cti.accounts.service import Accounts
 from cti.calls.recorder import list_calls
 from cti.config import AuthConfig, HttpConfig
 from cti.store.db import Database
-from cti.web.account_routes import ORIGINS, add_account_routes
+from cti.web.account_routes import ORIGINS, SESSION_PATH, add_account_routes
 from cti.web.auth import ACCOUNTS, AUDIT, PRINCIPAL, require_role
 from cti.web.credentials import SESSION_COOKIE, Authenticator, bearer_of, csrf_ok
 from cti.web.errors import Forbidden, Unauthorized, error_middleware
@@ -64,7 +64,8 @@ METRICS_NETS = web.AppKey("metrics_nets", tuple)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 #: API paths that need no credential.
-PUBLIC_API = frozenset({"/api/v1/auth/sign-in", SPEC_PATH})
+SIGN_IN_PATH = "/api/v1/auth/sign-in"
+PUBLIC_API = frozenset({SIGN_IN_PATH, SESSION_PATH, SPEC_PATH})
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -84,28 +85,29 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if not request.path.startswith("/api/"):
         return await handler(request)
     auth = request.app[DEPS].hub.auth
+    public = request.path in PUBLIC_API  # reachable without (or with an ended) credential
+    unsafe = request.method not in _SAFE_METHODS
     token = bearer_of(request)
     if token is not None:
-        if not token:
-            raise Unauthorized("malformed Authorization header (expected Bearer)")
-        who = await auth.bearer(token)
-        if who is None:
+        who = await auth.bearer(token) if token else None
+        if who is not None:
+            request[PRINCIPAL] = who
+        elif not public:
             raise Unauthorized("invalid, expired or revoked token", code="bad-token")
-        request[PRINCIPAL] = who
         return await handler(request)
-    unsafe = request.method not in _SAFE_METHODS
     if unsafe and not _origin_ok(request):
         raise Forbidden("request from a page outside this site", code="bad-origin")
     secret = request.cookies.get(SESSION_COOKIE)
-    if secret is not None and request.path != "/api/v1/auth/sign-in":
+    if secret is not None and request.path != SIGN_IN_PATH:
         who = await auth.session(secret)
-        if who is None:
+        if who is not None:
+            if unsafe and not csrf_ok(request, secret):
+                raise Forbidden("missing or wrong CSRF token (X-CSRF-Token)", code="csrf")
+            request[PRINCIPAL] = who
+        elif not public:
             raise Unauthorized("your session ended: sign in again", code="session-ended")
-        if unsafe and not csrf_ok(request, secret):
-            raise Forbidden("missing or wrong CSRF token (X-CSRF-Token)", code="csrf")
-        request[PRINCIPAL] = who
         return await handler(request)
-    if request.path in PUBLIC_API:
+    if public:
         return await handler(request)
     raise Unauthorized("sign in or present a bearer token")
 
@@ -199,5 +201,6 @@ def create_app(deps: WebDeps) -> web.Application:
     add_openapi(app)
     app.router.add_get("/ws", deps.hub.handle)
     add_pages(app, "/static/common", STATIC_ROOT / "common")
+    add_pages(app, "/docs/api", STATIC_ROOT / "apidocs")
     add_vendor(app, deps.vendor_dir)
     return app

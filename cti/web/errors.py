@@ -8,7 +8,8 @@ subclasses named for their status — and :func:`error_middleware` turns it into
 plus any ``extra`` top-level fields (e.g. a duplicate's ``candidates``). The same
 middleware maps aiohttp's own HTTP errors under ``/api/`` (unknown route 404, 405, 413
 body too large) and pydantic validation errors (400 with one detail per field) to that
-shape, and logs anything else once as a 500 "internal error" without leaking it.
+shape, a database integrity violation (a reference to a missing row, a duplicate) to 409,
+and logs anything else once as a 500 "internal error" without leaking it.
 Bad input is never a 500: the parsers in :mod:`cti.web.params` and :mod:`cti.web.body`
 raise :class:`BadRequest`.
 """
@@ -21,6 +22,7 @@ from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
 
 __all__ = [
     "ApiError",
@@ -144,6 +146,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return exc.response()
     except ValidationError as exc:
         return BadRequest("invalid input", details=validation_details(exc)).response()
+    except IntegrityError as exc:
+        # a reference to a row that does not exist, or a duplicate the handler did not
+        # check for: the request conflicts with the stored data, it is not a server fault
+        log.warning("refused %s %s: %s", request.method, request.path, exc.orig)
+        return Conflict("conflicts with stored data (a referenced item does not exist, "
+                        "or an item like it exists already)", code="integrity").response()
     except web.HTTPException as exc:
         if exc.status >= 400 and request.path.startswith("/api/"):
             return ApiError(exc.reason, status=exc.status).response()

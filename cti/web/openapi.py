@@ -98,7 +98,7 @@ class Doc:
     body_type: str = "application/json"
     response: Schema | None = None
     status: int = 200
-    content_type: str = "application/json"
+    content_type: str | Sequence[str] = "application/json"  # or several (?format=)
     errors: Sequence[int] = ()  # beyond the ones every route may answer
     tags: Sequence[str] = ()
     description: str = ""
@@ -183,15 +183,22 @@ def _operation(method: str, d: Doc, path_params: list[Schema], components: Schem
             "content": {d.body_type: {"schema": schema}},
         }
     ok: Schema = {"description": "OK"}
-    if d.content_type == "application/json":
-        ok["content"] = {"application/json": {"schema": d.response or {}}}
-    elif d.content_type:
-        ok["content"] = {d.content_type: {"schema": {"type": "string"}}}
+    types = [d.content_type] if isinstance(d.content_type, str) else list(d.content_type)
+    content: Schema = {}
+    for ctype in types:
+        if ctype == "application/json":
+            content[ctype] = {"schema": d.response or {}}
+        else:
+            content[ctype] = {"schema": {"type": "string"}}
+    if content:
+        ok["content"] = content
     responses: Schema = {str(d.status): ok}
     for status, text in d.extra_responses.items():
         responses[str(status)] = {"description": text}
     error_ref = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     statuses = {400, 404, 405, 413, 422, *d.errors}
+    if method != "GET":
+        statuses.add(409)  # a write may conflict with stored data (cti.web.errors)
     if d.role is not None:
         statuses |= {401, 403}
         op["security"] = [{"bearer": []}, {"session": []}]

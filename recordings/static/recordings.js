@@ -109,16 +109,9 @@
   }
 
   async function download(rec) {
-    // fetch with the token, then save the blob: no token in any URL
+    // fetch with the session, then save the blob: no credential in any URL
     try {
-      const res = await fetch(`/api/v1/recordings/${rec.id}/audio?download=1`,
-        { headers: { Authorization: "Bearer " + CTI.session.token } });
-      if (!res.ok) throw new Error(res.statusText || String(res.status));
-      const blob = await res.blob();
-      const a = el("a", { href: URL.createObjectURL(blob), download: `recording-${rec.id}` });
-      document.body.append(a);
-      a.click();
-      setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
+      await CTI.download(`/api/v1/recordings/${rec.id}/audio?download=1`, `recording-${rec.id}`);
     } catch (e) { $("search-error").textContent = e.message; }
   }
 

@@ -16,7 +16,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from cti.ami.client import AmiClient
 from cti.asterisk.instance import ChrootAsterisk, InstanceSpec
@@ -152,3 +152,14 @@ async def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(every)
+
+
+#: The password of the people the page tests create (the daemon's own argon2 settings).
+PAGE_PASSWORD = "page test password 1"
+
+
+async def sign_in_page(page: Any, login: str, password: str = PAGE_PASSWORD) -> None:
+    """Sign in on a daemon page (CTI.page's form) with a login and password."""
+    await page.fill("#login", login)
+    await page.fill("#password", password)
+    await page.click("#signin-form button[type=submit]")

@@ -13,7 +13,7 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
 from cti.ami.client import AmiClient
-from tests.acceptance.harness import originate_call, wait_for
+from tests.acceptance.harness import originate_call, sign_in_page, wait_for
 from tests.acceptance.test_pop import Stack, set_sim, stack
 
 __all__ = ["stack"]  # the fixture, shared with test_pop
@@ -67,9 +67,11 @@ async def open_desk(browser: Browser, stack: Stack) -> AsyncIterator[Any]:
         contexts.append(context)
         page = await context.new_page()
         desk = Desk(page)
+        status, me = await stack.api("GET", "/api/v1/me", token)
+        assert status == 200, me
+        login = await stack.person(me["name"], "agent", agent=me["name"])
         await page.goto(stack.base + "/desktop/")
-        await page.fill("#token", token)
-        await page.click("#signin-form button[type=submit]")
+        await sign_in_page(page, login)
         await page.wait_for_selector("#app:not([hidden])")
         await page.wait_for_selector("#conn.open")
         return desk

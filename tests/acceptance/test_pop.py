@@ -29,7 +29,7 @@ from cti.store.tokens import create_token
 from desktop.feature import DesktopFeature
 from ivr.feature import IvrFeature
 from tests.acceptance.conftest import daemon_settings
-from tests.acceptance.harness import originate_call, wait_for
+from tests.acceptance.harness import PAGE_PASSWORD, originate_call, wait_for
 from tests.acceptance.test_ivr_harness import MENUS, call, ivr_settings
 
 
@@ -69,6 +69,15 @@ class Stack:
         )
         assert status == 200, body
         return token
+
+    async def person(self, login: str, role: str = "agent", agent: str | None = None) -> str:
+        """An account that signs in on the pages with PAGE_PASSWORD; returns its login."""
+        status, body = await self.api(
+            "POST", "/api/v1/users", self.admin,
+            {"login": login, "password": PAGE_PASSWORD, "role": role, "agent": agent},
+        )  # fmt: skip
+        assert status in (201, 409), body
+        return login
 
     def events(self, name: str, linkedid: str) -> list[Message]:
         return [m for m in self.seen if m.event == name and m.get("Linkedid") == linkedid]

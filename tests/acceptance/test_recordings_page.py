@@ -12,7 +12,7 @@ import pytest
 from playwright.async_api import Browser, Request, async_playwright
 
 from cti.ami.client import AmiClient
-from tests.acceptance.harness import wait_for
+from tests.acceptance.harness import PAGE_PASSWORD, sign_in_page, wait_for
 from tests.acceptance.test_recordings import (
     Events,
     RecDaemonFactory,
@@ -38,10 +38,13 @@ async def browser() -> AsyncIterator[Browser]:
 async def test_page_monitors_live_calls_and_plays_with_seek(
     ami: AmiClient, rec_daemon: RecDaemonFactory, browser: Browser
 ) -> None:
-    from cti.store.tokens import create_token
+    from cti.web.auth import ACCOUNTS
 
     daemon = await rec_daemon()
-    token = await create_token(daemon.db, "sup1", "supervisor")
+    assert daemon._runner is not None
+    await daemon._runner.app[ACCOUNTS].create_user(
+        "test", {"login": "sup1", "password": PAGE_PASSWORD, "role": "supervisor"}
+    )
     base = f"http://127.0.0.1:{daemon.http_port}"
     await sim(ami, ring=0.3, talk=8)
     await agent(ami, "101")
@@ -58,8 +61,7 @@ async def test_page_monitors_live_calls_and_plays_with_seek(
     page.on("request", on_request)
     try:
         await page.goto(base + "/supervisor/recordings/")
-        await page.fill("#token", token)
-        await page.click("#signin-form button[type=submit]")
+        await sign_in_page(page, "sup1")
         await page.wait_for_selector("#app:not([hidden])")
         with Events(ami) as events:
             lid = await call_queue(ami)
@@ -107,5 +109,6 @@ async def test_page_monitors_live_calls_and_plays_with_seek(
         await context.close()
     media = [(u, h) for u, h in urls if "/recordings/media/" in u]
     assert media, urls
-    assert all(token not in u for u, _ in urls)  # the token never travels in a URL
+    # no credential travels in a URL (the session is an HttpOnly cookie)
+    assert all("token" not in u and PAGE_PASSWORD not in u for u, _ in urls)
     assert errors == [], errors

@@ -26,11 +26,11 @@ from cti.features import FeatureContext
 from cti.services import Services
 from cti.store.db import Database
 from cti.store.migrate import upgrade
-from cti.store.tokens import create_token
 from cti.web.app import WebDeps, create_app
+from cti.web.auth import ACCOUNTS
 from cti.web.ws import WsHub
 from stats.feature import StatsFeature
-from tests.acceptance.harness import wait_for
+from tests.acceptance.harness import PAGE_PASSWORD, sign_in_page, wait_for
 
 EVIL = "<img src=x onerror=alert(1)>"
 
@@ -76,7 +76,10 @@ async def site(tmp_path: Path) -> AsyncIterator[tuple[str, str, StatsFeature, Am
     feature = StatsFeature()
     feature.setup(ctx)
     await feature.start()
-    token = await create_token(db, "sup", "supervisor")
+    await app[ACCOUNTS].create_user(
+        "test", {"login": "sup", "password": PAGE_PASSWORD, "role": "supervisor"}
+    )
+    token = "sup"  # the login the pages sign in with
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     try:
@@ -116,8 +119,7 @@ async def signed_in(browser: Browser, url: str, token: str) -> tuple[Page, list[
 
     page.on("request", on_request)
     await page.goto(url)
-    await page.fill("#token", token)
-    await page.click("#signin-form button[type=submit]")
+    await sign_in_page(page, token)
     return page, errors, requests
 
 

@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 
-def run_cti(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def run_cti(*args: str, cwd: Path, input: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "cti.cli", *args],
-        capture_output=True, text=True, cwd=cwd, timeout=60, check=False,
+        capture_output=True, text=True, cwd=cwd, timeout=60, check=False, input=input,
     )  # fmt: skip
 
 
@@ -69,3 +69,37 @@ def test_run_without_asterisks_logs_is_refused_with_what_to_set(tmp_path: Path) 
     proc = run_cti("--config", str(conf), "run", cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert "asterisk.etc_dir" in proc.stderr and "[acd] asterisk_etc_dir" in proc.stderr
+
+
+def test_users_and_tokens_from_the_command_line(tmp_path: Path) -> None:
+    conf = tmp_path / "cti.toml"
+    conf.write_text(
+        f'[database]\nurl = "sqlite+aiosqlite:///{tmp_path}/t.db"\n'
+        "[auth]\nargon2_time_cost = 1\nargon2_memory_kib = 1024\nargon2_parallelism = 1\n"
+    )
+
+    def cti(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return run_cti("--config", str(conf), *args, cwd=tmp_path, input=stdin)
+
+    made = cti("user", "create", "anna", "--role", "agent", "--agent", "agent101", "--generate")
+    assert made.returncode == 0, made.stderr
+    assert len(made.stdout.strip()) >= 16  # the generated password, shown once
+    again = cti("user", "create", "anna", "--generate", "--if-missing")
+    assert again.returncode == 0 and again.stdout == ""
+    weak = cti("user", "create", "bob", stdin="short\n")
+    assert weak.returncode == 2 and "at least 10 characters" in weak.stderr
+    bob = cti("user", "create", "bob", "--role", "admin", stdin="a long enough one\n")
+    assert bob.returncode == 0, bob.stderr
+    listed = cti("user", "list").stdout
+    assert "anna" in listed and "agent101" in listed and "bob" in listed
+    assert cti("user", "disable", "anna").returncode == 0
+    assert "disabled" in cti("user", "list").stdout
+    secret = cti("token", "create", "wallboard", "--role", "supervisor", "--expires-days", "30")
+    assert secret.returncode == 0
+    tokens = cti("token", "list").stdout
+    assert "wallboard" in tokens and secret.stdout.strip() not in tokens
+    token_id = tokens.split()[0]
+    assert cti("token", "revoke", token_id).returncode == 0
+    assert "wallboard" not in cti("token", "list").stdout
+    assert "revoked" in cti("token", "list", "--all").stdout
+    assert cti("token", "revoke", "nosuch").returncode == 1

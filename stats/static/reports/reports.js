@@ -79,12 +79,8 @@
     const cols = COLUMNS[name];
     const link = CTI.el("a", { href: "#" }, CTI.t("csv"));
     link.addEventListener("click", async (ev) => {
-      ev.preventDefault();  // the token goes in a header: fetch, then hand the blob over
-      const res = await fetch(`/api/v1/stats/${name}?${query}&format=csv`,
-        { headers: { Authorization: "Bearer " + CTI.session.token } });
-      const url = URL.createObjectURL(await res.blob());
-      const a = CTI.el("a", { href: url, download: name + ".csv" });
-      document.body.append(a); a.click(); a.remove(); URL.revokeObjectURL(url);
+      ev.preventDefault();
+      await CTI.download(`/api/v1/stats/${name}?${query}&format=csv`, name + ".csv");
     });
     return CTI.el("div", {},
       CTI.el("h2", {}, CTI.t(name === "agents" ? "agents_t" : name), " ", link),

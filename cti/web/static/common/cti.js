@@ -1,6 +1,8 @@
 // Shared browser helpers for every page the daemon serves (desktop, wallboard, recordings).
 // Rules: text from the server is only ever set with textContent / text nodes (caller ID
-// names are attacker-controlled), never innerHTML; the token lives in sessionStorage.
+// names are attacker-controlled), never innerHTML. A person signs in with login and
+// password: the session is an HttpOnly cookie the page never sees; the page keeps only the
+// session's CSRF token (sessionStorage) and sends it with every state-changing request.
 "use strict";
 
 const CTI = (() => {
@@ -39,23 +41,30 @@ const CTI = (() => {
   }
 
   const session = {
-    get token() { return sessionStorage.getItem("cti.token") || ""; },
-    set token(v) { v ? sessionStorage.setItem("cti.token", v) : sessionStorage.removeItem("cti.token"); },
+    get csrf() { return sessionStorage.getItem("cti.csrf") || ""; },
+    set csrf(v) { v ? sessionStorage.setItem("cti.csrf", v) : sessionStorage.removeItem("cti.csrf"); },
     get me() { try { return JSON.parse(sessionStorage.getItem("cti.me") || "null"); } catch { return null; } },
     set me(v) { v ? sessionStorage.setItem("cti.me", JSON.stringify(v)) : sessionStorage.removeItem("cti.me"); },
   };
+  // Called when the server says the session ended (401): the page shows its sign-in.
+  let onSessionEnded = null;
 
   class ApiError extends Error {
     constructor(status, message, body) { super(message); this.status = status; this.body = body; }
   }
 
-  async function api(method, path, body) {
-    const opts = { method, headers: { Authorization: "Bearer " + session.token } };
+  async function request(method, path, body, raw) {
+    const opts = { method, headers: {}, credentials: "same-origin" };
+    if (method !== "GET" && method !== "HEAD") opts.headers["X-CSRF-Token"] = session.csrf;
     if (body !== undefined) {
       opts.headers["Content-Type"] = "application/json";
       opts.body = JSON.stringify(body);
     }
     const res = await fetch(path, opts);
+    if (res.status === 401 && onSessionEnded && !path.startsWith("/api/v1/auth/sign-in")) {
+      onSessionEnded();
+    }
+    if (raw && res.ok) return res;
     const type = res.headers.get("Content-Type") || "";
     const data = type.includes("json") ? await res.json() : await res.text();
     if (!res.ok) {
@@ -64,15 +73,26 @@ const CTI = (() => {
     }
     return data;
   }
+  const api = (method, path, body) => request(method, path, body, false);
 
-  // A websocket that authenticates with its first frame, reconnects with backoff and
-  // hands every message to onMessage(obj); onState("open"|"closed"|"refused", code).
+  // Fetch a file with the session and hand it to the browser as a download.
+  async function download(path, filename) {
+    const res = await request("GET", path, undefined, true);
+    const url = URL.createObjectURL(await res.blob());
+    const a = el("a", { href: url, download: filename });
+    document.body.append(a);
+    a.click();
+    setTimeout(() => { URL.revokeObjectURL(url); a.remove(); }, 1000);
+  }
+
+  // A websocket on the session cookie that reconnects with backoff and hands every
+  // message to onMessage(obj); onState("open"|"closed"|"refused", code). 4001/4003: the
+  // session ended (signed out elsewhere, disabled, expired): no reconnect.
   function socket(onMessage, onState) {
     let ws = null, delay = 500, stopped = false;
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
     function open() {
       ws = new WebSocket(proto + "//" + location.host + "/ws");
-      ws.onopen = () => { ws.send(JSON.stringify({ type: "auth", token: session.token })); };
       ws.onmessage = (ev) => {
         let msg;
         try { msg = JSON.parse(ev.data); } catch { return; }
@@ -80,7 +100,11 @@ const CTI = (() => {
         onMessage(msg);
       };
       ws.onclose = (ev) => {
-        if (ev.code === 4001) { onState && onState("refused", ev.code); return; }
+        if (ev.code === 4001 || ev.code === 4003) {
+          onState && onState("refused", ev.code);
+          if (onSessionEnded) onSessionEnded();
+          return;
+        }
         onState && onState("closed", ev.code);
         if (!stopped) setTimeout(open, delay);
         delay = Math.min(delay * 2, 10000);
@@ -94,38 +118,52 @@ const CTI = (() => {
   }
 
   // The sign-in and language switch every page shares. The page's markup holds #lang,
-  // #signin (with #signin-form, #token, #signin-error) and #app, optionally #signout and
-  // #who. onSignedIn(me) runs once /api/v1/me accepted the token (and, with roles, its
-  // role); onSignedOut() after a sign-out or a refused token; onLang() after a switch.
+  // #signin (with #signin-form and #signin-error) and #app, optionally #signout and #who;
+  // the form's fields (login, password, second-factor code) are built here. onSignedIn(me)
+  // runs once the session is known (and, with roles, its role fits); onSignedOut() after a
+  // sign-out or when the session ended; onLang() after a switch.
   function page({ roles, onSignedIn, onSignedOut, onLang }) {
     const $ = (id) => document.getElementById(id);
-    function shown(signedIn) {
-      $("signin").hidden = signedIn;
-      $("app").hidden = !signedIn;
-      if ($("signout")) $("signout").hidden = !signedIn;
+    let signedIn = false;
+    function shown(yes) {
+      signedIn = yes;
+      $("signin").hidden = yes;
+      $("app").hidden = !yes;
+      if ($("signout")) $("signout").hidden = !yes;
       const me = session.me;
-      if ($("who")) $("who").textContent = signedIn && me ? `${me.name} (${me.role})` : "";
+      if ($("who")) $("who").textContent = yes && me ? `${me.login || me.name} (${me.role})` : "";
     }
-    async function signIn(token) {
-      session.token = token;
-      let me;
-      try {
-        me = await api("GET", "/api/v1/me");
-        if (roles && !roles.includes(me.role)) throw new Error(t("role_needed") + ": " + roles.join(" / "));
-      } catch (err) {
-        session.token = "";
-        throw err;
-      }
+    function field(id, key, type, autocomplete, hidden) {
+      const input = el("input", { id, type, autocomplete, maxlength: type === "password" ? 256 : 64,
+                                  required: !hidden, inputmode: id === "totp" ? "numeric" : null });
+      const label = el("label", { id: id + "-label", hidden }, el("span", { "data-i18n": key }, t(key)), input);
+      return label;
+    }
+    const form = $("signin-form");
+    const error = $("signin-error");
+    form.replaceChildren(
+      field("login", "login_name", "text", "username", false),
+      field("password", "password", "password", "current-password", false),
+      field("totp", "totp", "text", "one-time-code", true),
+      el("button", { type: "submit", "data-i18n": "login" }, t("login")),
+      error,
+    );
+    async function enter(me, csrf) {
+      if (roles && !roles.includes(me.role)) throw new Error(t("role_needed") + ": " + roles.join(" / "));
       session.me = me;
+      session.csrf = csrf;
       shown(true);
       await onSignedIn(me);
     }
-    function signOut() {
-      session.token = "";
+    function ended(message) {
       session.me = null;
+      session.csrf = "";
+      const was = signedIn;
       shown(false);
-      if (onSignedOut) onSignedOut();
+      if (message) error.textContent = message;
+      if (was && onSignedOut) onSignedOut();
     }
+    onSessionEnded = () => { if (signedIn) ended(t("session_ended")); };
     $("lang").value = getLang();
     $("lang").addEventListener("change", () => {
       setLang($("lang").value);
@@ -133,15 +171,39 @@ const CTI = (() => {
       if (onLang) onLang();
     });
     translate();
-    $("signin-form").addEventListener("submit", async (ev) => {
+    form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
-      $("signin-error").textContent = "";
-      try { await signIn($("token").value.trim()); $("token").value = ""; }
-      catch (e) { $("signin-error").textContent = t("error") + ": " + (e.message || e); }
+      error.textContent = "";
+      const body = { login: $("login").value.trim(), password: $("password").value };
+      if (!$("totp-label").hidden) body.code = $("totp").value.trim();
+      try {
+        const res = await api("POST", "/api/v1/auth/sign-in", body);
+        $("password").value = "";
+        $("totp").value = "";
+        $("totp-label").hidden = true;
+        await enter(res.user, res.csrf_token);
+      } catch (e) {
+        if (e.body && e.body.code === "totp-required") {
+          $("totp-label").hidden = false;
+          $("totp").required = true;
+          $("totp").focus();
+          error.textContent = t("totp_needed");
+          return;
+        }
+        if (e.status === 200 || (e.message && !e.status)) {  // signed in, but not for this page
+          api("POST", "/api/v1/auth/sign-out").catch(() => {});
+        }
+        error.textContent = t("error") + ": " + (e.message || e);
+      }
     });
+    async function signOut() {
+      try { await api("POST", "/api/v1/auth/sign-out"); } catch { /* already ended */ }
+      ended("");
+    }
     if ($("signout")) $("signout").addEventListener("click", signOut);
-    if (session.token) signIn(session.token).catch(() => signOut());
-    else shown(false);
+    api("GET", "/api/v1/auth/session")
+      .then((s) => (s.signed_in ? enter(s.user, s.csrf_token) : ended("")))
+      .catch(() => ended(""));
     return { signOut };
   }
 
@@ -159,14 +221,18 @@ const CTI = (() => {
   }
 
   addStrings({
-    en: { login: "Sign in", logout: "Sign out", token: "Access token", error: "Error",
-          connected: "connected", disconnected: "reconnecting…", refused: "token refused",
+    en: { login: "Sign in", logout: "Sign out", login_name: "Login", password: "Password",
+          totp: "Code from your authenticator app", totp_needed: "Enter the code of your authenticator app",
+          session_ended: "Your session ended: please sign in again", error: "Error",
+          connected: "connected", disconnected: "reconnecting…", refused: "signed out",
           role_needed: "this page needs the role" },
-    zh: { login: "登录", logout: "退出", token: "访问令牌", error: "错误",
-          connected: "已连接", disconnected: "正在重连…", refused: "令牌无效",
+    zh: { login: "登录", logout: "退出", login_name: "用户名", password: "密码",
+          totp: "验证器应用中的动态码", totp_needed: "请输入验证器应用中的动态码",
+          session_ended: "会话已结束，请重新登录", error: "错误",
+          connected: "已连接", disconnected: "正在重连…", refused: "已退出",
           role_needed: "此页面需要角色" },
   });
 
-  return { addStrings, t, setLang, getLang, translate, el, session, api, ApiError, socket,
-           page, fmtDuration, fmtTime };
+  return { addStrings, t, setLang, getLang, translate, el, session, api, download, ApiError,
+           socket, page, fmtDuration, fmtTime };
 })();

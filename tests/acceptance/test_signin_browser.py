@@ -1,0 +1,200 @@
+"""Signing in on the pages in real headless Chromium (issue #15): a password signs in and
+a wrong one is refused; a session that expires, a user who is disabled, close the open
+desktop (its websocket ends at once and the page asks to sign in again); a state-changing
+request from another origin, or without the session's CSRF token, is refused."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from playwright.async_api import Browser, Page, async_playwright
+from sqlalchemy import update
+
+from cti.config import (
+    AgiConfig,
+    AmiConfig,
+    AsteriskConfig,
+    DatabaseConfig,
+    HttpConfig,
+    Settings,
+)
+from cti.daemon import Daemon
+from cti.store.models import WebSession, utcnow
+from cti.store.tokens import create_token
+from tests.acceptance.harness import PAGE_PASSWORD, free_port, sign_in_page
+
+pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as pw:
+        b = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        yield b
+        await b.close()
+
+
+class Site:
+    def __init__(self, daemon: Daemon, admin: str) -> None:
+        self.daemon = daemon
+        self.admin = admin
+        self.base = f"http://127.0.0.1:{daemon.http_port}"
+
+    async def api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        async with aiohttp.ClientSession() as http, http.request(
+            method, self.base + path, json=body,
+            headers={"Authorization": f"Bearer {self.admin}"},
+        ) as resp:  # fmt: skip
+            return resp.status, await resp.json()
+
+
+@pytest.fixture
+async def site(tmp_path: Path) -> AsyncIterator[Site]:
+    (tmp_path / "etc").mkdir()
+    settings = Settings(
+        ami=AmiConfig(port=free_port(), secret="x", reconnect_max_s=5.0),  # no Asterisk needed
+        database=DatabaseConfig(url=f"sqlite:///{tmp_path / 'cti.db'}"),
+        http=HttpConfig(port=0),
+        agi=AgiConfig(port=0),
+        asterisk=AsteriskConfig(log_dir=tmp_path, etc_dir=tmp_path / "etc"),
+        recordings={"root": str(tmp_path)},
+        ivr={"menus": str(tmp_path / "menus.toml"), "prompt_dir": str(tmp_path / "prompts")},
+    )  # fmt: skip
+    daemon = Daemon(settings)
+    await daemon.start()
+    s = Site(daemon, await create_token(daemon.db, "ops", "admin"))
+    status, body = await s.api("PUT", "/api/v1/acd/agents/agent101",
+                               {"devices": [{"kind": "local", "address": "101"}]})  # fmt: skip
+    assert status == 200, body
+    anna = {"login": "anna", "password": PAGE_PASSWORD, "role": "agent", "agent": "agent101"}
+    status, body = await s.api("POST", "/api/v1/users", anna)
+    assert status == 201, body
+    yield s
+    await daemon.stop()
+
+
+async def open_desktop(browser: Browser, site: Site, **context: Any) -> Page:
+    ctx = await browser.new_context(locale="en-GB", **context)
+    page = await ctx.new_page()
+    await page.goto(site.base + "/desktop/")
+    await page.wait_for_selector("#signin:not([hidden])")
+    return page
+
+
+async def test_password_signs_in_and_a_wrong_one_is_refused(browser: Browser, site: Site) -> None:
+    page = await open_desktop(browser, site)
+    await sign_in_page(page, "anna", "not the password")
+    await page.wait_for_selector("#signin-error:has-text('wrong login or password')")
+    assert await page.is_hidden("#app")
+    await sign_in_page(page, "anna")
+    await page.wait_for_selector("#app:not([hidden])")
+    await page.wait_for_selector("#conn.open")  # the websocket rides on the session cookie
+    cookies = await page.context.cookies()
+    session = next(c for c in cookies if c["name"] == "cti_session")
+    assert session["httpOnly"] and session["sameSite"] == "Strict"
+    assert await page.evaluate("document.cookie") == ""  # the page cannot read it
+    # a reload keeps the session; signing out ends it
+    await page.reload()
+    await page.wait_for_selector("#app:not([hidden])")
+    await page.click("#signout")
+    await page.wait_for_selector("#signin:not([hidden])")
+    _, entries = await site.api("GET", "/api/v1/audit?action=auth.")
+    actions = [e["action"] for e in entries["entries"]]
+    assert actions[:3] == ["auth.sign_out", "auth.sign_in", "auth.sign_in_failed"]
+    await page.context.close()
+
+
+async def test_an_expired_session_closes_the_open_desktop(browser: Browser, site: Site) -> None:
+    page = await open_desktop(browser, site)
+    await sign_in_page(page, "anna")
+    await page.wait_for_selector("#conn.open")
+    async with site.daemon.db.session() as s, s.begin():  # an hour without use
+        await s.execute(update(WebSession).values(last_seen_at=utcnow() - timedelta(hours=2)))
+    # the hub's sweep ends the websocket; the page asks to sign in again
+    await page.wait_for_selector("#signin:not([hidden])", timeout=10_000)
+    assert "session ended" in await page.inner_text("#signin-error")
+    await page.reload()
+    await page.wait_for_selector("#signin:not([hidden])")
+    await page.context.close()
+
+
+async def test_a_disabled_users_open_desktop_is_closed(browser: Browser, site: Site) -> None:
+    page = await open_desktop(browser, site)
+    await sign_in_page(page, "anna")
+    await page.wait_for_selector("#conn.open")
+    _, users = await site.api("GET", "/api/v1/users")
+    anna = next(u for u in users["users"] if u["login"] == "anna")
+    status, _ = await site.api("POST", f"/api/v1/users/{anna['id']}/disable")
+    assert status == 200
+    await page.wait_for_selector("#signin:not([hidden])", timeout=3_000)  # at once
+    await sign_in_page(page, "anna")
+    await page.wait_for_selector("#signin-error:has-text('wrong login or password')")
+    await page.context.close()
+
+
+ATTACK = """<!doctype html><html><body>
+<form id="f" method="post" action="{target}/api/v1/users" enctype="text/plain">
+<input name='{{"login":"mallory","password":"mallory password 1","role":"admin","x":"' value='"}}'>
+</form>
+<script src="attack.js"></script></body></html>"""
+ATTACK_JS = """
+fetch("{target}/api/v1/users", {{method: "POST", credentials: "include",
+  headers: {{"Content-Type": "text/plain"}},
+  body: JSON.stringify({{login: "eve", password: "eve password 123", role: "admin"}})}})
+  .then((r) => {{ document.title = "fetch:" + r.status; }})
+  .catch(() => {{ document.title = "fetch:blocked"; }})
+  .finally(() => document.getElementById("f").submit());
+"""
+
+
+async def test_cross_origin_and_tokenless_writes_are_refused(browser: Browser, site: Site) -> None:
+    # the attacker's page: same host, another port (same site, so the cookie travels)
+    async def attack_page(_: web.Request) -> web.Response:
+        return web.Response(text=ATTACK.format(target=site.base), content_type="text/html")
+
+    async def attack_js(_: web.Request) -> web.Response:
+        js = ATTACK_JS.format(target=site.base)
+        return web.Response(text=js, content_type="application/javascript")
+
+    app = web.Application()
+    app.router.add_get("/", attack_page)
+    app.router.add_get("/attack.js", attack_js)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    evil = web.TCPSite(runner, "127.0.0.1", 0)
+    await evil.start()
+    evil_port = evil._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        status, _ = await site.api("POST", "/api/v1/users", {
+            "login": "boss", "password": PAGE_PASSWORD, "role": "admin"})  # fmt: skip
+        assert status == 201
+        page = await open_desktop(browser, site, bypass_csp=True)
+        await sign_in_page(page, "boss")
+        await page.wait_for_selector("#app:not([hidden])")
+        # same origin, but without the session's CSRF token: refused
+        answer = await page.evaluate("""async () => {
+            const r = await fetch("/api/v1/users", {method: "POST", credentials: "same-origin",
+              headers: {"Content-Type": "application/json"},
+              body: JSON.stringify({login: "trudy", password: "trudy password 1", role: "admin"})});
+            return [r.status, (await r.json()).code];
+        }""")
+        assert answer == [403, "csrf"]
+        # another origin: its form post and its fetch carry the cookie, and are refused
+        responses: list[tuple[str, int]] = []
+        page.on("response", lambda r: responses.append((r.url, r.status)))
+        await page.goto(f"http://127.0.0.1:{evil_port}/")
+        await page.wait_for_load_state("networkidle")
+        refused = [s for u, s in responses if u.endswith("/api/v1/users")]
+        assert refused and all(s == 403 for s in refused), responses
+        _, users = await site.api("GET", "/api/v1/users")
+        logins = {u["login"] for u in users["users"]}
+        assert logins.isdisjoint({"mallory", "eve", "trudy"}), logins
+        await page.context.close()
+    finally:
+        await runner.cleanup()
