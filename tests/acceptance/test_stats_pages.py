@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from cti.web.ws import WsHub
 from stats.feature import StatsFeature
 from tests.acceptance.harness import PAGE_PASSWORD, sign_in_page, wait_for
 
+Inject = Callable[[Message], None]
 EVIL = "<img src=x onerror=alert(1)>"
 
 
@@ -52,7 +53,7 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 @pytest.fixture
-async def site(tmp_path: Path) -> AsyncIterator[tuple[str, str, StatsFeature, AmiClient]]:
+async def site(tmp_path: Path) -> AsyncIterator[tuple[str, str, StatsFeature, Inject]]:
     url = f"sqlite+aiosqlite:///{tmp_path / 'cti.db'}"
     await asyncio.to_thread(upgrade, url)
     db = Database.from_url(url)
@@ -69,10 +70,17 @@ async def site(tmp_path: Path) -> AsyncIterator[tuple[str, str, StatsFeature, Am
     app = create_app(WebDeps(db=db, live=_NoCalls(), registry=CollectorRegistry(), hub=hub))
     ami = AmiClient("127.0.0.1", 1, "x", "y")  # never started
     settings = Settings(asterisk=AsteriskConfig(log_dir=tmp_path))
+    bus, model = EventBus(), CallModel()
     ctx = FeatureContext(
-        settings=settings, bus=EventBus(), db=db, ami=ami, app=app,
-        registry=CollectorRegistry(), services=Services(), calls=CallModel(), hub=hub,
+        settings=settings, bus=bus, db=db, ami=ami, app=app,
+        registry=CollectorRegistry(), services=Services(), calls=model, hub=hub,
     )  # fmt: skip
+
+    def inject(msg: Message) -> None:
+        """An AMI event as the daemon reads it: through the call model onto the bus."""
+        for event in model.handle(msg, datetime.now(UTC)):
+            bus.publish(event)
+
     feature = StatsFeature()
     feature.setup(ctx)
     await feature.start()
@@ -83,7 +91,7 @@ async def site(tmp_path: Path) -> AsyncIterator[tuple[str, str, StatsFeature, Am
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     try:
-        yield f"http://127.0.0.1:{server.port}", token, feature, ami
+        yield f"http://127.0.0.1:{server.port}", token, feature, inject
     finally:
         await feature.stop()
         await hub.close_all()
@@ -128,9 +136,9 @@ def ami_event(text: str) -> Message:
 
 
 async def test_wallboard_live_without_polling(
-    browser: Browser, site: tuple[str, str, StatsFeature, AmiClient]
+    browser: Browser, site: tuple[str, str, StatsFeature, Inject]
 ) -> None:
-    base, token, _, ami = site
+    base, token, _, inject = site
     page, errors, requests = await signed_in(browser, base + "/wallboard/", token)
     card = page.locator("section.queue[data-queue=support]")
     await card.wait_for(timeout=10_000)
@@ -143,9 +151,8 @@ async def test_wallboard_live_without_polling(
     await wait_for(lambda: offered(2), timeout=10, what="today's figures from the snapshot")
     api_calls = len([u for u in requests if "/api/v1/stats" in u])
     # an AMI caller joins: the board shows a third offered call without any request
-    for handler in ami._event_handlers:
-        handler(ami_event("Event: QueueCallerJoin\nQueue: support\nUniqueid: live1\n"
-                          "Linkedid: live1\nChannel: Local/x;2\nPosition: 1"))  # fmt: skip
+    inject(ami_event("Event: QueueCallerJoin\nQueue: support\nUniqueid: live1\n"
+                     "Linkedid: live1\nChannel: Local/x;2\nPosition: 1"))  # fmt: skip
     await wait_for(lambda: offered(3), timeout=10, what="the frame pushed after an AMI event")
     assert len([u for u in requests if "/api/v1/stats" in u]) == api_calls == 0
     await page.select_option("#lang", "zh")
@@ -167,7 +174,7 @@ async def _has(page: Page, text: str) -> bool:
 
 
 async def test_reports_charts_tables_and_escaping(
-    browser: Browser, site: tuple[str, str, StatsFeature, AmiClient]
+    browser: Browser, site: tuple[str, str, StatsFeature, Inject]
 ) -> None:
     base, token, _, _ = site
     page, errors, _ = await signed_in(browser, base + "/reports/", token)
