@@ -43,7 +43,8 @@ fi
 touch var/demo-passwords && chmod 600 var/demo-passwords
 person() {  # login role [agent]
   if ! grep -q "^$1 " var/demo-passwords; then
-    pw=$($CTI user create "$1" --role "$2" ${3:+--agent "$3"} --generate) \
+    # a login made before without a kept password gets a new one
+    pw=$($CTI user create "$1" --role "$2" ${3:+--agent "$3"} --generate 2>/dev/null) \
       || pw=$($CTI user password "$1" --generate)
     echo "$1 $pw" >> var/demo-passwords
   fi

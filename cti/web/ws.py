@@ -54,23 +54,28 @@ class BadFrame(ValueError):
 class Audience:
     agents: frozenset[str] = frozenset()
     min_role: str | None = None  # "supervisor": supervisors and admins
+    queue: str | None = None  # about this queue: only those whose scope includes it
 
     def includes(self, principal: Principal) -> bool:
         if principal.name in self.agents:
             return True
         if self.min_role is None:
             return False
-        return ROLE_RANK.get(principal.role, -1) >= ROLE_RANK[self.min_role]
+        if ROLE_RANK.get(principal.role, -1) < ROLE_RANK[self.min_role]:
+            return False
+        return self.queue is None or principal.sees_queue(self.queue)
 
 
 def to_agent(name: str) -> Audience:
     return Audience(agents=frozenset({name}))
 
 
-def to_role(role: str) -> Audience:
+def to_role(role: str, *, queue: str | None = None) -> Audience:
+    """Everyone with ``role`` or above; with ``queue``, only those who see that queue (a
+    supervisor scoped to teams gets only their queues' events)."""
     if role not in ROLE_RANK:
         raise ValueError(f"unknown role {role!r}")
-    return Audience(min_role=role)
+    return Audience(min_role=role, queue=queue)
 
 
 @dataclass(eq=False)

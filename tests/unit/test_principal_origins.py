@@ -38,3 +38,16 @@ def test_configured_public_urls_are_the_only_origins() -> None:
     assert policy.public == {"https://cti.example.com"}
     assert policy.extra == {"https://crm.example.com"}
     assert not OriginPolicy.of(["http://cti.example.com"]).secure_only
+
+
+def test_queue_events_reach_only_supervisors_who_see_the_queue() -> None:
+    from cti.web.ws import to_role
+
+    north = Principal(None, "sue", "supervisor", session_id=1, queues=frozenset({"support"}))
+    everyone = Principal(1, "ops", "supervisor")
+    agent = Principal(2, "a101", "agent")
+    assert to_role("supervisor", queue="support").includes(north)
+    assert not to_role("supervisor", queue="sales").includes(north)
+    assert to_role("supervisor", queue="sales").includes(everyone)
+    assert not to_role("supervisor", queue="sales").includes(agent)
+    assert to_role("supervisor").includes(north)
