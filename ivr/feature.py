@@ -1,8 +1,10 @@
-"""The IVR feature: serves the ``ivr`` FastAGI route, reloads menus without restart.
+"""The IVR feature: serves the ``ivr`` FastAGI route from menus kept in the store.
 
-Reload (SIGHUP, ``POST /api/v1/ivr/reload`` as admin, ``cti ivr reload``) validates the
-file and renders its text prompts first; only a fully valid file replaces the running
-menus, so a broken edit is refused with its line numbers and calls keep being served by
+The menus in force are the newest stored version (:mod:`ivr.editor`): edited through
+the API (the console), or imported from the menus file (``[ivr] menus``) when the
+daemon starts or reloads and the file changed since its last import. Reload (SIGHUP,
+``POST /api/v1/ivr/reload`` as admin, ``cti ivr reload``) validates and renders first;
+an invalid file or document is refused with its problems and calls keep being served by
 the previous version. A call in progress keeps the menus it started with.
 """
 
@@ -13,18 +15,19 @@ import contextlib
 import logging
 import signal
 from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 
 from cti.agi.server import AgiSession
 from cti.features import FeatureContext
-from cti.web.auth import require_role
-from cti.web.errors import ApiError, Unavailable
-from cti.web.openapi import BOOL, arr, doc, obj
+from ivr.api import IvrApi
 from ivr.config import IvrConfig
+from ivr.editor import IvrEditor
 from ivr.flow import Env, Loaded, run_call
-from ivr.menus import MenuError, load_menus
-from ivr.prompts import PromptError, PromptStore
+from ivr.menus import MenuError
+from ivr.prompts import PromptStore
+from ivr.store import IvrStore
 
 __all__ = ["ROUTE", "IvrFeature"]
 
@@ -40,11 +43,14 @@ class IvrFeature:
     def __init__(self) -> None:
         self._ctx: FeatureContext | None = None
         self.config = IvrConfig()
-        self.loaded: Loaded | None = None
-        self._lock = asyncio.Lock()
+        self.editor: IvrEditor | None = None
         self._sighup = False
         self.now_override: datetime | None = None
         self._reloads: set[asyncio.Task[None]] = set()
+
+    @property
+    def loaded(self) -> Loaded | None:
+        return self.editor.loaded if self.editor is not None else None
 
     # --- Feature ------------------------------------------------------------------------------
     def setup(self, ctx: FeatureContext) -> None:
@@ -52,16 +58,27 @@ class IvrFeature:
         self.config = ctx.section("ivr", IvrConfig)
         self.now_override = self.config.now_override
         self.store = PromptStore(self.config.prompt_dir, self.config.prompt_dir_asterisk)
+        self.editor = IvrEditor(
+            IvrStore(ctx.db), self.store, self.config.menus, ctx.settings.site.default_region
+        )
         ctx.agi.add_route(ROUTE, self._handle)
-        ctx.app.router.add_post("/api/v1/ivr/reload", self._reload_route)
-        ctx.app.router.add_get("/api/v1/ivr", self._status_route)
+        IvrApi(
+            self.editor, self.store, reload=lambda by: self.reload(by=by), clock=self.now,
+            site_timezone=ctx.settings.site.timezone, audit=_no_audit,
+        ).add_routes(ctx.app)  # fmt: skip
 
     async def start(self) -> None:
+        assert self.editor is not None
         try:
             await self.reload()
         except MenuError as exc:
-            # the daemon still runs: calls go to the default queue until the file is fixed
-            log.error("IVR menus not loaded:\n%s", exc)
+            # the daemon still runs on what the store has (or sends calls to the default
+            # queue) until the file is fixed
+            log.error("IVR menus file refused:\n%s", exc)
+            try:
+                await self.editor.load_current()
+            except MenuError as stored:
+                log.error("stored IVR menus not loaded:\n%s", stored)
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._on_sighup)
             self._sighup = True
@@ -76,23 +93,14 @@ class IvrFeature:
     def now(self) -> datetime:
         return self.now_override or datetime.now(UTC)
 
-    async def reload(self) -> Loaded:
-        """Load, validate and render; raises :class:`MenuError` and keeps the old menus."""
-        ctx = self._ctx
-        assert ctx is not None, "setup() first"
-        region = ctx.settings.site.default_region
-        async with self._lock:
-            data = await asyncio.to_thread(load_menus, self.config.menus, region=region)
-            playable: dict[str, str] = {}
-            for name, prompt in data.prompts.items():
-                try:
-                    await asyncio.to_thread(self.store.render, prompt)
-                except PromptError as exc:
-                    raise MenuError([f"{self.config.menus}: prompts.{name}: {exc}"]) from None
-                playable[name] = self.store.playable(prompt)
-            self.loaded = Loaded(data, playable, str(self.config.menus))
-        log.info("IVR menus loaded from %s (%d menus)", self.config.menus, len(data.menus))
-        return self.loaded
+    async def reload(self, *, by: str = "system") -> Loaded | None:
+        """Import the file if it changed and load the newest version; raises
+        :class:`MenuError` and keeps the old menus."""
+        assert self.editor is not None, "setup() first"
+        loaded = await self.editor.reload(by=by)
+        if loaded is not None:
+            log.info("IVR menus loaded: %s (%d menus)", loaded.source, len(loaded.data.menus))
+        return loaded
 
     def _on_sighup(self) -> None:
         async def go() -> None:
@@ -105,42 +113,21 @@ class IvrFeature:
         self._reloads.add(task)
         task.add_done_callback(self._reloads.discard)
 
-    @doc(
-        "Reload the IVR menus (the previous ones keep serving if invalid)",
-        role="admin",
-        tags=["ivr"],
-        response=obj({"ok": BOOL, "menus": arr()}),
-    )
-    async def _reload_route(self, request: web.Request) -> web.Response:
-        require_role(request, "admin")
-        try:
-            loaded = await self.reload()
-        except MenuError as exc:
-            raise ApiError(
-                "invalid menu file; the previous menus keep serving", status=422,
-                code="invalid-menus", extra={"problems": exc.problems},
-            ) from None  # fmt: skip
-        return web.json_response({"ok": True, "menus": sorted(loaded.data.menus)})
-
-    @doc("The loaded IVR menus", role="supervisor", tags=["ivr"], errors=[503], response=obj())
-    async def _status_route(self, request: web.Request) -> web.Response:
-        require_role(request, "supervisor")
-        if self.loaded is None:
-            raise Unavailable("no menus loaded")
-        data = self.loaded.data
-        return web.json_response(
-            {"source": self.loaded.source, "menus": sorted(data.menus),
-             "numbers": sorted(data.numbers), "schedules": sorted(data.schedules)}
-        )  # fmt: skip
-
     # --- calls --------------------------------------------------------------------------------
     async def _handle(self, agi: AgiSession) -> None:
-        loaded, ctx = self.loaded, self._ctx
-        if loaded is None or ctx is None:
+        loaded, ctx, editor = self.loaded, self._ctx, self.editor
+        if loaded is None or ctx is None or editor is None:
             return  # no CTI_IVR_ACTION: the dialplan sends the call to the default queue
         env = Env(
             loaded=loaded, config=self.config, bus=ctx.bus, services=ctx.services,
             site_timezone=ctx.settings.site.timezone, region=ctx.settings.site.default_region,
-            clock=self.now,
+            clock=self.now, overrides=dict(editor.overrides),
         )  # fmt: skip
         await run_call(agi, env)
+
+
+async def _no_audit(
+    request: web.Request, action: str, target: str, before: Any, after: Any
+) -> None:
+    # replaced by the platform's audit log (issue #15) when it lands
+    log.info("audit %s %s", action, target)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -31,7 +31,7 @@ from cti.phone import normalize
 from cti.services import CustomerCard, Services
 from ivr.config import IvrConfig
 from ivr.menus import Action, Collect, IvrData, Menu
-from ivr.schedule import check
+from ivr.schedule import Override, check
 
 __all__ = ["Loaded", "run_call"]
 
@@ -50,6 +50,7 @@ class Loaded:
     data: IvrData
     playable: dict[str, str]
     source: str = ""
+    version: int = 0  # the stored version (ivr.store), 0 when not from the store
 
 
 @dataclass
@@ -61,6 +62,8 @@ class Env:
     site_timezone: str
     region: str
     clock: Callable[[], datetime]
+    # a supervisor's day/night/emergency state per schedule name (ivr.schedule.Override)
+    overrides: Mapping[str, Override] = field(default_factory=dict)
 
 
 class _Done(Exception):
@@ -119,7 +122,10 @@ async def _run(agi: AgiSession, env: Env, state: CallState) -> None:
     try:
         await _recognise(agi, env, state)
         if schedule_name:
-            verdict = check(data.schedules[schedule_name], env.clock(), env.site_timezone)
+            verdict = check(
+                data.schedules[schedule_name], env.clock(), env.site_timezone,
+                env.overrides.get(schedule_name),
+            )  # fmt: skip
             if not verdict.open and verdict.action is not None:
                 raise _Done(verdict.action, verdict.reason)
         card = state.card
@@ -129,6 +135,8 @@ async def _run(agi: AgiSession, env: Env, state: CallState) -> None:
                 await agi.stream_file(env.loaded.playable[data.recognition.greeting])
             if tier_action is not None:
                 raise _Done(tier_action, "tier")
+        if not start:  # no menu yet: hours and recognition only, then the operator queue
+            raise _Done(Action(action="operator"), "choice")
         await _menus(agi, env, state, start)
     except _Done as done:
         await _finish(agi, env, state, done.action, done.reason)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Callable
 from datetime import date, time
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -27,7 +28,15 @@ from pydantic import (
 
 from cti.phone import normalize
 
-__all__ = ["Action", "IvrData", "MenuError", "load_menus", "parse_menus"]
+__all__ = [
+    "Action",
+    "IvrData",
+    "MenuError",
+    "load_menus",
+    "parse_menus",
+    "to_document",
+    "validate_document",
+]
 
 DIGITS = frozenset("0123456789*#")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -40,6 +49,8 @@ _MAILBOX = re.compile(r"[0-9]{1,12}")
 _SOUND = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]{0,199}")
 _VOICE = re.compile(r"[a-z]{2,3}(-[a-z0-9]{1,8})*")
 _SPAN = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-4]):([0-5][0-9])")
+#: an uploaded recording: the SHA-256 prefix of its converted audio (ivr.audio)
+UPLOAD_ID = re.compile(r"[0-9a-f]{40}")
 
 ActionName = Literal[
     "queue", "menu", "collect", "extension", "external", "voicemail",
@@ -60,13 +71,22 @@ class _M(BaseModel):
 
 
 class Prompt(_M):
-    """A recorded file (Asterisk sound name, or absolute path without extension) or a
+    """A recorded file (Asterisk sound name, or absolute path without extension), a
+    recording uploaded through the API (``upload``: its id, see :mod:`ivr.audio`) or a
     text spoken by espeak-ng in ``voice`` (``cmn`` Mandarin, ``en`` English, ...)."""
 
     file: str | None = None
+    upload: str | None = None
     text: str | None = Field(None, min_length=1, max_length=2000)
     voice: str = "en"
     speed: int = Field(150, ge=80, le=400)
+
+    @field_validator("upload")
+    @classmethod
+    def _upload(cls, v: str | None) -> str | None:
+        if v is not None and UPLOAD_ID.fullmatch(v) is None:
+            raise ValueError("an uploaded recording's id (40 hexadecimal digits)")
+        return v
 
     @field_validator("file")
     @classmethod
@@ -84,8 +104,8 @@ class Prompt(_M):
 
     @model_validator(mode="after")
     def _whole(self) -> Self:
-        if (self.file is None) == (self.text is None):
-            raise ValueError("give exactly one of file or text")
+        if sum(x is not None for x in (self.file, self.upload, self.text)) != 1:
+            raise ValueError("give exactly one of file, upload or text")
         return self
 
 
@@ -164,20 +184,42 @@ class Collect(_M):
 Span = Annotated[str, Field(pattern=_SPAN.pattern)]
 
 
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
 class Schedule(_M):
+    """Opening hours per weekday, public holidays (``holidays`` package) and the site's
+    own days off and make-up working days (调休: a weekend day that is a working day,
+    open with the hours of ``workday_hours``). The country's own make-up workdays come
+    from the package (``weekend_workdays``); ``extra_*`` dates win over the package."""
+
     timezone: str = ""  # "" -> settings.site.timezone
     holidays: str = ""  # country code for the ``holidays`` package, "" for none
     subdivision: str = ""
-    extra_holidays: list[date] = Field(default_factory=list)
+    extra_holidays: list[date] = Field(default_factory=list, max_length=366)
+    extra_workdays: list[date] = Field(default_factory=list, max_length=366)
+    workday_hours: Weekday = "mon"  # the hours a make-up workday keeps
     closed: Action
     holiday: Action | None = None  # defaults to ``closed``
-    mon: list[Span] = Field(default_factory=list)
-    tue: list[Span] = Field(default_factory=list)
-    wed: list[Span] = Field(default_factory=list)
-    thu: list[Span] = Field(default_factory=list)
-    fri: list[Span] = Field(default_factory=list)
-    sat: list[Span] = Field(default_factory=list)
-    sun: list[Span] = Field(default_factory=list)
+    emergency: Action | None = None  # the emergency override's action (default: closed)
+    mon: list[Span] = Field(default_factory=list, max_length=12)
+    tue: list[Span] = Field(default_factory=list, max_length=12)
+    wed: list[Span] = Field(default_factory=list, max_length=12)
+    thu: list[Span] = Field(default_factory=list, max_length=12)
+    fri: list[Span] = Field(default_factory=list, max_length=12)
+    sat: list[Span] = Field(default_factory=list, max_length=12)
+    sun: list[Span] = Field(default_factory=list, max_length=12)
+
+    @model_validator(mode="after")
+    def _whole(self) -> Self:
+        for day in range(7):
+            for start, end in self.spans(day):
+                if start >= end:
+                    raise ValueError(f"{WEEKDAYS[day]}: a span must end after it starts")
+        both = sorted(set(self.extra_holidays) & set(self.extra_workdays))
+        if both:
+            raise ValueError(f"{both[0]} is both an extra holiday and an extra workday")
+        return self
 
     def spans(self, weekday: int) -> list[tuple[time, time]]:
         out = []
@@ -202,7 +244,7 @@ class Recognition(_M):
 
 
 class Defaults(_M):
-    menu: str
+    menu: str = ""  # the start menu; "" only while there is no menu (calls: operator)
     schedule: str = ""
     operator: str = "support"  # the operator queue
 
@@ -215,12 +257,12 @@ class Defaults(_M):
 
 
 class IvrData(_M):
-    defaults: Defaults
-    prompts: dict[str, Prompt] = Field(default_factory=dict)
-    menus: dict[str, Menu]
-    collect: dict[str, Collect] = Field(default_factory=dict)
-    schedules: dict[str, Schedule] = Field(default_factory=dict)
-    numbers: dict[str, Number] = Field(default_factory=dict)
+    defaults: Defaults = Defaults()
+    prompts: dict[str, Prompt] = Field(default_factory=dict, max_length=500)
+    menus: dict[str, Menu] = Field(default_factory=dict, max_length=200)
+    collect: dict[str, Collect] = Field(default_factory=dict, max_length=100)
+    schedules: dict[str, Schedule] = Field(default_factory=dict, max_length=50)
+    numbers: dict[str, Number] = Field(default_factory=dict, max_length=1000)
     recognition: Recognition = Recognition()
 
 
@@ -278,8 +320,33 @@ def _fmt_loc(loc: tuple[str, ...]) -> str:
 
 
 # --- loading ---------------------------------------------------------------------------------
+Reporter = Callable[[tuple[str, ...], str], None]
+
+
+def _validate(raw: Any, report: Reporter, region: str) -> IvrData | None:
+    """The one validation of menus, from a TOML file or a stored/edited document:
+    every problem goes to ``report(key path, message)``; None when there was any."""
+    try:
+        data = IvrData.model_validate(raw)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = tuple(str(x) for x in err["loc"])
+            report(loc, err["msg"].removeprefix("Value error, "))
+        return None
+    failed = False
+
+    def counting(loc: tuple[str, ...], msg: str) -> None:
+        nonlocal failed
+        failed = True
+        report(loc, msg)
+
+    _check_references(data, counting, region)
+    return None if failed else data
+
+
 def parse_menus(text: str, name: str = "menus.toml", *, region: str = "CN") -> IvrData:
-    """Validate the file's text; raises :class:`MenuError` listing every problem."""
+    """Validate the file's text; raises :class:`MenuError` listing every problem, each
+    ``file:line: key: message``."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -292,21 +359,33 @@ def parse_menus(text: str, name: str = "menus.toml", *, region: str = "CN") -> I
         where = f"{name}:{line}" if line else name
         problems.append(f"{where}: {_fmt_loc(loc) or '(top level)'}: {msg}")
 
-    try:
-        data = IvrData.model_validate(raw)
-    except ValidationError as exc:
-        for err in exc.errors():
-            loc = tuple(str(x) for x in err["loc"])
-            msg = err["msg"].removeprefix("Value error, ")
-            report(loc, msg)
-        raise MenuError(problems) from None
-    _check_references(data, raw, report, region)
-    if problems:
+    data = _validate(raw, report, region)
+    if data is None or problems:
         raise MenuError(problems)
     return data
 
 
-def _check_references(data: IvrData, raw: dict[str, Any], report: Any, region: str) -> None:
+def validate_document(doc: Any, *, region: str = "CN") -> IvrData:
+    """Validate menus kept as a JSON document (the store, the API); raises
+    :class:`MenuError` listing every problem as ``key.path: message``."""
+    problems: list[str] = []
+
+    def report(loc: tuple[str, ...], msg: str) -> None:
+        problems.append(f"{_fmt_loc(loc) or '(top level)'}: {msg}")
+
+    data = _validate(doc, report, region)
+    if data is None or problems:
+        raise MenuError(problems)
+    return data
+
+
+def to_document(data: IvrData) -> dict[str, Any]:
+    """The JSON document of validated menus (what the store keeps and the API shows);
+    :func:`validate_document` of it gives ``data`` back."""
+    return data.model_dump(mode="json", exclude_none=True)
+
+
+def _check_references(data: IvrData, report: Reporter, region: str) -> None:
     def prompt(loc: tuple[str, ...], name: str, required: bool = False) -> None:
         if (name or required) and name not in data.prompts:
             report(loc, f"unknown prompt {name!r} (define it under [prompts])")
@@ -320,8 +399,17 @@ def _check_references(data: IvrData, raw: dict[str, Any], report: Any, region: s
         elif a.action == "external" and not normalize(a.target, region):
             report((*loc, "target"), f"not a valid phone number: {a.target!r}")
 
-    if data.defaults.menu not in data.menus:
+    for table in ("prompts", "menus", "collect", "schedules"):
+        for key in getattr(data, table):
+            if _NAME.fullmatch(key) is None:
+                report((table, key), "a name is 1-40 of A-Z a-z 0-9 _ -")
+    for tier in data.recognition.tiers:
+        if _NAME.fullmatch(tier) is None:
+            report(("recognition", "tiers", tier), "a tier is 1-40 of A-Z a-z 0-9 _ -")
+    if data.defaults.menu and data.defaults.menu not in data.menus:
         report(("defaults", "menu"), f"unknown menu {data.defaults.menu!r}")
+    elif not data.defaults.menu and data.menus:
+        report(("defaults", "menu"), "choose the start menu")
     if data.defaults.schedule and data.defaults.schedule not in data.schedules:
         report(("defaults", "schedule"), f"unknown schedule {data.defaults.schedule!r}")
     for mname, menu in data.menus.items():
@@ -367,6 +455,11 @@ def _check_references(data: IvrData, raw: dict[str, Any], report: Any, region: s
                 action((*base, key), maybe)
                 if maybe.action in {"repeat", "back", "collect", "menu"}:
                     report((*base, key, "action"), f"{key} cannot be {maybe.action}")
+        if sched.emergency is not None:
+            action((*base, "emergency"), sched.emergency)
+            if sched.emergency.action in {"repeat", "back", "collect", "menu"}:
+                what = sched.emergency.action
+                report((*base, "emergency", "action"), f"emergency cannot be {what}")
     for num, entry in data.numbers.items():
         base = ("numbers", num)
         if re.fullmatch(r"[0-9+*#]{1,32}", num) is None:
@@ -380,7 +473,6 @@ def _check_references(data: IvrData, raw: dict[str, Any], report: Any, region: s
         action(("recognition", "tiers", tier), a)
         if a.action in {"repeat", "back"}:
             report(("recognition", "tiers", tier, "action"), f"cannot be {a.action}")
-    del raw
 
 
 def load_menus(path: Path, *, region: str = "CN") -> IvrData:

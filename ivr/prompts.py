@@ -18,6 +18,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from ivr.audio import upload_path
 from ivr.menus import Prompt
 
 __all__ = ["PromptError", "PromptStore"]
@@ -44,10 +45,27 @@ class PromptStore:
         """What STREAM FILE / GET DATA get for this prompt (no extension)."""
         if prompt.file is not None:
             return prompt.file
+        if prompt.upload is not None:
+            return f"{self.asterisk_dir}/{upload_path(Path(), prompt.upload).stem}"
         return f"{self.asterisk_dir}/{self.key(prompt)}"
 
+    def host_path(self, prompt: Prompt) -> Path | None:
+        """The WAV file of a text or uploaded prompt in ``host_dir`` (None for a sound
+        of Asterisk's own, which only Asterisk can read)."""
+        if prompt.upload is not None:
+            return upload_path(self.host_dir, prompt.upload)
+        if prompt.text is not None:
+            return self.host_dir / f"{self.key(prompt)}.wav"
+        return None
+
     def render(self, prompt: Prompt) -> Path | None:
-        """Make sure a text prompt's file exists (blocking: run in a thread)."""
+        """Make sure a text prompt's file exists, check an uploaded one is there
+        (blocking: run in a thread)."""
+        if prompt.upload is not None:
+            path = upload_path(self.host_dir, prompt.upload)
+            if not path.is_file():
+                raise PromptError(f"the uploaded recording {prompt.upload} is missing")
+            return path
         if prompt.text is None:
             return None
         target = self.host_dir / f"{self.key(prompt)}.wav"
