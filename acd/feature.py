@@ -9,6 +9,7 @@ import contextlib
 import logging
 from datetime import UTC, datetime
 
+from acd.admin_routes import add_admin_routes
 from acd.agent_ws import AgentStatusChannel
 from acd.agi_routes import CALLBACK_ROUTE, OWNER_ROUTE, AcdAgi
 from acd.callbacks import Callbacks
@@ -89,6 +90,7 @@ class AcdFeature:
         ctx.agi.add_route(CALLBACK_ROUTE, agi.callback)
         ctx.services.extra["acd"] = self.service
         add_routes(ctx.app, self.service)
+        add_admin_routes(ctx.app, self.service)
         add_outbound_routes(ctx.app, self.callbacks, region)
 
     async def start(self) -> None:

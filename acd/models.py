@@ -56,6 +56,11 @@ class QueueRow(Base):
     overflow_mailbox: Mapped[str] = mapped_column(BoundedText(32), default="", server_default="")
     #: the digit a waiting caller presses to be called back ("": no callback from the queue)
     callback_key: Mapped[str] = mapped_column(BoundedText(1), default="", server_default="")
+    #: sound played to waiting callers every periodic_announce_s seconds (0: never)
+    periodic_announce: Mapped[str] = mapped_column(
+        BoundedText(200), default="", server_default=""
+    )
+    periodic_announce_s: Mapped[int] = mapped_column(Integer(), default=0, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 

@@ -65,6 +65,10 @@ class QueueParams:
     overflow_action: str = ""  # "" = "queue" when overflow_queue is set, else none
     overflow_mailbox: str = ""
     callback_key: str = ""
+    #: a sound played to waiting callers every ``periodic_announce_s`` (0: never):
+    #: an Asterisk sound name or an absolute path without extension (an IVR prompt)
+    periodic_announce: str = ""
+    periodic_announce_s: int = 0
 
     @property
     def overflow(self) -> str:
@@ -104,16 +108,25 @@ def render(
     lines = ["; Written by the cti daemon (acd) from its store: do not edit.", ""]
     for q in sorted(queues, key=lambda q: q.name):
         fixed = list(_FIXED)
+        fixed.remove("periodic-announce-frequency = 0")
+        # periodic announcements: the queue's own, then the callback offer (in turn)
+        sounds: list[str] = []
+        every = 0
+        if q.periodic_announce and q.periodic_announce_s > 0:
+            sounds.append(q.periodic_announce)
+            every = q.periodic_announce_s
         if q.callback_key:
-            fixed.remove("periodic-announce-frequency = 0")
             fixed.append(f"context = {KEY_CONTEXT.format(key=q.callback_key)}")
             if callback_prompt and callback_announce_s > 0:
-                fixed += [
-                    f"periodic-announce = {callback_prompt}",
-                    f"periodic-announce-frequency = {callback_announce_s}",
-                ]
-            else:
-                fixed.append("periodic-announce-frequency = 0")
+                sounds.append(callback_prompt)
+                every = every or callback_announce_s
+        if sounds:
+            fixed += [
+                f"periodic-announce = {','.join(sounds)}",
+                f"periodic-announce-frequency = {every}",
+            ]
+        else:
+            fixed.append("periodic-announce-frequency = 0")
         lines += [
             f"[{q.name}]",
             f"strategy = {q.strategy}",

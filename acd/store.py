@@ -49,10 +49,13 @@ _INT_LIMITS = {
     "timeout_s": (1, 600), "retry_s": (0, 600), "wrapup_s": (0, 3600),
     "max_wait_s": (1, 86400), "max_len": (0, 10000), "announce_frequency_s": (0, 3600),
     "service_level_s": (1, 3600), "short_abandon_s": (0, 600), "owner_ring_s": (0, 600),
+    "periodic_announce_s": (0, 3600),
 }  # fmt: skip
 OVERFLOW_ACTIONS = ("", "queue", "voicemail", "callback")
 _MAILBOX_RE = re.compile(r"[0-9]{1,20}")
 _KEY_RE = re.compile(r"[0-9]")
+#: an Asterisk sound name or an absolute path without extension (no "..", no ",")
+_SOUND_RE = re.compile(r"/?[A-Za-z0-9_][A-Za-z0-9_./-]{0,199}")
 
 
 class ConfigInvalid(ValueError):
@@ -112,12 +115,22 @@ def queue_params(name: str, data: dict[str, Any]) -> QueueParams:
         elif key == "callback_key":
             if not isinstance(value, str) or (value and not _KEY_RE.fullmatch(value)):
                 raise ConfigInvalid("callback_key: one digit 0-9, or empty (no callback key)")
+        elif key == "periodic_announce":
+            if not isinstance(value, str) or (
+                value and (not _SOUND_RE.fullmatch(value) or ".." in value)
+            ):
+                raise ConfigInvalid(
+                    "periodic_announce: a sound name or absolute path of letters, digits, "
+                    "_ . / - (or empty)"
+                )
         values[key] = value
     params = QueueParams(name=name, **values)
     if params.overflow == "queue" and not params.overflow_queue:
         raise ConfigInvalid("overflow_action queue needs overflow_queue")
     if params.overflow == "voicemail" and not params.overflow_mailbox:
         raise ConfigInvalid("overflow_action voicemail needs overflow_mailbox")
+    if params.periodic_announce_s and not params.periodic_announce:
+        raise ConfigInvalid("periodic_announce_s needs periodic_announce (the sound to play)")
     return params
 
 
@@ -353,3 +366,51 @@ async def close_lost(db: Database, lost_id: int, at: datetime, by: str) -> bool:
             .values(closed_at=at, closed_by=by)
         )
         return bool(getattr(result, "rowcount", 0))
+
+
+# --- queue membership (skills seen from the queue) ------------------------------------------
+
+
+async def queue_members(db: Database, queue: str) -> dict[str, int]:
+    """Agent name -> penalty of every agent with a skill in ``queue``."""
+    async with db.session() as s:
+        rows = await s.execute(
+            select(AgentRow.name, SkillRow.penalty)
+            .join(SkillRow, SkillRow.agent_id == AgentRow.id)
+            .where(SkillRow.queue == queue)
+            .order_by(AgentRow.name)
+        )
+        return {name: penalty for name, penalty in rows}
+
+
+async def set_queue_members(db: Database, queue: str, members: dict[str, int]) -> list[str]:
+    """Make ``members`` (agent -> penalty) exactly the agents with a skill in ``queue``;
+    the other skills of each agent are kept. Returns the agents whose skill in the queue
+    changed (added, removed or a new penalty). Raises ConfigInvalid for unknown agents."""
+    async with db.session() as s, s.begin():
+        agents = {
+            r.name: r.id
+            for r in (await s.execute(select(AgentRow.name, AgentRow.id))).all()
+        }
+        unknown = sorted(set(members) - set(agents))
+        if unknown:
+            raise ConfigInvalid(f"no such agent(s): {', '.join(unknown)}")
+        current = {
+            r.agent_id: r
+            for r in (await s.execute(select(SkillRow).where(SkillRow.queue == queue))).scalars()
+        }
+        by_id = {v: k for k, v in agents.items()}
+        changed: list[str] = []
+        for agent_id, row in current.items():
+            name = by_id[agent_id]
+            if name not in members:
+                await s.delete(row)
+                changed.append(name)
+            elif row.penalty != members[name]:
+                row.penalty = members[name]
+                changed.append(name)
+        for name, penalty in members.items():
+            if agents[name] not in current:
+                s.add(SkillRow(agent_id=agents[name], queue=queue, penalty=penalty))
+                changed.append(name)
+        return sorted(changed)

@@ -71,6 +71,29 @@ def test_render_owner_queues_and_callback_key() -> None:
     assert "strategy = ringall" in owner and "joinempty = paused," in owner
 
 
+def test_periodic_announcements_are_validated_and_rendered() -> None:
+    for bad in (
+        {"periodic_announce": "../../etc/passwd", "periodic_announce_s": 30},
+        {"periodic_announce": "beep,evil", "periodic_announce_s": 30},
+        {"periodic_announce": "a b"},
+        {"periodic_announce_s": 30},  # no sound
+        {"periodic_announce": "beep", "periodic_announce_s": -1},
+    ):
+        with pytest.raises(ConfigInvalid):
+            queue_params("q1", bad)
+    sound = "/srv/cti/x/lib/sounds/cti/upload-ab"
+    mine = queue_params("q1", {"periodic_announce": sound, "periodic_announce_s": 45})
+    both = QueueParams("q2", callback_key="1", periodic_announce="queue-periodic-announce",
+                       periodic_announce_s=60)  # fmt: skip
+    text = render([mine, both], callback_prompt="custom/press-1", callback_announce_s=20)
+    q1 = text.split("[q1]")[1].split("\n\n")[0]
+    assert "periodic-announce = /srv/cti/x/lib/sounds/cti/upload-ab" in q1
+    assert "periodic-announce-frequency = 45" in q1
+    q2 = text.split("[q2]")[1].split("\n\n")[0]
+    assert "periodic-announce = queue-periodic-announce,custom/press-1" in q2
+    assert "periodic-announce-frequency = 60" in q2 and q2.count("periodic-announce-freq") == 1
+
+
 @pytest.mark.parametrize(
     ("raw", "e164"),
     [("139 1234 5678", "+8613912345678"), ("+8613912345678", "+8613912345678"),
