@@ -18,6 +18,7 @@ __all__ = ["register"]
 
 def _reconcile(args: argparse.Namespace) -> int:
     from recordings.config import RecordingsConfig
+    from recordings.policy import PolicyBook
     from recordings.processing import Processor
     from recordings.reconcile import reconcile
     from recordings.store import RecordingStore
@@ -41,6 +42,7 @@ def _reconcile(args: argparse.Namespace) -> int:
     async def go() -> dict[str, list[int] | list[str]]:
         db = Database.from_url(settings.database.url)
         try:
+            await PolicyBook(config, db).load()  # the console's per-queue values
             report = await reconcile(Processor(config, RecordingStore(db)))
             return report.as_dict()
         finally:

@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import logging
 from pathlib import Path
+from typing import Any
 
 from cti.features import FeatureContext
 from cti.web.pages import add_pages
 from recordings.api import RecordingsApi
 from recordings.config import RecordingsConfig
 from recordings.control import Recorder
+from recordings.policy import PolicyBook, add_policy_routes
 from recordings.processing import Processor
 from recordings.reconcile import reconcile
 from recordings.signing import UrlSigner
@@ -34,6 +36,7 @@ class RecordingsFeature:
         self.processor: Processor | None = None
         self.api: RecordingsApi | None = None
         self._reconcile_task: asyncio.Task[None] | None = None
+        self.policy: PolicyBook | None = None
 
     def setup(self, ctx: FeatureContext) -> None:
         config = ctx.section("recordings", RecordingsConfig).with_root(
@@ -52,10 +55,13 @@ class RecordingsFeature:
             UrlSigner(config.url_secret, config.url_ttl_s), ctx.ami,
         )  # fmt: skip
         self.api.add_routes(ctx.app)
+        self.policy = PolicyBook(config, ctx.db)
+        add_policy_routes(ctx.app, self.policy, _no_audit)
         add_pages(ctx.app, PAGE_PREFIX, Path(__file__).parent / "static")
 
     async def start(self) -> None:
-        assert self.config is not None
+        assert self.config is not None and self.policy is not None
+        await self.policy.load()
         if not self.config.root_dir.is_dir():
             log.warning("recordings root %s does not exist (yet)", self.config.root_dir)
         if self.config.reconcile_interval_s > 0:
@@ -79,3 +85,7 @@ class RecordingsFeature:
             self._reconcile_task = None
         if self.recorder is not None:
             await self.recorder.close()
+
+
+async def _no_audit(request: Any, action: str, target: str, before: Any, after: Any) -> None:
+    """Replaced by the platform's audit log (issue #15) when it lands."""

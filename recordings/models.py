@@ -9,7 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from cti.store.models import Base, BoundedText, UTCDateTime, utcnow
 
-__all__ = ["STATUSES", "Recording", "RecordingAudit"]
+__all__ = ["STATUSES", "QueuePolicyRow", "Recording", "RecordingAudit"]
 
 _BigId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -70,3 +70,16 @@ class RecordingAudit(Base):
 
     def __repr__(self) -> str:
         return f"RecordingAudit(id={self.id!r}, actor={self.actor!r}, action={self.action!r})"
+
+
+class QueuePolicyRow(Base):
+    """A queue's recording policy and retention set in the console; wins over the
+    ``[recordings.queues.<queue>]`` config table (None: that field is not overridden)."""
+
+    __tablename__ = "recording_queue_policies"
+
+    queue: Mapped[str] = mapped_column(BoundedText(64), primary_key=True)
+    policy: Mapped[str | None] = mapped_column(BoundedText(16))
+    retention_days: Mapped[int | None] = mapped_column(Integer())
+    updated_by: Mapped[str] = mapped_column(BoundedText(128), default="")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
