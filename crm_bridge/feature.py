@@ -10,6 +10,7 @@ import contextlib
 import logging
 from typing import Any
 
+from crm_bridge.admin import CrmSettings, add_admin_routes
 from crm_bridge.api import CrmServices, add_routes
 from crm_bridge.config import CrmConfig
 from crm_bridge.directory import ExternalCrmLookup, StoreDirectory
@@ -31,6 +32,7 @@ class CrmFeature:
         self.services: CrmServices | None = None
         self.writer: InteractionWriter | None = None
         self._pool_task: asyncio.Task[None] | None = None
+        self.settings: CrmSettings | None = None
 
     def setup(self, ctx: FeatureContext) -> None:
         config = ctx.section("crm", CrmConfig)
@@ -47,6 +49,8 @@ class CrmFeature:
         webhooks.attach(ctx.bus)
         ctx.services.customer_directory = directory
         add_routes(ctx.app, self.services)
+        self.settings = CrmSettings(ctx.db, config, webhooks)
+        add_admin_routes(ctx.app, self.settings, _no_audit)
 
     def _on_recording(self, event: RecordingStopped) -> None:
         # the id's API path, not the file: transcoding renames files and retention
@@ -61,6 +65,8 @@ class CrmFeature:
 
     async def start(self) -> None:
         assert self.services is not None and self.writer is not None
+        assert self.settings is not None
+        await self.settings.load()  # the console's dispositions and webhook receivers
         await self.writer.start()
         await self.services.webhooks.start()
         self._pool_task = asyncio.create_task(self._pool_loop(), name="crm-pool")
@@ -93,3 +99,7 @@ class CrmFeature:
         if self.services is None:
             return {}
         return {"webhooks": self.services.webhooks.status()}
+
+
+async def _no_audit(request: Any, action: str, target: str, before: Any, after: Any) -> None:
+    """Replaced by the platform's audit log (issue #15) when it lands."""

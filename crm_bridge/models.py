@@ -10,7 +10,16 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Date, Float, ForeignKey, Integer, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    Float,
+    ForeignKey,
+    Integer,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cti.store.models import Base, BoundedText, UTCDateTime, utcnow
@@ -210,3 +219,32 @@ class DeadLetter(Base):
     attempts: Mapped[int] = mapped_column(Integer())
     last_error: Mapped[str] = mapped_column(BoundedText(1024), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class DispositionRow(Base):
+    """A wrap-up code set in the console. When any exist they are the list agents pick
+    from (in ``position`` order), instead of ``[[crm.dispositions]]`` in the config."""
+
+    __tablename__ = "crm_dispositions"
+
+    code: Mapped[str] = mapped_column(BoundedText(64), primary_key=True)
+    label_en: Mapped[str] = mapped_column(BoundedText(128))
+    label_zh: Mapped[str] = mapped_column(BoundedText(128))
+    position: Mapped[int] = mapped_column(Integer(), default=0)
+
+
+class WebhookTargetRow(Base):
+    """A webhook receiver added in the console (beside ``[[crm.webhooks]]`` of the
+    config). The secret is kept as given: it signs every delivery (HMAC), so it cannot be
+    stored as a hash; it is shown once and only its last characters afterwards."""
+
+    __tablename__ = "crm_webhook_targets"
+
+    id: Mapped[int] = mapped_column(_Id, primary_key=True, autoincrement=True)
+    url: Mapped[str] = mapped_column(BoundedText(2048))
+    secret: Mapped[str] = mapped_column(BoundedText(256))
+    events: Mapped[str] = mapped_column(Text())  # JSON list
+    enabled: Mapped[bool] = mapped_column(Boolean(), default=True)
+    created_by: Mapped[str] = mapped_column(BoundedText(128), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
