@@ -94,7 +94,7 @@ The call center is running. Open the pages and sign in (login / password):
   wallboard       http://127.0.0.1:${HTTP_PORT}/wallboard/   supervisor / $(pw supervisor)
   reports         http://127.0.0.1:${HTTP_PORT}/reports/
   recordings      http://127.0.0.1:${HTTP_PORT}/supervisor/recordings/
-  admin           admin / $(pw admin)                (users, tokens, audit: the API)
+  console         http://127.0.0.1:${HTTP_PORT}/console/    admin / $(pw admin)  (supervisor too)
   API docs        http://127.0.0.1:${HTTP_PORT}/docs/api/   (API: header Authorization: Bearer <token>)
   health          http://127.0.0.1:${HTTP_PORT}/healthz
   metrics         http://127.0.0.1:${HTTP_PORT}/metrics

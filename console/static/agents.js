@@ -1,0 +1,105 @@
+// Agents: who they are, the devices they log in on, their skills (queue -> penalty), and
+// their status (a supervisor may log an agent in or out). API: /api/v1/acd/agents.
+"use strict";
+
+(() => {
+  const C = Console, el = CTI.el, t = CTI.t;
+  const DEVICE_KINDS = ["sip", "mobile", "local"];
+
+  async function render(view) {
+    const [{ agents }, { queues }] = await Promise.all([
+      CTI.api("GET", "/api/v1/acd/agents"), CTI.api("GET", "/api/v1/acd/queues")]);
+    const queueNames = queues.map((q) => q.name);
+    const box = C.errorBox(), done = C.noticeBox();
+    const editor = el("div", { id: "agent-editor" });
+
+    function edit(agent) {
+      editor.replaceChildren(agentForm(agent, queueNames, async () => { await C.route(); }));
+      editor.scrollIntoView({ block: "nearest" });
+    }
+
+    async function setStatus(name, status) {
+      await C.submit(box, () => CTI.api("POST", `/api/v1/acd/agents/${encodeURIComponent(name)}/status`,
+                                         { status }),
+        async () => { C.notice(done, t("saved")); await C.route(); });
+    }
+
+    const rows = agents.map((a) => el("tr", { dataset: { agent: a.name } },
+      el("td", { class: "text agent-name" }, a.name),
+      el("td", { class: "text" }, a.display_name),
+      el("td", {}, el("span", { class: "pill " + a.status }, t("status_" + a.status)),
+        a.reason ? " " + a.reason : ""),
+      el("td", { class: "text" }, a.devices.map((d) => `${d.kind}:${d.address}`).join(", ")),
+      el("td", { class: "text" }, Object.entries(a.skills).map(([q, p]) => `${q} (${p})`).join(", ")),
+      el("td", {}, el("div", { class: "row" },
+        C.isAdmin() ? C.button(t("edit"), () => edit(a), "", { class: "edit" }) : null,
+        a.status === "logged_out"
+          ? C.button(t("log_in"), () => setStatus(a.name, "available"), "login")
+          : C.button(t("log_out"), () => setStatus(a.name, "logged_out"), "logout")))));
+
+    view.append(C.panel(t("agents"),
+      el("table", { id: "agents-table" },
+        el("thead", {}, el("tr", {}, ["name", "display_name", "status", "devices", "skills", "actions"]
+          .map((k) => el("th", {}, t(k))))),
+        el("tbody", {}, rows.length ? rows : el("tr", {}, el("td", { colspan: 6, class: "muted" }, t("none"))))),
+      C.isAdmin() ? el("div", { class: "actions" },
+        C.button(t("new_agent"), () => edit(null), "primary", { id: "new-agent" })) : null,
+      box, done));
+    view.append(editor);
+  }
+
+  function deviceRow(d) {
+    return el("div", { class: "row device" },
+      C.select("kind", DEVICE_KINDS.map((k) => [k, t("device_" + k)]), d ? d.kind : "local"),
+      C.input("address", d ? d.address : "", { placeholder: t("device_address"), maxlength: 64 }),
+      C.button("✕", (ev) => ev.target.closest(".device").remove(), "", { title: t("remove") }));
+  }
+
+  function skillRow(queues, queue, penalty) {
+    return el("div", { class: "row skill" },
+      C.select("queue", queues, queue || queues[0]),
+      C.number("penalty", penalty ?? 0, 0, 1000),
+      C.button("✕", (ev) => ev.target.closest(".skill").remove(), "", { title: t("remove") }));
+  }
+
+  function agentForm(agent, queues, saved) {
+    const box = C.errorBox();
+    const devices = el("div", { class: "devices" }, (agent ? agent.devices : []).map(deviceRow));
+    const skills = el("div", { class: "skills" },
+      Object.entries(agent ? agent.skills : {}).map(([q, p]) => skillRow(queues, q, p)));
+    const form = el("form", { id: "agent-form" },
+      el("div", { class: "fields" },
+        C.field(t("name"), C.input("name", agent ? agent.name : "",
+          { required: true, maxlength: 64, disabled: !!agent }), t("agent_name_hint")),
+        C.field(t("display_name"), C.input("display_name", agent ? agent.display_name : "", { maxlength: 128 }))),
+      el("fieldset", {}, el("legend", {}, t("devices")), devices,
+        C.button(t("add_device"), () => devices.append(deviceRow(null)), "", { id: "add-device" }),
+        el("p", { class: "hint" }, t("devices_hint"))),
+      el("fieldset", {}, el("legend", {}, t("skills")), skills,
+        C.button(t("add_skill"), () => skills.append(skillRow(queues)), "", { id: "add-skill" }),
+        el("p", { class: "hint" }, t("skills_hint"))),
+      el("div", { class: "actions" },
+        el("button", { type: "submit" }, t("save")),
+        agent ? C.dangerButton(t("delete"), async () => {
+          await C.submit(box, () => CTI.api("DELETE", `/api/v1/acd/agents/${encodeURIComponent(agent.name)}`), saved);
+        }, { id: "delete-agent" }) : null,
+        C.button(t("cancel"), () => form.closest("#agent-editor").replaceChildren())),
+      box);
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const name = agent ? agent.name : C.value(form, "name").trim();
+      const body = {
+        display_name: C.value(form, "display_name"),
+        devices: [...devices.querySelectorAll(".device")].map((r) => ({
+          kind: r.querySelector('[name="kind"]').value, address: r.querySelector('[name="address"]').value.trim() })),
+        skills: Object.fromEntries([...skills.querySelectorAll(".skill")].map((r) => [
+          r.querySelector('[name="queue"]').value, C.intValue(r, "penalty") ?? 0])),
+      };
+      if (!name) { C.showError(box, new Error(t("name_required"))); return; }
+      await C.submit(box, () => CTI.api("PUT", `/api/v1/acd/agents/${encodeURIComponent(name)}`, body), saved);
+    });
+    return C.panel(agent ? t("edit_agent") + " " + agent.name : t("new_agent"), form);
+  }
+
+  C.section({ id: "agents", group: "people", title: "agents", role: "supervisor", render });
+})();

@@ -1,0 +1,329 @@
+"""The console in real headless Chromium against the whole daemon (every feature) and the
+real Asterisk: an admin creates an agent, a queue and an IVR menu in the pages, and a
+real call then follows that menu into that queue and rings that agent. Errors the API
+refuses are shown in the page; hostile text stays text."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from playwright.async_api import Browser, Page, async_playwright
+
+from acd.queues_conf import FILE_NAME
+from cti.ami.client import AmiClient
+from cti.ami.protocol import Message
+from cti.asterisk.instance import ChrootAsterisk
+from cti.config import Settings
+from cti.daemon import Daemon
+from cti.store.tokens import create_token
+from tests.acceptance.conftest import daemon_settings
+from tests.acceptance.harness import wait_for
+from tests.acceptance.test_ivr_harness import call
+from tests.acceptance.test_pop import set_sim
+
+HOSTILE = "<img src=x onerror=alert(1)>"
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as pw:
+        b = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        yield b
+        await b.close()
+
+
+@dataclass
+class Center:
+    daemon: Daemon
+    http: aiohttp.ClientSession
+    admin: str
+    supervisor: str
+    seen: list[Message] = field(default_factory=list)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.daemon.http_port}"
+
+    async def api(self, method: str, path: str, token: str, body: Any = None) -> tuple[int, Any]:
+        async with self.http.request(
+            method, self.base + path, json=body, headers={"Authorization": f"Bearer {token}"}
+        ) as resp:
+            ctype = resp.headers.get("Content-Type", "")
+            return resp.status, await resp.json() if "json" in ctype else await resp.text()
+
+
+@pytest.fixture
+async def center(
+    asterisk: ChrootAsterisk, ami: AmiClient, tmp_path: Path
+) -> AsyncIterator[Center]:
+    """The daemon with every registered feature (as ``cti run``), on SQLite."""
+    sounds = asterisk.base / "lib" / "sounds" / "cti"
+    settings: Settings = daemon_settings(
+        asterisk, f"sqlite+aiosqlite:///{tmp_path / 'cti.db'}",
+        acd={"asterisk_etc_dir": str(asterisk.etc_dir)},
+        ivr={"menus": str(tmp_path / "no-menus.toml"), "prompt_dir": str(sounds),
+             "prompt_dir_asterisk": f"{asterisk.inner}/lib/sounds/cti",
+             "forward_dial": "Local/{digits}@cti-sim-agents/n"},
+    )  # fmt: skip
+    daemon = Daemon(settings)
+    await daemon.start()
+    await daemon.ami.wait_connected(timeout=15)
+    seen: list[Message] = []
+
+    def on_event(msg: Message) -> None:
+        if msg.event in ("AgentCalled", "AgentConnect", "QueueCallerJoin"):
+            seen.append(msg)
+
+    ami.add_event_handler(on_event)
+    http = aiohttp.ClientSession()
+    try:
+        yield Center(
+            daemon, http, await create_token(daemon.db, "root", "admin"),
+            await create_token(daemon.db, "lihua", "supervisor"), seen,
+        )  # fmt: skip
+    finally:
+        ami.remove_event_handler(on_event)
+        await http.close()
+        await daemon.stop()
+        (asterisk.etc_dir / FILE_NAME).unlink(missing_ok=True)
+        await ami.send_action("QueueReload", {"Parameters": "yes"})
+        await asyncio.to_thread(asterisk.cli, "channel request hangup all")
+
+
+class Console:
+    """One signed-in console page, with what went wrong in it."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.errors: list[str] = []
+        self.dialogs: list[str] = []
+        page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error"
+                and not m.text.startswith("Failed to load resource") else None)  # fmt: skip
+
+        async def on_dialog(dialog: Any) -> None:
+            self.dialogs.append(dialog.message)
+            await dialog.dismiss()
+
+        page.on("dialog", on_dialog)
+
+    async def section(self, name: str) -> None:
+        await self.page.click(f"#nav-{name}")
+        await self.page.wait_for_selector(f'#view [data-section="{name}"]')
+
+
+@pytest.fixture
+async def open_console(browser: Browser, center: Center) -> AsyncIterator[Any]:
+    contexts = []
+
+    async def factory(token: str, lang: str = "en") -> Console:
+        context = await browser.new_context(locale="zh-CN" if lang == "zh" else "en-GB")
+        contexts.append(context)
+        page = await context.new_page()
+        console = Console(page)
+        await page.goto(center.base + "/console/")
+        await page.fill("#token", token)
+        await page.click("#signin-form button[type=submit]")
+        await page.wait_for_selector("#app:not([hidden])")
+        await page.wait_for_selector("#view [data-section]")
+        return console
+
+    yield factory
+    for context in contexts:
+        await context.close()
+
+
+async def test_admin_builds_agent_queue_and_menu_then_a_call_follows_them(
+    center: Center, ami: AmiClient, asterisk: ChrootAsterisk, open_console: Any
+) -> None:
+    c = await open_console(center.admin)
+    page = c.page
+    # --- an agent on a (simulated) phone ------------------------------------------------------
+    await c.section("agents")
+    await page.click("#new-agent")
+    await page.fill('#agent-form [name="name"]', "alice")
+    await page.fill('#agent-form [name="display_name"]', "爱丽丝 Alice")
+    await page.click("#add-device")
+    await page.select_option('#agent-form .device [name="kind"]', "local")
+    await page.fill('#agent-form .device [name="address"]', "501")
+    await page.click("#agent-form button[type=submit]")
+    await page.wait_for_selector('#agents-table tr[data-agent="alice"]')
+    # --- a queue, its members ----------------------------------------------------------------
+    await c.section("queues")
+    await page.click("#new-queue")
+    await page.fill('#queue-form [name="name"]', "billing")
+    await page.select_option('#queue-form [name="strategy"]', "ringall")
+    await page.fill('#queue-form [name="service_level_s"]', "15")
+    await page.click("#queue-form button[type=submit]")
+    row = '#queues-table tr[data-queue="billing"]'
+    await page.wait_for_selector(row)
+    conf = (asterisk.etc_dir / FILE_NAME).read_text()
+    assert "[billing]\nstrategy = ringall" in conf and "servicelevel = 15" in conf
+    await page.click(row + " button.edit")
+    await page.wait_for_selector('#members-table tr[data-agent="alice"]')
+    await page.check('#members-table tr[data-agent="alice"] [name="member"]')
+    await page.click("#save-members")
+    await page.wait_for_selector("#queue-editor .notice:has-text('Saved')")
+    # --- the agent logs in (a supervisor's button) ---------------------------------------------
+    await c.section("agents")
+    await page.click('#agents-table tr[data-agent="alice"] button.login')
+    await page.wait_for_selector('#agents-table tr[data-agent="alice"] .pill.available')
+    # --- an IVR prompt (Chinese text to speech, listened to first) and a menu -----------------
+    await c.section("ivr")
+    await page.fill('#prompt-form [name="name"]', "welcome")
+    await page.fill('#prompt-form [name="text"]', "您好。账单查询请按一。")
+    await page.select_option('#prompt-form [name="voice"]', "cmn")
+    await page.click("#tts-preview")
+    await page.wait_for_selector('#prompt-player[src^="blob:"]', state="attached")
+    await page.click("#prompt-form button[type=submit]")
+    await page.wait_for_selector('#prompts-table tr[data-prompt="welcome"]')
+    await page.click("#new-menu")
+    await page.fill('#menu-form [name="name"]', "main")
+    await page.select_option('#menu-form [name="greeting"]', "welcome")
+    await page.click("#add-option")
+    opt = "#menu-form tr.option"
+    await page.select_option(opt + ' [name="key"]', "1")
+    await page.select_option(opt + " .action-kind", "queue")
+    await page.select_option(opt + " .action-target", "billing")
+    await page.click("#menu-form button[type=submit]")
+    await page.wait_for_selector('#menu-list button[data-menu="main"]')
+    # --- a real call follows the menu into the queue and rings alice ---------------------------
+    await set_sim(ami, ring=3, talk=2)
+    linkedid = await call(ami, dtmf="1", dtmf_delay=1.0, hold_s=20)
+
+    async def rang() -> list[Message]:
+        return [
+            m for m in center.seen
+            if m.event == "AgentCalled" and m.get("Linkedid") == linkedid
+        ]  # fmt: skip
+
+    (ring,) = await wait_for(rang, timeout=30, what="alice's phone ringing")
+    assert ring["Queue"] == "billing" and ring["MemberName"] == "alice"
+    assert ring["Interface"] == "Local/501@cti-sim-agents/n"
+    assert c.errors == [] and c.dialogs == []
+
+
+async def test_refused_input_is_shown_in_the_page(center: Center, open_console: Any) -> None:
+    c = await open_console(center.admin, lang="zh")
+    page = c.page
+    await c.section("queues")
+    await page.click("#new-queue")
+    await page.fill('#queue-form [name="name"]', "vip")
+    await page.select_option('#queue-form [name="overflow_action"]', "voicemail")
+    await page.click("#queue-form button[type=submit]")
+    error = await page.wait_for_selector("#queue-form .error strong")
+    assert "overflow_action voicemail needs overflow_mailbox" in (await error.text_content() or "")
+    # an IVR menu pointing at a menu that does not exist: each problem named by its key
+    status, _ = await center.api(
+        "PUT", "/api/v1/ivr/prompts/hi", center.admin, {"text": "hi", "voice": "en"}
+    )
+    assert status == 200
+    await c.section("ivr")
+    await page.click("#new-menu")
+    await page.fill('#menu-form [name="name"]', "main")
+    await page.click("#add-option")
+    await page.select_option("#menu-form tr.option .action-kind", "extension")
+    await page.fill("#menu-form tr.option .action-target", "12ab&PJSIP/x")
+    await page.click("#menu-form button[type=submit]")
+    problem = await page.wait_for_selector("#menu-form .error li")
+    text = await problem.text_content() or ""
+    assert text.startswith("menus.main.options.1: target of extension must be"), text
+    status, body = await center.api("GET", "/api/v1/ivr/document", center.admin)
+    assert "main" not in body["document"]["menus"]  # nothing was saved
+    assert c.errors == [] and c.dialogs == []
+
+
+async def test_hostile_text_is_text(center: Center, open_console: Any) -> None:
+    admin = center.admin
+    assert (await center.api("PUT", "/api/v1/acd/agents/mallory", admin,
+                             {"display_name": HOSTILE, "devices": []}))[0] == 200  # fmt: skip
+    assert (await center.api("PUT", "/api/v1/ivr/prompts/evil", admin,
+                             {"text": HOSTILE, "voice": "en"}))[0] == 200  # fmt: skip
+    office = {"mon": ["09:00-18:00"], "closed": {"action": "hangup"}}
+    assert (await center.api("PUT", "/api/v1/ivr/schedules/office", admin, office))[0] == 200
+    status, body = await center.api(
+        "PUT", "/api/v1/ivr/schedules/office/override", center.supervisor,
+        {"mode": "night", "note": HOSTILE},
+    )  # fmt: skip
+    assert status == 200, body
+    status, body = await center.api(
+        "PUT", "/api/v1/dispositions", admin,
+        {"dispositions": [{"code": "x", "label_en": HOSTILE, "label_zh": HOSTILE}]},
+    )  # fmt: skip
+    assert status == 200, body
+    c = await open_console(center.supervisor)
+    page = c.page
+    await c.section("agents")
+    cell = await page.wait_for_selector('#agents-table tr[data-agent="mallory"] td:nth-child(2)')
+    assert await cell.text_content() == HOSTILE
+    await c.section("ivr")
+    cell = await page.wait_for_selector('#prompts-table tr[data-prompt="evil"] td:nth-child(3)')
+    assert await cell.text_content() == HOSTILE
+    await c.section("hours")
+    note = await page.wait_for_selector('[data-schedule="office"] .override')
+    assert HOSTILE in (await note.text_content() or "")
+    await c.section("dispositions")
+    await page.wait_for_selector("#dispositions-form tr.disposition")
+    assert await page.input_value('#dispositions-form [name="label_en"]') == HOSTILE
+    assert await page.locator("img").count() == 0
+    await page.wait_for_timeout(300)  # an onerror would have fired by now
+    assert c.errors == [] and c.dialogs == []
+
+
+async def test_queue_changes_apply_live_without_dropping_calls(
+    center: Center, ami: AmiClient, asterisk: ChrootAsterisk
+) -> None:
+    admin = center.admin
+    body = {"strategy": "ringall", "timeout_s": 15, "wrapup_s": 0}
+    assert (await center.api("PUT", "/api/v1/acd/queues/live_q", admin, body))[0] == 200
+    assert (await center.api("PUT", "/api/v1/acd/agents/bea", admin,
+                             {"devices": [{"kind": "local", "address": "601"}]}))[0] == 200  # fmt: skip
+    status, _ = await center.api(
+        "PUT", "/api/v1/acd/queues/live_q/members", admin, {"members": {"bea": 0}}
+    )
+    assert status == 200
+    assert (await center.api("POST", "/api/v1/acd/agents/bea/status", admin,
+                             {"status": "available"}))[0] == 200  # fmt: skip
+    # no menu: every call goes through the IVR straight to the operator queue, live_q
+    status, body = await center.api("PUT", "/api/v1/ivr/defaults", admin, {"operator": "live_q"})
+    assert status == 200, body
+    await set_sim(ami, ring=1, talk=60)
+    talking = await call(ami, hold_s=60)
+
+    async def connected() -> bool:
+        return any(m.event == "AgentConnect" and m.get("Linkedid") == talking
+                   for m in center.seen)  # fmt: skip
+
+    await wait_for(connected, timeout=20, what="the first call answered")
+    waiting = await call(ami, hold_s=60)
+
+    async def queued() -> bool:
+        out = await asyncio.to_thread(asterisk.cli, "queue show live_q")
+        return "Callers: " in out and "1. " in out
+
+    await wait_for(queued, timeout=20, what="the second call waiting")
+    # an admin changes the queue while one call talks and one waits
+    body = {"strategy": "leastrecent", "timeout_s": 20, "wrapup_s": 5, "max_wait_s": 600,
+            "announce_position": True, "service_level_s": 30}  # fmt: skip
+    status, answer = await center.api("PUT", "/api/v1/acd/queues/live_q", admin, body)
+    assert status == 200 and answer["applied"] is True, answer
+    status, _ = await center.api(
+        "PUT", "/api/v1/acd/queues/live_q/members", admin, {"members": {"bea": 3}}
+    )
+    assert status == 200
+
+    async def reloaded() -> str:
+        out = await asyncio.to_thread(asterisk.cli, "queue show live_q")
+        return out if "in 'leastrecent' strategy" in out and "penalty 3" in out else ""
+
+    out = await wait_for(reloaded, timeout=10, what="app_queue reloaded")
+    assert "within 30s" in out and "(in call)" in out, out  # bea still talking
+    assert "Callers: \n      1. Local/4008001234@cti-inbound" in out, out  # still waiting
+    channels = await asyncio.to_thread(asterisk.cli, "core show channels concise")
+    assert talking in channels and waiting in channels, channels
