@@ -18,15 +18,18 @@ from acd import store
 from acd.service import AcdService
 from cti.ami.actions import AmiActionError
 from cti.ami.client import NotConnected
-from cti.web.auth import require_role
+from cti.web.auth import audit, require_role
 from cti.web.body import json_object
 from cti.web.errors import BadRequest, NotFound
+from cti.web.openapi import arr, doc, obj
 
 __all__ = ["add_admin_routes"]
 
 SERVICE = web.AppKey("acd_admin_service", AcdService)
 _MAX_MEMBERS = 1000
 QUEUE = r"{name:[a-z0-9][a-z0-9_]{0,63}}"
+_MEMBERS = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0,
+                                                       "maximum": 1000}}  # fmt: skip
 
 
 async def _queue(request: web.Request) -> str:
@@ -37,6 +40,11 @@ async def _queue(request: web.Request) -> str:
     return name
 
 
+@doc("A queue's members: the agents with a skill in it, their penalty, their state now",
+     role="supervisor", tags=["acd"],
+     response=obj({"queue": {"type": "string"},
+                   "members": arr(obj({"agent": {"type": "string"},
+                                       "penalty": {"type": "integer"}, "live": {}}))}))
 async def get_members(request: web.Request) -> web.Response:
     require_role(request, "supervisor")
     name = await _queue(request)
@@ -74,6 +82,11 @@ def _members_body(data: dict[str, Any]) -> dict[str, int]:
     return out
 
 
+@doc("Make these agents (with these penalties) exactly the queue's members; logged-in "
+     "agents join or leave at once", role="admin", tags=["acd"],
+     body=obj({"members": _MEMBERS}, required=["members"], extra=False),
+     response=obj({"queue": {"type": "string"}, "members": _MEMBERS,
+                   "applied": {"type": "boolean"}}))
 async def put_members(request: web.Request) -> web.Response:
     require_role(request, "admin")
     name = await _queue(request)
@@ -91,12 +104,9 @@ async def put_members(request: web.Request) -> web.Response:
         except (NotConnected, TimeoutError, AmiActionError):
             applied = False  # applied at the next AMI connect (resync)
     after = await store.queue_members(svc.db, name)
-    await audit(request, "acd.queue.members", f"queues.{name}", before, after)
+    await audit(request, "acd.queue.members", target_type="queue", target_id=name,
+                before=before, after=after)  # fmt: skip
     return web.json_response({"queue": name, "members": after, "applied": applied})
-
-
-async def audit(request: web.Request, action: str, target: str, before: Any, after: Any) -> None:
-    """Replaced by the platform's audit log (issue #15) when it lands."""
 
 
 def add_admin_routes(app: web.Application, service: AcdService) -> None:

@@ -17,7 +17,7 @@ from acd import store
 from acd.service import AcdService, AgentNotFound, OperationRefused
 from cti.ami.actions import AmiActionError
 from cti.ami.client import NotConnected
-from cti.web.auth import principal, require_agent_access, require_role
+from cti.web.auth import audit, principal, require_agent_access, require_role
 from cti.web.body import json_object
 from cti.web.errors import BadRequest, Conflict, NotFound, Unavailable
 from cti.web.openapi import BOOL, STR, arr, doc, obj
@@ -66,6 +66,10 @@ async def list_queues(request: web.Request) -> web.Response:
     return web.json_response({"queues": out})
 
 
+async def _queue_config(svc: AcdService, name: str) -> dict[str, Any] | None:
+    return next((asdict(q) for q in await store.list_queues(svc.db) if q.name == name), None)
+
+
 @doc(
     "Create or change a queue (applied to Asterisk live)",
     role="admin",
@@ -82,8 +86,15 @@ async def put_queue(request: web.Request) -> web.Response:
     except store.ConfigInvalid as exc:
         raise BadRequest(str(exc)) from None
     svc = _svc(request)
+    queues = {q.name for q in await store.list_queues(svc.db)}
+    if params.overflow_queue and params.overflow_queue not in queues:
+        raise BadRequest(f"overflow_queue: no queue named {params.overflow_queue!r}")
+    before = await _queue_config(svc, name)
     await store.put_queue(svc.db, params)
     applied = await _apply(svc)
+    await audit(request, "acd.queue.update" if name in queues else "acd.queue.create",
+                target_type="queue", target_id=name, before=before,
+                after=await _queue_config(svc, name))  # fmt: skip
     return web.json_response({"name": name, "applied": applied})
 
 
@@ -98,10 +109,21 @@ async def _apply(svc: AcdService) -> bool:
 async def delete_queue(request: web.Request) -> web.Response:
     require_role(request, "admin")
     svc = _svc(request)
-    if not await store.delete_queue(svc.db, request.match_info["name"]):
+    name = request.match_info["name"]
+    before = await _queue_config(svc, name)
+    if not await store.delete_queue(svc.db, name):
         raise NotFound("no such queue")
     await _apply(svc)
+    await audit(request, "acd.queue.delete", target_type="queue", target_id=name,
+                before=before)  # fmt: skip
     return web.json_response({"deleted": True})
+
+
+def _agent_config(agent: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What an admin configures of an agent (its status is the agent's own business)."""
+    if agent is None:
+        return None
+    return {k: agent[k] for k in ("display_name", "devices", "skills")}
 
 
 def _may_see_agent(request: web.Request, agent: str) -> None:
@@ -179,12 +201,17 @@ async def put_agent(request: web.Request) -> web.Response:
     except store.ConfigInvalid as exc:
         raise BadRequest(str(exc)) from None
     svc = _svc(request)
+    before = _agent_config(await store.get_agent(svc.db, name))
     await store.put_agent(svc.db, name, display, devices, skills)
     try:
         await svc.apply_skills(name)
     except (NotConnected, TimeoutError, AmiActionError):
         pass  # applied at the next AMI connect (resync)
-    return web.json_response(await store.get_agent(svc.db, name))
+    after = await store.get_agent(svc.db, name)
+    await audit(request, "acd.agent.update" if before else "acd.agent.create",
+                target_type="agent", target_id=name, before=before,
+                after=_agent_config(after))  # fmt: skip
+    return web.json_response(after)
 
 
 @doc(
@@ -207,6 +234,8 @@ async def delete_agent(request: web.Request) -> web.Response:
         except (NotConnected, TimeoutError, AmiActionError) as exc:
             raise Unavailable(f"Asterisk: {exc}") from None
     await store.delete_agent(svc.db, name)
+    await audit(request, "acd.agent.delete", target_type="agent", target_id=name,
+                before=_agent_config(agent))  # fmt: skip
     return web.json_response({"deleted": True})
 
 

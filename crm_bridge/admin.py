@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from aiohttp import web
@@ -39,15 +38,13 @@ from crm_bridge.models import DispositionRow, WebhookTargetRow
 from crm_bridge.webhooks import WebhookDispatcher
 from cti.store.db import Database
 from cti.store.models import clip_text
-from cti.web.auth import require_role
+from cti.web.auth import audit, require_role
 from cti.web.body import model_body
 from cti.web.errors import Conflict, NotFound
+from cti.web.openapi import arr, doc, obj
 from cti.web.params import path_int
 
 __all__ = ["CrmSettings", "add_admin_routes"]
-
-AuditFn = Callable[[web.Request, str, str, Any, Any], Awaitable[None]]
-
 
 class DispositionsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -69,6 +66,14 @@ class TargetPatch(BaseModel):
     url: HttpUrl | None = None
     events: list[WebhookEvent] | None = Field(default=None, min_length=1)
     enabled: bool | None = None
+
+
+_S = {"type": "string"}
+TARGET = obj({"id": {"type": ["integer", "null"]}, "url": _S, "events": arr(_S),
+              "enabled": {"type": "boolean"}, "source": _S, "secret_hint": _S},
+             required=["url", "events", "source"])  # fmt: skip
+TARGET_SECRET = obj({**TARGET["properties"], "secret": _S}, required=["id", "url", "secret"])
+DISPOSITIONS = obj({"dispositions": arr(obj({"code": _S, "label_en": _S, "label_zh": _S}))})
 
 
 def _hint(secret: str) -> str:
@@ -200,48 +205,65 @@ class CrmSettings:
         return before
 
 
-def add_admin_routes(app: web.Application, settings: CrmSettings, audit: AuditFn) -> None:
+def add_admin_routes(app: web.Application, settings: CrmSettings) -> None:
+    @doc("Replace the dispositions agents pick from (ordered)", role="admin", tags=["crm"],
+         body=DispositionsIn, response=DISPOSITIONS)  # fmt: skip
     async def put_dispositions(request: web.Request) -> web.Response:
         require_role(request, "admin")
         body = await model_body(request, DispositionsIn)
         before = settings.dispositions()
         await settings.set_dispositions(body.dispositions)
         after = settings.dispositions()
-        await audit(request, "crm.dispositions.put", "dispositions", before, after)
+        await audit(request, "crm.dispositions.update", target_type="dispositions",
+                    before=before, after=after)  # fmt: skip
         return web.json_response({"dispositions": after})
 
+    @doc("Webhook receivers: the config file's and the console's (never their secrets)",
+         role="admin", tags=["crm"], response=obj({"targets": arr(TARGET)}))  # fmt: skip
     async def list_targets(request: web.Request) -> web.Response:
         require_role(request, "admin")
         return web.json_response({"targets": await settings.targets()})
 
+    @doc("Add a webhook receiver; its secret is in this answer only", role="admin",
+         tags=["crm"], body=TargetIn, status=201, errors=[409], response=TARGET_SECRET)
     async def add_target(request: web.Request) -> web.Response:
         who = require_role(request, "admin")
         body = await model_body(request, TargetIn)
         target, secret = await settings.add_target(body, who.actor)
-        await audit(request, "crm.webhook.add", f"webhooks.{target['id']}", None, target)
+        await audit(request, "crm.webhook.create", target_type="webhook",
+                    target_id=target["id"], after=target)  # fmt: skip
         return web.json_response({**target, "secret": secret}, status=201)
 
+    @doc("Change a webhook receiver's URL, events or enabled state", role="admin",
+         tags=["crm"], body=TargetPatch, errors=[409], response=TARGET)  # fmt: skip
     async def patch_target(request: web.Request) -> web.Response:
         require_role(request, "admin")
         body = await model_body(request, TargetPatch)
         target_id = path_int(request)
         before, after = await settings.change_target(target_id, body)
-        await audit(request, "crm.webhook.change", f"webhooks.{target_id}", before, after)
+        await audit(request, "crm.webhook.update", target_type="webhook", target_id=target_id,
+                    before=before, after=after)  # fmt: skip
         return web.json_response(after)
 
+    @doc("Give a webhook receiver a new secret (in this answer only)", role="admin",
+         tags=["crm"], response=TARGET_SECRET)  # fmt: skip
     async def rotate_secret(request: web.Request) -> web.Response:
         require_role(request, "admin")
         target_id = path_int(request)
         secret = secrets.token_urlsafe(32)
-        before, after = await settings.change_target(target_id, new_secret=secret)
-        await audit(request, "crm.webhook.rotate-secret", f"webhooks.{target_id}", before, after)
+        _, after = await settings.change_target(target_id, new_secret=secret)
+        await audit(request, "crm.webhook.rotate_secret", target_type="webhook",
+                    target_id=target_id, detail="a new secret")  # fmt: skip
         return web.json_response({**after, "secret": secret})
 
+    @doc("Remove a webhook receiver", role="admin", tags=["crm"],
+         response=obj({"deleted": {"type": "integer"}}))  # fmt: skip
     async def delete_target(request: web.Request) -> web.Response:
         require_role(request, "admin")
         target_id = path_int(request)
         before = await settings.delete_target(target_id)
-        await audit(request, "crm.webhook.delete", f"webhooks.{target_id}", before, None)
+        await audit(request, "crm.webhook.delete", target_type="webhook", target_id=target_id,
+                    before=before)  # fmt: skip
         return web.json_response({"deleted": target_id})
 
     r = app.router

@@ -50,7 +50,7 @@ class CrmFeature:
         ctx.services.customer_directory = directory
         add_routes(ctx.app, self.services)
         self.settings = CrmSettings(ctx.db, config, webhooks)
-        add_admin_routes(ctx.app, self.settings, _no_audit)
+        add_admin_routes(ctx.app, self.settings)
 
     def _on_recording(self, event: RecordingStopped) -> None:
         # the id's API path, not the file: transcoding renames files and retention
@@ -100,6 +100,3 @@ class CrmFeature:
             return {}
         return {"webhooks": self.services.webhooks.status()}
 
-
-async def _no_audit(request: Any, action: str, target: str, before: Any, after: Any) -> None:
-    """Replaced by the platform's audit log (issue #15) when it lands."""

@@ -19,17 +19,28 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from cti.web.auth import require_role
+from cti.web.auth import audit, require_role
 from cti.web.body import json_object, model_body
 from cti.web.errors import ApiError, BadRequest, NotFound, PayloadTooLarge, Unavailable
+from cti.web.openapi import arr, doc, obj
 from cti.web.params import Int, path_int
 from ivr.audio import MAX_BYTES, AudioRefused, convert_upload
 from ivr.editor import IvrEditor, Saved
-from ivr.menus import MenuError, Prompt
+from ivr.menus import (
+    Collect,
+    Defaults,
+    IvrData,
+    Menu,
+    MenuError,
+    Number,
+    Prompt,
+    Recognition,
+    Schedule,
+)
 from ivr.prompts import PromptError, PromptStore
 from ivr.schedule import OVERRIDE_MODES, Override, calendar, check, day_info
 
-__all__ = ["ENTITY_KINDS", "AuditFn", "IvrApi"]
+__all__ = ["ENTITY_KINDS", "IvrApi", "entity_changes"]
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +58,26 @@ VOICES = (
     {"voice": "en-us", "label_en": "English (US)", "label_zh": "英语 (美国)"},
 )
 
-#: how a change is audited: (request, action, target, before, after)
-AuditFn = Callable[[web.Request, str, str, Any, Any], Awaitable[None]]
+#: audit entries written for one change of the whole document (import, restore, PUT)
+MAX_AUDITED_CHANGES = 200
 
-VERSIONS_LIMIT = Int(name="limit", default=50, lo=1, hi=500)
-YEAR = Int(name="year", lo=1970, hi=2200)
+VERSIONS_LIMIT = Int(name="limit", default=50, lo=1, hi=500,
+                     description="how many versions, newest first")  # fmt: skip
+YEAR = Int(name="year", lo=1970, hi=2200, description="the year (default: this year)")
+
+# --- OpenAPI descriptions ---------------------------------------------------------------------
+_S, _I, _B = {"type": "string"}, {"type": "integer"}, {"type": "boolean"}
+_ANY: dict[str, Any] = {}
+VERSION = obj({"id": _I, "created_at": _S, "created_by": _S, "source": _S, "summary": _S},
+              required=["id", "created_at", "source"])  # fmt: skip
+SAVED = obj({"version": VERSION, "name": _S, "value": _ANY}, required=["version"])
+TAGS = ["ivr"]
+MODELS: dict[str, type[BaseModel]] = {
+    "prompts": Prompt, "menus": Menu, "collect": Collect, "schedules": Schedule, "numbers": Number,
+    "defaults": Defaults, "recognition": Recognition,
+}  # fmt: skip
+OVERRIDE = obj({"mode": _S, "until": {"type": ["string", "null"]}, "note": _S, "set_by": _S,
+                "set_at": {"type": ["string", "null"]}})  # fmt: skip
 
 
 class OverrideIn(BaseModel):
@@ -75,6 +101,25 @@ def _refused(exc: MenuError) -> ApiError:
     )  # fmt: skip
 
 
+def entity_changes(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(target, before, after) of every entry that differs between two documents:
+    ``menus.main``, ``prompts.welcome``, ``defaults``, ..."""
+    out: list[tuple[str, Any, Any]] = []
+    for kind in ENTITY_KINDS:
+        b, a = before.get(kind) or {}, after.get(kind) or {}
+        for name in sorted(set(b) | set(a)):
+            if b.get(name) != a.get(name):
+                out.append((f"{kind}.{name}", b.get(name), a.get(name)))
+    for single in SINGLETONS:
+        if before.get(single) != after.get(single):
+            out.append((single, before.get(single), after.get(single)))
+    return out
+
+
+def _verb(before: Any, after: Any) -> str:
+    return "create" if before is None else "delete" if after is None else "update"
+
+
 def _override_json(o: Override | None) -> dict[str, Any] | None:
     if o is None or o.mode == "auto":
         return None
@@ -93,14 +138,12 @@ class IvrApi:
         reload: Callable[[str], Awaitable[Any]],
         clock: Callable[[], datetime],
         site_timezone: str,
-        audit: AuditFn,
     ) -> None:
         self.editor = editor
         self.prompts = prompts
         self._reload = reload
         self.clock = clock
         self.site_timezone = site_timezone
-        self.audit = audit
         self._work = asyncio.Semaphore(2)  # ffmpeg / espeak-ng runs at once
 
     def add_routes(self, app: web.Application) -> None:
@@ -133,6 +176,9 @@ class IvrApi:
         v = self.editor.version
         return v.meta() if v is not None else None
 
+    @doc("What the IVR runs: version, menus, numbers, schedules", role="supervisor", tags=TAGS,
+         errors=[503], response=obj({"source": _S, "version": VERSION, "menus": arr(_S),
+                                     "numbers": arr(_S), "schedules": arr(_S)}))  # fmt: skip
     async def status(self, request: web.Request) -> web.Response:
         require_role(request, "supervisor")
         loaded = self.editor.loaded
@@ -144,15 +190,22 @@ class IvrApi:
              "numbers": sorted(data.numbers), "schedules": sorted(data.schedules)}
         )  # fmt: skip
 
+    @doc("The whole IVR document in force (menus, prompts, hours, numbers)", role="supervisor",
+         tags=TAGS, response=obj({"version": {"anyOf": [VERSION, {"type": "null"}]},
+                                  "document": obj()}))  # fmt: skip
     async def get_document(self, request: web.Request) -> web.Response:
         require_role(request, "supervisor")
         return web.json_response({"version": self._meta(), "document": self.editor.document})
 
+    @doc("Saved versions of the IVR document, newest first", role="supervisor", tags=TAGS,
+         query=[VERSIONS_LIMIT], response=obj({"versions": arr(VERSION)}))  # fmt: skip
     async def versions(self, request: web.Request) -> web.Response:
         require_role(request, "supervisor")
         rows = await self.editor.store.versions(VERSIONS_LIMIT.value(request))
         return web.json_response({"versions": [v.meta() for v in rows]})
 
+    @doc("One saved version with its document", role="supervisor", tags=TAGS,
+         response=obj({"version": VERSION, "document": obj()}))  # fmt: skip
     async def get_version(self, request: web.Request) -> web.Response:
         require_role(request, "supervisor")
         v = await self.editor.store.get(path_int(request))
@@ -160,15 +213,30 @@ class IvrApi:
             raise NotFound("no such version")
         return web.json_response({"version": v.meta(), "document": v.document})
 
+    @doc("The text-to-speech voices offered", role="supervisor", tags=TAGS,
+         response=obj({"voices": arr(obj({"voice": _S, "label_en": _S, "label_zh": _S}))}))
     async def voices(self, request: web.Request) -> web.Response:
         require_role(request, "supervisor")
         return web.json_response({"voices": list(VOICES)})
 
     # --- changing ---------------------------------------------------------------------------
-    async def _saved(self, request: web.Request, action: str, target: str, saved: Saved,
-                     before: Any, after: Any) -> dict[str, Any]:  # fmt: skip
-        await self.audit(request, action, target, before, after)
-        return {"version": saved.version.meta()}
+    async def _saved(self, request: web.Request, action: str, saved: Saved) -> dict[str, Any]:
+        """Audit every entry the change touched (one entry per menu, prompt ...; at most
+        MAX_AUDITED_CHANGES) and answer the new version."""
+        version = saved.version
+        changes = entity_changes(saved.before, saved.after)
+        for target, before, after in changes[:MAX_AUDITED_CHANGES]:
+            await audit(
+                request, f"ivr.{target.split('.')[0]}.{_verb(before, after)}", target_type="ivr",
+                target_id=target, before=before, after=after,
+                detail=f"{action}: version {version.id} ({version.summary})",
+            )  # fmt: skip
+        if not changes or len(changes) > MAX_AUDITED_CHANGES:
+            await audit(
+                request, f"ivr.{action}", target_type="ivr", target_id="document",
+                detail=f"version {version.id} ({version.summary}): {len(changes)} entries changed",
+            )  # fmt: skip
+        return {"version": version.meta()}
 
     async def _change(
         self, request: web.Request, change: Callable[[dict[str, Any]], str], source: str = "api"
@@ -194,13 +262,14 @@ class IvrApi:
                 return f"{kind}.{name} {verb}"
 
             saved = await self._change(request, put)
-            before = saved.before.get(kind, {}).get(name)
-            after = saved.after.get(kind, {}).get(name)
-            out = await self._saved(request, f"ivr.{kind}.put", f"{kind}.{name}", saved,
-                                    before, after)  # fmt: skip
-            return web.json_response({**out, "name": name, "value": after})
+            out = await self._saved(request, "edit", saved)
+            return web.json_response(
+                {**out, "name": name, "value": saved.after.get(kind, {}).get(name)}
+            )
 
-        return handler
+        return doc(f"Create or change one entry of {kind} (the whole document is validated; "
+                   "422 lists every problem)", role="admin", tags=TAGS, body=MODELS[kind],
+                   response=SAVED)(handler)  # fmt: skip
 
     def _delete_entity(self, kind: str) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handler(request: web.Request) -> web.Response:
@@ -218,12 +287,12 @@ class IvrApi:
                 saved = await self._change(request, delete)
             except LookupError:
                 raise NotFound(f"no {kind} entry named {name!r}") from None
-            before = saved.before.get(kind, {}).get(name)
-            out = await self._saved(request, f"ivr.{kind}.delete", f"{kind}.{name}", saved,
-                                    before, None)  # fmt: skip
+            out = await self._saved(request, "edit", saved)
             return web.json_response({**out, "deleted": name})
 
-        return handler
+        return doc(f"Delete one entry of {kind} (refused while something uses it)",
+                   role="admin", tags=TAGS,
+                   response=obj({"version": VERSION, "deleted": _S}))(handler)  # fmt: skip
 
     def _put_singleton(self, single: str) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handler(request: web.Request) -> web.Response:
@@ -235,13 +304,14 @@ class IvrApi:
                 return f"{single} changed"
 
             saved = await self._change(request, put)
-            after = saved.after.get(single)
-            out = await self._saved(request, f"ivr.{single}.put", single, saved,
-                                    saved.before.get(single), after)  # fmt: skip
-            return web.json_response({**out, "value": after})
+            out = await self._saved(request, "edit", saved)
+            return web.json_response({**out, "value": saved.after.get(single)})
 
-        return handler
+        return doc(f"Change the IVR's {single}", role="admin", tags=TAGS, body=MODELS[single],
+                   response=SAVED)(handler)  # fmt: skip
 
+    @doc("Replace the whole IVR document (validated whole; 422 lists every problem)",
+         role="admin", tags=TAGS, body=IvrData, response=SAVED)  # fmt: skip
     async def put_document(self, request: web.Request) -> web.Response:
         require_role(request, "admin")
         body = await json_object(request, max_bytes=MAX_DOCUMENT)
@@ -252,10 +322,12 @@ class IvrApi:
             return "document replaced"
 
         saved = await self._change(request, replace)
-        out = await self._saved(request, "ivr.document.put", "document", saved,
-                                saved.before, saved.after)  # fmt: skip
+        out = await self._saved(request, "document.replace", saved)
         return web.json_response({**out, "document": saved.after})
 
+    @doc("Import a TOML menu file (the body); 422 lists every problem with its line",
+         role="admin", tags=TAGS, body={"type": "string"}, body_type="text/plain",
+         response=SAVED)  # fmt: skip
     async def import_toml(self, request: web.Request) -> web.Response:
         who = require_role(request, "admin")
         raw = await request.content.read(MAX_TOML + 1)
@@ -269,10 +341,9 @@ class IvrApi:
             saved = await self.editor.import_toml(text, by=who.actor)
         except MenuError as exc:
             raise _refused(exc) from None
-        out = await self._saved(request, "ivr.document.import", "document", saved,
-                                saved.before, saved.after)  # fmt: skip
-        return web.json_response(out)
+        return web.json_response(await self._saved(request, "document.import", saved))
 
+    @doc("Restore a saved version (as a new version)", role="admin", tags=TAGS, response=SAVED)
     async def restore(self, request: web.Request) -> web.Response:
         who = require_role(request, "admin")
         version_id = path_int(request)
@@ -282,10 +353,11 @@ class IvrApi:
             raise NotFound("no such version") from None
         except MenuError as exc:
             raise _refused(exc) from None
-        out = await self._saved(request, "ivr.document.restore", f"version {version_id}",
-                                saved, saved.before, saved.after)  # fmt: skip
-        return web.json_response(out)
+        return web.json_response(await self._saved(request, "document.restore", saved))
 
+    @doc("Import the menus file if it changed, then load the newest stored version",
+         role="admin", tags=TAGS, response=obj({"ok": _B, "menus": arr(_S),
+                                                "version": {"anyOf": [VERSION, {"type": "null"}]}}))
     async def reload(self, request: web.Request) -> web.Response:
         who = require_role(request, "admin")
         try:
@@ -299,6 +371,10 @@ class IvrApi:
         return web.json_response({"ok": True, "menus": menus, "version": self._meta()})
 
     # --- prompts: upload, listen, text to speech ---------------------------------------------
+    @doc("Upload a recording (the body: WAV, MP3, Ogg, FLAC, WebM or M4A; at most 16 MiB, "
+         "0.3-300 s, not silent) as this prompt", role="admin", tags=TAGS,
+         body={"type": "string", "format": "binary"}, body_type="application/octet-stream",
+         response=obj({"version": VERSION, "name": _S, "value": _ANY, "duration_s": {}}))
     async def upload(self, request: web.Request) -> web.Response:
         require_role(request, "admin")
         name = request.match_info["name"]
@@ -318,14 +394,13 @@ class IvrApi:
             return f"prompts.{name} {verb} (uploaded recording)"
 
         saved = await self._change(request, put)
-        before = saved.before.get("prompts", {}).get(name)
+        out = await self._saved(request, "upload", saved)
         after = saved.after.get("prompts", {}).get(name)
-        out = await self._saved(request, "ivr.prompts.upload", f"prompts.{name}", saved,
-                                before, after)  # fmt: skip
         return web.json_response(
             {**out, "name": name, "value": after, "duration_s": round(converted.duration_s, 2)}
         )
 
+    @doc("Listen to a prompt (WAV)", role="supervisor", tags=TAGS, content_type="audio/wav")
     async def audio(self, request: web.Request) -> web.StreamResponse:
         require_role(request, "supervisor")
         name = request.match_info["name"]
@@ -340,6 +415,8 @@ class IvrApi:
             raise NotFound("the prompt's audio file is missing")
         return web.FileResponse(path, headers={"Content-Type": "audio/wav"})
 
+    @doc("Every prompt, with what Asterisk plays for it", role="supervisor", tags=TAGS,
+         response=obj({"prompts": arr(obj({"name": _S, "kind": _S, "playable": _S}))}))
     async def list_prompts(self, request: web.Request) -> web.Response:
         """Every prompt with what Asterisk plays for it (``playable``: queues may use a
         prompt as their periodic announcement)."""
@@ -355,6 +432,8 @@ class IvrApi:
             })  # fmt: skip
         return web.json_response({"prompts": out})
 
+    @doc("Speak a text (WAV) before saving it as a prompt", role="admin", tags=TAGS, body=TtsIn,
+         content_type="audio/wav")  # fmt: skip
     async def tts(self, request: web.Request) -> web.Response:
         require_role(request, "admin")
         body = await model_body(request, TtsIn)
@@ -369,6 +448,10 @@ class IvrApi:
         return web.Response(body=data, content_type="audio/wav")
 
     # --- business hours ---------------------------------------------------------------------
+    @doc("Each schedule's state now: open or why not, local time, today, override",
+         role="supervisor", tags=TAGS,
+         response=obj({"schedules": arr(obj({"name": _S, "open": _B, "reason": _S})),
+                       "modes": arr(_S)}))  # fmt: skip
     async def schedules(self, request: web.Request) -> web.Response:
         require_role(request, "supervisor")
         loaded = self.editor.loaded
@@ -390,6 +473,10 @@ class IvrApi:
             })  # fmt: skip
         return web.json_response({"schedules": out, "modes": list(OVERRIDE_MODES)})
 
+    @doc("A year's holidays and make-up workdays of a schedule (the country's and the "
+         "site's)", role="supervisor", tags=TAGS, query=[YEAR],
+         response=obj({"schedule": _S, "year": _I,
+                       "days": arr(obj({"date": _S, "kind": _S, "name": _S, "source": _S}))}))
     async def calendar(self, request: web.Request) -> web.Response:
         require_role(request, "supervisor")
         name = request.match_info["name"]
@@ -407,6 +494,9 @@ class IvrApi:
         ]
         return web.json_response({"schedule": name, "year": year, "days": days})
 
+    @doc("Set a schedule to day, night or emergency by hand (or back to auto)",
+         role="supervisor", tags=TAGS, body=OverrideIn,
+         response=obj({"schedule": _S, "override": {"anyOf": [OVERRIDE, {"type": "null"}]}}))
     async def put_override(self, request: web.Request) -> web.Response:
         who = require_role(request, "supervisor")
         name = request.match_info["name"]
@@ -425,6 +515,8 @@ class IvrApi:
             )
         except LookupError:
             raise NotFound(f"no schedule named {name!r}") from None
-        await self.audit(request, "ivr.override.set", f"schedules.{name}",
-                         _override_json(before), _override_json(after))  # fmt: skip
+        await audit(
+            request, "ivr.override.set", target_type="ivr", target_id=f"schedules.{name}",
+            before=_override_json(before), after=_override_json(after) or {"mode": "auto"},
+        )  # fmt: skip
         return web.json_response({"schedule": name, "override": _override_json(after)})

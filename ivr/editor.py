@@ -43,7 +43,7 @@ Change = Callable[[dict[str, Any]], str]
 
 @dataclass(frozen=True, slots=True)
 class Saved:
-    before: dict[str, Any]  # the document before the change ({} when there was none)
+    before: dict[str, Any]  # the document before the change (the empty one's defaults)
     after: dict[str, Any]
     version: Version
 
@@ -132,7 +132,7 @@ class IvrEditor:
         """Apply ``change`` to a copy of the document, validate, store, swap in. Raises
         :class:`MenuError` (nothing changed) or whatever ``change`` raises."""
         async with self._lock:
-            before = self.document
+            before = self.document or to_document(IvrData())  # nothing yet: the defaults
             doc = copy.deepcopy(before)
             summary = change(doc)
             data = validate_document(doc, region=self.region)

@@ -15,9 +15,6 @@ import contextlib
 import logging
 import signal
 from datetime import UTC, datetime
-from typing import Any
-
-from aiohttp import web
 
 from cti.agi.server import AgiSession
 from cti.features import FeatureContext
@@ -64,7 +61,7 @@ class IvrFeature:
         ctx.agi.add_route(ROUTE, self._handle)
         IvrApi(
             self.editor, self.store, reload=lambda by: self.reload(by=by), clock=self.now,
-            site_timezone=ctx.settings.site.timezone, audit=_no_audit,
+            site_timezone=ctx.settings.site.timezone,
         ).add_routes(ctx.app)  # fmt: skip
 
     async def start(self) -> None:
@@ -125,9 +122,3 @@ class IvrFeature:
         )  # fmt: skip
         await run_call(agi, env)
 
-
-async def _no_audit(
-    request: web.Request, action: str, target: str, before: Any, after: Any
-) -> None:
-    # replaced by the platform's audit log (issue #15) when it lands
-    log.info("audit %s %s", action, target)

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 from pathlib import Path
-from typing import Any
 
 from cti.features import FeatureContext
 from cti.web.pages import add_pages
@@ -56,7 +55,7 @@ class RecordingsFeature:
         )  # fmt: skip
         self.api.add_routes(ctx.app)
         self.policy = PolicyBook(config, ctx.db)
-        add_policy_routes(ctx.app, self.policy, _no_audit)
+        add_policy_routes(ctx.app, self.policy)
         add_pages(ctx.app, PAGE_PREFIX, Path(__file__).parent / "static")
 
     async def start(self) -> None:
@@ -86,6 +85,3 @@ class RecordingsFeature:
         if self.recorder is not None:
             await self.recorder.close()
 
-
-async def _no_audit(request: Any, action: str, target: str, before: Any, after: Any) -> None:
-    """Replaced by the platform's audit log (issue #15) when it lands."""

@@ -15,7 +15,6 @@ sees the values in force without knowing where they came from.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from aiohttp import web
@@ -24,16 +23,18 @@ from sqlalchemy import select
 
 from cti.store.db import Database
 from cti.store.models import clip_text
-from cti.web.auth import require_role
+from cti.web.auth import audit, require_role
 from cti.web.body import model_body
 from cti.web.errors import NotFound
+from cti.web.openapi import arr, doc, obj
 from recordings.config import QueueRecording, RecordingsConfig
 from recordings.models import QueuePolicyRow
 
 __all__ = ["PolicyBook", "add_policy_routes"]
 
 QUEUE = r"{queue:[a-z0-9][a-z0-9_]{0,63}}"
-AuditFn = Callable[[web.Request, str, str, Any, Any], Awaitable[None]]
+_VIEW = obj({"queue": {"type": "string"}, "policy": {"type": "string"},
+             "retention_days": {"type": "integer"}, "file": {}, "console": {}})  # fmt: skip
 
 
 class PolicyIn(BaseModel):
@@ -120,11 +121,16 @@ class PolicyBook:
         }  # fmt: skip
 
 
-def add_policy_routes(app: web.Application, book: PolicyBook, audit: AuditFn) -> None:
+def add_policy_routes(app: web.Application, book: PolicyBook) -> None:
+    @doc("Recording policy and retention: the default and every queue's, with where each "
+         "comes from", role="supervisor", tags=["recordings"],
+         response=obj({"default": obj(), "queues": arr(_VIEW)}))  # fmt: skip
     async def get_policy(request: web.Request) -> web.Response:
         require_role(request, "supervisor")
         return web.json_response(book.views())
 
+    @doc("Set a queue's recording policy and/or retention (null: the config file's)",
+         role="admin", tags=["recordings"], body=PolicyIn, response=_VIEW)  # fmt: skip
     async def put_queue(request: web.Request) -> web.Response:
         who = require_role(request, "admin")
         queue = request.match_info["queue"]
@@ -132,9 +138,12 @@ def add_policy_routes(app: web.Application, book: PolicyBook, audit: AuditFn) ->
         before = book.view(queue)
         await book.set(queue, values, who.actor)
         after = book.view(queue)
-        await audit(request, "recordings.policy.put", f"queues.{queue}", before, after)
+        await audit(request, "recordings.policy.update", target_type="queue", target_id=queue,
+                    before=before, after=after)  # fmt: skip
         return web.json_response(after)
 
+    @doc("Give a queue back to the config file's policy and retention", role="admin",
+         tags=["recordings"], response=_VIEW)  # fmt: skip
     async def delete_queue(request: web.Request) -> web.Response:
         who = require_role(request, "admin")
         queue = request.match_info["queue"]
@@ -143,7 +152,8 @@ def add_policy_routes(app: web.Application, book: PolicyBook, audit: AuditFn) ->
         before = book.view(queue)
         await book.set(queue, None, who.actor)
         after = book.view(queue)
-        await audit(request, "recordings.policy.delete", f"queues.{queue}", before, after)
+        await audit(request, "recordings.policy.delete", target_type="queue", target_id=queue,
+                    before=before, after=after)  # fmt: skip
         return web.json_response(after)
 
     app.router.add_get("/api/v1/recordings/policy", get_policy)

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
@@ -30,6 +29,7 @@ from cti.events import CallOffered
 from cti.store.db import Database
 from cti.store.tokens import create_token
 from cti.web.app import WebDeps, create_app
+from cti.web.openapi import undescribed
 from cti.web.ws import WsHub
 from recordings.config import RecordingsConfig
 from recordings.policy import PolicyBook, add_policy_routes
@@ -51,7 +51,6 @@ class Api:
     def __init__(self, client: TestClient[Any, Any], tokens: dict[str, str]) -> None:
         self.client = client
         self.tokens = tokens
-        self.audited: list[tuple[str, str, Any, Any]] = []
 
     async def call(self, who: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         resp = await self.client.request(
@@ -104,6 +103,7 @@ async def test_queue_members_set_from_the_queue(acd: Api) -> None:
         status, answer = await acd.call("admin", "PUT", path, bad)
         assert status == code and answer["error"], (bad, answer)
     assert (await acd.call("admin", "GET", "/api/v1/acd/queues/nowhere/members"))[0] == 404
+    assert [r for r in undescribed(acd.client.server.app) if "/members" in r] == []
     assert (await acd.call("admin", "GET", "/api/v1/acd/queues/Bad!/members"))[0] == 404
 
 
@@ -118,12 +118,7 @@ async def test_recording_policy_per_queue(db: Database) -> None:
     book = PolicyBook(config, db)
     await book.load()
     app = create_app(WebDeps(db=db, live=NoCalls(), registry=CollectorRegistry(), hub=WsHub(db)))
-    audited: list[tuple[str, str, Any, Any]] = []
-
-    async def audit(request: web.Request, action: str, target: str, b: Any, a: Any) -> None:
-        audited.append((action, target, b, a))
-
-    add_policy_routes(app, book, audit)
+    add_policy_routes(app, book)
     async with TestClient(TestServer(app)) as client:
         api = Api(client, await _tokens(db))
         status, body = await api.call("supervisor", "GET", "/api/v1/recordings/policy")
@@ -134,7 +129,12 @@ async def test_recording_policy_per_queue(db: Database) -> None:
         status, body = await api.call("admin", "PUT", path, {"policy": "on_demand"})
         assert status == 200 and body["policy"] == "on_demand" and body["retention_days"] == 3650
         assert config.policy_for("vip") == "on_demand"  # the recorder's next call
-        assert audited[-1][:2] == ("recordings.policy.put", "queues.vip")
+        status, log = await api.call("admin", "GET", "/api/v1/audit?action=recordings.")
+        (entry,) = log["entries"]
+        assert (entry["action"], entry["target_id"], entry["actor"]) == (
+            "recordings.policy.update", "vip", "admin1",
+        )  # fmt: skip
+        assert entry["before"]["policy"] == "always" and entry["after"]["policy"] == "on_demand"
         status, body = await api.call("admin", "PUT", "/api/v1/recordings/policy/queues/sales",
                                       {"retention_days": 30})  # fmt: skip
         assert status == 200 and config.retention_for("sales") == 30
@@ -150,6 +150,7 @@ async def test_recording_policy_per_queue(db: Database) -> None:
         status, body = await api.call("admin", "DELETE", path)
         assert status == 200 and body["policy"] == "always" and body["console"] is None
         assert (await api.call("admin", "DELETE", path))[0] == 404
+        assert undescribed(app) == [] or all("/policy" not in r for r in undescribed(app))
 
 
 # --- dispositions and webhook receivers ------------------------------------------------------
@@ -233,6 +234,9 @@ async def test_webhook_receivers_added_in_the_console_get_deliveries(
     status, _ = await crm.call("admin", "DELETE", path)
     assert status == 200
     assert (await crm.call("admin", "DELETE", path))[0] == 404
+    app = crm.client.server.app
+    mine = [r for r in undescribed(app) if "/targets" in r or r == "PUT /api/v1/dispositions"]
+    assert mine == []
 
 
 def _offer(crm: Crm, linkedid: str) -> None:

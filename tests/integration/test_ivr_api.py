@@ -41,7 +41,6 @@ class Api:
     def __init__(self, client: TestClient[web.Request, web.Application], tokens: dict[str, str]):
         self.client = client
         self.tokens = tokens
-        self.audited: list[tuple[str, str, Any, Any]] = []
 
     async def call(
         self, who: str, method: str, path: str, body: Any = None, *, data: bytes | None = None
@@ -54,6 +53,13 @@ class Api:
             return resp.status, await resp.json()
         return resp.status, await resp.read()
 
+    async def audited(self) -> list[tuple[str, str, Any, Any]]:
+        """(action, target, before, after) of the IVR's audit entries, oldest first."""
+        status, body = await self.call("admin", "GET", "/api/v1/audit?target_type=ivr")
+        assert status == 200, body
+        return [(e["action"], e["target_id"], e["before"], e["after"])
+                for e in reversed(body["entries"])]  # fmt: skip
+
 
 @pytest.fixture
 async def api(db: Database, tmp_path: Path) -> AsyncIterator[Api]:
@@ -63,19 +69,12 @@ async def api(db: Database, tmp_path: Path) -> AsyncIterator[Api]:
     tokens = {
         role: await create_token(db, f"{role}1", role) for role in ("agent", "supervisor", "admin")
     }
-    audited: list[tuple[str, str, Any, Any]] = []
-
-    async def audit(request: web.Request, action: str, target: str, b: Any, a: Any) -> None:
-        audited.append((action, target, b, a))
-
     IvrApi(
         editor, prompts, reload=lambda by: editor.reload(by=by), clock=lambda: NOW,
-        site_timezone="Asia/Shanghai", audit=audit,
+        site_timezone="Asia/Shanghai",
     ).add_routes(app)  # fmt: skip
     async with TestClient(TestServer(app)) as client:
-        a = Api(client, tokens)
-        a.audited = audited
-        yield a
+        yield Api(client, tokens)
 
 
 def tone(seconds: float = 1.0) -> bytes:
@@ -121,10 +120,13 @@ async def test_admin_builds_menus_step_by_step(api: Api) -> None:
     ]
     assert (await api.call("admin", "DELETE", "/api/v1/ivr/prompts/nope"))[0] == 404
     # the audit trail has every accepted change with before and after
-    assert [(a, t) for a, t, _, _ in api.audited] == [
-        ("ivr.prompts.put", "prompts.hello"), ("ivr.menus.put", "menus.main"),
+    audited = await api.audited()
+    assert [(a, t) for a, t, _, _ in audited] == [
+        ("ivr.prompts.create", "prompts.hello"), ("ivr.menus.create", "menus.main"),
+        ("ivr.defaults.update", "defaults"),  # the first menu became the start menu
     ]  # fmt: skip
-    assert api.audited[1][2] is None and api.audited[1][3]["greeting"] == "hello"
+    assert audited[1][2] is None and audited[1][3]["greeting"] == "hello"
+    assert audited[2][3]["menu"] == "main"
     # listen to the rendered prompt
     status, wav = await api.call("supervisor", "GET", "/api/v1/ivr/prompts/hello/audio")
     assert status == 200 and wav[:4] == b"RIFF"
@@ -165,7 +167,7 @@ async def test_bad_input_is_a_clear_4xx(
     got, answer = await api.call("admin", method, path, body)
     assert got == status, answer
     assert isinstance(answer, dict) and answer.get("error")
-    assert api.audited == []
+    assert await api.audited() == []
 
 
 async def test_deep_and_huge_bodies(api: Api) -> None:
@@ -191,7 +193,7 @@ async def test_upload_real_audio_only(api: Api, tmp_path: Path) -> None:
         assert (w.getframerate(), w.getnchannels()) == (8000, 1)
     got, wav = await api.call("supervisor", "GET", "/api/v1/ivr/prompts/welcome/audio")
     assert got == 200 and wav == stored.read_bytes()
-    assert api.audited[-1][:2] == ("ivr.prompts.upload", "prompts.welcome")
+    assert (await api.audited())[-1][:2] == ("ivr.prompts.create", "prompts.welcome")
     got, wav = await api.call("admin", "POST", "/api/v1/ivr/tts", {"text": "Hello", "voice": "en"})
     assert got == 200 and wav[:4] == b"RIFF"
 
@@ -248,7 +250,10 @@ async def test_hours_calendar_and_override(api: Api) -> None:
         "supervisor", "PUT", "/api/v1/ivr/schedules/office/override", {"mode": "auto"}
     )
     assert got == 200 and body["override"] is None
-    assert [a for a, *_ in api.audited][-2:] == ["ivr.override.set", "ivr.override.set"]
+    audited = await api.audited()
+    assert [a for a, *_ in audited][-2:] == ["ivr.override.set", "ivr.override.set"]
+    assert audited[-2][3]["note"] == "<script>fire drill</script>"
+    assert audited[-1][2]["mode"] == "emergency" and audited[-1][3] == {"mode": "auto"}
 
 
 async def test_import_toml_and_restore(api: Api) -> None:
@@ -269,3 +274,14 @@ async def test_import_toml_and_restore(api: Api) -> None:
     got, body = await api.call("admin", "GET", "/api/v1/ivr/document")
     assert body["document"]["prompts"]["p"] == {"file": "beep", "voice": "en", "speed": 150}
     assert (await api.call("admin", "POST", "/api/v1/ivr/import", data=b"\xff\xfe"))[0] == 400
+
+
+async def test_every_ivr_route_is_described_for_openapi(api: Api) -> None:
+    from cti.web.openapi import build_spec, undescribed
+
+    app = api.client.server.app
+    assert [r for r in undescribed(app) if "/api/v1/ivr" in r] == []
+    spec = build_spec(app)
+    menu = spec["paths"]["/api/v1/ivr/menus/{name}"]
+    assert set(menu) == {"put", "delete"} and menu["put"]["x-role"] == "admin"
+    assert spec["paths"]["/api/v1/ivr/schedules/{name}/override"]["put"]["x-role"] == "supervisor"

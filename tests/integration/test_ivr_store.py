@@ -112,7 +112,7 @@ async def test_no_file_no_store_then_the_first_edit(db: Database, tmp_path: Path
         return "prompt added"
 
     saved = await ed.change(first, by="admin1")
-    assert saved.before == {} and saved.after["defaults"]["menu"] == ""
+    assert saved.before["prompts"] == {} and saved.after["defaults"]["menu"] == ""
     assert ed.loaded is not None and ed.loaded.data.menus == {}
     rendered = list((tmp_path / "prompts").glob("*.wav"))
     assert len(rendered) == 1
