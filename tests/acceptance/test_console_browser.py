@@ -206,6 +206,47 @@ async def test_admin_builds_agent_queue_and_menu_then_a_call_follows_them(
     (ring,) = await wait_for(rang, timeout=30, what="alice's phone ringing")
     assert ring["Queue"] == "billing" and ring["MemberName"] == "alice"
     assert ring["Interface"] == "Local/501@cti-sim-agents/n"
+    # --- alice gets a sign-in of her own (a person linked to the agent) ------------------------
+    await c.section("users")
+    await page.click("#new-user")
+    await page.fill('#user-form [name="login"]', "alice.wang")
+    await page.select_option('#user-form [name="role"]', "agent")
+    await page.select_option('#user-form [name="agent"]', "alice")
+    await page.click("#gen-password")
+    password = await page.input_value('#user-form [name="password"]')
+    await page.click("#user-form button[type=submit]")
+    await page.wait_for_selector('#users-table tr[data-login="alice.wang"]')
+    async with center.http.post(
+        center.base + "/api/v1/auth/sign-in", json={"login": "alice.wang", "password": password}
+    ) as resp:
+        assert resp.status == 200, await resp.text()
+        assert (await resp.json())["user"]["agent"] == "alice"
+    # --- the audit log shows each change: who, what, before -> after ---------------------------
+    await c.section("audit")
+    await page.wait_for_selector("#audit-table tbody tr[data-action]")
+    actions = await page.eval_on_selector_all(
+        "#audit-table tbody tr[data-action]", "rows => rows.map(r => r.dataset.action)"
+    )
+    for expected in ("acd.agent.create", "acd.queue.create", "acd.queue.members",
+                     "ivr.prompts.create", "ivr.menus.create",
+                     "ivr.defaults.update", "user.create"):  # fmt: skip
+        assert expected in actions, (expected, actions)
+    members = '#audit-table tr[data-action="acd.queue.members"]'
+    assert "root" in (await page.text_content(members + " td:nth-child(2)") or "")
+    assert '"alice": 0' in (await page.text_content(members + " .diff") or "")
+    await page.fill('#audit-filter [name="action"]', "ivr.")
+    await page.click("#audit-filter button[type=submit]")
+    await page.wait_for_selector('#audit-table tbody tr[data-action="acd.queue.create"]',
+                                 state="detached")  # fmt: skip
+    actions = await page.eval_on_selector_all(
+        "#audit-table tbody tr[data-action]", "rows => rows.map(r => r.dataset.action)"
+    )
+    assert actions and all(a.startswith("ivr.") for a in actions), actions
+    async with page.expect_download() as download:
+        await page.click("#audit-export")
+    saved = Path(await (await download.value).path())
+    exported = await asyncio.to_thread(saved.read_text, encoding="utf-8-sig")
+    assert "ivr.menus.create" in exported and "acd.queue.create" not in exported
     assert c.errors == [] and c.dialogs == []
 
 
@@ -282,8 +323,8 @@ async def test_queue_changes_apply_live_without_dropping_calls(
     admin = center.admin
     body = {"strategy": "ringall", "timeout_s": 15, "wrapup_s": 0}
     assert (await center.api("PUT", "/api/v1/acd/queues/live_q", admin, body))[0] == 200
-    assert (await center.api("PUT", "/api/v1/acd/agents/bea", admin,
-                             {"devices": [{"kind": "local", "address": "601"}]}))[0] == 200  # fmt: skip
+    device = {"devices": [{"kind": "local", "address": "601"}]}
+    assert (await center.api("PUT", "/api/v1/acd/agents/bea", admin, device))[0] == 200
     status, _ = await center.api(
         "PUT", "/api/v1/acd/queues/live_q/members", admin, {"members": {"bea": 0}}
     )
