@@ -37,7 +37,7 @@ from crm_bridge.config import (
 from crm_bridge.models import DispositionRow, WebhookTargetRow
 from crm_bridge.webhooks import WebhookDispatcher
 from cti.store.db import Database
-from cti.store.models import clip_text
+from cti.store.models import clean_text, clip_text
 from cti.web.auth import audit, require_role
 from cti.web.body import model_body
 from cti.web.errors import Conflict, NotFound
@@ -46,10 +46,21 @@ from cti.web.params import path_int
 
 __all__ = ["CrmSettings", "add_admin_routes"]
 
+def _storable(items: list[Disposition]) -> list[Disposition]:
+    for d in items:
+        for text in (d.label_en, d.label_zh):
+            if clean_text(text) != text:
+                raise ValueError("a label contains NUL or a lone surrogate")
+    return items
+
+
 class DispositionsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     dispositions: Annotated[
-        list[Disposition], Field(min_length=1, max_length=200), AfterValidator(_unique_codes)
+        list[Disposition],
+        Field(min_length=1, max_length=200),
+        AfterValidator(_unique_codes),
+        AfterValidator(_storable),
     ]
 
 
@@ -57,7 +68,8 @@ class TargetIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     url: HttpUrl
     events: list[WebhookEvent] = Field(default_factory=_all_events, min_length=1)
-    secret: str | None = Field(default=None, min_length=16, max_length=256)
+    secret: str | None = Field(default=None, min_length=16, max_length=256,
+                               pattern=r"^[\x21-\x7e]+$")  # printable ASCII, no spaces
     enabled: bool = True
 
 

@@ -17,8 +17,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from cti.store.models import clean_text
 from cti.web.auth import audit, require_role
 from cti.web.body import json_object, model_body
 from cti.web.errors import ApiError, BadRequest, NotFound, PayloadTooLarge, Unavailable
@@ -92,6 +93,13 @@ class TtsIn(BaseModel):
     text: str = Field(min_length=1, max_length=2000)
     voice: str = Field("en", pattern=r"^[a-z]{2,3}(-[a-z0-9]{1,8})*$")
     speed: int = Field(150, ge=80, le=400)
+
+    @field_validator("text")
+    @classmethod
+    def _speakable(cls, v: str) -> str:
+        if clean_text(v) != v:
+            raise ValueError("contains NUL or a lone surrogate")
+        return v
 
 
 def _refused(exc: MenuError) -> ApiError:
@@ -511,7 +519,7 @@ class IvrApi:
             until = until.astimezone(UTC)
         try:
             before, after = await self.editor.set_override(
-                name, body.mode, by=who.actor, at=now, until=until, note=body.note
+                name, body.mode, by=who.actor, at=now, until=until, note=clean_text(body.note)
             )
         except LookupError:
             raise NotFound(f"no schedule named {name!r}") from None

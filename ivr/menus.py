@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from cti.phone import normalize
+from cti.store.models import clean_text
 
 __all__ = [
     "Action",
@@ -365,14 +366,31 @@ def parse_menus(text: str, name: str = "menus.toml", *, region: str = "CN") -> I
     return data
 
 
+def _unstorable(value: Any, loc: tuple[str, ...], report: Reporter) -> None:
+    """Report text no database can store (NUL, lone surrogates), keys and values."""
+    if isinstance(value, str):
+        if clean_text(value) != value:
+            report(loc, "contains characters that cannot be stored (NUL or a lone surrogate)")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _unstorable(k, (*loc, str(k)), report)
+            _unstorable(v, (*loc, str(k)), report)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _unstorable(v, (*loc, str(i)), report)
+
+
 def validate_document(doc: Any, *, region: str = "CN") -> IvrData:
     """Validate menus kept as a JSON document (the store, the API); raises
     :class:`MenuError` listing every problem as ``key.path: message``."""
     problems: list[str] = []
 
     def report(loc: tuple[str, ...], msg: str) -> None:
-        problems.append(f"{_fmt_loc(loc) or '(top level)'}: {msg}")
+        problems.append(f"{clean_text(_fmt_loc(loc)) or '(top level)'}: {msg}")
 
+    _unstorable(doc, (), report)
+    if problems:
+        raise MenuError(problems)
     data = _validate(doc, report, region)
     if data is None or problems:
         raise MenuError(problems)

@@ -15,6 +15,7 @@
 
     function edit(agent) {
       editor.replaceChildren(agentForm(agent, queueNames, async () => { await C.route(); }));
+      if (agent) phonesPanel(agent).then((p) => { if (p) editor.append(p); });
       editor.scrollIntoView({ block: "nearest" });
     }
 
@@ -99,6 +100,56 @@
       await C.submit(box, () => CTI.api("PUT", `/api/v1/acd/agents/${encodeURIComponent(name)}`, body), saved);
     });
     return C.panel(agent ? t("edit_agent") + " " + agent.name : t("new_agent"), form);
+  }
+
+  // --- phones (the phones feature provisions PJSIP endpoints: /api/v1/phones) -------------
+  function credentialsBox(c) {
+    const rows = [["username", c.username], ["password", c.password], ["domain", c.domain],
+                  ["realm", c.realm], ["ws_url", c.ws_url]];
+    if (c.registrar) {
+      rows.push(["registrar", [c.registrar.udp && `udp ${c.registrar.udp}`, c.registrar.tcp && `tcp ${c.registrar.tcp}`,
+                               c.registrar.tls && `tls ${c.registrar.tls}`].filter(Boolean).join(", ")]);
+    }
+    return el("div", { class: "credentials" },
+      el("p", {}, c.password ? t("phone_credentials_once") : t("phone_browser_registers")),
+      el("table", {}, el("tbody", {}, rows.filter((r) => r[1]).map(([k, v]) =>
+        el("tr", {}, el("th", {}, t("cred_" + k)), el("td", { class: "secret" }, String(v)))))));
+  }
+
+  async function phonesPanel(agent) {
+    let phones;
+    try { phones = (await CTI.api("GET", "/api/v1/phones")).phones; }
+    catch (err) { if (err.status === 404) return null; throw err; }  // no phones feature here
+    const mine = phones.filter((p) => p.agent === agent.name);
+    const box = C.errorBox(), shown = el("div", { id: "phone-credentials" });
+    const reload = async () => { const p = await phonesPanel(agent); if (p) holder.replaceWith(p); };
+    const rows = mine.map((p) => el("tr", { dataset: { phone: p.name } },
+      el("td", { class: "text" }, p.name), el("td", {}, t("phone_" + p.kind)), el("td", { class: "text" }, p.label),
+      el("td", {}, el("span", { class: "pill " + (p.registered ? "available" : "logged_out") },
+        p.registered ? t("registered") : t("not_registered"))),
+      el("td", {}, el("div", { class: "row" },
+        C.button(t("new_credentials"), () => C.submit(box,
+          () => CTI.api("POST", `/api/v1/phones/${encodeURIComponent(p.name)}/rotate`),
+          (r) => shown.replaceChildren(credentialsBox(r.credentials))), "rotate"),
+        C.dangerButton(t("remove"), () => C.submit(box,
+          () => CTI.api("DELETE", `/api/v1/phones/${encodeURIComponent(p.name)}`), reload))))));
+    const form = el("form", { id: "phone-form", class: "row" },
+      C.field(t("phone_kind"), C.select("kind", [["webrtc", t("phone_webrtc")], ["sip", t("phone_sip")]], "webrtc")),
+      C.field(t("phone_label"), C.input("label", "", { maxlength: 64 })),
+      el("button", { type: "submit" }, t("add_phone")));
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      await C.submit(box, () => CTI.api("POST", "/api/v1/phones",
+        { agent: agent.name, kind: C.value(form, "kind"), label: C.value(form, "label") }),
+        async (r) => { await reload(); const s = document.getElementById("phone-credentials");
+                       if (s) s.replaceChildren(credentialsBox(r.credentials)); });
+    });
+    const holder = C.panel(t("phones") + " " + agent.name,
+      el("table", { id: "phones-table" }, el("thead", {}, el("tr", {},
+        ["name", "phone_kind", "phone_label", "status", ""].map((k) => el("th", {}, k ? t(k) : "")))),
+        el("tbody", {}, rows.length ? rows : el("tr", {}, el("td", { colspan: 5, class: "muted" }, t("no_phones"))))),
+      C.isAdmin() ? form : null, shown, box);
+    return holder;
   }
 
   C.section({ id: "agents", group: "people", title: "agents", role: "supervisor", render });

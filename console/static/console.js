@@ -160,9 +160,12 @@ const Console = (() => {
   // Binary requests (audio in or out) with the same credentials as CTI.api; errors as
   // CTI.ApiError with the JSON body when there is one.
   async function raw(method, path, body, type) {
-    const headers = { Authorization: "Bearer " + CTI.session.token };
+    const headers = {};
+    const session = CTI.session;
+    if (session.token) headers.Authorization = "Bearer " + session.token;  // token sign-in
+    if (session.csrf && method !== "GET" && method !== "HEAD") headers["X-CSRF-Token"] = session.csrf;
     if (body !== undefined) headers["Content-Type"] = type || "application/json";
-    const res = await fetch(path, { method, headers,
+    const res = await fetch(path, { method, headers, credentials: "same-origin",
       body: body === undefined ? undefined : (typeof body === "string" || body instanceof Blob ? body : JSON.stringify(body)) });
     if (!res.ok) {
       let data = null;

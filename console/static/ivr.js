@@ -176,8 +176,35 @@ const IvrUi = (() => {
       C.field(t("text"), el("textarea", { name: "text", maxlength: 2000 })),
       C.field(t("voice"), C.select("voice", voiceOptions, CTI.getLang() === "zh" ? "cmn" : "en")),
       C.field(t("speed"), C.number("speed", 150, 80, 400), t("speed_hint")));
+    // a recording: a file, or recorded here with the microphone (MediaRecorder, WebM/Opus)
+    let recorded = null, recorder = null;
+    const recState = el("span", { class: "hint", id: "record-state" });
+    const recButton = C.button("● " + t("record"), async () => {
+      if (recorder) { recorder.stop(); return; }
+      try {
+        const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+        const chunks = [];
+        recorder = new MediaRecorder(stream);
+        recorder.ondataavailable = (ev) => { if (ev.data.size) chunks.push(ev.data); };
+        recorder.onstop = () => {
+          stream.getTracks().forEach((tr) => tr.stop());
+          recorded = new Blob(chunks, { type: recorder.mimeType || "audio/webm" });
+          recorder = null;
+          recButton.textContent = "● " + t("record");
+          recState.textContent = t("recorded") + ` (${Math.round(recorded.size / 1024)} KiB)`;
+          recState.dataset.state = "recorded";
+          player.src = URL.createObjectURL(recorded);
+          player.hidden = false;
+        };
+        recorder.start();
+        recButton.textContent = "■ " + t("stop_recording");
+        recState.textContent = t("recording_now");
+        recState.dataset.state = "recording";
+      } catch (err) { showErr(err); }
+    }, "", { id: "record" });
     const uploadFields = el("div", { class: "fields kind-upload", hidden: true },
-      C.field(t("recording_file"), el("input", { type: "file", name: "file", accept: "audio/*" }), t("upload_hint")));
+      C.field(t("recording_file"), el("input", { type: "file", name: "file", accept: "audio/*" }), t("upload_hint")),
+      C.field(t("or_record"), el("div", { class: "row" }, recButton, recState)));
     const fileFields = el("div", { class: "fields kind-file", hidden: true },
       C.field(t("sound_name"), C.input("sound", "", { maxlength: 200, placeholder: "beep" }), t("sound_hint")));
     kind.addEventListener("change", () => {
@@ -205,7 +232,7 @@ const IvrUi = (() => {
       if (!NAME_RE.test(name)) { showErr(new Error(t("ivr_name_hint"))); return; }
       const path = `/api/v1/ivr/prompts/${encodeURIComponent(name)}`;
       if (kind.value === "upload") {
-        const file = form.querySelector('[name="file"]').files[0];
+        const file = form.querySelector('[name="file"]').files[0] || recorded;
         if (!file) { showErr(new Error(t("choose_file"))); return; }
         await C.submit(box, () => C.raw("POST", path + "/upload", file, file.type || "application/octet-stream"),
           async () => { C.notice(done, t("saved")); await C.route(); });

@@ -6,6 +6,7 @@ refuses are shown in the page; hostile text stays text."""
 from __future__ import annotations
 
 import asyncio
+import wave
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,11 @@ HOSTILE = "<img src=x onerror=alert(1)>"
 @pytest.fixture(scope="module")
 async def browser() -> AsyncIterator[Browser]:
     async with async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        b = await pw.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--no-sandbox", "--use-fake-ui-for-media-stream",
+                  "--use-fake-device-for-media-stream"],
+        )  # fmt: skip
         yield b
         await b.close()
 
@@ -250,6 +255,34 @@ async def test_admin_builds_agent_queue_and_menu_then_a_call_follows_them(
     assert c.errors == [] and c.dialogs == []
 
 
+async def test_a_prompt_recorded_in_the_page_is_uploaded_and_converted(
+    center: Center, open_console: Any, asterisk: ChrootAsterisk
+) -> None:
+    c = await open_console(center.admin)
+    page = c.page
+    await c.section("ivr")
+    await page.fill('#prompt-form [name="name"]', "recorded")
+    await page.select_option('#prompt-form [name="kind"]', "upload")
+    await page.click("#record")
+    await page.wait_for_selector('#record-state[data-state="recording"]')
+    await page.wait_for_timeout(1500)
+    await page.click("#record")
+    await page.wait_for_selector('#record-state[data-state="recorded"]')
+    await page.click("#prompt-form button[type=submit]")
+    await page.wait_for_selector('#prompts-table tr[data-prompt="recorded"]')
+    status, body = await center.api("GET", "/api/v1/ivr/prompts", center.admin)
+    assert status == 200, body
+    (prompt,) = [p for p in body["prompts"] if p["name"] == "recorded"]
+    assert prompt["kind"] == "upload"
+    wav = asterisk.base / "lib" / "sounds" / "cti" / (Path(prompt["playable"]).name + ".wav")
+    with wave.open(str(wav)) as w:  # what Asterisk plays: 8 kHz mono, about as long
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (8000, 1, 2)
+        assert 1.0 < w.getnframes() / 8000 < 3.0
+    await page.click('#prompts-table tr[data-prompt="recorded"] button.listen')
+    await page.wait_for_selector('#prompt-player[src^="blob:"]', state="attached")
+    assert c.errors == [] and c.dialogs == []
+
+
 async def test_refused_input_is_shown_in_the_page(center: Center, open_console: Any) -> None:
     c = await open_console(center.admin, lang="zh")
     page = c.page
@@ -368,3 +401,41 @@ async def test_queue_changes_apply_live_without_dropping_calls(
     assert "Callers: \n      1. Local/4008001234@cti-inbound" in out, out  # still waiting
     channels = await asyncio.to_thread(asterisk.cli, "core show channels concise")
     assert talking in channels and waiting in channels, channels
+
+
+async def test_supervisor_flips_night_and_the_next_call_gets_the_closed_action(
+    center: Center, ami: AmiClient, open_console: Any
+) -> None:
+    admin = center.admin
+    always = {d: ["00:00-24:00"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+    hours = {**always, "timezone": "Asia/Shanghai", "holidays": "",
+             "closed": {"action": "queue", "target": "sales"},
+             "emergency": {"action": "hangup"}}  # fmt: skip
+    assert (await center.api("PUT", "/api/v1/ivr/schedules/center", admin, hours))[0] == 200
+    status, body = await center.api(
+        "PUT", "/api/v1/ivr/defaults", admin, {"operator": "support", "schedule": "center"}
+    )
+    assert status == 200, body
+
+    async def queue_of(linkedid: str) -> str:
+        async def joined() -> list[Message]:
+            return [m for m in center.seen
+                    if m.event == "QueueCallerJoin" and m.get("Linkedid") == linkedid]  # fmt: skip
+
+        return (await wait_for(joined, timeout=20, what=f"{linkedid} in a queue"))[0]["Queue"]
+
+    assert await queue_of(await call(ami, hold_s=5)) == "support"  # open: the operator queue
+    c = await open_console(center.supervisor, lang="zh")
+    page = c.page
+    await c.section("hours")
+    state = '[data-schedule="center"]'
+    await page.wait_for_selector(state + '[data-state="open"]')
+    await page.fill(state + ' [name="note"]', "台风停业")
+    await page.click(state + ' button[data-mode="night"]')
+    await page.wait_for_selector(state + '[data-state="closed"]')
+    assert "台风停业" in (await page.text_content(state + " .override") or "")
+    assert await queue_of(await call(ami, hold_s=5)) == "sales"  # night: the closed action
+    await page.click(state + ' button[data-mode="auto"]')
+    await page.wait_for_selector(state + '[data-state="open"]')
+    assert await queue_of(await call(ami, hold_s=5)) == "support"
+    assert c.errors == [] and c.dialogs == []

@@ -170,7 +170,8 @@ async def test_dispositions_edited_in_the_console(crm: Crm) -> None:
     ] == 403
     for bad in ({"dispositions": []}, {"dispositions": [items[0], items[0]]},
                 {"dispositions": [{**items[0], "code": "Bad Code"}]},
-                {"dispositions": [{**items[0], "label_en": ""}]}):  # fmt: skip
+                {"dispositions": [{**items[0], "label_en": ""}]},
+                {"dispositions": [{**items[0], "label_zh": "\ud800"}]}):  # fmt: skip
         status, answer = await crm.call("admin", "PUT", "/api/v1/dispositions", json=bad)
         assert status == 400, (bad, answer)
     status, body = await crm.call(
@@ -207,6 +208,7 @@ async def test_webhook_receivers_added_in_the_console_get_deliveries(
         ({"url": "ftp://x/y"}, 400), ({"url": "not a url"}, 400),
         ({"url": url, "events": ["call.exploded"]}, 400),
         ({"url": url + "2", "secret": "short"}, 400),
+        ({"url": url + "2", "secret": "sixteen chars but spaces"}, 400),
         ({"url": url}, 409),
     ):  # fmt: skip
         status, answer = await crm.call("admin", "POST", "/api/v1/webhooks/targets", json=bad)

@@ -151,6 +151,10 @@ async def test_roles(api: Api) -> None:
         ("PUT", "/api/v1/ivr/menus/main", {"greeting": "x" * 5000}, 422),
         ("PUT", "/api/v1/ivr/prompts/p", {"text": "hi", "voice": "en;rm -rf /"}, 422),
         ("PUT", "/api/v1/ivr/prompts/p", {"upload": "../../etc/passwd"}, 422),
+        ("PUT", "/api/v1/ivr/prompts/p", {"text": "lone \ud800 surrogate"}, 422),
+        ("PUT", "/api/v1/ivr/prompts/p", {"text": "nul \x00"}, 422),
+        ("PUT", "/api/v1/ivr/schedules/s", {"closed": {"action": "hangup"},
+                                            "subdivision": "\ud800"}, 422),
         ("PUT", "/api/v1/ivr/prompts/p", {"file": "../../../etc/passwd"}, 422),
         ("PUT", "/api/v1/ivr/numbers/4008001234", {"menu": "nowhere"}, 422),
         ("PUT", "/api/v1/ivr/defaults", {"menu": 5}, 422),
@@ -159,6 +163,8 @@ async def test_roles(api: Api) -> None:
         ("GET", "/api/v1/ivr/versions/\uff11\uff12", None, 404),
         ("POST", "/api/v1/ivr/tts", {"text": ""}, 400),
         ("POST", "/api/v1/ivr/tts", {"text": "hi", "voice": "<b>"}, 400),
+        ("POST", "/api/v1/ivr/tts", {"text": "\ud800"}, 400),
+        ("POST", "/api/v1/ivr/tts", {"text": "hi", "voice": "zz"}, 422),
     ],
 )
 async def test_bad_input_is_a_clear_4xx(
