@@ -163,3 +163,28 @@ async def sign_in_page(page: Any, login: str, password: str = PAGE_PASSWORD) -> 
     await page.fill("#login", login)
     await page.fill("#password", password)
     await page.click("#signin-form button[type=submit]")
+
+
+def settings_without_asterisk(db_url: str, tmp_path: Path) -> Any:
+    """The daemon's settings with every feature but no Asterisk (AMI points at a closed
+    port: what needs Asterisk answers 503), its directories under ``tmp_path``."""
+    from cti.config import (
+        AgiConfig,
+        AmiConfig,
+        AsteriskConfig,
+        DatabaseConfig,
+        HttpConfig,
+        Settings,
+    )
+
+    for sub in ("etc", "monitor"):
+        (tmp_path / sub).mkdir(exist_ok=True)
+    return Settings(
+        ami=AmiConfig(port=free_port(), secret="x", reconnect_max_s=5.0),
+        database=DatabaseConfig(url=db_url),
+        http=HttpConfig(port=0),
+        agi=AgiConfig(port=0),
+        asterisk=AsteriskConfig(log_dir=tmp_path, etc_dir=tmp_path / "etc"),
+        recordings={"root": str(tmp_path / "monitor")},
+        ivr={"menus": str(tmp_path / "menus.toml"), "prompt_dir": str(tmp_path / "prompts")},
+    )  # fmt: skip

@@ -16,18 +16,10 @@ from aiohttp import web
 from playwright.async_api import Browser, Page, async_playwright
 from sqlalchemy import update
 
-from cti.config import (
-    AgiConfig,
-    AmiConfig,
-    AsteriskConfig,
-    DatabaseConfig,
-    HttpConfig,
-    Settings,
-)
 from cti.daemon import Daemon
 from cti.store.models import WebSession, utcnow
 from cti.store.tokens import create_token
-from tests.acceptance.harness import PAGE_PASSWORD, free_port, sign_in_page
+from tests.acceptance.harness import PAGE_PASSWORD, settings_without_asterisk, sign_in_page
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
@@ -56,16 +48,7 @@ class Site:
 
 @pytest.fixture
 async def site(tmp_path: Path) -> AsyncIterator[Site]:
-    (tmp_path / "etc").mkdir()
-    settings = Settings(
-        ami=AmiConfig(port=free_port(), secret="x", reconnect_max_s=5.0),  # no Asterisk needed
-        database=DatabaseConfig(url=f"sqlite:///{tmp_path / 'cti.db'}"),
-        http=HttpConfig(port=0),
-        agi=AgiConfig(port=0),
-        asterisk=AsteriskConfig(log_dir=tmp_path, etc_dir=tmp_path / "etc"),
-        recordings={"root": str(tmp_path)},
-        ivr={"menus": str(tmp_path / "menus.toml"), "prompt_dir": str(tmp_path / "prompts")},
-    )  # fmt: skip
+    settings = settings_without_asterisk(f"sqlite:///{tmp_path / 'cti.db'}", tmp_path)
     daemon = Daemon(settings)
     await daemon.start()
     s = Site(daemon, await create_token(daemon.db, "ops", "admin"))

@@ -14,18 +14,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from cti.config import (
-    AgiConfig,
-    AmiConfig,
-    AsteriskConfig,
-    DatabaseConfig,
-    HttpConfig,
-    Settings,
-)
 from cti.daemon import Daemon
 from cti.store.tokens import create_token
 from cti.web.openapi import build_spec, undescribed
-from tests.acceptance.harness import free_port
+from tests.acceptance.harness import settings_without_asterisk
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
@@ -35,17 +27,7 @@ ST_MAX_TIME = 150
 
 
 async def _daemon(db_url: str, tmp_path: Path) -> Daemon:
-    (tmp_path / "etc").mkdir()
-    (tmp_path / "monitor").mkdir()
-    settings = Settings(
-        ami=AmiConfig(port=free_port(), secret="x", reconnect_max_s=5.0),  # no Asterisk
-        database=DatabaseConfig(url=db_url),
-        http=HttpConfig(port=0),
-        agi=AgiConfig(port=0),
-        asterisk=AsteriskConfig(log_dir=tmp_path, etc_dir=tmp_path / "etc"),
-        recordings={"root": str(tmp_path / "monitor")},
-        ivr={"menus": str(tmp_path / "menus.toml"), "prompt_dir": str(tmp_path / "prompts")},
-    )  # fmt: skip
+    settings = settings_without_asterisk(db_url, tmp_path)
     d = Daemon(settings)  # every registered feature
     await d.start()
     return d
