@@ -180,6 +180,14 @@ class IvrApi:
             r.add_put(f"/api/v1/ivr/{single}", self._put_singleton(single))
 
     # --- reading ----------------------------------------------------------------------------
+    def _named(self, table: str, name: str) -> Any:
+        """The entry ``name`` of the menus in force (``prompts``, ``schedules`` ...), or 404."""
+        loaded = self.editor.loaded
+        entry = getattr(loaded.data, table).get(name) if loaded is not None else None
+        if entry is None:
+            raise NotFound(f"no {table} entry named {name!r}")
+        return entry
+
     def _meta(self) -> dict[str, Any] | None:
         v = self.editor.version
         return v.meta() if v is not None else None
@@ -411,11 +419,7 @@ class IvrApi:
     @doc("Listen to a prompt (WAV)", role="supervisor", tags=TAGS, content_type="audio/wav")
     async def audio(self, request: web.Request) -> web.StreamResponse:
         require_role(request, "supervisor")
-        name = request.match_info["name"]
-        loaded = self.editor.loaded
-        prompt = loaded.data.prompts.get(name) if loaded is not None else None
-        if prompt is None:
-            raise NotFound(f"no prompt named {name!r}")
+        prompt: Prompt = self._named("prompts", request.match_info["name"])
         path = self.prompts.host_path(prompt)
         if path is None:
             raise NotFound("this prompt is one of Asterisk's own sounds: only Asterisk has it")
@@ -488,10 +492,7 @@ class IvrApi:
     async def calendar(self, request: web.Request) -> web.Response:
         require_role(request, "supervisor")
         name = request.match_info["name"]
-        loaded = self.editor.loaded
-        sched = loaded.data.schedules.get(name) if loaded is not None else None
-        if sched is None:
-            raise NotFound(f"no schedule named {name!r}")
+        sched: Schedule = self._named("schedules", name)
         year = (
             YEAR.read(request)
             or self.clock().astimezone(ZoneInfo(sched.timezone or self.site_timezone)).year

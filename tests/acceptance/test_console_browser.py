@@ -8,13 +8,13 @@ from __future__ import annotations
 import asyncio
 import wave
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, async_playwright
 
 from acd.queues_conf import FILE_NAME
 from cti.ami.client import AmiClient
@@ -24,9 +24,10 @@ from cti.config import Settings
 from cti.daemon import Daemon
 from cti.store.tokens import create_token
 from tests.acceptance.conftest import daemon_settings
-from tests.acceptance.harness import PAGE_PASSWORD, sign_in_page, wait_for
+from tests.acceptance.harness import sign_in_page, wait_for
+from tests.acceptance.test_desktop_browser import Desk
 from tests.acceptance.test_ivr_harness import call
-from tests.acceptance.test_pop import set_sim
+from tests.acceptance.test_pop import Stack, set_sim
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 
@@ -44,23 +45,10 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 @dataclass
-class Center:
-    daemon: Daemon
-    http: aiohttp.ClientSession
-    admin: str
-    supervisor: str
-    seen: list[Message] = field(default_factory=list)
+class Center(Stack):
+    """The whole daemon (every registered feature) and a supervisor's token."""
 
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.daemon.http_port}"
-
-    async def api(self, method: str, path: str, token: str, body: Any = None) -> tuple[int, Any]:
-        async with self.http.request(
-            method, self.base + path, json=body, headers={"Authorization": f"Bearer {token}"}
-        ) as resp:
-            ctype = resp.headers.get("Content-Type", "")
-            return resp.status, await resp.json() if "json" in ctype else await resp.text()
+    supervisor: str = ""
 
 
 @pytest.fixture
@@ -89,15 +77,12 @@ async def center(
     http = aiohttp.ClientSession()
     try:
         center = Center(
-            daemon, http, await create_token(daemon.db, "root", "admin"),
-            await create_token(daemon.db, "lihua", "supervisor"), seen,
+            daemon, http, await create_token(daemon.db, "root", "admin"), ami, seen,
+            supervisor=await create_token(daemon.db, "lihua", "supervisor"),
         )  # fmt: skip
         # the people who sign in on the pages (their audit entries carry their login)
-        for login, role in (("root", "admin"), ("lihua", "supervisor")):
-            status, body = await center.api("POST", "/api/v1/users", center.admin,
-                                            {"login": login, "password": PAGE_PASSWORD,
-                                             "role": role})  # fmt: skip
-            assert status == 201, body
+        await center.person("root", "admin")
+        await center.person("lihua", "supervisor")
         yield center
     finally:
         ami.remove_event_handler(on_event)
@@ -108,22 +93,8 @@ async def center(
         await asyncio.to_thread(asterisk.cli, "channel request hangup all")
 
 
-class Console:
-    """One signed-in console page, with what went wrong in it."""
-
-    def __init__(self, page: Page) -> None:
-        self.page = page
-        self.errors: list[str] = []
-        self.dialogs: list[str] = []
-        page.on("pageerror", lambda exc: self.errors.append(str(exc)))
-        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error"
-                and not m.text.startswith("Failed to load resource") else None)  # fmt: skip
-
-        async def on_dialog(dialog: Any) -> None:
-            self.dialogs.append(dialog.message)
-            await dialog.dismiss()
-
-        page.on("dialog", on_dialog)
+class Console(Desk):
+    """One signed-in console page, with what went wrong in it (errors, dialogs)."""
 
     async def section(self, name: str) -> None:
         await self.page.click(f"#nav-{name}")

@@ -10,7 +10,6 @@ import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -33,30 +32,11 @@ from cti.web.openapi import undescribed
 from cti.web.ws import WsHub
 from recordings.config import RecordingsConfig
 from recordings.policy import PolicyBook, add_policy_routes
+from tests.integration.test_acd_api import Api, NoCalls
 from tests.integration.test_crm_harness import Crm, crm_server
 from tests.integration.test_crm_webhooks import Receiver, receiver
 
 __all__ = ["receiver"]  # the fixture
-
-
-class NoCalls:
-    def live_calls(self) -> list[dict[str, object]]:
-        return []
-
-    def health(self) -> dict[str, object]:
-        return {"ok": True}
-
-
-class Api:
-    def __init__(self, client: TestClient[Any, Any], tokens: dict[str, str]) -> None:
-        self.client = client
-        self.tokens = tokens
-
-    async def call(self, who: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        resp = await self.client.request(
-            method, path, json=body, headers={"Authorization": f"Bearer {self.tokens[who]}"}
-        )
-        return resp.status, await resp.json()
 
 
 async def _tokens(db: Database) -> dict[str, str]:

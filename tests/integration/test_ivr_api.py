@@ -25,16 +25,9 @@ from ivr.api import IvrApi
 from ivr.editor import IvrEditor
 from ivr.prompts import PromptStore
 from ivr.store import IvrStore
+from tests.integration.test_acd_api import NoCalls
 
 NOW = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)  # Tuesday 10:00 in Shanghai
-
-
-class NoCalls:
-    def live_calls(self) -> list[dict[str, object]]:
-        return []
-
-    def health(self) -> dict[str, object]:
-        return {"ok": True}
 
 
 class Api:
