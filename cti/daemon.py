@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 from cti.agi.server import FastAgiServer
 from cti.ami.client import AmiClient
 from cti.ami.protocol import Message
+from cti.ami.screen import REASONS as AMI_DROP_REASONS
 from cti.bus import EventBus
 from cti.calls import recovery
 from cti.calls.model import EVENT_CLASSES, Call, CallModel, channel_info
@@ -68,6 +69,12 @@ class Metrics:
         self.calls_recovered = Counter(
             "cti_calls_recovered", "calls completed from CDR/queue_log after downtime", registry=r
         )
+        self.ami_dropped = Counter(
+            "cti_ami_dropped", "AMI messages dropped as malformed or not Asterisk's own",
+            ["reason"], registry=r,
+        )  # fmt: skip
+        for reason in AMI_DROP_REASONS:
+            self.ami_dropped.labels(reason)
 
 
 def _complete(record: CallRecord) -> bool:
@@ -102,6 +109,7 @@ class Daemon:
             a.host, a.port, a.username, a.secret,
             events=EVENT_CLASSES, ping_interval=a.ping_interval,
             action_timeout=a.action_timeout, backoff_max=a.reconnect_max_s,
+            on_drop=lambda reason: self.metrics.ami_dropped.labels(reason).inc(),
         )  # fmt: skip
         self.hub = WsHub(self.db, allowed_origins=settings.http.allowed_origins)
         self.demo_enabled = demo

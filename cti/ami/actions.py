@@ -116,6 +116,11 @@ class PendingActions:
     def __len__(self) -> int:
         return len(self._pending)
 
+    @property
+    def prefix(self) -> str:
+        """What every ActionID of this instance starts with (before ``-<n>``)."""
+        return self._prefix
+
     def __contains__(self, action_id: object) -> bool:
         return action_id in self._pending
 

@@ -9,6 +9,12 @@ to outcomes (log line, disconnected handlers, backoff). Connected handlers (stat
 run in their own task beside the reader, so the responses to the actions they send are
 delivered while they wait, and so are events.
 
+Every message read goes through the screen (:mod:`cti.ami.screen`) before anything acts on
+it: after login the client asks Asterisk for its system name (``CoreSettings``), and
+messages that are not Asterisk's own (a caller's CR/LF in a caller ID cutting an event
+short) are dropped, counted through ``on_drop`` and logged at most once per
+``drop_log_interval`` with a summary of the rest.
+
 Guarantees: an action never hangs (NotConnected at once when there is no session, a
 timeout on every action, every pending action fails with NotConnected when the session
 ends); the secret is never logged (actions are logged by name and ActionID only);
@@ -22,11 +28,15 @@ import asyncio
 import contextlib
 import logging
 import random
+import secrets
+import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from cti.ami.actions import ActionHeaders, AmiActionError, PendingActions, encode_action
 from cti.ami.protocol import AmiParser, Greeting, Message, ParseError
+from cti.ami.screen import AmiScreen, Drop
 
 __all__ = ["AmiClient", "EventHandler", "LoginFailed", "NotConnected"]
 
@@ -37,8 +47,13 @@ T = TypeVar("T")
 EventHandler = Callable[[Message], None]
 ConnectedHandler = Callable[[bool], Awaitable[None]]
 DisconnectedHandler = Callable[[str], None]
+DropHandler = Callable[[str], None]
 
 _READ_SIZE = 1 << 16
+# The screen holds an event back until the next message or a message boundary. After a
+# full read (a backlog: Asterisk may be in the middle of one write) a boundary proves
+# nothing; the held event is released when more bytes come, or after this long.
+_HELD_FLUSH_S = 0.05
 
 
 class NotConnected(ConnectionError):
@@ -69,6 +84,8 @@ class AmiClient:
         connect_timeout: float = 5.0,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
+        on_drop: DropHandler | None = None,
+        drop_log_interval: float = 60.0,
     ) -> None:
         if min(ping_interval, action_timeout, connect_timeout, backoff_initial) <= 0:
             raise ValueError("intervals, timeouts and backoff must be positive")
@@ -89,7 +106,13 @@ class AmiClient:
         self._connected_handlers: list[ConnectedHandler] = []
         self._disconnected_handlers: list[DisconnectedHandler] = []
 
-        self._pending = PendingActions()
+        # a random ActionID prefix: a caller who injects a "Response:" cannot guess it
+        self._pending = PendingActions(prefix=f"cti-{secrets.token_hex(6)}")
+        self._screen = AmiScreen(self._pending.prefix + "-")
+        self._on_drop = on_drop
+        self._drop_log = _DropLog(drop_log_interval)
+        #: messages the screen dropped since start, by reason
+        self.dropped: Counter[str] = Counter()
         self._writer: asyncio.StreamWriter | None = None
         self._connected = False
         self._connected_event = asyncio.Event()
@@ -131,6 +154,11 @@ class AmiClient:
     def connected(self) -> bool:
         """Logged in now (actions can be sent)."""
         return self._connected
+
+    @property
+    def system_name(self) -> str | None:
+        """Asterisk's ``systemname`` as it said after the last login (None: not known)."""
+        return self._screen.system_name
 
     async def start(self) -> None:
         """Start connecting (and keep reconnecting) in the background; returns at once."""
@@ -268,6 +296,7 @@ class AmiClient:
     async def _session(self) -> None:
         """One connection's life. Never returns normally: raises why it ended."""
         parser = AmiParser()
+        self._screen = AmiScreen(self._pending.prefix + "-")
         async with asyncio.timeout(self._connect_timeout):
             reader, writer = await asyncio.open_connection(self._host, self._port)
         tasks: list[asyncio.Task[None]] = []
@@ -280,6 +309,7 @@ class AmiClient:
                 asyncio.create_task(self._read_loop(reader, parser, leftovers), name="ami-reader")
             )
             await self._login()
+            await self._learn_system_name(parser)
 
             self._connected = True
             self._session_up = True
@@ -331,25 +361,65 @@ class AmiClient:
         except AmiActionError as exc:
             raise LoginFailed(str(exc)) from None
 
+    async def _learn_system_name(self, parser: AmiParser) -> None:
+        """Ask Asterisk for its ``systemname``: every genuine event carries it (the
+        screen holds events until it is known)."""
+        fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        name: str | None
+        try:
+            answer = await self._request(
+                "CoreSettings", None, fut, is_list=False, limit=None, login=True
+            )
+            name = answer.get("SystemName", "")
+        except AmiActionError as exc:
+            log.error(
+                "AMI %s:%s: CoreSettings refused (%s): events cannot be told from forged "
+                "ones by SystemName; give the AMI user the 'system' read class",
+                self._host, self._port, exc,
+            )  # fmt: skip
+            name = None
+        if name == "":
+            log.warning(
+                "AMI %s:%s: Asterisk has no systemname: forged events are screened by "
+                "shape only and Uniqueids are guessable; set [options] systemname to a "
+                "secret in asterisk.conf (cti asterisk up does)",
+                self._host, self._port,
+            )  # fmt: skip
+        self._deliver(self._screen.set_system_name(name, at_boundary=parser.at_boundary))
+
     async def _read_loop(
         self,
         reader: asyncio.StreamReader,
         parser: AmiParser,
         leftovers: list[Greeting | Message | ParseError],
     ) -> None:
+        loop = asyncio.get_running_loop()
+        flush: asyncio.TimerHandle | None = None
+        backlog = False
         try:
-            self._dispatch(leftovers)
+            self._dispatch(leftovers, parser.at_boundary)
             while True:
                 data = await reader.read(_READ_SIZE)
+                if flush is not None:
+                    flush.cancel()
+                    flush = None
                 if not data:
                     parser.receive_eof()
-                    self._dispatch(parser.events_received())
+                    self._dispatch(parser.events_received(), True)
                     raise _SessionEnded("connection closed by Asterisk")
+                full = len(data) == _READ_SIZE
                 parser.receive_data(data)
-                self._dispatch(parser.events_received())
+                self._dispatch(
+                    parser.events_received(), parser.at_boundary and not (full or backlog)
+                )
+                backlog = full
+                if self._screen.holding:
+                    flush = loop.call_later(_HELD_FLUSH_S, self._flush_held)
         except OSError as exc:
             raise _SessionEnded(f"read failed: {exc}") from exc
         finally:
+            if flush is not None:
+                flush.cancel()
             # Pending actions (the Login, a resync) fail now, not at their timeout.
             self._pending.fail_all(NotConnected("AMI connection lost"))
 
@@ -379,23 +449,43 @@ class AmiClient:
 
     # --- dispatch (hot path) --------------------------------------------------------------
 
-    def _dispatch(self, items: list[Greeting | Message | ParseError]) -> None:
+    def _dispatch(self, items: list[Greeting | Message | ParseError], at_boundary: bool) -> None:
+        for item in items:
+            if isinstance(item, Greeting):
+                self._log_unexpected(item)
+        self._deliver(self._screen.feed(items, at_boundary=at_boundary))
+
+    def _flush_held(self) -> None:
+        self._deliver(self._screen.flush())
+
+    def _deliver(self, messages: list[Message]) -> None:
+        screen = self._screen
+        if screen.drops:
+            drops, screen.drops = screen.drops, []
+            self._dropped(drops)
         feed = self._pending.feed
         handlers = self._event_handlers
-        for item in items:
-            if type(item) is Message:
-                if feed(item):
-                    continue
-                if item.event is None:
-                    log.debug("AMI: unsolicited response (ActionID %s)", item.action_id)
-                    continue
-                for handler in handlers:
-                    try:
-                        handler(item)
-                    except Exception:
-                        log.exception("AMI event handler %r failed on %s", handler, item.event)
-            else:
-                self._log_unexpected(item)
+        for item in messages:
+            if feed(item):
+                continue
+            if item.event is None:
+                log.debug("AMI: unsolicited response (ActionID %s)", item.action_id)
+                continue
+            for handler in handlers:
+                try:
+                    handler(item)
+                except Exception:
+                    log.exception("AMI event handler %r failed on %s", handler, item.event)
+
+    def _dropped(self, drops: list[Drop]) -> None:
+        for drop in drops:
+            self.dropped[drop.reason] += 1
+            if self._on_drop is not None:
+                try:
+                    self._on_drop(drop.reason)
+                except Exception:
+                    log.exception("AMI drop handler failed")
+        self._drop_log.add(drops)
 
     @staticmethod
     def _log_unexpected(item: Greeting | Message | ParseError) -> None:
@@ -405,3 +495,32 @@ class AmiClient:
             log.warning("AMI: unexpected banner mid-stream (AMI %s)", item.version)
         else:
             log.debug("AMI: message before the banner ignored: %r", item.headers[:3])
+
+
+class _DropLog:
+    """One log line for the first dropped message, then at most one summary per
+    ``interval`` seconds: a hostile caller cannot flood the log."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._next = 0.0
+        self._since: Counter[str] = Counter()
+
+    def add(self, drops: list[Drop]) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            self._since.update(d.reason for d in drops)
+            return
+        first, rest = drops[0], drops[1:]
+        self._since.update(d.reason for d in rest)
+        earlier = ""
+        if self._since:
+            earlier = "; also dropped since the last report: " + ", ".join(
+                f"{n} {reason}" for reason, n in sorted(self._since.items())
+            )
+        log.warning(
+            "AMI message dropped (%s, event %r): %r%s",
+            first.reason, first.event[:40], first.excerpt, earlier,
+        )  # fmt: skip
+        self._since.clear()
+        self._next = now + self.interval

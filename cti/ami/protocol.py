@@ -5,19 +5,26 @@ socket gave (``receive_data``), signals the end of the stream (``receive_eof``) 
 what was parsed (``events_received``). Nothing here touches a socket or the event loop,
 so every framing case is tested without one.
 
-Framing: bytes are buffered and split on the blank line that ends every AMI message
-(``\\r\\n\\r\\n``; a bare ``\\n\\n`` is tolerated too). A message is decoded only after it
-is complete, so a UTF-8 character split across TCP chunks decodes correctly; undecodable
-bytes become U+FFFD and never raise. The first line the server sends is the banner
-(``Asterisk Call Manager/<version>``, no blank line after it) and becomes a
+Framing follows the protocol strictly, because caller-controlled text reaches this stream
+unescaped (Asterisk percent-decodes the SIP From user part and the request URI, so a
+caller can put CR and LF into ``CallerIDNum`` and ``Exten``, design.md §5): a line ends
+with ``\r\n`` and a message with ``\r\n\r\n``, nothing else. A bare ``\n`` or ``\r``
+is part of the value it stands in, never a line or message end. A message is decoded only
+after it is complete, so a UTF-8 character split across TCP chunks decodes correctly;
+undecodable bytes become U+FFFD and never raise. The first line the server sends is the
+banner (``Asterisk Call Manager/<version>``, no blank line after it) and becomes a
 :class:`Greeting`.
+
+What this layer cannot know is whether a well-framed message is authentic: a caller who
+writes ``\r\n\r\n`` into a header value ends Asterisk's message early and makes the
+rest look like messages of its own. :mod:`cti.ami.screen` decides that.
 
 Bad input never raises and never costs the messages after it; it becomes a
 :class:`ParseError` in the output:
 
-- a header line without ``": "`` (garbage): one ParseError for the message, and the
-  message's valid header lines are still returned as a :class:`Message` (so garbage that
-  precedes a message without a blank line does not swallow that message);
+- a line that is not ``Name: value`` (a name is letters, digits, ``-``, ``_``, ``(``,
+  ``)`` and ``.``): the whole message is dropped with one ParseError (a message with a
+  line we cannot read is not one we act on);
 - a message larger than ``max_message_size``: one ParseError, everything up to the next
   blank line is discarded (the parser resynchronises there), whether the oversized
   message arrived whole or in pieces;
@@ -26,7 +33,8 @@ Bad input never raises and never costs the messages after it; it becomes a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import re
+from collections.abc import Iterable, Iterator, KeysView, Mapping
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import TypeVar, overload
@@ -135,6 +143,16 @@ class Message(Mapping[str, str]):
     def __repr__(self) -> str:
         return f"Message({list(self.headers)!r})"
 
+    def lower_keys(self) -> KeysView[str]:
+        """The distinct keys, lower-cased (a view: cheap set operations)."""
+        return self._index.keys()
+
+    @property
+    def header_count(self) -> int:
+        """Header lines, repeats included (``len()`` counts distinct keys)."""
+        parts = self._parts
+        return len(parts) if parts is not None else len(self.headers)
+
     def get_all(self, key: str) -> list[str]:
         lowered = key.lower()
         return [v for k, v in self.headers if k.lower() == lowered]
@@ -203,23 +221,29 @@ class AmiParser:
         self._events = []
         return events
 
+    @property
+    def at_boundary(self) -> bool:
+        """No part of a message is waiting for more bytes: everything received so far
+        has been framed (:mod:`cti.ami.screen` releases what it held back then)."""
+        return not self._buf and not self._banner_pending
+
     # --- internals ------------------------------------------------------------------------
 
     def _parse_banner(self) -> bool:
         """Consume the banner line if complete. False: wait for more bytes."""
         buf = self._buf
         while True:
-            nl = buf.find(b"\n")
+            nl = buf.find(b"\r\n")
             if nl < 0:
                 if len(buf) > self._max:
                     self._oversized(0)
                     self._banner_pending = False
                     return True
                 return False
-            line = bytes(buf[:nl]).rstrip(b"\r")
+            line = bytes(buf[:nl])
             if not line.strip():
                 # Blank lines before the banner carry nothing; skip them.
-                del buf[: nl + 1]
+                del buf[: nl + 2]
                 continue
             self._banner_pending = False
             if b": " in line:
@@ -229,11 +253,11 @@ class AmiParser:
                 self._oversized(0)
                 return True
             text = line.decode("utf-8", "replace")
-            if text.startswith(BANNER_PREFIX):
-                self._events.append(Greeting(text[len(BANNER_PREFIX) :].strip()))
+            if text.startswith(BANNER_PREFIX) and _is_banner_version(text[len(BANNER_PREFIX) :]):
+                self._events.append(Greeting(text[len(BANNER_PREFIX) :]))
             else:
                 self._events.append(ParseError("not an AMI banner", line[:_EXCERPT]))
-            del buf[: nl + 1]
+            del buf[: nl + 2]
             return True
 
     def _oversized(self, pos: int) -> None:
@@ -249,18 +273,9 @@ class AmiParser:
         pos = 0
         scanned = self._scanned
         while True:
-            # A message ends with a line end followed by an empty line: "\r\n\r\n", or
-            # "\n\n" for bare-LF peers. The two can't overlap, so the earliest of both
-            # is the same however the bytes were chunked.
-            crlf = buf.find(b"\r\n\r\n", max(pos, scanned - 3))
-            lf = buf.find(b"\n\n", max(pos, scanned - 1), crlf if crlf >= 0 else size)
-            if lf >= 0:
-                end, nxt = lf, lf + 2
-                if end > pos and buf[end - 1] == 0x0D:  # "...\r\n\n"
-                    end -= 1
-            elif crlf >= 0:
-                end, nxt = crlf, crlf + 4
-            else:
+            # A message ends with "\r\n\r\n" and nothing else (see the module docstring).
+            end = buf.find(b"\r\n\r\n", max(pos, scanned - 3))
+            if end < 0:
                 break
             if self._discarding:
                 self._discarding = False
@@ -269,7 +284,7 @@ class AmiParser:
                 self._discarding = False
             else:
                 self._parse_one(buf[pos:end])
-            pos = nxt
+            pos = end + 4
 
         pending = size - pos
         if not self._discarding and pending > self._max + 3:
@@ -284,36 +299,53 @@ class AmiParser:
         self._scanned = len(buf)
 
     def _parse_one(self, body: bytearray) -> None:
-        text = body.decode("utf-8", "replace")
-        lines = text.split("\r\n")
-        if len(lines) - 1 != text.count("\n"):  # some line ends with a bare LF
-            lines = text.replace("\r\n", "\n").split("\n")
-        parts = [line.partition(": ") for line in lines]
-        # Fast path: every line is "Key: value" with a non-empty key (C-level checks).
-        if "" in map(_SEP, parts) or "" in map(_KEY, parts):
+        parts = [line.partition(": ") for line in body.decode("utf-8", "replace").split("\r\n")]
+        # Fast path: every line is "Key: value" with a key already seen to be well formed
+        # (C-level checks; the set of good keys is small and bounded).
+        if "" in map(_SEP, parts) or not _GOOD_KEYS.issuperset(map(_KEY, parts)):
             self._parse_irregular(parts)
         else:
             self._events.append(Message._from_parts(parts))
 
     def _parse_irregular(self, parts: list[tuple[str, str, str]]) -> None:
-        """Blank lines, "Key:" without a space, garbage lines (kept valid lines)."""
+        """Leading blank lines, "Key:" without a space, new keys; any other line drops
+        the whole message."""
         good: list[tuple[str, str, str]] = []
-        bad: str | None = None
         for key, sep, value in parts:
-            if sep and key:
+            if sep and _good_key(key):
                 good.append((key, sep, value))
                 continue
             line = key + sep + value
-            if not line:
-                continue
-            if line[-1] == ":" and " " not in line and len(line) > 1:
+            if not line and not good:
+                continue  # blank lines between messages
+            if line[-1:] == ":" and _good_key(line[:-1]):
                 # "Key:" with an empty value and no trailing space.
                 good.append((line[:-1], ": ", ""))
-            elif bad is None:
-                bad = line
-        if bad is not None:
+                continue
             self._events.append(
-                ParseError("malformed header line", bad.encode("utf-8", "replace")[:_EXCERPT])
+                ParseError("malformed header line", line.encode("utf-8", "replace")[:_EXCERPT])
             )
+            return
         if good:
             self._events.append(Message._from_parts(good))
+
+
+# A header name as Asterisk writes them ("Cause-txt", "CID-CallingPres", "Line-000001-
+# 000002"); never a space, a colon, CR or LF.
+_KEY_RE = re.compile(r"[A-Za-z0-9_()./-]{1,128}")
+_GOOD_KEYS: set[str] = set()
+_GOOD_KEYS_MAX = 8192  # keys are few; an unbounded set would grow with hostile input
+
+
+def _good_key(key: str) -> bool:
+    if key in _GOOD_KEYS:
+        return True
+    if _KEY_RE.fullmatch(key) is None:
+        return False
+    if len(_GOOD_KEYS) < _GOOD_KEYS_MAX:
+        _GOOD_KEYS.add(key)
+    return True
+
+
+def _is_banner_version(version: str) -> bool:
+    return bool(version) and all(c.isalnum() or c in ".-_+~" for c in version)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import hashlib
+import hmac
 import json
 import os
 import shutil
@@ -39,7 +41,10 @@ astlogdir => {inner}/log
 astsbindir => /usr/sbin
 
 [options]
-systemname = cti-{name}
+; a per-install secret (InstanceSpec.system_name): it prefixes every Uniqueid and Linkedid
+; and is the SystemName header of every AMI event, so a caller can neither guess another
+; call's ids nor forge an event the daemon accepts (cti.ami.screen)
+systemname = {system_name}
 transmit_silence = yes
 hideconnect = yes
 lockconfdir = no
@@ -73,6 +78,15 @@ class InstanceSpec:
     rtp_end: int = 10999
     agi_host: str = "127.0.0.1"
     agi_port: int = 4573
+
+    @property
+    def system_name(self) -> str:
+        """Asterisk's ``systemname``: derived from the AMI secret, so it is as secret
+        (80 bits) and stable across restarts; Uniqueids stay well under 64 characters."""
+        digest = hmac.new(
+            self.ami_secret.encode(), b"cti systemname\0" + self.name.encode(), hashlib.sha256
+        )
+        return "cti-" + digest.hexdigest()[:20]
 
     def placeholders(self) -> dict[str, str]:
         return {
@@ -150,7 +164,7 @@ class ChrootAsterisk:
         for sub in ("etc", "lib", "spool/monitor", "log/cdr-custom", "run", "cache"):
             (self.base / sub).mkdir(parents=True, exist_ok=True)
         render_dialplans(self.dialplans, self.etc_dir, self.spec.placeholders())
-        conf = ASTERISK_CONF.format(inner=self.inner, name=self.spec.name)
+        conf = ASTERISK_CONF.format(inner=self.inner, system_name=self.spec.system_name)
         (self.etc_dir / "asterisk.conf").write_text(conf)
 
     def command(self) -> list[str]:

@@ -88,7 +88,8 @@ class DockerAsterisk:
             ("log", "/var/log/cti-asterisk"),
         ):
             conf = conf.replace("{inner}/" + key, path)
-        (self.base / "etc" / "asterisk.conf").write_text(conf.format(name=self.spec.name))
+        conf = conf.format(system_name=self.spec.system_name)
+        (self.base / "etc" / "asterisk.conf").write_text(conf)
         proc = self._compose("up", "-d", "--build")
         if proc.returncode != 0:
             raise AsteriskError(f"docker compose up failed: {proc.stderr[-2000:]}")

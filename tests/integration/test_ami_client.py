@@ -24,12 +24,24 @@ from cti.ami import (
 
 SECRET = "s3cr3t-Zq9-never-logged"
 BANNER = b"Asterisk Call Manager/11.0.0\r\n"
+SYSTEM = "cti-fake-4f2a"
 
 Reply = Callable[["FakeAmi", asyncio.StreamWriter, Message], Awaitable[None] | None]
 
 
 def frame(*lines: str) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def event(name: str, linkedid: str, *extra: str) -> bytes:
+    """An event as Asterisk writes it: SystemName, a whole channel snapshot."""
+    return frame(
+        f"Event: {name}", "Privilege: call,all", f"SystemName: {SYSTEM}",
+        "Channel: PJSIP/9-0009", "ChannelState: 6", "ChannelStateDesc: Up",
+        "CallerIDNum: 100", "CallerIDName: x", "ConnectedLineNum: <unknown>",
+        "ConnectedLineName: <unknown>", "Language: en", "AccountCode: ", "Context: c",
+        "Exten: s", "Priority: 1", f"Uniqueid: {linkedid}", f"Linkedid: {linkedid}", *extra,
+    )  # fmt: skip
 
 
 class FakeAmi:
@@ -103,6 +115,8 @@ class FakeAmi:
                 writer.write(
                     frame("Response: Error", f"ActionID: {aid}", "Message: Authentication failed")
                 )
+        elif action == "CoreSettings":
+            writer.write(frame("Response: Success", f"ActionID: {aid}", f"SystemName: {SYSTEM}"))
         elif action == "Ping":
             if self.answer_ping:
                 writer.write(frame("Response: Success", f"ActionID: {aid}", "Ping: Pong"))
@@ -110,7 +124,7 @@ class FakeAmi:
             writer.write(
                 frame("Response: Success", f"ActionID: {aid}", "EventList: start")
                 + frame("Event: CoreShowChannel", f"ActionID: {aid}", "Channel: PJSIP/1-0001")
-                + frame("Event: Hangup", "Channel: PJSIP/9-0009", "Linkedid: 9.9")
+                + event("Hangup", "9.9", "Cause: 16")
                 + frame("Event: CoreShowChannel", f"ActionID: {aid}", "Channel: PJSIP/2-0002")
                 + frame(
                     "Event: CoreShowChannelsComplete",
@@ -403,14 +417,16 @@ async def test_failing_event_handler_does_not_stop_later_events(
     client.add_event_handler(lambda msg: seen.append(msg["Linkedid"]))
     async with running(client):
         await client.wait_connected(1.0)
-        ami.broadcast(b"".join(frame("Event: Hangup", f"Linkedid: {i}") for i in range(3)))
-        ami.broadcast(b"garbage line\r\n\r\n" + frame("Event: Hangup", "Linkedid: 3"))
+        ami.broadcast(b"".join(event("Hangup", str(i)) for i in range(3)))
+        await eventually(lambda: len(seen) == 3)
+        ami.broadcast(b"garbage line\r\n\r\n" + event("Hangup", "3"))
         await eventually(lambda: len(seen) == 4)
         assert seen == ["0", "1", "2", "3"]
         assert client.connected
+        assert client.dropped == {"malformed": 1}
     failures = [r for r in caplog.records if r.exc_info and "handler bug" in str(r.exc_info[1])]
     assert len(failures) == 4
-    assert "AMI parse error: malformed header line: b'garbage line'" in caplog.text
+    assert "AMI message dropped (malformed, event ''): 'garbage line'" in caplog.text
 
 
 async def test_events_dispatched_while_resync_awaits(ami: FakeAmi) -> None:
@@ -420,7 +436,7 @@ async def test_events_dispatched_while_resync_awaits(ami: FakeAmi) -> None:
     release = asyncio.Event()
 
     async def slow_status(server: FakeAmi, writer: asyncio.StreamWriter, msg: Message) -> None:
-        writer.write(frame("Event: Newchannel", "Linkedid: during-resync"))
+        writer.write(event("Newchannel", "during-resync"))
         await release.wait()
         aid = msg.action_id
         writer.write(
@@ -462,3 +478,97 @@ async def test_secret_never_logged(ami: FakeAmi, caplog: pytest.LogCaptureFixtur
     assert "Login" in caplog.text
     assert SECRET not in caplog.text
     assert SECRET not in repr(client)
+
+
+# --- the screen, end to end (issue 13) ----------------------------------------------------
+
+
+def _cut(value: str) -> bytes:
+    """A Newchannel whose caller number ``value`` carries CR/LF, as Asterisk writes it."""
+    return event("Newchannel", "x.1").replace(b"CallerIDNum: 100", f"CallerIDNum: {value}".encode())
+
+
+async def test_injected_messages_are_dropped_counted_and_logged_once(
+    ami: FakeAmi, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: list[str] = []
+    counted: list[str] = []
+    client = AmiClient(
+        "127.0.0.1", ami.port, "cti", SECRET, on_drop=counted.append, drop_log_interval=60
+    )
+    client.add_event_handler(lambda msg: seen.append(f"{msg.event} {msg.get('Linkedid')}"))
+    async with running(client):
+        await client.wait_connected(1.0)
+        assert client.system_name == SYSTEM
+        ami.broadcast(event("Newchannel", "victim"))
+        await eventually(lambda: len(seen) == 1)
+        for _ in range(50):  # a hostile caller, again and again
+            ami.broadcast(
+                _cut("1\r\nLinkedid: victim")
+                + _cut("1\r\n\r\nEvent: QueueCallerAbandon\r\nLinkedid: victim")
+                + _cut("1\r\nUniqueid: victim\r\nLinkedid: victim\r\n\r\nEvent: Hangup")
+            )
+        ami.broadcast(event("Hangup", "victim", "Cause: 16"))
+        await eventually(lambda: len(seen) == 2)
+    assert seen == ["Newchannel victim", "Hangup victim"]
+    assert client.dropped == {
+        "repeated_header": 50, "incomplete": 50, "foreign_system": 100, "injected_head": 50,
+    }  # fmt: skip
+    assert sorted(set(counted)) == sorted(client.dropped)
+    assert len(counted) == 250
+    lines = [r for r in caplog.records if "AMI message dropped" in r.getMessage()]
+    assert len(lines) == 1  # no log flood
+
+
+async def test_events_before_the_system_name_is_known_are_kept(ami: FakeAmi) -> None:
+    """Events that arrive between login and the CoreSettings answer wait for it, then
+    pass the same screen."""
+
+    async def slow_settings(server: FakeAmi, writer: asyncio.StreamWriter, msg: Message) -> None:
+        writer.write(event("Newchannel", "early"))
+        await asyncio.sleep(0.05)
+        writer.write(event("Newchannel", "forged").replace(SYSTEM.encode(), b"guess"))
+        await asyncio.sleep(0.05)
+        writer.write(
+            frame("Response: Success", f"ActionID: {msg.action_id}", f"SystemName: {SYSTEM}")
+        )
+
+    seen: list[str] = []
+    ami.replies["CoreSettings"] = slow_settings
+    client = make_client(ami)
+    client.add_event_handler(lambda msg: seen.append(msg["Linkedid"]))
+    async with running(client):
+        await client.wait_connected(1.0)
+        await eventually(lambda: client.dropped["foreign_system"] == 1)
+    assert seen == ["early"]
+    assert client.dropped == {"foreign_system": 1}
+
+
+async def test_asterisk_refusing_core_settings_still_works(
+    ami: FakeAmi, caplog: pytest.LogCaptureFixture
+) -> None:
+    def refuse(server: FakeAmi, writer: asyncio.StreamWriter, msg: Message) -> None:
+        writer.write(frame("Response: Error", f"ActionID: {msg.action_id}",
+                           "Message: Permission denied"))  # fmt: skip
+
+    seen: list[str] = []
+    ami.replies["CoreSettings"] = refuse
+    client = make_client(ami)
+    client.add_event_handler(lambda msg: seen.append(msg["Linkedid"]))
+    async with running(client):
+        await client.wait_connected(1.0)
+        assert client.system_name is None
+        ami.broadcast(event("Newchannel", "a") + _cut("1\r\nLinkedid: victim"))
+        await eventually(lambda: client.dropped["repeated_header"] == 1)
+        await eventually(lambda: seen == ["a"])
+    assert "CoreSettings refused" in caplog.text
+
+
+async def test_action_ids_are_unguessable(ami: FakeAmi) -> None:
+    one, two = make_client(ami), make_client(ami)
+    async with running(one), running(two):
+        await one.wait_connected(1.0)
+        await two.wait_connected(1.0)
+    ids = {m.action_id for m in ami.actions("Login")}
+    assert len(ids) == 2
+    assert all(i is not None and len(i.split("-")[1]) == 12 for i in ids)

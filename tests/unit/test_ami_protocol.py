@@ -288,16 +288,22 @@ def test_blank_lines_before_banner_and_between_messages() -> None:
     assert items == [Greeting("11.0.0"), Message([("Event", "A")])]
 
 
-def test_bare_lf_tolerated() -> None:
-    data = b"Asterisk Call Manager/11.0.0\nEvent: A\nX: 1\n\nEvent: B\r\n\nEvent: C\r\n\r\n"
-    expected = [
-        Greeting("11.0.0"),
-        Message([("Event", "A"), ("X", "1")]),
-        Message([("Event", "B")]),
-        Message([("Event", "C")]),
-    ]
+def test_only_crlf_ends_lines_and_messages() -> None:
+    """A bare LF or CR is data (caller-controlled text), never a line or message end."""
+    data = b"Asterisk Call Manager/11.0.0\r\nEvent: A\nX: 1\n\nEvent: B\r\rY: 2\r\n\r\n"
+    expected = [Greeting("11.0.0"), Message([("Event", "A\nX: 1\n\nEvent: B\r\rY: 2")])]
     assert parse(data) == expected
     assert parse(*(data[i : i + 1] for i in range(len(data)))) == expected
+
+
+def test_lf_only_peer_frames_nothing() -> None:
+    """A bare-LF stream is not AMI: nothing is framed until CRLF CRLF, then it is one
+    value (or, without ": ", a malformed line)."""
+    items = parse(b"Asterisk Call Manager/11.0.0\nEvent: A\n\nEvent: B\n\n", eof=False)
+    assert items == []
+    (err,) = parse(b"Asterisk Call Manager/11.0.0\nEvent: A\n\n")
+    assert isinstance(err, ParseError)
+    assert err.reason.startswith("truncated")
 
 
 def test_key_with_empty_value() -> None:
@@ -350,11 +356,24 @@ def test_garbage_block_between_messages() -> None:
     assert b == Message([("Event", "B")])
 
 
-def test_garbage_line_glued_to_a_message_keeps_its_valid_lines() -> None:
-    err, msg, nxt = parse(b"garbage\r\nEvent: A\r\nKey: v\r\n\r\n" + _msg("Event: B"))
+def test_a_message_with_a_malformed_line_is_dropped_whole() -> None:
+    first, err, nxt = parse(
+        _msg("Event: Z") + b"Event: A\r\ngarbage\r\nKey: v\r\n\r\n" + _msg("Event: B")
+    )
+    assert first == Message([("Event", "Z")])
     assert isinstance(err, ParseError)
+    assert err.reason == "malformed header line"
     assert err.excerpt == b"garbage"
-    assert msg == Message([("Event", "A"), ("Key", "v")])
+    assert nxt == Message([("Event", "B")])
+
+
+@pytest.mark.parametrize(
+    "line",
+    [b" Linkedid: x", b"Linked id: x", b"Key\x00: x", b"K\xc3\xa9y: x", b"Key :x", b": x"],
+)
+def test_header_names_are_tokens(line: bytes) -> None:
+    err, nxt = parse(b"Event: A\r\n" + line + b"\r\n\r\n" + _msg("Event: B"))
+    assert isinstance(err, ParseError)
     assert nxt == Message([("Event", "B")])
 
 
