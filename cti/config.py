@@ -142,6 +142,10 @@ class AuthConfig(_Section):
 class AgiConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(4573, ge=0, le=65535)
+    # a command's answer (and, while a prompt plays, how often the channel is checked)
+    command_timeout_s: float = Field(10.0, gt=0, le=60)
+    # the longest a prompt plus its digit wait may take
+    media_timeout_s: float = Field(600.0, gt=0, le=3600)
 
 
 class LogConfig(_Section):

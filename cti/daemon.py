@@ -120,7 +120,12 @@ class Daemon:
         self._connected_once = False
         self._stopping = asyncio.Event()
         self.http_port: int | None = None
-        self.agi = FastAgiServer(settings.agi.host, settings.agi.port)
+        self._model_synced = False  # the call model reflects Asterisk (AMI up, resynced)
+        g = settings.agi
+        self.agi = FastAgiServer(
+            g.host, g.port, command_timeout=g.command_timeout_s, media_timeout=g.media_timeout_s,
+            channel_alive=self._channel_alive,
+        )  # fmt: skip
 
     # --- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -223,6 +228,7 @@ class Daemon:
         if self._disconnected_at is None:
             self._disconnected_at = now
         self.metrics.ami_connected.set(0)
+        self._model_synced = False
         log.warning("AMI disconnected: %s", reason)
         self.bus.publish(AmiDisconnected(now, reason))
 
@@ -238,6 +244,7 @@ class Daemon:
             self.metrics.ami_reconnects.inc()
         self._connected_once = True
         self._disconnected_at = None
+        self._model_synced = True
         self.metrics.ami_connected.set(1)
         log.info("AMI connected", extra={"reconnect": reconnect, "channels": len(channels)})
         snapshot = tuple(channel_info(ch, now) for ch in channels if ch.get("Uniqueid"))
@@ -310,6 +317,16 @@ class Daemon:
                 "agent": rec.agent, "source": rec.source,
             },
         )  # fmt: skip
+
+    def _channel_alive(self, uniqueid: str) -> bool | None:
+        """For the FastAGI server: is this channel up in Asterisk (None: cannot tell)?"""
+        if not self._model_synced or not self.ami.connected or not uniqueid:
+            return None
+        for call in self.model.calls.values():
+            leg = call.legs.get(uniqueid)
+            if leg is not None:
+                return leg.ended_at is None
+        return False
 
     # --- web.LiveCalls ------------------------------------------------------------------------
     def live_calls(self) -> list[dict[str, object]]:

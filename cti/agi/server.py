@@ -5,10 +5,17 @@ path of that URL (``agi_network_script``) and picks the handler; arguments arriv
 ``agi_arg_N`` header lines (never as a query string, design.md §6).
 
 Hardening: the header must arrive within ``header_timeout`` (≤ 5 s) and fit in
-64 KiB; every command waits at most ``command_timeout`` (a handler may pass a longer one
-for prompts that play); concurrent connections are bounded; garbage closes the
-connection. A peer that sends half a header and goes silent costs one sleeping task, never
-a spinning loop.
+64 KiB; every command waits at most ``command_timeout``; concurrent connections are
+bounded; garbage closes the connection. A peer that sends half a header and goes silent
+costs one sleeping task, never a spinning loop.
+
+Commands that play media (STREAM FILE, GET DATA...) legitimately stay unanswered while a
+prompt plays, up to ``media_timeout``. A peer that sends a valid header and then never
+answers must not hold its task that long (issue 13): while a command waits longer than
+``command_timeout``, the server asks ``channel_alive(agi_uniqueid)`` every
+``command_timeout`` seconds (the daemon answers from its AMI call model); a channel
+Asterisk does not have ends the session at once. ``None`` (AMI down: cannot tell) keeps
+waiting, up to ``media_timeout``.
 """
 
 from __future__ import annotations
@@ -28,11 +35,22 @@ from cti.agi.protocol import (
     encode_command,
 )
 
-__all__ = ["AgiChannelGone", "AgiError", "AgiRouter", "AgiSession", "FastAgiServer", "Handler"]
+__all__ = [
+    "AgiChannelGone",
+    "AgiError",
+    "AgiRouter",
+    "AgiSession",
+    "ChannelAlive",
+    "FastAgiServer",
+    "Handler",
+]
 
 log = logging.getLogger(__name__)
 
 READ_CHUNK = 4096
+
+#: Is the channel with this Uniqueid up in Asterisk? None: cannot tell now.
+ChannelAlive = Callable[[str], "bool | None"]
 
 
 class AgiError(RuntimeError):
@@ -54,6 +72,9 @@ class AgiSession:
         writer: asyncio.StreamWriter,
         parser: AgiParser,
         command_timeout: float,
+        *,
+        media_timeout: float = 600.0,
+        channel_alive: ChannelAlive | None = None,
     ) -> None:
         self.request = request
         self.env = request.env
@@ -63,6 +84,8 @@ class AgiSession:
         self._parser = parser
         self._pending: list[AgiResponse] = []
         self.command_timeout = command_timeout
+        self.media_timeout = media_timeout
+        self._channel_alive = channel_alive
         self.hung_up = False
 
     async def command(
@@ -76,9 +99,8 @@ class AgiSession:
         try:
             self._writer.write(line)
             await asyncio.wait_for(self._writer.drain(), self.command_timeout)
-            response = await asyncio.wait_for(
-                self._next_response(), timeout if timeout is not None else self.command_timeout
-            )
+            limit = self.command_timeout if timeout is None else min(timeout, self.media_timeout)
+            response = await self._response_within(limit)
         except TimeoutError:
             raise AgiError(f"{name}: no response in time") from None
         except (ConnectionError, OSError) as exc:
@@ -90,6 +112,31 @@ class AgiSession:
         if response.code != 200:
             raise AgiError(f"{name}: {response.code} {response.text}")
         return response
+
+    async def _response_within(self, limit: float) -> AgiResponse:
+        """The next response within ``limit`` seconds; past ``command_timeout``, only
+        while the channel is alive in Asterisk (see the module docstring)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        read = asyncio.ensure_future(self._next_response())
+        try:
+            while True:
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise TimeoutError
+                done, _ = await asyncio.wait({read}, timeout=min(left, self.command_timeout))
+                if done:
+                    return read.result()
+                if self._channel_alive is not None and loop.time() < deadline:
+                    uniqueid = self.env.get("agi_uniqueid", "")
+                    if self._channel_alive(uniqueid) is False:
+                        self.hung_up = True
+                        raise AgiChannelGone(f"channel {uniqueid[:64]!r} is not in Asterisk")
+        finally:
+            if not read.done():
+                read.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await read
 
     async def _next_response(self) -> AgiResponse:
         while not self._pending:
@@ -124,14 +171,14 @@ class AgiSession:
 
     async def stream_file(self, filename: str, escape_digits: str = "") -> str:
         """Play a file; returns the digit that interrupted it ("" if none)."""
-        r = await self.command("STREAM FILE", filename, escape_digits, timeout=600)
+        r = await self.command("STREAM FILE", filename, escape_digits, timeout=self.media_timeout)
         return self._digit_result(r)
 
     async def get_data(self, filename: str, timeout_ms: int, max_digits: int) -> tuple[str, bool]:
         """Play ``filename`` and collect up to ``max_digits`` digits (``#`` ends input).
         Returns (digits, timed_out)."""
         r = await self.command(
-            "GET DATA", filename, timeout_ms, max_digits, timeout=600 + timeout_ms / 1000
+            "GET DATA", filename, timeout_ms, max_digits, timeout=self.media_timeout
         )
         if r.result_int == -1:
             self.hung_up = True
@@ -167,15 +214,21 @@ class FastAgiServer:
         *,
         header_timeout: float = 5.0,
         command_timeout: float = 10.0,
+        media_timeout: float = 600.0,
         max_connections: int = 1000,
         max_header: int = 64 * 1024,
+        channel_alive: ChannelAlive | None = None,
     ) -> None:
         if not 0 < header_timeout <= 5.0:
             raise ValueError("header_timeout must be in (0, 5] seconds")
+        if not 0 < command_timeout <= media_timeout:
+            raise ValueError("timeouts must be positive, command_timeout <= media_timeout")
         self.host = host
         self._port = port
         self.header_timeout = header_timeout
         self.command_timeout = command_timeout
+        self.media_timeout = media_timeout
+        self.channel_alive = channel_alive
         self.max_connections = max_connections
         self.max_header = max_header
         self._routes: dict[str, Handler] = {}
@@ -266,7 +319,10 @@ class FastAgiServer:
             self.rejected += 1
             log.warning("FastAGI: no handler for route %r", route[:80])
             return
-        session = AgiSession(request, reader, writer, parser, self.command_timeout)
+        session = AgiSession(
+            request, reader, writer, parser, self.command_timeout,
+            media_timeout=self.media_timeout, channel_alive=self.channel_alive,
+        )  # fmt: skip
         try:
             await handler(session)
         except AgiChannelGone:

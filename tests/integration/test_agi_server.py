@@ -19,6 +19,7 @@ def header(route: str, *args: str) -> bytes:
         f"agi_request: agi://127.0.0.1/{route}",
         "agi_channel: PJSIP/trunk-00000001",
         "agi_callerid: 13800138000",
+        "agi_uniqueid: cti-5f1c-1795923066.7",
     ]
     lines += [f"agi_arg_{i}: {a}" for i, a in enumerate(args, 1)]
     return ("\n".join(lines) + "\n\n").encode()
@@ -158,3 +159,88 @@ async def test_command_timeout_frees_the_handler(server: tuple[FastAgiServer, Re
 def test_header_timeout_is_bounded() -> None:
     with pytest.raises(ValueError):
         FastAgiServer(header_timeout=30)
+
+
+# --- a peer that sends a header and goes silent (issue 13 item 9) --------------------------
+
+
+class Prompt:
+    """A handler that plays a long prompt (GET DATA): its answer may take minutes."""
+
+    def __init__(self) -> None:
+        self.results: list[str] = []
+
+    async def handler(self, agi: AgiSession) -> None:
+        try:
+            digits, _ = await agi.get_data("long-prompt", 5000, 1)
+            self.results.append(digits)
+        except AgiChannelGone as exc:
+            self.results.append(f"gone: {exc}")
+            raise
+
+
+async def silent_peer(alive: bool | None, media_timeout: float = 30.0) -> tuple[float, Prompt]:
+    prompt = Prompt()
+    asked: list[str] = []
+
+    def channel_alive(uniqueid: str) -> bool | None:
+        asked.append(uniqueid)
+        return alive
+
+    srv = FastAgiServer(
+        "127.0.0.1", 0, header_timeout=0.5, command_timeout=0.3, media_timeout=media_timeout,
+        channel_alive=channel_alive,
+    )  # fmt: skip
+    srv.add_route("ivr", prompt.handler)
+    await srv.start()
+    try:
+        reader, writer = await open_(srv)
+        writer.write(header("ivr"))
+        t0 = time.monotonic()
+        assert await reader.readline() == b"GET DATA long-prompt 5000 1\n"
+        assert await closed_by_server(reader, media_timeout + 5)  # then: silence
+        elapsed = time.monotonic() - t0
+        writer.close()
+    finally:
+        await srv.stop()
+    if alive is not None:  # the channel named in the header was asked after
+        assert set(asked) == {"cti-5f1c-1795923066.7"}
+    return elapsed, prompt
+
+
+async def test_silent_peer_on_a_channel_asterisk_does_not_have_is_cut() -> None:
+    elapsed, prompt = await silent_peer(alive=False)
+    assert elapsed < 2.0  # not media_timeout (30 s): the first liveness check ends it
+    assert prompt.results and prompt.results[0].startswith("gone: channel")
+
+
+async def test_a_long_prompt_on_a_live_channel_is_waited_for() -> None:
+    prompt = Prompt()
+    srv = FastAgiServer(
+        "127.0.0.1", 0, header_timeout=0.5, command_timeout=0.2, media_timeout=30,
+        channel_alive=lambda uid: True,
+    )  # fmt: skip
+    srv.add_route("ivr", prompt.handler)
+    await srv.start()
+    try:
+        reader, writer = await open_(srv)
+        writer.write(header("ivr"))
+        assert await reader.readline() == b"GET DATA long-prompt 5000 1\n"
+        await asyncio.sleep(1.0)  # five times command_timeout: the prompt is still playing
+        writer.write(b"200 result=7\n")
+        assert await closed_by_server(reader, 2)
+        writer.close()
+    finally:
+        await srv.stop()
+    assert prompt.results == ["7"]
+
+
+async def test_silent_peer_when_liveness_is_unknown_waits_for_media_timeout() -> None:
+    elapsed, prompt = await silent_peer(alive=None, media_timeout=1.5)
+    assert 1.3 < elapsed < 4.0
+    assert prompt.results == []  # a timeout (AgiError), not a hang-up
+
+
+def test_timeouts_are_consistent() -> None:
+    with pytest.raises(ValueError):
+        FastAgiServer(command_timeout=20, media_timeout=10)
