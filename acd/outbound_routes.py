@@ -19,7 +19,7 @@ from acd import callback_store as cbs
 from acd import store
 from acd.callbacks import CallbackError, Callbacks
 from acd.outbound import InvalidNumber, valid_number
-from acd.routes import SERVICE, _body, _may_see_agent, _svc
+from acd.routes import SERVICE, _body, _may_see_agent, _svc, may_work_queue
 from acd.service import AgentNotFound, OperationRefused
 from cti.ami.actions import AmiActionError
 from cti.ami.client import NotConnected
@@ -83,11 +83,7 @@ async def click_to_call(request: web.Request) -> web.Response:
 
 
 async def _visible(request: web.Request, row: dict[str, Any]) -> bool:
-    if _is_supervisor(request):
-        return True
-    me = principal(request).name
-    agent = await store.get_agent(_svc(request).db, me)
-    return row["agent"] == me or (agent is not None and row["queue"] in agent["skills"])
+    return row["agent"] == principal(request).name or await may_work_queue(request, row["queue"])
 
 
 @doc(

@@ -1,7 +1,8 @@
 """REST routes of the ACD (all under /api/v1/acd, bearer token required by the app).
 
 Roles: any token reads queues and the lost-caller list; an agent changes only its own
-status (token name == agent name); a supervisor changes anyone's and reads everything;
+status (token name == agent name) and closes only its queues' lost callers
+(:func:`may_work_queue`); a supervisor changes anyone's and reads everything;
 an admin configures queues and agents.
 """
 
@@ -19,7 +20,7 @@ from cti.ami.actions import AmiActionError
 from cti.ami.client import NotConnected
 from cti.web.auth import audit, principal, require_agent_access, require_role
 from cti.web.body import json_object
-from cti.web.errors import BadRequest, Conflict, NotFound, Unavailable
+from cti.web.errors import BadRequest, Conflict, Forbidden, NotFound, Unavailable
 from cti.web.openapi import BOOL, STR, arr, doc, obj
 from cti.web.params import Flag, Int, When, path_int, time_range
 
@@ -319,8 +320,19 @@ async def list_lost(request: web.Request) -> web.Response:
     return web.json_response({"lost_callers": rows})
 
 
+async def may_work_queue(request: web.Request, queue: str) -> bool:
+    """Who may act on a queue's work (a lost caller, a callback): its supervisors (a
+    supervisor scoped to teams: their queues) and the agents who have it as a skill."""
+    p = principal(request)
+    if p.at_least("supervisor"):
+        return p.sees_queue(queue)
+    agent = await store.get_agent(_svc(request).db, p.name)
+    return agent is not None and queue in agent["skills"]
+
+
 @doc(
-    "Close a lost caller (called back, or manually)",
+    "Close a lost caller (called back, or manually): only agents of its queue and its "
+    "supervisors",
     tags=["acd"],
     body=obj({"by": {"type": "string", "enum": ["called_back", "manual"]}}),
     body_required=False,
@@ -332,7 +344,16 @@ async def close_lost(request: web.Request) -> web.Response:
     by = data.get("by", "called_back")
     if by not in ("called_back", "manual"):
         raise BadRequest("by must be called_back or manual")
-    if not await store.close_lost(_svc(request).db, lost_id, _now(), by):
+    svc = _svc(request)
+    row = await store.get_lost(svc.db, lost_id)
+    if row is None or row["closed_at"] is not None:
+        raise NotFound("no such open lost caller")
+    if not await may_work_queue(request, row["queue"]):
+        raise Forbidden(
+            f"only agents and supervisors of queue {row['queue']!r} may close this lost caller",
+            code="not-your-queue",
+        )
+    if not await store.close_lost(svc.db, lost_id, _now(), by):
         raise NotFound("no such open lost caller")
     return web.json_response({"closed": True})
 

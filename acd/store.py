@@ -358,6 +358,12 @@ async def list_lost(db: Database, *, open_only: bool, limit: int) -> list[dict[s
         return [lost_view(r) for r in (await s.execute(q)).scalars()]
 
 
+async def get_lost(db: Database, lost_id: int) -> dict[str, Any] | None:
+    async with db.session() as s:
+        row = await s.get(LostCallerRow, lost_id)
+        return lost_view(row) if row is not None else None
+
+
 async def close_lost(db: Database, lost_id: int, at: datetime, by: str) -> bool:
     async with db.session() as s, s.begin():
         result = await s.execute(

@@ -228,7 +228,13 @@ async def test_pause_in_page_stops_calls(stack: Stack, ami: AmiClient, open_desk
 
 
 async def test_lost_caller_worklist(stack: Stack, ami: AmiClient, open_desk: Any) -> None:
-    token = await stack.agent("a401", "401", queue="sales")  # nobody answers support
+    # an agent of the caller's queue (only they and supervisors may close its lost
+    # callers), paused: nobody answers support
+    token = await stack.agent("a401", "401")
+    status, body = await stack.api(
+        "POST", "/api/v1/acd/agents/a401/status", token, {"status": "paused", "reason": "break"}
+    )
+    assert status == 200, body
     desk = await open_desk(token)
     page = desk.page
     linkedid = await originate_call(ami, caller="13300133000", caller_name="Lost", hold_s=2)

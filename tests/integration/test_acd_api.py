@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
+from acd import store
 from acd.live import LiveModel
 from acd.lost import LostCallers
 from acd.notifier import AcdNotifier
@@ -192,7 +193,18 @@ async def test_lost_callers_open_and_close(api: tuple[Api, EventBus, AcdService]
     _, body = await a.call("alice", "GET", "/api/v1/acd/lost-callers")
     assert [r["linkedid"] for r in body["lost_callers"]] == ["l3"]
     lid = body["lost_callers"][0]["id"]
+    # only agents of the lost caller's queue (and supervisors) may close it
+    await store.put_agent(service.db, "alice", "", [], {"support": 0})
+    await store.put_agent(service.db, "bob", "", [], {"sales": 0})
+    status, body = await a.call("bob", "POST", f"/api/v1/acd/lost-callers/{lid}/close", {})
+    assert (status, body["code"]) == (403, "not-your-queue")
+    assert (await a.call("admin", "POST", "/api/v1/acd/lost-callers/999/close", {}))[0] == 404
     assert (await a.call("alice", "POST", f"/api/v1/acd/lost-callers/{lid}/close", {}))[0] == 200
     assert (await a.call("alice", "POST", f"/api/v1/acd/lost-callers/{lid}/close", {}))[0] == 404
     _, body = await a.call("sup", "GET", "/api/v1/acd/lost-callers?open=0")
     assert {r["closed_by"] for r in body["lost_callers"]} == {"answered", "called_back"}
+    await lost.apply(rec("l5", "abandoned", 9, "13900139000"))
+    _, body = await a.call("sup", "GET", "/api/v1/acd/lost-callers")
+    (l5,) = body["lost_callers"]
+    status, _ = await a.call("sup", "POST", f"/api/v1/acd/lost-callers/{l5['id']}/close", {})
+    assert status == 200  # a supervisor closes any queue's
