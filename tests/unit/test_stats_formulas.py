@@ -10,7 +10,7 @@ import pytest
 
 from cti.events import CallAbandoned, CallAnswered, CallQueued, CallTimedOut
 from cti.queue_log import derive_entries, parse_line
-from stats.csv_export import neutralise, to_csv
+from stats.csv_export import to_csv
 from stats.erlang import agents_needed, erlang_c, service_level
 from stats.formulas import (
     Counts,
@@ -196,9 +196,6 @@ def test_derive_entries_from_queue_log() -> None:
 
 
 def test_csv_neutralises_formulas() -> None:
-    for bad in ('=HYPERLINK("x")', "+1", "-2+3", "@SUM(A1)", "\tx"):
-        assert neutralise(bad).startswith("'")
-    assert neutralise(-2.5) == "-2.5" and neutralise(None) == "" and neutralise("ok") == "ok"
     text = to_csv([{"queue": "=cmd|' /C calc'!A0", "n": 1}])
     assert text.splitlines()[1].startswith("'=cmd")
 
