@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crm_bridge.errors import Forbidden, NotFound
 from crm_bridge.models import Customer
 
-__all__ = ["SYSTEM", "Actor", "customer_for", "visible"]
+__all__ = ["SYSTEM", "Actor", "customer_for", "may_see", "visible"]
 
 S = TypeVar("S", bound=Select[*tuple[Any, ...]])
 
@@ -36,6 +36,11 @@ class Actor:
 SYSTEM = Actor("system", "admin")
 
 
+def may_see(actor: Actor, owner: str | None) -> bool:
+    """The one visibility rule, for a customer owned by ``owner`` (None or "": the pool)."""
+    return actor.sees_all or not owner or owner == actor.name
+
+
 def visible(stmt: S, actor: Actor) -> S:
     """``stmt`` (selecting from :class:`Customer`) limited to what ``actor`` may see."""
     if actor.sees_all:
@@ -48,7 +53,7 @@ async def customer_for(
 ) -> Customer:
     """The customer row, if ``actor`` may see it (and change it, with ``write``)."""
     row = await session.get(Customer, customer_id)
-    if row is None or not (actor.sees_all or row.owner in (None, actor.name)):
+    if row is None or not may_see(actor, row.owner):
         raise NotFound(f"customer {customer_id} not found")
     if write and not actor.sees_all and row.owner != actor.name:
         raise Forbidden(f"customer {customer_id} is in the public pool: claim it first")

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel
 
-from crm_bridge.access import Actor
+from crm_bridge.access import Actor, may_see
 from crm_bridge.config import CrmConfig
 from crm_bridge.directory import StoreDirectory
 from crm_bridge.errors import CrmError
@@ -257,8 +257,10 @@ async def patch_contact(r: Req) -> Any:
 )
 @endpoint()
 async def lookup(r: Req) -> Any:
+    """The customer card of a number, if the actor may see that customer (an agent: its
+    own and the pool's; another agent's customer is "not found", as by id)."""
     card = await r.svc.directory.lookup_number(r.query("number")[:48])
-    if card is None:
+    if card is None or not may_see(r.actor, card.owner_agent):
         raise NotFound("no customer with this number")
     data = {k: getattr(card, k) for k in card.__slots__}
     data["tags"] = list(card.tags)

@@ -3,6 +3,10 @@
 A candidate shares an E.164 number or an e-mail (case-insensitive) with the record, or
 has a name (the customer's or a contact's) within the same company whose key is equal or
 has a difflib ratio ≥ :data:`SIMILAR_NAME_RATIO` (docs/decisions/0003-crm.md).
+
+A candidate the actor may not see (another agent's customer) is reported only as
+``{"visible": false, "reasons": [...]}``: the agent learns why its record clashes, not
+whose customer it clashes with (its name, company, owner).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm_bridge.access import Actor, may_see
 from crm_bridge.keys import name_key
 from crm_bridge.models import Contact, Customer, Email, Phone
 
@@ -29,6 +34,7 @@ async def find_duplicates(
     company: str,
     e164s: Sequence[str],
     emails: Sequence[str],
+    actor: Actor,
     exclude_customer: int | None = None,
 ) -> list[dict[str, Any]]:
     """Customers sharing a number or an email, or with a similar name in the same
@@ -81,7 +87,10 @@ async def find_duplicates(
             "name": c.name,
             "company": c.company,
             "owner": c.owner,
+            "visible": True,
             "reasons": sorted(found[c.id]),
         }
+        if may_see(actor, c.owner)
+        else {"visible": False, "reasons": sorted(found[c.id])}
         for c in sorted(rows, key=lambda c: c.id)
     ]

@@ -77,6 +77,7 @@ class CrmStore:
         if not data.force:
             dups = await find_duplicates(
                 session,
+                actor=actor,
                 names=[data.name, *(c.name for c in contacts)],
                 company=data.company,
                 e164s=[e for rows in phone_rows for _, e, _ in rows],
@@ -224,6 +225,7 @@ class CrmStore:
                 c.company_key = name_key(c.company)[:256]
                 dups = await find_duplicates(
                     session,
+                    actor=actor,
                     names=[c.name],
                     company=c.company,
                     e164s=[],
@@ -265,6 +267,7 @@ class CrmStore:
             if not force:
                 dups = await find_duplicates(
                     session,
+                    actor=actor,
                     names=[],
                     company="",
                     e164s=[e for _, e, _ in rows],
@@ -319,6 +322,7 @@ class CrmStore:
             if rows or patch.emails:
                 dups = await find_duplicates(
                     session,
+                    actor=actor,
                     names=[],
                     company="",
                     e164s=[e for _, e, _ in rows or []],

@@ -242,11 +242,16 @@
   }
 
   function showDupes(entry, form, box, candidates) {
-    const items = candidates.map((cand) => el("li", { class: "candidate" },
-      el("span", { class: "cand-name" }, cand.name || ""), " ",
-      el("span", { class: "muted" }, [cand.company, cand.owner].filter(Boolean).join(" · ")), " ",
-      el("span", { class: "muted" }, (cand.reasons || []).join("; ")), " ",
-      el("button", { type: "button", onclick: () => useCandidate(entry, cand) }, t("use_this"))));
+    // a customer this agent may not see comes as {visible: false, reasons} only
+    const items = candidates.map((cand) => cand.visible === false
+      ? el("li", { class: "candidate hidden-owner" },
+        el("span", { class: "cand-name" }, t("not_yours")), " ",
+        el("span", { class: "muted" }, (cand.reasons || []).join("; ")))
+      : el("li", { class: "candidate" },
+        el("span", { class: "cand-name" }, cand.name || ""), " ",
+        el("span", { class: "muted" }, [cand.company, cand.owner].filter(Boolean).join(" · ")), " ",
+        el("span", { class: "muted" }, (cand.reasons || []).join("; ")), " ",
+        el("button", { type: "button", onclick: () => useCandidate(entry, cand) }, t("use_this"))));
     box.replaceChildren(el("p", { class: "warning" }, t("duplicate_warning")), el("ul", {}, items),
       el("button", { type: "button", class: "force",
                      onclick: () => submitCustomer(entry, form, null, true) }, t("create_anyway")));

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
@@ -50,8 +51,16 @@ async def test_duplicate_number_across_formats(crm: Crm, second: str) -> None:
         "agent2", "POST", "/api/v1/customers", json={"name": "Other", "phones": [second]}
     )
     assert status == 409
-    assert [c["id"] for c in data["candidates"]] == [first["id"]]
-    assert data["candidates"][0]["reasons"] == ["phone +8613800138000"]
+    # another agent's customer: the reason, never its name, company or owner (issue 13)
+    assert data["candidates"] == [{"visible": False, "reasons": ["phone +8613800138000"]}]
+    assert "王小明" not in json.dumps(data) and "agent1" not in json.dumps(data)
+    status, data = await crm.call(
+        "sup", "POST", "/api/v1/customers", json={"name": "Other", "phones": [second]}
+    )
+    assert status == 409
+    assert [(c["id"], c["name"], c["owner"]) for c in data["candidates"]] == [
+        (first["id"], "王小明", "agent1")
+    ]
     # an agent may not force it, a supervisor may
     status, _ = await crm.call(
         "agent2",
@@ -344,9 +353,25 @@ async def test_call_completed_upserts_one_interaction(crm: Crm) -> None:
     recent = await directory.recent_interactions(int(c["id"]))
     assert [r["linkedid"] for r in recent] == ["1767600000.42"]
     status, data = await crm.call(
+        "agent1", "GET", "/api/v1/lookup", params={"number": "13800138000"}
+    )
+    assert status == 200 and data["customer_id"] == c["id"] and data["owner_agent"] == "agent1"
+    status, data = await crm.call("sup", "GET", "/api/v1/lookup", params={"number": "13800138000"})
+    assert status == 200 and data["customer_id"] == c["id"]
+    # another agent's customer is not found by number, as it is not by id (issue 13)
+    status, data = await crm.call(
         "agent2", "GET", "/api/v1/lookup", params={"number": "13800138000"}
     )
-    assert status == 200 and data["customer_id"] == c["id"]
+    assert status == 404 and data["error"] == "no customer with this number"
+    assert (await crm.call("agent2", "GET", f"/api/v1/customers/{c['id']}"))[0] == 404
+    # a pool customer is everybody's
+    status, _ = await crm.call("sup", "POST", f"/api/v1/customers/{c['id']}/reassign",
+                               json={"owner": None})  # fmt: skip
+    assert status == 200
+    status, data = await crm.call(
+        "agent2", "GET", "/api/v1/lookup", params={"number": "13800138000"}
+    )
+    assert status == 200 and data["customer_id"] == c["id"] and data["owner_agent"] == ""
 
 
 async def test_leads(crm: Crm) -> None:
