@@ -8,6 +8,13 @@ the placeholder, the agent is offered the callback (:class:`CallbackOffered`) an
 placeholder dials the customer into the same conversation. An unreached customer is
 retried ``callback_attempts`` times, ``callback_retry_s`` apart; then the request stays
 open as ``unreached`` until someone dials it by hand or closes it.
+
+Every step that dials asks the dial policy (through :class:`acd.outbound.Dialer`): the
+request itself (a caller presenting a premium-rate number who asks to be called back is
+told "sorry" and stays in the queue), each placeholder, the dial of the customer when an
+agent answered, and a dial by hand. A refused request is closed at once with the reason
+(outcome ``refused_<code>``: refused_type, refused_dnc...), never retried; only an agent's
+own daily limit leaves it open for someone else.
 See docs/decisions/0010-acd-routing.md.
 """
 
@@ -22,7 +29,7 @@ from typing import Any
 from acd import callback_store as cbs
 from acd.lost import LostCallers, caller_key
 from acd.notifier import AcdNotifier
-from acd.outbound import Dialer, OutboundCall, is_own_call
+from acd.outbound import Dialer, DialRefused, OutboundCall, is_own_call
 from acd.settings import AcdSettings
 from cti.ami.actions import AmiActionError
 from cti.ami.client import AmiClient, NotConnected
@@ -30,7 +37,7 @@ from cti.events import CallAnswered, ChannelInfo, IvrCallbackRequested
 from cti.phone import normalize
 from cti.store.db import Database
 
-__all__ = ["CallbackError", "Callbacks"]
+__all__ = ["CallbackError", "CallbackRefused", "Callbacks"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +46,15 @@ _AMI_ERRORS = (NotConnected, TimeoutError, AmiActionError)
 
 class CallbackError(ValueError):
     """The request cannot be taken (message meant for the API user)."""
+
+
+class CallbackRefused(CallbackError):
+    """The dial policy refused the number (``code``: the policy's code)."""
+
+    def __init__(self, refused: DialRefused) -> None:
+        super().__init__(str(refused))
+        self.code = refused.code
+        self.decision = refused.decision
 
 
 def utcnow() -> datetime:
@@ -83,14 +99,33 @@ class Callbacks:
         if self.queue_exists is not None and not self.queue_exists(queue):
             raise CallbackError(f"no queue {queue[:64]!r}")
         now = utcnow()
+        refused: DialRefused | None = None
+        try:
+            e164 = await self.dialer.allowed(e164, purpose="callback")
+        except DialRefused as exc:
+            refused = exc
         row = await cbs.create(
             self.db, number=e164, caller_key=caller_key(e164, self.region),
             caller_name=caller_name, queue=queue, source=source, at=now, linkedid=linkedid,
             position=position,
         )  # fmt: skip
+        if refused is not None:  # kept, closed, for the supervisors to see
+            await self._refused(int(row["id"]), refused, ("waiting",))
+            raise CallbackRefused(refused)
         log.info("callback %s requested (%s) for queue %s", row["id"], source, queue)
         await self._place(row)
         return row
+
+    async def _refused(
+        self, callback_id: int, refused: DialRefused, statuses: tuple[str, ...]
+    ) -> None:
+        """Close a request the dial policy refuses: with the reason, never retried."""
+        now = utcnow()
+        await cbs.update(
+            self.db, callback_id, statuses, status="done", outcome=f"refused_{refused.code}"[:32],
+            closed_at=now, call_linkedid="", next_attempt_at=None, updated_at=now,
+        )  # fmt: skip
+        log.warning("callback %s closed: the dial policy refuses it (%s)", callback_id, refused)
 
     def on_ivr_request(self, event: IvrCallbackRequested) -> None:
         """The IVR's callback option (bus handler: synchronous, so spawn)."""
@@ -121,6 +156,8 @@ class Callbacks:
                 linkedid, cid, row["queue"], row["number"], int(row["position"]),
                 self.settings.callback_max_wait_s,
             )  # fmt: skip
+        except DialRefused as exc:
+            await self._refused(cid, exc, ("queued",))
         except _AMI_ERRORS as exc:
             log.warning("callback %s: placeholder not queued: %s", cid, exc)
             await cbs.update(
@@ -154,6 +191,10 @@ class Callbacks:
                                        call.callback_id)  # fmt: skip
         try:
             await self.dialer.connect_slot(call)
+        except DialRefused as exc:
+            async with self._lock:
+                await self._refused(call.callback_id, exc, ("dialing",))
+            await self._hangup(call.linkedid)
         except _AMI_ERRORS as exc:
             log.warning("callback %s: could not dial the customer: %s", call.callback_id, exc)
 
@@ -205,9 +246,16 @@ class Callbacks:
                 raise LookupError(callback_id)
             if row["status"] not in ("waiting", "queued", "unreached"):
                 raise CallbackError(f"callback is {row['status']}")
-            call = await self.dialer.dial_via_agent(
-                agent, interface, row["number"], kind="callback", callback_id=callback_id
-            )
+            try:
+                call = await self.dialer.dial_via_agent(
+                    agent, interface, row["number"], kind="callback", callback_id=callback_id
+                )
+            except DialRefused as exc:
+                if exc.code != "limit":  # the number, not this agent's limit: closed
+                    await self._refused(callback_id, exc, (row["status"],))
+                    if row["call_linkedid"]:
+                        await self._hangup(row["call_linkedid"])
+                raise CallbackRefused(exc) from None
             old = row["call_linkedid"]
             ok = await cbs.update(
                 self.db, callback_id, (row["status"],), status="dialing", agent=agent[:64],

@@ -68,7 +68,7 @@ class AcdFeature:
         self.service = AcdService(ctx.db, ctx.ami, self.live, notifier, s)
         self.lost = LostCallers(ctx.db, region)
         self.dialer = Dialer(
-            ctx.ami, agent_ring_s=s.agent_ring_s, customer_ring_s=s.customer_ring_s
+            ctx.ami, ctx.services, agent_ring_s=s.agent_ring_s, customer_ring_s=s.customer_ring_s
         )
         self.callbacks = Callbacks(ctx.db, ctx.ami, self.dialer, notifier, self.lost, s, region)
         service = self.service

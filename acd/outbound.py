@@ -10,6 +10,11 @@ events are recognised without any channel variable:
   whose second half waits in the queue; when an agent answers it, its first half is
   redirected into ``[cti-outbound]`` and dials the customer.
 
+Every call that reaches a customer passes the dial policy (``Services.dial_policy``,
+:mod:`cti.dialpolicy`) here, in the one place that originates, right before the Originate
+or Redirect: a refused number raises :class:`DialRefused` with the policy's decision.
+Without a policy nothing is dialled.
+
 The result of a call (:class:`Result`) comes from the platform's call events: the
 ``[cti-outbound]`` leg's CallDialing / CallDialEnded and the first channel's
 CallLegEnded: ``answered`` (the customer picked up), ``unanswered`` (dialled, no
@@ -30,11 +35,13 @@ import phonenumbers
 
 from cti.ami.client import AmiClient
 from cti.events import CallDialEnded, CallDialing, CallLegEnded, DomainEvent
+from cti.services import DialDecision, Services
 
 __all__ = [
     "CALLBACK_PREFIX",
     "OUTBOUND_CONTEXT",
     "OUTBOUND_PREFIX",
+    "DialRefused",
     "Dialer",
     "InvalidNumber",
     "OutboundCall",
@@ -54,6 +61,18 @@ CALL_EVENTS = (CallDialing, CallDialEnded, CallLegEnded)
 
 class InvalidNumber(ValueError):
     """Not a number we dial (message meant for the API user)."""
+
+
+class DialRefused(Exception):
+    """The dial policy refused the number: ``decision`` says why (code, reason)."""
+
+    def __init__(self, decision: DialDecision) -> None:
+        super().__init__(decision.reason)
+        self.decision = decision
+
+    @property
+    def code(self) -> str:
+        return self.decision.code
 
 
 def valid_number(raw: object, region: str) -> str:
@@ -97,8 +116,11 @@ Result = Callable[[OutboundCall, str, datetime], Awaitable[None]]
 
 
 class Dialer:
-    def __init__(self, ami: AmiClient, *, agent_ring_s: int, customer_ring_s: int) -> None:
+    def __init__(
+        self, ami: AmiClient, services: Services, *, agent_ring_s: int, customer_ring_s: int
+    ) -> None:
         self.ami = ami
+        self.services = services
         self.agent_ring_s = agent_ring_s
         self.customer_ring_s = customer_ring_s
         self.calls: dict[str, OutboundCall] = {}
@@ -109,11 +131,26 @@ class Dialer:
         self._on_result.append(handler)
 
     # --- placing calls ----------------------------------------------------------------------
+    async def allowed(self, number: str, *, purpose: str, agent: str = "") -> str:
+        """The E.164 number to dial, if the dial policy allows it; else DialRefused.
+        ``agent``: the person who starts the dial (counted against their daily limit)."""
+        policy = self.services.dial_policy
+        if policy is None:
+            raise DialRefused(
+                DialDecision(False, number, "no dial policy is configured", "unavailable")
+            )
+        decision = await policy.check(number, purpose=purpose, agent=agent)
+        if not decision.allowed:
+            raise DialRefused(decision)
+        return decision.number or number
+
     async def dial_via_agent(
         self, agent: str, interface: str, number: str, *, kind: str,
         callback_id: int | None = None,
     ) -> OutboundCall:  # fmt: skip
-        """Ring ``interface`` (the agent's device); once answered, dial ``number``."""
+        """Ring ``interface`` (the agent's device); once answered, dial ``number``
+        (refused by the dial policy: DialRefused, nothing is placed)."""
+        number = await self.allowed(number, purpose=kind, agent=agent)
         linkedid = f"{OUTBOUND_PREFIX}{secrets.token_hex(8)}"
         call = OutboundCall(linkedid, kind, number, agent, callback_id)
         self.calls[linkedid] = call
@@ -144,7 +181,8 @@ class Dialer:
         max_wait_s: int,
     ) -> OutboundCall:  # fmt: skip
         """Put placeholder ``linkedid`` (:meth:`slot_linkedid`) of callback ``callback_id``
-        into ``queue`` at ``position`` (0: at the end)."""
+        into ``queue`` at ``position`` (0: at the end). DialRefused: not placed."""
+        number = await self.allowed(number, purpose="callback")
         call = OutboundCall(linkedid, "callback", number, "", callback_id, placeholder=True)
         self.calls[linkedid] = call
         variables = [f"CTI_CB_MAXWAIT={max_wait_s}", f"CTI_OUTBOUND_RING={self.customer_ring_s}"]
@@ -168,7 +206,9 @@ class Dialer:
 
     async def connect_slot(self, call: OutboundCall) -> None:
         """An agent answered the placeholder: send its first half to dial the customer
-        (a channel is found by its Uniqueid, which we chose)."""
+        (a channel is found by its Uniqueid, which we chose). The policy is asked again
+        (the number may have gone on the do-not-call list while it waited)."""
+        await self.allowed(call.number, purpose="callback")
         await self.ami.send_action(
             "Redirect",
             {"Channel": call.linkedid, "Context": OUTBOUND_CONTEXT,

@@ -17,14 +17,15 @@ from aiohttp import web
 
 from acd import callback_store as cbs
 from acd import store
-from acd.callbacks import CallbackError, Callbacks
-from acd.outbound import InvalidNumber, valid_number
+from acd.callbacks import CallbackError, CallbackRefused, Callbacks
+from acd.outbound import DialRefused, InvalidNumber, valid_number
 from acd.routes import SERVICE, _body, _may_see_agent, _svc, may_work_queue
 from acd.service import AgentNotFound, OperationRefused
 from cti.ami.actions import AmiActionError
 from cti.ami.client import NotConnected
+from cti.services import DialDecision
 from cti.web.auth import has_role, principal
-from cti.web.errors import BadRequest, Conflict, NotFound, Unavailable
+from cti.web.errors import ApiError, BadRequest, Conflict, NotFound, Unavailable
 from cti.web.openapi import STR, arr, doc, obj
 from cti.web.params import Choice, Int, path_int
 
@@ -40,6 +41,16 @@ CB_STATUS = Choice(name="status", choices=("open", "done", "all"), default="open
 CB_LIMIT = Int(name="limit", default=200, lo=1, hi=1000)
 
 
+def refusal(decision: DialDecision) -> ApiError:
+    """The answer to a dial the dial policy refused: 429 for an agent's daily limit, 503
+    without a policy, 403 otherwise; the policy's code and reason in the body."""
+    status = {"limit": 429, "unavailable": 503}.get(decision.code, 403)
+    return ApiError(
+        decision.reason, status=status, code=f"dial-{decision.code or 'refused'}",
+        details={"code": decision.code, "reason": decision.reason, "number": decision.number},
+    )  # fmt: skip
+
+
 def _is_supervisor(request: web.Request) -> bool:
     return has_role(request, "supervisor")
 
@@ -49,10 +60,11 @@ def _id(request: web.Request) -> int:
 
 
 @doc(
-    "Click-to-call: ring the agent, then dial the number",
+    "Click-to-call: ring the agent, then dial the number (if the dial policy allows it: "
+    "403 with its reason, 429 at the agent's daily limit)",
     tags=["acd"],
     status=202,
-    errors=[409, 503],
+    errors=[403, 409, 429, 503],
     body=obj({"number": STR}, required=["number"]),
     response=obj({"linkedid": STR, "number": STR}),
 )
@@ -70,6 +82,8 @@ async def click_to_call(request: web.Request) -> web.Response:
         call = await callbacks.dialer.dial_via_agent(name, iface, number, kind="click_to_call")
     except InvalidNumber as exc:
         raise BadRequest(str(exc)) from None
+    except DialRefused as exc:
+        raise refusal(exc.decision) from None
     except AgentNotFound:
         raise NotFound("no such agent") from None
     except OperationRefused as exc:
@@ -106,10 +120,10 @@ async def list_callbacks(request: web.Request) -> web.Response:
 
 
 @doc(
-    "Take a callback and dial it now",
+    "Take a callback and dial it now (the dial policy applies as for click-to-call)",
     tags=["acd"],
     status=202,
-    errors=[409, 503],
+    errors=[403, 409, 429, 503],
     response=obj({"linkedid": STR}),
 )
 async def dial_callback(request: web.Request) -> web.Response:
@@ -122,6 +136,8 @@ async def dial_callback(request: web.Request) -> web.Response:
     try:
         iface = await svc.agent_interface(me)
         call = await callbacks.dial(cid, me, iface)
+    except CallbackRefused as exc:
+        raise refusal(exc.decision) from None
     except AgentNotFound:
         raise Conflict("only a configured agent can dial a callback") from None
     except (OperationRefused, CallbackError) as exc:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -148,6 +149,67 @@ class AgiConfig(_Section):
     media_timeout_s: float = Field(600.0, gt=0, le=3600)
 
 
+# phonenumbers' PhoneNumberType names a dial policy may allow
+NUMBER_TYPES = frozenset(
+    name
+    for name in vars(phonenumbers.PhoneNumberType)
+    if name.isupper() and not name.startswith("_")
+)
+_DIAL_PATTERN = re.compile(r"\+[0-9X]{1,15}")
+
+
+class DialConfig(_Section):
+    """The dial policy (cti.dialpolicy): what any outbound path may dial."""
+
+    # ISO regions callable; None: the site's own (site.default_region)
+    countries: list[str] | None = None
+    # phonenumbers number types callable (premium rate, shared cost, UAN, ... are not)
+    types: list[str] = ["FIXED_LINE", "MOBILE", "FIXED_LINE_OR_MOBILE", "TOLL_FREE"]
+    # E.164 prefixes (X: any digit) never dialled, whatever else allows them
+    deny: list[str] = []
+    # E.164 prefixes dialled whatever their country or type (never past deny, DNC, limits)
+    allow: list[str] = []
+    # dials an agent may start per local day (click-to-call, callbacks by hand); 0: no limit
+    agent_daily_limit: int = Field(300, ge=0, le=1_000_000)
+    agent_limits: dict[str, int] = {}
+
+    @field_validator("countries")
+    @classmethod
+    def _countries(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return None
+        out = []
+        for region in v:
+            if region.upper() not in phonenumbers.SUPPORTED_REGIONS:
+                raise ValueError(f"unknown phone region {region!r} (ISO 3166 code like CN, US)")
+            out.append(region.upper())
+        return out
+
+    @field_validator("types")
+    @classmethod
+    def _types(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if name.upper() not in NUMBER_TYPES:
+                raise ValueError(f"unknown number type {name!r} (one of {sorted(NUMBER_TYPES)})")
+        return [name.upper() for name in v]
+
+    @field_validator("deny", "allow")
+    @classmethod
+    def _patterns(cls, v: list[str]) -> list[str]:
+        for pattern in v:
+            if not _DIAL_PATTERN.fullmatch(pattern):
+                raise ValueError(f"{pattern!r}: an E.164 prefix like +1900 (X: any digit)")
+        return v
+
+    @field_validator("agent_limits")
+    @classmethod
+    def _limits(cls, v: dict[str, int]) -> dict[str, int]:
+        for agent, limit in v.items():
+            if not 0 <= limit <= 1_000_000:
+                raise ValueError(f"agent_limits.{agent}: 0 (no limit) to 1000000")
+        return v
+
+
 class LogConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "text"] = "text"
@@ -170,6 +232,7 @@ class Settings(BaseSettings):
     http: HttpConfig = HttpConfig()
     auth: AuthConfig = AuthConfig()
     agi: AgiConfig = AgiConfig()
+    dial: DialConfig = DialConfig()
     log: LogConfig = LogConfig()
 
     @classmethod

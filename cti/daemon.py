@@ -28,6 +28,7 @@ from cti.calls import recovery
 from cti.calls.model import EVENT_CLASSES, Call, CallModel, channel_info
 from cti.calls.recorder import CallRecorder
 from cti.config import ConfigError, Settings
+from cti.dialpolicy import StoreDialPolicy
 from cti.events import (
     AmiConnected,
     AmiDisconnected,
@@ -102,6 +103,10 @@ class Daemon:
         self.metrics = Metrics()
         self.model = CallModel(inbound_contexts=settings.asterisk.inbound_contexts)
         self.db = Database.from_url(settings.database.url)
+        self.services.dial_policy = StoreDialPolicy(
+            settings.dial, region=settings.site.default_region, timezone=settings.site.timezone,
+            db=self.db, services=self.services,
+        )  # fmt: skip
         self.recorder = CallRecorder(self.db, default_region=settings.site.default_region)
         self.recovery = recovery.Recovery(Path(settings.asterisk.log_dir))
         a = settings.ami

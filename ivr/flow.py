@@ -13,6 +13,11 @@ do next through channel variables (the dialplan filters them again)::
 Caller input never reaches a dial string: digits select options or are stored after
 validation; numbers and extensions dialled come from the admin's file, validated at load.
 A hang-up anywhere is an IVR abandon (:class:`cti.events.IvrAbandoned`).
+
+Calls the system would place pass the dial policy (``Services.dial_policy``) first: a
+callback to the caller's number (a caller presenting a premium-rate number is told
+"sorry" and waits in the queue instead of being called back) and forwarding to an
+external number (refused: the caller goes to the operator queue). Both are logged.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ _SAFE_ARG = re.compile(r"[A-Za-z0-9+*#._-]{0,64}")
 _AGENT = re.compile(r"[A-Za-z0-9_.@/-]{1,64}")
 _TIER = re.compile(r"[A-Za-z0-9_-]{1,32}")
 MAX_STEPS = 200  # a caller bouncing between menus forever is cut off
+SORRY = "im-sorry"  # Asterisk's core sound
 
 
 @dataclass(frozen=True)
@@ -257,7 +263,36 @@ def _dial_target(env: Env, action: Action) -> tuple[str, str]:
     return "hangup", ""
 
 
+async def _dialable(
+    agi: AgiSession, env: Env, state: CallState, action: Action, reason: str
+) -> tuple[Action, str]:
+    """``action``, or the queue instead when it would dial a number the dial policy
+    refuses (no policy: nothing is dialled)."""
+    if action.action == "callback":
+        number, purpose = state.caller_e164, "callback"
+    elif action.action == "external":
+        number, purpose = normalize(action.target, env.region), "forward"
+    else:
+        return action, reason
+    policy = env.services.dial_policy
+    why = "no dial policy is configured"
+    if policy is not None and number:
+        decision = await policy.check(number, purpose=purpose)
+        if decision.allowed:
+            return action, reason
+        why = decision.reason
+    elif not number:
+        why = "no number to call back"
+    log.warning("IVR %s for %s refused (%s): queued instead", purpose, state.linkedid, why)
+    queue = env.loaded.data.defaults.operator
+    if action.action == "callback":
+        queue = action.target or queue
+        await agi.stream_file(SORRY)  # "I'm sorry": the caller waits in the queue instead
+    return Action(action="queue", target=queue), "dial_refused"
+
+
 async def _finish(agi: AgiSession, env: Env, state: CallState, action: Action, reason: str) -> None:
+    action, reason = await _dialable(agi, env, state, action, reason)
     if action.prompt:
         await agi.stream_file(_prompt(env, action.prompt))
     if action.action == "callback":

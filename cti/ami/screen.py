@@ -227,6 +227,7 @@ class AmiScreen:
             self.drops.append(Drop("injected_head", held.event or "", _excerpt(held)))
         self.drops.append(Drop(reason, event, excerpt))
 
+
 def _check(msg: Message, event: str) -> str | None:
     keys = msg._index.keys()
     if len(keys) != msg.header_count and _repeats(msg):

@@ -17,7 +17,7 @@ Column types:
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -25,6 +25,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     Dialect,
     Float,
@@ -48,6 +49,7 @@ __all__ = [
     "BoundedText",
     "Call",
     "CleanText",
+    "DialCount",
     "Team",
     "TextTooLongError",
     "UTCDateTime",
@@ -298,3 +300,13 @@ class AuditEntry(Base):
     before: Mapped[Any] = mapped_column(JSON(), nullable=True)
     after: Mapped[Any] = mapped_column(JSON(), nullable=True)
     detail: Mapped[str] = mapped_column(BoundedText(2000), default="")
+
+
+class DialCount(Base):
+    """How many dials an agent started on one local day (the dial policy's limit)."""
+
+    __tablename__ = "dial_counts"
+
+    agent: Mapped[str] = mapped_column(BoundedText(128), primary_key=True)
+    day: Mapped[date] = mapped_column(Date(), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer(), default=0)

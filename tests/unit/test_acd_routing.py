@@ -27,6 +27,7 @@ from cti.events import (
     CallQueued,
     DomainEvent,
 )
+from cti.services import Services
 from cti.store.db import Database
 
 T0 = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
@@ -156,7 +157,9 @@ def leg_end(lid: str, uniqueid: str) -> CallLegEnded:
 
 
 async def results_of(events: list[DomainEvent], call: OutboundCall) -> list[str]:
-    dialer = Dialer(AmiClient("127.0.0.1", 1, "x", "y"), agent_ring_s=30, customer_ring_s=45)
+    dialer = Dialer(
+        AmiClient("127.0.0.1", 1, "x", "y"), Services(), agent_ring_s=30, customer_ring_s=45
+    )
     got: list[str] = []
 
     async def on_result(c: OutboundCall, result: str, at: datetime) -> None:
@@ -224,7 +227,7 @@ async def test_a_callback_needs_a_number_and_an_existing_queue() -> None:
 
     db = Database.from_url("sqlite+aiosqlite://")  # never reached: refused before the store
     ami = AmiClient("127.0.0.1", 1, "x", "y")
-    dialer = Dialer(ami, agent_ring_s=30, customer_ring_s=45)
+    dialer = Dialer(ami, Services(), agent_ring_s=30, customer_ring_s=45)
     callbacks = Callbacks(
         db, ami, dialer, AcdNotifier(EventBus()), LostCallers(db, "CN"), AcdSettings(), "CN"
     )
