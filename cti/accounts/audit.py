@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from cti.principal import Principal
+from cti.spreadsheet import cell
 from cti.store.db import Database
 from cti.store.models import AuditEntry, clip_text, utcnow
 
@@ -169,23 +170,11 @@ def to_json(r: AuditEntry) -> dict[str, Any]:
 
 _CSV_COLUMNS = ("id", "at", "actor", "actor_role", "address", "action", "target_type",
                 "target_id", "before", "after", "detail")  # fmt: skip
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    return "'" + text if text.startswith(_FORMULA_START) else text
-
-
 def to_csv(rows: Sequence[Mapping[str, Any]]) -> str:
-    """The entries as CSV, every text cell formula-neutralised (a leading ``'``)."""
+    """The entries as CSV, every text cell formula-neutralised (:mod:`cti.spreadsheet`)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\r\n")
     w.writerow(_CSV_COLUMNS)
     for r in rows:
-        w.writerow([_cell(r.get(c)) for c in _CSV_COLUMNS])
+        w.writerow([cell(r.get(c)) for c in _CSV_COLUMNS])
     return buf.getvalue()
