@@ -188,3 +188,18 @@ def settings_without_asterisk(db_url: str, tmp_path: Path) -> Any:
         recordings={"root": str(tmp_path / "monitor")},
         ivr={"menus": str(tmp_path / "menus.toml"), "prompt_dir": str(tmp_path / "prompts")},
     )  # fmt: skip
+
+
+async def start_sipp(
+    inst: ChrootAsterisk, scenario: Path, *args: str, cwd: Path, timeout_s: int = 60
+) -> asyncio.subprocess.Process:
+    """SIPp (the real caller) running ``scenario`` against the instance's SIP port,
+    dialling 4008001234; ``args`` are SIPp's own (``-m``, ``-inf``, ``-set``...)."""
+    assert shutil.which("sipp"), "sip-tester (sipp) is required"
+    return await asyncio.create_subprocess_exec(
+        "sipp", "-sf", str(scenario), "-i", "127.0.0.1",
+        "-p", str(free_port(socket.SOCK_DGRAM)), "-mi", "127.0.0.1",
+        "-mp", str(free_port(socket.SOCK_DGRAM)), "-s", "4008001234", "-nostdin",
+        "-timeout", str(timeout_s), *args, f"127.0.0.1:{inst.spec.sip_port}",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=cwd,
+    )  # fmt: skip

@@ -24,6 +24,7 @@ from cti.ami.protocol import Message
 from cti.asterisk.instance import ChrootAsterisk
 from cti.daemon import Daemon
 from cti.events import CallbackOffered, IvrCallbackRequested, OutboundCallStarted
+from cti.features import Feature
 from cti.store.tokens import create_token
 from tests.acceptance.conftest import daemon_settings
 from tests.acceptance.harness import originate_call, wait_for
@@ -54,12 +55,18 @@ async def routing(asterisk: ChrootAsterisk, db_url: str, ami: AmiClient) -> Asyn
     started: list[Daemon] = []
     await set_globals(ami, {**SIM_GLOBALS, "CTI_SIM_OUTBOUND": "1"})
 
-    async def factory(**acd: Any) -> Daemon:
+    async def factory(
+        *, features: list[Feature] | None = None, sections: dict[str, Any] | None = None,
+        **acd: Any,
+    ) -> Daemon:  # fmt: skip
+        """``features``: the daemon's (default: the ACD alone); ``sections``: more
+        configuration sections (``ivr``, ``dial``)."""
         settings = daemon_settings(
             asterisk, db_url,
             acd={"asterisk_etc_dir": str(asterisk.etc_dir), "callback_retry_s": 1, **acd},
+            **(sections or {}),
         )  # fmt: skip
-        daemon = Daemon(settings, features=[AcdFeature()])
+        daemon = Daemon(settings, features=features or [AcdFeature()])
         await daemon.start()
         started.append(daemon)
         await daemon.ami.wait_connected(timeout=15)

@@ -12,8 +12,6 @@ is counted on the daemon's Prometheus registry.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
 from pathlib import Path
 from urllib.parse import quote
 
@@ -26,7 +24,7 @@ from cti.asterisk.instance import ChrootAsterisk
 from cti.daemon import Daemon
 from cti.store.models import Call as CallRow
 from tests.acceptance.conftest import DaemonFactory
-from tests.acceptance.harness import free_port, originate_call, wait_for
+from tests.acceptance.harness import originate_call, start_sipp, wait_for
 
 SIPP = Path(__file__).parent / "sipp"
 VICTIM_NUMBERS = ("13800138001", "13800138002")
@@ -61,16 +59,13 @@ def hostile_from_headers(victim: str) -> list[str]:
 
 
 async def sipp(asterisk: ChrootAsterisk, scenario: str, rows: list[str], tmp: Path) -> str:
-    assert shutil.which("sipp"), "sip-tester (sipp) is required"
+    """One SIPp call per row (``[field0]`` of the scenario), four at a time."""
     inf = tmp / f"{scenario}.csv"
     assert not any(";" in r or "\n" in r for r in rows)
     inf.write_text("SEQUENTIAL\n" + "".join(f"{r};\n" for r in rows))
-    proc = await asyncio.create_subprocess_exec(
-        "sipp", "-sf", str(SIPP / f"{scenario}.xml"), "-inf", str(inf), "-m", str(len(rows)),
-        "-r", "4", "-l", "4", "-i", "127.0.0.1", "-p", str(free_port(socket.SOCK_DGRAM)),
-        "-mi", "127.0.0.1", "-mp", str(free_port(socket.SOCK_DGRAM)), "-s", "4008001234",
-        "-nostdin", "-timeout", "40", "-timeout_error", f"127.0.0.1:{asterisk.spec.sip_port}",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=tmp,
+    proc = await start_sipp(
+        asterisk, SIPP / f"{scenario}.xml", "-inf", str(inf), "-m", str(len(rows)),
+        "-r", "4", "-l", "4", "-timeout_error", cwd=tmp, timeout_s=40,
     )  # fmt: skip
     try:
         out, _ = await asyncio.wait_for(proc.communicate(), 60)

@@ -10,9 +10,7 @@ foreign numbers and stops an agent at its daily limit, with the policy's reason.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,21 +19,18 @@ import pytest
 
 from acd import callback_store as cbs
 from acd.feature import AcdFeature
-from acd.queues_conf import FILE_NAME
 from acd.service import AcdService
 from cti.ami.client import AmiClient
 from cti.ami.protocol import Message
 from cti.asterisk.instance import ChrootAsterisk
-from cti.config import Settings
 from cti.daemon import Daemon
 from cti.dialpolicy import StoreDialPolicy
 from cti.events import IvrCallbackRequested, IvrCompleted
-from cti.features import Feature
 from cti.store.tokens import create_token
 from ivr.feature import IvrFeature
-from tests.acceptance.harness import free_port, wait_for
+from tests.acceptance.harness import start_sipp, wait_for
 from tests.acceptance.test_acd import Events, setup_queue
-from tests.acceptance.test_acd_routing import SIM_GLOBALS, call, set_globals
+from tests.acceptance.test_acd_routing import call, routing  # noqa: F401 (fixture)
 from tests.acceptance.test_ivr_harness import in_queue, ivr_settings
 
 PREMIUM = "+19005550123"
@@ -63,38 +58,29 @@ PCAPS = Path("/usr/share/sip-tester")
 SCENARIO = Path(__file__).parent / "sipp" / "uac_press.xml"
 
 
+pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
+
 @pytest.fixture
-async def stack(
-    asterisk: ChrootAsterisk, ami: AmiClient, tmp_path: Path
-) -> AsyncIterator[Callable[..., Awaitable[Daemon]]]:
-    started: list[Daemon] = []
-    await set_globals(ami, {**SIM_GLOBALS, "CTI_SIM_OUTBOUND": "1"})
+def stack(
+    asterisk: ChrootAsterisk,
+    routing: Callable[..., Awaitable[Daemon]],  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+) -> Callable[..., Awaitable[Daemon]]:
+    """Daemons with the ACD, and the IVR (``MENUS``) unless ``ivr=False``; ``dial``:
+    the ``[dial]`` section. Outbound calls go to the simulated customer."""
+    menus = tmp_path / "menus.toml"
+    menus.write_text(MENUS)
+    ivr_section = ivr_settings(asterisk, "sqlite://", menus).model_dump()["ivr"]
 
     async def factory(*, ivr: bool = True, **dial: Any) -> Daemon:
-        menus = tmp_path / "menus.toml"
-        menus.write_text(MENUS)
-        data = ivr_settings(asterisk, f"sqlite+aiosqlite:///{tmp_path / 'cti.db'}", menus)
-        values = {**data.model_dump(), "dial": dial}
         if not ivr:
-            del values["ivr"]
-        settings = Settings(
-            **values,
-            acd={"asterisk_etc_dir": str(asterisk.etc_dir), "callback_retry_s": 1},
-        )  # fmt: skip
-        features: list[Feature] = [IvrFeature(), AcdFeature()] if ivr else [AcdFeature()]
-        daemon = Daemon(settings, features=features)
-        await daemon.start()
-        started.append(daemon)
-        await daemon.ami.wait_connected(timeout=15)
-        return daemon
+            return await routing(sections={"dial": dial})
+        return await routing(
+            features=[IvrFeature(), AcdFeature()], sections={"ivr": ivr_section, "dial": dial}
+        )
 
-    yield factory
-    for daemon in started:
-        await daemon.stop()
-    await set_globals(ami, SIM_GLOBALS)
-    (asterisk.etc_dir / FILE_NAME).unlink(missing_ok=True)
-    await ami.send_action("QueueReload", {"Parameters": "yes"})
-    await asyncio.to_thread(asterisk.cli, "channel request hangup all")
+    return factory
 
 
 def acd(daemon: Daemon) -> AcdService:
@@ -108,18 +94,11 @@ async def sip_caller_presses(
 ) -> asyncio.subprocess.Process:
     """A SIPp caller from ``number`` who presses ``digit`` (RFC 2833) in the IVR and stays
     on the line; the caller hangs up when the process is killed."""
-    assert shutil.which("sipp"), "sip-tester (sipp) is required"
     scenario = tmp / f"press_{digit}.xml"
     scenario.write_text(
         SCENARIO.read_text().replace("@PCAP@", str(PCAPS / f"dtmf_2833_{digit}.pcap"))
     )
-    return await asyncio.create_subprocess_exec(
-        "sipp", "-sf", str(scenario), "-m", "1", "-i", "127.0.0.1",
-        "-p", str(free_port(socket.SOCK_DGRAM)), "-mi", "127.0.0.1",
-        "-mp", str(free_port(socket.SOCK_DGRAM)), "-s", "4008001234", "-set", "caller", number,
-        "-nostdin", "-timeout", "60", f"127.0.0.1:{asterisk.spec.sip_port}",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=tmp,
-    )  # fmt: skip
+    return await start_sipp(asterisk, scenario, "-m", "1", "-set", "caller", number, cwd=tmp)
 
 
 async def stop(proc: asyncio.subprocess.Process) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 
@@ -179,7 +180,12 @@ class Prompt:
             raise
 
 
-async def silent_peer(alive: bool | None, media_timeout: float = 30.0) -> tuple[float, Prompt]:
+@contextlib.asynccontextmanager
+async def prompting(
+    alive: bool | None, media_timeout: float = 30.0
+) -> AsyncIterator[tuple[Prompt, list[str], asyncio.StreamReader, asyncio.StreamWriter]]:
+    """A server whose ``ivr`` route plays a long prompt, the liveness answers given
+    (``alive``) and the Uniqueids asked, and a peer that sent the header and got GET DATA."""
     prompt = Prompt()
     asked: list[str] = []
 
@@ -188,7 +194,7 @@ async def silent_peer(alive: bool | None, media_timeout: float = 30.0) -> tuple[
         return alive
 
     srv = FastAgiServer(
-        "127.0.0.1", 0, header_timeout=0.5, command_timeout=0.3, media_timeout=media_timeout,
+        "127.0.0.1", 0, header_timeout=0.5, command_timeout=0.2, media_timeout=media_timeout,
         channel_alive=channel_alive,
     )  # fmt: skip
     srv.add_route("ivr", prompt.handler)
@@ -196,13 +202,18 @@ async def silent_peer(alive: bool | None, media_timeout: float = 30.0) -> tuple[
     try:
         reader, writer = await open_(srv)
         writer.write(header("ivr"))
-        t0 = time.monotonic()
         assert await reader.readline() == b"GET DATA long-prompt 5000 1\n"
-        assert await closed_by_server(reader, media_timeout + 5)  # then: silence
-        elapsed = time.monotonic() - t0
+        yield prompt, asked, reader, writer
         writer.close()
     finally:
         await srv.stop()
+
+
+async def silent_peer(alive: bool | None, media_timeout: float = 30.0) -> tuple[float, Prompt]:
+    async with prompting(alive, media_timeout) as (prompt, asked, reader, _):
+        t0 = time.monotonic()
+        assert await closed_by_server(reader, media_timeout + 5)  # silence, until cut
+        elapsed = time.monotonic() - t0
     if alive is not None:  # the channel named in the header was asked after
         assert set(asked) == {"cti-5f1c-1795923066.7"}
     return elapsed, prompt
@@ -215,24 +226,12 @@ async def test_silent_peer_on_a_channel_asterisk_does_not_have_is_cut() -> None:
 
 
 async def test_a_long_prompt_on_a_live_channel_is_waited_for() -> None:
-    prompt = Prompt()
-    srv = FastAgiServer(
-        "127.0.0.1", 0, header_timeout=0.5, command_timeout=0.2, media_timeout=30,
-        channel_alive=lambda uid: True,
-    )  # fmt: skip
-    srv.add_route("ivr", prompt.handler)
-    await srv.start()
-    try:
-        reader, writer = await open_(srv)
-        writer.write(header("ivr"))
-        assert await reader.readline() == b"GET DATA long-prompt 5000 1\n"
+    async with prompting(alive=True) as (prompt, asked, reader, writer):
         await asyncio.sleep(1.0)  # five times command_timeout: the prompt is still playing
         writer.write(b"200 result=7\n")
         assert await closed_by_server(reader, 2)
-        writer.close()
-    finally:
-        await srv.stop()
     assert prompt.results == ["7"]
+    assert len(asked) >= 3
 
 
 async def test_silent_peer_when_liveness_is_unknown_waits_for_media_timeout() -> None:
