@@ -95,7 +95,7 @@ def victim_state(daemon: Daemon, linkedid: str) -> dict[str, object]:
     return {
         "legs": sorted((u, leg.channel, leg.ended_at) for u, leg in call.legs.items()),
         "caller": (call.caller_num, call.caller_name, call.dnis),
-        "queue": (call.queue, call.agent, call.answered_at, call.abandoned, call.left_queue),
+        "queue": (call.queue, call.agent, call.answered_at, call.outcome, repr(call.stay)),
         "closing": call.closing_since,
         "acd": entries,
     }
