@@ -64,9 +64,21 @@ class DispositionsIn(BaseModel):
     ]
 
 
+MAX_URL = 2048  # crm_webhook_targets.url
+
+
+def _url_fits(url: HttpUrl | None) -> HttpUrl | None:
+    if url is not None and len(str(url)) > MAX_URL:
+        raise ValueError(f"a URL of at most {MAX_URL} characters")
+    return url
+
+
+Url = Annotated[HttpUrl, AfterValidator(_url_fits)]
+
+
 class TargetIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    url: HttpUrl
+    url: Url
     events: list[WebhookEvent] = Field(default_factory=_all_events, min_length=1)
     secret: str | None = Field(default=None, min_length=16, max_length=256,
                                pattern=r"^[\x21-\x7e]+$")  # printable ASCII, no spaces
@@ -75,7 +87,7 @@ class TargetIn(BaseModel):
 
 class TargetPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    url: HttpUrl | None = None
+    url: Url | None = None
     events: list[WebhookEvent] | None = Field(default=None, min_length=1)
     enabled: bool | None = None
 

@@ -189,6 +189,7 @@ async def test_webhook_receivers_added_in_the_console_get_deliveries(
         ({"url": url, "events": ["call.exploded"]}, 400),
         ({"url": url + "2", "secret": "short"}, 400),
         ({"url": url + "2", "secret": "sixteen chars but spaces"}, 400),
+        ({"url": "https://" + ".".join(["a" * 60] * 33 + ["b" * 30]) + ".example/"}, 400),
         ({"url": url}, 409),
     ):  # fmt: skip
         status, answer = await crm.call("admin", "POST", "/api/v1/webhooks/targets", json=bad)
