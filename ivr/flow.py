@@ -142,7 +142,7 @@ async def _run(agi: AgiSession, env: Env, state: CallState) -> None:
             if tier_action is not None:
                 raise _Done(tier_action, "tier")
         if not start:  # no menu yet: hours and recognition only, then the operator queue
-            raise _Done(Action(action="operator"), "choice")
+            raise _Done(Action(action="operator"), "fallback")
         await _menus(agi, env, state, start)
     except _Done as done:
         await _finish(agi, env, state, done.action, done.reason)
