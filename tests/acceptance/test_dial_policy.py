@@ -107,6 +107,19 @@ async def stop(proc: asyncio.subprocess.Process) -> None:
         await proc.wait()
 
 
+async def press_in_queue(ami: AmiClient, events: Events, linkedid: str, digit: str) -> None:
+    """Once the caller waits in a queue, it presses ``digit`` (DTMF received on its
+    channel, as from its phone): no race between the key and the queue join."""
+
+    async def joined() -> list[Message]:
+        return events.of("QueueCallerJoin", linkedid)
+
+    (join,) = await wait_for(joined, timeout=20, what="the caller waiting in the queue")
+    await ami.send_action(
+        "PlayDTMF", {"Channel": join["Channel"], "Digit": digit, "Receive": "true"}
+    )
+
+
 def dialled(events: Events) -> list[Message]:
     return [m for m in events.of("Newchannel") if m.get("Context") in DIALLING]
 
@@ -162,8 +175,10 @@ async def test_queue_key_callback_to_a_premium_number_is_refused_politely(
     daemon = await stack(ivr=False)  # no menus: calls reach the queue at once
     await setup_queue(acd(daemon), "support", {}, callback_key="1")
     with Events(ami, {"Newchannel", "QueueCallerJoin", "QueueCallerLeave"}) as events:
-        # through the inbound context (it answers, so the key reaches app_queue): support
-        lid = await call(ami, "", caller=PREMIUM, hold_s=20, dtmf="1", dtmf_delay=3)
+        # through the inbound context (it answers, so a key reaches app_queue): support
+        lid = await call(ami, "", caller=PREMIUM, hold_s=30)
+
+        await press_in_queue(ami, events, lid, "1")
 
         async def refused() -> list[dict[str, Any]]:
             rows = await cbs.list_callbacks(daemon.db, status="all", queues=None, agent="",
@@ -250,8 +265,8 @@ async def test_a_waiting_callback_the_policy_no_longer_allows_is_closed_undialle
     svc = acd(daemon)
     await setup_queue(svc, "support", {"101": 0}, callback_key="1")
     await svc.set_status("a101", "paused", "break", by="test")
-    with Events(ami, {"Newchannel", "AgentConnect"}) as events:
-        await call(ami, "", hold_s=20, dtmf="1", dtmf_delay=3)
+    with Events(ami, {"Newchannel", "AgentConnect", "QueueCallerJoin"}) as events:
+        await press_in_queue(ami, events, await call(ami, "", hold_s=30), "1")
 
         async def queued() -> list[dict[str, Any]]:
             return await cbs.with_status(daemon.db, ("queued",))
