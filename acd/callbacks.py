@@ -36,6 +36,7 @@ from cti.ami.client import AmiClient, NotConnected
 from cti.events import CallAnswered, ChannelInfo, IvrCallbackRequested
 from cti.phone import normalize
 from cti.store.db import Database
+from cti.tasks import BackgroundTasks
 
 __all__ = ["CallbackError", "CallbackRefused", "Callbacks"]
 
@@ -80,7 +81,7 @@ class Callbacks:
         self.settings = settings
         self.region = region
         self._lock = asyncio.Lock()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTasks("acd-callbacks")
         #: set by the feature: whether a queue is configured (a placeholder for a queue
         #: that does not exist would be queued again forever)
         self.queue_exists: Callable[[str], bool] | None = None
@@ -330,13 +331,12 @@ class Callbacks:
             )  # fmt: skip
 
     def _spawn(self, coro: Any) -> None:
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(coro, "job")
 
     async def drain(self) -> None:
-        if self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        """Let running jobs (a request being stored, a customer being dialled) finish."""
+        await self._tasks.drain(timeout=10)
+        await self._tasks.stop()
 
     @staticmethod
     def ignores(linkedid: str) -> bool:

@@ -5,7 +5,6 @@ routes into the daemon (registered under ``cti.features`` as ``acd``)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime
 
@@ -19,11 +18,12 @@ from acd.notifier import AcdNotifier
 from acd.outbound import CALL_EVENTS as DIAL_EVENTS
 from acd.outbound import Dialer
 from acd.outbound_routes import add_outbound_routes
+from acd.queue_service import AcdQueueService
 from acd.routes import add_routes
 from acd.service import AcdService
 from acd.settings import AcdSettings
 from cti.ami.protocol import Message
-from cti.config import ConfigError
+from cti.config import ConfigError, Settings
 from cti.events import (
     AgentStatusChanged,
     AmiConnected,
@@ -32,6 +32,9 @@ from cti.events import (
     IvrCallbackRequested,
 )
 from cti.features import FeatureContext
+from cti.services import Services
+from cti.store.db import Database
+from cti.tasks import BackgroundTasks
 
 __all__ = ["AcdFeature"]
 
@@ -48,8 +51,12 @@ class AcdFeature:
         self.lost: LostCallers | None = None
         self.dialer: Dialer | None = None
         self.callbacks: Callbacks | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks = BackgroundTasks("acd")
         self._settings = AcdSettings()
+
+    def offer(self, services: Services, db: Database, settings: Settings) -> None:
+        """The ACD's queues and agents for other features (cti.services.QueueService)."""
+        services.queues = AcdQueueService(db, self.live)
 
     def setup(self, ctx: FeatureContext) -> None:
         self._settings = s = ctx.section("acd", AcdSettings)
@@ -66,7 +73,7 @@ class AcdFeature:
         region = ctx.settings.site.default_region
         notifier = AcdNotifier(ctx.bus)
         self.service = AcdService(ctx.db, ctx.ami, self.live, notifier, s)
-        self.lost = LostCallers(ctx.db, region)
+        self.lost = LostCallers(ctx.db, region, metrics=ctx.workers)
         self.dialer = Dialer(
             ctx.ami, ctx.services, agent_ring_s=s.agent_ring_s, customer_ring_s=s.customer_ring_s
         )
@@ -97,15 +104,10 @@ class AcdFeature:
         assert self.lost is not None and self.service is not None
         await self.lost.start()
         await self.service.apply_queues()
-        self._tasks.append(asyncio.create_task(self._overflow_loop(), name="acd-overflow"))
+        self._tasks.spawn(self._overflow_loop(), "overflow")
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
+        await self._tasks.stop()
         if self.callbacks is not None and self.dialer is not None:
             await self.callbacks.drain()
             await self.dialer.drain()
@@ -118,8 +120,7 @@ class AcdFeature:
             self.live.handle(msg, datetime.now(UTC))
 
     def _on_ami_connected(self, event: AmiConnected) -> None:
-        self._tasks.append(asyncio.create_task(self._resync(event), name="acd-resync"))
-        self._tasks = [t for t in self._tasks if not t.done()]
+        self._tasks.spawn(self._resync(event), "resync")
 
     async def _resync(self, event: AmiConnected) -> None:
         assert self.service is not None and self.callbacks is not None

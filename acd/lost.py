@@ -5,14 +5,15 @@ the number is reached by a callback or a click-to-call (:meth:`LostCallers.close
 Calls the ACD places itself (callback placeholders, outbound calls) are never lost
 callers and close nothing by themselves.
 
-The bus handler only enqueues (the bus is synchronous); one worker writes.
+The bus handler only submits to a :class:`~cti.worker.QueueWorker` (the bus is
+synchronous): bounded, drops counted in /metrics, database errors retried until the
+database is back, a record the database refuses given up alone.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import select, update
@@ -21,8 +22,9 @@ from sqlalchemy.exc import IntegrityError
 from acd.models import CallbackRow, LostCallerRow
 from cti.events import CallCompleted, CallRecord
 from cti.phone import normalize
-from cti.store.db import Database
+from cti.store.db import Database, is_data_error
 from cti.store.models import clip_text
+from cti.worker import QueueWorker, WorkerMetrics
 
 __all__ = ["LOST_DISPOSITIONS", "LostCallers"]
 
@@ -40,12 +42,17 @@ def caller_key(num: str, region: str) -> str:
 
 
 class LostCallers:
-    def __init__(self, db: Database, region: str) -> None:
+    def __init__(self, db: Database, region: str, *, metrics: WorkerMetrics | None = None) -> None:
         self._db = db
         self._region = region
-        self._queue: asyncio.Queue[CallRecord] = asyncio.Queue(_QUEUE_MAX)
-        self._task: asyncio.Task[None] | None = None
-        self.dropped = 0
+        self.worker: QueueWorker[CallRecord] = QueueWorker(
+            "acd-lost-callers", self._handle, queue_size=_QUEUE_MAX, permanent=is_data_error,
+            describe=lambda r: f"call {r.linkedid}", metrics=metrics,
+        )  # fmt: skip
+
+    @property
+    def dropped(self) -> int:
+        return self.worker.dropped
 
     def on_completed(self, event: CallCompleted) -> None:
         rec = event.record
@@ -53,37 +60,20 @@ class LostCallers:
             return
         if rec.linkedid.startswith(("cti-out-", "cti-cb-")):  # acd.outbound's own calls
             return
-        try:
-            self._queue.put_nowait(rec)
-        except asyncio.QueueFull:
-            self.dropped += 1
-            log.error("lost-caller queue full: %s not considered", rec.linkedid)
+        self.worker.submit(rec)
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="acd-lost-callers")
+        self.worker.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            await self.flush(timeout=2)
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self.worker.close(grace_s=2)
 
-    async def flush(self, timeout: float = 5) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                await self._queue.join()
+    async def flush(self) -> None:
+        await self.worker.flush()
 
-    async def _run(self) -> None:
-        while True:
-            rec = await self._queue.get()
-            try:
-                await self.apply(rec)
-            except Exception:
-                log.exception("lost-caller bookkeeping failed for %s", rec.linkedid)
-            finally:
-                self._queue.task_done()
+    async def _handle(self, records: Sequence[CallRecord]) -> None:
+        for rec in records:
+            await self.apply(rec)
 
     async def apply(self, rec: CallRecord) -> None:
         key = caller_key(rec.caller_num, self._region)

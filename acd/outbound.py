@@ -24,7 +24,6 @@ left the queue unanswered).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -36,6 +35,7 @@ import phonenumbers
 from cti.ami.client import AmiClient
 from cti.events import CallDialEnded, CallDialing, CallLegEnded, DomainEvent
 from cti.services import DialDecision, Services
+from cti.tasks import BackgroundTasks
 
 __all__ = [
     "CALLBACK_PREFIX",
@@ -125,7 +125,7 @@ class Dialer:
         self.customer_ring_s = customer_ring_s
         self.calls: dict[str, OutboundCall] = {}
         self._on_result: list[Result] = []
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTasks("acd-dialer")
 
     def on_result(self, handler: Result) -> None:
         self._on_result.append(handler)
@@ -248,9 +248,7 @@ class Dialer:
             self.calls.pop(call.linkedid, None)
         now = datetime.now(UTC)
         for handler in self._on_result:
-            task = asyncio.get_running_loop().create_task(self._run(handler, call, result, now))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._tasks.spawn(self._run(handler, call, result, now), "result")
 
     async def _run(self, handler: Result, call: OutboundCall, result: str, at: datetime) -> None:
         try:
@@ -259,5 +257,6 @@ class Dialer:
             log.exception("outbound call result handling failed for %s", call.linkedid)
 
     async def drain(self) -> None:
-        if self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        """Let result handlers that are running finish."""
+        await self._tasks.drain(timeout=10)
+        await self._tasks.stop()

@@ -6,7 +6,6 @@ Register as ``crm = "crm_bridge.feature:CrmFeature"`` in the ``cti.features`` gr
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -20,6 +19,7 @@ from crm_bridge.store import CrmStore
 from crm_bridge.webhooks import WebhookDispatcher
 from cti.events import RecordingStopped
 from cti.features import FeatureContext
+from cti.tasks import BackgroundTasks
 
 log = logging.getLogger(__name__)
 
@@ -31,19 +31,19 @@ class CrmFeature:
     def __init__(self) -> None:
         self.services: CrmServices | None = None
         self.writer: InteractionWriter | None = None
-        self._pool_task: asyncio.Task[None] | None = None
+        self._tasks = BackgroundTasks("crm")
         self.settings: CrmSettings | None = None
 
     def setup(self, ctx: FeatureContext) -> None:
         config = ctx.section("crm", CrmConfig)
         store = CrmStore(ctx.db, ctx.settings.site.default_region)
-        webhooks = WebhookDispatcher(ctx.db, config)
+        webhooks = WebhookDispatcher(ctx.db, config, metrics=ctx.workers)
         interactions = Interactions(store, notify=webhooks.publish)
         pool = Pool(store, notify=webhooks.publish)
         external = ExternalCrmLookup(config.external_lookup)
         directory = StoreDirectory(store, external if external.enabled else None)
         self.services = CrmServices(config, store, interactions, pool, webhooks, directory)
-        self.writer = InteractionWriter(interactions)
+        self.writer = InteractionWriter(interactions, metrics=ctx.workers)
         self.writer.attach(ctx.bus)
         ctx.bus.subscribe(RecordingStopped, self._on_recording)
         webhooks.attach(ctx.bus)
@@ -61,7 +61,7 @@ class CrmFeature:
             else event.filename
         )
         if self.writer is not None:
-            self.writer.submit(("recording", (event.linkedid, ref)))
+            self.writer.attach_recording(event.linkedid, ref)
 
     async def start(self) -> None:
         assert self.services is not None and self.writer is not None
@@ -69,7 +69,7 @@ class CrmFeature:
         await self.settings.load()  # the console's dispositions and webhook receivers
         await self.writer.start()
         await self.services.webhooks.start()
-        self._pool_task = asyncio.create_task(self._pool_loop(), name="crm-pool")
+        self._tasks.spawn(self._pool_loop(), "pool")
 
     async def _pool_loop(self) -> None:
         assert self.services is not None
@@ -84,11 +84,7 @@ class CrmFeature:
             await asyncio.sleep(config.pool_check_interval_s)
 
     async def stop(self) -> None:
-        if self._pool_task is not None:
-            self._pool_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pool_task
-            self._pool_task = None
+        await self._tasks.stop()
         if self.writer is not None:
             await self.writer.stop()
         if self.services is not None:

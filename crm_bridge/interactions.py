@@ -1,19 +1,19 @@
 """Interactions: one row per call, upserted by Linkedid when the call completes.
 
-The bus handler only enqueues (bounded queue; a full queue drops with an error log and
-a count); one worker writes. The upsert is idempotent: the same ``CallCompleted`` twice
-(AMI, then CDR recovery) updates the call facts of one row and never touches what the
-agent wrote (notes, disposition) nor a recording already attached.
+The bus handler only submits to the interaction writer's queue worker (cti.worker:
+bounded, drops counted, database errors retried until the database is back). The upsert
+is idempotent: the same ``CallCompleted`` twice (AMI, then CDR recovery) updates the
+call facts of one row and never touches what the agent wrote (notes, disposition) nor a
+recording already attached.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -37,7 +37,9 @@ from cti.events import (
     IvrAbandoned,
     IvrCompleted,
 )
+from cti.store.db import is_data_error
 from cti.store.models import clip_text, utcnow
+from cti.worker import QueueWorker, WorkerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -408,16 +410,47 @@ class Interactions:
         await _retry_on_conflict(attempt)
 
 
-class InteractionWriter:
-    """Bus side: enqueue ``CallCompleted`` (never blocks), one worker upserts."""
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One write for the interaction writer: ``kind`` is call | offer | ivr | recording."""
 
-    def __init__(self, interactions: Interactions, queue_size: int = 10000) -> None:
+    kind: str
+    linkedid: str
+    args: tuple[Any, ...]
+
+
+class InteractionWriter:
+    """Bus side of interactions: every event becomes a :class:`Job` on a
+    :class:`~cti.worker.QueueWorker` (bounded, never blocking; drops counted). A database
+    error keeps the job in hand and retries it with backoff until the database is back
+    (a short outage loses no interaction); a job the database refuses for its data is
+    given up after a few attempts, logged in full and counted, without blocking the rest.
+    """
+
+    def __init__(
+        self,
+        interactions: Interactions,
+        queue_size: int = 10000,
+        *,
+        retry_base_s: float = 0.5,
+        retry_max_s: float = 30.0,
+        metrics: WorkerMetrics | None = None,
+    ) -> None:
         self.interactions = interactions
-        self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=queue_size)
-        self._worker: asyncio.Task[None] | None = None
+        self.worker: QueueWorker[Job] = QueueWorker(
+            "crm-interactions", self._handle, queue_size=queue_size,
+            retry_base_s=retry_base_s, retry_max_s=retry_max_s, permanent=is_data_error,
+            describe=lambda j: f"{j.kind} of call {j.linkedid}", metrics=metrics,
+        )  # fmt: skip
         self._unsubscribe: list[Callable[[], None]] = []
-        self.dropped = 0
-        self.failed = 0
+
+    @property
+    def dropped(self) -> int:
+        return self.worker.dropped
+
+    @property
+    def failed(self) -> int:
+        return self.worker.failed
 
     def attach(self, bus: EventBus) -> None:
         self._unsubscribe += [
@@ -429,69 +462,56 @@ class InteractionWriter:
         ]
 
     def _on_completed(self, event: CallCompleted) -> None:
-        self.submit(("call", event.record))
+        self.submit(Job("call", event.record.linkedid, (event.record,)))
 
     def _on_offered(self, event: CallOffered) -> None:
         self.interactions.remember_offer(event.linkedid, event.member_name, event.caller_num)
         self.submit(
-            ("offer", (event.linkedid, event.member_name, event.at, False, event.caller_num,
-                       event.queue))
+            Job("offer", event.linkedid, (event.member_name, event.at, False, event.caller_num,
+                                          event.queue))
         )  # fmt: skip
 
     def _on_answered(self, event: CallAnswered) -> None:
         self.interactions.remember_offer(event.linkedid, event.member_name)
-        self.submit(("offer", (event.linkedid, event.member_name, event.at, True, "", event.queue)))
+        self.submit(
+            Job("offer", event.linkedid, (event.member_name, event.at, True, "", event.queue))
+        )
 
     def _on_ivr(self, event: IvrCompleted | IvrAbandoned) -> None:
-        self.submit(("ivr", (event.linkedid, event.path, event.caller_num, event.at)))
+        self.submit(Job("ivr", event.linkedid, (event.path, event.caller_num, event.at)))
 
-    def submit(self, job: tuple[str, Any]) -> bool:
-        try:
-            self._queue.put_nowait(job)
-            return True
-        except asyncio.QueueFull:
-            self.dropped += 1
-            log.error("crm interaction queue full: dropped %s job", job[0])
-            return False
+    def attach_recording(self, linkedid: str, ref: str) -> bool:
+        return self.submit(Job("recording", linkedid, (ref,)))
+
+    def submit(self, job: Job) -> bool:
+        return self.worker.submit(job)
+
+    async def _handle(self, jobs: Sequence[Job]) -> None:
+        for job in jobs:
+            i = self.interactions
+            if job.kind == "call":
+                await i.upsert_call(job.args[0])
+            elif job.kind == "recording":
+                await i.attach_recording(job.linkedid, *job.args)
+            elif job.kind == "ivr":
+                await i.set_ivr_path(job.linkedid, *job.args)
+            elif job.kind == "offer":
+                agent, at, answered, caller, queue = job.args
+                await i.record_offer(
+                    job.linkedid, agent, at, answered=answered, caller_num=caller, queue=queue
+                )
 
     async def start(self) -> None:
-        if self._worker is None:
-            self._worker = asyncio.create_task(self._run(), name="crm-interactions")
-
-    async def _run(self) -> None:
-        while True:
-            kind, payload = await self._queue.get()
-            try:
-                if kind == "call":
-                    await self.interactions.upsert_call(payload)
-                elif kind == "recording":
-                    await self.interactions.attach_recording(*payload)
-                elif kind == "ivr":
-                    await self.interactions.set_ivr_path(*payload)
-                elif kind == "offer":
-                    linkedid, agent, at, answered, caller, queue = payload
-                    await self.interactions.record_offer(
-                        linkedid, agent, at, answered=answered, caller_num=caller, queue=queue
-                    )
-            except Exception:
-                self.failed += 1
-                log.exception("crm interaction write failed (%s)", kind)
-            finally:
-                self._queue.task_done()
+        self.worker.start()
 
     async def flush(self) -> None:
-        await self._queue.join()
+        await self.worker.flush()
 
     async def stop(self) -> None:
         for unsubscribe in self._unsubscribe:
             unsubscribe()
-        if self._worker is not None:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._queue.join(), 10)
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
-            self._worker = None
+        self._unsubscribe.clear()
+        await self.worker.close(grace_s=10)
 
 
-__all__ = ["Forbidden", "InteractionWriter", "Interactions"]
+__all__ = ["Forbidden", "InteractionWriter", "Interactions", "Job"]

@@ -1,11 +1,12 @@
 """Outbound webhooks to external CRMs.
 
-``publish(event, data)`` never waits: it puts one delivery per subscribed target on a
-bounded queue (full queue: dropped, logged, counted). One worker posts them; each
-delivery is retried with exponential backoff (``backoff_s * 2**n``) and, after the last
-attempt, written to the dead-letter table that admins see and can retry. A receiver
-that hangs costs the worker at most ``timeout_s`` per attempt and never touches the
-call path (bus handlers only enqueue).
+``publish(event, data)`` never waits: it submits one delivery per subscribed target to
+a :class:`~cti.worker.QueueWorker` (bounded; full queue: dropped, logged, counted in
+/metrics). ``CONCURRENCY`` workers post them; each delivery is retried with exponential
+backoff (``backoff_s * 2**n``) and, after the last attempt, written to the dead-letter
+table that admins see and can retry (a database error there is retried by the worker
+without posting again). A receiver that hangs costs one worker at most ``timeout_s`` per
+attempt and never touches the call path (bus handlers only submit).
 
 Request: ``POST url`` with JSON ``{"id", "event", "at", "data"}``, headers
 ``X-CTI-Event``, ``X-CTI-Delivery`` (stable across retries: receivers de-duplicate with
@@ -16,12 +17,12 @@ target's secret over ``<timestamp>.<body>``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -35,8 +36,12 @@ from cti.bus import EventBus
 from cti.events import CallAnswered, CallCompleted, CallOffered
 from cti.store.db import Database
 from cti.store.models import clip_text, utcnow
+from cti.worker import QueueWorker, WorkerMetrics
 
 log = logging.getLogger(__name__)
+
+#: Deliveries posted side by side (one slow receiver does not hold the others back).
+CONCURRENCY = 4
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -56,6 +61,7 @@ class Delivery:
     body: bytes
     delivery_id: str
     attempts: int = 0
+    last_error: str = ""
 
 
 def _iso(value: datetime) -> str:
@@ -63,19 +69,27 @@ def _iso(value: datetime) -> str:
 
 
 class WebhookDispatcher:
-    def __init__(self, db: Database, config: CrmConfig) -> None:
+    def __init__(
+        self, db: Database, config: CrmConfig, *, metrics: WorkerMetrics | None = None
+    ) -> None:
         self.db = db
         self.targets: list[WebhookTarget] = list(config.webhooks)
         self.attempts = config.webhook_attempts
         self.backoff_s = config.webhook_backoff_s
         self.timeout_s = config.webhook_timeout_s
-        self._queue: asyncio.Queue[Delivery] = asyncio.Queue(maxsize=config.webhook_queue_size)
-        self._worker: asyncio.Task[None] | None = None
+        self.worker: QueueWorker[Delivery] = QueueWorker(
+            "crm-webhooks", self._handle, queue_size=config.webhook_queue_size,
+            concurrency=CONCURRENCY, describe=lambda d: f"{d.event} to {d.url}",
+            metrics=metrics,
+        )  # fmt: skip
         self._session: aiohttp.ClientSession | None = None
         self._unsubscribe: list[Any] = []
-        self.dropped = 0
         self.delivered = 0
         self.dead = 0
+
+    @property
+    def dropped(self) -> int:
+        return self.worker.dropped
 
     # --- producer side (sync, never blocks) ------------------------------------------
 
@@ -142,31 +156,20 @@ class WebhookDispatcher:
                 ensure_ascii=False,
                 default=str,
             ).encode()
-            try:
-                self._queue.put_nowait(
-                    Delivery(str(target.url), target.secret, event, body, delivery_id)
-                )
+            if self.worker.submit(
+                Delivery(str(target.url), target.secret, event, body, delivery_id)
+            ):
                 queued += 1
-            except asyncio.QueueFull:
-                self.dropped += 1
-                log.error("webhook queue full: dropped %s for %s", event, target.url)
         return queued
 
     # --- worker ----------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self._worker is None:
-            self._worker = asyncio.create_task(self._run(), name="crm-webhooks")
+        self.worker.start()
 
-    async def _run(self) -> None:
-        while True:
-            delivery = await self._queue.get()
-            try:
-                await self._deliver(delivery)
-            except Exception:
-                log.exception("webhook worker error")
-            finally:
-                self._queue.task_done()
+    async def _handle(self, deliveries: Sequence[Delivery]) -> None:
+        for delivery in deliveries:
+            await self._deliver(delivery)
 
     async def _post(self, d: Delivery) -> str:
         """ "" on success, else a one-line error."""
@@ -198,24 +201,20 @@ class WebhookDispatcher:
             return f"{type(exc).__name__}: {exc}"
 
     async def _deliver(self, d: Delivery) -> None:
-        error = ""
         while d.attempts < self.attempts:
             if d.attempts:
                 await asyncio.sleep(self.backoff_s * 2 ** (d.attempts - 1))
             d.attempts += 1
-            error = await self._post(d)
-            if not error:
+            d.last_error = await self._post(d)
+            if not d.last_error:
                 self.delivered += 1
                 return
             log.warning(
                 "webhook %s to %s attempt %d/%d failed: %s",
-                d.event,
-                d.url,
-                d.attempts,
-                self.attempts,
-                error,
-            )
-        self.dead += 1
+                d.event, d.url, d.attempts, self.attempts, d.last_error,
+            )  # fmt: skip
+        # every attempt failed; a database error here is retried by the worker (the
+        # delivery stays in hand with its attempts used up: it is not posted again)
         async with self.db.session() as session, session.begin():
             session.add(
                 DeadLetter(
@@ -223,23 +222,20 @@ class WebhookDispatcher:
                     event=d.event,
                     body=d.body.decode(),
                     attempts=d.attempts,
-                    last_error=clip_text(error, 1024),
+                    last_error=clip_text(d.last_error, 1024),
                 )
             )
+        self.dead += 1
         log.error("webhook %s to %s dead-lettered after %d attempts", d.event, d.url, d.attempts)
 
     async def flush(self) -> None:
-        await self._queue.join()
+        await self.worker.flush()
 
-    async def stop(self) -> None:
+    async def stop(self, grace_s: float = 5.0) -> None:
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         self._unsubscribe.clear()
-        if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
-            self._worker = None
+        await self.worker.close(grace_s)
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -275,14 +271,16 @@ class WebhookDispatcher:
                 return False
             body = row.body.encode()
             delivery_id = str(json.loads(row.body).get("id", uuid.uuid4().hex))
-            self._queue.put_nowait(Delivery(row.url, target.secret, row.event, body, delivery_id))
+            again = Delivery(row.url, target.secret, row.event, body, delivery_id)
+            if not self.worker.submit(again):
+                return False
             await session.execute(delete(DeadLetter).where(DeadLetter.id == dead_id))
         return True
 
     def status(self) -> dict[str, Any]:
         return {
             "targets": [{"url": str(t.url), "events": list(t.events)} for t in self.targets],
-            "queued": self._queue.qsize(),
+            "queued": self.worker.pending,
             "delivered": self.delivered,
             "dead": self.dead,
             "dropped": self.dropped,

@@ -36,7 +36,13 @@ from cti.events import (
     CallRecord,
     IvrCallbackRequested,
 )
-from cti.features import Feature, FeatureContext, check_sections, load_features
+from cti.features import (
+    Feature,
+    FeatureContext,
+    check_sections,
+    load_features,
+    offer_services,
+)
 from cti.services import Services
 from cti.store.db import Database
 from cti.store.migrate import upgrade
@@ -44,6 +50,7 @@ from cti.store.models import Call as CallRow
 from cti.tasks import BackgroundTasks
 from cti.web.app import WebDeps, create_app
 from cti.web.ws import WsHub
+from cti.worker import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +114,10 @@ class Daemon:
             settings.dial, region=settings.site.default_region, timezone=settings.site.timezone,
             db=self.db, services=self.services,
         )  # fmt: skip
-        self.recorder = CallRecorder(self.db, default_region=settings.site.default_region)
+        self.workers = WorkerMetrics(self.metrics.registry)
+        self.recorder = CallRecorder(
+            self.db, default_region=settings.site.default_region, metrics=self.workers
+        )
         self.recovery = recovery.Recovery(Path(settings.asterisk.log_dir))
         a = settings.ami
         self.ami = AmiClient(
@@ -157,9 +167,9 @@ class Daemon:
         ctx = FeatureContext(
             settings=self.settings, bus=self.bus, db=self.db, ami=self.ami, app=app,
             registry=self.metrics.registry, services=self.services, calls=self.model,
-            hub=self.hub,
-            agi=self.agi,
+            hub=self.hub, agi=self.agi, workers=self.workers,
         )  # fmt: skip
+        offer_services(self.features, self.services, self.db, self.settings)
         for feature in self.features:
             feature.setup(ctx)
         await self._start_http(app)

@@ -6,6 +6,12 @@ entry-point group in pyproject.toml. The daemon instantiates each, calls ``setup
 offer a service), then ``start``; on shutdown ``stop`` in reverse order. Features talk to
 each other only through domain events on the bus and the small service Protocols in
 :mod:`cti.services`.
+
+A feature that offers a service other features (or their commands) need without the
+daemon running may also define ``offer(services, db, settings)``: it sets its service on
+``services`` from the store alone. The daemon calls it before any ``setup``; a command
+gets the same services with :func:`offered_services` (``cti stats rebuild`` reads the
+ACD's queue thresholds that way).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from cti.config import ConfigError, Settings
 from cti.services import Services
 from cti.store.db import Database
 from cti.web.ws import WsHub
+from cti.worker import WorkerMetrics
 
 ENTRY_POINT_GROUP = "cti.features"
 M = TypeVar("M", bound=BaseModel)
@@ -44,6 +51,8 @@ class FeatureContext:
     hub: WsHub  # websocket pushes to desktops / wallboards (cti.web.ws)
     # FastAGI routes (the daemon's server; a fresh unstarted one when built elsewhere)
     agi: AgiRouter = field(default_factory=FastAgiServer)
+    # /metrics of the features' queue workers (cti.worker); the daemon's is in its registry
+    workers: WorkerMetrics = field(default_factory=WorkerMetrics)
 
     def section(self, name: str, model: type[M]) -> M:
         """The feature's own ``[name]`` config section, validated by ``model``."""
@@ -76,6 +85,21 @@ def load_features() -> list[Feature]:
         cls = ep.load()
         features.append(cls())
     return features
+
+
+def offer_services(features: list[Feature], services: Services, db: Database, s: Settings) -> None:
+    """Let every feature that offers a store-backed service set it (``offer``)."""
+    for feature in features:
+        offer = getattr(feature, "offer", None)
+        if offer is not None:
+            offer(services, db, s)
+
+
+def offered_services(settings: Settings, db: Database) -> Services:
+    """The services the registered features offer from the store alone (for commands)."""
+    services = Services()
+    offer_services(load_features(), services, db, settings)
+    return services
 
 
 def check_sections(settings: Settings, features: list[Feature]) -> None:

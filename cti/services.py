@@ -7,8 +7,8 @@ that needs it reads it at call time (it may be absent: degrade, never crash).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
-from typing import Protocol
+from datetime import date, datetime
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +65,43 @@ class DoNotCallList(Protocol):
     async def is_blocked(self, e164: str, *, campaign: str = "") -> bool: ...
 
 
+@dataclass(frozen=True, slots=True)
+class QueueThresholds:
+    """A queue's statistics thresholds (set per queue in the ACD; design.md §4)."""
+
+    service_level_s: int = 20  # T: answered within it counts for the service level
+    short_abandon_s: int = 5  # an abandon sooner than this is a short abandon
+    wrapup_s: int = 0  # wrap-up counted per handled call
+
+
+@dataclass(frozen=True, slots=True)
+class AgentTime:
+    """An agent's signed-in time in a period: logged in (available or paused) and paused
+    seconds by reason."""
+
+    login_s: float = 0.0
+    pause_by_reason: tuple[tuple[str, float], ...] = ()
+
+
+class QueueService(Protocol):
+    """Implemented by acd: its queues and agents as other features (statistics, the
+    wallboard) read them. ``live_queues`` is the ACD's live model now: per queue its
+    members (``name``, ``interface``, ``state``, ``paused``, ``paused_reason``) and the
+    callers waiting (``entries`` with ``wait_s``)."""
+
+    async def thresholds(self) -> dict[str, QueueThresholds]: ...
+
+    async def agent_time(self, since: datetime, until: datetime) -> dict[str, AgentTime]: ...
+
+    def live_queues(self, now: datetime) -> list[dict[str, Any]]: ...
+
+    def is_personal_queue(self, queue: str) -> bool: ...
+
+
 @dataclass
 class Services:
     customer_directory: CustomerDirectory | None = None
+    queues: QueueService | None = None  # offered by acd
     dial_policy: DialPolicy | None = None  # set by the daemon (cti); features must ask it
     do_not_call: DoNotCallList | None = None  # offered by the outbound feature
     extra: dict[str, object] = field(default_factory=dict)

@@ -38,6 +38,13 @@ class BackgroundTasks:
     def __len__(self) -> int:
         return len(self._tasks)
 
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait (at most ``timeout`` seconds) until the tasks running now have finished by
+        themselves (short jobs: let them complete before :meth:`stop`)."""
+        tasks = list(self._tasks)
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+
     async def stop(self) -> None:
         """Cancel every task and wait until all have finished."""
         tasks = list(self._tasks)

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 from cti.agi.server import AgiSession
 from cti.features import FeatureContext
+from cti.tasks import BackgroundTasks
 from ivr.api import IvrApi
 from ivr.config import IvrConfig
 from ivr.editor import IvrEditor
@@ -43,7 +44,7 @@ class IvrFeature:
         self.editor: IvrEditor | None = None
         self._sighup = False
         self.now_override: datetime | None = None
-        self._reloads: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTasks("ivr")
 
     @property
     def loaded(self) -> Loaded | None:
@@ -85,6 +86,7 @@ class IvrFeature:
             with contextlib.suppress(Exception):
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             self._sighup = False
+        await self._tasks.stop()
 
     # --- reload -------------------------------------------------------------------------------
     def now(self) -> datetime:
@@ -106,9 +108,7 @@ class IvrFeature:
             except MenuError as exc:
                 log.error("IVR reload refused, previous menus keep serving:\n%s", exc)
 
-        task = asyncio.get_running_loop().create_task(go())
-        self._reloads.add(task)
-        task.add_done_callback(self._reloads.discard)
+        self._tasks.spawn(go(), "reload")
 
     # --- calls --------------------------------------------------------------------------------
     async def _handle(self, agi: AgiSession) -> None:

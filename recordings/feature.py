@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from pathlib import Path
 
 from cti.features import FeatureContext
+from cti.tasks import BackgroundTasks
 from cti.web.pages import add_pages
 from recordings.api import RecordingsApi
 from recordings.config import RecordingsConfig
@@ -34,7 +34,7 @@ class RecordingsFeature:
         self.recorder: Recorder | None = None
         self.processor: Processor | None = None
         self.api: RecordingsApi | None = None
-        self._reconcile_task: asyncio.Task[None] | None = None
+        self._tasks = BackgroundTasks("recordings")
         self.policy: PolicyBook | None = None
 
     def setup(self, ctx: FeatureContext) -> None:
@@ -64,7 +64,7 @@ class RecordingsFeature:
         if not self.config.root_dir.is_dir():
             log.warning("recordings root %s does not exist (yet)", self.config.root_dir)
         if self.config.reconcile_interval_s > 0:
-            self._reconcile_task = asyncio.create_task(self._loop(), name="recordings-reconcile")
+            self._tasks.spawn(self._loop(), "reconcile")
 
     async def _loop(self) -> None:
         assert self.config is not None and self.processor is not None
@@ -77,11 +77,7 @@ class RecordingsFeature:
                 log.exception("recordings reconcile failed")
 
     async def stop(self) -> None:
-        if self._reconcile_task is not None:
-            self._reconcile_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reconcile_task
-            self._reconcile_task = None
+        await self._tasks.stop()
         if self.recorder is not None:
             await self.recorder.close()
 

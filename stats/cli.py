@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from cti.cli import command_settings
 from cti.config import ConfigError
+from cti.features import offered_services
 from cti.store.db import Database
 from cti.store.migrate import upgrade
 from stats.service import StatsService
@@ -50,7 +51,8 @@ def _rebuild(args: argparse.Namespace) -> int:
     async def go() -> None:
         db = Database.from_url(settings.database.url)
         try:
-            svc = StatsService(db, tz, qlog, stats)
+            services = offered_services(settings, db)  # the ACD's queue thresholds
+            svc = StatsService(db, tz, qlog, stats, queues=lambda: services.queues)
             result = await svc.rebuild(since)
             print(f"rebuilt from {qlog}: {result.lines} line(s) since {since.isoformat()}, "
                   f"{result.entries_touched} hourly bucket(s)")  # fmt: skip

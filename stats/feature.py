@@ -7,14 +7,17 @@
   push a frame (coalesced, to supervisors: ``{"type": "wallboard", ...}``), with a
   snapshot on connect and a refresh every tail interval (waits grow by themselves).
 - bus -> store: CallQueued (caller Uniqueid -> Linkedid link), IvrAbandoned (IVR
-  abandons), CallHeld / CallResumed (in-call hold). No AMI is read here (decision 0013).
+  abandons), CallHeld / CallResumed (in-call hold), written in order by one queue worker
+  (cti.worker). No AMI is read here (decision 0016); the ACD is reached only through
+  ``cti.services.QueueService`` (thresholds, agents' time, the live queues).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,9 +37,12 @@ from cti.events import (
     IvrAbandoned,
 )
 from cti.features import FeatureContext
+from cti.store.db import is_data_error
 from cti.store.tokens import Principal
+from cti.tasks import BackgroundTasks
 from cti.web.pages import add_pages
 from cti.web.ws import WsHub, to_role
+from cti.worker import QueueWorker
 from stats.routes import add_routes
 from stats.service import StatsService
 from stats.settings import StatsSettings, queue_log_path
@@ -49,15 +55,28 @@ STATIC = Path(__file__).parent / "static"
 RULES_TTL_S = 5.0
 
 
+@dataclass(frozen=True, slots=True)
+class Fact:
+    """A bus fact for the statistics store, written in arrival order (a hold's end after
+    its start, a link before both): ``kind`` is link | held | resumed | ivr."""
+
+    kind: str
+    linkedid: str
+    uniqueid: str = ""
+    at: datetime | None = None
+    dnis: str = ""
+    menu: str = ""
+
+
 class StatsFeature:
     name = "stats"
     sections: tuple[str, ...] = ("stats",)
 
     def __init__(self) -> None:
         self.service: StatsService | None = None
-        self._ctx: FeatureContext | None = None
         self._hub: WsHub | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = BackgroundTasks("stats")
+        self._facts: QueueWorker[Fact] | None = None
         self._tail_task: asyncio.Task[None] | None = None
         self._push_handle: asyncio.TimerHandle | None = None
         self._connected = False
@@ -66,10 +85,17 @@ class StatsFeature:
     def setup(self, ctx: FeatureContext) -> None:
         settings = ctx.section("stats", StatsSettings)
         qlog = queue_log_path(ctx.settings, settings)
-        self._ctx = ctx
         self._hub = ctx.hub
-        self.service = StatsService(ctx.db, ZoneInfo(ctx.settings.site.timezone), qlog, settings)
+        services = ctx.services
+        self.service = StatsService(
+            ctx.db, ZoneInfo(ctx.settings.site.timezone), qlog, settings,
+            queues=lambda: services.queues,
+        )  # fmt: skip
         self.service.on_ingested = self.schedule_push
+        self._facts = QueueWorker(
+            "stats-facts", self._write_facts, permanent=is_data_error,
+            describe=lambda f: f"{f.kind} of {f.linkedid or f.uniqueid}", metrics=ctx.workers,
+        )  # fmt: skip
         ctx.services.extra["stats"] = self.service
         for kind in WALLBOARD_EVENTS:
             ctx.bus.subscribe(kind, self._on_call_event)
@@ -82,13 +108,14 @@ class StatsFeature:
         ctx.bus.subscribe(CallHeld, self._on_held)
         ctx.bus.subscribe(CallResumed, self._on_resumed)
         ctx.hub.add_snapshot(self._snapshot)
-        add_routes(ctx.app, self.service, self._live_queues)
+        add_routes(ctx.app, self.service)
         add_pages(ctx.app, "/wallboard", STATIC / "wallboard")
         add_pages(ctx.app, "/reports", STATIC / "reports")
         add_pages(ctx.app, "/static/stats", STATIC / "common")
 
     async def start(self) -> None:
-        assert self.service is not None
+        assert self.service is not None and self._facts is not None
+        self._facts.start()
         await self.service.refresh_rules()
         try:
             await self.service.tail()  # catch up on what happened while we were down
@@ -98,32 +125,18 @@ class StatsFeature:
     async def stop(self) -> None:
         if self._push_handle is not None:
             self._push_handle.cancel()
-        tasks = list(self._tasks) + ([self._tail_task] if self._tail_task else [])
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
-        self._tasks.clear()
+        await self._tasks.stop()
         self._tail_task = None
+        if self._facts is not None:
+            await self._facts.close(grace_s=5)
 
     # --- background work ------------------------------------------------------------------
-    def _spawn(self, coro: Any, name: str) -> None:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("statistics task %s failed", task.get_name(), exc_info=task.exception())
-
     def _on_connected(self, _: AmiConnected) -> None:
         assert self.service is not None
         self._connected = True
-        self._spawn(self.service.tail(), "stats-catch-up")
+        self._tasks.spawn(self.service.tail(), "catch-up")
         if self._tail_task is None or self._tail_task.done():
-            self._tail_task = asyncio.create_task(self._tail_loop(), name="stats-tail")
+            self._tail_task = self._tasks.spawn(self._tail_loop(), "tail")
         self.schedule_push()
 
     def _on_disconnected(self, _: AmiDisconnected) -> None:
@@ -139,11 +152,28 @@ class StatsFeature:
                 log.exception("statistics: queue_log tail failed")
             self.schedule_push()  # waits grow, device states change: refresh anyway
 
+    async def _write_facts(self, facts: Sequence[Fact]) -> None:
+        assert self.service is not None
+        svc = self.service
+        for f in facts:
+            if f.kind == "link":
+                await svc.link(f.uniqueid, f.linkedid)
+            elif f.kind == "ivr" and f.at is not None:
+                await svc.ivr_abandoned(f.linkedid, f.at, f.dnis, f.menu)
+            elif f.kind == "held" and f.at is not None:
+                await svc.held(f.linkedid, f.uniqueid, f.at)
+            elif f.kind == "resumed" and f.at is not None:
+                await svc.resumed(f.uniqueid, f.at)
+
+    def _fact(self, fact: Fact) -> None:
+        if self._facts is not None:
+            self._facts.submit(fact)
+
     # --- events ---------------------------------------------------------------------------
     def _on_call_event(self, event: DomainEvent) -> None:
         assert self.service is not None
         if isinstance(event, CallQueued) and event.uniqueid:
-            self._spawn(self.service.link(event.uniqueid, event.linkedid), "stats-link")
+            self._fact(Fact("link", event.linkedid, event.uniqueid))
         self.service.wallboard.apply(event, datetime.now(UTC))
         self.schedule_push()
 
@@ -151,29 +181,18 @@ class StatsFeature:
         self.schedule_push()
 
     def _on_ivr_abandoned(self, ev: IvrAbandoned) -> None:
-        assert self.service is not None
-        self._spawn(self.service.ivr_abandoned(ev.linkedid, ev.at, ev.dnis, ev.menu), "stats-ivr")
+        self._fact(Fact("ivr", ev.linkedid, at=ev.at, dnis=ev.dnis, menu=ev.menu))
         self.schedule_push()
 
     def _on_held(self, ev: CallHeld) -> None:
-        assert self.service is not None
-        self._spawn(self.service.held(ev.linkedid, ev.uniqueid, ev.at), "stats-hold")
+        self._fact(Fact("held", ev.linkedid, ev.uniqueid, ev.at))
         self.schedule_push()
 
     def _on_resumed(self, ev: CallResumed) -> None:
-        assert self.service is not None
-        self._spawn(self.service.resumed(ev.uniqueid, ev.at), "stats-unhold")
+        self._fact(Fact("resumed", ev.linkedid, ev.uniqueid, ev.at))
         self.schedule_push()
 
     # --- wallboard ------------------------------------------------------------------------
-    def _live_queues(self) -> list[dict[str, Any]]:
-        acd = self._ctx.services.extra.get("acd") if self._ctx is not None else None
-        live = getattr(acd, "live", None)
-        if live is None:
-            return []
-        snap: list[dict[str, Any]] = live.snapshot(datetime.now(UTC))
-        return snap
-
     def schedule_push(self) -> None:
         """Push a frame soon (coalesced: at most one per ``wallboard_interval_s``)."""
         if self._push_handle is not None or self.service is None:
@@ -183,7 +202,7 @@ class StatsFeature:
 
     def _push(self) -> None:
         self._push_handle = None
-        self._spawn(self._push_now(), "stats-wallboard")
+        self._tasks.spawn(self._push_now(), "wallboard")
 
     async def _push_now(self) -> None:
         if self.service is None or self._hub is None:
@@ -192,9 +211,9 @@ class StatsFeature:
         if now - self._rules_at > RULES_TTL_S:  # queue thresholds may have been edited
             self._rules_at = now
             await self.service.refresh_rules()
-        self._hub.publish(to_role("supervisor"), self.service.frame(self._live_queues()))
+        self._hub.publish(to_role("supervisor"), self.service.frame())
 
     async def _snapshot(self, principal: Principal) -> list[dict[str, Any]]:
         if self.service is None or principal.role not in ("supervisor", "admin"):
             return []
-        return [self.service.frame(self._live_queues())]
+        return [self.service.frame()]

@@ -6,15 +6,14 @@ hourly, daily and range tables use one definition. Days are the site's local day
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, func, select
 
-from acd.models import AgentStatusRow
-from acd.store import pause_time_by_reason
+from cti.services import AgentTime
 from cti.store.db import Database
 from stats.erlang import agents_needed
 from stats.formulas import COUNT_FIELDS, Counts, add_values, figures, ratio, sum_counts
@@ -165,13 +164,13 @@ async def summary(
 
 async def agent_report(
     db: Database, first: date, last: date, tz: ZoneInfo, rules: dict[str, QueueRules],
-    now: datetime,
+    agent_time: Mapping[str, AgentTime] | None = None,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """Per agent: handled, missed (RINGNOANSWER), talk, hold, wrap-up (from entries
-    entered in the range), pause by reason and login time (ACD status history, read only),
-    occupancy = (talk + hold + wrap-up) / (login - pause)."""
+    entered in the range), login time and pause by reason (``agent_time``: the ACD's for
+    the range, cti.services.QueueService), occupancy = (talk + hold + wrap-up) / (login -
+    pause)."""
     start, end = day_bounds(first, last, tz)
-    until = min(end, now)
     agents: dict[str, dict[str, Any]] = {}
 
     def agent(name: str) -> dict[str, Any]:
@@ -205,17 +204,6 @@ async def agent_report(
                 .group_by(QlogLineRow.agent)
             )
         ).all()
-        periods = (
-            await s.execute(
-                select(
-                    AgentStatusRow.agent, AgentStatusRow.started_at, AgentStatusRow.ended_at
-                ).where(
-                    AgentStatusRow.status.in_(("available", "paused")),
-                    AgentStatusRow.started_at < until,
-                    func.coalesce(AgentStatusRow.ended_at, until) > start,
-                )
-            )
-        ).all()
     for name, queue, talk, hold, hold_count in entries:
         a = agent(name)
         a["handled"] += 1
@@ -226,14 +214,11 @@ async def agent_report(
     for name, n in missed:
         if name:
             agent(name)["missed"] += int(n)
-    for name, started, ended in periods:
+    for name, t in (agent_time or {}).items():
         a = agent(name)
-        a["login_s"] += max(0.0, (min(ended or until, until) - max(started, start)).total_seconds())
-    if until > start:
-        for name, reasons in (await pause_time_by_reason(db, start, until)).items():
-            a = agent(name)
-            a["pause_by_reason"] = {k: round(v, 3) for k, v in sorted(reasons.items())}
-            a["pause_s"] = sum(reasons.values())
+        a["login_s"] = t.login_s
+        a["pause_by_reason"] = {k: round(v, 3) for k, v in t.pause_by_reason}
+        a["pause_s"] = sum(v for _, v in t.pause_by_reason)
     for a in agents.values():
         busy = a["talk_s"] + a["hold_s"] + a["wrapup_s"]
         a["aht_s"] = ratio(busy, a["handled"])

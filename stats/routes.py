@@ -30,7 +30,6 @@ from stats.service import StatsService
 __all__ = ["add_routes"]
 
 _QUEUE_RE = re.compile(r"[a-z0-9][a-z0-9_]{0,63}")
-LiveQueues = Callable[[], list[dict[str, Any]]]
 
 
 FORMAT = Choice(name="format", choices=("json", "csv"), default="json")
@@ -53,7 +52,7 @@ def _respond(request: web.Request, name: str, rows: list[dict[str, Any]]) -> web
     return web.json_response({"rows": rows})
 
 
-def add_routes(app: web.Application, svc: StatsService, live_queues: LiveQueues) -> None:
+def add_routes(app: web.Application, svc: StatsService) -> None:
     def today() -> date:
         return datetime.now(UTC).astimezone(svc.tz).date()
 
@@ -99,7 +98,10 @@ def add_routes(app: web.Application, svc: StatsService, live_queues: LiveQueues)
     async def agents(request: web.Request) -> list[dict[str, Any]]:
         first, last = days(request)
         rules = await svc.refresh_rules()
-        return await reports.agent_report(svc.db, first, last, svc.tz, rules, datetime.now(UTC))
+        now = datetime.now(UTC)
+        start, end = reports.day_bounds(first, last, svc.tz)
+        times = await svc.agent_time(start, min(end, now))
+        return await reports.agent_report(svc.db, first, last, svc.tz, rules, times)
 
     async def staffing(request: web.Request) -> list[dict[str, Any]]:
         day = DAY.read(request) or today()
@@ -111,7 +113,7 @@ def add_routes(app: web.Application, svc: StatsService, live_queues: LiveQueues)
     @doc("The wallboard's current frame", role="supervisor", tags=["stats"], response=obj())
     async def wallboard(request: web.Request) -> web.Response:
         require_role(request, "supervisor")
-        return web.json_response(svc.frame(live_queues()))
+        return web.json_response(svc.frame())
 
     @doc(
         "Rebuild the statistics from queue_log since a date-time",

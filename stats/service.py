@@ -15,11 +15,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from cti.queue_log import RawLine, parse_line
+from cti.services import AgentTime, QueueService
 from cti.store.db import Database
 from stats import tail
 from stats.models import EntryRow, IvrAbandonRow
 from stats.settings import StatsSettings
-from stats.store import QueueRules, StatsStore, queue_rules
+from stats.store import QueueRules, StatsStore
 from stats.wallboard import Wallboard
 
 __all__ = ["IngestResult", "StatsService"]
@@ -47,9 +48,17 @@ class IngestResult:
 
 class StatsService:
     def __init__(
-        self, db: Database, tz: ZoneInfo, queue_log: Path | None, settings: StatsSettings
+        self,
+        db: Database,
+        tz: ZoneInfo,
+        queue_log: Path | None,
+        settings: StatsSettings,
+        queues: Callable[[], QueueService | None] = lambda: None,
     ) -> None:
+        """``queues``: the ACD's queues and agents (cti.services), read at call time; None
+        (no ACD): default thresholds, no agent time, no live queues."""
         self.db = db
+        self.queues = queues
         self.tz = tz
         self.queue_log = queue_log
         self.settings = settings
@@ -60,8 +69,21 @@ class StatsService:
         self.on_ingested: Callable[[], None] | None = None
 
     async def refresh_rules(self) -> dict[str, QueueRules]:
-        self.rules = await queue_rules(self.db)
+        acd = self.queues()
+        self.rules = await acd.thresholds() if acd is not None else {}
         return self.rules
+
+    async def agent_time(self, since: datetime, until: datetime) -> dict[str, AgentTime]:
+        acd = self.queues()
+        return await acd.agent_time(since, until) if acd is not None else {}
+
+    def live_queues(self) -> list[dict[str, Any]]:
+        acd = self.queues()
+        return acd.live_queues(utcnow()) if acd is not None else []
+
+    def is_personal_queue(self, queue: str) -> bool:
+        acd = self.queues()
+        return acd.is_personal_queue(queue) if acd is not None else False
 
     def target(self, queue: str) -> float:
         return self.settings.sl_target_by_queue.get(queue, self.settings.sl_target)
@@ -162,8 +184,10 @@ class StatsService:
             async with self._lock:
                 await self.store.rederive(callids, self.rules)
 
-    def frame(self, live_queues: list[dict[str, Any]]) -> dict[str, Any]:
+    def frame(self) -> dict[str, Any]:
+        """The ``{"type": "wallboard", ...}`` message now."""
         return self.wallboard.frame(
-            live_queues, self.rules, self.settings.sl_target_by_queue, self.settings.sl_target,
-            self.settings.risk_wait_fraction, utcnow(),
+            self.live_queues(), self.rules, self.settings.sl_target_by_queue,
+            self.settings.sl_target, self.settings.risk_wait_fraction, utcnow(),
+            self.is_personal_queue,
         )  # fmt: skip

@@ -10,7 +10,6 @@ rebuild all converge on the same rows.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -19,8 +18,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from acd import store as acd_store
 from cti.queue_log import DerivedEntry, RawLine, derive_entries
+from cti.services import QueueThresholds
 from cti.store.db import Database
 from stats.formulas import COUNT_FIELDS, Counts, EntryFacts, count_entry, local_hour
 from stats.models import (
@@ -34,7 +33,7 @@ from stats.models import (
 )
 from stats.tail import TailPosition
 
-__all__ = ["IVR_QUEUE", "QueueRules", "StatsStore", "queue_rules"]
+__all__ = ["IVR_QUEUE", "QueueRules", "StatsStore"]
 
 IVR_QUEUE = ""  # the hourly rollup's pseudo-queue holding IVR abandons
 CHUNK = 500
@@ -42,19 +41,8 @@ HOUR = timedelta(hours=1)
 Bucket = tuple[str, datetime]  # (queue, hour start UTC)
 
 
-@dataclass(frozen=True, slots=True)
-class QueueRules:
-    service_level_s: int = 20
-    short_abandon_s: int = 5
-    wrapup_s: int = 0
-
-
-async def queue_rules(db: Database) -> dict[str, QueueRules]:
-    """Per-queue thresholds from the ACD's queue configuration (read only)."""
-    return {
-        q.name: QueueRules(q.service_level_s, q.short_abandon_s, q.wrapup_s)
-        for q in await acd_store.list_queues(db)
-    }
+#: A queue's thresholds, as the ACD offers them (cti.services.QueueService).
+QueueRules = QueueThresholds
 
 
 def _chunks(items: Sequence[Any], n: int = CHUNK) -> Iterable[Sequence[Any]]:

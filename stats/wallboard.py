@@ -11,13 +11,12 @@ so an entry seen both ways is counted once. I/O-free.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from acd.queues_conf import OWNER_QUEUE_PREFIX
 from cti.events import (
     CallAbandoned,
     CallAnswered,
@@ -134,8 +133,10 @@ class Wallboard:
         default_target: float,
         risk_fraction: float,
         now: datetime,
+        is_personal: Callable[[str], bool] = lambda _: False,
     ) -> dict[str, Any]:
-        """The ``{"type": "wallboard", ...}`` message."""
+        """The ``{"type": "wallboard", ...}`` message; ``is_personal``: an agent's own
+        owner-first queue (shown only while in use)."""
         self._roll(now)
         today = self.today(rules)
         names = sorted({q["name"] for q in live_queues} | set(today) | set(rules))
@@ -146,7 +147,7 @@ class Wallboard:
             r = rules.get(name, QueueRules())
             target = targets.get(name, default_target)
             waits = [float(e["wait_s"]) for e in live["entries"]]
-            if name.startswith(OWNER_QUEUE_PREFIX) and not waits and name not in today:
+            if is_personal(name) and not waits and name not in today:
                 continue  # an agent's personal owner-first queue: shown only when in use
             longest = max(waits, default=0.0)
             states: dict[str, int] = {}

@@ -1,9 +1,10 @@
 """The call recorder: every :class:`~cti.events.CallCompleted` becomes one ``calls`` row.
 
-The bus handler only enqueues (never awaits, never blocks: a full queue drops the
-record with an error log and a count in :attr:`CallRecorder.dropped`). One worker task
-takes batches off the queue and UPSERTs them by Linkedid with the dialect's
-``INSERT ... ON CONFLICT (linkedid) DO UPDATE``.
+The bus handler only submits to a :class:`~cti.worker.QueueWorker` (bounded, never
+blocking: a full queue drops the record with an error log and a count in
+:attr:`CallRecorder.dropped` and ``cti_queue_worker_dropped_total{worker="calls"}``), which
+UPSERTs batches by Linkedid with the dialect's ``INSERT ... ON CONFLICT (linkedid) DO
+UPDATE``.
 
 Merge rule when a Linkedid is written again (AMI first, CDR recovery later, or the
 reverse): a non-empty new value wins, an empty new value keeps what is stored. Empty
@@ -22,10 +23,10 @@ Text is cleaned (NUL and lone surrogates become U+FFFD) and cut to the column's 
 (caller names are attacker-controlled); a record whose Linkedid is empty or longer than
 the column is refused at the door (logged, counted in :attr:`CallRecorder.rejected`).
 
-Database errors: the batch stays in hand and is retried with exponential backoff for as
-long as it takes (a database that is down or not migrated yet loses nothing; meanwhile
-the queue fills and later records are dropped loudly). An error caused by the data
-itself (integrity/data errors, values the driver cannot bind) is retried a few times,
+Database errors (the worker's guarantees): the batch stays in hand and is retried with
+exponential backoff for as long as it takes (a database that is down or not migrated yet
+loses nothing; meanwhile the queue fills and later records are dropped loudly). An error
+caused by the data itself (:func:`cti.store.db.is_data_error`) is retried a few times,
 then the batch is written record by record and a record the database still refuses is
 logged in full at ERROR level and counted in :attr:`CallRecorder.failed`.
 
@@ -34,8 +35,6 @@ The read side for ``GET /api/v1/calls`` is :func:`list_calls` at the end of this
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -45,14 +44,14 @@ from typing import Any, cast
 from sqlalchemy import Table, and_, case, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.sql.expression import ColumnElement, Executable
 
 from cti.bus import EventBus
 from cti.events import CallCompleted, CallRecord, IvrAbandoned
 from cti.phone import normalize
-from cti.store.db import Database
+from cti.store.db import Database, is_data_error
 from cti.store.models import BoundedText, Call, clean_text, clip_text, utcnow
+from cti.worker import QueueWorker, WorkerMetrics
 
 __all__ = ["IVR_ABANDON", "MAX_LIST_LIMIT", "CallRecorder", "call_to_dict", "list_calls"]
 
@@ -119,22 +118,6 @@ def _merge_set(excluded: Any) -> dict[str, ColumnElement[Any]]:
     return set_
 
 
-def _is_data_error(exc: BaseException) -> bool:
-    """True when retrying the same values cannot help (as opposed to a DB outage)."""
-    if isinstance(exc, IntegrityError | DataError):
-        return True
-    if isinstance(exc, StatementError) and not isinstance(exc, DBAPIError):
-        return True  # failed while binding parameters (bad value type)
-    return isinstance(exc, TypeError | ValueError | AttributeError)
-
-
-def _describe(exc: BaseException) -> str:
-    """One line about a write error (without SQLAlchemy's statement and parameters)."""
-    if isinstance(exc, StatementError) and exc.orig is not None:
-        return f"{type(exc).__name__}: {exc.orig}"
-    return f"{type(exc).__name__}: {exc}"
-
-
 def _finite(value: float | None) -> float | None:
     if value is None:
         return None
@@ -173,36 +156,51 @@ class CallRecorder:
         retry_base_s: float = 0.5,
         retry_max_s: float = 30.0,
         data_error_attempts: int = 3,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
-        if queue_size < 1 or batch_size < 1:
-            raise ValueError("queue_size and batch_size must be positive")
         self._db = db
         self.default_region = default_region
-        self.batch_size = batch_size
-        self.retry_base_s = retry_base_s
-        self.retry_max_s = retry_max_s
-        self.data_error_attempts = max(1, data_error_attempts)
-        self._queue: asyncio.Queue[CallRecord] = asyncio.Queue(maxsize=queue_size)
         self._statement: Executable | None = None
-        self._worker: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
-        self._in_flight: list[CallRecord] = []
-        self._done = 0
-        self._done_changed = asyncio.Condition()
-        self._closing = False
-        self._stopped = False
-        #: Records accepted onto the queue.
-        self.enqueued = 0
-        #: Records written (inserted or merged).
-        self.written = 0
-        #: Records refused because the queue was full or the recorder closed.
-        self.dropped = 0
+        self.worker: QueueWorker[CallRecord] = QueueWorker(
+            "calls", self._upsert, queue_size=queue_size, batch_size=batch_size,
+            retry_base_s=retry_base_s, retry_max_s=retry_max_s, permanent=is_data_error,
+            permanent_attempts=data_error_attempts, describe=_describe_record,
+            metrics=metrics,
+        )  # fmt: skip
         #: Records refused at the door (no usable Linkedid).
         self.rejected = 0
-        #: Records the database refused even alone (logged in full).
-        self.failed = 0
-        #: Failed write attempts (each is logged; retried).
-        self.errors = 0
+
+    # counters (the worker's)
+    @property
+    def enqueued(self) -> int:
+        """Records accepted onto the queue."""
+        return self.worker.enqueued
+
+    @property
+    def written(self) -> int:
+        """Records written (inserted or merged)."""
+        return self.worker.handled - self.worker.failed
+
+    @property
+    def dropped(self) -> int:
+        """Records refused because the queue was full or the recorder closed."""
+        return self.worker.dropped
+
+    @property
+    def failed(self) -> int:
+        """Records the database refused even alone (logged in full)."""
+        return self.worker.failed
+
+    @property
+    def errors(self) -> int:
+        """Failed write attempts (each is logged; retried)."""
+        return self.worker.errors
+
+    @property
+    def pending(self) -> int:
+        """Records queued or being written."""
+        return self.worker.pending
 
     # --- intake (synchronous, called from the bus) ----------------------------------
 
@@ -249,151 +247,25 @@ class CallRecorder:
             self.rejected += 1
             log.error("call record refused: linkedid of %d characters", len(linkedid))
             return False
-        if self._closing:
-            self.dropped += 1
-            log.error("call recorder closed: call record %s dropped", linkedid)
-            return False
-        try:
-            self._queue.put_nowait(record)
-        except asyncio.QueueFull:
-            self.dropped += 1
-            log.error(
-                "call recorder queue full (%d): call record %s dropped (%d dropped so far)",
-                self._queue.maxsize,
-                linkedid,
-                self.dropped,
-            )
-            return False
-        self.enqueued += 1
-        return True
-
-    @property
-    def pending(self) -> int:
-        """Records queued or being written."""
-        return self._queue.qsize() + len(self._in_flight)
+        return self.worker.submit(record)
 
     # --- lifecycle ------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self._worker is not None:
-            raise RuntimeError("CallRecorder already started")
-        self._worker = asyncio.create_task(self._run(), name="cti-call-recorder")
+        self.worker.start()
 
     async def flush(self) -> None:
         """Wait until every record enqueued so far is written (or given up on)."""
-        target = self.enqueued
-        if self._done >= target:
-            return
-        if self._worker is None or self._stopped:
-            raise RuntimeError(
-                f"call recorder is not running; {target - self._done} record(s) unwritten"
-            )
-        async with self._done_changed:
-            await self._done_changed.wait_for(lambda: self._done >= target or self._stopped)
-        if self._done < target:
-            raise RuntimeError(f"call recorder stopped; {target - self._done} record(s) unwritten")
+        await self.worker.flush()
 
     async def close(self, grace_s: float | None = 30.0) -> None:
         """Stop taking records, write everything queued (waiting at most ``grace_s``
         seconds, None: as long as it takes; what is still unwritten then is logged by
         Linkedid), stop the worker. Idempotent."""
         self.detach()
-        self._closing = True
-        worker = self._worker
-        if worker is None or self._stopped:
-            if self._queue.qsize():
-                log.error(
-                    "call recorder closed before it started: %d call record(s) unwritten",
-                    self._queue.qsize(),
-                )
-            return
-        try:
-            await asyncio.wait_for(self.flush(), grace_s)
-        except TimeoutError:
-            unwritten = list(self._in_flight)
-            while not self._queue.empty():
-                unwritten.append(self._queue.get_nowait())
-            log.error(
-                "call recorder closing after %ss with %d call record(s) unwritten: %s",
-                grace_s,
-                len(unwritten),
-                ", ".join(r.linkedid for r in unwritten),
-            )
-        finally:
-            worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await worker
-            self._stopped = True
-            async with self._done_changed:
-                self._done_changed.notify_all()
+        await self.worker.close(grace_s)
 
-    # --- worker ---------------------------------------------------------------------
-
-    async def _run(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self.batch_size:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except asyncio.QueueEmpty:
-                    break
-            self._in_flight = batch
-            try:
-                await self._write_with_retry(batch)
-            except Exception:  # a bug, not a DB error: never let it end the worker
-                self.failed += len(batch)
-                log.exception("call recorder: unexpected error; records lost: %r", batch)
-            self._in_flight = []
-            async with self._done_changed:
-                self._done += len(batch)
-                self._done_changed.notify_all()
-
-    async def _write_with_retry(self, batch: Sequence[CallRecord]) -> None:
-        attempt = 0
-        while True:
-            try:
-                await self._upsert(batch)
-            except Exception as exc:
-                attempt += 1
-                self.errors += 1
-                if _is_data_error(exc) and attempt >= self.data_error_attempts:
-                    if len(batch) > 1:
-                        log.error(
-                            "call recorder: a batch of %d keeps failing (%s); "
-                            "writing its records one by one",
-                            len(batch),
-                            _describe(exc),
-                        )
-                        for record in batch:
-                            await self._write_with_retry([record])
-                        return
-                    self.failed += 1
-                    log.error(
-                        "call recorder: database refused call record %r after %d attempts: %s",
-                        batch[0],
-                        attempt,
-                        _describe(exc),
-                    )
-                    return
-                delay = min(self.retry_max_s, self.retry_base_s * 2 ** (attempt - 1))
-                log.error(
-                    "call recorder: writing %d call record(s) failed (attempt %d), "
-                    "retrying in %.1fs: %s",
-                    len(batch),
-                    attempt,
-                    delay,
-                    _describe(exc),
-                )
-                await asyncio.sleep(delay)
-            else:
-                self.written += len(batch)
-                if attempt:
-                    log.warning(
-                        "call recorder: %d call record(s) written after %d failed attempt(s)",
-                        len(batch),
-                        attempt,
-                    )
-                return
+    # --- writing --------------------------------------------------------------------
 
     async def _upsert(self, batch: Sequence[CallRecord]) -> None:
         now = utcnow()
@@ -427,6 +299,10 @@ class CallRecorder:
             "created_at": now,
             "updated_at": now,
         }
+
+
+def _describe_record(record: CallRecord) -> str:
+    return f"call {record.linkedid}"
 
 
 # --- queries ----------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -25,7 +25,13 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import StaticPool
 
-__all__ = ["SQLITE_BUSY_TIMEOUT_MS", "Database", "StoreConfigError", "to_async_url"]
+__all__ = [
+    "SQLITE_BUSY_TIMEOUT_MS",
+    "Database",
+    "StoreConfigError",
+    "is_data_error",
+    "to_async_url",
+]
 
 #: How long a SQLite writer waits for another writer (CLI next to the daemon) before
 #: giving up with "database is locked".
@@ -33,6 +39,17 @@ SQLITE_BUSY_TIMEOUT_MS = 5000
 
 _SQLITE_DRIVERS = {None, "aiosqlite", "pysqlite"}
 _PG_DRIVERS = {None, "asyncpg"}
+
+
+def is_data_error(exc: BaseException) -> bool:
+    """True when writing the same values again cannot help (as opposed to a database that
+    is down, locked or not migrated yet): integrity and data errors, values the driver
+    cannot bind. Queue workers give such an item up after a few attempts (cti.worker)."""
+    if isinstance(exc, IntegrityError | DataError):
+        return True
+    if isinstance(exc, StatementError) and not isinstance(exc, DBAPIError):
+        return True  # failed while binding parameters (bad value type)
+    return isinstance(exc, TypeError | ValueError | AttributeError)
 
 
 class StoreConfigError(ValueError):

@@ -198,7 +198,7 @@ async def test_publish_never_waits_full_queue_drops(
 ) -> None:
     rec = CallRecorder(db, default_region="CN", queue_size=3)
     rec.attach(bus)
-    with caplog.at_level(logging.ERROR, logger="cti.calls.recorder"):
+    with caplog.at_level(logging.ERROR, logger="cti.worker"):
         for i in range(5):  # worker not started: nothing drains the queue
             assert bus.publish(CallCompleted(_record(i))) is None  # type: ignore[func-returns-value]
     assert (rec.enqueued, rec.dropped) == (3, 2)
@@ -271,15 +271,15 @@ async def test_close_gives_up_after_grace_and_names_what_is_lost(
     bus.publish(CallCompleted(FULL))
     bus.publish(CallCompleted(_record(1)))
     try:
-        with caplog.at_level(logging.ERROR, logger="cti.calls.recorder"):
+        with caplog.at_level(logging.ERROR, logger="cti.worker"):
             async with asyncio.timeout(5):
                 await rec.close(grace_s=0.2)
     finally:
         await db.dispose()
     assert rec.written == 0
-    assert "2 call record(s) unwritten" in caplog.text
+    assert "2 item(s) unhandled" in caplog.text
     assert FULL.linkedid in caplog.text and _record(1).linkedid in caplog.text
-    with pytest.raises(RuntimeError, match="unwritten"):
+    with pytest.raises(RuntimeError, match="unhandled"):
         await rec.flush()
 
 
@@ -291,7 +291,7 @@ async def test_record_the_database_refuses_is_isolated_and_logged(
     bad = replace(_record(2), started_at=None)  # type: ignore[arg-type]  # NOT NULL
     for record in (_record(1), bad, _record(3)):
         bus.publish(CallCompleted(record))
-    with caplog.at_level(logging.ERROR, logger="cti.calls.recorder"):
+    with caplog.at_level(logging.ERROR, logger="cti.worker"):
         await rec.start()
         await rec.close(grace_s=10)
     assert rec.written == 2 and rec.failed == 1

@@ -197,10 +197,7 @@ async def test_hold_ivr_agents_staffing_and_rest(svc: StatsService, db: Database
     assert sup2["ivr_abandoned"] is None
     assert rows[("*", T1.replace(minute=0).isoformat())]["ivr_abandoned"] == 1
 
-    agents = {
-        a["agent"]: a
-        for a in await reports.agent_report(db, DAY, DAY, TZ, svc.rules, datetime.now(UTC))
-    }
+    agents = {a["agent"]: a for a in await reports.agent_report(db, DAY, DAY, TZ, svc.rules)}
     assert agents["agent2"]["handled"] == 2 and agents["=evil"]["missed"] == 1
     assert agents["agent2"]["hold_s"] == 15.0 and agents["agent2"]["talk_s"] == 75.0
     assert agents["agent2"]["occupancy"] is None  # never logged in: no denominator
@@ -210,7 +207,7 @@ async def test_hold_ivr_agents_staffing_and_rest(svc: StatsService, db: Database
 
     deps = WebDeps(db=db, live=_NoCalls(), registry=CollectorRegistry(), hub=WsHub(db))
     app = create_app(deps)
-    add_routes(app, svc, lambda: [])
+    add_routes(app, svc)
     sup = await create_token(db, "sup", "supervisor")
     agent = await create_token(db, "alice", "agent")
     async with TestClient(TestServer(app)) as client:

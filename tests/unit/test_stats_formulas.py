@@ -237,5 +237,7 @@ def test_wallboard_shows_an_owner_queue_only_while_in_use() -> None:
     wb = Wallboard(ZoneInfo("UTC"))
     idle = {"name": "cti_owner_7", "entries": [], "members": []}
     busy = {"name": "cti_owner_8", "entries": [{"wait_s": 3.0}], "members": []}
-    frame = wb.frame([idle, busy], {}, {}, 0.8, 0.75, now)
+    frame = wb.frame(
+        [idle, busy], {}, {}, 0.8, 0.75, now, is_personal=lambda q: q.startswith("cti_owner_")
+    )
     assert [q["queue"] for q in frame["queues"]] == ["cti_owner_8"]

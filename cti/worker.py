@@ -1,0 +1,293 @@
+"""The one queue worker: how a component hands work from the (synchronous) bus to I/O.
+
+Guarantees, the same for every user (the call recorder, the CRM interaction writer, the
+webhook dispatcher, the lost-caller list):
+
+- **Bounded intake, never blocking.** :meth:`QueueWorker.submit` only ``put_nowait``s onto
+  a bounded queue; a full (or closed) queue drops the item, logs it and counts it
+  (``dropped``; ``cti_queue_worker_dropped_total{worker=...}`` in /metrics).
+- **Batches in order.** Up to ``batch_size`` queued items are handed to the handler at
+  once, in submission order; ``concurrency`` workers may run side by side (order is then
+  per worker only).
+- **Retry with backoff.** A failing batch stays in hand and is retried with exponential
+  backoff (``retry_base_s`` doubling up to ``retry_max_s``) for as long as it takes: a
+  database that is down or a receiver that is away loses nothing (meanwhile the queue
+  fills and later items are dropped loudly).
+- **Isolation of a bad item.** An error that retrying cannot fix (``permanent(exc)``:
+  integrity/data errors, values that cannot be bound) is retried ``permanent_attempts``
+  times, then the batch is handled item by item and an item that still fails is logged in
+  full (its ``repr``) at ERROR level, counted (``failed``) and skipped: one bad record
+  never blocks the ones behind it. Elsewhere items are named by ``describe(item)``.
+- **Flush on stop.** :meth:`flush` waits until everything submitted so far is handled;
+  :meth:`close` stops intake, flushes (at most ``grace_s``; what is still unhandled then is
+  logged item by item), and ends the workers.
+
+Counters (``enqueued``, ``handled``, ``dropped``, ``failed``, ``errors``, ``pending``) are
+attributes and, through :class:`WorkerMetrics`, Prometheus metrics labelled by name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Generic, TypeVar
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from cti.tasks import BackgroundTasks
+
+__all__ = ["QueueWorker", "WorkerMetrics"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Handler = Callable[[Sequence[T]], Awaitable[None]]
+
+
+def _never(_: BaseException) -> bool:
+    return False
+
+
+class QueueWorker(Generic[T]):
+    def __init__(
+        self,
+        name: str,
+        handler: Handler[T],
+        *,
+        queue_size: int = 10_000,
+        batch_size: int = 1,
+        concurrency: int = 1,
+        retry_base_s: float = 0.5,
+        retry_max_s: float = 30.0,
+        permanent: Callable[[BaseException], bool] = _never,
+        permanent_attempts: int = 3,
+        describe: Callable[[T], str] = repr,
+        metrics: WorkerMetrics | None = None,
+    ) -> None:
+        if queue_size < 1 or batch_size < 1 or concurrency < 1:
+            raise ValueError("queue_size, batch_size and concurrency must be positive")
+        self.name = name
+        self._handler = handler
+        self.batch_size = batch_size
+        self.concurrency = concurrency
+        self.retry_base_s = retry_base_s
+        self.retry_max_s = retry_max_s
+        self._permanent = permanent
+        self.permanent_attempts = max(1, permanent_attempts)
+        self._describe = describe
+        self._queue: asyncio.Queue[T] = asyncio.Queue(maxsize=queue_size)
+        self._tasks = BackgroundTasks(f"worker-{name}")
+        self._in_flight: dict[int, Sequence[T]] = {}
+        self._done = 0
+        self._done_changed = asyncio.Condition()
+        self._closing = False
+        self._stopped = False
+        self._started = False
+        #: Items accepted onto the queue.
+        self.enqueued = 0
+        #: Items handled (successfully, or given up on as failed).
+        self.handled = 0
+        #: Items refused because the queue was full or the worker closed.
+        self.dropped = 0
+        #: Items the handler refused even alone (logged in full).
+        self.failed = 0
+        #: Failed handler calls (each logged; retried).
+        self.errors = 0
+        if metrics is not None:
+            metrics.add(self)
+
+    # --- intake (synchronous) -----------------------------------------------------------
+
+    def submit(self, item: T) -> bool:
+        """Queue ``item`` without waiting; False if it was dropped."""
+        if self._closing:
+            self.dropped += 1
+            log.error("%s closed: dropped %s", self.name, self._describe(item))
+            return False
+        try:
+            self._queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self.dropped += 1
+            log.error(
+                "%s queue full (%d): dropped %s (%d dropped so far)",
+                self.name, self._queue.maxsize, self._describe(item), self.dropped,
+            )  # fmt: skip
+            return False
+        self.enqueued += 1
+        return True
+
+    @property
+    def pending(self) -> int:
+        """Items queued or being handled."""
+        return self._queue.qsize() + sum(len(b) for b in self._in_flight.values())
+
+    @property
+    def maxsize(self) -> int:
+        return self._queue.maxsize
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._started:
+            raise RuntimeError(f"{self.name} already started")
+        self._started = True
+        for i in range(self.concurrency):
+            self._tasks.spawn(self._run(i), f"run-{i}")
+
+    async def flush(self) -> None:
+        """Wait until every item submitted so far is handled (or given up on)."""
+        target = self.enqueued
+        if self._done >= target:
+            return
+        if not self._started or self._stopped:
+            unhandled = target - self._done
+            raise RuntimeError(f"{self.name} is not running; {unhandled} item(s) unhandled")
+        async with self._done_changed:
+            await self._done_changed.wait_for(lambda: self._done >= target or self._stopped)
+        if self._done < target:
+            raise RuntimeError(f"{self.name} stopped; {target - self._done} item(s) unhandled")
+
+    async def close(self, grace_s: float | None = 30.0) -> None:
+        """Stop intake, handle what is queued (at most ``grace_s`` seconds; None: as long as
+        it takes; what is unhandled then is logged), stop the workers. Idempotent."""
+        self._closing = True
+        if self._stopped:
+            return
+        if not self._started:
+            if self._queue.qsize():
+                log.error("%s closed before it started: %d item(s) unhandled: %s",
+                          self.name, self._queue.qsize(), self._unhandled())  # fmt: skip
+            self._stopped = True
+            return
+        try:
+            await asyncio.wait_for(self.flush(), grace_s)
+        except TimeoutError:
+            log.error(
+                "%s closing after %ss with %d item(s) unhandled: %s",
+                self.name, grace_s, self.pending, self._unhandled(),
+            )  # fmt: skip
+        finally:
+            await self._tasks.stop()
+            self._stopped = True
+            async with self._done_changed:
+                self._done_changed.notify_all()
+
+    def _unhandled(self) -> str:
+        items = [i for batch in self._in_flight.values() for i in batch]
+        while not self._queue.empty():
+            items.append(self._queue.get_nowait())
+        return ", ".join(self._describe(i) for i in items)
+
+    # --- workers --------------------------------------------------------------------------
+
+    async def _run(self, index: int) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self.batch_size:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except asyncio.QueueEmpty:
+                    break
+            self._in_flight[index] = batch
+            try:
+                await self._handle_with_retry(batch)
+            except Exception:  # a bug in the retry logic itself: never end the worker
+                self.failed += len(batch)
+                log.exception("%s: unexpected error; items lost: %s",
+                              self.name, ", ".join(map(self._describe, batch)))  # fmt: skip
+            self._in_flight.pop(index, None)
+            async with self._done_changed:
+                self._done += len(batch)
+                self.handled += len(batch)
+                self._done_changed.notify_all()
+
+    async def _handle_with_retry(self, batch: Sequence[T]) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self._handler(batch)
+            except Exception as exc:
+                attempt += 1
+                self.errors += 1
+                if self._permanent(exc) and attempt >= self.permanent_attempts:
+                    if len(batch) > 1:
+                        log.error(
+                            "%s: a batch of %d keeps failing (%s); handling it item by item",
+                            self.name, len(batch), _describe_exc(exc),
+                        )  # fmt: skip
+                        for item in batch:
+                            await self._handle_with_retry([item])
+                        return
+                    self.failed += 1
+                    log.error(
+                        "%s: given up after %d attempt(s) (%s): %r",
+                        self.name, attempt, _describe_exc(exc), batch[0],
+                    )  # fmt: skip
+                    return
+                delay = min(self.retry_max_s, self.retry_base_s * 2 ** (attempt - 1))
+                log.warning(
+                    "%s: %d item(s) failed (attempt %d, retrying in %.1f s): %s",
+                    self.name, len(batch), attempt, delay, _describe_exc(exc),
+                )  # fmt: skip
+                await asyncio.sleep(delay)
+            else:
+                if attempt:
+                    log.warning("%s: %d item(s) done after %d failed attempt(s)",
+                                self.name, len(batch), attempt)  # fmt: skip
+                return
+
+
+def _describe_exc(exc: BaseException) -> str:
+    """One line about an error (SQLAlchemy's statement and parameters left out)."""
+    orig = getattr(exc, "orig", None)
+    if orig is not None:
+        return f"{type(exc).__name__}: {orig}"
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"
+
+
+class WorkerMetrics(Collector):
+    """Prometheus view of every QueueWorker created with it (one per registry)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self._workers: list[QueueWorker[object]] = []
+        if registry is not None:
+            registry.register(self)
+
+    def add(self, worker: QueueWorker[T]) -> None:
+        self._workers.append(worker)  # type: ignore[arg-type]
+
+    def collect(self) -> Iterable[Metric]:
+        families = {
+            "enqueued": CounterMetricFamily(
+                "cti_queue_worker_enqueued", "items accepted by a queue worker", labels=["worker"]
+            ),
+            "handled": CounterMetricFamily(
+                "cti_queue_worker_handled", "items a queue worker finished", labels=["worker"]
+            ),
+            "dropped": CounterMetricFamily(
+                "cti_queue_worker_dropped",
+                "items a queue worker refused (queue full or closed)",
+                labels=["worker"],
+            ),
+            "failed": CounterMetricFamily(
+                "cti_queue_worker_failed",
+                "items a queue worker gave up on (bad item, logged)",
+                labels=["worker"],
+            ),
+            "errors": CounterMetricFamily(
+                "cti_queue_worker_errors", "failed attempts (retried)", labels=["worker"]
+            ),
+        }
+        pending = GaugeMetricFamily(
+            "cti_queue_worker_pending", "items queued or in hand", labels=["worker"]
+        )
+        for w in self._workers:
+            for attr, family in families.items():
+                family.add_metric([w.name], float(getattr(w, attr)))
+            pending.add_metric([w.name], float(w.pending))
+        yield from families.values()
+        yield pending

@@ -1,0 +1,69 @@
+"""The CRM interaction writer through a database outage (issue #12 item 9): interactions
+wait in the writer's queue worker and land once the database is back; none is dropped."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+
+from crm_bridge.interactions import Interactions, InteractionWriter
+from crm_bridge.models import CallAgent, Interaction
+from crm_bridge.store import CrmStore
+from cti.bus import EventBus
+from cti.events import CallAnswered, CallCompleted, CallOffered, CallRecord, IvrCompleted
+from cti.store.db import Database
+from cti.store.migrate import upgrade
+
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+async def test_a_database_outage_loses_no_interaction(db_url: str) -> None:
+    db = Database.from_url(db_url)  # not migrated yet: every write fails like an outage
+    bus = EventBus()
+    writer = InteractionWriter(
+        Interactions(CrmStore(db, "CN")), retry_base_s=0.01, retry_max_s=0.05
+    )
+    writer.attach(bus)
+    await writer.start()
+    try:
+        for i in range(5):
+            lid = f"L{i}"
+            bus.publish(
+                IvrCompleted(
+                    lid, T0, "4008001234", "+8613800138000", "PJSIP/trunk-1", ("main",),
+                    "queue", "sales", "choice",
+                )
+            )  # fmt: skip
+            bus.publish(CallOffered(lid, T0, "sales", "Local/1@x", "a1", "13800138000"))
+            bus.publish(CallAnswered(lid, T0 + timedelta(seconds=5), "sales", "Local/1@x", "a1", 5))
+            bus.publish(
+                CallCompleted(
+                    CallRecord(
+                        lid, T0, T0 + timedelta(seconds=60), caller_num="13800138000",
+                        answered_at=T0 + timedelta(seconds=5), queue="sales", agent="a1",
+                        wait_s=5.0, talk_s=55.0, disposition="answered",
+                    )
+                )
+            )  # fmt: skip
+        for _ in range(500):
+            if writer.worker.errors >= 3:
+                break
+            await asyncio.sleep(0.01)
+        assert writer.worker.errors >= 3  # the outage is being retried
+        assert writer.dropped == 0 and writer.failed == 0
+        await asyncio.to_thread(upgrade, db_url)  # the database is back
+        async with asyncio.timeout(20):
+            await writer.flush()
+        assert writer.dropped == 0 and writer.failed == 0
+        async with db.session() as s:
+            rows = (await s.scalars(select(Interaction).order_by(Interaction.linkedid))).all()
+            agents = (await s.scalars(select(CallAgent))).all()
+        assert [r.linkedid for r in rows] == [f"L{i}" for i in range(5)]
+        assert all(r.outcome == "answered" and r.talk_s == 55.0 for r in rows)
+        assert all(r.ivr_path == "main" and r.agent == "a1" for r in rows)
+        assert {(a.linkedid, a.agent) for a in agents} == {(f"L{i}", "a1") for i in range(5)}
+    finally:
+        await writer.stop()
+        await db.dispose()
