@@ -40,6 +40,9 @@ __all__ = ["AcdFeature"]
 
 log = logging.getLogger(__name__)
 
+#: Tries of the queue/member resync after a (re)connect (app_queue may still be loading).
+RESYNC_ATTEMPTS = 20
+
 
 class AcdFeature:
     name = "acd"
@@ -124,7 +127,10 @@ class AcdFeature:
 
     async def _resync(self, event: AmiConnected) -> None:
         assert self.service is not None and self.callbacks is not None
-        await self.service.resync()
+        for attempt in range(RESYNC_ATTEMPTS):
+            if await self.service.resync() or not self.service.ami.connected:
+                break
+            await asyncio.sleep(min(5.0, 0.5 * (attempt + 1)))  # Asterisk still booting
         queued = {u for q in self.live.queues.values() for u in q.entries}
         await self.callbacks.resync(event.channels, queued)
 

@@ -191,9 +191,10 @@ class AcdService:
             await self._queue_add(queue, iface, agent, penalty, paused, cfg["reason"])
 
     # --- queues ---------------------------------------------------------------------------
-    async def apply_queues(self) -> bool:
-        """Write queues_cti.conf from the store and reload app_queue. False when there is
-        no etc dir configured (nothing applied)."""
+    async def apply_queues(self, *, reload: bool = False) -> bool:
+        """Write queues_cti.conf from the store and reload app_queue when it changed (or
+        ``reload``: after a (re)connect, since a file written while Asterisk was away or
+        restarting was never loaded). False when there is no etc dir (nothing applied)."""
         queues = await store.list_queues(self.db)
         self._queues = {q.name: q for q in queues}
         self.live.wrapup_config = {q.name: q.wrapup_s for q in queues}
@@ -208,7 +209,7 @@ class AcdService:
         path = Path(etc) / FILE_NAME
         changed = await asyncio.to_thread(write_atomically, path, text)
         if self.ami.connected:
-            if changed:
+            if changed or reload:
                 await self.ami.send_action("QueueReload", {"Parameters": "yes"})
             self._owner_ids = owners
             for q in queues:  # per-queue max wait, read by [cti-queue]
@@ -218,14 +219,19 @@ class AcdService:
         return True
 
     # --- resync ---------------------------------------------------------------------------
-    async def resync(self) -> None:
+    async def resync(self) -> bool:
+        """Queues applied, the live model rebuilt, logged-in agents' memberships restored.
+        False when Asterisk refused or went away meanwhile (e.g. app_queue not loaded yet
+        right after an Asterisk restart): the caller tries again."""
         try:
-            await self.apply_queues()
+            await self.apply_queues(reload=True)
             _, items = await self.ami.send_list_action("QueueStatus")
             self.live.resync(items, utcnow())
             await self._restore_members()
         except (NotConnected, TimeoutError, AmiActionError) as exc:
             log.warning("ACD resync failed: %s", exc)
+            return False
+        return True
 
     async def _restore_members(self) -> None:
         restored = False
