@@ -260,6 +260,8 @@ class CallModel:
         self.close_grace_s = close_grace_s
         self.leave_grace_s = 1.0
         self.abandon_grace_s = abandon_grace_s
+        #: how long an answered queue call's AgentComplete may trail its last hang-up
+        self.complete_grace_s = 5.0
         self.calls: dict[str, Call] = {}
         self._finished: dict[str, datetime] = {}  # linkedid -> when finalised (late events)
         # bridge id -> uniqueid -> (linkedid, channel), for conferences
@@ -636,6 +638,15 @@ class CallModel:
                     final or (now - stay.left_at).total_seconds() >= self.leave_grace_s
                 ):
                     out.extend(self._resolve(call, stay.exit_status or "timeout", stay.left_at))
+            if (
+                final
+                and since is not None
+                and call.answered_at is not None
+                and call.talk_s is None
+                and not call.gap
+                and (now - since).total_seconds() < self.complete_grace_s
+            ):
+                continue  # AgentComplete (the talk time) trails the hang-ups: wait for it
             if final and since is not None:
                 if call.answered_at is not None and call.talk_s is None:
                     # app_queue sent no AgentComplete (seen with Local channels that hang
