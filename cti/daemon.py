@@ -160,7 +160,8 @@ class Daemon:
                 registry=self.metrics.registry,
                 hub=self.hub,
                 vendor_dir=self.settings.http.vendor_dir,
-                http=self.settings.http, auth=self.settings.auth,
+                http=self.settings.http,
+                auth=self.settings.auth,
                 site_name=self.settings.site.name,
             )
         )

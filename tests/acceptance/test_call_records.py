@@ -112,7 +112,9 @@ async def test_abandoned_call_and_the_calls_api(
         async with http.get(f"{base}/healthz") as resp:
             assert resp.status == 200
         async with http.get(f"{base}/metrics") as resp:
-            assert "cti_calls_completed_total" in await resp.text()
+            metrics = await resp.text()
+            assert "cti_calls_completed_total" in metrics
+            assert 'cti_queue_worker_dropped_total{worker="calls"} 0.0' in metrics
     assert [c["linkedid"] for c in body["calls"]].count(linkedid) == 1
 
 

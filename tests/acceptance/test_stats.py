@@ -435,12 +435,14 @@ async def test_daemon_stopped_mid_script_catches_up_and_rebuild_is_idempotent(
 
     check(await wait_for(caught_up, timeout=20, what="catch-up"), asterisk, script)
 
-    # `cti stats rebuild --since …` beside the running daemon changes nothing
+    # `cti stats rebuild --since …` beside the running daemon changes nothing; its
+    # configuration names the instance only, as `make up` writes it: the command finds
+    # the instance's queue_log the way `cti run` does
     before = await report(daemon, script)
     config = tmp_path / "cti.toml"
     config.write_text(
         f'[site]\ntimezone = "UTC"\n[database]\nurl = "{db_url}"\n'
-        f'[asterisk]\nlog_dir = "{asterisk.log_dir}"\n'
+        f'[asterisk]\ninstance = "{asterisk.spec.name}"\n'
     )
     since = (script.started - timedelta(hours=1)).isoformat()
     args = argparse.Namespace(config=str(config), since=since, queue_log="")

@@ -82,10 +82,8 @@ a=rtpmap:101 telephone-event/8000
 a=fmtp:101 0-15
 a={direction}"""
 
-# wait for the test's next command; Asterisk hanging up (BYE) ends the call at any step
-_WAIT = """  <recv request="BYE" optional="true" next="99"/>
-  <recv request="MESSAGE" crlf="true"/>
-  <send>
+# the answer to a request Asterisk sent in the dialog
+_OK = """  <send>
     <![CDATA[
 SIP/2.0 200 OK
 [last_Via:]
@@ -97,6 +95,14 @@ Content-Length: 0
     ]]>
   </send>
 """
+
+# wait for the test's next command; Asterisk hanging up (BYE) ends the call at any step
+_WAIT = (
+    """  <recv request="BYE" optional="true" next="99"/>
+  <recv request="MESSAGE" crlf="true"/>
+"""
+    + _OK
+)
 
 _REQUEST = """  <send retrans="500">
     <![CDATA[
@@ -115,22 +121,15 @@ Max-Forwards: 70
 
 _ACK = _REQUEST.format(method="ACK", cseq="{cseq}", body="Content-Length: 0")
 
-_TAIL = """  <nop next="100"/>
+_TAIL = (
+    """  <nop next="100"/>
   <label id="99"/>
-  <send>
-    <![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-    ]]>
-  </send>
-  <label id="100"/>
+"""
+    + _OK
+    + """  <label id="100"/>
 </scenario>
 """
+)
 
 
 def scenario(steps: list[str]) -> str:
