@@ -45,6 +45,7 @@ from cti.events import (
     CallQueued,
     CallResumed,
     CallRingNoAnswer,
+    CallTimedOut,
     CallTransferred,
     IvrCompleted,
     OutboundCallStarted,
@@ -113,6 +114,7 @@ class PopService:
         bus.subscribe(CallResumed, self.on_resumed)
         bus.subscribe(CallTransferred, self.on_transferred)
         bus.subscribe(CallAbandoned, self.on_abandoned)
+        bus.subscribe(CallTimedOut, self.on_timed_out)
         bus.subscribe(CallCompleted, self.on_completed)
         bus.subscribe(CallbackOffered, self.on_callback_offered)
         bus.subscribe(OutboundCallStarted, self.on_outbound)
@@ -378,10 +380,12 @@ class PopService:
             if pop.ended_at is None and pop.message.get("state") == "ringing":
                 self._update(pop, "ended", reason=reason)
 
-    # CallTimedOut is not followed: the call model also derives it from the QueueCallerLeave
-    # that Asterisk sends right before AgentConnect; CallCompleted ends those cards.
     def on_abandoned(self, event: CallAbandoned) -> None:
         self._stop_ringing(event.linkedid, "abandoned")
+
+    def on_timed_out(self, event: CallTimedOut) -> None:
+        """The caller left the queue unanswered (max wait, no agents, callback key)."""
+        self._stop_ringing(event.linkedid, event.reason)
 
     def on_completed(self, event: CallCompleted) -> None:
         rec = event.record

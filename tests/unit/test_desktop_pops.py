@@ -21,6 +21,7 @@ from cti.events import (
     CallRecord,
     CallResumed,
     CallRingNoAnswer,
+    CallTimedOut,
     CallTransferred,
     IvrCompleted,
     OutboundCallStarted,
@@ -166,6 +167,16 @@ async def test_a_caller_id_known_late_starts_the_lookup_before_the_ring() -> Non
     bus.publish(CallOffered("L4", T0 + timedelta(seconds=4), "support", "Local/1@x", "a1", ""))
     pop = sent.to("a1")[0]
     assert pop["customer"]["name"] == "张伟" and pop["caller"]["name"] == "Zhang"
+
+
+async def test_a_queue_timeout_ends_the_ringing_card() -> None:
+    svc, sent, _ = make(None)
+    bus = bus_of(svc)
+    bus.publish(CallOffered("L5", T0, "support", "Local/1@x", "a1", "13800138000"))
+    bus.publish(CallTimedOut("L5", T0 + timedelta(seconds=30), "support", 30.0, "timeout"))
+    assert [(m["state"], m.get("reason")) for m in sent.to("a1")] == [
+        ("ringing", None), ("ended", "timeout"),
+    ]  # fmt: skip
 
 
 async def test_no_directory_still_pops() -> None:
