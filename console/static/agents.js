@@ -7,8 +7,9 @@
   const DEVICE_KINDS = ["sip", "mobile", "local"];
 
   async function render(view) {
-    const [{ agents }, { queues }] = await Promise.all([
-      CTI.api("GET", "/api/v1/acd/agents"), CTI.api("GET", "/api/v1/acd/queues")]);
+    const [{ agents }, { queues }, phones] = await Promise.all([
+      CTI.api("GET", "/api/v1/acd/agents"), CTI.api("GET", "/api/v1/acd/queues"),
+      CTI.api("GET", "/api/v1/phones").then((r) => r.phones).catch(() => [])]);
     const queueNames = queues.map((q) => q.name);
     const box = C.errorBox(), done = C.noticeBox();
     const editor = el("div", { id: "agent-editor" });
@@ -30,7 +31,11 @@
       el("td", { class: "text" }, a.display_name),
       el("td", {}, el("span", { class: "pill " + a.status }, t("status_" + a.status)),
         a.reason ? " " + a.reason : ""),
-      el("td", { class: "text" }, a.devices.map((d) => `${d.kind}:${d.address}`).join(", ")),
+      el("td", { class: "text devices" },
+        // provisioned phones ring first, then the agent's other devices
+        [...phones.filter((p) => p.agent === a.name).map((p) =>
+          `${t("phone_" + p.kind)} ${p.name} (${p.registered ? t("registered") : t("not_registered")})`),
+         ...a.devices.map((d) => `${d.kind}:${d.address}`)].join(", ")),
       el("td", { class: "text" }, Object.entries(a.skills).map(([q, p]) => `${q} (${p})`).join(", ")),
       el("td", {}, el("div", { class: "row" },
         C.isAdmin() ? C.button(t("edit"), () => edit(a), "", { class: "edit" }) : null,
@@ -113,7 +118,8 @@
     return el("div", { class: "credentials" },
       el("p", {}, c.password ? t("phone_credentials_once") : t("phone_browser_registers")),
       el("table", {}, el("tbody", {}, rows.filter((r) => r[1]).map(([k, v]) =>
-        el("tr", {}, el("th", {}, t("cred_" + k)), el("td", { class: "secret" }, String(v)))))));
+        el("tr", { dataset: { cred: k } }, el("th", {}, t("cred_" + k)),
+           el("td", { class: "secret" }, String(v)))))));
   }
 
   async function phonesPanel(agent) {

@@ -30,7 +30,10 @@ const Console = (() => {
       nodes.push(el("div", { class: "group" }, t("group_" + g)));
       for (const s of visible().filter((x) => x.group === g)) {
         nodes.push(el("a", { href: "#" + s.id, id: "nav-" + s.id,
-                             class: s.id === current ? "current" : "" }, t(s.title)));
+                             class: s.id === current ? "current" : "",
+                             // the section shown: a click reloads it (no hash change)
+                             onclick: (ev) => { if (location.hash === "#" + s.id) { ev.preventDefault(); route(); } },
+                           }, t(s.title)));
       }
     }
     $("nav").replaceChildren(...nodes);
