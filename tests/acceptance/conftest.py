@@ -3,11 +3,16 @@ daemon factory running against both, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+import math
 import os
+import struct
+import wave
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.async_api import Browser, async_playwright
 
 from cti.ami.client import AmiClient
 from cti.asterisk.instance import ChrootAsterisk
@@ -117,3 +122,48 @@ async def proxy(asterisk: ChrootAsterisk) -> AsyncIterator[CuttableProxy]:
     await p.start()
     yield p
     await p.close()
+
+
+# --- the one browser of the session --------------------------------------------------------
+
+#: The tone the browser's fake microphone plays (a softphone test can find it in a recording).
+FAKE_MIC_HZ = 1000
+
+
+def write_tone(path: Path, hz: float, seconds: float = 10.0, rate: int = 48_000) -> Path:
+    """A 16-bit mono PCM sine wave (what Chromium's fake audio capture accepts)."""
+    frames = b"".join(
+        struct.pack("<h", int(12_000 * math.sin(2 * math.pi * hz * i / rate)))
+        for i in range(int(seconds * rate))
+    )
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(frames)
+    return path
+
+
+@pytest.fixture(scope="session")
+def fake_mic_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tone(tmp_path_factory.mktemp("media") / "mic.wav", FAKE_MIC_HZ)
+
+
+@pytest.fixture(scope="session")
+async def browser(fake_mic_wav: Path) -> AsyncIterator[Browser]:
+    """Debian's Chromium, headless, launched once for every browser test of the session
+    (pages get their own contexts). Media devices are fake and allowed without a prompt,
+    the microphone playing :data:`FAKE_MIC_HZ`, so WebRTC pages work as in a real desk."""
+    async with async_playwright() as pw:
+        b = await pw.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run",
+                "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-audio-capture={fake_mic_wav}",
+                "--autoplay-policy=no-user-gesture-required",
+            ],
+        )  # fmt: skip
+        yield b
+        await b.close()

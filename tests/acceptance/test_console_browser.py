@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser
 
 from acd.queues_conf import FILE_NAME
 from cti.ami.client import AmiClient
@@ -30,18 +30,6 @@ from tests.acceptance.test_ivr_harness import call
 from tests.acceptance.test_pop import Stack, set_sim
 
 HOSTILE = "<img src=x onerror=alert(1)>"
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        b = await pw.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=["--no-sandbox", "--use-fake-ui-for-media-stream",
-                  "--use-fake-device-for-media-stream"],
-        )  # fmt: skip
-        yield b
-        await b.close()
 
 
 @dataclass

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 
 from cti.ami.client import AmiClient
 from tests.acceptance.harness import originate_call, sign_in_page, wait_for
@@ -19,14 +19,6 @@ from tests.acceptance.test_pop import Stack, set_sim, stack
 __all__ = ["stack"]  # the fixture, shared with test_pop
 
 HOSTILE = "<img src=x onerror=alert(1)>"
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
-        yield b
-        await b.close()
 
 
 class Desk:

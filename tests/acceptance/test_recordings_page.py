@@ -5,11 +5,9 @@ signed URL: no token in any URL)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-from playwright.async_api import Browser, Request, async_playwright
+from playwright.async_api import Browser, Request
 
 from cti.ami.client import AmiClient
 from tests.acceptance.harness import PAGE_PASSWORD, sign_in_page, wait_for
@@ -25,14 +23,6 @@ from tests.acceptance.test_recordings import (
 )
 
 __all__ = ["rec_daemon"]  # the fixture
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
-        yield b
-        await b.close()
 
 
 async def test_page_monitors_live_calls_and_plays_with_seek(

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 from sqlalchemy import update
 
 from cti.daemon import Daemon
@@ -22,14 +22,6 @@ from cti.store.tokens import create_token
 from tests.acceptance.harness import PAGE_PASSWORD, settings_without_asterisk, sign_in_page
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
-        yield b
-        await b.close()
 
 
 class Site:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestServer
-from playwright.async_api import Browser, Page, Request, async_playwright
+from playwright.async_api import Browser, Page, Request
 from prometheus_client import CollectorRegistry
 
 from cti.ami.client import AmiClient
@@ -42,14 +42,6 @@ class _NoCalls:
 
     def health(self) -> dict[str, object]:
         return {"ok": True}
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
-        yield b
-        await b.close()
 
 
 @pytest.fixture
