@@ -22,6 +22,15 @@ prompt_dir = "${ASTERISK_BASE}/lib/sounds/cti"
 prompt_dir_asterisk = "${ASTERISK_INNER}/lib/sounds/cti"
 EOT
 fi
+# the demo's customers include a US number: let agents click-to-call it (the dial policy
+# otherwise allows only the site's own country; docs/decisions/0019)
+if ! grep -q '^\[dial\]' var/cti.toml; then
+  cat >> var/cti.toml <<EOT
+
+[dial]
+countries = ["CN", "US"]
+EOT
+fi
 # this script's own API token (the pages sign in with the passwords below)
 if [ ! -s var/demo-token ]; then
   $CTI token create demo-script --role supervisor > var/demo-token
