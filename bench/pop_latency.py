@@ -1,111 +1,182 @@
-"""Ring -> pop latency: N concurrent calls, M connected desktops, real Asterisk.
+"""Ring -> pop under a burst, measured from outside the daemon (issue #19).
 
-The real Asterisk is started the way the acceptance tests start it (tests/acceptance/
-harness.py: the cached root, unshare + chroot, free ports). The daemon (CRM + desktop
-features) runs in this process; the M desktops are websocket clients in another process
-(this file with ``--client``). M agents are queue members of ``support`` on simulated
-phones (Local/<ext>@cti-sim-agents, MemberName = the agent's token name); every caller is
-a known customer, so every pop carries a card looked up in the CRM store. N calls are
-originated at once into the inbound context and each rings one agent.
+Everything is measured as a user would, with a clock the daemon does not own:
 
-Printed per pop (first pop of a call at an agent):
-- from the AMI event's arrival: AgentCalled read off the AMI socket in this process
-  (a handler placed before the daemon's) -> the desktop process received the pop;
-- from origination: the Originate sent -> the pop received (includes Asterisk's dialplan
-  and queue time, so it is mostly Asterisk's figure);
-and the CPU used by this process (the daemon, plus the bench's own originate loop) and by
-Asterisk during the run. Target: p99 <= 50 ms from the AMI event.
+- a real Asterisk (started the way the acceptance tests start it, tests/acceptance/
+  harness.py) with ``--desktops`` simulated agents in queue ``support``
+  (Local/<ext>@cti-sim-agents: they ring ``--ring`` s, answer, talk ``--talk`` s);
+- the daemon as its own ``cti run`` process with every installed feature, on a fresh
+  SQLite file (or ``--postgres``: a temporary PostgreSQL database), logging JSON to a file;
+- the desktops in another process (this file with ``--client``): one websocket per agent
+  to the daemon, and one to the bare relay;
+- the bare relay, the practical floor, in a third process (``--relay``): its own AMI
+  connection forwarding each AgentCalled to that agent's websocket, nothing else;
+- this process: its own AMI connection timestamping AgentCalled (the ring), AgentConnect
+  (the answer) and MixMonitorStart (the recording started), and the calls originated at
+  ``--rate`` per second. Every caller is a known customer, so every pop should carry a card.
 
-    .venv/bin/python bench/pop_latency.py [--calls 200] [--desktops 500] [--ring 4]
+Printed, one figure per line (``name: value unit``):
+
+- ``pop p50/p99/max``: AgentCalled seen here -> the pop received by that agent's desktop;
+- ``relay p99``: AgentCalled seen here -> the relay's frame received by the same desktop;
+- ``ratio p99``: pop p99 / relay p99 (target <= 3);
+- ``cards missing``: pops whose customer card never arrived (in the pop or a later update);
+- ``card p99``: AgentCalled -> the card on the desktop (in the pop or the update);
+- ``recordings missing``: answered calls (AgentConnect) without a MixMonitorStart;
+- ``recording start p99``: AgentConnect -> MixMonitorStart (target <= 200 ms);
+- ``errors``: ERROR lines in the daemon's log during the run;
+- ``daemon cpu``: the daemon process's CPU over the burst, % of one core.
+
+    .venv/bin/python bench/pop_latency.py [--calls 200] [--desktops 500] [--rate 40]
+        [--ring 1] [--talk 10] [--postgres]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import secrets
 import shutil
-import statistics
+import signal
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
 
 # --- the desktops (another process) -------------------------------------------------------
 
 
-async def run_clients(url: str, tokens_file: Path, out_file: Path) -> None:
-    """Connect every token's desktop, record when each pop arrives, stop on stdin EOF."""
+async def run_clients(daemon_url: str, relay_url: str, tokens_file: Path, out_file: Path) -> None:
+    """Connect every agent's desktop (daemon) and relay socket, record when each pop, card
+    and relay frame arrives, stop on stdin EOF and write what was seen to ``out_file``."""
     import aiohttp
 
     tokens: dict[str, str] = json.loads(await asyncio.to_thread(tokens_file.read_text))
-    received: list[tuple[float, str, str, int]] = []
-    carded: list[tuple[float, str, str]] = []  # when the customer card was on the desktop
+    pops: list[tuple[float, str, str, int]] = []  # (t, agent, linkedid, has card)
+    cards: list[tuple[float, str, str]] = []
+    relayed: list[tuple[float, str, str]] = []
     ready = 0
+    need = 2 * len(tokens)
+
+    def one_ready() -> None:
+        nonlocal ready
+        ready += 1
+        if ready == need:
+            print("READY", flush=True)
 
     async def desktop(http: aiohttp.ClientSession, agent: str, token: str) -> None:
-        nonlocal ready
-        async with http.ws_connect(url, max_msg_size=1 << 20) as ws:
+        async with http.ws_connect(daemon_url, max_msg_size=1 << 20) as ws:
             await ws.send_str(json.dumps({"type": "auth", "token": token}))
             async for msg in ws:
                 now = time.time()
                 if msg.type != aiohttp.WSMsgType.TEXT:
                     break
                 data = json.loads(msg.data)
-                if data.get("type") == "hello":
-                    ready += 1
-                    if ready == len(tokens):
-                        print("READY", flush=True)
-                elif data.get("type") == "pop":
+                kind = data.get("type")
+                if kind == "hello":
+                    one_ready()
+                elif kind == "pop":
                     card = 1 if data.get("customer") else 0
-                    received.append((now, agent, str(data.get("linkedid")), card))
+                    pops.append((now, agent, str(data.get("linkedid")), card))
                     if card:
-                        carded.append((now, agent, str(data.get("linkedid"))))
-                elif data.get("type") == "call.update" and data.get("customer"):
-                    carded.append((now, agent, str(data.get("linkedid"))))
+                        cards.append((now, agent, str(data.get("linkedid"))))
+                elif kind == "call.update" and data.get("customer"):
+                    cards.append((now, agent, str(data.get("linkedid"))))
+
+    async def relay(http: aiohttp.ClientSession, agent: str) -> None:
+        async with http.ws_connect(relay_url) as ws:
+            await ws.send_str(agent)
+            async for msg in ws:
+                now = time.time()
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    break
+                if msg.data == "ok":
+                    one_ready()
+                else:
+                    relayed.append((now, agent, msg.data))
 
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as http:
         tasks = [asyncio.create_task(desktop(http, a, t)) for a, t in tokens.items()]
+        tasks += [asyncio.create_task(relay(http, a)) for a in tokens]
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until EOF
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    await asyncio.to_thread(out_file.write_text, json.dumps([received, carded]))
+    out = {"pops": pops, "cards": cards, "relayed": relayed}
+    await asyncio.to_thread(out_file.write_text, json.dumps(out))
 
 
-# --- CPU of a process tree ------------------------------------------------------------------
+# --- the bare relay (a third process) -------------------------------------------------------
 
 
-def _tree_cpu_s(pid: int) -> float:
-    """utime + stime (s) of ``pid`` and its descendants (Asterisk runs under unshare)."""
-    parents: dict[int, int] = {}
-    times: dict[int, float] = {}
-    tick = os.sysconf("SC_CLK_TCK")
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        parents[int(entry.name)] = int(fields[1])
-        times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
-    total, todo = 0.0, [pid]
-    while todo:
-        p = todo.pop()
-        total += times.get(p, 0.0)
-        todo.extend(c for c, pp in parents.items() if pp == p)
-    return total
+async def run_relay(ami_port: int, user: str, secret: str, http_port: int) -> None:
+    """AMI AgentCalled -> the agent's websocket (the text is the Linkedid), nothing else."""
+    from aiohttp import web
+
+    from cti.ami.client import AmiClient
+    from cti.ami.protocol import Message
+
+    sockets: dict[str, web.WebSocketResponse] = {}
+    pending: set[asyncio.Task[None]] = set()
+
+    def on_ami(msg: Message) -> None:
+        if msg.event != "AgentCalled":
+            return
+        ws = sockets.get(msg.get("MemberName", ""))
+        if ws is not None:
+            task = asyncio.create_task(ws.send_str(msg.get("Linkedid", "")))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        first = await ws.receive()
+        agent = str(first.data)
+        sockets[agent] = ws
+        await ws.send_str("ok")
+        async for _ in ws:
+            pass
+        sockets.pop(agent, None)
+        return ws
+
+    ami = AmiClient("127.0.0.1", ami_port, user, secret, events="agent")
+    ami.add_event_handler(on_ami)
+    await ami.start()
+    await ami.wait_connected(timeout=15)
+    app = web.Application()
+    app.router.add_get("/ws", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", http_port).start()
+    print("READY", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until EOF
+    await runner.cleanup()
+    await ami.close()
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _proc_cpu_s(pid: int) -> float:
+    """utime + stime (s) of one process (all its threads)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return float("nan")
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -115,97 +186,128 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
+def error_lines(log_file: Path, since_offset: int) -> list[str]:
+    """ERROR/CRITICAL lines (JSON log) written after ``since_offset``."""
+    out = []
+    with log_file.open("rb") as fh:
+        fh.seek(since_offset)
+        for raw in fh:
+            line = raw.decode("utf-8", "replace")
+            try:
+                level = json.loads(line).get("level")
+            except ValueError:
+                level = "error" if "Traceback" in line else ""
+            if level in ("error", "critical"):
+                out.append(line.strip())
+    return out
+
+
+async def _pg_database(create: bool, name: str) -> None:
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from cti.store.db import to_async_url
+
+    engine = create_async_engine(to_async_url(PG_ADMIN_URL), isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as conn:
+            if create:
+                await conn.execute(text(f'CREATE DATABASE "{name}"'))
+            else:
+                await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        await engine.dispose()
+
+
+async def _line(proc: asyncio.subprocess.Process, what: str, timeout: float = 120) -> None:
+    assert proc.stdout is not None
+    line = (await asyncio.wait_for(proc.stdout.readline(), timeout)).decode()
+    if line.strip() != "READY":
+        raise RuntimeError(f"{what} failed: {line!r}")
+
+
 # --- the run ----------------------------------------------------------------------------------
 
 
 async def run(args: argparse.Namespace) -> None:
     import aiohttp
 
-    from crm_bridge.feature import CrmFeature
     from cti.ami.protocol import Message
-    from cti.config import (
-        AgiConfig,
-        AmiConfig,
-        AsteriskConfig,
-        DatabaseConfig,
-        HttpConfig,
-        Settings,
-    )
-    from cti.daemon import Daemon
-    from cti.features import Feature
+    from cti.store.db import Database
+    from cti.store.migrate import upgrade
     from cti.store.tokens import create_token
-    from desktop.feature import DesktopFeature
     from tests.acceptance.harness import (
         ami_client,
+        free_port,
         reset_asterisk,
         start_test_asterisk,
         stop_test_asterisk,
         wait_for,
     )
 
-    if args.debug_loop:
-        import logging
-
-        logging.basicConfig(level=logging.WARNING)
-        asyncio.get_running_loop().slow_callback_duration = 0.02
     work = Path(tempfile.mkdtemp(prefix="cti-pop-bench-"))
-    print(f"starting Asterisk (calls={args.calls}, desktops={args.desktops}) ...", flush=True)
+    pg_name = f"cti_bench_{secrets.token_hex(4)}" if args.postgres else ""
+    print(f"# starting Asterisk (calls={args.calls}, desktops={args.desktops}) ...", flush=True)
     inst = await asyncio.to_thread(start_test_asterisk)
-    client_proc: asyncio.subprocess.Process | None = None
-    daemon: Daemon | None = None
+    procs: list[asyncio.subprocess.Process] = []
+    daemon: asyncio.subprocess.Process | None = None
     ami = ami_client(inst)
     try:
         await ami.start()
         await ami.wait_connected(timeout=15)
         await reset_asterisk(inst, ami)
-        db_url = args.db or f"sqlite+aiosqlite:///{work / 'cti.db'}"
-        settings = Settings(
-            ami=AmiConfig(
-                port=inst.spec.ami_port, username=inst.spec.ami_user,
-                secret=inst.spec.ami_secret, action_timeout=10.0,
-            ),
-            asterisk=AsteriskConfig(instance=inst.spec.name, log_dir=inst.log_dir),
-            database=DatabaseConfig(url=db_url), http=HttpConfig(port=0),
-            agi=AgiConfig(port=inst.spec.agi_port),
-        )  # fmt: skip
-        features: list[Feature] = (
-            [DesktopFeature()] if args.no_crm else [CrmFeature(), DesktopFeature()]
-        )
-        daemon = Daemon(settings, features=features)
-        await daemon.start()
-        await daemon.ami.wait_connected(timeout=15)
-        desktop_feature = daemon.features[-1]
-        assert isinstance(desktop_feature, DesktopFeature) and desktop_feature.notifier
-
-        # AgentCalled arrival, before the daemon's own handler sees it
-        arrived: dict[tuple[str, str], float] = {}
-
-        def on_ami(msg: Message) -> None:
-            if msg.event == "AgentCalled":
-                key = (msg.get("Linkedid", ""), msg.get("MemberName", ""))
-                arrived.setdefault(key, time.time())
-
-        daemon.ami.add_event_handler(on_ami, first=True)
-
-        # agents (tokens + queue members) and customers
-        print("creating agents, members and customers ...", flush=True)
-        admin = await create_token(daemon.db, "bench-admin", "admin")
-        tokens: dict[str, str] = {}
-        for i in range(args.desktops):
-            name = f"b{1000 + i}"
-            tokens[name] = await create_token(daemon.db, name, "agent")
+        if pg_name:
+            await _pg_database(True, pg_name)
+            db_url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{pg_name}"
+        else:
+            db_url = f"sqlite+aiosqlite:///{work / 'cti.db'}"
+        await asyncio.to_thread(upgrade, db_url)
+        db = Database.from_url(db_url)
+        admin = await create_token(db, "bench-admin", "admin")
+        tokens = {f"b{1000 + i}": "" for i in range(args.desktops)}
         for name in tokens:
-            await ami.send_action(
-                "QueueAdd",
-                {"Queue": "support", "Interface": f"Local/{name[1:]}@cti-sim-agents/n",
-                 "MemberName": name},
-            )  # fmt: skip
-        await ami.send_action("Setvar", {"Variable": "CTI_SIM_RING", "Value": str(args.ring)})
-        await ami.send_action("Setvar", {"Variable": "CTI_SIM_TALK", "Value": str(args.talk)})
-        callers = [f"139{i:08d}" for i in range(args.calls)]
-        base = f"http://127.0.0.1:{daemon.http_port}"
+            tokens[name] = await create_token(db, name, "agent")
+        await db.dispose()
+
+        # the daemon, as an operator runs it
+        spec, http_port = inst.spec, free_port()
+        conf, log_file = work / "cti.toml", work / "cti.log"
+        conf.write_text(
+            f'[ami]\nport = {spec.ami_port}\nusername = "{spec.ami_user}"\n'
+            f'secret = "{spec.ami_secret}"\naction_timeout = 10.0\n'
+            f'[asterisk]\ninstance = "{spec.name}"\nlog_dir = "{inst.log_dir}"\n'
+            f'[database]\nurl = "{db_url}"\n'
+            f"[http]\nport = {http_port}\n[agi]\nport = {spec.agi_port}\n"
+            '[log]\nformat = "json"\n'
+            + (f'[recordings]\nformat = "{args.format}"\n' if args.format else "")
+        )
+        log_fh = log_file.open("wb")
+        daemon = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "cti.cli", "--config", str(conf), "run",
+            stdout=log_fh, stderr=log_fh, cwd=str(ROOT),
+        )  # fmt: skip
+        log_fh.close()
+        base = f"http://127.0.0.1:{http_port}"
+
+        async def daemon_up() -> bool:
+            if daemon is not None and daemon.returncode is not None:
+                raise RuntimeError(f"cti run exited: {log_file.read_text()[-2000:]}")
+            text = await asyncio.to_thread(log_file.read_text, "utf-8", "replace")
+            return "AMI connected" in text
+
+        await wait_for(daemon_up, timeout=60, what="cti run to start", every=0.2)
         async with aiohttp.ClientSession() as http:
-            for i, number in enumerate([] if args.no_crm else callers):
+
+            async def healthy() -> bool:
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(base + "/healthz") as resp:
+                        return resp.status == 200
+                return False
+
+            await wait_for(healthy, timeout=30, what="/healthz", every=0.2)
+            print("# creating customers and queue members ...", flush=True)
+            callers = [f"139{i:08d}" for i in range(args.calls)]
+            for i, number in enumerate(callers):
                 async with http.post(
                     base + "/api/v1/customers",
                     json={"name": f"客户{i}", "company": "Bench", "tier": "vip",
@@ -214,62 +316,55 @@ async def run(args: argparse.Namespace) -> None:
                 ) as resp:  # fmt: skip
                     if resp.status != 201:
                         raise RuntimeError(f"customer: {resp.status} {await resp.text()}")
+        for name in tokens:
+            await ami.send_action(
+                "QueueAdd",
+                {"Queue": "support", "Interface": f"Local/{name[1:]}@cti-sim-agents/n",
+                 "MemberName": name},
+            )  # fmt: skip
+        await ami.send_action("Setvar", {"Variable": "CTI_SIM_RING", "Value": str(args.ring)})
+        await ami.send_action("Setvar", {"Variable": "CTI_SIM_TALK", "Value": str(args.talk)})
 
-        # the desktops, in another process
-        tokens_file, out_file = work / "tokens.json", work / "received.json"
-        await asyncio.to_thread(tokens_file.write_text, json.dumps(tokens))
-        client_proc = await asyncio.create_subprocess_exec(
-            sys.executable, __file__, "--client", f"ws://127.0.0.1:{daemon.http_port}/ws",
-            str(tokens_file), str(out_file),
+        # the bare relay and the desktops
+        relay_port = free_port()
+        relay = await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "--relay", str(spec.ami_port), spec.ami_user,
+            spec.ami_secret, str(relay_port),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
-        assert client_proc.stdout is not None
-        line = (await client_proc.stdout.readline()).decode()
-        if line.strip() != "READY":
-            raise RuntimeError(f"desktop clients failed: {line!r}")
-        print(f"{len(daemon.hub.connections)} desktops connected", flush=True)
+        procs.append(relay)
+        await _line(relay, "the relay")
+        tokens_file, out_file = work / "tokens.json", work / "received.json"
+        await asyncio.to_thread(tokens_file.write_text, json.dumps(tokens))
+        clients = await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "--client", f"ws://127.0.0.1:{http_port}/ws",
+            f"ws://127.0.0.1:{relay_port}/ws", str(tokens_file), str(out_file),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        procs.append(clients)
+        await _line(clients, "the desktops")
+        print(f"# {args.desktops} desktops connected to the daemon and to the relay", flush=True)
 
-        # when each pop frame is written to its socket (the hub's sender task ran)
-        written: dict[tuple[str, str], float] = {}
-        prefix = '{"type": "pop", "linkedid": "'
+        # our own clock: the ring, the answer, the recording
+        rang: dict[tuple[str, str], float] = {}
+        answered: dict[str, float] = {}
+        recording: dict[str, float] = {}
 
-        def timed_send(agent: str, send: Any) -> Any:
-            async def send_str(text: str, *a: Any, **kw: Any) -> None:
-                await send(text, *a, **kw)
-                if text.startswith(prefix):
-                    linkedid = text[len(prefix) : text.index('"', len(prefix))]
-                    written.setdefault((linkedid, agent), time.time())
+        def on_ami(msg: Message) -> None:
+            now = time.time()
+            lid = msg.get("Linkedid", "")
+            if msg.event == "AgentCalled":
+                rang.setdefault((lid, msg.get("MemberName", "")), now)
+            elif msg.event == "AgentConnect":
+                answered.setdefault(lid, now)
+            elif msg.event == "MixMonitorStart":
+                recording.setdefault(lid, now)
 
-            return send_str
-
-        for conn in daemon.hub.connections:
-            conn.ws.send_str = timed_send(conn.principal.name, conn.ws.send_str)  # type: ignore[method-assign]
-
-        # event-loop lag of this process (a stalled loop delays every frame)
-        lags: list[float] = []
-
-        async def probe() -> None:
-            while True:
-                t0 = time.monotonic()
-                await asyncio.sleep(0.005)
-                lags.append((time.monotonic() - t0 - 0.005) * 1000)
-
-        # the calls
-        ast_pid = inst._pid()
-        ast0 = await asyncio.to_thread(_tree_cpu_s, ast_pid) if ast_pid else 0.0
-        cpu0, wall0 = time.process_time(), time.monotonic()
-        prober = asyncio.create_task(probe())
-        originated: dict[str, float] = {}
-        notifier = desktop_feature.notifier
-        sent0 = notifier.pops_sent
-        handed: dict[tuple[str, str], float] = {}  # when the daemon handed the pop to the hub
-        hub_pop = notifier.pop
-
-        def timed_pop(agent: str, linkedid: str, at: Any, message: dict[str, Any]) -> None:
-            handed.setdefault((linkedid, agent), time.time())
-            hub_pop(agent, linkedid, at, message)
-
-        notifier.pop = timed_pop  # type: ignore[method-assign]
+        ami.add_event_handler(on_ami)
+        log_offset = log_file.stat().st_size
+        assert daemon is not None
+        cpu0, wall0 = _proc_cpu_s(daemon.pid), time.monotonic()
+        originated: list[str] = []
         gap = 1.0 / args.rate if args.rate > 0 else 0.0
         next_at = time.monotonic()
         for number in callers:
@@ -277,7 +372,7 @@ async def run(args: argparse.Namespace) -> None:
                 next_at += gap
                 await asyncio.sleep(max(0.0, next_at - time.monotonic()))
             linkedid = f"bench-{secrets.token_hex(6)}"
-            originated[linkedid] = time.time()
+            originated.append(linkedid)
             await ami.send_action(
                 "Originate",
                 {"Channel": "Local/4008001234@cti-inbound", "Context": "cti-sim-caller",
@@ -286,135 +381,111 @@ async def run(args: argparse.Namespace) -> None:
                  "ChannelId": linkedid, "OtherChannelId": linkedid + "-2"},
             )  # fmt: skip
 
-        async def all_popped() -> bool:
-            return bool(notifier.pops_sent - sent0 >= int(args.calls))
+        async def all_recorded() -> bool:
+            done = len(answered) >= len(originated)
+            return done and all(lid in recording for lid in answered)
 
-        try:
-            await wait_for(all_popped, timeout=60 + args.calls * 0.2, what="every pop", every=0.05)
-        except AssertionError as exc:
-            print(f"WARNING: {exc} ({notifier.pops_sent - sent0} of {args.calls})", flush=True)
+        with contextlib.suppress(AssertionError):
+            await wait_for(all_recorded, timeout=args.ring + 30, what="answers", every=0.05)
+        await asyncio.sleep(1.0)  # the last frames and late cards reach the desktops
         wall = time.monotonic() - wall0
-        prober.cancel()
-        cpu = time.process_time() - cpu0
-        ast1 = await asyncio.to_thread(_tree_cpu_s, ast_pid) if ast_pid else float("nan")
-        ast_cpu = ast1 - ast0
-        await asyncio.sleep(1.0)  # let the last frames reach the clients
-        assert client_proc.stdin is not None
-        client_proc.stdin.close()
-        await asyncio.wait_for(client_proc.wait(), 60)
-        received, carded = json.loads(await asyncio.to_thread(out_file.read_text))
-        pops = desktop_feature.pops
-        assert pops is not None
-        late = pops.lookups_late
+        cpu = _proc_cpu_s(daemon.pid) - cpu0
+        errors = await asyncio.to_thread(error_lines, log_file, log_offset)
+        assert clients.stdin is not None
+        clients.stdin.close()
+        await asyncio.wait_for(clients.wait(), 60)
+        seen = json.loads(await asyncio.to_thread(out_file.read_text))
 
-        from_event: list[float] = []
-        from_origin: list[float] = []
-        seen: set[tuple[str, str]] = set()
-        with_card = 0
-        for t, agent, linkedid, card in received:
-            key = (linkedid, agent)
-            if key in seen or linkedid not in originated:
-                continue
-            seen.add(key)
-            with_card += card
-            if key in arrived:
-                from_event.append((t - arrived[key]) * 1000)
-            from_origin.append((t - originated[linkedid]) * 1000)
+        ours = set(originated)
+        pop_at: dict[tuple[str, str], tuple[float, int]] = {}
+        for t, agent, lid, card in seen["pops"]:
+            if lid in ours:
+                pop_at.setdefault((lid, agent), (t, card))
+        card_at: dict[tuple[str, str], float] = {}
+        for t, agent, lid in seen["cards"]:
+            if lid in ours:
+                card_at.setdefault((lid, agent), t)
+        relay_at: dict[tuple[str, str], float] = {}
+        for t, agent, lid in seen["relayed"]:
+            relay_at.setdefault((lid, agent), t)
+        pop_ms = [(t - rang[k]) * 1000 for k, (t, _) in pop_at.items() if k in rang]
+        relay_ms = [(t - rang[k]) * 1000 for k, t in relay_at.items() if k in rang]
+        card_ms = [(t - rang[k]) * 1000 for k, t in card_at.items() if k in rang]
+        rings_missing = sum(1 for k in rang if k[0] in ours and k not in pop_at)
+        cards_missing = sum(1 for k in pop_at if k not in card_at)
+        rec_ms = [(recording[lid] - t) * 1000 for lid, t in answered.items() if lid in recording]
+        rec_missing = sum(1 for lid in answered if lid not in recording)
 
-        cards = len(seen)
-        in_daemon = [(handed[k] - arrived[k]) * 1000 for k in seen if k in handed and k in arrived]
-        to_socket = [
-            (written[k] - arrived[k]) * 1000 for k in seen if k in written and k in arrived
-        ]
-        card_from_event: list[float] = []
-        card_seen: set[tuple[str, str]] = set()
-        for t, agent, linkedid in carded:
-            key = (linkedid, agent)
-            if key in card_seen or key not in arrived:
-                continue
-            card_seen.add(key)
-            card_from_event.append((t - arrived[key]) * 1000)
-        print()
         rate = f"{args.rate:g}/s" if args.rate > 0 else "all at once"
-        print(
-            f"calls originated        {args.calls} ({rate}; "
-            f"ring {args.ring:g} s, talk {args.talk:g} s)"
-        )
-        print(f"desktops connected      {args.desktops} (clients in another process)")
-        print(
-            f"pops received           {cards}; with the card in the pop {with_card}, "
-            f"card sent in an update after the ring {late}"
-        )
-        print(
-            f"ring->pop from AMI event  p50 {pct(from_event, 0.5):7.1f} ms   "
-            f"p99 {pct(from_event, 0.99):7.1f} ms   max {max(from_event, default=0):7.1f} ms   "
-            f"(n={len(from_event)})"
-        )
-        print(
-            f"  of which in the daemon  p50 {pct(in_daemon, 0.5):7.1f} ms   "
-            f"p99 {pct(in_daemon, 0.99):7.1f} ms   (AMI event read -> pop handed to the hub)"
-        )
-        print(
-            f"  written to the socket   p50 {pct(to_socket, 0.5):7.1f} ms   "
-            f"p99 {pct(to_socket, 0.99):7.1f} ms   (AMI event read -> frame written)"
-        )
-        print(
-            f"  event-loop lag (5 ms probe) p50 {pct(lags, 0.5):5.1f} ms   "
-            f"p99 {pct(lags, 0.99):7.1f} ms   max {max(lags, default=0):7.1f} ms"
-        )
-        print(
-            f"ring->pop from originate  p50 {pct(from_origin, 0.5):7.1f} ms   "
-            f"p99 {pct(from_origin, 0.99):7.1f} ms   max {max(from_origin, default=0):7.1f} ms"
-        )
-        print(
-            f"ring->card from AMI event p50 {pct(card_from_event, 0.5):7.1f} ms   "
-            f"p99 {pct(card_from_event, 0.99):7.1f} ms   "
-            f"max {max(card_from_event, default=0):7.1f} ms   (n={len(card_from_event)})"
-        )
-        if from_event:
-            print(f"mean from AMI event       {statistics.fmean(from_event):7.1f} ms")
-        print(
-            f"daemon process CPU       {cpu:.2f} s over {wall:.2f} s = {100 * cpu / wall:.0f} % "
-            "of one core (includes the bench's originate loop)"
-        )
-        print(f"Asterisk CPU             {ast_cpu:.2f} s = {100 * ast_cpu / wall:.0f} % of a core")
-        target = pct(from_event, 0.99) <= 50
-        print(f"target p99 <= 50 ms from the AMI event: {'MET' if target else 'NOT MET'}")
+        db_kind = "PostgreSQL" if pg_name else "SQLite"
+        print(f"# {len(originated)} calls at {rate} onto {args.desktops} desktops, {db_kind}; "
+              f"ring {args.ring:g} s, talk {args.talk:g} s; {len(rang)} rings, "
+              f"{len(pop_at)} pops, {rings_missing} rings without a pop, "
+              f"{len(answered)} answered, burst {wall:.1f} s")  # fmt: skip
+        relay_p99 = pct(relay_ms, 0.99)
+        print(f"pop p50: {pct(pop_ms, 0.5):.1f} ms")
+        print(f"pop p99: {pct(pop_ms, 0.99):.1f} ms")
+        print(f"pop max: {max(pop_ms, default=float('nan')):.1f} ms")
+        print(f"relay p99: {relay_p99:.1f} ms")
+        print(f"ratio p99: {pct(pop_ms, 0.99) / relay_p99:.1f}")
+        print(f"cards missing: {cards_missing}")
+        print(f"card p99: {pct(card_ms, 0.99):.1f} ms")
+        print(f"recordings missing: {rec_missing}")
+        print(f"recording start p99: {pct(rec_ms, 0.99):.1f} ms")
+        print(f"errors: {len(errors)}")
+        print(f"daemon cpu: {100 * cpu / wall:.0f} %")
+        for line in errors[: args.show_errors]:
+            print(f"# {line[:400]}")
     finally:
-        if client_proc is not None and client_proc.returncode is None:
-            client_proc.kill()
-            await client_proc.wait()
-        if daemon is not None:
-            await daemon.stop()
+        for proc in procs:
+            if proc.stdin is not None and not proc.stdin.is_closing():
+                proc.stdin.close()
+        for proc in procs:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), 10)
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        if daemon is not None and daemon.returncode is None:
+            daemon.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(daemon.wait(), 30)
+            except TimeoutError:
+                daemon.kill()
+                await daemon.wait()
         await ami.close()
         await asyncio.to_thread(stop_test_asterisk, inst)
-        await asyncio.to_thread(shutil.rmtree, work, True)
+        if pg_name:
+            await _pg_database(False, pg_name)
+        if args.keep:
+            print(f"# kept {work}")
+        else:
+            await asyncio.to_thread(shutil.rmtree, work, True)
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--client":
-        url, tokens_file, out_file = sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4])
-        asyncio.run(run_clients(url, tokens_file, out_file))
+        daemon_url, relay_url, tokens_file, out_file = sys.argv[2:6]
+        asyncio.run(run_clients(daemon_url, relay_url, Path(tokens_file), Path(out_file)))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--relay":
+        port, user, secret, http_port = sys.argv[2:6]
+        asyncio.run(run_relay(int(port), user, secret, int(http_port)))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--calls", type=int, default=200, help="concurrent calls (N)")
-    parser.add_argument("--desktops", type=int, default=500, help="connected desktops (M)")
-    parser.add_argument("--ring", type=float, default=4, help="seconds a phone rings")
-    parser.add_argument("--talk", type=float, default=15, help="seconds of talk")
-    parser.add_argument(
-        "--rate", type=float, default=40, help="calls originated per second (0: all at once)"
-    )
-    parser.add_argument("--db", default="", help="database URL (default: a temp SQLite)")
-    parser.add_argument(
-        "--no-crm", action="store_true", help="baseline: no CRM feature (pops without cards)"
-    )
-    parser.add_argument(
-        "--debug-loop", action="store_true", help="log callbacks that hold the loop > 20 ms"
-    )
+    parser.add_argument("--calls", type=int, default=200, help="calls originated")
+    parser.add_argument("--desktops", type=int, default=500, help="connected desktops (agents)")
+    parser.add_argument("--rate", type=float, default=40, help="calls per second (0: at once)")
+    parser.add_argument("--ring", type=float, default=1, help="seconds a phone rings")
+    parser.add_argument("--talk", type=float, default=10, help="seconds of talk")
+    parser.add_argument("--postgres", action="store_true", help="a temporary PostgreSQL database")
+    parser.add_argument("--format", default="", help="[recordings] format (default: mp3)")
+    parser.add_argument("--show-errors", type=int, default=5, help="error lines shown")
+    parser.add_argument("--keep", action="store_true", help="keep the work dir (daemon log)")
     args = parser.parse_args()
     if args.desktops < args.calls:
-        parser.error("need at least as many desktops as calls (one agent rings per call)")
-    asyncio.run(run(args), debug=args.debug_loop)
+        parser.error("need at least as many desktops as calls (one agent answers per call)")
+    asyncio.run(run(args))
 
 
 if __name__ == "__main__":
