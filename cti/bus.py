@@ -1,9 +1,22 @@
-"""In-process event bus for domain events.
+"""Event bus for domain events.
 
 Dispatch is synchronous and in publish order: a handler must be quick and must not block.
 A handler that needs I/O hands the event to its own queue/worker (see
 ``cti.calls.recorder``), so a slow consumer never delays the others and the bus never
 creates unbounded tasks. A failing handler is logged and the others still run.
+
+One node or several: :class:`EventBus` is the in-process bus (the single-box default).
+In a cluster (``[cluster] broker_url``, :mod:`cti.cluster.natsbus`) the same interface
+also carries every event to the other nodes. A handler says which events it wants:
+
+- ``subscribe(T, h)`` (default): the events of **this node** only. Whatever writes the
+  store or acts on the node's own Asterisk (call rows, statistics, recordings, webhooks)
+  subscribes this way, so it acts exactly once in the cluster, on the node that saw it.
+- ``subscribe(T, h, remote=True)``: the events of **every node** (its own included), for
+  what serves the clients connected to this node (a desktop's pop, a wallboard), whichever
+  node's Asterisk the call is on.
+
+On a single node both are the same.
 """
 
 from __future__ import annotations
@@ -23,23 +36,46 @@ Handler = Callable[[Any], None]
 
 class EventBus:
     def __init__(self) -> None:
-        self._handlers: dict[type[DomainEvent], list[Handler]] = defaultdict(list)
+        # event type -> [(handler, wants other nodes' events)]
+        self._handlers: dict[type[DomainEvent], list[tuple[Handler, bool]]] = defaultdict(list)
 
-    def subscribe(self, event_type: type[E], handler: Callable[[E], None]) -> Callable[[], None]:
-        """Call ``handler`` for every published ``event_type`` (exact type). Returns an
-        unsubscribe function."""
-        self._handlers[event_type].append(handler)
+    def subscribe(
+        self, event_type: type[E], handler: Callable[[E], None], *, remote: bool = False
+    ) -> Callable[[], None]:
+        """Call ``handler`` for every published ``event_type`` (exact type): this node's
+        events, and with ``remote`` the other nodes' too. Returns an unsubscribe function."""
+        entry = (handler, remote)
+        self._handlers[event_type].append(entry)
 
         def unsubscribe() -> None:
             handlers = self._handlers.get(event_type, [])
-            if handler in handlers:
-                handlers.remove(handler)
+            if entry in handlers:
+                handlers.remove(entry)
 
         return unsubscribe
 
     def publish(self, event: DomainEvent) -> None:
-        for handler in tuple(self._handlers.get(type(event), ())):
+        """An event of this node: to every handler of its type."""
+        self._dispatch(event, remote_only=False)
+
+    def deliver_remote(self, event: DomainEvent) -> None:
+        """An event another node published: to the handlers that asked for them."""
+        self._dispatch(event, remote_only=True)
+
+    def _dispatch(self, event: DomainEvent, *, remote_only: bool) -> None:
+        for handler, remote in tuple(self._handlers.get(type(event), ())):
+            if remote_only and not remote:
+                continue
             try:
                 handler(event)
             except Exception:
                 log.exception("bus handler %r failed on %s", handler, type(event).__name__)
+
+    async def start(self) -> None:
+        """Connect to the broker (nothing to do in-process)."""
+
+    async def close(self) -> None:
+        """Send what is buffered and disconnect (nothing to do in-process)."""
+
+    def health(self) -> dict[str, object]:
+        return {"kind": "in-process"}

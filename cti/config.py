@@ -82,6 +82,42 @@ class AsteriskConfig(_Section):
     inbound_contexts: list[str] = ["cti-inbound"]
 
 
+class ClusterConfig(_Section):
+    """Several daemon nodes (docs/deploy.md, decision 0028). Empty ``broker_url``: one node,
+    in-process bus, no lease (the single-box default)."""
+
+    # NATS with JetStream that carries domain events between nodes, e.g. nats://nats:4222
+    broker_url: str = ""
+    # this node's name, unique in the cluster (its durable consumer); "": the host name
+    node: str = ""
+    stream: str = "CTI_EVENTS"
+    # events kept while the broker is unreachable (past that the oldest are dropped)
+    buffer_max: int = Field(10_000, ge=100, le=10_000_000)
+    # how long the broker keeps events for a node that is away
+    retention_s: float = Field(3600.0, ge=60)
+    # the Asterisk server this node may drive, one node at a time (a PostgreSQL lease);
+    # "": asterisk.instance
+    server: str = ""
+    # the lease is checked this often; a node that cannot confirm it for lease_timeout_s
+    # stops driving the server (before PostgreSQL frees it for another node)
+    lease_check_s: float = Field(0.5, gt=0, le=10)
+    lease_timeout_s: float = Field(2.0, gt=0, le=30)
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker(cls, v: str) -> str:
+        if v and urlsplit(v).scheme not in ("nats", "tls"):
+            raise ValueError(f"not a NATS URL {v!r} (like nats://127.0.0.1:4222)")
+        return v
+
+    @field_validator("node", "server", "stream")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if v and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", v):
+            raise ValueError(f"{v!r}: letters, digits, _ and - only (at most 64)")
+        return v
+
+
 class DatabaseConfig(_Section):
     url: str = "sqlite+aiosqlite:///var/cti.db"
 
@@ -234,6 +270,7 @@ class Settings(BaseSettings):
     agi: AgiConfig = AgiConfig()
     dial: DialConfig = DialConfig()
     log: LogConfig = LogConfig()
+    cluster: ClusterConfig = ClusterConfig()
 
     @classmethod
     def settings_customise_sources(

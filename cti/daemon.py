@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -85,6 +86,19 @@ class Metrics:
             self.ami_dropped.labels(reason)
 
 
+def make_bus(settings: Settings, registry: CollectorRegistry) -> EventBus:
+    """The in-process bus, or with ``[cluster] broker_url`` the bus across nodes."""
+    c = settings.cluster
+    if not c.broker_url:
+        return EventBus()
+    from cti.cluster.natsbus import NatsBus
+
+    return NatsBus(
+        c.broker_url, node=c.node or socket.gethostname(), stream=c.stream,
+        buffer_max=c.buffer_max, max_age_s=c.retention_s, registry=registry,
+    )  # fmt: skip
+
+
 def _complete(record: CallRecord) -> bool:
     """Recovery found the call's CDR, and its talk time when it was answered in a queue."""
     talk_known = record.talk_s is not None or not (record.queue and record.answered_at)
@@ -106,8 +120,8 @@ class Daemon:
                 "cdr-custom/); calls that end while the AMI link is down are recovered from them"
             )
         self.services = Services()
-        self.bus = EventBus()
         self.metrics = Metrics()
+        self.bus = make_bus(settings, self.metrics.registry)
         self.model = CallModel(inbound_contexts=settings.asterisk.inbound_contexts)
         self.db = Database.from_url(settings.database.url)
         self.services.dial_policy = StoreDialPolicy(
@@ -145,6 +159,7 @@ class Daemon:
     # --- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
         await asyncio.to_thread(upgrade, self.settings.database.url)
+        await self.bus.start()
         self._startup_since = await self._last_recorded_end()
         self.recorder.attach(self.bus)
         await self.recorder.start()
@@ -203,6 +218,7 @@ class Daemon:
         for event in self.model.expire(utcnow() + timedelta(days=1)):
             self.bus.publish(event)
         await self.recorder.close()
+        await self.bus.close()
         await self.db.dispose()
         log.info("stopped")
 
@@ -354,4 +370,5 @@ class Daemon:
             "ami": "connected" if self.ami.connected else "disconnected",
             "calls_active": len(self.model.calls),
             "recorder_backlog": self.recorder.pending,
+            "bus": self.bus.health(),
         }

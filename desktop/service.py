@@ -102,22 +102,24 @@ class PopService:
 
     # --- wiring ---------------------------------------------------------------------------
     def attach(self, bus: EventBus) -> None:
-        bus.subscribe(CallEntered, self.on_entered)
-        bus.subscribe(CallerIdChanged, self.on_caller_id)
-        bus.subscribe(CallRingNoAnswer, self.on_ring_no_answer)
-        bus.subscribe(CallDialEnded, self.on_dial_ended)
-        bus.subscribe(IvrCompleted, self.on_ivr)
-        bus.subscribe(CallQueued, self.on_queued)
-        bus.subscribe(CallOffered, self.on_offered)
-        bus.subscribe(CallAnswered, self.on_answered)
-        bus.subscribe(CallHeld, self.on_held)
-        bus.subscribe(CallResumed, self.on_resumed)
-        bus.subscribe(CallTransferred, self.on_transferred)
-        bus.subscribe(CallAbandoned, self.on_abandoned)
-        bus.subscribe(CallTimedOut, self.on_timed_out)
-        bus.subscribe(CallCompleted, self.on_completed)
-        bus.subscribe(CallbackOffered, self.on_callback_offered)
-        bus.subscribe(OutboundCallStarted, self.on_outbound)
+        # every node's call events (remote=True): in a cluster the agent's desktop may be
+        # connected to this node whichever node drives the server that took the call
+        bus.subscribe(CallEntered, self.on_entered, remote=True)
+        bus.subscribe(CallerIdChanged, self.on_caller_id, remote=True)
+        bus.subscribe(CallRingNoAnswer, self.on_ring_no_answer, remote=True)
+        bus.subscribe(CallDialEnded, self.on_dial_ended, remote=True)
+        bus.subscribe(IvrCompleted, self.on_ivr, remote=True)
+        bus.subscribe(CallQueued, self.on_queued, remote=True)
+        bus.subscribe(CallOffered, self.on_offered, remote=True)
+        bus.subscribe(CallAnswered, self.on_answered, remote=True)
+        bus.subscribe(CallHeld, self.on_held, remote=True)
+        bus.subscribe(CallResumed, self.on_resumed, remote=True)
+        bus.subscribe(CallTransferred, self.on_transferred, remote=True)
+        bus.subscribe(CallAbandoned, self.on_abandoned, remote=True)
+        bus.subscribe(CallTimedOut, self.on_timed_out, remote=True)
+        bus.subscribe(CallCompleted, self.on_completed, remote=True)
+        bus.subscribe(CallbackOffered, self.on_callback_offered, remote=True)
+        bus.subscribe(OutboundCallStarted, self.on_outbound, remote=True)
 
     async def stop(self) -> None:
         tasks = [*self._lookups.values(), *self._waiters]

@@ -1,0 +1,123 @@
+"""Domain events to bytes and back, for the broker (cti.cluster.natsbus).
+
+An envelope is JSON: ``{"id", "node", "type", "event"}``. Values are tagged where JSON has
+no type of its own (datetimes, tuples, nested dataclasses), so an event decodes to the
+same frozen dataclass, equal to the one published. Event types are looked up by class
+name among the subclasses of :class:`cti.events.DomainEvent` that are imported (every
+feature's events are, once the daemon has loaded the features); an unknown type is a
+:class:`CodecError`, never a guess.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from cti.events import DomainEvent
+
+__all__ = ["CodecError", "Envelope", "decode", "encode", "event_types", "known_classes"]
+
+
+class CodecError(ValueError):
+    """A message that is not an envelope this node can read."""
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    id: str  # unique per event: the broker's and the subscribers' dedupe key
+    node: str  # the node that published it
+    event: DomainEvent
+
+
+def _all_subclasses(cls: type[Any]) -> list[type[Any]]:
+    out: list[type[Any]] = []
+    for sub in cls.__subclasses__():
+        out.append(sub)
+        out.extend(_all_subclasses(sub))
+    return out
+
+
+def event_types() -> dict[str, type[DomainEvent]]:
+    return {cls.__name__: cls for cls in _all_subclasses(DomainEvent)}
+
+
+def known_classes() -> dict[str, type[Any]]:
+    # nested values of events (ChannelInfo, CallRecord) live beside them in cti.events
+    import cti.events as events_module
+
+    found: dict[str, type[Any]] = {}
+    for name, value in vars(events_module).items():
+        if isinstance(value, type) and dataclasses.is_dataclass(value):
+            found[name] = value
+    found.update(event_types())
+    return found
+
+
+def _enc(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, datetime):
+        return {"$dt": value.isoformat()}
+    if isinstance(value, date):
+        return {"$d": value.isoformat()}
+    if isinstance(value, tuple):
+        return {"$tu": [_enc(v) for v in value]}
+    if isinstance(value, list):
+        return [_enc(v) for v in value]
+    if isinstance(value, dict):
+        if not all(isinstance(k, str) for k in value):
+            raise CodecError("only string keys cross the broker")
+        return {"$m": {k: _enc(v) for k, v in value.items()}}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {f.name: _enc(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {"$dc": type(value).__name__, "f": fields}
+    raise CodecError(f"cannot send a {type(value).__name__} across the broker")
+
+
+def _dec(value: Any, classes: dict[str, type[Any]]) -> Any:
+    if isinstance(value, list):
+        return [_dec(v, classes) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "$dt" in value:
+        return datetime.fromisoformat(value["$dt"])
+    if "$d" in value:
+        return date.fromisoformat(value["$d"])
+    if "$tu" in value:
+        return tuple(_dec(v, classes) for v in value["$tu"])
+    if "$m" in value:
+        return {k: _dec(v, classes) for k, v in value["$m"].items()}
+    if "$dc" in value:
+        cls = classes.get(value["$dc"])
+        if cls is None:
+            raise CodecError(f"unknown type {value['$dc']!r}")
+        fields = {k: _dec(v, classes) for k, v in value["f"].items()}
+        try:
+            return cls(**fields)
+        except TypeError as exc:
+            raise CodecError(f"{value['$dc']}: {exc}") from None
+    raise CodecError("untagged object")
+
+
+def encode(envelope: Envelope) -> bytes:
+    return json.dumps(
+        {"id": envelope.id, "node": envelope.node, "event": _enc(envelope.event)},
+        separators=(",", ":"),
+    ).encode()
+
+
+def decode(data: bytes, classes: dict[str, type[Any]] | None = None) -> Envelope:
+    """``classes``: :func:`known_classes` computed once by the caller (else looked up)."""
+    try:
+        raw = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CodecError(f"not JSON: {exc}") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
+        raise CodecError("not an envelope")
+    event = _dec(raw.get("event"), classes if classes is not None else known_classes())
+    if not isinstance(event, DomainEvent):
+        raise CodecError("the envelope holds no domain event")
+    return Envelope(id=raw["id"], node=str(raw.get("node", "")), event=event)

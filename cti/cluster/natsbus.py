@@ -1,0 +1,312 @@
+"""The event bus across nodes, on NATS JetStream (decision 0028).
+
+Same interface as the in-process :class:`cti.bus.EventBus`; a published event is
+
+1. dispatched at once to this node's handlers (as on a single node: the broker is never
+   on the path of the node's own work), then
+2. put in a bounded local buffer, from which a sender publishes it to the JetStream stream
+   (subject ``<prefix>.<EventType>``, header ``Nats-Msg-Id`` = the event's id, so a
+   publish retried after a lost acknowledgement is stored once). An event leaves the
+   buffer only when the broker acknowledged it as stored (on disk: file storage). While
+   the broker is unreachable the buffer holds up to ``buffer_max`` events; past that the
+   oldest is dropped and counted (``cti_bus_dropped_total``), never blocking the caller.
+3. Each node reads the stream through its own durable pull consumer (``node-<name>``)
+   with explicit acknowledgement: what it had not acknowledged when the link or the broker
+   went away is delivered again, and a node that was away resumes where it stopped (within
+   the stream's ``max_age``). Events are deduplicated by id (a bounded memory of recent
+   ids), the node's own are skipped (already dispatched in step 1), the others go to the
+   handlers subscribed with ``remote=True``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import uuid
+from collections import OrderedDict, deque
+from typing import Any
+
+import nats
+from nats.aio.client import Client as NatsClient
+from nats.errors import Error as NatsError
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
+from nats.js.errors import BadRequestError, NotFoundError
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from cti.bus import EventBus
+from cti.cluster.codec import CodecError, Envelope, decode, encode, known_classes
+from cti.events import DomainEvent
+
+__all__ = ["NatsBus"]
+
+log = logging.getLogger(__name__)
+
+BATCH = 256
+ACK_TIMEOUT_S = 5.0
+SEEN_MAX = 100_000
+_NAME = re.compile(r"[^A-Za-z0-9_-]")
+
+
+class BusMetrics:
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        r = registry if registry is not None else CollectorRegistry()
+        self.published = Counter("cti_bus_published", "events stored by the broker", registry=r)
+        self.received = Counter("cti_bus_received", "other nodes' events delivered", registry=r)
+        self.duplicates = Counter("cti_bus_duplicates", "events received twice", registry=r)
+        self.dropped = Counter("cti_bus_dropped", "events dropped: buffer full", registry=r)
+        self.bad = Counter("cti_bus_bad", "broker messages not readable", registry=r)
+        self.buffered = Gauge("cti_bus_buffered", "events waiting for the broker", registry=r)
+        self.connected = Gauge("cti_bus_connected", "1 while the broker link is up", registry=r)
+
+
+class NatsBus(EventBus):
+    def __init__(
+        self,
+        url: str,
+        *,
+        node: str,
+        stream: str = "CTI_EVENTS",
+        subject_prefix: str = "cti.events",
+        buffer_max: int = 10_000,
+        max_age_s: float = 3600.0,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        super().__init__()
+        self.url = url
+        self.node = node
+        self.stream = stream
+        self.prefix = subject_prefix
+        self.buffer_max = buffer_max
+        self.max_age_s = max_age_s
+        self.metrics = BusMetrics(registry)
+        self._buffer: deque[Envelope] = deque()
+        self._wake = asyncio.Event()
+        self._empty = asyncio.Event()  # set by the sender when the buffer is empty
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._nc: NatsClient | None = None
+        self._js: JetStreamContext | None = None
+        self._ready = asyncio.Event()  # stream and consumer exist, link up
+        self._tasks: list[asyncio.Task[None]] = []
+        self._classes: dict[str, type[Any]] = {}
+        self._closing = False
+        self.published = 0
+        self.received = 0
+        self.dropped = 0
+
+    @property
+    def durable(self) -> str:
+        return "node-" + _NAME.sub("_", self.node)
+
+    # --- the bus interface ------------------------------------------------------------------
+    def publish(self, event: DomainEvent) -> None:
+        super().publish(event)
+        if self._closing:
+            return
+        if len(self._buffer) >= self.buffer_max:
+            self._buffer.popleft()
+            self.dropped += 1
+            self.metrics.dropped.inc()
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.error("bus buffer full (%d): oldest events dropped", self.buffer_max)
+        self._buffer.append(Envelope(id=uuid.uuid4().hex, node=self.node, event=event))
+        self.metrics.buffered.set(len(self._buffer))
+        self._wake.set()
+
+    async def start(self) -> None:
+        """Start the link in the background: the node works (and buffers) without it."""
+        self._classes = known_classes()
+        self._tasks = [
+            asyncio.create_task(self._link(), name="bus-link"),
+            asyncio.create_task(self._send_loop(), name="bus-send"),
+        ]
+
+    async def wait_ready(self, timeout: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), timeout)
+        return self._ready.is_set()
+
+    async def close(self, flush_s: float = 3.0) -> None:
+        """Send what is buffered (at most ``flush_s``), then disconnect."""
+        if self._buffer and self._ready.is_set():
+            self._empty.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._empty.wait(), flush_s)
+        if self._buffer:
+            log.warning("bus closing with %d event(s) not sent", len(self._buffer))
+        self._closing = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        if self._nc is not None and not self._nc.is_closed:
+            with contextlib.suppress(Exception):
+                await self._nc.close()
+        self._ready.clear()
+
+    def health(self) -> dict[str, object]:
+        nc = self._nc
+        return {
+            "kind": "nats",
+            "node": self.node,
+            "connected": bool(nc is not None and nc.is_connected and self._ready.is_set()),
+            "buffered": len(self._buffer),
+            "dropped": self.dropped,
+        }
+
+    # --- the link -----------------------------------------------------------------------------
+    async def _disconnected(self) -> None:
+        self.metrics.connected.set(0)
+        log.warning("broker link down (events are buffered)")
+
+    async def _reconnected(self) -> None:
+        self.metrics.connected.set(1)
+        log.info("broker link up again")
+
+    async def _error(self, exc: Exception) -> None:
+        log.debug("broker: %s", exc)
+
+    async def _connect(self) -> NatsClient:
+        backoff = 0.2
+        while True:
+            try:
+                return await nats.connect(
+                    self.url, name=self.durable, connect_timeout=2,
+                    allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.25,
+                    disconnected_cb=self._disconnected, reconnected_cb=self._reconnected,
+                    error_cb=self._error,
+                )  # fmt: skip
+            except (OSError, NatsError, TimeoutError) as exc:
+                log.warning("broker %s not reachable (%s): retrying", self.url, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _ensure_stream(self, js: JetStreamContext) -> None:
+        config = StreamConfig(
+            name=self.stream, subjects=[f"{self.prefix}.>"], storage=StorageType.FILE,
+            max_age=self.max_age_s, duplicate_window=120.0,
+        )  # fmt: skip
+        try:
+            await js.add_stream(config)
+        except BadRequestError:
+            await js.update_stream(config)
+
+    async def _link(self) -> None:
+        """Connect, make sure the stream and this node's consumer exist, receive; start
+        over after anything the client's own reconnects did not absorb."""
+        while True:
+            try:
+                self._nc = await self._connect()
+                self._js = self._nc.jetstream(timeout=ACK_TIMEOUT_S)
+                await self._ensure_stream(self._js)
+                sub = await self._js.pull_subscribe(
+                    f"{self.prefix}.>", durable=self.durable, stream=self.stream,
+                    config=ConsumerConfig(
+                        deliver_policy=DeliverPolicy.NEW, ack_policy=AckPolicy.EXPLICIT,
+                        ack_wait=10.0, max_ack_pending=20_000,
+                    ),
+                )  # fmt: skip
+                self.metrics.connected.set(1)
+                self._ready.set()
+                log.info("broker link up", extra={"url": self.url, "node": self.node})
+                await self._receive(sub)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("broker link failed (%s): starting over", exc)
+                self._ready.clear()
+                self.metrics.connected.set(0)
+                if self._nc is not None:
+                    with contextlib.suppress(Exception):
+                        await self._nc.close()
+                await asyncio.sleep(0.5)
+
+    async def _receive(self, sub: JetStreamContext.PullSubscription) -> None:
+        failures = 0
+        while True:
+            try:
+                msgs = await sub.fetch(BATCH, timeout=1.0)
+            except NatsTimeout:
+                continue
+            except (NatsError, OSError) as exc:
+                # the client reconnects by itself; give up on this subscription only when
+                # that does not help (the stream or consumer vanished with a wiped broker)
+                failures += 1
+                if failures > 20 or isinstance(exc, NotFoundError):
+                    raise
+                await asyncio.sleep(0.25)
+                continue
+            failures = 0
+            for msg in msgs:
+                self._take(msg.data)
+                with contextlib.suppress(NatsError, OSError):
+                    await msg.ack()
+
+    def _take(self, data: bytes) -> None:
+        try:
+            env = decode(data, self._classes)
+        except CodecError as exc:
+            self.metrics.bad.inc()
+            log.warning("unreadable broker message dropped: %s", exc)
+            return
+        if env.node == self.node:
+            return
+        if env.id in self._seen:
+            self.metrics.duplicates.inc()
+            return
+        self._seen[env.id] = None
+        if len(self._seen) > SEEN_MAX:
+            self._seen.popitem(last=False)
+        self.received += 1
+        self.metrics.received.inc()
+        self.deliver_remote(env.event)
+
+    async def _send_loop(self) -> None:
+        backoff = 0.1
+        while True:
+            if not self._buffer:
+                self._empty.set()
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            if not self._ready.is_set() or self._js is None:
+                await self._ready.wait()
+                continue
+            batch = [self._buffer[i] for i in range(min(BATCH, len(self._buffer)))]
+            try:
+                await self._send(self._js, batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("publish to broker failed (%s): %d buffered", exc, len(self._buffer))
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            backoff = 0.1
+            sent = {env.id for env in batch}
+            while self._buffer and self._buffer[0].id in sent:
+                self._buffer.popleft()
+            self.published += len(batch)
+            self.metrics.published.inc(len(batch))
+            self.metrics.buffered.set(len(self._buffer))
+
+    async def _send(self, js: JetStreamContext, batch: list[Envelope]) -> None:
+        futures: list[asyncio.Future[Any]] = []
+        try:
+            for env in batch:
+                subject = f"{self.prefix}.{type(env.event).__name__}"
+                fut = await js.publish_async(
+                    subject, encode(env), wait_stall=ACK_TIMEOUT_S,
+                    headers={"Nats-Msg-Id": env.id},
+                )  # fmt: skip
+                futures.append(fut)
+            await asyncio.wait_for(asyncio.gather(*futures), ACK_TIMEOUT_S)
+        finally:
+            for fut in futures:  # not acknowledged in time: let the client forget it
+                if not fut.done():
+                    fut.cancel()

@@ -1,0 +1,71 @@
+"""Domain events cross the broker as JSON and come back equal; the bus keeps a node's own
+handlers apart from the handlers that want every node's events."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from cti.bus import EventBus
+from cti.cluster.codec import CodecError, Envelope, decode, encode
+from cti.events import (
+    AmiConnected,
+    CallCompleted,
+    CallOffered,
+    CallRecord,
+    ChannelInfo,
+    ScreenPop,
+)
+
+AT = datetime(2026, 11, 29, 8, 0, 1, 250000, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        CallOffered("a-1.1", AT, "sales", "PJSIP/agent1", "agent1", "+8613800000000"),
+        AmiConnected(AT, True, (ChannelInfo("a-1.2", "a-1.2", "PJSIP/x-1", duration_s=2.5),)),
+        CallCompleted(CallRecord(linkedid="a-1.3", started_at=AT, ended_at=AT)),
+        ScreenPop("agent1", "a-1.1", AT, {"type": "call.pop", "card": {"n": [1, "x"]}}),
+    ],
+)
+def test_an_event_comes_back_equal(event: object) -> None:
+    env = Envelope(id="e1", node="n1", event=event)  # type: ignore[arg-type]
+    back = decode(encode(env))
+    assert back == env
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"not json", b"[]", b'{"id": "x"}', b'{"id":"x","event":{"$dc":"Nope","f":{}}}',
+     b'{"id":"x","event":{"$dc":"CallOffered","f":{"bogus":1}}}',
+     b'{"id":"x","event":{"$dc":"ChannelInfo","f":{"uniqueid":"1","linkedid":"1","channel":"c"}}}'],
+)  # fmt: skip
+def test_a_foreign_message_is_refused_not_guessed(data: bytes) -> None:
+    with pytest.raises(CodecError):
+        decode(data)
+
+
+def test_own_handlers_get_own_events_and_remote_handlers_get_all() -> None:
+    bus = EventBus()
+    local: list[object] = []
+    everywhere: list[object] = []
+    bus.subscribe(CallOffered, local.append)
+    bus.subscribe(CallOffered, everywhere.append, remote=True)
+    mine = CallOffered("a-1", AT, "q", "i", "m", "c")
+    theirs = CallOffered("b-1", AT, "q", "i", "m", "c")
+    bus.publish(mine)
+    bus.deliver_remote(theirs)
+    assert local == [mine]
+    assert everywhere == [mine, theirs]
+
+
+def test_unsubscribe_removes_only_that_subscription() -> None:
+    bus = EventBus()
+    got: list[object] = []
+    off = bus.subscribe(CallOffered, got.append, remote=True)
+    bus.subscribe(CallOffered, got.append)
+    off()
+    bus.deliver_remote(CallOffered("b-1", AT, "q", "i", "m", "c"))
+    assert got == []

@@ -1,0 +1,37 @@
+"""[cluster]: empty is one node on the in-process bus (make up); a broker URL makes the bus
+cross nodes; names and URLs are checked at start."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from cti.bus import EventBus
+from cti.cluster.natsbus import NatsBus
+from cti.config import ConfigError, load_config
+from cti.daemon import make_bus
+
+
+def test_no_cluster_section_is_one_node_on_the_in_process_bus() -> None:
+    bus = make_bus(load_config(None), CollectorRegistry())
+    assert type(bus) is EventBus
+
+
+def test_a_broker_url_makes_the_bus_cross_nodes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CTI_CLUSTER__BROKER_URL", "nats://127.0.0.1:4222")
+    monkeypatch.setenv("CTI_CLUSTER__NODE", "node-2")
+    bus = make_bus(load_config(None), CollectorRegistry())
+    assert isinstance(bus, NatsBus)
+    assert bus.node == "node-2" and bus.durable == "node-node-2"
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("BROKER_URL", "redis://x"), ("NODE", "a b"), ("SERVER", "a\nb"), ("BUFFER_MAX", "1")],
+)
+def test_bad_cluster_settings_are_one_clear_line(
+    monkeypatch: pytest.MonkeyPatch, key: str, value: str
+) -> None:
+    monkeypatch.setenv(f"CTI_CLUSTER__{key}", value)
+    with pytest.raises(ConfigError, match=f"cluster.{key.lower()}"):
+        load_config(None)
