@@ -1,0 +1,1 @@
+"""Several daemon nodes: the event bus across nodes, the lease on each Asterisk server."""
