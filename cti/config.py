@@ -80,6 +80,11 @@ class AsteriskConfig(_Section):
     # unset: the local instance's
     etc_dir: Path | None = None
     inbound_contexts: list[str] = ["cti-inbound"]
+    # the instance's transports (cti asterisk up renders them into pjsip.conf / http.conf):
+    # SIP over UDP/TCP on sip_port, SIP over WebSocket (browser phones) on Asterisk's
+    # HTTP server at ws_port (path /ws)
+    sip_port: int = Field(5060, ge=1, le=65535)
+    ws_port: int = Field(8088, ge=1, le=65535)
 
 
 class ClusterConfig(_Section):

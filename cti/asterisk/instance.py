@@ -56,6 +56,7 @@ PLACEHOLDER_KEYS = (
     "AMI_USER",
     "AMI_SECRET",
     "SIP_PORT",
+    "HTTP_PORT",
     "RTP_START",
     "RTP_END",
     "AGI_HOST",
@@ -74,6 +75,8 @@ class InstanceSpec:
     ami_user: str = "cti"
     ami_port: int = 5038
     sip_port: int = 5060
+    # Asterisk's HTTP server: SIP over WebSocket for browser phones (path /ws)
+    http_port: int = 8088
     rtp_start: int = 10000
     rtp_end: int = 10999
     agi_host: str = "127.0.0.1"
@@ -94,6 +97,7 @@ class InstanceSpec:
             "AMI_USER": self.ami_user,
             "AMI_SECRET": self.ami_secret,
             "SIP_PORT": str(self.sip_port),
+            "HTTP_PORT": str(self.http_port),
             "RTP_START": str(self.rtp_start),
             "RTP_END": str(self.rtp_end),
             "AGI_HOST": self.agi_host,

@@ -39,6 +39,8 @@ def spec_from_settings(settings: Settings) -> InstanceSpec:
         ami_secret=settings.ami.secret,
         ami_user=settings.ami.username,
         ami_port=settings.ami.port,
+        sip_port=settings.asterisk.sip_port,
+        http_port=settings.asterisk.ws_port,
         agi_host=settings.agi.host,
         agi_port=settings.agi.port,
     )

@@ -53,6 +53,7 @@ def start_test_asterisk() -> ChrootAsterisk:
         ami_secret=secrets.token_hex(16),
         ami_port=free_port(),
         sip_port=free_port(socket.SOCK_DGRAM),
+        http_port=free_port(),
         rtp_start=rtp,
         rtp_end=rtp + 99,
         agi_port=free_port(),

@@ -1,0 +1,1 @@
+"""Agents' phones provisioned from the store: browser phones (WebRTC) and SIP phones."""

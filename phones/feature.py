@@ -1,0 +1,84 @@
+"""The phones feature (registered under ``cti.features`` as ``phones``): agents' browser
+and SIP phones, provisioned from the store into Asterisk (docs/decisions/0022).
+
+It keeps its own small AMI connection, subscribed to the ``system`` and ``security``
+classes only (ContactStatus for registrations; failed authentications), so the call
+reader's connection carries no registration traffic and this one no call events.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from cti.ami.client import AmiClient, NotConnected
+from cti.ami.protocol import Message
+from cti.config import ConfigError
+from cti.features import FeatureContext
+from cti.tasks import BackgroundTasks
+from phones.credentials import phone_key
+from phones.instance_conf import read_ports
+from phones.provisioner import Provisioner
+from phones.routes import add_routes
+from phones.service import PhoneService
+from phones.settings import PhonesSettings
+
+__all__ = ["PhonesFeature"]
+
+log = logging.getLogger(__name__)
+
+#: AMI event classes of the phones' own connection
+EVENT_CLASSES = "system,security"
+
+
+class PhonesFeature:
+    name = "phones"
+    sections: tuple[str, ...] = ("phones",)
+
+    def __init__(self) -> None:
+        self.ami: AmiClient | None = None
+        self.service: PhoneService | None = None
+        self._tasks = BackgroundTasks("phones")
+
+    def setup(self, ctx: FeatureContext) -> None:
+        s = ctx.section("phones", PhonesSettings)
+        etc_dir = ctx.settings.asterisk.etc_dir
+        if etc_dir is None:
+            raise ConfigError(
+                "the phones feature writes agents' phones into Asterisk's configuration: "
+                "set asterisk.etc_dir (the host directory of the instance's configuration)"
+            )
+        a = ctx.settings.ami
+        self.ami = ami = AmiClient(
+            a.host, a.port, a.username, a.secret, events=EVENT_CLASSES,
+            ping_interval=a.ping_interval, action_timeout=a.action_timeout,
+            backoff_max=a.reconnect_max_s,
+        )  # fmt: skip
+        key = phone_key(s.secret, a.secret)
+        self.service = PhoneService(ctx.db, ami, s, key, Provisioner(ami, etc_dir))
+        ami.add_event_handler(self._on_event)
+        ami.add_connected_handler(self._on_connected)
+        ctx.services.extra["phones"] = self.service
+        add_routes(ctx.app, self.service, read_ports(etc_dir))
+
+    async def start(self) -> None:
+        assert self.ami is not None
+        await self.ami.start()
+
+    async def stop(self) -> None:
+        await self._tasks.stop()
+        if self.ami is not None:
+            await self.ami.close()
+
+    def _on_event(self, msg: Message) -> None:
+        assert self.service is not None
+        self.service.registrations.on_event(msg)
+
+    async def _on_connected(self, is_reconnect: bool) -> None:
+        """Asterisk (re)connected, maybe restarted: give it every phone, read who is
+        registered."""
+        assert self.service is not None
+        try:
+            await self.service.sync()
+            await self.service.refresh_contacts()
+        except (NotConnected, TimeoutError) as exc:
+            log.warning("phones: sync with Asterisk failed (%s); retried at the next connect", exc)

@@ -1,0 +1,185 @@
+"""Agents' phones provisioned from the store (issue #14): a browser phone and a SIP phone
+added through the API are endpoints in the running Asterisk at once (no restart, a call
+in progress untouched), register with the credentials handed out (a SIPp desk phone
+over UDP, a SIP-over-WebSocket client as SIP.js does), and stop working when rotated or
+removed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from sqlalchemy import select
+
+from cti.ami.client import AmiClient
+from cti.asterisk.instance import ChrootAsterisk
+from cti.daemon import Daemon
+from cti.store.models import AuditEntry
+from cti.store.tokens import create_token
+from tests.acceptance.conftest import DaemonFactory
+from tests.acceptance.harness import add_sim_agent, originate_call, wait_for
+from tests.acceptance.sip_phones import sipp_register, ws_register
+
+
+class Api:
+    def __init__(self, daemon: Daemon, token: str) -> None:
+        self.base = f"http://127.0.0.1:{daemon.http_port}"
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    async def __call__(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        async with (
+            aiohttp.ClientSession() as s,
+            s.request(method, self.base + path, json=body, headers=self.headers) as r,
+        ):
+            return r.status, await r.json()
+
+
+async def endpoints(ami: AmiClient) -> set[str]:
+    _, items = await ami.send_list_action("PJSIPShowEndpoints")
+    return {i["ObjectName"] for i in items}
+
+
+async def startup(ami: AmiClient) -> tuple[str, str]:
+    r = await ami.send_action("CoreStatus")
+    return r["CoreStartupDate"], r["CoreStartupTime"]
+
+
+async def channels(ami: AmiClient) -> set[str]:
+    _, items = await ami.send_list_action("CoreShowChannels")
+    return {i["Channel"] for i in items}
+
+
+async def test_phones_are_provisioned_into_the_running_asterisk(
+    ami: AmiClient, asterisk: ChrootAsterisk, start_daemon: DaemonFactory, tmp_path: Path
+) -> None:
+    daemon = await start_daemon()
+    admin = Api(daemon, await create_token(daemon.db, "ops", "admin"))
+    booted = await startup(ami)
+
+    # a call is up while the phones are added
+    await ami.send_action("Setvar", {"Variable": "CTI_SIM_TALK", "Value": "60"})
+    await add_sim_agent(ami, "101")
+    await originate_call(ami, hold_s=60)
+
+    async def talking() -> set[str]:
+        chans = await channels(ami)
+        return chans if len(chans) >= 4 else set()
+
+    up = await wait_for(talking, timeout=20, what="the call to be answered")
+
+    status, web = await admin("POST", "/api/v1/agents/agent101/phones",
+                              {"kind": "webrtc", "label": "desk browser"})  # fmt: skip
+    assert status == 201, web
+    status, sip = await admin("POST", "/api/v1/phones",
+                              {"agent": "agent101", "kind": "sip", "label": "Yealink"})  # fmt: skip
+    assert status == 201, sip
+    web_name, sip_name = web["phone"]["name"], sip["phone"]["name"]
+    assert web["applied"] and sip["applied"]
+    assert {web_name, sip_name} <= await endpoints(ami)
+    assert await startup(ami) == booted, "Asterisk was restarted"
+    assert up <= await channels(ami), "the call in progress was touched"
+
+    # the browser phone: WebRTC media (DTLS-SRTP, ICE) on it, not on the desk phone
+    web_ep = await asyncio.to_thread(asterisk.cli, f"pjsip show endpoint {web_name}")
+    sip_ep = await asyncio.to_thread(asterisk.cli, f"pjsip show endpoint {sip_name}")
+    assert " webrtc " in web_ep and ": yes" in web_ep.split(" webrtc ", 1)[1].split("\n")[0]
+    assert "ice_support                        : true" in web_ep
+    assert "media_encryption                   : dtls" in web_ep
+    assert "ice_support                        : false" in sip_ep
+    assert "opus" in web_ep.split(" allow ", 1)[1].split("\n")[0]
+
+    # the SIP phone's password is shown once, the browser phone's never to the admin
+    sip_password = sip["credentials"]["password"]
+    assert len(sip_password) >= 24
+    assert "password" not in web["credentials"]
+    assert sip["credentials"]["registrar"]["udp"].endswith(f":{asterisk.spec.sip_port}")
+    status, listed = await admin("GET", "/api/v1/phones")
+    assert status == 200 and "password" not in json.dumps(listed)
+    async with daemon.db.session() as s:
+        entries = await s.execute(select(AuditEntry).where(AuditEntry.action.like("phones.%")))
+        logged = json.dumps([[e.action, e.before, e.after, e.detail] for e in entries.scalars()])
+    assert "phones.create" in logged and sip_password not in logged
+
+    # the desk phone registers with its credentials; a wrong password is refused
+    ok, _, out = await sipp_register(asterisk, sip_name, "wrong-password", cwd=tmp_path)
+    assert not ok
+    ok, _, out = await sipp_register(asterisk, sip_name, sip_password, cwd=tmp_path)
+    assert ok, out
+
+    async def registered(name: str) -> bool:
+        _, phones = await admin("GET", "/api/v1/agents/agent101/phones")
+        return any(p["name"] == name and p["registered"] for p in phones["phones"])
+
+    await wait_for(lambda: registered(sip_name), timeout=10, what="the desk phone registered")
+
+    # the agent's desktop gets what SIP.js needs, and it registers over the WebSocket
+    agent = Api(daemon, await create_token(daemon.db, "agent101", "agent"))
+    status, mine = await agent("GET", "/api/v1/me/phones")
+    assert status == 200, mine
+    (browser,) = [p for p in mine["phones"] if p["kind"] == "webrtc"]
+    creds = browser["sip"]
+    assert creds["ws_url"] == f"ws://127.0.0.1:{asterisk.spec.http_port}/ws"
+    assert creds["uri"] == f"sip:{web_name}@127.0.0.1" and creds["username"] == web_name
+    code, session, _ws = await ws_register(creds["ws_url"], web_name, "not-" + creds["password"])
+    await session.close()
+    assert code in (401, 403)
+    code, session, _ws = await ws_register(creds["ws_url"], web_name, creds["password"])
+    try:
+        assert code == 200
+        await wait_for(
+            lambda: registered(web_name), timeout=10, what="the browser phone registered"
+        )
+    finally:
+        await session.close()
+
+    # rotated: the old password no longer registers, the new one does
+    status, rotated = await admin("POST", f"/api/v1/phones/{sip_name}/rotate")
+    assert status == 200, rotated
+    new_password = rotated["credentials"]["password"]
+    assert new_password != sip_password
+    ok, _, _ = await sipp_register(asterisk, sip_name, sip_password, cwd=tmp_path)
+    assert not ok
+    ok, _, out = await sipp_register(asterisk, sip_name, new_password, cwd=tmp_path)
+    assert ok, out
+
+    # removed: gone from Asterisk with its registration, the call still up
+    status, gone = await admin("DELETE", f"/api/v1/phones/{sip_name}")
+    assert status == 200 and gone["applied"], gone
+    assert sip_name not in await endpoints(ami)
+    contacts = await asyncio.to_thread(asterisk.cli, "pjsip show contacts")
+    assert sip_name not in contacts
+    ok, _, _ = await sipp_register(asterisk, sip_name, new_password, cwd=tmp_path)
+    assert not ok
+    assert up <= await channels(ami)
+    assert await startup(ami) == booted
+
+
+async def test_phone_requests_are_checked(start_daemon: DaemonFactory) -> None:
+    daemon = await start_daemon()
+    admin = Api(daemon, await create_token(daemon.db, "ops", "admin"))
+    sup = Api(daemon, await create_token(daemon.db, "sup", "supervisor"))
+    agent = Api(daemon, await create_token(daemon.db, "agent102", "agent"))
+    for body in (
+        {"agent": "agent101", "kind": "iax"},
+        {"agent": "a\r\nb", "kind": "sip"},
+        {"agent": "agent101", "kind": "sip", "label": "x\ny"},
+        {"agent": "agent101", "kind": "sip", "extra": 1},
+        {"agent": ["x"], "kind": "sip"},
+    ):
+        status, err = await admin("POST", "/api/v1/phones", body)
+        assert status == 400, (body, err)
+    assert (await sup("POST", "/api/v1/phones", {"agent": "agent101", "kind": "sip"}))[0] == 403
+    assert (await agent("GET", "/api/v1/agents/agent101/phones"))[0] == 403
+    assert (await admin("DELETE", "/api/v1/phones/nope"))[0] == 404
+    for _ in range(4):
+        assert (await admin("POST", "/api/v1/phones", {"agent": "agent102", "kind": "sip"}))[
+            0
+        ] == 201
+    status, err = await admin("POST", "/api/v1/phones", {"agent": "agent102", "kind": "sip"})
+    assert status == 400 and "at most" in err["error"]
+    status, mine = await agent("GET", "/api/v1/me/phones")
+    assert status == 200 and len(mine["phones"]) == 4
+    assert all("password" not in p["sip"] for p in mine["phones"])  # SIP phones: shown once only

@@ -1,0 +1,81 @@
+"""Phones: what reaches Asterisk's configuration, credentials, registration state."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from cti.ami.protocol import Message
+from phones.credentials import browser_password, ha1, new_password, phone_key
+from phones.instance_conf import read_ports
+from phones.pjsip import PhoneEntry, render
+from phones.registrations import Registrations
+
+HA1 = ha1("a-sip1", "cti", "pw")
+
+
+def test_a_phone_is_an_endpoint_an_aor_and_a_digest_auth() -> None:
+    text = render([PhoneEntry("a-sip1", "sip", "cti", HA1)])
+    assert "[a-sip1](phone-sip)" in text and "[a-sip1](phone-aor)" in text
+    assert f"password_digest = md5:{HA1}" in text
+    assert "pw" not in text.replace("password_digest", "")
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        PhoneEntry("a\nb", "sip", "cti", HA1),
+        PhoneEntry("a]b", "sip", "cti", HA1),
+        PhoneEntry("a-sip1", "iax", "cti", HA1),
+        PhoneEntry("a-sip1", "sip", "cti\nx=y", HA1),
+        PhoneEntry("a-sip1", "sip", "cti", "md5:zz"),
+    ],
+)
+def test_nothing_else_reaches_the_file(entry: PhoneEntry) -> None:
+    with pytest.raises(ValueError):
+        render([entry])
+
+
+def test_blocked_addresses_become_one_acl() -> None:
+    text = render([], ["198.51.100.7", "198.51.100.7", "2001:db8::1"])
+    assert text.count("type = acl") == 1
+    assert "deny = 198.51.100.7/32" in text and "deny = 2001:db8::1/128" in text
+    with pytest.raises(ValueError):
+        render([], ["1.2.3.4\ndeny=0.0.0.0/0"])
+
+
+def test_credentials() -> None:
+    assert len(new_password()) == 24 and new_password() != new_password()
+    assert ha1("u", "r", "p") == hashlib.md5(b"u:r:p", usedforsecurity=False).hexdigest()
+    key = phone_key("", "ami secret")
+    assert key != phone_key("", "other") and phone_key("set", "ami secret") == b"set"
+    one = browser_password(key, "a-web1", 1)
+    assert one == browser_password(key, "a-web1", 1)
+    assert one != browser_password(key, "a-web1", 2) != browser_password(key, "a-web2", 1)
+    assert len(one) == 32
+
+
+def test_registrations_follow_contacts() -> None:
+    regs = Registrations()
+    regs.replace_all([Message([("ObjectName", "a-sip1;@abc"), ("Uri", "sip:x@1.2.3.4"),
+                               ("Status", "NonQualified")])])  # fmt: skip
+    assert regs.registered("a-sip1") and not regs.registered("a-web1")
+    regs.on_event(Message([("Event", "ContactStatus"), ("AOR", "a-web1"), ("URI", "sip:y@ws"),
+                           ("ContactStatus", "Created")]))  # fmt: skip
+    assert regs.registered("a-web1")
+    regs.on_event(Message([("Event", "ContactStatus"), ("AOR", "a-web1"), ("URI", "sip:y@ws"),
+                           ("ContactStatus", "Removed")]))  # fmt: skip
+    assert not regs.registered("a-web1")
+
+
+def test_ports_are_read_back_from_the_rendered_configuration(tmp_path: Path) -> None:
+    (tmp_path / "pjsip.conf").write_text(
+        "[transport-udp]\ntype = transport\nprotocol = udp\nbind = 127.0.0.1:5070\n"
+        "[transport-ws]\ntype = transport\nprotocol = ws\nbind = 0.0.0.0\n"
+    )
+    (tmp_path / "http.conf").write_text("[general]\nenabled = yes\nbindport = 8089 ; ws\n")
+    ports = read_ports(tmp_path)
+    assert ports.sip == {"udp": 5070} and ports.ws == 8089 and not ports.wss
+    assert read_ports(None).ws is None
