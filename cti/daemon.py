@@ -5,6 +5,12 @@ Ordering that matters:
 - on every AMI (re)connect the model is resynced from CoreShowChannels and calls that ended
   while we were away are recovered from Asterisk's CDR/queue_log files, then published once;
 - on SIGTERM the HTTP side and AMI stop first, then the recorder drains what is in flight.
+
+In a cluster (``[cluster] broker_url``, decision 0028) the bus crosses nodes and a lease
+(:mod:`cti.cluster.lease`) decides when this node drives its Asterisk server: a standby
+serves HTTP and websockets only; on acquiring the lease it starts FastAGI and AMI, and the
+first connect recovers from the last call end recorded for that server, by any node, as
+after a restart; on losing it, it lets go of AMI and FastAGI.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import asyncio
 import logging
 import signal
 import socket
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -28,6 +35,7 @@ from cti.bus import EventBus
 from cti.calls import recovery
 from cti.calls.model import EVENT_CLASSES, Call, CallModel, channel_info
 from cti.calls.recorder import CallRecorder
+from cti.cluster.lease import ServerLease, libpq_dsn
 from cti.config import ConfigError, Settings
 from cti.dialpolicy import StoreDialPolicy
 from cti.events import (
@@ -99,6 +107,28 @@ def make_bus(settings: Settings, registry: CollectorRegistry) -> EventBus:
     )  # fmt: skip
 
 
+def make_lease(
+    settings: Settings,
+    on_acquired: Callable[[], Awaitable[None]],
+    on_lost: Callable[[], Awaitable[None]],
+) -> ServerLease | None:
+    """In a cluster: the lease on this node's Asterisk server (None: one node, it drives)."""
+    c = settings.cluster
+    if not c.broker_url:
+        return None
+    dsn = libpq_dsn(settings.database.url)
+    if dsn is None:
+        raise ConfigError(
+            "cluster.broker_url is set but database.url is not PostgreSQL: the nodes of a "
+            "cluster share one PostgreSQL (SQLite is for a single node)"
+        )
+    return ServerLease(
+        dsn, c.server or settings.asterisk.instance, node=c.node or socket.gethostname(),
+        on_acquired=on_acquired, on_lost=on_lost, check_s=c.lease_check_s,
+        timeout_s=c.lease_timeout_s,
+    )  # fmt: skip
+
+
 def _complete(record: CallRecord) -> bool:
     """Recovery found the call's CDR, and its talk time when it was answered in a queue."""
     talk_known = record.talk_s is not None or not (record.queue and record.answered_at)
@@ -122,6 +152,8 @@ class Daemon:
         self.services = Services()
         self.metrics = Metrics()
         self.bus = make_bus(settings, self.metrics.registry)
+        # in a cluster, the lease says when this node drives its Asterisk server
+        self.lease = make_lease(settings, self._drive, self._stop_driving)
         self.model = CallModel(inbound_contexts=settings.asterisk.inbound_contexts)
         self.db = Database.from_url(settings.database.url)
         self.services.dial_policy = StoreDialPolicy(
@@ -189,11 +221,15 @@ class Daemon:
         for feature in self.features:
             feature.setup(ctx)
         await self._start_http(app)
-        await self.agi.start()
+        if self.lease is None:  # in a cluster the driver of the server serves its FastAGI
+            await self.agi.start()
         for feature in self.features:
             await feature.start()
         self._tasks.spawn(self._expire_loop(), "expire")
-        await self.ami.start()
+        if self.lease is None:
+            await self.ami.start()
+        else:
+            self._tasks.spawn(self.lease.run(), "lease")
         if self.demo_enabled:
             from cti.demo import DemoTraffic
 
@@ -242,9 +278,17 @@ class Daemon:
         sockets = getattr(server, "sockets", None) or []
         self.http_port = sockets[0].getsockname()[1] if sockets else self.settings.http.port
 
-    async def _last_recorded_end(self) -> datetime | None:
+    async def _last_recorded_end(self, system_name: str | None = None) -> datetime | None:
+        """The last call end recorded (of this Asterisk server's calls: Uniqueids start
+        with its ``systemname``; of any call when none of its calls is recorded yet)."""
+        query = select(func.max(CallRow.ended_at))
         async with self.db.session() as session:
-            value = (await session.execute(select(func.max(CallRow.ended_at)))).scalar()
+            value = None
+            if system_name:
+                own = query.where(CallRow.linkedid.startswith(system_name + "-", autoescape=True))
+                value = (await session.execute(own)).scalar()
+            if value is None:
+                value = (await session.execute(query)).scalar()
         if value is not None and value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
         return value
@@ -264,7 +308,23 @@ class Daemon:
         log.warning("AMI disconnected: %s", reason)
         self.bus.publish(AmiDisconnected(now, reason))
 
+    async def _drive(self) -> None:
+        """The lease is ours: drive the server as after a restart (resync, recovery since
+        the last call end recorded for it, by whichever node)."""
+        self._connected_once = False
+        self._disconnected_at = None
+        await self.agi.start()
+        await self.ami.start()
+
+    async def _stop_driving(self) -> None:
+        """The lease is lost (or about to be another node's): let go of the server."""
+        await self.ami.close()
+        await self.agi.stop()
+        self._model_synced = False
+
     async def _on_connected(self, reconnect: bool) -> None:
+        if self.lease is not None and not self._connected_once:
+            self._startup_since = await self._last_recorded_end(self.ami.system_name)
         snapshot_at = utcnow()
         _, channels = await self.ami.send_list_action("CoreShowChannels")
         now = utcnow()
@@ -365,8 +425,14 @@ class Daemon:
         return [call.snapshot() for call in self.model.active()]
 
     def health(self) -> dict[str, object]:
+        if self.lease is None:
+            role = "single"
+        else:
+            role = "driver" if self.lease.held else "standby"
         return {
-            "ok": self.ami.connected,
+            # a standby node serves HTTP and websockets; it drives no Asterisk
+            "ok": self.ami.connected or role == "standby",
+            "role": role,
             "ami": "connected" if self.ami.connected else "disconnected",
             "calls_active": len(self.model.calls),
             "recorder_backlog": self.recorder.pending,
