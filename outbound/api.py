@@ -1,0 +1,331 @@
+"""REST routes of the outbound feature (supervisors manage, agents mark do-not-call).
+
+- campaigns: ``GET/POST /api/v1/outbound/campaigns``, ``GET/PATCH …/campaigns/{id}``
+- lists: ``GET/POST …/campaigns/{id}/lists``, ``GET …/lists/{id}``
+- the column-mapping step: ``POST …/imports/preview`` (the file: its columns, a sample
+  and a suggested mapping), then ``POST …/lists/{id}/import?phone=&name=&keep=`` (the
+  same file: the import report)
+- leads: ``GET …/leads``, ``POST …/leads/reassign``
+- do-not-call: ``GET/POST …/dnc``, ``POST …/dnc/import``, ``DELETE …/dnc?number=&scope=``
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from cti.web.auth import audit, principal, require_role
+from cti.web.body import model_body
+from cti.web.errors import ApiError, BadRequest, Conflict, NotFound, PayloadTooLarge
+from cti.web.openapi import BOOL, INT, STR, arr, doc, obj
+from cti.web.params import Choice, Flag, Int, Text, path_int
+from outbound.cleaning import clean, parse_number
+from outbound.schemas import NAME, CampaignIn, CampaignPatch
+from outbound.sheets import MAX_BYTES, Mapping, SheetError, read_table, suggest_mapping
+from outbound.store import CampaignExists, OutboundStore
+
+__all__ = ["OutboundApi"]
+
+TAGS = ["outbound"]
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+FORMAT = Choice(name="format", choices=("csv", "xlsx"),
+                description="the file's format (default: from Content-Type, else csv)")  # fmt: skip
+COLUMN = r"[^\x00-\x1f]{1,64}"
+PHONE_COL = Text(name="phone", required=True, max_len=64, pattern=COLUMN,
+                 description="the column holding the number")  # fmt: skip
+NAME_COL = Text(name="name", max_len=64, pattern=COLUMN, description="the name column")
+KEEP_COLS = Text(name="keep", max_len=400,
+                 description="other columns kept on the lead card, comma separated")  # fmt: skip
+SKIP_CUSTOMERS = Flag(name="skip_customers",
+                      description="leave out numbers of existing CRM customers")  # fmt: skip
+SCOPE = Text(name="scope", max_len=64, pattern=r"|[a-z0-9][a-z0-9_-]{0,63}",
+             description='"" (company list) or a campaign name')  # fmt: skip
+SCOPE_FILTER = Text(name="scope", max_len=64, pattern=r"\*|[a-z0-9][a-z0-9_-]{0,63}",
+                    description='a campaign name; absent: the company list; "*": all')  # fmt: skip
+NUMBER = Text(name="number", required=True, max_len=40)
+DNC_COLUMN = Text(name="column", max_len=64, pattern=COLUMN,
+                  description="the column of numbers (default: the first)")  # fmt: skip
+CAMPAIGN_ID = Int(name="campaign", lo=1, hi=2**31)
+LIST_ID = Int(name="list", lo=1, hi=2**31)
+LEAD_STATUS = Choice(name="status",
+                     choices=("new", "dialing", "retry", "callback", "done", "dnc"))  # fmt: skip
+LIMIT = Int(name="limit", default=200, lo=1, hi=1000)
+OFFSET = Int(name="offset", default=0, lo=0, hi=10**7)
+
+CAMPAIGN = obj({"id": INT, "name": STR, "mode": STR, "status": STR})
+REPORT = obj({"rows": INT, "kept": INT, "rejected": arr(obj()), "duplicates": arr(obj()),
+              "dnc": arr(obj()), "customers": arr(obj()), "regions": obj()})  # fmt: skip
+
+
+class _ListIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=128)
+
+
+class _DncIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    numbers: list[str] = Field(min_length=1, max_length=10000)
+    scope: str = Field(default="", pattern=rf"{NAME}|^$")
+    reason: str = Field(default="", max_length=200)
+
+
+class _ReassignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    leads: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] = Field(min_length=1,
+                                                                   max_length=10000)
+    agent: str = Field(pattern=r"^[A-Za-z0-9_.@-]{0,128}$")
+
+
+def _path_id(request: web.Request) -> int:
+    """The ``{id}`` of the path (400 if not a number; 404 past the columns' range)."""
+    value = path_int(request)
+    if not 0 < value < 2**31:
+        raise NotFound("no such id")
+    return value
+
+
+class OutboundApi:
+    def __init__(self, store: OutboundStore) -> None:
+        self.store = store
+        self._work = asyncio.Semaphore(2)  # file parsing off the loop, two at a time
+
+    def add_routes(self, app: web.Application) -> None:
+        r = app.router
+        p = "/api/v1/outbound"
+        r.add_get(f"{p}/campaigns", self.list_campaigns)
+        r.add_post(f"{p}/campaigns", self.create_campaign)
+        r.add_get(f"{p}/campaigns/{{id}}", self.get_campaign)
+        r.add_patch(f"{p}/campaigns/{{id}}", self.patch_campaign)
+        r.add_get(f"{p}/campaigns/{{id}}/lists", self.list_lists)
+        r.add_post(f"{p}/campaigns/{{id}}/lists", self.create_list)
+        r.add_get(f"{p}/lists/{{id}}", self.get_list)
+        r.add_post(f"{p}/imports/preview", self.preview)
+        r.add_post(f"{p}/lists/{{id}}/import", self.import_list)
+        r.add_get(f"{p}/leads", self.list_leads)
+        r.add_post(f"{p}/leads/reassign", self.reassign)
+        r.add_get(f"{p}/dnc", self.list_dnc)
+        r.add_post(f"{p}/dnc", self.add_dnc)
+        r.add_post(f"{p}/dnc/import", self.import_dnc)
+        r.add_delete(f"{p}/dnc", self.remove_dnc)
+
+    # --- campaigns ---------------------------------------------------------------------------
+    @doc("Campaigns", role="supervisor", tags=TAGS, response=obj({"campaigns": arr(CAMPAIGN)}))
+    async def list_campaigns(self, request: web.Request) -> web.Response:
+        require_role(request, "supervisor")
+        return web.json_response({"campaigns": await self.store.campaigns()})
+
+    @doc("Create a campaign (a draft: start it once it has lists)", role="supervisor",
+         tags=TAGS, body=CampaignIn, status=201, errors=[409], response=CAMPAIGN)  # fmt: skip
+    async def create_campaign(self, request: web.Request) -> web.Response:
+        require_role(request, "supervisor")
+        data = await model_body(request, CampaignIn)
+        try:
+            view = await self.store.create_campaign(data)
+        except CampaignExists as exc:
+            raise Conflict(str(exc)) from None
+        await audit(request, "outbound.campaign.create", target_type="outbound_campaign",
+                    target_id=view["id"], after=view)  # fmt: skip
+        return web.json_response(view, status=201)
+
+    @doc("One campaign", role="supervisor", tags=TAGS, response=CAMPAIGN)
+    async def get_campaign(self, request: web.Request) -> web.Response:
+        require_role(request, "supervisor")
+        return web.json_response(await self._campaign(request))
+
+    @doc("Change a campaign's settings", role="supervisor", tags=TAGS, body=CampaignPatch,
+         response=CAMPAIGN)  # fmt: skip
+    async def patch_campaign(self, request: web.Request) -> web.Response:
+        require_role(request, "supervisor")
+        before = await self._campaign(request)
+        patch = await model_body(request, CampaignPatch)
+        view = await self.store.update_campaign(before["id"], patch)
+        if view is None:
+            raise NotFound("no such campaign")
+        await audit(request, "outbound.campaign.update", target_type="outbound_campaign",
+                    target_id=view["id"], before=before, after=view)  # fmt: skip
+        return web.json_response(view)
+
+    async def _campaign(self, request: web.Request) -> dict[str, Any]:
+        view = await self.store.campaign(_path_id(request))
+        if view is None:
+            raise NotFound("no such campaign")
+        return view
+
+    # --- lists -------------------------------------------------------------------------------
+    @doc("A campaign's lists with their leads by status", role="supervisor", tags=TAGS,
+         response=obj({"lists": arr(obj())}))  # fmt: skip
+    async def list_lists(self, request: web.Request) -> web.Response:
+        require_role(request, "supervisor")
+        campaign = await self._campaign(request)
+        return web.json_response({"lists": await self.store.lists(campaign["id"])})
+
+    @doc("Add an (empty) list to a campaign; import leads into it", role="supervisor",
+         tags=TAGS, body=_ListIn, status=201, response=obj())  # fmt: skip
+    async def create_list(self, request: web.Request) -> web.Response:
+        require_role(request, "supervisor")
+        campaign = await self._campaign(request)
+        data = await model_body(request, _ListIn)
+        view = await self.store.create_list(campaign["id"], data.name, principal(request).name)
+        return web.json_response(view, status=201)
+
+    @doc("A list: its leads by status and its last import report", role="supervisor",
+         tags=TAGS, response=obj())  # fmt: skip
+    async def get_list(self, request: web.Request) -> web.Response:
+        require_role(request, "supervisor")
+        view = await self.store.lead_list(_path_id(request))
+        if view is None:
+            raise NotFound("no such list")
+        return web.json_response(view)
+
+    async def _file(self, request: web.Request) -> tuple[bytes, str]:
+        if request.content_length is not None and request.content_length > MAX_BYTES:
+            raise PayloadTooLarge(f"a list file is at most {MAX_BYTES // (1024 * 1024)} MiB")
+        raw = await request.content.read(MAX_BYTES + 1)
+        if len(raw) > MAX_BYTES:
+            raise PayloadTooLarge(f"a list file is at most {MAX_BYTES // (1024 * 1024)} MiB")
+        fmt = FORMAT.read(request) or ("xlsx" if request.content_type == XLSX else "csv")
+        return raw, fmt
+
+    async def _table(self, request: web.Request) -> Any:
+        raw, fmt = await self._file(request)
+        async with self._work:
+            try:
+                return await asyncio.to_thread(read_table, raw, fmt)
+            except SheetError as exc:
+                raise ApiError(str(exc), status=422, code="bad-file") from None
+
+    @doc("The column-mapping step: a file's columns, its first rows and a suggested "
+         "mapping (nothing is stored)", role="supervisor", tags=TAGS, query=[FORMAT],
+         body={"type": "string", "format": "binary"}, body_type="text/csv", errors=[413, 422],
+         response=obj({"columns": arr(STR), "sample": arr(arr(STR)), "rows": INT,
+                       "suggested": obj()}))  # fmt: skip
+    async def preview(self, request: web.Request) -> web.Response:
+        require_role(request, "supervisor")
+        table = await self._table(request)
+        guess = suggest_mapping(table.header)
+        return web.json_response({
+            "columns": table.header, "sample": table.rows[:5], "rows": len(table.rows),
+            "suggested": None if guess is None else
+            {"phone": guess.phone, "name": guess.name, "keep": guess.keep},
+        })  # fmt: skip
+
+    @doc("Import leads into a list with a column mapping: numbers to E.164, invalid ones "
+         "rejected with the reason, duplicates (in the file, in the list), do-not-call "
+         "hits and CRM customers (with their owner) reported, the region attached",
+         role="supervisor", tags=TAGS, query=[FORMAT, PHONE_COL, NAME_COL, KEEP_COLS,
+                                              SKIP_CUSTOMERS],
+         body={"type": "string", "format": "binary"}, body_type="text/csv",
+         errors=[413, 422], response=REPORT)  # fmt: skip
+    async def import_list(self, request: web.Request) -> web.Response:
+        require_role(request, "supervisor")
+        list_id = _path_id(request)
+        if await self.store.lead_list(list_id) is None:
+            raise NotFound("no such list")
+        keep = [c.strip() for c in KEEP_COLS.read(request).split(",") if c.strip()]
+        mapping = Mapping(PHONE_COL.read(request), NAME_COL.read(request), keep)
+        table = await self._table(request)
+        async with self._work:
+            try:
+                cleaned = await asyncio.to_thread(clean, table, mapping, self.store.region)
+            except SheetError as exc:
+                raise ApiError(str(exc), status=422, code="bad-mapping") from None
+        report = await self.store.import_leads(
+            list_id, cleaned, skip_customers=SKIP_CUSTOMERS.read(request)
+        )
+        await audit(request, "outbound.list.import", target_type="outbound_list",
+                    target_id=list_id,
+                    after={k: report[k] for k in ("rows", "kept", "rejected_count",
+                                                  "duplicate_count", "dnc_count")})  # fmt: skip
+        return web.json_response(report)
+
+    # --- leads -------------------------------------------------------------------------------
+    @doc("Leads of a campaign or list", role="supervisor", tags=TAGS,
+         query=[CAMPAIGN_ID, LIST_ID, LEAD_STATUS, LIMIT, OFFSET],
+         response=obj({"leads": arr(obj())}))  # fmt: skip
+    async def list_leads(self, request: web.Request) -> web.Response:
+        require_role(request, "supervisor")
+        leads = await self.store.leads(
+            campaign_id=CAMPAIGN_ID.read(request), list_id=LIST_ID.read(request),
+            status=LEAD_STATUS.read(request) or "", limit=LIMIT.value(request),
+            offset=OFFSET.value(request),
+        )  # fmt: skip
+        return web.json_response({"leads": leads})
+
+    @doc("Reassign leads to an agent (\"\": anyone)", role="supervisor", tags=TAGS,
+         body=_ReassignIn, response=obj({"changed": INT}))  # fmt: skip
+    async def reassign(self, request: web.Request) -> web.Response:
+        require_role(request, "supervisor")
+        data = await model_body(request, _ReassignIn)
+        changed = await self.store.reassign(data.leads, data.agent)
+        await audit(request, "outbound.leads.reassign", target_type="outbound_lead",
+                    after={"leads": data.leads[:100], "agent": data.agent})  # fmt: skip
+        return web.json_response({"changed": changed})
+
+    # --- do-not-call -------------------------------------------------------------------------
+    @doc("Do-not-call numbers (the company list, a campaign's, or all)", role="supervisor",
+         tags=TAGS, query=[SCOPE_FILTER, LIMIT, OFFSET],
+         response=obj({"numbers": arr(obj())}))  # fmt: skip
+    async def list_dnc(self, request: web.Request) -> web.Response:
+        require_role(request, "supervisor")
+        scope = SCOPE_FILTER.read(request)
+        rows = await self.store.dnc_list(None if scope == "*" else scope,
+                                         LIMIT.value(request), OFFSET.value(request))  # fmt: skip
+        return web.json_response({"numbers": rows})
+
+    @doc("Put numbers on a do-not-call list (an agent: one number, in one click, on the "
+         "company list); their leads are no longer dialled", tags=TAGS, body=_DncIn,
+         errors=[422],
+         response=obj({"added": INT, "already": INT, "rejected": arr(obj())}))  # fmt: skip
+    async def add_dnc(self, request: web.Request) -> web.Response:
+        p = principal(request)
+        data = await model_body(request, _DncIn)
+        if not p.at_least("supervisor") and (len(data.numbers) != 1 or data.scope):
+            raise ApiError("agents add one number to the company list", status=403,
+                           code="needs-role", details={"role": "supervisor"})  # fmt: skip
+        result = await self.store.dnc_add(data.numbers, scope=data.scope,
+                                          reason=data.reason, by=p.name)  # fmt: skip
+        if not result["added"] and not result["already"]:
+            raise ApiError("no valid number", status=422, code="bad-number",
+                           details={"rejected": result["rejected"]})  # fmt: skip
+        await audit(request, "outbound.dnc.add", target_type="outbound_dnc",
+                    target_id=data.scope, after={"numbers": result["numbers"][:100],
+                                                 "reason": data.reason})  # fmt: skip
+        return web.json_response(result)
+
+    @doc("Import do-not-call numbers from a CSV/XLSX file", role="supervisor", tags=TAGS,
+         query=[FORMAT, DNC_COLUMN, SCOPE], body={"type": "string", "format": "binary"},
+         body_type="text/csv", errors=[413, 422], response=obj({"added": INT}))  # fmt: skip
+    async def import_dnc(self, request: web.Request) -> web.Response:
+        require_role(request, "supervisor")
+        scope = SCOPE.read(request)
+        column = DNC_COLUMN.read(request)
+        table = await self._table(request)
+        if column and column not in table.header:
+            raise ApiError(f"no such column: {column}", status=422, code="bad-mapping")
+        i = table.header.index(column) if column else 0
+        numbers = [table.header[i]] if not column and parse_number(
+            table.header[i], self.store.region)[0] else []  # fmt: skip
+        numbers += [row[i] for row in table.rows if i < len(row) and row[i].strip()]
+        result = await self.store.dnc_add(numbers, scope=scope, reason="imported",
+                                          by=principal(request).name)  # fmt: skip
+        await audit(request, "outbound.dnc.import", target_type="outbound_dnc",
+                    target_id=scope, after={"added": result["added"]})  # fmt: skip
+        return web.json_response(result)
+
+    @doc("Take a number off a do-not-call list", role="supervisor", tags=TAGS,
+         query=[NUMBER, SCOPE], response=obj({"removed": BOOL}))  # fmt: skip
+    async def remove_dnc(self, request: web.Request) -> web.Response:
+        require_role(request, "supervisor")
+        number, why = parse_number(NUMBER.read(request), self.store.region)
+        if not number:
+            raise BadRequest(f"number: {why}")
+        scope = SCOPE.read(request)
+        removed = await self.store.dnc_remove(number, scope)
+        if not removed:
+            raise NotFound("the number is not on that list")
+        await audit(request, "outbound.dnc.remove", target_type="outbound_dnc",
+                    target_id=scope, before={"number": number})  # fmt: skip
+        return web.json_response({"removed": True})

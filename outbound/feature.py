@@ -1,0 +1,41 @@
+"""The outbound feature (registered under ``cti.features`` as ``outbound``): its store is
+the platform's do-not-call list (``Services.do_not_call``, asked by the dial policy before
+every dial), and its REST routes."""
+
+from __future__ import annotations
+
+from cti.config import Settings
+from cti.features import FeatureContext
+from cti.services import Services
+from cti.store.db import Database
+from outbound.api import OutboundApi
+from outbound.store import OutboundStore
+
+__all__ = ["OutboundFeature"]
+
+
+class OutboundFeature:
+    name = "outbound"
+    sections: tuple[str, ...] = ("outbound",)
+
+    def __init__(self) -> None:
+        self.store: OutboundStore | None = None
+
+    def offer(self, services: Services, db: Database, settings: Settings) -> None:
+        """The do-not-call list, from the store alone (commands and the daemon)."""
+        self.store = OutboundStore(
+            db, settings.site.default_region, lambda: services.customer_directory
+        )
+        services.do_not_call = self.store
+
+    def setup(self, ctx: FeatureContext) -> None:
+        if self.store is None:
+            self.offer(ctx.services, ctx.db, ctx.settings)
+        assert self.store is not None
+        OutboundApi(self.store).add_routes(ctx.app)
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass

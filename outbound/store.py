@@ -1,0 +1,388 @@
+"""The outbound store: campaigns, lists, leads, attempts and the do-not-call list.
+
+:class:`OutboundStore` is also the platform's :class:`cti.services.DoNotCallList`
+(``is_blocked``): the dial policy asks it before every dial, click-to-call included.
+Imports run in one transaction per list: numbers already in the list, do-not-call hits
+(company or the campaign's own) and, when asked, numbers of existing CRM customers
+(found through :class:`cti.services.CustomerDirectory`, the owning agent named) are
+left out, and the report says why for every row not kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from cti.services import CustomerDirectory
+from cti.store.db import Database
+from cti.store.models import clip_text, utcnow
+from outbound.cleaning import REPORT_LIMIT, Cleaned, parse_number
+from outbound.models import AttemptRow, CampaignRow, DncRow, LeadListRow, LeadRow
+from outbound.schemas import CampaignIn, CampaignPatch
+
+__all__ = ["CampaignExists", "OutboundStore", "campaign_view", "lead_view"]
+
+#: concurrent CRM look-ups during an import
+LOOKUP_CONCURRENCY = 8
+
+
+class CampaignExists(ValueError):
+    pass
+
+
+def campaign_view(row: CampaignRow) -> dict[str, Any]:
+    return {
+        "id": row.id, "name": row.name, "title": row.title, "mode": row.mode,
+        "status": row.status, **row.settings,
+        "created_at": row.created_at.isoformat(), "updated_at": row.updated_at.isoformat(),
+    }  # fmt: skip
+
+
+def list_view(row: LeadListRow, counts: dict[str, int] | None = None) -> dict[str, Any]:
+    return {
+        "id": row.id, "campaign_id": row.campaign_id, "name": row.name, "active": row.active,
+        "created_by": row.created_by, "created_at": row.created_at.isoformat(),
+        "report": row.report, "leads": counts or {},
+    }  # fmt: skip
+
+
+def lead_view(row: LeadRow) -> dict[str, Any]:
+    return {
+        "id": row.id, "list_id": row.list_id, "campaign_id": row.campaign_id,
+        "number": row.number, "name": row.name, "region": row.region,
+        "region_en": row.region_en, "data": row.data, "customer_id": row.customer_id,
+        "owner_agent": row.owner_agent, "status": row.status, "attempts": row.attempts,
+        "next_at": row.next_at.isoformat() if row.next_at else None, "agent": row.agent,
+        "last_outcome": row.last_outcome, "disposition": row.disposition, "note": row.note,
+    }  # fmt: skip
+
+
+def dnc_view(row: DncRow) -> dict[str, Any]:
+    return {"id": row.id, "number": row.number, "scope": row.scope, "reason": row.reason,
+            "added_by": row.added_by, "added_at": row.added_at.isoformat()}  # fmt: skip
+
+
+class OutboundStore:
+    def __init__(
+        self,
+        db: Database,
+        region: str,
+        directory: Callable[[], CustomerDirectory | None] = lambda: None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.db = db
+        self.region = region
+        self.directory = directory
+        self.clock = clock
+
+    # --- campaigns ---------------------------------------------------------------------------
+    async def create_campaign(self, data: CampaignIn) -> dict[str, Any]:
+        settings = data.model_dump(mode="json", exclude={"name", "title", "mode"})
+        now = self.clock()
+        try:
+            async with self.db.session() as s, s.begin():
+                row = CampaignRow(name=data.name, title=data.title, mode=data.mode,
+                                  status="draft", settings=settings, created_at=now,
+                                  updated_at=now)  # fmt: skip
+                s.add(row)
+                await s.flush()
+                return campaign_view(row)
+        except IntegrityError:
+            raise CampaignExists(f"a campaign named {data.name} exists") from None
+
+    async def update_campaign(self, cid: int, patch: CampaignPatch) -> dict[str, Any] | None:
+        values = patch.model_dump(mode="json", exclude_unset=True)
+        async with self.db.session() as s, s.begin():
+            row = await s.get(CampaignRow, cid)
+            if row is None:
+                return None
+            if "title" in values:
+                row.title = values.pop("title") or ""
+            mode = values.pop("mode", None)
+            if mode is not None:
+                row.mode = mode
+            merged = dict(row.settings)
+            merged.update({k: v for k, v in values.items() if v is not None})
+            CampaignIn.model_validate({"name": row.name, **merged})  # still whole and valid
+            row.settings = merged
+            row.updated_at = self.clock()
+            await s.flush()
+            return campaign_view(row)
+
+    async def campaign(self, cid: int) -> dict[str, Any] | None:
+        async with self.db.session() as s:
+            row = await s.get(CampaignRow, cid)
+            return None if row is None else campaign_view(row)
+
+    async def campaign_named(self, name: str) -> dict[str, Any] | None:
+        async with self.db.session() as s:
+            row = (await s.scalars(select(CampaignRow).where(CampaignRow.name == name))).first()
+            return None if row is None else campaign_view(row)
+
+    async def campaigns(self) -> list[dict[str, Any]]:
+        async with self.db.session() as s:
+            rows = await s.scalars(select(CampaignRow).order_by(CampaignRow.id))
+            return [campaign_view(r) for r in rows]
+
+    async def set_status(self, cid: int, status: str, from_status: Iterable[str]) -> bool:
+        async with self.db.session() as s, s.begin():
+            result = await s.execute(
+                update(CampaignRow)
+                .where(CampaignRow.id == cid, CampaignRow.status.in_(list(from_status)))
+                .values(status=status, updated_at=self.clock())
+            )
+            return bool(getattr(result, "rowcount", 0))
+
+    # --- lists and leads ---------------------------------------------------------------------
+    async def create_list(self, campaign_id: int, name: str, by: str) -> dict[str, Any]:
+        async with self.db.session() as s, s.begin():
+            row = LeadListRow(campaign_id=campaign_id, name=clip_text(name, 128), active=True,
+                              report={}, created_by=clip_text(by, 128),
+                              created_at=self.clock())  # fmt: skip
+            s.add(row)
+            await s.flush()
+            return list_view(row)
+
+    async def lead_list(self, list_id: int) -> dict[str, Any] | None:
+        async with self.db.session() as s:
+            row = await s.get(LeadListRow, list_id)
+            if row is None:
+                return None
+            counts = await self._counts(s, LeadRow.list_id == list_id)
+            return list_view(row, counts)
+
+    async def lists(self, campaign_id: int) -> list[dict[str, Any]]:
+        async with self.db.session() as s:
+            rows = list(await s.scalars(select(LeadListRow)
+                                        .where(LeadListRow.campaign_id == campaign_id)
+                                        .order_by(LeadListRow.id)))  # fmt: skip
+            return [list_view(r, await self._counts(s, LeadRow.list_id == r.id)) for r in rows]
+
+    @staticmethod
+    async def _counts(s: Any, where: Any) -> dict[str, int]:
+        rows = await s.execute(
+            select(LeadRow.status, func.count()).where(where).group_by(LeadRow.status)
+        )
+        return {str(status): int(n) for status, n in rows}
+
+    async def import_leads(
+        self, list_id: int, cleaned: Cleaned, *, skip_customers: bool = False
+    ) -> dict[str, Any]:
+        """Store ``cleaned``'s candidates in list ``list_id``; the import report."""
+        async with self.db.session() as s:
+            lst = await s.get(LeadListRow, list_id)
+            if lst is None:
+                raise LookupError("no such list")
+            campaign = await s.get(CampaignRow, lst.campaign_id)
+            assert campaign is not None
+            numbers = [c.number for c in cleaned.candidates]
+            in_list = await self._existing(s, LeadRow.list_id == list_id, LeadRow.number, numbers)
+            blocked = await self._blocked(s, numbers, campaign.name)
+        customers = await self._customers([n for n in numbers if n not in in_list])
+        report: dict[str, Any] = {
+            "rows": cleaned.rows, "kept": 0,
+            "rejected": cleaned.rejected, "rejected_count": cleaned.rejected_count,
+            "duplicates": list(cleaned.duplicates),
+            "duplicate_count": cleaned.duplicate_count,
+            "dnc": [], "dnc_count": 0, "customers": [], "customer_count": 0, "regions": {},
+        }  # fmt: skip
+        rows: list[LeadRow] = []
+        now = self.clock()
+        for c in cleaned.candidates:
+            if c.number in in_list:
+                report["duplicate_count"] += 1
+                _add(report["duplicates"], {"line": c.line, "number": c.number,
+                                            "in_list": True})  # fmt: skip
+                continue
+            if c.number in blocked:
+                report["dnc_count"] += 1
+                _add(report["dnc"], {"line": c.line, "number": c.number,
+                                     "scope": blocked[c.number]})  # fmt: skip
+                continue
+            card = customers.get(c.number)
+            if card is not None:
+                report["customer_count"] += 1
+                _add(report["customers"], {
+                    "line": c.line, "number": c.number, "customer_id": card[0],
+                    "customer": card[1], "owner_agent": card[2], "kept": not skip_customers,
+                })  # fmt: skip
+                if skip_customers:
+                    continue
+            regions = report["regions"]
+            regions[c.region or "?"] = regions.get(c.region or "?", 0) + 1
+            rows.append(LeadRow(
+                list_id=list_id, campaign_id=lst.campaign_id, number=c.number,
+                name=clip_text(c.name, 200), region=clip_text(c.region, 128),
+                region_en=clip_text(c.region_en, 128),
+                data={clip_text(k, 64): clip_text(v, 500) for k, v in c.data.items()},
+                customer_id=card[0] if card else None,
+                owner_agent=clip_text(card[2], 128) if card else "",
+                status="new", attempts=0, next_at=None, agent="", last_outcome="",
+                disposition="", note="", updated_at=now,
+            ))  # fmt: skip
+        report["kept"] = len(rows)
+        async with self.db.session() as s, s.begin():
+            s.add_all(rows)
+            lst2 = await s.get(LeadListRow, list_id)
+            assert lst2 is not None
+            lst2.report = report
+        return report
+
+    @staticmethod
+    async def _existing(s: Any, where: Any, column: Any, numbers: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for i in range(0, len(numbers), 500):
+            chunk = numbers[i : i + 500]
+            found.update(await s.scalars(select(column).where(where, column.in_(chunk))))
+        return found
+
+    @staticmethod
+    async def _blocked(s: Any, numbers: Sequence[str], campaign: str) -> dict[str, str]:
+        """number → "company" or "campaign" for the numbers on a do-not-call list."""
+        out: dict[str, str] = {}
+        for i in range(0, len(numbers), 500):
+            chunk = numbers[i : i + 500]
+            rows = await s.execute(
+                select(DncRow.number, DncRow.scope)
+                .where(DncRow.number.in_(chunk), DncRow.scope.in_(["", campaign]))
+            )
+            for number, scope in rows:
+                if out.get(number) != "company":
+                    out[number] = "company" if scope == "" else "campaign"
+        return out
+
+    async def _customers(self, numbers: Sequence[str]) -> dict[str, tuple[int, str, str]]:
+        directory = self.directory()
+        if directory is None or not numbers:
+            return {}
+        gate = asyncio.Semaphore(LOOKUP_CONCURRENCY)
+        out: dict[str, tuple[int, str, str]] = {}
+
+        async def one(number: str) -> None:
+            async with gate:
+                card = await directory.lookup_number(number)
+            if card is not None:
+                out[number] = (card.customer_id, card.name, card.owner_agent)
+
+        await asyncio.gather(*(one(n) for n in numbers))
+        return out
+
+    async def leads(
+        self, *, campaign_id: int | None = None, list_id: int | None = None,
+        status: str = "", limit: int = 200, offset: int = 0,
+    ) -> list[dict[str, Any]]:  # fmt: skip
+        q = select(LeadRow).order_by(LeadRow.id)
+        if campaign_id is not None:
+            q = q.where(LeadRow.campaign_id == campaign_id)
+        if list_id is not None:
+            q = q.where(LeadRow.list_id == list_id)
+        if status:
+            q = q.where(LeadRow.status == status)
+        async with self.db.session() as s:
+            return [lead_view(r) for r in await s.scalars(q.limit(limit).offset(offset))]
+
+    async def lead(self, lead_id: int) -> dict[str, Any] | None:
+        async with self.db.session() as s:
+            row = await s.get(LeadRow, lead_id)
+            return None if row is None else lead_view(row)
+
+    async def update_lead(self, lead_id: int, from_status: Iterable[str] | None,
+                          **values: Any) -> bool:  # fmt: skip
+        """Set ``values`` on a lead (if it is in one of ``from_status``, when given)."""
+        q = update(LeadRow).where(LeadRow.id == lead_id)
+        if from_status is not None:
+            q = q.where(LeadRow.status.in_(list(from_status)))
+        async with self.db.session() as s, s.begin():
+            result = await s.execute(q.values(updated_at=self.clock(), **values))
+            return bool(getattr(result, "rowcount", 0))
+
+    async def reassign(self, lead_ids: Sequence[int], agent: str) -> int:
+        async with self.db.session() as s, s.begin():
+            result = await s.execute(
+                update(LeadRow).where(LeadRow.id.in_(list(lead_ids)))
+                .values(agent=clip_text(agent, 128), updated_at=self.clock())
+            )  # fmt: skip
+            return int(getattr(result, "rowcount", 0))
+
+    # --- attempts ----------------------------------------------------------------------------
+    async def attempts(self, campaign_id: int, limit: int = 10000) -> list[dict[str, Any]]:
+        async with self.db.session() as s:
+            rows = await s.scalars(select(AttemptRow).where(AttemptRow.campaign_id == campaign_id)
+                                   .order_by(AttemptRow.id).limit(limit))  # fmt: skip
+            return [{c.name: _plain(getattr(r, c.name)) for c in AttemptRow.__table__.columns}
+                    for r in rows]  # fmt: skip
+
+    # --- do-not-call -------------------------------------------------------------------------
+    async def is_blocked(self, e164: str, *, campaign: str = "") -> bool:
+        """:class:`cti.services.DoNotCallList`: on the company list or ``campaign``'s."""
+        async with self.db.session() as s:
+            found = await s.scalar(
+                select(DncRow.id).where(DncRow.number == clip_text(e164, 32),
+                                        DncRow.scope.in_(["", clip_text(campaign, 64)]))
+                .limit(1)
+            )  # fmt: skip
+        return found is not None
+
+    async def dnc_add(
+        self, raw_numbers: Sequence[str], *, scope: str, reason: str, by: str
+    ) -> dict[str, Any]:
+        """Add numbers (any written form) to a do-not-call list; leads with them stop."""
+        added: list[str] = []
+        rejected: list[dict[str, Any]] = []
+        already = 0
+        wanted: dict[str, None] = {}
+        for raw in raw_numbers:
+            number, why = parse_number(raw, self.region)
+            if not number:
+                _add(rejected, {"value": str(raw)[:64], "reason": why})
+            else:
+                wanted[number] = None
+        now = self.clock()
+        async with self.db.session() as s, s.begin():
+            numbers = list(wanted)
+            have = await self._existing(s, DncRow.scope == scope, DncRow.number, numbers)
+            for number in numbers:
+                if number in have:
+                    already += 1
+                    continue
+                s.add(DncRow(number=number, scope=scope, reason=clip_text(reason, 200),
+                             added_by=clip_text(by, 128), added_at=now))  # fmt: skip
+                added.append(number)
+            stop = update(LeadRow).where(LeadRow.number.in_(added),
+                                         LeadRow.status.in_(["new", "retry", "callback"]))
+            if scope:
+                ids = select(CampaignRow.id).where(CampaignRow.name == scope)
+                stop = stop.where(LeadRow.campaign_id.in_(ids.scalar_subquery()))
+            if added:
+                await s.execute(stop.values(status="dnc", updated_at=now))
+        return {"added": len(added), "already": already, "rejected": rejected,
+                "numbers": added[:REPORT_LIMIT]}  # fmt: skip
+
+    async def dnc_remove(self, number: str, scope: str) -> bool:
+        async with self.db.session() as s, s.begin():
+            result = await s.execute(
+                delete(DncRow).where(DncRow.number == number, DncRow.scope == scope)
+            )
+            return bool(getattr(result, "rowcount", 0))
+
+    async def dnc_list(self, scope: str | None, limit: int = 500,
+                       offset: int = 0) -> list[dict[str, Any]]:  # fmt: skip
+        q = select(DncRow).order_by(DncRow.id.desc())
+        if scope is not None:
+            q = q.where(DncRow.scope == scope)
+        async with self.db.session() as s:
+            return [dnc_view(r) for r in await s.scalars(q.limit(limit).offset(offset))]
+
+
+def _add(items: list[dict[str, Any]], item: dict[str, Any]) -> None:
+    if len(items) < REPORT_LIMIT:
+        items.append(item)
+
+
+def _plain(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
