@@ -44,12 +44,13 @@ def _remove_stale_instances(root: Path) -> None:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def start_test_asterisk() -> ChrootAsterisk:
+def start_test_asterisk(suffix: str = "") -> ChrootAsterisk:
+    """The session's instance, or with ``suffix`` another named one (a second server)."""
     root = ensure_root(lambda msg: print(f"[asterisk] {msg}", flush=True))
     _remove_stale_instances(root)
     rtp = 20000 + secrets.randbelow(400) * 100
     spec = InstanceSpec(
-        name=f"test-{os.getpid()}",
+        name=f"test-{os.getpid()}{suffix}",
         ami_secret=secrets.token_hex(16),
         ami_port=free_port(),
         sip_port=free_port(socket.SOCK_DGRAM),

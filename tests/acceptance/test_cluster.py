@@ -1,0 +1,392 @@
+"""Issue #18's acceptance: two Asterisk servers, three ``cti run`` nodes on PostgreSQL and
+the machine's NATS JetStream.
+
+- node 1 drives server A, node 2 drives server B, node 3 is a standby for server A
+  (the lease: tests/integration/test_cluster_lease.py);
+- an agent whose desktop is connected to node 2 gets the pop of a call on server A, and
+  one connected to node 1 the pop of a call on server B (events cross nodes on the broker);
+- calls on both servers; during the traffic node 1 is SIGKILLed: node 3 takes server A
+  over (measured), recovering what happened meanwhile from A's CDR and queue_log;
+- afterwards every CDR row of both servers has exactly one call row, each as the records
+  say, and the daily statistics equal an independent queue_log computation over both
+  servers' queue_logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import nats
+import pytest
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+
+from acd import store as acd_store
+from acd.queues_conf import FILE_NAME, QueueParams
+from cti.ami.client import AmiClient
+from cti.asterisk.instance import ChrootAsterisk
+from cti.store.db import Database
+from cti.store.migrate import upgrade
+from cti.store.models import Call as CallRow
+from cti.store.tokens import create_token
+from tests.acceptance.harness import (
+    ami_client,
+    free_port,
+    start_test_asterisk,
+    stop_test_asterisk,
+    wait_for,
+)
+from tests.acceptance.test_call_truth import independent_daily, row_problems
+from tests.acceptance.traffic import DaemonProcess, read_truth
+from tests.cluster_services import NATS_URL, require_nats
+from tests.conftest import PG_ADMIN_URL
+
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.broker,
+    pytest.mark.filterwarnings("ignore::ResourceWarning"),
+]
+
+AGENTS = (("cl-ag1", "3201"), ("cl-ag2", "3202"))
+
+
+@pytest.fixture(scope="module")
+def asterisk_b() -> Iterator[ChrootAsterisk]:
+    inst = start_test_asterisk("-b")
+    yield inst
+    stop_test_asterisk(inst)
+
+
+@pytest.fixture
+async def ami_b(asterisk_b: ChrootAsterisk) -> AsyncIterator[AmiClient]:
+    client = ami_client(asterisk_b)
+    await client.start()
+    await client.wait_connected(timeout=20)
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    """A fresh database on the machine's PostgreSQL, dropped afterwards."""
+    name = f"cti_cluster_{secrets.token_hex(5)}"
+    admin = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = make_url(PG_ADMIN_URL).set(drivername="postgresql+asyncpg", database=name)
+    yield url.render_as_string(hide_password=False)
+    admin = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def stream() -> AsyncIterator[str]:
+    require_nats()
+    name = f"CTI_CLUSTER_{uuid.uuid4().hex[:10]}"
+    yield name
+    nc = await nats.connect(NATS_URL, connect_timeout=5)
+    with contextlib.suppress(Exception):
+        await nc.jetstream().delete_stream(name)
+    await nc.close()
+
+
+def write_node_config(
+    path: Path, inst: ChrootAsterisk, *, db_url: str, http_port: int, node: str, server: str,
+    stream: str,
+) -> None:  # fmt: skip
+    spec = inst.spec
+    path.write_text(
+        f'[ami]\nport = {spec.ami_port}\nusername = "{spec.ami_user}"\n'
+        f'secret = "{spec.ami_secret}"\nping_interval = 1.0\naction_timeout = 3.0\n'
+        "reconnect_max_s = 0.5\n"
+        f'[asterisk]\ninstance = "{spec.name}"\nlog_dir = "{inst.log_dir}"\n'
+        f'etc_dir = "{inst.etc_dir}"\n'
+        f'[database]\nurl = "{db_url}"\n'
+        f"[http]\nport = {http_port}\n[agi]\nport = {spec.agi_port}\n"
+        f'[cluster]\nbroker_url = "{NATS_URL}"\nnode = "{node}"\nserver = "{server}"\n'
+        f'stream = "{stream}"\n'
+        "[stats]\ntail_interval_s = 1\n"
+    )
+
+
+async def set_globals(ami: AmiClient, queue: str) -> None:
+    """Simulated agents answer after 1 s and talk 3 s; the IVR's fallback is the queue."""
+    for name, value in (("CTI_DEFAULT_QUEUE", queue), ("CTI_SIM_RING", "1"),
+                        ("CTI_SIM_TALK", "3")):  # fmt: skip
+        await ami.send_action("Setvar", {"Variable": name, "Value": value})
+
+
+async def restore(inst: ChrootAsterisk, ami: AmiClient) -> None:
+    with contextlib.suppress(Exception):
+        await ami.send_action("Setvar", {"Variable": "CTI_DEFAULT_QUEUE", "Value": "support"})
+        await ami.send_action("Setvar", {"Variable": "CTI_SIM_TALK", "Value": "8"})
+        (inst.etc_dir / FILE_NAME).unlink(missing_ok=True)
+        await ami.send_action("QueueReload", {"Parameters": "yes"})
+        await asyncio.to_thread(inst.cli, "channel request hangup all")
+
+
+async def health(node: DaemonProcess) -> dict[str, Any]:
+    try:
+        async with aiohttp.ClientSession() as http, http.get(f"{node.base}/healthz") as resp:
+            body: dict[str, Any] = await resp.json()
+            return body
+    except (aiohttp.ClientError, OSError, ValueError):
+        return {}
+
+
+async def driving(node: DaemonProcess) -> bool:
+    h = await health(node)
+    return h.get("role") == "driver" and h.get("ami") == "connected"
+
+
+async def members_present(ami: AmiClient, queue: str, n: int) -> None:
+    async def present() -> bool:
+        _, items = await ami.send_list_action("QueueStatus", {"Queue": queue})
+        return sum(1 for i in items if i.get("Event") == "QueueMember") >= n
+
+    await wait_for(present, timeout=30, what=f"{n} agents in {queue}")
+
+
+class Desktop:
+    """An agent's websocket to one node; keeps every pop it receives."""
+
+    def __init__(self, base: str, token: str) -> None:
+        self.url = base.replace("http://", "ws://") + "/ws"
+        self.token = token
+        self.pops: list[dict[str, Any]] = []
+        self.task: asyncio.Task[None] | None = None
+        self.ready = asyncio.Event()
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        async with aiohttp.ClientSession() as http, http.ws_connect(self.url) as ws:
+            await ws.send_str(json.dumps({"type": "auth", "token": self.token}))
+            async for msg in ws:
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                data = json.loads(msg.data)
+                if data.get("type") == "hello":
+                    self.ready.set()
+                elif data.get("type") == "pop":
+                    self.pops.append(data)
+
+    async def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task
+
+    def popped(self, prefix: str) -> list[str]:
+        return [p["linkedid"] for p in self.pops if str(p.get("linkedid", "")).startswith(prefix)]
+
+
+async def call(ami: AmiClient, hold_s: float) -> None:
+    """A simulated inbound call through the IVR (no menu: the fallback queue)."""
+    number = f"1390{secrets.randbelow(10**7):07d}"
+    await ami.send_action(
+        "Originate",
+        {
+            "Channel": "Local/4008001234@cti-inbound", "Context": "cti-sim-caller",
+            "Exten": "s", "Priority": "1", "CallerID": number,
+            "Variable": [f"CTI_SIM_HOLD={hold_s}"], "Async": "true",
+        },
+    )  # fmt: skip
+
+
+async def test_two_servers_three_nodes_pops_cross_and_a_killed_node_is_taken_over(
+    asterisk: ChrootAsterisk,
+    ami: AmiClient,
+    asterisk_b: ChrootAsterisk,
+    ami_b: AmiClient,
+    pg_url: str,
+    stream: str,
+    tmp_path: Path,
+) -> None:
+    queue = f"clq{secrets.token_hex(3)}"
+    await asyncio.to_thread(upgrade, pg_url)
+    db = Database.from_url(pg_url)
+    await acd_store.put_queue(db, QueueParams(queue, strategy="ringall", service_level_s=10))
+    now = datetime.now(UTC)
+    tokens: dict[str, str] = {}
+    for name, ext in AGENTS:
+        await acd_store.put_agent(db, name, name, [("local", ext)], {queue: 0})
+        await acd_store.record_status(
+            db, name, "available", "", f"Local/{ext}@cti-sim-agents/n", now, "test"
+        )
+        tokens[name] = await create_token(db, name, "agent")
+    supervisor = await create_token(db, "cl-supervisor", "supervisor")
+
+    nodes: dict[str, DaemonProcess] = {}
+    for node, inst, server in (("n1", asterisk, "a"), ("n2", asterisk_b, "b"),
+                               ("n3", asterisk, "a")):  # fmt: skip
+        port = free_port()
+        cfg = tmp_path / f"{node}.toml"
+        write_node_config(cfg, inst, db_url=pg_url, http_port=port, node=node, server=server,
+                          stream=stream)  # fmt: skip
+        nodes[node] = DaemonProcess(cfg, tmp_path / f"{node}.log", dict(os.environ), port)
+    desktops: list[Desktop] = []
+    try:
+        await set_globals(ami, queue)
+        await set_globals(ami_b, queue)
+        await nodes["n1"].start()
+        await wait_for(lambda: driving(nodes["n1"]), timeout=30, what="n1 to drive server A")
+        await nodes["n2"].start()
+        await nodes["n3"].start()
+        await wait_for(lambda: driving(nodes["n2"]), timeout=30, what="n2 to drive server B")
+        assert (await health(nodes["n3"]))["role"] == "standby"
+        await members_present(ami, queue, 2)
+        await members_present(ami_b, queue, 2)
+        sys_a, sys_b = ami.system_name, ami_b.system_name
+        assert sys_a and sys_b and sys_a != sys_b
+
+        # desktops on the other server's node: ag1 on n2 (server B), ag2 on n1 (server A)
+        d1 = Desktop(nodes["n2"].base, tokens["cl-ag1"])
+        d2 = Desktop(nodes["n1"].base, tokens["cl-ag2"])
+        desktops += [d1, d2]
+        for d in desktops:
+            d.start()
+            await asyncio.wait_for(d.ready.wait(), 10)
+        started = datetime.now(UTC)
+        await call(ami, hold_s=6)
+        await call(ami_b, hold_s=6)
+
+        async def crossed() -> bool:
+            return bool(d1.popped(sys_a + "-")) and bool(d2.popped(sys_b + "-"))
+
+        await wait_for(crossed, timeout=20, what="pops across nodes (A -> n2, B -> n1)")
+
+        # traffic on both servers; n1 (driver of A) is SIGKILLed in the middle
+        takeover_s = 0.0
+        for i in range(14):
+            await call(ami, hold_s=4 + i % 5)
+            await call(ami_b, hold_s=4 + i % 5)
+            if i == 5:
+                await nodes["n1"].kill()
+                t0 = time.monotonic()
+                await wait_for(lambda: driving(nodes["n3"]), timeout=15, what="n3 to take A",
+                               every=0.05)  # fmt: skip
+                takeover_s = time.monotonic() - t0
+            await asyncio.sleep(1.0)
+        print(f"takeover of server A by n3: {takeover_s:.2f} s")
+        assert takeover_s <= 5.0
+
+        async def quiet() -> bool:
+            for inst in (asterisk, asterisk_b):
+                out = await asyncio.to_thread(inst.cli, "core show channels count")
+                if "0 active channels" not in out:
+                    return False
+            return True
+
+        await wait_for(quiet, timeout=90, what="every call to end", every=0.5)
+        await check_rows(db, (asterisk, asterisk_b), started)
+        await check_stats(nodes["n2"], supervisor, (asterisk, asterisk_b), queue, started)
+        # a call on A after the takeover still pops on the desktop connected to n2
+        before = len(d1.popped(sys_a + "-"))
+        await call(ami, hold_s=3)
+        await wait_for(
+            lambda: _true(len(d1.popped(sys_a + "-")) > before), timeout=20,
+            what="a pop from server A (now driven by n3) on n2",
+        )  # fmt: skip
+    except BaseException:
+        for name, node in nodes.items():
+            print(f"--- {name} log tail:\n{node.tail(60)}")
+        raise
+    finally:
+        for d in desktops:
+            await d.close()
+        for node in nodes.values():
+            await node.stop()
+        await restore(asterisk, ami)
+        await restore(asterisk_b, ami_b)
+        await db.dispose()
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def check_rows(db: Database, servers: tuple[ChrootAsterisk, ...], started: datetime) -> None:
+    truth = {}
+    for inst in servers:
+        truth.update(read_truth(inst.cdr_csv, inst.queue_log, started.timestamp() - 1))
+    assert len(truth) >= 20, f"only {len(truth)} calls in the CDRs"
+
+    async def rows() -> dict[str, list[CallRow]]:
+        async with db.session() as s:
+            found = (await s.scalars(select(CallRow))).all()
+        out: dict[str, list[CallRow]] = {}
+        for r in found:
+            out.setdefault(r.linkedid, []).append(r)
+        return out
+
+    async def all_written() -> bool:
+        return set(truth) <= set(await rows())
+
+    await wait_for(all_written, timeout=60, what="a row for every CDR call of both servers")
+    await asyncio.sleep(3)  # anything that would write twice has had its chance
+    got = await rows()
+    problems: list[str] = []
+    for linkedid, t in sorted(truth.items()):
+        if len(got.get(linkedid, [])) != 1:
+            problems.append(f"{linkedid}: {len(got.get(linkedid, []))} rows")
+            continue
+        problems += row_problems(got[linkedid][0], t)
+    assert not problems, "\n".join(problems)
+    sources: dict[str, int] = {}
+    for linkedid in truth:
+        src = got[linkedid][0].source
+        sources[src] = sources.get(src, 0) + 1
+    print(f"{len(truth)} calls on two servers, one row each:", sources)
+
+
+async def check_stats(
+    node: DaemonProcess, token: str, servers: tuple[ChrootAsterisk, ...], queue: str,
+    started: datetime,
+) -> None:  # fmt: skip
+    expected: dict[tuple[str, str], dict[str, float]] = {}
+    for inst in servers:
+        per_server = independent_daily(inst.queue_log, {queue}, started.timestamp() - 1, 0)
+        for key, figures in per_server.items():
+            into = expected.setdefault(key, dict.fromkeys(figures, 0.0))
+            for name, value in figures.items():
+                into[name] += value
+    days = sorted({d for _, d in expected})
+    url = f"{node.base}/api/v1/stats/daily?from={days[0]}&to={days[-1]}"
+    headers = {"Authorization": f"Bearer {token}"}
+
+    async def report() -> dict[tuple[str, str], dict[str, Any]]:
+        async with aiohttp.ClientSession() as http, http.get(url, headers=headers) as resp:
+            assert resp.status == 200
+            body = await resp.json()
+        got = {(r["queue"], r["day"]): r for r in body["rows"] if r["queue"] == queue}
+        ok = all(
+            got.get(k, {}).get("offered") == v["offered"]
+            and got.get(k, {}).get("handled") == v["handled"]
+            for k, v in expected.items()
+        )
+        return got if ok else {}
+
+    got = await wait_for(report, timeout=30, what="the statistics of both servers")
+    for key, exp in expected.items():
+        for name in ("offered", "answered", "abandoned", "timed_out", "handled"):
+            assert got[key][name] == exp[name], (key, name, got[key][name], exp[name])
+    print("statistics of both servers equal their queue_logs:", dict(expected))
