@@ -22,6 +22,7 @@ from acd.queue_service import AcdQueueService
 from acd.routes import add_routes
 from acd.service import AcdService
 from acd.settings import AcdSettings
+from acd.wrapup import WRAPUP_REASON, WrapUps
 from cti.ami.protocol import Message
 from cti.config import ConfigError, Settings
 from cti.events import (
@@ -29,6 +30,8 @@ from cti.events import (
     AmiConnected,
     CallAnswered,
     CallCompleted,
+    CallDispositionSaved,
+    CallHandled,
     IvrCallbackRequested,
 )
 from cti.features import FeatureContext
@@ -54,6 +57,7 @@ class AcdFeature:
         self.lost: LostCallers | None = None
         self.dialer: Dialer | None = None
         self.callbacks: Callbacks | None = None
+        self.wrapups: WrapUps | None = None
         self._tasks = BackgroundTasks("acd")
         self._settings = AcdSettings()
 
@@ -82,6 +86,8 @@ class AcdFeature:
         )
         self.callbacks = Callbacks(ctx.db, ctx.ami, self.dialer, notifier, self.lost, s, region)
         service = self.service
+        self.wrapups = wrapups = WrapUps(service)
+        service.in_wrapup = wrapups.is_active
         self.callbacks.queue_exists = lambda q: service.queue_params(q) is not None
         ctx.ami.add_event_handler(self._on_member_event)
         for kind in CALL_EVENTS:
@@ -95,6 +101,9 @@ class AcdFeature:
         status_channel = AgentStatusChannel(ctx.hub, self.service)
         status_channel.register()
         ctx.bus.subscribe(AgentStatusChanged, status_channel.on_changed)
+        ctx.bus.subscribe(CallHandled, wrapups.on_handled)
+        ctx.bus.subscribe(CallDispositionSaved, wrapups.on_disposition)
+        ctx.bus.subscribe(AgentStatusChanged, wrapups.on_status)
         agi = AcdAgi(self.service, self.callbacks)
         ctx.agi.add_route(OWNER_ROUTE, agi.owner)
         ctx.agi.add_route(CALLBACK_ROUTE, agi.callback)
@@ -111,6 +120,8 @@ class AcdFeature:
 
     async def stop(self) -> None:
         await self._tasks.stop()
+        if self.wrapups is not None:
+            await self.wrapups.stop()
         if self.callbacks is not None and self.dialer is not None:
             await self.callbacks.drain()
             await self.dialer.drain()
@@ -131,6 +142,10 @@ class AcdFeature:
             if await self.service.resync() or not self.service.ami.connected:
                 break
             await asyncio.sleep(min(5.0, 0.5 * (attempt + 1)))  # Asterisk still booting
+        if self.wrapups is not None and self.service.ami.connected:
+            held = {m.name for q in self.live.queues.values() for m in q.members.values()
+                    if m.paused and m.paused_reason == WRAPUP_REASON}  # fmt: skip
+            await self.wrapups.forget_lost(held)
         queued = {u for q in self.live.queues.values() for u in q.entries}
         await self.callbacks.resync(event.channels, queued)
 
@@ -142,6 +157,8 @@ class AcdFeature:
             try:
                 await self.service.check_overflow()
                 self.live.expire(datetime.now(UTC))
+                if self.wrapups is not None:
+                    await self.wrapups.expire(datetime.now(UTC))
                 ticks += 1
                 if ticks * self._settings.overflow_check_s >= 1:  # callbacks once a second
                     ticks = 0

@@ -307,6 +307,21 @@ class LiveModel:
             m.state = "idle"
         m.state_since = at
 
+    def wrapup_began(self, interface: str, until: datetime, at: datetime) -> None:
+        """Enforced after-call work (acd.wrapup): the agent's members are in wrap-up
+        until ``until`` (or until :meth:`wrapup_ended`)."""
+        for q in self.queues.values():
+            m = q.members.get(interface)
+            if m is not None and m.state not in ("ringing", "on_call", "on_hold"):
+                m.state, m.wrapup_until, m.linkedid = "wrapup", until, ""
+                m.state_since = m.state_since if m.state_since and m.state_since > at else at
+
+    def wrapup_ended(self, interface: str, at: datetime) -> None:
+        for q in self.queues.values():
+            m = q.members.get(interface)
+            if m is not None and m.state == "wrapup":
+                m.state, m.wrapup_until, m.state_since = "idle", None, at
+
     def _hold(self, linkedid: str, at: datetime, held: bool) -> None:
         for q in self.queues.values():
             for m in q.members.values():

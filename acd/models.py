@@ -61,6 +61,8 @@ class QueueRow(Base):
         BoundedText(200), default="", server_default=""
     )
     periodic_announce_s: Mapped[int] = mapped_column(Integer(), default=0, server_default="0")
+    #: after-call work: the agent stays paused until a disposition or this many seconds
+    acw_max_s: Mapped[int] = mapped_column(Integer(), default=0, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 

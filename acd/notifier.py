@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from cti.bus import EventBus
-from cti.events import AgentStatusChanged, CallbackOffered, OutboundCallStarted
+from cti.events import AgentStatusChanged, CallbackOffered, DomainEvent, OutboundCallStarted
 
 __all__ = ["AcdNotifier"]
 
@@ -15,6 +15,9 @@ __all__ = ["AcdNotifier"]
 class AcdNotifier:
     def __init__(self, bus: EventBus) -> None:
         self._bus = bus
+
+    def publish(self, event: DomainEvent) -> None:
+        self._bus.publish(event)
 
     def agent_status_changed(self, agent: str, at: datetime, status: str, reason: str) -> None:
         self._bus.publish(AgentStatusChanged(agent=agent, at=at, status=status, reason=reason))

@@ -69,6 +69,9 @@ class QueueParams:
     #: an Asterisk sound name or an absolute path without extension (an IVR prompt)
     periodic_announce: str = ""
     periodic_announce_s: int = 0
+    #: after-call work: after each call the agent stays paused (reason ``wrapup``) until
+    #: the call's disposition is saved or this many seconds pass (0: none; acd.wrapup)
+    acw_max_s: int = 0
 
     @property
     def overflow(self) -> str:
@@ -90,6 +93,9 @@ _FIXED = (
 #: the dialplan context app_queue exits to when a waiting caller presses ``key``
 #: (extensions_acd.conf has one context per digit, each with only that extension)
 KEY_CONTEXT = "cti-acd-key-{key}"
+#: app_queue's wrapuptime floor in queues with after-call work: covers the moment
+#: between the call's end and the daemon's QueuePause (no new call slips in)
+ACW_GUARD_S = 2
 
 
 def _yn(value: bool) -> str:
@@ -132,7 +138,7 @@ def render(
             f"strategy = {q.strategy}",
             f"timeout = {q.timeout_s}",
             f"retry = {q.retry_s}",
-            f"wrapuptime = {q.wrapup_s}",
+            f"wrapuptime = {max(q.wrapup_s, ACW_GUARD_S) if q.acw_max_s else q.wrapup_s}",
             f"maxlen = {q.max_len}",
             # "yes" lets callers in with no member; "strict" refuses when all are
             # paused/unavailable too (join-empty means nobody could answer)

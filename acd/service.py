@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,9 @@ class AcdService:
         self._queues: dict[str, QueueParams] = {}
         self._owner_ids: set[int] = set()
         self._redirected: set[str] = set()
+        #: whether an agent is in enforced after-call work (acd.wrapup sets it): its
+        #: "wrapup" pause in Asterisk is then not a difference to repair on resync
+        self.in_wrapup: Callable[[str], bool] = lambda agent: False
 
     def _memberships(self, cfg: store.AgentConfig) -> dict[str, int]:
         """The queues an agent joins on login: its skills, plus its personal queue when
@@ -176,6 +180,13 @@ class AcdService:
         except AmiActionError as exc:
             log.debug("QueuePause %s: %s", iface, exc)
 
+    async def _pause_checked(self, iface: str, paused: bool, reason: str) -> None:
+        """QueuePause on every queue of ``iface``; Asterisk's refusal raises."""
+        headers = {"Interface": iface, "Paused": "true" if paused else "false"}
+        if paused:
+            headers["Reason"] = reason
+        await self.ami.send_action("QueuePause", headers)
+
     async def apply_skills(self, agent: str) -> None:
         """After an agent's skills changed: bring a logged-in agent's memberships in line."""
         cfg = await store.get_agent(self.db, agent)
@@ -246,7 +257,7 @@ class AcdService:
                 if m is None:
                     await self._queue_add(queue, iface, cfg["name"], penalty, paused, cfg["reason"])
                     restored = True
-                elif m.paused != paused:
+                elif m.paused != paused and not (m.paused and self.in_wrapup(cfg["name"])):
                     await self._pause(iface, paused, cfg["reason"])
                     restored = True
         if restored:

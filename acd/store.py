@@ -49,7 +49,7 @@ _INT_LIMITS = {
     "timeout_s": (1, 600), "retry_s": (0, 600), "wrapup_s": (0, 3600),
     "max_wait_s": (1, 86400), "max_len": (0, 10000), "announce_frequency_s": (0, 3600),
     "service_level_s": (1, 3600), "short_abandon_s": (0, 600), "owner_ring_s": (0, 600),
-    "periodic_announce_s": (0, 3600),
+    "periodic_announce_s": (0, 3600), "acw_max_s": (0, 3600),
 }  # fmt: skip
 OVERFLOW_ACTIONS = ("", "queue", "voicemail", "callback")
 _MAILBOX_RE = re.compile(r"[0-9]{1,20}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from crm_bridge.admin import CrmSettings, add_admin_routes
@@ -17,7 +18,7 @@ from crm_bridge.interactions import Interactions, InteractionWriter
 from crm_bridge.pool import Pool
 from crm_bridge.store import CrmStore
 from crm_bridge.webhooks import WebhookDispatcher
-from cti.events import RecordingStopped
+from cti.events import CallDispositionSaved, RecordingStopped
 from cti.features import FeatureContext
 from cti.tasks import BackgroundTasks
 
@@ -38,7 +39,20 @@ class CrmFeature:
         config = ctx.section("crm", CrmConfig)
         store = CrmStore(ctx.db, ctx.settings.site.default_region)
         webhooks = WebhookDispatcher(ctx.db, config, metrics=ctx.workers)
-        interactions = Interactions(store, notify=webhooks.publish)
+        bus = ctx.bus
+
+        def notify(event: str, data: dict[str, Any]) -> object:
+            if event == "interaction.updated" and data.get("disposition") and data.get("linkedid"):
+                # ends the agent's after-call work (acd.wrapup, decision 0026)
+                bus.publish(
+                    CallDispositionSaved(
+                        str(data["linkedid"]), datetime.now(UTC), str(data["disposition"]),
+                        str(data.get("agent") or ""),
+                    )
+                )  # fmt: skip
+            return webhooks.publish(event, data)
+
+        interactions = Interactions(store, notify=notify)
         pool = Pool(store, notify=webhooks.publish)
         external = ExternalCrmLookup(config.external_lookup)
         directory = StoreDirectory(store, external if external.enabled else None)
@@ -95,4 +109,3 @@ class CrmFeature:
         if self.services is None:
             return {}
         return {"webhooks": self.services.webhooks.status()}
-

@@ -470,3 +470,42 @@ class OutboundCallStarted(DomainEvent):
     number: str
     kind: str  # "click_to_call" | "callback"
     callback_id: int | None = None
+
+
+# --- service quality (appended by the quality feature, decision 0026) --------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CallDispositionSaved(DomainEvent):
+    """Someone saved a disposition (wrap-up code) for a call: ends its after-call work."""
+
+    linkedid: str
+    at: datetime
+    disposition: str
+    agent: str = ""  # the interaction's agent, when known
+
+
+@dataclass(frozen=True, slots=True)
+class WrapUpStarted(DomainEvent):
+    """After-call work began: ``agent`` stays out of the queues until the call's
+    disposition is saved or ``until`` passes."""
+
+    agent: str
+    linkedid: str
+    at: datetime
+    queue: str
+    until: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class WrapUpEnded(DomainEvent):
+    """After-call work ended after ``wrapup_s`` seconds; ``reason``: disposition (saved),
+    timeout (the queue's maximum passed), status (the agent set a status), lost (Asterisk
+    forgot the pause, e.g. restarted)."""
+
+    agent: str
+    linkedid: str
+    at: datetime
+    queue: str
+    wrapup_s: float
+    reason: str

@@ -18,7 +18,11 @@ EXITWITHKEY           key|position|origposition|waittime                exit_key
 EXITEMPTY             position|origposition|waittime                    exit_empty
 FULL/JOINEMPTY/       (none)                                            refused
 JOINUNAVAIL
+WRAPUPEND             seconds|how it ended                              (after-call work)
 ====================  ================================================  ===============
+
+``WRAPUPEND`` is not app_queue's: the ACD writes it (AMI QueueLog) when an agent's
+enforced after-call work of that entry ends (acd.wrapup, decision 0026).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from datetime import UTC, datetime
 __all__ = ["DerivedEntry", "RawLine", "derive_entries", "line_key", "parse_line"]
 
 REFUSED_EVENTS = frozenset({"FULL", "JOINEMPTY", "JOINUNAVAIL"})
+WRAPUP_EVENT = "WRAPUPEND"
 COMPLETE_EVENTS = frozenset({"COMPLETEAGENT", "COMPLETECALLER"})
 TRANSFER_EVENTS = frozenset({"TRANSFER", "BLINDTRANSFER", "ATTENDEDTRANSFER"})
 # within one second several lines of one call share a timestamp: apply them in call order
@@ -91,6 +96,7 @@ class DerivedEntry:
     ended_at: datetime | None = None
     ringnoanswer: int = 0
     missed_by: list[str] = field(default_factory=list)
+    wrapup_s: float | None = None  # measured after-call work (WRAPUPEND), if any
 
 
 def derive_entries(lines: Iterable[RawLine]) -> list[DerivedEntry]:
@@ -106,10 +112,17 @@ def derive_entries(lines: Iterable[RawLine]) -> list[DerivedEntry]:
     for callid, rows in by_call.items():
         rows.sort(key=lambda r: (r.at, _RANK.get(r.event, 3)))
         current: dict[str, DerivedEntry] = {}
+        latest: dict[str, DerivedEntry] = {}  # ended or not: wrap-up comes after the end
         for r in rows:
             if r.event == "ENTERQUEUE":
-                e = current[r.queue] = DerivedEntry(callid, r.queue, r.at)
+                e = current[r.queue] = latest[r.queue] = DerivedEntry(callid, r.queue, r.at)
                 out.append(e)
+                continue
+            if r.event == WRAPUP_EVENT:
+                done = latest.get(r.queue)
+                seconds = _num(r.data, 0)
+                if done is not None and seconds is not None and 0 <= seconds < 86400:
+                    done.wrapup_s = (done.wrapup_s or 0.0) + seconds
                 continue
             if r.event in REFUSED_EVENTS:
                 out.append(DerivedEntry(callid, r.queue, r.at, "refused", ended_at=r.at))

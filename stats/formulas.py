@@ -107,6 +107,7 @@ class EntryFacts:
     hold_s: float = 0.0
     hold_max_s: float = 0.0
     ringnoanswer: int = 0
+    wrapup_s: float | None = None  # measured after-call work; None: the queue's setting
 
 
 def count_entry(
@@ -129,7 +130,8 @@ def count_entry(
         if e.completed:
             c.handled = 1
             c.talk_sum = max(0.0, (e.talk_s or 0.0) - e.hold_s)
-            c.wrapup_sum = float(wrapup_s)
+            # per call as measured (acd.wrapup); app_queue's fixed wrapuptime otherwise
+            c.wrapup_sum = float(wrapup_s) if e.wrapup_s is None else e.wrapup_s
     elif e.outcome == "abandoned":
         c.abandoned = 1
         c.abandon_wait_sum = e.wait_s

@@ -78,6 +78,8 @@ class EntryRow(Base):
     hold_count: Mapped[int] = mapped_column(Integer(), default=0)
     hold_s: Mapped[float] = mapped_column(Float(), default=0.0)
     hold_max_s: Mapped[float] = mapped_column(Float(), default=0.0)
+    #: measured after-call work (queue_log WRAPUPEND); None: none was enforced
+    wrapup_s: Mapped[float | None] = mapped_column(Float())
 
 
 class HourlyRow(Base):

@@ -186,7 +186,7 @@ async def agent_report(
             await s.execute(
                 select(
                     EntryRow.agent, EntryRow.queue, EntryRow.talk_s, EntryRow.hold_s,
-                    EntryRow.hold_count,
+                    EntryRow.hold_count, EntryRow.wrapup_s,
                 ).where(
                     EntryRow.entered_at >= start, EntryRow.entered_at < end,
                     EntryRow.completed.is_(True), EntryRow.agent != "",
@@ -204,13 +204,14 @@ async def agent_report(
                 .group_by(QlogLineRow.agent)
             )
         ).all()
-    for name, queue, talk, hold, hold_count in entries:
+    for name, queue, talk, hold, hold_count, wrapup in entries:
         a = agent(name)
         a["handled"] += 1
         a["talk_s"] += max(0.0, (talk or 0.0) - (hold or 0.0))
         a["hold_s"] += hold or 0.0
         a["hold_count"] += hold_count or 0
-        a["wrapup_s"] += rules.get(queue, QueueRules()).wrapup_s
+        # measured per call (acd.wrapup); app_queue's fixed wrapuptime otherwise
+        a["wrapup_s"] += wrapup if wrapup is not None else rules.get(queue, QueueRules()).wrapup_s
     for name, n in missed:
         if name:
             agent(name)["missed"] += int(n)

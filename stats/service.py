@@ -150,6 +150,7 @@ class StatsService:
                         EntryRow.wait_s,
                         EntryRow.talk_s,
                         EntryRow.completed,
+                        EntryRow.wrapup_s,
                     ).where(EntryRow.entered_at >= start.astimezone(UTC))
                 )
             ).all()

@@ -11,7 +11,7 @@ so an entry seen both ways is counted once. I/O-free.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -45,6 +45,7 @@ class TodayEntry:
     talk_s: float | None = None
     completed: bool = False
     from_store: bool = False
+    wrapup_s: float | None = None
 
 
 class Wallboard:
@@ -99,17 +100,19 @@ class Wallboard:
         if at.astimezone(self.tz).date() == self.day:
             self.ivr_abandons.add(linkedid)
 
-    def merge_store(self, rows: Iterable[tuple[str, str, datetime, str, float, float | None, bool]],
-                    ivr: Iterable[str], now: datetime) -> None:  # fmt: skip
-        """Today's stored entries (callid, queue, entered_at, outcome, wait, talk, completed)
-        replace what AMI told us about the same entries."""
+    def merge_store(self, rows: Iterable[Sequence[Any]], ivr: Iterable[str],
+                    now: datetime) -> None:  # fmt: skip
+        """Today's stored entries (callid, queue, entered_at, outcome, wait, talk, completed
+        [, wrap-up]) replace what AMI told us about the same entries."""
         self._roll(now)
-        for callid, queue, entered_at, outcome, wait, talk, completed in rows:
+        for row in rows:
+            callid, queue, entered_at, outcome, wait, talk, completed = row[:7]
             if outcome == "waiting":
                 continue  # its end is not logged yet: keep the AMI view
             self.entries[(callid, queue)] = TodayEntry(
-                queue, entered_at, outcome, wait, talk, completed, from_store=True
-            )
+                queue, entered_at, outcome, wait, talk, completed, from_store=True,
+                wrapup_s=row[7] if len(row) > 7 else None,
+            )  # fmt: skip
         self.ivr_abandons.update(ivr)
 
     def today(self, rules: Mapping[str, QueueRules]) -> dict[str, Counts]:
@@ -118,7 +121,7 @@ class Wallboard:
             r = rules.get(e.queue, QueueRules())
             out.setdefault(e.queue, Counts()).add(
                 count_entry(
-                    EntryFacts(e.outcome, e.wait_s, e.talk_s, e.completed),
+                    EntryFacts(e.outcome, e.wait_s, e.talk_s, e.completed, wrapup_s=e.wrapup_s),
                     service_level_s=r.service_level_s, short_abandon_s=r.short_abandon_s,
                     wrapup_s=r.wrapup_s,
                 )
