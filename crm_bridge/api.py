@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -46,6 +46,7 @@ from crm_bridge.schemas import (
     LeadIn,
     LeadPatch,
 )
+from crm_bridge.search import Filters
 from crm_bridge.store import CrmStore
 from crm_bridge.webhooks import WebhookDispatcher
 from cti.web.auth import require_role
@@ -140,8 +141,14 @@ Q = Text(name="q", max_len=256, description="name, company, phone, e-mail, tag .
 LIMIT_50 = Int(name="limit", default=50, lo=1, hi=500)
 OFFSET = Int(name="offset", default=0, lo=0, hi=10_000_000)
 OWNER = Text(name="owner", max_len=128, description='an agent; "" for the public pool')
-SEARCH_Q = [Q, LIMIT_50, OFFSET, OWNER]
-CUSTOMERS = obj({"customers": arr(obj())}, required=["customers"])
+TIER = Text(name="tier", max_len=32, description="exactly this tier")
+REGION = Text(name="region", max_len=64, description="any part of the 号码归属地")
+TAG_F = Text(name="tag", max_len=32, description="a whole tag")
+AFTER = Day(name="contacted_after", description="last contact on or after this day")
+BEFORE = Day(name="contacted_before", description="last contact before this day, or never")
+FILTERS = [TIER, REGION, TAG_F, AFTER, BEFORE]
+SEARCH_Q = [Q, LIMIT_50, OFFSET, OWNER, *FILTERS]
+CUSTOMERS = obj({"customers": arr(obj()), "more": BOOL}, required=["customers"])
 TAG = ["crm"]
 
 
@@ -152,15 +159,33 @@ def _owner_filter(r: Req) -> str | None:
     return owner
 
 
+def _day_start(d: date | None) -> datetime | None:
+    return datetime(d.year, d.month, d.day, tzinfo=UTC) if d is not None else None
+
+
+def list_filters(r: Req) -> Filters:
+    """The customer list's filters from the query string (docs/crm.md)."""
+    q = r.request.query
+    return Filters(
+        tier=TIER.read(r.request) if "tier" in q else None,
+        region=REGION.read(r.request) or None,
+        tag=TAG_F.read(r.request) or None,
+        contacted_after=_day_start(AFTER.read(r.request)),
+        contacted_before=_day_start(BEFORE.read(r.request)),
+    )
+
+
 async def _search(r: Req, owner: str | None) -> dict[str, Any]:
+    limit = r.int("limit", 50, 1, 500)
     rows = await r.svc.store.search(
         r.query("q")[:256],
         r.actor,
-        limit=r.int("limit", 50, 1, 500),
+        limit=limit + 1,
         offset=r.int("offset", 0, 0, 10_000_000),
         owner=owner,
+        filters=list_filters(r),
     )
-    return {"customers": rows}
+    return {"customers": rows[:limit], "more": len(rows) > limit}
 
 
 @doc("Search customers (agents: theirs and the pool)", tags=TAG, query=SEARCH_Q, response=CUSTOMERS)
@@ -390,12 +415,19 @@ async def care_dormant(r: Req) -> Any:
 # --- leads -------------------------------------------------------------------------------
 
 
+LEAD_CUSTOMER = Int(name="customer_id", lo=1, hi=2**62, description="one customer's")
+
+
 @doc(
-    "Leads", tags=TAG, query=[Text(name="status", max_len=32)], response=obj({"leads": arr(obj())})
+    "Leads",
+    tags=TAG,
+    query=[Text(name="status", max_len=32), LEAD_CUSTOMER],
+    response=obj({"leads": arr(obj())}),
 )
 @endpoint()
 async def list_leads(r: Req) -> Any:
-    return {"leads": await r.svc.pool.list_leads(r.actor, r.request.query.get("status"))}
+    status = r.request.query.get("status")
+    return {"leads": await r.svc.pool.list_leads(r.actor, status, LEAD_CUSTOMER.read(r.request))}
 
 
 @doc("Create a lead", tags=TAG, status=201, body=LeadIn, response=obj())
@@ -455,13 +487,20 @@ async def import_customers(r: Req) -> Any:
 @doc(
     "Export customers (CSV formula-neutralised, or XLSX)",
     tags=TAG,
-    query=[Choice(name="format", choices=("csv", "xlsx"), default="csv")],
+    query=[Choice(name="format", choices=("csv", "xlsx"), default="csv"), Q, OWNER, *FILTERS],
     content_type=("text/csv", XLSX),
 )
 @endpoint()
 async def export_customers(r: Req) -> Any:
+    """The customers the caller may see, limited like the list (search, owner, filters)."""
     fmt = _format(r, "csv")
-    rows = await export_rows(r.svc.store, r.actor)
+    rows = await export_rows(
+        r.svc.store,
+        r.actor,
+        q=r.query("q")[:256],
+        owner=_owner_filter(r),
+        filters=list_filters(r),
+    )
     if fmt == "xlsx":
         body, ctype = to_xlsx(rows), XLSX
     else:

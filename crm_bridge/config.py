@@ -70,10 +70,49 @@ def _unique_codes(items: list[Disposition]) -> list[Disposition]:
     return items
 
 
+class LeadRules(BaseModel):
+    """How a new lead (from the web form, or created without an owner by a supervisor)
+    gets its owner: ``manual`` (none: a supervisor assigns it), ``round_robin`` over
+    ``agents``, ``region`` / ``industry`` (the first key contained in the lead's region /
+    equal to its industry names the agent; no match: round robin)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rule: Literal["manual", "round_robin", "region", "industry"] = "manual"
+    agents: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(default_factory=list)
+    by_region: dict[str, Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+        default_factory=dict
+    )
+    by_industry: dict[str, Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+        default_factory=dict
+    )
+
+
+class LeadForm(BaseModel):
+    """``POST /forms/lead?key=…``: a public web form a site posts leads to. Off without
+    keys; each key is a shared secret of one site form (16+ characters)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keys: list[Annotated[str, Field(min_length=16, max_length=256)]] = Field(
+        default_factory=list, repr=False
+    )
+    per_minute: int = Field(10, ge=1, le=10_000)  # per client address
+    burst: int = Field(5, ge=1, le=10_000)
+    total_per_minute: int = Field(600, ge=1, le=1_000_000)  # all addresses together
+
+
 class CrmConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     pool_after_days: int = Field(30, ge=1, le=3650)
+    # claims from the public pool one agent may make in 24 hours
+    pool_claims_per_day: int = Field(20, ge=1, le=100_000)
+    lead_rules: LeadRules = LeadRules()
+    lead_form: LeadForm = LeadForm()
+    lead_stale_days: int = Field(14, ge=1, le=3650)
+    # the won value a month's sales should reach (the dashboard's target), 0: none
+    sales_target_monthly: float = Field(0.0, ge=0, le=1e15)
     pool_check_interval_s: float = Field(3600.0, gt=0)
     dormant_days: int = Field(90, ge=1, le=3650)
     webhooks: list[WebhookTarget] = Field(default_factory=list)

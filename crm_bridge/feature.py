@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from crm_bridge.admin import CrmSettings, add_admin_routes
@@ -18,11 +19,15 @@ from crm_bridge.interactions import Interactions, InteractionWriter
 from crm_bridge.pool import Pool
 from crm_bridge.store import CrmStore
 from crm_bridge.webhooks import WebhookDispatcher
+from crm_bridge.workspace_api import add_workspace_routes
 from cti.events import CallDispositionSaved, RecordingStopped
 from cti.features import FeatureContext
 from cti.tasks import BackgroundTasks
+from cti.web.pages import add_pages
 
 log = logging.getLogger(__name__)
+#: the customer pages (/crm/): customers, customer, opportunities, dashboard
+STATIC = Path(__file__).parent / "static"
 
 
 class CrmFeature:
@@ -63,6 +68,8 @@ class CrmFeature:
         webhooks.attach(ctx.bus)
         ctx.services.customer_directory = directory
         add_routes(ctx.app, self.services)
+        add_workspace_routes(ctx.app)
+        add_pages(ctx.app, "/crm", STATIC)
         self.settings = CrmSettings(ctx.db, config, webhooks)
         add_admin_routes(ctx.app, self.settings)
 

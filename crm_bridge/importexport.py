@@ -25,11 +25,12 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from crm_bridge.access import Actor, visible
+from crm_bridge.access import Actor
 from crm_bridge.errors import CrmError, DuplicateError
 from crm_bridge.keys import tags_list
 from crm_bridge.models import Contact, Customer, Email, Phone
 from crm_bridge.schemas import CustomerIn
+from crm_bridge.search import Filters, filtered, needles
 from crm_bridge.store import CrmStore
 from cti.spreadsheet import neutralise_text, restore
 
@@ -199,11 +200,22 @@ async def import_rows(
     return {"imported": imported, "rows": len(rows), "errors": []}
 
 
-async def export_rows(store: CrmStore, actor: Actor) -> list[list[str]]:
-    """Header + one row per customer visible to ``actor`` (first contact only)."""
+async def export_rows(
+    store: CrmStore,
+    actor: Actor,
+    *,
+    q: str = "",
+    owner: str | None = None,
+    filters: Filters | None = None,
+) -> list[list[str]]:
+    """Header + one row per customer visible to ``actor`` (first contact only), limited
+    like the customer list (search text, owner, filters)."""
     out: list[list[str]] = [list(COLUMNS)]
+    wanted = needles(q, store.e164)
+    if wanted == ("", (), ""):
+        return out
     async with store.db.session() as session:
-        stmt = visible(select(Customer).order_by(Customer.id), actor)
+        stmt = filtered(select(Customer), wanted, actor, owner, filters).order_by(Customer.id)
         result = await session.stream_scalars(stmt.execution_options(yield_per=1000))
         async for batch in result.partitions(1000):
             ids = [c.id for c in batch]

@@ -5,7 +5,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-__all__ = ["name_key", "tags_list", "tags_text"]
+import phonenumbers
+from phonenumbers import geocoder
+
+__all__ = ["name_key", "region_of", "tags_list", "tags_text"]
 
 _SPACES = re.compile("[\\s\u3000\u00b7.,\uff0c\u3002\\-_]+")
 
@@ -23,3 +26,15 @@ def tags_text(tags: Iterable[str]) -> str:
 
 def tags_list(text: str) -> list[str]:
     return [t for t in text.split(",") if t]
+
+
+def region_of(e164: str) -> str:
+    """号码归属地: the place a number belongs to, in Chinese ("北京市", "江苏省常州市"),
+    from phonenumbers' geocoding data; "" when unknown."""
+    if not e164:
+        return ""
+    try:
+        number = phonenumbers.parse(e164, None)
+        return geocoder.description_for_number(number, "zh")[:64]
+    except phonenumbers.NumberParseException:
+        return ""

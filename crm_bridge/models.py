@@ -41,12 +41,16 @@ class Customer(Base):
     name_key: Mapped[str] = mapped_column(BoundedText(NAME_LEN), index=True)
     company: Mapped[str] = mapped_column(BoundedText(NAME_LEN), default="")
     company_key: Mapped[str] = mapped_column(BoundedText(NAME_LEN), default="", index=True)
-    tier: Mapped[str] = mapped_column(BoundedText(32), default="")
+    tier: Mapped[str] = mapped_column(BoundedText(32), default="", index=True)
     tags: Mapped[str] = mapped_column(BoundedText(TAGS_LEN), default="")
     notes: Mapped[str] = mapped_column(BoundedText(NOTES_LEN), default="")
     owner: Mapped[str | None] = mapped_column(BoundedText(128), index=True)
     owned_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    last_contact_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_contact_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    # 号码归属地 of the first phone number (cti.phone.region_of), "" when unknown
+    region: Mapped[str] = mapped_column(BoundedText(64), default="", index=True)
+    # the admin-defined fields' values (crm_custom_fields), JSON object
+    custom: Mapped[str] = mapped_column(Text(), default="{}")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
@@ -173,10 +177,17 @@ class Lead(Base):
         ForeignKey("crm_customers.id", ondelete="CASCADE"), index=True
     )
     title: Mapped[str] = mapped_column(BoundedText(NAME_LEN))
-    status: Mapped[str] = mapped_column(BoundedText(16), default="new")
+    # the stage: new -> contacted -> qualified -> proposal -> won | lost
+    status: Mapped[str] = mapped_column(BoundedText(16), default="new", index=True)
     owner: Mapped[str | None] = mapped_column(BoundedText(128), index=True)
     value: Mapped[float | None] = mapped_column(Float())
     notes: Mapped[str] = mapped_column(BoundedText(NOTES_LEN), default="")
+    expected_close: Mapped[date | None] = mapped_column(Date())
+    source: Mapped[str] = mapped_column(BoundedText(32), default="")  # "", web_form, call...
+    region: Mapped[str] = mapped_column(BoundedText(64), default="")
+    industry: Mapped[str] = mapped_column(BoundedText(64), default="")
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # set on won / lost
+    follow_up_on: Mapped[date | None] = mapped_column(Date())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
@@ -248,3 +259,16 @@ class WebhookTargetRow(Base):
     created_by: Mapped[str] = mapped_column(BoundedText(128), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class CustomField(Base):
+    """A field an admin adds to every customer card (values in ``Customer.custom``)."""
+
+    __tablename__ = "crm_custom_fields"
+
+    key: Mapped[str] = mapped_column(BoundedText(64), primary_key=True)
+    label_en: Mapped[str] = mapped_column(BoundedText(128))
+    label_zh: Mapped[str] = mapped_column(BoundedText(128))
+    kind: Mapped[str] = mapped_column(BoundedText(16))  # text | number | date | choice
+    choices: Mapped[str] = mapped_column(Text(), default="[]")  # JSON list (kind choice)
+    position: Mapped[int] = mapped_column(Integer(), default=0)

@@ -11,17 +11,18 @@ customer exactly one succeeds, on SQLite and PostgreSQL alike.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_bridge.access import SYSTEM, Actor, customer_for, visible
 from crm_bridge.audit import audit
 from crm_bridge.errors import Conflict, Forbidden, NotFound
-from crm_bridge.models import Contact, Customer, Lead, LeadAssignment
-from crm_bridge.records import customer_dict
+from crm_bridge.models import AuditEntry, Contact, Customer, Lead, LeadAssignment
+from crm_bridge.records import customer_dict, iso
 from crm_bridge.schemas import LeadIn, LeadPatch
 from crm_bridge.store import CrmStore
 from cti.store.models import utcnow
@@ -37,9 +38,25 @@ def _since(c: Customer) -> datetime | None:
 
 
 class Pool:
-    def __init__(self, store: CrmStore, *, notify: Notify | None = None) -> None:
+    def __init__(
+        self, store: CrmStore, *, notify: Notify | None = None, claims_per_day: int = 20
+    ) -> None:
         self.store = store
         self.notify: Notify = notify or (lambda _e, _d: None)
+        self.claims_per_day = claims_per_day
+        # who owns a lead created without an owner (crm_bridge.opportunities sets it)
+        self.assign_rule: Callable[[AsyncSession, Lead], Awaitable[str | None]] | None = None
+
+    async def claims_today(self, session: AsyncSession, agent: str, now: datetime) -> int:
+        """Claims ``agent`` made in the 24 hours before ``now`` (from the audit trail)."""
+        count = await session.scalar(
+            select(func.count(AuditEntry.id)).where(
+                AuditEntry.actor == agent,
+                AuditEntry.action == "claim",
+                AuditEntry.at > now - timedelta(days=1),
+            )
+        )
+        return int(count or 0)
 
     async def return_dormant(self, days: int, now: datetime | None = None) -> list[int]:
         """Move every customer not contacted by its owner for ``days`` back to the pool.
@@ -85,8 +102,18 @@ class Pool:
         return moved
 
     async def claim(self, customer_id: int, actor: Actor) -> dict[str, Any]:
+        """Take a pool customer; an agent at most :attr:`claims_per_day` in 24 hours
+        (supervisors are not limited)."""
         now = utcnow()
         async with self.store.db.session() as session, session.begin():
+            if not actor.sees_all:
+                done = await self.claims_today(session, actor.name, now)
+                if done >= self.claims_per_day:
+                    raise Forbidden(
+                        f"claim limit reached: {done} customers claimed in the last 24 hours"
+                        f" (limit {self.claims_per_day})",
+                        limit=self.claims_per_day,
+                    )
             result = await session.execute(
                 update(Customer)
                 .where(Customer.id == customer_id, Customer.owner.is_(None))
@@ -172,7 +199,7 @@ class Pool:
 
     # --- leads -----------------------------------------------------------------------
 
-    async def create_lead(self, data: LeadIn, actor: Actor) -> dict[str, Any]:
+    async def create_lead(self, data: LeadIn, actor: Actor, *, source: str = "") -> dict[str, Any]:
         async with self.store.db.session() as session, session.begin():
             c = await customer_for(session, data.customer_id, actor, write=True)
             owner = data.owner if actor.sees_all else actor.name
@@ -184,14 +211,27 @@ class Pool:
                 value=data.value,
                 notes=data.notes,
                 owner=owner,
+                expected_close=data.expected_close,
+                follow_up_on=data.follow_up_on,
+                region=data.region or c.region,
+                industry=data.industry,
+                source=source,
             )
             session.add(lead)
             await session.flush()
+            by = actor.name
+            if lead.owner is None and self.assign_rule is not None:
+                lead.owner = await self.assign_rule(session, lead)
+                by = "rule"
             session.add(
-                LeadAssignment(lead_id=lead.id, from_owner=None, to_owner=owner, by=actor.name)
+                LeadAssignment(lead_id=lead.id, from_owner=None, to_owner=lead.owner, by=by)
             )
             audit(session, actor, "create", "lead", lead.id, c.id, data.model_dump(mode="json"))
-            return lead_dict(lead)
+            await session.flush()
+            out = lead_dict(lead)
+        if out["owner"] is not None and by == "rule":
+            self.notify("lead.assigned", {**out, "previous_owner": None})
+        return out
 
     async def _lead(self, session: Any, lead_id: int, actor: Actor) -> Lead:
         lead = await session.get(Lead, lead_id)
@@ -199,12 +239,16 @@ class Pool:
             raise NotFound(f"lead {lead_id} not found")
         return lead  # type: ignore[no-any-return]
 
-    async def list_leads(self, actor: Actor, status: str | None = None) -> list[dict[str, Any]]:
+    async def list_leads(
+        self, actor: Actor, status: str | None = None, customer_id: int | None = None
+    ) -> list[dict[str, Any]]:
         stmt = select(Lead).order_by(Lead.id.desc()).limit(1000)
         if not actor.sees_all:
             stmt = stmt.where(Lead.owner == actor.name)
         if status:
             stmt = stmt.where(Lead.status == status)
+        if customer_id is not None:
+            stmt = stmt.where(Lead.customer_id == customer_id)
         async with self.store.db.session() as session:
             return [lead_dict(x) for x in (await session.scalars(stmt)).all()]
 
@@ -228,9 +272,14 @@ class Pool:
             lead = await self._lead(session, lead_id, actor)
             changes = {}
             for field, new in patch.model_dump(exclude_unset=True).items():
-                if new is not None and getattr(lead, field) != new:
+                if new is None and field not in ("expected_close", "follow_up_on"):
+                    continue
+                if getattr(lead, field) != new:
                     changes[field] = [getattr(lead, field), new]
                     setattr(lead, field, new)
+            if "status" in changes:
+                closed = lead.status in ("won", "lost")
+                lead.closed_at = utcnow() if closed else None
             if changes:
                 audit(session, actor, "update", "lead", lead.id, lead.customer_id, changes)
             await session.flush()
@@ -264,6 +313,12 @@ def lead_dict(lead: Lead) -> dict[str, Any]:
         "owner": lead.owner,
         "value": lead.value,
         "notes": lead.notes,
+        "expected_close": iso(lead.expected_close),
+        "source": lead.source,
+        "region": lead.region,
+        "industry": lead.industry,
+        "closed_at": iso(lead.closed_at),
+        "follow_up_on": iso(lead.follow_up_on),
         "created_at": lead.created_at.isoformat() if lead.created_at else None,
         "updated_at": lead.updated_at.isoformat() if lead.updated_at else None,
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
@@ -23,6 +24,8 @@ def customer_dict(c: Customer) -> dict[str, Any]:
         "name": c.name,
         "company": c.company,
         "tier": c.tier,
+        "region": c.region,
+        "custom": json.loads(c.custom or "{}"),
         "tags": tags_list(c.tags),
         "notes": c.notes,
         "owner": c.owner,

@@ -98,6 +98,7 @@ class CustomerIn(_In):
     phones: Phones = Field(default_factory=list)
     emails: Emails = Field(default_factory=list)
     birthday: date | None = None
+    custom: Annotated[dict[str, Any], Field(max_length=100)] = Field(default_factory=dict)
     force: bool = False  # create despite duplicate candidates (supervisor/admin only)
 
     def all_contacts(self) -> list[ContactIn]:
@@ -119,6 +120,8 @@ class CustomerPatch(_In):
     tier: Annotated[str, Field(max_length=32), AfterValidator(_storable)] | None = None
     tags: Tags | None = None
     notes: Notes | None = None
+    # admin-defined fields (crm_bridge.custom): the keys given change, null removes one
+    custom: Annotated[dict[str, Any], Field(max_length=100)] | None = None
 
 
 class ContactPatch(_In):
@@ -154,12 +157,19 @@ class InteractionIn(_In):
     disposition: Annotated[str, Field(max_length=64), AfterValidator(_storable)] = ""
 
 
+Label64 = Annotated[str, Field(max_length=64), AfterValidator(_storable)]
+
+
 class LeadIn(_In):
     customer_id: Annotated[int, Field(ge=1, le=2**62)]
     title: Name
     value: float | None = Field(None, ge=0, le=1e15, allow_inf_nan=False)
     notes: Notes = ""
     owner: AgentName | None = None
+    expected_close: date | None = None
+    follow_up_on: date | None = None
+    region: Label64 = ""  # "" : the customer's
+    industry: Label64 = ""
 
 
 class LeadPatch(_In):
@@ -167,6 +177,9 @@ class LeadPatch(_In):
     status: Literal["new", "contacted", "qualified", "proposal", "won", "lost"] | None = None
     value: float | None = Field(None, ge=0, le=1e15, allow_inf_nan=False)
     notes: Notes | None = None
+    expected_close: date | None = None
+    follow_up_on: date | None = None
+    industry: Label64 | None = None
 
 
 class AssignIn(_In):

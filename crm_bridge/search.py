@@ -12,18 +12,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Select, or_, select, union
+from sqlalchemy import Select, func, or_, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_bridge.access import Actor, visible
-from crm_bridge.keys import name_key
+from crm_bridge.keys import name_key, region_of, tags_list
 from crm_bridge.models import Contact, Customer, CustomerSearch, Email, Phone
 from crm_bridge.records import customer_dict
 from cti.store.db import Database
 
-__all__ = ["Needles", "needles", "reindex", "search"]
+__all__ = ["Filters", "Needles", "filtered", "needles", "reindex", "search"]
 
 #: (name key, number parts, email part) to look for
 Needles = tuple[str, tuple[str, ...], str]
@@ -39,7 +41,9 @@ async def reindex(session: AsyncSession, customer_id: int) -> None:
         await session.scalars(select(Contact.name_key).where(Contact.customer_id == customer_id))
     ).all()
     numbers = (
-        await session.scalars(select(Phone.e164).where(Phone.customer_id == customer_id))
+        await session.scalars(
+            select(Phone.e164).where(Phone.customer_id == customer_id).order_by(Phone.id)
+        )
     ).all()
     addresses = (
         await session.scalars(select(Email.address_key).where(Email.customer_id == customer_id))
@@ -48,7 +52,11 @@ async def reindex(session: AsyncSession, customer_id: int) -> None:
     if row is None:
         row = CustomerSearch(customer_id=customer_id)
         session.add(row)
-    row.names = "\n".join([customer.name_key, customer.company_key, *contact_keys])
+    tag_keys = [name_key(t) for t in tags_list(customer.tags)]
+    row.names = "\n".join([customer.name_key, customer.company_key, *contact_keys, *tag_keys])
+    region = region_of(numbers[0]) if numbers else ""
+    if customer.region != region:
+        customer.region = region
     row.phones = "\n".join(numbers)
     row.emails = "\n".join(addresses)
     await session.flush()
@@ -64,22 +72,63 @@ async def search(
     offset: int = 0,
     owner: str | None = None,
     method: Literal["index", "scan"] = "index",
+    filters: Filters | None = None,
 ) -> list[dict[str, Any]]:
-    """Customers whose name, company, contact name, any part of a number or email
+    """Customers whose name, company, contact name, tag, any part of a number or email
     contains ``q`` (case-insensitive; separators ignored in names and numbers), newest
     first. ``e164``: the site's number normaliser."""
-    stmt = select(Customer)
     wanted = needles(q, e164)
+    if wanted == ("", (), ""):
+        return []
+    stmt = filtered(select(Customer), wanted, actor, owner, filters, method)
+    stmt = stmt.order_by(Customer.id.desc()).limit(limit).offset(offset)
+    async with db.session() as session:
+        return [customer_dict(c) for c in (await session.scalars(stmt)).all()]
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """The customer list's filters beside the search text (all optional, combined)."""
+
+    tier: str | None = None
+    region: str | None = None  # any part of the 号码归属地 ("江苏" finds "江苏省常州市")
+    tag: str | None = None  # a whole tag
+    contacted_after: datetime | None = None
+    contacted_before: datetime | None = None  # also: never contacted
+    ids: tuple[int, ...] | None = None
+
+
+def filtered(
+    stmt: Select[Any],
+    wanted: Needles | None,
+    actor: Actor,
+    owner: str | None,
+    filters: Filters | None,
+    method: Literal["index", "scan"] = "index",
+) -> Select[Any]:
+    """``stmt`` (over :class:`Customer`) limited to the search, owner, filters and what
+    ``actor`` may see."""
     if wanted is not None:
-        if wanted == ("", (), ""):
-            return []
         match = _match_index if method == "index" else _match_scan
         stmt = stmt.where(Customer.id.in_(match(*wanted)))
     if owner is not None:
         stmt = stmt.where(Customer.owner == owner if owner else Customer.owner.is_(None))
-    stmt = visible(stmt, actor).order_by(Customer.id.desc()).limit(limit).offset(offset)
-    async with db.session() as session:
-        return [customer_dict(c) for c in (await session.scalars(stmt)).all()]
+    f = filters or Filters()
+    if f.tier is not None:
+        stmt = stmt.where(Customer.tier == f.tier)
+    if f.region:
+        stmt = stmt.where(Customer.region.contains(f.region, autoescape=True))
+    if f.tag:
+        stmt = stmt.where(Customer.tags.contains(f",{f.tag},", autoescape=True))
+    if f.contacted_after is not None:
+        stmt = stmt.where(Customer.last_contact_at >= f.contacted_after)
+    if f.contacted_before is not None:
+        stmt = stmt.where(
+            or_(Customer.last_contact_at.is_(None), Customer.last_contact_at < f.contacted_before)
+        )
+    if f.ids is not None:
+        stmt = stmt.where(Customer.id.in_(f.ids))
+    return visible(stmt, actor)
 
 
 def needles(q: str, e164: Callable[[str], str]) -> Needles | None:
@@ -118,6 +167,7 @@ def _match_scan(key: str, numbers: Sequence[str], email: str) -> Any:
             select(Customer.id).where(Customer.name_key.contains(key, autoescape=True)),
             select(Customer.id).where(Customer.company_key.contains(key, autoescape=True)),
             select(Contact.customer_id).where(Contact.name_key.contains(key, autoescape=True)),
+            select(Customer.id).where(func.lower(Customer.tags).contains(key, autoescape=True)),
         ]
     if numbers:
         subqueries.append(

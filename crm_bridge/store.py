@@ -8,6 +8,7 @@ visibility (:mod:`crm_bridge.access`). Each change checks duplicates
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crm_bridge import search as customer_search
 from crm_bridge.access import Actor, customer_for
 from crm_bridge.audit import audit, audit_entries
+from crm_bridge.custom import check_values, load_fields
 from crm_bridge.duplicates import find_duplicates
 from crm_bridge.errors import CrmError, DuplicateError, Forbidden, NotFound
 from crm_bridge.keys import name_key, tags_list, tags_text
@@ -85,6 +87,8 @@ class CrmStore:
             )
             if dups:
                 raise DuplicateError(dups)
+        fields = await load_fields(session)
+        custom = check_values(fields, {}, data.custom)
         now = utcnow()
         customer = Customer(
             kind=data.kind,
@@ -98,6 +102,7 @@ class CrmStore:
             owner=owner,
             owned_since=now if owner else None,
             last_contact_at=None,
+            custom=json.dumps(custom, ensure_ascii=False),
         )
         session.add(customer)
         await session.flush()
@@ -209,6 +214,14 @@ class CrmStore:
             c = await customer_for(session, customer_id, actor, write=True)
             values = patch.model_dump(exclude_unset=True)
             changes: dict[str, Any] = {}
+            if "custom" in values:
+                new_custom = values.pop("custom")
+                old_custom = json.loads(c.custom or "{}")
+                if new_custom is not None:
+                    merged = check_values(await load_fields(session), old_custom, new_custom)
+                    if merged != old_custom:
+                        changes["custom"] = [old_custom, merged]
+                        c.custom = json.dumps(merged, ensure_ascii=False)
             for field, new in values.items():
                 if new is None and field in ("kind", "name", "company", "tier", "tags", "notes"):
                     continue
@@ -234,6 +247,7 @@ class CrmStore:
                 )
                 if dups:
                     raise DuplicateError(dups)
+            if {"name", "company", "tags"} & changes.keys():
                 await customer_search.reindex(session, c.id)
             if changes:
                 audit(session, actor, "update", "customer", c.id, c.id, changes)
@@ -357,6 +371,7 @@ class CrmStore:
         offset: int = 0,
         owner: str | None = None,
         method: Literal["index", "scan"] = "index",
+        filters: customer_search.Filters | None = None,
     ) -> list[dict[str, Any]]:
         """:func:`crm_bridge.search.search` with this site's number normaliser."""
         return await customer_search.search(
@@ -368,6 +383,7 @@ class CrmStore:
             offset=offset,
             owner=owner,
             method=method,
+            filters=filters,
         )
 
     async def count(self) -> int:

@@ -1,0 +1,162 @@
+// Customers: search (any part of a number, name, company, tag), filters, paging, bulk
+// assign / return to the pool, export, and a create form that warns of duplicates first.
+// Every value from the server is set as text (CTI.el / textContent), never as markup.
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const PAGE = 50;
+  let me = null, offset = 0, rows = [], more = false;
+  const chosen = new Set();
+
+  function params() {
+    const p = new URLSearchParams();
+    const add = (k, v) => { if (v) p.set(k, v); };
+    add("q", $("q").value.trim());
+    const mode = $("owner-mode").value;
+    if (mode === "mine") p.set("owner", me.name);
+    else if (mode === "pool") p.set("owner", "");
+    else if (mode === "agent" && $("owner-name").value.trim()) p.set("owner", $("owner-name").value.trim());
+    add("tier", $("tier").value.trim());
+    add("region", $("region").value.trim());
+    add("tag", $("tag").value.trim());
+    add("contacted_after", $("after").value);
+    add("contacted_before", $("before").value);
+    return p;
+  }
+
+  async function load() {
+    $("error").textContent = "";
+    const p = params();
+    p.set("limit", String(PAGE));
+    p.set("offset", String(offset));
+    try {
+      const res = await CTI.api("GET", "/api/v1/customers?" + p.toString());
+      rows = res.customers;
+      more = !!res.more;
+      render();
+    } catch (e) { $("error").textContent = CTI.t("error") + ": " + e.message; }
+  }
+
+  function render() {
+    $("rows").replaceChildren(...rows.map((c) => {
+      const box = CTI.el("input", { type: "checkbox", class: "pick", dataset: { id: c.id } });
+      box.checked = chosen.has(c.id);
+      box.addEventListener("change", () => { box.checked ? chosen.add(c.id) : chosen.delete(c.id); counts(); });
+      return CTI.el("tr", { dataset: { id: c.id } },
+        CTI.el("td", {}, box),
+        CTI.el("td", {}, CTI.el("a", { href: `customer.html?id=${encodeURIComponent(c.id)}`, class: "name" }, c.name)),
+        CTI.el("td", {}, c.company),
+        CTI.el("td", {}, c.tier),
+        CTI.el("td", { class: "region" }, c.region || ""),
+        CTI.el("td", {}, (c.tags || []).map((t) => CTI.el("span", { class: "tag" }, t))),
+        CTI.el("td", { class: "owner" }, c.owner || CTI.t("pool")),
+        CTI.el("td", {}, CTI.fmtTime(c.last_contact_at)));
+    }));
+    $("empty").hidden = rows.length > 0;
+    $("prev").disabled = offset === 0;
+    $("next").disabled = !more;
+    $("page-no").textContent = `${CTI.t("page")} ${Math.floor(offset / PAGE) + 1}`;
+    $("select-all").checked = rows.length > 0 && rows.every((c) => chosen.has(c.id));
+    counts();
+  }
+
+  function counts() {
+    $("selected-count").textContent = chosen.size ? `${chosen.size} ${CTI.t("selected")}` : "";
+  }
+
+  async function bulk(owner) {
+    $("error").textContent = "";
+    if (!chosen.size) return;
+    try {
+      await CTI.api("POST", "/api/v1/customers/bulk", { ids: [...chosen], owner });
+      chosen.clear();
+      await load();
+    } catch (e) { $("error").textContent = CTI.t("error") + ": " + e.message; }
+  }
+
+  function newBody(force) {
+    const body = { name: $("n-name").value.trim(), company: $("n-company").value.trim() };
+    if ($("n-phone").value.trim()) body.phones = [$("n-phone").value.trim()];
+    if ($("n-email").value.trim()) body.emails = [$("n-email").value.trim()];
+    if (force) body.force = true;
+    return body;
+  }
+
+  function showDups(candidates) {
+    $("dup-list").replaceChildren(...candidates.map((c) => CTI.el("li", { class: "dup" },
+      c.visible
+        ? CTI.el("a", { href: `customer.html?id=${encodeURIComponent(c.id)}` }, c.name, c.company ? ` (${c.company})` : "")
+        : CTI.el("span", { class: "muted" }, "—"),
+      " ", CTI.el("span", { class: "muted" }, (c.reasons || []).join(", ")))));
+    $("dups").hidden = candidates.length === 0;
+    $("create-anyway").hidden = !(me && (me.role === "supervisor" || me.role === "admin"));
+  }
+
+  async function create(force) {
+    $("new-error").textContent = "";
+    const body = newBody(force);
+    if (!body.name) return;
+    try {
+      if (!force) {
+        const { candidates } = await CTI.api("POST", "/api/v1/customers/duplicates", body);
+        if (candidates.length) { showDups(candidates); return; }
+      }
+      const c = await CTI.api("POST", "/api/v1/customers", body);
+      location.href = `customer.html?id=${encodeURIComponent(c.id)}`;
+    } catch (e) {
+      if (e.status === 409 && e.body && e.body.candidates) { showDups(e.body.candidates); return; }
+      $("new-error").textContent = CTI.t("error") + ": " + e.message;
+    }
+  }
+
+  async function checkDups() {
+    const body = newBody(false);
+    if (!body.name && !body.phones && !body.emails) return;
+    if (!body.name) body.name = "?";
+    try {
+      const { candidates } = await CTI.api("POST", "/api/v1/customers/duplicates", body);
+      showDups(candidates);
+    } catch { /* the create reports it */ }
+  }
+
+  function exportAs(fmt) {
+    const p = params();
+    p.set("format", fmt);
+    CTI.download("/api/v1/customers/export?" + p.toString(), "customers." + fmt)
+      .catch((e) => { $("error").textContent = CTI.t("error") + ": " + e.message; });
+  }
+
+  function placeholders() {
+    document.querySelectorAll("[data-i18n-placeholder]").forEach((n) => {
+      n.placeholder = CTI.t(n.getAttribute("data-i18n-placeholder"));
+    });
+  }
+
+  CTI.page({
+    onSignedIn: async (who) => {
+      me = who;
+      const sup = who.role === "supervisor" || who.role === "admin";
+      $("assign-box").hidden = !sup;
+      $("assign").hidden = !sup;
+      placeholders();
+      await load();
+    },
+    onLang: () => { placeholders(); render(); },
+  });
+  $("filters").addEventListener("submit", (ev) => { ev.preventDefault(); offset = 0; load(); });
+  $("owner-mode").addEventListener("change", () => { $("owner-name-label").hidden = $("owner-mode").value !== "agent"; });
+  $("prev").addEventListener("click", () => { offset = Math.max(0, offset - PAGE); load(); });
+  $("next").addEventListener("click", () => { offset += PAGE; load(); });
+  $("select-all").addEventListener("change", () => {
+    rows.forEach((c) => ($("select-all").checked ? chosen.add(c.id) : chosen.delete(c.id)));
+    render();
+  });
+  $("assign").addEventListener("click", () => { if ($("assign-to").value.trim()) bulk($("assign-to").value.trim()); });
+  $("to-pool").addEventListener("click", () => bulk(null));
+  $("export-csv").addEventListener("click", () => exportAs("csv"));
+  $("export-xlsx").addEventListener("click", () => exportAs("xlsx"));
+  $("new-form").addEventListener("submit", (ev) => { ev.preventDefault(); create(false); });
+  $("create-anyway").addEventListener("click", () => create(true));
+  for (const id of ["n-phone", "n-email", "n-company"]) $(id).addEventListener("change", checkDups);
+})();
