@@ -181,6 +181,7 @@ class Daemon:
         self._connected_once = False
         self._stopping = asyncio.Event()
         self.http_port: int | None = None
+        self.draining = False
         self._model_synced = False  # the call model reflects Asterisk (AMI up, resynced)
         g = settings.agi
         self.agi = FastAgiServer(
@@ -238,6 +239,7 @@ class Daemon:
 
     async def stop(self) -> None:
         log.info("stopping")
+        self.draining = True  # /readyz: 503, the load balancer sends no one new
         await self.hub.close_all()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -433,6 +435,7 @@ class Daemon:
             # a standby node serves HTTP and websockets; it drives no Asterisk
             "ok": self.ami.connected or role == "standby",
             "role": role,
+            "draining": self.draining,
             "ami": "connected" if self.ami.connected else "disconnected",
             "calls_active": len(self.model.calls),
             "recorder_backlog": self.recorder.pending,

@@ -22,6 +22,7 @@ from typing import Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from sqlalchemy import text
 
 from cti.accounts.audit import AuditLog
 from cti.accounts.service import Accounts
@@ -122,6 +123,36 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response(health, status=200 if health.get("ok") else 503)
 
 
+READY_DB_TIMEOUT_S = 2.0
+
+
+async def livez(request: web.Request) -> web.Response:
+    """Liveness: the process serves HTTP (an orchestrator restarts it only when not)."""
+    return web.json_response({"ok": True})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness for a load balancer: this node can take HTTP and websocket clients now:
+    the database answers, the broker link is up (in a cluster: other nodes' events reach
+    its desktops) and it is not shutting down. A standby node (it drives no Asterisk
+    server) is ready; ``/healthz`` says whether the node's Asterisk link is up."""
+    deps = request.app[DEPS]
+    problems: list[str] = []
+    try:
+        async with asyncio.timeout(READY_DB_TIMEOUT_S), deps.db.session() as session:
+            await session.execute(text("SELECT 1"))
+    except Exception:
+        problems.append("database")
+    health = deps.live.health()
+    bus = health.get("bus")
+    if isinstance(bus, dict) and bus.get("connected") is False:
+        problems.append("broker")
+    if health.get("draining"):
+        problems.append("draining")
+    body = {"ready": not problems, "problems": problems, "role": health.get("role", "single")}
+    return web.json_response(body, status=503 if problems else 200)
+
+
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus metrics: from the configured networks (default loopback), or with a
     valid API token of role supervisor or admin from anywhere."""
@@ -195,6 +226,8 @@ def create_app(deps: WebDeps) -> web.Application:
     accounts.ended.append(deps.hub.end_credentials)
     app.cleanup_ctx.append(_sweeper(deps.hub))
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/livez", livez)
+    app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/calls", list_calls_route)
     add_account_routes(app)
