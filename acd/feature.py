@@ -80,6 +80,7 @@ class AcdFeature:
         region = ctx.settings.site.default_region
         notifier = AcdNotifier(ctx.bus)
         self.service = AcdService(ctx.db, ctx.ami, self.live, notifier, s)
+        self.service.services = ctx.services  # agents log in on their phones (phones feature)
         self.lost = LostCallers(ctx.db, region, metrics=ctx.workers)
         self.dialer = Dialer(
             ctx.ami, ctx.services, agent_ring_s=s.agent_ring_s, customer_ring_s=s.customer_ring_s

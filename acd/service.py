@@ -36,6 +36,7 @@ from acd.queues_conf import FILE_NAME, QueueParams, owner_queue, render, write_a
 from acd.settings import AcdSettings
 from cti.ami.actions import AmiActionError
 from cti.ami.client import AmiClient, NotConnected
+from cti.services import Services
 from cti.store.db import Database
 
 __all__ = ["STATUSES", "AcdService", "AgentNotFound", "OperationRefused"]
@@ -81,6 +82,20 @@ class AcdService:
         #: whether an agent is in enforced after-call work (acd.wrapup sets it): its
         #: "wrapup" pause in Asterisk is then not a difference to repair on resync
         self.in_wrapup: Callable[[str], bool] = lambda agent: False
+        # the daemon's services (read at call time: the phones feature offers
+        # cti.services.PhoneDirectory, the agents' provisioned phones), set by the feature
+        self.services: Services | None = None
+
+    async def login_interfaces(self, agent: str, cfg: store.AgentConfig) -> list[str]:
+        """Where an agent can be logged in, in order: its provisioned phones (the phones
+        feature), then its own devices (SIP endpoint, mobile, simulated)."""
+        directory = self.services.phones if self.services is not None else None
+        phones = await directory.agent_interfaces(agent) if directory is not None else []
+        return [
+            *phones,
+            *(store.interface_of(d["kind"], d["address"], self.settings.remote_context)
+              for d in cfg["devices"]),
+        ]  # fmt: skip
 
     def _memberships(self, cfg: store.AgentConfig) -> dict[str, int]:
         """The queues an agent joins on login: its skills, plus its personal queue when
@@ -116,13 +131,12 @@ class AcdService:
                 raise AgentNotFound(agent)
             iface = cfg["interface"]
             if status != "logged_out" and not iface:
-                devices = cfg["devices"]
+                devices = await self.login_interfaces(agent, cfg)
                 if not devices:
                     raise OperationRefused("the agent has no device to log in on")
                 if not 0 <= device < len(devices):
                     raise OperationRefused("no such device")
-                d = devices[device]
-                iface = store.interface_of(d["kind"], d["address"], self.settings.remote_context)
+                iface = devices[device]
             new_agent = cfg["id"] not in self._owner_ids
             if status != "logged_out" and new_agent and self.settings.asterisk_etc_dir:
                 await self.apply_queues()  # a new agent: its personal queue first
@@ -339,7 +353,7 @@ class AcdService:
             raise AgentNotFound(agent)
         if cfg["interface"]:
             return str(cfg["interface"])
-        if not cfg["devices"]:
+        devices = await self.login_interfaces(agent, cfg)
+        if not devices:
             raise OperationRefused("the agent has no device")
-        d = cfg["devices"][0]
-        return store.interface_of(d["kind"], d["address"], self.settings.remote_context)
+        return devices[0]

@@ -98,10 +98,20 @@ class QueueService(Protocol):
     def is_personal_queue(self, queue: str) -> bool: ...
 
 
+class PhoneDirectory(Protocol):
+    """Implemented by phones: an agent's provisioned phones as app_queue interfaces
+    (``PJSIP/<endpoint>``), the one to use first first (a registered phone before one
+    that is not, a browser phone before a desk phone). The ACD logs an agent in on the
+    first unless asked for another device; agents without phones keep their devices."""
+
+    async def agent_interfaces(self, agent: str) -> list[str]: ...
+
+
 @dataclass
 class Services:
     customer_directory: CustomerDirectory | None = None
     queues: QueueService | None = None  # offered by acd
     dial_policy: DialPolicy | None = None  # set by the daemon (cti); features must ask it
     do_not_call: DoNotCallList | None = None  # offered by the outbound feature
+    phones: PhoneDirectory | None = None  # offered by the phones feature
     extra: dict[str, object] = field(default_factory=dict)

@@ -8,7 +8,9 @@ reader's connection carries no registration traffic and this one no call events.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 
 from cti.ami.client import AmiClient, NotConnected
 from cti.ami.protocol import Message
@@ -57,12 +59,13 @@ class PhonesFeature:
         self.service = PhoneService(ctx.db, ami, s, key, Provisioner(ami, etc_dir))
         ami.add_event_handler(self._on_event)
         ami.add_connected_handler(self._on_connected)
-        ctx.services.extra["phones"] = self.service
+        ctx.services.phones = self.service
         add_routes(ctx.app, self.service, read_ports(etc_dir))
 
     async def start(self) -> None:
         assert self.ami is not None
         await self.ami.start()
+        self._tasks.spawn(self._unblock_loop(), "unblock")
 
     async def stop(self) -> None:
         await self._tasks.stop()
@@ -72,6 +75,29 @@ class PhonesFeature:
     def _on_event(self, msg: Message) -> None:
         assert self.service is not None
         self.service.registrations.on_event(msg)
+        blocked = self.service.blocker.on_event(msg, time.monotonic())
+        if blocked is not None:
+            log.warning(
+                "phones: blocking %s for %.0f s after %d failed SIP authentications",
+                blocked, self.service.settings.block_s, self.service.settings.block_failures,
+            )  # fmt: skip
+            self._tasks.spawn(self._apply_blocks(), "block")
+
+    async def _apply_blocks(self) -> None:
+        assert self.service is not None
+        try:
+            await self.service.sync()
+        except (NotConnected, TimeoutError) as exc:
+            log.warning("phones: the blocked addresses could not be applied now: %s", exc)
+
+    async def _unblock_loop(self) -> None:
+        assert self.service is not None
+        while True:
+            await asyncio.sleep(1.0)
+            ended = self.service.blocker.expire(time.monotonic())
+            if ended:
+                log.info("phones: block ended for %s", ", ".join(ended))
+                await self._apply_blocks()
 
     async def _on_connected(self, is_reconnect: bool) -> None:
         """Asterisk (re)connected, maybe restarted: give it every phone, read who is

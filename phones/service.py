@@ -9,6 +9,7 @@ from cti.ami.actions import AmiActionError
 from cti.ami.client import AmiClient, NotConnected
 from cti.store.db import Database
 from phones import store
+from phones.blocking import Blocker
 from phones.credentials import browser_password, ha1, new_password
 from phones.models import PhoneRow
 from phones.pjsip import PhoneEntry, render
@@ -36,7 +37,10 @@ class PhoneService:
         self.key = key
         self.provisioner = provisioner
         self.registrations = Registrations()
-        self.blocked: set[str] = set()
+        self.blocker = Blocker(
+            settings.block_failures, settings.block_window_s, settings.block_s,
+            settings.never_block,
+        )  # fmt: skip
 
     # --- credentials ------------------------------------------------------------------------
     def browser_password(self, row: PhoneRow) -> str:
@@ -54,7 +58,7 @@ class PhoneService:
     # --- provisioning -----------------------------------------------------------------------
     async def config_text(self) -> str:
         rows = await store.list_phones(self.db)
-        return render([self._entry(r) for r in rows], self.blocked)
+        return render([self._entry(r) for r in rows], self.blocker.blocked)
 
     async def sync(self) -> bool:
         """Write every phone (and the blocked addresses) and reload res_pjsip."""
@@ -79,6 +83,12 @@ class PhoneService:
             if obj.split(";@", 1)[0] == name:
                 await self.ami.send_action("DBDel", {"Family": "registrar/contact", "Key": obj})
         self.registrations.forget(name)
+
+    # --- cti.services.PhoneDirectory ---------------------------------------------------------
+    async def agent_interfaces(self, agent: str) -> list[str]:
+        rows = await store.list_phones(self.db, agent)
+        rows.sort(key=lambda r: (not self.registrations.registered(r.name), r.kind != "webrtc"))
+        return [f"PJSIP/{r.name}" for r in rows]
 
     # --- the API's operations ---------------------------------------------------------------
     def view(self, row: PhoneRow) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -31,6 +32,23 @@ class PhonesSettings(BaseModel):
     domain: str = ""
     # most phones an agent may have
     max_per_agent: int = Field(4, ge=1, le=20)
+    # an address with this many wrong SIP credentials within block_window_s is refused
+    # everything (PJSIP ACL) for block_s; 0: never block (docs/decisions/0022)
+    block_failures: int = Field(5, ge=0, le=10_000)
+    block_window_s: float = Field(60.0, gt=0, le=86_400)
+    block_s: float = Field(600.0, gt=0, le=30 * 86_400)
+    # networks never blocked (the carrier, a SIP proxy in front), CIDR
+    never_block: list[str] = ["127.0.0.1/32", "::1/128"]
+
+    @field_validator("never_block")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for net in v:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(f"not a network {net!r} (CIDR like 203.0.113.0/24)") from None
+        return v
 
     @field_validator("realm")
     @classmethod

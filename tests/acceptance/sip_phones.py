@@ -102,3 +102,38 @@ async def _response(ws: aiohttp.ClientWebSocketResponse) -> tuple[int, str]:
         m = re.match(r"SIP/2.0 (\d{3})", msg.data)
         if m and int(m.group(1)) >= 200:
             return int(m.group(1)), msg.data
+
+
+async def start_desk_phone(
+    port: int, *, cwd: Path, ip: str = "127.0.0.1", calls: int = 1, timeout_s: int = 60
+) -> asyncio.subprocess.Process:
+    """The desk phone answering (SIPp UAS on the port it registered from): rings half a
+    second, answers with G.711, waits for the caller's BYE; exits after ``calls`` calls."""
+    return await asyncio.create_subprocess_exec(
+        "sipp", "-sf", str(SIPP_DIR / "uas_phone.xml"), "-i", ip, "-p", str(port),
+        "-mi", ip, "-mp", str(free_port(socket.SOCK_DGRAM)), "-m", str(calls), "-nostdin",
+        "-timeout", str(timeout_s), "-rtp_echo",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=cwd,
+    )  # fmt: skip
+
+
+async def start_caller(
+    inst: ChrootAsterisk,
+    *,
+    cwd: Path,
+    talk_ms: int = 3000,
+    calls: int = 1,
+    rate: float = 1,
+    limit: int = 1,
+    timeout_s: int = 60,
+    number: str = "4008001234",
+) -> asyncio.subprocess.Process:
+    """SIPp's built-in UAC as the carrier's callers dialling ``number``: each call talks
+    ``talk_ms`` after the answer, then hangs up."""
+    return await asyncio.create_subprocess_exec(
+        "sipp", "-sn", "uac", "-i", "127.0.0.1", "-p", str(free_port(socket.SOCK_DGRAM)),
+        "-mi", "127.0.0.1", "-mp", str(free_port(socket.SOCK_DGRAM)), "-s", number,
+        "-d", str(talk_ms), "-m", str(calls), "-r", str(rate), "-l", str(limit), "-nostdin",
+        "-timeout", str(timeout_s), "-rtp_echo", f"127.0.0.1:{inst.spec.sip_port}",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=cwd,
+    )  # fmt: skip

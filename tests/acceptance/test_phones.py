@@ -8,20 +8,29 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from sqlalchemy import select
 
+from acd import store as acd_store
 from cti.ami.client import AmiClient
 from cti.asterisk.instance import ChrootAsterisk
 from cti.daemon import Daemon
 from cti.store.models import AuditEntry
+from cti.store.models import Call as CallRow
 from cti.store.tokens import create_token
-from tests.acceptance.conftest import DaemonFactory
+from tests.acceptance.conftest import DaemonFactory, daemon_settings
 from tests.acceptance.harness import add_sim_agent, originate_call, wait_for
-from tests.acceptance.sip_phones import sipp_register, ws_register
+from tests.acceptance.sip_phones import (
+    sipp_register,
+    start_caller,
+    start_desk_phone,
+    ws_register,
+)
 
 
 class Api:
@@ -183,3 +192,93 @@ async def test_phone_requests_are_checked(start_daemon: DaemonFactory) -> None:
     status, mine = await agent("GET", "/api/v1/me/phones")
     assert status == 200 and len(mine["phones"]) == 4
     assert all("password" not in p["sip"] for p in mine["phones"])  # SIP phones: shown once only
+
+
+async def test_a_desk_phone_answers_a_queue_call(
+    ami: AmiClient, asterisk: ChrootAsterisk, start_daemon: DaemonFactory, tmp_path: Path
+) -> None:
+    """An agent with a provisioned SIP phone is logged in on it (its queue member is
+    PJSIP/<phone>, not its simulated device) and a SIPp caller's queue call rings the
+    registered SIPp desk phone, which answers."""
+    daemon = await start_daemon()
+    await acd_store.put_agent(daemon.db, "agent101", "", [("local", "101")], {"support": 0})
+    admin = Api(daemon, await create_token(daemon.db, "ops", "admin"))
+    status, sip = await admin("POST", "/api/v1/phones", {"agent": "agent101", "kind": "sip"})
+    assert status == 201, sip
+    name, password = sip["phone"]["name"], sip["credentials"]["password"]
+    ok, port, out = await sipp_register(asterisk, name, password, cwd=tmp_path)
+    assert ok, out
+    phone = await start_desk_phone(port, cwd=tmp_path)
+    try:
+        agent = Api(daemon, await create_token(daemon.db, "agent101", "agent"))
+        status, body = await agent("POST", "/api/v1/acd/agents/agent101/status",
+                                   {"status": "available"})  # fmt: skip
+        assert status == 200, body
+        _, items = await ami.send_list_action("QueueStatus", {"Queue": "support"})
+        members = {i.get("StateInterface") for i in items if i.get("Event") == "QueueMember"}
+        assert f"PJSIP/{name}" in members, members
+
+        caller = await start_caller(asterisk, cwd=tmp_path, talk_ms=2000)
+        out_caller, _ = await asyncio.wait_for(caller.communicate(), 60)
+        assert caller.returncode == 0, out_caller.decode(errors="replace")[-2000:]
+        out_phone, _ = await asyncio.wait_for(phone.communicate(), 30)
+        assert phone.returncode == 0, out_phone.decode(errors="replace")[-2000:]
+    finally:
+        if phone.returncode is None:
+            phone.kill()
+            await phone.wait()
+
+    async def answered_row() -> list[CallRow]:
+        async with daemon.db.session() as s:
+            rows = (await s.execute(select(CallRow).where(CallRow.agent == "agent101"))).scalars()
+            return [r for r in rows if r.disposition == "answered"]
+
+    (row,) = await wait_for(answered_row, timeout=20, what="the answered call's row")
+    assert row.queue == "support"
+
+
+@pytest.fixture
+async def blocking_daemon(asterisk: ChrootAsterisk, db_url: str) -> AsyncIterator[Daemon]:
+    """A daemon that blocks after 3 wrong credentials within 30 s, for 4 s."""
+    settings = daemon_settings(
+        asterisk, db_url, phones={"block_failures": 3, "block_window_s": 30, "block_s": 4}
+    )
+    daemon = Daemon(settings)
+    await daemon.start()
+    await daemon.ami.wait_connected(timeout=15)
+    yield daemon
+    await daemon.stop()
+
+
+async def test_repeated_wrong_credentials_block_the_address_for_a_while(
+    ami: AmiClient, asterisk: ChrootAsterisk, blocking_daemon: Daemon, tmp_path: Path
+) -> None:
+    daemon = blocking_daemon
+    admin = Api(daemon, await create_token(daemon.db, "ops", "admin"))
+    status, sip = await admin("POST", "/api/v1/phones", {"agent": "agent103", "kind": "sip"})
+    assert status == 201, sip
+    name, password = sip["phone"]["name"], sip["credentials"]["password"]
+    attacker, other = "127.0.0.3", "127.0.0.4"
+    ok, _, out = await sipp_register(asterisk, name, password, cwd=tmp_path, ip=attacker)
+    assert ok, out  # the right credentials work from there, before any guessing
+
+    for guess in ("123456", "password", name):
+        ok, _, _ = await sipp_register(asterisk, name, guess, cwd=tmp_path, ip=attacker)
+        assert not ok
+    conf = asterisk.etc_dir / "pjsip_phones.conf"
+
+    async def blocked() -> bool:
+        return f"deny = {attacker}/32" in conf.read_text()
+
+    await wait_for(blocked, timeout=10, what="the attacker's address in the ACL")
+    ok, _, _ = await sipp_register(asterisk, name, password, cwd=tmp_path, ip=attacker)
+    assert not ok, "a blocked address registered"
+    ok, _, out = await sipp_register(asterisk, name, password, cwd=tmp_path, ip=other)
+    assert ok, out  # only that address is blocked
+
+    async def unblocked() -> bool:
+        return not await blocked()
+
+    await wait_for(unblocked, timeout=15, what="the block to end")
+    ok, _, out = await sipp_register(asterisk, name, password, cwd=tmp_path, ip=attacker)
+    assert ok, out

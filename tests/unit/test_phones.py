@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from cti.ami.protocol import Message
+from phones.blocking import Blocker, remote_ip
 from phones.credentials import browser_password, ha1, new_password, phone_key
 from phones.instance_conf import read_ports
 from phones.pjsip import PhoneEntry, render
@@ -79,3 +80,33 @@ def test_ports_are_read_back_from_the_rendered_configuration(tmp_path: Path) -> 
     ports = read_ports(tmp_path)
     assert ports.sip == {"udp": 5070} and ports.ws == 8089 and not ports.wss
     assert read_ports(None).ws is None
+
+
+def _failure(ip: str, event: str = "ChallengeResponseFailed", service: str = "PJSIP") -> Message:
+    return Message([("Event", event), ("Service", service),
+                    ("RemoteAddress", f"IPV4/UDP/{ip}/5060")])  # fmt: skip
+
+
+def test_wrong_credentials_block_an_address_for_a_while() -> None:
+    b = Blocker(3, window_s=60, block_s=600, never=["10.0.0.0/8"])
+    assert b.on_event(_failure("198.51.100.7"), 0) is None
+    assert b.on_event(_failure("198.51.100.7", "InvalidPassword"), 1) is None
+    assert b.on_event(_failure("198.51.100.8"), 1) is None
+    assert b.on_event(_failure("198.51.100.7"), 2) == "198.51.100.7"
+    assert set(b.blocked) == {"198.51.100.7"}
+    assert b.on_event(_failure("198.51.100.7"), 3) is None  # already blocked
+    assert b.expire(601) == [] and b.expire(602) == ["198.51.100.7"] and not b.blocked
+
+
+def test_what_does_not_count() -> None:
+    b = Blocker(2, window_s=10, block_s=60, never=["10.0.0.0/8"])
+    for msg in (_failure("10.1.2.3"), _failure("10.1.2.3"), _failure("1.2.3.4", service="AMI"),
+                _failure("1.2.3.4", "SuccessfulAuth"), _failure("1.2.3.4", "ChallengeSent"),
+                Message([("Event", "InvalidPassword"), ("Service", "PJSIP"),
+                         ("RemoteAddress", "IPV4/UDP/1.2.3.4\\r\\n/5060")])):  # fmt: skip
+        assert b.on_event(msg, 0) is None
+    assert b.on_event(_failure("1.2.3.4"), 0) is None
+    assert b.on_event(_failure("1.2.3.4"), 11) is None  # the first fell out of the window
+    assert b.on_event(_failure("1.2.3.4"), 12) == "1.2.3.4"
+    assert Blocker(0, 10, 10).on_event(_failure("1.2.3.4"), 0) is None  # 0: never block
+    assert remote_ip("IPV6/UDP/[2001:db8::1]/5060") == "2001:db8::1"
