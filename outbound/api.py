@@ -23,6 +23,8 @@ from cti.web.errors import ApiError, BadRequest, Conflict, NotFound, PayloadTooL
 from cti.web.openapi import BOOL, INT, STR, arr, doc, obj
 from cti.web.params import Choice, Flag, Int, Text, path_int
 from outbound.cleaning import clean, parse_number
+from outbound.dialer import CampaignDialer
+from outbound.report import campaign_report, report_csv
 from outbound.schemas import NAME, CampaignIn, CampaignPatch
 from outbound.sheets import MAX_BYTES, Mapping, SheetError, read_table, suggest_mapping
 from outbound.store import CampaignExists, OutboundStore
@@ -53,6 +55,8 @@ LIST_ID = Int(name="list", lo=1, hi=2**31)
 LEAD_STATUS = Choice(name="status",
                      choices=("new", "dialing", "retry", "callback", "done", "dnc"))  # fmt: skip
 LIMIT = Int(name="limit", default=200, lo=1, hi=1000)
+REPORT_BY = Choice(name="by", choices=("day", "hour", "agent", "list"), default="day")
+REPORT_FORMAT = Choice(name="format", choices=("json", "csv"), default="json")
 OFFSET = Int(name="offset", default=0, lo=0, hi=10**7)
 
 CAMPAIGN = obj({"id": INT, "name": STR, "mode": STR, "status": STR})
@@ -88,8 +92,13 @@ def _path_id(request: web.Request) -> int:
 
 
 class OutboundApi:
-    def __init__(self, store: OutboundStore) -> None:
+    def __init__(
+        self, store: OutboundStore, dialer: CampaignDialer | None = None, *,
+        timezone: str = "UTC",
+    ) -> None:  # fmt: skip
         self.store = store
+        self.dialer = dialer
+        self.timezone = timezone
         self._work = asyncio.Semaphore(2)  # file parsing off the loop, two at a time
 
     def add_routes(self, app: web.Application) -> None:
@@ -99,6 +108,11 @@ class OutboundApi:
         r.add_post(f"{p}/campaigns", self.create_campaign)
         r.add_get(f"{p}/campaigns/{{id}}", self.get_campaign)
         r.add_patch(f"{p}/campaigns/{{id}}", self.patch_campaign)
+        r.add_post(f"{p}/campaigns/{{id}}/start", self.start)
+        r.add_post(f"{p}/campaigns/{{id}}/pause", self.pause)
+        r.add_post(f"{p}/campaigns/{{id}}/stop", self.stop)
+        r.add_get(f"{p}/campaigns/{{id}}/live", self.live)
+        r.add_get(f"{p}/campaigns/{{id}}/report", self.report)
         r.add_get(f"{p}/campaigns/{{id}}/lists", self.list_lists)
         r.add_post(f"{p}/campaigns/{{id}}/lists", self.create_list)
         r.add_get(f"{p}/lists/{{id}}", self.get_list)
@@ -153,6 +167,89 @@ class OutboundApi:
         if view is None:
             raise NotFound("no such campaign")
         return view
+
+    # --- running ---------------------------------------------------------------------------
+    async def _move(self, request: web.Request, to: str, start: tuple[str, ...]) -> web.Response:
+        require_role(request, "supervisor")
+        campaign = await self._campaign(request)
+        if to == "running" and campaign["mode"] != "preview" and not campaign.get("queue"):
+            raise Conflict("set the campaign's queue (its agents) before starting it")
+        if not await self.store.set_status(campaign["id"], to, start):
+            raise Conflict(f"a {campaign['status']} campaign cannot be {to}")
+        view = await self.store.campaign(campaign["id"])
+        assert view is not None
+        if self.dialer is not None:
+            if to == "stopped":
+                self.dialer.unload(view["id"])
+            else:
+                self.dialer.load(view)
+        await audit(request, f"outbound.campaign.{to}", target_type="outbound_campaign",
+                    target_id=view["id"], before={"status": campaign["status"]},
+                    after={"status": to})  # fmt: skip
+        return web.json_response(view)
+
+    @doc("Start (or resume) a campaign: it dials while its calling window is open",
+         role="supervisor", tags=TAGS, errors=[409], response=CAMPAIGN)  # fmt: skip
+    async def start(self, request: web.Request) -> web.Response:
+        return await self._move(request, "running", ("draft", "paused", "stopped"))
+
+    @doc("Pause a campaign: no new calls, calls in progress go on", role="supervisor",
+         tags=TAGS, errors=[409], response=CAMPAIGN)  # fmt: skip
+    async def pause(self, request: web.Request) -> web.Response:
+        return await self._move(request, "paused", ("running",))
+
+    @doc("Stop a campaign", role="supervisor", tags=TAGS, errors=[409], response=CAMPAIGN)
+    async def stop(self, request: web.Request) -> web.Response:
+        return await self._move(request, "stopped", ("running", "paused"))
+
+    @doc("A campaign live: calls ringing, answered waiting, with an agent; agents free and "
+         "busy; the abandon rate over the pacing window", role="supervisor", tags=TAGS,
+         response=obj({"status": STR, "ringing": INT, "connected": INT,
+                       "abandon_rate": {"type": "number"}}))  # fmt: skip
+    async def live(self, request: web.Request) -> web.Response:
+        require_role(request, "supervisor")
+        campaign = await self._campaign(request)
+        out: dict[str, Any] = {
+            "status": campaign["status"], "mode": campaign["mode"], "ringing": 0,
+            "waiting": 0, "connected": 0, "agents_free": 0, "agents_busy": 0,
+            "abandon_rate": 0.0, "window_open": False,
+            "due": await self.store.due_count(campaign["id"], self.store.clock()),
+        }  # fmt: skip
+        run = self.dialer.runs.get(campaign["id"]) if self.dialer else None
+        if self.dialer is not None and run is not None:
+            now = self.dialer.clock()
+            calls = list(run.calls.values())
+            free, busy, _ = self.dialer.queue_state(run.settings.queue)
+            out.update(
+                ringing=sum(1 for c in calls if c.answered_at is None),
+                waiting=sum(1 for c in calls if c.answered_at and not c.connected_at),
+                connected=sum(1 for c in calls if c.connected_at),
+                agents_free=free, agents_busy=busy,
+                abandon_rate=round(run.pacer.abandon_rate(now.timestamp()), 4),
+                window_open=run.window.is_open(now),
+            )  # fmt: skip
+        return web.json_response(out)
+
+    @doc("A campaign's report by day, hour, agent or list (site time zone): attempts, "
+         "contacts, conversions, dropped calls, abandon rate, talk and wait time; "
+         "format=csv for a spreadsheet", role="supervisor", tags=TAGS,
+         query=[REPORT_BY, REPORT_FORMAT], content_type=("application/json", "text/csv"),
+         response=obj({"rows": arr(obj()), "total": obj()}))  # fmt: skip
+    async def report(self, request: web.Request) -> web.StreamResponse:
+        require_role(request, "supervisor")
+        campaign = await self._campaign(request)
+        by = REPORT_BY.value(request)
+        attempts = await self.store.attempts(campaign["id"], limit=1_000_000)
+        lists = {lst["id"]: lst["name"] for lst in await self.store.lists(campaign["id"])}
+        result = campaign_report(attempts, by, self.timezone, lists)
+        if REPORT_FORMAT.value(request) == "csv":
+            return web.Response(
+                body=report_csv(result, by).encode("utf-8"),
+                headers={"Content-Type": "text/csv; charset=utf-8",
+                         "Content-Disposition":
+                         f'attachment; filename="campaign-{campaign["id"]}-{by}.csv"'},
+            )  # fmt: skip
+        return web.json_response(result)
 
     # --- lists -------------------------------------------------------------------------------
     @doc("A campaign's lists with their leads by status", role="supervisor", tags=TAGS,

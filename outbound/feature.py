@@ -1,6 +1,6 @@
 """The outbound feature (registered under ``cti.features`` as ``outbound``): its store is
 the platform's do-not-call list (``Services.do_not_call``, asked by the dial policy before
-every dial), and its REST routes."""
+every dial), the campaign dialer, and its REST routes."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from cti.features import FeatureContext
 from cti.services import Services
 from cti.store.db import Database
 from outbound.api import OutboundApi
+from outbound.dialer import CALL_EVENTS, CampaignDialer
 from outbound.store import OutboundStore
 
 __all__ = ["OutboundFeature"]
@@ -20,6 +21,7 @@ class OutboundFeature:
 
     def __init__(self) -> None:
         self.store: OutboundStore | None = None
+        self.dialer: CampaignDialer | None = None
 
     def offer(self, services: Services, db: Database, settings: Settings) -> None:
         """The do-not-call list, from the store alone (commands and the daemon)."""
@@ -32,10 +34,18 @@ class OutboundFeature:
         if self.store is None:
             self.offer(ctx.services, ctx.db, ctx.settings)
         assert self.store is not None
-        OutboundApi(self.store).add_routes(ctx.app)
+        self.dialer = CampaignDialer(self.store, ctx.ami, ctx.services,
+                                     timezone=ctx.settings.site.timezone)  # fmt: skip
+        for kind in CALL_EVENTS:
+            ctx.bus.subscribe(kind, self.dialer.apply)
+        OutboundApi(self.store, self.dialer, timezone=ctx.settings.site.timezone).add_routes(
+            ctx.app
+        )
 
     async def start(self) -> None:
-        pass
+        if self.dialer is not None:
+            await self.dialer.start()
 
     async def stop(self) -> None:
-        pass
+        if self.dialer is not None:
+            await self.dialer.stop()

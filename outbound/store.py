@@ -309,6 +309,77 @@ class OutboundStore:
             )  # fmt: skip
             return int(getattr(result, "rowcount", 0))
 
+    # --- dialing -----------------------------------------------------------------------------
+    async def claim_due(self, campaign_id: int, now: datetime, n: int) -> list[dict[str, Any]]:
+        """Up to ``n`` leads due for a call (new, or a retry whose time came), each moved
+        to ``dialing`` with one more attempt; a lead another dialer claimed first is
+        skipped (the move is conditional)."""
+        if n <= 0:
+            return []
+        active = select(LeadListRow.id).where(LeadListRow.campaign_id == campaign_id,
+                                              LeadListRow.active.is_(True))  # fmt: skip
+        q = (
+            select(LeadRow.id)
+            .where(LeadRow.campaign_id == campaign_id, LeadRow.status.in_(["new", "retry"]),
+                   (LeadRow.next_at.is_(None)) | (LeadRow.next_at <= now),
+                   LeadRow.list_id.in_(active.scalar_subquery()))
+            .order_by(LeadRow.next_at.is_(None), LeadRow.next_at, LeadRow.id)
+            .limit(n * 2)
+        )  # fmt: skip
+        claimed: list[dict[str, Any]] = []
+        async with self.db.session() as s:
+            ids = list(await s.scalars(q))
+        for lead_id in ids:
+            if len(claimed) >= n:
+                break
+            async with self.db.session() as s, s.begin():
+                result = await s.execute(
+                    update(LeadRow)
+                    .where(LeadRow.id == lead_id, LeadRow.status.in_(["new", "retry"]))
+                    .values(status="dialing", attempts=LeadRow.attempts + 1, updated_at=now)
+                )
+                if getattr(result, "rowcount", 0):
+                    row = await s.get(LeadRow, lead_id)
+                    assert row is not None
+                    await s.refresh(row)
+                    claimed.append(lead_view(row))
+        return claimed
+
+    async def release_dialing(self, campaign_id: int, now: datetime) -> int:
+        """Leads left ``dialing`` by a dialer that stopped: due again now."""
+        async with self.db.session() as s, s.begin():
+            result = await s.execute(
+                update(LeadRow)
+                .where(LeadRow.campaign_id == campaign_id, LeadRow.status == "dialing")
+                .values(status="retry", next_at=now, updated_at=now)
+            )
+            return int(getattr(result, "rowcount", 0))
+
+    async def start_attempt(self, lead: dict[str, Any], linkedid: str, at: datetime,
+                            outcome: str = "") -> int:  # fmt: skip
+        async with self.db.session() as s, s.begin():
+            row = AttemptRow(
+                campaign_id=lead["campaign_id"], list_id=lead["list_id"], lead_id=lead["id"],
+                number=lead["number"], linkedid=clip_text(linkedid, 64), agent="",
+                started_at=at, outcome=outcome, disposition="", talk_s=0.0, wait_s=0.0,
+                ended_at=at if outcome else None,
+            )  # fmt: skip
+            s.add(row)
+            await s.flush()
+            return int(row.id)
+
+    async def update_attempt(self, attempt_id: int, **values: Any) -> None:
+        async with self.db.session() as s, s.begin():
+            await s.execute(update(AttemptRow).where(AttemptRow.id == attempt_id).values(**values))
+
+    async def due_count(self, campaign_id: int, now: datetime) -> int:
+        async with self.db.session() as s:
+            return int(await s.scalar(
+                select(func.count()).select_from(LeadRow).where(
+                    LeadRow.campaign_id == campaign_id, LeadRow.status.in_(["new", "retry"]),
+                    (LeadRow.next_at.is_(None)) | (LeadRow.next_at <= now))
+            ) or 0)  # fmt: skip
+
     # --- attempts ----------------------------------------------------------------------------
     async def attempts(self, campaign_id: int, limit: int = 10000) -> list[dict[str, Any]]:
         async with self.db.session() as s:

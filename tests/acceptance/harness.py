@@ -205,3 +205,18 @@ async def start_sipp(
         "-timeout", str(timeout_s), *args, f"127.0.0.1:{inst.spec.sip_port}",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=cwd,
     )  # fmt: skip
+
+
+async def start_sipp_uas(
+    scenario: Path, port: int, *args: str, cwd: Path, timeout_s: int = 120
+) -> asyncio.subprocess.Process:
+    """SIPp as a server (a carrier or a desk phone) on 127.0.0.1:``port`` running
+    ``scenario``; every message it sees is traced to ``cwd``/sipp_messages.log."""
+    assert shutil.which("sipp"), "sip-tester (sipp) is required"
+    return await asyncio.create_subprocess_exec(
+        "sipp", "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(port),
+        "-mi", "127.0.0.1", "-mp", str(free_port(socket.SOCK_DGRAM)), "-nostdin",
+        "-timeout", str(timeout_s), "-trace_msg",
+        "-message_file", str(cwd / "sipp_messages.log"), *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=cwd,
+    )  # fmt: skip

@@ -1,0 +1,342 @@
+"""The campaign dialer: running campaigns' calls through the real Asterisk.
+
+Once a second, for every running campaign whose calling window is open, the pacer
+(:mod:`outbound.pacing`) says how many calls to start from the campaign queue's live
+state (``Services.queues``: idle unpaused members are the free agents; callers waiting
+in the queue and calls ringing are in flight). Each call:
+
+1. claims a due lead (new, or a retry whose time came), asks the dial policy
+   (``purpose="campaign"``, the campaign's name: do-not-call lists included); a refusal
+   is an attempt with outcome ``refused`` and the lead stops (``dnc``/``done``);
+2. originates ``Local/<digits>@cti-campaign-dial/n`` (the customer through the
+   ``carrier`` endpoint) with a Linkedid we choose (``cti-camp-<hex>``), continuing once
+   answered in ``[cti-campaign]`` at the campaign's queue (optional AMD first): an agent
+   free within the grace (2 s) takes it, else the customer hears the message and the call
+   is dropped (abandoned).
+
+Outcomes come from the platform's call events (never AMI): the dial leg's
+``CallDialEnded`` (ANSWER, BUSY, NOANSWER, CONGESTION, CHANUNAVAIL...), ``CallAnswered``
+(an agent took it), ``CallTimedOut`` (dropped), and the first channel's
+``CallLegEnded`` (over). Every attempt is a row of ``outbound_attempts``; the lead's next
+state follows the campaign's retry rules (:func:`outbound.rules.after_call`); the call
+itself is recorded by the platform's call recorder like any other call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from cti.ami.client import AmiClient
+from cti.events import (
+    CallAnswered,
+    CallDialEnded,
+    CallLegEnded,
+    CallQueued,
+    CallTimedOut,
+    DomainEvent,
+)
+from cti.services import Services
+from cti.tasks import BackgroundTasks
+from outbound.pacing import Pacer, PacingConfig
+from outbound.rules import CallingWindow, after_call
+from outbound.schemas import CampaignIn
+from outbound.store import OutboundStore
+
+__all__ = ["CALL_EVENTS", "CAMPAIGN_PREFIX", "DIAL_CONTEXT", "CampaignDialer"]
+
+log = logging.getLogger(__name__)
+
+CAMPAIGN_PREFIX = "cti-camp-"
+DIAL_CONTEXT = "cti-campaign-dial"
+CONNECT_CONTEXT = "cti-campaign"
+CALL_EVENTS: tuple[type[DomainEvent], ...] = (
+    CallDialEnded, CallAnswered, CallTimedOut, CallLegEnded, CallQueued,
+)  # fmt: skip
+GRACE_S = 2
+#: a call with no event this long after its ring time is given up (Originate failed)
+LOST_AFTER_S = 30
+
+_BUSY = ("ringing", "on_call", "on_hold", "wrapup")
+_DIAL_STATUS = {
+    "BUSY": "busy", "NOANSWER": "no_answer", "CANCEL": "no_answer",
+    "CONGESTION": "congestion", "CHANUNAVAIL": "failed",
+}  # fmt: skip
+
+
+@dataclass
+class LiveCall:
+    linkedid: str
+    campaign_id: int
+    lead: dict[str, Any]
+    attempt_id: int
+    started_at: datetime
+    answered_at: datetime | None = None
+    queued: bool = False
+    connected_at: datetime | None = None
+    agent: str = ""
+    outcome: str = ""
+
+
+@dataclass
+class Run:
+    """A running campaign as the dialer holds it."""
+
+    campaign: dict[str, Any]
+    settings: CampaignIn
+    pacer: Pacer
+    window: CallingWindow
+    calls: dict[str, LiveCall] = field(default_factory=dict)
+    paused: bool = False
+
+    @property
+    def name(self) -> str:
+        return str(self.campaign["name"])
+
+
+def monotonic_s(at: datetime) -> float:
+    return at.timestamp()
+
+
+class CampaignDialer:
+    def __init__(
+        self, store: OutboundStore, ami: AmiClient, services: Services, *, timezone: str,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC), tick_s: float = 1.0,
+    ) -> None:  # fmt: skip
+        self.store = store
+        self.ami = ami
+        self.services = services
+        self.timezone = timezone
+        self.clock = clock
+        self.tick_s = tick_s
+        self.runs: dict[int, Run] = {}
+        self.calls: dict[str, LiveCall] = {}
+        self.on_connected: list[Callable[[LiveCall], None]] = []
+        self._events: asyncio.Queue[DomainEvent] = asyncio.Queue(maxsize=10000)
+        self._tasks = BackgroundTasks("outbound-dialer")
+
+    # --- life ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        for campaign in await self.store.campaigns():
+            if campaign["status"] in ("running", "paused"):
+                await self.store.release_dialing(campaign["id"], self.clock())
+                self.load(campaign)
+        self._tasks.spawn(self._loop(), "pacing")
+        self._tasks.spawn(self._consume(), "events")
+
+    async def stop(self) -> None:
+        await self._tasks.stop()
+
+    def load(self, campaign: dict[str, Any]) -> Run:
+        """(Re)load a campaign's settings; it dials while its status is running."""
+        fields = set(CampaignIn.model_fields)
+        settings = CampaignIn.model_validate({k: v for k, v in campaign.items() if k in fields})
+        run = self.runs.get(campaign["id"])
+        config = PacingConfig(
+            mode=settings.mode, abandon_cap=settings.abandon_cap, max_ratio=settings.max_ratio,
+            ring_s=float(settings.ring_s),
+        )  # fmt: skip
+        if run is None:
+            run = Run(campaign, settings, Pacer(config), CallingWindow(settings.window,
+                                                                       self.timezone))
+            self.runs[campaign["id"]] = run
+        else:
+            run.campaign, run.settings = campaign, settings
+            run.pacer.config = config
+            run.window = CallingWindow(settings.window, self.timezone)
+        run.paused = campaign["status"] != "running"
+        return run
+
+    def unload(self, campaign_id: int) -> None:
+        """Stopped: no new calls (calls in progress finish and are recorded)."""
+        run = self.runs.get(campaign_id)
+        if run is not None:
+            run.paused = True
+            if not run.calls:
+                del self.runs[campaign_id]
+
+    # --- pacing ----------------------------------------------------------------------------
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("campaign dialer tick failed")
+            await asyncio.sleep(self.tick_s)
+
+    def queue_state(self, queue: str) -> tuple[int, int, int]:
+        """(free agents, busy agents, callers waiting) of ``queue`` now."""
+        service = self.services.queues
+        if service is None:
+            return 0, 0, 0
+        for q in service.live_queues(self.clock()):
+            if q.get("name") == queue:
+                members = q.get("members", [])
+                free = sum(1 for m in members if m["state"] == "idle" and not m["paused"])
+                busy = sum(1 for m in members if m["state"] in _BUSY)
+                return free, busy, len(q.get("entries", []))
+        return 0, 0, 0
+
+    async def tick(self) -> None:
+        now = self.clock()
+        self._expire(now)
+        for run in list(self.runs.values()):
+            if run.paused or run.settings.mode == "preview" or not run.settings.queue:
+                continue
+            if not run.window.is_open(now):
+                continue
+            free, busy, _ = self.queue_state(run.settings.queue)
+            # ringing, or answered and not yet with an agent (AMD, waiting in the queue)
+            in_flight = sum(1 for c in run.calls.values() if c.connected_at is None)
+            n = run.pacer.to_dial(monotonic_s(now), free=free, in_flight=in_flight,
+                                  busy_elapsed=[0.0] * busy)  # fmt: skip
+            if n <= 0:
+                continue
+            for lead in await self.store.claim_due(run.campaign["id"], now, n):
+                await self._dial(run, lead, now)
+
+    async def _dial(self, run: Run, lead: dict[str, Any], now: datetime) -> None:
+        policy = self.services.dial_policy
+        if policy is None:
+            await self.store.update_lead(lead["id"], ["dialing"], status="retry", next_at=now,
+                                         attempts=lead["attempts"] - 1)  # fmt: skip
+            log.warning("campaign %s: no dial policy, nothing dialled", run.name)
+            return
+        decision = await policy.check(lead["number"], purpose="campaign", campaign=run.name)
+        if not decision.allowed:
+            await self.store.start_attempt(lead, "", now, outcome="refused")
+            status = "dnc" if decision.code == "dnc" else "done"
+            await self.store.update_lead(lead["id"], ["dialing"], status=status,
+                                         last_outcome="refused",
+                                         note=decision.reason[:2000])  # fmt: skip
+            return
+        linkedid = f"{CAMPAIGN_PREFIX}{secrets.token_hex(8)}"
+        attempt = await self.store.start_attempt(lead, linkedid, now)
+        call = LiveCall(linkedid, run.campaign["id"], lead, attempt, now)
+        run.calls[linkedid] = self.calls[linkedid] = call
+        s = run.settings
+        variables = [
+            f"CTI_CAMPAIGN_RING={s.ring_s}", f"CTI_CAMPAIGN_GRACE={GRACE_S}",
+            f"CTI_CAMPAIGN_AMD={'1' if s.amd else '0'}",
+        ]  # fmt: skip
+        if s.caller_id:
+            variables.append(f"CTI_CAMPAIGN_CALLERID={s.caller_id}")
+        digits = "".join(c for c in (decision.number or lead["number"]) if c.isdigit())
+        try:
+            await self.ami.send_action(
+                "Originate",
+                {
+                    "Channel": f"Local/{digits}@{DIAL_CONTEXT}/n",
+                    "Context": CONNECT_CONTEXT, "Exten": s.queue, "Priority": "1",
+                    "Timeout": str((s.ring_s + 10) * 1000), "Async": "true",
+                    "CallerID": f'"{run.name}" <{digits}>', "Variable": variables,
+                    "ChannelId": linkedid, "OtherChannelId": linkedid + "-2",
+                },
+            )  # fmt: skip
+        except Exception as exc:
+            log.warning("campaign %s: originate failed: %s", run.name, exc)
+            await self._finish(call, "failed", self.clock())
+
+    def _expire(self, now: datetime) -> None:
+        for call in list(self.calls.values()):
+            run = self.runs.get(call.campaign_id)
+            ring = run.settings.ring_s if run else 60
+            if call.answered_at is None and (now - call.started_at).total_seconds() > (
+                ring + LOST_AFTER_S
+            ):
+                self._tasks.spawn(self._finish(call, "failed", now), "expire")
+
+    # --- call events ---------------------------------------------------------------------
+    def apply(self, event: DomainEvent) -> None:
+        """Bus handler (synchronous): our calls' events, handled in order."""
+        linkedid = getattr(event, "linkedid", "")
+        if isinstance(linkedid, str) and linkedid in self.calls:
+            try:
+                self._events.put_nowait(event)
+            except asyncio.QueueFull:
+                log.error("campaign dialer: event queue full, %s dropped", type(event).__name__)
+
+    async def _consume(self) -> None:
+        while True:
+            event = await self._events.get()
+            try:
+                await self._handle(event)
+            except Exception:
+                log.exception("campaign dialer: handling %s failed", type(event).__name__)
+
+    async def _handle(self, event: DomainEvent) -> None:
+        call = self.calls.get(getattr(event, "linkedid", ""))
+        if call is None:
+            return
+        run = self.runs.get(call.campaign_id)
+        at = getattr(event, "at", self.clock())
+        t = monotonic_s(at)
+        if isinstance(event, CallDialEnded):
+            if event.context != DIAL_CONTEXT or call.answered_at is not None:
+                return
+            if event.status == "ANSWER":
+                call.answered_at = at
+                if run is not None:
+                    run.pacer.dial_ended(t, answered=True)
+                await self.store.update_attempt(call.attempt_id, answered_at=at)
+            else:
+                if run is not None:
+                    run.pacer.dial_ended(t, answered=False)
+                await self._finish(call, _DIAL_STATUS.get(event.status, "failed"), at)
+        elif isinstance(event, CallQueued):
+            call.queued = True
+        elif isinstance(event, CallAnswered):
+            if call.connected_at is None:
+                call.connected_at, call.agent = at, event.member_name
+                if run is not None:
+                    run.pacer.connected(t)
+                await self.store.update_attempt(call.attempt_id, connected_at=at,
+                                                agent=event.member_name[:128],
+                                                wait_s=round(event.wait_s, 3))  # fmt: skip
+                await self.store.update_lead(call.lead["id"], None,
+                                             agent=event.member_name[:128])  # fmt: skip
+                for handler in self.on_connected:
+                    handler(call)
+        elif isinstance(event, CallTimedOut):
+            if call.connected_at is None and not call.outcome:
+                call.outcome = "abandoned"
+                if run is not None:
+                    run.pacer.abandoned(t)
+        elif isinstance(event, CallLegEnded) and event.uniqueid == call.linkedid:
+            await self._finish(call, self._ended_outcome(call, run), at)
+
+    @staticmethod
+    def _ended_outcome(call: LiveCall, run: Run | None) -> str:
+        if call.connected_at is not None:
+            return "answered"
+        if call.outcome:
+            return call.outcome
+        if call.answered_at is None:
+            return "failed"
+        if not call.queued and run is not None and run.settings.amd:
+            return "machine"
+        return "abandoned"  # answered, hung up before an agent took it
+
+    async def _finish(self, call: LiveCall, outcome: str, at: datetime) -> None:
+        if self.calls.pop(call.linkedid, None) is None:
+            return
+        run = self.runs.get(call.campaign_id)
+        if run is not None:
+            run.calls.pop(call.linkedid, None)
+        talk = (at - call.connected_at).total_seconds() if call.connected_at else 0.0
+        if run is not None and call.connected_at is not None:
+            run.pacer.talked(monotonic_s(at), talk)
+        await self.store.update_attempt(call.attempt_id, outcome=outcome, ended_at=at,
+                                        talk_s=round(max(0.0, talk), 3))  # fmt: skip
+        rules = run.settings.retry if run else {}
+        window = run.window if run else None
+        nxt = after_call(outcome, call.lead["attempts"], rules, at, window)
+        await self.store.update_lead(call.lead["id"], ["dialing"], status=nxt.status,
+                                     next_at=nxt.next_at, last_outcome=outcome)  # fmt: skip
+        if run is not None and run.paused and not run.calls and run.campaign["status"] == "stopped":
+            self.runs.pop(call.campaign_id, None)
