@@ -75,7 +75,7 @@ async def hourly(
     """One row per queue and local hour with traffic, plus per hour an ``"*"`` row over
     all queues that also counts the IVR abandons (they belong to no queue)."""
     counts = [getattr(HourlyRow, f) for f in COUNT_FIELDS]
-    async with db.engine.connect() as s:  # Core rows: no ORM overhead on thousands of rows
+    async with db.reader.connect() as s:  # Core rows: no ORM overhead on thousands of rows
         rows = (
             await s.execute(
                 select(HourlyRow.queue, HourlyRow.hour_start, HourlyRow.local_day,

@@ -7,6 +7,21 @@ URLs accepted (anything else raises :class:`StoreConfigError`):
   ``synchronous=NORMAL``). ``sqlite://`` / ``sqlite:///:memory:`` is one in-memory
   database shared by the engine (tests, tools).
 - ``postgresql+asyncpg://user@host/db``, ``postgresql://...`` or ``postgres://...``.
+
+Reads and writes are separated on a SQLite file (decision 0027): SQLite lets one writer
+at a time, and a transaction that reads and then writes fails at once with "database is
+locked" when another connection committed in between (busy_timeout cannot help), so
+
+- :meth:`Database.session` / :attr:`Database.engine` are **the one writer path**: a single
+  connection whose transactions start with ``BEGIN IMMEDIATE``; writers queue for it in
+  order (the pool's wait, up to ``WRITER_WAIT_S``) instead of racing in SQLite's busy loop.
+  Never open a second ``session()`` while holding one in the same task: pass the session
+  down (the code base does; a nested one would wait for itself);
+- :meth:`Database.read_session` / :attr:`Database.reader` are readers on their own pool
+  of ``query_only`` connections: WAL readers never wait behind the writer, so a lookup
+  on the hot path (the caller's card) is never queued behind a burst of writes.
+
+On PostgreSQL and in-memory SQLite both names are the same engine and session factory.
 """
 
 from __future__ import annotations
@@ -26,7 +41,9 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import StaticPool
 
 __all__ = [
+    "READER_POOL",
     "SQLITE_BUSY_TIMEOUT_MS",
+    "WRITER_WAIT_S",
     "Database",
     "StoreConfigError",
     "is_data_error",
@@ -36,6 +53,10 @@ __all__ = [
 #: How long a SQLite writer waits for another writer (CLI next to the daemon) before
 #: giving up with "database is locked".
 SQLITE_BUSY_TIMEOUT_MS = 5000
+#: How long a SQLite writer waits for the one writer connection before an error.
+WRITER_WAIT_S = 60.0
+#: SQLite reader connections kept open (more are opened under load, up to twice that).
+READER_POOL = 4
 
 _SQLITE_DRIVERS = {None, "aiosqlite", "pysqlite"}
 _PG_DRIVERS = {None, "asyncpg"}
@@ -93,13 +114,41 @@ def _sqlite_on_connect(dbapi_connection: Any, _connection_record: Any) -> None:
         cursor.close()
 
 
-class Database:
-    """An :class:`AsyncEngine` and its session factory. Create with :meth:`from_url`."""
+def _writer_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+    _sqlite_on_connect(dbapi_connection, connection_record)
+    # the driver's own implicit BEGIN is replaced by _writer_on_begin's
+    dbapi_connection.isolation_level = None
 
-    def __init__(self, engine: AsyncEngine) -> None:
+
+def _writer_on_begin(conn: Any) -> None:
+    # take the write lock when the transaction starts, not at its first write: a read
+    # followed by a write can then never fail on a snapshot another writer made stale
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _reader_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+    _sqlite_on_connect(dbapi_connection, connection_record)
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA query_only=ON")
+    finally:
+        cursor.close()
+
+
+class Database:
+    """The writer engine and, on a SQLite file, a separate reader engine, each with its
+    session factory. Create with :meth:`from_url`."""
+
+    def __init__(self, engine: AsyncEngine, reader: AsyncEngine | None = None) -> None:
         self.engine = engine
+        self.reader = reader if reader is not None else engine
         self.sessionmaker: async_sessionmaker[AsyncSession] = async_sessionmaker(
             engine, expire_on_commit=False
+        )
+        self.read_sessionmaker: async_sessionmaker[AsyncSession] = (
+            async_sessionmaker(self.reader, expire_on_commit=False)
+            if reader is not None
+            else self.sessionmaker
         )
 
     @classmethod
@@ -109,13 +158,22 @@ class Database:
         if async_url.get_backend_name() == "sqlite":
             if _is_memory(async_url):
                 kwargs["poolclass"] = StaticPool
-            else:
-                Path(str(async_url.database)).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_async_engine(async_url, **kwargs)
-            event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
-        else:
-            kwargs["pool_pre_ping"] = True
-            engine = create_async_engine(async_url, **kwargs)
+                engine = create_async_engine(async_url, **kwargs)
+                event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+                return cls(engine)
+            Path(str(async_url.database)).parent.mkdir(parents=True, exist_ok=True)
+            writer = create_async_engine(
+                async_url, pool_size=1, max_overflow=0, pool_timeout=WRITER_WAIT_S, **kwargs
+            )
+            event.listen(writer.sync_engine, "connect", _writer_on_connect)
+            event.listen(writer.sync_engine, "begin", _writer_on_begin)
+            reader = create_async_engine(
+                async_url, pool_size=READER_POOL, max_overflow=READER_POOL, **kwargs
+            )
+            event.listen(reader.sync_engine, "connect", _reader_on_connect)
+            return cls(writer, reader)
+        kwargs["pool_pre_ping"] = True
+        engine = create_async_engine(async_url, pool_size=10, max_overflow=20, **kwargs)
         return cls(engine)
 
     @property
@@ -128,11 +186,18 @@ class Database:
         return self.engine.url
 
     def session(self) -> AsyncSession:
-        """A new session (use as ``async with db.session() as s:``)."""
+        """A new session on the writer path (use as ``async with db.session() as s:``)."""
         return self.sessionmaker()
+
+    def read_session(self) -> AsyncSession:
+        """A new read-only session that never waits behind writers (SQLite: a separate
+        ``query_only`` connection; elsewhere the same as :meth:`session`)."""
+        return self.read_sessionmaker()
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self.reader is not self.engine:
+            await self.reader.dispose()
 
     def __repr__(self) -> str:
         return f"Database({self.engine.url.render_as_string(hide_password=True)!r})"
