@@ -6,17 +6,31 @@ The external lookup is ``GET {url}?number=<E.164>`` answering JSON
 by a timeout, and its answers (hits and misses) are cached for ``cache_ttl_s`` in a
 bounded LRU, so a slow or dead external CRM costs a call at most ``timeout_s`` once per
 number per TTL. Any error is a miss (logged), never an exception into the call path.
+
+:class:`StoreDirectory` answers from :class:`CardCache` (decision 0027): the caller is
+known from the call's entry on (the desktop, the IVR and the ACD ask at entry), so by the
+ring the card is in memory, and the recorder's lookup at the answer is a dictionary hit.
+Lookups read through :meth:`cti.store.db.Database.read_session` (never queued behind
+writers); concurrent lookups of one number share one query. The cache is cleared when a
+transaction that wrote customers, contacts or phones commits (history: interactions of
+that customer), whoever wrote it in this process (ORM session events, :func:`_watch`);
+writes from another process (``cti crm import``) show after ``ttl_s`` at the latest.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
+import weakref
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
 
 import aiohttp
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
 from crm_bridge.config import ExternalLookup
 from crm_bridge.keys import tags_list
@@ -29,6 +43,163 @@ from cti.store.models import clip_text
 log = logging.getLogger(__name__)
 
 MAX_EXTERNAL_BODY = 64 * 1024
+K = TypeVar("K")
+V = TypeVar("V")
+
+#: tables whose change may change the card of some number
+CARD_TABLES = frozenset({"crm_customers", "crm_contacts", "crm_phones"})
+HISTORY_TABLE = "crm_interactions"
+_CARD_CLASSES = (Customer, Contact, Phone)
+
+
+class TtlCache(Generic[K, V]):
+    """A bounded LRU of values that expire, with a generation: :meth:`clear` bumps it, and
+    :meth:`fetch` stores what it computed only if no clear happened meanwhile (a lookup
+    that read before a write must not put the old card back after the write's clear)."""
+
+    def __init__(self, ttl_s: float, size: int) -> None:
+        self.ttl_s, self.size = ttl_s, size
+        self.generation = 0
+        self._items: OrderedDict[K, tuple[float, V]] = OrderedDict()
+        self._inflight: dict[K, asyncio.Future[V]] = {}
+        self.hits = self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: K) -> tuple[bool, V | None]:
+        item = self._items.get(key)
+        if item is None or item[0] <= time.monotonic():
+            return False, None
+        self._items.move_to_end(key)
+        return True, item[1]
+
+    def put(self, key: K, value: V) -> None:
+        self._items[key] = (time.monotonic() + self.ttl_s, value)
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+    def clear(self, key: K | None = None) -> None:
+        """Forget ``key`` (or everything) and make lookups in flight not store."""
+        self.generation += 1
+        if key is None:
+            self._items.clear()
+        else:
+            self._items.pop(key, None)
+
+    async def fetch(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
+        """The cached value, else ``load()``'s: one load per key at a time, in its own task
+        (a caller that gives up does not cancel it: it still warms the cache)."""
+        found, value = self.get(key)
+        if found:
+            self.hits += 1
+            return value  # type: ignore[return-value]
+        self.misses += 1
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._load(key, load, self.generation))
+            task.add_done_callback(_retrieved)
+            self._inflight[key] = task
+        return await asyncio.shield(task)
+
+    async def _load(self, key: K, load: Callable[[], Awaitable[V]], generation: int) -> V:
+        try:
+            value = await load()
+            if generation == self.generation:
+                self.put(key, value)
+            return value
+        finally:
+            self._inflight.pop(key, None)
+
+
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # the callers re-raise it; nobody else must be told
+
+
+class CardCache:
+    """Cards by E.164 number (``None``: not a customer) and recent interactions by
+    customer id, for ``ttl_s`` at most, cleared on CRM writes (:func:`_watch`)."""
+
+    def __init__(self, ttl_s: float = 300.0, size: int = 50_000) -> None:
+        self.cards: TtlCache[str, CustomerCard | None] = TtlCache(ttl_s, size)
+        self.history: TtlCache[tuple[int, int], list[dict[str, object]]] = TtlCache(ttl_s, size)
+
+    def cards_changed(self) -> None:
+        self.cards.clear()
+
+    def history_changed(self, customer_ids: set[int] | None) -> None:
+        # history entries are keyed (customer, limit): clear them all when unsure
+        if customer_ids is None:
+            self.history.clear()
+            return
+        for key in [k for k in list(self.history._items) if k[0] in customer_ids]:
+            self.history.clear(key)
+        self.history.generation += 1
+
+
+# every directory's cache, by the writer engine whose commits can change it
+_WATCHED: weakref.WeakValueDictionary[int, CardCache] = weakref.WeakValueDictionary()
+_LISTENING = False
+
+
+def _table_of(state: ORMExecuteState) -> str:
+    table = getattr(state.statement, "table", None)
+    return str(getattr(table, "name", ""))
+
+
+def _on_execute(state: ORMExecuteState) -> None:
+    """Bulk statements (``session.execute(update(Phone)...)``) bypass the unit of work."""
+    if state.is_insert or state.is_update or state.is_delete:
+        name = _table_of(state)
+        info = state.session.info
+        if name in CARD_TABLES:
+            info["crm_cards_dirty"] = True
+        elif name == HISTORY_TABLE:
+            info["crm_history_dirty"] = None  # unknown customers: all
+
+
+def _after_flush(session: Session, _flush: UOWTransaction) -> None:
+    info = session.info
+    for obj in (*session.new, *session.dirty, *session.deleted):
+        if isinstance(obj, _CARD_CLASSES):
+            info["crm_cards_dirty"] = True
+        elif isinstance(obj, Interaction):
+            ids = info.setdefault("crm_history_dirty", set())
+            if ids is not None and obj.customer_id is not None:
+                ids.add(obj.customer_id)
+
+
+def _after_commit(session: Session) -> None:
+    info = session.info
+    cards = info.pop("crm_cards_dirty", False)
+    history = info.pop("crm_history_dirty", False)
+    if not cards and history is False:
+        return
+    cache = _WATCHED.get(id(session.bind))
+    if cache is None:
+        return
+    if cards:
+        cache.cards_changed()
+    if history is not False:
+        cache.history_changed(history)
+
+
+def _after_rollback(session: Session) -> None:
+    session.info.pop("crm_cards_dirty", None)
+    session.info.pop("crm_history_dirty", None)
+
+
+def _watch(engine: Any, cache: CardCache) -> None:
+    global _LISTENING
+    _WATCHED[id(engine)] = cache
+    if not _LISTENING:
+        event.listen(Session, "do_orm_execute", _on_execute)
+        event.listen(Session, "after_flush", _after_flush)
+        event.listen(Session, "after_commit", _after_commit)
+        event.listen(Session, "after_rollback", _after_rollback)
+        _LISTENING = True
 
 
 class ExternalCrmLookup:
@@ -89,11 +260,18 @@ class ExternalCrmLookup:
 
 
 class StoreDirectory:
-    """What the IVR, ACD and pops use to know who is calling."""
+    """What the IVR, ACD, pops and recordings use to know who is calling."""
 
-    def __init__(self, store: CrmStore, external: ExternalCrmLookup | None = None) -> None:
+    def __init__(
+        self,
+        store: CrmStore,
+        external: ExternalCrmLookup | None = None,
+        cache: CardCache | None = None,
+    ) -> None:
         self.store = store
         self.external = external
+        self.cache = cache if cache is not None else CardCache()
+        _watch(store.db.engine.sync_engine, self.cache)
 
     async def lookup_number(self, e164: str) -> CustomerCard | None:
         if not isinstance(e164, str) or not e164 or len(e164) > 32:
@@ -102,7 +280,10 @@ class StoreDirectory:
             e164 = self.store.e164(e164)
             if not e164:
                 return None
-        async with self.store.db.session() as session:
+        return await self.cache.cards.fetch(e164, lambda: self._load_card(e164))
+
+    async def _load_card(self, e164: str) -> CustomerCard | None:
+        async with self.store.db.read_session() as session:
             row = (
                 await session.execute(
                     select(Customer, Contact)
@@ -135,7 +316,13 @@ class StoreDirectory:
         self, customer_id: int, limit: int = 5
     ) -> list[dict[str, object]]:
         limit = max(1, min(int(limit), 100))
-        async with self.store.db.session() as session:
+        rows = await self.cache.history.fetch(
+            (customer_id, limit), lambda: self._load_history(customer_id, limit)
+        )
+        return list(rows)
+
+    async def _load_history(self, customer_id: int, limit: int) -> list[dict[str, object]]:
+        async with self.store.db.read_session() as session:
             rows = await session.scalars(
                 select(Interaction)
                 .where(Interaction.customer_id == customer_id)
