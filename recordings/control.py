@@ -7,17 +7,26 @@ Built from the platform's call events (no AMI is read here, decision 0013): Call
 the channel snapshot of AmiConnected (calls whose caller vanished meanwhile end).
 Operations on one call are serialised by a per-call lock; file work happens afterwards
 in :class:`recordings.processing.Processor`.
+
+The answer is the hot path (decision 0027): MixMonitor is sent first, with a file name
+made from Asterisk ids alone, and nothing waits for the database before it. The
+metadata row (with the customer, looked up in the directory's cache), the
+"processing" update at the stop and the "not recorded" rows are written afterwards by
+:meth:`Recorder._write`, which retries a database that is failing or locked with
+backoff for as long as it takes (a value the database refuses is given up after a few
+attempts, logged): a failing side step stops neither the recording nor its row.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from cti.ami.client import AmiClient
 from cti.bus import EventBus
@@ -33,9 +42,11 @@ from cti.events import (
 )
 from cti.phone import normalize
 from cti.services import Services
+from cti.store.db import is_data_error
 from cti.tasks import BackgroundTasks
 from cti.web.ws import WsHub, to_agent, to_role
 from recordings.config import Policy, RecordingsConfig
+from recordings.models import Recording
 from recordings.naming import recording_path
 from recordings.processing import Processor
 from recordings.store import RecordingStore
@@ -46,6 +57,12 @@ log = logging.getLogger(__name__)
 
 # An Asterisk channel name as it may appear in MixMonitor / ChanSpy arguments.
 CHANNEL_RE = re.compile(r"[A-Za-z0-9/@._;:+\-]{1,128}")
+#: the customer's name on the row is worth this much waiting (the cache answers in µs)
+LOOKUP_TIMEOUT_S = 1.0
+#: a write the database refuses for its values is given up after this many attempts
+DATA_ATTEMPTS = 3
+RETRY_MAX_S = 5.0
+T = TypeVar("T")
 
 
 def utcnow() -> datetime:
@@ -62,12 +79,13 @@ class ControlError(Exception):
 
 @dataclass
 class Segment:
-    row_id: int
     relpath: str
     started_at: datetime
     mixmonitor_id: str = ""
     paused_since: datetime | None = None
     paused_s: float = 0.0
+    row_id: int | None = None  # known once the row is written (after MixMonitor)
+    row_written: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass
@@ -210,48 +228,108 @@ class Recorder:
 
     async def _answered(self, call: LiveCall) -> None:
         async with call.lock:
-            await self._lookup_customer(call)
             if call.policy == "always" and not call.ended:
-                await self._start(call, mode="always")
+                with contextlib.suppress(ControlError):  # logged, and a "failed" row
+                    await self._start(call, mode="always")
         self._push(call, "recording.live")
 
     async def _lookup_customer(self, call: LiveCall) -> None:
         directory = self.services.customer_directory if self.services else None
         e164 = normalize(call.caller_num, self.region) if call.caller_num else ""
-        if directory is None or not e164:
+        if directory is None or not e164 or call.customer_id is not None:
             return
         try:
-            card = await asyncio.wait_for(directory.lookup_number(e164), timeout=2.0)
-        except Exception:
-            log.exception("customer lookup failed for a recording")
+            card = await asyncio.wait_for(directory.lookup_number(e164), LOOKUP_TIMEOUT_S)
+        except Exception as exc:  # the row goes without the name; the call is recorded
+            log.warning("no customer for the recording of %s: %r", call.linkedid, exc)
             return
         if card is not None:
             call.customer_id, call.customer_name = card.customer_id, card.name
+
+    async def _write(self, what: str, linkedid: str, op: Callable[[], Awaitable[T]]) -> T | None:
+        """``op()`` until it succeeds: a database that is down or locked is retried with
+        capped backoff for as long as it takes; values it refuses, DATA_ATTEMPTS times."""
+        delay, failures = 0.05, 0
+        while True:
+            try:
+                return await op()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                if is_data_error(exc) and failures >= DATA_ATTEMPTS:
+                    log.error("recording %s of %s given up: %r", what, linkedid, exc)
+                    return None
+                if failures == 1 or failures % 20 == 0:
+                    log.warning(
+                        "recording %s of %s retried (%d): %r", what, linkedid, failures, exc
+                    )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+
+    def _row_values(self, call: LiveCall, **values: Any) -> dict[str, Any]:
+        return {
+            "linkedid": call.linkedid, "uniqueid": call.caller_uniqueid,
+            "channel": call.caller_channel, "agent": call.agent, "queue": call.queue,
+            "caller_num": call.caller_num, "customer_id": call.customer_id,
+            "customer_name": call.customer_name, **values,
+        }  # fmt: skip
 
     # --- operations (AMI-driven and REST) ------------------------------------------------
     async def _start(self, call: LiveCall, *, mode: str) -> Segment:
         now = self.clock()
         relpath = recording_path(call.linkedid, now, call.segments)
         call.segments += 1
-        row = await self.store.add(
-            linkedid=call.linkedid, uniqueid=call.caller_uniqueid, channel=call.caller_channel,
-            agent=call.agent, queue=call.queue, caller_num=call.caller_num,
-            customer_id=call.customer_id, customer_name=call.customer_name, mode=mode,
-            started_at=now, path=relpath, format="wav", status="recording",
-        )  # fmt: skip
         try:
             resp = await self.ami.send_action(
                 "MixMonitor", {"Channel": call.caller_channel, "File": relpath}
             )
         except Exception as exc:
-            await self.store.update(row.id, status="failed", reason=f"MixMonitor: {exc}")
+            log.warning("MixMonitor for %s refused: %s", call.linkedid, exc)
+            self.tasks.spawn(
+                self._write_row(
+                    call, None, mode=mode, started_at=now, path=relpath, format="wav",
+                    status="failed", reason=f"MixMonitor: {exc}",
+                ),
+                "row",
+            )  # fmt: skip
             raise ControlError(f"recording could not start: {exc}") from None
-        seg = Segment(row.id, relpath, now, resp.get("MixMonitorID", "") or "")
+        seg = Segment(relpath, now, resp.get("MixMonitorID", "") or "")
         call.segment = seg
-        self.bus.publish(
-            RecordingStarted(call.linkedid, now, call.caller_uniqueid, relpath, recording_id=row.id)
-        )
+        self.tasks.spawn(
+            self._write_row(
+                call, seg, mode=mode, started_at=now, path=relpath, format="wav",
+                status="recording",
+            ),
+            "row",
+        )  # fmt: skip
         return seg
+
+    async def _write_row(self, call: LiveCall, seg: Segment | None, **values: Any) -> None:
+        """The row of a segment MixMonitor already records (or of one it refused)."""
+        try:
+            await self._lookup_customer(call)
+            row = await self._write(
+                "row", call.linkedid, lambda: self.store.add(**self._row_values(call, **values))
+            )
+            if row is None or seg is None:
+                return
+            seg.row_id = row.id
+            self.bus.publish(
+                RecordingStarted(
+                    call.linkedid, seg.started_at, call.caller_uniqueid, seg.relpath,
+                    recording_id=row.id,
+                )
+            )  # fmt: skip
+        finally:
+            if seg is not None:
+                seg.row_written.set()
+
+    async def wait_row(self, seg: Segment, timeout: float) -> int | None:
+        """The segment's row id, waiting at most ``timeout`` for it to be written."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(seg.row_written.wait(), timeout)
+        return seg.row_id
 
     async def _stop(self, call: LiveCall, *, send_stop: bool) -> None:
         seg, call.segment = call.segment, None
@@ -268,10 +346,22 @@ class Recorder:
                 await self.ami.send_action("StopMixMonitor", headers)
             except Exception as exc:  # the channel may be gone already: the file closes anyway
                 log.debug("StopMixMonitor for %s: %s", call.linkedid, exc)
-        await self.store.update(
-            seg.row_id, status="processing", ended_at=now, paused_s=round(seg.paused_s, 3)
-        )
-        self.tasks.spawn(self._process(seg.row_id, call), "process")
+        self.tasks.spawn(self._stopped(seg, call, now), "process")
+
+    async def _stopped(self, seg: Segment, call: LiveCall, ended_at: datetime) -> None:
+        await seg.row_written.wait()
+        row_id = seg.row_id
+        if row_id is None:
+            return  # the row was given up (logged); reconcile reports the file
+        paused_s = round(seg.paused_s, 3)
+
+        async def update() -> Recording | None:
+            return await self.store.update(
+                row_id, status="processing", ended_at=ended_at, paused_s=paused_s
+            )
+
+        if await self._write("stop", call.linkedid, update) is not None:
+            await self._process(row_id, call)
 
     async def _process(self, row_id: int, call: LiveCall) -> None:
         outcome = await self.processor.finish(row_id)
@@ -301,13 +391,12 @@ class Recorder:
                     "policy: never recorded" if call.policy == "never"
                     else "on demand: nobody started a recording"
                 )  # fmt: skip
-                now = self.clock()
-                await self.store.add(
-                    linkedid=call.linkedid, uniqueid=call.caller_uniqueid,
-                    channel=call.caller_channel, agent=call.agent, queue=call.queue,
-                    caller_num=call.caller_num, customer_id=call.customer_id,
-                    customer_name=call.customer_name, mode=call.policy, started_at=call.answered_at,
-                    ended_at=now, status="not_recorded", reason=reason, format="",
+                self.tasks.spawn(
+                    self._write_row(
+                        call, None, mode=call.policy, started_at=call.answered_at,
+                        ended_at=self.clock(), status="not_recorded", reason=reason, format="",
+                    ),
+                    "row",
                 )  # fmt: skip
         self.calls.pop(linkedid, None)
         for uid in [u for u, lid in self._by_uniqueid.items() if lid == linkedid]:
@@ -332,7 +421,8 @@ class Recorder:
                     raise ControlError("recording is disabled on this queue")
                 if call.segment is not None:
                     raise ControlError("already recording")
-                await self._start(call, mode="on_demand")
+                started = await self._start(call, mode="on_demand")
+                await self.wait_row(started, 5.0)  # the answer shows the recording's id
             elif action == "stop":
                 if call.segment is None:
                     raise ControlError("not recording")

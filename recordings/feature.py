@@ -13,7 +13,7 @@ from recordings.api import RecordingsApi
 from recordings.config import RecordingsConfig
 from recordings.control import Recorder
 from recordings.policy import PolicyBook, add_policy_routes
-from recordings.processing import Processor
+from recordings.processing import Processor, ProcessorMetrics
 from recordings.reconcile import reconcile
 from recordings.signing import UrlSigner
 from recordings.store import RecordingStore
@@ -44,6 +44,7 @@ class RecordingsFeature:
         self.config = config
         store = RecordingStore(ctx.db)
         self.processor = Processor(config, store)
+        ProcessorMetrics(self.processor, ctx.registry)
         self.recorder = Recorder(
             config, store, self.processor, ctx.ami, ctx.bus, services=ctx.services,
             hub=ctx.hub, region=ctx.settings.site.default_region,
@@ -80,4 +81,5 @@ class RecordingsFeature:
         await self._tasks.stop()
         if self.recorder is not None:
             await self.recorder.close()
-
+        if self.processor is not None:
+            self.processor.close()

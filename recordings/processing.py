@@ -1,14 +1,26 @@
 """After a recording stops: wait for MixMonitor to close the file, measure it, transcode
-it, verify the copy, and fill in the metadata row. Blocking work runs in threads; one
-file at a time (transcoding is CPU work on a machine that also carries calls)."""
+it, verify the copy, and fill in the metadata row.
+
+Transcoding is CPU work (ffmpeg) on a machine that also carries calls (decision 0027):
+it runs in its own thread pool of ``workers`` threads (default: the machine's cores), so
+files are converted side by side up to that bound, and the event loop, the default
+executor and the call path never wait for it. Waiting for MixMonitor to close a file is
+asynchronous polling, outside the pool. ``backlog`` (files stopped and not yet done) is
+``cti_recordings_transcode_backlog`` in /metrics (:class:`ProcessorMetrics`)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
 
 from recordings import audio
 from recordings.config import RecordingsConfig
@@ -16,7 +28,7 @@ from recordings.models import Recording
 from recordings.naming import PathRefused, resolve_inside, with_format
 from recordings.store import RecordingStore
 
-__all__ = ["Outcome", "Processor"]
+__all__ = ["Outcome", "Processor", "ProcessorMetrics", "default_workers"]
 
 log = logging.getLogger(__name__)
 
@@ -27,31 +39,61 @@ class Outcome:
     row: Recording | None
 
 
-def _wait_closed(path: Path, timeout: float) -> bool:
+def default_workers() -> int:
+    """Transcoding threads: one per core this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _probe(path: Path) -> str:
+    """``"closed"`` (MixMonitor finished a file with audio), ``"header"`` (a header-only
+    file that looks closed: it may still be open) or ``"open"``."""
+    if not path.exists() or not audio.wav_closed(path):
+        return "open"
+    return "closed" if path.stat().st_size > audio.WAV_HEADER_BYTES else "header"
+
+
+async def _wait_closed(path: Path, timeout: float) -> bool:
     """Poll until MixMonitor closed ``path`` (header sizes match) or ``timeout``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if path.exists() and audio.wav_closed(path):
-            # a header-only file looks closed while it is still open: give it a moment
-            if path.stat().st_size > audio.WAV_HEADER_BYTES:
-                return True
-            time.sleep(0.3)
-            return audio.wav_closed(path)
-        time.sleep(0.1)
-    return path.exists()
+        state = await asyncio.to_thread(_probe, path)
+        if state == "closed":
+            return True
+        if state == "header":  # give it a moment
+            await asyncio.sleep(0.3)
+            return await asyncio.to_thread(audio.wav_closed, path)
+        await asyncio.sleep(0.1)
+    return await asyncio.to_thread(path.exists)
 
 
 class Processor:
-    def __init__(self, config: RecordingsConfig, store: RecordingStore) -> None:
+    def __init__(
+        self, config: RecordingsConfig, store: RecordingStore, *, workers: int | None = None
+    ) -> None:
         self.config = config
         self.store = store
-        self._one_at_a_time = asyncio.Semaphore(1)
+        self.workers = workers or default_workers()
+        self._pool: ThreadPoolExecutor | None = None
+        self._slots = asyncio.Semaphore(self.workers)
+        self.backlog = 0  # files stopped and not finished yet (waiting, queued, converting)
+        self.finished = 0
 
     @property
     def root(self) -> Path:
         return self.config.root_dir
 
     async def finish(self, row_id: int, *, close_timeout: float = 15.0) -> Outcome:
+        self.backlog += 1
+        try:
+            return await self._finish(row_id, close_timeout)
+        finally:
+            self.backlog -= 1
+            self.finished += 1
+
+    async def _finish(self, row_id: int, close_timeout: float) -> Outcome:
         row = await self.store.get(row_id)
         if row is None:
             return Outcome("missing", None)
@@ -60,13 +102,23 @@ class Processor:
         except PathRefused as exc:
             row = await self.store.update(row_id, status="missing", reason=f"bad path: {exc}")
             return Outcome("missing", row)
-        async with self._one_at_a_time:
-            outcome = await asyncio.to_thread(self._finish_blocking, row, path, close_timeout)
+        closed = path.suffix != ".wav" or await _wait_closed(path, close_timeout)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="cti-transcode")
+        async with self._slots:  # queued here, not in the pool: the backlog stays visible
+            outcome = await asyncio.get_running_loop().run_in_executor(
+                self._pool, self._finish_blocking, row, path, closed
+            )
         return Outcome(outcome.status, await self.apply(outcome))
 
-    def _finish_blocking(self, row: Recording, path: Path, close_timeout: float) -> Outcome:
-        # runs in a worker thread on a detached row; the event loop writes it (apply)
-        if path.suffix == ".wav" and not _wait_closed(path, close_timeout):
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def _finish_blocking(self, row: Recording, path: Path, closed: bool) -> Outcome:
+        # runs in a transcoding thread on a detached row; the event loop writes it (apply)
+        if not closed:
             return self._result(row, "missing", reason="MixMonitor wrote no file")
         if not path.exists():
             return self._result(row, "missing", reason="file not found")
@@ -113,3 +165,31 @@ class Processor:
             row.id, status=row.status, reason=row.reason, duration_s=row.duration_s,
             size_bytes=row.size_bytes, checksum=row.checksum, format=row.format, path=row.path,
         )  # fmt: skip
+
+
+class ProcessorMetrics(Collector):
+    """/metrics view of a :class:`Processor`: its backlog and what it finished."""
+
+    def __init__(self, processor: Processor, registry: CollectorRegistry | None = None) -> None:
+        self.processor = processor
+        if registry is not None:
+            registry.register(self)
+
+    def collect(self) -> Iterator[Metric]:
+        p = self.processor
+        backlog = GaugeMetricFamily(
+            "cti_recordings_transcode_backlog",
+            "Recordings stopped and not processed yet (waiting for the file, queued, converting)",
+        )
+        backlog.add_metric([], p.backlog)
+        yield backlog
+        workers = GaugeMetricFamily(
+            "cti_recordings_transcode_workers", "Recordings converted side by side at most"
+        )
+        workers.add_metric([], p.workers)
+        yield workers
+        done = CounterMetricFamily(
+            "cti_recordings_processed", "Recordings processed since the daemon started"
+        )
+        done.add_metric([], p.finished)
+        yield done

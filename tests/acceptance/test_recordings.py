@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import io
 import json
+import logging
 import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,12 +19,14 @@ from typing import Any
 
 import aiohttp
 import pytest
+from sqlalchemy import text
 
 from cti.ami.client import AmiClient
 from cti.ami.protocol import Message
 from cti.asterisk.instance import ChrootAsterisk
 from cti.daemon import Daemon
 from cti.events import RecordingStarted, RecordingStopped
+from cti.store.db import Database
 from cti.store.models import Call
 from cti.store.tokens import create_token
 from recordings import audio
@@ -607,3 +610,42 @@ async def test_click_to_call_is_recorded_once_the_customer_answers(
     assert row.duration_s is not None and 3.5 <= row.duration_s <= 7.5, row.duration_s
     loud = [w for w in audio.rms_windows(asterisk.monitor_dir / row.path) if w > 300]
     assert len(loud) >= 8
+
+
+async def test_the_recording_starts_while_the_store_is_locked(
+    ami: AmiClient, rec_daemon: RecDaemonFactory, db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue #19: MixMonitor never waits for the row; the row is written once the store
+    is back (a failing side step stops neither), and no task dies."""
+    daemon = await rec_daemon()
+    await sim(ami, ring=0.3, talk=2)
+    await agent(ami, "101")
+    other = Database.from_url(db_url)  # another process holding the store
+    try:
+        with Events(ami) as events, caplog.at_level(logging.WARNING):
+            async with other.session() as locker:
+                if other.dialect == "postgresql":
+                    await locker.execute(text("LOCK TABLE recordings IN EXCLUSIVE MODE"))
+                else:  # the transaction began with BEGIN IMMEDIATE: SQLite's write lock
+                    await locker.execute(text("DELETE FROM recordings WHERE id < 0"))
+                lid = await call_queue(ami)
+                await events.wait("AgentConnect", lid)
+                await events.wait("MixMonitorStart", lid, timeout=5)
+                # held past SQLite's busy timeout: the row's insert fails, and is retried
+                await asyncio.sleep(6 if other.dialect == "sqlite" else 1)
+                await locker.rollback()
+            await events.ended(lid)
+            [row] = await settled(daemon, lid)
+    finally:
+        await other.dispose()
+    assert row.status == "ready" and row.duration_s is not None and row.duration_s > 1
+    died = [r.getMessage() for r in caplog.records if "died" in r.getMessage()]
+    errors = [
+        r.getMessage() for r in caplog.records
+        if r.levelno >= logging.ERROR and r.name.startswith(("recordings", "cti.tasks"))
+    ]  # fmt: skip
+    assert died == [] and errors == []
+    if other.dialect == "sqlite":
+        assert any(
+            "retried" in r.getMessage() for r in caplog.records if r.name.startswith("recordings")
+        )

@@ -1,0 +1,71 @@
+"""Transcoding keeps up without taking the event loop (decision 0027): files convert side
+by side up to the pool's bound, the backlog is visible in /metrics while they wait, and
+every row ends ``ready`` with its compressed file. Real WAV files, real ffmpeg, SQLite and
+PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from cti.store.db import Database
+from recordings.config import RecordingsConfig
+from recordings.models import Recording
+from recordings.naming import recording_path
+from recordings.processing import Outcome, Processor, ProcessorMetrics
+from recordings.store import RecordingStore
+from tests.integration.test_recordings_store import tone_wav
+
+NOW = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
+
+
+class CountingProcessor(Processor):
+    """Records how many files are converted at the same time."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._lock = threading.Lock()
+        self.running = self.most = 0
+
+    def _finish_blocking(self, row: Recording, path: Path, closed: bool) -> Outcome:
+        with self._lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            return super()._finish_blocking(row, path, closed)
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+async def test_files_convert_side_by_side_up_to_the_bound(db: Database, tmp_path: Path) -> None:
+    root = tmp_path / "monitor"
+    config = RecordingsConfig(root=root, format="mp3")
+    store = RecordingStore(db)
+    processor = CountingProcessor(config, store, workers=2)
+    registry = CollectorRegistry()
+    ProcessorMetrics(processor, registry)
+    ids = []
+    for i in range(6):
+        rel = recording_path(f"L-{i}", NOW, 0)
+        tone_wav(root / rel, 2)
+        row = await store.add(linkedid=f"L-{i}", started_at=NOW, path=rel, status="processing")
+        ids.append(row.id)
+    try:
+        jobs = [asyncio.create_task(processor.finish(i, close_timeout=2)) for i in ids]
+        await asyncio.sleep(0)
+        assert b"cti_recordings_transcode_backlog 6.0" in generate_latest(registry)
+        outcomes = await asyncio.wait_for(asyncio.gather(*jobs), 120)
+    finally:
+        processor.close()
+    assert [o.status for o in outcomes] == ["ready"] * 6
+    assert processor.most == 2  # side by side, never more than the bound
+    metrics = generate_latest(registry)
+    assert b"cti_recordings_transcode_backlog 0.0" in metrics
+    assert b"cti_recordings_processed_total 6.0" in metrics
+    for o in outcomes:
+        assert o.row is not None and o.row.format == "mp3" and (root / o.row.path).is_file()
