@@ -282,9 +282,10 @@ async def run(args: argparse.Namespace) -> None:
             + (f'[recordings]\nformat = "{args.format}"\n' if args.format else "")
         )
         log_fh = log_file.open("wb")
+        env = {**os.environ, "PYTHONASYNCIODEBUG": "1"} if args.debug_loop else None
         daemon = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "cti.cli", "--config", str(conf), "run",
-            stdout=log_fh, stderr=log_fh, cwd=str(ROOT),
+            stdout=log_fh, stderr=log_fh, cwd=str(ROOT), env=env,
         )  # fmt: skip
         log_fh.close()
         base = f"http://127.0.0.1:{http_port}"
@@ -482,6 +483,10 @@ def main() -> None:
     parser.add_argument("--format", default="", help="[recordings] format (default: mp3)")
     parser.add_argument("--show-errors", type=int, default=5, help="error lines shown")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (daemon log)")
+    parser.add_argument(
+        "--debug-loop", action="store_true",
+        help="asyncio debug mode in the daemon: callbacks over 100 ms are logged (slower)",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.desktops < args.calls:
         parser.error("need at least as many desktops as calls (one agent answers per call)")

@@ -52,6 +52,7 @@ from cti.features import (
     load_features,
     offer_services,
 )
+from cti.gcpause import GcPolicy
 from cti.services import Services
 from cti.store.db import Database
 from cti.store.migrate import upgrade
@@ -266,6 +267,9 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
         await self.start()
+        gc_policy = GcPolicy(quiet=lambda: not self.model.calls)
+        gc_policy.install()
+        self._tasks.spawn(gc_policy.run(), "gc")
         try:
             await self._stopping.wait()
         finally:

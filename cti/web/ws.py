@@ -125,6 +125,8 @@ class WsHub:
         self.auth_timeout_s = auth_timeout_s
         self.origins = OriginPolicy.of(extra=allowed_origins)
         self.connections: set[Connection] = set()
+        # by principal name: a message to named agents (a pop) visits only theirs
+        self._by_name: dict[str, set[Connection]] = {}
         self.dropped_slow = 0
         self._snapshots: list[Snapshot] = []
         self._commands: dict[str, Command] = {}
@@ -145,7 +147,11 @@ class WsHub:
         Returns how many connections it was queued for."""
         text = json.dumps(message, ensure_ascii=False, default=str)
         n = 0
-        for conn in list(self.connections):
+        if audience.min_role is None:
+            conns = [c for name in audience.agents for c in self._by_name.get(name, ())]
+        else:
+            conns = list(self.connections)
+        for conn in conns:
             if conn.dropped or not audience.includes(conn.principal):
                 continue
             try:
@@ -257,6 +263,7 @@ class WsHub:
     async def _serve(self, conn: Connection) -> None:
         self.connections.add(conn)
         p = conn.principal
+        self._by_name.setdefault(p.name, set()).add(conn)
         try:
             hello = {"type": "hello", "who": p.name, "role": p.role}
             conn.queue.put_nowait(json.dumps(hello, ensure_ascii=False))
@@ -280,6 +287,11 @@ class WsHub:
             await conn.ws.close(code=CLOSE_TOO_SLOW, message=b"too slow")
         finally:
             self.connections.discard(conn)
+            named = self._by_name.get(p.name)
+            if named is not None:
+                named.discard(conn)
+                if not named:
+                    del self._by_name[p.name]
 
     async def _close_for(self, conn: Connection, done: set[asyncio.Task[None]]) -> None:
         """The one place where how a connection ended becomes a close code."""
