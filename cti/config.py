@@ -16,7 +16,14 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "CTI_"
@@ -71,6 +78,141 @@ class AmiConfig(_Section):
         return v
 
 
+_HOSTNAME = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*"
+)
+
+
+def _ip(v: str) -> str:
+    try:
+        return str(ipaddress.ip_address(v))
+    except ValueError:
+        raise ValueError(f"not an IP address {v!r}") from None
+
+
+def _host(v: str) -> str:
+    try:
+        return str(ipaddress.ip_address(v))
+    except ValueError:
+        if not _HOSTNAME.fullmatch(v):
+            raise ValueError(f"not an IP address or host name {v!r}") from None
+        return v
+
+
+class SipConfig(_Section):
+    """The instance's SIP transports (cti.asterisk.sip): applied by ``cti asterisk up``."""
+
+    # the address SIP listens on (UDP, and TCP/TLS when on): 0.0.0.0 for phones on the LAN
+    bind: str = "127.0.0.1"
+    tcp: bool = False  # SIP over TCP on asterisk.sip_port as well
+    tls_port: int = Field(0, ge=0, le=65535)  # SIP over TLS on this port; 0: off
+    tls_cert_file: Path | None = None  # PEM certificate (chain) and key, for TLS
+    tls_key_file: Path | None = None
+    # NAT: the public address phones and the carrier see (SDP and Contact), and the
+    # networks reached directly (no rewriting for them)
+    external_address: str = ""
+    local_nets: list[str] = []
+    # addresses (or networks, or host names) the inbound carrier's calls come from
+    trunk_match: list[str] = ["127.0.0.1"]
+
+    @field_validator("bind")
+    @classmethod
+    def _bind(cls, v: str) -> str:
+        return _ip(v)
+
+    @field_validator("external_address")
+    @classmethod
+    def _external(cls, v: str) -> str:
+        return _host(v) if v else v
+
+    @field_validator("local_nets")
+    @classmethod
+    def _nets(cls, v: list[str]) -> list[str]:
+        out = []
+        for net in v:
+            try:
+                out.append(str(ipaddress.ip_network(net, strict=False)))
+            except ValueError:
+                raise ValueError(f"not a network {net!r} (CIDR like 192.168.0.0/16)") from None
+        return out
+
+    @field_validator("trunk_match")
+    @classmethod
+    def _match(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("at least one address the inbound carrier calls from")
+        out = []
+        for m in v:
+            try:
+                out.append(str(ipaddress.ip_network(m, strict=False)))
+            except ValueError:
+                out.append(_host(m))
+        return out
+
+    @model_validator(mode="after")
+    def _tls(self) -> SipConfig:
+        if self.tls_port:
+            for name in ("tls_cert_file", "tls_key_file"):
+                path = getattr(self, name)
+                if path is None:
+                    raise ValueError(f"tls_port is set: {name} is needed")
+                if not path.is_file():
+                    raise ValueError(f"{name}: no such file {path}")
+        return self
+
+
+class CarrierConfig(_Section):
+    """The outbound carrier trunk, PJSIP endpoint ``carrier`` (cti.asterisk.sip)."""
+
+    host: str
+    port: int = Field(5060, ge=1, le=65535)
+    transport: Literal["udp", "tcp", "tls"] = "udp"
+    # digest credentials the carrier gave (empty: it authorises by address)
+    username: str = ""
+    password: str = Field("", repr=False)
+    registration: bool = False  # register to the carrier (needs username)
+    # the number presented on outbound calls (From user and caller ID)
+    caller_id: str = ""
+    from_domain: str = ""
+
+    @field_validator("host")
+    @classmethod
+    def _h(cls, v: str) -> str:
+        return _host(v)
+
+    @field_validator("from_domain")
+    @classmethod
+    def _d(cls, v: str) -> str:
+        return _host(v) if v else v
+
+    @field_validator("username")
+    @classmethod
+    def _user(cls, v: str) -> str:
+        if v and not re.fullmatch(r"[A-Za-z0-9_.+@-]{1,64}", v):
+            raise ValueError("1-64 of A-Z a-z 0-9 _ . + @ -")
+        return v
+
+    @field_validator("password")
+    @classmethod
+    def _password(cls, v: str) -> str:
+        if len(v) > 128 or any(c in v for c in "\r\n\0;[]") or v != v.strip():
+            raise ValueError("up to 128 characters, no CR, LF, ';', brackets or outer spaces")
+        return v
+
+    @field_validator("caller_id")
+    @classmethod
+    def _cid(cls, v: str) -> str:
+        if v and not re.fullmatch(r"\+?[0-9]{2,20}", v):
+            raise ValueError("a number: digits, optional leading +")
+        return v
+
+    @model_validator(mode="after")
+    def _register(self) -> CarrierConfig:
+        if self.registration and not self.username:
+            raise ValueError("registration needs a username")
+        return self
+
+
 class AsteriskConfig(_Section):
     instance: str = "default"
     # host directory holding queue_log and cdr-custom/ (recovery and statistics read them);
@@ -85,6 +227,24 @@ class AsteriskConfig(_Section):
     # HTTP server at ws_port (path /ws)
     sip_port: int = Field(5060, ge=1, le=65535)
     ws_port: int = Field(8088, ge=1, le=65535)
+    ws_bind: str = "127.0.0.1"
+    sip: SipConfig = SipConfig()
+    # the outbound carrier ([asterisk.carrier]); unset: no endpoint 'carrier'
+    carrier: CarrierConfig | None = None
+
+    @field_validator("ws_bind")
+    @classmethod
+    def _ws_bind(cls, v: str) -> str:
+        return _ip(v)
+
+    @model_validator(mode="after")
+    def _carrier_transport(self) -> AsteriskConfig:
+        c = self.carrier
+        if c is not None and c.transport == "tcp" and not self.sip.tcp:
+            raise ValueError("carrier.transport tcp needs sip.tcp = true")
+        if c is not None and c.transport == "tls" and not self.sip.tls_port:
+            raise ValueError("carrier.transport tls needs sip.tls_port")
+        return self
 
 
 class ClusterConfig(_Section):
@@ -322,7 +482,11 @@ def load_config(path: Path | str | None) -> Settings:
             loc = tuple(err["loc"])
             key = ".".join(str(x) for x in loc)
             got = err.get("input")
-            shown = "" if isinstance(got, Mapping) or "secret" in key else f" (got {got!r})"
+            shown = (
+                ""
+                if isinstance(got, Mapping) or ("secret" in key or "password" in key)
+                else f" (got {got!r})"
+            )
             lines.append(f"  {key}: {err['msg']}{shown} [{_where(loc, file_data, p)}]")
         raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
 

@@ -42,7 +42,9 @@ def read_ports(etc_dir: Path | None) -> Ports:
     if etc_dir is None:
         return Ports({}, None)
     sip: dict[str, int] = {}
-    for section in _sections(etc_dir / "pjsip.conf").values():
+    transports = {**_sections(etc_dir / "pjsip.conf"),
+                  **_sections(etc_dir / "pjsip_transports.conf")}  # fmt: skip
+    for section in transports.values():
         if section.get("type") != "transport":
             continue
         proto, bind = section.get("protocol", ""), section.get("bind", "")

@@ -22,8 +22,10 @@ import signal
 import subprocess
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from cti.asterisk.sip import SipSpec, write_sip_files
 
 ASTERISK_CONF = """\
 [directories]
@@ -57,6 +59,7 @@ PLACEHOLDER_KEYS = (
     "AMI_SECRET",
     "SIP_PORT",
     "HTTP_PORT",
+    "HTTP_BIND",
     "RTP_START",
     "RTP_END",
     "AGI_HOST",
@@ -77,6 +80,9 @@ class InstanceSpec:
     sip_port: int = 5060
     # Asterisk's HTTP server: SIP over WebSocket for browser phones (path /ws)
     http_port: int = 8088
+    http_bind: str = "127.0.0.1"
+    # SIP transports (bind, TCP, TLS, NAT) and trunks (cti.asterisk.sip)
+    sip: SipSpec = field(default_factory=SipSpec)
     rtp_start: int = 10000
     rtp_end: int = 10999
     agi_host: str = "127.0.0.1"
@@ -98,6 +104,7 @@ class InstanceSpec:
             "AMI_SECRET": self.ami_secret,
             "SIP_PORT": str(self.sip_port),
             "HTTP_PORT": str(self.http_port),
+            "HTTP_BIND": self.http_bind,
             "RTP_START": str(self.rtp_start),
             "RTP_END": str(self.rtp_end),
             "AGI_HOST": self.agi_host,
@@ -168,6 +175,7 @@ class ChrootAsterisk:
         for sub in ("etc", "lib", "spool/monitor", "log/cdr-custom", "run", "cache"):
             (self.base / sub).mkdir(parents=True, exist_ok=True)
         render_dialplans(self.dialplans, self.etc_dir, self.spec.placeholders())
+        write_sip_files(self.etc_dir, self.spec.sip, self.spec.sip_port, f"{self.inner}/etc")
         conf = ASTERISK_CONF.format(inner=self.inner, system_name=self.spec.system_name)
         (self.etc_dir / "asterisk.conf").write_text(conf)
 

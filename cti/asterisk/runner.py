@@ -12,6 +12,7 @@ from typing import Protocol
 from cti.asterisk import rootfs
 from cti.asterisk.instance import ASTERISK_CONF, AsteriskError, ChrootAsterisk, InstanceSpec
 from cti.asterisk.instance import render_dialplans as render_dialplans
+from cti.asterisk.sip import CarrierSpec, SipSpec, write_sip_files
 from cti.config import Settings
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -41,9 +42,28 @@ def spec_from_settings(settings: Settings) -> InstanceSpec:
         ami_port=settings.ami.port,
         sip_port=settings.asterisk.sip_port,
         http_port=settings.asterisk.ws_port,
+        http_bind=settings.asterisk.ws_bind,
+        sip=sip_spec(settings),
         agi_host=settings.agi.host,
         agi_port=settings.agi.port,
     )
+
+
+def sip_spec(settings: Settings) -> SipSpec:
+    sip, c = settings.asterisk.sip, settings.asterisk.carrier
+    carrier = None
+    if c is not None:
+        carrier = CarrierSpec(
+            host=c.host, port=c.port, transport=c.transport, username=c.username,
+            password=c.password, register=c.registration, caller_id=c.caller_id,
+            from_domain=c.from_domain,
+        )  # fmt: skip
+    return SipSpec(
+        bind=sip.bind, tcp=sip.tcp, tls_port=sip.tls_port,
+        tls_cert_file=str(sip.tls_cert_file or ""), tls_key_file=str(sip.tls_key_file or ""),
+        external_address=sip.external_address, local_nets=tuple(sip.local_nets),
+        trunk_match=tuple(sip.trunk_match), carrier=carrier,
+    )  # fmt: skip
 
 
 def docker_available() -> bool:
@@ -81,6 +101,7 @@ class DockerAsterisk:
         for sub in ("etc", "log/cdr-custom", "spool/monitor", "lib", "run"):
             (self.base / sub).mkdir(parents=True, exist_ok=True)
         render_dialplans(DIALPLANS, self.base / "etc", self.spec.placeholders())
+        write_sip_files(self.base / "etc", self.spec.sip, self.spec.sip_port, "/etc/cti-asterisk")
         conf = ASTERISK_CONF.replace("{inner}/etc", "/etc/cti-asterisk")
         for key, path in (
             ("cache", "/var/cache/asterisk"),
