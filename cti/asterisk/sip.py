@@ -107,15 +107,24 @@ def render_trunks(spec: SipSpec) -> str:
     ]  # fmt: skip
     c = spec.carrier
     if c is None:
-        return "\n".join([*out, "; no outbound carrier configured ([asterisk.carrier])", ""])
+        return "\n".join([
+            *out,
+            "; The outbound carrier (campaigns dial PJSIP/<number>@carrier): a placeholder",
+            "; until [asterisk.carrier] is configured. Nothing may call in through it.",
+            "[carrier](endpoint-defaults)", "context = cti-carrier-in", "aors = carrier",
+            "trust_id_inbound = no", "trust_connected_line = no", "send_connected_line = no", "",
+            "[carrier]", "type = aor", "contact = sip:carrier.invalid:5060", "max_contacts = 1",
+            "",
+        ])  # fmt: skip
     proto = {"udp": "transport-udp", "tcp": "transport-tcp", "tls": "transport-tls"}[c.transport]
     uri = f"sip:{_host_port(_v(c.host), c.port)}" + (
         f";transport={c.transport}" if c.transport != "udp" else ""
     )
     out += [
         "; The outbound carrier: what the daemon's dials (click-to-call, callbacks, campaigns)",
-        "; go out through, as PJSIP/<number>@carrier. Calls it sends us are inbound calls.",
-        "[carrier](endpoint-defaults)", f"transport = {proto}", "context = cti-inbound",
+        "; go out through, as PJSIP/<number>@carrier. It is outbound only: the carrier's",
+        "; calls to us come in through the trunk (its addresses in [asterisk.sip] trunk_match).",
+        "[carrier](endpoint-defaults)", f"transport = {proto}", "context = cti-carrier-in",
         "aors = carrier", "trust_id_inbound = no", "trust_connected_line = no",
         "send_pai = no", "send_rpid = no",
     ]  # fmt: skip
@@ -127,8 +136,8 @@ def render_trunks(spec: SipSpec) -> str:
         out.append(f"from_user = {_v(c.username)}")
     if c.from_domain:
         out.append(f"from_domain = {_v(c.from_domain)}")
-    out += ["", "[carrier]", "type = aor", f"contact = {uri}", "qualify_frequency = 60", ""]
-    out += ["[carrier]", "type = identify", "endpoint = carrier", f"match = {_v(c.host)}", ""]
+    out += ["", "[carrier]", "type = aor", f"contact = {uri}", "max_contacts = 1",
+            "qualify_frequency = 60", ""]  # fmt: skip
     if c.username:
         out += ["[carrier]", "type = auth", "auth_type = digest",
                 f"username = {_v(c.username)}", f"password = {_v(c.password)}", ""]  # fmt: skip

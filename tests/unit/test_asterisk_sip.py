@@ -17,7 +17,7 @@ def test_the_default_is_udp_on_loopback_and_the_local_trunk() -> None:
     assert "bind = 127.0.0.1:5060" in text and "transport-tcp" not in text
     assert "[transport-ws]" in text and "external_" not in text
     trunks = render_trunks(spec)
-    assert "match = 127.0.0.1" in trunks and "[carrier]" not in trunks
+    assert "match = 127.0.0.1" in trunks and "contact = sip:carrier.invalid:5060" in trunks
 
 
 def test_nat_tcp_tls_and_the_carrier(tmp_path: Path) -> None:
