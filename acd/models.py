@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, Float, ForeignKey, Integer, UniqueConstraint
+from sqlalchemy import Boolean, Float, ForeignKey, Integer, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cti.store.models import Base, BoundedText, UTCDateTime, utcnow
@@ -63,6 +63,9 @@ class QueueRow(Base):
     periodic_announce_s: Mapped[int] = mapped_column(Integer(), default=0, server_default="0")
     #: after-call work: the agent stays paused until a disposition or this many seconds
     acw_max_s: Mapped[int] = mapped_column(Integer(), default=0, server_default="0")
+    #: what callers hear: "zh" (Mandarin) or "en"; survey: a 1-5 score after the call
+    language: Mapped[str] = mapped_column(BoundedText(8), default="zh", server_default="zh")
+    survey: Mapped[bool] = mapped_column(Boolean(), default=False, server_default=false())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 

@@ -72,6 +72,10 @@ class QueueParams:
     #: after-call work: after each call the agent stays paused (reason ``wrapup``) until
     #: the call's disposition is saved or this many seconds pass (0: none; acd.wrapup)
     acw_max_s: int = 0
+    #: the language callers of this queue hear (survey, announcements): "zh" or "en"
+    language: str = "zh"
+    #: after the agent hangs up, the caller is asked for a 1-5 score (quality feature)
+    survey: bool = False
 
     @property
     def overflow(self) -> str:

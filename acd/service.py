@@ -237,9 +237,13 @@ class AcdService:
             if changed or reload:
                 await self.ami.send_action("QueueReload", {"Parameters": "yes"})
             self._owner_ids = owners
-            for q in queues:  # per-queue max wait, read by [cti-queue]
+            for q in queues:  # per-queue max wait and survey language, read by [cti-queue]
                 await self.ami.send_action(
                     "Setvar", {"Variable": f"CTI_MAXWAIT_{q.name}", "Value": str(q.max_wait_s)}
+                )
+                await self.ami.send_action(
+                    "Setvar",
+                    {"Variable": f"CTI_SURVEY_{q.name}", "Value": q.language if q.survey else ""},
                 )
         return True
 

@@ -51,6 +51,7 @@ _INT_LIMITS = {
     "service_level_s": (1, 3600), "short_abandon_s": (0, 600), "owner_ring_s": (0, 600),
     "periodic_announce_s": (0, 3600), "acw_max_s": (0, 3600),
 }  # fmt: skip
+LANGUAGES = ("zh", "en")
 OVERFLOW_ACTIONS = ("", "queue", "voicemail", "callback")
 _MAILBOX_RE = re.compile(r"[0-9]{1,20}")
 _KEY_RE = re.compile(r"[0-9]")
@@ -92,7 +93,11 @@ def queue_params(name: str, data: dict[str, Any]) -> QueueParams:
         elif key == "overflow_after_s":
             if value is not None and (type(value) is not int or not 0 <= value <= 86400):
                 raise ConfigInvalid("overflow_after_s must be null or 0..86400")
-        elif key in ("join_empty", "leave_empty", "announce_position", "announce_holdtime"):
+        elif key == "language":
+            if value not in LANGUAGES:
+                raise ConfigInvalid(f"language must be one of {', '.join(LANGUAGES)}")
+        elif key in ("join_empty", "leave_empty", "announce_position", "announce_holdtime",
+                     "survey"):  # fmt: skip
             if type(value) is not bool:
                 raise ConfigInvalid(f"{key} must be true or false")
         elif key == "strategy":

@@ -509,3 +509,15 @@ class WrapUpEnded(DomainEvent):
     queue: str
     wrapup_s: float
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SurveyAnswered(DomainEvent):
+    """The caller scored the call (1-5) in the satisfaction survey after a queue call."""
+
+    linkedid: str
+    at: datetime
+    queue: str
+    agent: str
+    score: int
+    callid: str = ""  # the queue entry's queue_log callid (the caller channel's Uniqueid)

@@ -19,10 +19,12 @@ EXITEMPTY             position|origposition|waittime                    exit_emp
 FULL/JOINEMPTY/       (none)                                            refused
 JOINUNAVAIL
 WRAPUPEND             seconds|how it ended                              (after-call work)
+SURVEY                score (1-5)                                       (satisfaction)
 ====================  ================================================  ===============
 
-``WRAPUPEND`` is not app_queue's: the ACD writes it (AMI QueueLog) when an agent's
-enforced after-call work of that entry ends (acd.wrapup, decision 0026).
+``WRAPUPEND`` and ``SURVEY`` are not app_queue's: the ACD writes the first (AMI QueueLog)
+when an agent's enforced after-call work of that entry ends (acd.wrapup), the quality
+feature the second when the caller scored the call (decision 0026).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ __all__ = ["DerivedEntry", "RawLine", "derive_entries", "line_key", "parse_line"
 
 REFUSED_EVENTS = frozenset({"FULL", "JOINEMPTY", "JOINUNAVAIL"})
 WRAPUP_EVENT = "WRAPUPEND"
+SURVEY_EVENT = "SURVEY"
 COMPLETE_EVENTS = frozenset({"COMPLETEAGENT", "COMPLETECALLER"})
 TRANSFER_EVENTS = frozenset({"TRANSFER", "BLINDTRANSFER", "ATTENDEDTRANSFER"})
 # within one second several lines of one call share a timestamp: apply them in call order
@@ -97,6 +100,7 @@ class DerivedEntry:
     ringnoanswer: int = 0
     missed_by: list[str] = field(default_factory=list)
     wrapup_s: float | None = None  # measured after-call work (WRAPUPEND), if any
+    survey_score: int | None = None  # the caller's satisfaction score (SURVEY), if any
 
 
 def derive_entries(lines: Iterable[RawLine]) -> list[DerivedEntry]:
@@ -123,6 +127,12 @@ def derive_entries(lines: Iterable[RawLine]) -> list[DerivedEntry]:
                 seconds = _num(r.data, 0)
                 if done is not None and seconds is not None and 0 <= seconds < 86400:
                     done.wrapup_s = (done.wrapup_s or 0.0) + seconds
+                continue
+            if r.event == SURVEY_EVENT:
+                done = latest.get(r.queue)
+                score = r.data[0] if r.data else ""
+                if done is not None and score in ("1", "2", "3", "4", "5"):
+                    done.survey_score = int(score)
                 continue
             if r.event in REFUSED_EVENTS:
                 out.append(DerivedEntry(callid, r.queue, r.at, "refused", ended_at=r.at))

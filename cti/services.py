@@ -107,6 +107,13 @@ class PhoneDirectory(Protocol):
     async def agent_interfaces(self, agent: str) -> list[str]: ...
 
 
+class PromptSpeaker(Protocol):
+    """Implemented by ivr: a text spoken in ``language`` ("zh" Mandarin, "en") as a sound
+    Asterisk plays (its name, no extension). Raises RuntimeError when it cannot."""
+
+    async def speak(self, text: str, language: str) -> str: ...
+
+
 @dataclass
 class Services:
     customer_directory: CustomerDirectory | None = None
@@ -114,4 +121,5 @@ class Services:
     dial_policy: DialPolicy | None = None  # set by the daemon (cti); features must ask it
     do_not_call: DoNotCallList | None = None  # offered by the outbound feature
     phones: PhoneDirectory | None = None  # offered by the phones feature
+    prompts: PromptSpeaker | None = None  # offered by ivr (text-to-speech for other features)
     extra: dict[str, object] = field(default_factory=dict)

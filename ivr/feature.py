@@ -24,7 +24,7 @@ from ivr.config import IvrConfig
 from ivr.editor import IvrEditor
 from ivr.flow import Env, Loaded, run_call
 from ivr.menus import MenuError
-from ivr.prompts import PromptStore
+from ivr.prompts import PromptStore, Speaker
 from ivr.store import IvrStore
 
 __all__ = ["ROUTE", "IvrFeature"]
@@ -60,6 +60,7 @@ class IvrFeature:
             IvrStore(ctx.db), self.store, self.config.menus, ctx.settings.site.default_region
         )
         ctx.agi.add_route(ROUTE, self._handle)
+        ctx.services.prompts = Speaker(self.store)  # queue prompts, survey (decision 0026)
         IvrApi(
             self.editor, self.store, reload=lambda by: self.reload(by=by), clock=self.now,
             site_timezone=ctx.settings.site.timezone,

@@ -11,6 +11,7 @@ so nothing is interpreted.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import subprocess
@@ -21,7 +22,7 @@ from pathlib import Path
 from ivr.audio import upload_path
 from ivr.menus import Prompt
 
-__all__ = ["PromptError", "PromptStore"]
+__all__ = ["PromptError", "PromptStore", "Speaker"]
 
 ESPEAK = "espeak-ng"
 RENDER_TIMEOUT_S = 30
@@ -95,3 +96,20 @@ class PromptStore:
             tmp_target.chmod(0o644)
             tmp_target.replace(target)  # atomic: Asterisk never sees half a file
         return target
+
+
+#: espeak-ng voices of the languages queues speak (cti.services.PromptSpeaker)
+VOICES = {"zh": "cmn", "en": "en"}
+
+
+class Speaker:
+    """Text-to-speech for other features (cti.services.PromptSpeaker): rendered once into
+    the prompt directory like a menu's text prompt, played by the same name."""
+
+    def __init__(self, store: PromptStore) -> None:
+        self.store = store
+
+    async def speak(self, text: str, language: str) -> str:
+        prompt = Prompt(text=text, voice=VOICES.get(language, "en"))
+        await asyncio.to_thread(self.store.render, prompt)  # PromptError is a RuntimeError
+        return self.store.playable(prompt)

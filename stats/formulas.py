@@ -65,6 +65,8 @@ class Counts:
     hold_max: float = 0.0
     wrapup_sum: float = 0.0
     ringnoanswer: int = 0
+    survey_count: int = 0  # handled calls whose caller gave a survey score (1-5)
+    survey_sum: int = 0
 
     def add(self, other: Counts) -> None:
         for name in _SUM_FIELDS:
@@ -108,6 +110,7 @@ class EntryFacts:
     hold_max_s: float = 0.0
     ringnoanswer: int = 0
     wrapup_s: float | None = None  # measured after-call work; None: the queue's setting
+    survey_score: int | None = None  # the caller's satisfaction score 1-5, if given
 
 
 def count_entry(
@@ -132,6 +135,8 @@ def count_entry(
             c.talk_sum = max(0.0, (e.talk_s or 0.0) - e.hold_s)
             # per call as measured (acd.wrapup); app_queue's fixed wrapuptime otherwise
             c.wrapup_sum = float(wrapup_s) if e.wrapup_s is None else e.wrapup_s
+        if e.survey_score is not None:
+            c.survey_count, c.survey_sum = 1, e.survey_score
     elif e.outcome == "abandoned":
         c.abandoned = 1
         c.abandon_wait_sum = e.wait_s
@@ -195,6 +200,9 @@ def figures(c: Counts, into: dict[str, Any] | None = None) -> dict[str, Any]:
             # (talk + in-call hold + wrap-up) / handled
             "aht_s": ((c.talk_sum + c.hold_sum + c.wrapup_sum) / c.handled if c.handled else None),
             "ringnoanswer": c.ringnoanswer,
+            # satisfaction survey (满意度): answers and their mean score (1-5)
+            "survey_count": c.survey_count,
+            "survey_avg": (c.survey_sum / c.survey_count if c.survey_count else None),
         }
     )
     return out

@@ -80,6 +80,8 @@ class EntryRow(Base):
     hold_max_s: Mapped[float] = mapped_column(Float(), default=0.0)
     #: measured after-call work (queue_log WRAPUPEND); None: none was enforced
     wrapup_s: Mapped[float | None] = mapped_column(Float())
+    #: the caller's satisfaction score 1-5 (queue_log SURVEY), None: not given
+    survey_score: Mapped[int | None] = mapped_column(Integer())
 
 
 class HourlyRow(Base):
@@ -115,6 +117,8 @@ class HourlyRow(Base):
     hold_max: Mapped[float] = mapped_column(Float(), default=0.0)
     wrapup_sum: Mapped[float] = mapped_column(Float(), default=0.0)
     ringnoanswer: Mapped[int] = mapped_column(Integer(), default=0)
+    survey_count: Mapped[int] = mapped_column(Integer(), default=0, server_default="0")
+    survey_sum: Mapped[int] = mapped_column(Integer(), default=0, server_default="0")
 
 
 class IvrAbandonRow(Base):

@@ -178,7 +178,7 @@ async def agent_report(
             name,
             {"agent": name, "handled": 0, "missed": 0, "talk_s": 0.0, "hold_s": 0.0,
              "hold_count": 0, "wrapup_s": 0.0, "pause_s": 0.0, "pause_by_reason": {},
-             "login_s": 0.0},
+             "login_s": 0.0, "survey_count": 0, "survey_sum": 0},
         )  # fmt: skip
 
     async with db.session() as s:
@@ -186,7 +186,7 @@ async def agent_report(
             await s.execute(
                 select(
                     EntryRow.agent, EntryRow.queue, EntryRow.talk_s, EntryRow.hold_s,
-                    EntryRow.hold_count, EntryRow.wrapup_s,
+                    EntryRow.hold_count, EntryRow.wrapup_s, EntryRow.survey_score,
                 ).where(
                     EntryRow.entered_at >= start, EntryRow.entered_at < end,
                     EntryRow.completed.is_(True), EntryRow.agent != "",
@@ -204,7 +204,7 @@ async def agent_report(
                 .group_by(QlogLineRow.agent)
             )
         ).all()
-    for name, queue, talk, hold, hold_count, wrapup in entries:
+    for name, queue, talk, hold, hold_count, wrapup, score in entries:
         a = agent(name)
         a["handled"] += 1
         a["talk_s"] += max(0.0, (talk or 0.0) - (hold or 0.0))
@@ -212,6 +212,9 @@ async def agent_report(
         a["hold_count"] += hold_count or 0
         # measured per call (acd.wrapup); app_queue's fixed wrapuptime otherwise
         a["wrapup_s"] += wrapup if wrapup is not None else rules.get(queue, QueueRules()).wrapup_s
+        if score is not None:
+            a["survey_count"] += 1
+            a["survey_sum"] += score
     for name, n in missed:
         if name:
             agent(name)["missed"] += int(n)
@@ -223,6 +226,7 @@ async def agent_report(
     for a in agents.values():
         busy = a["talk_s"] + a["hold_s"] + a["wrapup_s"]
         a["aht_s"] = ratio(busy, a["handled"])
+        a["survey_avg"] = ratio(a.pop("survey_sum"), a["survey_count"])
         a["occupancy"] = (
             ratio(busy, a["login_s"] - a["pause_s"]) if a["login_s"] > a["pause_s"] else None
         )

@@ -236,6 +236,7 @@ class StatsStore:
             "completed": e.completed, "agent": e.agent, "answered_at": e.answered_at,
             "ended_at": e.ended_at, "ringnoanswer": e.ringnoanswer, "hold_count": count,
             "hold_s": total, "hold_max_s": longest, "wrapup_s": e.wrapup_s,
+            "survey_score": e.survey_score,
         }  # fmt: skip
 
     # --- rollup -----------------------------------------------------------------------------
@@ -313,5 +314,5 @@ def entry_facts(e: EntryRow) -> EntryFacts:
     return EntryFacts(
         outcome=e.outcome, wait_s=e.wait_s, talk_s=e.talk_s, completed=e.completed,
         hold_count=e.hold_count, hold_s=e.hold_s, hold_max_s=e.hold_max_s,
-        ringnoanswer=e.ringnoanswer, wrapup_s=e.wrapup_s,
+        ringnoanswer=e.ringnoanswer, wrapup_s=e.wrapup_s, survey_score=e.survey_score,
     )  # fmt: skip

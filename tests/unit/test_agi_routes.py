@@ -13,11 +13,12 @@ from cti.ami.client import AmiClient
 from cti.bus import EventBus
 from cti.calls.model import CallModel
 from cti.config import Settings
-from cti.features import FeatureContext, load_features
+from cti.features import Feature, FeatureContext, load_features
 from cti.services import Services
 from cti.store.db import Database
 from cti.web.ws import WsHub
 from ivr.feature import IvrFeature
+from quality.feature import QualityFeature
 
 DIALPLANS = Path(__file__).resolve().parents[2] / "dialplans"
 # AGI(${CTI_AGI}/route,...) or AGI(agi://host:port/route,...)
@@ -36,7 +37,9 @@ def used_routes() -> set[str]:
 def registered_routes() -> set[str]:
     """What the features register when the daemon sets them up (real context objects;
     nothing connects until started)."""
-    features = [f for f in load_features() if f.name != "ivr"] + [IvrFeature()]
+    explicit: list[Feature] = [IvrFeature(), QualityFeature()]  # before entry points install
+    names = {f.name for f in explicit}
+    features = [f for f in load_features() if f.name not in names] + explicit
     settings = Settings(asterisk={"log_dir": "/nonexistent", "etc_dir": "/nonexistent"})
     server = FastAgiServer(port=0)
     db = Database.from_url("sqlite+aiosqlite://")
