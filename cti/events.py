@@ -521,3 +521,23 @@ class SurveyAnswered(DomainEvent):
     agent: str
     score: int
     callid: str = ""  # the queue entry's queue_log callid (the caller channel's Uniqueid)
+
+
+# --- outbound campaigns (appended by the outbound feature, decision 0024) ----------------
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignLeadConnected(DomainEvent):
+    """A campaign call reached ``agent``: the lead card to pop (desktop). ``fields`` are
+    the lead's imported columns (customer text: render inert)."""
+
+    agent: str
+    at: datetime
+    linkedid: str
+    campaign: str
+    lead_id: int
+    number: str
+    name: str = ""
+    region: str = ""
+    customer_id: int | None = None
+    fields: tuple[tuple[str, str], ...] = ()

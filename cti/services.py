@@ -114,6 +114,28 @@ class PromptSpeaker(Protocol):
     async def speak(self, text: str, language: str) -> str: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Conversion:
+    """A telesales result the CRM keeps (outbound campaigns): a sale, or an interested
+    prospect, for the lead's number."""
+
+    number: str  # E.164
+    name: str
+    agent: str  # who converted it (becomes the owner of a new customer)
+    kind: str  # "sale" | "interested"
+    campaign: str
+    note: str = ""
+    customer_id: int | None = None  # the customer the number already belongs to, if known
+
+
+class SalesPipeline(Protocol):
+    """Implemented by crm_bridge (offered as ``Services.sales``): a conversion becomes a
+    customer (created when the number is unknown, owned by the agent) with an opportunity
+    (sale: won; interested: open). Returns the customer's id."""
+
+    async def record_conversion(self, conversion: Conversion) -> int: ...
+
+
 @dataclass
 class Services:
     customer_directory: CustomerDirectory | None = None
@@ -123,3 +145,4 @@ class Services:
     phones: PhoneDirectory | None = None  # offered by the phones feature
     prompts: PromptSpeaker | None = None  # offered by ivr (text-to-speech for other features)
     extra: dict[str, object] = field(default_factory=dict)
+    sales: SalesPipeline | None = None  # offered by crm_bridge (telesales conversions)

@@ -12,24 +12,29 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+import logging
+from datetime import timedelta
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from cti.services import Conversion, Services
 from cti.web.auth import audit, principal, require_role
 from cti.web.body import model_body
 from cti.web.errors import ApiError, BadRequest, Conflict, NotFound, PayloadTooLarge
 from cti.web.openapi import BOOL, INT, STR, arr, doc, obj
 from cti.web.params import Choice, Flag, Int, Text, path_int
 from outbound.cleaning import clean, parse_number
-from outbound.dialer import CampaignDialer
+from outbound.dialer import CampaignDialer, DialError
 from outbound.report import campaign_report, report_csv
 from outbound.schemas import NAME, CampaignIn, CampaignPatch
 from outbound.sheets import MAX_BYTES, Mapping, SheetError, read_table, suggest_mapping
 from outbound.store import CampaignExists, OutboundStore
 
 __all__ = ["OutboundApi"]
+
+log = logging.getLogger(__name__)
 
 TAGS = ["outbound"]
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -91,14 +96,27 @@ def _path_id(request: web.Request) -> int:
     return value
 
 
+class _OutcomeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    outcome: Literal["interested", "not_interested", "wrong_number", "callback", "sale", "dnc"]
+    note: str = Field(default="", max_length=2000)
+    callback_at: AwareDatetime | None = None
+
+
+#: a lead's status after the agent's outcome
+_AFTER = {"interested": "done", "not_interested": "done", "wrong_number": "done",
+          "sale": "done", "dnc": "dnc", "callback": "callback"}  # fmt: skip
+
+
 class OutboundApi:
     def __init__(
         self, store: OutboundStore, dialer: CampaignDialer | None = None, *,
-        timezone: str = "UTC",
+        timezone: str = "UTC", services: Services | None = None,
     ) -> None:  # fmt: skip
         self.store = store
         self.dialer = dialer
         self.timezone = timezone
+        self.services = services or Services()
         self._work = asyncio.Semaphore(2)  # file parsing off the loop, two at a time
 
     def add_routes(self, app: web.Application) -> None:
@@ -120,6 +138,11 @@ class OutboundApi:
         r.add_post(f"{p}/lists/{{id}}/import", self.import_list)
         r.add_get(f"{p}/leads", self.list_leads)
         r.add_post(f"{p}/leads/reassign", self.reassign)
+        r.add_get(f"{p}/me/lead", self.my_lead)
+        r.add_post(f"{p}/campaigns/{{id}}/next", self.next_lead)
+        r.add_post(f"{p}/leads/{{id}}/dial", self.dial_lead)
+        r.add_post(f"{p}/leads/{{id}}/skip", self.skip_lead)
+        r.add_post(f"{p}/leads/{{id}}/outcome", self.lead_outcome)
         r.add_get(f"{p}/dnc", self.list_dnc)
         r.add_post(f"{p}/dnc", self.add_dnc)
         r.add_post(f"{p}/dnc/import", self.import_dnc)
@@ -360,6 +383,129 @@ class OutboundApi:
         await audit(request, "outbound.leads.reassign", target_type="outbound_lead",
                     after={"leads": data.leads[:100], "agent": data.agent})  # fmt: skip
         return web.json_response({"changed": changed})
+
+    # --- the agent's side --------------------------------------------------------------------
+    async def _card(self, lead: dict[str, Any]) -> dict[str, Any]:
+        campaign = await self.store.campaign(lead["campaign_id"]) or {}
+        return {**lead, "campaign": campaign.get("name", ""),
+                "campaign_title": campaign.get("title", ""),
+                "script": campaign.get("script", "")}  # fmt: skip
+
+    @doc("The lead of the signed-in agent's campaign call (the card to show), or the lead "
+         "it previews", tags=TAGS,
+         response=obj({"state": STR, "lead": {"type": ["object", "null"]}}))  # fmt: skip
+    async def my_lead(self, request: web.Request) -> web.Response:
+        me = principal(request).name
+        if self.dialer is not None:
+            for call in self.dialer.calls.values():
+                if call.agent == me and (call.connected_at or call.agent_first):
+                    lead = await self.store.lead(call.lead["id"])
+                    if lead is not None:
+                        state = "connected" if call.connected_at else "dialing"
+                        return web.json_response({"state": state, "linkedid": call.linkedid,
+                                                  "lead": await self._card(lead)})  # fmt: skip
+        held = await self.store.leads(status="preview", agent=me, limit=1)
+        if held:
+            return web.json_response({"state": "preview", "lead": await self._card(held[0])})
+        return web.json_response({"state": "idle", "lead": None})
+
+    @doc("Preview mode: the next lead of a campaign for the signed-in agent (held for it "
+         "until it dials or skips)", tags=TAGS, errors=[403, 409],
+         response=obj({"lead": {"type": ["object", "null"]}}))  # fmt: skip
+    async def next_lead(self, request: web.Request) -> web.Response:
+        me = principal(request).name
+        campaign = await self._campaign(request)
+        if campaign["agents"] and me not in campaign["agents"]:
+            raise ApiError("you are not an agent of this campaign", status=403,
+                           code="not-in-campaign")  # fmt: skip
+        if campaign["status"] != "running":
+            raise Conflict("the campaign is not running")
+        lead = await self.store.claim_preview(campaign["id"], me, self.store.clock())
+        return web.json_response({"lead": None if lead is None else await self._card(lead)})
+
+    async def _my_lead(self, request: web.Request, *, supervisor_ok: bool) -> dict[str, Any]:
+        p = principal(request)
+        lead = await self.store.lead(_path_id(request))
+        if lead is None or (lead["agent"] != p.name
+                            and not (supervisor_ok and p.at_least("supervisor"))):
+            raise NotFound("no such lead of yours")  # fmt: skip
+        return lead
+
+    @doc("Preview mode: dial the lead the agent previews (its phone rings, then the "
+         "customer's); the dial policy applies", tags=TAGS, status=202,
+         errors=[403, 409, 503], response=obj({"linkedid": STR}))  # fmt: skip
+    async def dial_lead(self, request: web.Request) -> web.Response:
+        lead = await self._my_lead(request, supervisor_ok=False)
+        if lead["status"] != "preview":
+            raise Conflict("the lead is not in preview")
+        if self.dialer is None:
+            raise ApiError("the dialer is not running", status=503, code="unavailable")
+        try:
+            call = await self.dialer.dial_preview(lead["campaign_id"], lead, lead["agent"])
+        except DialError as exc:
+            status = {"dnc": 403, "unavailable": 503}.get(exc.code, 409)
+            raise ApiError(str(exc), status=status, code=f"dial-{exc.code}") from None
+        return web.json_response({"linkedid": call.linkedid}, status=202)
+
+    @doc("Preview mode: skip the lead (it comes back in an hour)", tags=TAGS,
+         errors=[409], response=obj())  # fmt: skip
+    async def skip_lead(self, request: web.Request) -> web.Response:
+        lead = await self._my_lead(request, supervisor_ok=False)
+        later = self.store.clock() + timedelta(hours=1)
+        if not await self.store.update_lead(lead["id"], ["preview"], status="retry", agent="",
+                                            next_at=later, last_outcome="skipped"):  # fmt: skip
+            raise Conflict("the lead is not in preview")
+        return web.json_response(await self.store.lead(lead["id"]))
+
+    @doc("The agent's outcome of a lead's call: interested, not interested, wrong number, "
+         "callback (at callback_at, with the same agent), sale (a sale or an interest "
+         "becomes a customer/opportunity in the CRM), dnc (do not call me)", tags=TAGS,
+         body=_OutcomeIn, errors=[409, 422],
+         response=obj({"lead": obj(), "crm": obj()}))  # fmt: skip
+    async def lead_outcome(self, request: web.Request) -> web.Response:
+        p = principal(request)
+        lead = await self._my_lead(request, supervisor_ok=True)
+        data = await model_body(request, _OutcomeIn)
+        now = self.store.clock()
+        if data.outcome == "callback":
+            if data.callback_at is None or data.callback_at <= now:
+                raise ApiError("callback_at: a time in the future", status=422,
+                               code="bad-callback")  # fmt: skip
+        values: dict[str, Any] = {"status": _AFTER[data.outcome], "disposition": data.outcome,
+                                  "note": data.note}  # fmt: skip
+        if data.outcome == "callback":
+            values.update(next_at=data.callback_at, agent=lead["agent"] or p.name)
+        if data.outcome == "dnc":
+            campaign = await self.store.campaign(lead["campaign_id"]) or {}
+            why = f"asked on a call ({campaign.get('name', '')})"
+            await self.store.dnc_add([lead["number"]], scope="", by=p.name, reason=why)
+        await self.store.update_lead(lead["id"], None, **values)
+        attempt = await self.store.last_attempt(lead["id"])
+        if attempt is not None:
+            await self.store.update_attempt(attempt["id"], disposition=data.outcome)
+        crm: dict[str, Any] = {}
+        if data.outcome in ("sale", "interested"):
+            crm = await self._convert(lead, data, p.name)
+        await audit(request, "outbound.lead.outcome", target_type="outbound_lead",
+                    target_id=lead["id"], after={"outcome": data.outcome})  # fmt: skip
+        return web.json_response({"lead": await self.store.lead(lead["id"]), "crm": crm})
+
+    async def _convert(self, lead: dict[str, Any], data: _OutcomeIn, agent: str) -> dict[str, Any]:
+        sales = self.services.sales
+        if sales is None:
+            return {"recorded": False, "reason": "no CRM offers a sales pipeline"}
+        campaign = await self.store.campaign(lead["campaign_id"]) or {}
+        try:
+            customer_id = await sales.record_conversion(Conversion(
+                number=lead["number"], name=lead["name"], agent=lead["agent"] or agent,
+                kind=data.outcome, campaign=str(campaign.get("name", "")), note=data.note,
+                customer_id=lead["customer_id"],
+            ))  # fmt: skip
+        except Exception as exc:
+            log.exception("recording a conversion in the CRM failed (lead %s)", lead["id"])
+            return {"recorded": False, "reason": f"the CRM refused it: {type(exc).__name__}"}
+        await self.store.update_lead(lead["id"], None, customer_id=customer_id)
+        return {"recorded": True, "customer_id": customer_id}
 
     # --- do-not-call -------------------------------------------------------------------------
     @doc("Do-not-call numbers (the company list, a campaign's, or all)", role="supervisor",

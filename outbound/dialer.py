@@ -29,7 +29,7 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cti.ami.client import AmiClient
@@ -39,6 +39,7 @@ from cti.events import (
     CallLegEnded,
     CallQueued,
     CallTimedOut,
+    CampaignLeadConnected,
     DomainEvent,
 )
 from cti.services import Services
@@ -48,7 +49,8 @@ from outbound.rules import CallingWindow, after_call
 from outbound.schemas import CampaignIn
 from outbound.store import OutboundStore
 
-__all__ = ["CALL_EVENTS", "CAMPAIGN_PREFIX", "DIAL_CONTEXT", "CampaignDialer"]
+__all__ = ["CALL_EVENTS", "CAMPAIGN_PREFIX", "DIAL_CONTEXT", "CampaignDialer", "DialError",
+           "lead_connected"]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,14 @@ _DIAL_STATUS = {
 }  # fmt: skip
 
 
+class DialError(Exception):
+    """A call could not be placed (message for the person who asked)."""
+
+    def __init__(self, message: str, code: str = "refused") -> None:
+        super().__init__(message)
+        self.code = code
+
+
 @dataclass
 class LiveCall:
     linkedid: str
@@ -81,6 +91,12 @@ class LiveCall:
     connected_at: datetime | None = None
     agent: str = ""
     outcome: str = ""
+    #: the agent's phone rings first, then the customer (preview, personal callbacks)
+    agent_first: bool = False
+    #: the lead's status before this call (an agent-first call the agent did not answer
+    #: puts it back)
+    previous_status: str = ""
+    campaign: str = ""
 
 
 @dataclass
@@ -97,6 +113,18 @@ class Run:
     @property
     def name(self) -> str:
         return str(self.campaign["name"])
+
+
+def lead_connected(call: LiveCall) -> CampaignLeadConnected:
+    """The lead card event for a call that reached its agent."""
+    lead = call.lead
+    return CampaignLeadConnected(
+        agent=call.agent, at=call.connected_at or call.started_at, linkedid=call.linkedid,
+        campaign=call.campaign, lead_id=lead["id"],
+        number=lead["number"], name=lead["name"], region=lead["region"],
+        customer_id=lead["customer_id"],
+        fields=tuple((str(k), str(v)) for k, v in sorted(lead["data"].items())),
+    )  # fmt: skip
 
 
 def monotonic_s(at: datetime) -> float:
@@ -186,9 +214,10 @@ class CampaignDialer:
         now = self.clock()
         self._expire(now)
         for run in list(self.runs.values()):
-            if run.paused or run.settings.mode == "preview" or not run.settings.queue:
+            if run.paused or not run.window.is_open(now):
                 continue
-            if not run.window.is_open(now):
+            await self._callbacks(run, now)
+            if run.settings.mode == "preview" or not run.settings.queue:
                 continue
             free, busy, _ = self.queue_state(run.settings.queue)
             # ringing, or answered and not yet with an agent (AMD, waiting in the queue)
@@ -200,24 +229,120 @@ class CampaignDialer:
             for lead in await self.store.claim_due(run.campaign["id"], now, n):
                 await self._dial(run, lead, now)
 
-    async def _dial(self, run: Run, lead: dict[str, Any], now: datetime) -> None:
+    def agent_member(self, agent: str) -> dict[str, Any] | None:
+        """The agent's queue membership now (interface, state, paused), if logged in."""
+        service = self.services.queues
+        if service is None:
+            return None
+        found: dict[str, Any] | None = None
+        for q in service.live_queues(self.clock()):
+            for m in q.get("members", []):
+                if m.get("name") == agent:
+                    if m["state"] == "idle" and not m["paused"]:
+                        return dict(m)
+                    found = dict(m)
+        return found
+
+    async def _callbacks(self, run: Run, now: datetime) -> None:
+        """Personal callbacks due: to their agent when free; to anyone after the rule's
+        minutes (or never, with 0)."""
+        for lead in await self.store.due_callbacks(run.campaign["id"], now):
+            member = self.agent_member(lead["agent"]) if lead["agent"] else None
+            if member is not None and member["state"] == "idle" and not member["paused"]:
+                if await self.store.update_lead(lead["id"], ["callback"], status="dialing",
+                                                attempts=lead["attempts"] + 1):  # fmt: skip
+                    lead = {**lead, "attempts": lead["attempts"] + 1}
+                    try:
+                        await self._agent_first(run, lead, lead["agent"], member["interface"],
+                                                now, previous="callback")  # fmt: skip
+                    except DialError as exc:
+                        log.info("callback of lead %s not placed: %s", lead["id"], exc)
+                continue
+            after = run.settings.callback_anyone_after_min
+            due = datetime.fromisoformat(lead["next_at"])
+            if not lead["agent"] or (after and (now - due).total_seconds() >= after * 60):
+                await self.store.update_lead(lead["id"], ["callback"], status="retry",
+                                             agent="", next_at=now)  # fmt: skip
+
+    async def dial_preview(self, campaign_id: int, lead: dict[str, Any], agent: str) -> LiveCall:
+        """The agent dials the lead it previews: its phone rings, then the customer."""
+        run = self.runs.get(campaign_id)
+        if run is None or run.paused:
+            raise DialError("the campaign is not running", "not-running")
+        now = self.clock()
+        if not run.window.is_open(now):
+            raise DialError("the campaign's calling window is closed now", "window")
+        member = self.agent_member(agent)
+        if member is None:
+            raise DialError("you are not logged in on a queue", "not-logged-in")
+        if member["state"] != "idle":
+            raise DialError("you are on a call", "busy")
+        if not await self.store.update_lead(lead["id"], ["preview"], status="dialing",
+                                            attempts=lead["attempts"] + 1):  # fmt: skip
+            raise DialError("the lead is no longer yours to dial", "gone")
+        lead = {**lead, "attempts": lead["attempts"] + 1}
+        return await self._agent_first(run, lead, agent, member["interface"], now,
+                                       previous="preview")  # fmt: skip
+
+    async def _agent_first(self, run: Run, lead: dict[str, Any], agent: str, interface: str,
+                           now: datetime, *, previous: str) -> LiveCall:  # fmt: skip
+        decision = await self._check(run, lead, now)
+        if decision is None:
+            raise DialError("the dial policy refused the number", "dnc")
+        linkedid = f"{CAMPAIGN_PREFIX}{secrets.token_hex(8)}"
+        attempt = await self.store.start_attempt(lead, linkedid, now)
+        call = LiveCall(linkedid, run.campaign["id"], lead, attempt, now, agent=agent,
+                        agent_first=True, previous_status=previous,
+                        campaign=run.name)  # fmt: skip
+        run.calls[linkedid] = self.calls[linkedid] = call
+        s = run.settings
+        variables = [f"CTI_CAMPAIGN_RING={s.ring_s}"]
+        if s.caller_id:
+            variables.append(f"CTI_CAMPAIGN_CALLERID={s.caller_id}")
+        digits = "".join(c for c in decision if c.isdigit())
+        try:
+            await self.ami.send_action(
+                "Originate",
+                {
+                    "Channel": interface, "Context": DIAL_CONTEXT, "Exten": digits,
+                    "Priority": "1", "Timeout": "20000", "Async": "true",
+                    "CallerID": f'"{run.name}" <{digits}>', "Variable": variables,
+                    "ChannelId": linkedid, "OtherChannelId": linkedid + "-2",
+                },
+            )  # fmt: skip
+        except Exception as exc:
+            await self._finish(call, "not_dialled", self.clock())
+            raise DialError(f"Asterisk refused the call: {exc}", "unavailable") from None
+        return call
+
+    async def _check(self, run: Run, lead: dict[str, Any], now: datetime) -> str | None:
+        """The number to dial, or None when the dial policy refused it (recorded)."""
         policy = self.services.dial_policy
         if policy is None:
+            raise DialError("no dial policy is configured", "unavailable")
+        decision = await policy.check(lead["number"], purpose="campaign", campaign=run.name)
+        if decision.allowed:
+            return decision.number or str(lead["number"])
+        await self.store.start_attempt(lead, "", now, outcome="refused")
+        status = "dnc" if decision.code == "dnc" else "done"
+        await self.store.update_lead(lead["id"], ["dialing"], status=status,
+                                     last_outcome="refused",
+                                     note=decision.reason[:2000])  # fmt: skip
+        return None
+
+    async def _dial(self, run: Run, lead: dict[str, Any], now: datetime) -> None:
+        try:
+            number = await self._check(run, lead, now)
+        except DialError:
             await self.store.update_lead(lead["id"], ["dialing"], status="retry", next_at=now,
                                          attempts=lead["attempts"] - 1)  # fmt: skip
             log.warning("campaign %s: no dial policy, nothing dialled", run.name)
             return
-        decision = await policy.check(lead["number"], purpose="campaign", campaign=run.name)
-        if not decision.allowed:
-            await self.store.start_attempt(lead, "", now, outcome="refused")
-            status = "dnc" if decision.code == "dnc" else "done"
-            await self.store.update_lead(lead["id"], ["dialing"], status=status,
-                                         last_outcome="refused",
-                                         note=decision.reason[:2000])  # fmt: skip
+        if number is None:
             return
         linkedid = f"{CAMPAIGN_PREFIX}{secrets.token_hex(8)}"
         attempt = await self.store.start_attempt(lead, linkedid, now)
-        call = LiveCall(linkedid, run.campaign["id"], lead, attempt, now)
+        call = LiveCall(linkedid, run.campaign["id"], lead, attempt, now, campaign=run.name)
         run.calls[linkedid] = self.calls[linkedid] = call
         s = run.settings
         variables = [
@@ -226,7 +351,7 @@ class CampaignDialer:
         ]  # fmt: skip
         if s.caller_id:
             variables.append(f"CTI_CAMPAIGN_CALLERID={s.caller_id}")
-        digits = "".join(c for c in (decision.number or lead["number"]) if c.isdigit())
+        digits = "".join(c for c in number if c.isdigit())
         try:
             await self.ami.send_action(
                 "Originate",
@@ -279,19 +404,26 @@ class CampaignDialer:
         if isinstance(event, CallDialEnded):
             if event.context != DIAL_CONTEXT or call.answered_at is not None:
                 return
-            if event.status == "ANSWER":
+            if event.status == "ANSWER" and call.agent_first:
+                call.answered_at = call.connected_at = at
+                await self.store.update_attempt(call.attempt_id, answered_at=at,
+                                                connected_at=at, agent=call.agent)  # fmt: skip
+                self._connected(call)
+            elif event.status == "ANSWER":
                 call.answered_at = at
                 if run is not None:
                     run.pacer.dial_ended(t, answered=True)
                 await self.store.update_attempt(call.attempt_id, answered_at=at)
             else:
-                if run is not None:
+                if run is not None and not call.agent_first:
                     run.pacer.dial_ended(t, answered=False)
                 await self._finish(call, _DIAL_STATUS.get(event.status, "failed"), at)
         elif isinstance(event, CallQueued):
             call.queued = True
+        elif isinstance(event, CallDialEnded):
+            return
         elif isinstance(event, CallAnswered):
-            if call.connected_at is None:
+            if call.connected_at is None and not call.agent_first:
                 call.connected_at, call.agent = at, event.member_name
                 if run is not None:
                     run.pacer.connected(t)
@@ -300,8 +432,7 @@ class CampaignDialer:
                                                 wait_s=round(event.wait_s, 3))  # fmt: skip
                 await self.store.update_lead(call.lead["id"], None,
                                              agent=event.member_name[:128])  # fmt: skip
-                for handler in self.on_connected:
-                    handler(call)
+                self._connected(call)
         elif isinstance(event, CallTimedOut):
             if call.connected_at is None and not call.outcome:
                 call.outcome = "abandoned"
@@ -310,10 +441,19 @@ class CampaignDialer:
         elif isinstance(event, CallLegEnded) and event.uniqueid == call.linkedid:
             await self._finish(call, self._ended_outcome(call, run), at)
 
+    def _connected(self, call: LiveCall) -> None:
+        for handler in self.on_connected:
+            try:
+                handler(call)
+            except Exception:
+                log.exception("campaign dialer: a connected handler failed")
+
     @staticmethod
     def _ended_outcome(call: LiveCall, run: Run | None) -> str:
         if call.connected_at is not None:
             return "answered"
+        if call.agent_first and call.answered_at is None and not call.outcome:
+            return "not_dialled"  # the agent did not answer: the customer was never dialled
         if call.outcome:
             return call.outcome
         if call.answered_at is None:
@@ -333,10 +473,20 @@ class CampaignDialer:
             run.pacer.talked(monotonic_s(at), talk)
         await self.store.update_attempt(call.attempt_id, outcome=outcome, ended_at=at,
                                         talk_s=round(max(0.0, talk), 3))  # fmt: skip
+        if outcome == "not_dialled":  # back to where it was, for the same agent
+            later = at + timedelta(minutes=2) if call.previous_status == "callback" else None
+            await self.store.update_lead(
+                call.lead["id"], ["dialing"], status=call.previous_status or "retry",
+                attempts=call.lead["attempts"] - 1, next_at=later or (call.lead["next_at"]
+                and datetime.fromisoformat(call.lead["next_at"])),
+            )  # fmt: skip
+            return
         rules = run.settings.retry if run else {}
         window = run.window if run else None
         nxt = after_call(outcome, call.lead["attempts"], rules, at, window)
+        # the agent's outcome, when given during the call, already moved the lead on
+        await self.store.update_lead(call.lead["id"], None, last_outcome=outcome)
         await self.store.update_lead(call.lead["id"], ["dialing"], status=nxt.status,
-                                     next_at=nxt.next_at, last_outcome=outcome)  # fmt: skip
+                                     next_at=nxt.next_at)  # fmt: skip
         if run is not None and run.paused and not run.calls and run.campaign["status"] == "stopped":
             self.runs.pop(call.campaign_id, None)

@@ -9,7 +9,7 @@ from cti.features import FeatureContext
 from cti.services import Services
 from cti.store.db import Database
 from outbound.api import OutboundApi
-from outbound.dialer import CALL_EVENTS, CampaignDialer
+from outbound.dialer import CALL_EVENTS, CampaignDialer, lead_connected
 from outbound.store import OutboundStore
 
 __all__ = ["OutboundFeature"]
@@ -38,9 +38,10 @@ class OutboundFeature:
                                      timezone=ctx.settings.site.timezone)  # fmt: skip
         for kind in CALL_EVENTS:
             ctx.bus.subscribe(kind, self.dialer.apply)
-        OutboundApi(self.store, self.dialer, timezone=ctx.settings.site.timezone).add_routes(
-            ctx.app
-        )
+        bus = ctx.bus
+        self.dialer.on_connected.append(lambda call: bus.publish(lead_connected(call)))
+        OutboundApi(self.store, self.dialer, timezone=ctx.settings.site.timezone,
+                    services=ctx.services).add_routes(ctx.app)  # fmt: skip
 
     async def start(self) -> None:
         if self.dialer is not None:

@@ -36,7 +36,7 @@ def _empty() -> dict[str, Any]:
 def _add(row: dict[str, Any], a: dict[str, Any]) -> None:
     outcome = a["outcome"]
     row["attempts"] += 1
-    if outcome != "refused":
+    if outcome not in ("refused", "not_dialled"):  # the customer's number was dialled
         row["dialled"] += 1
     if outcome in ("answered", "abandoned"):  # by a person (not a machine)
         row["answered"] += 1

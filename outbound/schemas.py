@@ -92,6 +92,9 @@ class CampaignIn(_Model):
     script: str = Field(default="", max_length=20000)
     #: redial no-answers of a finished list after this many hours (0: never)
     recycle_after_h: int = Field(default=0, ge=0, le=24 * 90)
+    #: a personal callback its agent cannot take this many minutes after it is due goes
+    #: to anyone (0: it waits for its agent)
+    callback_anyone_after_min: int = Field(default=15, ge=0, le=60 * 24 * 7)
 
     @field_validator("agents")
     @classmethod
@@ -127,3 +130,4 @@ class CampaignPatch(_Model):
     amd: bool | None = None
     script: str | None = Field(default=None, max_length=20000)
     recycle_after_h: int | None = Field(default=None, ge=0, le=24 * 90)
+    callback_anyone_after_min: int | None = Field(default=None, ge=0, le=60 * 24 * 7)

@@ -274,9 +274,11 @@ class OutboundStore:
 
     async def leads(
         self, *, campaign_id: int | None = None, list_id: int | None = None,
-        status: str = "", limit: int = 200, offset: int = 0,
+        status: str = "", limit: int = 200, offset: int = 0, agent: str | None = None,
     ) -> list[dict[str, Any]]:  # fmt: skip
         q = select(LeadRow).order_by(LeadRow.id)
+        if agent is not None:
+            q = q.where(LeadRow.agent == agent)
         if campaign_id is not None:
             q = q.where(LeadRow.campaign_id == campaign_id)
         if list_id is not None:
@@ -344,6 +346,50 @@ class OutboundStore:
                     await s.refresh(row)
                     claimed.append(lead_view(row))
         return claimed
+
+    async def claim_preview(self, campaign_id: int, agent: str,
+                            now: datetime) -> dict[str, Any] | None:  # fmt: skip
+        """The lead ``agent`` previews in this campaign: the one it holds, else the next
+        due lead (moved to ``preview``, held by the agent)."""
+        async with self.db.session() as s:
+            held = (await s.scalars(select(LeadRow).where(
+                LeadRow.campaign_id == campaign_id, LeadRow.status == "preview",
+                LeadRow.agent == agent).limit(1))).first()  # fmt: skip
+            if held is not None:
+                return lead_view(held)
+        active = select(LeadListRow.id).where(LeadListRow.campaign_id == campaign_id,
+                                              LeadListRow.active.is_(True))  # fmt: skip
+        q = (
+            select(LeadRow.id)
+            .where(LeadRow.campaign_id == campaign_id, LeadRow.status.in_(["new", "retry"]),
+                   (LeadRow.next_at.is_(None)) | (LeadRow.next_at <= now),
+                   LeadRow.agent.in_(["", agent]),
+                   LeadRow.list_id.in_(active.scalar_subquery()))
+            .order_by(LeadRow.next_at.is_(None), LeadRow.next_at, LeadRow.id)
+            .limit(20)
+        )  # fmt: skip
+        async with self.db.session() as s:
+            ids = list(await s.scalars(q))
+        for lead_id in ids:
+            if await self.update_lead(lead_id, ["new", "retry"], status="preview",
+                                      agent=clip_text(agent, 128)):  # fmt: skip
+                return await self.lead(lead_id)
+        return None
+
+    async def due_callbacks(self, campaign_id: int, now: datetime) -> list[dict[str, Any]]:
+        async with self.db.session() as s:
+            rows = await s.scalars(select(LeadRow).where(
+                LeadRow.campaign_id == campaign_id, LeadRow.status == "callback",
+                LeadRow.next_at <= now).order_by(LeadRow.next_at).limit(50))  # fmt: skip
+            return [lead_view(r) for r in rows]
+
+    async def last_attempt(self, lead_id: int) -> dict[str, Any] | None:
+        async with self.db.session() as s:
+            row = (await s.scalars(select(AttemptRow).where(AttemptRow.lead_id == lead_id)
+                                   .order_by(AttemptRow.id.desc()).limit(1))).first()  # fmt: skip
+            if row is None:
+                return None
+            return {c.name: _plain(getattr(row, c.name)) for c in AttemptRow.__table__.columns}
 
     async def release_dialing(self, campaign_id: int, now: datetime) -> int:
         """Leads left ``dialing`` by a dialer that stopped: due again now."""

@@ -41,6 +41,7 @@ RETRY = {"busy": {"delay_min": 0, "max_attempts": 2},
 class Stack:
     def __init__(self, daemon: Daemon, token: str, messages: Path) -> None:
         self.daemon, self.token, self.messages = daemon, token, messages
+        self.tokens: dict[str, str] = {}
         self.base = f"http://127.0.0.1:{daemon.http_port}/api/v1/outbound"
 
     @property
@@ -50,8 +51,10 @@ class Stack:
         return f.store
 
     async def api(self, method: str, path: str, body: Any = None, *,
-                  data: bytes | None = None) -> tuple[int, Any]:  # fmt: skip
-        headers = {"Authorization": f"Bearer {self.token}"}
+                  data: bytes | None = None, who: str = "") -> tuple[int, Any]:  # fmt: skip
+        if who and who not in self.tokens:
+            self.tokens[who] = await create_token(self.daemon.db, who, "agent")
+        headers = {"Authorization": f"Bearer {self.tokens[who] if who else self.token}"}
         async with aiohttp.ClientSession() as http, http.request(
             method, self.base + path, json=body if data is None else None, data=data,
             headers=headers,
@@ -207,3 +210,69 @@ async def test_predictive_campaign_reaches_the_agents(
     assert status == 200 and body["status"] == "stopped"
     status, body = await s.api("POST", f"/campaigns/{cid}/pause")
     assert status == 409
+
+
+async def test_preview_outcomes_and_a_personal_callback_on_time(
+    stack: Callable[..., Awaitable[Stack]],
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    s = await stack()
+    cid = await s.campaign("look", ["13800138031", "13800138041"], mode="preview",
+                           script="Hello, this is <b>ACME</b>")  # fmt: skip
+    status, body = await s.api("POST", f"/campaigns/{cid}/next", who="a2001")
+    assert status == 409  # not running yet
+    status, _ = await s.api("POST", f"/campaigns/{cid}/start")
+    assert status == 200
+    # the agent previews the first lead (held for it), then dials it
+    status, body = await s.api("POST", f"/campaigns/{cid}/next", who="a2001")
+    assert status == 200, body
+    card = body["lead"]
+    assert card["number"] == "+8613800138031" and card["status"] == "preview"
+    assert card["script"] == "Hello, this is <b>ACME</b>" and card["region"]
+    status, again = await s.api("POST", f"/campaigns/{cid}/next", who="a2001")
+    assert again["lead"]["id"] == card["id"]  # the same lead until dialled or skipped
+    status, _ = await s.api("POST", f"/leads/{card['id']}/dial", who="a2002")
+    assert status == 404  # not a2002's lead
+    status, body = await s.api("POST", f"/leads/{card['id']}/dial", who="a2001")
+    assert status == 202, body
+
+    async def on_card() -> Any:
+        _, body = await s.api("GET", "/me/lead", who="a2001")
+        return body if body["state"] == "connected" else None
+
+    mine = await wait_for(on_card, timeout=20, what="the lead card of the connected call")
+    assert mine["lead"]["id"] == card["id"]
+    # the agent saves the outcome during the call: call me back in a few seconds
+    callback_at = datetime.now(UTC) + timedelta(seconds=4)
+    status, body = await s.api("POST", f"/leads/{card['id']}/outcome",
+                               {"outcome": "callback", "callback_at": callback_at.isoformat(),
+                                "note": "busy now"}, who="a2001")  # fmt: skip
+    assert status == 200 and body["lead"]["status"] == "callback", body
+
+    async def called_back() -> list[dict[str, Any]] | None:
+        attempts = await s.store.attempts(cid)
+        done = [a for a in attempts if a["lead_id"] == card["id"] and a["outcome"]]
+        return done if len(done) == 2 else None
+
+    first, second = await wait_for(called_back, timeout=40, what="the personal callback")
+    assert first["outcome"] == second["outcome"] == "answered"
+    assert first["agent"] == second["agent"] == "a2001"
+    assert first["disposition"] == "callback"
+    assert datetime.fromisoformat(second["started_at"]) >= callback_at - timedelta(seconds=1)
+    # a sale: without a CRM pipeline the outcome is kept and the answer says so
+    status, body = await s.api("POST", f"/leads/{card['id']}/outcome", {"outcome": "sale"},
+                               who="a2001")  # fmt: skip
+    assert status == 200 and body["lead"]["disposition"] == "sale"
+    assert body["crm"]["recorded"] is False
+    # the second lead: skipped, then "do not call me" puts it on the company list
+    status, body = await s.api("POST", f"/campaigns/{cid}/next", who="a2001")
+    second_lead = body["lead"]
+    assert second_lead["number"] == "+8613800138041"
+    status, body = await s.api("POST", f"/leads/{second_lead['id']}/skip", who="a2001")
+    assert status == 200 and body["status"] == "retry" and body["agent"] == ""
+    status, body = await s.api("POST", f"/leads/{second_lead['id']}/outcome",
+                               {"outcome": "dnc"})  # fmt: skip
+    assert status == 200 and body["lead"]["status"] == "dnc"
+    assert await s.store.is_blocked("+8613800138041")
+    assert not any("8613800138041" in uri for uri in s.invites())
