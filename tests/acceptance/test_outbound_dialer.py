@@ -31,7 +31,7 @@ from tests.acceptance.test_acd import set_sim, setup_queue
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
-CARRIER = Path(__file__).parent / "sipp" / "uas_carrier.xml"
+CARRIER = Path(__file__).parent / "sipp" / "uas_campaign_carrier.xml"
 ALWAYS = {d: [["00:00", "24:00"]] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
 RETRY = {"busy": {"delay_min": 0, "max_attempts": 2},
          "no_answer": {"delay_min": 0, "max_attempts": 1},
