@@ -36,6 +36,7 @@ from cti.events import (
     CallRecord,
     IvrAbandoned,
     IvrCompleted,
+    SurveyAnswered,
 )
 from cti.store.db import is_data_error
 from cti.store.models import clip_text, utcnow
@@ -409,6 +410,18 @@ class Interactions:
 
         await _retry_on_conflict(attempt)
 
+    async def set_survey_score(self, linkedid: str, score: int, at: datetime) -> None:
+        """The caller's satisfaction score 1-5 (SurveyAnswered, quality feature)."""
+        if not LINKEDID.fullmatch(linkedid) or not 1 <= int(score) <= 5:
+            return
+
+        async def attempt() -> None:
+            async with self.store.db.session() as session, session.begin():
+                inter = await self._call_row(session, linkedid, "", at)
+                inter.survey_score = int(score)
+
+        await _retry_on_conflict(attempt)
+
 
 @dataclass(frozen=True, slots=True)
 class Job:
@@ -459,6 +472,7 @@ class InteractionWriter:
             bus.subscribe(CallAnswered, self._on_answered),
             bus.subscribe(IvrCompleted, self._on_ivr),
             bus.subscribe(IvrAbandoned, self._on_ivr),
+            bus.subscribe(SurveyAnswered, self._on_survey),
         ]
 
     def _on_completed(self, event: CallCompleted) -> None:
@@ -480,6 +494,9 @@ class InteractionWriter:
     def _on_ivr(self, event: IvrCompleted | IvrAbandoned) -> None:
         self.submit(Job("ivr", event.linkedid, (event.path, event.caller_num, event.at)))
 
+    def _on_survey(self, event: SurveyAnswered) -> None:
+        self.submit(Job("survey", event.linkedid, (event.score, event.at)))
+
     def attach_recording(self, linkedid: str, ref: str) -> bool:
         return self.submit(Job("recording", linkedid, (ref,)))
 
@@ -495,6 +512,8 @@ class InteractionWriter:
                 await i.attach_recording(job.linkedid, *job.args)
             elif job.kind == "ivr":
                 await i.set_ivr_path(job.linkedid, *job.args)
+            elif job.kind == "survey":
+                await i.set_survey_score(job.linkedid, *job.args)
             elif job.kind == "offer":
                 agent, at, answered, caller, queue = job.args
                 await i.record_offer(

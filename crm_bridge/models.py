@@ -129,6 +129,8 @@ class Interaction(Base):
     notes: Mapped[str] = mapped_column(BoundedText(NOTES_LEN), default="")
     recording: Mapped[str] = mapped_column(BoundedText(512), default="")
     ivr_path: Mapped[str] = mapped_column(BoundedText(1024), default="")
+    #: the caller's satisfaction score 1-5 (quality feature's survey; migration quality_0002)
+    survey_score: Mapped[int | None] = mapped_column(Integer())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 

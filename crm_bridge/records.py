@@ -69,5 +69,6 @@ def interaction_dict(i: Interaction) -> dict[str, Any]:
         "notes": i.notes,
         "recording": i.recording,
         "ivr_path": i.ivr_path,
+        "survey_score": i.survey_score,
         "updated_at": iso(i.updated_at),
     }

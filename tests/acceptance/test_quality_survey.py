@@ -22,6 +22,7 @@ from acd import store as acd_store
 from acd.feature import AcdFeature
 from acd.queues_conf import FILE_NAME
 from acd.service import AcdService
+from crm_bridge.feature import CrmFeature
 from cti.ami.client import AmiClient
 from cti.ami.protocol import Message
 from cti.asterisk.instance import ChrootAsterisk
@@ -56,7 +57,8 @@ async def stack(
 
     async def factory() -> Daemon:
         daemon = Daemon(
-            settings, features=[AcdFeature(), IvrFeature(), StatsFeature(), QualityFeature()]
+            settings,
+            features=[AcdFeature(), IvrFeature(), StatsFeature(), QualityFeature(), CrmFeature()],
         )
         await daemon.start()
         started.append(daemon)
@@ -198,6 +200,21 @@ async def test_callers_score_the_call_and_the_reports_say_so(
             mine = next(r for r in table if r["agent"] == agent)
             assert float(mine["survey_avg"]) == pytest.approx(expected_avg)
             assert mine["survey_count"] == "2"
+            # the CRM interaction of each call carries its score (SurveyAnswered)
+            for number, key in plan:
+                lid = joins[number]["Linkedid"]
+
+                async def interaction(lid: str = lid) -> dict[str, Any]:
+                    url = f"{base}/interactions/by-call/{lid}"
+                    async with http.get(url, headers=auth) as resp:
+                        if resp.status == 404:
+                            return {}  # not written yet
+                        assert resp.status == 200, await resp.text()
+                        body: dict[str, Any] = await resp.json()
+                    return body if body.get("ended_at") else {}
+
+                inter = await wait_for(interaction, timeout=20, what=f"{number}'s interaction")
+                assert inter["survey_score"] == (None if key == "9" else int(key))
     finally:
         for proc in procs:
             await stop(proc)
