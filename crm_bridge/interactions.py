@@ -32,6 +32,7 @@ from cti.bus import EventBus
 from cti.events import (
     CallAnswered,
     CallCompleted,
+    CallHandedOver,
     CallOffered,
     CallRecord,
     IvrAbandoned,
@@ -470,6 +471,7 @@ class InteractionWriter:
             bus.subscribe(CallCompleted, self._on_completed),
             bus.subscribe(CallOffered, self._on_offered),
             bus.subscribe(CallAnswered, self._on_answered),
+            bus.subscribe(CallHandedOver, self._on_handed_over),
             bus.subscribe(IvrCompleted, self._on_ivr),
             bus.subscribe(IvrAbandoned, self._on_ivr),
             bus.subscribe(SurveyAnswered, self._on_survey),
@@ -490,6 +492,15 @@ class InteractionWriter:
         self.submit(
             Job("offer", event.linkedid, (event.member_name, event.at, True, "", event.queue))
         )
+
+    def _on_handed_over(self, event: CallHandedOver) -> None:
+        """Call control moved the call to another agent: the chain of agents grows (and
+        the new agent may write the call's notes)."""
+        if not event.to_agent or event.state == "failed":
+            return
+        self.interactions.remember_offer(event.linkedid, event.to_agent)
+        answered = event.state == "answered"
+        self.submit(Job("offer", event.linkedid, (event.to_agent, event.at, answered, "", "")))
 
     def _on_ivr(self, event: IvrCompleted | IvrAbandoned) -> None:
         self.submit(Job("ivr", event.linkedid, (event.path, event.caller_num, event.at)))

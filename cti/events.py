@@ -541,3 +541,27 @@ class CampaignLeadConnected(DomainEvent):
     region: str = ""
     customer_id: int | None = None
     fields: tuple[tuple[str, str], ...] = ()
+
+
+# --- call control (appended by the callcontrol feature) ---------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CallHandedOver(DomainEvent):
+    """Call control moved the call to another agent (published by callcontrol): a
+    transfer to an agent (``kind`` blind / attended), a supervisor's take-over, or a
+    transfer to a queue (``to_agent`` empty: whoever the queue finds gets it).
+
+    ``state`` is ``ringing`` (the target's phone rings), ``answered`` (the target talks
+    to the caller now; ``agent_channel`` is its leg) or ``failed`` (nobody answered: the
+    caller went back to the queue). ``notes`` is what the agents before wrote on the
+    card (their desktop sent it with the transfer), for the next agent's card."""
+
+    linkedid: str
+    at: datetime
+    from_agent: str
+    to_agent: str
+    kind: str  # "blind" | "attended" | "take_over" | "queue" | "external"
+    state: str = "answered"  # "ringing" | "answered" | "failed"
+    agent_channel: str = ""
+    notes: str = ""

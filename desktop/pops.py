@@ -61,6 +61,9 @@ class CallFacts:
     customer: dict[str, Any] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     agents: set[str] = field(default_factory=set)  # agents holding a pop of this call
+    # call control: what the agents before wrote (oldest first), who talks to it now
+    notes_from: list[dict[str, str]] = field(default_factory=list)
+    handed_to: str = ""
 
 
 @dataclass
@@ -167,4 +170,5 @@ def pop_message(
         "dnis": _clip(facts.dnis, 64),
         "state": state,
         "callback_id": callback_id,
+        "notes_from": [dict(n) for n in facts.notes_from],
     }

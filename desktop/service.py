@@ -40,6 +40,7 @@ from cti.events import (
     CallDialEnded,
     CallEntered,
     CallerIdChanged,
+    CallHandedOver,
     CallHeld,
     CallOffered,
     CallQueued,
@@ -115,6 +116,7 @@ class PopService:
         bus.subscribe(CallHeld, self.on_held, remote=True)
         bus.subscribe(CallResumed, self.on_resumed, remote=True)
         bus.subscribe(CallTransferred, self.on_transferred, remote=True)
+        bus.subscribe(CallHandedOver, self.on_handed_over, remote=True)
         bus.subscribe(CallAbandoned, self.on_abandoned, remote=True)
         bus.subscribe(CallTimedOut, self.on_timed_out, remote=True)
         bus.subscribe(CallCompleted, self.on_completed, remote=True)
@@ -372,10 +374,44 @@ class PopService:
         self._live_update(event.linkedid, "resumed")
 
     def on_transferred(self, event: CallTransferred) -> None:
-        self._live_update(
-            event.linkedid[:_MAX_ID], "transferred",
-            transfer={"kind": event.kind, "target": event.target[:64]},
-        )  # fmt: skip
+        facts = self.facts.get(event.linkedid)
+        keep = facts.handed_to if facts is not None else ""
+        for pop in self._holding(event.linkedid[:_MAX_ID]):
+            if (
+                pop.agent != keep
+                and pop.ended_at is None
+                and pop.message.get("state") not in ("ringing", "offered")
+            ):
+                self._update(
+                    pop, "transferred", transfer={"kind": event.kind, "target": event.target[:64]}
+                )
+
+    def on_handed_over(self, event: CallHandedOver) -> None:
+        """Call control moved the call: the target agent's card (with the customer and
+        the notes written so far) rings, then talks; a failed transfer ends it."""
+        facts = self.facts.ensure(event.linkedid)
+        notes = event.notes.strip()[:4000]
+        entry = {"agent": event.from_agent[:128], "notes": notes}
+        if notes and entry not in facts.notes_from:
+            facts.notes_from = [*facts.notes_from, entry][-8:]
+        agent = event.to_agent[:128]
+        if not agent:
+            return
+        pop = self._pop_of(agent, event.linkedid)
+        live = pop is not None and pop.ended_at is None
+        kind = "take_over" if event.kind == "take_over" else "transfer"
+        if event.state == "ringing":
+            if not live:
+                self._send_pop(facts, agent, kind, event.at, facts.queue, None, "ringing")
+        elif event.state == "answered":
+            facts.handed_to = agent
+            if pop is not None and live:
+                self._update(pop, "answered", answered_at=event.at.isoformat(),
+                             notes_from=facts.notes_from)  # fmt: skip
+            else:
+                self._send_pop(facts, agent, kind, event.at, facts.queue, None, "answered")
+        elif event.state == "failed" and pop is not None and live:
+            self._update(pop, "missed")
 
     def _stop_ringing(self, linkedid: str, reason: str) -> None:
         for pop in self._holding(linkedid):

@@ -36,6 +36,7 @@ from cti.events import (
     CallDialEnded,
     CallHandled,
     CallLegEnded,
+    CallTransferred,
     OutboundCallStarted,
     RecordingStarted,
     RecordingStopped,
@@ -140,6 +141,8 @@ class Recorder:
         self.calls: dict[str, LiveCall] = {}
         self._by_uniqueid: dict[str, str] = {}
         self._outbound: dict[str, tuple[str, str]] = {}  # linkedid -> (agent, number)
+        # calls transferred to someone else: recorded on until the caller hangs up
+        self._transferred: set[str] = set()
         self.tasks = BackgroundTasks("recordings")
 
     # --- call events ------------------------------------------------------------------------
@@ -149,6 +152,7 @@ class Recorder:
         bus.subscribe(CallDialEnded, self.on_dial_ended)
         bus.subscribe(CallHandled, self.on_handled)
         bus.subscribe(CallLegEnded, self.on_leg_ended)
+        bus.subscribe(CallTransferred, self.on_transferred)
         bus.subscribe(AmiConnected, self.on_connected)
 
     def on_outbound(self, event: OutboundCallStarted) -> None:
@@ -179,7 +183,15 @@ class Recorder:
             agent, number = self._outbound.pop(lid)
             self._on_outbound_answer(event, agent, number)
 
+    def on_transferred(self, event: CallTransferred) -> None:
+        """The agent transferred the call: the recording (on the caller's leg) goes on
+        with the next party, until the caller's leg ends."""
+        if event.linkedid in self.calls:
+            self._transferred.add(event.linkedid)
+
     def on_handled(self, event: CallHandled) -> None:
+        if event.reason == "transfer" or event.linkedid in self._transferred:
+            return
         if event.linkedid in self.calls:
             self.tasks.spawn(self._end(event.linkedid, stop=True), "end")
 
@@ -188,6 +200,11 @@ class Recorder:
         lid = self._by_uniqueid.get(uid, "")
         if uid in self._outbound:  # the agent never answered, or nobody was dialled
             self._outbound.pop(uid, None)
+        if lid in self._transferred:
+            live = self.calls.get(lid)
+            if live is not None and uid != live.caller_uniqueid:
+                return  # an agent's leg of a transferred call: the caller talks on
+            self._transferred.discard(lid)
         if lid in self.calls:
             # the agent's leg went: the caller's channel (and MixMonitor on it) may go
             # on in the dialplan, so stop it explicitly; the caller's own hang-up closes it

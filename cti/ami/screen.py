@@ -111,7 +111,15 @@ def _shape(prefixes: Iterable[str], bridges: Iterable[str], params: Iterable[str
     return _Shape(frozenset(allowed), tuple(blocks))
 
 
-_SHAPES = {name: _shape(s, b, p) for name, (s, b, p) in EVENTS.items() if name not in _OPEN}
+# Headers Asterisk 22 sends that its XML documentation (event_headers.py) leaves out.
+_UNDOCUMENTED: dict[str, tuple[str, ...]] = {
+    "AttendedTransfer": ("IsExternal",),  # documented for BlindTransfer only
+}
+_SHAPES = {
+    name: _shape(s, b, (*p, *_UNDOCUMENTED.get(name, ())))
+    for name, (s, b, p) in EVENTS.items()
+    if name not in _OPEN
+}
 
 
 class AmiScreen:
