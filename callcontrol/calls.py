@@ -10,6 +10,7 @@ Everything is bounded; a call leaves when it completes.
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -62,6 +63,9 @@ class LiveCall:
     handover: Handover | None = None
     parties: dict[str, str] = field(default_factory=dict)  # conference: channel -> label
     legs: set[str] = field(default_factory=set)  # uniqueids seen of this call
+    holds: int = 0  # CallHeld seen (a hold or a consultation started)
+    resumes: int = 0  # CallResumed seen (a hold or a consultation ended)
+    changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     def view(self) -> dict[str, object]:
         h = self.handover
@@ -107,8 +111,14 @@ class LiveCalls:
             return self._dial_ended(call, event)
         if isinstance(event, CallTransferred):
             return self._transferred(call, event)
-        if isinstance(event, CallHeld | CallResumed):
-            pass  # the mode is ours (hold and consultation both hold the caller)
+        # the mode is ours (hold and consultation both hold the caller); these counters let
+        # an operation wait until Asterisk did what it asked
+        if isinstance(event, CallHeld):
+            call.holds += 1
+            call.changed.set()
+        elif isinstance(event, CallResumed):
+            call.resumes += 1
+            call.changed.set()
         elif isinstance(event, CallLegEnded):
             self._leg_ended(call, event)
         return []

@@ -27,6 +27,8 @@ members (their provisioned interface), queues among the ACD's queues, numbers th
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
 import secrets
@@ -147,16 +149,50 @@ class CallControl:
     async def hold(self, call: LiveCall) -> None:
         if call.mode != "talking":
             raise Conflict(f"the call is {call.mode}", code=f"call-{call.mode}")
-        ref = f"{secrets.randbelow(900000) + 100000}"
+        ref, before = f"{secrets.randbelow(900000) + 100000}", call.holds
         await self._send("Atxfer", {"Channel": call.agent_channel, "Context": HOLD_CONTEXT,
                                     "Exten": ref})  # fmt: skip
         call.mode, call.hold_ref = "held", ref
+        await self._settled(call, lambda: call.holds > before)
 
     async def resume(self, call: LiveCall) -> None:
         if call.mode != "held":
             raise Conflict("the call is not on hold", code="not-held")
-        await self._send("CancelAtxfer", {"Channel": call.agent_channel})
+        before = call.resumes
+        # hanging up the hold leg ends the "consultation": Asterisk gives the agent back to
+        # the caller at once (CancelAtxfer's queued abort code races with what follows)
+        held = await self._hold_leg(call.hold_ref)
+        if held:
+            await self._send("Hangup", {"Channel": held, "Cause": "16"})
+        else:
+            await self._send("CancelAtxfer", {"Channel": call.agent_channel})
         call.mode, call.hold_ref = "talking", ""
+        await self._settled(call, lambda: call.resumes > before)
+
+    async def _hold_leg(self, ref: str) -> str:
+        """The channel of the hold extension ``ref`` (``Local/<ref>@cti-cc-hold-…;1``)."""
+        if not ref or not self.ami.connected:
+            return ""
+        try:
+            _, items = await self.ami.send_list_action("CoreShowChannels")
+        except (AmiActionError, TimeoutError, ConnectionError):
+            return ""
+        prefix = f"Local/{ref}@{HOLD_CONTEXT}-"
+        for item in items:
+            channel = item.get("Channel", "")
+            if channel.startswith(prefix) and channel.endswith(";1"):
+                return channel
+        return ""
+
+    @staticmethod
+    async def _settled(call: LiveCall, done: Callable[[], bool], timeout: float = 3.0) -> None:
+        """Wait (bounded) until Asterisk reported the change, so that the next operation
+        acts on the call as it is now."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while not done():
+                    call.changed.clear()
+                    await call.changed.wait()
 
     async def transfer(
         self, call: LiveCall, who: Principal, *, agent: str = "", queue: str = "",
@@ -205,7 +241,7 @@ class CallControl:
     async def cancel(self, call: LiveCall) -> None:
         if call.mode != "consulting":
             raise Conflict("no consultation in progress", code="no-consult")
-        h = call.handover
+        h, before = call.handover, call.resumes
         if h is not None and h.answered and CHANNEL_RE.fullmatch(h.channel):
             # the consulted party talks: hanging its leg up gives the caller back to the
             # agent at once (CancelAtxfer's queued abort code can be lost right after the
@@ -215,6 +251,7 @@ class CallControl:
             await self._send("CancelAtxfer", {"Channel": call.agent_channel})
         call.handover = None
         call.mode = "talking"
+        await self._settled(call, lambda: call.resumes > before)
 
     async def conference(
         self, call: LiveCall, who: Principal, *, agent: str = "", number: str = ""

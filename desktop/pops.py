@@ -167,6 +167,8 @@ def pop_message(
         "ivr": {"path": list(facts.ivr_path), "collected": dict(facts.ivr_collected)},
         "queue": queue or facts.queue,
         "wait_s": round(wait_s, 3) if wait_s is not None else None,
+        # since when the caller waits (the page counts on from it while the phone rings)
+        "waiting_since": since.isoformat() if since is not None else None,
         "dnis": _clip(facts.dnis, 64),
         "state": state,
         "callback_id": callback_id,

@@ -1,5 +1,7 @@
-// The agent desktop: sign-in, status, live pop cards, notes + disposition, customers,
-// click-to-call, callback / lost-caller worklist, today's calls.
+// The agent desktop, built around the call: the phone bar (status, the browser phone,
+// dialling) and the current call's card (customer, notes, call control: hold, transfer,
+// consultation, conference, DTMF, hang-up); ended calls collapse into a short list.
+// Also the callback / lost-caller worklist and today's calls.
 // Every piece of server data reaches the DOM through CTI.el / textContent (text nodes):
 // caller ID names and customer fields are attacker-controlled.
 "use strict";
@@ -8,7 +10,9 @@
   const $ = (id) => document.getElementById(id);
   const t = CTI.t, el = CTI.el;
   const cards = new Map(); // linkedid -> {msg, node}
-  let me = null, sock = null, dispositions = [], todayTimer = null;
+  let me = null, sock = null, dispositions = [], todayTimer = null, tickTimer = null;
+  const FINAL = new Set(["ended", "taken", "missed", "replaced", "transferred"]);
+  const LIVE_WAIT = new Set(["ringing", "offered", "dialing"]);
 
   // --- small helpers ------------------------------------------------------------------
   function show(node, on) { node.hidden = !on; }
@@ -28,7 +32,10 @@
     me = null;
     cards.clear();
     $("pops").replaceChildren();
+    $("recent").replaceChildren();
     if (todayTimer) clearInterval(todayTimer);
+    if (tickTimer) clearInterval(tickTimer);
+    if (window.CTIPhone) window.CTIPhone.stop();
     $("conn").textContent = "";
   }
 
@@ -37,6 +44,8 @@
     sock = CTI.socket(onMessage, onSocketState);
     loadReasons(); loadDispositions(); loadStatus(); loadWork(); loadToday();
     todayTimer = setInterval(loadToday, 60000);
+    tickTimer = setInterval(tick, 1000);
+    if (window.CTIPhone) window.CTIPhone.start(me);
   }
 
   function onSocketState(state) {
@@ -44,6 +53,7 @@
     node.textContent = t(state === "open" ? "connected" : state === "refused" ? "refused" : "disconnected");
     node.className = "conn " + state;
     if (state === "refused") page.signOut();
+    if (state === "open") loadControl();
   }
 
   // --- status -------------------------------------------------------------------------
@@ -103,6 +113,10 @@
     if (!entry) return;
     const { type, at, ...fields } = msg; // eslint-disable-line no-unused-vars
     Object.assign(entry.msg, fields);
+    if (FINAL.has(msg.state)) entry.control = null;
+    else if (msg.state === "held" && entry.control) entry.control.mode = "held";
+    else if ((msg.state === "resumed" || msg.state === "answered") && entry.control
+             && entry.control.mode === "held") entry.control.mode = "talking";
     renderCard(entry);
     if (msg.state === "ended") setTimeout(loadToday, 1500);
   }
@@ -110,8 +124,9 @@
   function removeCard(linkedid) {
     const entry = cards.get(linkedid);
     if (entry && entry.node) entry.node.remove();
+    if (entry && entry.item) entry.item.remove();
     cards.delete(linkedid);
-    show($("no-pops"), cards.size === 0);
+    place();
   }
 
   function field(label, value, cls) {
@@ -144,18 +159,20 @@
         el("span", { class: "state" }, t("state_" + state)),
         m.transfer ? el("span", { class: "transfer" }, t("transfer_to") + " " + (m.transfer.target || "")) : null,
         m.queue ? el("span", { class: "queue" }, t("queue") + ": " + m.queue) : null,
-        m.wait_s !== null && m.wait_s !== undefined
-          ? el("span", { class: "wait" }, t("wait_so_far") + " " + CTI.fmtDuration(m.wait_s)) : null),
+        waitSpan(m)),
       el("div", { class: "caller" },
         el("span", { class: "caller-name" }, caller.name || ""),
         el("span", { class: "caller-num" }, caller.raw || ""),
         caller.e164 && caller.e164 !== caller.raw ? el("span", { class: "caller-e164" }, caller.e164) : null),
+      controlBlock(entry),
+      notesFromBlock(m),
       customerBlock(entry),
       ivrBlock(m),
       historyBlock(m),
       wrapBlock(entry));
-    if (entry.node) entry.node.replaceWith(node); else $("pops").prepend(node);
+    if (entry.node) entry.node.replaceWith(node);
     entry.node = node;
+    entry.seq = entry.seq || ++seq;
     if (entry.draft) {
       const form = node.querySelector("form.customer-form");
       if (form && entry.draft.form && form.dataset.kind === entry.draft.formKind) {
@@ -168,7 +185,139 @@
       if (entry.draft.disposition) node.querySelector("select.disposition").value = entry.draft.disposition;
       if (entry.draft.focused) node.querySelector("textarea.notes").focus();
     }
-    show($("no-pops"), cards.size === 0);
+    place();
+  }
+
+  // The current call(s) in the main area; the newest ended call stays there (for the
+  // wrap-up) while no call is live; older ended calls collapse to one line each.
+  let seq = 0;
+  function place() {
+    const all = [...cards.values()].filter((e) => e.node).sort((a, b) => b.seq - a.seq);
+    const live = all.filter((e) => !FINAL.has(e.msg.state));
+    const main = live.length ? live : all.slice(0, 1);
+    const pops = $("pops"), recent = $("recent");
+    for (const e of main) {
+      if (e.item) { e.item.remove(); e.item = null; }
+      pops.append(e.node); // in order, newest first
+    }
+    for (const e of all) {
+      if (main.includes(e)) continue;
+      const m = e.msg, caller = m.caller || {};
+      const summary = el("summary", {},
+        el("span", { class: "when" }, CTI.fmtTime(m.ended_at || m.at)), " ",
+        el("span", { class: "who" }, caller.name || caller.raw || ""), " ",
+        el("span", { class: "what" }, t("state_" + (m.state || "ended"))),
+        m.talk_s !== null && m.talk_s !== undefined ? " " + CTI.fmtDuration(m.talk_s) : "");
+      const details = el("details", {}, summary);
+      const item = el("li", { class: "recent-item", dataset: { linkedid: m.linkedid } }, details);
+      details.append(e.node);
+      if (e.item) e.item.replaceWith(item);
+      recent.prepend(item);
+      e.item = item;
+    }
+    for (const item of [...recent.children]) { // keep the list in newest-first order
+      const e = cards.get(item.dataset.linkedid);
+      if (!e || e.item !== item) item.remove();
+    }
+    const order = all.filter((e) => e.item).map((e) => e.item);
+    recent.replaceChildren(...order);
+    show($("no-pops"), main.length === 0);
+    show($("recent-title"), order.length > 0);
+  }
+
+  // --- the wait so far (ticks while the phone rings) -------------------------------------
+  function waitSince(m) {
+    const since = m.waiting_since ? Date.parse(m.waiting_since) : NaN;
+    if (!Number.isNaN(since)) return since;
+    if (m.wait_s === null || m.wait_s === undefined || !m.at) return NaN;
+    return Date.parse(m.at) - m.wait_s * 1000;
+  }
+
+  function waitSeconds(m) {
+    const since = waitSince(m);
+    if (Number.isNaN(since)) return null;
+    const until = LIVE_WAIT.has(m.state) ? Date.now()
+      : m.answered_at ? Date.parse(m.answered_at) : m.ended_at ? Date.parse(m.ended_at) : Date.now();
+    return Math.max(0, (until - since) / 1000);
+  }
+
+  function waitSpan(m) {
+    const s = waitSeconds(m);
+    if (s === null) return null;
+    return el("span", { class: "wait" + (LIVE_WAIT.has(m.state) ? " live" : ""), dataset: { linkedid: m.linkedid } },
+      t("wait_so_far") + " " + CTI.fmtDuration(s));
+  }
+
+  function tick() {
+    for (const span of document.querySelectorAll("#pops .wait.live")) {
+      const e = cards.get(span.dataset.linkedid);
+      const s = e ? waitSeconds(e.msg) : null;
+      if (s !== null) span.textContent = t("wait_so_far") + " " + CTI.fmtDuration(s);
+    }
+  }
+
+  // --- call control -------------------------------------------------------------------------
+  async function loadControl() {
+    try {
+      const calls = (await CTI.api("GET", "/api/v1/calls/mine")).calls || [];
+      for (const c of calls) {
+        const entry = cards.get(c.linkedid);
+        if (entry) { entry.control = c; renderCard(entry); }
+      }
+    } catch { /* no call control on this server */ }
+  }
+
+  function notesFromBlock(m) {
+    const rows = m.notes_from || [];
+    if (!rows.length) return null;
+    return el("div", { class: "notes-from" }, el("h4", {}, t("notes_from")),
+      el("ul", {}, rows.map((n) => el("li", {},
+        el("span", { class: "who" }, n.agent || ""), ": ", el("span", { class: "text" }, n.notes || "")))));
+  }
+
+  function controlBlock(entry) {
+    const m = entry.msg;
+    if (FINAL.has(m.state) || LIVE_WAIT.has(m.state)) return null;
+    const mode = entry.control ? entry.control.mode : (m.state === "held" ? "held" : "talking");
+    const err = el("p", { class: "error cc-error", role: "alert" });
+    const act = async (op, body) => {
+      setError(err, null);
+      try {
+        const view = await CTI.api("POST", "/api/v1/calls/" + enc(m.linkedid) + "/" + op, body);
+        entry.control = view;
+        renderCard(entry);
+      } catch (e) { setError(err, e); }
+    };
+    const notes = () => { const n = entry.node && entry.node.querySelector("textarea.notes"); return n ? n.value : ""; };
+    const btn = (cls, label, fn) => el("button", { type: "button", class: "cc " + cls, onclick: fn }, t(label));
+    const kind = el("select", { class: "cc-kind", "aria-label": t("transfer_kind") },
+      ["agent", "queue", "number"].map((k) => el("option", { value: k }, t("to_" + k))));
+    const target = el("input", { class: "cc-target", maxlength: 128, "aria-label": t("transfer_target") });
+    const targetBody = (withNotes) => {
+      const body = { [kind.value]: target.value.trim() };
+      if (withNotes) body.notes = notes();
+      return body;
+    };
+    const keypad = el("div", { class: "keypad" }, [..."123456789*0#"].map((d) =>
+      el("button", { type: "button", class: "key", onclick: () => act("dtmf", { digits: d }) }, d)));
+    const main = el("div", { class: "row" },
+      mode === "held" ? btn("resume", "resume", () => act("resume")) : null,
+      mode === "talking" ? btn("hold", "hold", () => act("hold")) : null,
+      mode === "consulting" ? btn("complete", "complete_transfer", () => act("complete")) : null,
+      mode === "consulting" ? btn("cancel-consult", "cancel_consult", () => act("cancel")) : null,
+      btn("hangup", "hang_up", () => act("hangup")));
+    const transfer = mode === "talking" ? el("div", { class: "row transfer" }, kind, target,
+      btn("blind", "transfer", () => act("transfer", targetBody(true))),
+      btn("consult", "consult", () => act("consult", targetBody(true))),
+      btn("conference", "conference", () => {
+        const body = targetBody(false);
+        if (kind.value === "queue") { setError(err, t("conference_no_queue")); return; }
+        act("conference", body);
+      })) : null;
+    const consult = entry.control && entry.control.consult
+      ? el("p", { class: "muted consulting" }, t("consulting") + " " + (entry.control.consult.to || "")) : null;
+    return el("div", { class: "controls", dataset: { mode } }, main, consult, transfer,
+      el("details", { class: "dtmf" }, el("summary", {}, t("keypad")), keypad), err);
   }
 
   function customerBlock(entry) {

@@ -24,6 +24,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from playwright.async_api import Browser, Page
 from sqlalchemy import select
 
 from acd import store as acd_store
@@ -38,7 +39,7 @@ from cti.events import CallHandedOver, RecordingStopped
 from recordings.feature import RecordingsFeature
 from stats.feature import StatsFeature
 from tests.acceptance.conftest import daemon_settings
-from tests.acceptance.harness import originate_call, wait_for
+from tests.acceptance.harness import originate_call, sign_in_page, wait_for
 from tests.acceptance.test_hold_transfer import hourly_rows
 from tests.acceptance.test_pop import Stack, desktop, next_of, running_stack, set_sim
 
@@ -362,3 +363,68 @@ async def test_conference_adds_a_third_party_to_the_call(cc: Cc, ami: AmiClient)
     await ami.send_action("Hangup", {"Channel": call.caller_channel})
     await next_of(ws1, call.linkedid, type="call.update", state="ended", timeout=30)
     await ws1.close()
+
+
+async def open_page(browser: Browser, stack: Stack, token: str) -> tuple[Page, list[str]]:
+    """The desktop page of the token's agent, signed in; and the page's script errors."""
+    context = await browser.new_context(locale="en-GB")
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    status, me = await stack.api("GET", "/api/v1/me", token)
+    assert status == 200, me
+    login = await stack.person(me["name"], "agent", agent=me["name"])
+    await page.goto(stack.base + "/desktop/")
+    await sign_in_page(page, login)
+    await page.wait_for_selector("#app:not([hidden])")
+    await page.wait_for_selector("#conn.open")
+    return page, errors
+
+
+async def test_the_desktop_page_controls_the_call_and_the_card_follows_it(
+    cc: Cc, ami: AmiClient, browser: Browser
+) -> None:
+    t1 = await cc.stack.agent("c441", "441", queue=cc.queue)
+    t2 = await cc.stack.agent("c442", "442", queue=cc.targets)
+    (p1, errors1), (p2, errors2) = (
+        await open_page(browser, cc.stack, t1),
+        await open_page(browser, cc.stack, t2),
+    )
+    try:
+        await set_sim(ami, ring=4, talk=60)
+        linkedid = await originate_call(ami, caller="13800138026", hold_s=60)
+        card = f'article.card[data-linkedid="{linkedid}"]'
+        await p1.wait_for_selector(card + '[data-state="ringing"]', timeout=20_000)
+        # the wait so far counts on while the phone rings (it used to stay at 0:00)
+        await asyncio.sleep(2.5)
+        waited = await p1.text_content(card + " .wait")
+        assert waited and not waited.endswith(" 0:00") and not waited.endswith(" 0:01"), waited
+
+        await p1.wait_for_selector(card + ' .controls[data-mode="talking"]', timeout=20_000)
+        await p1.click(card + " button.hold")
+        await p1.wait_for_selector(card + ' .controls[data-mode="held"]', timeout=10_000)
+        await cc.one("MusicOnHoldStart", Linkedid=linkedid)
+        # a reload brings the card and the call's state back
+        await p1.reload()
+        await p1.wait_for_selector("#conn.open")
+        await p1.wait_for_selector(card + ' .controls[data-mode="held"]', timeout=10_000)
+        await p1.click(card + " button.resume")
+        await p1.wait_for_selector(card + ' .controls[data-mode="talking"]', timeout=10_000)
+        await cc.one("MusicOnHoldStop", Linkedid=linkedid)
+
+        # transfer to c442 with the notes typed so far: the card moves to c442's page
+        await p1.fill(card + " textarea.notes", "promised a refund <b>today</b>")
+        await p1.select_option(card + " select.cc-kind", "agent")
+        await p1.fill(card + " input.cc-target", "c442")
+        await p1.click(card + " button.blind")
+        await p2.wait_for_selector(card + " .notes-from", timeout=15_000)
+        text = await p2.text_content(card + " .notes-from")
+        assert text and "c441" in text and "promised a refund <b>today</b>" in text
+        await p2.wait_for_selector(card + ' .controls[data-mode="talking"]', timeout=15_000)
+        await p1.wait_for_selector(card + '[data-state="transferred"]', timeout=10_000)
+        await p2.click(card + " button.hangup")
+        await p2.wait_for_selector(card + '[data-state="ended"]', timeout=30_000)
+        assert not errors1 and not errors2, errors1 + errors2
+    finally:
+        await p1.context.close()
+        await p2.context.close()
