@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # fonts-wqy-zenhei: Chinese text in the pages under headless chromium (screenshots, tests)
+# podman + runc: the container images of Asterisk and the daemon (docs/deploy.md)
 DEB_PACKAGES=(mmdebstrap debootstrap zstd util-linux sip-tester espeak-ng ffmpeg sox chromium
-  fonts-wqy-zenhei)
+  fonts-wqy-zenhei podman runc)
 
 missing=()
 for pkg in "${DEB_PACKAGES[@]}"; do

@@ -44,13 +44,15 @@ def cache_dir() -> Path:
     return Path(base)
 
 
-def root_key() -> str:
+def root_key(extra: tuple[str, ...] = ()) -> str:
     text = f"{SUITE}|{RECIPE_VERSION}|{','.join(sorted(PACKAGES))}"
+    if extra:  # the same root plus packages (the daemon's container image: docs/deploy.md)
+        text += "|" + ",".join(sorted(extra))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def tarball_path() -> Path:
-    return cache_dir() / f"asterisk-{root_key()}.tar.zst"
+def tarball_path(extra: tuple[str, ...] = ()) -> Path:
+    return cache_dir() / f"asterisk-{root_key(extra)}.tar.zst"
 
 
 def root_path() -> Path:
@@ -91,11 +93,12 @@ def _run(cmd: list[str], what: str) -> None:
         raise RootfsError(f"{what} failed (exit {proc.returncode}):\n{tail}")
 
 
-def build_tarball(progress: Progress) -> Path:
-    """Build the root into the cached tarball; returns its path."""
+def build_tarball(progress: Progress, extra: tuple[str, ...] = ()) -> Path:
+    """Build the root (with the ``extra`` packages) into the cached tarball; returns its
+    path."""
     if os.geteuid() != 0:
         raise RootfsError("building the Asterisk root needs root (debootstrap/chroot)")
-    out = tarball_path()
+    out = tarball_path(extra)
     out.parent.mkdir(parents=True, exist_ok=True)
     mirror = debian_mirror()
     tmp = out.with_suffix(".tmp.tar.zst")
@@ -106,7 +109,7 @@ def build_tarball(progress: Progress) -> Path:
                 "mmdebstrap",
                 "--variant=essential",
                 '--aptopt=Acquire::Check-Valid-Until "false"',
-                "--include=" + ",".join(PACKAGES),
+                "--include=" + ",".join(PACKAGES + extra),
                 "--dpkgopt=path-exclude=/usr/share/man/*",
                 "--dpkgopt=path-exclude=/usr/share/doc/*",
                 "--dpkgopt=path-exclude=/usr/share/locale/*",
@@ -123,7 +126,7 @@ def build_tarball(progress: Progress) -> Path:
                 [
                     "debootstrap",
                     "--variant=minbase",
-                    "--include=" + ",".join(PACKAGES),
+                    "--include=" + ",".join(PACKAGES + extra),
                     SUITE,
                     work,
                     mirror,
