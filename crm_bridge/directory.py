@@ -10,8 +10,9 @@ number per TTL. Any error is a miss (logged), never an exception into the call p
 :class:`StoreDirectory` answers from :class:`CardCache` (decision 0027): the caller is
 known from the call's entry on (the desktop, the IVR and the ACD ask at entry), so by the
 ring the card is in memory, and the recorder's lookup at the answer is a dictionary hit.
-Lookups read through :meth:`cti.store.db.Database.read_session` (never queued behind
-writers); concurrent lookups of one number share one query. The cache is cleared when a
+Lookups read through :meth:`cti.store.db.Database.read` (never queued behind writers, one
+round trip for the card and its recent interactions); concurrent lookups of one number
+share one query. The cache is cleared when a
 transaction that wrote customers, contacts or phones commits (history: interactions of
 that customer), whoever wrote it in this process (ORM session events, :func:`_watch`);
 writes from another process (``cti crm import``) show after ``ttl_s`` at the latest.
@@ -259,6 +260,49 @@ class ExternalCrmLookup:
             self._session = None
 
 
+#: interactions loaded with a card (the desktop's default ``history_limit``)
+PREFETCH_HISTORY = 5
+
+
+def _history(session: Session, customer_id: int, limit: int) -> list[dict[str, object]]:
+    rows = session.scalars(
+        select(Interaction)
+        .where(Interaction.customer_id == customer_id)
+        .order_by(Interaction.started_at.desc(), Interaction.id.desc())
+        .limit(limit)
+    )
+    return [interaction_dict(i) for i in rows]
+
+
+def _card_and_history(
+    session: Session, e164: str, limit: int
+) -> tuple[CustomerCard, list[dict[str, object]]] | None:
+    row = session.execute(
+        select(Customer, Contact)
+        .join(Phone, Phone.customer_id == Customer.id)
+        .join(Contact, Contact.id == Phone.contact_id)
+        .where(Phone.e164 == e164)
+        .order_by(Phone.id)
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    customer, contact = row
+    card = CustomerCard(
+        customer_id=customer.id,
+        name=customer.name,
+        company=customer.company,
+        tier=customer.tier,
+        owner_agent=customer.owner or "",
+        tags=tuple(tags_list(customer.tags)),
+        notes=customer.notes,
+        birthday=contact.birthday,
+        contact_id=contact.id,
+        contact_name=contact.name,
+    )
+    return card, _history(session, customer.id, limit)
+
+
 class StoreDirectory:
     """What the IVR, ACD, pops and recordings use to know who is calling."""
 
@@ -283,53 +327,28 @@ class StoreDirectory:
         return await self.cache.cards.fetch(e164, lambda: self._load_card(e164))
 
     async def _load_card(self, e164: str) -> CustomerCard | None:
-        async with self.store.db.read_session() as session:
-            row = (
-                await session.execute(
-                    select(Customer, Contact)
-                    .join(Phone, Phone.customer_id == Customer.id)
-                    .join(Contact, Contact.id == Phone.contact_id)
-                    .where(Phone.e164 == e164)
-                    .order_by(Phone.id)
-                    .limit(1)
-                )
-            ).first()
-        if row is None:
+        # one round trip: the card and the interactions the pop shows right after it
+        history = self.cache.history
+        generation = history.generation
+        found = await self.store.db.read(lambda s: _card_and_history(s, e164, PREFETCH_HISTORY))
+        if found is None:
             if self.external is not None:
                 return await self.external.lookup(e164)
             return None
-        customer, contact = row
-        return CustomerCard(
-            customer_id=customer.id,
-            name=customer.name,
-            company=customer.company,
-            tier=customer.tier,
-            owner_agent=customer.owner or "",
-            tags=tuple(tags_list(customer.tags)),
-            notes=customer.notes,
-            birthday=contact.birthday,
-            contact_id=contact.id,
-            contact_name=contact.name,
-        )
+        card, recent = found
+        if history.generation == generation:
+            history.put((card.customer_id, PREFETCH_HISTORY), recent)
+        return card
 
     async def recent_interactions(
         self, customer_id: int, limit: int = 5
     ) -> list[dict[str, object]]:
         limit = max(1, min(int(limit), 100))
         rows = await self.cache.history.fetch(
-            (customer_id, limit), lambda: self._load_history(customer_id, limit)
+            (customer_id, limit),
+            lambda: self.store.db.read(lambda s: _history(s, customer_id, limit)),
         )
         return list(rows)
-
-    async def _load_history(self, customer_id: int, limit: int) -> list[dict[str, object]]:
-        async with self.store.db.read_session() as session:
-            rows = await session.scalars(
-                select(Interaction)
-                .where(Interaction.customer_id == customer_id)
-                .order_by(Interaction.started_at.desc(), Interaction.id.desc())
-                .limit(limit)
-            )
-            return [interaction_dict(i) for i in rows]
 
     async def close(self) -> None:
         if self.external is not None:

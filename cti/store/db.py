@@ -21,15 +21,23 @@ locked" when another connection committed in between (busy_timeout cannot help),
   of ``query_only`` connections: WAL readers never wait behind the writer, so a lookup
   on the hot path (the caller's card) is never queued behind a burst of writes.
 
+- :meth:`Database.read` runs a synchronous function on a read-only session in one hop:
+  on a SQLite file in a small thread pool on the driver's synchronous connections (a
+  query through aiosqlite costs a thread round trip per step, each waiting for a busy
+  event loop), elsewhere through ``AsyncSession.run_sync``. The hot-path lookups use it.
+
 On PostgreSQL and in-memory SQLite both names are the same engine and session factory.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import (
@@ -38,6 +46,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 __all__ = [
@@ -57,6 +66,7 @@ SQLITE_BUSY_TIMEOUT_MS = 5000
 WRITER_WAIT_S = 60.0
 #: SQLite reader connections kept open (more are opened under load, up to twice that).
 READER_POOL = 4
+T = TypeVar("T")
 
 _SQLITE_DRIVERS = {None, "aiosqlite", "pysqlite"}
 _PG_DRIVERS = {None, "asyncpg"}
@@ -139,9 +149,19 @@ class Database:
     """The writer engine and, on a SQLite file, a separate reader engine, each with its
     session factory. Create with :meth:`from_url`."""
 
-    def __init__(self, engine: AsyncEngine, reader: AsyncEngine | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        reader: AsyncEngine | None = None,
+        sync_reader: Engine | None = None,
+    ) -> None:
         self.engine = engine
         self.reader = reader if reader is not None else engine
+        self._sync_reader = sync_reader
+        self._sync_sessions = (
+            sessionmaker(sync_reader, expire_on_commit=False) if sync_reader is not None else None
+        )
+        self._read_pool: ThreadPoolExecutor | None = None
         self.sessionmaker: async_sessionmaker[AsyncSession] = async_sessionmaker(
             engine, expire_on_commit=False
         )
@@ -171,7 +191,12 @@ class Database:
                 async_url, pool_size=READER_POOL, max_overflow=READER_POOL, **kwargs
             )
             event.listen(reader.sync_engine, "connect", _reader_on_connect)
-            return cls(writer, reader)
+            sync_reader = create_engine(
+                async_url.set(drivername="sqlite+pysqlite"), pool_size=READER_POOL,
+                max_overflow=READER_POOL, connect_args={"check_same_thread": False}, **kwargs,
+            )  # fmt: skip
+            event.listen(sync_reader, "connect", _reader_on_connect)
+            return cls(writer, reader, sync_reader)
         kwargs["pool_pre_ping"] = True
         engine = create_async_engine(async_url, pool_size=10, max_overflow=20, **kwargs)
         return cls(engine)
@@ -194,10 +219,31 @@ class Database:
         ``query_only`` connection; elsewhere the same as :meth:`session`)."""
         return self.read_sessionmaker()
 
+    async def read(self, fn: Callable[[Session], T]) -> T:
+        """``fn(session)`` on a read-only session, in one hop (see the module docstring).
+        ``fn`` is synchronous; what it returns must not need the session afterwards."""
+        if self._sync_sessions is None:
+            async with self.read_session() as session:
+                return await session.run_sync(fn)
+        if self._read_pool is None:
+            self._read_pool = ThreadPoolExecutor(READER_POOL, thread_name_prefix="cti-read")
+        factory = self._sync_sessions
+
+        def run() -> T:
+            with factory() as session:
+                return fn(session)
+
+        return await asyncio.get_running_loop().run_in_executor(self._read_pool, run)
+
     async def dispose(self) -> None:
         await self.engine.dispose()
         if self.reader is not self.engine:
             await self.reader.dispose()
+        if self._read_pool is not None:
+            self._read_pool.shutdown(wait=False)
+            self._read_pool = None
+        if self._sync_reader is not None:
+            self._sync_reader.dispose()
 
     def __repr__(self) -> str:
         return f"Database({self.engine.url.render_as_string(hide_password=True)!r})"

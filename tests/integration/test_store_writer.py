@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from cti.store.db import Database
 
@@ -102,5 +103,22 @@ async def test_a_read_session_cannot_write(sqlite_db: Database) -> None:
         async with db.read_session() as s:
             with pytest.raises(OperationalError, match="readonly"):
                 await s.execute(text("INSERT INTO t (seen) VALUES (1)"))
+    finally:
+        await db.dispose()
+
+
+async def test_read_runs_in_one_hop_beside_the_writer(sqlite_db: Database) -> None:
+    db = sqlite_db
+    try:
+        async with db.session() as writer:
+            await writer.execute(text("INSERT INTO t (seen) VALUES (7)"))
+
+            def count(s: Session) -> int:
+                return int(s.execute(text("SELECT count(*) FROM t")).scalar_one())
+
+            counts = await asyncio.wait_for(asyncio.gather(*(db.read(count) for _ in range(8))), 5)
+            assert counts == [0] * 8  # not waiting for the writer, not seeing its work
+            await writer.commit()
+        assert await db.read(count) == 1
     finally:
         await db.dispose()
