@@ -66,6 +66,8 @@ log = logging.getLogger(__name__)
 _FINAL = frozenset({"ended", "taken", "missed", "replaced"})
 _MAX_ID = 64
 SEEN_PER_AGENT = 500
+#: how long after ``lookup_timeout_s`` a card still found goes to the pops
+LATE_LOOKUP_S = 30.0
 
 
 def utcnow() -> datetime:
@@ -198,18 +200,15 @@ class PopService:
         history: list[dict[str, Any]] = []
         try:
             async with self._sem, asyncio.timeout(self.config.lookup_timeout_s):
-                card = await directory.lookup_number(facts.caller_e164)
-                if card is not None:
-                    customer = card_dict(card)
-                    if card.customer_id and self.config.history_limit:
-                        rows = await directory.recent_interactions(
-                            card.customer_id, self.config.history_limit
-                        )
-                        history = [history_item(r) for r in rows[: self.config.history_limit]]
+                customer, history = await self._card(facts, directory)
             self.lookups_done += 1
         except TimeoutError:
             self.lookups_failed += 1
             log.warning("customer lookup timed out", extra={"linkedid": facts.linkedid})
+            # the directory goes on loading (decision 0027): the card follows if it comes
+            late = asyncio.get_running_loop().create_task(self._late_card(facts, directory))
+            self._waiters.add(late)
+            late.add_done_callback(self._waiters.discard)
         except Exception:
             self.lookups_failed += 1
             log.exception("customer lookup failed", extra={"linkedid": facts.linkedid})
@@ -218,6 +217,38 @@ class PopService:
         for agent in list(self._holders.get(facts.linkedid, ())):
             pop = self._pop_of(agent, facts.linkedid)
             if pop is not None and pop.message.get("customer_pending"):
+                self.lookups_late += 1
+                self._update(
+                    pop, pop.message["state"],
+                    customer=customer, history=history, customer_pending=False,
+                )  # fmt: skip
+
+    async def _card(
+        self, facts: CallFacts, directory: CustomerDirectory
+    ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        card = await directory.lookup_number(facts.caller_e164)
+        if card is None:
+            return None, []
+        history: list[dict[str, Any]] = []
+        if card.customer_id and self.config.history_limit:
+            rows = await directory.recent_interactions(card.customer_id, self.config.history_limit)
+            history = [history_item(r) for r in rows[: self.config.history_limit]]
+        return card_dict(card), history
+
+    async def _late_card(self, facts: CallFacts, directory: CustomerDirectory) -> None:
+        """A lookup that outlived ``lookup_timeout_s``: its card still goes to the pops
+        (within LATE_LOOKUP_S more), as a ``call.update``."""
+        try:
+            async with asyncio.timeout(LATE_LOOKUP_S):
+                customer, history = await self._card(facts, directory)
+        except Exception as exc:
+            log.warning("late customer lookup failed: %r", exc, extra={"linkedid": facts.linkedid})
+            return
+        if customer is None:
+            return
+        facts.customer, facts.history = customer, history
+        for pop in self._holding(facts.linkedid):
+            if pop.ended_at is None:
                 self.lookups_late += 1
                 self._update(
                     pop, pop.message["state"],

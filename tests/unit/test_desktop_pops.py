@@ -221,6 +221,25 @@ async def test_lookup_timeout_gives_up() -> None:
     }  # fmt: skip
 
 
+async def test_a_card_found_after_the_timeout_still_follows() -> None:
+    """Issue #19: a directory slower than lookup_timeout_s goes on loading; when the card
+    comes, the pops get it in a call.update (no pop stays without its card)."""
+    directory = Directory()
+    directory.gate.clear()
+    svc, sent, _ = make(directory, lookup_wait_s=0, lookup_timeout_s=0.1)
+    bus = bus_of(svc)
+    bus.publish(CallOffered("L5b", T0, "support", "Local/1@x", "a1", "13800138000"))
+    await asyncio.sleep(0.3)
+    assert svc.lookups_failed == 1 and sent.to("a1")[-1]["customer"] is None
+    directory.gate.set()
+    for _ in range(20):
+        await settle()
+    late = sent.to("a1")[-1]
+    assert late["type"] == "call.update" and late["customer"]["name"] == "张伟"
+    assert late["customer_pending"] is False and late["state"] == "ringing"
+    await svc.stop()
+
+
 async def test_updates_of_the_same_card_and_other_agents() -> None:
     svc, sent, _ = make(None)
     bus = bus_of(svc)
