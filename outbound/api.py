@@ -139,6 +139,7 @@ class OutboundApi:
         r.add_get(f"{p}/leads", self.list_leads)
         r.add_post(f"{p}/leads/reassign", self.reassign)
         r.add_get(f"{p}/me/lead", self.my_lead)
+        r.add_get(f"{p}/me/campaigns", self.my_campaigns)
         r.add_post(f"{p}/campaigns/{{id}}/next", self.next_lead)
         r.add_post(f"{p}/leads/{{id}}/dial", self.dial_lead)
         r.add_post(f"{p}/leads/{{id}}/skip", self.skip_lead)
@@ -390,6 +391,17 @@ class OutboundApi:
         return {**lead, "campaign": campaign.get("name", ""),
                 "campaign_title": campaign.get("title", ""),
                 "script": campaign.get("script", "")}  # fmt: skip
+
+    @doc("The running campaigns the signed-in agent works (preview: it asks for leads)",
+         tags=TAGS, response=obj({"campaigns": arr(obj())}))  # fmt: skip
+    async def my_campaigns(self, request: web.Request) -> web.Response:
+        me = principal(request).name
+        out = [
+            {k: c[k] for k in ("id", "name", "title", "mode", "status")}
+            for c in await self.store.campaigns()
+            if c["status"] == "running" and (not c["agents"] or me in c["agents"])
+        ]
+        return web.json_response({"campaigns": out})
 
     @doc("The lead of the signed-in agent's campaign call (the card to show), or the lead "
          "it previews", tags=TAGS,

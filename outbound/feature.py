@@ -4,15 +4,20 @@ every dial), the campaign dialer, and its REST routes."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from cti.config import Settings
 from cti.features import FeatureContext
 from cti.services import Services
 from cti.store.db import Database
+from cti.web.pages import add_pages
 from outbound.api import OutboundApi
 from outbound.dialer import CALL_EVENTS, CampaignDialer, lead_connected
 from outbound.store import OutboundStore
 
-__all__ = ["OutboundFeature"]
+__all__ = ["PAGE_PREFIX", "OutboundFeature"]
+
+PAGE_PREFIX = "/outbound"
 
 
 class OutboundFeature:
@@ -42,6 +47,7 @@ class OutboundFeature:
         self.dialer.on_connected.append(lambda call: bus.publish(lead_connected(call)))
         OutboundApi(self.store, self.dialer, timezone=ctx.settings.site.timezone,
                     services=ctx.services).add_routes(ctx.app)  # fmt: skip
+        add_pages(ctx.app, PAGE_PREFIX, Path(__file__).parent / "static")
 
     async def start(self) -> None:
         if self.dialer is not None:
