@@ -35,7 +35,8 @@
     $("recent").replaceChildren();
     if (todayTimer) clearInterval(todayTimer);
     if (tickTimer) clearInterval(tickTimer);
-    if (window.CTIPhone) window.CTIPhone.stop();
+    window.CTIDeskSignedIn = false;
+    document.dispatchEvent(new CustomEvent("cti:signed-out"));
     $("conn").textContent = "";
   }
 
@@ -45,7 +46,8 @@
     loadReasons(); loadDispositions(); loadStatus(); loadWork(); loadToday();
     todayTimer = setInterval(loadToday, 60000);
     tickTimer = setInterval(tick, 1000);
-    if (window.CTIPhone) window.CTIPhone.start(me);
+    window.CTIDeskSignedIn = true; // the browser phone (softphone.js) registers now
+    document.dispatchEvent(new CustomEvent("cti:signed-in"));
   }
 
   function onSocketState(state) {
@@ -535,6 +537,7 @@
     CTI.translate();
     document.title = t("title");
     for (const entry of cards.values()) renderCard(entry);
+    document.dispatchEvent(new CustomEvent("cti:lang"));
     if (me) { loadStatus(); loadWork(); loadToday(); }
   }
 

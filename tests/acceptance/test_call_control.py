@@ -196,7 +196,7 @@ async def test_hold_plays_music_to_the_caller_and_resume_gives_the_agent_back(
 
     row = (await wait_for(rolled_up, timeout=30, what="the call in the statistics"))[0]
     assert row["offered"] == 1 and row["answered"] == 1 and row["hold_count"] == 1
-    assert row["hold_s"] >= 2
+    assert row["hold_s"] >= 1.5  # the test held it ~2 s (the statistics: Hold to Unhold)
     await ws.close()
 
 

@@ -1,0 +1,187 @@
+"""The browser phone in the agent desktop, in real Chromium against the real Asterisk.
+
+The agent has a provisioned WebRTC phone (phones/); signing in to the desktop registers
+it over Asterisk's WebSocket (SIP.js from npm). A SIPp caller (talking: Debian's G.711
+sample) reaches the queue, the queue rings the browser phone, the page shows it ringing
+with the pop, the agent answers in the page, and audio flows both ways:
+
+- browser -> caller: Asterisk's copy of what it reads from the browser's leg (MixMonitor
+  ``r()``) carries the browser's fake microphone, a 1000 Hz tone (Goertzel);
+- caller -> browser: Asterisk writes the caller's audio to the browser's leg (MixMonitor
+  ``t()``, not silence) and the page's own WebRTC statistics count audio energy received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import secrets
+import struct
+import wave
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import Browser, Page
+
+from acd import store as acd_store
+from acd.queues_conf import QueueParams
+from callcontrol.feature import CallControlFeature
+from cti.ami.client import AmiClient
+from cti.ami.protocol import Message
+from cti.asterisk.instance import ChrootAsterisk
+from cti.config import Settings
+from phones.feature import PhonesFeature
+from tests.acceptance.conftest import FAKE_MIC_HZ, daemon_settings
+from tests.acceptance.harness import sign_in_page, start_sipp, wait_for
+from tests.acceptance.test_pop import Stack, running_stack
+
+SCENARIO = Path(__file__).parent / "sipp" / "uac_talk.xml"
+
+
+@pytest.fixture
+async def phone_stack(
+    asterisk: ChrootAsterisk, ami: AmiClient, tmp_path: Path
+) -> AsyncIterator[tuple[Stack, str]]:
+    """ACD + CRM + desktop + phones + call control on SQLite; callers reach a queue of
+    this test only."""
+    queue = f"sp{secrets.token_hex(4)}"
+    url = f"sqlite+aiosqlite:///{tmp_path / 'cti.db'}"
+    base = daemon_settings(asterisk, url).model_dump()
+    base["acd"] = {"asterisk_etc_dir": str(asterisk.etc_dir)}
+    await ami.send_action("Setvar", {"Variable": "CTI_DEFAULT_QUEUE", "Value": queue})
+    try:
+        async with running_stack(
+            asterisk, Settings(**base), ami, PhonesFeature(), CallControlFeature()
+        ) as stack:
+            await acd_store.put_queue(stack.daemon.db, QueueParams(queue, timeout_s=30))
+            acd = stack.daemon.services.extra["acd"]
+            assert await acd.apply_queues()  # type: ignore[attr-defined]
+            yield stack, queue
+    finally:
+        await ami.send_action("Setvar", {"Variable": "CTI_DEFAULT_QUEUE", "Value": "support"})
+
+
+async def agent_with_browser_phone(stack: Stack, name: str, queue: str) -> tuple[str, str]:
+    """An ACD agent with a provisioned browser phone and a person signing in as it;
+    returns (login, the phone's endpoint name)."""
+    status, body = await stack.api(
+        "PUT", f"/api/v1/acd/agents/{name}", stack.admin,
+        {"devices": [{"kind": "local", "address": "599"}], "skills": {queue: 0}},
+    )  # fmt: skip
+    assert status == 200, body
+    status, body = await stack.api(
+        "POST", f"/api/v1/agents/{name}/phones", stack.admin, {"kind": "webrtc"}
+    )
+    assert status == 201, body
+    return await stack.person(name, "agent", agent=name), body["phone"]["name"]
+
+
+def tone_share(path: Path, hz: float) -> tuple[float, float]:
+    """(share of the signal's power at ``hz``, RMS) of a 16-bit mono WAV (Goertzel over
+    20 ms blocks, summed)."""
+    with wave.open(str(path)) as w:
+        rate, raw = w.getframerate(), w.readframes(w.getnframes())
+    samples = struct.unpack(f"<{len(raw) // 2}h", raw)
+    block = rate // 50
+    coeff = 2 * math.cos(2 * math.pi * hz / rate)
+    at_hz = total = 0.0
+    for start in range(0, len(samples) - block, block):
+        s1 = s2 = 0.0
+        chunk = samples[start : start + block]
+        for x in chunk:
+            s1, s2 = x + coeff * s1 - s2, s1
+        at_hz += (s1 * s1 + s2 * s2 - coeff * s1 * s2) * 2 / block
+        total += sum(x * x for x in chunk)
+    rms = math.sqrt(total / max(1, len(samples)))
+    return (at_hz / total if total else 0.0), rms
+
+
+async def test_the_browser_phone_registers_rings_answers_and_carries_audio_both_ways(
+    phone_stack: tuple[Stack, str], ami: AmiClient, asterisk: ChrootAsterisk,
+    browser: Browser, tmp_path: Path,
+) -> None:  # fmt: skip
+    stack, queue = phone_stack
+    login, endpoint = await agent_with_browser_phone(stack, "s501", queue)
+    seen: list[Message] = []
+    ami.add_event_handler(seen.append)
+    context = await browser.new_context(locale="en-GB")
+    page: Page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    proc = None
+    try:
+        await page.goto(stack.base + "/desktop/")
+        await sign_in_page(page, login)
+        await page.wait_for_selector("#conn.open")
+        # signing in registered the browser phone
+        await page.wait_for_selector('#phone-reg[data-state="registered"]', timeout=20_000)
+        await page.click("#btn-available")
+        await page.wait_for_selector('#status-value[data-status="available"]')
+
+        async def member() -> list[str]:
+            _, items = await ami.send_list_action("QueueStatus", {"Queue": queue})
+            return [i.get("StateInterface", "") for i in items if i.get("Event") == "QueueMember"]
+
+        assert await wait_for(member, timeout=10, what="the member") == [f"PJSIP/{endpoint}"]
+
+        proc = await start_sipp(asterisk, SCENARIO, "-m", "1", "-set", "caller", "13800138031",
+                                cwd=tmp_path, timeout_s=90)  # fmt: skip
+
+        def of(name: str, **match: str) -> list[Message]:
+            return [m for m in seen if m.event == name
+                    and all(m.get(k) == v for k, v in match.items())]  # fmt: skip
+
+        async def joined() -> list[Message]:
+            return of("QueueCallerJoin", Queue=queue)
+
+        linkedid = (await wait_for(joined, timeout=30, what="the caller in the queue"))[0][
+            "Linkedid"
+        ]
+        card = f'article.card[data-linkedid="{linkedid}"]'
+        # the pop and the ringing arrive together
+        await page.wait_for_selector(card + '[data-state="ringing"]', timeout=20_000)
+        await page.wait_for_selector('#phone-call[data-state="ringing"]', timeout=20_000)
+        await page.click("#phone-answer")
+        await page.wait_for_selector('#phone-call[data-state="talking"]', timeout=15_000)
+        await page.wait_for_selector(card + '[data-state="answered"]', timeout=15_000)
+
+        async def connected() -> list[Message]:
+            return of("AgentConnect", Queue=queue, Linkedid=linkedid)
+
+        agent_channel = (await wait_for(connected, timeout=15, what="AgentConnect"))[0][
+            "DestChannel"
+        ]
+        assert agent_channel.startswith(f"PJSIP/{endpoint}-")
+        tag = secrets.token_hex(4)
+        resp = await ami.send_action("MixMonitor", {
+            "Channel": agent_channel, "File": f"sp-{tag}-mix.wav",
+            "Options": f"r(sp-{tag}-from-browser.wav)t(sp-{tag}-to-browser.wav)",
+        })  # fmt: skip
+        assert resp.get("Response") == "Success", dict(resp)
+        await asyncio.sleep(8)
+
+        stats: Any = await page.evaluate("window.CTIPhone.stats()")
+        assert stats and stats["inbound"] and stats["outbound"], stats
+        assert stats["outbound"]["packets"] > 100, stats  # the microphone is sent
+        assert stats["inbound"]["packets"] > 100, stats
+        assert stats["inbound"]["energy"] > 0.001, stats  # and what comes back is not silence
+        await ami.send_action("StopMixMonitor", {"Channel": agent_channel})
+        await asyncio.sleep(1)
+
+        from_browser = asterisk.monitor_dir / f"sp-{tag}-from-browser.wav"
+        to_browser = asterisk.monitor_dir / f"sp-{tag}-to-browser.wav"
+        share, rms = tone_share(from_browser, FAKE_MIC_HZ)
+        print(f"from the browser: {share:.2f} of the power at {FAKE_MIC_HZ} Hz, RMS {rms:.0f}")
+        assert share > 0.5 and rms > 300, (share, rms)  # the browser's 1000 Hz tone
+        share, rms = tone_share(to_browser, FAKE_MIC_HZ)
+        print(f"to the browser: {share:.2f} at {FAKE_MIC_HZ} Hz, RMS {rms:.0f}; page: {stats}")
+        assert rms > 100 and share < 0.5, (share, rms)  # the caller talking, not the tone
+        assert not errors, errors
+    finally:
+        ami.remove_event_handler(seen.append)
+        if proc is not None and proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await context.close()
