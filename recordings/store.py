@@ -60,8 +60,7 @@ class RecordingStore:
         async with self.db.session() as s:
             row = Recording(**values)
             s.add(row)
-            await s.commit()
-            await s.refresh(row)
+            await s.commit()  # every column has a Python-side default: nothing to re-read
             return row
 
     async def get(self, recording_id: int) -> Recording | None:

@@ -125,8 +125,10 @@ class WsHub:
         self.auth_timeout_s = auth_timeout_s
         self.origins = OriginPolicy.of(extra=allowed_origins)
         self.connections: set[Connection] = set()
-        # by principal name: a message to named agents (a pop) visits only theirs
+        # by principal name and by role: a message to named agents (a pop) or to a role
+        # (supervisors) visits only those connections, not every desktop
         self._by_name: dict[str, set[Connection]] = {}
+        self._by_role: dict[str, set[Connection]] = {}
         self.dropped_slow = 0
         self._snapshots: list[Snapshot] = []
         self._commands: dict[str, Command] = {}
@@ -147,11 +149,7 @@ class WsHub:
         Returns how many connections it was queued for."""
         text = json.dumps(message, ensure_ascii=False, default=str)
         n = 0
-        if audience.min_role is None:
-            conns = [c for name in audience.agents for c in self._by_name.get(name, ())]
-        else:
-            conns = list(self.connections)
-        for conn in conns:
+        for conn in self._candidates(audience):
             if conn.dropped or not audience.includes(conn.principal):
                 continue
             try:
@@ -164,6 +162,18 @@ class WsHub:
                 )
                 conn.drop()
         return n
+
+    def _candidates(self, audience: Audience) -> list[Connection]:
+        """The connections ``audience`` may include (it still decides, e.g. queue scope)."""
+        named = [c for name in audience.agents for c in self._by_name.get(name, ())]
+        if audience.min_role is None:
+            return named
+        floor = ROLE_RANK[audience.min_role]
+        ranked = [
+            c for role, conns in self._by_role.items()
+            if ROLE_RANK.get(role, -1) >= floor for c in conns
+        ]  # fmt: skip
+        return list(dict.fromkeys([*named, *ranked])) if named else ranked
 
     # --- credentials ---------------------------------------------------------------------
     def end_credentials(self, kind: str, ids: set[int]) -> int:
@@ -264,6 +274,7 @@ class WsHub:
         self.connections.add(conn)
         p = conn.principal
         self._by_name.setdefault(p.name, set()).add(conn)
+        self._by_role.setdefault(p.role, set()).add(conn)
         try:
             hello = {"type": "hello", "who": p.name, "role": p.role}
             conn.queue.put_nowait(json.dumps(hello, ensure_ascii=False))
@@ -287,11 +298,12 @@ class WsHub:
             await conn.ws.close(code=CLOSE_TOO_SLOW, message=b"too slow")
         finally:
             self.connections.discard(conn)
-            named = self._by_name.get(p.name)
-            if named is not None:
-                named.discard(conn)
-                if not named:
-                    del self._by_name[p.name]
+            for index, key in ((self._by_name, p.name), (self._by_role, p.role)):
+                group = index.get(key)
+                if group is not None:
+                    group.discard(conn)
+                    if not group:
+                        del index[key]
 
     async def _close_for(self, conn: Connection, done: set[asyncio.Task[None]]) -> None:
         """The one place where how a connection ended becomes a close code."""
