@@ -435,6 +435,10 @@ async def run(args: argparse.Namespace) -> None:
         print(f"recording start p99: {pct(rec_ms, 0.99):.1f} ms")
         print(f"errors: {len(errors)}")
         print(f"daemon cpu: {100 * cpu / wall:.0f} %")
+        # the figures depend on what else runs: a daemon starved of CPU is late everywhere
+        per_call = 1000 * cpu / max(1, len(originated))
+        print(f"# daemon CPU {cpu:.1f} s over {wall:.1f} s ({per_call:.1f} ms a call); "
+              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")  # fmt: skip
         for line in errors[: args.show_errors]:
             print(f"# {line[:400]}")
     finally:
