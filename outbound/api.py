@@ -60,6 +60,7 @@ LIST_ID = Int(name="list", lo=1, hi=2**31)
 LEAD_STATUS = Choice(name="status",
                      choices=("new", "dialing", "retry", "callback", "done", "dnc"))  # fmt: skip
 LIMIT = Int(name="limit", default=200, lo=1, hi=1000)
+WITH_BUSY = Flag(name="busy", description="recycle busy numbers too")
 REPORT_BY = Choice(name="by", choices=("day", "hour", "agent", "list"), default="day")
 REPORT_FORMAT = Choice(name="format", choices=("json", "csv"), default="json")
 OFFSET = Int(name="offset", default=0, lo=0, hi=10**7)
@@ -134,6 +135,7 @@ class OutboundApi:
         r.add_get(f"{p}/campaigns/{{id}}/lists", self.list_lists)
         r.add_post(f"{p}/campaigns/{{id}}/lists", self.create_list)
         r.add_get(f"{p}/lists/{{id}}", self.get_list)
+        r.add_post(f"{p}/lists/{{id}}/recycle", self.recycle_list)
         r.add_post(f"{p}/imports/preview", self.preview)
         r.add_post(f"{p}/lists/{{id}}/import", self.import_list)
         r.add_get(f"{p}/leads", self.list_leads)
@@ -300,6 +302,20 @@ class OutboundApi:
         if view is None:
             raise NotFound("no such list")
         return web.json_response(view)
+
+    @doc("Recycle a list: its finished leads whose last call was not answered (no answer, "
+         "and busy when asked) are dialled again from the start", role="supervisor",
+         tags=TAGS, query=[WITH_BUSY], response=obj({"recycled": INT}))  # fmt: skip
+    async def recycle_list(self, request: web.Request) -> web.Response:
+        require_role(request, "supervisor")
+        list_id = _path_id(request)
+        if await self.store.lead_list(list_id) is None:
+            raise NotFound("no such list")
+        outcomes = ("no_answer", "busy") if WITH_BUSY.read(request) else ("no_answer",)
+        n = await self.store.recycle(list_id=list_id, outcomes=outcomes)
+        await audit(request, "outbound.list.recycle", target_type="outbound_list",
+                    target_id=list_id, after={"recycled": n})  # fmt: skip
+        return web.json_response({"recycled": n})
 
     async def _file(self, request: web.Request) -> tuple[bytes, str]:
         if request.content_length is not None and request.content_length > MAX_BYTES:

@@ -109,6 +109,7 @@ class Run:
     window: CallingWindow
     calls: dict[str, LiveCall] = field(default_factory=dict)
     paused: bool = False
+    recycled_at: datetime | None = None
 
     @property
     def name(self) -> str:
@@ -217,6 +218,7 @@ class CampaignDialer:
             if run.paused or not run.window.is_open(now):
                 continue
             await self._callbacks(run, now)
+            await self._recycle(run, now)
             if run.settings.mode == "preview" or not run.settings.queue:
                 continue
             free, busy, _ = self.queue_state(run.settings.queue)
@@ -263,6 +265,17 @@ class CampaignDialer:
             if not lead["agent"] or (after and (now - due).total_seconds() >= after * 60):
                 await self.store.update_lead(lead["id"], ["callback"], status="retry",
                                              agent="", next_at=now)  # fmt: skip
+
+    async def _recycle(self, run: Run, now: datetime) -> None:
+        """No-answers finished ``recycle_after_h`` ago are dialled again (once a minute)."""
+        hours = run.settings.recycle_after_h
+        if not hours or (run.recycled_at and (now - run.recycled_at).total_seconds() < 60):
+            return
+        run.recycled_at = now
+        n = await self.store.recycle(campaign_id=run.campaign["id"],
+                                     finished_before=now - timedelta(hours=hours))  # fmt: skip
+        if n:
+            log.info("campaign %s: %d no-answer leads recycled", run.name, n)
 
     async def dial_preview(self, campaign_id: int, lead: dict[str, Any], agent: str) -> LiveCall:
         """The agent dials the lead it previews: its phone rings, then the customer."""

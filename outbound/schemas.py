@@ -78,7 +78,7 @@ class CampaignIn(_Model):
     name: str = Field(pattern=NAME)
     title: str = Field(default="", max_length=200)
     mode: Literal["preview", "progressive", "predictive"] = "progressive"
-    queue: str = Field(default="", pattern=r"^([A-Za-z0-9_-]{1,64})?$")
+    queue: str = Field(default="", pattern=r"^([a-z0-9][a-z0-9_]{0,63})?$")  # an ACD queue
     agents: list[str] = Field(default_factory=list, max_length=500)
     caller_id: str = Field(default="", pattern=r"^(\+?[0-9]{2,20})?$")
     window: Window = Field(default_factory=Window)
@@ -119,7 +119,7 @@ class CampaignPatch(_Model):
 
     title: str | None = Field(default=None, max_length=200)
     mode: Literal["preview", "progressive", "predictive"] | None = None
-    queue: str | None = Field(default=None, pattern=r"^([A-Za-z0-9_-]{1,64})?$")
+    queue: str | None = Field(default=None, pattern=r"^([a-z0-9][a-z0-9_]{0,63})?$")
     agents: list[str] | None = Field(default=None, max_length=500)
     caller_id: str | None = Field(default=None, pattern=r"^(\+?[0-9]{2,20})?$")
     window: Window | None = None

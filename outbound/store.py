@@ -391,6 +391,26 @@ class OutboundStore:
                 return None
             return {c.name: _plain(getattr(row, c.name)) for c in AttemptRow.__table__.columns}
 
+    async def recycle(self, *, campaign_id: int | None = None, list_id: int | None = None,
+                      outcomes: Sequence[str] = ("no_answer",),
+                      finished_before: datetime | None = None) -> int:  # fmt: skip
+        """Finished leads whose last call ended with one of ``outcomes`` (and, when
+        given, finished before ``finished_before``) are dialled again: status new, no
+        attempts counted."""
+        q = update(LeadRow).where(LeadRow.status == "done",
+                                  LeadRow.last_outcome.in_(list(outcomes)),
+                                  LeadRow.disposition == "")  # fmt: skip
+        if campaign_id is not None:
+            q = q.where(LeadRow.campaign_id == campaign_id)
+        if list_id is not None:
+            q = q.where(LeadRow.list_id == list_id)
+        if finished_before is not None:
+            q = q.where(LeadRow.updated_at <= finished_before)
+        async with self.db.session() as s, s.begin():
+            result = await s.execute(q.values(status="new", attempts=0, next_at=None,
+                                              updated_at=self.clock()))  # fmt: skip
+            return int(getattr(result, "rowcount", 0))
+
     async def release_dialing(self, campaign_id: int, now: datetime) -> int:
         """Leads left ``dialing`` by a dialer that stopped: due again now."""
         async with self.db.session() as s, s.begin():
