@@ -226,6 +226,30 @@ async def _line(proc: asyncio.subprocess.Process, what: str, timeout: float = 12
         raise RuntimeError(f"{what} failed: {line!r}")
 
 
+async def _drain(base: str, args: argparse.Namespace) -> tuple[int, float]:
+    """After the burst: the calls end, their recordings are converted. The largest
+    transcoding backlog seen, and the seconds from the last hang-up until it is 0."""
+    import aiohttp
+
+    async def backlog(http: aiohttp.ClientSession) -> int:
+        async with http.get(base + "/metrics") as resp:
+            for line in (await resp.text()).splitlines():
+                if line.startswith("cti_recordings_transcode_backlog "):
+                    return int(float(line.split()[1]))
+        return 0
+
+    most, last_hangup = 0, time.monotonic() + args.talk + 2
+    async with aiohttp.ClientSession() as http:
+        while True:
+            now_backlog = await backlog(http)
+            most = max(most, now_backlog)
+            if now_backlog == 0 and time.monotonic() > last_hangup:
+                return most, max(0.0, time.monotonic() - last_hangup)
+            if time.monotonic() > last_hangup + 600:
+                return most, float("inf")
+            await asyncio.sleep(0.5)
+
+
 # --- the run ----------------------------------------------------------------------------------
 
 
@@ -391,6 +415,7 @@ async def run(args: argparse.Namespace) -> None:
         await asyncio.sleep(1.0)  # the last frames and late cards reach the desktops
         wall = time.monotonic() - wall0
         cpu = _proc_cpu_s(daemon.pid) - cpu0
+        drained = await _drain(base, args) if args.drain else None
         errors = await asyncio.to_thread(error_lines, log_file, log_offset)
         assert clients.stdin is not None
         clients.stdin.close()
@@ -439,6 +464,10 @@ async def run(args: argparse.Namespace) -> None:
         per_call = 1000 * cpu / max(1, len(originated))
         print(f"# daemon CPU {cpu:.1f} s over {wall:.1f} s ({per_call:.1f} ms a call); "
               f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")  # fmt: skip
+        if drained is not None:
+            most, seconds = drained
+            print(f"transcode backlog max: {most}")
+            print(f"transcode drain: {seconds:.1f} s")
         for line in errors[: args.show_errors]:
             print(f"# {line[:400]}")
     finally:
@@ -487,6 +516,10 @@ def main() -> None:
     parser.add_argument("--format", default="", help="[recordings] format (default: mp3)")
     parser.add_argument("--show-errors", type=int, default=5, help="error lines shown")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (daemon log)")
+    parser.add_argument(
+        "--drain", action="store_true",
+        help="then wait for the calls to end and print the transcoding backlog and drain time",
+    )  # fmt: skip
     parser.add_argument(
         "--debug-loop", action="store_true",
         help="asyncio debug mode in the daemon: callbacks over 100 ms are logged (slower)",
