@@ -31,12 +31,14 @@ import contextlib
 import csv
 import math
 import os
+import secrets
 import shutil
 import socket
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -99,6 +101,25 @@ def sipp_stats(path: Path) -> dict[str, int]:
     return out
 
 
+def start_asterisk(rtp_ports: int) -> Any:
+    """The acceptance tests' instance, with room for this many RTP ports (each call has
+    two legs, each an RTP and an RTCP port)."""
+    from cti.asterisk.instance import ChrootAsterisk, InstanceSpec
+    from cti.asterisk.rootfs import ensure_root
+    from tests.acceptance.harness import DIALPLANS, free_port
+
+    rtp = 30000 + secrets.randbelow(20) * 1000
+    spec = InstanceSpec(
+        name=f"test-{os.getpid()}", ami_secret=secrets.token_hex(16), ami_port=free_port(),
+        sip_port=free_port(socket.SOCK_DGRAM), http_port=free_port(), rtp_start=rtp,
+        rtp_end=rtp + rtp_ports, agi_port=free_port(),
+    )  # fmt: skip
+    inst = ChrootAsterisk(ensure_root(lambda msg: print(f"# {msg}", flush=True)), spec, DIALPLANS)
+    inst.start(tie_to_parent=True)
+    inst.wait_fully_booted(30)
+    return inst
+
+
 async def run(args: argparse.Namespace) -> None:
     import aiohttp
     from sqlalchemy import func, select
@@ -112,7 +133,6 @@ async def run(args: argparse.Namespace) -> None:
         ami_client,
         free_port,
         reset_asterisk,
-        start_test_asterisk,
         stop_test_asterisk,
         wait_for,
     )
@@ -121,7 +141,7 @@ async def run(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="cti-sip-bench-"))
     print(f"# starting Asterisk (agents={args.agents}, concurrent={args.concurrent}) ...",
           flush=True)  # fmt: skip
-    inst = await asyncio.to_thread(start_test_asterisk)
+    inst = await asyncio.to_thread(start_asterisk, 8 * args.concurrent + 200)
     procs: list[asyncio.subprocess.Process] = []
     daemon: asyncio.subprocess.Process | None = None
     ami = ami_client(inst)
@@ -266,7 +286,9 @@ async def run(args: argparse.Namespace) -> None:
         await db.dispose()
 
         print(f"calls placed: {stats['TotalCallCreated']} calls")
-        print(f"calls answered (sipp): {stats['SuccessfulCall(C)']} calls")
+        print(
+            f"calls completed (sipp: answered, talked, hung up): {stats['SuccessfulCall(C)']} calls"
+        )
         print(f"calls failed (sipp): {stats['FailedCall(C)']} calls")
         print(f"call rows: {total} rows")
         print(f"call rows answered: {answered} rows")

@@ -45,6 +45,9 @@ if [ ! -f var/demo-seeded ]; then
     --skill support=0 --skill sales=1
   $CTI acd agent-set agent102 --display-name "Tom Baker" --device local:102 \
     --skill support=0
+  # each has a browser phone too (shown in the console; the desktop can register it)
+  $CTI phones add agent101 --label "demo browser phone" >/dev/null
+  $CTI phones add agent102 --label "demo browser phone" >/dev/null
   touch var/demo-seeded
 fi
 # people who sign in: an admin, a supervisor and the two demo agents, with generated
@@ -78,8 +81,11 @@ for _ in $(seq 1 50); do
 done
 echo "==> logging the demo agents in"
 for agent in agent101 agent102; do
+  # on their simulated device (it comes after their provisioned phones), so the demo
+  # calls are answered without a browser open
+  device=$($CTI phones list --agent "$agent" | wc -l)
   curl -fsS -o /dev/null -X POST -H "Authorization: Bearer ${TOKEN}" \
-    -H "Content-Type: application/json" -d '{"status": "available"}' \
+    -H "Content-Type: application/json" -d "{\"status\": \"available\", \"device\": ${device}}" \
     "http://127.0.0.1:${HTTP_PORT}/api/v1/acd/agents/${agent}/status" \
     || echo "    (could not log $agent in: see var/log/cti.log)"
 done
