@@ -10,7 +10,7 @@ Same interface as the in-process :class:`cti.bus.EventBus`; a published event is
    buffer only when the broker acknowledged it as stored (on disk: file storage). While
    the broker is unreachable the buffer holds up to ``buffer_max`` events; past that the
    oldest is dropped and counted (``cti_bus_dropped_total``), never blocking the caller.
-3. Each node reads the stream through its own durable pull consumer (``node-<name>``)
+3. Each node reads the stream through its own durable push consumer (``node-<name>``)
    with explicit acknowledgement: what it had not acknowledged when the link or the broker
    went away is delivered again, and a node that was away resumes where it stopped (within
    the stream's ``max_age``). Events are deduplicated by id (a bounded memory of recent
@@ -30,8 +30,8 @@ from typing import Any
 
 import nats
 from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError, NotFoundError
@@ -46,6 +46,7 @@ __all__ = ["NatsBus"]
 log = logging.getLogger(__name__)
 
 BATCH = 256
+WATCH_S = 5.0
 ACK_TIMEOUT_S = 5.0
 SEEN_MAX = 100_000
 _NAME = re.compile(r"[^A-Za-z0-9_-]")
@@ -93,6 +94,7 @@ class NatsBus(EventBus):
         self._tasks: list[asyncio.Task[None]] = []
         self._classes: dict[str, type[Any]] = {}
         self._closing = False
+        self._lost = asyncio.Event()
         self.published = 0
         self.received = 0
         self.dropped = 0
@@ -179,7 +181,7 @@ class NatsBus(EventBus):
                     self.url, name=self.durable, connect_timeout=2,
                     allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.25,
                     disconnected_cb=self._disconnected, reconnected_cb=self._reconnected,
-                    error_cb=self._error,
+                    error_cb=self._error, closed_cb=self._closed,
                 )  # fmt: skip
             except (OSError, NatsError, TimeoutError) as exc:
                 log.warning("broker %s not reachable (%s): retrying", self.url, exc)
@@ -204,8 +206,10 @@ class NatsBus(EventBus):
                 self._nc = await self._connect()
                 self._js = self._nc.jetstream(timeout=ACK_TIMEOUT_S)
                 await self._ensure_stream(self._js)
-                sub = await self._js.pull_subscribe(
+                self._lost = asyncio.Event()
+                await self._js.subscribe(
                     f"{self.prefix}.>", durable=self.durable, stream=self.stream,
+                    cb=self._on_msg, manual_ack=True, pending_msgs_limit=200_000,
                     config=ConsumerConfig(
                         deliver_policy=DeliverPolicy.NEW, ack_policy=AckPolicy.EXPLICIT,
                         ack_wait=10.0, max_ack_pending=20_000,
@@ -214,7 +218,7 @@ class NatsBus(EventBus):
                 self.metrics.connected.set(1)
                 self._ready.set()
                 log.info("broker link up", extra={"url": self.url, "node": self.node})
-                await self._receive(sub)
+                await self._watch(self._js)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -226,26 +230,32 @@ class NatsBus(EventBus):
                         await self._nc.close()
                 await asyncio.sleep(0.5)
 
-    async def _receive(self, sub: JetStreamContext.PullSubscription) -> None:
-        failures = 0
-        while True:
+    async def _watch(self, js: JetStreamContext) -> None:
+        """Return when the link must be made again: the connection closed for good, or
+        this node's consumer is gone (a broker that lost its storage)."""
+        while not self._lost.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._lost.wait(), WATCH_S)
+                return
+            if self._nc is None or not self._nc.is_connected:
+                continue  # the client is reconnecting by itself
             try:
-                msgs = await sub.fetch(BATCH, timeout=1.0)
-            except NatsTimeout:
+                await js.consumer_info(self.stream, self.durable)
+            except NotFoundError:
+                log.warning("broker lost this node's consumer: making it again")
+                return
+            except (NatsError, OSError, TimeoutError):
                 continue
-            except (NatsError, OSError) as exc:
-                # the client reconnects by itself; give up on this subscription only when
-                # that does not help (the stream or consumer vanished with a wiped broker)
-                failures += 1
-                if failures > 20 or isinstance(exc, NotFoundError):
-                    raise
-                await asyncio.sleep(0.25)
-                continue
-            failures = 0
-            for msg in msgs:
-                self._take(msg.data)
-                with contextlib.suppress(NatsError, OSError):
-                    await msg.ack()
+
+    async def _closed(self) -> None:
+        self._lost.set()
+
+    async def _on_msg(self, msg: Msg) -> None:
+        """Pushed by the broker as soon as stored (a durable push consumer: what was not
+        acknowledged is delivered again after ``ack_wait``, also across reconnects)."""
+        self._take(msg.data)
+        with contextlib.suppress(NatsError, OSError):
+            await msg.ack()
 
     def _take(self, data: bytes) -> None:
         try:
