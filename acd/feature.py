@@ -89,6 +89,8 @@ class AcdFeature:
         service = self.service
         self.wrapups = wrapups = WrapUps(service)
         service.in_wrapup = wrapups.is_active
+        services = ctx.services
+        service.prompts = lambda: services.prompts
         self.callbacks.queue_exists = lambda q: service.queue_params(q) is not None
         ctx.ami.add_event_handler(self._on_member_event)
         for kind in CALL_EVENTS:

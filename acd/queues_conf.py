@@ -11,8 +11,9 @@ before they get here (:mod:`acd.store`); nothing free-form reaches the file.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,6 +103,15 @@ KEY_CONTEXT = "cti-acd-key-{key}"
 ACW_GUARD_S = 2
 
 
+#: app_queue's per-queue announcement sounds the ACD sets (acd.prompts)
+ANNOUNCE_OPTIONS = frozenset({
+    "queue-youarenext", "queue-thereare", "queue-callswaiting", "queue-holdtime",
+    "queue-minutes", "queue-minute", "queue-seconds", "queue-thankyou",
+})  # fmt: skip
+#: a sound as the file may hold it (a name or absolute path: no ",", no line break)
+_SOUND = re.compile(r"/?[A-Za-z0-9_][A-Za-z0-9_./-]{0,199}")
+
+
 def _yn(value: bool) -> str:
     return "yes" if value else "no"
 
@@ -112,9 +122,15 @@ def render(
     *,
     callback_prompt: str = "",
     callback_announce_s: int = 0,
+    phrases: Mapping[str, Mapping[str, str]] | None = None,
+    callback_sounds: Mapping[tuple[str, str], str] | None = None,
 ) -> str:
     """``owner_agents``: agent ids that get a personal queue; ``callback_prompt`` is
-    announced every ``callback_announce_s`` in queues with a callback key."""
+    announced every ``callback_announce_s`` in queues with a callback key (else the
+    queue's language's spoken offer from ``callback_sounds``, by (language, key));
+    ``phrases``: per language, app_queue's announcement sounds (acd.prompts)."""
+    phrases = phrases or {}
+    callback_sounds = callback_sounds or {}
     lines = ["; Written by the cti daemon (acd) from its store: do not edit.", ""]
     for q in sorted(queues, key=lambda q: q.name):
         fixed = list(_FIXED)
@@ -127,9 +143,14 @@ def render(
             every = q.periodic_announce_s
         if q.callback_key:
             fixed.append(f"context = {KEY_CONTEXT.format(key=q.callback_key)}")
-            if callback_prompt and callback_announce_s > 0:
-                sounds.append(callback_prompt)
+            offer = callback_prompt or callback_sounds.get((q.language, q.callback_key), "")
+            if offer and _SOUND.fullmatch(offer) and callback_announce_s > 0:
+                sounds.append(offer)
                 every = every or callback_announce_s
+        spoken = phrases.get(q.language, {}) if q.announce_position or q.announce_holdtime else {}
+        for option, sound in sorted(spoken.items()):
+            if option in ANNOUNCE_OPTIONS and _SOUND.fullmatch(sound):
+                fixed.append(f"{option} = {sound}")
         if sounds:
             fixed += [
                 f"periodic-announce = {','.join(sounds)}",

@@ -32,11 +32,12 @@ from acd import store
 from acd.live import LiveModel
 from acd.notifier import AcdNotifier
 from acd.outbound import is_own_call
+from acd.prompts import render_sounds
 from acd.queues_conf import FILE_NAME, QueueParams, owner_queue, render, write_atomically
 from acd.settings import AcdSettings
 from cti.ami.actions import AmiActionError
 from cti.ami.client import AmiClient, NotConnected
-from cti.services import Services
+from cti.services import PromptSpeaker, Services
 from cti.store.db import Database
 
 __all__ = ["STATUSES", "AcdService", "AgentNotFound", "OperationRefused"]
@@ -76,12 +77,15 @@ class AcdService:
         self.notifier = notifier
         self.settings = settings
         self._lock = asyncio.Lock()
+        self._apply_lock = asyncio.Lock()
         self._queues: dict[str, QueueParams] = {}
         self._owner_ids: set[int] = set()
         self._redirected: set[str] = set()
         #: whether an agent is in enforced after-call work (acd.wrapup sets it): its
         #: "wrapup" pause in Asterisk is then not a difference to repair on resync
         self.in_wrapup: Callable[[str], bool] = lambda agent: False
+        #: the IVR's text-to-speech (cti.services), read when the queues are applied
+        self.prompts: Callable[[], PromptSpeaker | None] = lambda: None
         # the daemon's services (read at call time: the phones feature offers
         # cti.services.PhoneDirectory, the agents' provisioned phones), set by the feature
         self.services: Services | None = None
@@ -220,6 +224,10 @@ class AcdService:
         """Write queues_cti.conf from the store and reload app_queue when it changed (or
         ``reload``: after a (re)connect, since a file written while Asterisk was away or
         restarting was never loaded). False when there is no etc dir (nothing applied)."""
+        async with self._apply_lock:  # start and a (re)connect's resync may overlap
+            return await self._apply_queues(reload)
+
+    async def _apply_queues(self, reload: bool) -> bool:
         queues = await store.list_queues(self.db)
         self._queues = {q.name: q for q in queues}
         self.live.wrapup_config = {q.name: q.wrapup_s for q in queues}
@@ -227,9 +235,15 @@ class AcdService:
         if etc is None:
             return False
         owners = {int(a["id"]) for a in await store.list_agents(self.db)}
+        sounds = await render_sounds(
+            self.prompts(),
+            {q.language for q in queues if q.announce_position or q.announce_holdtime},
+            {(q.language, q.callback_key) for q in queues if q.callback_key},
+        )
         text = render(
             queues, owners, callback_prompt=self.settings.callback_prompt,
             callback_announce_s=self.settings.callback_announce_s,
+            phrases=sounds.phrases, callback_sounds=sounds.callback,
         )  # fmt: skip
         path = Path(etc) / FILE_NAME
         changed = await asyncio.to_thread(write_atomically, path, text)
@@ -244,6 +258,12 @@ class AcdService:
                 await self.ami.send_action(
                     "Setvar",
                     {"Variable": f"CTI_SURVEY_{q.name}", "Value": q.language if q.survey else ""},
+                )
+                # the caller's channel language while waiting (numbers said by app_queue)
+                announces = q.announce_position or q.announce_holdtime
+                await self.ami.send_action(
+                    "Setvar",
+                    {"Variable": f"CTI_LANG_{q.name}", "Value": q.language if announces else ""},
                 )
         return True
 

@@ -108,6 +108,8 @@ def cmd_asterisk(args: argparse.Namespace) -> int:
                 return 1
             print(f"ASTERISK_BASE={shlex.quote(str(runner.base))}")
             print(f"ASTERISK_INNER={shlex.quote(runner.inner)}")
+            # astdatadir's sounds (language sounds such as zh/digits go there)
+            print(f"ASTERISK_SOUNDS={shlex.quote(str(runner.root / 'usr/share/asterisk/sounds'))}")
     except AsteriskError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

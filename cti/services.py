@@ -113,6 +113,11 @@ class PromptSpeaker(Protocol):
 
     async def speak(self, text: str, language: str) -> str: ...
 
+    async def language_sound(self, text: str, language: str, name: str) -> None:
+        """``text`` spoken as the sound ``name`` of ``language`` (``digits/5``: where
+        Asterisk looks when a channel of that language says a number)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Conversion:

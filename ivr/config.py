@@ -21,6 +21,11 @@ class IvrConfig(BaseModel):
     # where text prompts are written (host path) and the same directory as Asterisk sees it
     prompt_dir: Path = Path("var/ivr/prompts")
     prompt_dir_asterisk: str = "/var/lib/asterisk/sounds/cti"
+    # Asterisk's sounds directory (<astdatadir>/sounds, host path): language sound files
+    # other features need (zh/digits/5 for numbers said in Mandarin) go under it; None:
+    # the parent of prompt_dir when Asterisk sees prompt_dir at the same path (no chroot),
+    # else none (numbers stay in Asterisk's English)
+    sounds_dir: Path | None = None
     # Dial() strings: external numbers ({digits} = E.164 without "+", {e164}) and extensions
     forward_dial: str = "PJSIP/{digits}@trunk"
     extension_dial: str = "PJSIP/{ext}"

@@ -60,7 +60,11 @@ class IvrFeature:
             IvrStore(ctx.db), self.store, self.config.menus, ctx.settings.site.default_region
         )
         ctx.agi.add_route(ROUTE, self._handle)
-        ctx.services.prompts = Speaker(self.store)  # queue prompts, survey (decision 0026)
+        sounds = self.config.sounds_dir
+        if sounds is None and str(self.config.prompt_dir) == self.config.prompt_dir_asterisk:
+            sounds = self.config.prompt_dir.parent  # no chroot: <sounds>/cti -> <sounds>
+        # queue prompts, survey, numbers in the queue's language (decision 0026)
+        ctx.services.prompts = Speaker(self.store, sounds)
         IvrApi(
             self.editor, self.store, reload=lambda by: self.reload(by=by), clock=self.now,
             site_timezone=ctx.settings.site.timezone,

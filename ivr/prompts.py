@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import subprocess
 import tempfile
 import warnings
@@ -91,10 +92,7 @@ class PromptStore:
                 sound = sound.set_frame_rate(8000).set_channels(1).set_sample_width(2)
                 part = Path(tmp) / "out.wav"
                 sound.export(part, format="wav")
-            tmp_target = target.with_suffix(f".{os.getpid()}.tmp")
-            tmp_target.write_bytes(part.read_bytes())
-            tmp_target.chmod(0o644)
-            tmp_target.replace(target)  # atomic: Asterisk never sees half a file
+            _install(part.read_bytes(), target)  # atomic: Asterisk never sees half a file
         return target
 
 
@@ -102,14 +100,53 @@ class PromptStore:
 VOICES = {"zh": "cmn", "en": "en"}
 
 
+#: a language sound's name (digits/5, digits/hundred): no "..", no absolute path
+_SOUND_NAME = re.compile(r"[a-z0-9_-]{1,32}(/[a-z0-9_-]{1,32}){0,2}")
+
+
 class Speaker:
     """Text-to-speech for other features (cti.services.PromptSpeaker): rendered once into
     the prompt directory like a menu's text prompt, played by the same name."""
 
-    def __init__(self, store: PromptStore) -> None:
+    def __init__(self, store: PromptStore, sounds_dir: Path | None = None) -> None:
         self.store = store
+        self.sounds_dir = sounds_dir
+
+    async def language_sound(self, text: str, language: str, name: str) -> None:
+        if self.sounds_dir is None:
+            raise PromptError("no sounds_dir: language sounds cannot be written")
+        if language not in VOICES or not _SOUND_NAME.fullmatch(name):
+            raise PromptError(f"refused language sound {language}/{name}")
+        target = self.sounds_dir / language / f"{name}.wav"
+        prompt = Prompt(text=text, voice=VOICES[language])
+        await asyncio.to_thread(_copy_rendered, self.store, prompt, target)
 
     async def speak(self, text: str, language: str) -> str:
         prompt = Prompt(text=text, voice=VOICES.get(language, "en"))
         await asyncio.to_thread(self.store.render, prompt)  # PromptError is a RuntimeError
         return self.store.playable(prompt)
+
+
+def _copy_rendered(store: PromptStore, prompt: Prompt, target: Path) -> None:
+    """The rendered prompt at ``target`` too (atomically; untouched when already equal)."""
+    source = store.render(prompt)
+    assert source is not None
+    data = source.read_bytes()
+    if target.exists() and target.read_bytes() == data:
+        return
+    _install(data, target)
+
+
+def _install(data: bytes, target: Path) -> None:
+    """``data`` as ``target``, atomically, also with several writers of the same file."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".tmp")
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        tmp.chmod(0o644)
+        tmp.replace(target)  # atomic; two writers of the same sound both succeed
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -20,6 +20,7 @@ if ! grep -q '^\[ivr\]' var/cti.toml; then
 menus = "var/ivr/menus.toml"
 prompt_dir = "${ASTERISK_BASE}/lib/sounds/cti"
 prompt_dir_asterisk = "${ASTERISK_INNER}/lib/sounds/cti"
+sounds_dir = "${ASTERISK_SOUNDS}"
 EOT
 fi
 # the demo's customers include a US number: let agents click-to-call it (the dial policy

@@ -61,3 +61,28 @@ def test_acw_max_is_bounded() -> None:
         except ConfigInvalid:
             continue
         raise AssertionError(f"{bad!r} accepted")
+
+
+def test_announcements_of_the_queue_language_replace_app_queues_own() -> None:
+    phrases = {"zh": {"queue-thereare": "/s/cti/aa", "queue-callswaiting": "/s/cti/bb",
+                      "bogus-option": "/s/cti/cc"},
+               "en": {"queue-thereare": "/s/cti/dd"}}  # fmt: skip
+    zh = queue_params("zh_q", {"language": "zh", "announce_position": True})
+    en = queue_params("en_q", {"language": "en", "announce_holdtime": True})
+    quiet = queue_params("quiet", {"language": "zh"})
+    cb = queue_params("cb", {"language": "en", "callback_key": "1"})
+    text = render([zh, en, quiet, cb], phrases=phrases,
+                  callback_sounds={("en", "1"): "/s/cti/offer"}, callback_announce_s=30)
+    sections = {s.split("]", 1)[0]: s for s in text.split("\n[")[1:]}
+    assert "queue-thereare = /s/cti/aa" in sections["zh_q"]
+    assert "queue-callswaiting = /s/cti/bb" in sections["zh_q"]
+    assert "bogus-option" not in text  # only app_queue's announcement options
+    assert "queue-thereare = /s/cti/dd" in sections["en_q"]
+    assert "queue-" not in sections["quiet"].replace("queue-defaults", "")  # nothing said
+    assert "periodic-announce = /s/cti/offer" in sections["cb"]
+
+
+def test_a_hostile_sound_name_never_reaches_the_queue_file() -> None:
+    q = queue_params("zh_q", {"language": "zh", "announce_position": True})
+    text = render([q], phrases={"zh": {"queue-thereare": "/x\n[evil]\nstrategy = ringall"}})
+    assert "evil" not in text
