@@ -38,6 +38,36 @@ RETRY = {"busy": {"delay_min": 0, "max_attempts": 2},
          "congestion": {"delay_min": 0, "max_attempts": 1}}  # fmt: skip
 
 
+def write_hello_pcap(path: Path, *, speech_s: float = 0.6, silence_s: float = 4.0) -> None:
+    """A pcap of RTP (PCMA, 20 ms packets) that SIPp's play_pcap_audio replays: a short
+    "hello" (a 440 Hz tone, loud enough to be voice for app_amd) and then silence, as a
+    person answering sounds."""
+    import audioop
+    import math
+    import struct
+
+    rate, per = 8000, 160
+    frames: list[bytes] = []
+    for i in range(int((speech_s + silence_s) * rate / per)):
+        speaking = i * per < speech_s * rate
+        pcm = b"".join(
+            struct.pack("<h", int(12000 * math.sin(2 * math.pi * 440 * (i * per + n) / rate))
+                        if speaking else 0)
+            for n in range(per)
+        )  # fmt: skip
+        frames.append(audioop.lin2alaw(pcm, 2))
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]  # ethernet
+    for i, payload in enumerate(frames):
+        rtp = struct.pack("!BBHII", 0x80, 8, i, i * per, 0x1234) + payload
+        udp = struct.pack("!HHHH", 4000, 4002, 8 + len(rtp), 0) + rtp
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), i, 0, 64, 17, 0,
+                         bytes([127, 0, 0, 1]), bytes([127, 0, 0, 1])) + udp  # fmt: skip
+        eth = b"\x00" * 12 + b"\x08\x00" + ip
+        t = i * 0.02
+        out.append(struct.pack("<IIII", int(t), int((t % 1) * 1e6), len(eth), len(eth)) + eth)
+    path.write_bytes(b"".join(out))
+
+
 class Stack:
     def __init__(self, daemon: Daemon, token: str, messages: Path) -> None:
         self.daemon, self.token, self.messages = daemon, token, messages
@@ -94,6 +124,7 @@ async def stack(
     asterisk: ChrootAsterisk, db_url: str, ami: AmiClient, tmp_path: Path
 ) -> AsyncIterator[Callable[..., Awaitable[Stack]]]:
     port = free_port()
+    write_hello_pcap(tmp_path / "hello.pcap")
     sipp = await start_sipp_uas(CARRIER, port, cwd=tmp_path)
     await ami.send_action("Setvar", {"Variable": "CTI_CARRIER_URI",
                                      "Value": f"127.0.0.1:{port}"})  # fmt: skip
@@ -250,10 +281,10 @@ async def test_preview_outcomes_and_a_personal_callback_on_time(
                                 "note": "busy now"}, who="a2001")  # fmt: skip
     assert status == 200 and body["lead"]["status"] == "callback", body
 
-    async def called_back() -> list[dict[str, Any]] | None:
+    async def called_back() -> list[dict[str, Any]]:
         attempts = await s.store.attempts(cid)
         done = [a for a in attempts if a["lead_id"] == card["id"] and a["outcome"]]
-        return done if len(done) == 2 else None
+        return done if len(done) == 2 else []
 
     first, second = await wait_for(called_back, timeout=40, what="the personal callback")
     assert first["outcome"] == second["outcome"] == "answered"
@@ -276,3 +307,20 @@ async def test_preview_outcomes_and_a_personal_callback_on_time(
     assert status == 200 and body["lead"]["status"] == "dnc"
     assert await s.store.is_blocked("+8613800138041")
     assert not any("8613800138041" in uri for uri in s.invites())
+
+
+async def test_answering_machines_are_detected_and_never_reach_an_agent(
+    stack: Callable[..., Awaitable[Stack]],
+) -> None:
+    s = await stack()
+    retry = {**RETRY, "machine": {"delay_min": 0, "max_attempts": 1}}
+    cid = await s.campaign("amd", ["13800138035", "13800138036"], amd=True, retry=retry)
+    status, _ = await s.api("POST", f"/campaigns/{cid}/start")
+    assert status == 200
+    await wait_for(lambda: s.finished(cid), timeout=60, what="every lead dialled")
+    outcomes = {a["number"]: (a["outcome"], a["agent"]) for a in await s.store.attempts(cid)}
+    # a greeting that talks on is a machine (hung up, no agent); "hello" then silence is
+    # a person, put through to an agent
+    assert outcomes["+8613800138035"] == ("machine", "")
+    assert outcomes["+8613800138036"][0] == "answered"
+    assert outcomes["+8613800138036"][1] in ("a2001", "a2002")
