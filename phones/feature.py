@@ -12,6 +12,8 @@ import asyncio
 import logging
 import time
 
+from prometheus_client import Gauge
+
 from cti.ami.client import AmiClient, NotConnected
 from cti.ami.protocol import Message
 from cti.config import ConfigError
@@ -60,6 +62,14 @@ class PhonesFeature:
         ami.add_event_handler(self._on_event)
         ami.add_connected_handler(self._on_connected)
         ctx.services.phones = self.service
+        svc = self.service
+        r = ctx.registry
+        Gauge("cti_phones_blocked_addresses", "addresses refused after failed SIP authentications",
+              registry=r).set_function(lambda: len(svc.blocker.blocked))  # fmt: skip
+        Gauge("cti_phones_blocks", "addresses blocked since start (failed SIP authentications)",
+              registry=r).set_function(lambda: svc.blocker.blocks_total)  # fmt: skip
+        Gauge("cti_phones_pjsip_reloads", "res_pjsip reloads that applied phone changes",
+              registry=r).set_function(lambda: svc.provisioner.reloads)  # fmt: skip
         add_routes(ctx.app, self.service, read_ports(etc_dir))
 
     async def start(self) -> None:

@@ -271,6 +271,9 @@ async def test_repeated_wrong_credentials_block_the_address_for_a_while(
         return f"deny = {attacker}/32" in conf.read_text()
 
     await wait_for(blocked, timeout=10, what="the attacker's address in the ACL")
+    async with aiohttp.ClientSession() as s, s.get(admin.base + "/metrics") as r:
+        metrics = await r.text()
+    assert "cti_phones_blocked_addresses 1.0" in metrics and "cti_phones_blocks 1.0" in metrics
     ok, _, _ = await sipp_register(asterisk, name, password, cwd=tmp_path, ip=attacker)
     assert not ok, "a blocked address registered"
     ok, _, out = await sipp_register(asterisk, name, password, cwd=tmp_path, ip=other)

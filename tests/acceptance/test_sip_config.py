@@ -17,10 +17,14 @@ from pathlib import Path
 
 import pytest
 
+from cti.ami.client import AmiClient
 from cti.asterisk.instance import ChrootAsterisk, InstanceSpec
 from cti.asterisk.rootfs import ensure_root
 from cti.asterisk.sip import CarrierSpec, SipSpec
+from phones.credentials import ha1
+from phones.pjsip import FILE_NAME, PhoneEntry, render
 from tests.acceptance.harness import DIALPLANS, ami_client, free_port, wait_for
+from tests.acceptance.sip_phones import sipp_register, tls_register
 
 SIPP = Path(__file__).parent / "sipp"
 
@@ -127,3 +131,54 @@ async def test_wrong_carrier_credentials_are_not_registered(
     finally:
         sipp.kill()
         await sipp.wait()
+
+
+async def test_desk_phones_register_over_tcp_and_tls(
+    own_asterisk: Callable[[SipSpec], ChrootAsterisk], tmp_path: Path
+) -> None:
+    """With [asterisk.sip] tcp and tls_port (a certificate from config), a provisioned
+    phone registers over TCP and over TLS with its digest credentials, and not without."""
+    cert, key = tmp_path / "sip.crt", tmp_path / "sip.key"
+    proc = await asyncio.create_subprocess_exec(
+        "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+        "-days", "1", "-keyout", str(key), "-out", str(cert),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    assert await proc.wait() == 0
+    tls_port = free_port()
+    inst = await asyncio.to_thread(
+        own_asterisk,
+        SipSpec(tcp=True, tls_port=tls_port, tls_cert_file=str(cert), tls_key_file=str(key)),
+    )
+    transports = await asyncio.to_thread(inst.cli, "pjsip show transports")
+    assert f"127.0.0.1:{tls_port}" in transports and "transport-tls" in transports
+    password = "correct horse battery"
+    (inst.etc_dir / FILE_NAME).write_text(
+        render([PhoneEntry("desk-sip1", "sip", "cti", ha1("desk-sip1", "cti", password))])
+    )
+    ami = AmiClient("127.0.0.1", inst.spec.ami_port, inst.spec.ami_user, inst.spec.ami_secret,
+                    events="system")  # fmt: skip
+    await ami.start()
+    await ami.wait_connected(10)
+    seen: list[str] = []  # contacts created (a TCP/TLS one goes when its connection does)
+    ami.add_event_handler(
+        lambda m: seen.append(m.get("URI", "")) if m.event == "ContactStatus" else None
+    )
+
+    try:
+        await ami.send_action("Reload", {"Module": "res_pjsip.so"})
+        ok, _, out = await sipp_register(inst, "desk-sip1", password, cwd=tmp_path, transport="t1")
+        assert ok, out
+        await wait_for(
+            lambda: asyncio.sleep(0, any("transport=tcp" in u.lower() for u in seen)),
+            timeout=5, what="the TCP contact",
+        )  # fmt: skip
+        # Debian's SIPp has no TLS: a phone's REGISTER over a TLS stream from here
+        assert await tls_register(tls_port, "desk-sip1", password) == 200
+        await wait_for(
+            lambda: asyncio.sleep(0, any("transport=tls" in u.lower() for u in seen)),
+            timeout=5, what="the TLS contact",
+        )  # fmt: skip
+        assert await tls_register(tls_port, "desk-sip1", "wrong") in (401, 403)
+    finally:
+        await ami.close()
