@@ -267,7 +267,8 @@ class OutboundApi:
         by = REPORT_BY.value(request)
         attempts = await self.store.attempts(campaign["id"], limit=1_000_000)
         lists = {lst["id"]: lst["name"] for lst in await self.store.lists(campaign["id"])}
-        result = campaign_report(attempts, by, self.timezone, lists)
+        # off the loop: a big campaign has many attempts
+        result = await asyncio.to_thread(campaign_report, attempts, by, self.timezone, lists)
         if REPORT_FORMAT.value(request) == "csv":
             return web.Response(
                 body=report_csv(result, by).encode("utf-8"),
