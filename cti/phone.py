@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 import re
+from functools import lru_cache
 
 import phonenumbers
+from phonenumbers import geocoder
 
-__all__ = ["MAX_INPUT_LEN", "normalize"]
+__all__ = ["MAX_INPUT_LEN", "normalize", "region"]
 
 log = logging.getLogger(__name__)
 
@@ -42,4 +44,21 @@ def normalize(raw: str, default_region: str) -> str:
         return ""
     except Exception:  # never let a caller ID take a call path down
         log.exception("unexpected error normalising a phone number")
+        return ""
+
+
+@lru_cache(maxsize=4096)
+def region(e164: str, lang: str = "zh") -> str:
+    """号码归属地: where an E.164 number belongs ("北京市", "Beijing"; "中国" / "China"
+    when the geocoder knows only the country), in ``lang`` ("zh" or "en"), from
+    phonenumbers' offline data; "" when unknown or not a number. Never raises."""
+    if not isinstance(e164, str) or not e164.startswith("+") or len(e164) > 16:
+        return ""
+    try:
+        number = phonenumbers.parse(e164, None)
+        return str(geocoder.description_for_number(number, "zh" if lang == "zh" else "en"))[:64]
+    except phonenumbers.NumberParseException:
+        return ""
+    except Exception:  # a display nicety never takes a call path down
+        log.exception("unexpected error looking up a number's region")
         return ""

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from cti.phone import region
 from cti.services import CustomerCard
 
 __all__ = [
@@ -160,6 +161,10 @@ def pop_message(
             "raw": _clip(facts.caller_raw, 64),
             "e164": facts.caller_e164,
             "name": _clip(facts.caller_name, 128),
+            # 号码归属地 (cti.phone.region, offline data; decision 0026)
+            "region": {
+                "zh": region(facts.caller_e164, "zh"), "en": region(facts.caller_e164, "en"),
+            },
         },
         "customer": facts.customer,
         "customer_pending": facts.lookup_state == "pending",

@@ -189,7 +189,10 @@ async def test_real_call_pops_the_customer_card_while_ringing(stack: Stack, ami:
     pop = await next_of(ws101, linkedid, type="pop")
     popped_at = time.time()
     assert pop["state"] == "ringing" and pop["kind"] == "queue" and pop["agent"] == "a101"
-    assert pop["caller"] == {"raw": "13800138000", "e164": "+8613800138000", "name": "Wang"}
+    assert pop["caller"] == {
+        "raw": "13800138000", "e164": "+8613800138000", "name": "Wang",
+        "region": {"zh": "北京市", "en": "Beijing"},  # 号码归属地 (cti.phone.region)
+    }  # fmt: skip
     card = pop["customer"]
     if card is None:  # the CRM answered later than the ring (a loaded machine): an update
         assert pop["customer_pending"] is True

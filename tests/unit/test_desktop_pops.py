@@ -131,7 +131,10 @@ async def test_card_looked_up_early_is_on_the_pop() -> None:
     assert len(pops) == 1, "the pop goes out synchronously when the card is ready"
     pop = pops[0]
     assert pop["type"] == "pop" and pop["kind"] == "queue" and pop["state"] == "ringing"
-    assert pop["caller"] == {"raw": "13800138000", "e164": "+8613800138000", "name": "Zhang"}
+    assert pop["caller"] == {
+        "raw": "13800138000", "e164": "+8613800138000", "name": "Zhang",
+        "region": {"zh": "北京市", "en": "Beijing"},  # 号码归属地 (cti.phone.region)
+    }  # fmt: skip
     assert pop["customer"]["name"] == "张伟" and pop["customer"]["tier"] == "vip"
     assert pop["customer"]["birthday"] == "1980-05-01" and pop["customer"]["tags"] == ["key"]
     assert pop["customer"]["owner"] == "a1" and pop["customer_pending"] is False

@@ -80,3 +80,12 @@ def test_never_raises_on_wrong_types() -> None:
     assert normalize(None, "CN") == ""  # type: ignore[arg-type]
     assert normalize(13800138000, "CN") == ""  # type: ignore[arg-type]
     assert normalize("13800138000", None) == ""  # type: ignore[arg-type]
+
+
+def test_region_is_the_numbers_place_in_chinese_or_english() -> None:
+    from cti.phone import region
+
+    assert region("+8613800138000") == "北京市"
+    assert region("+8613800138000", "en") == "Beijing"
+    for bad in ("", "13800138000", "+86abc", "+" + "9" * 40, "<script>"):
+        assert region(bad) == ""
