@@ -78,8 +78,10 @@ class Member:
 
     def snapshot(self, now: datetime) -> dict[str, object]:
         state = self.state
+        since = self.state_since
         if state == "wrapup" and (self.wrapup_until is None or now >= self.wrapup_until):
             state = "idle"
+            since = self.wrapup_until or since  # the wrap-up ran out: idle since then
         return {
             "interface": self.interface,
             "name": self.name,
@@ -90,6 +92,8 @@ class Member:
             "calls_taken": self.calls_taken,
             "state": state,
             "linkedid": self.linkedid,
+            # since when the member is in this state (the wallboard shows how long)
+            "state_since": since.isoformat() if since is not None else None,
         }
 
 

@@ -35,6 +35,8 @@ from cti.events import (
     CallRingNoAnswer,
     DomainEvent,
     IvrAbandoned,
+    WrapUpEnded,
+    WrapUpStarted,
 )
 from cti.features import FeatureContext
 from cti.store.db import is_data_error
@@ -100,7 +102,9 @@ class StatsFeature:
         for kind in WALLBOARD_EVENTS:
             ctx.bus.subscribe(kind, self._on_call_event)
         # agents' states change with these (the ACD's live model follows them too)
-        for other in (CallOffered, CallRingNoAnswer, CallLeftQueue, AgentStatusChanged):
+        self.service.wallboard.default_region = ctx.settings.site.default_region
+        for other in (CallOffered, CallRingNoAnswer, CallLeftQueue, AgentStatusChanged,
+                      WrapUpStarted, WrapUpEnded):  # fmt: skip
             ctx.bus.subscribe(other, self._on_state_event)
         ctx.bus.subscribe(AmiConnected, self._on_connected)
         ctx.bus.subscribe(AmiDisconnected, self._on_disconnected)

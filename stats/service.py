@@ -21,7 +21,7 @@ from stats import tail
 from stats.models import EntryRow, IvrAbandonRow
 from stats.settings import StatsSettings
 from stats.store import QueueRules, StatsStore
-from stats.wallboard import Wallboard
+from stats.wallboard import AlarmRule, Wallboard
 
 __all__ = ["IngestResult", "StatsService"]
 
@@ -151,6 +151,9 @@ class StatsService:
                         EntryRow.talk_s,
                         EntryRow.completed,
                         EntryRow.wrapup_s,
+                        EntryRow.agent,
+                        EntryRow.hold_s,
+                        EntryRow.linkedid,
                     ).where(EntryRow.entered_at >= start.astimezone(UTC))
                 )
             ).all()
@@ -187,8 +190,17 @@ class StatsService:
 
     def frame(self) -> dict[str, Any]:
         """The ``{"type": "wallboard", ...}`` message now."""
+        s = self.settings
+        default = AlarmRule(s.alarm_waiting, s.alarm_longest_wait_s, s.alarm_sl_below_target)
+        alarms = {
+            q: AlarmRule(
+                default.waiting if a.waiting is None else a.waiting,
+                default.longest_wait_s if a.longest_wait_s is None else a.longest_wait_s,
+                default.sl_below_target if a.sl_below_target is None else a.sl_below_target,
+            )
+            for q, a in s.alarms_by_queue.items()
+        }
         return self.wallboard.frame(
-            self.live_queues(), self.rules, self.settings.sl_target_by_queue,
-            self.settings.sl_target, self.settings.risk_wait_fraction, utcnow(),
-            self.is_personal_queue,
+            self.live_queues(), self.rules, s.sl_target_by_queue, s.sl_target,
+            s.risk_wait_fraction, utcnow(), self.is_personal_queue, alarms, default,
         )  # fmt: skip

@@ -8,7 +8,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cti.config import ConfigError, Settings
 
-__all__ = ["StatsSettings", "queue_log_path"]
+__all__ = ["QueueAlarm", "StatsSettings", "queue_log_path"]
+
+
+class QueueAlarm(BaseModel):
+    """One queue's wallboard alarm thresholds (unset: the section's)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    waiting: int | None = Field(None, ge=0, le=10000)
+    longest_wait_s: float | None = Field(None, ge=0, le=86400)
+    sl_below_target: bool | None = None
 
 
 class StatsSettings(BaseModel):
@@ -26,6 +36,13 @@ class StatsSettings(BaseModel):
     wallboard_interval_s: float = Field(0.25, ge=0.05, le=5)
     #: A waiting caller at this fraction of T turns the queue amber.
     risk_wait_fraction: float = Field(0.75, gt=0, le=1)
+    #: Wallboard alarms (decision 0026): a queue with at least this many callers waiting
+    #: (0: off), a caller waiting at least this long (0: off), today's service level
+    #: below the queue's target; per-queue values override them.
+    alarm_waiting: int = Field(0, ge=0, le=10000)
+    alarm_longest_wait_s: float = Field(0.0, ge=0, le=86400)
+    alarm_sl_below_target: bool = True
+    alarms_by_queue: dict[str, QueueAlarm] = {}
 
 
 def queue_log_path(settings: Settings, stats: StatsSettings) -> Path:

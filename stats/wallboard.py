@@ -7,6 +7,12 @@ CallHandled / CallAbandoned / CallTimedOut: a timeout is never counted as an aba
 the call model tells them apart), and every queue_log ingest overwrites the same keys
 with the stored rows (authoritative, also for what happened while AMI was down). Keyed,
 so an entry seen both ways is counted once. I/O-free.
+
+Live agent detail (decision 0026): per member who it talks to (the caller's number and
+region, from the entry of the member's call), how long it is in its state, and its calls
+handled and AHT today (all queues; stats.formulas). Per queue the longest-waiting caller.
+Alarms when a queue crosses a configured threshold (callers waiting, longest wait,
+service level below its target).
 """
 
 from __future__ import annotations
@@ -25,10 +31,11 @@ from cti.events import (
     CallTimedOut,
     DomainEvent,
 )
+from cti.phone import normalize, region
 from stats.formulas import Counts, EntryFacts, count_entry, figures
 from stats.store import QueueRules
 
-__all__ = ["WALLBOARD_EVENTS", "TodayEntry", "Wallboard"]
+__all__ = ["WALLBOARD_EVENTS", "AlarmRule", "TodayEntry", "Wallboard"]
 
 #: The call events that change today's figures (subscribe each to :meth:`Wallboard.apply`).
 WALLBOARD_EVENTS: tuple[type[DomainEvent], ...] = (
@@ -46,7 +53,23 @@ class TodayEntry:
     completed: bool = False
     from_store: bool = False
     wrapup_s: float | None = None
+    agent: str = ""
+    hold_s: float = 0.0
+    linkedid: str = ""
+    caller_num: str = ""
 
+    def facts(self) -> EntryFacts:
+        return EntryFacts(self.outcome, self.wait_s, self.talk_s, self.completed,
+                          hold_s=self.hold_s, wrapup_s=self.wrapup_s)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmRule:
+    """A queue's alarm thresholds (0 / False: that alarm is off)."""
+
+    waiting: int = 0  # callers waiting at least this many
+    longest_wait_s: float = 0.0  # a caller waiting at least this long
+    sl_below_target: bool = True  # today's service level below the queue's target
 
 class Wallboard:
     def __init__(self, tz: ZoneInfo) -> None:
@@ -54,6 +77,8 @@ class Wallboard:
         self.day: date | None = None
         self.entries: dict[tuple[str, str], TodayEntry] = {}
         self.ivr_abandons: set[str] = set()
+        #: the site's country, for callers' numbers given without one (their region)
+        self.default_region = "CN"
 
     def _roll(self, now: datetime) -> None:
         today = now.astimezone(self.tz).date()
@@ -74,7 +99,9 @@ class Wallboard:
                 return False
             if event.at.astimezone(self.tz).date() != self.day:
                 return False
-            self.entries[key] = TodayEntry(event.queue, event.at)
+            self.entries[key] = TodayEntry(
+                event.queue, event.at, linkedid=event.linkedid, caller_num=event.caller_num
+            )
             return True
         if isinstance(event, CallAnswered):
             key = (event.caller_uniqueid, event.queue)
@@ -86,9 +113,10 @@ class Wallboard:
         if e is None or e.from_store:
             return False
         if isinstance(event, CallAnswered):
-            e.outcome, e.wait_s = "answered", event.wait_s
+            e.outcome, e.wait_s, e.agent = "answered", event.wait_s, event.member_name
         elif isinstance(event, CallHandled):
             e.outcome, e.completed, e.talk_s = "answered", True, event.talk_s or 0.0
+            e.agent = e.agent or event.member_name
         elif isinstance(event, CallAbandoned):
             e.outcome, e.wait_s = "abandoned", event.wait_s
         elif e.outcome == "waiting":  # timeout, exit with a key or leave-empty
@@ -103,15 +131,20 @@ class Wallboard:
     def merge_store(self, rows: Iterable[Sequence[Any]], ivr: Iterable[str],
                     now: datetime) -> None:  # fmt: skip
         """Today's stored entries (callid, queue, entered_at, outcome, wait, talk, completed
-        [, wrap-up]) replace what AMI told us about the same entries."""
+        [, wrap-up, agent, hold, linkedid]) replace what AMI told us about the same
+        entries (the caller's number, which the store does not keep, stays)."""
         self._roll(now)
         for row in rows:
             callid, queue, entered_at, outcome, wait, talk, completed = row[:7]
             if outcome == "waiting":
                 continue  # its end is not logged yet: keep the AMI view
+            before = self.entries.get((callid, queue))
+            extra = list(row[7:]) + [None] * 4
             self.entries[(callid, queue)] = TodayEntry(
                 queue, entered_at, outcome, wait, talk, completed, from_store=True,
-                wrapup_s=row[7] if len(row) > 7 else None,
+                wrapup_s=extra[0], agent=extra[1] or "", hold_s=extra[2] or 0.0,
+                linkedid=extra[3] or (before.linkedid if before else ""),
+                caller_num=before.caller_num if before else "",
             )  # fmt: skip
         self.ivr_abandons.update(ivr)
 
@@ -121,12 +154,34 @@ class Wallboard:
             r = rules.get(e.queue, QueueRules())
             out.setdefault(e.queue, Counts()).add(
                 count_entry(
-                    EntryFacts(e.outcome, e.wait_s, e.talk_s, e.completed, wrapup_s=e.wrapup_s),
-                    service_level_s=r.service_level_s, short_abandon_s=r.short_abandon_s,
-                    wrapup_s=r.wrapup_s,
+                    e.facts(), service_level_s=r.service_level_s,
+                    short_abandon_s=r.short_abandon_s, wrapup_s=r.wrapup_s,
                 )
             )  # fmt: skip
         return out
+
+    def agents_today(self, rules: Mapping[str, QueueRules]) -> dict[str, dict[str, Any]]:
+        """Per agent, over all queues: handled and AHT today (stats.formulas)."""
+        counts: dict[str, Counts] = {}
+        for e in self.entries.values():
+            if not e.agent:
+                continue
+            r = rules.get(e.queue, QueueRules())
+            counts.setdefault(e.agent, Counts()).add(
+                count_entry(
+                    e.facts(), service_level_s=r.service_level_s,
+                    short_abandon_s=r.short_abandon_s, wrapup_s=r.wrapup_s,
+                )
+            )  # fmt: skip
+        out = {}
+        for name, c in counts.items():
+            f = figures(c)
+            out[name] = {"handled": f["handled"], "aht_s": f["aht_s"]}
+        return out
+
+    def callers(self) -> dict[str, str]:
+        """linkedid -> the caller's number (today's entries)."""
+        return {e.linkedid: e.caller_num for e in self.entries.values() if e.linkedid}
 
     def frame(
         self,
@@ -137,11 +192,16 @@ class Wallboard:
         risk_fraction: float,
         now: datetime,
         is_personal: Callable[[str], bool] = lambda _: False,
+        alarms: Mapping[str, AlarmRule] | None = None,
+        default_alarm: AlarmRule = AlarmRule(),
     ) -> dict[str, Any]:
         """The ``{"type": "wallboard", ...}`` message; ``is_personal``: an agent's own
-        owner-first queue (shown only while in use)."""
+        owner-first queue (shown only while in use); ``alarms``: per queue thresholds
+        (else ``default_alarm``)."""
         self._roll(now)
         today = self.today(rules)
+        per_agent = self.agents_today(rules)
+        callers = self.callers()
         names = sorted({q["name"] for q in live_queues} | set(today) | set(rules))
         by_name = {q["name"]: q for q in live_queues}
         queues = []
@@ -150,6 +210,7 @@ class Wallboard:
             r = rules.get(name, QueueRules())
             target = targets.get(name, default_target)
             waits = [float(e["wait_s"]) for e in live["entries"]]
+            first = max(live["entries"], key=lambda e: float(e["wait_s"]), default=None)
             if is_personal(name) and not waits and name not in today:
                 continue  # an agent's personal owner-first queue: shown only when in use
             longest = max(waits, default=0.0)
@@ -163,11 +224,30 @@ class Wallboard:
                     status = "paused"
                 states[state] = states.get(state, 0) + 1
                 statuses[status] = statuses.get(status, 0) + 1
+                name_ = str(m["name"] or m["interface"])
+                since = _instant(m.get("state_since"))
+                peer = callers.get(str(m.get("linkedid") or ""), "") if state in (
+                    "on_call", "on_hold", "ringing") else ""  # fmt: skip
+                mine = per_agent.get(name_, {"handled": 0, "aht_s": None})
                 agents.append(
-                    {"name": m["name"] or m["interface"], "state": state, "status": status}
-                )
+                    {"name": name_, "state": state, "status": status,
+                     "state_s": round(max(0.0, (now - since).total_seconds()), 1)
+                     if since is not None else None,
+                     "talking_to": peer,
+                     "talking_to_region": _regions(peer, self.default_region),
+                     "handled_today": mine["handled"], "aht_today_s": mine["aht_s"]}
+                )  # fmt: skip
             f = figures(today.get(name, Counts()))
             sl = f["service_level"]
+            rule = (alarms or {}).get(name, default_alarm)
+            raised = []
+            if rule.waiting and len(waits) >= rule.waiting:
+                raised.append({"kind": "waiting", "value": len(waits), "threshold": rule.waiting})
+            if rule.longest_wait_s and longest >= rule.longest_wait_s:
+                raised.append({"kind": "longest_wait", "value": round(longest, 1),
+                               "threshold": rule.longest_wait_s})  # fmt: skip
+            if rule.sl_below_target and sl is not None and sl < target:
+                raised.append({"kind": "sl", "value": sl, "threshold": target})
             if sl is not None and sl < target:
                 risk = "bad"
             elif longest >= risk_fraction * r.service_level_s:
@@ -180,7 +260,9 @@ class Wallboard:
                  "today": {k: f[k] for k in (
                      "offered", "answered", "abandoned", "short_abandoned", "timed_out_or_exited",
                      "service_level", "service_level_inclusive", "asa_s", "abandon_rate")},
-                 "service_level_s": r.service_level_s, "sl_target": target, "risk": risk}
+                 "service_level_s": r.service_level_s, "sl_target": target, "risk": risk,
+                 "longest_caller": _longest_caller(first, self.default_region),
+                 "alarms": raised}
             )  # fmt: skip
         return {
             "type": "wallboard",
@@ -189,3 +271,26 @@ class Wallboard:
             "ivr_abandoned": len(self.ivr_abandons),
             "queues": queues,
         }
+
+
+def _instant(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _regions(number: str, default_region: str) -> dict[str, str]:
+    """号码归属地 of a caller number in both languages ("" when unknown)."""
+    e164 = normalize(number, default_region) if number else ""
+    return {"zh": region(e164, "zh"), "en": region(e164, "en")}
+
+
+def _longest_caller(entry: Mapping[str, Any] | None, default_region: str) -> dict[str, Any] | None:
+    if entry is None:
+        return None
+    number = str(entry.get("caller_num") or "")
+    return {"caller_num": number, "wait_s": entry.get("wait_s"),
+            "region": _regions(number, default_region)}  # fmt: skip
