@@ -120,7 +120,13 @@ class PhoneService:
         )
         if row2 is None:
             return None
-        return row2, password, await self.sync()
+        applied = await self.sync()
+        try:  # whoever registered with the old credentials is off the phone now
+            await self._drop_contacts(name)
+        except (NotConnected, TimeoutError, AmiActionError) as exc:
+            log.warning("phone %s rotated; its registration could not be dropped: %s", name, exc)
+            applied = False
+        return row2, password, applied
 
     async def delete(self, name: str) -> tuple[PhoneRow, bool] | None:
         row = await store.delete_phone(self.db, name)

@@ -149,6 +149,8 @@ async def test_phones_are_provisioned_into_the_running_asterisk(
     assert status == 200, rotated
     new_password = rotated["credentials"]["password"]
     assert new_password != sip_password
+    assert not await registered(sip_name), "the registration made with the old password stays"
+    assert sip_name not in await asyncio.to_thread(asterisk.cli, "pjsip show contacts")
     ok, _, _ = await sipp_register(asterisk, sip_name, sip_password, cwd=tmp_path)
     assert not ok
     ok, _, out = await sipp_register(asterisk, sip_name, new_password, cwd=tmp_path)
