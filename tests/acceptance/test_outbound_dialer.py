@@ -324,3 +324,35 @@ async def test_answering_machines_are_detected_and_never_reach_an_agent(
     assert outcomes["+8613800138035"] == ("machine", "")
     assert outcomes["+8613800138036"][0] == "answered"
     assert outcomes["+8613800138036"][1] in ("a2001", "a2002")
+
+
+async def test_predictive_dials_ahead_of_free_agents_within_the_cap(
+    stack: Callable[..., Awaitable[Stack]],
+) -> None:
+    """With room in the cap (here 20 %, so after 5 answered calls) predictive places more
+    calls than there are free agents; a call no agent takes is dropped and logged."""
+    from datetime import datetime
+
+    s = await stack()
+    numbers = [f"1380013{n:03d}1" for n in range(200, 224)]  # 24 numbers that answer
+    cid = await s.campaign("ahead", numbers, mode="predictive", abandon_cap=0.2)
+    status, _ = await s.api("POST", f"/campaigns/{cid}/start")
+    assert status == 200
+    await wait_for(lambda: s.finished(cid), timeout=150, what="every lead dialled")
+    attempts = await s.store.attempts(cid)
+    assert len(attempts) == len(numbers) == len(s.invites())
+    # the most calls ringing at once: more than the two agents (progressive never rings
+    # more numbers than it has free agents)
+    ringing = [(datetime.fromisoformat(a["started_at"]),
+                datetime.fromisoformat(a["answered_at"] or a["ended_at"])) for a in attempts]
+    edges = sorted([(start, 1) for start, _ in ringing] + [(end, -1) for _, end in ringing])
+    most = now = 0
+    for _, step in edges:
+        now += step
+        most = max(most, now)
+    assert most > 2, attempts
+    outcomes = [a["outcome"] for a in attempts]
+    assert set(outcomes) <= {"answered", "abandoned"}
+    status, report = await s.api("GET", f"/campaigns/{cid}/report")
+    assert report["total"]["abandoned"] == outcomes.count("abandoned")
+    assert report["total"]["contacts"] == outcomes.count("answered")
