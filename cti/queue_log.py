@@ -101,6 +101,7 @@ class DerivedEntry:
     missed_by: list[str] = field(default_factory=list)
     wrapup_s: float | None = None  # measured after-call work (WRAPUPEND), if any
     survey_score: int | None = None  # the caller's satisfaction score (SURVEY), if any
+    caller: str = ""  # ENTERQUEUE's caller ID number (as the dialplan filtered it)
 
 
 def derive_entries(lines: Iterable[RawLine]) -> list[DerivedEntry]:
@@ -120,6 +121,7 @@ def derive_entries(lines: Iterable[RawLine]) -> list[DerivedEntry]:
         for r in rows:
             if r.event == "ENTERQUEUE":
                 e = current[r.queue] = latest[r.queue] = DerivedEntry(callid, r.queue, r.at)
+                e.caller = r.data[1][:32] if len(r.data) > 1 else ""
                 out.append(e)
                 continue
             if r.event == WRAPUP_EVENT:

@@ -82,6 +82,8 @@ class EntryRow(Base):
     wrapup_s: Mapped[float | None] = mapped_column(Float())
     #: the caller's satisfaction score 1-5 (queue_log SURVEY), None: not given
     survey_score: Mapped[int | None] = mapped_column(Integer())
+    #: the caller ID number ENTERQUEUE logged (the region report's key)
+    caller_num: Mapped[str] = mapped_column(BoundedText(32), default="", server_default="")
 
 
 class HourlyRow(Base):

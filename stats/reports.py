@@ -13,12 +13,21 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, func, select
 
+from cti.phone import normalize, region
 from cti.services import AgentTime
 from cti.store.db import Database
 from stats.erlang import agents_needed
-from stats.formulas import COUNT_FIELDS, Counts, add_values, figures, ratio, sum_counts
+from stats.formulas import (
+    COUNT_FIELDS,
+    Counts,
+    add_values,
+    count_entry,
+    figures,
+    ratio,
+    sum_counts,
+)
 from stats.models import EntryRow, HourlyRow, QlogLineRow
-from stats.store import IVR_QUEUE, QueueRules
+from stats.store import IVR_QUEUE, QueueRules, entry_facts
 
 __all__ = [
     "agent_report",
@@ -231,6 +240,36 @@ async def agent_report(
             ratio(busy, a["login_s"] - a["pause_s"]) if a["login_s"] > a["pause_s"] else None
         )
     return [agents[k] for k in sorted(agents)]
+
+
+async def region_report(
+    db: Database, first: date, last: date, tz: ZoneInfo, rules: dict[str, QueueRules],
+    default_region: str, queue: str | None = None,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Per caller region (号码归属地, cti.phone.region in zh and en; "" unknown): every
+    queue figure of the entries entered in the range whose caller is from there."""
+    start, end = day_bounds(first, last, tz)
+    conds = [EntryRow.entered_at >= start, EntryRow.entered_at < end]
+    if queue is not None:
+        conds.append(EntryRow.queue == queue)
+    async with db.session() as s:
+        rows = (await s.execute(select(EntryRow).where(*conds))).scalars().all()
+    counts: dict[tuple[str, str], Counts] = {}
+    for e in rows:
+        e164 = normalize(e.caller_num, default_region) if e.caller_num else ""
+        key = (region(e164, "zh"), region(e164, "en"))
+        r = rules.get(e.queue, QueueRules())
+        counts.setdefault(key, Counts()).add(
+            count_entry(
+                entry_facts(e), service_level_s=r.service_level_s,
+                short_abandon_s=r.short_abandon_s, wrapup_s=r.wrapup_s,
+            )
+        )  # fmt: skip
+    out = [
+        figures(c, {"region": zh, "region_en": en})
+        for (zh, en), c in sorted(counts.items(), key=lambda kv: (-kv[1].offered, kv[0]))
+    ]
+    return out
 
 
 async def staffing(

@@ -4,6 +4,7 @@ GET /api/v1/stats/hourly?from=YYYY-MM-DD&to=…&queue=…
 GET /api/v1/stats/daily?from=…&to=…&queue=…
 GET /api/v1/stats/summary?from=…&to=…&queue=…
 GET /api/v1/stats/agents?from=…&to=…
+GET /api/v1/stats/regions?from=…&to=…&queue=…   (by caller region, 号码归属地)
 GET /api/v1/stats/staffing?day=…&queue=…
 GET /api/v1/stats/wallboard                 (the current frame)
 POST /api/v1/stats/rebuild {"since": ISO}   (admin)
@@ -103,6 +104,13 @@ def add_routes(app: web.Application, svc: StatsService) -> None:
         times = await svc.agent_time(start, min(end, now))
         return await reports.agent_report(svc.db, first, last, svc.tz, rules, times)
 
+    async def regions(request: web.Request) -> list[dict[str, Any]]:
+        first, last = days(request)
+        rules = await svc.refresh_rules()
+        return await reports.region_report(
+            svc.db, first, last, svc.tz, rules, svc.wallboard.default_region, queue(request)
+        )
+
     async def staffing(request: web.Request) -> list[dict[str, Any]]:
         day = DAY.read(request) or today()
         q = queue(request, required=True)
@@ -132,6 +140,9 @@ def add_routes(app: web.Application, svc: StatsService) -> None:
     r.add_get("/api/v1/stats/hourly", route("hourly", hourly, "Hourly queue figures", days_q))
     r.add_get("/api/v1/stats/daily", route("daily", daily, "Daily queue figures", days_q))
     r.add_get("/api/v1/stats/summary", route("summary", summary, "Totals per queue", days_q))
+    r.add_get("/api/v1/stats/regions",
+              route("regions", regions, "Queue figures by caller region (号码归属地)",
+                    days_q))  # fmt: skip
     r.add_get("/api/v1/stats/agents",
               route("agents", agents, "Agent figures", [FROM, TO]))  # fmt: skip
     r.add_get("/api/v1/stats/staffing",

@@ -236,7 +236,7 @@ class StatsStore:
             "completed": e.completed, "agent": e.agent, "answered_at": e.answered_at,
             "ended_at": e.ended_at, "ringnoanswer": e.ringnoanswer, "hold_count": count,
             "hold_s": total, "hold_max_s": longest, "wrapup_s": e.wrapup_s,
-            "survey_score": e.survey_score,
+            "survey_score": e.survey_score, "caller_num": e.caller,
         }  # fmt: skip
 
     # --- rollup -----------------------------------------------------------------------------
