@@ -16,7 +16,10 @@ from crm_bridge.api import CrmServices, add_routes
 from crm_bridge.config import CrmConfig
 from crm_bridge.directory import ExternalCrmLookup, StoreDirectory
 from crm_bridge.interactions import Interactions, InteractionWriter
+from crm_bridge.opportunities import Opportunities
 from crm_bridge.pool import Pool
+from crm_bridge.recipients import StoreRecipients
+from crm_bridge.sales_api import add_sales_routes
 from crm_bridge.store import CrmStore
 from crm_bridge.webhooks import WebhookDispatcher
 from crm_bridge.workspace_api import add_workspace_routes
@@ -58,7 +61,8 @@ class CrmFeature:
             return webhooks.publish(event, data)
 
         interactions = Interactions(store, notify=notify)
-        pool = Pool(store, notify=webhooks.publish)
+        pool = Pool(store, notify=webhooks.publish, claims_per_day=config.pool_claims_per_day)
+        opportunities = Opportunities(pool, config, webhooks.publish)
         external = ExternalCrmLookup(config.external_lookup)
         directory = StoreDirectory(store, external if external.enabled else None)
         self.services = CrmServices(config, store, interactions, pool, webhooks, directory)
@@ -67,8 +71,10 @@ class CrmFeature:
         ctx.bus.subscribe(RecordingStopped, self._on_recording)
         webhooks.attach(ctx.bus)
         ctx.services.customer_directory = directory
+        ctx.services.customer_recipients = StoreRecipients(store)
         add_routes(ctx.app, self.services)
         add_workspace_routes(ctx.app)
+        add_sales_routes(ctx.app, opportunities)
         add_pages(ctx.app, "/crm", STATIC)
         self.settings = CrmSettings(ctx.db, config, webhooks)
         add_admin_routes(ctx.app, self.settings)

@@ -242,7 +242,12 @@ class Pool:
     async def list_leads(
         self, actor: Actor, status: str | None = None, customer_id: int | None = None
     ) -> list[dict[str, Any]]:
-        stmt = select(Lead).order_by(Lead.id.desc()).limit(1000)
+        stmt = (
+            select(Lead, Customer.name)
+            .join(Customer, Customer.id == Lead.customer_id)
+            .order_by(Lead.id.desc())
+            .limit(1000)
+        )
         if not actor.sees_all:
             stmt = stmt.where(Lead.owner == actor.name)
         if status:
@@ -250,7 +255,10 @@ class Pool:
         if customer_id is not None:
             stmt = stmt.where(Lead.customer_id == customer_id)
         async with self.store.db.session() as session:
-            return [lead_dict(x) for x in (await session.scalars(stmt)).all()]
+            return [
+                {**lead_dict(x), "customer_name": name}
+                for x, name in (await session.execute(stmt)).all()
+            ]
 
     async def get_lead(self, lead_id: int, actor: Actor) -> dict[str, Any]:
         async with self.store.db.session() as session:

@@ -6,9 +6,12 @@ that needs it reads it at call time (it may be absent: degrade, never crash).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol
+
+from cti.principal import Principal
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,9 +144,42 @@ class SalesPipeline(Protocol):
     async def record_conversion(self, conversion: Conversion) -> int: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """A customer as a message goes to it: its numbers (E.164) and e-mail addresses, and
+    the fields a template may use (``name``, ``company``, ``owner``, ``tier``, ``region``
+    and the admin's custom fields)."""
+
+    customer_id: int
+    name: str
+    owner: str = ""
+    phones: tuple[str, ...] = ()
+    emails: tuple[str, ...] = ()
+    fields: tuple[tuple[str, str], ...] = ()
+
+
+class CustomerRecipients(Protocol):
+    """The customers messages go to (offered by the CRM; used by messaging). ``actor`` is
+    who asks: an agent gets only what it may see (its own customers and the pool)."""
+
+    async def recipient(self, customer_id: int, actor: Principal) -> Recipient | None: ...
+
+    async def recipients(
+        self, query: Mapping[str, str], actor: Principal, limit: int
+    ) -> list[Recipient]:
+        """Customers as the customer list filters them (``q``, ``owner``, ``tier``,
+        ``region``, ``tag``, ``contacted_after``, ``contacted_before``), newest first."""
+        ...
+
+    async def by_number(self, e164: str) -> Recipient | None:
+        """The customer owning this number (no visibility rule: the system asks)."""
+        ...
+
+
 @dataclass
 class Services:
     customer_directory: CustomerDirectory | None = None
+    customer_recipients: CustomerRecipients | None = None  # offered by the CRM
     queues: QueueService | None = None  # offered by acd
     dial_policy: DialPolicy | None = None  # set by the daemon (cti); features must ask it
     do_not_call: DoNotCallList | None = None  # offered by the outbound feature

@@ -6,7 +6,7 @@
 (() => {
   const $ = (id) => document.getElementById(id);
   const id = Number(new URLSearchParams(location.search).get("id"));
-  let me = null, customer = null, fields = [], dispositions = [], timeline = [];
+  let me = null, customer = null, fields = [], dispositions = [], timeline = [], templates = [];
 
   const fail = (e) => { $("error").textContent = CTI.t("error") + ": " + (e.message || e); };
   const label = (obj) => (CTI.getLang() === "zh" ? obj.label_zh : obj.label_en);
@@ -134,7 +134,9 @@
 
   function messageItem(m) {
     return item("message", m.created_at, CTI.el("b", {}, `${CTI.t("message")} (${m.channel})`), " ",
-      CTI.el("span", { class: "status" }, m.status), CTI.el("div", { class: "body" }, m.subject ? `${m.subject}\n${m.body}` : m.body));
+      CTI.el("span", { class: "status" }, m.status + (m.error ? ` (${m.error})` : "")), " ",
+      CTI.el("span", { class: "muted" }, m.to),
+      CTI.el("div", { class: "body" }, m.subject ? `${m.subject}\n${m.body}` : m.body));
   }
 
   async function optional(path, key) {
@@ -157,6 +159,35 @@
     $("timeline").replaceChildren(...timeline.map((x) => x.node));
   }
 
+  function fillMessageForm() {
+    $("msg-form").hidden = templates.length === 0;
+    const current = $("msg-template").value;
+    $("msg-template").replaceChildren(...templates.map((t) =>
+      CTI.el("option", { value: t.id, dataset: { channel: t.channel } }, `${t.name} (${t.channel === "sms" ? "SMS" : CTI.t("email")})`)));
+    if (current) $("msg-template").value = current;
+    fillTo();
+  }
+
+  function fillTo() {
+    const t = templates.find((x) => String(x.id) === $("msg-template").value);
+    const all = (customer ? customer.contacts : []).flatMap((k) =>
+      t && t.channel === "email" ? k.emails : k.phones.map((p) => p.e164));
+    $("msg-to").replaceChildren(...[...new Set(all)].map((a) => CTI.el("option", { value: a }, a)));
+  }
+
+  async function sendMessage(ev) {
+    ev.preventDefault();
+    $("msg-state").textContent = "";
+    try {
+      const m = await CTI.api("POST", "/api/v1/messages", { customer_id: id,
+        template_id: Number($("msg-template").value), to: $("msg-to").value || null });
+      $("msg-state").textContent = m.status;
+      await loadTimeline();
+      // the delivery status follows within a moment
+      setTimeout(() => loadTimeline().catch(fail), 1500);
+    } catch (e) { fail(e); }
+  }
+
   async function load() {
     $("error").textContent = "";
     try {
@@ -169,6 +200,8 @@
       $("note-disp").replaceChildren(CTI.el("option", { value: "" }, ""),
         ...dispositions.map((x) => CTI.el("option", { value: x.code }, label(x))));
       fillCard();
+      templates = await optional("/api/v1/message-templates", "templates");
+      fillMessageForm();
       await loadTimeline();
     } catch (e) { fail(e); }
   }
@@ -235,4 +268,6 @@
   $("contact-form").addEventListener("submit", addContact);
   $("merge-find").addEventListener("submit", findDuplicate);
   $("claim").addEventListener("click", claim);
+  $("msg-template").addEventListener("change", fillTo);
+  $("msg-form").addEventListener("submit", sendMessage);
 })();

@@ -50,7 +50,7 @@
         CTI.el("td", {}, c.tier),
         CTI.el("td", { class: "region" }, c.region || ""),
         CTI.el("td", {}, (c.tags || []).map((t) => CTI.el("span", { class: "tag" }, t))),
-        CTI.el("td", { class: "owner" }, c.owner || CTI.t("pool")),
+        CTI.el("td", { class: "owner" }, CTI.el("span", { class: "who" }, c.owner || CTI.t("pool")), " ", c.owner ? null : claimButton(c)),
         CTI.el("td", {}, CTI.fmtTime(c.last_contact_at)));
     }));
     $("empty").hidden = rows.length > 0;
@@ -59,6 +59,16 @@
     $("page-no").textContent = `${CTI.t("page")} ${Math.floor(offset / PAGE) + 1}`;
     $("select-all").checked = rows.length > 0 && rows.every((c) => chosen.has(c.id));
     counts();
+  }
+
+  function claimButton(c) {
+    const b = CTI.el("button", { type: "button", class: "claim", dataset: { id: c.id } }, CTI.t("claim"));
+    b.addEventListener("click", async () => {
+      $("error").textContent = "";
+      try { await CTI.api("POST", `/api/v1/pool/${c.id}/claim`); await load(); }
+      catch (e) { $("error").textContent = CTI.t("error") + ": " + e.message; }
+    });
+    return b;
   }
 
   function counts() {
@@ -127,6 +137,45 @@
       .catch((e) => { $("error").textContent = CTI.t("error") + ": " + e.message; });
   }
 
+  // --- mass send (supervisors): preview the count, then send to the filtered list ------
+  function massQuery() {
+    const q = {};
+    for (const [k, v] of params()) q[k] = v;
+    return q;
+  }
+
+  async function loadTemplates() {
+    try {
+      const { templates } = await CTI.api("GET", "/api/v1/message-templates");
+      $("mass-template").replaceChildren(...templates.map((t) =>
+        CTI.el("option", { value: t.id }, `${t.name} (${t.channel === "sms" ? "SMS" : CTI.t("email")})`)));
+      $("mass-panel").hidden = templates.length === 0;
+    } catch { $("mass-panel").hidden = true; }  // no messaging feature
+  }
+
+  async function massPreview() {
+    $("mass-state").textContent = "";
+    try {
+      const p = await CTI.api("POST", "/api/v1/messages/preview",
+        { template_id: Number($("mass-template").value), query: massQuery() });
+      $("mass-state").textContent = `${CTI.t("to_send")}: ${p.to_send} · ${CTI.t("opted_out")}: ${p.opted_out}` +
+        ` · ${CTI.t("without_address")}: ${p.without_address}` + (p.sample ? ` — ${p.sample.body}` : "");
+      $("mass-state").dataset.toSend = String(p.to_send);
+      $("mass-send").disabled = p.to_send === 0;
+    } catch (e) { $("mass-state").textContent = CTI.t("error") + ": " + e.message; }
+  }
+
+  async function massSend(ev) {
+    ev.preventDefault();
+    $("mass-send").disabled = true;
+    try {
+      const b = await CTI.api("POST", "/api/v1/messages/mass",
+        { template_id: Number($("mass-template").value), query: massQuery() });
+      $("mass-state").textContent = `${CTI.t("batch")} #${b.id}: ${b.total}`;
+      $("mass-state").dataset.batch = String(b.id);
+    } catch (e) { $("mass-state").textContent = CTI.t("error") + ": " + e.message; }
+  }
+
   function placeholders() {
     document.querySelectorAll("[data-i18n-placeholder]").forEach((n) => {
       n.placeholder = CTI.t(n.getAttribute("data-i18n-placeholder"));
@@ -140,6 +189,7 @@
       $("assign-box").hidden = !sup;
       $("assign").hidden = !sup;
       placeholders();
+      if (sup) await loadTemplates();
       await load();
     },
     onLang: () => { placeholders(); render(); },
@@ -157,6 +207,9 @@
   $("export-csv").addEventListener("click", () => exportAs("csv"));
   $("export-xlsx").addEventListener("click", () => exportAs("xlsx"));
   $("new-form").addEventListener("submit", (ev) => { ev.preventDefault(); create(false); });
+  $("mass-preview").addEventListener("click", massPreview);
+  $("mass-form").addEventListener("submit", massSend);
+  $("filters").addEventListener("submit", () => { $("mass-send").disabled = true; });
   $("create-anyway").addEventListener("click", () => create(true));
   for (const id of ["n-phone", "n-email", "n-company"]) $(id).addEventListener("change", checkDups);
 })();

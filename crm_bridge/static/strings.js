@@ -44,3 +44,30 @@ CTI.addStrings({
     value: "金额", expected_close: "预计成交", status: "状态", back: "客户",
   },
 });
+CTI.addStrings({
+  en: {
+    board: "Board", table: "Table", new_opportunity: "New opportunity", customer_id: "Customer no.",
+    owner_rule: "Owner (empty: by rule)", reassign_stale: "Reassign stale", move_to: "Move to",
+    st_new: "New", st_contacted: "Contacted", st_qualified: "Qualified", st_proposal: "Proposal",
+    st_won: "Won", st_lost: "Lost", industry: "Industry", total: "Total", period: "Period",
+    won_period: "Won this period", target: "Target", pipeline: "Pipeline by stage",
+    activities: "Activities per agent", trend: "Trend", calls: "Calls", notes_n: "Notes",
+    new_leads: "New leads", won_value: "Won value", count: "Count", show: "Show", from: "From", to: "To",
+    moved: "moved",
+  },
+  zh: {
+    board: "看板", table: "列表", new_opportunity: "新建商机", customer_id: "客户编号",
+    owner_rule: "负责人（留空：按规则分配）", reassign_stale: "重新分配停滞商机", move_to: "移至",
+    st_new: "新建", st_contacted: "已联系", st_qualified: "已确认需求", st_proposal: "方案报价",
+    st_won: "赢单", st_lost: "输单", industry: "行业", total: "合计", period: "期间",
+    won_period: "本期赢单", target: "目标", pipeline: "各阶段商机", activities: "坐席活动量",
+    trend: "趋势", calls: "通话", notes_n: "备注", new_leads: "新商机", won_value: "赢单金额",
+    count: "数量", show: "查看", from: "从", to: "到", moved: "已移动",
+  },
+});
+CTI.addStrings({
+  en: { send: "Send", send_to: "To", mass_send: "Message the customers listed", preview: "Preview",
+        to_send: "to send", opted_out: "opted out", without_address: "no address", batch: "Batch" },
+  zh: { send: "发送", send_to: "发送至", mass_send: "群发给所列客户", preview: "预览", to_send: "将发送",
+        opted_out: "已退订", without_address: "无联系方式", batch: "批次" },
+});

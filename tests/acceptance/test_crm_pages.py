@@ -127,7 +127,7 @@ async def _only(page: Page, names: list[str]) -> bool:
 
 
 async def _owners(page: Page, n: int, owner: str) -> bool:
-    return (await page.locator("#rows td.owner").all_inner_texts()).count(owner) == n
+    return (await page.locator("#rows td.owner .who").all_inner_texts()).count(owner) == n
 
 
 async def test_agent_returns_own_customer_to_pool_but_cannot_assign(

@@ -1,7 +1,7 @@
 """The wallboard and reports pages in headless Chromium against the statistics feature
 (real HTTP server, websocket hub and store; the data comes from a queue_log file): the
 wallboard fills from the websocket snapshot and updates from AMI-shaped events without
-polling, the reports page draws both SVG charts and the tables, caller/agent text is
+polling, the reports page draws both charts (ECharts) and the tables, caller/agent text is
 shown as text (never markup), Chinese strings switch in place, no console errors."""
 
 from __future__ import annotations
@@ -170,10 +170,26 @@ async def test_reports_charts_tables_and_escaping(
 ) -> None:
     base, token, _, _ = site
     page, errors, _ = await signed_in(browser, base + "/reports/", token)
-    await page.locator("#chart-volume rect").first.wait_for(timeout=10_000)
-    assert await page.locator("#chart-volume rect").count() >= 3  # offered/answered/abandoned
-    await page.locator("#chart-sl circle").first.wait_for(timeout=10_000)
     await wait_for(lambda: _has(page, EVIL), timeout=10, what="the agent table")
+    # drawn by ECharts: every hour of the day on the axis, today's two calls in their hour
+    volume = await page.evaluate(
+        "echarts.getInstanceByDom(document.getElementById('chart-volume')).getOption()"
+    )
+    assert len(volume["xAxis"][0]["data"]) == 24 and volume["dataZoom"]
+    offered, answered, abandoned = (s["data"] for s in volume["series"])
+    assert (sum(offered), sum(answered), sum(abandoned)) == (2, 1, 1)
+    sl = await page.evaluate(
+        "echarts.getInstanceByDom(document.getElementById('chart-sl')).getOption().series[0].data"
+    )
+    assert len(sl) == 24 and [x for x in sl if x is not None] != []
+    assert await page.locator("#chart-volume canvas").count() == 1
+    # the wide hourly table scrolls inside its card instead of overflowing it
+    fits = await page.evaluate(
+        """() => { const panel = document.getElementById('tables').getBoundingClientRect();
+                   return [...document.querySelectorAll('#tables .table-wrap')].every(
+                     (w) => w.getBoundingClientRect().right <= panel.right + 0.5); }"""
+    )
+    assert fits
     assert await page.locator("img").count() == 0  # shown as text, never as markup
     tables = await page.locator("#tables h2").all_inner_texts()
     assert len(tables) == 5 and all("CSV" in t for t in tables)

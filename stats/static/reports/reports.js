@@ -1,53 +1,62 @@
 // Reports: REST tables (hourly, daily, summary, agents, staffing) with CSV links, and two
-// SVG charts built with DOM calls (no library, no innerHTML).
+// charts drawn by Apache ECharts (/vendor/echarts/: axes, tooltips, legends, zoom over the
+// hours); table text is set with text nodes only (no innerHTML).
 "use strict";
 
 (() => {
   const $ = (id) => document.getElementById(id);
-  const SVG = "http://www.w3.org/2000/svg";
   let data = null;
+  const charts = {};
 
-  function svg(tag, attrs, text) {
-    const n = document.createElementNS(SVG, tag);
-    for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, String(v));
-    if (text !== undefined) n.append(document.createTextNode(String(text)));
-    return n;
+  function chart(id) {
+    if (!charts[id]) charts[id] = echarts.init($(id), null, { renderer: "canvas" });
+    return charts[id];
   }
 
-  function volumeChart(rows) {
-    const box = $("chart-volume");
-    box.replaceChildren();
-    const W = 960, H = 260, L = 40, B = 30, n = Math.max(rows.length, 1);
-    const max = Math.max(1, ...rows.map((r) => r.offered));
-    const slot = (W - L) / n, bw = Math.max(1, Math.min(24, slot / 3 - 1));
-    box.append(svg("line", { class: "axis", x1: L, y1: H - B, x2: W, y2: H - B }));
-    box.append(svg("text", { x: 2, y: 12 }, max));
-    rows.forEach((r, i) => {
-      [["inbound", r.offered], ["answered", r.answered], ["abandoned", r.abandoned]].forEach(([cls, v], j) => {
-        const h = ((H - B - 10) * v) / max;
-        box.append(svg("rect", { class: cls, x: L + i * slot + j * bw, y: H - B - h, width: bw, height: h }));
-      });
-      if (n <= 48 || i % Math.ceil(n / 24) === 0) {
-        box.append(svg("text", { x: L + i * slot, y: H - 12 }, `${r.hour}`));
-      }
-    });
+  // Every hour of every day of the range (hours without calls are zero, service level
+  // without calls is a gap), so one busy hour is a bar among empty hours, not a lone dot.
+  function hours(rows) {
+    const byKey = new Map(rows.map((r) => [`${r.day} ${String(r.hour).padStart(2, "0")}`, r]));
+    const from = new Date($("from").value + "T00:00:00Z"), to = new Date($("to").value + "T00:00:00Z");
+    const keys = [];
+    for (let d = from; d <= to && keys.length < 24 * 366; d = new Date(d.getTime() + 86400000)) {
+      const day = d.toISOString().slice(0, 10);
+      for (let h = 0; h < 24; h++) keys.push(`${day} ${String(h).padStart(2, "0")}`);
+    }
+    for (const k of byKey.keys()) if (!keys.includes(k)) keys.push(k);
+    keys.sort();
+    return keys.map((k) => ({ key: k, row: byKey.get(k) }));
   }
 
-  function slChart(rows) {
-    const box = $("chart-sl");
-    box.replaceChildren();
-    const W = 960, H = 260, L = 40, B = 30, n = Math.max(rows.length, 1), slot = (W - L) / n;
-    box.append(svg("line", { class: "axis", x1: L, y1: H - B, x2: W, y2: H - B }));
-    box.append(svg("text", { x: 2, y: 14 }, "100 %"));
-    box.append(svg("text", { x: 2, y: H - B }, "0 %"));
-    let d = "";
-    rows.forEach((r, i) => {
-      if (r.service_level === null) return;
-      const x = L + i * slot + slot / 2, y = H - B - (H - B - 10) * r.service_level;
-      d += (d ? " L " : "M ") + x.toFixed(1) + " " + y.toFixed(1);
-      box.append(svg("circle", { class: "sl", cx: x, cy: y, r: 2 }));
-    });
-    if (d) box.append(svg("path", { class: "sl", d }));
+  function charts_(rows) {
+    const slots = hours(rows);
+    const labels = slots.map((s) => s.key.slice(5) + ":00");
+    const v = (s, k) => (s.row ? s.row[k] : 0);
+    const zoom = [{ type: "inside" }, { type: "slider", height: 18 }];
+    chart("chart-volume").setOption({
+      tooltip: { trigger: "axis" },
+      legend: { data: [CTI.t("offered"), CTI.t("answered"), CTI.t("abandoned")] },
+      grid: { left: 40, right: 20, bottom: 60 },
+      dataZoom: zoom,
+      xAxis: { type: "category", data: labels },
+      yAxis: { type: "value", minInterval: 1 },
+      series: [
+        { name: CTI.t("offered"), type: "bar", data: slots.map((s) => v(s, "offered")), itemStyle: { color: "#1565c0" } },
+        { name: CTI.t("answered"), type: "bar", data: slots.map((s) => v(s, "answered")), itemStyle: { color: "#2e7d32" } },
+        { name: CTI.t("abandoned"), type: "bar", data: slots.map((s) => v(s, "abandoned")), itemStyle: { color: "#c62828" } },
+      ],
+    }, true);
+    const sl = slots.map((s) => (s.row && s.row.service_level !== null ? +(100 * s.row.service_level).toFixed(1) : null));
+    chart("chart-sl").setOption({
+      tooltip: { trigger: "axis", valueFormatter: (x) => (x === null || x === undefined ? "–" : x + " %") },
+      legend: { data: [CTI.t("sl")] },
+      grid: { left: 40, right: 20, bottom: 60 },
+      dataZoom: zoom,
+      xAxis: { type: "category", data: labels },
+      yAxis: { type: "value", min: 0, max: 100, axisLabel: { formatter: "{value} %" } },
+      series: [{ name: CTI.t("sl"), type: "line", data: sl, connectNulls: true, showAllSymbol: true,
+                 symbolSize: 6, itemStyle: { color: "#6a1b9a" } }],
+    }, true);
   }
 
   const COLUMNS = {
@@ -84,9 +93,9 @@
     });
     return CTI.el("div", {},
       CTI.el("h2", {}, CTI.t(name === "agents" ? "agents_t" : name), " ", link),
-      CTI.el("table", {},
+      CTI.el("div", { class: "table-wrap" }, CTI.el("table", {},
         CTI.el("tr", {}, cols.map((c) => CTI.el("th", {}, c))),
-        rows.map((r) => CTI.el("tr", {}, cols.map((c) => CTI.el("td", {}, cell(c, r[c])))))));
+        rows.map((r) => CTI.el("tr", {}, cols.map((c) => CTI.el("td", {}, cell(c, r[c]))))))));
   }
 
   async function load() {
@@ -110,8 +119,7 @@
   function render() {
     if (!data) return;
     const totals = data.hourly.filter((r) => r.queue === ($("queue").value || "*"));
-    volumeChart(totals);
-    slChart(totals);
+    charts_(totals);
     $("tables").replaceChildren(
       table("summary", data.summary, data.q), table("daily", data.daily, data.q),
       table("hourly", data.hourly, data.q), table("agents", data.agents, data.q),
@@ -123,6 +131,7 @@
     const today = new Date().toISOString().slice(0, 10);
     if (!$("from").value) { $("from").value = today; $("to").value = today; }
     $("filters").addEventListener("submit", (ev) => { ev.preventDefault(); load(); });
+    window.addEventListener("resize", () => Object.values(charts).forEach((c) => c.resize()));
     load();
   });
 })();

@@ -1,0 +1,81 @@
+"""The messaging tables (migration: cti/migrations/versions/messaging_0001_initial.py)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, ForeignKey, Integer, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from cti.store.models import Base, BoundedText, UTCDateTime, utcnow
+
+_Id = BigInteger().with_variant(Integer(), "sqlite")
+
+CHANNELS = ("sms", "email")
+#: queued -> sent (the gateway / SMTP server took it) | failed; opted_out: never sent
+STATUSES = ("queued", "sent", "failed", "opted_out")
+
+
+class Template(Base):
+    __tablename__ = "msg_templates"
+
+    id: Mapped[int] = mapped_column(_Id, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(BoundedText(64), unique=True)
+    channel: Mapped[str] = mapped_column(BoundedText(8))  # sms | email
+    subject: Mapped[str] = mapped_column(BoundedText(256), default="")
+    body: Mapped[str] = mapped_column(BoundedText(4096))
+    # the SMS gateway's approved template code (Chinese gateways send only those)
+    provider_template: Mapped[str] = mapped_column(BoundedText(64), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class Batch(Base):
+    """A mass send: how many were meant, sent, failed, skipped (opted out)."""
+
+    __tablename__ = "msg_batches"
+
+    id: Mapped[int] = mapped_column(_Id, primary_key=True, autoincrement=True)
+    template_id: Mapped[int] = mapped_column(ForeignKey("msg_templates.id"))
+    channel: Mapped[str] = mapped_column(BoundedText(8))
+    query: Mapped[str] = mapped_column(Text(), default="{}")  # JSON: the list's filters
+    total: Mapped[int] = mapped_column(Integer(), default=0)
+    skipped: Mapped[int] = mapped_column(Integer(), default=0)
+    created_by: Mapped[str] = mapped_column(BoundedText(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Message(Base):
+    __tablename__ = "msg_messages"
+
+    id: Mapped[int] = mapped_column(_Id, primary_key=True, autoincrement=True)
+    customer_id: Mapped[int | None] = mapped_column(_Id, index=True)
+    channel: Mapped[str] = mapped_column(BoundedText(8))
+    to_address: Mapped[str] = mapped_column(BoundedText(320), index=True)
+    template_id: Mapped[int | None] = mapped_column(_Id)
+    batch_id: Mapped[int | None] = mapped_column(_Id, index=True)
+    subject: Mapped[str] = mapped_column(BoundedText(256), default="")
+    body: Mapped[str] = mapped_column(BoundedText(4096))
+    params: Mapped[str] = mapped_column(Text(), default="{}")  # JSON: the template's fields
+    status: Mapped[str] = mapped_column(BoundedText(16), default="queued", index=True)
+    error: Mapped[str] = mapped_column(BoundedText(1024), default="")
+    provider_id: Mapped[str] = mapped_column(BoundedText(128), default="")
+    reason: Mapped[str] = mapped_column(BoundedText(32), default="")  # manual, mass, missed_call
+    linkedid: Mapped[str] = mapped_column(BoundedText(64), default="")
+    created_by: Mapped[str] = mapped_column(BoundedText(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class OptOut(Base):
+    """An address (E.164 number or lower-cased e-mail) that receives no more messages."""
+
+    __tablename__ = "msg_opt_outs"
+    __table_args__ = (UniqueConstraint("channel", "address"),)
+
+    id: Mapped[int] = mapped_column(_Id, primary_key=True, autoincrement=True)
+    channel: Mapped[str] = mapped_column(BoundedText(8))
+    address: Mapped[str] = mapped_column(BoundedText(320))
+    reason: Mapped[str] = mapped_column(BoundedText(256), default="")
+    created_by: Mapped[str] = mapped_column(BoundedText(128), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
