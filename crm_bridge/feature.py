@@ -14,6 +14,7 @@ from typing import Any
 from crm_bridge.admin import CrmSettings, add_admin_routes
 from crm_bridge.api import CrmServices, add_routes
 from crm_bridge.config import CrmConfig
+from crm_bridge.conversions import StoreSalesPipeline
 from crm_bridge.directory import ExternalCrmLookup, StoreDirectory
 from crm_bridge.interactions import Interactions, InteractionWriter
 from crm_bridge.opportunities import Opportunities
@@ -72,6 +73,7 @@ class CrmFeature:
         webhooks.attach(ctx.bus)
         ctx.services.customer_directory = directory
         ctx.services.customer_recipients = StoreRecipients(store)
+        ctx.services.sales = StoreSalesPipeline(pool)
         add_routes(ctx.app, self.services)
         add_workspace_routes(ctx.app)
         add_sales_routes(ctx.app, opportunities)

@@ -73,3 +73,46 @@ def test_rate_limiter_per_address_and_total() -> None:
     assert rl.allow("d", 30.0)  # one every ten seconds comes back
     rl.allow("e", 30.0)
     assert len(rl._keys) == 2  # only the most recent addresses are remembered
+
+
+async def test_telesales_conversions_become_customers_with_opportunities(db: Database) -> None:
+    """What outbound hands over (Services.sales): a sale on an unknown number is a new
+    customer of the agent with a won opportunity; an interested known customer gets an
+    open one."""
+    from cti.services import Conversion
+
+    async with crm_server(db) as crm:
+        sales = crm.services.sales
+        assert sales is not None
+        new_id = await sales.record_conversion(
+            Conversion(
+                number="13800138000",
+                name="王五",
+                agent="agent1",
+                kind="sale",
+                campaign="spring",
+                note="<b>10 seats</b>",
+            )
+        )
+        status, c = await crm.call("agent1", "GET", f"/api/v1/customers/{new_id}")
+        assert status == 200 and c["owner"] == "agent1" and c["name"] == "王五"
+        again = await sales.record_conversion(
+            Conversion(
+                number="+86 138 0013 8000",
+                name="x",
+                agent="agent1",
+                kind="interested",
+                campaign="spring",
+            )
+        )
+        assert again == new_id
+        status, data = await crm.call(
+            "agent1", "GET", "/api/v1/leads", params={"customer_id": new_id}
+        )
+        leads = sorted(
+            (lead["status"], lead["source"], lead["owner"], lead["notes"]) for lead in data["leads"]
+        )
+        assert leads == [
+            ("contacted", "outbound", "agent1", ""),
+            ("won", "outbound", "agent1", "<b>10 seats</b>"),
+        ]
