@@ -1,56 +1,100 @@
-"""CRM search on 100k customers: the plain scan vs the search indexes, SQLite and PostgreSQL.
+"""CRM search and the customer page at 10,000 and 1,000,000 customers (with 2 interactions
+per customer: 2,000,000 at 1M), SQLite and PostgreSQL, the plain scan as the baseline.
 
-Builds a fresh database per dialect (SQLite file in a temp dir; PostgreSQL scratch database
-``cti_bench_<hex>`` created and dropped like tests/conftest.py does), migrates it to the
-CRM schema *without* the search table (revision ``crm_0001``), loads N synthetic customers
-(Chinese and Latin names, companies, 1-2 contacts, 1-3 phone numbers, emails), times each
-query through :func:`crm_bridge.search.search` with ``method="scan"`` (the
-baseline: substring scans of the customer, contact, phone and email tables), then migrates
-to the newest revision (crm_0002: the ``crm_search`` table, filled from the loaded rows,
-and its trigram indexes on PostgreSQL) and times the same queries through
-``search(method="index")``. Results must be identical (checked, also against the scan on
-the new schema). Prints median ms per query and the ratio scan / index.
+Per store and size: a fresh database (SQLite file in a temp dir; PostgreSQL scratch
+database like tests/conftest.py's) migrated to the newest schema, its secondary indexes
+dropped, the synthetic rows bulk-loaded (Chinese and Latin names, companies, 1-2
+contacts, 1-3 numbers, e-mails, the ``crm_search`` rows as the store writes them, calls
+and notes; SQLite ``executemany``, PostgreSQL ``COPY``), the indexes rebuilt and the
+statistics analysed. Then, as a supervisor:
 
-    .venv/bin/python bench/crm_search.py [--customers 100000] [--rounds 7] [--only sqlite]
+- search: the :data:`QUERIES` through ``CrmStore.search`` (``method="index"``), ``--rounds``
+  times each; at 1M also ``method="scan"`` (the substring scan of the customer, contact,
+  phone and e-mail tables: the baseline), and both must find the same customers;
+- page: what ``/crm/customer.html`` asks for a random customer (the card with contacts,
+  its calls and notes, its audit trail, its opportunities), ``--pages`` customers.
+
+Prints one figure per line and store (ms, 99th percentile):
+``search p99 10k``, ``search p99 1m``, ``scan p99 1m``, ``page p99 10k``, ``page p99 1m``.
+
+    .venv/bin/python bench/crm_search.py [--sizes 10000,1000000] [--only sqlite]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import random
-import statistics
+import sqlite3
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+import asyncpg
 from scratch_pg import scratch_postgres  # bench/ helper
-from sqlalchemy import insert
 from sqlalchemy.engine import make_url
 
 from crm_bridge.access import Actor
-from crm_bridge.keys import name_key
-from crm_bridge.models import Contact, Customer, Email, Phone
+from crm_bridge.interactions import Interactions
+from crm_bridge.keys import name_key, region_of
+from crm_bridge.models import Contact, Customer, CustomerSearch, Email, Interaction, Phone
+from crm_bridge.pool import Pool
 from crm_bridge.store import CrmStore
 from cti.store.db import Database
 from cti.store.migrate import upgrade
 from cti.store.models import utcnow
 
 SUP = Actor("bench-sup", "supervisor")
-AGENT = Actor("agent7", "agent")
 
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁"
 SURNAMES += "潘于蒋蔡余杜叶程苏魏吕丁任沈"
 GIVEN = "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平刚桂英华玉萍红娥玲芬燕彬鹏辉宇浩凯健俊帆"
 FIRST = [
-    "James", "Mary", "John", "Linda", "Robert", "Susan", "Michael", "Karen", "David",
-    "Nancy", "Wei", "Ming", "Anna", "Peter", "Laura", "Chen", "Olga", "Hans", "Yuki", "Omar",
-]  # fmt: skip
+    "James",
+    "Mary",
+    "John",
+    "Linda",
+    "Robert",
+    "Susan",
+    "Michael",
+    "Karen",
+    "David",
+    "Nancy",
+    "Wei",
+    "Ming",
+    "Anna",
+    "Peter",
+    "Laura",
+    "Chen",
+    "Olga",
+    "Hans",
+    "Yuki",
+    "Omar",
+]
 LAST = [
-    "Smith", "Johnson", "Brown", "Garcia", "Miller", "Davis", "Wilson", "Anderson", "Taylor",
-    "Thomas", "Moore", "Martin", "Lee", "Walker", "Hall", "Young", "King", "Wright", "Lopez",
-]  # fmt: skip
+    "Smith",
+    "Johnson",
+    "Brown",
+    "Garcia",
+    "Miller",
+    "Davis",
+    "Wilson",
+    "Anderson",
+    "Taylor",
+    "Thomas",
+    "Moore",
+    "Martin",
+    "Lee",
+    "Walker",
+    "Hall",
+    "Young",
+    "King",
+    "Wright",
+    "Lopez",
+]
 CITY = "北京上海广州深圳杭州成都武汉南京天津重庆"
 TRADE = ["科技", "贸易", "物流", "医药", "教育", "餐饮", "建材", "电子", "软件", "文化"]
 CO_EN = ["Acme", "Globex", "Initech", "Umbrella", "Hooli", "Vandelay", "Stark", "Wayne"]
@@ -106,125 +150,352 @@ def synthetic_rows(n: int, seed: int = 20261123) -> dict[str, list[dict[str, Any
         owner = None if rng.random() < 0.2 else f"agent{rng.randint(1, 40)}"
         out["customers"].append(
             {
-                "id": cid, "kind": "person" if person else "company", "name": name,
-                "name_key": name_key(name), "company": company, "company_key": name_key(company),
-                "tier": "", "tags": "", "notes": "", "owner": owner, "owned_since": None,
-                "last_contact_at": None, "created_at": now, "updated_at": now,
+                "id": cid,
+                "kind": "person" if person else "company",
+                "name": name,
+                "name_key": name_key(name),
+                "company": company,
+                "company_key": name_key(company),
+                "tier": "",
+                "tags": "",
+                "notes": "",
+                "owner": owner,
+                "owned_since": None,
+                "last_contact_at": None,
+                "created_at": now,
+                "updated_at": now,
             }
-        )  # fmt: skip
+        )
         for _ in range(1 if rng.random() < 0.7 else 2):
             contact_id += 1
             cname = name if person else (_chinese_name(rng) if zh else _latin_name(rng))
             out["contacts"].append(
                 {
-                    "id": contact_id, "customer_id": cid, "name": cname,
-                    "name_key": name_key(cname), "title": "", "birthday": None,
-                    "birthday_md": None, "tags": "", "notes": "", "created_at": now,
+                    "id": contact_id,
+                    "customer_id": cid,
+                    "name": cname,
+                    "name_key": name_key(cname),
+                    "title": "",
+                    "birthday": None,
+                    "birthday_md": None,
+                    "tags": "",
+                    "notes": "",
+                    "created_at": now,
                     "updated_at": now,
                 }
-            )  # fmt: skip
+            )
             for _ in range(rng.choice((1, 1, 2, 3))):
                 phone_id += 1
                 raw, e164 = _mobile(rng)
                 out["phones"].append(
-                    {"id": phone_id, "contact_id": contact_id, "customer_id": cid, "raw": raw,
-                     "e164": e164, "label": ""}
-                )  # fmt: skip
+                    {
+                        "id": phone_id,
+                        "contact_id": contact_id,
+                        "customer_id": cid,
+                        "raw": raw,
+                        "e164": e164,
+                        "label": "",
+                    }
+                )
             if rng.random() < 0.6:
                 email_id += 1
                 addr = f"user{contact_id}@mail-{rng.randint(1, 500)}.example.com"
                 out["emails"].append(
-                    {"id": email_id, "contact_id": contact_id, "customer_id": cid,
-                     "address": addr, "address_key": addr.lower()}
-                )  # fmt: skip
+                    {
+                        "id": email_id,
+                        "contact_id": contact_id,
+                        "customer_id": cid,
+                        "address": addr,
+                        "address_key": addr.lower(),
+                    }
+                )
     return out
 
 
-async def load(db: Database, rows: dict[str, list[dict[str, Any]]]) -> None:
-    tables = (("customers", Customer), ("contacts", Contact), ("phones", Phone))
-    async with db.engine.begin() as conn:
-        for key, model in (*tables, ("emails", Email)):
-            data = rows[key]
-            for i in range(0, len(data), 5000):
-                await conn.execute(insert(model), data[i : i + 5000])
-    if db.dialect == "postgresql":
-        async with db.engine.connect() as conn:
-            await conn.exec_driver_sql("ANALYZE")
-            await conn.commit()
+CHUNK = 20_000
 
 
-async def time_queries(
+def _row(model: Any, values: dict[str, Any], now: Any) -> tuple[Any, ...]:
+    """``values`` as a tuple in the table's column order, column defaults filled in."""
+    out = []
+    for col in model.__table__.columns:
+        if col.name in values:
+            out.append(values[col.name])
+        elif col.default is not None and getattr(col.default, "is_scalar", False):
+            out.append(col.default.arg)
+        elif col.default is not None:
+            out.append(now)  # utcnow
+        else:
+            out.append(None)
+    return tuple(out)
+
+
+def chunks(n: int, interactions_per_customer: float, seed: int = 20261123) -> Any:
+    """The synthetic rows of :func:`synthetic_rows`, ``CHUNK`` customers at a time, as
+    tuples per table (column order), plus their ``crm_search`` rows (as
+    crm_bridge.search.reindex writes them) and interactions (calls and notes)."""
+    rng = random.Random(seed + 1)
+    now = utcnow()
+    offset = {"contacts": 0, "phones": 0, "emails": 0}
+    interaction_id = 0
+    for first in range(0, n, CHUNK):
+        count = min(CHUNK, n - first)
+        rows = synthetic_rows(count, seed + first)
+        base = dict(offset)
+        for key in ("contacts", "phones", "emails"):
+            for r in rows[key]:
+                r["id"] += base[key]
+                if key != "contacts":
+                    r["contact_id"] += base["contacts"]
+            offset[key] += len(rows[key])
+        for key in ("contacts", "phones", "emails"):
+            for r in rows[key]:
+                r["customer_id"] += first
+        for c in rows["customers"]:
+            c["id"] += first
+        names: dict[int, list[str]] = {}
+        phones: dict[int, list[str]] = {}
+        emails: dict[int, list[str]] = {}
+        for c in rows["customers"]:
+            names[c["id"]] = [c["name_key"], c["company_key"]]
+        for ct in rows["contacts"]:
+            names[ct["customer_id"]].append(ct["name_key"])
+        for p in rows["phones"]:
+            phones.setdefault(p["customer_id"], []).append(p["e164"])
+        for e in rows["emails"]:
+            emails.setdefault(e["customer_id"], []).append(e["address_key"])
+        for c in rows["customers"]:
+            nums = phones.get(c["id"], [])
+            c["region"] = region_of(nums[0]) if nums and rng.random() < 0.02 else ""
+            c["custom"] = "{}"
+        search = [
+            (cid, "\n".join(ns), "\n".join(phones.get(cid, [])), "\n".join(emails.get(cid, [])))
+            for cid, ns in names.items()
+        ]
+        interactions = []
+        total = int(count * interactions_per_customer)
+        for _ in range(total):
+            interaction_id += 1
+            cid = first + rng.randint(1, count)
+            call = rng.random() < 0.8
+            started = now - timedelta(minutes=rng.randint(0, 60 * 24 * 365))
+            interactions.append(
+                _row(
+                    Interaction,
+                    {
+                        "id": interaction_id,
+                        "linkedid": f"b{interaction_id}" if call else None,
+                        "customer_id": cid,
+                        "contact_id": None,
+                        "kind": "call" if call else "note",
+                        "caller_num": "",
+                        "agent": f"agent{rng.randint(1, 40)}",
+                        "queue": "sales" if call else "",
+                        "started_at": started,
+                        "ended_at": started + timedelta(seconds=90) if call else None,
+                        "wait_s": 5.0 if call else None,
+                        "talk_s": 80.0 if call else None,
+                        "outcome": "answered" if call else "",
+                        "notes": "" if call else "note",
+                        "created_at": started,
+                        "updated_at": started,
+                    },
+                    now,
+                )
+            )
+        yield {
+            Customer: [_row(Customer, r, now) for r in rows["customers"]],
+            Contact: [_row(Contact, r, now) for r in rows["contacts"]],
+            Phone: [_row(Phone, r, now) for r in rows["phones"]],
+            Email: [_row(Email, r, now) for r in rows["emails"]],
+            CustomerSearch: search,
+            Interaction: interactions,
+        }
+
+
+TABLES = (Customer, Contact, Phone, Email, CustomerSearch, Interaction)
+
+
+async def _pg_load(url: str, n: int, per_customer: float) -> dict[str, int]:
+    """COPY into the tables with their secondary indexes dropped, then rebuilt."""
+    raw = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    conn = await asyncpg.connect(raw)
+    counts = {m.__tablename__: 0 for m in TABLES}
+    try:
+        names = [m.__tablename__ for m in TABLES]
+        indexes = await conn.fetch(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = ANY($1::text[])"
+            " AND indexname NOT LIKE 'pk_%' AND indexname NOT LIKE 'uq_%'",
+            names,
+        )
+        for ix in indexes:
+            await conn.execute(f'DROP INDEX "{ix["indexname"]}"')
+        for chunk in chunks(n, per_customer):
+            for model in TABLES:
+                records = chunk[model]
+                columns = [c.name for c in model.__table__.columns]
+                await conn.copy_records_to_table(
+                    model.__tablename__, records=records, columns=columns
+                )
+                counts[model.__tablename__] += len(records)
+        for ix in indexes:
+            await conn.execute(ix["indexdef"])
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+    return counts
+
+
+def _sqlite_load(path: str, n: int, per_customer: float) -> dict[str, int]:
+    db = sqlite3.connect(path)
+    counts = {m.__tablename__: 0 for m in TABLES}
+    try:
+        names = [m.__tablename__ for m in TABLES]
+        marks = ",".join("?" * len(names))
+        indexes = db.execute(
+            f"SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+            f" AND tbl_name IN ({marks})",
+            names,
+        ).fetchall()
+        for name, _ in indexes:
+            db.execute(f'DROP INDEX "{name}"')
+        db.execute("PRAGMA journal_mode = OFF")
+        db.execute("PRAGMA synchronous = OFF")
+        for chunk in chunks(n, per_customer):
+            for model in TABLES:
+                records = chunk[model]
+                cols = [c.name for c in model.__table__.columns]
+                sql = (
+                    f"INSERT INTO {model.__tablename__} ({', '.join(cols)})"
+                    f" VALUES ({', '.join('?' * len(cols))})"
+                )
+                db.executemany(sql, [tuple(_sqlite_value(v) for v in r) for r in records])
+                counts[model.__tablename__] += len(records)
+            db.commit()
+        for _, sql in indexes:
+            db.execute(sql)
+        db.execute("ANALYZE")
+        db.commit()
+    finally:
+        db.close()
+    return counts
+
+
+def _sqlite_value(v: Any) -> Any:
+    # what cti.store.models.UTCDateTime stores on SQLite: naive UTC text
+    if isinstance(v, datetime):
+        return v.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ")
+    return v
+
+
+def p99(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)]
+
+
+async def time_search(
     store: CrmStore, rounds: int, method: Literal["index", "scan"]
-) -> dict[str, tuple[float, list[int], list[int]]]:
-    """Per query: median ms, ids seen by a supervisor, ids seen by an agent."""
-    out = {}
-    for label, q in QUERIES:
-        times = []
-        ids: list[int] = []
-        for _ in range(rounds):
+) -> tuple[list[float], dict[str, list[int]]]:
+    samples: list[float] = []
+    ids: dict[str, list[int]] = {}
+    for _ in range(rounds):
+        for _label, q in QUERIES:
             t0 = time.perf_counter()
             rows = await store.search(q, SUP, limit=50, method=method)
-            times.append((time.perf_counter() - t0) * 1000)
-            ids = [r["id"] for r in rows]
-        agent_ids = [r["id"] for r in await store.search(q, AGENT, limit=50, method=method)]
-        out[label] = (statistics.median(times), ids, agent_ids)
+            samples.append((time.perf_counter() - t0) * 1000)
+            ids[q] = [r["id"] for r in rows]
+    return samples, ids
+
+
+async def time_page(
+    store: CrmStore, interactions: Interactions, pool: Pool, n: int, samples: int
+) -> list[float]:
+    """The customer page's requests (card with contacts, its calls and notes, its audit
+    trail, its opportunities) for random customers, one after the other."""
+    rng = random.Random(7)
+    out = []
+    for _ in range(samples):
+        cid = rng.randint(1, n)
+        t0 = time.perf_counter()
+        await store.get_customer(cid, SUP)
+        await interactions.for_customer(cid, SUP, 200)
+        await store.audit_log(cid, SUP)
+        await pool.list_leads(SUP, None, cid)
+        out.append((time.perf_counter() - t0) * 1000)
     return out
 
 
-async def run_one(url: str, n: int, rounds: int) -> None:
+async def run_size(url: str, n: int, args: argparse.Namespace) -> dict[str, float]:
     dialect = make_url(url).get_backend_name()
+    await asyncio.to_thread(upgrade, url, "heads")
     t0 = time.perf_counter()
-    await asyncio.to_thread(upgrade, url, "crm_0001")
-    rows = synthetic_rows(n)
+    if dialect == "postgresql":
+        counts = await _pg_load(url, n, args.interactions_per_customer)
+    else:
+        path = make_url(url).database
+        assert path is not None
+        counts = await asyncio.to_thread(_sqlite_load, path, n, args.interactions_per_customer)
+    print(
+        f"# [{dialect}] {n} customers loaded in {time.perf_counter() - t0:.0f} s: "
+        + ", ".join(f"{k} {v}" for k, v in counts.items()),
+        flush=True,
+    )
     db = Database.from_url(url)
+    out: dict[str, float] = {}
     try:
-        await load(db, rows)
-        print(
-            f"\n[{dialect}] {n} customers, {len(rows['contacts'])} contacts, "
-            f"{len(rows['phones'])} phones, {len(rows['emails'])} emails "
-            f"loaded in {time.perf_counter() - t0:.1f} s"
-        )
         store = CrmStore(db, "CN")
-        base = await time_queries(store, rounds, "scan")
-        await db.dispose()
-        t1 = time.perf_counter()
-        await asyncio.to_thread(upgrade, url, "heads")
-        print(f"  migrated to heads (search indexes built) in {time.perf_counter() - t1:.1f} s")
-        db = Database.from_url(url)
-        store = CrmStore(db, "CN")
-        fast = await time_queries(store, rounds, "index")
-        again = await time_queries(store, 1, "scan")  # the reference, on the same schema
+        interactions, pool = Interactions(store), Pool(store)
+        await time_search(store, 1, "index")  # warm the caches
+        fast, fast_ids = await time_search(store, args.rounds, "index")
+        out["search"] = p99(fast)
+        if n >= args.scan_from:
+            slow, slow_ids = await time_search(store, args.scan_rounds, "scan")
+            out["scan"] = p99(slow)
+            differ = [q for q in fast_ids if fast_ids[q] != slow_ids[q]]
+            if differ:
+                print(f"# [{dialect}] index and scan DIFFER for {differ}", flush=True)
+        await time_page(store, interactions, pool, n, 20)  # warm
+        out["page"] = p99(await time_page(store, interactions, pool, n, args.pages))
     finally:
         await db.dispose()
-    print(f"  {'query':<24} {'hits':>5} {'scan ms':>9} {'indexed ms':>11} {'ratio':>7}")
-    for label, q in QUERIES:
-        b_ms, b_ids, b_agent = base[label]
-        f_ms, f_ids, f_agent = fast[label]
-        same = "" if (b_ids, b_agent) == (f_ids, f_agent) == again[label][1:] else "  DIFFER"
-        print(
-            f"  {label:<24} {len(b_ids):>5} {b_ms:>9.1f} {f_ms:>11.1f} {b_ms / f_ms:>6.1f}x"
-            f"{same}  ({q!r})"
-        )
-    total_b = sum(v[0] for v in base.values())
-    total_f = sum(v[0] for v in fast.values())
-    ratio = total_b / total_f
-    print(f"  {'all queries':<24} {'':>5} {total_b:>9.1f} {total_f:>11.1f} {ratio:>6.1f}x")
+    return out
+
+
+def label(n: int) -> str:
+    return f"{n // 1_000_000}m" if n >= 1_000_000 and n % 1_000_000 == 0 else f"{n // 1000}k"
+
+
+async def run_store(store_name: str, args: argparse.Namespace) -> None:
+    for n in args.sizes:
+        if store_name == "sqlite":
+            with tempfile.TemporaryDirectory() as tmp:
+                res = await run_size(f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}", n, args)
+        else:
+            async with scratch_postgres() as url:
+                res = await run_size(url, n, args)
+        print(f"search p99 {label(n)} ({store_name}): {res['search']:.1f} ms", flush=True)
+        if "scan" in res:
+            print(f"scan p99 {label(n)} ({store_name}): {res['scan']:.1f} ms", flush=True)
+        print(f"page p99 {label(n)} ({store_name}): {res['page']:.1f} ms", flush=True)
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--customers", type=int, default=100_000)
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--sizes", default="10000,1000000", help="customer counts, comma-separated")
+    parser.add_argument("--interactions-per-customer", type=float, default=2.0)
+    parser.add_argument("--rounds", type=int, default=20, help="rounds of the search queries")
+    parser.add_argument("--scan-rounds", type=int, default=3)
+    parser.add_argument(
+        "--scan-from", type=int, default=1_000_000, help="time the plain scan from this size on"
+    )
+    parser.add_argument("--pages", type=int, default=300, help="customer pages timed")
     parser.add_argument("--only", choices=("sqlite", "postgresql"))
     args = parser.parse_args()
+    args.sizes = [int(x) for x in args.sizes.split(",")]
     if args.only != "postgresql":
-        with tempfile.TemporaryDirectory() as tmp:
-            await run_one(
-                f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}", args.customers, args.rounds
-            )
+        await run_store("sqlite", args)
     if args.only != "sqlite":
-        async with scratch_postgres() as url:
-            await run_one(url, args.customers, args.rounds)
+        await run_store("postgresql", args)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from crm_bridge.access import Actor
 from crm_bridge.audit import audit
 from crm_bridge.config import CrmConfig
 from crm_bridge.errors import Forbidden
-from crm_bridge.models import Interaction, Lead, LeadAssignment
+from crm_bridge.models import Customer, Interaction, Lead, LeadAssignment
 from crm_bridge.pool import Notify, Pool, lead_dict
 from cti.store.models import utcnow
 
@@ -218,3 +218,67 @@ class Opportunities:
             "activities": sorted(activities.values(), key=lambda r: str(r["agent"])),
             "trend": list(trend.values()),
         }
+
+
+async def reminders(
+    pool: Pool, actor: Actor, today: date, dormant_days: int, limit: int = 50
+) -> list[dict[str, Any]]:
+    """What an agent should do today, for its worklist: open opportunities whose follow-up
+    date has come (``follow_up``), birthdays of its customers' contacts (``birthday``,
+    29 February on 28 February in common years) and its customers nobody contacted for
+    ``dormant_days`` (``dormant``). A supervisor gets everyone's."""
+    out: list[dict[str, Any]] = []
+    async with pool.store.db.session() as session:
+        stmt = (
+            select(Lead, Customer.name)
+            .join(Customer, Customer.id == Lead.customer_id)
+            .where(Lead.follow_up_on <= today, Lead.status.in_(OPEN))
+            .order_by(Lead.follow_up_on, Lead.id)
+            .limit(limit)
+        )
+        if not actor.sees_all:
+            stmt = stmt.where(Lead.owner == actor.name)
+        for lead, name in (await session.execute(stmt)).all():
+            out.append(
+                {
+                    "kind": "follow_up",
+                    "customer_id": lead.customer_id,
+                    "customer_name": name,
+                    "lead_id": lead.id,
+                    "title": lead.title,
+                    "owner": lead.owner,
+                    "due": iso_day(lead.follow_up_on),
+                }
+            )
+    for b in await pool.birthdays(today, actor):
+        c = b["customer"]
+        if actor.sees_all or c["owner"] == actor.name:
+            out.append(
+                {
+                    "kind": "birthday",
+                    "customer_id": c["id"],
+                    "customer_name": c["name"],
+                    "contact_id": b["contact_id"],
+                    "title": b["contact_name"],
+                    "owner": c["owner"],
+                    "due": today.isoformat(),
+                }
+            )
+    now = datetime(today.year, today.month, today.day, tzinfo=UTC)
+    for c in await pool.dormant(dormant_days, actor, now=now, limit=limit):
+        if c["owner"] and (actor.sees_all or c["owner"] == actor.name):
+            out.append(
+                {
+                    "kind": "dormant",
+                    "customer_id": c["id"],
+                    "customer_name": c["name"],
+                    "title": c["last_contact_at"] or c["created_at"],
+                    "owner": c["owner"],
+                    "due": today.isoformat(),
+                }
+            )
+    return out
+
+
+def iso_day(d: date | None) -> str | None:
+    return d.isoformat() if d is not None else None

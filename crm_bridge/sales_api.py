@@ -18,7 +18,7 @@ from crm_bridge.access import SYSTEM
 from crm_bridge.api import CRM, TAG, Handler, Req, _errors, endpoint
 from crm_bridge.errors import CrmError
 from crm_bridge.models import Customer, Email, Phone
-from crm_bridge.opportunities import Opportunities
+from crm_bridge.opportunities import Opportunities, reminders
 from crm_bridge.ratelimit import RateLimiter
 from crm_bridge.schemas import CustomerIn, LeadIn, Name, Notes, _storable
 from crm_bridge.schemas import Email as EmailText
@@ -69,6 +69,19 @@ async def dashboard(r: Req) -> Any:
 async def reassign_stale(r: Req) -> Any:
     days = r.int("days", r.svc.config.lead_stale_days, 1, 3650)
     return {"leads": await r.request.app[SALES].reassign_stale(days, r.actor)}
+
+
+@doc(
+    "Today's reminders for the worklist: follow-ups due, birthdays, dormant customers",
+    tags=TAG,
+    query=[Day(name="date", description="default: today")],
+    response=obj({"reminders": arr(obj())}),
+)
+@endpoint()
+async def get_reminders(r: Req) -> Any:
+    day = Day(name="date").read(r.request) or date.today()
+    found = await reminders(r.svc.pool, r.actor, day, r.svc.config.dormant_days)
+    return {"reminders": found}
 
 
 # --- the public web form -----------------------------------------------------------------
@@ -204,6 +217,7 @@ async def _capture(request: web.Request, data: LeadFormIn, e164: str) -> dict[st
 ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/api/v1/crm/dashboard", dashboard),
     ("POST", "/api/v1/leads/reassign-stale", reassign_stale),
+    ("GET", "/api/v1/crm/reminders", get_reminders),
 ]
 
 

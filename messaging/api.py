@@ -92,6 +92,7 @@ def route(role: str, status: int = 200) -> Callable[[Callable[..., Awaitable[Any
     "A customer's messages (SMS and e-mail) with their status",
     tags=TAG,
     query=[CUSTOMER, LIMIT],
+    errors=[503],
     response=obj({"messages": arr(MESSAGE)}),
 )
 @route("agent")
@@ -101,7 +102,14 @@ async def list_messages(request: web.Request, m: Messenger, who: Any) -> Any:
     return {"messages": await m.for_customer(customer, who, LIMIT.value(request))}
 
 
-@doc("Send a template to one customer", tags=TAG, status=201, body=SendIn, response=MESSAGE)
+@doc(
+    "Send a template to one customer (503: the channel is not configured)",
+    tags=TAG,
+    status=201,
+    errors=[503],
+    body=SendIn,
+    response=MESSAGE,
+)
 @route("agent", 201)
 async def send(request: web.Request, m: Messenger, who: Any) -> Any:
     data = await model_body(request, SendIn)
@@ -114,6 +122,7 @@ async def send(request: web.Request, m: Messenger, who: Any) -> Any:
     "How many customers a mass send would reach (opted-out and unreachable apart)",
     role="supervisor",
     tags=TAG,
+    errors=[503],
     body=MassIn,
     response=obj(),
 )
@@ -128,6 +137,7 @@ async def preview(request: web.Request, m: Messenger, who: Any) -> Any:
     role="supervisor",
     tags=TAG,
     status=201,
+    errors=[503],
     body=MassIn,
     response=obj(),
 )

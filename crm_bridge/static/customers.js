@@ -176,6 +176,17 @@
     } catch (e) { $("mass-state").textContent = CTI.t("error") + ": " + e.message; }
   }
 
+  async function loadReminders() {
+    try {
+      const { reminders } = await CTI.api("GET", "/api/v1/crm/reminders");
+      $("reminders").replaceChildren(...reminders.map((r) => CTI.el("li", { class: "reminder " + r.kind },
+        CTI.el("b", {}, CTI.t("rem_" + r.kind)), " ",
+        CTI.el("a", { href: `customer.html?id=${encodeURIComponent(r.customer_id)}` }, r.customer_name),
+        " · ", CTI.el("span", {}, r.kind === "dormant" ? CTI.fmtTime(r.title) : r.title))));
+      $("reminders-panel").hidden = reminders.length === 0;
+    } catch { $("reminders-panel").hidden = true; }
+  }
+
   function placeholders() {
     document.querySelectorAll("[data-i18n-placeholder]").forEach((n) => {
       n.placeholder = CTI.t(n.getAttribute("data-i18n-placeholder"));
@@ -190,9 +201,10 @@
       $("assign").hidden = !sup;
       placeholders();
       if (sup) await loadTemplates();
+      await loadReminders();
       await load();
     },
-    onLang: () => { placeholders(); render(); },
+    onLang: () => { placeholders(); render(); loadReminders(); },
   });
   $("filters").addEventListener("submit", (ev) => { ev.preventDefault(); offset = 0; load(); });
   $("owner-mode").addEventListener("change", () => { $("owner-name-label").hidden = $("owner-mode").value !== "agent"; });

@@ -71,3 +71,7 @@ CTI.addStrings({
   zh: { send: "发送", send_to: "发送至", mass_send: "群发给所列客户", preview: "预览", to_send: "将发送",
         opted_out: "已退订", without_address: "无联系方式", batch: "批次" },
 });
+CTI.addStrings({
+  en: { reminders: "Today", rem_follow_up: "Follow up", rem_birthday: "Birthday", rem_dormant: "Not contacted since" },
+  zh: { reminders: "今日提醒", rem_follow_up: "跟进", rem_birthday: "生日", rem_dormant: "久未联系" },
+});

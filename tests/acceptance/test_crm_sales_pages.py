@@ -280,3 +280,71 @@ async def test_dashboard_figures_equal_a_direct_count(browser: Browser, site: Si
     assert errors == [] and agent_errors == []
     await page.close()
     await agent_page.close()
+
+
+async def test_reminders_in_the_worklist(browser: Browser, site: Site) -> None:
+    """A follow-up due today, a contact's birthday today and a customer nobody called for
+    90 days are the agent's reminders (GET /api/v1/crm/reminders, shown on /crm/)."""
+    today = datetime.now(UTC).date()
+    born = today.replace(year=1990) if not (today.month == 2 and today.day == 29) else today
+    c1 = await site.ok("sup", "POST", "/api/v1/customers", json={"name": "Due", "owner": "agent1"})
+    await site.ok(
+        "sup",
+        "POST",
+        "/api/v1/leads",
+        json={
+            "customer_id": c1["id"],
+            "title": "Call back about the quote",
+            "owner": "agent1",
+            "follow_up_on": today.isoformat(),
+        },
+    )
+    await site.ok(
+        "sup",
+        "POST",
+        "/api/v1/leads",
+        json={
+            "customer_id": c1["id"],
+            "title": "Later",
+            "owner": "agent1",
+            "follow_up_on": (today + timedelta(days=3)).isoformat(),
+        },
+    )
+    await site.ok(
+        "sup",
+        "POST",
+        "/api/v1/customers",
+        json={
+            "name": "Birthday Co",
+            "owner": "agent1",
+            "contacts": [{"name": EVIL_NAME, "birthday": born.isoformat()}],
+        },
+    )
+    await site.ok(
+        "sup",
+        "POST",
+        "/api/v1/customers",
+        json={"name": "Other's", "owner": "agent2", "birthday": born.isoformat()},
+    )
+    old = await site.ok(
+        "sup", "POST", "/api/v1/customers", json={"name": "Quiet", "owner": "agent1"}
+    )
+    async with site.db.session() as s, s.begin():
+        await s.execute(
+            update(Customer)
+            .where(Customer.id == old["id"])
+            .values(created_at=datetime.now(UTC) - timedelta(days=120), last_contact_at=None)
+        )
+    data = await site.ok("agent1", "GET", "/api/v1/crm/reminders")
+    kinds = sorted((r["kind"], r["customer_name"]) for r in data["reminders"])
+    assert kinds == [("birthday", "Birthday Co"), ("dormant", "Quiet"), ("follow_up", "Due")]
+    page, errors = await open_page(browser, site.base + "/crm/", "agent1")
+    await page.locator("#reminders li.follow_up", has_text="Call back about the quote").wait_for()
+    assert await page.locator("#reminders li").count() == 3
+    assert EVIL_NAME in await page.locator("#reminders li.birthday").inner_text()
+    assert await page.locator("#reminders img").count() == 0
+    assert errors == []
+    await page.close()
+
+
+EVIL_NAME = "<img src=x onerror=alert(1)>"
