@@ -42,13 +42,20 @@ def _backfill() -> None:
         .join(search, search.c.customer_id == customers.c.id)
         .where(customers.c.tags != "")
     ).all()
+    set_names = (
+        search.update()
+        .where(search.c.customer_id == sa.bindparam("cid"))
+        .values(names=sa.bindparam("new_names"))
+    )
+    batch: list[dict[str, object]] = []
     for cid, tags, names in tagged:
         keys = [spaces.sub("", t.casefold()) for t in tags.split(",") if t]
-        bind.execute(
-            search.update()
-            .where(search.c.customer_id == cid)
-            .values(names="\n".join([names, *keys]))
-        )
+        batch.append({"cid": cid, "new_names": "\n".join([names, *keys])})
+        if len(batch) >= 5000:
+            bind.execute(set_names, batch)
+            batch = []
+    if batch:
+        bind.execute(set_names, batch)
     first = (
         sa.select(phones.c.customer_id, sa.func.min(phones.c.id).label("pid"))
         .group_by(phones.c.customer_id)
@@ -57,13 +64,24 @@ def _backfill() -> None:
     rows = bind.execute(
         sa.select(phones.c.customer_id, phones.c.e164).join(first, first.c.pid == phones.c.id)
     ).all()
+    set_region = (
+        customers.update()
+        .where(customers.c.id == sa.bindparam("cid"))
+        .values(region=sa.bindparam("new_region"))
+    )
+    batch = []
     for cid, e164 in rows:
         try:
             region = geocoder.description_for_number(phonenumbers.parse(e164, None), "zh")
         except phonenumbers.NumberParseException:
             continue
         if region:
-            bind.execute(customers.update().where(customers.c.id == cid).values(region=region[:64]))
+            batch.append({"cid": cid, "new_region": region[:64]})
+        if len(batch) >= 5000:
+            bind.execute(set_region, batch)
+            batch = []
+    if batch:
+        bind.execute(set_region, batch)
 
 
 def upgrade() -> None:
