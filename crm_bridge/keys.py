@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-import phonenumbers
-from phonenumbers import geocoder
+from cti.phone import region
 
 __all__ = ["name_key", "region_of", "tags_list", "tags_text"]
 
@@ -29,12 +28,5 @@ def tags_list(text: str) -> list[str]:
 
 
 def region_of(e164: str) -> str:
-    """号码归属地: the place a number belongs to, in Chinese ("北京市", "江苏省常州市"),
-    from phonenumbers' geocoding data; "" when unknown."""
-    if not e164:
-        return ""
-    try:
-        number = phonenumbers.parse(e164, None)
-        return geocoder.description_for_number(number, "zh")[:64]
-    except phonenumbers.NumberParseException:
-        return ""
+    """号码归属地 in Chinese ("北京市", "江苏省常州市"): :func:`cti.phone.region`."""
+    return region(e164, "zh")
