@@ -565,3 +565,17 @@ class CallHandedOver(DomainEvent):
     state: str = "answered"  # "ringing" | "answered" | "failed"
     agent_channel: str = ""
     notes: str = ""
+
+
+# --- phones -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PhonesChanged(DomainEvent):
+    """Agents' phones changed in the store (added, rotated, removed: the phones feature).
+    In a cluster the node driving Asterisk applies them, whichever node made the change;
+    ``origin`` is the node (process) that made it and applied it already if it drives."""
+
+    at: datetime
+    phone: str
+    origin: str

@@ -3,20 +3,26 @@ and SIP phones, provisioned from the store into Asterisk (docs/decisions/0022).
 
 It keeps its own small AMI connection, subscribed to the ``system`` and ``security``
 classes only (ContactStatus for registrations; failed authentications), so the call
-reader's connection carries no registration traffic and this one no call events.
+reader's connection carries no registration traffic and this one no call events. In a
+cluster only the node driving the Asterisk server has it open (it follows the daemon's
+AMI session: AmiConnected / AmiDisconnected), and a change made on any node reaches the
+driver as PhonesChanged on the bus.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
+from datetime import UTC, datetime
 
 from prometheus_client import Gauge
 
 from cti.ami.client import AmiClient, NotConnected
 from cti.ami.protocol import Message
 from cti.config import ConfigError
+from cti.events import AmiConnected, AmiDisconnected, PhonesChanged
 from cti.features import FeatureContext
 from cti.tasks import BackgroundTasks
 from phones.credentials import phone_key
@@ -42,6 +48,8 @@ class PhonesFeature:
         self.ami: AmiClient | None = None
         self.service: PhoneService | None = None
         self._tasks = BackgroundTasks("phones")
+        self._cluster = False
+        self._origin = ""
 
     def setup(self, ctx: FeatureContext) -> None:
         s = ctx.section("phones", PhonesSettings)
@@ -61,6 +69,15 @@ class PhonesFeature:
         self.service = PhoneService(ctx.db, ami, s, key, Provisioner(ami, etc_dir))
         ami.add_event_handler(self._on_event)
         ami.add_connected_handler(self._on_connected)
+        self._cluster = bool(ctx.settings.cluster.broker_url)
+        self._origin = secrets.token_hex(8)
+        self.service.on_change = lambda name: ctx.bus.publish(
+            PhonesChanged(at=datetime.now(UTC), phone=name, origin=self._origin)
+        )
+        ctx.bus.subscribe(PhonesChanged, self._on_changed, remote=True)
+        if self._cluster:
+            ctx.bus.subscribe(AmiConnected, self._on_driving)
+            ctx.bus.subscribe(AmiDisconnected, self._on_not_driving)
         ctx.services.phones = self.service
         svc = self.service
         r = ctx.registry
@@ -74,8 +91,22 @@ class PhonesFeature:
 
     async def start(self) -> None:
         assert self.ami is not None
-        await self.ami.start()
+        if not self._cluster:  # one node: it drives its Asterisk
+            await self.ami.start()
         self._tasks.spawn(self._unblock_loop(), "unblock")
+
+    def _on_driving(self, event: AmiConnected) -> None:
+        if self.ami is not None and not self.ami.connected:
+            self._tasks.spawn(self.ami.start(), "ami-start")
+
+    def _on_not_driving(self, event: AmiDisconnected) -> None:
+        if self.ami is not None:
+            self._tasks.spawn(self.ami.close(), "ami-close")
+
+    def _on_changed(self, event: PhonesChanged) -> None:
+        """Another node changed the phones: the driver gives Asterisk the new file."""
+        if event.origin != self._origin and self.ami is not None and self.ami.connected:
+            self._tasks.spawn(self._apply_blocks(), "sync")
 
     async def stop(self) -> None:
         await self._tasks.stop()

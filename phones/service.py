@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from cti.ami.actions import AmiActionError
@@ -37,6 +38,8 @@ class PhoneService:
         self.key = key
         self.provisioner = provisioner
         self.registrations = Registrations()
+        # called with a phone's name after each change (the feature publishes PhonesChanged)
+        self.on_change: Callable[[str], None] = lambda name: None
         self.blocker = Blocker(
             settings.block_failures, settings.block_window_s, settings.block_s,
             settings.never_block,
@@ -107,6 +110,7 @@ class PhoneService:
             lambda name: ha1(name, realm, password) if password else "",
             self.settings.max_per_agent,
         )  # fmt: skip
+        self.on_change(row.name)
         return row, password, await self.sync()
 
     async def rotate(self, name: str) -> tuple[PhoneRow, str, bool] | None:
@@ -120,6 +124,7 @@ class PhoneService:
         )
         if row2 is None:
             return None
+        self.on_change(name)
         applied = await self.sync()
         try:  # whoever registered with the old credentials is off the phone now
             await self._drop_contacts(name)
@@ -132,6 +137,7 @@ class PhoneService:
         row = await store.delete_phone(self.db, name)
         if row is None:
             return None
+        self.on_change(name)
         applied = await self.sync()
         try:
             await self._drop_contacts(name)
