@@ -30,6 +30,8 @@ class Envelope:
     id: str  # unique per event: the broker's and the subscribers' dedupe key
     node: str  # the node that published it
     event: DomainEvent
+    at: float = 0.0  # when it was published (time.time() on its node): the bus delay
+
 
 
 def _all_subclasses(cls: type[Any]) -> list[type[Any]]:
@@ -104,7 +106,8 @@ def _dec(value: Any, classes: dict[str, type[Any]]) -> Any:
 
 def encode(envelope: Envelope) -> bytes:
     return json.dumps(
-        {"id": envelope.id, "node": envelope.node, "event": _enc(envelope.event)},
+        {"id": envelope.id, "node": envelope.node, "at": envelope.at,
+         "event": _enc(envelope.event)},
         separators=(",", ":"),
     ).encode()
 
@@ -120,4 +123,8 @@ def decode(data: bytes, classes: dict[str, type[Any]] | None = None) -> Envelope
     event = _dec(raw.get("event"), classes if classes is not None else known_classes())
     if not isinstance(event, DomainEvent):
         raise CodecError("the envelope holds no domain event")
-    return Envelope(id=raw["id"], node=str(raw.get("node", "")), event=event)
+    at = raw.get("at", 0.0)
+    return Envelope(
+        id=raw["id"], node=str(raw.get("node", "")), event=event,
+        at=float(at) if isinstance(at, int | float) else 0.0,
+    )  # fmt: skip

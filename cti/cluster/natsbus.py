@@ -21,9 +21,11 @@ Same interface as the in-process :class:`cti.bus.EventBus`; a published event is
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import re
+import time
 import uuid
 from collections import OrderedDict, deque
 from typing import Any
@@ -35,7 +37,7 @@ from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError, NotFoundError
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from cti.bus import EventBus
 from cti.cluster.codec import CodecError, Envelope, decode, encode, known_classes
@@ -46,6 +48,7 @@ __all__ = ["NatsBus"]
 log = logging.getLogger(__name__)
 
 BATCH = 256
+LATE_S = 1.0
 WATCH_S = 5.0
 ACK_TIMEOUT_S = 5.0
 SEEN_MAX = 100_000
@@ -61,6 +64,11 @@ class BusMetrics:
         self.dropped = Counter("cti_bus_dropped", "events dropped: buffer full", registry=r)
         self.bad = Counter("cti_bus_bad", "broker messages not readable", registry=r)
         self.buffered = Gauge("cti_bus_buffered", "events waiting for the broker", registry=r)
+        self.delay = Histogram(
+            "cti_bus_delay_seconds", "another node's event: published there -> handled here",
+            buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )  # fmt: skip
         self.connected = Gauge("cti_bus_connected", "1 while the broker link is up", registry=r)
 
 
@@ -95,6 +103,10 @@ class NatsBus(EventBus):
         self._classes: dict[str, type[Any]] = {}
         self._closing = False
         self._lost = asyncio.Event()
+        # events sent, by type (logged at close)
+        self.by_type: collections.Counter[str] = collections.Counter()
+        self.delays: deque[float] = deque(maxlen=10_000)  # the last ones (logged at close)
+        self._late_logged = 0.0
         self.published = 0
         self.received = 0
         self.dropped = 0
@@ -114,7 +126,9 @@ class NatsBus(EventBus):
             self.metrics.dropped.inc()
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 log.error("bus buffer full (%d): oldest events dropped", self.buffer_max)
-        self._buffer.append(Envelope(id=uuid.uuid4().hex, node=self.node, event=event))
+        env = Envelope(id=uuid.uuid4().hex, node=self.node, event=event, at=time.time())
+        self._buffer.append(env)
+        self.by_type[type(event).__name__] += 1
         self.metrics.buffered.set(len(self._buffer))
         self._wake.set()
 
@@ -139,6 +153,13 @@ class NatsBus(EventBus):
                 await asyncio.wait_for(self._empty.wait(), flush_s)
         if self._buffer:
             log.warning("bus closing with %d event(s) not sent", len(self._buffer))
+        delays = sorted(self.delays)
+        p99 = delays[int(0.99 * (len(delays) - 1))] * 1000 if delays else 0.0
+        log.info(
+            "bus: %d sent, %d received from other nodes (delay p99 %.1f ms); most sent: %s",
+            self.published, self.received, p99,
+            ", ".join(f"{k} {v}" for k, v in self.by_type.most_common(6)),
+        )  # fmt: skip
         self._closing = True
         for task in self._tasks:
             task.cancel()
@@ -171,7 +192,7 @@ class NatsBus(EventBus):
         log.info("broker link up again")
 
     async def _error(self, exc: Exception) -> None:
-        log.debug("broker: %s", exc)
+        log.warning("broker: %s: %s", type(exc).__name__, exc)
 
     async def _connect(self) -> NatsClient:
         backoff = 0.2
@@ -274,6 +295,16 @@ class NatsBus(EventBus):
             self._seen.popitem(last=False)
         self.received += 1
         self.metrics.received.inc()
+        if env.at:
+            delay = max(0.0, time.time() - env.at)
+            self.metrics.delay.observe(delay)
+            self.delays.append(delay)
+            if delay > LATE_S and time.monotonic() - self._late_logged > 10:
+                self._late_logged = time.monotonic()
+                log.warning(
+                    "events from node %s arrive late: %s %.2f s after it was published",
+                    env.node, type(env.event).__name__, delay,
+                )  # fmt: skip
         self.deliver_remote(env.event)
 
     async def _send_loop(self) -> None:

@@ -9,7 +9,9 @@ the machine's NATS JetStream.
   over (measured), recovering what happened meanwhile from A's CDR and queue_log;
 - afterwards every CDR row of both servers has exactly one call row, each as the records
   say, and the daily statistics equal an independent queue_log computation over both
-  servers' queue_logs.
+  servers' queue_logs;
+- the broker (the machine's NATS) is restarted while calls ring on server A: every ring of
+  the agent whose desktop is on node 2 still pops there once the broker is back.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from sqlalchemy.engine import make_url
 from acd import store as acd_store
 from acd.queues_conf import FILE_NAME, QueueParams
 from cti.ami.client import AmiClient
+from cti.ami.protocol import Message
 from cti.asterisk.instance import ChrootAsterisk
 from cti.store.db import Database
 from cti.store.migrate import upgrade
@@ -51,7 +54,7 @@ from tests.acceptance.harness import (
 )
 from tests.acceptance.test_call_truth import independent_daily, row_problems
 from tests.acceptance.traffic import DaemonProcess, read_truth
-from tests.cluster_services import NATS_URL, require_nats
+from tests.cluster_services import NATS_URL, require_nats, start_nats, stop_nats
 from tests.conftest import PG_ADMIN_URL
 
 pytestmark = [
@@ -277,10 +280,12 @@ async def test_two_servers_three_nodes_pops_cross_and_a_killed_node_is_taken_ove
 
         # traffic on both servers; n1 (driver of A) is SIGKILLed in the middle
         takeover_s = 0.0
+        killed_at = 0.0
         for i in range(14):
             await call(ami, hold_s=4 + i % 5)
             await call(ami_b, hold_s=4 + i % 5)
             if i == 5:
+                killed_at = time.time()
                 await nodes["n1"].kill()
                 t0 = time.monotonic()
                 await wait_for(lambda: driving(nodes["n3"]), timeout=15, what="n3 to take A",
@@ -298,15 +303,31 @@ async def test_two_servers_three_nodes_pops_cross_and_a_killed_node_is_taken_ove
             return True
 
         await wait_for(quiet, timeout=90, what="every call to end", every=0.5)
-        await check_rows(db, (asterisk, asterisk_b), started)
+        await check_rows(db, (asterisk, asterisk_b), started, killed_at)
         await check_stats(nodes["n2"], supervisor, (asterisk, asterisk_b), queue, started)
-        # a call on A after the takeover still pops on the desktop connected to n2
-        before = len(d1.popped(sys_a + "-"))
-        await call(ami, hold_s=3)
+        # the broker restarts while calls ring on A (now driven by n3): every ring of
+        # cl-ag1 still pops on its desktop connected to n2, once the broker is back
+        rings: list[str] = []
+
+        def on_ring(msg: Message) -> None:
+            if msg.event == "AgentCalled" and msg.get("MemberName") == "cl-ag1":
+                rings.append(msg.get("Linkedid", ""))
+
+        ami.add_event_handler(on_ring)
+        try:
+            await asyncio.to_thread(stop_nats)
+            for _ in range(3):
+                await call(ami, hold_s=5)
+                await asyncio.sleep(1.5)
+            await wait_for(lambda: _true(bool(rings)), timeout=20, what="cl-ag1 to ring")
+            await asyncio.to_thread(start_nats)
+        finally:
+            ami.remove_event_handler(on_ring)
         await wait_for(
-            lambda: _true(len(d1.popped(sys_a + "-")) > before), timeout=20,
-            what="a pop from server A (now driven by n3) on n2",
+            lambda: _true(set(rings) <= set(d1.popped(sys_a + "-"))), timeout=30,
+            what="the pops of the calls that rang while the broker was down, on n2",
         )  # fmt: skip
+        print(f"broker restart: {len(set(rings))} ring(s) during the outage, all popped on n2")
     except BaseException:
         for name, node in nodes.items():
             print(f"--- {name} log tail:\n{node.tail(60)}")
@@ -325,7 +346,9 @@ async def _true(value: bool) -> bool:
     return value
 
 
-async def check_rows(db: Database, servers: tuple[ChrootAsterisk, ...], started: datetime) -> None:
+async def check_rows(
+    db: Database, servers: tuple[ChrootAsterisk, ...], started: datetime, killed_at: float
+) -> None:
     truth = {}
     for inst in servers:
         truth.update(read_truth(inst.cdr_csv, inst.queue_log, started.timestamp() - 1))
@@ -350,7 +373,13 @@ async def check_rows(db: Database, servers: tuple[ChrootAsterisk, ...], started:
         if len(got.get(linkedid, [])) != 1:
             problems.append(f"{linkedid}: {len(got.get(linkedid, []))} rows")
             continue
-        problems += row_problems(got[linkedid][0], t)
+        found = row_problems(got[linkedid][0], t)
+        if t.started_at < killed_at < t.ended_at:
+            # in progress when its driver died: adopted by the new driver and completed
+            # from the CDR, or (CDR line not there within the call model's wait, issue
+            # #12's GAPPED_CDR_*) from what the model saw: its start may be the adoption's
+            found = [p for p in found if "started_at" not in p]
+        problems += [f"{p} (row from {got[linkedid][0].source})" for p in found]
     assert not problems, "\n".join(problems)
     sources: dict[str, int] = {}
     for linkedid in truth:
