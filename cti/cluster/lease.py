@@ -94,7 +94,7 @@ class ServerLease:
                     await self._cycle()
                 except (OSError, TimeoutError, asyncpg.PostgresError,
                         asyncpg.InterfaceError) as exc:  # fmt: skip
-                    log.warning("lease on %s: %s", self.server, exc or type(exc).__name__)
+                    log.warning("lease on %s: %s", self.server, str(exc) or type(exc).__name__)
                 await self._release_local()
                 await asyncio.sleep(self.check_s)
         finally:
