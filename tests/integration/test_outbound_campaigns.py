@@ -180,3 +180,27 @@ async def test_report_recycling_and_csv(env: tuple[Api, OutboundStore, Pipeline]
     recycle = f"/api/v1/outbound/lists/{lst['id']}/recycle"
     status, body = await api.call("supervisor", "POST", f"{recycle}?busy=true")
     assert body["recycled"] == 1
+
+
+async def test_leads_are_listed_and_reassigned(env: tuple[Api, OutboundStore, Pipeline]) -> None:
+    api, store, _ = env
+    status, c = await api.call("supervisor", "POST", "/api/v1/outbound/campaigns",
+                               {"name": "re", "mode": "preview"})  # fmt: skip
+    lists = f"/api/v1/outbound/campaigns/{c['id']}/lists"
+    status, lst = await api.call("supervisor", "POST", lists, {"name": "l"})
+    await api.call("supervisor", "POST", f"/api/v1/outbound/lists/{lst['id']}/import?phone=n",
+                   data=b"n\n13800138001\n13800138002\n13800138003\n")  # fmt: skip
+    new = f"/api/v1/outbound/leads?campaign={c['id']}&status=new"
+    status, body = await api.call("supervisor", "GET", new)
+    ids = [lead["id"] for lead in body["leads"]]
+    assert status == 200 and len(ids) == 3
+    status, body = await api.call("supervisor", "POST", "/api/v1/outbound/leads/reassign",
+                                  {"leads": ids[:2], "agent": "a2002"})  # fmt: skip
+    assert status == 200 and body["changed"] == 2
+    assert [lead["agent"] for lead in await store.leads(list_id=lst["id"])] == [
+        "a2002", "a2002", ""]  # fmt: skip
+    status, body = await api.call("supervisor", "POST", "/api/v1/outbound/leads/reassign",
+                                  {"leads": ids, "agent": "a\r\nAction: Originate"})  # fmt: skip
+    assert status == 400
+    status, body = await api.call("a2001", "GET", "/api/v1/outbound/leads")
+    assert status == 403
