@@ -204,3 +204,44 @@ async def test_leads_are_listed_and_reassigned(env: tuple[Api, OutboundStore, Pi
     assert status == 400
     status, body = await api.call("a2001", "GET", "/api/v1/outbound/leads")
     assert status == 403
+
+
+async def test_a_sale_becomes_a_crm_customer_with_a_won_opportunity(db: Database) -> None:
+    """End to end with the CRM's own pipeline (crm_bridge offers Services.sales)."""
+    from crm_bridge.access import SYSTEM
+    from crm_bridge.conversions import StoreSalesPipeline
+    from crm_bridge.pool import Pool
+    from crm_bridge.store import CrmStore
+
+    crm = CrmStore(db, "CN")
+    pool = Pool(crm)
+    services = Services(sales=StoreSalesPipeline(pool))
+    store = OutboundStore(db, "CN")
+    app = create_app(WebDeps(db=db, live=NoCalls(), registry=CollectorRegistry(), hub=WsHub(db)))
+    tokens = {"supervisor": await create_token(db, "sup1", "supervisor"),
+              "a2001": await create_token(db, "a2001", "agent")}  # fmt: skip
+    OutboundApi(store, None, services=services).add_routes(app)
+    async with TestClient(TestServer(app)) as client:
+        api = Api(client, tokens)
+        status, c = await api.call("supervisor", "POST", "/api/v1/outbound/campaigns",
+                                   {"name": "sell", "mode": "preview"})  # fmt: skip
+        status, lst = await api.call("supervisor", "POST",
+                                     f"/api/v1/outbound/campaigns/{c['id']}/lists",
+                                     {"name": "l"})  # fmt: skip
+        await api.call("supervisor", "POST",
+                       f"/api/v1/outbound/lists/{lst['id']}/import?phone=n&name=who",
+                       data="n,who\n13800138001,张三\n".encode())  # fmt: skip
+        await api.call("supervisor", "POST", f"/api/v1/outbound/campaigns/{c['id']}/start")
+        status, body = await api.call("a2001", "POST",
+                                      f"/api/v1/outbound/campaigns/{c['id']}/next")  # fmt: skip
+        lead = body["lead"]
+        status, body = await api.call("a2001", "POST",
+                                      f"/api/v1/outbound/leads/{lead['id']}/outcome",
+                                      {"outcome": "sale", "note": "10 seats"})  # fmt: skip
+        assert status == 200 and body["crm"]["recorded"] is True, body
+        customer_id = body["crm"]["customer_id"]
+    customer = await crm.get_customer(customer_id, SYSTEM)
+    assert customer["name"] == "张三" and customer["owner"] == "a2001"
+    (opportunity,) = await pool.list_leads(SYSTEM, customer_id=customer_id)
+    assert opportunity["status"] == "won" and opportunity["owner"] == "a2001"
+    assert opportunity["title"] == "sell: sale" and opportunity["notes"] == "10 seats"
