@@ -23,15 +23,19 @@ from cti.events import (
     CallHandedOver,
     CallHeld,
     CallLegEnded,
+    CallQueued,
     CallResumed,
     CallTransferred,
     DomainEvent,
 )
 
-__all__ = ["AGENT_CONTEXT", "MAX_CALLS", "Handover", "LiveCall", "LiveCalls"]
+__all__ = ["AGENT_CONTEXT", "MAX_CALLS", "RECONNECT_CONTEXT", "Handover", "LiveCall", "LiveCalls"]
 
 #: The dialplan context that dials an agent for a transfer or a consultation.
 AGENT_CONTEXT = "cti-cc-agent"
+#: ... and the one that dials it back after its browser phone dropped.
+RECONNECT_CONTEXT = "cti-cc-reconnect"
+_DIALS_AGENT = frozenset({AGENT_CONTEXT, RECONNECT_CONTEXT})
 MAX_CALLS = 5000
 
 
@@ -41,7 +45,7 @@ class Handover:
 
     ref: str  # the dialplan reference (CTI_CC_IFACE_<ref>)
     to_agent: str
-    kind: str  # blind | attended | take_over
+    kind: str  # blind | attended | take_over | reconnect
     notes: str = ""
     channel: str = ""  # the target's leg once it answered
     answered: bool = False
@@ -66,6 +70,11 @@ class LiveCall:
     holds: int = 0  # CallHeld seen (a hold or a consultation started)
     resumes: int = 0  # CallResumed seen (a hold or a consultation ended)
     changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    # the agent's leg is a browser phone and the caller is kept if it drops (keep_ref: the
+    # dialplan's CTI_CC_KEEP); dropped: it did, the caller waits for the agent
+    browser: bool = False
+    keep_ref: str = ""
+    dropped: bool = False
 
     def view(self) -> dict[str, object]:
         h = self.handover
@@ -80,6 +89,8 @@ class LiveCall:
                 if h is not None else None
             ),
             "conference": sorted(self.parties.values()),
+            "browser": self.browser,
+            "dropped": self.dropped,
         }  # fmt: skip
 
 
@@ -104,6 +115,10 @@ class LiveCalls:
             return []
         call = self.calls.get(getattr(event, "linkedid", ""))
         if call is None:
+            return []
+        if isinstance(event, CallQueued):  # back in a queue (e.g. after the grace period)
+            call.agent, call.dropped, call.keep_ref, call.browser = "", False, "", False
+            call.handover = None
             return []
         if isinstance(event, CallDialing):
             return self._dialing(call, event)
@@ -133,6 +148,7 @@ class LiveCalls:
             call.caller_uniqueid = event.caller_uniqueid
             call.agent, call.agent_channel = agent, event.agent_channel
             call.agent_uniqueid, call.mode, call.handover = event.agent_uniqueid, "talking", None
+            call.dropped, call.keep_ref, call.browser = False, "", False
             if call.agents[-1:] != [agent]:
                 call.agents.append(agent)
             return
@@ -145,13 +161,13 @@ class LiveCalls:
 
     def _dialing(self, call: LiveCall, event: CallDialing) -> list[CallHandedOver]:
         h = call.handover
-        if h is None or event.context != AGENT_CONTEXT:
+        if h is None or event.context not in _DIALS_AGENT:
             return []
         return [self._event(call, h, event.at, "ringing")]
 
     def _dial_ended(self, call: LiveCall, event: CallDialEnded) -> list[CallHandedOver]:
         h = call.handover
-        if h is None or event.context != AGENT_CONTEXT:
+        if h is None or event.context not in _DIALS_AGENT:
             return []
         if event.status != "ANSWER":
             call.handover = None
@@ -175,6 +191,10 @@ class LiveCalls:
 
     def _leg_ended(self, call: LiveCall, event: CallLegEnded) -> None:
         call.parties.pop(event.channel, None)
+        if event.channel == call.agent_channel and call.keep_ref and event.remaining:
+            # the browser phone's leg dropped: the dialplan keeps the caller waiting
+            call.dropped, call.keep_ref, call.browser = True, "", False
+            call.mode, call.handover = "talking", None
         h = call.handover
         if h is not None and h.answered and event.channel == h.channel:
             if h.kind == "attended" and not h.completed:
@@ -184,6 +204,7 @@ class LiveCalls:
     def _take(self, call: LiveCall, h: Handover, at: datetime) -> CallHandedOver:
         before = call.agent
         call.agent, call.agent_channel, call.agent_uniqueid = h.to_agent, h.channel, ""
+        call.dropped, call.keep_ref, call.browser = False, "", False
         if not call.agents or call.agents[-1] != h.to_agent:
             call.agents.append(h.to_agent)
         call.handover = None

@@ -35,10 +35,10 @@ import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from callcontrol.calls import AGENT_CONTEXT, Handover, LiveCall, LiveCalls
+from callcontrol.calls import AGENT_CONTEXT, RECONNECT_CONTEXT, Handover, LiveCall, LiveCalls
 from cti.ami.actions import AmiActionError
 from cti.ami.client import AmiClient
-from cti.events import CallHandedOver, DomainEvent
+from cti.events import CallCallerKept, CallHandedOver, DomainEvent
 from cti.principal import Principal
 from cti.services import Services
 from cti.web.errors import ApiError, BadRequest, Conflict, Forbidden, NotFound, Unavailable
@@ -71,6 +71,7 @@ class CallControl:
         publish: Callable[[DomainEvent], None],
         *,
         region: str = "CN",
+        grace_s: int = 30,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.ami = ami
@@ -78,7 +79,9 @@ class CallControl:
         self.services = services
         self.publish = publish
         self.region = region
+        self.grace_s = grace_s
         self.clock = clock
+        self._webrtc: dict[str, bool] = {}  # endpoint -> is a browser phone
 
     # --- who may act on which call -----------------------------------------------------------
     def call_for(self, who: Principal, linkedid: str) -> LiveCall:
@@ -203,6 +206,8 @@ class CallControl:
         if sum(bool(x) for x in (agent, queue, number)) != 1:
             raise BadRequest("give exactly one of agent, queue, number", code="one-target")
         action = "Atxfer" if attended else "BlindTransfer"
+        if not attended:
+            await self._unkeep(call)
         if agent:
             if agent == call.agent:
                 raise Conflict("the call is already with that agent", code="same-agent")
@@ -236,6 +241,7 @@ class CallControl:
     async def complete(self, call: LiveCall) -> None:
         if call.mode != "consulting":
             raise Conflict("no consultation in progress", code="no-consult")
+        await self._unkeep(call)
         await self._send("Hangup", {"Channel": call.agent_channel, "Cause": "16"})
 
     async def cancel(self, call: LiveCall) -> None:
@@ -277,6 +283,7 @@ class CallControl:
         return {"agent": agent} if agent else {"number": label}
 
     async def hangup(self, call: LiveCall) -> None:
+        await self._unkeep(call)
         await self._send("Hangup", {"Channel": call.agent_channel, "Cause": "16"})
 
     async def dtmf(self, call: LiveCall, digits: str) -> None:
@@ -292,6 +299,60 @@ class CallControl:
         if call.mode == "held":
             await self.resume(call)
         await self.transfer(call, who, agent=who.name, notes=notes, kind="take_over")
+
+    # --- no caller lost to a browser -----------------------------------------------------
+    async def arm(self, call: LiveCall) -> None:
+        """The agent answered on ``call.agent_channel``: if that is a browser phone, the
+        dialplan keeps the caller (music, then the queue's front after the grace period)
+        should that leg drop, and the page reconnects it when its phone is back."""
+        channel = call.agent_channel
+        if not channel.startswith("PJSIP/") or not await self._is_webrtc(channel):
+            return
+        if call.agent_channel != channel or not CHANNEL_RE.fullmatch(call.caller_channel):
+            return  # moved on meanwhile
+        ref = f"{secrets.randbelow(900000) + 100000}"
+        for name, value in (("CTI_CC_GRACE", str(self.grace_s)), ("CTI_CC_KEEP", ref)):
+            await self._send("Setvar", {"Channel": call.caller_channel, "Variable": name,
+                                        "Value": value})  # fmt: skip
+        call.browser, call.keep_ref = True, ref
+        self.publish(CallCallerKept(call.linkedid, self.clock(), call.agent, channel))
+
+    async def _is_webrtc(self, channel: str) -> bool:
+        endpoint = channel[len("PJSIP/") :].rsplit("-", 1)[0]
+        if endpoint in self._webrtc:
+            return self._webrtc[endpoint]
+        try:
+            _, items = await self.ami.send_list_action("PJSIPShowEndpoint",
+                                                       {"Endpoint": endpoint})  # fmt: skip
+        except (AmiActionError, TimeoutError, ConnectionError):
+            return False
+        webrtc = any(
+            k.lower() == "webrtc" and v.lower() in ("yes", "true")
+            for item in items if item.event == "EndpointDetail" for k, v in item.headers
+        )  # fmt: skip
+        if len(self._webrtc) < 10000:
+            self._webrtc[endpoint] = webrtc
+        return webrtc
+
+    async def _unkeep(self, call: LiveCall) -> None:
+        """The agent ends its part on purpose (hang-up, transfer): no waiting for it."""
+        if call.keep_ref:
+            call.keep_ref = ""
+            await self._send("Setvar", {"Channel": call.caller_channel, "Variable": "CTI_CC_KEEP",
+                                        "Value": ""})  # fmt: skip
+
+    async def reconnect(self, call: LiveCall) -> None:
+        """The agent's browser phone is back (the page asks): ring it again with the same
+        caller, answered by the page by itself (the caller waits with music meanwhile, or
+        still sits in the bridge with a dead leg that Asterisk has not noticed yet)."""
+        if not call.dropped and not call.browser:
+            raise Conflict("the call is not on a browser phone", code="not-browser")
+        ref = await self._ref("IFACE", self.interface_of(call.agent))
+        await self._unkeep(call)
+        call.handover = Handover(ref, call.agent, "reconnect")
+        await self._send("Redirect", {"Channel": call.caller_channel, "Context": RECONNECT_CONTEXT,
+                                      "Exten": ref, "Priority": "1"})  # fmt: skip
+        call.dropped = False
 
     # --- AMI --------------------------------------------------------------------------------
     async def _send(self, action: str, headers: dict[str, str]) -> None:

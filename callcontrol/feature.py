@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from callcontrol.calls import LiveCalls
 from callcontrol.control import CallControl
 from callcontrol.routes import CallControlRoutes, add_routes
@@ -14,47 +16,67 @@ from cti.events import (
     CallDialing,
     CallHeld,
     CallLegEnded,
+    CallQueued,
     CallResumed,
     CallTransferred,
     DomainEvent,
 )
 from cti.features import FeatureContext
+from cti.tasks import BackgroundTasks
 
 __all__ = ["CallControlFeature"]
 
 EVENTS = (
     CallAnswered, CallCompleted, CallDialEnded, CallDialing, CallHeld, CallLegEnded,
-    CallResumed, CallTransferred,
+    CallQueued, CallResumed, CallTransferred,
 )  # fmt: skip
+
+
+class CallControlConfig(BaseModel):
+    """``[callcontrol]``: how long a caller whose agent's browser phone dropped waits for
+    it (hold music) before going back to the queue's front."""
+
+    model_config = ConfigDict(extra="forbid")
+    reconnect_grace_s: int = Field(30, ge=5, le=600)
 
 
 class CallControlFeature:
     name = "callcontrol"
-    sections: tuple[str, ...] = ()
+    sections: tuple[str, ...] = ("callcontrol",)
 
     def __init__(self) -> None:
         self.calls = LiveCalls()
         self.control: CallControl | None = None
         self._publish: Callable[[DomainEvent], None] = lambda event: None
+        self._tasks = BackgroundTasks("callcontrol")
 
     def setup(self, ctx: FeatureContext) -> None:
+        config = ctx.section("callcontrol", CallControlConfig)
         bus = ctx.bus
         self._publish = bus.publish
         for kind in EVENTS:
             bus.subscribe(kind, self._on_event)
         self.control = CallControl(
             ctx.ami, self.calls, ctx.services, bus.publish,
-            region=ctx.settings.site.default_region,
+            region=ctx.settings.site.default_region, grace_s=config.reconnect_grace_s,
         )  # fmt: skip
         ctx.services.extra["callcontrol"] = self.control
         add_routes(ctx.app, CallControlRoutes(self.control))
 
     def _on_event(self, event: DomainEvent) -> None:
-        for handed in self.calls.apply(event):
+        handed_over = self.calls.apply(event)
+        for handed in handed_over:
             self._publish(handed)
+        answered = [h.linkedid for h in handed_over if h.state == "answered"]
+        if isinstance(event, CallAnswered):
+            answered.append(event.linkedid)
+        for linkedid in answered:  # a browser phone's caller is kept if the leg drops
+            call = self.calls.get(linkedid)
+            if call is not None and self.control is not None:
+                self._tasks.spawn(self.control.arm(call), "arm")
 
     async def start(self) -> None:
         pass
 
     async def stop(self) -> None:
-        pass
+        await self._tasks.stop()

@@ -14,6 +14,7 @@ from callcontrol.calls import LiveCall
 from callcontrol.control import CallControl
 from cti.web.auth import require_role
 from cti.web.body import model_body
+from cti.web.errors import Forbidden
 from cti.web.openapi import STR, arr, doc, obj
 
 __all__ = ["add_routes"]
@@ -142,6 +143,16 @@ class CallControlRoutes:
         await self.control.dtmf(call, body.digits)
         return self._done(call)
 
+    @doc("The agent's browser phone is back: ring it with the caller it lost (answered by "
+         "the page itself)", tags=["calls"], response=CALL)  # fmt: skip
+    async def reconnect(self, request: web.Request) -> web.Response:
+        who = require_role(request, "agent")
+        call = self.control.call_for(who, request.match_info["linkedid"])
+        if call.agent != who.name:
+            raise Forbidden("only the agent whose phone dropped", code="not-your-call")
+        await self.control.reconnect(call)
+        return self._done(call)
+
     @doc("Supervisor: take the call over (it moves to the supervisor's phone)",
          role="supervisor", tags=["calls"], body=obj({"notes": STR}), body_required=False,
          response=CALL)  # fmt: skip
@@ -156,6 +167,6 @@ def add_routes(app: web.Application, routes: CallControlRoutes) -> None:
     base = "/api/v1/calls"
     app.router.add_get(f"{base}/mine", routes.mine)
     for name in ("hold", "resume", "transfer", "consult", "complete", "cancel",
-                 "conference", "hangup", "dtmf"):  # fmt: skip
+                 "conference", "hangup", "dtmf", "reconnect"):  # fmt: skip
         app.router.add_post(f"{base}/{{linkedid}}/{name}", getattr(routes, name))
     app.router.add_post(f"{base}/{{linkedid}}/take-over", routes.take_over)

@@ -579,3 +579,17 @@ class PhonesChanged(DomainEvent):
     at: datetime
     phone: str
     origin: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallCallerKept(DomainEvent):
+    """Call control protects this call's caller (published by callcontrol): the agent
+    talks on a browser phone, and if that leg drops the caller waits for the agent (hold
+    music, reconnected when its phone registers again, else back to the queue's front).
+    Features that end something with the agent's leg (a recording) wait for the caller's
+    leg instead."""
+
+    linkedid: str
+    at: datetime
+    agent: str
+    agent_channel: str = ""

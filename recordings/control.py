@@ -33,6 +33,7 @@ from cti.bus import EventBus
 from cti.events import (
     AmiConnected,
     CallAnswered,
+    CallCallerKept,
     CallDialEnded,
     CallHandled,
     CallLegEnded,
@@ -153,6 +154,7 @@ class Recorder:
         bus.subscribe(CallHandled, self.on_handled)
         bus.subscribe(CallLegEnded, self.on_leg_ended)
         bus.subscribe(CallTransferred, self.on_transferred)
+        bus.subscribe(CallCallerKept, self.on_transferred)
         bus.subscribe(AmiConnected, self.on_connected)
 
     def on_outbound(self, event: OutboundCallStarted) -> None:
@@ -183,9 +185,10 @@ class Recorder:
             agent, number = self._outbound.pop(lid)
             self._on_outbound_answer(event, agent, number)
 
-    def on_transferred(self, event: CallTransferred) -> None:
-        """The agent transferred the call: the recording (on the caller's leg) goes on
-        with the next party, until the caller's leg ends."""
+    def on_transferred(self, event: CallTransferred | CallCallerKept) -> None:
+        """The agent transferred the call, or its caller is kept if the agent's browser
+        phone drops: the recording (on the caller's leg) goes on with the next party (or
+        the same agent again), until the caller's leg ends."""
         if event.linkedid in self.calls:
             self._transferred.add(event.linkedid)
 

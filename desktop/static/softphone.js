@@ -92,9 +92,14 @@ async function start() {
     delegate: {
       onServerConnect: () => { if (running) user.register().catch(() => setReg("failed")); },
       onServerDisconnect: () => setReg("unregistered"),
-      onRegistered: () => setReg("registered"),
+      onRegistered: () => { setReg("registered"); reclaim(); },
       onUnregistered: () => setReg(running ? "unregistered" : "none"),
-      onCallReceived: () => setCall("ringing"),
+      onCallReceived: () => {
+        setCall("ringing");
+        // the caller this phone lost (reload, crash): answered at once
+        const req = user && user.session && user.session.request;
+        if (req && req.getHeader("X-CTI-Auto-Answer")) user.answer().catch(() => setCall("idle"));
+      },
       onCallAnswered: () => setCall("talking"),
       onCallHangup: () => setCall("idle"),
       onCallHold: (held) => setCall(held ? "held" : "talking"),
@@ -103,6 +108,19 @@ async function start() {
   setReg("registering");
   try { await user.connect(); } catch { setReg("failed"); }
   listDevices();
+}
+
+// After a reload (or a crash, a network blip) the agent's caller waits: ring us again.
+async function reclaim() {
+  if (!user || user.session) return;
+  let calls = [];
+  try { calls = (await CTI.api("GET", "/api/v1/calls/mine")).calls || []; } catch { return; }
+  for (const c of calls) {
+    if ((c.dropped || c.browser) && user && !user.session) {
+      try { await CTI.api("POST", "/api/v1/calls/" + encodeURIComponent(c.linkedid) + "/reconnect"); }
+      catch { /* the call may have ended meanwhile */ }
+    }
+  }
 }
 
 async function stop() {
@@ -146,7 +164,6 @@ $("phone-mute").addEventListener("click", () => {
 $("phone-mic").addEventListener("change", chooseMic);
 $("phone-speaker").addEventListener("change", chooseSpeaker);
 navigator.mediaDevices && navigator.mediaDevices.addEventListener("devicechange", listDevices);
-window.addEventListener("pagehide", () => { if (user) user.disconnect().catch(() => {}); });
 document.addEventListener("cti:signed-in", start);
 document.addEventListener("cti:signed-out", stop);
 document.addEventListener("cti:lang", paint);

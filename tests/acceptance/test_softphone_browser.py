@@ -9,6 +9,10 @@ with the pop, the agent answers in the page, and audio flows both ways:
   ``r()``) carries the browser's fake microphone, a 1000 Hz tone (Goertzel);
 - caller -> browser: Asterisk writes the caller's audio to the browser's leg (MixMonitor
   ``t()``, not silence) and the page's own WebRTC statistics count audio energy received.
+
+No caller lost to a browser: a page reloaded mid-call registers again and gets the same
+caller back by itself (one call row, one recording); a browser that does not come back
+leaves its caller hearing music, then back at the front of the queue after the grace.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 
 import pytest
 from playwright.async_api import Browser, Page
+from sqlalchemy import select
 
 from acd import store as acd_store
 from acd.queues_conf import QueueParams
@@ -32,12 +37,16 @@ from cti.ami.client import AmiClient
 from cti.ami.protocol import Message
 from cti.asterisk.instance import ChrootAsterisk
 from cti.config import Settings
+from cti.events import RecordingStopped
+from cti.store.models import Call as CallRow
 from phones.feature import PhonesFeature
+from recordings.feature import RecordingsFeature
 from tests.acceptance.conftest import FAKE_MIC_HZ, daemon_settings
 from tests.acceptance.harness import sign_in_page, start_sipp, wait_for
 from tests.acceptance.test_pop import Stack, running_stack
 
 SCENARIO = Path(__file__).parent / "sipp" / "uac_talk.xml"
+GRACE_S = 8  # how long a caller waits for its agent's browser phone (default 30)
 
 
 @pytest.fixture
@@ -50,11 +59,14 @@ async def phone_stack(
     url = f"sqlite+aiosqlite:///{tmp_path / 'cti.db'}"
     base = daemon_settings(asterisk, url).model_dump()
     base["acd"] = {"asterisk_etc_dir": str(asterisk.etc_dir)}
+    base["callcontrol"] = {"reconnect_grace_s": GRACE_S}
+    base["recordings"] = {
+        "root": str(asterisk.monitor_dir), "reconcile_interval_s": 0, "grace_s": 0,
+    }  # fmt: skip
     await ami.send_action("Setvar", {"Variable": "CTI_DEFAULT_QUEUE", "Value": queue})
+    features = (PhonesFeature(), CallControlFeature(), RecordingsFeature())
     try:
-        async with running_stack(
-            asterisk, Settings(**base), ami, PhonesFeature(), CallControlFeature()
-        ) as stack:
+        async with running_stack(asterisk, Settings(**base), ami, *features) as stack:
             await acd_store.put_queue(stack.daemon.db, QueueParams(queue, timeout_s=30))
             acd = stack.daemon.services.extra["acd"]
             assert await acd.apply_queues()  # type: ignore[attr-defined]
@@ -185,3 +197,124 @@ async def test_the_browser_phone_registers_rings_answers_and_carries_audio_both_
             proc.kill()
             await proc.wait()
         await context.close()
+
+
+class Desk:
+    """An agent's desktop page with its browser phone registered and the agent available,
+    and the AMI events the test saw."""
+
+    def __init__(self, stack: Stack, queue: str, ami: AmiClient, page: Page) -> None:
+        self.stack, self.queue, self.ami, self.page = stack, queue, ami, page
+        self.seen: list[Message] = []
+        self.errors: list[str] = []
+        self.proc: asyncio.subprocess.Process | None = None
+        ami.add_event_handler(self.seen.append)
+        page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+
+    def of(self, name: str, **match: str) -> list[Message]:
+        return [m for m in self.seen if m.event == name
+                and all(m.get(k) == v for k, v in match.items())]  # fmt: skip
+
+    async def one(self, name: str, timeout: float = 30, **match: str) -> Message:
+        async def got() -> list[Message]:
+            return self.of(name, **match)
+
+        return (await wait_for(got, timeout=timeout, what=f"{name} {match}"))[0]
+
+    async def answered_call(self, tmp_path: Path, asterisk: ChrootAsterisk) -> tuple[str, str]:
+        """A SIPp caller of the queue, answered in the page: (linkedid, caller channel)."""
+        self.proc = await start_sipp(asterisk, SCENARIO, "-m", "1", "-set", "caller",
+                                     "13800138032", cwd=tmp_path, timeout_s=120)  # fmt: skip
+        join = await self.one("QueueCallerJoin", Queue=self.queue)
+        linkedid = join["Linkedid"]
+        await self.page.wait_for_selector('#phone-call[data-state="ringing"]', timeout=20_000)
+        await self.page.click("#phone-answer")
+        await self.page.wait_for_selector('#phone-call[data-state="talking"]', timeout=15_000)
+        await self.one("AgentConnect", Queue=self.queue, Linkedid=linkedid)
+        return linkedid, join["Channel"]
+
+
+@pytest.fixture
+async def desk(
+    phone_stack: tuple[Stack, str], ami: AmiClient, browser: Browser
+) -> AsyncIterator[Desk]:
+    stack, queue = phone_stack
+    login, _ = await agent_with_browser_phone(stack, "s511", queue)
+    context = await browser.new_context(locale="en-GB")
+    d = Desk(stack, queue, ami, await context.new_page())
+    await d.page.goto(stack.base + "/desktop/")
+    await sign_in_page(d.page, login)
+    await d.page.wait_for_selector('#phone-reg[data-state="registered"]', timeout=20_000)
+    await d.page.click("#btn-available")
+    await d.page.wait_for_selector('#status-value[data-status="available"]')
+    try:
+        yield d
+    finally:
+        ami.remove_event_handler(d.seen.append)
+        if d.proc is not None and d.proc.returncode is None:
+            d.proc.kill()
+            await d.proc.wait()
+        await context.close()
+
+
+async def test_a_reload_mid_call_gives_the_same_caller_back_to_the_same_agent(
+    desk: Desk, ami: AmiClient, asterisk: ChrootAsterisk, tmp_path: Path
+) -> None:
+    stopped: list[RecordingStopped] = []
+    desk.stack.daemon.bus.subscribe(RecordingStopped, stopped.append)
+    linkedid, caller = await desk.answered_call(tmp_path, asterisk)
+    card = f'article.card[data-linkedid="{linkedid}"]'
+    first = (await desk.one("AgentConnect", Linkedid=linkedid))["DestChannel"]
+
+    await desk.page.reload()
+    # the page signs in again, its phone registers and takes the caller back by itself
+    await desk.page.wait_for_selector('#phone-reg[data-state="registered"]', timeout=20_000)
+    await desk.page.wait_for_selector('#phone-call[data-state="talking"]', timeout=30_000)
+    await desk.page.wait_for_selector(card + '[data-state="answered"]', timeout=15_000)
+    again = await desk.one("DialEnd", Linkedid=linkedid, DialStatus="ANSWER",
+                           Context="cti-cc-reconnect")  # fmt: skip
+    assert again["DestChannel"].startswith(first.rsplit("-", 1)[0] + "-")  # the same phone
+    assert again["DestChannel"] != first
+    assert not desk.of("Hangup", Channel=caller), "the caller was hung up"
+
+    # the caller ends the call: one call row, one recording
+    await ami.send_action("Hangup", {"Channel": caller})
+
+    async def row() -> list[Any]:
+        async with desk.stack.daemon.db.session() as s:
+            return list((await s.execute(
+                select(CallRow).where(CallRow.linkedid == linkedid))).scalars())  # fmt: skip
+
+    rows = await wait_for(row, timeout=30, what="the call row")
+    assert len(rows) == 1 and rows[0].agent == "s511", rows
+
+    async def recorded() -> list[RecordingStopped]:
+        return [e for e in stopped if e.linkedid == linkedid]
+
+    assert len(await wait_for(recorded, timeout=30, what="the recording")) == 1
+    await asyncio.sleep(1)
+    assert len([e for e in stopped if e.linkedid == linkedid]) == 1
+    assert not desk.errors, desk.errors
+
+
+async def test_a_browser_that_does_not_come_back_sends_its_caller_to_the_queue_front(
+    desk: Desk, ami: AmiClient, asterisk: ChrootAsterisk, tmp_path: Path
+) -> None:
+    linkedid, caller = await desk.answered_call(tmp_path, asterisk)
+    await desk.page.context.close()  # the browser is gone (crash, network)
+    # Asterisk notices (BYE, or no more RTP: rtp_timeout), the caller hears music...
+    moh = await desk.one("MusicOnHoldStart", timeout=40, Channel=caller)
+    # ...and, nobody coming back within the grace period, is at the queue's front again
+    joins = await wait_for(
+        lambda: _joins(desk, linkedid, 2), timeout=GRACE_S + 20, what="back in the queue"
+    )
+    again = joins[1]
+    assert again["Channel"] == caller and again["Position"] == "1"
+    waited = float(again["Timestamp"]) - float(moh["Timestamp"])
+    assert waited >= GRACE_S - 1, waited
+    assert not desk.of("Hangup", Channel=caller)
+
+
+async def _joins(desk: Desk, linkedid: str, n: int) -> list[Message]:
+    joins = desk.of("QueueCallerJoin", Linkedid=linkedid)
+    return joins if len(joins) >= n else []
