@@ -36,6 +36,7 @@ from cti.ami.protocol import Message
 from cti.asterisk.instance import ChrootAsterisk
 from cti.config import Settings
 from cti.events import CallHandedOver, RecordingStopped
+from cti.store.tokens import create_token
 from recordings.feature import RecordingsFeature
 from stats.feature import StatsFeature
 from tests.acceptance.conftest import daemon_settings
@@ -363,6 +364,29 @@ async def test_conference_adds_a_third_party_to_the_call(cc: Cc, ami: AmiClient)
     await ami.send_action("Hangup", {"Channel": call.caller_channel})
     await next_of(ws1, call.linkedid, type="call.update", state="ended", timeout=30)
     await ws1.close()
+
+
+async def test_a_supervisor_takes_the_call_over(cc: Cc, ami: AmiClient) -> None:
+    t1 = await cc.stack.agent("c451", "451", queue=cc.queue)
+    await cc.stack.agent("c452", "452", queue=cc.targets)  # the supervisor's own phone
+    sup = await create_token(cc.stack.daemon.db, "c452", "supervisor")
+    ws1, ws2 = await desktop(cc.stack, t1), await desktop(cc.stack, sup)
+    await set_sim(ami, ring=1, talk=60)
+    call = await cc.answered(ws1, "13800138027")
+    # an agent cannot take a colleague's call over
+    status, body = await cc.stack.api("POST", f"/api/v1/calls/{call.linkedid}/take-over", t1)
+    assert status == 403, body
+    await cc.api(sup, call.linkedid, "take-over", {"notes": "escalated"})
+    pop = await next_of(ws2, call.linkedid, type="pop", timeout=15)
+    assert pop["kind"] == "take_over" and pop["notes_from"][0]["notes"] == "escalated"
+    await next_of(ws2, call.linkedid, type="call.update", state="answered", timeout=15)
+    await next_of(ws1, call.linkedid, type="call.update", state="transferred", timeout=15)
+    _, body = await cc.stack.api("GET", "/api/v1/calls/mine", sup)
+    assert [c["agents"] for c in body["calls"]] == [["c451", "c452"]]
+    await cc.api(sup, call.linkedid, "hangup")
+    await next_of(ws2, call.linkedid, type="call.update", state="ended", timeout=30)
+    await ws1.close()
+    await ws2.close()
 
 
 async def open_page(browser: Browser, stack: Stack, token: str) -> tuple[Page, list[str]]:
