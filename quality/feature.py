@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -20,14 +21,19 @@ from cti.services import Services
 from cti.store.db import Database
 from cti.web.auth import require_role
 from cti.web.openapi import arr, doc, obj
+from cti.web.pages import add_pages
 from cti.web.params import Day, Text, date_range
 from quality import store
 from quality.config import QualityConfig
+from quality.qa_api import add_qa_routes
+from quality.qa_store import QaStore
 from quality.survey import ROUTE, SurveyCall, run_survey
 
 __all__ = ["QualityFeature"]
 
 log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
 
 #: the queue_log event of a survey answer (data: the score)
 QUEUE_LOG_EVENT = "SURVEY"
@@ -58,6 +64,8 @@ class QualityFeature:
         self._tz = ZoneInfo(ctx.settings.site.timezone)
         ctx.agi.add_route(ROUTE, self._survey)
         ctx.app.router.add_get("/api/v1/quality/surveys", self._list)
+        add_qa_routes(ctx.app, QaStore(ctx.db), self._tz)
+        add_pages(ctx.app, "/qa", STATIC / "qa")
 
     async def start(self) -> None:
         pass
