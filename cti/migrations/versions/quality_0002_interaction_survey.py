@@ -1,8 +1,8 @@
 """Quality: the caller's satisfaction score on the CRM interaction (the CRM writes it on
-SurveyAnswered; decision 0026). In the quality branch, after the CRM's tables exist.
+SurveyAnswered; decision 0026).
 
 Revision ID: quality_0002
-Revises: quality_0001
+Revises: quality_0001, crm_0004 (a merge point: the column needs the CRM's table)
 Create Date: 2026-11-29 00:00:00
 """
 
@@ -14,9 +14,9 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "quality_0002"
-down_revision: str | Sequence[str] | None = "quality_0001"
+down_revision: str | Sequence[str] | None = ("quality_0001", "crm_0004")
 branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = "crm_0004"
+depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
