@@ -19,9 +19,11 @@ from cti.store.db import Database, to_async_url
 __all__ = [
     "SCRIPT_LOCATION",
     "alembic_config",
+    "applied",
     "current",
     "heads",
     "include_object",
+    "shipped",
     "upgrade",
 ]
 
@@ -83,6 +85,23 @@ def current(url: str) -> tuple[str, ...]:
     ``url`` is at; empty when it was never migrated."""
     _no_running_loop("current")
     return asyncio.run(_current(url))
+
+
+def applied(url: str) -> frozenset[str]:
+    """Every revision the database at ``url`` has had applied: its current heads and all
+    they stand on, through each branch and across branches (``depends_on``: a head that
+    another branch's revision depends on is applied but is not a current head)."""
+    heads_now = current(url)
+    if not heads_now:
+        return frozenset()
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    return frozenset(r.revision for r in script.revision_map.iterate_revisions(heads_now, "base"))
+
+
+def shipped() -> frozenset[str]:
+    """Every revision the shipped migration scripts define."""
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    return frozenset(r.revision for r in script.walk_revisions())
 
 
 def heads() -> tuple[str, ...]:

@@ -15,7 +15,7 @@ from sqlalchemy.exc import StatementError
 
 from cti.features import load_features
 from cti.store.db import Database, StoreConfigError, to_async_url
-from cti.store.migrate import current, heads, include_object, upgrade
+from cti.store.migrate import applied, current, include_object, shipped, upgrade
 from cti.store.models import Base, Call, TextTooLongError
 
 T0 = datetime(2025, 3, 1, 9, 30, 0, 123456, tzinfo=UTC)
@@ -113,7 +113,7 @@ async def test_sqlite_pragmas_and_parent_dir(tmp_path: Path) -> None:
 async def test_upgrade_empty_database(db_url: str) -> None:
     assert await asyncio.to_thread(current, db_url) == ()
     await asyncio.to_thread(upgrade, db_url)
-    assert await asyncio.to_thread(current, db_url) == heads()
+    assert await asyncio.to_thread(applied, db_url) == shipped()
     db = Database.from_url(db_url)
     try:
         async with db.engine.connect() as conn:
@@ -127,7 +127,7 @@ async def test_upgrade_twice_is_a_noop(db: Database, db_url: str) -> None:
     async with db.session() as session, session.begin():
         session.add(_call())
     await asyncio.to_thread(upgrade, db_url)
-    assert await asyncio.to_thread(current, db_url) == heads()
+    assert await asyncio.to_thread(applied, db_url) == shipped()
     async with db.session() as session:
         assert (await session.scalars(select(Call.linkedid))).all() == ["1700000000.1"]
 
