@@ -318,3 +318,67 @@ async def test_a_browser_that_does_not_come_back_sends_its_caller_to_the_queue_f
 async def _joins(desk: Desk, linkedid: str, n: int) -> list[Message]:
     joins = desk.of("QueueCallerJoin", Linkedid=linkedid)
     return joins if len(joins) >= n else []
+
+
+async def test_two_browser_agents_hold_and_transfer_from_the_page(
+    phone_stack: tuple[Stack, str], ami: AmiClient, asterisk: ChrootAsterisk,
+    browser: Browser, tmp_path: Path,
+) -> None:  # fmt: skip
+    stack, queue = phone_stack
+    other = queue + "b"  # agent B's queue: the test's caller never reaches it by itself
+    await acd_store.put_queue(stack.daemon.db, QueueParams(other, timeout_s=30))
+    assert await stack.daemon.services.extra["acd"].apply_queues()  # type: ignore[attr-defined]
+    login_a, _ = await agent_with_browser_phone(stack, "s521", queue)
+    login_b, phone_b = await agent_with_browser_phone(stack, "s522", other)
+    pages: list[Desk] = []
+    try:
+        for login in (login_a, login_b):
+            context = await browser.new_context(locale="en-GB")
+            d = Desk(stack, queue, ami, await context.new_page())
+            pages.append(d)
+            await d.page.goto(stack.base + "/desktop/")
+            await sign_in_page(d.page, login)
+            await d.page.wait_for_selector('#phone-reg[data-state="registered"]', timeout=20_000)
+            await d.page.click("#btn-available")
+            await d.page.wait_for_selector('#status-value[data-status="available"]')
+        a, b = pages
+        linkedid, caller = await a.answered_call(tmp_path, asterisk)
+        card = f'article.card[data-linkedid="{linkedid}"]'
+        await a.page.wait_for_selector(card + ' .controls[data-mode="talking"]', timeout=15_000)
+
+        # hold from the card: the caller hears music, the browser phone stays in the call
+        await a.page.click(card + " button.hold")
+        await a.page.wait_for_selector(card + ' .controls[data-mode="held"]', timeout=10_000)
+        await a.one("MusicOnHoldStart", Channel=caller)
+        await a.page.click(card + " button.resume")
+        await a.page.wait_for_selector(card + ' .controls[data-mode="talking"]', timeout=10_000)
+        await a.one("MusicOnHoldStop", Channel=caller)
+        assert await a.page.get_attribute("#phone-call", "data-state") == "talking"
+
+        # blind transfer to B with the notes: B's browser phone rings with the card
+        await a.page.fill(card + " textarea.notes", "wants the invoice")
+        await a.page.select_option(card + " select.cc-kind", "agent")
+        await a.page.fill(card + " input.cc-target", "s522")
+        await a.page.click(card + " button.blind")
+        await b.page.wait_for_selector('#phone-call[data-state="ringing"]', timeout=20_000)
+        await b.page.wait_for_selector(card + " .notes-from", timeout=10_000)
+        await b.page.click("#phone-answer")
+        await b.page.wait_for_selector('#phone-call[data-state="talking"]', timeout=15_000)
+        await b.page.wait_for_selector(card + ' .controls[data-mode="talking"]', timeout=15_000)
+        await a.page.wait_for_selector('#phone-call[data-state="idle"]', timeout=15_000)
+        dial = await a.one("DialEnd", Linkedid=linkedid, DialStatus="ANSWER",
+                           Context="cti-cc-agent")  # fmt: skip
+        assert dial["DestChannel"].startswith(f"PJSIP/{phone_b}-")
+        assert not a.of("Hangup", Channel=caller)
+        # B hangs up from the card: the call ends (A's deliberate transfer kept nobody)
+        await b.page.click(card + " button.hangup")
+        gone = await a.one("Hangup", Channel=caller, timeout=15)
+        assert gone["Context"] == "cti-cc-agent", "the caller was kept waiting for B"
+        assert not a.errors and not b.errors, a.errors + b.errors
+    finally:
+        for d in pages:
+            ami.remove_event_handler(d.seen.append)
+            if d.proc is not None and d.proc.returncode is None:
+                d.proc.kill()
+                await d.proc.wait()
+            await d.page.context.close()
