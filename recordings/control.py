@@ -103,6 +103,7 @@ class LiveCall:
     policy: Policy
     customer_id: int | None = None
     customer_name: str = ""
+    other_uniqueid: str = ""  # the agent's leg (or the dialled party's)
     segment: Segment | None = None
     segments: int = 0
     ended: bool = False
@@ -243,6 +244,7 @@ class Recorder:
         self.calls[call.linkedid] = call
         self._by_uniqueid[call.caller_uniqueid] = call.linkedid
         if other_uniqueid:
+            call.other_uniqueid = other_uniqueid
             self._by_uniqueid[other_uniqueid] = call.linkedid
         self.tasks.spawn(self._answered(call), "answered")
 
@@ -419,8 +421,9 @@ class Recorder:
                     "row",
                 )  # fmt: skip
         self.calls.pop(linkedid, None)
-        for uid in [u for u, lid in self._by_uniqueid.items() if lid == linkedid]:
-            del self._by_uniqueid[uid]
+        for uid in (call.caller_uniqueid, call.other_uniqueid):  # not a scan of every call
+            if self._by_uniqueid.get(uid) == linkedid:
+                del self._by_uniqueid[uid]
         self._push(call, "recording.ended")
 
     def live(self, linkedid: str) -> LiveCall:
