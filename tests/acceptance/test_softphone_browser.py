@@ -382,3 +382,25 @@ async def test_two_browser_agents_hold_and_transfer_from_the_page(
                 d.proc.kill()
                 await d.proc.wait()
             await d.page.context.close()
+
+
+async def test_a_reload_while_the_phone_rings_brings_the_ring_and_the_pop_back(
+    desk: Desk, ami: AmiClient, asterisk: ChrootAsterisk, tmp_path: Path
+) -> None:
+    desk.proc = await start_sipp(asterisk, SCENARIO, "-m", "1", "-set", "caller",
+                                 "13800138033", cwd=tmp_path, timeout_s=120)  # fmt: skip
+    linkedid = (await desk.one("QueueCallerJoin", Queue=desk.queue))["Linkedid"]
+    card = f'article.card[data-linkedid="{linkedid}"]'
+    await desk.page.wait_for_selector('#phone-call[data-state="ringing"]', timeout=20_000)
+    await desk.page.wait_for_selector(card + '[data-state="ringing"]', timeout=10_000)
+    await desk.page.reload()
+    # the card comes back from the snapshot, the phone registers again and rings again
+    await desk.page.wait_for_selector(card, timeout=15_000)
+    await desk.page.wait_for_selector('#phone-reg[data-state="registered"]', timeout=20_000)
+    await desk.page.wait_for_selector('#phone-call[data-state="ringing"]', timeout=40_000)
+    await desk.page.click("#phone-answer")
+    await desk.page.wait_for_selector('#phone-call[data-state="talking"]', timeout=15_000)
+    await desk.page.wait_for_selector(card + '[data-state="answered"]', timeout=15_000)
+    connect = await desk.one("AgentConnect", Queue=desk.queue, Linkedid=linkedid)
+    assert connect["MemberName"] == "s511"
+    assert not desk.errors, desk.errors
