@@ -25,6 +25,7 @@ from cti.store.tokens import create_token
 from outbound.feature import OutboundFeature
 from outbound.models import DncRow
 from outbound.store import OutboundStore
+from recordings.feature import RecordingsFeature
 from tests.acceptance.conftest import daemon_settings
 from tests.acceptance.harness import free_port, start_sipp_uas, wait_for
 from tests.acceptance.test_acd import set_sim, setup_queue
@@ -131,12 +132,21 @@ async def stack(
     await set_sim(ami, 0, 2)
     started: list[Daemon] = []
 
-    async def factory() -> Stack:
+    async def factory(*, record: bool = False) -> Stack:
+        """``record``: with the recordings feature, the campaign queue recorded always."""
+        sections: dict[str, Any] = {}
+        features: list[Any] = [AcdFeature(), OutboundFeature()]
+        if record:
+            sections["recordings"] = {
+                "root": str(asterisk.monitor_dir), "reconcile_interval_s": 0, "grace_s": 0,
+                "queues": {"sales": {"policy": "always"}},
+            }  # fmt: skip
+            features.append(RecordingsFeature())
         settings = daemon_settings(
             asterisk, db_url, acd={"asterisk_etc_dir": str(asterisk.etc_dir)},
-            site={"timezone": "Asia/Shanghai", "default_region": "CN"},
+            site={"timezone": "Asia/Shanghai", "default_region": "CN"}, **sections,
         )  # fmt: skip
-        daemon = Daemon(settings, features=[AcdFeature(), OutboundFeature()])
+        daemon = Daemon(settings, features=features)
         await daemon.start()
         started.append(daemon)
         await daemon.ami.wait_connected(timeout=15)
@@ -356,3 +366,21 @@ async def test_predictive_dials_ahead_of_free_agents_within_the_cap(
     status, report = await s.api("GET", f"/campaigns/{cid}/report")
     assert report["total"]["abandoned"] == outcomes.count("abandoned")
     assert report["total"]["contacts"] == outcomes.count("answered")
+
+
+async def test_campaign_calls_are_recorded_by_the_queue_policy(
+    stack: Callable[..., Awaitable[Stack]],
+) -> None:
+    """A campaign call an agent takes is recorded like an inbound queue call when the
+    campaign's queue records always."""
+    from tests.acceptance.test_recordings import settled
+
+    s = await stack(record=True)
+    cid = await s.campaign("taped", ["13800138001"])
+    status, _ = await s.api("POST", f"/campaigns/{cid}/start")
+    assert status == 200
+    await wait_for(lambda: s.finished(cid), timeout=60, what="the lead dialled")
+    (attempt,) = await s.store.attempts(cid)
+    assert attempt["outcome"] == "answered"
+    (rec,) = await settled(s.daemon, attempt["linkedid"])
+    assert rec.status == "ready" and rec.mode == "always"
