@@ -18,7 +18,10 @@ from typing import Any
 
 from cti.events import DomainEvent
 
-__all__ = ["CodecError", "Envelope", "decode", "encode", "event_types", "known_classes"]
+__all__ = [
+    "CodecError", "Envelope", "decode", "decode_batch", "encode", "encode_batch", "event_types",
+    "known_classes",
+]  # fmt: skip
 
 
 class CodecError(ValueError):
@@ -104,23 +107,27 @@ def _dec(value: Any, classes: dict[str, type[Any]]) -> Any:
     raise CodecError("untagged object")
 
 
+def _envelope_dict(envelope: Envelope) -> dict[str, Any]:
+    return {"id": envelope.id, "node": envelope.node, "at": envelope.at,
+            "event": _enc(envelope.event)}  # fmt: skip
+
+
 def encode(envelope: Envelope) -> bytes:
+    return json.dumps(_envelope_dict(envelope), separators=(",", ":")).encode()
+
+
+def encode_batch(envelopes: list[Envelope]) -> bytes:
+    """Several envelopes in one broker message (one publish and one acknowledgement for
+    all of them: the per-message cost is what limits a Python node, not the bytes)."""
     return json.dumps(
-        {"id": envelope.id, "node": envelope.node, "at": envelope.at,
-         "event": _enc(envelope.event)},
-        separators=(",", ":"),
+        {"batch": [_envelope_dict(e) for e in envelopes]}, separators=(",", ":")
     ).encode()
 
 
-def decode(data: bytes, classes: dict[str, type[Any]] | None = None) -> Envelope:
-    """``classes``: :func:`known_classes` computed once by the caller (else looked up)."""
-    try:
-        raw = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CodecError(f"not JSON: {exc}") from None
+def _from_dict(raw: Any, classes: dict[str, type[Any]]) -> Envelope:
     if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
         raise CodecError("not an envelope")
-    event = _dec(raw.get("event"), classes if classes is not None else known_classes())
+    event = _dec(raw.get("event"), classes)
     if not isinstance(event, DomainEvent):
         raise CodecError("the envelope holds no domain event")
     at = raw.get("at", 0.0)
@@ -128,3 +135,34 @@ def decode(data: bytes, classes: dict[str, type[Any]] | None = None) -> Envelope
         id=raw["id"], node=str(raw.get("node", "")), event=event,
         at=float(at) if isinstance(at, int | float) else 0.0,
     )  # fmt: skip
+
+
+def _load(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CodecError(f"not JSON: {exc}") from None
+
+
+def decode(data: bytes, classes: dict[str, type[Any]] | None = None) -> Envelope:
+    """``classes``: :func:`known_classes` computed once by the caller (else looked up)."""
+    return _from_dict(_load(data), classes if classes is not None else known_classes())
+
+
+def decode_batch(
+    data: bytes, classes: dict[str, type[Any]] | None = None
+) -> tuple[list[Envelope], int]:
+    """The envelopes of a broker message (a batch or a single envelope), and how many
+    of its entries could not be read (skipped, never guessed)."""
+    raw = _load(data)
+    known = classes if classes is not None else known_classes()
+    if not (isinstance(raw, dict) and isinstance(raw.get("batch"), list)):
+        return [_from_dict(raw, known)], 0
+    out: list[Envelope] = []
+    bad = 0
+    for item in raw["batch"]:
+        try:
+            out.append(_from_dict(item, known))
+        except CodecError:
+            bad += 1
+    return out, bad

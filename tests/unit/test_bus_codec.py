@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from cti.bus import EventBus
-from cti.cluster.codec import CodecError, Envelope, decode, encode
+from cti.cluster.codec import CodecError, Envelope, decode, decode_batch, encode, encode_batch
 from cti.events import (
     AmiConnected,
     CallCompleted,
@@ -69,3 +69,13 @@ def test_unsubscribe_removes_only_that_subscription() -> None:
     off()
     bus.deliver_remote(CallOffered("b-1", AT, "q", "i", "m", "c"))
     assert got == []
+
+
+def test_a_batch_comes_back_in_order_and_a_bad_entry_is_counted_not_guessed() -> None:
+    envs = [Envelope(id=f"e{i}", node="n1", event=CallOffered(f"a-{i}", AT, "q", "i", "m", "c"),
+                     at=1.5) for i in range(3)]  # fmt: skip
+    assert decode_batch(encode_batch(envs)) == (envs, 0)
+    data = encode_batch(envs).replace(b'"$dc":"CallOffered"', b'"$dc":"Nope"', 1)
+    back, bad = decode_batch(data)
+    assert (back, bad) == (envs[1:], 1)
+    assert decode_batch(encode(envs[0])) == ([envs[0]], 0)  # a single envelope too
