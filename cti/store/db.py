@@ -26,7 +26,8 @@ locked" when another connection committed in between (busy_timeout cannot help),
   query through aiosqlite costs a thread round trip per step, each waiting for a busy
   event loop), elsewhere through ``AsyncSession.run_sync``. The hot-path lookups use it.
 
-On PostgreSQL and in-memory SQLite both names are the same engine and session factory.
+In-memory SQLite has one engine for both. PostgreSQL has a reader engine with its own
+pool (MVCC: readers never wait for writers' locks, only for connections).
 """
 
 from __future__ import annotations
@@ -198,8 +199,13 @@ class Database:
             event.listen(sync_reader, "connect", _reader_on_connect)
             return cls(writer, reader, sync_reader)
         kwargs["pool_pre_ping"] = True
-        engine = create_async_engine(async_url, pool_size=10, max_overflow=20, **kwargs)
-        return cls(engine)
+        # PostgreSQL: readers on their own pool too, so a lookup never waits for a
+        # connection a burst of writes holds (at most 30 connections a process)
+        engine = create_async_engine(async_url, pool_size=10, max_overflow=10, **kwargs)
+        reader = create_async_engine(
+            async_url, pool_size=READER_POOL, max_overflow=READER_POOL + 2, **kwargs
+        )
+        return cls(engine, reader)
 
     @property
     def dialect(self) -> str:
@@ -216,7 +222,7 @@ class Database:
 
     def read_session(self) -> AsyncSession:
         """A new read-only session that never waits behind writers (SQLite: a separate
-        ``query_only`` connection; elsewhere the same as :meth:`session`)."""
+        ``query_only`` connection; PostgreSQL: a pool of its own; in memory: the same)."""
         return self.read_sessionmaker()
 
     async def read(self, fn: Callable[[Session], T]) -> T:
