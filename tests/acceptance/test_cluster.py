@@ -5,6 +5,7 @@ the machine's NATS JetStream.
   (the lease: tests/integration/test_cluster_lease.py);
 - an agent whose desktop is connected to node 2 gets the pop of a call on server A, and
   one connected to node 1 the pop of a call on server B (events cross nodes on the broker);
+  the first agent's desktop connecting again, to node 3, resyncs the same call's card;
 - calls on both servers; during the traffic node 1 is SIGKILLed: node 3 takes server A
   over (measured), recovering what happened meanwhile from A's CDR and queue_log;
 - afterwards every CDR row of both servers has exactly one call row, each as the records
@@ -278,6 +279,18 @@ async def test_two_servers_three_nodes_pops_cross_and_a_killed_node_is_taken_ove
             return bool(d1.popped(sys_a + "-")) and bool(d2.popped(sys_b + "-"))
 
         await wait_for(crossed, timeout=20, what="pops across nodes (A -> n2, B -> n1)")
+        # the agent's desktop reconnects to another node (n3, a standby): it resyncs the
+        # same call's card (every node follows every node's calls)
+        first_a = d1.popped(sys_a + "-")[0]
+        d3 = Desktop(nodes["n3"].base, tokens["cl-ag1"])
+        desktops.append(d3)
+        d3.start()
+        await asyncio.wait_for(d3.ready.wait(), 10)
+        await wait_for(
+            lambda: _true(first_a in d3.popped(sys_a + "-")), timeout=10,
+            what="the call's card resynced on the desktop reconnected to n3",
+        )  # fmt: skip
+        assert any(p.get("resync") for p in d3.pops if p["linkedid"] == first_a)
 
         # traffic on both servers; n1 (driver of A) is SIGKILLed in the middle
         takeover_s = 0.0
