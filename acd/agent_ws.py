@@ -5,7 +5,11 @@
   ``{"type": "error"}`` reply);
 - every :class:`AgentStatusChanged` is pushed as ``{"type": "agent.status", "agent",
   "status", "reason", "at"}`` to that agent and to supervisors;
-- on (re)connect an agent gets the same message with its current status.
+- on (re)connect an agent gets the same message with its current status;
+- enforced after-call work (acd.wrapup, decision 0026) is pushed as ``{"type":
+  "agent.wrapup", "agent", "linkedid", "queue", "state": "started"|"ended", "until",
+  "wrapup_s", "reason", "at"}`` to that agent and supervisors (the desktop counts down
+  and asks for the disposition); a reconnect during a wrap-up gets "started" again.
 """
 
 from __future__ import annotations
@@ -16,13 +20,14 @@ from acd import store
 from acd.service import AcdService, AgentNotFound, OperationRefused
 from cti.ami.actions import AmiActionError
 from cti.ami.client import NotConnected
-from cti.events import AgentStatusChanged
+from cti.events import AgentStatusChanged, WrapUpEnded, WrapUpStarted
 from cti.store.tokens import Principal
 from cti.web.ws import Audience, WsHub
 
 __all__ = ["AgentStatusChannel"]
 
 COMMAND = "agent.status"
+WRAPUP = "agent.wrapup"
 
 
 def status_message(agent: str, status: str, reason: str, at: str) -> dict[str, Any]:
@@ -33,6 +38,8 @@ class AgentStatusChannel:
     def __init__(self, hub: WsHub, service: AcdService) -> None:
         self.hub = hub
         self.service = service
+        #: the agents in after-call work now (agent -> its "started" message)
+        self.wrapping: dict[str, dict[str, Any]] = {}
 
     def register(self) -> None:
         self.hub.add_command(COMMAND, self.command)
@@ -61,9 +68,27 @@ class AgentStatusChannel:
         agent = await store.get_agent(self.service.db, principal.name)
         if agent is None:
             return []
-        return [
+        out = [
             status_message(agent["name"], agent["status"], agent["reason"], agent["status_since"])
         ]
+        wrapping = self.wrapping.get(agent["name"])
+        return [*out, wrapping] if wrapping is not None else out
+
+    def on_wrapup(self, event: WrapUpStarted | WrapUpEnded) -> None:
+        started = isinstance(event, WrapUpStarted)
+        msg: dict[str, Any] = {
+            "type": WRAPUP, "agent": event.agent, "linkedid": event.linkedid,
+            "queue": event.queue, "state": "started" if started else "ended",
+            "at": event.at.isoformat(),
+            "until": event.until.isoformat() if isinstance(event, WrapUpStarted) else None,
+            "wrapup_s": None if isinstance(event, WrapUpStarted) else round(event.wrapup_s, 3),
+            "reason": "" if isinstance(event, WrapUpStarted) else event.reason,
+        }  # fmt: skip
+        if started:
+            self.wrapping[event.agent] = msg
+        else:
+            self.wrapping.pop(event.agent, None)
+        self.hub.publish(Audience(agents=frozenset({event.agent}), min_role="supervisor"), msg)
 
     def on_changed(self, event: AgentStatusChanged) -> None:
         self.hub.publish(

@@ -33,6 +33,8 @@ from cti.events import (
     CallDispositionSaved,
     CallHandled,
     IvrCallbackRequested,
+    WrapUpEnded,
+    WrapUpStarted,
 )
 from cti.features import FeatureContext
 from cti.services import Services
@@ -104,6 +106,8 @@ class AcdFeature:
         status_channel = AgentStatusChannel(ctx.hub, self.service)
         status_channel.register()
         ctx.bus.subscribe(AgentStatusChanged, status_channel.on_changed)
+        ctx.bus.subscribe(WrapUpStarted, status_channel.on_wrapup)
+        ctx.bus.subscribe(WrapUpEnded, status_channel.on_wrapup)
         ctx.bus.subscribe(CallHandled, wrapups.on_handled)
         ctx.bus.subscribe(CallDispositionSaved, wrapups.on_disposition)
         ctx.bus.subscribe(AgentStatusChanged, wrapups.on_status)

@@ -151,6 +151,18 @@ async def test_agent_stays_in_wrapup_until_disposition_or_the_maximum(
     base = f"http://127.0.0.1:{daemon.http_port}/api/v1"
     queue_log = asterisk.log_dir / "queue_log"
     procs: list[asyncio.subprocess.Process] = []
+    pushed: list[dict[str, Any]] = []  # what the agent's desktop websocket receives
+    http_ws = aiohttp.ClientSession()
+    ws = await http_ws.ws_connect(
+        f"ws://127.0.0.1:{daemon.http_port}/ws", headers={"Authorization": f"Bearer {token}"}
+    )
+
+    async def read_ws() -> None:
+        async for msg in ws:
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                pushed.append(msg.json())
+
+    reader = asyncio.create_task(read_ws())
     try:
         with Events(ami) as events:
             procs.append(await sip_caller(asterisk, "13811112222", tmp_path))
@@ -228,6 +240,14 @@ async def test_agent_stays_in_wrapup_until_disposition_or_the_maximum(
 
         row = await wait_for(report, timeout=20, what="the agent report with both wrap-ups")
         assert row["aht_s"] == pytest.approx(expected_aht, abs=1e-6)
+        # the agent's desktop was told when each wrap-up started and how it ended
+        told = [(m["linkedid"], m["state"], m["reason"]) for m in pushed
+                if m.get("type") == "agent.wrapup"]  # fmt: skip
+        assert told == [(lid1, "started", ""), (lid1, "ended", "disposition"),
+                        (lid2, "started", ""), (lid2, "ended", "timeout")], told
     finally:
+        reader.cancel()
+        await ws.close()
+        await http_ws.close()
         for proc in procs:
             await stop(proc)
