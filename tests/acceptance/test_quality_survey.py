@@ -107,6 +107,19 @@ def lines_of(queue_log: Path, callids: set[str], event: str) -> dict[str, list[s
     return out
 
 
+def lines_of_queue(queue_log: Path, queue: str, event: str) -> list[list[str]]:
+    """Every ``event`` line of ``queue`` today (the session's log: earlier tests too)."""
+    from datetime import UTC, datetime, time
+
+    start = datetime.combine(datetime.now(UTC).date(), time(0), UTC).timestamp()  # site: UTC
+    out = []
+    for ln in queue_log.read_text().splitlines():
+        p = ln.split("|")
+        if len(p) >= 6 and p[2] == queue and p[4] == event and float(p[0]) >= start:
+            out.append(p)
+    return out
+
+
 async def stop(proc: asyncio.subprocess.Process) -> None:
     if proc.returncode is None:
         proc.kill()
@@ -188,6 +201,13 @@ async def test_callers_score_the_call_and_the_reports_say_so(
 
             row = await wait_for(agent_row, timeout=20, what="the agent report's survey")
             assert row["survey_avg"] == pytest.approx(expected_avg)
+            # the queue's figures too (the hourly rollup through stats.formulas)
+            summary = (await get(f"/stats/summary?queue={QUEUE}"))["rows"]
+            support = next(r for r in summary if r["queue"] == QUEUE)
+            ours = [int(p[5]) for p in await asyncio.to_thread(
+                lines_of_queue, queue_log, QUEUE, "SURVEY")]  # fmt: skip
+            assert support["survey_count"] == len(ours)
+            assert support["survey_avg"] == pytest.approx(sum(ours) / len(ours))
             surveys = (await get(f"/quality/surveys?agent={agent}"))["surveys"]
             assert sorted(s["score"] for s in surveys) == sorted(scores)
             assert {s["linkedid"] for s in surveys} == {
