@@ -61,4 +61,6 @@ class MessagingConfig(BaseModel):
     # mass sends go out at most this many a second (per channel); single ones at once
     mass_per_second: float = Field(5.0, gt=0, le=1000)
     mass_max: int = Field(10_000, ge=1, le=1_000_000)
+    # how often the SMS gateway is asked for delivery receipts of the last day's SMS
+    receipt_poll_s: float = Field(60.0, gt=0)
     queue_size: int = Field(20_000, ge=1)

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 from cti.features import FeatureContext
 from cti.services import Services
+from cti.tasks import BackgroundTasks
 from messaging.api import add_routes
 from messaging.config import MessagingConfig
 from messaging.mail import SmtpSender
 from messaging.rules import MissedCallSms
 from messaging.service import Messenger
 from messaging.sms import AliyunSms, SmsProvider
+
+log = logging.getLogger(__name__)
 
 
 class MessagingFeature:
@@ -23,6 +28,7 @@ class MessagingFeature:
         self.rule: MissedCallSms | None = None
         self._aliyun: AliyunSms | None = None
         self._services = Services()
+        self._tasks = BackgroundTasks("messaging")
 
     def setup(self, ctx: FeatureContext) -> None:
         config = ctx.section("messaging", MessagingConfig)
@@ -50,8 +56,19 @@ class MessagingFeature:
         self.messenger.recipients = self._services.customer_recipients
         self.messenger.start()
         self.rule.start()
+        self._tasks.spawn(self._receipts_loop(), "receipts")
+
+    async def _receipts_loop(self) -> None:
+        assert self.messenger is not None
+        while True:
+            await asyncio.sleep(self.messenger.config.receipt_poll_s)
+            try:
+                await self.messenger.poll_receipts()
+            except Exception:
+                log.exception("delivery receipts failed")
 
     async def stop(self) -> None:
+        await self._tasks.stop()
         if self.rule is not None:
             await self.rule.stop()
         if self.messenger is not None:

@@ -12,8 +12,9 @@ from cti.store.models import Base, BoundedText, UTCDateTime, utcnow
 _Id = BigInteger().with_variant(Integer(), "sqlite")
 
 CHANNELS = ("sms", "email")
-#: queued -> sent (the gateway / SMTP server took it) | failed; opted_out: never sent
-STATUSES = ("queued", "sent", "failed", "opted_out")
+#: queued -> sent (the gateway / SMTP server took it) -> delivered (the handset's receipt,
+#: SMS) | failed; opted_out: never sent
+STATUSES = ("queued", "sent", "delivered", "failed", "opted_out")
 
 
 class Template(Base):

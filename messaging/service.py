@@ -18,7 +18,7 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -31,7 +31,7 @@ from cti.worker import QueueWorker, WorkerMetrics
 from messaging.config import MessagingConfig
 from messaging.mail import Mail, SmtpSender
 from messaging.models import Batch, Message, OptOut, Template
-from messaging.sms import SmsError, SmsProvider
+from messaging.sms import SmsError, SmsProvider, SmsReceipts
 from messaging.templates import render
 
 __all__ = ["MessagingError", "Messenger"]
@@ -513,6 +513,47 @@ class Messenger:
             if row is not None:
                 row.status, row.provider_id, row.error = status, provider_id, error
                 row.sent_at = utcnow() if status == "sent" else None
+
+    async def poll_receipts(self, within: timedelta = timedelta(days=1)) -> int:
+        """Ask the SMS gateway what became of SMS ``sent`` in the last ``within``: those it
+        delivered become ``delivered``, those it could not ``failed`` (with its reason).
+        Returns how many changed."""
+        if self.sms is None or not isinstance(self.sms, SmsReceipts):
+            return 0
+        since = utcnow() - within
+        async with self.db.session() as session:
+            rows = (
+                await session.scalars(
+                    select(Message)
+                    .where(
+                        Message.channel == "sms",
+                        Message.status == "sent",
+                        Message.sent_at >= since,
+                        Message.provider_id != "",
+                    )
+                    .order_by(Message.id)
+                    .limit(500)
+                )
+            ).all()
+        changed = 0
+        for m in rows:
+            assert m.sent_at is not None
+            try:
+                outcome = await self.sms.receipt(m.provider_id, m.to_address, m.sent_at)
+            except SmsError as exc:
+                log.warning("delivery receipts: %s", exc)
+                return changed
+            if outcome is None:
+                continue
+            async with self.db.session() as session, session.begin():
+                row = await session.get(Message, m.id)
+                if row is not None and row.status == "sent":
+                    if outcome == "delivered":
+                        row.status = "delivered"
+                    else:
+                        row.status, row.error = "failed", outcome[:1024]
+                    changed += 1
+        return changed
 
     async def _send_batch(self, ids: Sequence[int]) -> None:
         for i in ids:

@@ -26,15 +26,25 @@ import json
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Protocol
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import quote
 
 import aiohttp
 
 from messaging.config import AliyunSmsConfig
 
-__all__ = ["AliyunSms", "SmsError", "SmsProvider", "SmsResult", "aliyun_signature", "percent"]
+CHINA = timezone(timedelta(hours=8))  # Aliyun's SendDate is a day in China time
+
+__all__ = [
+    "AliyunSms",
+    "SmsError",
+    "SmsProvider",
+    "SmsReceipts",
+    "SmsResult",
+    "aliyun_signature",
+    "percent",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +66,14 @@ class SmsProvider(Protocol):
     ) -> SmsResult: ...
 
 
+@runtime_checkable
+class SmsReceipts(Protocol):
+    """A provider that can tell whether a sent SMS reached the handset: "delivered",
+    "failed: <reason>", or None while the gateway does not know yet."""
+
+    async def receipt(self, provider_id: str, to: str, sent_at: datetime) -> str | None: ...
+
+
 def percent(value: str) -> str:
     """RFC 3986 percent-encoding of UTF-8 (what Aliyun's signature v1 specifies)."""
     return quote(value, safe="-_.~")
@@ -75,12 +93,11 @@ class AliyunSms:
         self.config = config
         self._http: aiohttp.ClientSession | None = None
 
-    def signed(self, to: str, template: str, params: Mapping[str, str]) -> dict[str, str]:
-        """The form of one SendSms request, signed."""
-        number = to[3:] if to.startswith("+86") else to.lstrip("+")
+    def _form(self, action: str, params: Mapping[str, str]) -> dict[str, str]:
+        """The form of one request: common parameters, ``params``, signed."""
         form = {
             "AccessKeyId": self.config.access_key_id,
-            "Action": "SendSms",
+            "Action": action,
             "Format": "JSON",
             "RegionId": self.config.region_id,
             "SignatureMethod": "HMAC-SHA1",
@@ -88,41 +105,82 @@ class AliyunSms:
             "SignatureVersion": "1.0",
             "Timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "Version": "2017-05-25",
-            "PhoneNumbers": number,
-            "SignName": self.config.sign_name,
-            "TemplateCode": template,
-            "TemplateParam": json.dumps(dict(params), ensure_ascii=False),
+            **params,
         }
         form["Signature"] = aliyun_signature("POST", form, self.config.access_key_secret)
         return form
+
+    @staticmethod
+    def _national(to: str) -> str:
+        return to[3:] if to.startswith("+86") else to.lstrip("+")
+
+    def signed(self, to: str, template: str, params: Mapping[str, str]) -> dict[str, str]:
+        """The form of one SendSms request, signed."""
+        return self._form(
+            "SendSms",
+            {
+                "PhoneNumbers": self._national(to),
+                "SignName": self.config.sign_name,
+                "TemplateCode": template,
+                "TemplateParam": json.dumps(dict(params), ensure_ascii=False),
+            },
+        )
+
+    async def _post(self, form: dict[str, str]) -> Any:
+        if self._http is None:
+            self._http = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.config.timeout_s)
+            )
+        try:
+            async with self._http.post(str(self.config.endpoint), data=form) as resp:
+                if resp.status >= 500:
+                    raise SmsError(f"gateway answered {resp.status}")
+                try:
+                    return await resp.json(content_type=None)
+                except ValueError:
+                    return {"Code": str(resp.status), "Message": "not JSON"}
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise SmsError(f"gateway unreachable: {type(exc).__name__}") from exc
+
+    async def receipt(self, provider_id: str, to: str, sent_at: datetime) -> str | None:
+        """QuerySendDetails for the message: ``SendStatus`` 3 delivered, 2 failed (with
+        its ``ErrCode``), 1 waiting for the handset's receipt (None)."""
+        answer = await self._post(
+            self._form(
+                "QuerySendDetails",
+                {
+                    "PhoneNumber": self._national(to),
+                    "BizId": provider_id,
+                    "SendDate": sent_at.astimezone(CHINA).strftime("%Y%m%d"),
+                    "PageSize": "10",
+                    "CurrentPage": "1",
+                },
+            )
+        )
+        if not isinstance(answer, dict) or answer.get("Code") != "OK":
+            return None
+        details = (answer.get("SmsSendDetailDTOs") or {}).get("SmsSendDetailDTO") or []
+        if not details:
+            return None
+        status = details[0].get("SendStatus")
+        if status == 3:
+            return "delivered"
+        if status == 2:
+            return f"failed: {details[0].get('ErrCode', '')}"[:1024]
+        return None
 
     async def send(
         self, to: str, text: str, *, template: str, params: Mapping[str, str]
     ) -> SmsResult:
         if not template:
             return SmsResult(False, error="the template has no Aliyun template code")
-        if self._http is None:
-            self._http = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.config.timeout_s)
-            )
-        try:
-            async with self._http.post(
-                str(self.config.endpoint), data=self.signed(to, template, params)
-            ) as resp:
-                if resp.status >= 500:
-                    raise SmsError(f"gateway answered {resp.status}")
-                try:
-                    answer = await resp.json(content_type=None)
-                except ValueError:
-                    return SmsResult(False, error=f"gateway answered {resp.status}, not JSON")
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise SmsError(f"gateway unreachable: {type(exc).__name__}") from exc
+        answer = await self._post(self.signed(to, template, params))
         if not isinstance(answer, dict):
             return SmsResult(False, error="gateway answered no JSON object")
         if answer.get("Code") == "OK":
             return SmsResult(True, provider_id=str(answer.get("BizId", ""))[:128])
         return SmsResult(
-            False, error=f"{answer.get('Code', resp.status)}: {answer.get('Message', '')}"[:1024]
+            False, error=f"{answer.get('Code', '')}: {answer.get('Message', '')}"[:1024]
         )
 
     async def close(self) -> None:

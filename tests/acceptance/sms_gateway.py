@@ -58,6 +58,7 @@ class Gateway:
     refused: list[str] = field(default_factory=list)
     nonces: set[str] = field(default_factory=set)
     fail_with: int | None = None  # answer this HTTP status to everything
+    undeliverable: set[str] = field(default_factory=set)  # numbers whose receipt is a failure
 
 
 def _error(code: str, message: str, status: int = 400) -> web.Response:
@@ -72,11 +73,13 @@ async def sms_gateway() -> AsyncIterator[Gateway]:
         if gw.fail_with is not None:
             return web.Response(status=gw.fail_with, text="down")
         form: dict[str, Any] = dict(await request.post())
-        missing = [
-            k
-            for k in (*COMMON, "Signature", "PhoneNumbers", "SignName", "TemplateCode")
-            if not form.get(k)
-        ]
+        action = form.get("Action")
+        own = (
+            ("PhoneNumbers", "SignName", "TemplateCode")
+            if action == "SendSms"
+            else ("PhoneNumber", "BizId", "SendDate", "PageSize", "CurrentPage")
+        )
+        missing = [k for k in (*COMMON, "Signature", *own) if not form.get(k)]
         if missing:
             gw.refused.append("missing " + ",".join(missing))
             return _error("MissingParameter", ",".join(missing))
@@ -94,6 +97,21 @@ async def sms_gateway() -> AsyncIterator[Gateway]:
             gw.refused.append("signature")
             return _error("SignatureDoesNotMatch", "Specified signature is not matched")
         gw.nonces.add(form["SignatureNonce"])
+        if action == "QuerySendDetails":
+            sent = [f for f in gw.accepted if f"biz{gw.accepted.index(f) + 1}" == form["BizId"]]
+            if not sent or sent[0]["PhoneNumbers"] != form["PhoneNumber"]:
+                return web.json_response({"Code": "OK", "TotalCount": 0, "SmsSendDetailDTOs": {}})
+            failed = form["PhoneNumber"] in gw.undeliverable
+            detail = {
+                "PhoneNum": form["PhoneNumber"],
+                "SendStatus": 2 if failed else 3,
+                "ErrCode": "MOBILE_NOT_ON_SERVICE" if failed else "DELIVERED",
+            }
+            return web.json_response(
+                {"Code": "OK", "TotalCount": 1, "SmsSendDetailDTOs": {"SmsSendDetailDTO": [detail]}}
+            )
+        if action != "SendSms":
+            return _error("InvalidAction.NotFound", "action")
         gw.accepted.append(form)
         return web.json_response(
             {"Code": "OK", "Message": "OK", "BizId": f"biz{len(gw.accepted)}", "RequestId": "r"}

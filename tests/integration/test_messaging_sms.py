@@ -4,6 +4,7 @@ as Aliyun's published signature v1 specifies (tests/acceptance/sms_gateway.py)."
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 from pydantic import HttpUrl
@@ -52,6 +53,14 @@ async def test_send_accepted_with_chinese_text_and_refused_with_a_wrong_secret()
             assert form["Signature"] == expected_signature(form, SECRET)
             res = await sms.send("+8613800138000", "x", template="", params={})
             assert not res.accepted and "template code" in res.error
+            # delivery receipts (QuerySendDetails, signed the same way)
+            now = datetime.now(UTC)
+            assert await sms.receipt("biz1", "+8613800138000", now) == "delivered"
+            gw.undeliverable.add("13800138000")
+            assert await sms.receipt("biz1", "+8613800138000", now) == (
+                "failed: MOBILE_NOT_ON_SERVICE"
+            )
+            assert await sms.receipt("biz9", "+8613800138000", now) is None  # not known yet
         finally:
             await sms.close()
         wrong = AliyunSms(_config(gw.url, "not-the-secret"))
