@@ -400,6 +400,7 @@ class Recorder:
         self._push(call, "recording.ready", recording_id=row.id, status=row.status)
 
     async def _end(self, linkedid: str, *, stop: bool) -> None:
+        self._transferred.discard(linkedid)  # (bounded: a call's end forgets it)
         call = self.calls.get(linkedid)
         if call is None:
             return
