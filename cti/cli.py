@@ -98,6 +98,17 @@ def cmd_asterisk(args: argparse.Namespace) -> int:
             return 0 if running else 3
         elif args.action == "cli":
             sys.stdout.write(runner.cli(" ".join(args.command)))
+        elif args.action == "config":
+            # render the instance directory without starting Asterisk (a container or a
+            # systemd unit runs it: docs/deploy.md)
+            from cti.asterisk.instance import ChrootAsterisk
+
+            if not isinstance(runner, ChrootAsterisk):
+                print("error: config: only for the chroot runner", file=sys.stderr)
+                return 1
+            runner.write_config()
+            print(f"ASTERISK_BASE={shlex.quote(str(runner.base))}")
+            print(f"ASTERISK_INNER={shlex.quote(runner.inner)}")
         elif args.action == "paths":
             # shell-friendly: where the instance's directories are on this host and as
             # Asterisk sees them (the chroot's /srv/cti/<name>), for scripts/up.sh
@@ -197,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_setup)
 
     p = sub.add_parser("asterisk", help="run the real Asterisk (Docker or chroot)")
-    p.add_argument("action", choices=["up", "down", "status", "cli", "paths"])
+    p.add_argument("action", choices=["up", "down", "status", "cli", "paths", "config"])
     p.add_argument("command", nargs="*", help="CLI command (with `cli`)")
     p.set_defaults(func=cmd_asterisk)
 
