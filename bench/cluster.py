@@ -271,7 +271,7 @@ async def run(args: argparse.Namespace) -> None:
 
                 with contextlib.suppress(AssertionError):
                     await wait_for(all_rang, timeout=args.ring + 30, what="rings", every=0.05)
-                await asyncio.sleep(2.0)  # the last pops reach the desktops
+                await asyncio.sleep(5.0)  # the last pops reach the desktops
                 clients.stdin.close()
                 await asyncio.wait_for(clients.wait(), 60)
                 seen = json.loads(await asyncio.to_thread(out_file.read_text))
