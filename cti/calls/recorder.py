@@ -47,7 +47,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.expression import ColumnElement, Executable
 
 from cti.bus import EventBus
-from cti.events import CallCompleted, CallRecord, IvrAbandoned
+from cti.events import CallCompleted, CallRecord, IvrAbandoned, SurveyAnswered
 from cti.phone import normalize
 from cti.store.db import Database, is_data_error
 from cti.store.models import BoundedText, Call, clean_text, clip_text, utcnow
@@ -74,7 +74,9 @@ _MERGED_TEXT = (
     "agent",
     "hangup_cause",
 )
-_MERGED_NULLABLE = ("answered_at", "wait_s", "talk_s")
+_MERGED_NULLABLE = ("answered_at", "wait_s", "talk_s", "survey_score")
+#: satisfaction scores waiting for their call's record (the survey ends before the call)
+_MAX_PENDING_SURVEYS = 10_000
 _LAST_WINS = ("started_at", "ended_at", "source", "updated_at")
 _EMPTY_DISPOSITIONS = ("", "unknown")
 #: The disposition of a call whose caller hung up in the IVR, and its record's source.
@@ -161,6 +163,7 @@ class CallRecorder:
         self._db = db
         self.default_region = default_region
         self._statement: Executable | None = None
+        self._surveys: dict[str, int] = {}  # linkedid -> the caller's score (decision 0026)
         self._unsubscribe: Callable[[], None] | None = None
         self.worker: QueueWorker[CallRecord] = QueueWorker(
             "calls", self._upsert, queue_size=queue_size, batch_size=batch_size,
@@ -210,10 +213,12 @@ class CallRecorder:
             raise RuntimeError("CallRecorder is already attached to a bus")
         off_completed = bus.subscribe(CallCompleted, self._on_call_completed)
         off_ivr = bus.subscribe(IvrAbandoned, self._on_ivr_abandoned)
+        off_survey = bus.subscribe(SurveyAnswered, self._on_survey)
 
         def unsubscribe() -> None:
             off_completed()
             off_ivr()
+            off_survey()
 
         self._unsubscribe = unsubscribe
 
@@ -224,6 +229,13 @@ class CallRecorder:
 
     def _on_call_completed(self, event: CallCompleted) -> None:
         self.submit(event.record)
+
+    def _on_survey(self, event: SurveyAnswered) -> None:
+        """The caller's score arrives before the call ends: kept for its record."""
+        if len(self._surveys) >= _MAX_PENDING_SURVEYS:
+            self._surveys.pop(next(iter(self._surveys)))
+        if 1 <= event.score <= 5:
+            self._surveys[event.linkedid] = event.score
 
     def _on_ivr_abandoned(self, event: IvrAbandoned) -> None:
         self.submit(
@@ -296,6 +308,7 @@ class CallRecorder:
             "disposition": text("disposition", record.disposition) or "unknown",
             "hangup_cause": text("hangup_cause", record.hangup_cause),
             "source": text("source", record.source) or "ami",
+            "survey_score": self._surveys.pop(record.linkedid, None),
             "created_at": now,
             "updated_at": now,
         }

@@ -183,6 +183,8 @@ class Call(Base):
     disposition: Mapped[str] = mapped_column(BoundedText(32), default="unknown")
     hangup_cause: Mapped[str] = mapped_column(BoundedText(64), default="")
     source: Mapped[str] = mapped_column(BoundedText(16), default="ami")
+    #: the caller's satisfaction score 1-5 (quality survey; migration quality_0004)
+    survey_score: Mapped[int | None] = mapped_column(Integer())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 

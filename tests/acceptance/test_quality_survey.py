@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 import pytest
+from sqlalchemy import select
 
 from acd import store as acd_store
 from acd.feature import AcdFeature
@@ -27,6 +28,7 @@ from cti.ami.client import AmiClient
 from cti.ami.protocol import Message
 from cti.asterisk.instance import ChrootAsterisk
 from cti.daemon import Daemon
+from cti.store.models import Call
 from cti.store.tokens import create_token
 from ivr.feature import IvrFeature
 from quality.feature import QualityFeature
@@ -235,6 +237,15 @@ async def test_callers_score_the_call_and_the_reports_say_so(
 
                 inter = await wait_for(interaction, timeout=20, what=f"{number}'s interaction")
                 assert inter["survey_score"] == (None if key == "9" else int(key))
+
+                async def call_row(lid: str = lid) -> list[Any]:
+                    async with daemon.db.session() as session:
+                        rows = (await session.execute(
+                            select(Call.survey_score).where(Call.linkedid == lid))).all()
+                    return list(rows)  # fmt: skip
+
+                (row,) = await wait_for(call_row, timeout=20, what=f"{number}'s call row")
+                assert row[0] == (None if key == "9" else int(key))  # the calls row too
     finally:
         for proc in procs:
             await stop(proc)
