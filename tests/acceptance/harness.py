@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -99,12 +100,13 @@ async def reset_asterisk(inst: ChrootAsterisk, ami: AmiClient) -> None:
     for var, value in (("CTI_SIM_RING", "2"), ("CTI_SIM_TALK", "8")):
         await ami.send_action("Setvar", {"Variable": var, "Value": value})
     await asyncio.to_thread(inst.cli, "queue reset stats")
-    await wait_for(lambda: _no_channels(inst), timeout=10, what="channels to hang up")
+    await wait_for(lambda: no_channels(inst), timeout=10, what="channels to hang up")
 
 
-async def _no_channels(inst: ChrootAsterisk) -> bool:
+async def no_channels(inst: ChrootAsterisk) -> bool:
+    """No channel left in ``inst`` ("10 active channels" is not "0 active channels")."""
     out = await asyncio.to_thread(inst.cli, "core show channels count")
-    return "0 active channels" in out
+    return re.search(r"^\s*0 active channels?\b", out, re.M) is not None
 
 
 async def add_sim_agent(ami: AmiClient, ext: str, queue: str = "support") -> str:

@@ -22,6 +22,7 @@ from cti.store.tokens import create_token
 from tests.acceptance.conftest import DaemonFactory
 from tests.acceptance.harness import (
     add_sim_agent,
+    no_channels,
     originate_call,
     restart_test_asterisk,
     wait_for,
@@ -46,11 +47,6 @@ async def one_row(daemon: Daemon, linkedid: str, timeout: float = 25) -> CallRow
     rows = await rows_for(daemon, linkedid)
     assert len(rows) == 1, rows
     return rows[0]
-
-
-async def no_channels(asterisk: ChrootAsterisk) -> bool:
-    out = await asyncio.to_thread(asterisk.cli, "core show channels count")
-    return "0 active channels" in out
 
 
 async def set_sim(ami: AmiClient, ring: float, talk: float) -> None:

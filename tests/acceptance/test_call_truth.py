@@ -53,7 +53,7 @@ from cti.store.db import Database
 from cti.store.migrate import upgrade
 from cti.store.models import Call as CallRow
 from cti.store.tokens import create_token
-from tests.acceptance.harness import free_port, restart_test_asterisk, wait_for
+from tests.acceptance.harness import free_port, no_channels, restart_test_asterisk, wait_for
 from tests.acceptance.proxy import CuttableProxy
 from tests.acceptance.traffic import (
     Caller,
@@ -431,8 +431,7 @@ async def settle(asterisk: ChrootAsterisk, db: Database) -> None:
     """Every call over: no channel left and every callback request closed."""
 
     async def quiet() -> bool:
-        out = await asyncio.to_thread(asterisk.cli, "core show channels count")
-        if "0 active channels" not in out:
+        if not await no_channels(asterisk):
             return False
         async with db.session() as s:
             rows = (await s.scalars(select(CallbackRow))).all()

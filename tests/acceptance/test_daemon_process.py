@@ -13,7 +13,7 @@ from cti.ami.client import AmiClient
 from cti.asterisk.instance import ChrootAsterisk
 from cti.store.db import Database
 from cti.store.models import Call as CallRow
-from tests.acceptance.harness import add_sim_agent, originate_call, wait_for
+from tests.acceptance.harness import add_sim_agent, no_channels, originate_call, wait_for
 
 
 async def test_sigterm_flushes_the_call_that_just_ended(
@@ -46,11 +46,9 @@ async def test_sigterm_flushes_the_call_that_just_ended(
         await add_sim_agent(ami, "103")
         linkedid = await originate_call(ami, caller="13800138000", hold_s=30)
 
-        async def call_over() -> bool:
-            out = await asyncio.to_thread(asterisk.cli, "core show channels count")
-            return "0 active channels" in out
-
-        await wait_for(call_over, timeout=20, what="the call to end", every=0.05)
+        await wait_for(
+            lambda: no_channels(asterisk), timeout=20, what="the call to end", every=0.05
+        )
         proc.send_signal(signal.SIGTERM)  # inside the model's close grace period
         await asyncio.wait_for(proc.wait(), 20)
         assert proc.returncode == 0

@@ -401,11 +401,14 @@ async def test_on_demand_policy_and_reasons(ami: AmiClient, rec_daemon: RecDaemo
 
 
 async def test_reconcile_removes_empty_and_reports_missing(
-    ami: AmiClient, rec_daemon: RecDaemonFactory, asterisk: ChrootAsterisk
+    ami: AmiClient, rec_daemon: RecDaemonFactory, asterisk: ChrootAsterisk, tmp_path: Path
 ) -> None:
     from cti.cli import main as cli_main
 
     daemon = await rec_daemon()
+    # a recordings root of the test's own: the session Asterisk's monitor folder holds
+    # other tests' files (a short call's header-only wav is "empty" to reconcile too)
+    root = tmp_path / "monitor"
     store = RecordingStore(daemon.db)
     now = datetime.now(UTC)
     old = now - timedelta(hours=1)
@@ -413,7 +416,7 @@ async def test_reconcile_removes_empty_and_reports_missing(
     header_rel = recording_path("t-header", old, 0)
     gone_rel = recording_path("t-gone", old, 0)
     for rel, content in ((empty_rel, b""), (header_rel, b"RIFF" + b"\0" * 40)):
-        f = asterisk.monitor_dir / rel
+        f = root / rel
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_bytes(content)
         os.utime(f, (old.timestamp(), old.timestamp()))
@@ -428,7 +431,7 @@ async def test_reconcile_removes_empty_and_reports_missing(
     toml = asterisk.base / "rec-test.toml"
     toml.write_text(
         f'[database]\nurl = "{daemon.settings.database.url}"\n'
-        f'[recordings]\nroot = "{asterisk.monitor_dir}"\ngrace_s = 0\n'
+        f'[recordings]\nroot = "{root}"\ngrace_s = 0\n'
     )
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
@@ -438,8 +441,8 @@ async def test_reconcile_removes_empty_and_reports_missing(
     assert code == 0
     report = json.loads(out.getvalue())
     assert sorted(report["empty_removed"]) == sorted([empty_rel, header_rel])
-    assert not (asterisk.monitor_dir / empty_rel).exists()
-    assert not (asterisk.monitor_dir / header_rel).exists()
+    assert not (root / empty_rel).exists()
+    assert not (root / header_rel).exists()
     assert report["missing_files"] == [gone.id]
     assert report["missing_calls"] == ["t-answered"]
     assert (await store.get(gone.id)).status == "missing"  # type: ignore[union-attr]
