@@ -25,6 +25,7 @@ from cti.daemon import Daemon
 from cti.store.tokens import create_token
 from tests.acceptance.conftest import daemon_settings
 from tests.acceptance.harness import sign_in_page, wait_for
+from tests.acceptance.sip_phones import sipp_register, start_desk_phone
 from tests.acceptance.test_desktop_browser import Desk
 from tests.acceptance.test_ivr_harness import call
 from tests.acceptance.test_pop import Stack, set_sim
@@ -40,9 +41,7 @@ class Center(Stack):
 
 
 @pytest.fixture
-async def center(
-    asterisk: ChrootAsterisk, ami: AmiClient, tmp_path: Path
-) -> AsyncIterator[Center]:
+async def center(asterisk: ChrootAsterisk, ami: AmiClient, tmp_path: Path) -> AsyncIterator[Center]:
     """The daemon with every registered feature (as ``cti run``), on SQLite."""
     sounds = asterisk.base / "lib" / "sounds" / "cti"
     settings: Settings = daemon_settings(
@@ -110,11 +109,11 @@ async def open_console(browser: Browser, center: Center) -> AsyncIterator[Any]:
 
 
 async def test_admin_builds_agent_queue_and_menu_then_a_call_follows_them(
-    center: Center, ami: AmiClient, asterisk: ChrootAsterisk, open_console: Any
+    center: Center, ami: AmiClient, asterisk: ChrootAsterisk, open_console: Any, tmp_path: Path
 ) -> None:
     c = await open_console("root")
     page = c.page
-    # --- an agent on a (simulated) phone ------------------------------------------------------
+    # --- an agent, and a desk phone for it (SIPp registers with what the page shows once) -----
     await c.section("agents")
     await page.click("#new-agent")
     await page.fill('#agent-form [name="name"]', "alice")
@@ -124,6 +123,18 @@ async def test_admin_builds_agent_queue_and_menu_then_a_call_follows_them(
     await page.fill('#agent-form .device [name="address"]', "501")
     await page.click("#agent-form button[type=submit]")
     await page.wait_for_selector('#agents-table tr[data-agent="alice"]')
+    await page.click('#agents-table tr[data-agent="alice"] button.edit')
+    await page.wait_for_selector("#phones-table")
+    await page.select_option('#phone-form [name="kind"]', "sip")
+    await page.fill('#phone-form [name="label"]', "desk")
+    await page.click("#phone-form button[type=submit]")
+    cell = '#phone-credentials tr[data-cred="password"] td'
+    await page.wait_for_selector(cell)
+    password = await page.text_content(cell) or ""
+    username = await page.text_content('#phone-credentials tr[data-cred="username"] td') or ""
+    registered, port, out = await sipp_register(asterisk, username, password, cwd=tmp_path)
+    assert registered, out
+    desk_phone = await start_desk_phone(port, cwd=tmp_path, timeout_s=120)
     # --- a queue, its members ----------------------------------------------------------------
     await c.section("queues")
     await page.click("#new-queue")
@@ -175,7 +186,18 @@ async def test_admin_builds_agent_queue_and_menu_then_a_call_follows_them(
 
     (ring,) = await wait_for(rang, timeout=30, what="alice's phone ringing")
     assert ring["Queue"] == "billing" and ring["MemberName"] == "alice"
-    assert ring["Interface"] == "Local/501@cti-sim-agents/n"
+    assert ring["Interface"] == f"PJSIP/{username}"  # her desk phone, not a simulated one
+
+    async def answered() -> list[Message]:
+        return [
+            m for m in center.seen
+            if m.event == "AgentConnect" and m.get("Linkedid") == linkedid
+        ]  # fmt: skip
+
+    (connect,) = await wait_for(answered, timeout=30, what="alice answering on her desk phone")
+    assert connect["MemberName"] == "alice" and connect["Interface"] == f"PJSIP/{username}"
+    phone_out, _ = await asyncio.wait_for(desk_phone.communicate(), 60)  # the caller hung up
+    assert desk_phone.returncode == 0, phone_out.decode(errors="replace")[-2000:]
     # --- alice gets a sign-in of her own (a person linked to the agent) ------------------------
     await c.section("users")
     await page.click("#new-user")
