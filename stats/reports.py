@@ -61,13 +61,19 @@ def _aggregates() -> list[ColumnElement[Any]]:
     return cols
 
 
-def _where(first: date, last: date, queue: str | None) -> list[ColumnElement[bool]]:
+def _where(
+    first: date, last: date, queue: str | None, within: frozenset[str] | None = None
+) -> list[ColumnElement[bool]]:
+    """``within``: only these queues (a supervisor scoped to teams, cti.principal); the
+    ``"*"`` totals then cover those queues only, not the IVR abandons (no queue's)."""
     conds: list[ColumnElement[bool]] = [
         HourlyRow.local_day >= first.isoformat(),
         HourlyRow.local_day <= last.isoformat(),
     ]
     if queue is not None:
         conds.append(HourlyRow.queue == queue)
+    if within is not None:
+        conds.append(HourlyRow.queue.in_(sorted(within)))
     return conds
 
 
@@ -79,8 +85,9 @@ def _row(keys: dict[str, Any], c: Counts, queue_known: bool = True) -> dict[str,
 
 
 async def hourly(
-    db: Database, first: date, last: date, queue: str | None = None
-) -> list[dict[str, Any]]:
+    db: Database, first: date, last: date, queue: str | None = None,
+    within: frozenset[str] | None = None,
+) -> list[dict[str, Any]]:  # fmt: skip
     """One row per queue and local hour with traffic, plus per hour an ``"*"`` row over
     all queues that also counts the IVR abandons (they belong to no queue)."""
     counts = [getattr(HourlyRow, f) for f in COUNT_FIELDS]
@@ -89,7 +96,7 @@ async def hourly(
             await s.execute(
                 select(HourlyRow.queue, HourlyRow.hour_start, HourlyRow.local_day,
                        HourlyRow.local_hour, *counts)
-                .where(*_where(first, last, queue))
+                .where(*_where(first, last, queue, within))
                 .order_by(HourlyRow.hour_start, HourlyRow.queue)
             )
         ).all()  # fmt: skip
@@ -124,13 +131,14 @@ def _total_row(total: tuple[str, int, str, list[Any]]) -> dict[str, Any]:
 
 
 async def daily(
-    db: Database, first: date, last: date, queue: str | None = None
-) -> list[dict[str, Any]]:
+    db: Database, first: date, last: date, queue: str | None = None,
+    within: frozenset[str] | None = None,
+) -> list[dict[str, Any]]:  # fmt: skip
     """One row per queue and local day, plus a ``"*"`` row per day over all queues."""
     async with db.session() as s:
         result = await s.execute(
             select(HourlyRow.queue, HourlyRow.local_day, *_aggregates())
-            .where(*_where(first, last, queue))
+            .where(*_where(first, last, queue, within))
             .group_by(HourlyRow.queue, HourlyRow.local_day)
             .order_by(HourlyRow.local_day, HourlyRow.queue)
         )
@@ -149,14 +157,15 @@ async def daily(
 
 
 async def summary(
-    db: Database, first: date, last: date, queue: str | None = None
-) -> list[dict[str, Any]]:
+    db: Database, first: date, last: date, queue: str | None = None,
+    within: frozenset[str] | None = None,
+) -> list[dict[str, Any]]:  # fmt: skip
     """One row per queue over the whole range, plus ``"*"`` (all queues + IVR)."""
     async with db.session() as s:
         rows = (
             await s.execute(
                 select(HourlyRow.queue, *_aggregates())
-                .where(*_where(first, last, queue))
+                .where(*_where(first, last, queue, within))
                 .group_by(HourlyRow.queue)
                 .order_by(HourlyRow.queue)
             )
@@ -244,7 +253,7 @@ async def agent_report(
 
 async def region_report(
     db: Database, first: date, last: date, tz: ZoneInfo, rules: dict[str, QueueRules],
-    default_region: str, queue: str | None = None,
+    default_region: str, queue: str | None = None, within: frozenset[str] | None = None,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """Per caller region (号码归属地, cti.phone.region in zh and en; "" unknown): every
     queue figure of the entries entered in the range whose caller is from there."""
@@ -252,6 +261,8 @@ async def region_report(
     conds = [EntryRow.entered_at >= start, EntryRow.entered_at < end]
     if queue is not None:
         conds.append(EntryRow.queue == queue)
+    if within is not None:
+        conds.append(EntryRow.queue.in_(sorted(within)))
     async with db.session() as s:
         rows = (await s.execute(select(EntryRow).where(*conds))).scalars().all()
     counts: dict[tuple[str, str], Counts] = {}

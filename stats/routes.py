@@ -8,6 +8,10 @@ GET /api/v1/stats/regions?from=…&to=…&queue=…   (by caller region, 号码�
 GET /api/v1/stats/staffing?day=…&queue=…
 GET /api/v1/stats/wallboard                 (the current frame)
 POST /api/v1/stats/rebuild {"since": ISO}   (admin)
+
+A supervisor scoped to teams (cti.principal ``sees_queue`` / ``sees_agent``, as the ACD
+routes) gets only their queues' and agents' figures: the ``"*"`` totals cover their
+queues only, a ``queue=`` outside them is 403 ``out-of-scope``.
 """
 
 from __future__ import annotations
@@ -19,14 +23,14 @@ from typing import Any
 
 from aiohttp import web
 
-from cti.web.auth import require_role
+from cti.web.auth import principal, require_role
 from cti.web.body import json_object
-from cti.web.errors import BadRequest
+from cti.web.errors import BadRequest, Forbidden
 from cti.web.openapi import INT, STR, arr, doc, obj
 from cti.web.params import Choice, Day, Text, date_range, parse_datetime
 from stats import reports
 from stats.csv_export import to_csv
-from stats.service import StatsService
+from stats.service import StatsService, scoped_frame
 
 __all__ = ["add_routes"]
 
@@ -66,7 +70,13 @@ def add_routes(app: web.Application, svc: StatsService) -> None:
             if required:
                 raise BadRequest("queue is required")
             return None
+        if not principal(request).sees_queue(q):
+            raise Forbidden("this queue is outside your teams", code="out-of-scope")
         return q
+
+    def within(request: web.Request) -> frozenset[str] | None:
+        """The queues the principal may see (None: all)."""
+        return principal(request).queues
 
     def route(
         name: str,
@@ -86,15 +96,15 @@ def add_routes(app: web.Application, svc: StatsService) -> None:
 
     async def hourly(request: web.Request) -> list[dict[str, Any]]:
         first, last = days(request)
-        return await reports.hourly(svc.db, first, last, queue(request))
+        return await reports.hourly(svc.db, first, last, queue(request), within(request))
 
     async def daily(request: web.Request) -> list[dict[str, Any]]:
         first, last = days(request)
-        return await reports.daily(svc.db, first, last, queue(request))
+        return await reports.daily(svc.db, first, last, queue(request), within(request))
 
     async def summary(request: web.Request) -> list[dict[str, Any]]:
         first, last = days(request)
-        return await reports.summary(svc.db, first, last, queue(request))
+        return await reports.summary(svc.db, first, last, queue(request), within(request))
 
     async def agents(request: web.Request) -> list[dict[str, Any]]:
         first, last = days(request)
@@ -102,13 +112,16 @@ def add_routes(app: web.Application, svc: StatsService) -> None:
         now = datetime.now(UTC)
         start, end = reports.day_bounds(first, last, svc.tz)
         times = await svc.agent_time(start, min(end, now))
-        return await reports.agent_report(svc.db, first, last, svc.tz, rules, times)
+        rows = await reports.agent_report(svc.db, first, last, svc.tz, rules, times)
+        who = principal(request)
+        return [r for r in rows if who.sees_agent(str(r["agent"]))]
 
     async def regions(request: web.Request) -> list[dict[str, Any]]:
         first, last = days(request)
         rules = await svc.refresh_rules()
+        region = svc.wallboard.default_region
         return await reports.region_report(
-            svc.db, first, last, svc.tz, rules, svc.wallboard.default_region, queue(request)
+            svc.db, first, last, svc.tz, rules, region, queue(request), within(request)
         )
 
     async def staffing(request: web.Request) -> list[dict[str, Any]]:
@@ -120,8 +133,8 @@ def add_routes(app: web.Application, svc: StatsService) -> None:
 
     @doc("The wallboard's current frame", role="supervisor", tags=["stats"], response=obj())
     async def wallboard(request: web.Request) -> web.Response:
-        require_role(request, "supervisor")
-        return web.json_response(svc.frame())
+        who = require_role(request, "supervisor")
+        return web.json_response(scoped_frame(svc.frame(), who))
 
     @doc(
         "Rebuild the statistics from queue_log since a date-time",

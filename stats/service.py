@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
+from cti.principal import Principal
 from cti.queue_log import RawLine, parse_line
 from cti.services import AgentTime, QueueService
 from cti.store.db import Database
@@ -23,7 +24,7 @@ from stats.settings import StatsSettings
 from stats.store import QueueRules, StatsStore
 from stats.wallboard import AlarmRule, Wallboard
 
-__all__ = ["IngestResult", "StatsService"]
+__all__ = ["IngestResult", "StatsService", "scoped_frame"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,19 @@ def _read_parsed(
     """Read (new or all) lines and parse them: in a thread, off the event loop."""
     texts, new_pos = tail.read_all(path) if whole else tail.read_new(path, pos)
     return [r for r in (parse_line(t) for t in texts) if r is not None], new_pos
+
+
+def scoped_frame(frame: dict[str, Any], who: Principal) -> dict[str, Any]:
+    """The wallboard ``frame`` as ``who`` may see it: a supervisor scoped to teams gets
+    only their queues and, in them, their agents; the IVR abandons (no queue's) are
+    None for them. Unscoped principals get ``frame`` itself."""
+    if who.queues is None and who.agents is None:
+        return frame
+    queues = [
+        {**q, "agents": [a for a in q["agents"] if who.sees_agent(str(a["name"]))]}
+        for q in frame["queues"] if who.sees_queue(str(q["queue"]))
+    ]  # fmt: skip
+    return {**frame, "queues": queues, "ivr_abandoned": None}
 
 
 @dataclass(frozen=True, slots=True)

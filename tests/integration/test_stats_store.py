@@ -24,6 +24,7 @@ from stats.models import EntryRow, HourlyRow, QlogLineRow
 from stats.routes import add_routes
 from stats.service import StatsService
 from stats.settings import StatsSettings
+from stats.store import QueueRules
 
 TZ = ZoneInfo("Europe/Berlin")
 DAY = date(2026, 10, 25)  # DST ends: local 02:00-03:00 happens twice
@@ -244,3 +245,61 @@ class _NoCalls:
 
 def _auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+async def test_a_supervisor_scoped_to_teams_gets_only_their_queues(
+    svc: StatsService, db: Database
+) -> None:
+    """Issue #15: the queue-scoped supervisor sees support's figures only (totals over
+    support, no IVR abandons, sales 403); the unscoped supervisor sees both queues."""
+    qlog = svc.queue_log
+    assert qlog is not None
+    write(qlog, first_part() + second_part())
+    await svc.tail()
+    await svc.ivr_abandoned("ivr-1", T1 + timedelta(seconds=5), "4008001234", "main")
+    deps = WebDeps(db=db, live=_NoCalls(), registry=CollectorRegistry(), hub=WsHub(db))
+    app = create_app(deps)
+    add_routes(app, svc)
+    everyone = await create_token(db, "boss", "supervisor")
+    north = await create_token(db, "north", "supervisor", queues=["support"])
+    q = "?from=2026-10-25&to=2026-10-25"
+    async with TestClient(TestServer(app)) as client:
+
+        async def rows(name: str, token: str, extra: str = "") -> list[dict[str, Any]]:
+            r = await client.get(f"/api/v1/stats/{name}{q}{extra}", headers=_auth(token))
+            assert r.status == 200, (name, r.status)
+            return list((await r.json())["rows"])
+
+        for name in ("hourly", "daily", "summary"):
+            assert {r["queue"] for r in await rows(name, everyone)} == {"support", "sales", "*"}
+            mine = await rows(name, north)
+            assert {r["queue"] for r in mine} == {"support", "*"}, name
+            support = [r for r in mine if r["queue"] == "support"]
+            totals = [r for r in mine if r["queue"] == "*"]
+            assert [t["offered"] for t in totals] == [s["offered"] for s in support], name
+            assert all(not t["ivr_abandoned"] for t in totals), name
+        offered = {r["queue"]: r["offered"] for r in await rows("summary", everyone)}
+        regions_all = await rows("regions", everyone)
+        regions_mine = await rows("regions", north)
+        assert sum(r["offered"] for r in regions_all) == offered["support"] + offered["sales"]
+        assert sum(r["offered"] for r in regions_mine) == offered["support"] == 4
+        for name in ("hourly", "summary", "regions"):
+            r = await client.get(f"/api/v1/stats/{name}{q}&queue=sales", headers=_auth(north))
+            assert r.status == 403, name
+            assert (await r.json())["code"] == "out-of-scope"
+        r = await client.get(f"/api/v1/stats/summary{q}&format=csv", headers=_auth(north))
+        text = await r.text()
+        assert "support" in text and "sales" not in text
+        r = await client.get("/api/v1/stats/staffing?day=2026-10-25&queue=sales",
+                             headers=_auth(north))  # fmt: skip
+        assert r.status == 403
+        svc.rules = {"support": QueueRules(), "sales": QueueRules()}  # both queues on show
+        svc.wallboard.ivr_abandoned("ivr-now", datetime.now(UTC))
+        r = await client.get("/api/v1/stats/wallboard", headers=_auth(north))
+        frame = await r.json()
+        assert [x["queue"] for x in frame["queues"]] == ["support"]
+        assert frame["ivr_abandoned"] is None
+        r = await client.get("/api/v1/stats/wallboard", headers=_auth(everyone))
+        frame = await r.json()
+        assert [x["queue"] for x in frame["queues"]] == ["sales", "support"]
+        assert frame["ivr_abandoned"] == 1
