@@ -111,6 +111,9 @@ The call center is running. Open the pages and sign in (login / password):
   reports         http://127.0.0.1:${HTTP_PORT}/reports/
   recordings      http://127.0.0.1:${HTTP_PORT}/supervisor/recordings/
   console         http://127.0.0.1:${HTTP_PORT}/console/    admin / $(pw admin)  (supervisor too)
+  CRM workspace   http://127.0.0.1:${HTTP_PORT}/crm/        (dashboard.html, opportunities.html)
+  outbound        http://127.0.0.1:${HTTP_PORT}/outbound/   (campaigns; agents preview leads)
+  QA scoring      http://127.0.0.1:${HTTP_PORT}/qa/
   API docs        http://127.0.0.1:${HTTP_PORT}/docs/api/   (API: header Authorization: Bearer <token>)
   health          http://127.0.0.1:${HTTP_PORT}/healthz
   metrics         http://127.0.0.1:${HTTP_PORT}/metrics
