@@ -16,8 +16,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Select, func, or_, select, union
+from sqlalchemy import (
+    BindParameter,
+    Boolean,
+    ColumnElement,
+    Select,
+    bindparam,
+    func,
+    or_,
+    select,
+    union,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from crm_bridge.access import Actor, visible
 from crm_bridge.keys import name_key, region_of, tags_list
@@ -157,7 +169,43 @@ def _match_index(key: str, numbers: Sequence[str], email: str) -> Select[Any]:
     wanted += [CustomerSearch.phones.contains(p, autoescape=True) for p in numbers]
     if email:
         wanted.append(CustomerSearch.emails.contains(email, autoescape=True))
-    return select(CustomerSearch.customer_id).where(or_(*wanted))
+    stmt = select(CustomerSearch.customer_id).where(or_(*wanted))
+    terms = [("names", key), *(("phones", p) for p in numbers), ("emails", email)]
+    terms = [(col, needle) for col, needle in terms if needle]
+    if all(len(needle) >= 3 for _, needle in terms):
+        # SQLite: the FTS5 trigram index narrows to the rows holding every trigram of a
+        # needle; the LIKEs above still decide, so the result is the scan's exactly
+        stmt = stmt.where(_FtsMatch(" OR ".join(f"{{{c}}} : {_phrase(n)}" for c, n in terms)))
+    return stmt
+
+
+def _phrase(needle: str) -> str:
+    return '"' + needle.replace('"', '""') + '"'
+
+
+class _FtsMatch(ColumnElement[bool]):
+    """``crm_search`` rows the FTS5 table ``crm_search_fts`` (migration crm_0005) matches
+    for an FTS5 query; on other databases no condition (their indexes serve the LIKEs)."""
+
+    type = Boolean()
+    inherit_cache = False
+
+    def __init__(self, query: str) -> None:
+        self.query: BindParameter[str] = bindparam("fts_query", query, unique=True)
+
+
+@compiles(_FtsMatch, "sqlite")
+def _fts_sqlite(element: _FtsMatch, compiler: SQLCompiler, **kw: Any) -> str:
+    query = compiler.process(element.query, **kw)
+    return (
+        "crm_search.customer_id IN"
+        f" (SELECT rowid FROM crm_search_fts WHERE crm_search_fts MATCH {query})"
+    )
+
+
+@compiles(_FtsMatch)
+def _fts_other(element: _FtsMatch, compiler: SQLCompiler, **kw: Any) -> str:
+    return "1 = 1"
 
 
 def _match_scan(key: str, numbers: Sequence[str], email: str) -> Any:

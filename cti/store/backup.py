@@ -30,7 +30,11 @@ from cti.store.db import Database
 
 FORMAT = "cti-backup"
 VERSION = 1
-SKIP = {"alembic_version"}
+#: not dumped: the FTS5 index over crm_search (crm_0005, SQLite) and its shadow tables are
+#: rebuilt by crm_search's triggers as its rows are restored
+SKIP = {"alembic_version", "crm_search_fts"} | {
+    f"crm_search_fts_{shadow}" for shadow in ("data", "idx", "docsize", "config", "content")
+}
 BATCH = 1000
 
 Progress = Callable[[str, int], None]
