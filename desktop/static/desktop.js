@@ -43,7 +43,7 @@
   function start(who) {
     me = who;
     sock = CTI.socket(onMessage, onSocketState);
-    loadReasons(); loadDispositions(); loadStatus(); loadWork(); loadToday();
+    loadReasons(); loadDispositions(); loadStatus(); loadWork(); loadToday(); loadQa();
     todayTimer = setInterval(loadToday, 60000);
     tickTimer = setInterval(tick, 1000);
     window.CTIDeskSignedIn = true; // the browser phone (softphone.js) registers now
@@ -165,7 +165,8 @@
       el("div", { class: "caller" },
         el("span", { class: "caller-name" }, caller.name || ""),
         el("span", { class: "caller-num" }, caller.raw || ""),
-        caller.e164 && caller.e164 !== caller.raw ? el("span", { class: "caller-e164" }, caller.e164) : null),
+        caller.e164 && caller.e164 !== caller.raw ? el("span", { class: "caller-e164" }, caller.e164) : null,
+        regionSpan(caller)),
       controlBlock(entry),
       notesFromBlock(m),
       customerBlock(entry),
@@ -225,6 +226,13 @@
     recent.replaceChildren(...order);
     show($("no-pops"), main.length === 0);
     show($("recent-title"), order.length > 0);
+  }
+
+  // 号码归属地: where the number is registered (the pop's caller.region, {zh, en})
+  function regionSpan(caller) {
+    const r = caller.region || {};
+    const text = (CTI.getLang() === "zh" ? r.zh : r.en) || r.en || r.zh || "";
+    return text ? el("span", { class: "caller-region", title: t("region") }, text) : null;
   }
 
   // --- the wait so far (ticks while the phone rings) -------------------------------------
@@ -510,11 +518,53 @@
         el("td", {}, el("button", { type: "button", class: "call-back", onclick: () => dial(lc.caller_num || "") }, t("call_back")),
           " ", el("button", { type: "button", class: "close", onclick: () => workAction("/api/v1/acd/lost-callers/" + enc(lc.id) + "/close", { by: "manual" }) }, t("close"))))));
     } catch (e) { fill($("lost").tBodies[0], []); setError($("work-error"), e); }
+    loadReminders();
+  }
+
+  // CRM reminders (follow-ups due, birthdays, dormant customers) for today
+  async function loadReminders() {
+    let rows = [];
+    try { rows = (await CTI.api("GET", "/api/v1/crm/reminders")).reminders || []; } catch { rows = []; }
+    show($("reminders-title"), rows.length > 0);
+    $("reminders").replaceChildren(...rows.map((r) => el("li", {
+      class: "reminder", dataset: { kind: r.kind || "", customerId: r.customer_id || "" } },
+      el("span", { class: "reminder-kind" }, t("reminder_" + (r.kind || ""))), " ",
+      el("span", { class: "reminder-customer" }, r.customer_name || ""), " ",
+      el("span", { class: "reminder-title muted" }, r.title || ""), " ",
+      el("span", { class: "reminder-due muted" }, r.due || ""))));
   }
 
   async function workAction(path, body) {
     try { await CTI.api("POST", path, body); } catch (e) { setError($("work-error"), e); }
     loadWork();
+  }
+
+  // --- QA results (quality feature: the agent's own evaluations, last 30 days) -------------
+  async function loadQa() {
+    const day = (ms) => new Date(Date.now() + ms).toISOString().slice(0, 10);
+    const q = "?from=" + day(-30 * 86400000) + "&to=" + day(86400000);
+    let rows;
+    try { rows = (await CTI.api("GET", "/api/v1/quality/evaluations" + q)).evaluations || []; }
+    catch { show($("qa-panel"), false); return; } // no QA on this server
+    show($("qa-panel"), true);
+    setError($("qa-error"), null);
+    $("qa-list").replaceChildren(...rows.map((ev) => {
+      const ack = ev.acknowledged_at
+        ? el("span", { class: "qa-acked muted" }, t("acknowledged"))
+        : el("button", { type: "button", class: "qa-ack", onclick: async () => {
+          try {
+            await CTI.api("POST", "/api/v1/quality/evaluations/" + enc(ev.id) + "/acknowledge", {});
+          } catch (e) { setError($("qa-error"), e); }
+          loadQa();
+        } }, t("acknowledge"));
+      const comments = (ev.comments || []).map((c) => el("li", { class: "qa-comment" }, c.text || ""));
+      return el("li", { class: "qa-item", dataset: { id: ev.id } },
+        el("span", { class: "when" }, CTI.fmtTime(ev.created_at)), " ",
+        el("span", { class: "qa-form" }, ev.form || ""), " ",
+        el("span", { class: "qa-score" }, t("score") + " " + ev.score), " ",
+        el("span", { class: "qa-reviewer muted" }, ev.reviewer || ""), " ", ack,
+        comments.length ? el("ul", {}, comments) : null);
+    }));
   }
 
   // --- today's calls -----------------------------------------------------------------------
@@ -538,7 +588,7 @@
     document.title = t("title");
     for (const entry of cards.values()) renderCard(entry);
     document.dispatchEvent(new CustomEvent("cti:lang"));
-    if (me) { loadStatus(); loadWork(); loadToday(); }
+    if (me) { loadStatus(); loadWork(); loadToday(); loadQa(); }
   }
 
   // --- start -------------------------------------------------------------------------------

@@ -3,6 +3,10 @@
 
 CTI.addStrings({
   en: {
+    region: "Number region", qa_title: "My evaluations", acknowledge: "Acknowledge", acknowledged: "Acknowledged", score: "Score",
+    reminders: "Reminders", send_message: "Message the customer", sms: "SMS", email: "E-mail", send: "Send", sent: "Sent", refused: "Refused",
+    reminder_follow_up: "Follow-up", reminder_birthday: "Birthday", reminder_dormant: "Not contacted for long",
+    lead: "Campaign lead", campaign: "Campaign", outcome: "Outcome",
     title: "Agent desktop", language: "Language", status: "Status", status_now: "Now",
     available: "Available", pause: "Pause", paused: "Paused", logged_out: "Logged out",
     log_out_queues: "Log out of queues", calls_now: "Current call", no_calls: "No call right now.",
@@ -39,6 +43,10 @@ CTI.addStrings({
     call_held: "on hold", call_muted: "muted",
   },
   zh: {
+    region: "号码归属地", qa_title: "我的质检结果", acknowledge: "确认", acknowledged: "已确认", score: "得分",
+    reminders: "提醒", send_message: "给客户发消息", sms: "短信", email: "邮件", send: "发送", sent: "已发送", refused: "已拒绝",
+    reminder_follow_up: "跟进", reminder_birthday: "生日", reminder_dormant: "久未联系",
+    lead: "外呼名单客户", campaign: "外呼活动", outcome: "结果",
     title: "坐席工作台", language: "语言", status: "状态", status_now: "当前",
     available: "就绪", pause: "小休", paused: "小休中", logged_out: "已签出",
     log_out_queues: "签出队列", calls_now: "当前通话", no_calls: "当前没有通话。",

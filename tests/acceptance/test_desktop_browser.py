@@ -13,6 +13,7 @@ import pytest
 from playwright.async_api import Browser, Page
 
 from cti.ami.client import AmiClient
+from cti.phone import region
 from tests.acceptance.harness import originate_call, sign_in_page, wait_for
 from tests.acceptance.test_pop import Stack, set_sim, stack
 
@@ -95,6 +96,8 @@ async def test_pop_in_page_while_ringing_then_notes_land_in_store(
     assert await page.text_content(card + " .customer-name") == "李娜"
     assert await page.text_content(card + " .caller-num") == "13900139000"
     assert "Yangtze Ltd" in (await page.text_content(card + " .company") or "")
+    # 号码归属地 of the caller's number, from the pop (cti.phone.region, English page)
+    assert await page.text_content(card + " .caller-region") == region("+8613900139000", "en")
 
     await stack.rang_while(linkedid, shown_at)  # the card was there while the phone rang
     await page.wait_for_selector(card + '[data-state="answered"]', timeout=20_000)
