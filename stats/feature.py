@@ -46,7 +46,7 @@ from cti.web.pages import add_pages
 from cti.web.ws import WsHub, to_role
 from cti.worker import QueueWorker
 from stats.routes import add_routes
-from stats.service import StatsService
+from stats.service import StatsService, scoped_frame
 from stats.settings import StatsSettings, queue_log_path
 from stats.wallboard import WALLBOARD_EVENTS
 
@@ -215,9 +215,11 @@ class StatsFeature:
         if now - self._rules_at > RULES_TTL_S:  # queue thresholds may have been edited
             self._rules_at = now
             await self.service.refresh_rules()
-        self._hub.publish(to_role("supervisor"), self.service.frame())
+        frame = self.service.frame()
+        # each supervisor's cut of it: a supervisor scoped to teams gets their queues only
+        self._hub.publish_each(to_role("supervisor"), lambda who: scoped_frame(frame, who))
 
     async def _snapshot(self, principal: Principal) -> list[dict[str, Any]]:
         if self.service is None or principal.role not in ("supervisor", "admin"):
             return []
-        return [self.service.frame()]
+        return [scoped_frame(self.service.frame(), principal)]

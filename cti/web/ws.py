@@ -147,11 +147,25 @@ class WsHub:
     def publish(self, audience: Audience, message: dict[str, Any]) -> int:
         """Queue ``message`` for every connection in ``audience``; never blocks.
         Returns how many connections it was queued for."""
-        text = json.dumps(message, ensure_ascii=False, default=str)
+        return self.publish_each(audience, lambda _: message)
+
+    def publish_each(
+        self, audience: Audience, render: Callable[[Principal], dict[str, Any] | None]
+    ) -> int:
+        """Like :meth:`publish`, but each connection gets ``render(its principal)`` (None:
+        nothing), e.g. a wallboard frame cut to a supervisor's teams. One message object
+        returned for several principals is encoded once."""
+        texts: dict[int, tuple[dict[str, Any], str]] = {}  # id -> (kept alive, its JSON)
         n = 0
         for conn in self._candidates(audience):
             if conn.dropped or not audience.includes(conn.principal):
                 continue
+            message = render(conn.principal)
+            if message is None:
+                continue
+            if id(message) not in texts:
+                texts[id(message)] = (message, json.dumps(message, ensure_ascii=False, default=str))
+            text = texts[id(message)][1]
             try:
                 conn.queue.put_nowait(text)
                 n += 1

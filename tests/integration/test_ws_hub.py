@@ -19,6 +19,7 @@ from cti.store.db import Database
 from cti.store.tokens import Principal, create_token
 from cti.web.app import WebDeps, create_app
 from cti.web.ws import CLOSE_TOO_SLOW, CLOSE_UNAUTHORIZED, WsHub, to_agent, to_role
+from stats.service import scoped_frame
 
 
 class NoCalls:
@@ -110,6 +111,32 @@ async def test_each_agent_gets_only_its_own_events(db: Database, server: tuple[W
         for ws in (a1, a2, sup):
             with pytest.raises(asyncio.TimeoutError):
                 await ws.receive(timeout=0.3)
+            await ws.close()
+
+
+async def test_a_supervisor_scoped_to_teams_gets_the_wallboard_cut_to_their_queues(
+    db: Database, server: tuple[WsHub, str]
+) -> None:
+    """Issue #15: the wallboard push is rendered per connection (publish_each with
+    stats.service.scoped_frame): the queue-scoped supervisor's frame holds support only."""
+    hub, addr = server
+    everyone = await create_token(db, "boss", "supervisor")
+    north = await create_token(db, "north", "supervisor", queues=["support"])
+    agent = await create_token(db, "agent1", "agent")
+    frame = {"type": "wallboard", "ivr_abandoned": 2, "queues": [
+        {"queue": "sales", "agents": [{"name": "a1"}]},
+        {"queue": "support", "agents": [{"name": "a2"}]},
+    ]}  # fmt: skip
+    async with aiohttp.ClientSession() as http:
+        boss, sue, a1 = [await connect(http, addr, t) for t in (everyone, north, agent)]
+        assert hub.publish_each(to_role("supervisor"), lambda who: scoped_frame(frame, who)) == 2
+        assert await recv_json(boss) == frame
+        mine = await recv_json(sue)
+        assert [q["queue"] for q in mine["queues"]] == ["support"]
+        assert mine["ivr_abandoned"] is None
+        with pytest.raises(asyncio.TimeoutError):
+            await a1.receive(timeout=0.3)
+        for ws in (boss, sue, a1):
             await ws.close()
 
 
