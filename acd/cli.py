@@ -7,19 +7,15 @@ API at once); agents log in / pause through the REST API (or their desktop).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import os
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from pathlib import Path
 from typing import TypeVar
 
 from acd import store
-from cti.config import ConfigError, load_config
+from cti.cli import config_errors_exit, settings_of, with_store
 from cti.store.db import Database
-from cti.store.migrate import upgrade
 
 __all__ = ["register"]
 
@@ -27,20 +23,7 @@ T = TypeVar("T")
 
 
 def _run(args: argparse.Namespace, work: Callable[[Database], Awaitable[T]]) -> T:
-    raw = getattr(args, "config", None) or os.environ.get("CTI_CONFIG")
-    default = Path("var/cti.toml")
-    path = Path(raw) if raw else (default if default.exists() else None)
-    settings = load_config(path)
-    upgrade(settings.database.url)
-
-    async def go() -> T:
-        db = Database.from_url(settings.database.url)
-        try:
-            return await work(db)
-        finally:
-            await db.dispose()
-
-    return asyncio.run(go())
+    return with_store(settings_of(args), work)
 
 
 def _queues(args: argparse.Namespace) -> int:
@@ -94,31 +77,20 @@ def _agent_set(args: argparse.Namespace) -> int:
     return 0
 
 
-def _guard(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    def wrapped(args: argparse.Namespace) -> int:
-        try:
-            return func(args)
-        except ConfigError as exc:
-            print(str(exc), file=sys.stderr)
-            return 2
-
-    return wrapped
-
-
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("acd", help="queues and agents (ACD)")
     acd_sub = p.add_subparsers(dest="acd_command", required=True)
     q = acd_sub.add_parser("queues", help="list queues")
-    q.set_defaults(func=_guard(_queues))
+    q.set_defaults(func=config_errors_exit(_queues))
     q = acd_sub.add_parser("queue-set", help="create/update a queue")
     q.add_argument("name")
     q.add_argument("params", help='JSON object, e.g. \'{"strategy": "linear", "wrapup_s": 10}\'')
-    q.set_defaults(func=_guard(_queue_set))
+    q.set_defaults(func=config_errors_exit(_queue_set))
     a = acd_sub.add_parser("agents", help="list agents")
-    a.set_defaults(func=_guard(_agents))
+    a.set_defaults(func=config_errors_exit(_agents))
     a = acd_sub.add_parser("agent-set", help="create/update an agent")
     a.add_argument("name")
     a.add_argument("--display-name", default="")
     a.add_argument("--device", action="append", default=[], help="sip:ENDPOINT | mobile:NUMBER")
     a.add_argument("--skill", action="append", default=[], help="QUEUE=PENALTY")
-    a.set_defaults(func=_guard(_agent_set))
+    a.set_defaults(func=config_errors_exit(_agent_set))

@@ -8,11 +8,18 @@ import os
 import secrets
 import shlex
 import sys
+from collections.abc import Awaitable, Callable
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from cti.accounts.commands import add_account_commands
 from cti.config import ConfigError, Settings, load_config
+
+if TYPE_CHECKING:
+    from cti.store.db import Database
+
+T = TypeVar("T")
 
 DEFAULT_DATA_DIR = Path("var")
 DEFAULT_CONFIG = DEFAULT_DATA_DIR / "cti.toml"
@@ -29,6 +36,45 @@ def _config_path(args: argparse.Namespace) -> Path | None:
 
 def _settings(args: argparse.Namespace) -> Settings:
     return load_config(_config_path(args))
+
+
+def settings_of(args: argparse.Namespace) -> Settings:
+    """The configuration a feature's command reads (``--config``, ``$CTI_CONFIG``,
+    ``var/cti.toml``)."""
+    return _settings(args)
+
+
+def with_store(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
+    """Run ``work`` on the store of ``settings``, migrated first (a command may be the
+    first thing run on a new database)."""
+    from cti.store.db import Database
+    from cti.store.migrate import upgrade
+
+    upgrade(settings.database.url)
+
+    async def go() -> T:
+        db = Database.from_url(settings.database.url)
+        try:
+            return await work(db)
+        finally:
+            await db.dispose()
+
+    return asyncio.run(go())
+
+
+def config_errors_exit(
+    func: Callable[[argparse.Namespace], int],
+) -> Callable[[argparse.Namespace], int]:
+    """A command that stops with exit status 2 and the message alone on a ConfigError."""
+
+    def wrapped(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except ConfigError as exc:
+            print(str(exc), file=sys.stderr)
+            return 2
+
+    return wrapped
 
 
 def command_settings(args: argparse.Namespace) -> Settings:

@@ -29,6 +29,18 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 ENV_PREFIX = "CTI_"
 
 
+def networks(values: list[str], example: str = "192.168.0.0/16") -> list[str]:
+    """CIDR networks from configuration, normalised (``10.1.2.3/8`` -> ``10.0.0.0/8``);
+    a ValueError naming the first one that is not a network."""
+    out = []
+    for net in values:
+        try:
+            out.append(str(ipaddress.ip_network(net, strict=False)))
+        except ValueError:
+            raise ValueError(f"not a network {net!r} (CIDR like {example})") from None
+    return out
+
+
 class ConfigError(ValueError):
     """The configuration is invalid; ``str()`` is meant for the user as is."""
 
@@ -128,13 +140,7 @@ class SipConfig(_Section):
     @field_validator("local_nets")
     @classmethod
     def _nets(cls, v: list[str]) -> list[str]:
-        out = []
-        for net in v:
-            try:
-                out.append(str(ipaddress.ip_network(net, strict=False)))
-            except ValueError:
-                raise ValueError(f"not a network {net!r} (CIDR like 192.168.0.0/16)") from None
-        return out
+        return networks(v)
 
     @field_validator("trunk_match")
     @classmethod
@@ -302,11 +308,7 @@ class HttpConfig(_Section):
     @field_validator("metrics_allow")
     @classmethod
     def _networks(cls, v: list[str]) -> list[str]:
-        for net in v:
-            try:
-                ipaddress.ip_network(net, strict=False)
-            except ValueError:
-                raise ValueError(f"not a network {net!r} (CIDR like 10.0.0.0/8)") from None
+        networks(v, "10.0.0.0/8")
         return v
 
     @field_validator("public_urls", "allowed_origins")

@@ -7,19 +7,16 @@ Asterisk when the daemon next connects to it (``cti run`` start, AMI reconnect).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import os
 import sys
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from cti.config import ConfigError, Settings, load_config
+from cti.cli import config_errors_exit, settings_of, with_store
+from cti.config import ConfigError, Settings
 from cti.store.db import Database
-from cti.store.migrate import upgrade
 from phones import store
 from phones.credentials import ha1, new_password
 from phones.settings import PhonesSettings
@@ -30,9 +27,7 @@ T = TypeVar("T")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    raw = getattr(args, "config", None) or os.environ.get("CTI_CONFIG")
-    default = Path("var/cti.toml")
-    return load_config(Path(raw) if raw else (default if default.exists() else None))
+    return settings_of(args)
 
 
 def _phones_settings(settings: Settings) -> PhonesSettings:
@@ -43,16 +38,7 @@ def _phones_settings(settings: Settings) -> PhonesSettings:
 
 
 def _run(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
-    upgrade(settings.database.url)
-
-    async def go() -> T:
-        db = Database.from_url(settings.database.url)
-        try:
-            return await work(db)
-        finally:
-            await db.dispose()
-
-    return asyncio.run(go())
+    return with_store(settings, work)
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -94,28 +80,17 @@ def _remove(args: argparse.Namespace) -> int:
     return 0
 
 
-def _guard(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    def wrapped(args: argparse.Namespace) -> int:
-        try:
-            return func(args)
-        except ConfigError as exc:
-            print(str(exc), file=sys.stderr)
-            return 2
-
-    return wrapped
-
-
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("phones", help="agents' browser and SIP phones")
     ps = p.add_subparsers(dest="phones_command", required=True)
     a = ps.add_parser("list", help="list phones")
     a.add_argument("--agent", default=None)
-    a.set_defaults(func=_guard(_list))
+    a.set_defaults(func=config_errors_exit(_list))
     a = ps.add_parser("add", help="provision a phone (a SIP phone's password is printed once)")
     a.add_argument("agent")
     a.add_argument("--kind", choices=("webrtc", "sip"), default="webrtc")
     a.add_argument("--label", default="")
-    a.set_defaults(func=_guard(_add))
+    a.set_defaults(func=config_errors_exit(_add))
     a = ps.add_parser("remove", help="remove a phone")
     a.add_argument("name")
-    a.set_defaults(func=_guard(_remove))
+    a.set_defaults(func=config_errors_exit(_remove))

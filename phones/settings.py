@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from cti.config import networks
 
 __all__ = ["PhonesSettings"]
 
@@ -43,11 +44,7 @@ class PhonesSettings(BaseModel):
     @field_validator("never_block")
     @classmethod
     def _networks(cls, v: list[str]) -> list[str]:
-        for net in v:
-            try:
-                ipaddress.ip_network(net, strict=False)
-            except ValueError:
-                raise ValueError(f"not a network {net!r} (CIDR like 203.0.113.0/24)") from None
+        networks(v, "203.0.113.0/24")
         return v
 
     @field_validator("realm")
