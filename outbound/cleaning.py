@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import phonenumbers
-from phonenumbers import geocoder
 
+from cti.phone import region
 from outbound.sheets import Mapping, Table
 
 __all__ = ["Candidate", "Cleaned", "clean", "parse_number", "region_of"]
@@ -65,15 +65,9 @@ def _parse_error(exc: phonenumbers.NumberParseException) -> str:
 
 
 def region_of(e164: str) -> tuple[str, str]:
-    """(Chinese, English) region of ``e164`` ("" when the geocoder has none)."""
-    try:
-        number = phonenumbers.parse(e164)
-    except phonenumbers.NumberParseException:
-        return "", ""
-    return (
-        geocoder.description_for_number(number, "zh"),
-        geocoder.description_for_number(number, "en"),
-    )
+    """(Chinese, English) region of ``e164`` ("" when the geocoder has none):
+    :func:`cti.phone.region`."""
+    return region(e164, "zh"), region(e164, "en")
 
 
 @dataclass
@@ -133,7 +127,5 @@ def clean(table: Table, mapping: Mapping, region: str) -> Cleaned:
         first[number] = line
         zh, en = region_of(number)
         data = {c: cell(row, c) for c in mapping.keep if c not in (mapping.phone, mapping.name)}
-        out.candidates.append(
-            Candidate(line, number, cell(row, mapping.name)[:200], data, zh, en)
-        )
+        out.candidates.append(Candidate(line, number, cell(row, mapping.name)[:200], data, zh, en))
     return out
