@@ -1,7 +1,8 @@
 """The wallboard and reports pages in headless Chromium against the statistics feature
 (real HTTP server, websocket hub and store; the data comes from a queue_log file): the
 wallboard fills from the websocket snapshot and updates from AMI-shaped events without
-polling, the reports page draws both charts (ECharts) and the tables, caller/agent text is
+polling, the reports page draws the charts (ECharts) and the tables, shows the satisfaction
+survey figures and the report by caller region equal to the API's, caller/agent text is
 shown as text (never markup), Chinese strings switch in place, no console errors."""
 
 from __future__ import annotations
@@ -52,11 +53,12 @@ async def site(tmp_path: Path) -> AsyncIterator[tuple[str, str, StatsFeature, In
     now = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=2)
     t = [str(int((now + timedelta(seconds=s)).timestamp())) for s in range(0, 60, 5)]
     (tmp_path / "queue_log").write_text(
-        f"{t[0]}|p1|support|NONE|ENTERQUEUE||138|1\n"
+        f"{t[0]}|p1|support|NONE|ENTERQUEUE||13800138000|1\n"  # Beijing mobile
         f"{t[1]}|p1|support|{EVIL}|CONNECT|5|x|1\n"
         f"{t[3]}|p1|support|{EVIL}|COMPLETEAGENT|5|10|1\n"
-        f"{t[4]}|p2|support|NONE|ENTERQUEUE||139|1\n"
-        f"{t[5]}|p2|support|NONE|ABANDON|1|1|8\n"
+        f"{t[4]}|p1|support|NONE|SURVEY|4\n"  # the caller's satisfaction score
+        f"{t[5]}|p2|support|NONE|ENTERQUEUE||02161234567|1\n"  # Shanghai landline
+        f"{t[6]}|p2|support|NONE|ABANDON|1|1|8\n"
     )
     hub = WsHub(db)
     app = create_app(WebDeps(db=db, live=_NoCalls(), registry=CollectorRegistry(), hub=hub))
@@ -192,7 +194,36 @@ async def test_reports_charts_tables_and_escaping(
     assert fits
     assert await page.locator("img").count() == 0  # shown as text, never as markup
     tables = await page.locator("#tables h2").all_inner_texts()
-    assert len(tables) == 5 and all("CSV" in t for t in tables)
+    assert len(tables) == 6 and all("CSV" in t for t in tables)
+    # the satisfaction survey figures and the report by caller region equal the API's
+    day = await page.input_value("#from")
+    api = await page.evaluate(
+        """async (day) => {
+             const q = `from=${day}&to=${day}`;
+             const [s, r] = await Promise.all([CTI.api("GET", `/api/v1/stats/summary?${q}`),
+                                               CTI.api("GET", `/api/v1/stats/regions?${q}`)]);
+             return { total: s.rows.find((x) => x.queue === "*"), regions: r.rows }; }""",
+        day,
+    )
+    assert (api["total"]["survey_count"], api["total"]["survey_avg"]) == (1, 4.0)
+    assert await page.inner_text("#survey-count") == str(api["total"]["survey_count"])
+    assert await page.inner_text("#survey-avg") == f"{api['total']['survey_avg']:.2f}"
+    assert {r["region_en"] for r in api["regions"]} == {"Beijing", "Shanghai"}
+    shown = await page.evaluate(
+        """() => { const h = [...document.querySelectorAll('#tables h2')]
+                     .find((x) => x.textContent.startsWith('By caller region'));
+                   const rows = [...h.parentElement.querySelectorAll('tr')].slice(1);
+                   return rows.map((tr) => [...tr.cells].map((c) => c.textContent)); }"""
+    )
+    assert [(r[1], r[2], r[3], r[4]) for r in shown] == [
+        (r["region_en"], str(r["offered"]), str(r["answered"]), str(r["abandoned"]))
+        for r in api["regions"]
+    ]
+    regions = await page.evaluate(
+        "echarts.getInstanceByDom(document.getElementById('chart-regions')).getOption()"
+    )
+    assert regions["xAxis"][0]["data"] == [r["region_en"] for r in api["regions"]]
+    assert regions["series"][0]["data"] == [r["offered"] for r in api["regions"]]
     await _screenshot(page, "reports")
     assert errors == []
     await page.close()

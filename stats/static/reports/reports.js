@@ -1,9 +1,18 @@
-// Reports: REST tables (hourly, daily, summary, agents, staffing) with CSV links, and two
+// Reports: REST tables (hourly, daily, summary, agents, by caller region, staffing) with
+// CSV links, the satisfaction survey figures (average score, answered surveys) and three
 // charts drawn by Apache ECharts (/vendor/echarts/: axes, tooltips, legends, zoom over the
-// hours); table text is set with text nodes only (no innerHTML).
+// hours; offered/answered by caller region); text is set with text nodes only (no innerHTML).
 "use strict";
 
 (() => {
+  CTI.addStrings({
+    en: { survey: "Satisfaction survey", survey_avg: "Average score",
+          survey_count: "Answered surveys", regions: "By caller region",
+          chart_regions: "Offered and answered by caller region", unknown_region: "unknown" },
+    zh: { survey: "满意度调查", survey_avg: "平均分", survey_count: "已答问卷",
+          regions: "按号码归属地", chart_regions: "按号码归属地的呼入与接通",
+          unknown_region: "未知" },
+  });
   const $ = (id) => document.getElementById(id);
   let data = null;
   const charts = {};
@@ -66,13 +75,15 @@
       "hold_count", "hold_s", "aht_s"],
     daily: ["queue", "day", "offered", "answered", "abandoned", "short_abandoned",
       "timed_out_or_exited", "ivr_abandoned", "call_loss_rate", "abandon_rate", "service_level",
-      "service_level_inclusive", "asa_s", "max_wait_s", "aht_s"],
+      "service_level_inclusive", "asa_s", "max_wait_s", "aht_s", "survey_count", "survey_avg"],
     summary: ["queue", "offered", "answered", "abandoned", "short_abandoned", "timed_out_or_exited",
       "refused", "ivr_abandoned", "call_loss_rate", "abandon_rate", "service_level",
       "service_level_inclusive", "asa_s", "avg_abandon_wait_s", "avg_wait_s", "max_wait_s",
-      "hold_count", "hold_s", "aht_s"],
+      "hold_count", "hold_s", "aht_s", "survey_count", "survey_avg"],
     agents: ["agent", "handled", "missed", "talk_s", "hold_s", "wrapup_s", "pause_s", "login_s",
-      "occupancy", "aht_s"],
+      "occupancy", "aht_s", "survey_count", "survey_avg"],
+    regions: ["region", "region_en", "offered", "answered", "abandoned", "short_abandoned",
+      "abandon_rate", "service_level", "asa_s", "aht_s", "survey_count", "survey_avg"],
     staffing: ["queue", "day", "hour", "offered", "aht_s", "service_level_s", "target", "agents_needed"],
   };
   const RATIOS = new Set(["call_loss_rate", "abandon_rate", "service_level",
@@ -80,6 +91,7 @@
 
   function cell(key, v) {
     if (RATIOS.has(key)) return STATS.pct(v);
+    if (key === "survey_avg") return STATS.num(v, 2);
     if (typeof v === "number") return STATS.num(v, Number.isInteger(v) ? 0 : 1);
     return v === null || v === undefined ? "–" : String(v);
   }
@@ -104,25 +116,51 @@
     if ($("queue").value) p.set("queue", $("queue").value);
     const q = p.toString();
     try {
-      const [hourly, daily, summary, agents] = await Promise.all(
-        ["hourly", "daily", "summary", "agents"].map((n) => CTI.api("GET", `/api/v1/stats/${n}?${q}`)));
+      const [hourly, daily, summary, agents, regions] = await Promise.all(
+        ["hourly", "daily", "summary", "agents", "regions"].map(
+          (n) => CTI.api("GET", `/api/v1/stats/${n}?${q}`)));
       let staffing = { rows: [] };
       if ($("queue").value) {
         staffing = await CTI.api("GET", `/api/v1/stats/staffing?day=${$("from").value}&queue=${$("queue").value}`);
       }
       data = { hourly: hourly.rows, daily: daily.rows, summary: summary.rows, agents: agents.rows,
-               staffing: staffing.rows, q };
+               regions: regions.rows, staffing: staffing.rows, q };
       render();
     } catch (e) { $("error").textContent = e.message; }
+  }
+
+  // The survey figures of the range: the summary's row for the chosen queue, else "*".
+  function survey() {
+    const row = data.summary.find((r) => r.queue === ($("queue").value || "*"));
+    $("survey-avg").textContent = STATS.num(row ? row.survey_avg : null, 2);
+    $("survey-count").textContent = STATS.num(row ? row.survey_count : 0);
+  }
+
+  function regionChart(rows) {
+    const name = (r) => (CTI.getLang() === "zh" ? r.region : r.region_en) || CTI.t("unknown_region");
+    chart("chart-regions").setOption({
+      tooltip: { trigger: "axis" },
+      legend: { data: [CTI.t("offered"), CTI.t("answered")] },
+      grid: { left: 40, right: 20, bottom: 60 },
+      xAxis: { type: "category", data: rows.map(name) },
+      yAxis: { type: "value", minInterval: 1 },
+      series: [
+        { name: CTI.t("offered"), type: "bar", data: rows.map((r) => r.offered), itemStyle: { color: "#1565c0" } },
+        { name: CTI.t("answered"), type: "bar", data: rows.map((r) => r.answered), itemStyle: { color: "#2e7d32" } },
+      ],
+    }, true);
   }
 
   function render() {
     if (!data) return;
     const totals = data.hourly.filter((r) => r.queue === ($("queue").value || "*"));
     charts_(totals);
+    survey();
+    regionChart(data.regions);
     $("tables").replaceChildren(
       table("summary", data.summary, data.q), table("daily", data.daily, data.q),
       table("hourly", data.hourly, data.q), table("agents", data.agents, data.q),
+      table("regions", data.regions, data.q),
       table("staffing", data.staffing, `day=${$("from").value}&queue=${$("queue").value}`));
   }
 
