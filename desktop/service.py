@@ -48,6 +48,7 @@ from cti.events import (
     CallRingNoAnswer,
     CallTimedOut,
     CallTransferred,
+    CampaignLeadConnected,
     IvrCompleted,
     OutboundCallStarted,
 )
@@ -55,8 +56,16 @@ from cti.phone import normalize
 from cti.services import CustomerDirectory
 from cti.store.tokens import Principal
 from desktop.config import DesktopConfig
+from desktop.leads import lead_card
 from desktop.notifier import DesktopNotifier
-from desktop.pops import CallFacts, FactsTable, Pop, card_dict, history_item, pop_message
+from desktop.pops import (
+    CallFacts,
+    FactsTable,
+    Pop,
+    card_dict,
+    history_item,
+    pop_message,
+)
 
 __all__ = ["PopService"]
 
@@ -124,6 +133,7 @@ class PopService:
         bus.subscribe(CallCompleted, self.on_completed, remote=True)
         bus.subscribe(CallbackOffered, self.on_callback_offered, remote=True)
         bus.subscribe(OutboundCallStarted, self.on_outbound, remote=True)
+        bus.subscribe(CampaignLeadConnected, self.on_lead_connected, remote=True)
 
     async def stop(self) -> None:
         tasks = [*self._lookups.values(), *self._waiters]
@@ -290,6 +300,21 @@ class PopService:
                     self._update(pop, "replaced", replaced_by=event.linkedid)
         self._ring(facts, agent, kind, event.at, "", event.callback_id, state="dialing")
 
+    def on_lead_connected(self, event: CampaignLeadConnected) -> None:
+        """A campaign call reached the agent: its card carries the lead (the outbound
+        feature's event; the page posts the outcome to the outbound API)."""
+        agent = event.agent[:128]
+        lead = lead_card(event)
+        pop = self._pop_of(agent, event.linkedid)
+        if pop is not None:
+            state = str(pop.message.get("state", "answered"))
+            self._update(pop, state if state in _FINAL else "answered", lead=lead)
+            return
+        facts = self.facts.ensure(event.linkedid)
+        self._caller(facts, event.number, event.name)
+        self._start_lookup(facts)
+        self._send_pop(facts, agent, "campaign", event.at, "", None, "answered", lead=lead)
+
     def _ring(
         self,
         facts: CallFacts,
@@ -335,11 +360,13 @@ class PopService:
         queue: str,
         callback_id: int | None,
         state: str,
+        **extra: Any,
     ) -> None:
         message = pop_message(
             facts, agent=agent, kind=kind, at=at, queue=queue, state=state,
             callback_id=callback_id,
         )  # fmt: skip
+        message.update(extra)
         pops = self._pops.setdefault(agent, OrderedDict())
         pops.pop(facts.linkedid, None)
         pops[facts.linkedid] = Pop(agent, facts.linkedid, message)

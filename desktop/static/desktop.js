@@ -168,6 +168,7 @@
         caller.e164 && caller.e164 !== caller.raw ? el("span", { class: "caller-e164" }, caller.e164) : null,
         regionSpan(caller)),
       controlBlock(entry),
+      leadBlock(entry),
       notesFromBlock(m),
       customerBlock(entry),
       ivrBlock(m),
@@ -275,6 +276,40 @@
         if (entry) { entry.control = c; renderCard(entry); }
       }
     } catch { /* no call control on this server */ }
+  }
+
+  // --- the campaign lead (outbound): its imported columns and the outcome ------------------
+  const OUTCOMES = ["interested", "not_interested", "wrong_number", "callback", "sale", "dnc"];
+  function leadBlock(entry) {
+    const lead = entry.msg.lead;
+    if (!lead) return null;
+    const status = el("span", { class: "lead-status muted", role: "status" });
+    if (entry.leadDone) { status.textContent = t("saved") + ": " + t("outcome_" + entry.leadDone); }
+    const outcome = el("select", { class: "lead-outcome", "aria-label": t("outcome") },
+      OUTCOMES.map((o) => el("option", { value: o }, t("outcome_" + o))));
+    const when = el("input", { class: "lead-callback-at", type: "datetime-local", "aria-label": t("outcome_callback") });
+    const note = el("input", { class: "lead-note", maxlength: 2000, placeholder: t("notes") });
+    const save = el("button", { type: "button", class: "lead-save" }, t("save_outcome"));
+    save.addEventListener("click", async () => {
+      status.textContent = "";
+      const body = { outcome: outcome.value, note: note.value };
+      if (outcome.value === "callback" && when.value) body.callback_at = new Date(when.value).toISOString();
+      try {
+        await CTI.api("POST", "/api/v1/outbound/leads/" + enc(lead.lead_id) + "/outcome", body);
+        entry.leadDone = outcome.value;
+        status.textContent = t("saved") + ": " + t("outcome_" + outcome.value);
+        status.className = "lead-status ok";
+      } catch (e) { status.textContent = t("error") + ": " + e.message; status.className = "lead-status error"; }
+    });
+    return el("div", { class: "lead", dataset: { leadId: lead.lead_id } },
+      el("h4", {}, t("lead")),
+      field("campaign", lead.campaign, "lead-campaign"),
+      field("name", lead.name, "lead-name"),
+      field("number", lead.number, "lead-number"),
+      field("region", lead.region, "lead-region"),
+      el("dl", { class: "lead-fields" }, (lead.fields || []).flatMap(([k, v]) => [
+        el("dt", {}, String(k)), el("dd", {}, String(v))])),
+      el("div", { class: "row" }, outcome, when, note, save, status));
   }
 
   function notesFromBlock(m) {

@@ -9,17 +9,35 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from playwright.async_api import Browser
 
 from cti.ami.client import AmiClient
 from cti.asterisk.instance import ChrootAsterisk
+from cti.events import CampaignLeadConnected
+from outbound.feature import OutboundFeature
 from quality.feature import QualityFeature
 from tests.acceptance.conftest import daemon_settings
-from tests.acceptance.test_desktop_browser import open_desk
+from tests.acceptance.harness import sign_in_page
+from tests.acceptance.test_desktop_browser import Desk, open_desk
 from tests.acceptance.test_pop import Stack, running_stack
 
 __all__ = ["open_desk", "stack"]  # fixtures
 
 HOSTILE = "<img src=x onerror=alert(1)>"
+
+
+async def _open(browser: Browser, stack: Stack, token: str) -> Desk:
+    """open_desk for a stack of this module's own (the page signed in as the agent)."""
+    status, me = await stack.api("GET", "/api/v1/me", token)
+    assert status == 200, me
+    login = await stack.person(me["name"], "agent", agent=me["name"])
+    context = await browser.new_context(locale="en-GB")
+    page = await context.new_page()
+    desk = Desk(page)
+    await page.goto(stack.base + "/desktop/")
+    await sign_in_page(page, login)
+    await page.wait_for_selector("#conn.open")
+    return desk
 
 
 @pytest.fixture
@@ -83,3 +101,66 @@ async def test_crm_reminders_in_the_worklist(stack: Stack, open_desk: Any) -> No
     assert await page.text_content(item + " .reminder-title") == "Renewal 2027"
     assert await page.locator("#reminders img").count() == 0
     assert desk.errors == [] and desk.dialogs == []
+
+
+@pytest.fixture
+async def outbound_stack(
+    asterisk: ChrootAsterisk, db_url: str, ami: AmiClient
+) -> AsyncIterator[Stack]:
+    """The test_pop stack with the outbound feature (campaigns, leads, outcomes)."""
+    settings = daemon_settings(
+        asterisk, db_url, acd={"asterisk_etc_dir": str(asterisk.etc_dir)},
+        site={"timezone": "Asia/Shanghai", "default_region": "CN"},
+    )  # fmt: skip
+    async with running_stack(asterisk, settings, ami, OutboundFeature()) as s:
+        yield s
+
+
+async def test_campaign_lead_pops_and_the_agent_saves_the_outcome(
+    outbound_stack: Stack, browser: Browser
+) -> None:
+    stack = outbound_stack
+    status, campaign = await stack.api("POST", "/api/v1/outbound/campaigns", stack.admin, {
+        "name": "renewals", "queue": "sales", "mode": "preview",
+    })  # fmt: skip
+    assert status == 201, campaign
+    status, lst = await stack.api(
+        "POST", f"/api/v1/outbound/campaigns/{campaign['id']}/lists", stack.admin,
+        {"name": "today"},
+    )  # fmt: skip
+    assert status == 201, lst
+    csv = f"phone,name,plan\n13800138051,{HOSTILE},Gold 2027\n".encode()
+    async with stack.http.post(
+        f"{stack.base}/api/v1/outbound/lists/{lst['id']}/import?phone=phone&name=name&keep=plan",
+        data=csv, headers={"Authorization": f"Bearer {stack.admin}"},
+    ) as resp:  # fmt: skip
+        report = await resp.json()
+        assert resp.status == 200 and report["kept"] == 1, report
+    store = next(f for f in stack.daemon.features if isinstance(f, OutboundFeature)).store
+    assert store is not None
+    (lead,) = await store.leads(campaign_id=int(campaign["id"]))
+    assert await store.update_lead(lead["id"], None, agent="a304", status="dialing")
+    token = await stack.agent("a304", "304")
+    desk = await _open(browser, stack, token)
+    page = desk.page
+    # the dialer's event when the campaign call reaches the agent (outbound/dialer.py)
+    stack.daemon.bus.publish(CampaignLeadConnected(
+        agent="a304", at=datetime.now(UTC), linkedid="camp-desk-1", campaign="renewals",
+        lead_id=lead["id"], number=lead["number"], name=lead["name"], region=lead["region"],
+        fields=tuple((str(k), str(v)) for k, v in sorted(lead["data"].items())),
+    ))  # fmt: skip
+    card = 'article.card[data-linkedid="camp-desk-1"]'
+    await page.wait_for_selector(card + " .lead", timeout=10_000)
+    assert await page.text_content(card + " .lead-campaign .value") == "renewals"
+    assert await page.text_content(card + " .lead-number .value") == "+8613800138051"
+    assert "Gold 2027" in (await page.text_content(card + " .lead-fields") or "")
+    assert await page.text_content(card + " .lead-name .value") == lead["name"] == HOSTILE
+    assert await page.locator(card + " img").count() == 0  # the hostile name is text
+    await page.select_option(card + " select.lead-outcome", "not_interested")
+    await page.fill(card + " input.lead-note", "has a contract until 2028")
+    await page.click(card + " button.lead-save")
+    await page.wait_for_selector(card + " .lead-status.ok", timeout=10_000)
+    after = await store.lead(lead["id"])
+    assert after is not None and after["disposition"] == "not_interested", after
+    assert desk.errors == [] and desk.dialogs == []
+    await page.context.close()
