@@ -398,12 +398,22 @@ async def time_search(
 ) -> tuple[list[float], dict[str, list[int]]]:
     samples: list[float] = []
     ids: dict[str, list[int]] = {}
+    per_query: dict[str, list[float]] = {}
     for _ in range(rounds):
-        for _label, q in QUERIES:
+        for name, q in QUERIES:
             t0 = time.perf_counter()
             rows = await store.search(q, SUP, limit=50, method=method)
-            samples.append((time.perf_counter() - t0) * 1000)
+            took = (time.perf_counter() - t0) * 1000
+            samples.append(took)
+            per_query.setdefault(name, []).append(took)
             ids[q] = [r["id"] for r in rows]
+    if rounds > 1:
+        print(
+            f"# {method}: "
+            + ", ".join(f"{name} {max(times):.1f}" for name, times in per_query.items())
+            + " (ms, slowest of the rounds)",
+            flush=True,
+        )
     return samples, ids
 
 

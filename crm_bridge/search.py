@@ -16,20 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import (
-    BindParameter,
-    Boolean,
-    ColumnElement,
-    Select,
-    bindparam,
-    func,
-    or_,
-    select,
-    union,
-)
+from sqlalchemy import Select, exists, func, literal_column, or_, select, table, union
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.compiler import SQLCompiler
 
 from crm_bridge.access import Actor, visible
 from crm_bridge.keys import name_key, region_of, tags_list
@@ -92,7 +80,8 @@ async def search(
     wanted = needles(q, e164)
     if wanted == ("", (), ""):
         return []
-    stmt = filtered(select(Customer), wanted, actor, owner, filters, method)
+    fts = db.engine.dialect.name == "sqlite"
+    stmt = filtered(select(Customer), wanted, actor, owner, filters, method, fts=fts)
     stmt = stmt.order_by(Customer.id.desc()).limit(limit).offset(offset)
     async with db.session() as session:
         return [customer_dict(c) for c in (await session.scalars(stmt)).all()]
@@ -117,12 +106,20 @@ def filtered(
     owner: str | None,
     filters: Filters | None,
     method: Literal["index", "scan"] = "index",
+    *,
+    fts: bool = False,
 ) -> Select[Any]:
     """``stmt`` (over :class:`Customer`) limited to the search, owner, filters and what
-    ``actor`` may see."""
-    if wanted is not None:
-        match = _match_index if method == "index" else _match_scan
-        stmt = stmt.where(Customer.id.in_(match(*wanted)))
+    ``actor`` may see. ``fts``: narrow through SQLite's FTS5 table (migration crm_0005)."""
+    if wanted is not None and method == "index" and not _trigrams(*wanted):
+        # a needle under 3 characters has no trigram: walk the customers newest first and
+        # stop at the page's end (a frequent short needle, e.g. 张伟, ends early)
+        stmt = stmt.where(
+            exists(_match_index(*wanted).where(CustomerSearch.customer_id == Customer.id))
+        )
+    elif wanted is not None:
+        match = _match_index(*wanted, fts=fts) if method == "index" else _match_scan(*wanted)
+        stmt = stmt.where(Customer.id.in_(match))
     if owner is not None:
         stmt = stmt.where(Customer.owner == owner if owner else Customer.owner.is_(None))
     f = filters or Filters()
@@ -164,48 +161,39 @@ def needles(q: str, e164: Callable[[str], str]) -> Needles | None:
     return key, numbers, email
 
 
-def _match_index(key: str, numbers: Sequence[str], email: str) -> Select[Any]:
+def _match_index(key: str, numbers: Sequence[str], email: str, *, fts: bool = False) -> Select[Any]:
     wanted = [CustomerSearch.names.contains(key, autoescape=True)] if key else []
     wanted += [CustomerSearch.phones.contains(p, autoescape=True) for p in numbers]
     if email:
         wanted.append(CustomerSearch.emails.contains(email, autoescape=True))
     stmt = select(CustomerSearch.customer_id).where(or_(*wanted))
-    terms = [("names", key), *(("phones", p) for p in numbers), ("emails", email)]
-    terms = [(col, needle) for col, needle in terms if needle]
-    if all(len(needle) >= 3 for _, needle in terms):
+    terms = _terms(key, numbers, email)
+    if fts and _trigrams(key, numbers, email):
         # SQLite: the FTS5 trigram index narrows to the rows holding every trigram of a
         # needle; the LIKEs above still decide, so the result is the scan's exactly
-        stmt = stmt.where(_FtsMatch(" OR ".join(f"{{{c}}} : {_phrase(n)}" for c, n in terms)))
+        query = " OR ".join(f"{{{c}}} : {_phrase(n)}" for c, n in terms)
+        rowids: Select[Any] = (
+            select(literal_column("rowid"))
+            .select_from(table("crm_search_fts"))
+            .where(literal_column("crm_search_fts").op("MATCH", is_comparison=True)(query))
+        )
+        stmt = stmt.where(CustomerSearch.customer_id.in_(rowids))
     return stmt
+
+
+def _terms(key: str, numbers: Sequence[str], email: str) -> list[tuple[str, str]]:
+    """(crm_search column, needle) pairs to look for."""
+    terms = [("names", key), *(("phones", p) for p in numbers), ("emails", email)]
+    return [(column, needle) for column, needle in terms if needle]
+
+
+def _trigrams(key: str, numbers: Sequence[str], email: str) -> bool:
+    """Whether every needle has a trigram (3+ characters): the FTS5 index can narrow."""
+    return all(len(needle) >= 3 for _, needle in _terms(key, numbers, email))
 
 
 def _phrase(needle: str) -> str:
     return '"' + needle.replace('"', '""') + '"'
-
-
-class _FtsMatch(ColumnElement[bool]):
-    """``crm_search`` rows the FTS5 table ``crm_search_fts`` (migration crm_0005) matches
-    for an FTS5 query; on other databases no condition (their indexes serve the LIKEs)."""
-
-    type = Boolean()
-    inherit_cache = False
-
-    def __init__(self, query: str) -> None:
-        self.query: BindParameter[str] = bindparam("fts_query", query, unique=True)
-
-
-@compiles(_FtsMatch, "sqlite")
-def _fts_sqlite(element: _FtsMatch, compiler: SQLCompiler, **kw: Any) -> str:
-    query = compiler.process(element.query, **kw)
-    return (
-        "crm_search.customer_id IN"
-        f" (SELECT rowid FROM crm_search_fts WHERE crm_search_fts MATCH {query})"
-    )
-
-
-@compiles(_FtsMatch)
-def _fts_other(element: _FtsMatch, compiler: SQLCompiler, **kw: Any) -> str:
-    return "1 = 1"
 
 
 def _match_scan(key: str, numbers: Sequence[str], email: str) -> Any:
