@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from cti.store.db import Database
 from cti.store.tokens import create_token
 from cti.web.app import WebDeps, create_app
+from cti.web.auth import ACCOUNTS
 from cti.web.ws import WsHub
 from stats import reports
 from stats.models import EntryRow, HourlyRow, QlogLineRow
@@ -293,6 +294,25 @@ async def test_a_supervisor_scoped_to_teams_gets_only_their_queues(
         r = await client.get("/api/v1/stats/staffing?day=2026-10-25&queue=sales",
                              headers=_auth(north))  # fmt: skip
         assert r.status == 403
+        # a person signed in as supervisor of team north (support; agent2's user) sees
+        # agent2's figures only, not the other agent's
+        accounts = app[ACCOUNTS]
+        pw = "correct horse battery staple"
+        await accounts.create_user("setup", {"login": "sue", "password": pw,
+                                             "role": "supervisor"})  # fmt: skip
+        await accounts.create_user("setup", {"login": "ben", "password": pw, "role": "agent",
+                                             "agent": "agent2"})  # fmt: skip
+        await accounts.put_team("setup", "north", {"queues": ["support"],
+                                                   "members": ["sue", "ben"]})  # fmt: skip
+        r = await client.post("/api/v1/auth/sign-in", json={"login": "sue", "password": pw})
+        assert r.status == 200
+        r = await client.get(f"/api/v1/stats/agents{q}")
+        assert [a["agent"] for a in (await r.json())["rows"]] == ["agent2"]
+        r = await client.get(f"/api/v1/stats/summary{q}")
+        assert {x["queue"] for x in (await r.json())["rows"]} == {"support", "*"}
+        r = await client.get(f"/api/v1/stats/agents{q}", headers=_auth(everyone))
+        assert {a["agent"] for a in (await r.json())["rows"]} == {"agent2", "=evil"}
+
         svc.rules = {"support": QueueRules(), "sales": QueueRules()}  # both queues on show
         svc.wallboard.ivr_abandoned("ivr-now", datetime.now(UTC))
         r = await client.get("/api/v1/stats/wallboard", headers=_auth(north))
