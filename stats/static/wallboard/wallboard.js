@@ -92,7 +92,7 @@
   function render() {
     $("conn").textContent = connState ? CTI.t(connState === "open" ? "connected" : connState) : "";
     if (!last) return;
-    $("ivr").textContent = String(last.ivr_abandoned);
+    $("ivr").textContent = last.ivr_abandoned === null ? "–" : String(last.ivr_abandoned);  // null: scoped to teams
     $("queues").replaceChildren(...last.queues.map(queueCard));
   }
 
