@@ -43,7 +43,7 @@
   function start(who) {
     me = who;
     sock = CTI.socket(onMessage, onSocketState);
-    loadReasons(); loadDispositions(); loadStatus(); loadWork(); loadToday(); loadQa();
+    loadReasons(); loadDispositions(); loadStatus(); loadWork(); loadToday(); loadQa(); loadTemplates();
     todayTimer = setInterval(loadToday, 60000);
     tickTimer = setInterval(tick, 1000);
     window.CTIDeskSignedIn = true; // the browser phone (softphone.js) registers now
@@ -376,7 +376,39 @@
       field("owner", c.owner, "owner"), field("tags", (c.tags || []).join(", "), "tags"),
       field("birthday", c.birthday, "birthday"), field("notes", c.notes, "customer-notes"),
       c.id ? el("button", { type: "button", class: "edit-customer",
-                            onclick: () => { entry.editing = true; renderCard(entry); } }, t("edit_customer")) : null);
+                            onclick: () => { entry.editing = true; renderCard(entry); } }, t("edit_customer")) : null,
+      c.id ? messageBlock(entry, c) : null);
+  }
+
+  // SMS / e-mail to the caller's customer (messaging feature: a template sent with
+  // POST /api/v1/messages); an opted-out address is refused and says so.
+  let templates = [];
+  async function loadTemplates() {
+    try { templates = (await CTI.api("GET", "/api/v1/message-templates")).templates || []; }
+    catch { templates = []; }
+    for (const entry of cards.values()) if (entry.node) renderCard(entry);
+  }
+
+  function messageBlock(entry, c) {
+    if (!templates.length) return null;
+    const select = el("select", { class: "msg-template", "aria-label": t("send_message") },
+      templates.map((tp) => el("option", { value: tp.id }, t(tp.channel) + ": " + (tp.name || ""))));
+    const status = el("span", { class: "msg-status " + (entry.msgState || "muted"), role: "status" }, entry.msgText || "");
+    const send = el("button", { type: "button", class: "msg-send" }, t("send"));
+    const say = (state, text) => {
+      entry.msgState = state; entry.msgText = text;
+      status.className = "msg-status " + state; status.textContent = text;
+    };
+    send.addEventListener("click", async () => {
+      say("muted", "");
+      try {
+        const out = await CTI.api("POST", "/api/v1/messages", { customer_id: c.id, template_id: Number(select.value) });
+        if (out.status === "opted_out") say("refused", t("refused") + ": " + t("opted_out") + " " + (out.to || ""));
+        else say("ok", t("sent") + " (" + t("msg_" + (out.status || "queued")) + ")");
+      } catch (e) { say("error", t("error") + ": " + e.message); }
+    });
+    return el("details", { class: "message", open: entry.msgText ? "" : null }, el("summary", {}, t("send_message")),
+      el("div", { class: "row" }, select, send, status));
   }
 
   // New customer (prefilled with the caller's number) or edit of the known one.

@@ -4,22 +4,27 @@ evaluations and acknowledges one; today's CRM reminders are in its worklist."""
 
 from __future__ import annotations
 
+import asyncio
+import email
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from email.message import Message as EmailMessage
 from typing import Any
 
 import pytest
+from aiosmtpd.controller import Controller
 from playwright.async_api import Browser
 
 from cti.ami.client import AmiClient
 from cti.asterisk.instance import ChrootAsterisk
 from cti.events import CampaignLeadConnected
+from messaging.feature import MessagingFeature
 from outbound.feature import OutboundFeature
 from quality.feature import QualityFeature
 from tests.acceptance.conftest import daemon_settings
-from tests.acceptance.harness import sign_in_page
+from tests.acceptance.harness import free_port, originate_call, sign_in_page, wait_for
 from tests.acceptance.test_desktop_browser import Desk, open_desk
-from tests.acceptance.test_pop import Stack, running_stack
+from tests.acceptance.test_pop import Stack, running_stack, set_sim
 
 __all__ = ["open_desk", "stack"]  # fixtures
 
@@ -162,5 +167,80 @@ async def test_campaign_lead_pops_and_the_agent_saves_the_outcome(
     await page.wait_for_selector(card + " .lead-status.ok", timeout=10_000)
     after = await store.lead(lead["id"])
     assert after is not None and after["disposition"] == "not_interested", after
+    assert desk.errors == [] and desk.dialogs == []
+    await page.context.close()
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.mails: list[EmailMessage] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.mails.append(email.message_from_bytes(envelope.original_content))
+        return "250 OK"
+
+
+@pytest.fixture
+async def messaging_stack(
+    asterisk: ChrootAsterisk, db_url: str, ami: AmiClient
+) -> AsyncIterator[tuple[Stack, Inbox]]:
+    """The test_pop stack with messaging, e-mail through a real SMTP server (aiosmtpd)."""
+    inbox, port = Inbox(), free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    smtp = {"host": "127.0.0.1", "port": port, "security": "none",
+            "sender": "Service <service@example.cn>"}  # fmt: skip
+    settings = daemon_settings(
+        asterisk, db_url, acd={"asterisk_etc_dir": str(asterisk.etc_dir)},
+        messaging={"smtp": smtp},
+    )  # fmt: skip
+    try:
+        async with running_stack(asterisk, settings, ami, MessagingFeature()) as s:
+            yield s, inbox
+    finally:
+        controller.stop()
+
+
+async def test_agent_emails_the_callers_customer_from_the_card_and_opt_out_refuses(
+    messaging_stack: tuple[Stack, Inbox], ami: AmiClient, browser: Browser
+) -> None:
+    stack, inbox = messaging_stack
+    status, customer = await stack.api(
+        "POST", "/api/v1/customers", stack.admin,
+        {"name": "王芳", "phones": ["13900139222"], "emails": ["fang@example.cn"]},
+    )  # fmt: skip
+    assert status == 201, customer
+    status, template = await stack.api("POST", "/api/v1/message-templates", stack.admin, {
+        "name": "thanks", "channel": "email", "subject": "Thank you",
+        "body": "Thank you for your call.",
+    })  # fmt: skip
+    assert status == 201, template
+    token = await stack.agent("a305", "305")
+    desk = await _open(browser, stack, token)
+    page = desk.page
+    await set_sim(ami, ring=2, talk=30)
+    linkedid = await originate_call(ami, caller="13900139222", caller_name="Wang", hold_s=40)
+    card = f'article.card[data-linkedid="{linkedid}"]'
+    await page.wait_for_selector(card + '[data-state="answered"] .customer-name', timeout=30_000)
+    await page.click(card + " details.message summary")
+    await page.click(card + " button.msg-send")
+    await page.wait_for_selector(card + " .msg-status.ok", timeout=10_000)
+
+    async def delivered() -> list[EmailMessage]:
+        return inbox.mails
+
+    (mail,) = await wait_for(delivered, timeout=15, what="the e-mail")
+    assert mail["To"] == "fang@example.cn" and mail["Subject"] == "Thank you"
+    # the customer opts out of e-mail: the next send is refused, and the card says so
+    status, body = await stack.api(
+        "POST", "/api/v1/opt-outs", stack.admin,
+        {"channel": "email", "address": "fang@example.cn", "reason": "asked"},
+    )  # fmt: skip
+    assert status == 201, body
+    await page.click(card + " button.msg-send")
+    await page.wait_for_selector(card + " .msg-status.refused", timeout=10_000)
+    assert "opted out" in (await page.text_content(card + " .msg-status") or "")
+    await asyncio.sleep(1)
+    assert len(inbox.mails) == 1
     assert desk.errors == [] and desk.dialogs == []
     await page.context.close()
