@@ -23,6 +23,7 @@ from cti.events import (
     CallRingNoAnswer,
     CallTimedOut,
     CallTransferred,
+    CampaignLeadConnected,
     IvrCompleted,
     OutboundCallStarted,
     ScreenPop,
@@ -344,3 +345,30 @@ async def test_hostile_caller_name_is_clipped_data() -> None:
     bus.publish(CallEntered("LX", T0, "13800138000", name, "1"))
     bus.publish(CallOffered("LX", T0, "support", "Local/1@x", "a1", "13800138000"))
     assert sent.to("a1")[0]["caller"]["name"] == name[:128]
+
+
+async def test_campaign_lead_pops_or_joins_the_card() -> None:
+    svc, sent, _ = make(Directory())
+    bus = bus_of(svc)
+    many = tuple((f"col{i:02d}", "v" * 300) for i in range(60))
+    bus.publish(CampaignLeadConnected(
+        agent="a1", at=T0, linkedid="C1", campaign="renewals", lead_id=5,
+        number="+8613800138000", name="<b>Li</b>", region="北京市", fields=many,
+    ))  # fmt: skip
+    pop = sent.to("a1")[-1]
+    assert pop["type"] == "pop" and pop["kind"] == "campaign" and pop["state"] == "answered"
+    lead = pop["lead"]
+    assert lead["lead_id"] == 5 and lead["campaign"] == "renewals"
+    assert lead["name"] == "<b>Li</b>" and lead["region"] == "北京市"  # data, the page inerts it
+    assert len(lead["fields"]) == 50 and len(lead["fields"][0][1]) == 256
+    await settle()
+    assert sent.to("a1")[-1]["customer"]["name"] == "张伟"  # the CRM card follows
+    # a call the agent already has a card of: the lead joins it (call.update)
+    bus.publish(OutboundCallStarted("a2", T0, "C2", "01065529988", "click_to_call"))
+    bus.publish(CampaignLeadConnected(
+        agent="a2", at=T0, linkedid="C2", campaign="renewals", lead_id=6, number="+861065529988",
+    ))  # fmt: skip
+    update = sent.to("a2")[-1]
+    assert update["type"] == "call.update" and update["linkedid"] == "C2"
+    assert update["lead"]["lead_id"] == 6 and update["state"] == "answered"
+    assert [m["linkedid"] for m in sent.to("a2") if m["type"] == "pop"] == ["C2"]
