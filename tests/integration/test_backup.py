@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from crm_bridge.access import Actor
 from crm_bridge.cli import register
@@ -60,6 +60,18 @@ async def test_backup_restore_round_trip(db: Database, tmp_path: Path) -> None:
         (await s.get(Customer, 1)).notes = "changed"  # type: ignore[union-attr]
     await restore(db, path)
     assert await _snapshot(db) == before
+    # search finds what was restored (on SQLite through the FTS5 index the restored rows
+    # rebuilt: docs/decisions/0011-crm-search.md), not what the restore removed
+    assert [c["id"] for c in await store.search("王小明", SUP)] == [1]
+    assert await store.search("added later", SUP) == []
+    if db.engine.dialect.name == "sqlite":
+        async with db.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO crm_search_fts (crm_search_fts, rank)"
+                    " VALUES ('integrity-check', 1)"
+                )
+            )
     # ids continue after the restored ones (PostgreSQL sequences were moved)
     created = await store.create_customer(CustomerIn(name="after restore"), SUP)
     assert created["id"] == 4
