@@ -9,21 +9,33 @@ import email
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from email.message import Message as EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
 from playwright.async_api import Browser
 
+from acd.feature import AcdFeature
 from cti.ami.client import AmiClient
 from cti.asterisk.instance import ChrootAsterisk
 from cti.events import CampaignLeadConnected
+from cti.store.tokens import create_token
 from messaging.feature import MessagingFeature
 from outbound.feature import OutboundFeature
 from quality.feature import QualityFeature
 from tests.acceptance.conftest import daemon_settings
-from tests.acceptance.harness import free_port, originate_call, sign_in_page, wait_for
+from tests.acceptance.harness import (
+    free_port,
+    originate_call,
+    sign_in_page,
+    start_sipp_uas,
+    wait_for,
+)
+from tests.acceptance.test_acd import set_sim as acd_set_sim
+from tests.acceptance.test_acd import setup_queue
 from tests.acceptance.test_desktop_browser import Desk, open_desk
+from tests.acceptance.test_outbound_dialer import ALWAYS, CARRIER, write_hello_pcap
 from tests.acceptance.test_pop import Stack, running_stack, set_sim
 
 __all__ = ["open_desk", "stack"]  # fixtures
@@ -244,3 +256,65 @@ async def test_agent_emails_the_callers_customer_from_the_card_and_opt_out_refus
     assert len(inbox.mails) == 1
     assert desk.errors == [] and desk.dialogs == []
     await page.context.close()
+
+
+async def test_a_real_preview_campaign_call_pops_the_lead_on_the_desk(
+    asterisk: ChrootAsterisk, db_url: str, ami: AmiClient, browser: Browser, tmp_path: Path
+) -> None:
+    """End to end: the agent previews and dials a lead, the SIPp carrier answers, the
+    dialer connects the call to the agent and its desktop pops the lead card."""
+    port = free_port()
+    write_hello_pcap(tmp_path / "hello.pcap")
+    sipp = await start_sipp_uas(CARRIER, port, cwd=tmp_path)
+    await ami.send_action("Setvar", {"Variable": "CTI_CARRIER_URI",
+                                     "Value": f"127.0.0.1:{port}"})  # fmt: skip
+    await acd_set_sim(ami, 0, 20)
+    settings = daemon_settings(
+        asterisk, db_url, acd={"asterisk_etc_dir": str(asterisk.etc_dir)},
+        site={"timezone": "Asia/Shanghai", "default_region": "CN"},
+    )  # fmt: skip
+    try:
+        async with running_stack(asterisk, settings, ami, OutboundFeature()) as stack:
+            acd = next(f for f in stack.daemon.features if isinstance(f, AcdFeature))
+            assert acd.service is not None
+            await setup_queue(acd.service, "sales", {"2001": 0}, wrapup_s=0)
+            sup = await create_token(stack.daemon.db, "sup", "supervisor")
+            status, campaign = await stack.api("POST", "/api/v1/outbound/campaigns", sup, {
+                "name": "look", "queue": "sales", "ring_s": 6, "mode": "preview",
+                "window": {"days": ALWAYS},
+            })  # fmt: skip
+            assert status == 201, campaign
+            cid = campaign["id"]
+            status, lst = await stack.api(
+                "POST", f"/api/v1/outbound/campaigns/{cid}/lists", sup, {"name": "today"}
+            )
+            assert status == 201, lst
+            async with stack.http.post(
+                f"{stack.base}/api/v1/outbound/lists/{lst['id']}/import?phone=phone&keep=plan",
+                data=b"phone,plan\n13800138061,Gold 2027\n",
+                headers={"Authorization": f"Bearer {sup}"},
+            ) as resp:  # fmt: skip
+                assert resp.status == 200, await resp.text()
+            status, _ = await stack.api("POST", f"/api/v1/outbound/campaigns/{cid}/start", sup)
+            assert status == 200
+            token = await create_token(stack.daemon.db, "a2001", "agent")
+            desk = await _open(browser, stack, token)
+            page = desk.page
+            status, body = await stack.api("POST", f"/api/v1/outbound/campaigns/{cid}/next", token)
+            assert status == 200, body
+            lead = body["lead"]
+            status, body = await stack.api(
+                "POST", f"/api/v1/outbound/leads/{lead['id']}/dial", token
+            )
+            assert status == 202, body
+            item = f'#pops article.card .lead[data-lead-id="{lead["id"]}"]'
+            await page.wait_for_selector(item, timeout=30_000)
+            assert await page.text_content(item + " .lead-campaign .value") == "look"
+            assert "Gold 2027" in (await page.text_content(item + " .lead-fields") or "")
+            assert desk.errors == [] and desk.dialogs == []
+            await page.context.close()
+    finally:
+        await ami.send_action("Setvar", {"Variable": "CTI_CARRIER_URI", "Value": ""})
+        if sipp.returncode is None:
+            sipp.kill()
+        await sipp.wait()
