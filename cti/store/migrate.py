@@ -34,12 +34,23 @@ SCRIPT_LOCATION = "cti:migrations"
 #: ``pg_trgm`` GIN indexes for CRM search): not in the models, never "missing".
 OPTIONAL_INDEX_SUFFIX = "_trgm"
 
+#: Prefix of tables a migration creates only on one kind of server (SQLite's FTS5 index
+#: of CRM search, crm_0005, and the shadow tables SQLite makes for it): not in the models.
+SERVER_ONLY_TABLE_PREFIX = "crm_search_fts"
+
 
 def include_object(
     obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
 ) -> bool:
-    """Alembic's comparison filter: leave the optional server-side indexes alone."""
-    return not (type_ == "index" and reflected and (name or "").endswith(OPTIONAL_INDEX_SUFFIX))
+    """Alembic's comparison filter: leave the optional server-side indexes and the
+    server-only tables alone."""
+    if not reflected:
+        return True
+    if type_ == "index":
+        return not (name or "").endswith(OPTIONAL_INDEX_SUFFIX)
+    if type_ == "table":
+        return not (name or "").startswith(SERVER_ONLY_TABLE_PREFIX)
+    return True
 
 
 def alembic_config(url: str) -> Config:
