@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 
 # fonts-wqy-zenhei: Chinese text in the pages under headless chromium (screenshots, tests)
 # podman + runc: the container images of Asterisk and the daemon (docs/deploy.md)
+# iproute2: network namespaces for the cluster partition test
 DEB_PACKAGES=(mmdebstrap debootstrap zstd util-linux sip-tester espeak-ng ffmpeg sox chromium
-  fonts-wqy-zenhei podman runc)
+  fonts-wqy-zenhei podman runc iproute2)
 
 missing=()
 for pkg in "${DEB_PACKAGES[@]}"; do

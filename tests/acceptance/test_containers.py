@@ -23,11 +23,12 @@ from cti.store.db import Database
 from cti.store.models import Call as CallRow
 from tests.acceptance.harness import DIALPLANS, ami_client, free_port, wait_for
 
+# a requirement, not an option: scripts/bootstrap.sh installs podman and runc; without
+# them this test fails rather than passing unseen
 if shutil.which("podman") is None:
-    pytest.skip(
+    raise RuntimeError(
         "podman is not installed (scripts/bootstrap.sh installs it: apt-get install podman "
-        "runc): the container path cannot be exercised here",
-        allow_module_level=True,
+        "runc): the container path cannot be exercised"
     )
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
