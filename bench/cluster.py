@@ -290,7 +290,7 @@ async def run(args: argparse.Namespace) -> None:
                 print(f"{label} pops/s: {len(pop_at) / window if window > 0 else 0:.1f} /s")
                 print(f"{label} pop p50: {pct(ms, 0.5):.1f} ms")
                 print(f"{label} pop p99: {pct(ms, 0.99):.1f} ms")
-                print(f"{label} rings without a pop: {missing}")
+                print(f"{label} rings without a pop: {missing} calls")
                 urls = set(layout.values())
                 if len(urls) > 1:  # the desktops on the driver, and on the other node
                     for url in sorted(urls, key=lambda u: not u.endswith("#driver")):

@@ -153,7 +153,7 @@ def main() -> None:
     ap.add_argument("--cap", type=float, default=0.03)
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
-    print(f"campaign: {args.agents} agents, {args.hours:g} h, answer {args.answer:.0%}, "
+    print(f"# campaign: {args.agents} agents, {args.hours:g} h, answer {args.answer:.0%}, "
           f"talk {args.talk:g} s, wrap-up {args.wrapup:g} s, cap {args.cap:.0%}")  # fmt: skip
     results = {mode: simulate(mode, args) for mode in ("progressive", "predictive")}
     for mode, r in results.items():

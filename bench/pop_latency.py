@@ -453,7 +453,7 @@ async def run(args: argparse.Namespace) -> None:
         print(f"pop p99: {pct(pop_ms, 0.99):.1f} ms")
         print(f"pop max: {max(pop_ms, default=float('nan')):.1f} ms")
         print(f"relay p99: {relay_p99:.1f} ms")
-        print(f"ratio p99: {pct(pop_ms, 0.99) / relay_p99:.1f}")
+        print(f"ratio p99: {pct(pop_ms, 0.99) / relay_p99:.1f} x")
         print(f"cards missing: {cards_missing}")
         print(f"card p99: {pct(card_ms, 0.99):.1f} ms")
         print(f"recordings missing: {rec_missing}")
@@ -466,7 +466,7 @@ async def run(args: argparse.Namespace) -> None:
               f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")  # fmt: skip
         if drained is not None:
             most, seconds = drained
-            print(f"transcode backlog max: {most}")
+            print(f"transcode backlog max: {most} files")
             print(f"transcode drain: {seconds:.1f} s")
         for line in errors[: args.show_errors]:
             print(f"# {line[:400]}")

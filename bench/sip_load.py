@@ -286,10 +286,9 @@ async def run(args: argparse.Namespace) -> None:
         await db.dispose()
 
         print(f"calls placed: {stats['TotalCallCreated']} calls")
-        print(
-            f"calls completed (sipp: answered, talked, hung up): {stats['SuccessfulCall(C)']} calls"
-        )
-        print(f"calls failed (sipp): {stats['FailedCall(C)']} calls")
+        # completed: answered, talked and hung up, as SIPp counts them
+        print(f"calls completed: {stats['SuccessfulCall(C)']} calls")
+        print(f"calls failed: {stats['FailedCall(C)']} calls")
         print(f"call rows: {total} rows")
         print(f"call rows answered: {answered} rows")
         print(f"cdr linkedids: {len(cdr_ids)} calls")
