@@ -26,7 +26,7 @@ from cti.store.tokens import create_token
 from cti.web.app import WebDeps, create_app
 from cti.web.auth import ACCOUNTS
 from cti.web.ws import WsHub
-from tests.acceptance.harness import PAGE_PASSWORD, sign_in_page
+from tests.acceptance.harness import PAGE_PASSWORD, page_errors, sign_in_page
 
 PEOPLE = {"agent1": "agent", "agent2": "agent", "sup": "supervisor", "admin": "admin"}
 
@@ -100,28 +100,13 @@ async def open_page(browser: Browser, url: str, login: str) -> tuple[Page, list[
     """A signed-in page and the list its errors land in (script errors, console errors,
     HTTP answers >= 400)."""
     page = await browser.new_page(locale="en-GB")
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on(
-        "console",
-        lambda m: (
-            errors.append(m.text)
-            if m.type == "error" and not m.text.startswith("Failed to load resource")
-            else None
-        ),
-    )
     # (a site without the messaging feature answers 404 for a customer's messages: the
     # timeline shows none)
-    page.on(
-        "response",
-        lambda r: (
-            errors.append(f"{r.status} {r.url}")
-            if r.status >= 400
-            and not (
-                r.status == 404
-                and ("/api/v1/messages?" in r.url or r.url.endswith("/api/v1/message-templates"))
-            )
-            else None
+    errors = page_errors(
+        page,
+        expected=lambda r: (
+            r.status == 404
+            and ("/api/v1/messages?" in r.url or r.url.endswith("/api/v1/message-templates"))
         ),
     )
     await page.goto(url)

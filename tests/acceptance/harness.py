@@ -162,6 +162,33 @@ async def wait_for(
 PAGE_PASSWORD = "page test password 1"
 
 
+def page_errors(page: Any, expected: Callable[[Any], bool] | None = None) -> list[str]:
+    """The list a browser page's errors land in: script errors, console errors (a failed
+    resource is counted by its URL instead) and HTTP answers >= 400, except the browser's
+    own favicon.ico and the answers ``expected`` accepts."""
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on(
+        "console",
+        lambda m: (
+            errors.append(m.text)
+            if m.type == "error" and not m.text.startswith("Failed to load resource")
+            else None
+        ),
+    )
+    page.on(
+        "response",
+        lambda r: (
+            errors.append(f"{r.status} {r.url}")
+            if r.status >= 400
+            and not r.url.endswith("/favicon.ico")
+            and not (expected is not None and expected(r))
+            else None
+        ),
+    )
+    return errors
+
+
 async def sign_in_page(page: Any, login: str, password: str = PAGE_PASSWORD) -> None:
     """Sign in on a daemon page (CTI.page's form) with a login and password."""
     await page.fill("#login", login)

@@ -35,7 +35,7 @@ from quality.feature import QualityFeature
 from recordings.feature import RecordingsFeature
 from recordings.models import Recording
 from tests.acceptance.conftest import write_tone
-from tests.acceptance.harness import PAGE_PASSWORD, sign_in_page, wait_for
+from tests.acceptance.harness import PAGE_PASSWORD, page_errors, sign_in_page, wait_for
 
 EVIL = "<img src=x onerror=alert(1)>"
 LINKEDID = "qa-call-1"
@@ -97,24 +97,7 @@ async def site(tmp_path: Path) -> AsyncIterator[tuple[str, Database, int]]:
 
 async def open_page(browser: Browser, url: str, login: str) -> tuple[Page, list[str]]:
     page = await browser.new_page(locale="en-GB")
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on(
-        "console",
-        lambda m: (
-            errors.append(m.text)
-            if m.type == "error" and not m.text.startswith("Failed to load resource")
-            else None
-        ),
-    )
-    page.on(
-        "response",
-        lambda r: (
-            errors.append(f"{r.status} {r.url}")
-            if r.status >= 400 and not r.url.endswith("/favicon.ico")
-            else None
-        ),
-    )
+    errors = page_errors(page)
     await page.goto(url + "/qa/")
     await sign_in_page(page, login)
     return page, errors
@@ -173,8 +156,11 @@ async def test_score_a_call_calibrate_and_the_agent_acknowledges(
     # a second reviewer scores the same call (API)
     token = await create_token(db, "sup2", "supervisor")
     async with aiohttp.ClientSession() as http:
-        forms = await (await http.get(f"{base}/api/v1/quality/forms",
-                                      headers={"Authorization": f"Bearer {token}"})).json()
+        forms = await (
+            await http.get(
+                f"{base}/api/v1/quality/forms", headers={"Authorization": f"Bearer {token}"}
+            )
+        ).json()
         form_id = forms["forms"][0]["id"]
         body: dict[str, Any] = {"form_id": form_id, "linkedid": LINKEDID, "agent": "a101",
                                 "recording_id": rec_id, "answers": {"s1q1": 2, "s1q2": 5},

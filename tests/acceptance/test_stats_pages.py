@@ -31,7 +31,7 @@ from cti.web.app import WebDeps, create_app
 from cti.web.auth import ACCOUNTS
 from cti.web.ws import WsHub
 from stats.feature import StatsFeature
-from tests.acceptance.harness import PAGE_PASSWORD, sign_in_page, wait_for
+from tests.acceptance.harness import PAGE_PASSWORD, page_errors, sign_in_page, wait_for
 
 Inject = Callable[[Message], None]
 EVIL = "<img src=x onerror=alert(1)>"
@@ -95,26 +95,8 @@ async def site(tmp_path: Path) -> AsyncIterator[tuple[str, str, StatsFeature, In
 
 async def signed_in(browser: Browser, url: str, token: str) -> tuple[Page, list[str], list[str]]:
     page = await browser.new_page(locale="en-GB")
-    errors: list[str] = []
+    errors = page_errors(page)
     requests: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    # (a resource that fails shows as a console error too: counted by URL below)
-    page.on(
-        "console",
-        lambda m: (
-            errors.append(m.text)
-            if m.type == "error" and not m.text.startswith("Failed to load resource")
-            else None
-        ),
-    )
-    page.on(
-        "response",
-        lambda r: (
-            errors.append(f"{r.status} {r.url}")
-            if r.status >= 400 and not r.url.endswith("/favicon.ico")
-            else None
-        ),
-    )
 
     def on_request(req: Request) -> None:
         requests.append(req.url)

@@ -32,7 +32,7 @@ from cti.web.app import WebDeps, create_app
 from cti.web.auth import ACCOUNTS
 from cti.web.ws import WsHub
 from stats.feature import StatsFeature
-from tests.acceptance.harness import PAGE_PASSWORD, sign_in_page, wait_for
+from tests.acceptance.harness import PAGE_PASSWORD, page_errors, sign_in_page, wait_for
 
 Feed = Callable[[str, dict[str, str]], None]
 EVIL = "<img src=x onerror=alert(1)>"
@@ -101,24 +101,7 @@ async def site(tmp_path: Path) -> AsyncIterator[tuple[str, Feed]]:
 
 async def open_board(browser: Browser, url: str) -> tuple[Page, list[str]]:
     page = await browser.new_page(locale="en-GB")
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on(
-        "console",
-        lambda m: (
-            errors.append(m.text)
-            if m.type == "error" and not m.text.startswith("Failed to load resource")
-            else None
-        ),
-    )
-    page.on(  # a failed resource: counted by URL (the browser's own favicon.ico is not ours)
-        "response",
-        lambda r: (
-            errors.append(f"{r.status} {r.url}")
-            if r.status >= 400 and not r.url.endswith("/favicon.ico")
-            else None
-        ),
-    )
+    errors = page_errors(page)
     await page.goto(url + "/wallboard/")
     await sign_in_page(page, "sup")
     return page, errors
