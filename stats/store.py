@@ -38,6 +38,7 @@ __all__ = ["IVR_QUEUE", "QueueRules", "StatsStore"]
 IVR_QUEUE = ""  # the hourly rollup's pseudo-queue holding IVR abandons
 CHUNK = 500
 HOUR = timedelta(hours=1)
+QLOG_TICK = timedelta(seconds=1)  # queue_log stamps whole seconds
 Bucket = tuple[str, datetime]  # (queue, hour start UTC)
 
 
@@ -221,12 +222,14 @@ class StatsStore:
             for start, end in holds.get(linkedid, []):
                 # in-call hold = the part of a hold inside the connected time: a hold
                 # that began a moment before CONNECT (queue_log's whole-second clock, or
-                # the caller holding as the agent answers) counts from CONNECT on
+                # the caller holding as the agent answers) counts from CONNECT on. The
+                # end is queue_log's too, truncated to the second: the call really ended
+                # within QLOG_TICK after it, so a hold released in that second is whole
                 if end is None or end <= e.answered_at:
                     continue
-                if e.ended_at is not None and start >= e.ended_at:
+                if e.ended_at is not None and start >= e.ended_at + QLOG_TICK:
                     continue
-                stop = min(end, e.ended_at) if e.ended_at is not None else end
+                stop = min(end, e.ended_at + QLOG_TICK) if e.ended_at is not None else end
                 d = max(0.0, (stop - max(start, e.answered_at)).total_seconds())
                 count, total, longest = count + 1, total + d, max(longest, d)
         return {
