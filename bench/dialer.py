@@ -135,6 +135,8 @@ def simulate(mode: str, args: argparse.Namespace) -> Result:
             else:
                 at(t + 25.0, "fail", call_id)
         t += 1.0
+    if end <= 3600:  # a run of an hour or less is its own (only) window
+        worst = dropped / answered if answered else 0.0
     signed_in = args.agents * end
     return Result(
         occupancy=worked / signed_in, abandon_rate=dropped / answered if answered else 0.0,
