@@ -41,6 +41,19 @@ def networks(values: list[str], example: str = "192.168.0.0/16") -> list[str]:
     return out
 
 
+#: AMI reachable from other hosts needs a secret at least this long (cti setup: 32 hex)
+MIN_EXPOSED_SECRET = 16
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class ConfigError(ValueError):
     """The configuration is invalid; ``str()`` is meant for the user as is."""
 
@@ -234,14 +247,35 @@ class AsteriskConfig(_Section):
     sip_port: int = Field(5060, ge=1, le=65535)
     ws_port: int = Field(8088, ge=1, le=65535)
     ws_bind: str = "127.0.0.1"
+    # AMI as the generated manager.conf serves it: the address it listens on, and the
+    # networks its account accepts logins from (the daemon nodes'; everything else is
+    # denied). A non-loopback bind needs a strong ami.secret (Settings refuses otherwise)
+    ami_bind: str = "127.0.0.1"
+    ami_permit: list[str] = ["127.0.0.1/32"]
+    # the host Asterisk dials for FastAGI (agi://<agi_host>:<agi.port>, the dialplan's
+    # CTI_AGI): a node or a VIP in front of the nodes. "": agi.advertise, else agi.host.
+    # The node driving the server sets CTI_AGI to its own agi.advertise when it connects
+    agi_host: str = ""
     sip: SipConfig = SipConfig()
     # the outbound carrier ([asterisk.carrier]); unset: no endpoint 'carrier'
     carrier: CarrierConfig | None = None
 
-    @field_validator("ws_bind")
+    @field_validator("ws_bind", "ami_bind")
     @classmethod
     def _ws_bind(cls, v: str) -> str:
         return _ip(v)
+
+    @field_validator("ami_permit")
+    @classmethod
+    def _ami_permit(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("at least one network the daemon nodes connect from")
+        return networks(v, "10.0.0.0/24")
+
+    @field_validator("agi_host")
+    @classmethod
+    def _agi_host(cls, v: str) -> str:
+        return _host(v) if v else v
 
     @model_validator(mode="after")
     def _carrier_transport(self) -> AsteriskConfig:
@@ -344,12 +378,39 @@ class AuthConfig(_Section):
 
 
 class AgiConfig(_Section):
+    # the address FastAGI listens on (0.0.0.0: every interface)
     host: str = "127.0.0.1"
     port: int = Field(4573, ge=0, le=65535)
+    # the address Asterisk reaches this node's FastAGI at; set, the node makes it the
+    # dialplan's CTI_AGI each time it connects to the server it drives. "": leave CTI_AGI
+    # as generated (asterisk.agi_host)
+    advertise: str = ""
+    # networks FastAGI accepts connections from (the Asterisk servers'); others are closed
+    allow: list[str] = ["127.0.0.0/8", "::1/128"]
     # a command's answer (and, while a prompt plays, how often the channel is checked)
     command_timeout_s: float = Field(10.0, gt=0, le=60)
     # the longest a prompt plus its digit wait may take
     media_timeout_s: float = Field(600.0, gt=0, le=3600)
+
+    @field_validator("advertise")
+    @classmethod
+    def _advertise(cls, v: str) -> str:
+        return _host(v) if v else v
+
+    @field_validator("allow")
+    @classmethod
+    def _allow(cls, v: list[str]) -> list[str]:
+        return networks(v, "10.0.0.0/24")
+
+    @property
+    def dial_host(self) -> str:
+        """The host Asterisk dials for this node's FastAGI ("" when it cannot be told)."""
+        if self.advertise:
+            return self.advertise
+        try:
+            return "" if ipaddress.ip_address(self.host).is_unspecified else self.host
+        except ValueError:  # a host name
+            return self.host
 
 
 # phonenumbers' PhoneNumberType names a dial policy may allow
@@ -438,6 +499,18 @@ class Settings(BaseSettings):
     dial: DialConfig = DialConfig()
     log: LogConfig = LogConfig()
     cluster: ClusterConfig = ClusterConfig()
+
+    @model_validator(mode="after")
+    def _ami_exposed(self) -> Settings:
+        """AMI off loopback is never served or used with a default or weak secret."""
+        hosts = (("asterisk.ami_bind", self.asterisk.ami_bind), ("ami.host", self.ami.host))
+        exposed = [name for name, host in hosts if not _loopback(host)]
+        if exposed and len(self.ami.secret) < MIN_EXPOSED_SECRET:
+            raise ValueError(
+                f"{exposed[0]} is not loopback: ami.secret must be set to a generated secret "
+                f"of at least {MIN_EXPOSED_SECRET} characters (cti setup makes one)"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(

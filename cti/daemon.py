@@ -187,7 +187,7 @@ class Daemon:
         g = settings.agi
         self.agi = FastAgiServer(
             g.host, g.port, command_timeout=g.command_timeout_s, media_timeout=g.media_timeout_s,
-            channel_alive=self._channel_alive,
+            channel_alive=self._channel_alive, allow=g.allow,
         )  # fmt: skip
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -314,6 +314,18 @@ class Daemon:
         log.warning("AMI disconnected: %s", reason)
         self.bus.publish(AmiDisconnected(now, reason))
 
+    async def _advertise_agi(self) -> None:
+        """The server's FastAGI calls come to this node, the one driving it: CTI_AGI is
+        set to ``agi.advertise`` (nodes on other hosts; a standby that takes over)."""
+        host = self.settings.agi.advertise
+        if not host:
+            return
+        url = f"agi://{f'[{host}]' if ':' in host else host}:{self.agi.port}"
+        try:
+            await self.ami.send_action("Setvar", {"Variable": "CTI_AGI", "Value": url})
+        except Exception:  # the resync below sees the link's state; the generated one stays
+            log.exception("could not set CTI_AGI to %s", url)
+
     async def _drive(self) -> None:
         """The lease is ours: drive the server as after a restart (resync, recovery since
         the last call end recorded for it, by whichever node)."""
@@ -331,6 +343,7 @@ class Daemon:
     async def _on_connected(self, reconnect: bool) -> None:
         if self.lease is not None and not self._connected_once:
             self._startup_since = await self._last_recorded_end(self.ami.system_name)
+        await self._advertise_agi()
         snapshot_at = utcnow()
         _, channels = await self.ami.send_list_action("CoreShowChannels")
         now = utcnow()

@@ -6,8 +6,9 @@ path of that URL (``agi_network_script``) and picks the handler; arguments arriv
 
 Hardening: the header must arrive within ``header_timeout`` (≤ 5 s) and fit in
 64 KiB; every command waits at most ``command_timeout``; concurrent connections are
-bounded; garbage closes the connection. A peer that sends half a header and goes silent
-costs one sleeping task, never a spinning loop.
+bounded; garbage closes the connection; a peer outside ``allow`` (networks: the Asterisk
+servers', loopback by default) is closed before anything is read. A peer that sends half
+a header and goes silent costs one sleeping task, never a spinning loop.
 
 Commands that play media (STREAM FILE, GET DATA...) legitimately stay unanswered while a
 prompt plays, up to ``media_timeout``. A peer that sends a valid header and then never
@@ -22,8 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from cti.agi.protocol import (
@@ -218,6 +220,7 @@ class FastAgiServer:
         max_connections: int = 1000,
         max_header: int = 64 * 1024,
         channel_alive: ChannelAlive | None = None,
+        allow: Sequence[str] = ("127.0.0.0/8", "::1/128"),
     ) -> None:
         if not 0 < header_timeout <= 5.0:
             raise ValueError("header_timeout must be in (0, 5] seconds")
@@ -225,6 +228,7 @@ class FastAgiServer:
             raise ValueError("timeouts must be positive, command_timeout <= media_timeout")
         self.host = host
         self._port = port
+        self.allow = tuple(ipaddress.ip_network(n, strict=False) for n in allow)
         self.header_timeout = header_timeout
         self.command_timeout = command_timeout
         self.media_timeout = media_timeout
@@ -273,6 +277,10 @@ class FastAgiServer:
         if task is not None:
             self._tasks.add(task)
         try:
+            if not self._allowed(writer.get_extra_info("peername")):
+                self.rejected += 1
+                log.warning("FastAGI connection refused: peer not in agi.allow")
+                return
             if len(self._tasks) > self.max_connections:
                 self.rejected += 1
                 log.warning("FastAGI connection refused: too many connections")
@@ -284,6 +292,17 @@ class FastAgiServer:
             writer.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
+
+    def _allowed(self, peer: object) -> bool:
+        if not isinstance(peer, tuple) or not peer:
+            return False
+        try:
+            addr = ipaddress.ip_address(str(peer[0]).split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        return any(addr.version == net.version and addr in net for net in self.allow)
 
     async def _read_header(
         self, reader: asyncio.StreamReader, parser: AgiParser

@@ -15,6 +15,7 @@ import contextlib
 import ctypes
 import hashlib
 import hmac
+import ipaddress
 import json
 import os
 import shutil
@@ -55,6 +56,8 @@ live_dangerously = no
 
 PLACEHOLDER_KEYS = (
     "AMI_PORT",
+    "AMI_BIND",
+    "AMI_PERMIT",
     "AMI_USER",
     "AMI_SECRET",
     "SIP_PORT",
@@ -77,6 +80,9 @@ class InstanceSpec:
     ami_secret: str
     ami_user: str = "cti"
     ami_port: int = 5038
+    # where AMI listens and the networks its account accepts (the daemon nodes')
+    ami_bind: str = "127.0.0.1"
+    ami_permit: tuple[str, ...] = ("127.0.0.1/32",)
     sip_port: int = 5060
     # Asterisk's HTTP server: SIP over WebSocket for browser phones (path /ws)
     http_port: int = 8088
@@ -97,9 +103,20 @@ class InstanceSpec:
         )
         return "cti-" + digest.hexdigest()[:20]
 
+    def check_exposure(self) -> None:
+        """AMI off loopback with a short secret is refused (never a default secret)."""
+        if not ipaddress.ip_address(self.ami_bind).is_loopback and len(self.ami_secret) < 16:
+            raise AsteriskError(
+                f"AMI would listen on {self.ami_bind} with a secret shorter than 16 "
+                "characters: set a generated ami.secret (cti setup makes one)"
+            )
+
     def placeholders(self) -> dict[str, str]:
         return {
             "AMI_PORT": str(self.ami_port),
+            "AMI_BIND": self.ami_bind,
+            # Asterisk's ACL lines take a comma-separated list
+            "AMI_PERMIT": ",".join(self.ami_permit),
             "AMI_USER": self.ami_user,
             "AMI_SECRET": self.ami_secret,
             "SIP_PORT": str(self.sip_port),
@@ -174,6 +191,7 @@ class ChrootAsterisk:
     def write_config(self) -> None:
         for sub in ("etc", "lib", "spool/monitor", "log/cdr-custom", "run", "cache"):
             (self.base / sub).mkdir(parents=True, exist_ok=True)
+        self.spec.check_exposure()
         render_dialplans(self.dialplans, self.etc_dir, self.spec.placeholders())
         write_sip_files(self.etc_dir, self.spec.sip, self.spec.sip_port, f"{self.inner}/etc")
         conf = ASTERISK_CONF.format(inner=self.inner, system_name=self.spec.system_name)

@@ -40,11 +40,13 @@ def spec_from_settings(settings: Settings) -> InstanceSpec:
         ami_secret=settings.ami.secret,
         ami_user=settings.ami.username,
         ami_port=settings.ami.port,
+        ami_bind=settings.asterisk.ami_bind,
+        ami_permit=tuple(settings.asterisk.ami_permit),
         sip_port=settings.asterisk.sip_port,
         http_port=settings.asterisk.ws_port,
         http_bind=settings.asterisk.ws_bind,
         sip=sip_spec(settings),
-        agi_host=settings.agi.host,
+        agi_host=settings.asterisk.agi_host or settings.agi.dial_host or "127.0.0.1",
         agi_port=settings.agi.port,
     )
 
@@ -100,6 +102,7 @@ class DockerAsterisk:
     def start(self, *, tie_to_parent: bool) -> None:
         for sub in ("etc", "log/cdr-custom", "spool/monitor", "lib", "run"):
             (self.base / sub).mkdir(parents=True, exist_ok=True)
+        self.spec.check_exposure()
         render_dialplans(DIALPLANS, self.base / "etc", self.spec.placeholders())
         write_sip_files(self.base / "etc", self.spec.sip, self.spec.sip_port, "/etc/cti-asterisk")
         conf = ASTERISK_CONF.replace("{inner}/etc", "/etc/cti-asterisk")

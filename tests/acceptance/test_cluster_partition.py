@@ -66,18 +66,22 @@ def sh(*cmd: str) -> None:
 
 
 class Namespace:
-    def __init__(self) -> None:
+    """A network namespace joined to this host by a veth pair: ``host_ip`` on this host's
+    end, ``node_ip`` inside (a /30)."""
+
+    def __init__(self, host_ip: str = HOST_IP, node_ip: str = NODE_IP) -> None:
         tag = secrets.token_hex(2)
         self.name, self.host_if, self.node_if = f"ctia{tag}", f"cth{tag}", f"ctn{tag}"
+        self.host_ip, self.node_ip = host_ip, node_ip
 
     def up(self) -> None:
         sh("ip", "netns", "add", self.name)
         sh("ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self.node_if)
         sh("ip", "link", "set", self.node_if, "netns", self.name)
-        sh("ip", "addr", "add", f"{HOST_IP}/30", "dev", self.host_if)
+        sh("ip", "addr", "add", f"{self.host_ip}/30", "dev", self.host_if)
         sh("ip", "link", "set", self.host_if, "up")
         ns = ("ip", "netns", "exec", self.name)
-        sh(*ns, "ip", "addr", "add", f"{NODE_IP}/30", "dev", self.node_if)
+        sh(*ns, "ip", "addr", "add", f"{self.node_ip}/30", "dev", self.node_if)
         sh(*ns, "ip", "link", "set", self.node_if, "up")
         sh(*ns, "ip", "link", "set", "lo", "up")
 

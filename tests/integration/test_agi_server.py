@@ -243,3 +243,18 @@ async def test_silent_peer_when_liveness_is_unknown_waits_for_media_timeout() ->
 def test_timeouts_are_consistent() -> None:
     with pytest.raises(ValueError):
         FastAgiServer(command_timeout=20, media_timeout=10)
+
+
+async def test_a_peer_outside_agi_allow_is_closed_before_its_header_is_read() -> None:
+    rec = Recorder()
+    srv = FastAgiServer("127.0.0.1", 0, header_timeout=0.5, allow=["10.0.0.0/8"])
+    srv.add_route("ivr", rec.handler)
+    await srv.start()
+    try:
+        reader, writer = await open_(srv)  # from 127.0.0.1: not an allowed Asterisk
+        writer.write(header("ivr", "4008001234", "t-1"))
+        assert await closed_by_server(reader, within=1.0)
+        writer.close()
+        assert rec.seen == [] and srv.rejected == 1
+    finally:
+        await srv.stop()
