@@ -17,7 +17,7 @@ from crm_bridge.config import CrmConfig
 from crm_bridge.conversions import StoreSalesPipeline
 from crm_bridge.directory import ExternalCrmLookup, StoreDirectory
 from crm_bridge.interactions import Interactions, InteractionWriter
-from crm_bridge.opportunities import Opportunities
+from crm_bridge.opportunities import Opportunities, StoreReminders
 from crm_bridge.pool import Pool
 from crm_bridge.recipients import StoreRecipients
 from crm_bridge.sales_api import add_sales_routes
@@ -74,6 +74,7 @@ class CrmFeature:
         ctx.services.customer_directory = directory
         ctx.services.customer_recipients = StoreRecipients(store)
         ctx.services.sales = StoreSalesPipeline(pool)
+        ctx.services.reminders = StoreReminders(pool, config.dormant_days)
         add_routes(ctx.app, self.services)
         add_workspace_routes(ctx.app)
         add_sales_routes(ctx.app, opportunities)

@@ -31,9 +31,10 @@ from crm_bridge.config import CrmConfig
 from crm_bridge.errors import Forbidden
 from crm_bridge.models import Customer, Interaction, Lead, LeadAssignment
 from crm_bridge.pool import Notify, Pool, lead_dict
+from cti.services import Reminder
 from cti.store.models import utcnow
 
-__all__ = ["STAGES", "Opportunities"]
+__all__ = ["STAGES", "Opportunities", "StoreReminders", "reminders"]
 
 STAGES = ("new", "contacted", "qualified", "proposal", "won", "lost")
 OPEN = ("new", "contacted", "qualified", "proposal")
@@ -278,6 +279,29 @@ async def reminders(
                 }
             )
     return out
+
+
+class StoreReminders:
+    """The worklist's reminders as :class:`cti.services.ReminderSource` (the daily digest
+    reads them): :func:`reminders` for the agent, nothing else."""
+
+    def __init__(self, pool: Pool, dormant_days: int) -> None:
+        self.pool = pool
+        self.dormant_days = dormant_days
+
+    async def reminders_for(self, owner: str, day: date) -> list[Reminder]:
+        found = await reminders(self.pool, Actor(owner, "agent"), day, self.dormant_days)
+        return [
+            Reminder(
+                kind=str(r["kind"]),
+                customer_id=int(r["customer_id"]),
+                customer_name=str(r["customer_name"] or ""),
+                title=str(r["title"] or ""),
+                owner=str(r["owner"] or ""),
+                due=date.fromisoformat(r["due"]) if r["due"] else None,
+            )
+            for r in found
+        ]
 
 
 def iso_day(d: date | None) -> str | None:

@@ -176,6 +176,29 @@ class CustomerRecipients(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class Reminder:
+    """One line of an agent's worklist: ``kind`` ``follow_up`` (an open opportunity whose
+    follow-up date ``due`` has come: before the day asked about it is overdue),
+    ``birthday`` (a contact's; ``title`` is the contact) or ``dormant`` (nobody contacted
+    the customer for the CRM's ``dormant_days``; ``title`` is the last contact)."""
+
+    kind: str
+    customer_id: int
+    customer_name: str
+    title: str
+    owner: str
+    due: date | None = None
+
+
+class ReminderSource(Protocol):
+    """Implemented by crm_bridge (offered as ``Services.reminders``): the reminders of the
+    customers ``owner`` (an agent) owns for ``day``, from the same query as the desktop
+    worklist (``GET /api/v1/crm/reminders``). Used by messaging's daily digest."""
+
+    async def reminders_for(self, owner: str, day: date) -> list[Reminder]: ...
+
+
 @dataclass
 class Services:
     customer_directory: CustomerDirectory | None = None
@@ -187,3 +210,4 @@ class Services:
     prompts: PromptSpeaker | None = None  # offered by ivr (text-to-speech for other features)
     extra: dict[str, object] = field(default_factory=dict)
     sales: SalesPipeline | None = None  # offered by crm_bridge (telesales conversions)
+    reminders: ReminderSource | None = None  # offered by crm_bridge (the worklist's)

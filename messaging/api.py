@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
+from datetime import date
 from typing import Annotated, Any, Literal
 
 from aiohttp import web
@@ -15,12 +16,14 @@ from cti.web.auth import require_role
 from cti.web.body import model_body
 from cti.web.errors import ApiError
 from cti.web.openapi import BOOL, arr, doc, obj
-from cti.web.params import Int, path_int
+from cti.web.params import Day, Int, path_int
+from messaging.digest import DailyDigest
 from messaging.service import MessagingError, Messenger
 
-__all__ = ["MESSENGER", "add_routes"]
+__all__ = ["DIGEST", "MESSENGER", "add_digest_routes", "add_routes"]
 
 MESSENGER = web.AppKey("messenger", Messenger)
+DIGEST = web.AppKey("digest", DailyDigest)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 TAG = ["messaging"]
 
@@ -65,6 +68,13 @@ class OptOutIn(_In):
     channel: Literal["sms", "email"]
     address: Annotated[str, Field(min_length=3, max_length=320), AfterValidator(_text)]
     reason: Annotated[str, Field(max_length=256), AfterValidator(_text)] = ""
+
+
+class DigestAddressIn(_In):
+    # "" removes the address (no digest)
+    email: Annotated[
+        str, Field(max_length=320, pattern=r"^$|^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$")
+    ]
 
 
 MESSAGE = obj()
@@ -233,4 +243,62 @@ ROUTES: list[tuple[str, str, Handler]] = [
 def add_routes(app: web.Application, messenger: Messenger) -> None:
     app[MESSENGER] = messenger
     for method, path, handler in ROUTES:
+        app.router.add_route(method, path, handler)
+
+
+# --- the daily digest --------------------------------------------------------------------
+
+
+@doc(
+    "Where each person's daily digest goes",
+    role="supervisor",
+    tags=TAG,
+    response=obj({"addresses": arr(obj())}),
+)
+async def digest_addresses(request: web.Request) -> web.StreamResponse:
+    require_role(request, "supervisor")
+    return web.json_response({"addresses": await request.app[DIGEST].addresses()})
+
+
+@doc(
+    "Set (or with \"\" remove) where a person's daily digest goes: one's own, or anyone's "
+    "for an admin",
+    tags=TAG,
+    body=DigestAddressIn,
+    response=obj(),
+)
+async def put_digest_address(request: web.Request) -> web.StreamResponse:
+    who = require_role(request, "agent")
+    login = request.match_info["login"]
+    if login != who.login and not who.at_least("admin"):
+        raise ApiError("only an admin sets another person's digest address", status=403)
+    if not 1 <= len(login) <= 64:
+        raise ApiError("no such login", status=404)
+    data = await model_body(request, DigestAddressIn)
+    return web.json_response(await request.app[DIGEST].set_address(login, data.email, who.actor))
+
+
+@doc(
+    "Whose digest of a day went out (status per person)",
+    role="supervisor",
+    tags=TAG,
+    query=[Day(name="date", description="default: today")],
+    response=obj({"digests": arr(obj())}),
+)
+async def digest_day(request: web.Request) -> web.StreamResponse:
+    require_role(request, "supervisor")
+    day = Day(name="date").read(request) or date.today()
+    return web.json_response({"digests": await request.app[DIGEST].days(day)})
+
+
+DIGEST_ROUTES: list[tuple[str, str, Handler]] = [
+    ("GET", "/api/v1/digest/addresses", digest_addresses),
+    ("PUT", "/api/v1/digest/addresses/{login}", put_digest_address),
+    ("GET", "/api/v1/digest/days", digest_day),
+]
+
+
+def add_digest_routes(app: web.Application, digest: DailyDigest) -> None:
+    app[DIGEST] = digest
+    for method, path, handler in DIGEST_ROUTES:
         app.router.add_route(method, path, handler)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 
 
 class SmtpConfig(BaseModel):
@@ -52,12 +53,42 @@ class MissedCallRule(BaseModel):
     per_number_cooldown_s: float = Field(3600.0, ge=0)  # at most one per number in this time
 
 
+class DigestConfig(BaseModel):
+    """The daily digest e-mail of each agent's reminders (messaging.digest)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    at: str = "08:00"  # local time (HH:MM in ``[site] timezone``) from which it is sent
+    # where the links to the customer pages point: "" = the first [http] public_urls
+    base_url: str = ""
+    subject: str = "今日提醒 / Today's reminders"
+    check_interval_s: float = Field(60.0, gt=0, le=3600)  # how often the time is checked
+    send_empty: bool = False  # also mail a digest with nothing in it
+
+    @field_validator("at")
+    @classmethod
+    def _at(cls, v: str) -> str:
+        m = re.fullmatch(r"([01]\d|2[0-3]):([0-5]\d)", v)
+        if m is None:
+            raise ValueError(f"not a time of day HH:MM {v!r}")
+        return v
+
+    @field_validator("base_url")
+    @classmethod
+    def _base(cls, v: str) -> str:
+        if v and not re.fullmatch(r"https?://[^\s\"'<>]+", v):
+            raise ValueError(f"not an http(s) URL {v!r}")
+        return v.rstrip("/")
+
+
 class MessagingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     smtp: SmtpConfig = SmtpConfig()
     sms: SmsConfig = SmsConfig()
     missed_call: MissedCallRule = MissedCallRule()
+    digest: DigestConfig = DigestConfig()
     # mass sends go out at most this many a second (per channel); single ones at once
     mass_per_second: float = Field(5.0, gt=0, le=1000)
     mass_max: int = Field(10_000, ge=1, le=1_000_000)

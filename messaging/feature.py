@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from cti.features import FeatureContext
 from cti.services import Services
 from cti.tasks import BackgroundTasks
-from messaging.api import add_routes
+from messaging.api import add_digest_routes, add_routes
 from messaging.config import MessagingConfig
+from messaging.digest import DailyDigest
 from messaging.mail import SmtpSender
 from messaging.rules import MissedCallSms
 from messaging.service import Messenger
@@ -26,6 +29,7 @@ class MessagingFeature:
     def __init__(self) -> None:
         self.messenger: Messenger | None = None
         self.rule: MissedCallSms | None = None
+        self.digest: DailyDigest | None = None
         self._aliyun: AliyunSms | None = None
         self._services = Services()
         self._tasks = BackgroundTasks("messaging")
@@ -48,7 +52,19 @@ class MessagingFeature:
         )
         self.rule.attach(ctx.bus)
         self._services = ctx.services
+        http = ctx.settings.http
+        base_url = config.digest.base_url or (
+            http.public_urls[0] if http.public_urls else f"http://{http.host}:{http.port}"
+        )
+        self.digest = DailyDigest(
+            ctx.db,
+            config.digest,
+            self.messenger.smtp,
+            ZoneInfo(ctx.settings.site.timezone),
+            base_url,
+        )
         add_routes(ctx.app, self.messenger)
+        add_digest_routes(ctx.app, self.digest)
 
     async def start(self) -> None:
         assert self.messenger is not None and self.rule is not None
@@ -57,6 +73,26 @@ class MessagingFeature:
         self.messenger.start()
         self.rule.start()
         self._tasks.spawn(self._receipts_loop(), "receipts")
+        assert self.digest is not None
+        self.digest.reminders = self._services.reminders  # offered by the CRM's setup
+        if self.digest.config.enabled:
+            if not self.messenger.smtp.enabled:
+                log.warning("daily digest enabled but e-mail is not configured ([messaging.smtp])")
+            self._tasks.spawn(self._digest_loop(), "digest")
+
+    async def _digest_loop(self) -> None:
+        assert self.digest is not None
+        while True:
+            try:
+                run = await self.digest.run(datetime.now(UTC))
+                if run.sent or run.failed:
+                    log.info(
+                        "daily digest %s: %d sent, %d failed, %d without an address",
+                        run.day, run.sent, run.failed, run.without_address,
+                    )  # fmt: skip
+            except Exception:
+                log.exception("daily digest failed")
+            await asyncio.sleep(self.digest.config.check_interval_s)
 
     async def _receipts_loop(self) -> None:
         assert self.messenger is not None

@@ -1,6 +1,8 @@
 """E-mail over SMTP (the standard library's smtplib, in a thread: one connection per
-batch). Messages are text/plain UTF-8; the subject and addresses go through the email
-package's header encoding, so CR/LF in a customer's value cannot add a header."""
+batch). Messages are text/plain UTF-8, with a text/html alternative only when the caller
+built one (the daily digest, whose every value is escaped); the subject and addresses go
+through the email package's header encoding, so CR/LF in a customer's value cannot add a
+header."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ class Mail:
     to: str
     subject: str
     body: str
+    html: str = ""  # an HTML alternative of ``body`` (already escaped by its builder)
 
 
 class SmtpSender:
@@ -40,6 +43,8 @@ class SmtpSender:
             domain=self.config.sender.rpartition("@")[2].strip("> ") or None
         )
         msg.set_content(mail.body)
+        if mail.html:
+            msg.add_alternative(mail.html, subtype="html")
         return msg
 
     def _send_all(self, mails: list[Mail]) -> list[tuple[str, str]]:

@@ -1,10 +1,11 @@
-"""The messaging tables (migration: cti/migrations/versions/messaging_0001_initial.py)."""
+"""The messaging tables (migrations: cti/migrations/versions/messaging_0001_initial.py,
+messaging_0002_digest.py)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Date, ForeignKey, Integer, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cti.store.models import Base, BoundedText, UTCDateTime, utcnow
@@ -80,3 +81,36 @@ class OptOut(Base):
     reason: Mapped[str] = mapped_column(BoundedText(256), default="")
     created_by: Mapped[str] = mapped_column(BoundedText(128), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class DigestAddress(Base):
+    """Where a person's daily digest goes (a user's ``login``; one address)."""
+
+    __tablename__ = "msg_digest_addresses"
+
+    login: Mapped[str] = mapped_column(BoundedText(64), primary_key=True)
+    email: Mapped[str] = mapped_column(BoundedText(320))
+    updated_by: Mapped[str] = mapped_column(BoundedText(128), default="")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+#: sending (claimed by a node) -> sent | empty (nothing to remind) | failed (retried while
+#: ``attempts`` < 3)
+DIGEST_STATUSES = ("sending", "sent", "empty", "failed")
+
+
+class DigestSent(Base):
+    """One person's digest of one local day: the row is claimed (insert-or-ignore on the
+    key) before the mail is sent, so a restart or a second node never sends it twice."""
+
+    __tablename__ = "msg_digests"
+
+    login: Mapped[str] = mapped_column(BoundedText(64), primary_key=True)
+    day: Mapped[date] = mapped_column(Date(), primary_key=True)
+    status: Mapped[str] = mapped_column(BoundedText(16), default="sending")
+    email: Mapped[str] = mapped_column(BoundedText(320), default="")
+    items: Mapped[int] = mapped_column(Integer(), default=0)
+    attempts: Mapped[int] = mapped_column(Integer(), default=1)
+    error: Mapped[str] = mapped_column(BoundedText(1024), default="")
+    message_id: Mapped[str] = mapped_column(BoundedText(256), default="")
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

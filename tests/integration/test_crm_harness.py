@@ -4,7 +4,7 @@ aiohttp server (127.0.0.1), with tokens for two agents, a supervisor and an admi
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -56,8 +56,16 @@ class Crm:
 
 
 @asynccontextmanager
-async def crm_server(db: Database, crm_section: dict[str, Any] | None = None) -> AsyncIterator[Crm]:
-    settings = Settings(crm=crm_section or {})
+async def crm_server(
+    db: Database,
+    crm_section: dict[str, Any] | None = None,
+    *,
+    sections: dict[str, Any] | None = None,
+    features: Sequence[Any] = (),
+) -> AsyncIterator[Crm]:
+    """``features``: more features set up and started beside the CRM (their config in
+    ``sections``)."""
+    settings = Settings(crm=crm_section or {}, **(sections or {}))
     bus = EventBus()
     registry = CollectorRegistry()
     hub = WsHub(db)
@@ -76,6 +84,8 @@ async def crm_server(db: Database, crm_section: dict[str, Any] | None = None) ->
     )
     feature = CrmFeature()
     feature.setup(ctx)
+    for other in features:
+        other.setup(ctx)
     tokens = {
         "agent1": await create_token(db, "agent1", "agent"),
         "agent2": await create_token(db, "agent2", "agent"),
@@ -85,8 +95,12 @@ async def crm_server(db: Database, crm_section: dict[str, Any] | None = None) ->
     client: TestClient[Any, Any] = TestClient(TestServer(app, host="127.0.0.1", port=0))
     await client.start_server()
     await feature.start()
+    for other in features:
+        await other.start()
     try:
         yield Crm(client, feature, bus, services, tokens, db)
     finally:
+        for other in reversed(features):
+            await other.stop()
         await feature.stop()
         await client.close()

@@ -150,8 +150,10 @@ async def test_report_recycling_and_csv(env: tuple[Api, OutboundStore, Pipeline]
     # 01:30 UTC is 09:30 in Shanghai
     t0 = datetime(2026, 11, 23, 1, 30, tzinfo=UTC)
     rows: list[tuple[dict[str, Any], str, str, float]] = [
-        (one, "answered", "a2001", 60.0), (two, "no_answer", "", 0.0),
-        (two, "abandoned", "", 0.0), (one, "refused", "", 0.0),
+        (one, "answered", "a2001", 60.0),
+        (two, "no_answer", "", 0.0),
+        (two, "abandoned", "", 0.0),
+        (one, "refused", "", 0.0),
     ]
     for i, (lead, outcome, agent, talk) in enumerate(rows):
         aid = await store.start_attempt(lead, f"cti-camp-{i}", t0 + timedelta(minutes=40 * i))
