@@ -33,11 +33,26 @@ class AliyunSmsConfig(BaseModel):
     timeout_s: float = Field(10.0, gt=0, le=120)
 
 
+class TencentSmsConfig(BaseModel):
+    """Tencent Cloud SMS (腾讯云短信), API 3.0 SendSms 2021-01-11 (TC3-HMAC-SHA256)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    endpoint: HttpUrl = HttpUrl("https://sms.tencentcloudapi.com/")
+    secret_id: str = ""
+    secret_key: str = Field("", repr=False)
+    sms_sdk_app_id: str = ""  # the SMS application's SdkAppId, e.g. "1400006666"
+    sign_name: str = ""  # the approved signature (签名)
+    region: str = "ap-guangzhou"
+    timeout_s: float = Field(10.0, gt=0, le=120)
+
+
 class SmsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    provider: Literal["none", "aliyun"] = "none"
+    provider: Literal["none", "aliyun", "tencent"] = "none"
     aliyun: AliyunSmsConfig = AliyunSmsConfig()
+    tencent: TencentSmsConfig = TencentSmsConfig()
 
 
 class MissedCallRule(BaseModel):

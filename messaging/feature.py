@@ -18,6 +18,7 @@ from messaging.mail import SmtpSender
 from messaging.rules import MissedCallSms
 from messaging.service import Messenger
 from messaging.sms import AliyunSms, SmsProvider
+from messaging.tencent_sms import TencentSms
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ class MessagingFeature:
         self.messenger: Messenger | None = None
         self.rule: MissedCallSms | None = None
         self.digest: DailyDigest | None = None
-        self._aliyun: AliyunSms | None = None
+        self._gateway: AliyunSms | TencentSms | None = None
         self._services = Services()
         self._tasks = BackgroundTasks("messaging")
 
@@ -38,7 +39,9 @@ class MessagingFeature:
         config = ctx.section("messaging", MessagingConfig)
         sms: SmsProvider | None = None
         if config.sms.provider == "aliyun":
-            sms = self._aliyun = AliyunSms(config.sms.aliyun)
+            sms = self._gateway = AliyunSms(config.sms.aliyun)
+        elif config.sms.provider == "tencent":
+            sms = self._gateway = TencentSms(config.sms.tencent)
         self.messenger = Messenger(
             ctx.db,
             config,
@@ -109,8 +112,8 @@ class MessagingFeature:
             await self.rule.stop()
         if self.messenger is not None:
             await self.messenger.stop()
-        if self._aliyun is not None:
-            await self._aliyun.close()
+        if self._gateway is not None:
+            await self._gateway.close()
 
     def status(self) -> dict[str, Any]:
         if self.messenger is None:

@@ -32,7 +32,7 @@ from messaging.config import MessagingConfig
 from messaging.mail import Mail, SmtpSender
 from messaging.models import Batch, Message, OptOut, Template
 from messaging.sms import SmsError, SmsProvider, SmsReceipts
-from messaging.templates import render
+from messaging.templates import fields_of, render
 
 __all__ = ["MessagingError", "Messenger"]
 
@@ -472,12 +472,16 @@ class Messenger:
 
     async def _deliver(self, m: Message) -> tuple[str, str, str]:
         """(status, provider id, error) after up to ``attempts`` tries."""
-        params = json.loads(m.params or "{}")
-        template = ""
+        values = json.loads(m.params or "{}")
+        template, params = "", {}
         if m.template_id is not None:
             async with self.db.session() as session:
                 t = await session.get(Template, m.template_id)
-                template = t.provider_template if t is not None else ""
+            if t is not None:
+                # the gateway gets the template's fields in their order of first use (Tencent's
+                # values are positional: {1}, {2}...)
+                template = t.provider_template
+                params = {k: str(values.get(k, "")) for k in fields_of(t.body)}
         last = ""
         for attempt in range(self.attempts):
             try:
