@@ -24,27 +24,32 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import math
 import random
 import sqlite3
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 import asyncpg
-from scratch_pg import scratch_postgres  # bench/ helper
+from scratch_pg import PG_ADMIN_URL, _admin, scratch_postgres  # bench/ helper
 from sqlalchemy.engine import make_url
 
+from crm_bridge import keys
 from crm_bridge.access import Actor
 from crm_bridge.interactions import Interactions
-from crm_bridge.keys import name_key, region_of
+from crm_bridge.keys import name_key, region_of, search_grams
 from crm_bridge.models import Contact, Customer, CustomerSearch, Email, Interaction, Phone
 from crm_bridge.pool import Pool
+from crm_bridge.search import GRAMS, TRIGRAMS
 from crm_bridge.store import CrmStore
 from cti.store.db import Database
-from cti.store.migrate import upgrade
+from cti.store.migrate import shipped, upgrade
 from cti.store.models import utcnow
 
 SUP = Actor("bench-sup", "supervisor")
@@ -268,10 +273,10 @@ def chunks(n: int, interactions_per_customer: float, seed: int = 20261123) -> An
             nums = phones.get(c["id"], [])
             c["region"] = region_of(nums[0]) if nums and rng.random() < 0.02 else ""
             c["custom"] = "{}"
-        search = [
-            (cid, "\n".join(ns), "\n".join(phones.get(cid, [])), "\n".join(emails.get(cid, [])))
-            for cid, ns in names.items()
-        ]
+        search = []
+        for cid, ns in names.items():
+            row = ("\n".join(ns), "\n".join(phones.get(cid, [])), "\n".join(emails.get(cid, [])))
+            search.append((cid, *row, search_grams(*row)))
         interactions = []
         total = int(count * interactions_per_customer)
         for _ in range(total):
@@ -359,6 +364,13 @@ def _sqlite_load(path: str, n: int, per_customer: float) -> dict[str, int]:
         ).fetchall()
         for name, _ in indexes:
             db.execute(f'DROP INDEX "{name}"')
+        # the FTS5 indexes' triggers off during the load, the indexes rebuilt after it (as
+        # the migrations build them for existing rows)
+        triggers = db.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'crm_search'"
+        ).fetchall()
+        for name, _ in triggers:
+            db.execute(f'DROP TRIGGER "{name}"')
         db.execute("PRAGMA journal_mode = OFF")
         db.execute("PRAGMA synchronous = OFF")
         for chunk in chunks(n, per_customer):
@@ -373,6 +385,10 @@ def _sqlite_load(path: str, n: int, per_customer: float) -> dict[str, int]:
                 counts[model.__tablename__] += len(records)
             db.commit()
         for _, sql in indexes:
+            db.execute(sql)
+        for fts in (TRIGRAMS, GRAMS):
+            db.execute(f"INSERT INTO {fts} ({fts}) VALUES ('rebuild')")
+        for _, sql in triggers:
             db.execute(sql)
         db.execute("ANALYZE")
         db.commit()
@@ -435,7 +451,16 @@ async def time_page(
     return out
 
 
-async def run_size(url: str, n: int, args: argparse.Namespace) -> dict[str, float]:
+def cache_key() -> str:
+    """Changes with this file, the search keys and the schema: a cached database built
+    by another version is not used."""
+    digest = hashlib.sha256(Path(__file__).read_bytes())
+    digest.update(Path(keys.__file__).read_bytes())
+    digest.update(" ".join(sorted(shipped())).encode())
+    return digest.hexdigest()[:10]
+
+
+async def load(url: str, n: int, args: argparse.Namespace) -> None:
     dialect = make_url(url).get_backend_name()
     await asyncio.to_thread(upgrade, url, "heads")
     t0 = time.perf_counter()
@@ -450,6 +475,10 @@ async def run_size(url: str, n: int, args: argparse.Namespace) -> dict[str, floa
         + ", ".join(f"{k} {v}" for k, v in counts.items()),
         flush=True,
     )
+
+
+async def run_size(url: str, n: int, args: argparse.Namespace) -> dict[str, float]:
+    dialect = make_url(url).get_backend_name()
     db = Database.from_url(url)
     out: dict[str, float] = {}
     try:
@@ -471,18 +500,80 @@ async def run_size(url: str, n: int, args: argparse.Namespace) -> dict[str, floa
     return out
 
 
+@asynccontextmanager
+async def sqlite_db(n: int, args: argparse.Namespace) -> AsyncIterator[str]:
+    """The loaded SQLite database: cached under ``--cache`` (a file per size and
+    :func:`cache_key`), else in a temp dir."""
+    if not args.cache:
+        with tempfile.TemporaryDirectory() as tmp:
+            url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
+            await load(url, n, args)
+            yield url
+        return
+    path, found = await asyncio.to_thread(_sqlite_cache, Path(args.cache), n)
+    if not found:
+        part = path.with_suffix(".part")
+        await load(f"sqlite+aiosqlite:///{part}", n, args)
+        await asyncio.to_thread(part.rename, path)
+    else:
+        print(f"# [sqlite] {n} customers: cached {path}", flush=True)
+    yield f"sqlite+aiosqlite:///{path}"
+
+
+def _sqlite_cache(cache: Path, n: int) -> tuple[Path, bool]:
+    """The cached file's path and whether it is there (other versions' files removed)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    path = cache / f"sqlite-{label(n)}-{cache_key()}.db"
+    if path.exists():
+        return path, True
+    for old in cache.glob(f"sqlite-{label(n)}-*"):
+        old.unlink()
+    return path, False
+
+
+@asynccontextmanager
+async def postgres_db(n: int, args: argparse.Namespace) -> AsyncIterator[str]:
+    """The loaded PostgreSQL database: kept between runs (``cti_bench_crm_<size>_<key>``)
+    when ``--cache`` is set, else a scratch database."""
+    if not args.cache:
+        async with scratch_postgres() as url:
+            await load(url, n, args)
+            yield url
+        return
+    name = f"cti_bench_crm_{label(n)}_{cache_key()}"  # quoted below: never input
+    admin = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
+    try:
+        found = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not found:
+            stale = await admin.fetch(
+                "SELECT datname FROM pg_database WHERE datname LIKE $1",
+                f"cti_bench_crm_{label(n)}_%",
+            )
+            for row in stale:
+                await admin.execute(f'DROP DATABASE "{row["datname"]}" WITH (FORCE)')
+    finally:
+        await admin.close()
+    url = make_url(PG_ADMIN_URL).set(drivername="postgresql+asyncpg", database=name)
+    rendered = url.render_as_string(hide_password=False)
+    if not found:
+        part = f"{name}_part"
+        await _admin(f'CREATE DATABASE "{part}"')
+        await load(url.set(database=part).render_as_string(hide_password=False), n, args)
+        await _admin(f'ALTER DATABASE "{part}" RENAME TO "{name}"')
+    else:
+        print(f"# [postgresql] {n} customers: cached database {name}", flush=True)
+    yield rendered
+
+
 def label(n: int) -> str:
     return f"{n // 1_000_000}m" if n >= 1_000_000 and n % 1_000_000 == 0 else f"{n // 1000}k"
 
 
 async def run_store(store_name: str, args: argparse.Namespace) -> None:
     for n in args.sizes:
-        if store_name == "sqlite":
-            with tempfile.TemporaryDirectory() as tmp:
-                res = await run_size(f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}", n, args)
-        else:
-            async with scratch_postgres() as url:
-                res = await run_size(url, n, args)
+        database = sqlite_db(n, args) if store_name == "sqlite" else postgres_db(n, args)
+        async with database as url:
+            res = await run_size(url, n, args)
         print(f"search p99 {label(n)} ({store_name}): {res['search']:.1f} ms", flush=True)
         if "scan" in res:
             print(f"scan p99 {label(n)} ({store_name}): {res['scan']:.1f} ms", flush=True)
@@ -500,6 +591,12 @@ async def main() -> None:
     )
     parser.add_argument("--pages", type=int, default=300, help="customer pages timed")
     parser.add_argument("--only", choices=("sqlite", "postgresql"))
+    parser.add_argument(
+        "--cache",
+        default="var/bench/crm_search",
+        help="keep the loaded databases between runs: SQLite files here, PostgreSQL"
+        " databases cti_bench_crm_*; '' to load afresh into throw-away ones",
+    )
     args = parser.parse_args()
     args.sizes = [int(x) for x in args.sizes.split(",")]
     if args.only != "postgresql":

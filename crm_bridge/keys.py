@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Iterable
 
 from cti.phone import region
 
-__all__ = ["name_key", "region_of", "tags_list", "tags_text"]
+__all__ = ["gram_token", "name_key", "region_of", "search_grams", "tags_list", "tags_text"]
 
 _SPACES = re.compile("[\\s\u3000\u00b7.,\uff0c\u3002\\-_]+")
 
@@ -30,3 +31,37 @@ def tags_list(text: str) -> list[str]:
 def region_of(e164: str) -> str:
     """号码归属地 in Chinese ("北京市", "江苏省常州市"): :func:`cti.phone.region`."""
     return region(e164, "zh")
+
+
+#: SQLite's LIKE folds ASCII letters only: so do the grams (they may find more, never less)
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+_PLAIN = frozenset(string.ascii_lowercase + string.digits)
+
+
+def gram_token(kind: str, gram: str) -> str:
+    """A 1-2 character piece of a name key (``kind`` "n"), a number ("p") or an address
+    ("e") as one word of ``[a-z0-9_]``: ``kind``, then each character itself when it is
+    a-z or 0-9, else ``_<hex code point>_`` ("n" + "张伟" -> ``n_5f20__4f1f_``). One
+    spelling per piece, and no tokenizer (SQLite FTS5 unicode61 with ``_`` as a token
+    character, PostgreSQL ``string_to_array``) splits or folds it
+    (docs/decisions/0011-crm-search.md)."""
+    return kind + "".join(
+        c if c in _PLAIN else f"_{ord(c):x}_" for c in gram.translate(_ASCII_LOWER)
+    )
+
+
+def search_grams(names: str, phones: str, emails: str) -> str:
+    """``crm_search.grams``: the words (:func:`gram_token`) for every 1- and 2-character
+    piece of each newline-separated entry of ``names`` and ``phones``, and for the pieces
+    of each address in ``emails`` that hold ``@`` or ``.`` (the only 1-2 character needles
+    the search looks for in addresses), space-separated, sorted. A piece never spans two
+    entries, as a ``LIKE`` match never does."""
+    words: set[str] = set()
+    for kind, text in (("n", names), ("p", phones), ("e", emails)):
+        for entry in text.split("\n"):
+            entry = entry.translate(_ASCII_LOWER)
+            for i in range(len(entry)):
+                for piece in (entry[i], entry[i : i + 2]):
+                    if kind != "e" or "@" in piece or "." in piece:
+                        words.add(gram_token(kind, piece))
+    return " ".join(sorted(words))

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Date,
     Float,
     ForeignKey,
+    Index,
     Integer,
     Text,
     UniqueConstraint,
@@ -107,6 +108,10 @@ class Interaction(Base):
     """One call with one customer (or a manual note when ``linkedid`` is NULL)."""
 
     __tablename__ = "crm_interactions"
+    #: the customer page's timeline, newest first (migration crm_0006)
+    __table_args__ = (
+        Index("ix_crm_interactions_customer_started", "customer_id", "started_at", "id"),
+    )
 
     id: Mapped[int] = mapped_column(_Id, primary_key=True, autoincrement=True)
     linkedid: Mapped[str | None] = mapped_column(BoundedText(64), unique=True)
@@ -144,7 +149,8 @@ class CustomerSearch(Base):
     white space and the search skips email needles with white space, so a match never
     spans two entries). Kept by :func:`crm_bridge.search.reindex` in the same
     transaction as every change to those fields; on PostgreSQL each column has a
-    ``pg_trgm`` GIN index.
+    ``pg_trgm`` GIN index, on SQLite an FTS5 trigram index (crm_0005); ``grams`` has
+    an FTS5 word index (SQLite) or a GIN array index (PostgreSQL), crm_0006.
     """
 
     __tablename__ = "crm_search"
@@ -155,6 +161,9 @@ class CustomerSearch(Base):
     names: Mapped[str] = mapped_column(Text(), default="")
     phones: Mapped[str] = mapped_column(Text(), default="")
     emails: Mapped[str] = mapped_column(Text(), default="")
+    #: every 1-2 character piece of ``names`` and ``phones`` (and the ``@``/``.`` pieces of
+    #: ``emails``) as words (crm_bridge.keys.search_grams): for needles with no trigram
+    grams: Mapped[str] = mapped_column(Text(), default="")
 
 
 class CallAgent(Base):

@@ -16,11 +16,26 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Select, exists, func, literal_column, or_, select, table, union
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Select,
+    Text,
+    and_,
+    bindparam,
+    column,
+    func,
+    literal_column,
+    or_,
+    select,
+    table,
+    union,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_bridge.access import Actor, visible
-from crm_bridge.keys import name_key, region_of, tags_list
+from crm_bridge.keys import gram_token, name_key, region_of, search_grams, tags_list
 from crm_bridge.models import Contact, Customer, CustomerSearch, Email, Phone
 from crm_bridge.records import customer_dict
 from cti.store.db import Database
@@ -59,6 +74,7 @@ async def reindex(session: AsyncSession, customer_id: int) -> None:
         customer.region = region
     row.phones = "\n".join(numbers)
     row.emails = "\n".join(addresses)
+    row.grams = search_grams(row.names, row.phones, row.emails)
     await session.flush()
 
 
@@ -76,15 +92,51 @@ async def search(
 ) -> list[dict[str, Any]]:
     """Customers whose name, company, contact name, tag, any part of a number or email
     contains ``q`` (case-insensitive; separators ignored in names and numbers), newest
-    first. ``e164``: the site's number normaliser."""
+    first. ``e164``: the site's number normaliser.
+
+    Never reads the whole match set for a page: on SQLite the page is read off an FTS5
+    index in customer order (newest first) and stops when full; on PostgreSQL the
+    planner walks the customers newest first or ORs the GIN indexes, by the needle's
+    estimated frequency (docs/decisions/0011-crm-search.md)."""
     wanted = needles(q, e164)
     if wanted == ("", (), ""):
         return []
-    fts = db.engine.dialect.name == "sqlite"
-    stmt = filtered(select(Customer), wanted, actor, owner, filters, method, fts=fts)
+    dialect = db.engine.dialect.name
+    if wanted is not None and method == "index" and dialect == "sqlite":
+        return await _newest_first(db, wanted, actor, owner, filters, limit, offset)
+    stmt = filtered(select(Customer), wanted, actor, owner, filters, method, dialect=dialect)
     stmt = stmt.order_by(Customer.id.desc()).limit(limit).offset(offset)
     async with db.session() as session:
         return [customer_dict(c) for c in (await session.scalars(stmt)).all()]
+
+
+async def _newest_first(
+    db: Database,
+    wanted: Needles,
+    actor: Actor,
+    owner: str | None,
+    filters: Filters | None,
+    limit: int,
+    offset: int,
+) -> list[dict[str, Any]]:
+    """SQLite: the page read off the FTS5 indexes in rowid (= customer id) order, newest
+    first, stopping when full however many rows match (a frequent needle: 王, garcia).
+    Needles of both lengths (``0013``: ``0013`` and ``13``) read each index's first
+    ``offset + limit`` and merge: the page's rows are among them."""
+    statements = [
+        _newest_matches(fts, query, terms, actor, owner, filters)
+        for fts, (query, terms) in _fts_queries(_terms(*wanted)).items()
+    ]
+    async with db.session() as session:
+        if len(statements) == 1:
+            rows = (await session.scalars(statements[0].limit(limit).offset(offset))).all()
+            return [customer_dict(c) for c in rows]
+        found: dict[int, Customer] = {}
+        for stmt in statements:
+            for c in (await session.scalars(stmt.limit(offset + limit))).all():
+                found[c.id] = c
+        page = sorted(found.values(), key=lambda c: c.id, reverse=True)[offset : offset + limit]
+        return [customer_dict(c) for c in page]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,19 +159,14 @@ def filtered(
     filters: Filters | None,
     method: Literal["index", "scan"] = "index",
     *,
-    fts: bool = False,
+    dialect: str = "",
 ) -> Select[Any]:
     """``stmt`` (over :class:`Customer`) limited to the search, owner, filters and what
-    ``actor`` may see. ``fts``: narrow through SQLite's FTS5 table (migration crm_0005)."""
-    if wanted is not None and method == "index" and fts and not _trigrams(*wanted):
-        # SQLite, a needle under 3 characters (no trigram): walk the customers newest first
-        # and stop at the page's end (a frequent short needle, e.g. 张伟, ends early; on
-        # PostgreSQL this measured slower than the IN below, so it keeps that)
-        stmt = stmt.where(
-            exists(_match_index(*wanted).where(CustomerSearch.customer_id == Customer.id))
+    ``actor`` may see. ``dialect``: the database's, for its search indexes."""
+    if wanted is not None:
+        match = (
+            _match_index(*wanted, dialect=dialect) if method == "index" else _match_scan(*wanted)
         )
-    elif wanted is not None:
-        match = _match_index(*wanted, fts=fts) if method == "index" else _match_scan(*wanted)
         stmt = stmt.where(Customer.id.in_(match))
     if owner is not None:
         stmt = stmt.where(Customer.owner == owner if owner else Customer.owner.is_(None))
@@ -162,35 +209,100 @@ def needles(q: str, e164: Callable[[str], str]) -> Needles | None:
     return key, numbers, email
 
 
-def _match_index(key: str, numbers: Sequence[str], email: str, *, fts: bool = False) -> Select[Any]:
-    wanted = [CustomerSearch.names.contains(key, autoescape=True)] if key else []
-    wanted += [CustomerSearch.phones.contains(p, autoescape=True) for p in numbers]
-    if email:
-        wanted.append(CustomerSearch.emails.contains(email, autoescape=True))
-    stmt = select(CustomerSearch.customer_id).where(or_(*wanted))
+#: SQLite's FTS5 indexes over ``crm_search`` (migrations crm_0005, crm_0006)
+TRIGRAMS, GRAMS = "crm_search_fts", "crm_search_fts_grams"
+
+
+def _likes(terms: Sequence[tuple[str, str]]) -> list[ColumnElement[bool]]:
+    """What decides a match: ``LIKE '%needle%'`` on the needle's ``crm_search`` column."""
+    return [
+        getattr(CustomerSearch, column).contains(needle, autoescape=True)
+        for column, needle in terms
+    ]
+
+
+def _match_index(key: str, numbers: Sequence[str], email: str, *, dialect: str = "") -> Select[Any]:
+    """The ids of the matching customers from ``crm_search``: the ``LIKE``s decide; the
+    indexes only narrow (they may find more, never less), so the result is the scan's."""
     terms = _terms(key, numbers, email)
-    if fts and _trigrams(key, numbers, email):
-        # SQLite: the FTS5 trigram index narrows to the rows holding every trigram of a
-        # needle; the LIKEs above still decide, so the result is the scan's exactly
-        query = " OR ".join(f"{{{c}}} : {_phrase(n)}" for c, n in terms)
-        rowids: Select[Any] = (
+    likes = _likes(terms)
+    if dialect == "postgresql":
+        # pg_trgm's GIN indexes serve the LIKEs of 3+ characters; the words of crm_0006's
+        # GIN array index the shorter ones
+        likes = [
+            and_(like, _pg_has_word(column, needle)) if len(needle) < 3 else like
+            for like, (column, needle) in zip(likes, terms, strict=True)
+        ]
+    stmt = select(CustomerSearch.customer_id).where(or_(*likes))
+    if dialect == "sqlite":
+        rowids: list[Select[Any]] = [
             select(literal_column("rowid"))
-            .select_from(table("crm_search_fts"))
-            .where(literal_column("crm_search_fts").op("MATCH", is_comparison=True)(query))
-        )
-        stmt = stmt.where(CustomerSearch.customer_id.in_(rowids))
+            .select_from(table(fts))
+            .where(literal_column(fts).op("MATCH", is_comparison=True)(query))
+            for fts, (query, _) in _fts_queries(terms).items()
+        ]
+        narrowed = rowids[0] if len(rowids) == 1 else union_all(*rowids)
+        stmt = stmt.where(CustomerSearch.customer_id.in_(narrowed))
     return stmt
+
+
+def _newest_matches(
+    fts: str,
+    query: str,
+    terms: Sequence[tuple[str, str]],
+    actor: Actor,
+    owner: str | None,
+    filters: Filters | None,
+) -> Select[Any]:
+    """SQLite: the customers ``query`` finds in the FTS5 index ``fts`` whose ``terms``
+    really match (``LIKE``), in the index's rowid order, newest first (no sort)."""
+    index = table(fts, column("rowid"))
+    stmt = (
+        select(Customer)
+        .select_from(index)
+        .join(Customer, Customer.id == index.c.rowid)
+        .join(CustomerSearch, CustomerSearch.customer_id == index.c.rowid)
+        .where(literal_column(fts).op("MATCH", is_comparison=True)(query))
+        .where(or_(*_likes(terms)))
+    )
+    return filtered(stmt, None, actor, owner, filters).order_by(index.c.rowid.desc())
+
+
+def _fts_queries(terms: Sequence[tuple[str, str]]) -> dict[str, tuple[str, list[tuple[str, str]]]]:
+    """SQLite: per FTS5 index, its query and the terms it serves: 3+ character needles as
+    phrases of the trigram index (column filter), shorter ones as words of the grams
+    index."""
+    out: dict[str, tuple[str, list[tuple[str, str]]]] = {}
+    for fts, served in (
+        (TRIGRAMS, [(c, n) for c, n in terms if len(n) >= 3]),
+        (GRAMS, [(c, n) for c, n in terms if len(n) < 3]),
+    ):
+        if served:
+            parts = [
+                f"{{{c}}} : {_phrase(n)}" if fts == TRIGRAMS else _phrase(_word(c, n))
+                for c, n in served
+            ]
+            out[fts] = (" OR ".join(parts), served)
+    return out
+
+
+def _word(column: str, needle: str) -> str:
+    """The ``crm_search.grams`` word of a 1-2 character needle looked for in ``column``."""
+    return gram_token(column[0], needle)  # "n"ames, "p"hones, "e"mails
+
+
+def _pg_has_word(column: str, needle: str) -> ColumnElement[bool]:
+    # the expression of crm_0006's index, literally (a bound ' ' would not match it)
+    words = func.string_to_array(CustomerSearch.grams, literal_column("' '"))
+    return words.op("@>", is_comparison=True)(
+        bindparam(None, [_word(column, needle)], type_=ARRAY(Text()))
+    )
 
 
 def _terms(key: str, numbers: Sequence[str], email: str) -> list[tuple[str, str]]:
     """(crm_search column, needle) pairs to look for."""
     terms = [("names", key), *(("phones", p) for p in numbers), ("emails", email)]
     return [(column, needle) for column, needle in terms if needle]
-
-
-def _trigrams(key: str, numbers: Sequence[str], email: str) -> bool:
-    """Whether every needle has a trigram (3+ characters): the FTS5 index can narrow."""
-    return all(len(needle) >= 3 for _, needle in _terms(key, numbers, email))
 
 
 def _phrase(needle: str) -> str:

@@ -30,10 +30,11 @@ from cti.store.db import Database
 
 FORMAT = "cti-backup"
 VERSION = 1
-#: not dumped: the FTS5 index over crm_search (crm_0005, SQLite) and its shadow tables are
-#: rebuilt by crm_search's triggers as its rows are restored
-SKIP = {"alembic_version", "crm_search_fts"} | {
-    f"crm_search_fts_{shadow}" for shadow in ("data", "idx", "docsize", "config", "content")
+#: not dumped: the FTS5 indexes over crm_search (crm_0005, crm_0006, SQLite) and their
+#: shadow tables are rebuilt by crm_search's triggers as its rows are restored
+_FTS = ("crm_search_fts", "crm_search_fts_grams")  # crm_0005, crm_0006
+SKIP = {"alembic_version", *_FTS} | {
+    f"{fts}_{shadow}" for fts in _FTS for shadow in ("data", "idx", "docsize", "config", "content")
 }
 BATCH = 1000
 

@@ -16,7 +16,7 @@ from crm_bridge.importexport import import_rows, read_csv
 from crm_bridge.keys import name_key
 from crm_bridge.models import CustomerSearch
 from crm_bridge.schemas import ContactIn, ContactPatch, CustomerIn, CustomerPatch
-from crm_bridge.search import reindex
+from crm_bridge.search import Filters, reindex
 from crm_bridge.store import CrmStore
 from cti.store.db import Database
 from cti.store.migrate import upgrade
@@ -111,14 +111,65 @@ async def test_index_and_scan_agree(db: Database) -> None:
     assert mismatches == {}
     assert hits > 200  # the queries do find things
     if db.engine.dialect.name == "sqlite":
-        # the FTS5 index (crm_0005) holds exactly crm_search's rows, kept by its triggers
-        async with db.engine.begin() as conn:
+        await _fts_integrity(db)
+
+
+async def _fts_integrity(db: Database) -> None:
+    """SQLite: the FTS5 indexes (crm_0005 trigrams, crm_0006 grams) hold exactly
+    crm_search's rows, kept by their triggers (FTS5's check raises otherwise)."""
+    async with db.engine.begin() as conn:
+        for fts in ("crm_search_fts", "crm_search_fts_grams"):
             await conn.execute(
-                text(
-                    "INSERT INTO crm_search_fts (crm_search_fts, rank)"
-                    " VALUES ('integrity-check', 1)"
-                )
+                text(f"INSERT INTO {fts} ({fts}, rank) VALUES ('integrity-check', 1)")
             )
+
+
+async def test_pages_of_frequent_and_short_needles_are_the_scans(db: Database) -> None:
+    """Needles found in most rows (王, garcia, 138) and in few (伟芳, q, 00), under three
+    characters too (crm_0006's grams index), alone and with a filter, for a supervisor and
+    an agent: read page by page, newest first, the pages joined are the scan's list (no
+    row missing or twice), and the page after the last is empty."""
+    store = CrmStore(db, "CN")
+    rng = random.Random(20)
+    names = ["王伟", "王芳", "王秀英", "Anna Garcia", "Garcia Lee", "李雷", "伟芳 Q"]
+    for i in range(45):
+        await store.create_customer(
+            CustomerIn(
+                name=f"{rng.choice(names)} {i:03d}",
+                tier=rng.choice(["", "gold"]),
+                owner=rng.choice([None, "agent1", "agent2"]),
+                contacts=[
+                    ContactIn(
+                        name="x",
+                        phones=[f"+86 138 {rng.randint(0, 9999):04d} {i:04d}"],
+                        emails=[f"ka@x{i}.cn"] if i % 5 == 0 else [],
+                    )
+                ],
+                force=True,
+            ),
+            SYSTEM,
+        )
+    needles = ["王", "garcia", "138", "00138", "伟芳", "q", "00", "0013", "王伟", "a@", "nobody"]
+    found: dict[tuple[str, bool, str], int] = {}
+    for actor in (SYSTEM, Actor("agent1", "agent")):
+        for filters in (None, Filters(tier="gold")):
+            for q in needles:
+                scan = [
+                    c["id"]
+                    for c in await store.search(q, actor, limit=500, method="scan", filters=filters)
+                ]
+                pages: list[int] = []
+                for offset in range(0, len(scan) + 7, 7):
+                    page = await store.search(q, actor, limit=7, offset=offset, filters=filters)
+                    pages += [c["id"] for c in page]
+                assert pages == scan, (actor.name, filters, q)
+                found[(actor.name, filters is None, q)] = len(scan)
+    assert found[("system", True, "138")] == 45  # in every number: seven pages
+    assert found[("system", True, "00138")] == 45  # both lengths: 00138 and 138
+    assert found[("system", True, "王")] > 14  # three pages and more
+    assert all(found[("system", True, q)] for q in needles if q != "nobody")
+    if db.engine.dialect.name == "sqlite":
+        await _fts_integrity(db)
 
 
 def _as_of_crm_0001(table_name: str, /, **values: object) -> Insert:
@@ -177,18 +228,22 @@ async def test_migration_fills_the_table_like_reindex(db_url: str) -> None:
                 found = await session.scalars(
                     select(CustomerSearch).order_by(CustomerSearch.customer_id)
                 )
-                return [(r.customer_id, r.names, r.phones, r.emails) for r in found]
+                return [(r.customer_id, r.names, r.phones, r.emails, r.grams) for r in found]
 
         migrated = await rows()
-        assert migrated == [
+        assert [r[:4] for r in migrated] == [
             (1, "王伟\n北京科技\n王伟", "+8613800138000", ""),
             (2, "annalee\n\nannalee", "", "a@x.cn"),
         ]
+        assert "n_738b__4f1f_" in migrated[0][4].split()  # 王伟, crm_0006
+        assert "e_40_x" in migrated[1][4].split()  # @x
         store = CrmStore(db, "CN")
         async with db.session() as session, session.begin():
             for cid in (1, 2):
                 await reindex(session, cid)
         assert await rows() == migrated
         assert [c["id"] for c in await store.search("0013800", SYSTEM)] == [1]
+        assert [c["id"] for c in await store.search("王伟", SYSTEM)] == [1]
+        assert [c["id"] for c in await store.search("@x", SYSTEM)] == [2]
     finally:
         await db.dispose()
