@@ -370,6 +370,24 @@ class AgentStatusChanged(DomainEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class CallRecordingArmed(DomainEvent):
+    """The dialplan started MixMonitor on a queued caller's channel because the queue's
+    policy records (``armed``): its ``b`` option writes audio only while the caller is
+    bridged, so the file begins at the agent's answer without the daemon; or it stopped
+    that MixMonitor on entering a queue that does not record (``armed`` False). From the
+    dialplan's ``UserEvent(CtiRecording)``; ``path`` is relative to the recordings root."""
+
+    linkedid: str
+    at: datetime
+    uniqueid: str
+    channel: str
+    queue: str
+    path: str
+    mixmonitor_id: str
+    armed: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class RecordingStarted(DomainEvent):
     linkedid: str
     at: datetime

@@ -8,6 +8,19 @@ the channel snapshot of AmiConnected (calls whose caller vanished meanwhile end)
 Operations on one call are serialised by a per-call lock; file work happens afterwards
 in :class:`recordings.processing.Processor`.
 
+Queue calls are recorded by Asterisk itself (decision 0027): the dialplan's
+``[cti-rec-arm]`` starts MixMonitor (option ``b``: audio only while bridged) on the
+caller's channel before each Queue() of a queue whose policy is ``always``, read from
+the globals ``CTI_REC_<queue>`` / ``CTI_REC_DEFAULT`` that :meth:`Recorder.publish_policies`
+sets (at every AMI connect and on every console change, so the next call follows it).
+The recording therefore begins at the bridge, with no daemon round trip. At the answer
+the daemon **adopts** it (:class:`~cti.events.CallRecordingArmed`, or the channel
+variable ``CTI_REC_PATH`` when that event has not arrived): same row, pause/resume,
+stop and processing as its own, no MixMonitor sent. A queue call that was not armed
+(globals unset, a callback placeholder) and calls the system places for an agent are
+recorded by the daemon as before (MixMonitor sent at the answer). An armed caller who
+is never answered leaves a header-only file, removed when the caller's leg ends.
+
 The answer is the hot path (decision 0027): MixMonitor is sent first, with a file name
 made from Asterisk ids alone, and nothing waits for the database before it. The
 metadata row (with the customer, looked up in the directory's cache), the
@@ -37,6 +50,7 @@ from cti.events import (
     CallDialEnded,
     CallHandled,
     CallLegEnded,
+    CallRecordingArmed,
     CallTransferred,
     OutboundCallStarted,
     RecordingStarted,
@@ -47,9 +61,10 @@ from cti.services import Services
 from cti.store.db import is_data_error
 from cti.tasks import BackgroundTasks
 from cti.web.ws import WsHub, to_agent, to_role
+from recordings import audio
 from recordings.config import Policy, RecordingsConfig
 from recordings.models import Recording
-from recordings.naming import recording_path
+from recordings.naming import PathRefused, parse_name, recording_path, resolve_inside
 from recordings.processing import Processor
 from recordings.store import RecordingStore
 
@@ -59,8 +74,12 @@ log = logging.getLogger(__name__)
 
 # An Asterisk channel name as it may appear in MixMonitor / ChanSpy arguments.
 CHANNEL_RE = re.compile(r"[A-Za-z0-9/@._;:+\-]{1,128}")
+# a queue name that may become part of a dialplan variable's name
+QUEUE_NAME = re.compile(r"[a-z0-9][a-z0-9_]{0,63}")
 #: the customer's name on the row is worth this much waiting (the cache answers in µs)
 LOOKUP_TIMEOUT_S = 1.0
+#: armed recordings remembered (callers waiting in queues); the oldest is forgotten first
+MAX_ARMED = 20_000
 #: a write the database refuses for its values is given up after this many attempts
 DATA_ATTEMPTS = 3
 RETRY_MAX_S = 5.0
@@ -145,7 +164,12 @@ class Recorder:
         self._outbound: dict[str, tuple[str, str]] = {}  # linkedid -> (agent, number)
         # calls transferred to someone else: recorded on until the caller hangs up
         self._transferred: set[str] = set()
+        # recordings the dialplan started on a queued caller's channel, by its Uniqueid
+        self._armed: dict[str, CallRecordingArmed] = {}
         self.tasks = BackgroundTasks("recordings")
+        #: recordings adopted from the dialplan / started by the daemon (counters)
+        self.adopted = 0
+        self.started = 0
 
     # --- call events ------------------------------------------------------------------------
     def attach(self, bus: EventBus) -> None:
@@ -157,6 +181,65 @@ class Recorder:
         bus.subscribe(CallTransferred, self.on_transferred)
         bus.subscribe(CallCallerKept, self.on_transferred)
         bus.subscribe(AmiConnected, self.on_connected)
+        bus.subscribe(CallRecordingArmed, self.on_armed)
+
+    # --- the dialplan's side --------------------------------------------------------------
+    async def publish_policies(self, *queues: str) -> None:
+        """The policies in force as dialplan globals ``CTI_REC_DEFAULT`` and
+        ``CTI_REC_<queue>`` (every configured queue, and ``queues``: by default every
+        queue Asterisk has), read by ``[cti-rec-arm]`` at the next Queue(). A failure is
+        logged: the daemon then records at the answer as before (nothing is armed, or
+        it adopts what was)."""
+        try:
+            if not queues:  # (re)connect: every queue Asterisk has (no stale value stays)
+                _, items = await self.ami.send_list_action("QueueSummary")
+                queues = tuple(
+                    m.get("Queue", "") for m in items if m.get("Event") == "QueueSummary"
+                )
+            names = sorted(q for q in {*self.config.queues, *queues} if QUEUE_NAME.fullmatch(q))
+            values = [("CTI_REC_DEFAULT", self.config.policy)]
+            values += [(f"CTI_REC_{q}", self.config.policy_for(q)) for q in names]
+            for variable, value in values:
+                await self.ami.send_action("Setvar", {"Variable": variable, "Value": value})
+        except Exception as exc:
+            log.warning("recording policies not given to the dialplan: %r", exc)
+
+    def on_armed(self, event: CallRecordingArmed) -> None:
+        """The dialplan started (or stopped) MixMonitor on a queued caller's channel."""
+        if not event.armed:
+            armed = self._armed.pop(event.uniqueid, None)
+            live = self.calls.get(event.linkedid)
+            in_use = (
+                live is not None
+                and live.segment is not None
+                and (live.segment.relpath == event.path)
+            )
+            if armed is not None and not in_use:
+                self.tasks.spawn(self._discard_unused(armed.path), "discard")
+            return
+        if not self._valid_armed(event):
+            log.warning("armed recording of %s ignored: unusable path", event.linkedid)
+            return
+        if len(self._armed) >= MAX_ARMED:
+            self._armed.pop(next(iter(self._armed)))
+        self._armed[event.uniqueid] = event
+
+    @staticmethod
+    def _valid_armed(event: CallRecordingArmed) -> bool:
+        try:
+            _, _, segment = parse_name(event.path)
+        except PathRefused:
+            return False
+        return segment == 0
+
+    async def _discard_unused(self, relpath: str) -> None:
+        """An armed recording that never had its caller bridged: a header-only file."""
+        try:
+            path = resolve_inside(self.config.root_dir, relpath)
+            if await asyncio.to_thread(lambda: path.exists() and audio.is_empty_file(path)):
+                await asyncio.to_thread(path.unlink, True)
+        except (PathRefused, OSError) as exc:
+            log.debug("unused recording %s left to reconcile: %r", relpath, exc)
 
     def on_outbound(self, event: OutboundCallStarted) -> None:
         """The system dials a customer for an agent: recorded once the customer answers
@@ -202,6 +285,9 @@ class Recorder:
     def on_leg_ended(self, event: CallLegEnded) -> None:
         uid = event.uniqueid
         lid = self._by_uniqueid.get(uid, "")
+        armed = self._armed.pop(uid, None)
+        if armed is not None and not lid:  # armed, never answered: nothing was recorded
+            self.tasks.spawn(self._discard_unused(armed.path), "discard")
         if uid in self._outbound:  # the agent never answered, or nobody was dialled
             self._outbound.pop(uid, None)
         if lid in self._transferred:
@@ -216,8 +302,14 @@ class Recorder:
             self.tasks.spawn(self._end(lid, stop=not caller_gone), "end")
 
     def on_connected(self, event: AmiConnected) -> None:
-        """After an AMI (re)connect: calls whose caller channel vanished while we were
-        away are ended (their MixMonitor closed with the channel)."""
+        """After an AMI (re)connect: the policies go to the dialplan; calls whose caller
+        channel vanished while we were away are ended (their MixMonitor closed with the
+        channel)."""
+        self.tasks.spawn(self.publish_policies(), "policies")
+        if event.reconnect and self._armed:
+            here = {c.uniqueid for c in event.channels}
+            for uid in [u for u in self._armed if u not in here]:
+                del self._armed[uid]
         if not event.reconnect or not self.calls:
             return
         present = {c.channel for c in event.channels}
@@ -250,10 +342,64 @@ class Recorder:
 
     async def _answered(self, call: LiveCall) -> None:
         async with call.lock:
-            if call.policy == "always" and not call.ended:
+            armed = self._armed.pop(call.caller_uniqueid, None)
+            if armed is None and call.queue and call.policy != "never" and not call.ended:
+                armed = await self._armed_by_variable(call)
+            if armed is not None and not call.ended:
+                if call.policy == "never":  # a stale global armed it: the daemon's word wins
+                    await self._refuse_armed(call, armed)
+                else:
+                    self._adopt(call, armed)
+            elif call.policy == "always" and not call.ended:
                 with contextlib.suppress(ControlError):  # logged, and a "failed" row
                     await self._start(call, mode="always")
         self._push(call, "recording.live")
+
+    async def _armed_by_variable(self, call: LiveCall) -> CallRecordingArmed | None:
+        """The recording the dialplan armed on the caller's channel, read from the channel
+        (its CtiRecording event may not have arrived yet: AMI order is not guaranteed)."""
+        values: dict[str, str] = {}
+        for variable in ("CTI_REC_PATH", "CTI_REC_ID"):
+            try:
+                resp = await self.ami.send_action(
+                    "Getvar", {"Channel": call.caller_channel, "Variable": variable}
+                )
+            except Exception as exc:
+                log.debug("Getvar %s on %s: %s", variable, call.caller_channel, exc)
+                return None
+            values[variable] = str(resp.get("Value", "") or "")
+            if not values["CTI_REC_PATH"]:
+                return None
+        armed = CallRecordingArmed(
+            call.linkedid, call.answered_at, call.caller_uniqueid, call.caller_channel,
+            call.queue, values["CTI_REC_PATH"], values.get("CTI_REC_ID", ""),
+        )  # fmt: skip
+        return armed if self._valid_armed(armed) else None
+
+    def _adopt(self, call: LiveCall, armed: CallRecordingArmed) -> None:
+        """The recording Asterisk started at the bridge becomes this call's segment."""
+        call.segments = max(call.segments, 1)  # the dialplan's file is segment 0
+        seg = Segment(armed.path, call.answered_at, armed.mixmonitor_id)
+        call.segment = seg
+        self.adopted += 1
+        self.tasks.spawn(
+            self._write_row(
+                call, seg, mode="always", started_at=call.answered_at, path=armed.path,
+                format="wav", status="recording",
+            ),
+            "row",
+        )  # fmt: skip
+
+    async def _refuse_armed(self, call: LiveCall, armed: CallRecordingArmed) -> None:
+        headers = {"Channel": call.caller_channel}
+        if armed.mixmonitor_id:
+            headers["MixMonitorID"] = armed.mixmonitor_id
+        try:
+            await self.ami.send_action("StopMixMonitor", headers)
+        except Exception as exc:
+            log.warning("armed recording of %s not stopped: %s", call.linkedid, exc)
+            return
+        self.tasks.spawn(self._discard_unused(armed.path), "discard")
 
     async def _lookup_customer(self, call: LiveCall) -> None:
         directory = self.services.customer_directory if self.services else None
@@ -318,6 +464,7 @@ class Recorder:
             raise ControlError(f"recording could not start: {exc}") from None
         seg = Segment(relpath, now, resp.get("MixMonitorID", "") or "")
         call.segment = seg
+        self.started += 1
         self.tasks.spawn(
             self._write_row(
                 call, seg, mode=mode, started_at=now, path=relpath, format="wav",

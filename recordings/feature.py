@@ -55,13 +55,16 @@ class RecordingsFeature:
             UrlSigner(config.url_secret, config.url_ttl_s), ctx.ami,
         )  # fmt: skip
         self.api.add_routes(ctx.app)
-        self.policy = PolicyBook(config, ctx.db)
+        self.policy = PolicyBook(config, ctx.db, on_change=self.recorder.publish_policies)
         add_policy_routes(ctx.app, self.policy)
         add_pages(ctx.app, PAGE_PREFIX, Path(__file__).parent / "static")
 
     async def start(self) -> None:
         assert self.config is not None and self.policy is not None
         await self.policy.load()
+        assert self.recorder is not None
+        if self.recorder.ami.connected:  # else at the connect (AmiConnected)
+            await self.recorder.publish_policies()
         if not self.config.root_dir.is_dir():
             log.warning("recordings root %s does not exist (yet)", self.config.root_dir)
         if self.config.reconcile_interval_s > 0:

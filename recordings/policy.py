@@ -4,7 +4,8 @@
 ``retention_days``; an admin may change either in the console
 (``PUT /api/v1/recordings/policy/queues/{queue}``), which stores it
 (``recording_queue_policies``) and applies it at once: the next answered call of that
-queue is recorded (or not) by it, the next reconcile deletes by it. ``DELETE`` returns
+queue is recorded (or not) by it (the dialplan reads it from globals the recorder sets
+on every change, ``on_change``), the next reconcile deletes by it. ``DELETE`` returns
 the queue to what the file says. The daemon and ``cti recordings reconcile`` both apply
 the stored values on start (:meth:`PolicyBook.load`).
 
@@ -15,6 +16,7 @@ sees the values in force without knowing where they came from.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from aiohttp import web
@@ -50,9 +52,16 @@ def _json(q: QueueRecording | None) -> dict[str, Any] | None:
 
 
 class PolicyBook:
-    def __init__(self, config: RecordingsConfig, db: Database) -> None:
+    def __init__(
+        self,
+        config: RecordingsConfig,
+        db: Database,
+        on_change: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
         self.config = config
         self.db = db
+        #: called with the queue after a change is applied (the dialplan's globals)
+        self.on_change = on_change
         self.from_file: dict[str, QueueRecording] = dict(config.queues)
         self.from_console: dict[str, QueueRecording] = {}
 
@@ -100,6 +109,8 @@ class PolicyBook:
                     policy=values.policy, retention_days=values.retention_days
                 )
         self._apply()
+        if self.on_change is not None:
+            await self.on_change(queue)
 
     def view(self, queue: str) -> dict[str, Any]:
         return {

@@ -51,6 +51,7 @@ from cti.events import (
     CallOffered,
     CallQueued,
     CallRecord,
+    CallRecordingArmed,
     CallResumed,
     CallRingNoAnswer,
     CallTimedOut,
@@ -63,6 +64,10 @@ UNKNOWN_CID = {"", "<unknown>", "unknown"}
 
 #: The user event the product's dialplan raises when a caller leaves Queue() alive.
 QUEUE_EXIT_EVENT = "CtiQueueExit"
+#: The user event the dialplan raises when it starts (State: armed) or stops (disarmed)
+#: the recording of a queued caller ([cti-rec-arm], decision 0027).
+RECORDING_EVENT = "CtiRecording"
+_USER_EVENTS = frozenset({QUEUE_EXIT_EVENT, RECORDING_EVENT})
 #: QUEUESTATUS (or EXITWITHKEY) -> how the stay ended.
 _EXIT_STATUS = {
     "TIMEOUT": "timeout",
@@ -284,7 +289,7 @@ class CallModel:
         uniqueid = msg.get("Uniqueid") or ""
         if not linkedid or not uniqueid or linkedid in self._finished:
             return []
-        if name == "UserEvent" and msg.get("UserEvent") != QUEUE_EXIT_EVENT:
+        if name == "UserEvent" and msg.get("UserEvent") not in _USER_EVENTS:
             return []
         out: list[DomainEvent] = []
         call = self.calls.get(linkedid)
@@ -489,6 +494,29 @@ class CallModel:
             out.extend(self._resolve(call, stay.exit_status, at))
         elif leg.ended_at is not None:  # the hang-up came first (events out of order)
             out.extend(self._resolve(call, "abandoned", at))
+
+    def _user_event(
+        self, call: Call, leg: Leg, msg: Mapping[str, str], at: datetime, out: list[DomainEvent]
+    ) -> None:
+        if msg.get("UserEvent") == RECORDING_EVENT:
+            self._recording(call, leg, msg, at, out)
+        else:
+            self._queue_exit(call, leg, msg, at, out)
+
+    def _recording(
+        self, call: Call, leg: Leg, msg: Mapping[str, str], at: datetime, out: list[DomainEvent]
+    ) -> None:
+        """The dialplan's CtiRecording: MixMonitor armed (or disarmed) on this leg."""
+        state = msg.get("State", "")
+        if state not in ("armed", "disarmed"):
+            return
+        out.append(
+            CallRecordingArmed(
+                call.linkedid, at, leg.uniqueid, leg.channel or msg.get("Channel", ""),
+                msg.get("Queue", ""), msg.get("Path", ""), msg.get("MixMonitorID", ""),
+                armed=state == "armed",
+            )
+        )  # fmt: skip
 
     def _queue_exit(
         self, call: Call, leg: Leg, msg: Mapping[str, str], at: datetime, out: list[DomainEvent]
@@ -757,7 +785,7 @@ _HANDLERS: dict[str, _Handler] = {
     "QueueCallerJoin": CallModel._queue_join,
     "QueueCallerLeave": CallModel._queue_leave,
     "QueueCallerAbandon": CallModel._queue_abandon,
-    "UserEvent": CallModel._queue_exit,
+    "UserEvent": CallModel._user_event,
     "AgentCalled": CallModel._agent_called,
     "AgentConnect": CallModel._agent_connect,
     "AgentComplete": CallModel._agent_complete,

@@ -89,7 +89,8 @@ def ami_client(inst: ChrootAsterisk, port: int | None = None) -> AmiClient:
 
 
 async def reset_asterisk(inst: ChrootAsterisk, ami: AmiClient) -> None:
-    """Between tests: no channels, no dynamic members, default globals, fresh stats."""
+    """Between tests: no channels, no dynamic members, default globals (no recording
+    policy), fresh stats."""
     await asyncio.to_thread(inst.cli, "channel request hangup all")
     _, items = await ami.send_list_action("QueueStatus")
     for item in items:
@@ -99,6 +100,10 @@ async def reset_asterisk(inst: ChrootAsterisk, ami: AmiClient) -> None:
             )
     for var, value in (("CTI_SIM_RING", "2"), ("CTI_SIM_TALK", "8")):
         await ami.send_action("Setvar", {"Variable": var, "Value": value})
+    # no recording armed by the dialplan for a policy an earlier daemon published (0027)
+    queues = sorted({i.get("Queue", "") for i in items if i.get("Event") == "QueueParams"})
+    for var in ("CTI_REC_DEFAULT", *(f"CTI_REC_{q}" for q in queues if q)):
+        await ami.send_action("Setvar", {"Variable": var, "Value": ""})
     await asyncio.to_thread(inst.cli, "queue reset stats")
     await wait_for(lambda: no_channels(inst), timeout=10, what="channels to hang up")
 

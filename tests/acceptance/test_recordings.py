@@ -30,6 +30,7 @@ from cti.store.db import Database
 from cti.store.models import Call
 from cti.store.tokens import create_token
 from recordings import audio
+from recordings.control import Recorder
 from recordings.feature import RecordingsFeature
 from recordings.models import Recording
 from recordings.naming import recording_path
@@ -70,6 +71,12 @@ async def rec_daemon(
     for daemon in started:
         await daemon.stop()
     await asyncio.to_thread(asterisk.cli, "channel request hangup all")
+
+
+def recorder_of(daemon: Daemon) -> Recorder:
+    feature = next(f for f in daemon.features if isinstance(f, RecordingsFeature))
+    assert feature.recorder is not None
+    return feature.recorder
 
 
 class Events:
@@ -191,6 +198,8 @@ async def test_answered_call_recorded_transcoded_served(
         await events.wait("AgentConnect", lid)
         talk = await events.ended(lid)
     [row] = await settled(daemon, lid)
+    # Asterisk started it at the bridge ([cti-rec-arm]); the daemon only adopted it
+    assert (recorder_of(daemon).adopted, recorder_of(daemon).started) == (1, 0)
     assert row.status == "ready", row.reason
     assert (row.agent, row.queue, row.format, row.mode) == ("a101", "support", "mp3", "always")
     assert row.duration_s is not None and abs(row.duration_s - talk) <= 1.0, (row.duration_s, talk)
@@ -202,7 +211,12 @@ async def test_answered_call_recorded_transcoded_served(
     loud = [w for w in audio.rms_windows(path) if w > 300]
     assert len(loud) >= 8, "the agent's tone should be in the recording"
     assert started and started[0].recording_id == row.id
-    assert stopped and stopped[0].recording_id == row.id and stopped[0].filename == row.path
+
+    async def published() -> list[RecordingStopped]:  # (after the row says ready)
+        return stopped
+
+    await wait_for(published, timeout=5, what="RecordingStopped")
+    assert stopped[0].recording_id == row.id and stopped[0].filename == row.path
 
 
 async def test_playback_range_access_and_audit(
@@ -652,3 +666,51 @@ async def test_the_recording_starts_while_the_store_is_locked(
         assert any(
             "retried" in r.getMessage() for r in caplog.records if r.name.startswith("recordings")
         )
+
+
+async def test_asterisk_records_by_the_policy_the_console_set_for_the_next_call(
+    ami: AmiClient, rec_daemon: RecDaemonFactory, asterisk: ChrootAsterisk
+) -> None:
+    """Decision 0027: the dialplan starts MixMonitor itself when the queue's policy (a
+    global the daemon keeps up to date) says so; a console change applies to the next
+    call; a caller who is never answered leaves no file behind."""
+    daemon = await rec_daemon()
+    recorder = recorder_of(daemon)
+    await sim(ami, ring=0.3, talk=1)
+    async with aiohttp.ClientSession() as session:
+        http = Http(daemon, session)
+        admin = await http.token("boss", "admin")
+
+        async def set_policy(policy: str) -> None:
+            url = f"{http.base}/api/v1/recordings/policy/queues/support"
+            async with session.put(url, headers=admin, json={"policy": policy}) as resp:
+                assert resp.status == 200, await resp.text()
+
+        with Events(ami) as events:
+            # armed while waiting, hung up before any agent: the header-only file goes
+            waiting = await call_queue(ami)
+            armed = await events.wait("UserEvent", waiting)
+            assert armed["UserEvent"] == "CtiRecording" and armed["State"] == "armed"
+            unused = asterisk.monitor_dir / armed["Path"]
+            assert unused.is_file()
+            await ami.send_action("Hangup", {"Channel": armed["Channel"]})
+
+            async def removed() -> bool:
+                return not unused.exists()
+
+            await wait_for(removed, timeout=10, what="the unused armed file removed")
+
+            await agent(ami, "101")
+            await set_policy("never")
+            lid = await call_queue(ami)
+            await events.ended(lid)
+            await set_policy("always")
+            lid2 = await call_queue(ami)
+            await events.ended(lid2)
+    assert not events.of("MixMonitorStart", lid)  # Asterisk did not record it
+    assert events.of("MixMonitorStart", lid2)
+    [never] = await settled(daemon, lid)
+    assert never.status == "not_recorded" and "never" in never.reason
+    [row] = await settled(daemon, lid2)
+    assert row.status == "ready" and row.duration_s is not None and row.duration_s > 0.5
+    assert (recorder.adopted, recorder.started) == (1, 0)

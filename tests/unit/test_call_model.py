@@ -20,6 +20,7 @@ from cti.events import (
     CallOffered,
     CallQueued,
     CallRecord,
+    CallRecordingArmed,
     CallResumed,
     CallTimedOut,
     DomainEvent,
@@ -193,3 +194,23 @@ def test_unhold_without_hold_is_not_a_resume() -> None:
     assert model.handle({**leg, "Event": "Hold"}, t0) == []  # already held
     [resumed] = model.handle({**leg, "Event": "Unhold"}, t0)
     assert isinstance(held, CallHeld) and isinstance(resumed, CallResumed)
+
+
+def test_the_dialplans_recording_user_event_becomes_a_domain_event() -> None:
+    """[cti-rec-arm] raises UserEvent(CtiRecording, State: armed|disarmed, ...)."""
+    model = CallModel()
+    now = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
+    base = {
+        "Event": "UserEvent", "UserEvent": "CtiRecording", "Linkedid": "1.7",
+        "Uniqueid": "1.7", "Channel": "PJSIP/carrier-00000007", "Queue": "support",
+        "Path": "2026/11/29/cti-20261129T090000-1_7-0.wav", "MixMonitorID": "0x7f",
+    }  # fmt: skip
+    [armed] = model.handle({**base, "State": "armed"}, now)
+    assert armed == CallRecordingArmed(
+        "1.7", now, "1.7", "PJSIP/carrier-00000007", "support",
+        "2026/11/29/cti-20261129T090000-1_7-0.wav", "0x7f", armed=True,
+    )  # fmt: skip
+    [disarmed] = model.handle({**base, "State": "disarmed"}, now)
+    assert isinstance(disarmed, CallRecordingArmed) and not disarmed.armed
+    assert model.handle({**base, "State": "something else"}, now) == []
+    assert model.handle({**base, "UserEvent": "Other", "State": "armed"}, now) == []
