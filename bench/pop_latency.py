@@ -6,14 +6,15 @@ Everything is measured as a user would, with a clock the daemon does not own:
   harness.py) with ``--desktops`` simulated agents in queue ``support``
   (Local/<ext>@cti-sim-agents: they ring ``--ring`` s, answer, talk ``--talk`` s);
 - the daemon as its own ``cti run`` process with every installed feature, on a fresh
-  SQLite file (or ``--postgres``: a temporary PostgreSQL database), logging JSON to a file;
+  SQLite file (or ``--store postgres``: a temporary PostgreSQL database), logging JSON to a file;
 - the desktops in another process (this file with ``--client``): one websocket per agent
   to the daemon, and one to the bare relay;
 - the bare relay, the practical floor, in a third process (``--relay``): its own AMI
   connection forwarding each AgentCalled to that agent's websocket, nothing else;
 - this process: its own AMI connection timestamping AgentCalled (the ring), AgentConnect
-  (the answer) and MixMonitorStart (the recording started), and the calls originated at
-  ``--rate`` per second. Every caller is a known customer, so every pop should carry a card.
+  (the answer), the caller's BridgeEnter and MixMonitorStart (the recording), and the
+  calls originated at ``--rate`` per second. Every caller is a known customer, so every
+  pop should carry a card.
 
 Printed, one figure per line (``name: value unit``):
 
@@ -23,12 +24,15 @@ Printed, one figure per line (``name: value unit``):
 - ``cards missing``: pops whose customer card never arrived (in the pop or a later update);
 - ``card p99``: AgentCalled -> the card on the desktop (in the pop or the update);
 - ``recordings missing``: answered calls (AgentConnect) without a MixMonitorStart;
-- ``recording start p99``: AgentConnect -> MixMonitorStart (target <= 200 ms);
+- ``recording start p99``: AgentConnect -> the recording writes audio (target <= 200 ms):
+  the later of MixMonitorStart and the caller's BridgeEnter, since the dialplan starts
+  MixMonitor with ``b`` before the answer (decision 0027) and that writes from the
+  bridge on; a MixMonitor the daemon sends after the answer counts from its start;
 - ``errors``: ERROR lines in the daemon's log during the run;
 - ``daemon cpu``: the daemon process's CPU over the burst, % of one core.
 
     .venv/bin/python bench/pop_latency.py [--calls 200] [--desktops 500] [--rate 40]
-        [--ring 1] [--talk 10] [--postgres]
+        [--ring 1] [--talk 10] [--store sqlite|postgres]
 """
 
 from __future__ import annotations
@@ -270,7 +274,7 @@ async def run(args: argparse.Namespace) -> None:
     )
 
     work = Path(tempfile.mkdtemp(prefix="cti-pop-bench-"))
-    pg_name = f"cti_bench_{secrets.token_hex(4)}" if args.postgres else ""
+    pg_name = f"cti_bench_{secrets.token_hex(4)}" if args.store == "postgres" else ""
     print(f"# starting Asterisk (calls={args.calls}, desktops={args.desktops}) ...", flush=True)
     inst = await asyncio.to_thread(start_test_asterisk)
     procs: list[asyncio.subprocess.Process] = []
@@ -374,6 +378,8 @@ async def run(args: argparse.Namespace) -> None:
         rang: dict[tuple[str, str], float] = {}
         answered: dict[str, float] = {}
         recording: dict[str, float] = {}
+        caller_of: dict[str, str] = {}  # the answered caller's channel
+        bridged: dict[tuple[str, str], float] = {}  # (linkedid, channel) -> BridgeEnter
 
         def on_ami(msg: Message) -> None:
             now = time.time()
@@ -382,8 +388,16 @@ async def run(args: argparse.Namespace) -> None:
                 rang.setdefault((lid, msg.get("MemberName", "")), now)
             elif msg.event == "AgentConnect":
                 answered.setdefault(lid, now)
+                caller_of.setdefault(lid, msg.get("Channel", ""))
+            elif msg.event == "BridgeEnter":
+                bridged.setdefault((lid, msg.get("Channel", "")), now)
             elif msg.event == "MixMonitorStart":
                 recording.setdefault(lid, now)
+
+        def recording_start(lid: str) -> float:
+            """When the call's recording writes audio: MixMonitor running and the caller
+            bridged (a ``b`` MixMonitor armed before the answer waits for the bridge)."""
+            return max(recording[lid], bridged.get((lid, caller_of.get(lid, "")), 0.0))
 
         ami.add_event_handler(on_ami)
         log_offset = log_file.stat().st_size
@@ -439,7 +453,11 @@ async def run(args: argparse.Namespace) -> None:
         card_ms = [(t - rang[k]) * 1000 for k, t in card_at.items() if k in rang]
         rings_missing = sum(1 for k in rang if k[0] in ours and k not in pop_at)
         cards_missing = sum(1 for k in pop_at if k not in card_at)
-        rec_ms = [(recording[lid] - t) * 1000 for lid, t in answered.items() if lid in recording]
+        rec_ms = [
+            max(0.0, recording_start(lid) - t) * 1000
+            for lid, t in answered.items()
+            if lid in recording
+        ]
         rec_missing = sum(1 for lid in answered if lid not in recording)
 
         rate = f"{args.rate:g}/s" if args.rate > 0 else "all at once"
@@ -512,7 +530,14 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=40, help="calls per second (0: at once)")
     parser.add_argument("--ring", type=float, default=1, help="seconds a phone rings")
     parser.add_argument("--talk", type=float, default=10, help="seconds of talk")
-    parser.add_argument("--postgres", action="store_true", help="a temporary PostgreSQL database")
+    parser.add_argument(
+        "--store", choices=("sqlite", "postgres"), default="sqlite",
+        help="the daemon's database: a fresh SQLite file or a temporary PostgreSQL database",
+    )  # fmt: skip
+    parser.add_argument(
+        "--postgres", dest="store", action="store_const", const="postgres",
+        help="the same as --store postgres",
+    )  # fmt: skip
     parser.add_argument("--format", default="", help="[recordings] format (default: mp3)")
     parser.add_argument("--show-errors", type=int, default=5, help="error lines shown")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (daemon log)")
