@@ -26,7 +26,7 @@ import logging
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, Generic, TypeVar
 
 import aiohttp
@@ -56,14 +56,38 @@ _CARD_CLASSES = (Customer, Contact, Phone)
 class TtlCache(Generic[K, V]):
     """A bounded LRU of values that expire, with a generation: :meth:`clear` bumps it, and
     :meth:`fetch` stores what it computed only if no clear happened meanwhile (a lookup
-    that read before a write must not put the old card back after the write's clear)."""
+    that read before a write must not put the old card back after the write's clear).
 
-    def __init__(self, ttl_s: float, size: int) -> None:
+    With ``group`` (a key's group, e.g. the customer of a history entry),
+    :meth:`clear_group` forgets one group's keys and stops only that group's loads in
+    flight from storing: a write about one customer does not throw away every other
+    customer's lookup in progress (during a burst an interaction commits every few
+    milliseconds; a global clear there meant no history was ever cached, and every pop
+    read it again, behind the card, within the desktop's time bound)."""
+
+    def __init__(
+        self, ttl_s: float, size: int, group: Callable[[K], Hashable] | None = None
+    ) -> None:
         self.ttl_s, self.size = ttl_s, size
         self.generation = 0
         self._items: OrderedDict[K, tuple[float, V]] = OrderedDict()
         self._inflight: dict[K, asyncio.Future[V]] = {}
         self.hits = self.misses = 0
+        self._group = group
+        self._changes = 0  # group clears so far
+        self._changed_at: dict[Hashable, int] = {}  # group -> _changes at its last clear
+        self._keys: dict[Hashable, set[K]] = {}  # group -> its cached keys
+
+    def mark(self) -> tuple[int, int]:
+        """Where the cache's changes stand: take it before reading what :meth:`may_store`
+        will be asked about."""
+        return self.generation, self._changes
+
+    def may_store(self, key: K, mark: tuple[int, int]) -> bool:
+        """No clear since ``mark`` concerned ``key`` (a global one, or its group's)."""
+        if mark[0] != self.generation:
+            return False
+        return self._group is None or self._changed_at.get(self._group(key), 0) <= mark[1]
 
     def __len__(self) -> int:
         return len(self._items)
@@ -78,15 +102,38 @@ class TtlCache(Generic[K, V]):
     def put(self, key: K, value: V) -> None:
         self._items[key] = (time.monotonic() + self.ttl_s, value)
         self._items.move_to_end(key)
+        if self._group is not None:
+            self._keys.setdefault(self._group(key), set()).add(key)
         while len(self._items) > self.size:
-            self._items.popitem(last=False)
+            self._forget(self._items.popitem(last=False)[0])
+
+    def _forget(self, key: K) -> None:
+        if self._group is not None:
+            group = self._group(key)
+            keys = self._keys.get(group)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._keys[group]
 
     def clear(self, key: K | None = None) -> None:
         """Forget ``key`` (or everything) and make lookups in flight not store."""
         self.generation += 1
         if key is None:
             self._items.clear()
-        else:
+            self._keys.clear()
+            self._changed_at.clear()
+        elif self._items.pop(key, None) is not None:
+            self._forget(key)
+
+    def clear_group(self, group: Hashable) -> None:
+        """Forget ``group``'s keys; its loads in flight do not store (others do)."""
+        if len(self._changed_at) >= self.size:  # bounded: forget it all instead
+            self.clear()
+            return
+        self._changes += 1
+        self._changed_at[group] = self._changes
+        for key in self._keys.pop(group, set()):
             self._items.pop(key, None)
 
     async def fetch(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
@@ -99,15 +146,15 @@ class TtlCache(Generic[K, V]):
         self.misses += 1
         task = self._inflight.get(key)
         if task is None:
-            task = asyncio.ensure_future(self._load(key, load, self.generation))
+            task = asyncio.ensure_future(self._load(key, load, self.mark()))
             task.add_done_callback(_retrieved)
             self._inflight[key] = task
         return await asyncio.shield(task)
 
-    async def _load(self, key: K, load: Callable[[], Awaitable[V]], generation: int) -> V:
+    async def _load(self, key: K, load: Callable[[], Awaitable[V]], mark: tuple[int, int]) -> V:
         try:
             value = await load()
-            if generation == self.generation:
+            if self.may_store(key, mark):
                 self.put(key, value)
             return value
         finally:
@@ -125,19 +172,25 @@ class CardCache:
 
     def __init__(self, ttl_s: float = 300.0, size: int = 50_000) -> None:
         self.cards: TtlCache[str, CustomerCard | None] = TtlCache(ttl_s, size)
-        self.history: TtlCache[tuple[int, int], list[dict[str, object]]] = TtlCache(ttl_s, size)
+        self.history: TtlCache[tuple[int, int], list[dict[str, object]]] = TtlCache(
+            ttl_s, size, group=_customer_of
+        )
 
     def cards_changed(self) -> None:
         self.cards.clear()
 
     def history_changed(self, customer_ids: set[int] | None) -> None:
-        # history entries are keyed (customer, limit): clear them all when unsure
+        """Interactions of ``customer_ids`` changed (None: of anyone, e.g. a bulk
+        statement): their history entries go, and loads of theirs in flight do not store."""
         if customer_ids is None:
             self.history.clear()
             return
-        for key in [k for k in list(self.history._items) if k[0] in customer_ids]:
-            self.history.clear(key)
-        self.history.generation += 1
+        for customer_id in customer_ids:
+            self.history.clear_group(customer_id)
+
+
+def _customer_of(key: tuple[int, int]) -> int:
+    return key[0]
 
 
 # every directory's cache, by the writer engine whose commits can change it
@@ -329,15 +382,16 @@ class StoreDirectory:
     async def _load_card(self, e164: str) -> CustomerCard | None:
         # one round trip: the card and the interactions the pop shows right after it
         history = self.cache.history
-        generation = history.generation
+        mark = history.mark()
         found = await self.store.db.read(lambda s: _card_and_history(s, e164, PREFETCH_HISTORY))
         if found is None:
             if self.external is not None:
                 return await self.external.lookup(e164)
             return None
         card, recent = found
-        if history.generation == generation:
-            history.put((card.customer_id, PREFETCH_HISTORY), recent)
+        key = (card.customer_id, PREFETCH_HISTORY)
+        if history.may_store(key, mark):
+            history.put(key, recent)
         return card
 
     async def recent_interactions(

@@ -9,8 +9,10 @@ HTTP server as the slow external CRM.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -169,3 +171,51 @@ async def test_lookups_do_not_wait_behind_a_writer(db: Database) -> None:
         history = await asyncio.wait_for(directory.recent_interactions(created["id"]), 2)
         assert history == []
         await writer.commit()
+
+
+OTHER_NUMBER = "+8613900139000"
+
+
+async def test_the_entry_lookup_keeps_its_history_while_other_calls_write(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a burst another call's interaction commits while the entry's lookup reads (an
+    interaction commits every few ms): the card and its history are still cached, so the
+    ring reads nothing (before, any interaction commit threw away every history load in
+    flight, and each pop read the history again within the desktop's 3 s bound)."""
+    store = CrmStore(db, "CN")
+    directory = StoreDirectory(store)
+    mine = await store.create_customer(
+        CustomerIn.model_validate({"name": "Caller", "phones": [NUMBER]}), SYSTEM
+    )
+    other = await store.create_customer(
+        CustomerIn.model_validate({"name": "Other", "phones": [OTHER_NUMBER]}), SYSTEM
+    )
+    read = db.read
+    ended = iter(range(100))
+
+    async def read_while_calls_end(customer_id: int, fn: Any) -> Any:
+        found = await read(fn)
+        async with db.session() as s:  # a call of this customer ends meanwhile
+            s.add(Interaction(linkedid=f"x-{next(ended)}", customer_id=customer_id, agent="a2"))
+            await s.commit()
+        return found
+
+    monkeypatch.setattr(db, "read", functools.partial(read_while_calls_end, other["id"]))
+    card = await directory.lookup_number(NUMBER)  # the call's entry (IVR, desktop)
+    monkeypatch.setattr(db, "read", read)
+    cache = directory.cache
+    misses = (cache.cards.misses, cache.history.misses)
+    # the ring: the pop's card and recent interactions come from memory
+    assert card is not None and await directory.lookup_number(NUMBER) is card
+    assert await directory.recent_interactions(mine["id"]) == []
+    assert (cache.cards.misses, cache.history.misses) == misses
+
+    # a write about the same customer while its history loads: that (older) history is
+    # not cached, the next read sees the new interaction
+    directory.cache.cards_changed()
+    monkeypatch.setattr(db, "read", functools.partial(read_while_calls_end, mine["id"]))
+    await directory.lookup_number(NUMBER)
+    monkeypatch.setattr(db, "read", read)
+    history = await directory.recent_interactions(mine["id"])
+    assert [i["linkedid"] for i in history] == ["x-1"]
