@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,20 @@ class AmiConnected(DomainEvent):
 class AmiDisconnected(DomainEvent):
     at: datetime
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLiveState(DomainEvent):
+    """In a cluster: the live queues of one Asterisk server (``server``: its
+    ``[cluster] server`` name) as the node driving it sees them at ``at`` (the ACD's
+    ``QueueService.live_queues``), for the wallboards of every node (cti.cluster.live).
+    Shown for ``ttl_s`` at most; ``live=False``: the driver let go of the server."""
+
+    server: str
+    at: datetime
+    queues: tuple[dict[str, Any], ...] = ()
+    ttl_s: float = 5.0
+    live: bool = True
 
 
 # --- calls ------------------------------------------------------------------------------

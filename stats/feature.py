@@ -10,6 +10,10 @@
   abandons), CallHeld / CallResumed (in-call hold), written in order by one queue worker
   (cti.worker). No AMI is read here (decision 0016); the ACD is reached only through
   ``cti.services.QueueService`` (thresholds, agents' time, the live queues).
+- In a cluster (``[cluster] broker_url``): while this node drives its Asterisk server it
+  publishes the server's live queues (``ServerLiveState``: on every change, coalesced
+  with the frames, and every ``tail_interval_s``; ``live=False`` when it lets go), and
+  every node's wallboard shows every server's (:mod:`cti.cluster.live`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from cti.bus import EventBus
+from cti.cluster.live import ServerBoard
 from cti.events import (
     AgentStatusChanged,
     AmiConnected,
@@ -35,6 +41,7 @@ from cti.events import (
     CallRingNoAnswer,
     DomainEvent,
     IvrAbandoned,
+    ServerLiveState,
     WrapUpEnded,
     WrapUpStarted,
 )
@@ -83,6 +90,8 @@ class StatsFeature:
         self._push_handle: asyncio.TimerHandle | None = None
         self._connected = False
         self._rules_at = 0.0
+        self._bus: EventBus | None = None
+        self._publish_due = False  # in a cluster: this server's live state changed
 
     def setup(self, ctx: FeatureContext) -> None:
         settings = ctx.section("stats", StatsSettings)
@@ -112,6 +121,11 @@ class StatsFeature:
         ctx.bus.subscribe(CallHeld, self._on_held)
         ctx.bus.subscribe(CallResumed, self._on_resumed)
         ctx.hub.add_snapshot(self._snapshot)
+        if ctx.settings.cluster.broker_url:
+            self._bus = ctx.bus
+            self.service.board = ServerBoard()
+            self.service.own_server = ctx.settings.cluster.server or ctx.settings.asterisk.instance
+            ctx.bus.subscribe(ServerLiveState, self._on_server_state, remote=True)
         add_routes(ctx.app, self.service)
         add_pages(ctx.app, "/wallboard", STATIC / "wallboard")
         add_pages(ctx.app, "/reports", STATIC / "reports")
@@ -120,6 +134,8 @@ class StatsFeature:
     async def start(self) -> None:
         assert self.service is not None and self._facts is not None
         self._facts.start()
+        if self.service.board is not None:
+            self._tasks.spawn(self._cluster_loop(), "cluster-live")
         await self.service.refresh_rules()
         try:
             await self.service.tail()  # catch up on what happened while we were down
@@ -137,14 +153,33 @@ class StatsFeature:
     # --- background work ------------------------------------------------------------------
     def _on_connected(self, _: AmiConnected) -> None:
         assert self.service is not None
-        self._connected = True
+        self._connected = self.service.driving = True
+        self._publish_due = True
         self._tasks.spawn(self.service.tail(), "catch-up")
         if self._tail_task is None or self._tail_task.done():
             self._tail_task = self._tasks.spawn(self._tail_loop(), "tail")
         self.schedule_push()
 
-    def _on_disconnected(self, _: AmiDisconnected) -> None:
+    def _on_disconnected(self, ev: AmiDisconnected) -> None:
         self._connected = False
+        if self.service is not None and self.service.driving:
+            self.service.driving = False
+            if self._bus is not None:  # the other nodes stop showing this server now
+                self._bus.publish(ServerLiveState(self.service.own_server, ev.at, live=False))
+        self.schedule_push()
+
+    async def _cluster_loop(self) -> None:
+        """Republish this server's state while driving (it expires otherwise) and refresh
+        the frame (other servers' states expire, waits grow) even on a standby."""
+        assert self.service is not None
+        while True:
+            await asyncio.sleep(self.service.settings.tail_interval_s)
+            self.schedule_push(publish=self._connected)
+
+    def _on_server_state(self, ev: ServerLiveState) -> None:
+        if self.service is not None and self.service.board is not None:
+            if self.service.board.put(ev, datetime.now(UTC)):
+                self.schedule_push(publish=False)
 
     async def _tail_loop(self) -> None:
         assert self.service is not None
@@ -197,8 +232,10 @@ class StatsFeature:
         self.schedule_push()
 
     # --- wallboard ------------------------------------------------------------------------
-    def schedule_push(self) -> None:
-        """Push a frame soon (coalesced: at most one per ``wallboard_interval_s``)."""
+    def schedule_push(self, *, publish: bool = True) -> None:
+        """Push a frame soon (coalesced: at most one per ``wallboard_interval_s``);
+        ``publish``: in a cluster, this node's server state changed (send it too)."""
+        self._publish_due = self._publish_due or publish
         if self._push_handle is not None or self.service is None:
             return
         loop = asyncio.get_running_loop()
@@ -215,9 +252,20 @@ class StatsFeature:
         if now - self._rules_at > RULES_TTL_S:  # queue thresholds may have been edited
             self._rules_at = now
             await self.service.refresh_rules()
+        if self._publish_due and self._bus is not None and self.service.driving:
+            self._bus.publish(self._live_state())
+        self._publish_due = False
         frame = self.service.frame()
         # each supervisor's cut of it: a supervisor scoped to teams gets their queues only
         self._hub.publish_each(to_role("supervisor"), lambda who: scoped_frame(frame, who))
+
+    def _live_state(self) -> ServerLiveState:
+        assert self.service is not None
+        interval = self.service.settings.tail_interval_s
+        return ServerLiveState(
+            self.service.own_server, datetime.now(UTC), tuple(self.service.own_live_queues()),
+            ttl_s=max(5.0, 3 * interval + 1),
+        )  # fmt: skip
 
     async def _snapshot(self, principal: Principal) -> list[dict[str, Any]]:
         if self.service is None or principal.role not in ("supervisor", "admin"):

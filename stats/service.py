@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
+from cti.cluster.live import ServerBoard
 from cti.principal import Principal
 from cti.queue_log import RawLine, parse_line
 from cti.services import AgentTime, QueueService
@@ -81,6 +82,10 @@ class StatsService:
         self.rules: dict[str, QueueRules] = {}
         self._lock = asyncio.Lock()
         self.on_ingested: Callable[[], None] | None = None
+        #: in a cluster: every server's live state, and whether this node drives its own
+        self.board: ServerBoard | None = None
+        self.own_server = ""
+        self.driving = False
 
     async def refresh_rules(self) -> dict[str, QueueRules]:
         acd = self.queues()
@@ -91,9 +96,18 @@ class StatsService:
         acd = self.queues()
         return await acd.agent_time(since, until) if acd is not None else {}
 
-    def live_queues(self) -> list[dict[str, Any]]:
+    def own_live_queues(self) -> list[dict[str, Any]]:
+        """This node's ACD live model (its own Asterisk server's queues)."""
         acd = self.queues()
         return acd.live_queues(utcnow()) if acd is not None else []
+
+    def live_queues(self) -> list[dict[str, Any]]:
+        """The live queues the wallboard shows: this node's own; in a cluster every
+        server's (cti.cluster.live), this node's own model for the server it drives."""
+        if self.board is None:
+            return self.own_live_queues()
+        own = self.own_live_queues() if self.driving else None
+        return self.board.merged(utcnow(), self.own_server, own)
 
     def is_personal_queue(self, queue: str) -> bool:
         acd = self.queues()

@@ -71,6 +71,7 @@ class AlarmRule:
     longest_wait_s: float = 0.0  # a caller waiting at least this long
     sl_below_target: bool = True  # today's service level below the queue's target
 
+
 class Wallboard:
     def __init__(self, tz: ZoneInfo) -> None:
         self.tz = tz
@@ -237,6 +238,8 @@ class Wallboard:
                      "talking_to_region": _regions(peer, self.default_region),
                      "handled_today": mine["handled"], "aht_today_s": mine["aht_s"]}
                 )  # fmt: skip
+                if "server" in m:  # a cluster's merged view: where this state comes from
+                    agents[-1]["server"] = m["server"]
             f = figures(today.get(name, Counts()))
             sl = f["service_level"]
             rule = (alarms or {}).get(name, default_alarm)
@@ -264,6 +267,8 @@ class Wallboard:
                  "longest_caller": _longest_caller(first, self.default_region),
                  "alarms": raised}
             )  # fmt: skip
+            if "servers" in live:  # a cluster: each Asterisk server's own figures
+                queues[-1]["servers"] = live["servers"]
         return {
             "type": "wallboard",
             "at": now.isoformat(),

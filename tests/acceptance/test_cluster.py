@@ -6,6 +6,9 @@ the machine's NATS JetStream.
 - an agent whose desktop is connected to node 2 gets the pop of a call on server A, and
   one connected to node 1 the pop of a call on server B (events cross nodes on the broker);
   the first agent's desktop connecting again, to node 3, resyncs the same call's card;
+- the live wallboard of node 3 (it drives neither server) and of node 2 shows every
+  server's callers waiting (summed, and per server) and agents' states: a caller waiting
+  on A and one on B, an agent talking on B; all gone from it when the calls end;
 - calls on both servers; during the traffic node 1 is SIGKILLed: node 3 takes server A
   over (measured), recovering what happened meanwhile from A's CDR and queue_log;
 - afterwards every CDR row of both servers has exactly one call row, each as the records
@@ -48,6 +51,7 @@ from cti.store.migrate import upgrade
 from cti.store.models import Call as CallRow
 from cti.store.tokens import create_token
 from tests.acceptance.harness import (
+    PROJECT,
     ami_client,
     free_port,
     start_test_asterisk,
@@ -205,6 +209,35 @@ class Desktop:
         return [p["linkedid"] for p in self.pops if str(p.get("linkedid", "")).startswith(prefix)]
 
 
+class Board(Desktop):
+    """A supervisor's websocket to one node; keeps the newest wallboard frame."""
+
+    def __init__(self, base: str, token: str) -> None:
+        super().__init__(base, token)
+        self.frame: dict[str, Any] = {}
+
+    async def _run(self) -> None:
+        async with aiohttp.ClientSession() as http, http.ws_connect(self.url) as ws:
+            await ws.send_str(json.dumps({"type": "auth", "token": self.token}))
+            async for msg in ws:
+                if msg.type == aiohttp.WSMsgType.TEXT:
+                    data = json.loads(msg.data)
+                    if data.get("type") == "wallboard":
+                        self.frame = data
+                        self.ready.set()
+
+    def queue(self, name: str) -> dict[str, Any]:
+        for q in self.frame.get("queues", []):
+            if q["queue"] == name:
+                return dict(q)
+        return {"waiting": 0, "agents": [], "servers": {}}
+
+    def talking(self, queue: str) -> list[tuple[str, str]]:
+        """(agent, server) of the queue's agents on a call."""
+        return [(a["name"], a.get("server", "")) for a in self.queue(queue)["agents"]
+                if a["state"] in ("on_call", "on_hold")]  # fmt: skip
+
+
 async def call(ami: AmiClient, hold_s: float) -> None:
     """A simulated inbound call through the IVR (no menu: the fallback queue)."""
     number = f"1390{secrets.randbelow(10**7):07d}"
@@ -240,6 +273,8 @@ async def test_two_servers_three_nodes_pops_cross_and_a_killed_node_is_taken_ove
         )
         tokens[name] = await create_token(db, name, "agent")
     supervisor = await create_token(db, "cl-supervisor", "supervisor")
+    waitq = queue + "w"  # a queue no agent is in: its callers wait
+    await acd_store.put_queue(db, QueueParams(waitq, strategy="ringall", service_level_s=10))
 
     nodes: dict[str, DaemonProcess] = {}
     for node, inst, server in (("n1", asterisk, "a"), ("n2", asterisk_b, "b"),
@@ -248,7 +283,9 @@ async def test_two_servers_three_nodes_pops_cross_and_a_killed_node_is_taken_ove
         cfg = tmp_path / f"{node}.toml"
         write_node_config(cfg, inst, db_url=pg_url, http_port=port, node=node, server=server,
                           stream=stream)  # fmt: skip
-        nodes[node] = DaemonProcess(cfg, tmp_path / f"{node}.log", dict(os.environ), port)
+        # the nodes run this checkout's code (not whatever the venv's editable install is)
+        env = {**os.environ, "PYTHONPATH": str(PROJECT)}
+        nodes[node] = DaemonProcess(cfg, tmp_path / f"{node}.log", env, port)
     desktops: list[Desktop] = []
     try:
         await set_globals(ami, queue)
@@ -291,6 +328,7 @@ async def test_two_servers_three_nodes_pops_cross_and_a_killed_node_is_taken_ove
             what="the call's card resynced on the desktop reconnected to n3",
         )  # fmt: skip
         assert any(p.get("resync") for p in d3.pops if p["linkedid"] == first_a)
+        await check_live_wallboard(ami, ami_b, nodes, supervisor, queue, waitq, desktops)
 
         # traffic on both servers; n1 (driver of A) is SIGKILLed in the middle
         takeover_s = 0.0
@@ -354,6 +392,65 @@ async def test_two_servers_three_nodes_pops_cross_and_a_killed_node_is_taken_ove
         await restore(asterisk, ami)
         await restore(asterisk_b, ami_b)
         await db.dispose()
+
+
+async def check_live_wallboard(
+    ami: AmiClient, ami_b: AmiClient, nodes: dict[str, DaemonProcess], token: str, queue: str,
+    waitq: str, sockets: list[Desktop],
+) -> None:  # fmt: skip
+    """A caller waiting on A and one on B, then an agent talking on B: n3 (drives neither)
+    and n2 (drives B) show them all, summed and per server; then none of them."""
+    boards = {n: Board(nodes[n].base, token) for n in ("n3", "n2")}
+    for b in boards.values():
+        sockets.append(b)
+        b.start()
+        await asyncio.wait_for(b.ready.wait(), 10)
+    t0 = time.monotonic()
+    for client in (ami, ami_b):
+        await client.send_action("Setvar", {"Variable": "CTI_DEFAULT_QUEUE", "Value": waitq})
+        await call(client, hold_s=10)
+
+    def waiting_on_both(b: Board) -> bool:
+        q = b.queue(waitq)
+        per = {s: v["waiting"] for s, v in q.get("servers", {}).items()}
+        return q["waiting"] == 2 and per == {"a": 1, "b": 1}
+
+    try:
+        await wait_for(
+            lambda: _true(all(waiting_on_both(b) for b in boards.values())), timeout=15,
+            what="a caller waiting on A and one on B, on the wallboards of n3 and n2",
+        )  # fmt: skip
+    except AssertionError:
+        for n, b in boards.items():
+            print(n, json.dumps(b.frame)[:3000])
+        raise
+    seen_waiting = time.monotonic() - t0
+    await ami_b.send_action("Setvar", {"Variable": "CTI_DEFAULT_QUEUE", "Value": queue})
+    await ami_b.send_action("Setvar", {"Variable": "CTI_SIM_TALK", "Value": "4"})
+    await call(ami_b, hold_s=10)
+
+    def both_shown(b: Board) -> bool:
+        a_waiting = b.queue(waitq).get("servers", {}).get("a", {}).get("waiting")
+        return a_waiting == 1 and any(s == "b" for _, s in b.talking(queue))
+
+    await wait_for(
+        lambda: _true(all(both_shown(b) for b in boards.values())), timeout=15,
+        what="the caller waiting on A and an agent talking on B, on n3's and n2's wallboards",
+    )  # fmt: skip
+    frame = boards["n3"].queue(queue)
+    assert frame["servers"]["b"]["states"].get("on_call", 0) >= 1, frame["servers"]
+
+    def all_gone(b: Board) -> bool:
+        return b.queue(waitq)["waiting"] == 0 and not b.talking(queue)
+
+    await wait_for(
+        lambda: _true(all(all_gone(b) for b in boards.values())), timeout=25,
+        what="the waiting callers and the talking agent gone from the wallboards",
+    )  # fmt: skip
+    await ami.send_action("Setvar", {"Variable": "CTI_DEFAULT_QUEUE", "Value": queue})
+    await ami_b.send_action("Setvar", {"Variable": "CTI_SIM_TALK", "Value": "3"})
+    print(f"live wallboard across servers: both waiting callers shown on n3 and n2 "
+          f"{seen_waiting:.1f} s after the calls were placed")  # fmt: skip
 
 
 async def _true(value: bool) -> bool:
