@@ -7,7 +7,9 @@ The bus handlers only enqueue (a bounded :class:`cti.worker.QueueWorker`); the w
 normalises the number, skips a number that got this SMS within
 ``per_number_cooldown_s`` (looked up in ``msg_messages``, so it holds across restarts and
 nodes) and sends through :class:`messaging.service.Messenger` (opt-outs honoured, the
-message on the customer's timeline when the number is a customer's).
+message on the customer's timeline when the number is a customer's). Once per call in
+a cluster: the send is claimed by the call's Linkedid first (:mod:`cti.cluster.once`), so
+two nodes handling the same call cannot both send.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from cti.bus import EventBus
+from cti.cluster.once import fire_once
 from cti.events import CallCompleted, IvrCompleted
 from cti.phone import normalize
 from cti.store.models import utcnow
@@ -98,6 +101,9 @@ class MissedCallSms:
                 select(Message.id).where(Message.linkedid == item.linkedid).limit(1)
             )
         if recent is not None or repeat is not None:
+            return
+        # two nodes handling the same call (cti.cluster.once): the first to claim it sends
+        if not await fire_once(self.messenger.db, "missed_call", item.linkedid):
             return
         await self.messenger.send_to_number(
             number, template, by="system", reason="missed_call", linkedid=item.linkedid

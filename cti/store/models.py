@@ -312,3 +312,14 @@ class DialCount(Base):
     agent: Mapped[str] = mapped_column(BoundedText(128), primary_key=True)
     day: Mapped[date] = mapped_column(Date(), primary_key=True)
     count: Mapped[int] = mapped_column(Integer(), default=0)
+
+
+class FiredOnce(Base):
+    """A side effect that happened once in the cluster (cti.cluster.once): the first node
+    to insert ``(scope, key)`` acts, every other finds it there."""
+
+    __tablename__ = "fired_once"
+
+    scope: Mapped[str] = mapped_column(BoundedText(64), primary_key=True)
+    key: Mapped[str] = mapped_column(BoundedText(128), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)

@@ -14,6 +14,8 @@ the machine's NATS JetStream.
 - afterwards every CDR row of both servers has exactly one call row, each as the records
   say, and the daily statistics equal an independent queue_log computation over both
   servers' queue_logs;
+- every call abandoned on either server texts its caller once (the missed-call SMS, through
+  the local Aliyun gateway), though several nodes saw it and server A changed driver;
 - the broker (the machine's NATS) is restarted while calls ring on server A: every ring of
   the agent whose desktop is on node 2 still pops there once the broker is back.
 """
@@ -50,6 +52,7 @@ from cti.store.db import Database
 from cti.store.migrate import upgrade
 from cti.store.models import Call as CallRow
 from cti.store.tokens import create_token
+from messaging.models import Template
 from tests.acceptance.harness import (
     PROJECT,
     ami_client,
@@ -58,6 +61,7 @@ from tests.acceptance.harness import (
     stop_test_asterisk,
     wait_for,
 )
+from tests.acceptance.sms_gateway import KEY_ID, SECRET, Gateway, sms_gateway
 from tests.acceptance.test_call_truth import independent_daily, row_problems
 from tests.acceptance.traffic import DaemonProcess, Truth, read_truth
 from tests.cluster_services import NATS_URL, require_nats, start_nats, stop_nats
@@ -107,6 +111,12 @@ async def pg_url() -> AsyncIterator[str]:
 
 
 @pytest.fixture
+async def gateway() -> AsyncIterator[Gateway]:
+    async with sms_gateway() as gw:
+        yield gw
+
+
+@pytest.fixture
 async def stream() -> AsyncIterator[str]:
     require_nats()
     name = f"CTI_CLUSTER_{uuid.uuid4().hex[:10]}"
@@ -119,7 +129,7 @@ async def stream() -> AsyncIterator[str]:
 
 def write_node_config(
     path: Path, inst: ChrootAsterisk, *, db_url: str, http_port: int, node: str, server: str,
-    stream: str,
+    stream: str, sms_url: str,
 ) -> None:  # fmt: skip
     spec = inst.spec
     path.write_text(
@@ -133,6 +143,11 @@ def write_node_config(
         f'[cluster]\nbroker_url = "{NATS_URL}"\nnode = "{node}"\nserver = "{server}"\n'
         f'stream = "{stream}"\n'
         "[stats]\ntail_interval_s = 1\n"
+        # the missed-call SMS through the local gateway (tests/acceptance/sms_gateway.py)
+        '[messaging.sms]\nprovider = "aliyun"\n'
+        f'[messaging.sms.aliyun]\nendpoint = "{sms_url}"\naccess_key_id = "{KEY_ID}"\n'
+        f'access_key_secret = "{SECRET}"\nsign_name = "测试客服"\n'
+        "[messaging.missed_call]\nenabled = true\nper_number_cooldown_s = 0\n"
     )
 
 
@@ -258,6 +273,7 @@ async def test_two_servers_three_nodes_pops_cross_and_a_killed_node_is_taken_ove
     ami_b: AmiClient,
     pg_url: str,
     stream: str,
+    gateway: Gateway,
     tmp_path: Path,
 ) -> None:
     queue = f"clq{secrets.token_hex(3)}"
@@ -273,6 +289,9 @@ async def test_two_servers_three_nodes_pops_cross_and_a_killed_node_is_taken_ove
         )
         tokens[name] = await create_token(db, name, "agent")
     supervisor = await create_token(db, "cl-supervisor", "supervisor")
+    async with db.session() as s, s.begin():
+        s.add(Template(name="missed_call", channel="sms", provider_template="SMS_200",
+                       body="我们错过了您的来电,稍后回电。"))  # fmt: skip
     waitq = queue + "w"  # a queue no agent is in: its callers wait
     await acd_store.put_queue(db, QueueParams(waitq, strategy="ringall", service_level_s=10))
 
@@ -282,7 +301,7 @@ async def test_two_servers_three_nodes_pops_cross_and_a_killed_node_is_taken_ove
         port = free_port()
         cfg = tmp_path / f"{node}.toml"
         write_node_config(cfg, inst, db_url=pg_url, http_port=port, node=node, server=server,
-                          stream=stream)  # fmt: skip
+                          stream=stream, sms_url=gateway.url)  # fmt: skip
         # the nodes run this checkout's code (not whatever the venv's editable install is)
         env = {**os.environ, "PYTHONPATH": str(PROJECT)}
         nodes[node] = DaemonProcess(cfg, tmp_path / f"{node}.log", env, port)
@@ -357,6 +376,7 @@ async def test_two_servers_three_nodes_pops_cross_and_a_killed_node_is_taken_ove
         await wait_for(quiet, timeout=90, what="every call to end", every=0.5)
         await check_rows(db, (asterisk, asterisk_b), started, killed_at)
         await check_stats(nodes["n2"], supervisor, (asterisk, asterisk_b), queue, started)
+        await check_missed_call_sms(db, gateway)
         # the broker restarts while calls ring on A (now driven by n3): every ring of
         # cl-ag1 still pops on its desktop connected to n2, once the broker is back
         rings: list[str] = []
@@ -392,6 +412,24 @@ async def test_two_servers_three_nodes_pops_cross_and_a_killed_node_is_taken_ove
         await restore(asterisk, ami)
         await restore(asterisk_b, ami_b)
         await db.dispose()
+
+
+async def check_missed_call_sms(db: Database, gateway: Gateway) -> None:
+    """Every call abandoned on either server (its row says so) texted its caller once,
+    though three nodes saw the calls and one server changed driver during them."""
+    async with db.session() as s:
+        rows = (await s.execute(select(CallRow.caller_num_raw).where(
+            CallRow.disposition == "abandoned"))).scalars().all()  # fmt: skip
+    callers = sorted(rows)
+    assert callers, "no abandoned call to text"
+
+    async def all_texted() -> bool:
+        return len(gateway.accepted) >= len(callers)
+
+    await wait_for(all_texted, timeout=30, what=f"{len(callers)} missed-call SMS")
+    await asyncio.sleep(1.0)  # a second SMS for a call would have arrived by now
+    assert sorted(f["PhoneNumbers"] for f in gateway.accepted) == callers
+    print(f"missed-call SMS: {len(callers)} abandoned calls, one SMS each")
 
 
 async def check_live_wallboard(

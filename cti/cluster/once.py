@@ -1,0 +1,34 @@
+"""Side effects that must happen once per cause across the nodes of a cluster.
+
+Two nodes may handle the same cause: a domain event consumed on both (``remote=True``),
+a call completed by its driver and again by the driver that took the server over and
+recovered it from the CDR, the overlap of a lease (decision 0028). Before acting, a node
+calls :func:`fire_once` with the cause's key (for a rule-triggered message: the rule and
+the call's Linkedid); the store's primary key on ``(scope, key)`` admits one insert, so
+exactly one caller in the cluster gets True and acts, whatever the timing (a plain
+"was it sent already?" read lets both through when they look at the same moment).
+
+At most once: the claim is taken before the act; a node that dies between the two
+(milliseconds) leaves the act undone rather than done twice. On one node (SQLite) the
+same holds across restarts.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.dialects import postgresql, sqlite
+
+from cti.store.db import Database
+from cti.store.models import FiredOnce
+
+__all__ = ["fire_once"]
+
+
+async def fire_once(db: Database, scope: str, key: str) -> bool:
+    """True for the first caller with ``(scope, key)`` in the store, False for every other."""
+    async with db.session() as session, session.begin():
+        dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+        ins = postgresql.insert(FiredOnce) if dialect == "postgresql" else sqlite.insert(FiredOnce)
+        result = await session.execute(
+            ins.values(scope=scope, key=key).on_conflict_do_nothing(index_elements=["scope", "key"])
+        )
+    return bool(getattr(result, "rowcount", 0))
