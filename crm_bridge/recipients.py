@@ -116,3 +116,19 @@ class StoreRecipients:
         if c is None:
             return None
         return (await self._build([c]))[0]
+
+    async def by_email(self, address: str) -> Recipient | None:
+        key = address.strip().lower()
+        if not key:
+            return None
+        async with self.store.db.session() as session:
+            cid = await session.scalar(
+                select(Email.customer_id)
+                .where(Email.address_key == key)
+                .order_by(Email.id)
+                .limit(1)
+            )
+            c = await session.get(Customer, cid) if cid is not None else None
+        if c is None:
+            return None
+        return (await self._build([c]))[0]

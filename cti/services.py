@@ -175,6 +175,11 @@ class CustomerRecipients(Protocol):
         """The customer owning this number (no visibility rule: the system asks)."""
         ...
 
+    async def by_email(self, address: str) -> Recipient | None:
+        """The customer owning this e-mail address, compared case-insensitively (no
+        visibility rule: the system asks, e.g. to file a reply)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Reminder:

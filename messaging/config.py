@@ -97,6 +97,24 @@ class DigestConfig(BaseModel):
         return v.rstrip("/")
 
 
+class ImapConfig(BaseModel):
+    """A mailbox polled for customers' replies (messaging.imap); off without ``host``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = ""
+    port: int = Field(993, ge=1, le=65535)
+    security: Literal["tls", "starttls", "none"] = "tls"
+    username: str = ""
+    password: str = Field("", repr=False)
+    mailbox: str = "INBOX"
+    poll_s: float = Field(60.0, gt=0, le=86400)
+    # a message larger than this is filed from its headers only (its body is not fetched)
+    max_bytes: int = Field(1_000_000, ge=1024, le=50_000_000)
+    batch: int = Field(100, ge=1, le=1000)  # at most this many messages per poll
+    timeout_s: float = Field(30.0, gt=0, le=300)
+
+
 class MessagingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -104,6 +122,7 @@ class MessagingConfig(BaseModel):
     sms: SmsConfig = SmsConfig()
     missed_call: MissedCallRule = MissedCallRule()
     digest: DigestConfig = DigestConfig()
+    imap: ImapConfig = ImapConfig()
     # mass sends go out at most this many a second (per channel); single ones at once
     mass_per_second: float = Field(5.0, gt=0, le=1000)
     mass_max: int = Field(10_000, ge=1, le=1_000_000)

@@ -14,6 +14,7 @@ from cti.tasks import BackgroundTasks
 from messaging.api import add_digest_routes, add_routes
 from messaging.config import MessagingConfig
 from messaging.digest import DailyDigest
+from messaging.imap import ImapFetcher
 from messaging.mail import SmtpSender
 from messaging.rules import MissedCallSms
 from messaging.service import Messenger
@@ -31,6 +32,7 @@ class MessagingFeature:
         self.messenger: Messenger | None = None
         self.rule: MissedCallSms | None = None
         self.digest: DailyDigest | None = None
+        self.imap: ImapFetcher | None = None
         self._gateway: AliyunSms | TencentSms | None = None
         self._services = Services()
         self._tasks = BackgroundTasks("messaging")
@@ -66,6 +68,7 @@ class MessagingFeature:
             ZoneInfo(ctx.settings.site.timezone),
             base_url,
         )
+        self.imap = ImapFetcher(ctx.db, config.imap)
         add_routes(ctx.app, self.messenger)
         add_digest_routes(ctx.app, self.digest)
 
@@ -82,6 +85,24 @@ class MessagingFeature:
             if not self.messenger.smtp.enabled:
                 log.warning("daily digest enabled but e-mail is not configured ([messaging.smtp])")
             self._tasks.spawn(self._digest_loop(), "digest")
+        assert self.imap is not None
+        self.imap.recipients = self._services.customer_recipients
+        if self.imap.enabled:
+            self._tasks.spawn(self._imap_loop(), "imap")
+
+    async def _imap_loop(self) -> None:
+        assert self.imap is not None
+        while True:
+            try:
+                run = await self.imap.poll()
+                if run.fetched:
+                    log.info(
+                        "inbound mail: %d fetched, %d filed, %d unmatched",
+                        run.fetched, run.filed, run.unmatched,
+                    )  # fmt: skip
+            except Exception as exc:  # the server unreachable, a refused login: next time
+                log.warning("inbound mail: %s: %s", type(exc).__name__, exc)
+            await asyncio.sleep(self.imap.config.poll_s)
 
     async def _digest_loop(self) -> None:
         assert self.digest is not None

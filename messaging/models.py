@@ -1,5 +1,5 @@
 """The messaging tables (migrations: cti/migrations/versions/messaging_0001_initial.py,
-messaging_0002_digest.py)."""
+messaging_0002_digest.py, messaging_0003_inbound.py)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ _Id = BigInteger().with_variant(Integer(), "sqlite")
 
 CHANNELS = ("sms", "email")
 #: queued -> sent (the gateway / SMTP server took it) -> delivered (the handset's receipt,
-#: SMS) | failed; opted_out: never sent
-STATUSES = ("queued", "sent", "delivered", "failed", "opted_out")
+#: SMS) | failed; opted_out: never sent; received: an inbound e-mail (messaging.imap)
+STATUSES = ("queued", "sent", "delivered", "failed", "opted_out", "received")
 
 
 class Template(Base):
@@ -114,3 +114,14 @@ class DigestSent(Base):
     error: Mapped[str] = mapped_column(BoundedText(1024), default="")
     message_id: Mapped[str] = mapped_column(BoundedText(256), default="")
     claimed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Received(Base):
+    """An inbound e-mail filed once: its Message-ID (or a digest of the message when it
+    has none) is the key, inserted with the timeline's row in one transaction."""
+
+    __tablename__ = "msg_received"
+
+    message_id: Mapped[str] = mapped_column(BoundedText(256), primary_key=True)
+    message_pk: Mapped[int | None] = mapped_column(_Id)  # msg_messages.id (None: unmatched)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -7,8 +7,10 @@ cd "$(dirname "$0")/.."
 # fonts-wqy-zenhei: Chinese text in the pages under headless chromium (screenshots, tests)
 # podman + runc: the container images of Asterisk and the daemon (docs/deploy.md)
 # iproute2: network namespaces for the cluster partition test
+# dovecot-imapd: the IMAP server the inbound-mail tests start with their own configuration
+#   (tests/acceptance/imap_server.py; a system dovecot the package may start is not used)
 DEB_PACKAGES=(mmdebstrap debootstrap zstd util-linux sip-tester espeak-ng ffmpeg sox chromium
-  fonts-wqy-zenhei podman runc iproute2)
+  fonts-wqy-zenhei podman runc iproute2 dovecot-imapd)
 
 missing=()
 for pkg in "${DEB_PACKAGES[@]}"; do
