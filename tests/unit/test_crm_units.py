@@ -126,3 +126,16 @@ def test_progress_bar_draws_on_a_terminal() -> None:
     silent = io.StringIO()
     ProgressBar("x", silent)(1, 1)
     assert silent.getvalue() == ""
+
+
+def test_the_grams_migration_fills_rows_as_the_store_writes_them() -> None:
+    """crm_0006 carries a frozen copy of search_grams (a migration never imports a
+    feature): while the live function is unchanged, both give the same words."""
+    import importlib
+
+    from crm_bridge.keys import search_grams
+
+    m = importlib.import_module("cti.migrations.versions.crm_0006_search_grams")
+    for row in (("张伟\nzhang wei", "+8613800138000\n010-1234", "Wei.Z@Example.com"),
+                ("ACME Ltd", "", ""), ("", "", "a@b.c\nx.y@z")):  # fmt: skip
+        assert m.search_grams(*row) == search_grams(*row)

@@ -2,8 +2,9 @@
 (docs/decisions/0011-crm-search.md).
 
 - ``crm_search.grams``: every 1-2 character piece of the row's name keys and numbers (and
-  the ``@``/``.`` pieces of its addresses) as words (``crm_bridge.keys.search_grams``), filled
-  here for the existing rows; the store's ``reindex()`` writes it with the other columns.
+  the ``@``/``.`` pieces of its addresses) as words (``crm_bridge.keys.search_grams``, of
+  which a frozen copy below fills the existing rows); the store's ``reindex()`` writes it
+  with the other columns.
 - SQLite: FTS5 word index ``crm_search_fts_grams`` over it (external content, no copy of
   the text, ``detail=none``), kept by triggers on ``crm_search`` like ``crm_search_fts``
   (crm_0005), whose update trigger now fires only when its own columns change.
@@ -20,12 +21,11 @@ Create Date: 2026-11-29 11:30:00
 
 from __future__ import annotations
 
+import string
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-
-from crm_bridge.keys import search_grams
 
 revision: str = "crm_0006"
 down_revision: str | Sequence[str] | None = "crm_0005"
@@ -48,6 +48,30 @@ _TRI_DEL = (
 )
 _INS = f"INSERT INTO {GRAMS} (rowid, grams) VALUES (new.customer_id, new.grams);"
 _DEL = f"INSERT INTO {GRAMS} ({GRAMS}, rowid, grams) VALUES ('delete', old.customer_id, old.grams);"
+
+
+# A frozen copy of crm_bridge.keys.search_grams as of this revision: a migration never
+# imports a feature (the platform owns the schema) and must not change when that does.
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+_PLAIN = frozenset(string.ascii_lowercase + string.digits)
+
+
+def _token(kind: str, gram: str) -> str:
+    return kind + "".join(
+        c if c in _PLAIN else f"_{ord(c):x}_" for c in gram.translate(_ASCII_LOWER)
+    )
+
+
+def search_grams(names: str, phones: str, emails: str) -> str:
+    words: set[str] = set()
+    for kind, text in (("n", names), ("p", phones), ("e", emails)):
+        for entry in text.split("\n"):
+            entry = entry.translate(_ASCII_LOWER)
+            for i in range(len(entry)):
+                for piece in (entry[i], entry[i : i + 2]):
+                    if kind != "e" or "@" in piece or "." in piece:
+                        words.add(_token(kind, piece))
+    return " ".join(sorted(words))
 
 
 def _fill_grams() -> None:
