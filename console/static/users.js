@@ -1,7 +1,8 @@
 // Users and roles (admins): people who sign in, their role, the agent they are, the
 // queues/teams a supervisor sees; password resets, disabling (their sessions end at once),
 // second factor removal; teams; API tokens for integrations (secret shown once).
-// API: /api/v1/users, /api/v1/teams, /api/v1/tokens.
+// API: /api/v1/users, /api/v1/teams, /api/v1/tokens; the daily digest's address of a person
+// (/api/v1/digest/addresses, messaging: the field is absent when messaging is not loaded).
 "use strict";
 
 (() => {
@@ -16,7 +17,7 @@
   }
   function list(text) { return text.split(/[,，\s]+/).map((x) => x.trim()).filter(Boolean); }
 
-  function userForm(user, agents, teams, saved) {
+  function userForm(user, agents, teams, saved, digest) {
     const fresh = !user;
     const box = C.errorBox();
     const secret = el("div", {});
@@ -33,6 +34,8 @@
                 t("scope_hint")),
         C.field(t("teams"), C.input("teams", user ? (user.teams || []).join(", ") : ""),
                 teams.length ? teams.join(", ") : t("none")),
+        digest ? C.field(t("digest_email"), C.input("digest_email", user ? digest[user.login] || "" : "",
+                                                    { type: "email", maxlength: 320 }), t("digest_hint")) : null,
         fresh ? C.field(t("password"), el("div", { class: "row" }, password,
           C.button(t("generate"), () => { password.value = newPassword(); secret.replaceChildren(
             el("p", { class: "secret" }, password.value)); }, "", { id: "gen-password" }))) : null,
@@ -49,19 +52,24 @@
         agent: C.value(form, "agent") || null, queues: queues ? list(queues) : null,
         teams: list(C.value(form, "teams")),
       };
+      const login = fresh ? C.value(form, "login").trim() : user.login;
+      const email = digest ? C.value(form, "digest_email").trim() : null;
+      const withDigest = (r) => (digest && email !== (digest[login] || "")
+        ? CTI.api("PUT", `/api/v1/digest/addresses/${encodeURIComponent(login)}`, { email }).then(() => r)
+        : r);
       if (fresh) {
-        body.login = C.value(form, "login").trim();
+        body.login = login;
         body.password = password.value;
         body.must_change_password = C.checked(form, "must_change_password");
-        await C.submit(box, () => CTI.api("POST", "/api/v1/users", body), saved);
+        await C.submit(box, () => CTI.api("POST", "/api/v1/users", body).then(withDigest), saved);
       } else {
-        await C.submit(box, () => CTI.api("PATCH", `/api/v1/users/${user.id}`, body), saved);
+        await C.submit(box, () => CTI.api("PATCH", `/api/v1/users/${user.id}`, body).then(withDigest), saved);
       }
     });
     return C.panel(fresh ? t("new_user") : t("user") + " " + user.login, form);
   }
 
-  function usersPanel(users, agents, teams, editor) {
+  function usersPanel(users, agents, teams, editor, digest) {
     const box = C.errorBox(), done = C.noticeBox();
     const act = (method, path, body, msg) => C.submit(box, () => CTI.api(method, path, body),
       async (r) => { if (msg) msg(r); else { C.notice(done, t("saved")); await C.route(); } });
@@ -73,7 +81,7 @@
       el("td", {}, el("span", { class: "pill " + (u.disabled ? "logged_out" : "available") },
         u.disabled ? t("disabled") : t("enabled")), u.totp_enabled ? " 2FA" : ""),
       el("td", {}, el("div", { class: "row" },
-        C.button(t("edit"), () => editor.replaceChildren(userForm(u, agents, teams, () => C.route())), "edit"),
+        C.button(t("edit"), () => editor.replaceChildren(userForm(u, agents, teams, () => C.route(), digest)), "edit"),
         C.button(t("reset_password"), () => {
           const pw = newPassword();
           return act("POST", `/api/v1/users/${u.id}/password`, { password: pw, must_change_password: true },
@@ -91,7 +99,8 @@
         ["login", "display_name", "role", "agent", "scope", "state", "actions"].map((k) => el("th", {}, t(k))))),
         el("tbody", {}, rows)),
       el("div", { class: "actions" }, C.button(t("new_user"), () =>
-        editor.replaceChildren(userForm(null, agents, teams, () => C.route())), "primary", { id: "new-user" })),
+        editor.replaceChildren(userForm(null, agents, teams, () => C.route(), digest)), "primary",
+        { id: "new-user" })),
       box, done);
   }
 
@@ -150,15 +159,19 @@
   }
 
   async function render(view) {
-    const [users, agents, teams, tokens, queues] = await Promise.all([
+    const [users, agents, teams, tokens, queues, digest] = await Promise.all([
       CTI.api("GET", "/api/v1/users").then((r) => r.users),
       CTI.api("GET", "/api/v1/acd/agents").then((r) => r.agents.map((a) => a.name)),
       CTI.api("GET", "/api/v1/teams").then((r) => r.teams),
       CTI.api("GET", "/api/v1/tokens").then((r) => r.tokens),
       CTI.api("GET", "/api/v1/acd/queues").then((r) => r.queues.map((q) => q.name)),
+      // login -> address; null without messaging (404): no digest field
+      CTI.api("GET", "/api/v1/digest/addresses").then(
+        (r) => Object.fromEntries(r.addresses.map((a) => [a.login, a.email])),
+        (e) => (e.status === 404 ? null : Promise.reject(e))),
     ]);
     const editor = el("div", { id: "user-editor" });
-    view.append(usersPanel(users, agents, teams.map((x) => x.name), editor), editor,
+    view.append(usersPanel(users, agents, teams.map((x) => x.name), editor, digest), editor,
                 teamsPanel(teams, queues), tokensPanel(tokens));
   }
 

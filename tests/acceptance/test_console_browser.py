@@ -204,10 +204,16 @@ async def test_admin_builds_agent_queue_and_menu_then_a_call_follows_them(
     await page.fill('#user-form [name="login"]', "alice.wang")
     await page.select_option('#user-form [name="role"]', "agent")
     await page.select_option('#user-form [name="agent"]', "alice")
+    await page.fill('#user-form [name="digest_email"]', "alice.wang@example.cn")
     await page.click("#gen-password")
     password = await page.input_value('#user-form [name="password"]')
     await page.click("#user-form button[type=submit]")
     await page.wait_for_selector('#users-table tr[data-login="alice.wang"]')
+    # her daily digest goes to the address the form set (messaging)
+    status, body = await center.api("GET", "/api/v1/digest/addresses", center.admin)
+    assert status == 200 and [(a["login"], a["email"]) for a in body["addresses"]] == [
+        ("alice.wang", "alice.wang@example.cn")
+    ], body
     async with center.http.post(
         center.base + "/api/v1/auth/sign-in", json={"login": "alice.wang", "password": password}
     ) as resp:
