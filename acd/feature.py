@@ -33,6 +33,7 @@ from cti.events import (
     CallDispositionSaved,
     CallHandled,
     IvrCallbackRequested,
+    PhoneLocated,
     WrapUpEnded,
     WrapUpStarted,
 )
@@ -83,6 +84,10 @@ class AcdFeature:
         notifier = AcdNotifier(ctx.bus)
         self.service = AcdService(ctx.db, ctx.ami, self.live, notifier, s)
         self.service.services = ctx.services  # agents log in on their phones (phones feature)
+        self.service.cluster = bool(ctx.settings.cluster.broker_url)
+        if self.service.cluster:  # statuses set on other nodes, phones registered elsewhere
+            ctx.bus.subscribe(AgentStatusChanged, self._on_any_status, remote=True)
+            ctx.bus.subscribe(PhoneLocated, self._on_phone_located, remote=True)
         self.lost = LostCallers(ctx.db, region, metrics=ctx.workers)
         self.dialer = Dialer(
             ctx.ami, ctx.services, agent_ring_s=s.agent_ring_s, customer_ring_s=s.customer_ring_s
@@ -139,6 +144,26 @@ class AcdFeature:
         """AMI queue member events (membership, pause, device state): the ACD's own."""
         if msg.event in HANDLED_EVENTS:
             self.live.handle(msg, datetime.now(UTC))
+
+    def _on_any_status(self, event: AgentStatusChanged) -> None:
+        """A status set on any node: this server's memberships follow (idempotent; the
+        node that set it has applied it to its own server already)."""
+        assert self.service is not None
+        if self.service.set_here(event) or not self.service.ami.connected:
+            return
+        self._tasks.spawn(self.service.reconcile(event.agent), "reconcile")
+
+    def _on_phone_located(self, event: PhoneLocated) -> None:
+        """A phone registered on a server (maybe another): the agents on it are members
+        there only (the phones feature's map is updated before this runs)."""
+        assert self.service is not None
+        if self.service.ami.connected:
+            self._tasks.spawn(self._reconcile_phone(f"PJSIP/{event.phone}"), "reconcile")
+
+    async def _reconcile_phone(self, iface: str) -> None:
+        assert self.service is not None
+        for agent in await self.service.agents_on(iface):
+            await self.service.reconcile(agent)
 
     def _on_ami_connected(self, event: AmiConnected) -> None:
         self._tasks.spawn(self._resync(event), "resync")

@@ -37,6 +37,7 @@ from acd.queues_conf import FILE_NAME, QueueParams, owner_queue, render, write_a
 from acd.settings import AcdSettings
 from cti.ami.actions import AmiActionError
 from cti.ami.client import AmiClient, NotConnected
+from cti.events import AgentStatusChanged
 from cti.services import PromptSpeaker, Services
 from cti.store.db import Database
 
@@ -89,6 +90,56 @@ class AcdService:
         # the daemon's services (read at call time: the phones feature offers
         # cti.services.PhoneDirectory, the agents' provisioned phones), set by the feature
         self.services: Services | None = None
+        #: a cluster (set by the feature): the agent's status is stored whether or not
+        #: this node drives a server; each driver applies it on its own server
+        self.cluster = False
+        self._set_here: set[tuple[str, datetime]] = set()
+
+    def set_here(self, event: AgentStatusChanged) -> bool:
+        """Whether this node set (and applied) the status ``event`` reports."""
+        key = (event.agent, event.at)
+        if key in self._set_here:
+            self._set_here.discard(key)
+            return True
+        return False
+
+    async def placed_here(self, iface: str) -> bool:
+        """Whether an agent on ``iface`` is a member on this node's server (a phone in a
+        cluster: only where it registered last; cti.services.PhoneDirectory)."""
+        directory = self.services.phones if self.services is not None else None
+        return await directory.placed_here(iface) if directory is not None else True
+
+    async def _remove_everywhere_here(self, iface: str) -> None:
+        for q in list(self.live.queues.values()):
+            if iface in q.members:
+                await self._queue_remove(q.name, iface)
+
+    async def reconcile(self, agent: str) -> None:
+        """Bring this server's memberships of ``agent`` in line with the store and with
+        where its phone is (a status set on another node; a phone registered elsewhere)."""
+        if not self.ami.connected:
+            return
+        async with self._lock:
+            cfg = await store.get_agent(self.db, agent)
+            if cfg is None or not cfg["interface"]:
+                return
+            iface = cfg["interface"]
+            if cfg["status"] == "logged_out" or not await self.placed_here(iface):
+                await self._remove_everywhere_here(iface)
+                return
+            skills = self._memberships(cfg)
+            for q in list(self.live.queues.values()):
+                if iface in q.members and q.name not in skills:
+                    await self._queue_remove(q.name, iface)
+            paused = cfg["status"] == "paused"
+            for queue, penalty in skills.items():
+                await self._queue_add(queue, iface, agent, penalty, paused, cfg["reason"])
+            if skills:
+                await self._pause(iface, paused, cfg["reason"])
+
+    async def agents_on(self, iface: str) -> list[str]:
+        """The agents logged in on ``iface``."""
+        return [a["name"] for a in await store.list_agents(self.db) if a["interface"] == iface]
 
     async def login_interfaces(self, agent: str, cfg: store.AgentConfig) -> list[str]:
         """Where an agent can be logged in, in order: its provisioned phones (the phones
@@ -141,11 +192,21 @@ class AcdService:
                 if not 0 <= device < len(devices):
                     raise OperationRefused("no such device")
                 iface = devices[device]
+            # in a cluster a node that does not drive a server, or whose server is not
+            # where the agent's phone is, only stores the status: the driver of the
+            # phone's server applies it (AgentStatusChanged reaches every node)
+            here = not self.cluster or self.ami.connected
+            placed = here and (not iface or await self.placed_here(iface))
             new_agent = cfg["id"] not in self._owner_ids
-            if status != "logged_out" and new_agent and self.settings.asterisk_etc_dir:
+            if placed and status != "logged_out" and new_agent and self.settings.asterisk_etc_dir:
                 await self.apply_queues()  # a new agent: its personal queue first
             skills = self._memberships(cfg)
-            if status == "logged_out":
+            if not placed:
+                if here and iface:
+                    await self._remove_everywhere_here(iface)
+                if status == "logged_out":
+                    iface = ""
+            elif status == "logged_out":
                 personal = self.live.queues.get(owner_queue(cfg["id"]))
                 if personal is not None and iface in personal.members:
                     skills[personal.name] = 0
@@ -160,6 +221,8 @@ class AcdService:
                     await self._pause(iface, status == "paused", reason)
             now = utcnow()
             await store.record_status(self.db, agent, status, reason, iface, now, by)
+        if self.cluster:
+            self._set_here.add((agent, now))
         self.notifier.agent_status_changed(agent, now, status, reason)
         result = await store.get_agent(self.db, agent)
         assert result is not None
@@ -289,6 +352,12 @@ class AcdService:
             if cfg["status"] == "logged_out" or not iface:
                 continue
             paused = cfg["status"] == "paused"
+            if not await self.placed_here(iface):  # its phone is on another server
+                for held in list(self.live.queues.values()):
+                    if iface in held.members:
+                        await self._queue_remove(held.name, iface)
+                        restored = True
+                continue
             for queue, penalty in self._memberships(cfg).items():
                 q = self.live.queues.get(queue)
                 m = q.members.get(iface) if q is not None else None

@@ -615,6 +615,18 @@ class PhonesChanged(DomainEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class PhoneLocated(DomainEvent):
+    """A phone's registration appeared (``registered``) or went away on one Asterisk
+    server (published by the phones feature of the node driving ``server``). In a cluster
+    the last registration decides where the agent on that phone is a queue member."""
+
+    at: datetime
+    phone: str
+    server: str
+    registered: bool
+
+
+@dataclass(frozen=True, slots=True)
 class CallCallerKept(DomainEvent):
     """Call control protects this call's caller (published by callcontrol): the agent
     talks on a browser phone, and if that leg drops the caller waits for the agent (hold

@@ -109,6 +109,12 @@ class PhoneDirectory(Protocol):
 
     async def agent_interfaces(self, agent: str) -> list[str]: ...
 
+    async def placed_here(self, interface: str) -> bool:
+        """Whether an agent on ``interface`` is a queue member on this node's Asterisk
+        server: always on one node and for what is not a provisioned phone; in a cluster,
+        a phone only on the server where it registered last (PhoneLocated)."""
+        ...
+
 
 class PromptSpeaker(Protocol):
     """Implemented by ivr: a text spoken in ``language`` ("zh" Mandarin, "en") as a sound

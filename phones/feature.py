@@ -15,6 +15,7 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from prometheus_client import Gauge
@@ -22,11 +23,12 @@ from prometheus_client import Gauge
 from cti.ami.client import AmiClient, NotConnected
 from cti.ami.protocol import Message
 from cti.config import ConfigError
-from cti.events import AmiConnected, AmiDisconnected, PhonesChanged
+from cti.events import AmiConnected, AmiDisconnected, DomainEvent, PhoneLocated, PhonesChanged
 from cti.features import FeatureContext
 from cti.tasks import BackgroundTasks
 from phones.credentials import phone_key
 from phones.instance_conf import read_ports
+from phones.locations import PhoneLocations
 from phones.provisioner import Provisioner
 from phones.routes import add_routes
 from phones.service import PhoneService
@@ -50,6 +52,9 @@ class PhonesFeature:
         self._tasks = BackgroundTasks("phones")
         self._cluster = False
         self._origin = ""
+        self._server: str | None = None  # this node's server in a cluster
+        self.locations = PhoneLocations(None)
+        self._publish: Callable[[DomainEvent], None] = lambda event: None
 
     def setup(self, ctx: FeatureContext) -> None:
         s = ctx.section("phones", PhonesSettings)
@@ -66,10 +71,15 @@ class PhonesFeature:
             backoff_max=a.reconnect_max_s,
         )  # fmt: skip
         key = phone_key(s.secret, a.secret)
-        self.service = PhoneService(ctx.db, ami, s, key, Provisioner(ami, etc_dir))
+        self._cluster = bool(ctx.settings.cluster.broker_url)
+        c = ctx.settings
+        self._server = (c.cluster.server or c.asterisk.instance) if self._cluster else None
+        self.locations = PhoneLocations(self._server)
+        self.service = PhoneService(ctx.db, ami, s, key, Provisioner(ami, etc_dir), self.locations)
         ami.add_event_handler(self._on_event)
         ami.add_connected_handler(self._on_connected)
-        self._cluster = bool(ctx.settings.cluster.broker_url)
+        self._publish = ctx.bus.publish
+        ctx.bus.subscribe(PhoneLocated, self._on_located, remote=True)
         self._origin = secrets.token_hex(8)
         self.service.on_change = lambda name: ctx.bus.publish(
             PhonesChanged(at=datetime.now(UTC), phone=name, origin=self._origin)
@@ -115,7 +125,12 @@ class PhonesFeature:
 
     def _on_event(self, msg: Message) -> None:
         assert self.service is not None
-        self.service.registrations.on_event(msg)
+        regs = self.service.registrations
+        aor = (msg.get("AOR") or "") if msg.event == "ContactStatus" else ""
+        before = regs.registered(aor) if aor else False
+        regs.on_event(msg)
+        if aor and regs.registered(aor) != before:
+            self._located(aor, not before)
         blocked = self.service.blocker.on_event(msg, time.monotonic())
         if blocked is not None:
             log.warning(
@@ -140,6 +155,15 @@ class PhonesFeature:
                 log.info("phones: block ended for %s", ", ".join(ended))
                 await self._apply_blocks()
 
+    def _on_located(self, event: PhoneLocated) -> None:
+        self.locations.on_located(event)
+
+    def _located(self, phone: str, registered: bool) -> None:
+        """A registration appeared or went away on this node's server (a cluster: every
+        node's map and ACD learn it)."""
+        if self._server is not None:
+            self._publish(PhoneLocated(datetime.now(UTC), phone, self._server, registered))
+
     async def _on_connected(self, is_reconnect: bool) -> None:
         """Asterisk (re)connected, maybe restarted: give it every phone, read who is
         registered."""
@@ -149,3 +173,12 @@ class PhonesFeature:
             await self.service.refresh_contacts()
         except (NotConnected, TimeoutError) as exc:
             log.warning("phones: sync with Asterisk failed (%s); retried at the next connect", exc)
+            return
+        # registrations made or gone while no node watched this server: a phone not
+        # located anywhere yet is located here; one located here but gone is not
+        for phone in self.service.registrations.registered_aors():
+            if self.locations.where(phone) is None:
+                self._located(phone, True)
+        for phone in self.locations.located_on(self._server):
+            if not self.service.registrations.registered(phone):
+                self._located(phone, False)

@@ -48,5 +48,8 @@ class Registrations:
     def registered(self, aor: str) -> bool:
         return bool(self._contacts.get(aor))
 
+    def registered_aors(self) -> list[str]:
+        return sorted(self._contacts)
+
     def contacts(self, aor: str) -> list[str]:
         return sorted(self._contacts.get(aor, {}))

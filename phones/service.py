@@ -12,6 +12,7 @@ from cti.store.db import Database
 from phones import store
 from phones.blocking import Blocker
 from phones.credentials import browser_password, ha1, new_password
+from phones.locations import PhoneLocations
 from phones.models import PhoneRow
 from phones.pjsip import PhoneEntry, render
 from phones.provisioner import Provisioner
@@ -31,6 +32,7 @@ class PhoneService:
         settings: PhonesSettings,
         key: bytes,
         provisioner: Provisioner,
+        locations: PhoneLocations | None = None,
     ) -> None:
         self.db = db
         self.ami = ami
@@ -38,6 +40,8 @@ class PhoneService:
         self.key = key
         self.provisioner = provisioner
         self.registrations = Registrations()
+        # where phones are registered across a cluster's servers (one node: everywhere)
+        self.locations = locations or PhoneLocations(None)
         # called with a phone's name after each change (the feature publishes PhonesChanged)
         self.on_change: Callable[[str], None] = lambda name: None
         self.blocker = Blocker(
@@ -90,8 +94,17 @@ class PhoneService:
     # --- cti.services.PhoneDirectory ---------------------------------------------------------
     async def agent_interfaces(self, agent: str) -> list[str]:
         rows = await store.list_phones(self.db, agent)
-        rows.sort(key=lambda r: (not self.registrations.registered(r.name), r.kind != "webrtc"))
+        rows.sort(key=lambda r: (not self._registered(r.name), r.kind != "webrtc"))
         return [f"PJSIP/{r.name}" for r in rows]
+
+    def _registered(self, name: str) -> bool:
+        return self.registrations.registered(name) or self.locations.where(name) is not None
+
+    async def placed_here(self, interface: str) -> bool:
+        phone = self.locations.phone_of(interface)
+        if phone is None or await store.get(self.db, phone) is None:
+            return True
+        return self.locations.here(phone)
 
     # --- the API's operations ---------------------------------------------------------------
     def view(self, row: PhoneRow) -> dict[str, Any]:
