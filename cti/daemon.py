@@ -102,9 +102,14 @@ def make_bus(settings: Settings, registry: CollectorRegistry) -> EventBus:
         return EventBus()
     from cti.cluster.natsbus import NatsBus
 
+    # subjects of the stream's own (JetStream refuses a second stream whose subjects
+    # overlap): two clusters on one broker, e.g. staging beside production or two test
+    # runs, each name their stream; the default keeps the subjects it always had
+    prefix = "cti.events" if c.stream == "CTI_EVENTS" else f"cti.{c.stream}"
     return NatsBus(
         c.broker_url, node=c.node or socket.gethostname(), stream=c.stream,
-        buffer_max=c.buffer_max, max_age_s=c.retention_s, registry=registry,
+        subject_prefix=prefix, buffer_max=c.buffer_max, max_age_s=c.retention_s,
+        registry=registry,
     )  # fmt: skip
 
 

@@ -23,6 +23,16 @@ def test_a_broker_url_makes_the_bus_cross_nodes(monkeypatch: pytest.MonkeyPatch)
     bus = make_bus(load_config(None), CollectorRegistry())
     assert isinstance(bus, NatsBus)
     assert bus.node == "node-2" and bus.durable == "node-node-2"
+    assert bus.prefix == "cti.events"  # the default stream's subjects, as always
+
+
+def test_each_named_stream_has_subjects_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """JetStream refuses a stream whose subjects overlap another's: two clusters (or test
+    runs) on one broker would fight over cti.events.> otherwise."""
+    monkeypatch.setenv("CTI_CLUSTER__BROKER_URL", "nats://127.0.0.1:4222")
+    monkeypatch.setenv("CTI_CLUSTER__STREAM", "STAGING")
+    bus = make_bus(load_config(None), CollectorRegistry())
+    assert isinstance(bus, NatsBus) and bus.prefix == "cti.STAGING"
 
 
 @pytest.mark.parametrize(
