@@ -2,12 +2,12 @@
 
 ``db_url`` runs a test once on SQLite (a file under tmp_path) and once on PostgreSQL (a
 fresh database ``cti_test_<hex>`` on the local server, dropped afterwards). It is empty,
-unless the test also asks for ``db``: then it is already migrated, and ``db`` is a
-:class:`~cti.store.db.Database` on it. A migrated database is a copy of the session's
-template (every migration applied once per session: a file copy on SQLite, ``CREATE
-DATABASE ... TEMPLATE`` on PostgreSQL) instead of a run of every migration per test; the
-copy is the same schema, revision and rows. PostgreSQL is not optional: if it cannot be
-reached the test fails.
+unless the test also asks for ``db`` or ``migrated_db`` (the acceptance tests all do):
+then it is already migrated, and ``db`` is a :class:`~cti.store.db.Database` on it.
+A migrated database is a copy of the session's template (every migration applied once per
+session: a file copy on SQLite, ``CREATE DATABASE ... TEMPLATE`` on PostgreSQL) instead of
+a run of every migration per test; the copy is the same schema, revision and rows.
+PostgreSQL is not optional: if it cannot be reached the test fails.
 
 The PostgreSQL server is ``postgresql://postgres@127.0.0.1:5432/postgres`` unless
 ``CTI_TEST_PG_ADMIN_URL`` names another (it must allow CREATE/DROP DATABASE).
@@ -126,7 +126,7 @@ def _pg_template() -> Iterator[str]:
 async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """URL of a database on SQLite and on PostgreSQL: empty, or migrated when the test
     asks for ``db``."""
-    migrated = "db" in request.fixturenames
+    migrated = not {"db", "migrated_db"}.isdisjoint(request.fixturenames)
     if request.param == "sqlite":
         path = tmp_path / "db" / "cti.db"
         if migrated:
@@ -140,6 +140,13 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         yield _pg_url(name)
     finally:
         await _pg_drop(name)
+
+
+@pytest.fixture
+def migrated_db() -> None:
+    """Asked for, ``db_url`` comes migrated (for tests whose daemon would otherwise run
+    every migration at start; that start on an empty database is proved by
+    tests/acceptance/test_daemon_process.py and tests/integration/test_openapi.py)."""
 
 
 @pytest.fixture

@@ -51,6 +51,12 @@ def _empty_cwd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     os.chdir(before)
 
 
+@pytest.fixture(autouse=True)
+def _migrated(migrated_db: None) -> None:
+    """Every acceptance test's ``db_url`` comes migrated (a copy of the session's template):
+    its daemons' start-up migration is a no-op check instead of every migration."""
+
+
 @pytest.fixture(scope="session")
 def asterisk() -> Iterator[ChrootAsterisk]:
     inst = start_test_asterisk()

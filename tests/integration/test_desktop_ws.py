@@ -39,7 +39,9 @@ pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
 
 @pytest.fixture
-async def daemon(db_url: str, tmp_path: Path) -> AsyncIterator[Daemon]:
+async def daemon(db_url: str, migrated_db: None, tmp_path: Path) -> AsyncIterator[Daemon]:
+    """(``db_url`` comes migrated: the daemon's start on an empty database is
+    test_openapi's.)"""
     settings = Settings(
         ami=AmiConfig(port=free_port(), secret="x", reconnect_max_s=5.0),  # no Asterisk here
         asterisk=AsteriskConfig(log_dir=tmp_path),
