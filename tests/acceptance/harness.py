@@ -19,6 +19,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
+
 from cti.ami.client import AmiClient
 from cti.asterisk.instance import ChrootAsterisk, InstanceSpec
 from cti.asterisk.rootfs import ensure_root
@@ -26,6 +28,12 @@ from cti.asterisk.rootfs import ensure_root
 PROJECT = Path(__file__).resolve().parents[2]
 DIALPLANS = PROJECT / "dialplans"
 T = TypeVar("T")
+
+#: ``db_url`` runs a test on SQLite and on PostgreSQL; a test marked with this runs on
+#: SQLite only. For tests whose proof is Asterisk's or the page's behaviour, not the store's:
+#: the store code they touch runs on PostgreSQL in another test of the module (named in the
+#: module) or in tests/integration. Never on a test of the store itself.
+SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:

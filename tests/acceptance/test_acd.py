@@ -1,5 +1,9 @@
 """The ACD against the real Asterisk: strategies, penalties, pause, wrap-up,
-ring-no-answer, overflow, lost callers, and the live model after a daemon restart."""
+ring-no-answer, overflow, lost callers, and the live model after a daemon restart.
+
+What Asterisk does with the queues (strategies, penalties, wrap-up, ring-no-answer,
+overflow) is checked on SQLite only; the ACD store the daemon reads them from runs on
+PostgreSQL too in the pause, lost-caller and restart tests."""
 
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ from cti.daemon import Daemon
 from cti.events import AgentStatusChanged
 from cti.store.tokens import create_token
 from tests.acceptance.conftest import daemon_settings
-from tests.acceptance.harness import originate_call, wait_for
+from tests.acceptance.harness import SQLITE_ONLY, originate_call, wait_for
 
 AcdDaemonFactory = Callable[[], Awaitable[Daemon]]
 
@@ -158,6 +162,7 @@ CALL_EVENTS = {"AgentCalled", "AgentConnect", "AgentComplete", "AgentRingNoAnswe
         ("fewestcalls", None),
     ],
 )
+@SQLITE_ONLY
 async def test_strategies_distribute_as_specified(
     ami: AmiClient, acd_daemon: AcdDaemonFactory, strategy: str, expected: list[str] | None
 ) -> None:
@@ -174,6 +179,7 @@ async def test_strategies_distribute_as_specified(
         assert sorted(got) == ["a101", "a102", "a103"], got
 
 
+@SQLITE_ONLY
 async def test_ringall_rings_all_and_penalties_are_respected(
     ami: AmiClient, acd_daemon: AcdDaemonFactory
 ) -> None:
@@ -223,6 +229,7 @@ async def test_paused_agent_gets_no_call_and_the_reason_is_kept(
     assert (history[0]["status"], history[0]["reason"]) == ("paused", "lunch")
 
 
+@SQLITE_ONLY
 async def test_wrapup_is_respected(ami: AmiClient, acd_daemon: AcdDaemonFactory) -> None:
     svc = acd(await acd_daemon())
     await set_sim(ami, ring=0.2, talk=0.3)
@@ -241,6 +248,7 @@ async def test_wrapup_is_respected(ami: AmiClient, acd_daemon: AcdDaemonFactory)
         assert got == ["a101"]
 
 
+@SQLITE_ONLY
 async def test_ring_no_answer_moves_on(ami: AmiClient, acd_daemon: AcdDaemonFactory) -> None:
     svc = acd(await acd_daemon())
     await set_sim(ami, ring=5, talk=0.3)  # nobody answers within the 1 s ring timeout
@@ -261,6 +269,7 @@ async def test_ring_no_answer_moves_on(ami: AmiClient, acd_daemon: AcdDaemonFact
     ]  # fmt: skip
 
 
+@SQLITE_ONLY
 async def test_overflow_fires_at_the_configured_time(
     ami: AmiClient, acd_daemon: AcdDaemonFactory
 ) -> None:

@@ -1,7 +1,10 @@
 """ACD routing beyond app_queue against the real Asterisk: owner-first routing, per-queue
 max wait, overflow to voicemail and to a callback offer, callbacks that keep their place
 (offered to the agent, the customer dialled, retried when unreached, surviving a daemon
-restart), lost callers closed by a callback, and click-to-call."""
+restart), lost callers closed by a callback, and click-to-call.
+
+Owner routing, max wait and overflow to voicemail are Asterisk's timing and run on SQLite
+only (harness.SQLITE_ONLY); every callback test runs on PostgreSQL too (the callback store)."""
 
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ from cti.events import CallbackOffered, IvrCallbackRequested, OutboundCallStarte
 from cti.features import Feature
 from cti.store.tokens import create_token
 from tests.acceptance.conftest import daemon_settings
-from tests.acceptance.harness import originate_call, wait_for
+from tests.acceptance.harness import SQLITE_ONLY, originate_call, wait_for
 from tests.acceptance.test_acd import (
     CALL_EVENTS,
     Events,
@@ -131,6 +134,7 @@ def user_events(events: Events, name: str) -> list[Message]:
 # --- owner routing -------------------------------------------------------------------------
 
 
+@SQLITE_ONLY
 async def test_owner_rings_first_then_the_queue(ami: AmiClient, routing: Factory) -> None:
     s = svc(await routing())
     await store.put_queue(s.db, store.queue_params("acd_ownx", {}))
@@ -191,6 +195,7 @@ async def test_owner_rings_first_then_the_queue(ami: AmiClient, routing: Factory
 # --- max wait and overflow -------------------------------------------------------------------
 
 
+@SQLITE_ONLY
 async def test_per_queue_max_wait(ami: AmiClient, routing: Factory) -> None:
     s = svc(await routing())
     await setup_queue(s, "acd_maxw", {"101": 0}, max_wait_s=3)
@@ -209,6 +214,7 @@ async def test_per_queue_max_wait(ami: AmiClient, routing: Factory) -> None:
     assert 2.9 <= ts(leave) - ts(join) < 4.5
 
 
+@SQLITE_ONLY
 async def test_overflow_to_voicemail_at_the_configured_time(
     ami: AmiClient, routing: Factory, asterisk: ChrootAsterisk
 ) -> None:

@@ -1,7 +1,10 @@
 """The desktop page in real headless Chromium (Debian's, driven by Playwright) against the
 daemon and the real Asterisk: the pop appears while the phone rings, notes and the
 disposition typed in the page land in the store, pause in the page stops calls, and a
-hostile caller ID name is shown as text."""
+hostile caller ID name is shown as text.
+
+Only the notes-and-disposition test runs on PostgreSQL too; the others are the page's
+behaviour (harness.SQLITE_ONLY)."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from playwright.async_api import Browser, Page
 
 from cti.ami.client import AmiClient
 from cti.phone import region
-from tests.acceptance.harness import originate_call, sign_in_page, wait_for
+from tests.acceptance.harness import SQLITE_ONLY, originate_call, sign_in_page, wait_for
 from tests.acceptance.test_pop import Stack, set_sim, stack
 
 __all__ = ["stack"]  # the fixture, shared with test_pop
@@ -140,6 +143,7 @@ async def test_pop_in_page_while_ringing_then_notes_land_in_store(
     assert desk.errors == [] and desk.dialogs == []
 
 
+@SQLITE_ONLY
 async def test_hostile_caller_name_is_text(stack: Stack, ami: AmiClient, open_desk: Any) -> None:
     token = await stack.agent("a202", "202")
     desk = await open_desk(token, lang="zh")
@@ -159,6 +163,7 @@ async def test_hostile_caller_name_is_text(stack: Stack, ami: AmiClient, open_de
     assert desk.dialogs == [] and desk.errors == []
 
 
+@SQLITE_ONLY
 async def test_duplicate_warning_when_creating_customer(
     stack: Stack, ami: AmiClient, open_desk: Any
 ) -> None:
@@ -186,6 +191,7 @@ async def test_duplicate_warning_when_creating_customer(
     assert await page.text_content(card + " .customer .customer-name") == "赵强"
 
 
+@SQLITE_ONLY
 async def test_pause_in_page_stops_calls(stack: Stack, ami: AmiClient, open_desk: Any) -> None:
     token = await stack.agent("a301", "301")
     await stack.agent("a302", "302")
@@ -222,6 +228,7 @@ async def test_pause_in_page_stops_calls(stack: Stack, ami: AmiClient, open_desk
     await page.wait_for_selector(desk.card(linkedid), timeout=20_000)
 
 
+@SQLITE_ONLY
 async def test_lost_caller_worklist(stack: Stack, ami: AmiClient, open_desk: Any) -> None:
     # an agent of the caller's queue (only they and supervisors may close its lost
     # callers), paused: nobody answers support
@@ -253,6 +260,7 @@ async def test_lost_caller_worklist(stack: Stack, ami: AmiClient, open_desk: Any
     assert desk.errors == []
 
 
+@SQLITE_ONLY
 async def test_click_to_call_pops_outbound_card(
     stack: Stack, ami: AmiClient, open_desk: Any
 ) -> None:
@@ -274,6 +282,7 @@ async def test_click_to_call_pops_outbound_card(
     assert number.replace(" ", "").endswith("1065529988"), number  # as dialled, or E.164
 
 
+@SQLITE_ONLY
 async def test_callback_worklist_dial_pops_callback_card(
     stack: Stack, ami: AmiClient, open_desk: Any
 ) -> None:

@@ -1,6 +1,9 @@
 """The desktop page's panels fed by other features, in real Chromium against the daemon
 (ACD + CRM + desktop + quality on the session Asterisk): the agent reads its QA
-evaluations and acknowledges one; today's CRM reminders are in its worklist."""
+evaluations and acknowledges one; today's CRM reminders are in its worklist.
+
+The campaign tests run on SQLite only (harness.SQLITE_ONLY): the outbound store runs on
+PostgreSQL in tests/integration/test_outbound_campaigns.py."""
 
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from outbound.feature import OutboundFeature
 from quality.feature import QualityFeature
 from tests.acceptance.conftest import daemon_settings
 from tests.acceptance.harness import (
+    SQLITE_ONLY,
     free_port,
     originate_call,
     sign_in_page,
@@ -133,6 +137,7 @@ async def outbound_stack(
         yield s
 
 
+@SQLITE_ONLY
 async def test_campaign_lead_pops_and_the_agent_saves_the_outcome(
     outbound_stack: Stack, browser: Browser
 ) -> None:
@@ -258,6 +263,7 @@ async def test_agent_emails_the_callers_customer_from_the_card_and_opt_out_refus
     await page.context.close()
 
 
+@SQLITE_ONLY
 async def test_a_real_preview_campaign_call_pops_the_lead_on_the_desk(
     asterisk: ChrootAsterisk, db_url: str, ami: AmiClient, browser: Browser, tmp_path: Path
 ) -> None:

@@ -11,6 +11,9 @@ the statistics (hold count and duration, AHT) of the queue's hour over the REST 
 
 Transfer: AMI BlindTransfer of the answering agent's channel to another simulated agent;
 Asterisk reports a BlindTransfer event and the original agent's card shows ``transferred``.
+
+Both run on SQLite only (harness.SQLITE_ONLY): what they prove is Asterisk's and the card's;
+the statistics store runs on PostgreSQL in test_stats.py and tests/integration.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from cti.events import CallHeld, CallResumed
 from cti.store.tokens import create_token
 from stats.feature import StatsFeature
 from tests.acceptance.conftest import daemon_settings
-from tests.acceptance.harness import free_port, originate_call, wait_for
+from tests.acceptance.harness import SQLITE_ONLY, free_port, originate_call, wait_for
 from tests.acceptance.test_pop import Stack, desktop, next_of, running_stack, set_sim
 
 SCENARIO = Path(__file__).parent / "sipp" / "uac_hold.xml"
@@ -142,6 +145,7 @@ async def hourly_rows(stack: Stack, queue: str, day: datetime) -> list[dict[str,
     return rows
 
 
+@SQLITE_ONLY
 async def test_sip_caller_hold_updates_the_card_and_the_statistics(
     hstack: tuple[Stack, str, Watch], ami: AmiClient, asterisk: ChrootAsterisk, tmp_path: Path
 ) -> None:
@@ -230,6 +234,7 @@ async def test_sip_caller_hold_updates_the_card_and_the_statistics(
             await proc.wait()
 
 
+@SQLITE_ONLY
 async def test_blind_transfer_updates_the_original_agents_card(
     hstack: tuple[Stack, str, Watch], ami: AmiClient
 ) -> None:

@@ -2,7 +2,10 @@
 added through the API are endpoints in the running Asterisk at once (no restart, a call
 in progress untouched), register with the credentials handed out (a SIPp desk phone
 over UDP, a SIP-over-WebSocket client as SIP.js does), and stop working when rotated or
-removed."""
+removed.
+
+Provisioning and the request checks run on both stores; the desk phone's call and the
+address block are Asterisk's and run on SQLite only (harness.SQLITE_ONLY)."""
 
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from cti.store.models import AuditEntry
 from cti.store.models import Call as CallRow
 from cti.store.tokens import create_token
 from tests.acceptance.conftest import DaemonFactory, daemon_settings
-from tests.acceptance.harness import add_sim_agent, originate_call, wait_for
+from tests.acceptance.harness import SQLITE_ONLY, add_sim_agent, originate_call, wait_for
 from tests.acceptance.sip_phones import (
     sipp_register,
     start_caller,
@@ -196,6 +199,7 @@ async def test_phone_requests_are_checked(start_daemon: DaemonFactory) -> None:
     assert all("password" not in p["sip"] for p in mine["phones"])  # SIP phones: shown once only
 
 
+@SQLITE_ONLY
 async def test_a_desk_phone_answers_a_queue_call(
     ami: AmiClient, asterisk: ChrootAsterisk, start_daemon: DaemonFactory, tmp_path: Path
 ) -> None:
@@ -252,6 +256,7 @@ async def blocking_daemon(asterisk: ChrootAsterisk, db_url: str) -> AsyncIterato
     await daemon.stop()
 
 
+@SQLITE_ONLY
 async def test_repeated_wrong_credentials_block_the_address_for_a_while(
     ami: AmiClient, asterisk: ChrootAsterisk, blocking_daemon: Daemon, tmp_path: Path
 ) -> None:

@@ -1,6 +1,9 @@
 """Screen pops with the real Asterisk: a real queue call rings a simulated agent (member
 name = the agent's token name) and the pop reaches that agent's websocket while the phone
-rings, with the customer card from crm_bridge; answer and hang-up update the same card."""
+rings, with the customer card from crm_bridge; answer and hang-up update the same card.
+
+The two pop tests run on SQLite only (harness.SQLITE_ONLY): the CRM lookup by number they
+rely on runs on PostgreSQL in tests/integration/test_crm_calls.py."""
 
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ from cti.store.tokens import create_token
 from desktop.feature import DesktopFeature
 from ivr.feature import IvrFeature
 from tests.acceptance.conftest import daemon_settings
-from tests.acceptance.harness import PAGE_PASSWORD, originate_call, wait_for
+from tests.acceptance.harness import PAGE_PASSWORD, SQLITE_ONLY, originate_call, wait_for
 from tests.acceptance.test_ivr_harness import MENUS, call, ivr_settings
 
 
@@ -171,6 +174,7 @@ async def next_of(
                 return data
 
 
+@SQLITE_ONLY
 async def test_real_call_pops_the_customer_card_while_ringing(stack: Stack, ami: AmiClient) -> None:
     status, body = await stack.api(
         "POST", "/api/v1/customers", stack.admin,
@@ -231,6 +235,7 @@ async def test_real_call_pops_the_customer_card_while_ringing(stack: Stack, ami:
     await ws102.close()
 
 
+@SQLITE_ONLY
 async def test_unknown_caller_pops_without_card(stack: Stack, ami: AmiClient) -> None:
     token = await stack.agent("a103", "103")
     ws = await desktop(stack, token)

@@ -3,7 +3,9 @@
 hears "您前面还有" + 2 in Mandarin + "位客户在等待" - the text-to-speech sounds the ACD wrote
 into queues_cti.conf and Asterisk's Chinese number syntax with the zh digits rendered
 beside them - never app_queue's stock English sounds. What Asterisk plays is read from a
-log channel the test adds (verbose 3: every file played, with its language)."""
+log channel the test adds (verbose 3: every file played, with its language).
+
+On SQLite only (harness.SQLITE_ONLY): nothing here depends on the store's server."""
 
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from cti.asterisk.instance import ChrootAsterisk
 from cti.daemon import Daemon
 from ivr.feature import IvrFeature
 from tests.acceptance.conftest import daemon_settings
-from tests.acceptance.harness import start_sipp, wait_for
+from tests.acceptance.harness import SQLITE_ONLY, start_sipp, wait_for
 
 SIPP = Path(__file__).parent / "sipp"
 PCAPS = Path("/usr/share/sip-tester")
@@ -91,6 +93,7 @@ def configured(etc: Path, queue: str) -> dict[str, str]:
     return dict(re.findall(r"^(queue-[a-z-]+) = (\S+)$", section, re.M))
 
 
+@SQLITE_ONLY
 async def test_waiting_callers_hear_their_position_in_mandarin(
     asterisk: ChrootAsterisk, ami: AmiClient, stack: Stack, played: Path, tmp_path: Path
 ) -> None:
