@@ -1,9 +1,10 @@
 """Shared fixtures: real databases for integration and acceptance tests.
 
 ``db_url`` runs a test once on SQLite (a file under tmp_path) and once on PostgreSQL (a
-fresh database ``cti_test_<hex>`` on the local server, dropped afterwards). It is empty,
-unless the test also asks for ``db`` or ``migrated_db`` (the acceptance tests all do):
-then it is already migrated, and ``db`` is a :class:`~cti.store.db.Database` on it.
+fresh database ``cti_test_<hex>`` on the local server, made before the test asks and
+dropped after it, in the background). It is empty, unless the test also asks for ``db``
+or ``migrated_db`` (the acceptance tests all do): then it is already migrated, and ``db``
+is a :class:`~cti.store.db.Database` on it.
 A migrated database is a copy of the session's template (every migration applied once per
 session: a file copy on SQLite, ``CREATE DATABASE ... TEMPLATE`` on PostgreSQL) instead of
 a run of every migration per test; the copy is the same schema, revision and rows.
@@ -17,9 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import queue
 import secrets
 import shutil
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -81,6 +84,80 @@ async def _pg_drop(name: str) -> None:
         await admin.close()
 
 
+class _PgDatabases:
+    """The tests' PostgreSQL databases, made and dropped by two threads of their own, so a
+    test waits for neither (a CREATE or DROP DATABASE takes 0.2-1 s, under load more): the
+    next database of each kind (empty, or a copy of the migrated template) is made while
+    the current test runs, and a dropped one is handed over at teardown. At the end of the
+    session every database is dropped, and a failed drop fails the session."""
+
+    def __init__(self) -> None:
+        self.template: str | None = None
+        self.ready = {kind: queue.Queue[str | BaseException]() for kind in (False, True)}
+        self.to_make: queue.Queue[bool | None] = queue.Queue()
+        self.to_drop: queue.Queue[str | None] = queue.Queue()
+        self.failures: list[str] = []
+        self.asked: set[bool] = set()
+        self.threads = [
+            threading.Thread(target=self._make, name="pg-create", daemon=True),
+            threading.Thread(target=self._drop, name="pg-drop", daemon=True),
+        ]
+        for t in self.threads:
+            t.start()
+
+    def _make(self) -> None:
+        while (migrated := self.to_make.get()) is not None:
+            name = f"cti_test_{secrets.token_hex(6)}"
+            try:
+                if migrated and self.template is None:
+                    template = f"cti_template_{secrets.token_hex(6)}"
+                    asyncio.run(_pg_create(template))
+                    self.template = template  # dropped at the end even if half made
+                    upgrade(_pg_url(template))
+                asyncio.run(_pg_create(name, self.template if migrated else None))
+                self.ready[migrated].put(name)
+            except BaseException as exc:  # pytest.fail's Failed too: raised in the test
+                self.ready[migrated].put(exc)
+
+    def _drop(self) -> None:
+        while (name := self.to_drop.get()) is not None:
+            try:
+                asyncio.run(_pg_drop(name))
+            except BaseException as exc:  # pytest.fail's Failed too
+                self.failures.append(f"{name}: {type(exc).__name__}: {exc}")
+
+    def take(self, migrated: bool) -> str:
+        """A fresh database (blocks; call it through ``asyncio.to_thread``)."""
+        if migrated not in self.asked:  # from then on one spare of each kind asked for
+            self.asked.add(migrated)
+            self.to_make.put(migrated)
+        got = self.ready[migrated].get()
+        self.to_make.put(migrated)  # the next test's, made meanwhile
+        if isinstance(got, BaseException):
+            raise got
+        return got
+
+    def close(self) -> None:
+        self.to_make.put(None)
+        self.threads[0].join()
+        for ready in self.ready.values():
+            while not ready.empty():
+                if isinstance(name := ready.get(), str):
+                    self.to_drop.put(name)
+        if self.template is not None:
+            self.to_drop.put(self.template)
+        self.to_drop.put(None)
+        self.threads[1].join()
+        assert not self.failures, f"test databases not dropped: {self.failures}"
+
+
+@pytest.fixture(scope="session")
+def _pg_databases() -> Iterator[_PgDatabases]:
+    databases = _PgDatabases()
+    yield databases
+    databases.close()
+
+
 def _in_thread(fn: Callable[[], T]) -> T:
     """Run ``fn`` in a thread of its own: the templates are made on demand from inside an
     async fixture, and migrations (like any blocking call) refuse a running event loop."""
@@ -103,23 +180,6 @@ def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def _pg_template() -> Iterator[str]:
-    """The name of a PostgreSQL database with every migration applied (nobody connects to
-    it after that: it is only copied)."""
-    name = f"cti_template_{secrets.token_hex(6)}"
-
-    def make() -> None:
-        asyncio.run(_pg_create(name))
-        upgrade(_pg_url(name))
-
-    try:
-        _in_thread(make)
-        yield name
-    finally:
-        _in_thread(lambda: asyncio.run(_pg_drop(name)))
-
-
 @pytest.fixture(
     params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)],
 )
@@ -134,12 +194,12 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
             shutil.copyfile(request.getfixturevalue("_sqlite_template"), path)
         yield f"sqlite+aiosqlite:///{path}"
         return
-    name = f"cti_test_{secrets.token_hex(6)}"
-    await _pg_create(name, request.getfixturevalue("_pg_template") if migrated else None)
+    databases: _PgDatabases = request.getfixturevalue("_pg_databases")
+    name = await asyncio.to_thread(databases.take, migrated)
     try:
         yield _pg_url(name)
     finally:
-        await _pg_drop(name)
+        databases.to_drop.put(name)
 
 
 @pytest.fixture
