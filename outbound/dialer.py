@@ -20,6 +20,18 @@ Outcomes come from the platform's call events (never AMI): the dial leg's
 ``CallLegEnded`` (over). Every attempt is a row of ``outbound_attempts``; the lead's next
 state follows the campaign's retry rules (:func:`outbound.rules.after_call`); the call
 itself is recorded by the platform's call recorder like any other call.
+
+In a cluster (a ``gate``: :class:`cti.cluster.locks.NamedLocks`) each campaign is paced by
+one node at a time: a node paces a campaign (callbacks, recycling, new calls) only while
+its AMI link is up (it drives its Asterisk server) and it holds the campaign's lock
+(``campaign:<id>``), asked every tick; the first node to get it keeps it while it drives.
+When the pacer dies (or is cut off, or its AMI link goes), another driving node gets the
+lock at its next tick; the leads the old pacer left ``dialing`` count as its calls in
+flight for ``ring_s`` + 3 s (those calls ring at most that long), then are due again, as
+a restarted single node makes them at start: pacing never exceeds the campaign's lines
+across a takeover. A lead whose call the old pacer had already connected is dialled again
+(its outcome died with that node). Campaigns started, paused or stopped through another node's API
+reach every node's dialer from the store (read every ``SYNC_S``).
 """
 
 from __future__ import annotations
@@ -30,7 +42,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from cti.ami.client import AmiClient
 from cti.events import (
@@ -49,8 +61,14 @@ from outbound.rules import CallingWindow, after_call
 from outbound.schemas import CampaignIn
 from outbound.store import OutboundStore
 
-__all__ = ["CALL_EVENTS", "CAMPAIGN_PREFIX", "DIAL_CONTEXT", "CampaignDialer", "DialError",
-           "lead_connected"]
+__all__ = [
+    "CALL_EVENTS",
+    "CAMPAIGN_PREFIX",
+    "DIAL_CONTEXT",
+    "CampaignDialer",
+    "DialError",
+    "lead_connected",
+]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +79,8 @@ CALL_EVENTS: tuple[type[DomainEvent], ...] = (
     CallDialEnded, CallAnswered, CallTimedOut, CallLegEnded, CallQueued,
 )  # fmt: skip
 GRACE_S = 2
+#: in a cluster, the campaigns' states are read from the store this often
+SYNC_S = 2.0
 #: a call with no event this long after its ring time is given up (Originate failed)
 LOST_AFTER_S = 30
 
@@ -69,6 +89,14 @@ _DIAL_STATUS = {
     "BUSY": "busy", "NOANSWER": "no_answer", "CANCEL": "no_answer",
     "CONGESTION": "congestion", "CHANUNAVAIL": "failed",
 }  # fmt: skip
+
+
+class PacingGate(Protocol):
+    """Work one node of a cluster holds at a time (cti.cluster.locks.NamedLocks)."""
+
+    async def hold(self, name: str) -> bool: ...
+
+    async def release(self, name: str) -> None: ...
 
 
 class DialError(Exception):
@@ -110,6 +138,9 @@ class Run:
     calls: dict[str, LiveCall] = field(default_factory=dict)
     paused: bool = False
     recycled_at: datetime | None = None
+    #: in a cluster, after this node took the campaign over: until then the leads another
+    #: pacer left ``dialing`` count as calls in flight, then they are due again
+    orphans_until: datetime | None = None
 
     @property
     def name(self) -> str:
@@ -136,7 +167,9 @@ class CampaignDialer:
     def __init__(
         self, store: OutboundStore, ami: AmiClient, services: Services, *, timezone: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC), tick_s: float = 1.0,
+        gate: PacingGate | None = None,
     ) -> None:  # fmt: skip
+        """``gate``: in a cluster, the campaigns' locks (one pacer per campaign)."""
         self.store = store
         self.ami = ami
         self.services = services
@@ -148,12 +181,16 @@ class CampaignDialer:
         self.on_connected: list[Callable[[LiveCall], None]] = []
         self._events: asyncio.Queue[DomainEvent] = asyncio.Queue(maxsize=10000)
         self._tasks = BackgroundTasks("outbound-dialer")
+        self.gate = gate
+        self.pacing: set[int] = set()  # with a gate: the campaigns this node paces
+        self._synced_at: datetime | None = None
 
     # --- life ----------------------------------------------------------------------------
     async def start(self) -> None:
         for campaign in await self.store.campaigns():
             if campaign["status"] in ("running", "paused"):
-                await self.store.release_dialing(campaign["id"], self.clock())
+                if self.gate is None:  # in a cluster: when this node gets the campaign
+                    await self.store.release_dialing(campaign["id"], self.clock())
                 self.load(campaign)
         self._tasks.spawn(self._loop(), "pacing")
         self._tasks.spawn(self._consume(), "events")
@@ -171,8 +208,9 @@ class CampaignDialer:
             ring_s=float(settings.ring_s),
         )  # fmt: skip
         if run is None:
-            run = Run(campaign, settings, Pacer(config), CallingWindow(settings.window,
-                                                                       self.timezone))
+            run = Run(
+                campaign, settings, Pacer(config), CallingWindow(settings.window, self.timezone)
+            )
             self.runs[campaign["id"]] = run
         else:
             run.campaign, run.settings = campaign, settings
@@ -214,8 +252,15 @@ class CampaignDialer:
     async def tick(self) -> None:
         now = self.clock()
         self._expire(now)
+        if self.gate is not None and (
+            self._synced_at is None or (now - self._synced_at).total_seconds() >= SYNC_S
+        ):
+            self._synced_at = now
+            await self._sync()
         for run in list(self.runs.values()):
             if run.paused or not run.window.is_open(now):
+                continue
+            if not await self._may_pace(run, now):
                 continue
             await self._callbacks(run, now)
             await self._recycle(run, now)
@@ -224,12 +269,58 @@ class CampaignDialer:
             free, busy, _ = self.queue_state(run.settings.queue)
             # ringing, or answered and not yet with an agent (AMD, waiting in the queue)
             in_flight = sum(1 for c in run.calls.values() if c.connected_at is None)
+            in_flight += await self._orphans(run, now)
             n = run.pacer.to_dial(monotonic_s(now), free=free, in_flight=in_flight,
                                   busy_elapsed=[0.0] * busy)  # fmt: skip
             if n <= 0:
                 continue
             for lead in await self.store.claim_due(run.campaign["id"], now, n):
                 await self._dial(run, lead, now)
+
+    async def _sync(self) -> None:
+        """In a cluster: campaigns started, paused or stopped on other nodes."""
+        for campaign in await self.store.campaigns():
+            if campaign["status"] in ("running", "paused"):
+                self.load(campaign)
+            elif campaign["id"] in self.runs and not self.runs[campaign["id"]].paused:
+                self.unload(campaign["id"])
+
+    async def _may_pace(self, run: Run, now: datetime) -> bool:
+        """One node: always. A cluster: while this node drives and holds the campaign."""
+        if self.gate is None:
+            return True
+        cid = run.campaign["id"]
+        name = f"campaign:{cid}"
+        if not self.ami.connected:  # a standby, or its AMI link is down: it cannot dial
+            if cid in self.pacing:
+                self.pacing.discard(cid)
+                await self.gate.release(name)
+            return False
+        if not await self.gate.hold(name):
+            self.pacing.discard(cid)
+            return False
+        if cid not in self.pacing:
+            self.pacing.add(cid)
+            # the calls of the previous pacer ring at most ring_s more
+            wait = timedelta(seconds=run.settings.ring_s + GRACE_S + 1)
+            run.orphans_until = now + wait
+            log.info("campaign %s: paced by this node", run.name)
+        return True
+
+    async def _orphans(self, run: Run, now: datetime) -> int:
+        """After a takeover: the previous pacer's calls still ringing (its leads left
+        ``dialing``), counted as in flight until they rang out, then made due again."""
+        if run.orphans_until is None:
+            return 0
+        own = {c.lead["id"] for c in run.calls.values()}
+        if now < run.orphans_until:
+            return len(set(await self.store.dialing(run.campaign["id"])) - own)
+        run.orphans_until = None
+        released = await self.store.release_dialing(run.campaign["id"], now, keep=own)
+        if released:
+            log.info("campaign %s: %d lead(s) the previous pacer left dialing are due again",
+                     run.name, released)  # fmt: skip
+        return 0
 
     def agent_member(self, agent: str) -> dict[str, Any] | None:
         """The agent's queue membership now (interface, state, paused), if logged in."""

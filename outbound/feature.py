@@ -1,11 +1,15 @@
 """The outbound feature (registered under ``cti.features`` as ``outbound``): its store is
 the platform's do-not-call list (``Services.do_not_call``, asked by the dial policy before
-every dial), the campaign dialer, and its REST routes."""
+every dial), the campaign dialer, and its REST routes. In a cluster each campaign is paced
+by one node at a time (:class:`cti.cluster.locks.NamedLocks`, outbound.dialer)."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
+from cti.cluster.lease import libpq_dsn
+from cti.cluster.locks import NamedLocks
 from cti.config import Settings
 from cti.features import FeatureContext
 from cti.services import Services
@@ -27,6 +31,7 @@ class OutboundFeature:
     def __init__(self) -> None:
         self.store: OutboundStore | None = None
         self.dialer: CampaignDialer | None = None
+        self.locks: NamedLocks | None = None
 
     def offer(self, services: Services, db: Database, settings: Settings) -> None:
         """The do-not-call list, from the store alone (commands and the daemon)."""
@@ -39,8 +44,16 @@ class OutboundFeature:
         if self.store is None:
             self.offer(ctx.services, ctx.db, ctx.settings)
         assert self.store is not None
+        cluster = ctx.settings.cluster
+        dsn = libpq_dsn(ctx.settings.database.url)
+        if cluster.broker_url and dsn is not None:
+            self.locks = NamedLocks(
+                dsn, node=cluster.node or socket.gethostname(),
+                timeout_s=cluster.lease_timeout_s,
+            )  # fmt: skip
         self.dialer = CampaignDialer(self.store, ctx.ami, ctx.services,
-                                     timezone=ctx.settings.site.timezone)  # fmt: skip
+                                     timezone=ctx.settings.site.timezone,
+                                     gate=self.locks)  # fmt: skip
         for kind in CALL_EVENTS:
             ctx.bus.subscribe(kind, self.dialer.apply)
         bus = ctx.bus
@@ -56,3 +69,5 @@ class OutboundFeature:
     async def stop(self) -> None:
         if self.dialer is not None:
             await self.dialer.stop()
+        if self.locks is not None:
+            await self.locks.close()

@@ -411,15 +411,29 @@ class OutboundStore:
                                               updated_at=self.clock()))  # fmt: skip
             return int(getattr(result, "rowcount", 0))
 
-    async def release_dialing(self, campaign_id: int, now: datetime) -> int:
-        """Leads left ``dialing`` by a dialer that stopped: due again now."""
+    async def release_dialing(
+        self, campaign_id: int, now: datetime, keep: Iterable[int] = ()
+    ) -> int:
+        """Leads left ``dialing`` by a dialer that stopped (all but ``keep``): due again now."""
+        kept = list(keep)
         async with self.db.session() as s, s.begin():
             result = await s.execute(
                 update(LeadRow)
-                .where(LeadRow.campaign_id == campaign_id, LeadRow.status == "dialing")
+                .where(LeadRow.campaign_id == campaign_id, LeadRow.status == "dialing",
+                       LeadRow.id.not_in(kept))
                 .values(status="retry", next_at=now, updated_at=now)
-            )
+            )  # fmt: skip
             return int(getattr(result, "rowcount", 0))
+
+    async def dialing(self, campaign_id: int) -> list[int]:
+        """The campaign's leads being dialled now (by any node)."""
+        async with self.db.session() as s:
+            rows = await s.scalars(
+                select(LeadRow.id).where(
+                    LeadRow.campaign_id == campaign_id, LeadRow.status == "dialing"
+                )
+            )
+            return list(rows)
 
     async def start_attempt(self, lead: dict[str, Any], linkedid: str, at: datetime,
                             outcome: str = "") -> int:  # fmt: skip

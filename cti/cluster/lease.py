@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-__all__ = ["ServerLease", "lease_key", "libpq_dsn"]
+__all__ = ["ServerLease", "lease_connection", "lease_key", "libpq_dsn", "release_after_s"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,36 @@ def libpq_dsn(database_url: str) -> str | None:
 def lease_key(server: str) -> int:
     digest = hashlib.blake2b(b"cti-server\0" + server.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
+
+
+def _keepalive_idle(timeout_s: float, check_s: float) -> int:
+    return max(1, round(timeout_s + check_s + 0.5))
+
+
+def release_after_s(timeout_s: float, check_s: float) -> float:
+    """When PostgreSQL ends the session (and frees the locks) of a silent client of
+    :func:`lease_connection`: after ``timeout_s + check_s`` at the earliest."""
+    return _keepalive_idle(timeout_s, check_s) + 1 * 2
+
+
+async def lease_connection(
+    dsn: str, application: str, *, timeout_s: float, check_s: float
+) -> asyncpg.Connection:
+    """A session for advisory locks whose holder confirms it every ``check_s`` with a
+    ``timeout_s`` limit: its TCP keepalives and ``tcp_user_timeout`` make PostgreSQL end
+    it (freeing its locks) only after :func:`release_after_s`, when a holder that could
+    not confirm has already let go."""
+    conn: asyncpg.Connection = await asyncpg.connect(
+        dsn, timeout=timeout_s,
+        server_settings={
+            "application_name": application[:63],
+            "tcp_keepalives_idle": str(_keepalive_idle(timeout_s, check_s)),
+            "tcp_keepalives_interval": "1",
+            "tcp_keepalives_count": "2",
+            "tcp_user_timeout": str(int(release_after_s(timeout_s, check_s) * 1000)),
+        },
+    )  # fmt: skip
+    return conn
 
 
 class ServerLease:
@@ -75,16 +105,8 @@ class ServerLease:
 
     @property
     def release_after_s(self) -> float:
-        """When PostgreSQL frees the lock of a silent client (keepalive settings below)."""
-        return self._keepalive_idle + self._keepalive_interval * 2
-
-    @property
-    def _keepalive_idle(self) -> int:
-        return max(1, round(self.timeout_s + self.check_s + 0.5))
-
-    @property
-    def _keepalive_interval(self) -> int:
-        return 1
+        """When PostgreSQL frees the lock of a silent client (:func:`lease_connection`)."""
+        return release_after_s(self.timeout_s, self.check_s)
 
     async def run(self) -> None:
         """Acquire, hold, and acquire again after a loss, until cancelled."""
@@ -101,17 +123,9 @@ class ServerLease:
             await self._release_local()
 
     async def _cycle(self) -> None:
-        idle, interval = self._keepalive_idle, self._keepalive_interval
-        self._conn = await asyncpg.connect(
-            self.dsn, timeout=self.timeout_s,
-            server_settings={
-                "application_name": f"cti-lease {self.node}"[:63],
-                "tcp_keepalives_idle": str(idle),
-                "tcp_keepalives_interval": str(interval),
-                "tcp_keepalives_count": "2",
-                "tcp_user_timeout": str(int(self.release_after_s * 1000)),
-            },
-        )  # fmt: skip
+        self._conn = await lease_connection(
+            self.dsn, f"cti-lease {self.node}", timeout_s=self.timeout_s, check_s=self.check_s
+        )
         conn = self._conn
         while True:
             if await conn.fetchval(
