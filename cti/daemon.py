@@ -66,6 +66,11 @@ log = logging.getLogger(__name__)
 
 EXPIRE_EVERY_S = 0.2
 GAPPED_CDR_WAIT_S = 0.5
+#: recovery reads the CDR from this long before the last call end recorded (one node: the
+#: node's own clock stamped that end; a cluster: another node's, which may have handled
+#: its events late under load, so more, and calls already recorded by any node are skipped)
+RECOVERY_MARGIN = timedelta(seconds=2)
+RECOVERY_MARGIN_CLUSTER = timedelta(seconds=60)
 GAPPED_CDR_ATTEMPTS = 4
 
 
@@ -373,14 +378,30 @@ class Daemon:
         now: datetime,
         fallback_end: datetime | None = None,
     ) -> list[CallRecord]:
+        known = self.model.is_known
+        margin = RECOVERY_MARGIN
+        if self.lease is not None:
+            # a cluster: the calls of the window any node recorded are not published again
+            margin = RECOVERY_MARGIN_CLUSTER
+            recorded = await self._recorded_since(since - margin)
+
+            def known(linkedid: str) -> bool:
+                return self.model.is_known(linkedid) or linkedid in recorded
+
         records = await self.recovery.run(
             ended=ended,
-            since=since - timedelta(seconds=2),
+            since=since - margin,
             fallback_end=fallback_end or self._disconnected_at or now,
-            known=self.model.is_known,
+            known=known,
         )
         self._publish_recovered(records, now)
         return records
+
+    async def _recorded_since(self, since: datetime) -> set[str]:
+        """Linkedids of the calls recorded (by any node) that ended at or after ``since``."""
+        async with self.db.session() as session:
+            rows = await session.scalars(select(CallRow.linkedid).where(CallRow.ended_at >= since))
+            return set(rows)
 
     def _publish_recovered(self, records: list[CallRecord], now: datetime) -> None:
         for record in records:
