@@ -203,6 +203,7 @@ class Daemon:
     # --- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
         await asyncio.to_thread(upgrade, self.settings.database.url)
+        await self.db.warm()
         await self.bus.start()
         self._startup_since = await self._last_recorded_end()
         self.recorder.attach(self.bus)

@@ -27,13 +27,22 @@ locked" when another connection committed in between (busy_timeout cannot help),
   event loop), elsewhere through ``AsyncSession.run_sync``. The hot-path lookups use it.
 
 In-memory SQLite has one engine for both. PostgreSQL has a reader engine with its own
-pool (MVCC: readers never wait for writers' locks, only for connections).
+pool for :meth:`Database.read_session` (MVCC: readers never wait for writers' locks, only
+for connections), and :meth:`Database.read` runs on an event loop of its own in one
+thread, with ``PG_READERS`` connections in autocommit (no BEGIN/ROLLBACK round trips)
+opened at start (:meth:`Database.warm`) and kept: through asyncpg every step of a query
+(pool check-out, ping, each statement) is a round trip that waited for the daemon's busy
+loop, and a connection opened for a burst (a server process, the dialect's codec setup)
+was closed again on return; card lookups at a call's entry took up to 1.3 s under a
+burst, so half the pops rang before their card was read (decision 0027). The main loop
+now waits for one hop, as on SQLite.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -51,6 +60,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 __all__ = [
+    "PG_READERS",
     "READER_POOL",
     "SQLITE_BUSY_TIMEOUT_MS",
     "WRITER_WAIT_S",
@@ -67,6 +77,9 @@ SQLITE_BUSY_TIMEOUT_MS = 5000
 WRITER_WAIT_S = 60.0
 #: SQLite reader connections kept open (more are opened under load, up to twice that).
 READER_POOL = 4
+#: PostgreSQL connections of :meth:`Database.read`'s own loop, all kept open and opened at
+#: start (:meth:`Database.warm`).
+PG_READERS = 8
 T = TypeVar("T")
 
 _SQLITE_DRIVERS = {None, "aiosqlite", "pysqlite"}
@@ -146,6 +159,25 @@ def _reader_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
         cursor.close()
 
 
+class LoopThread:
+    """An event loop of its own in a daemon thread: coroutines sent to it run beside the
+    caller's loop, which waits for one hop (their result)."""
+
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+        self._thread.start()
+
+    async def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+        if not self._thread.is_alive():
+            self.loop.close()
+
+
 class Database:
     """The writer engine and, on a SQLite file, a separate reader engine, each with its
     session factory. Create with :meth:`from_url`."""
@@ -155,10 +187,19 @@ class Database:
         engine: AsyncEngine,
         reader: AsyncEngine | None = None,
         sync_reader: Engine | None = None,
+        loop_reader: AsyncEngine | None = None,
     ) -> None:
         self.engine = engine
         self.reader = reader if reader is not None else engine
         self._sync_reader = sync_reader
+        # PostgreSQL: the engine read() uses, only ever on self._loop_thread's loop
+        self._loop_reader = loop_reader
+        self._loop_sessions = (
+            async_sessionmaker(loop_reader, expire_on_commit=False)
+            if loop_reader is not None
+            else None
+        )
+        self._loop_thread: LoopThread | None = None
         self._sync_sessions = (
             sessionmaker(sync_reader, expire_on_commit=False) if sync_reader is not None else None
         )
@@ -199,13 +240,53 @@ class Database:
             event.listen(sync_reader, "connect", _reader_on_connect)
             return cls(writer, reader, sync_reader)
         kwargs["pool_pre_ping"] = True
-        # PostgreSQL: readers on their own pool too, so a lookup never waits for a
-        # connection a burst of writes holds (at most 30 connections a process)
+        # PostgreSQL: readers on pools of their own, so a lookup never waits for a
+        # connection a burst of writes holds (at most 34 connections a process); read()'s
+        # are kept open, on a loop of their own (module docstring)
         engine = create_async_engine(async_url, pool_size=10, max_overflow=10, **kwargs)
-        reader = create_async_engine(
-            async_url, pool_size=READER_POOL, max_overflow=READER_POOL + 2, **kwargs
-        )
-        return cls(engine, reader)
+        reader = create_async_engine(async_url, pool_size=2, max_overflow=4, **kwargs)
+        loop_reader = create_async_engine(
+            async_url, pool_size=PG_READERS, max_overflow=0, isolation_level="AUTOCOMMIT",
+            **kwargs,
+        )  # fmt: skip
+        return cls(engine, reader, loop_reader=loop_reader)
+
+    @property
+    def read_engine(self) -> Engine:
+        """The (synchronous) engine whose connections :meth:`read` uses."""
+        if self._sync_reader is not None:
+            return self._sync_reader
+        if self._loop_reader is not None:
+            return self._loop_reader.sync_engine
+        return self.reader.sync_engine
+
+    def _reader_loop(self) -> LoopThread:
+        if self._loop_thread is None:
+            self._loop_thread = LoopThread("cti-read-loop")
+        return self._loop_thread
+
+    async def warm(self) -> None:
+        """Open the connections :meth:`read` keeps now (the daemon's start), so no lookup
+        of a burst pays for opening one (PostgreSQL: every reader; a SQLite file: one per
+        read thread). In memory: nothing to do."""
+        if self._sync_reader is not None:
+            sync_reader = self._sync_reader
+
+            def open_all() -> None:
+                held = [sync_reader.connect() for _ in range(READER_POOL)]
+                for conn in held:
+                    conn.close()
+
+            await asyncio.to_thread(open_all)
+        elif self._loop_reader is not None:
+            loop_reader = self._loop_reader
+
+            async def open_readers() -> None:
+                held = [await loop_reader.connect() for _ in range(PG_READERS)]
+                for aconn in held:
+                    await aconn.close()
+
+            await self._reader_loop().run(open_readers())
 
     @property
     def dialect(self) -> str:
@@ -228,6 +309,14 @@ class Database:
     async def read(self, fn: Callable[[Session], T]) -> T:
         """``fn(session)`` on a read-only session, in one hop (see the module docstring).
         ``fn`` is synchronous; what it returns must not need the session afterwards."""
+        if self._loop_sessions is not None:
+            sessions = self._loop_sessions
+
+            async def on_its_loop() -> T:
+                async with sessions() as session:
+                    return await session.run_sync(fn)
+
+            return await self._reader_loop().run(on_its_loop())
         if self._sync_sessions is None:
             async with self.read_session() as session:
                 return await session.run_sync(fn)
@@ -245,6 +334,10 @@ class Database:
         await self.engine.dispose()
         if self.reader is not self.engine:
             await self.reader.dispose()
+        if self._loop_reader is not None and self._loop_thread is not None:
+            await self._loop_thread.run(self._loop_reader.dispose())
+            self._loop_thread.stop()
+            self._loop_thread = None
         if self._read_pool is not None:
             self._read_pool.shutdown(wait=False)
             self._read_pool = None

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from sqlalchemy import insert, text
+from sqlalchemy import event, insert, text
 
 from crm_bridge.access import SYSTEM
 from crm_bridge.config import ExternalLookup
@@ -219,3 +219,25 @@ async def test_the_entry_lookup_keeps_its_history_while_other_calls_write(
     monkeypatch.setattr(db, "read", read)
     history = await directory.recent_interactions(mine["id"])
     assert [i["linkedid"] for i in history] == ["x-1"]
+
+
+async def test_the_lookups_of_a_burst_open_no_database_connection(db: Database) -> None:
+    """The cards of a burst are read on connections opened at start (Database.warm) and
+    kept: on PostgreSQL opening one is a server process and several event-loop round
+    trips, and a pool that opened overflow connections for a burst and closed them
+    again made entry lookups late enough that pops rang before their card (0027)."""
+    store = CrmStore(db, "CN")
+    directory = StoreDirectory(store)
+    numbers = [f"+86139{i:08d}" for i in range(30)]
+    for i, number in enumerate(numbers):
+        await store.create_customer(
+            CustomerIn.model_validate({"name": f"客户{i}", "phones": [number]}), SYSTEM
+        )
+    await db.warm()
+    opened: list[object] = []
+    event.listen(db.read_engine, "connect", lambda *_: opened.append(1))
+    for _ in range(2):  # two bursts: what the first used is kept for the second
+        directory.cache.cards_changed()
+        cards = await asyncio.gather(*(directory.lookup_number(n) for n in numbers))
+        assert all(card is not None for card in cards)
+    assert opened == []
