@@ -509,7 +509,8 @@ async def check_campaign_pacing(
                 break
             await asyncio.sleep(0.2)
         else:
-            raise AssertionError(f"campaign not finished: {leads}")
+            raise AssertionError(f"campaign not finished (calls in flight at most {peak}, "
+                                 f"killed {killed!r}): {leads}")  # fmt: skip
     finally:
         early = sipp.returncode is not None  # SIPp ended before the campaign did
         if not early:
