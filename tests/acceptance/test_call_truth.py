@@ -420,11 +420,19 @@ async def traffic(
         await asyncio.to_thread(pg.start)
     for task in tasks:
         await task
-    if touched:  # those Asterisk's restart ended have nothing left to do
-        await asyncio.wait(touched, timeout=30)
+    if touched:  # once their calls are over (Asterisk's restart ended most), nothing left to do
+        await calls_over([c for c in callers.calls if c.expect is None], timeout=30)
         for task in touched:
             task.cancel()
         await asyncio.gather(*touched, return_exceptions=True)
+
+
+async def calls_over(calls: list[Caller], timeout: float) -> None:
+    """Until every one of ``calls`` is over (its SIPp has exited), at most ``timeout`` s.
+    (Their scripts may still be sleeping towards a step: a call Asterisk ended has none.)"""
+    procs = [c.proc for c in calls if c.proc is not None]
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.gather(*(p.wait() for p in procs)), timeout)
 
 
 async def settle(asterisk: ChrootAsterisk, db: Database) -> None:
