@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import time
 from pathlib import Path
 from typing import Any
 
@@ -111,8 +112,7 @@ async def test_an_agent_is_a_member_on_the_server_where_its_phone_is_registered(
     ami_b.add_event_handler(on_ring)
     try:
         await set_globals(ami_b, queue)
-        for n in nodes.values():
-            await n.start()
+        await asyncio.gather(*(n.start() for n in nodes.values()))
         for n in nodes.values():
             await wait_for(lambda n=n: driving(n), timeout=30, what="both nodes to drive")
 
@@ -143,11 +143,13 @@ async def test_an_agent_is_a_member_on_the_server_where_its_phone_is_registered(
         # the phone registers to A: the membership follows it
         ok, _, out = await sipp_register(asterisk, phone, password, cwd=tmp_path)
         assert ok, out
+        registered_at = time.monotonic()
 
         async def on_a_only() -> bool:
             return iface in await members(ami, queue) and iface not in await members(ami_b, queue)
 
         await wait_for(on_a_only, timeout=15, what="the membership moved to server A")
+        print(f"membership moved to A {time.monotonic() - registered_at:.2f} s after the REGISTER")
     except BaseException:
         for name, node in nodes.items():
             print(f"--- {name} log tail:\n{node.tail(40)}")
