@@ -29,7 +29,10 @@ from cti.events import (
     DomainEvent,
 )
 
-__all__ = ["AGENT_CONTEXT", "MAX_CALLS", "RECONNECT_CONTEXT", "Handover", "LiveCall", "LiveCalls"]
+__all__ = [
+    "AGENT_CONTEXT", "MAX_CALLS", "RECONNECT_CONTEXT", "Handover", "LiveCall", "LiveCalls",
+    "phone_of",
+]  # fmt: skip
 
 #: The dialplan context that dials an agent for a transfer or a consultation.
 AGENT_CONTEXT = "cti-cc-agent"
@@ -75,6 +78,18 @@ class LiveCall:
     browser: bool = False
     keep_ref: str = ""
     dropped: bool = False
+    # who lost the caller that way, on which phone (the PJSIP endpoint), when: the agent
+    # is told 409 "requeued" once the grace period sent the caller back to the queue
+    lost_by: str = ""
+    lost_phone: str = ""
+    dropped_at: datetime | None = None
+    # when the agent's current leg answered (a registration before it is not a "back")
+    leg_at: datetime | None = None
+
+    @property
+    def reconnecting(self) -> bool:
+        """A reconnect is under way (the caller is sent to, or rings, the agent's phone)."""
+        return self.handover is not None and self.handover.kind == "reconnect"
 
     def view(self) -> dict[str, object]:
         h = self.handover
@@ -92,6 +107,13 @@ class LiveCall:
             "browser": self.browser,
             "dropped": self.dropped,
         }  # fmt: skip
+
+
+def phone_of(channel: str) -> str:
+    """The PJSIP endpoint (a phone's name) of ``PJSIP/<endpoint>-<sequence>``, else ''."""
+    if not channel.startswith("PJSIP/") or "-" not in channel:
+        return ""
+    return channel[len("PJSIP/") :].rsplit("-", 1)[0]
 
 
 class LiveCalls:
@@ -149,12 +171,13 @@ class LiveCalls:
             call.agent, call.agent_channel = agent, event.agent_channel
             call.agent_uniqueid, call.mode, call.handover = event.agent_uniqueid, "talking", None
             call.dropped, call.keep_ref, call.browser = False, "", False
+            call.leg_at = event.at
             if call.agents[-1:] != [agent]:
                 call.agents.append(agent)
             return
         self.calls[event.linkedid] = LiveCall(
             event.linkedid, event.queue, event.caller_channel, event.caller_uniqueid,
-            agent, event.agent_channel, event.agent_uniqueid, [agent],
+            agent, event.agent_channel, event.agent_uniqueid, [agent], leg_at=event.at,
         )  # fmt: skip
         while len(self.calls) > self.limit:
             self.calls.popitem(last=False)
@@ -195,6 +218,8 @@ class LiveCalls:
             # the browser phone's leg dropped: the dialplan keeps the caller waiting
             call.dropped, call.keep_ref, call.browser = True, "", False
             call.mode, call.handover = "talking", None
+            call.lost_by, call.dropped_at = call.agent, event.at
+            call.lost_phone = phone_of(event.channel)
         h = call.handover
         if h is not None and h.answered and event.channel == h.channel:
             if h.kind == "attended" and not h.completed:
@@ -205,6 +230,8 @@ class LiveCalls:
         before = call.agent
         call.agent, call.agent_channel, call.agent_uniqueid = h.to_agent, h.channel, ""
         call.dropped, call.keep_ref, call.browser = False, "", False
+        call.lost_by = call.lost_phone = ""
+        call.leg_at = at
         if not call.agents or call.agents[-1] != h.to_agent:
             call.agents.append(h.to_agent)
         call.handover = None

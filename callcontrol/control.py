@@ -304,7 +304,7 @@ class CallControl:
     async def arm(self, call: LiveCall) -> None:
         """The agent answered on ``call.agent_channel``: if that is a browser phone, the
         dialplan keeps the caller (music, then the queue's front after the grace period)
-        should that leg drop, and the page reconnects it when its phone is back."""
+        should that leg drop, and it is reconnected when its phone registers again."""
         channel = call.agent_channel
         if not channel.startswith("PJSIP/") or not await self._is_webrtc(channel):
             return
@@ -341,18 +341,47 @@ class CallControl:
             await self._send("Setvar", {"Channel": call.caller_channel, "Variable": "CTI_CC_KEEP",
                                         "Value": ""})  # fmt: skip
 
-    async def reconnect(self, call: LiveCall) -> None:
-        """The agent's browser phone is back (the page asks): ring it again with the same
-        caller, answered by the page by itself (the caller waits with music meanwhile, or
-        still sits in the bridge with a dead leg that Asterisk has not noticed yet)."""
+    def reclaimable(self, who: Principal, linkedid: str) -> LiveCall:
+        """The call ``who`` asks back (its page, after its phone registered again): its
+        own call, or 409 ``requeued`` when the grace period gave the caller back to the
+        queue meanwhile (or another agent has it now)."""
+        call = self.calls.get(linkedid)
+        if call is not None and call.agent != who.name and call.lost_by == who.name:
+            raise Conflict("the caller went back to the queue (grace period over)",
+                           code="requeued")  # fmt: skip
+        call = self.call_for(who, linkedid)
+        if call.agent != who.name:
+            raise Forbidden("only the agent whose phone dropped", code="not-your-call")
+        return call
+
+    async def reconnect(self, call: LiveCall) -> bool:
+        """The agent's browser phone is back (it registered again, or its page asks): ring
+        it again with the same caller, answered by the page by itself (the caller waits
+        with music meanwhile, or still sits in the bridge with a dead leg that Asterisk
+        has not noticed yet). Idempotent: False, and nothing sent, when a reconnect is
+        under way already."""
+        if call.reconnecting:
+            return False
         if not call.dropped and not call.browser:
+            if call.lost_by and call.agent != call.lost_by:
+                raise Conflict("the caller went back to the queue (grace period over)",
+                               code="requeued")  # fmt: skip
             raise Conflict("the call is not on a browser phone", code="not-browser")
-        ref = await self._ref("IFACE", self.interface_of(call.agent))
-        await self._unkeep(call)
-        call.handover = Handover(ref, call.agent, "reconnect")
-        await self._send("Redirect", {"Channel": call.caller_channel, "Context": RECONNECT_CONTEXT,
-                                      "Exten": ref, "Priority": "1"})  # fmt: skip
+        iface = self.interface_of(call.agent)
+        # marked before the first await: a second trigger meanwhile does nothing
+        h = call.handover = Handover("", call.agent, "reconnect")
+        try:
+            h.ref = await self._ref("IFACE", iface)
+            await self._unkeep(call)
+            await self._send("Redirect", {"Channel": call.caller_channel,
+                                          "Context": RECONNECT_CONTEXT, "Exten": h.ref,
+                                          "Priority": "1"})  # fmt: skip
+        except ApiError:
+            if call.handover is h:
+                call.handover = None
+            raise
         call.dropped = False
+        return True
 
     # --- AMI --------------------------------------------------------------------------------
     async def _send(self, action: str, headers: dict[str, str]) -> None:

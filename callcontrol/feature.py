@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from callcontrol.calls import LiveCalls
+from callcontrol.calls import LiveCall, LiveCalls
 from callcontrol.control import CallControl
+from callcontrol.rejoin import Rejoins
 from callcontrol.routes import CallControlRoutes, add_routes
 from cti.events import (
     CallAnswered,
@@ -20,11 +22,15 @@ from cti.events import (
     CallResumed,
     CallTransferred,
     DomainEvent,
+    PhoneRegistered,
 )
 from cti.features import FeatureContext
 from cti.tasks import BackgroundTasks
+from cti.web.errors import ApiError
 
 __all__ = ["CallControlFeature"]
+
+log = logging.getLogger(__name__)
 
 EVENTS = (
     CallAnswered, CallCompleted, CallDialEnded, CallDialing, CallHeld, CallLegEnded,
@@ -46,6 +52,7 @@ class CallControlFeature:
 
     def __init__(self) -> None:
         self.calls = LiveCalls()
+        self.rejoins = Rejoins(self.calls)
         self.control: CallControl | None = None
         self._publish: Callable[[DomainEvent], None] = lambda event: None
         self._tasks = BackgroundTasks("callcontrol")
@@ -56,6 +63,7 @@ class CallControlFeature:
         self._publish = bus.publish
         for kind in EVENTS:
             bus.subscribe(kind, self._on_event)
+        bus.subscribe(PhoneRegistered, self._on_registered)
         self.control = CallControl(
             ctx.ami, self.calls, ctx.services, bus.publish,
             region=ctx.settings.site.default_region, grace_s=config.reconnect_grace_s,
@@ -74,6 +82,30 @@ class CallControlFeature:
             call = self.calls.get(linkedid)
             if call is not None and self.control is not None:
                 self._tasks.spawn(self.control.arm(call), "arm")
+        if isinstance(event, CallLegEnded):  # a browser leg dropped after its phone came back
+            call = self.calls.get(event.linkedid)
+            if call is not None and self.rejoins.dropped(call, event.at):
+                self._reconnect(call)
+
+    def _on_registered(self, event: PhoneRegistered) -> None:
+        """A phone registered (again): the callers its dropped browser leg left waiting
+        are rung back on it."""
+        for call in self.rejoins.registered(event):
+            self._reconnect(call)
+
+    def _reconnect(self, call: LiveCall) -> None:
+        if self.control is not None:
+            self._tasks.spawn(self._reconnect_now(self.control, call), "reconnect")
+
+    @staticmethod
+    async def _reconnect_now(control: CallControl, call: LiveCall) -> None:
+        try:
+            if await control.reconnect(call):
+                log.info("callcontrol: %s's phone is back, reconnecting call %s",
+                         call.agent, call.linkedid)  # fmt: skip
+        except ApiError as exc:
+            log.warning("callcontrol: call %s not reconnected to %s: %s",
+                        call.linkedid, call.agent, exc)  # fmt: skip
 
     async def start(self) -> None:
         pass

@@ -14,7 +14,6 @@ from callcontrol.calls import LiveCall
 from callcontrol.control import CallControl
 from cti.web.auth import require_role
 from cti.web.body import model_body
-from cti.web.errors import Forbidden
 from cti.web.openapi import STR, arr, doc, obj
 
 __all__ = ["add_routes"]
@@ -144,14 +143,16 @@ class CallControlRoutes:
         return self._done(call)
 
     @doc("The agent's browser phone is back: ring it with the caller it lost (answered by "
-         "the page itself)", tags=["calls"], response=CALL)  # fmt: skip
+         "the page itself). The daemon does this by itself when the phone registers again; "
+         "this is the page's fallback for a dead leg Asterisk has not noticed yet. "
+         "Idempotent (started: false when a reconnect is under way); 409 requeued once "
+         "the grace period sent the caller back to the queue", tags=["calls"],
+         response=CALL)  # fmt: skip
     async def reconnect(self, request: web.Request) -> web.Response:
         who = require_role(request, "agent")
-        call = self.control.call_for(who, request.match_info["linkedid"])
-        if call.agent != who.name:
-            raise Forbidden("only the agent whose phone dropped", code="not-your-call")
-        await self.control.reconnect(call)
-        return self._done(call)
+        call = self.control.reclaimable(who, request.match_info["linkedid"])
+        started = await self.control.reconnect(call)  # False: under way already
+        return self._done(call, started=started)
 
     @doc("Supervisor: take the call over (it moves to the supervisor's phone)",
          role="supervisor", tags=["calls"], body=obj({"notes": STR}), body_required=False,

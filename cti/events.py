@@ -638,3 +638,16 @@ class CallCallerKept(DomainEvent):
     at: datetime
     agent: str
     agent_channel: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneRegistered(DomainEvent):
+    """A phone's AOR (its name, ``phone``) gained a contact: the phone registered (again),
+    e.g. a reloaded desktop page's browser phone (published by the phones feature from
+    Asterisk's ContactStatus). ``agent`` is the phone's owner, ``contact`` the new
+    contact's URI. A refresh of a contact Asterisk already holds is not one."""
+
+    at: datetime
+    phone: str
+    agent: str = ""
+    contact: str = ""

@@ -6,7 +6,9 @@ classes only (ContactStatus for registrations; failed authentications), so the c
 reader's connection carries no registration traffic and this one no call events. In a
 cluster only the node driving the Asterisk server has it open (it follows the daemon's
 AMI session: AmiConnected / AmiDisconnected), and a change made on any node reaches the
-driver as PhonesChanged on the bus.
+driver as PhonesChanged on the bus. A phone that gains a contact (registers, or registers
+again: a reloaded browser page) is published as PhoneRegistered (call control reconnects
+a caller its browser phone lost, decision 0023).
 """
 
 from __future__ import annotations
@@ -23,7 +25,14 @@ from prometheus_client import Gauge
 from cti.ami.client import AmiClient, NotConnected
 from cti.ami.protocol import Message
 from cti.config import ConfigError
-from cti.events import AmiConnected, AmiDisconnected, DomainEvent, PhoneLocated, PhonesChanged
+from cti.events import (
+    AmiConnected,
+    AmiDisconnected,
+    DomainEvent,
+    PhoneLocated,
+    PhoneRegistered,
+    PhonesChanged,
+)
 from cti.features import FeatureContext
 from cti.tasks import BackgroundTasks
 from phones.credentials import phone_key
@@ -128,9 +137,13 @@ class PhonesFeature:
         regs = self.service.registrations
         aor = (msg.get("AOR") or "") if msg.event == "ContactStatus" else ""
         before = regs.registered(aor) if aor else False
-        regs.on_event(msg)
+        gained = regs.on_event(msg)
         if aor and regs.registered(aor) != before:
             self._located(aor, not before)
+        if gained is not None:  # registered (again): callcontrol reconnects a dropped call
+            phone, uri = gained
+            self._publish(PhoneRegistered(datetime.now(UTC), phone,
+                                          self.service.owners.get(phone, ""), uri))  # fmt: skip
         blocked = self.service.blocker.on_event(msg, time.monotonic())
         if blocked is not None:
             log.warning(

@@ -42,6 +42,7 @@ class PhoneService:
         self.registrations = Registrations()
         # where phones are registered across a cluster's servers (one node: everywhere)
         self.locations = locations or PhoneLocations(None)
+        self.owners: dict[str, str] = {}  # phone -> agent, as of the last config written
         # called with a phone's name after each change (the feature publishes PhonesChanged)
         self.on_change: Callable[[str], None] = lambda name: None
         self.blocker = Blocker(
@@ -65,6 +66,7 @@ class PhoneService:
     # --- provisioning -----------------------------------------------------------------------
     async def config_text(self) -> str:
         rows = await store.list_phones(self.db)
+        self.owners = {r.name: r.agent for r in rows}
         return render([self._entry(r) for r in rows], self.blocker.blocked)
 
     async def sync(self) -> bool:

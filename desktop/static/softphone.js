@@ -110,7 +110,9 @@ async function start() {
   listDevices();
 }
 
-// After a reload (or a crash, a network blip) the agent's caller waits: ring us again.
+// After a reload (or a crash, a network blip) the agent's caller waits. The daemon rings
+// us again by itself once it sees this phone registered and the old leg gone; asking here
+// too covers an old leg Asterisk has not noticed yet (the daemon's reconnect is idempotent).
 async function reclaim() {
   if (!user || user.session) return;
   let calls = [];

@@ -10,9 +10,10 @@ with the pop, the agent answers in the page, and audio flows both ways:
 - caller -> browser: Asterisk writes the caller's audio to the browser's leg (MixMonitor
   ``t()``, not silence) and the page's own WebRTC statistics count audio energy received.
 
-No caller lost to a browser: a page reloaded mid-call registers again and gets the same
-caller back by itself (one call row, one recording); a browser that does not come back
-leaves its caller hearing music, then back at the front of the queue after the grace.
+No caller lost to a browser: a page reloaded mid-call registers again and the daemon rings
+the same caller back on it by itself, the page's own request cut off (one call row, one
+recording); a browser that does not come back leaves its caller hearing music, then back
+at the front of the queue after the grace (and its agent's late request is a 409).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Page
+from playwright.async_api import Browser, Page, Route
 from sqlalchemy import select
 
 from acd import store as acd_store
@@ -37,8 +38,9 @@ from cti.ami.client import AmiClient
 from cti.ami.protocol import Message
 from cti.asterisk.instance import ChrootAsterisk
 from cti.config import Settings
-from cti.events import RecordingStopped
+from cti.events import CallCallerKept, RecordingStopped
 from cti.store.models import Call as CallRow
+from cti.store.tokens import create_token
 from phones.feature import PhonesFeature
 from recordings.feature import RecordingsFeature
 from tests.acceptance.conftest import FAKE_MIC_HZ, daemon_settings
@@ -261,13 +263,27 @@ async def test_a_reload_mid_call_gives_the_same_caller_back_to_the_same_agent(
     desk: Desk, ami: AmiClient, asterisk: ChrootAsterisk, tmp_path: Path
 ) -> None:
     stopped: list[RecordingStopped] = []
+    kept: list[CallCallerKept] = []
     desk.stack.daemon.bus.subscribe(RecordingStopped, stopped.append)
+    desk.stack.daemon.bus.subscribe(CallCallerKept, kept.append)
     linkedid, caller = await desk.answered_call(tmp_path, asterisk)
+    # call control protects the caller (a fraction of a second after the answer)
+    await wait_for(lambda: asyncio.sleep(0, [k for k in kept if k.linkedid == linkedid]),
+                   timeout=10, what="the caller kept")  # fmt: skip
     card = f'article.card[data-linkedid="{linkedid}"]'
     first = (await desk.one("AgentConnect", Linkedid=linkedid))["DestChannel"]
 
+    # the daemon itself reconnects when the phone registers again: the reloaded page's own
+    # request (its fallback for a dead leg Asterisk has not noticed yet) is cut off here
+    asked: list[str] = []
+
+    async def refuse(route: Route) -> None:
+        asked.append(route.request.url)
+        await route.abort()
+
+    await desk.page.route("**/api/v1/calls/*/reconnect", refuse)
     await desk.page.reload()
-    # the page signs in again, its phone registers and takes the caller back by itself
+    # the page signs in again, its phone registers and the caller is rung back on it
     await desk.page.wait_for_selector('#phone-reg[data-state="registered"]', timeout=20_000)
     await desk.page.wait_for_selector('#phone-call[data-state="talking"]', timeout=30_000)
     await desk.page.wait_for_selector(card + '[data-state="answered"]', timeout=15_000)
@@ -276,6 +292,8 @@ async def test_a_reload_mid_call_gives_the_same_caller_back_to_the_same_agent(
     assert again["DestChannel"].startswith(first.rsplit("-", 1)[0] + "-")  # the same phone
     assert again["DestChannel"] != first
     assert not desk.of("Hangup", Channel=caller), "the caller was hung up"
+    assert len(desk.of("DialBegin", Linkedid=linkedid, Context="cti-cc-reconnect")) == 1
+    print(f"the page's own reconnect requests (refused): {len(asked)}")
 
     # the caller ends the call: one call row, one recording
     await ami.send_action("Hangup", {"Channel": caller})
@@ -313,6 +331,10 @@ async def test_a_browser_that_does_not_come_back_sends_its_caller_to_the_queue_f
     waited = float(again["Timestamp"]) - float(moh["Timestamp"])
     assert waited >= GRACE_S - 1, waited
     assert not desk.of("Hangup", Channel=caller)
+    # the agent's page, back too late, is told so (not an error)
+    token = await create_token(desk.stack.daemon.db, "s511", "agent")
+    status, body = await desk.stack.api("POST", f"/api/v1/calls/{linkedid}/reconnect", token)
+    assert status == 409 and body["code"] == "requeued", (status, body)
 
 
 async def _joins(desk: Desk, linkedid: str, n: int) -> list[Message]:

@@ -71,6 +71,27 @@ def test_registrations_follow_contacts() -> None:
     assert not regs.registered("a-web1")
 
 
+def contact(aor: str, uri: str, status: str) -> Message:
+    return Message([("Event", "ContactStatus"), ("AOR", aor), ("URI", uri),
+                    ("ContactStatus", status)])  # fmt: skip
+
+
+def test_a_phone_gains_a_contact_in_either_order_of_the_old_ones_removal() -> None:
+    regs = Registrations()
+    assert regs.on_event(contact("a-web1", "sip:old@ws", "Created")) == ("a-web1", "sip:old@ws")
+    # a reloaded page: the new contact first, then the old one removed (remove_existing)
+    assert regs.on_event(contact("a-web1", "sip:new@ws", "Created")) == ("a-web1", "sip:new@ws")
+    assert regs.on_event(contact("a-web1", "sip:old@ws", "Removed")) is None
+    # a refresh or a qualify of a contact it holds is no gain
+    assert regs.on_event(contact("a-web1", "sip:new@ws", "Updated")) is None
+    assert regs.on_event(contact("a-web1", "sip:new@ws", "Reachable")) is None
+    # the old one removed first (its WebSocket closed), then the new one
+    assert regs.on_event(contact("a-web1", "sip:new@ws", "Removed")) is None
+    assert not regs.registered("a-web1")
+    assert regs.on_event(contact("a-web1", "sip:3rd@ws", "Created")) == ("a-web1", "sip:3rd@ws")
+    assert regs.on_event(Message([("Event", "PeerStatus"), ("AOR", "a-web1")])) is None
+
+
 def test_ports_are_read_back_from_the_rendered_configuration(tmp_path: Path) -> None:
     (tmp_path / "pjsip.conf").write_text(
         "[transport-udp]\ntype = transport\nprotocol = udp\nbind = 127.0.0.1:5070\n"
