@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import inspect
 import math
 import random
 import sqlite3
@@ -452,10 +453,13 @@ async def time_page(
 
 
 def cache_key() -> str:
-    """Changes with this file, the search keys and the schema: a cached database built
-    by another version is not used."""
-    digest = hashlib.sha256(Path(__file__).read_bytes())
-    digest.update(Path(keys.__file__).read_bytes())
+    """Changes with what the databases are built from (the synthetic rows, the loaders,
+    the search keys, the schema): a database built by another version is not used."""
+    digest = hashlib.sha256(Path(keys.__file__).read_bytes())
+    for built_by in (synthetic_rows, chunks, _row, _pg_load, _sqlite_load, _sqlite_value):
+        digest.update(inspect.getsource(built_by).encode())
+    words = (SURNAMES, GIVEN, FIRST, LAST, CITY, TRADE, CO_EN, CO_SUFFIX, CHUNK)
+    digest.update(repr(words).encode())
     digest.update(" ".join(sorted(shipped())).encode())
     return digest.hexdigest()[:10]
 

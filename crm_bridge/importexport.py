@@ -215,7 +215,9 @@ async def export_rows(
     if wanted == ("", (), ""):
         return out
     async with store.db.session() as session:
-        stmt = filtered(select(Customer), wanted, actor, owner, filters).order_by(Customer.id)
+        dialect = store.db.engine.dialect.name
+        stmt = filtered(select(Customer), wanted, actor, owner, filters, dialect=dialect)
+        stmt = stmt.order_by(Customer.id)
         result = await session.stream_scalars(stmt.execution_options(yield_per=1000))
         async for batch in result.partitions(1000):
             ids = [c.id for c in batch]

@@ -99,7 +99,14 @@ class StoreRecipients:
             contacted_before=_day(query.get("contacted_before")),
         )
         stmt = (
-            filtered(select(Customer), wanted, Actor(actor.name, actor.role), owner, filters)
+            filtered(
+                select(Customer),
+                wanted,
+                Actor(actor.name, actor.role),
+                owner,
+                filters,
+                dialect=self.store.db.engine.dialect.name,
+            )
             .order_by(Customer.id.desc())
             .limit(limit)
         )
