@@ -121,8 +121,8 @@ async def _newest_first(
 ) -> list[dict[str, Any]]:
     """SQLite: the page read off the FTS5 indexes in rowid (= customer id) order, newest
     first, stopping when full however many rows match (a frequent needle: 王, garcia).
-    Needles of both lengths (``0013``: ``0013`` and ``13``) read each index's first
-    ``offset + limit`` and merge: the page's rows are among them."""
+    Needles of both lengths (``0013`` finds ``0013`` in names, ``13`` in numbers) read
+    each index's first ``offset + limit`` and merge: the page's rows are among them."""
     statements = [
         _newest_matches(fts, query, terms, actor, owner, filters)
         for fts, (query, terms) in _fts_queries(_terms(*wanted)).items()
@@ -201,7 +201,8 @@ def needles(q: str, e164: Callable[[str], str]) -> Needles | None:
         full = e164(q)
         if full:
             parts.add(full.lstrip("+"))
-        numbers = tuple(sorted(parts))
+        # a part holding another is found by it (the LIKEs are ORed): one search less
+        numbers = tuple(sorted(p for p in parts if not any(o != p and o in p for o in parts)))
     # an address holds no white space: such a needle cannot match one
     email = q.lower() if ("@" in q or "." in q or len(q) >= 3) else ""
     if re.search(r"\s", email):
@@ -277,12 +278,17 @@ def _fts_queries(terms: Sequence[tuple[str, str]]) -> dict[str, tuple[str, list[
         (TRIGRAMS, [(c, n) for c, n in terms if len(n) >= 3]),
         (GRAMS, [(c, n) for c, n in terms if len(n) < 3]),
     ):
-        if served:
-            parts = [
-                f"{{{c}}} : {_phrase(n)}" if fts == TRIGRAMS else _phrase(_word(c, n))
-                for c, n in served
-            ]
-            out[fts] = (" OR ".join(parts), served)
+        if not served:
+            continue
+        if fts == TRIGRAMS:
+            # one phrase per needle, in all its columns (``{names phones} : "123"``)
+            columns: dict[str, list[str]] = {}
+            for c, n in served:
+                columns.setdefault(n, []).append(c)
+            parts = [f"{{{' '.join(cs)}}} : {_phrase(n)}" for n, cs in columns.items()]
+        else:
+            parts = [_phrase(_word(c, n)) for c, n in served]
+        out[fts] = (" OR ".join(parts), served)
     return out
 
 
