@@ -65,6 +65,12 @@ async def rec_daemon(
         await daemon.start()
         started.append(daemon)
         await daemon.ami.wait_connected(timeout=15)
+
+        async def policies_published() -> bool:  # the dialplan's globals (decision 0027)
+            resp = await ami.send_action("Getvar", {"Variable": "CTI_REC_DEFAULT"})
+            return bool(resp.get("Value"))
+
+        await wait_for(policies_published, timeout=10, what="recording policies published")
         return daemon
 
     yield factory
@@ -714,3 +720,38 @@ async def test_asterisk_records_by_the_policy_the_console_set_for_the_next_call(
     [row] = await settled(daemon, lid2)
     assert row.status == "ready" and row.duration_s is not None and row.duration_s > 0.5
     assert (recorder.adopted, recorder.started) == (1, 0)
+
+
+async def test_a_caller_moved_to_a_queue_that_does_not_record_is_not_recorded(
+    ami: AmiClient, rec_daemon: RecDaemonFactory, asterisk: ChrootAsterisk
+) -> None:
+    """Armed in support (always), moved to sales (on demand) by an overflow: the dialplan
+    stops its MixMonitor, the unused file goes, and the call is not recorded there."""
+    daemon = await rec_daemon()
+    await sim(ami, ring=0.3, talk=1)
+    with Events(ami) as events:
+        lid = await call_queue(ami)
+        armed = await events.wait("UserEvent", lid)
+        assert armed["State"] == "armed"
+        await agent(ami, "101", "sales")
+        await ami.send_action(
+            "Redirect",
+            {"Channel": armed["Channel"], "Context": "cti-acd-overflow", "Exten": "sales",
+             "Priority": "1"},
+        )  # fmt: skip
+
+        async def disarmed() -> list[Message]:
+            return [m for m in events.of("UserEvent", lid) if m.get("State") == "disarmed"]
+
+        [stop] = await wait_for(disarmed, timeout=10, what="the recording disarmed")
+        assert (stop["Queue"], stop["Path"]) == ("sales", armed["Path"])
+        await events.ended(lid)
+    unused = asterisk.monitor_dir / armed["Path"]
+
+    async def removed() -> bool:
+        return not unused.exists()
+
+    await wait_for(removed, timeout=10, what="the disarmed file removed")
+    [row] = await settled(daemon, lid)
+    assert row.status == "not_recorded" and "on demand" in row.reason
+    assert recorder_of(daemon).adopted == 0
