@@ -128,4 +128,8 @@ class MessagingConfig(BaseModel):
     mass_max: int = Field(10_000, ge=1, le=1_000_000)
     # how often the SMS gateway is asked for delivery receipts of the last day's SMS
     receipt_poll_s: float = Field(60.0, gt=0)
-    queue_size: int = Field(20_000, ge=1)
+    queue_size: int = Field(20_000, ge=1)  # unused since the outbox (kept for old configs)
+    # the outbox: every node looks for queued messages this often (its own it sends at once)
+    outbox_poll_s: float = Field(2.0, gt=0, le=60)
+    # a message still "sending" after this (its node died) is sent by another node
+    sending_stale_s: float = Field(120.0, gt=0, le=86400)

@@ -35,13 +35,14 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cti.services import Reminder, ReminderSource
 from cti.store.db import Database
 from cti.store.models import User, UserTeam
+from messaging.claims import claimable
 from messaging.config import DigestConfig
 from messaging.mail import Mail, SmtpSender
 from messaging.models import DigestAddress, DigestSent
@@ -181,9 +182,12 @@ class DailyDigest:
                 DigestSent.login == login,
                 DigestSent.day == day,
                 DigestSent.attempts < ATTEMPTS,
-                or_(
-                    DigestSent.status == "failed",
-                    and_(DigestSent.status == "sending", DigestSent.claimed_at < now - STALE),
+                claimable(
+                    DigestSent.status,
+                    DigestSent.claimed_at,
+                    ready=("failed",),
+                    now=now,
+                    stale=STALE,
                 ),
             )
             .values(status="sending", email=email, attempts=DigestSent.attempts + 1, claimed_at=now)

@@ -50,7 +50,7 @@ class MessagingFeature:
             sms=sms,
             smtp=SmtpSender(config.smtp),
             recipients=ctx.services.customer_recipients,
-            metrics=ctx.workers,
+            node=ctx.settings.cluster.node,
         )
         self.rule = MissedCallSms(
             self.messenger, config.missed_call, ctx.settings.site.default_region, ctx.workers

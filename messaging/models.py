@@ -1,5 +1,5 @@
 """The messaging tables (migrations: cti/migrations/versions/messaging_0001_initial.py,
-messaging_0002_digest.py, messaging_0003_inbound.py)."""
+messaging_0002_digest.py, messaging_0003_inbound.py, messaging_0004_outbox.py)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from cti.store.models import Base, BoundedText, UTCDateTime, utcnow
 _Id = BigInteger().with_variant(Integer(), "sqlite")
 
 CHANNELS = ("sms", "email")
-#: queued -> sent (the gateway / SMTP server took it) -> delivered (the handset's receipt,
-#: SMS) | failed; opted_out: never sent; received: an inbound e-mail (messaging.imap)
-STATUSES = ("queued", "sent", "delivered", "failed", "opted_out", "received")
+#: queued -> sending (claimed by the node sending it) -> sent (the gateway / SMTP server
+#: took it) -> delivered (the handset's receipt, SMS) | failed; opted_out: never sent;
+#: received: an inbound e-mail (messaging.imap)
+STATUSES = ("queued", "sending", "sent", "delivered", "failed", "opted_out", "received")
 
 
 class Template(Base):
@@ -67,6 +68,10 @@ class Message(Base):
     created_by: Mapped[str] = mapped_column(BoundedText(128))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # the outbox (messaging.service): who claimed it to send, when, how many claims so far
+    claimed_by: Mapped[str] = mapped_column(BoundedText(128), default="", server_default="")
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer(), default=0, server_default="0")
 
 
 class OptOut(Base):

@@ -8,8 +8,11 @@ normalises the number, skips a number that got this SMS within
 ``per_number_cooldown_s`` (looked up in ``msg_messages``, so it holds across restarts and
 nodes) and sends through :class:`messaging.service.Messenger` (opt-outs honoured, the
 message on the customer's timeline when the number is a customer's). Once per call in
-a cluster: the send is claimed by the call's Linkedid first (:mod:`cti.cluster.once`), so
-two nodes handling the same call cannot both send.
+a cluster: the call's Linkedid is claimed (:func:`cti.cluster.once.claim_once`) in the
+transaction that queues the message in the store's outbox, so two nodes handling the
+same call cannot both send, and a claimed message is sent even when the node that
+claimed it dies before sending (another node drains it: :mod:`messaging.service`). The
+step from the event to the claim is in memory (this worker's queue, milliseconds).
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from cti.bus import EventBus
-from cti.cluster.once import fire_once
 from cti.events import CallCompleted, IvrCompleted
 from cti.phone import normalize
 from cti.store.models import utcnow
@@ -102,11 +104,14 @@ class MissedCallSms:
             )
         if recent is not None or repeat is not None:
             return
-        # two nodes handling the same call (cti.cluster.once): the first to claim it sends
-        if not await fire_once(self.messenger.db, "missed_call", item.linkedid):
-            return
+        # two nodes handling the same call: the first to claim it queues the SMS
         await self.messenger.send_to_number(
-            number, template, by="system", reason="missed_call", linkedid=item.linkedid
+            number,
+            template,
+            by="system",
+            reason="missed_call",
+            linkedid=item.linkedid,
+            once="missed_call",
         )
 
     def start(self) -> None:

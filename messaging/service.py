@@ -1,14 +1,29 @@
 """Sending: one message to a customer, a mass send to a filtered customer list, opt-outs,
 and the record of every message (the customer's timeline reads it).
 
-Every message is a ``msg_messages`` row first (status ``queued``, or ``opted_out`` when
-its address opted out: then it is never sent but still shows on the timeline), then a
-:class:`cti.worker.QueueWorker` sends it and records the outcome: ``sent`` with the
-gateway's / SMTP server's id, or ``failed`` with the reason. A transient failure (the
-gateway or SMTP server unreachable) is retried ``attempts`` times with backoff before
-the message fails. Single messages have their own worker; mass sends go through another
-one, throttled to ``mass_per_second``, so a campaign never delays a message an agent
-sends.
+Guarantees (the outbox):
+
+- **Recorded before sent.** Every message is a ``msg_messages`` row first, status
+  ``queued`` (or ``opted_out`` when its address opted out: never sent, still on the
+  timeline), committed before anything is sent: with the API's accept, or for a
+  rule-triggered message in the same transaction as the rule's claim
+  (:func:`cti.cluster.once.claim_once`), so a claimed message is never lost to a node that
+  dies.
+- **One sender per message.** Every node drains queued rows from the store: a row is
+  claimed by a conditional UPDATE (``queued`` -> ``sending``, ``claimed_by``,
+  ``claimed_at``; :mod:`messaging.claims`) right before it is sent; of two nodes (or two
+  senders) only one gets it. The outcome is recorded: ``sent`` with the gateway's / SMTP
+  server's id, or ``failed`` with the reason; a transient failure (the gateway or SMTP
+  server unreachable) is retried ``attempts`` times with backoff first.
+- **Taken over from a dead node.** A row still ``sending`` after ``sending_stale_s`` is
+  claimed again by any node (checked at start and every ``outbox_poll_s``): at least
+  once in that narrow window (the dead node may have handed it to the gateway just before
+  dying, between the send and the UPDATE that says ``sent``). A row claimed
+  :data:`CLAIMS` times without an outcome is ``failed``.
+- **A campaign never delays an agent's message.** Single messages (and rule-triggered
+  ones) and mass sends are drained by two loops; the mass loop sends at most
+  ``mass_per_second`` per node. Messages queued on this node are sent at once; those
+  queued elsewhere (or left by a restart) within ``outbox_poll_s``.
 """
 
 from __future__ import annotations
@@ -16,27 +31,33 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, func, select, update
 
+from cti.cluster.once import claim_once
 from cti.principal import Principal
 from cti.services import CustomerRecipients, Recipient
 from cti.store.db import Database
 from cti.store.models import utcnow
-from cti.worker import QueueWorker, WorkerMetrics
+from cti.tasks import BackgroundTasks
+from messaging.claims import claimable
 from messaging.config import MessagingConfig
 from messaging.mail import Mail, SmtpSender
 from messaging.models import Batch, Message, OptOut, Template
 from messaging.sms import SmsError, SmsProvider, SmsReceipts
 from messaging.templates import fields_of, render
 
-__all__ = ["MessagingError", "Messenger"]
+__all__ = ["CLAIMS", "MessagingError", "Messenger"]
 
 log = logging.getLogger(__name__)
+
+CLAIMS = 3  # a message claimed this many times without an outcome (nodes dying) fails
 
 
 class MessagingError(Exception):
@@ -104,9 +125,9 @@ class Messenger:
         sms: SmsProvider | None,
         smtp: SmtpSender,
         recipients: CustomerRecipients | None = None,
-        metrics: WorkerMetrics | None = None,
         attempts: int = 3,
         retry_s: float = 1.0,
+        node: str = "",
     ) -> None:
         self.db = db
         self.config = config
@@ -115,34 +136,49 @@ class Messenger:
         self.recipients = recipients
         self.attempts = attempts
         self.retry_s = retry_s
-        self.single: QueueWorker[int] = QueueWorker(
-            "messages",
-            self._send_batch,
-            queue_size=config.queue_size,
-            batch_size=20,
-            metrics=metrics,
-            describe=lambda i: f"message {i}",
-        )
-        self.mass: QueueWorker[int] = QueueWorker(
-            "messages-mass",
-            self._send_throttled,
-            queue_size=max(config.queue_size, config.mass_max),
-            batch_size=1,
-            metrics=metrics,
-            describe=lambda i: f"message {i}",
-        )
+        # who claims rows (a restarted process is another claimant)
+        self.node = f"{node or socket.gethostname()}:{os.getpid()}:{id(self):x}"[:128]
+        self.stale = timedelta(seconds=config.sending_stale_s)
+        self._wake = {False: asyncio.Event(), True: asyncio.Event()}  # by "mass"
+        self._stopping = asyncio.Event()
+        self._tasks = BackgroundTasks("messages")
+        self._started = False
 
     def start(self) -> None:
-        self.single.start()
-        self.mass.start()
+        """Drain the outbox: single messages and mass sends, each in a loop of its own."""
+        self._started = True
+        self._stopping.clear()
+        self._tasks.spawn(self._drain_loop(mass=False), "outbox")
+        self._tasks.spawn(self._drain_loop(mass=True), "outbox-mass")
 
     async def flush(self) -> None:
-        await self.single.flush()
-        await self.mass.flush()
+        """Until no message is left queued (or sending by this node). Not started: drains
+        them here (mass ones unthrottled)."""
+        while True:
+            if not self._started:
+                await self.drain(mass=False)
+                await self.drain(mass=True, throttle=False)
+            async with self.db.session() as session:
+                left = await session.scalar(
+                    select(func.count())
+                    .select_from(Message)
+                    .where(
+                        (Message.status == "queued")
+                        | ((Message.status == "sending") & (Message.claimed_by == self.node))
+                    )
+                )
+            if not left:
+                return
+            self._kick()
+            await asyncio.sleep(0.05)
 
-    async def stop(self) -> None:
-        await self.single.close()
-        await self.mass.close()
+    async def stop(self, grace_s: float = 10.0) -> None:
+        """The message in hand is finished (at most ``grace_s``); queued ones stay queued."""
+        self._stopping.set()
+        self._kick()
+        self._started = False
+        await self._tasks.drain(grace_s)
+        await self._tasks.stop()
 
     def _recipients(self) -> CustomerRecipients:
         if self.recipients is None:
@@ -331,16 +367,27 @@ class Messenger:
             )
             result = message_dict(m)
         if not blocked:
-            self.single.submit(result["id"])
+            self._kick(mass=False)
         return result
 
     async def send_to_number(
-        self, e164: str, template: Template, *, by: str, reason: str, linkedid: str = ""
+        self,
+        e164: str,
+        template: Template,
+        *,
+        by: str,
+        reason: str,
+        linkedid: str = "",
+        once: str = "",
     ) -> dict[str, Any] | None:
         """An SMS to a caller (the missed-call rule): the customer owning the number, if any,
-        gets it on its timeline."""
+        gets it on its timeline. With ``once`` (a rule's name), ``(once, linkedid)`` is
+        claimed in the transaction that queues the message (:func:`claim_once`): None
+        when another node or an earlier call claimed it."""
         r = await self.recipients.by_number(e164) if self.recipients is not None else None
         async with self.db.session() as session, session.begin():
+            if once and not await claim_once(session, once, linkedid):
+                return None
             out = self._compose(template, r, {}, e164)
             blocked = bool(await self.opted_out(session, "sms", [e164]))
             m = await self._record(
@@ -355,7 +402,7 @@ class Messenger:
             )
             result = message_dict(m)
         if not blocked:
-            self.single.submit(result["id"])
+            self._kick(mass=False)
         return result
 
     async def _audience(
@@ -428,8 +475,8 @@ class Messenger:
             batch.total = len(ids)
             batch.skipped = skipped
             batch_id = batch.id
-        for i in ids:
-            self.mass.submit(i)
+        if ids:
+            self._kick(mass=True)
         return await self.batch(batch_id)
 
     async def batch(self, batch_id: int) -> dict[str, Any]:
@@ -442,7 +489,7 @@ class Messenger:
                 .scalars()
                 .all()
             )
-        counts = {s: rows.count(s) for s in ("queued", "sent", "failed", "opted_out")}
+        counts = {s: rows.count(s) for s in ("queued", "sending", "sent", "failed", "opted_out")}
         return {
             "id": b.id,
             "channel": b.channel,
@@ -506,17 +553,127 @@ class Messenger:
                 return "failed", "", f"{type(exc).__name__}: {exc}"[:1024]
         return "failed", "", last[:1024]
 
-    async def _send_one(self, message_id: int) -> None:
+    # --- the outbox ---------------------------------------------------------------------
+
+    def _kick(self, mass: bool | None = None) -> None:
+        """Wake this node's drain loops (a message was queued here, or stop)."""
+        for kind, event in self._wake.items():
+            if mass is None or kind == mass:
+                event.set()
+
+    async def _drain_loop(self, *, mass: bool) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.drain(mass=mass)
+            except Exception:  # the store unreachable: next time
+                log.exception("outbox: draining failed")
+            event = self._wake[mass]
+            try:
+                await asyncio.wait_for(event.wait(), self.config.outbox_poll_s)
+            except TimeoutError:
+                pass
+            event.clear()
+
+    async def drain(self, *, mass: bool, throttle: bool = True, limit: int = 100) -> int:
+        """Send what is claimable now (single messages, or with ``mass`` those of mass
+        sends, throttled to ``mass_per_second``), oldest first; returns how many this
+        caller sent. Rows taken over too often fail here."""
+        now = utcnow()
+        which = Message.batch_id.is_not(None) if mass else Message.batch_id.is_(None)
+        async with self.db.session() as session, session.begin():
+            await session.execute(
+                update(Message)
+                .where(
+                    which,
+                    Message.status == "sending",
+                    Message.claimed_at < now - self.stale,
+                    Message.attempts >= CLAIMS,
+                )
+                .values(
+                    status="failed",
+                    error=f"claimed {CLAIMS} times by nodes that did not finish sending it",
+                )
+            )
         async with self.db.session() as session:
-            m = await session.get(Message, message_id)
-        if m is None or m.status != "queued":
-            return
+            ids = (
+                await session.scalars(
+                    select(Message.id)
+                    .where(
+                        which,
+                        self._claimable(now),
+                    )
+                    .order_by(Message.id)
+                    .limit(limit)
+                )
+            ).all()
+        sent = 0
+        loop = asyncio.get_running_loop()
+        for message_id in ids:
+            if self._stopping.is_set():
+                break
+            started = loop.time()
+            m = await self.claim(message_id)
+            if m is None:
+                continue  # another sender has it
+            await self._send(m)
+            sent += 1
+            if mass and throttle:
+                pause = 1.0 / self.config.mass_per_second - (loop.time() - started)
+                if pause > 0:
+                    try:
+                        await asyncio.wait_for(self._stopping.wait(), pause)
+                    except TimeoutError:
+                        pass
+        return sent
+
+    def _claimable(self, now: datetime) -> ColumnElement[bool]:
+        return claimable(
+            Message.status, Message.claimed_at, ready=("queued",), now=now, stale=self.stale
+        )
+
+    async def claim(self, message_id: int) -> Message | None:
+        """The message, now ``sending`` by this node; None when someone else claimed it."""
+        now = utcnow()
+        async with self.db.session() as session, session.begin():
+            result = await session.execute(
+                update(Message)
+                .where(
+                    Message.id == message_id,
+                    Message.attempts < CLAIMS,
+                    self._claimable(now),
+                )
+                .values(
+                    status="sending",
+                    claimed_by=self.node,
+                    claimed_at=now,
+                    attempts=Message.attempts + 1,
+                )
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return None
+        async with self.db.session() as session:
+            m: Message | None = await session.get(Message, message_id)
+            return m
+
+    async def _send(self, m: Message) -> None:
         status, provider_id, error = await self._deliver(m)
         async with self.db.session() as session, session.begin():
-            row = await session.get(Message, message_id)
-            if row is not None:
-                row.status, row.provider_id, row.error = status, provider_id, error
-                row.sent_at = utcnow() if status == "sent" else None
+            result = await session.execute(
+                update(Message)
+                .where(
+                    Message.id == m.id,
+                    Message.status == "sending",
+                    Message.claimed_by == self.node,
+                )
+                .values(
+                    status=status,
+                    provider_id=provider_id,
+                    error=error[:1024],
+                    sent_at=utcnow() if status == "sent" else None,
+                )
+            )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            log.warning("message %d: %s here, but another node took it over", m.id, status)
 
     async def poll_receipts(self, within: timedelta = timedelta(days=1)) -> int:
         """Ask the SMS gateway what became of SMS ``sent`` in the last ``within``: those it
@@ -558,14 +715,3 @@ class Messenger:
                         row.status, row.error = "failed", outcome[:1024]
                     changed += 1
         return changed
-
-    async def _send_batch(self, ids: Sequence[int]) -> None:
-        for i in ids:
-            await self._send_one(i)
-
-    async def _send_throttled(self, ids: Sequence[int]) -> None:
-        for i in ids:
-            started = asyncio.get_running_loop().time()
-            await self._send_one(i)
-            spent = asyncio.get_running_loop().time() - started
-            await asyncio.sleep(max(0.0, 1.0 / self.config.mass_per_second - spent))

@@ -10,25 +10,34 @@ exactly one caller in the cluster gets True and acts, whatever the timing (a pla
 
 At most once: the claim is taken before the act; a node that dies between the two
 (milliseconds) leaves the act undone rather than done twice. On one node (SQLite) the
-same holds across restarts.
+same holds across restarts. Exactly once: :func:`claim_once` takes the claim inside the
+caller's transaction, so the record of the act to do (messaging's outbox row) commits
+with the claim or not at all, and whoever drains those records does the act.
 """
 
 from __future__ import annotations
 
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from cti.store.db import Database
 from cti.store.models import FiredOnce
 
-__all__ = ["fire_once"]
+__all__ = ["claim_once", "fire_once"]
+
+
+async def claim_once(session: AsyncSession, scope: str, key: str) -> bool:
+    """Claim ``(scope, key)`` in ``session``'s transaction: True for the first caller in the
+    store (once that transaction commits), False for every other."""
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    ins = postgresql.insert(FiredOnce) if dialect == "postgresql" else sqlite.insert(FiredOnce)
+    result = await session.execute(
+        ins.values(scope=scope, key=key).on_conflict_do_nothing(index_elements=["scope", "key"])
+    )
+    return bool(getattr(result, "rowcount", 0))
 
 
 async def fire_once(db: Database, scope: str, key: str) -> bool:
     """True for the first caller with ``(scope, key)`` in the store, False for every other."""
     async with db.session() as session, session.begin():
-        dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-        ins = postgresql.insert(FiredOnce) if dialect == "postgresql" else sqlite.insert(FiredOnce)
-        result = await session.execute(
-            ins.values(scope=scope, key=key).on_conflict_do_nothing(index_elements=["scope", "key"])
-        )
-    return bool(getattr(result, "rowcount", 0))
+        return await claim_once(session, scope, key)

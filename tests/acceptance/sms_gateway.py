@@ -62,6 +62,7 @@ class Gateway:
     refused: list[str] = field(default_factory=list)
     nonces: set[str] = field(default_factory=set)
     fail_with: int | None = None  # answer this HTTP status to everything
+    failed: int = 0  # requests answered with fail_with
     undeliverable: set[str] = field(default_factory=set)  # numbers whose receipt is a failure
 
 
@@ -75,6 +76,7 @@ async def sms_gateway() -> AsyncIterator[Gateway]:
 
     async def handle(request: web.Request) -> web.Response:
         if gw.fail_with is not None:
+            gw.failed += 1
             return web.Response(status=gw.fail_with, text="down")
         form: dict[str, Any] = dict(await request.post())
         action = form.get("Action")
