@@ -26,12 +26,13 @@ one node at a time: a node paces a campaign (callbacks, recycling, new calls) on
 its AMI link is up (it drives its Asterisk server) and it holds the campaign's lock
 (``campaign:<id>``), asked every tick; the first node to get it keeps it while it drives.
 When the pacer dies (or is cut off, or its AMI link goes), another driving node gets the
-lock at its next tick; the leads the old pacer left ``dialing`` count as its calls in
-flight for ``ring_s`` + 3 s (those calls ring at most that long), then are due again, as
-a restarted single node makes them at start: pacing never exceeds the campaign's lines
-across a takeover. A lead whose call the old pacer had already connected is dialled again
-(its outcome died with that node). Campaigns started, paused or stopped through another node's API
-reach every node's dialer from the store (read every ``SYNC_S``).
+lock at its next tick and adopts the old pacer's calls (leads left ``dialing`` with an
+attempt placed and no outcome): they count in flight while they can ring, and are
+finished by their call events or, once their call row exists (the driver of their server
+recorded or recovered them), from that row, the retry rules applying as for any call: a
+customer is never rung twice for one attempt. Leads claimed and never dialled are due
+again at once. Campaigns started, paused or stopped through another node's API reach
+every node's dialer from the store (read every ``SYNC_S``).
 """
 
 from __future__ import annotations
@@ -83,6 +84,9 @@ GRACE_S = 2
 SYNC_S = 2.0
 #: a call with no event this long after its ring time is given up (Originate failed)
 LOST_AFTER_S = 30
+#: a call taken over after it was answered, with no call row this long after it
+#: started, is given up (its server is driven by no node)
+ADOPTED_ANSWERED_GIVE_UP_S = 3600
 
 _BUSY = ("ringing", "on_call", "on_hold", "wrapup")
 _DIAL_STATUS = {
@@ -125,6 +129,8 @@ class LiveCall:
     #: puts it back)
     previous_status: str = ""
     campaign: str = ""
+    #: placed by another pacer, taken over by this node (after a takeover)
+    adopted: bool = False
 
 
 @dataclass
@@ -138,9 +144,6 @@ class Run:
     calls: dict[str, LiveCall] = field(default_factory=dict)
     paused: bool = False
     recycled_at: datetime | None = None
-    #: in a cluster, after this node took the campaign over: until then the leads another
-    #: pacer left ``dialing`` count as calls in flight, then they are due again
-    orphans_until: datetime | None = None
 
     @property
     def name(self) -> str:
@@ -157,6 +160,18 @@ def lead_connected(call: LiveCall) -> CampaignLeadConnected:
         customer_id=lead["customer_id"],
         fields=tuple((str(k), str(v)) for k, v in sorted(lead["data"].items())),
     )  # fmt: skip
+
+
+def recorded_outcome(record: dict[str, Any], run: Run | None) -> str:
+    """A campaign call's outcome from its call row (taken-over calls)."""
+    if record["agent"]:
+        return "answered"
+    if record["answered_at"] is not None or record["disposition"] in ("abandoned", "timeout"):
+        # answered, no agent took it: hung up by AMD before the queue, else dropped
+        if not record["queue"] and run is not None and run.settings.amd:
+            return "machine"
+        return "abandoned"
+    return "no_answer"
 
 
 def monotonic_s(at: datetime) -> float:
@@ -262,14 +277,15 @@ class CampaignDialer:
                 continue
             if not await self._may_pace(run, now):
                 continue
+            await self.settle_adopted(run, now)
             await self._callbacks(run, now)
             await self._recycle(run, now)
             if run.settings.mode == "preview" or not run.settings.queue:
                 continue
             free, busy, _ = self.queue_state(run.settings.queue)
             # ringing, or answered and not yet with an agent (AMD, waiting in the queue)
-            in_flight = sum(1 for c in run.calls.values() if c.connected_at is None)
-            in_flight += await self._orphans(run, now)
+            in_flight = sum(1 for c in run.calls.values()
+                            if c.connected_at is None and self._ringing(c, run, now))  # fmt: skip
             n = run.pacer.to_dial(monotonic_s(now), free=free, in_flight=in_flight,
                                   busy_elapsed=[0.0] * busy)  # fmt: skip
             if n <= 0:
@@ -301,26 +317,67 @@ class CampaignDialer:
             return False
         if cid not in self.pacing:
             self.pacing.add(cid)
-            # the calls of the previous pacer ring at most ring_s more
-            wait = timedelta(seconds=run.settings.ring_s + GRACE_S + 1)
-            run.orphans_until = now + wait
             log.info("campaign %s: paced by this node", run.name)
+            await self.adopt(run, now)
         return True
 
-    async def _orphans(self, run: Run, now: datetime) -> int:
-        """After a takeover: the previous pacer's calls still ringing (its leads left
-        ``dialing``), counted as in flight until they rang out, then made due again."""
-        if run.orphans_until is None:
-            return 0
+    def _ringing(self, call: LiveCall, run: Run, now: datetime) -> bool:
+        """Own calls count in flight until connected; a taken-over call not answered
+        rings at most ``ring_s`` (+ the grace) from its start."""
+        if not call.adopted or call.answered_at is not None:
+            return True
+        limit = run.settings.ring_s + GRACE_S + 1
+        return (now - call.started_at).total_seconds() < limit
+
+    async def adopt(self, run: Run, now: datetime) -> int:
+        """This node took the campaign over: the previous pacer's calls (leads left
+        ``dialing`` with an attempt placed and not finished) become this node's, finished
+        by the call events it reads or by the facts (:meth:`settle_adopted`), never dialled
+        again for the same attempt; leads claimed but never dialled are due again now."""
         own = {c.lead["id"] for c in run.calls.values()}
-        if now < run.orphans_until:
-            return len(set(await self.store.dialing(run.campaign["id"])) - own)
-        run.orphans_until = None
+        adopted = 0
+        for lead, attempt in await self.store.open_attempts(run.campaign["id"], skip=own):
+            linkedid = str(attempt["linkedid"])
+            if linkedid in self.calls:
+                continue
+            call = LiveCall(linkedid, run.campaign["id"], lead, int(attempt["id"]),
+                            attempt["started_at"], answered_at=attempt["answered_at"],
+                            connected_at=attempt["connected_at"], agent=str(attempt["agent"]),
+                            campaign=run.name, adopted=True)  # fmt: skip
+            run.calls[linkedid] = self.calls[linkedid] = call
+            own.add(lead["id"])
+            adopted += 1
         released = await self.store.release_dialing(run.campaign["id"], now, keep=own)
-        if released:
-            log.info("campaign %s: %d lead(s) the previous pacer left dialing are due again",
-                     run.name, released)  # fmt: skip
-        return 0
+        if adopted or released:
+            log.info("campaign %s: took over %d call(s) of the previous pacer; %d lead(s) "
+                     "claimed and never dialled are due again", run.name, adopted,
+                     released)  # fmt: skip
+        return adopted
+
+    async def settle_adopted(self, run: Run, now: datetime) -> None:
+        """Taken-over calls that ended are finished from their call row (the platform's
+        record of the call, by whichever node recorded or recovered it): agent → answered,
+        answered → abandoned (or machine), else no answer; the retry rules apply as for
+        any call. A call with no record yet is left (still up, or its server's next
+        driver recovers it), given up as ``failed`` ``LOST_AFTER_S`` after its ring time
+        when never answered (as this node's own calls), else after
+        ``ADOPTED_ANSWERED_GIVE_UP_S``."""
+        adopted = [c for c in run.calls.values() if c.adopted]
+        if not adopted:
+            return
+        records = await self.store.recorded_calls([c.linkedid for c in adopted])
+        for call in adopted:
+            record = records.get(call.linkedid)
+            if record is not None:
+                await self._finish(call, recorded_outcome(record, run), record["ended_at"])
+                continue
+            age = (now - call.started_at).total_seconds()
+            limit = (run.settings.ring_s + LOST_AFTER_S if call.answered_at is None
+                     else ADOPTED_ANSWERED_GIVE_UP_S)  # fmt: skip
+            if age > limit:
+                log.warning("campaign %s: call %s taken over has no record after %.0f s: "
+                            "given up", run.name, call.linkedid, age)  # fmt: skip
+                await self._finish(call, self._ended_outcome(call, run), now)
 
     def agent_member(self, agent: str) -> dict[str, Any] | None:
         """The agent's queue membership now (interface, state, paused), if logged in."""
@@ -473,6 +530,8 @@ class CampaignDialer:
 
     def _expire(self, now: datetime) -> None:
         for call in list(self.calls.values()):
+            if call.adopted:
+                continue  # settle_adopted
             run = self.runs.get(call.campaign_id)
             ring = run.settings.ring_s if run else 60
             if call.answered_at is None and (now - call.started_at).total_seconds() > (

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from cti.services import CustomerDirectory
 from cti.store.db import Database
-from cti.store.models import clip_text, utcnow
+from cti.store.models import Call, clip_text, utcnow
 from outbound.cleaning import REPORT_LIMIT, Cleaned, parse_number
 from outbound.models import AttemptRow, CampaignRow, DncRow, LeadListRow, LeadRow
 from outbound.schemas import CampaignIn, CampaignPatch
@@ -425,15 +425,36 @@ class OutboundStore:
             )  # fmt: skip
             return int(getattr(result, "rowcount", 0))
 
-    async def dialing(self, campaign_id: int) -> list[int]:
-        """The campaign's leads being dialled now (by any node)."""
+    async def open_attempts(
+        self, campaign_id: int, skip: Iterable[int] = ()
+    ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """The campaign's leads left ``dialing`` (all but ``skip``) whose last attempt is a
+        call placed and not finished (outcome "", a Linkedid): (lead, attempt) pairs."""
+        skipped = list(skip)
+        out: list[tuple[dict[str, Any], dict[str, Any]]] = []
         async with self.db.session() as s:
-            rows = await s.scalars(
-                select(LeadRow.id).where(
-                    LeadRow.campaign_id == campaign_id, LeadRow.status == "dialing"
-                )
-            )
-            return list(rows)
+            leads = list(await s.scalars(select(LeadRow).where(
+                LeadRow.campaign_id == campaign_id, LeadRow.status == "dialing",
+                LeadRow.id.not_in(skipped))))  # fmt: skip
+            for lead in leads:
+                last = (select(AttemptRow).where(AttemptRow.lead_id == lead.id)
+                        .order_by(AttemptRow.id.desc()).limit(1))  # fmt: skip
+                row = (await s.scalars(last)).first()
+                if row is not None and row.outcome == "" and row.linkedid:
+                    attempt = {c.name: getattr(row, c.name) for c in AttemptRow.__table__.columns}
+                    out.append((lead_view(lead), attempt))
+        return out
+
+    async def recorded_calls(self, linkedids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The platform's call rows (written by whichever node recorded or recovered the
+        call) of ``linkedids``: the facts of calls that ended."""
+        if not linkedids:
+            return {}
+        async with self.db.session() as s:
+            rows = await s.scalars(select(Call).where(Call.linkedid.in_(list(linkedids))))
+            return {r.linkedid: {"answered_at": r.answered_at, "ended_at": r.ended_at,
+                                 "agent": r.agent, "disposition": r.disposition, "queue": r.queue}
+                    for r in rows}  # fmt: skip
 
     async def start_attempt(self, lead: dict[str, Any], linkedid: str, at: datetime,
                             outcome: str = "") -> int:  # fmt: skip
