@@ -31,8 +31,9 @@ attempt placed and no outcome): they count in flight while they can ring, and ar
 finished by their call events or, once their call row exists (the driver of their server
 recorded or recovered them), from that row, the retry rules applying as for any call: a
 customer is never rung twice for one attempt. Leads claimed and never dialled are due
-again at once. Campaigns started, paused or stopped through another node's API reach
-every node's dialer from the store (read every ``SYNC_S``).
+again at once. A single node adopts its own calls so at start (a restarted daemon: its
+Asterisk carried on with them). Campaigns started, paused or stopped through another
+node's API reach every node's dialer from the store (read every ``SYNC_S``).
 """
 
 from __future__ import annotations
@@ -204,9 +205,10 @@ class CampaignDialer:
     async def start(self) -> None:
         for campaign in await self.store.campaigns():
             if campaign["status"] in ("running", "paused"):
+                run = self.load(campaign)
                 if self.gate is None:  # in a cluster: when this node gets the campaign
-                    await self.store.release_dialing(campaign["id"], self.clock())
-                self.load(campaign)
+                    # the calls placed before a restart: Asterisk may still carry them
+                    await self.adopt(run, self.clock())
         self._tasks.spawn(self._loop(), "pacing")
         self._tasks.spawn(self._consume(), "events")
 

@@ -15,10 +15,13 @@ pacer adopts those calls instead of making their leads due again:
 - a call with no record and no event is given up ``LOST_AFTER_S`` after its ring time as
   ``failed`` (its own retry rule, its own delay);
 - a lead claimed but never dialled (no attempt placed) is due again at once.
+
+A single node restarting adopts its own calls placed before the restart the same way.
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -64,23 +67,28 @@ async def record_call(db: Database, linkedid: str, start: datetime, end: datetim
                    disposition="answered" if agent else "no_answer", source="ami"))  # fmt: skip
 
 
-async def test_the_new_pacer_settles_the_old_pacers_calls_and_dials_none_again(
-    db: Database,
-) -> None:
-    clock = Clock()
-    store = OutboundStore(db, "CN")
+async def campaign_with_leads(store: OutboundStore, n: int) -> int:
     retry = {"no_answer": {"delay_min": 10, "max_attempts": 3},
              "failed": {"delay_min": 30, "max_attempts": 3}}  # fmt: skip
     campaign = await store.create_campaign(CampaignIn.model_validate({
         "name": "takeover", "queue": "camp", "mode": "progressive", "ring_s": RING_S,
         "window": {"days": ALWAYS}, "retry": retry,
     }))  # fmt: skip
-    cid = campaign["id"]
+    cid = int(campaign["id"])
     lst = await store.create_list(cid, "l", "test")
-    numbers = [f"+8613800138{i:03d}" for i in range(6)]
-    await store.import_leads(lst["id"], Cleaned(rows=6, candidates=[
-        Candidate(i + 2, n, f"lead {i}", {}) for i, n in enumerate(numbers)]))  # fmt: skip
+    numbers = [f"+8613800138{i:03d}" for i in range(n)]
+    await store.import_leads(lst["id"], Cleaned(rows=n, candidates=[
+        Candidate(i + 2, num, f"lead {i}", {}) for i, num in enumerate(numbers)]))  # fmt: skip
     assert await store.set_status(cid, "running", ["draft"])
+    return cid
+
+
+async def test_the_new_pacer_settles_the_old_pacers_calls_and_dials_none_again(
+    db: Database,
+) -> None:
+    clock = Clock()
+    store = OutboundStore(db, "CN")
+    cid = await campaign_with_leads(store, 6)
 
     # the old pacer placed 4 calls, claimed a 5th and died before dialling it
     (ringing, ended, talked, lost) = await old_pacer_dials(store, cid, 4, T0)
@@ -149,3 +157,34 @@ async def test_the_new_pacer_settles_the_old_pacers_calls_and_dials_none_again(
     final = await store.claim_due(cid, T0 + timedelta(minutes=31), 10)
     assert lost[0]["id"] in {d["id"] for d in final}
     assert leads[lost[0]["id"]]["attempts"] == 1
+
+
+async def test_a_restarted_single_node_adopts_its_calls_placed_before(db: Database) -> None:
+    clock = Clock()
+    store = OutboundStore(db, "CN")
+    cid = await campaign_with_leads(store, 3)
+    ringing, ended = await old_pacer_dials(store, cid, 2, T0)
+    await record_call(db, ended[1], T0, T0 + timedelta(seconds=RING_S))
+    clock.now = T0 + timedelta(seconds=2)
+    dialer = CampaignDialer(store, AmiClient("127.0.0.1", 1, "u", "p"), Services(),
+                            timezone="Asia/Shanghai", clock=clock, tick_s=0.05)  # fmt: skip
+    await dialer.start()
+    try:
+        assert set(dialer.calls) == {ringing[1], ended[1]}
+
+        async def settled() -> bool:  # finished from its call row, by the pacing loop
+            lead = await store.lead(ended[0]["id"])
+            return lead is not None and lead["status"] == "retry"
+
+        for _ in range(100):
+            if await settled():
+                break
+            await asyncio.sleep(0.05)
+        assert await settled()
+        assert ended[1] not in dialer.calls and ringing[1] in dialer.calls
+    finally:
+        await dialer.stop()
+    leads = {ld["id"]: ld for ld in await store.leads(campaign_id=cid)}
+    assert leads[ringing[0]["id"]]["status"] == "dialing"  # still its call, not due again
+    assert leads[ended[0]["id"]]["status"] == "retry"
+    assert len(await store.attempts(cid)) == 2
