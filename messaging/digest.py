@@ -36,11 +36,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cti.services import Reminder, ReminderSource
 from cti.store.db import Database
+from cti.store.insert import insert_ignore
 from cti.store.models import User, UserTeam
 from messaging.claims import claimable
 from messaging.config import DigestConfig
@@ -158,10 +158,8 @@ class DailyDigest:
     ) -> bool:
         """True when this caller now owns (login, day): it inserted the row, or took over
         a failed one (attempts left) or a stale ``sending`` one."""
-        dialect = postgresql if self.db.dialect == "postgresql" else sqlite
         inserted = await session.execute(
-            dialect.insert(DigestSent)
-            .values(
+            insert_ignore(session, DigestSent, ["login", "day"]).values(
                 login=login,
                 day=day,
                 status="sending",
@@ -172,7 +170,6 @@ class DailyDigest:
                 message_id="",
                 claimed_at=now,
             )
-            .on_conflict_do_nothing(index_elements=["login", "day"])
         )
         if inserted.rowcount == 1:  # type: ignore[attr-defined]
             return True

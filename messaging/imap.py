@@ -37,10 +37,10 @@ from html.parser import HTMLParser
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from cti.services import CustomerRecipients
 from cti.store.db import Database
+from cti.store.insert import insert_ignore
 from messaging.config import ImapConfig
 from messaging.models import Message, Received
 
@@ -242,12 +242,11 @@ class ImapFetcher:
     async def _file(self, inbound: Inbound, customer_id: int | None) -> int | bool | None:
         """The new timeline row's id (None: recorded as unmatched), or False when this
         Message-ID was filed before."""
-        dialect = postgresql if self.db.dialect == "postgresql" else sqlite
         async with self.db.session() as session, session.begin():
             claimed = await session.execute(
-                dialect.insert(Received)
-                .values(message_id=inbound.message_id, message_pk=None)
-                .on_conflict_do_nothing(index_elements=["message_id"])
+                insert_ignore(session, Received, ["message_id"]).values(
+                    message_id=inbound.message_id, message_pk=None
+                )
             )
             if claimed.rowcount != 1:  # type: ignore[attr-defined]
                 return False

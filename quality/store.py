@@ -6,9 +6,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from cti.store.db import Database
+from cti.store.insert import insert_ignore
 from quality.models import SurveyRow
 
 __all__ = ["add_survey", "list_surveys"]
@@ -22,9 +22,7 @@ async def add_survey(
     values = {"linkedid": linkedid, "callid": callid, "queue": queue, "agent": agent,
               "language": language, "score": score, "at": at}  # fmt: skip
     async with db.session() as s, s.begin():
-        dialect = s.bind.dialect.name if s.bind is not None else "sqlite"
-        ins = postgresql.insert(SurveyRow) if dialect == "postgresql" else sqlite.insert(SurveyRow)
-        await s.execute(ins.values(values).on_conflict_do_nothing())
+        await s.execute(insert_ignore(s, SurveyRow).values(values))
 
 
 async def list_surveys(

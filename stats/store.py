@@ -15,12 +15,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cti.queue_log import DerivedEntry, RawLine, derive_entries
 from cti.services import QueueThresholds
 from cti.store.db import Database
+from cti.store.insert import insert_ignore
 from stats.formulas import COUNT_FIELDS, Counts, EntryFacts, count_entry, local_hour
 from stats.models import (
     EntryRow,
@@ -54,9 +54,7 @@ def _chunks(items: Sequence[Any], n: int = CHUNK) -> Iterable[Sequence[Any]]:
 def _insert_ignore(
     session: AsyncSession, table: Any, rows: list[dict[str, Any]], key: list[str]
 ) -> Any:
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    ins = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
-    return ins.values(rows).on_conflict_do_nothing(index_elements=key)
+    return insert_ignore(session, table, key).values(rows)
 
 
 class StatsStore:

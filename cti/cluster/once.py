@@ -17,10 +17,10 @@ with the claim or not at all, and whoever drains those records does the act.
 
 from __future__ import annotations
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cti.store.db import Database
+from cti.store.insert import insert_ignore
 from cti.store.models import FiredOnce
 
 __all__ = ["claim_once", "fire_once"]
@@ -29,10 +29,8 @@ __all__ = ["claim_once", "fire_once"]
 async def claim_once(session: AsyncSession, scope: str, key: str) -> bool:
     """Claim ``(scope, key)`` in ``session``'s transaction: True for the first caller in the
     store (once that transaction commits), False for every other."""
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    ins = postgresql.insert(FiredOnce) if dialect == "postgresql" else sqlite.insert(FiredOnce)
     result = await session.execute(
-        ins.values(scope=scope, key=key).on_conflict_do_nothing(index_elements=["scope", "key"])
+        insert_ignore(session, FiredOnce, ["scope", "key"]).values(scope=scope, key=key)
     )
     return bool(getattr(result, "rowcount", 0))
 
