@@ -583,6 +583,8 @@ async def run_store(store_name: str, args: argparse.Namespace) -> None:
         print(f"search p99 {label(n)} ({store_name}): {res['search']:.1f} ms", flush=True)
         if "scan" in res:
             print(f"scan p99 {label(n)} ({store_name}): {res['scan']:.1f} ms", flush=True)
+            speedup = res["scan"] / res["search"] if res["search"] else 0.0
+            print(f"search speedup {label(n)} ({store_name}): {speedup:.1f} x", flush=True)
         print(f"page p99 {label(n)} ({store_name}): {res['page']:.1f} ms", flush=True)
 
 
