@@ -4,7 +4,9 @@ Everything is measured as a user would, with a clock the daemon does not own:
 
 - a real Asterisk (started the way the acceptance tests start it, tests/acceptance/
   harness.py) with ``--desktops`` simulated agents in queue ``support``
-  (Local/<ext>@cti-sim-agents: they ring ``--ring`` s, answer, talk ``--talk`` s);
+  (Local/<ext>@cti-sim-agents: they ring ``--ring`` s, answer, talk ``--talk`` s),
+  quiet unless ``--media`` (their audio is the harness's, not the product's: see
+  ``_asterisk_kind``);
 - the daemon as its own ``cti run`` process with every installed feature, on a fresh
   SQLite file (or ``--store postgres``: a temporary PostgreSQL database), logging JSON to a file;
 - the desktops in another process (this file with ``--client``): one websocket per agent
@@ -21,7 +23,10 @@ Printed, one figure per line (``name: value unit``):
 - ``pop p50/p99/max``: AgentCalled seen here -> the pop received by that agent's desktop;
 - ``relay p99``: AgentCalled seen here -> the relay's frame received by the same desktop;
 - ``ratio p99``: pop p99 / relay p99 (target <= 3);
-- ``cards missing``: pops whose customer card never arrived (in the pop or a later update);
+- ``cards missing``: pops whose customer card did not reach that desktop, in the pop or
+  in a ``call.update``, before the call ended there (AgentComplete): the bench listens
+  until every answered call has ended;
+- ``cards in the pop``: pops that carried the card themselves (the rest got it as an update);
 - ``card p99``: AgentCalled -> the card on the desktop (in the pop or the update);
 - ``recordings missing``: answered calls (AgentConnect) without a MixMonitorStart;
 - ``recording start p99``: AgentConnect -> the recording writes audio (target <= 200 ms):
@@ -31,8 +36,12 @@ Printed, one figure per line (``name: value unit``):
 - ``errors``: ERROR lines in the daemon's log during the run;
 - ``daemon cpu``: the daemon process's CPU over the burst, % of one core.
 
+and as comments the CPU seconds each part used over the burst (Asterisk, the daemon, the
+desktops, the relay, this process) beside the whole machine's, and the load average:
+on a shared machine the figures move with what else runs.
+
     .venv/bin/python bench/pop_latency.py [--calls 200] [--desktops 500] [--rate 40]
-        [--ring 1] [--talk 10] [--store sqlite|postgres]
+        [--ring 1] [--talk 10] [--store sqlite|postgres] [--media]
 """
 
 from __future__ import annotations
@@ -49,6 +58,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -173,6 +183,33 @@ async def run_relay(ami_port: int, user: str, secret: str, http_port: int) -> No
 # --- helpers --------------------------------------------------------------------------------
 
 
+def _asterisk_kind(media: bool) -> type[Any]:
+    """The bench's Asterisk. The simulated phones are Local channels inside it: with the
+    product's ``transmit_silence = yes`` every simulated caller and agent sends 50 silence
+    frames a second for the whole call, through four Local channels, a bridge and
+    MixMonitor: ~1,000 Asterisk threads waking every 20 ms, which took 75-80 % of this
+    2-core machine during a 200-call burst (the daemon got 8 %). Real phones and carriers
+    make that audio themselves, outside this machine. Without ``--media`` the simulated
+    phones are quiet (``transmit_silence = no`` in this Asterisk only): the agents still
+    answer and play their greeting, MixMonitor still starts, and the bench measures the
+    daemon instead of the harness."""
+    from cti.asterisk.instance import ChrootAsterisk
+
+    if media:
+        return ChrootAsterisk
+
+    class QuietPhones(ChrootAsterisk):
+        def write_config(self) -> None:
+            super().write_config()
+            conf = self.etc_dir / "asterisk.conf"
+            text = conf.read_text()
+            if "transmit_silence = yes" not in text:
+                raise RuntimeError("asterisk.conf has no 'transmit_silence = yes' to turn off")
+            conf.write_text(text.replace("transmit_silence = yes", "transmit_silence = no"))
+
+    return QuietPhones
+
+
 def _proc_cpu_s(pid: int) -> float:
     """utime + stime (s) of one process (all its threads)."""
     try:
@@ -181,6 +218,25 @@ def _proc_cpu_s(pid: int) -> float:
         return float("nan")
     fields = stat[stat.rfind(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _asterisk_pid(inst: object) -> int | None:
+    """The Asterisk process itself: the child of the ``unshare`` the runner started."""
+    proc = getattr(inst, "_proc", None)
+    if proc is None:
+        return None
+    with contextlib.suppress(OSError, ValueError):
+        for child in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split():
+            if Path(f"/proc/{child}/comm").read_text().strip() == "asterisk":
+                return int(child)
+    return None
+
+
+def _machine_cpu_s() -> float:
+    """CPU time used by the whole machine so far (every CPU, user + system + irq)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    busy = sum(int(v) for i, v in enumerate(fields[:8]) if i not in (3, 4))  # not idle/iowait
+    return busy / os.sysconf("SC_CLK_TCK")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -275,8 +331,11 @@ async def run(args: argparse.Namespace) -> None:
 
     work = Path(tempfile.mkdtemp(prefix="cti-pop-bench-"))
     pg_name = f"cti_bench_{secrets.token_hex(4)}" if args.store == "postgres" else ""
-    print(f"# starting Asterisk (calls={args.calls}, desktops={args.desktops}) ...", flush=True)
-    inst = await asyncio.to_thread(start_test_asterisk)
+    phones = "sending audio all call long" if args.media else "quiet"
+    print(f"# starting Asterisk (calls={args.calls}, desktops={args.desktops}, "
+          f"simulated phones {phones}) ...", flush=True)  # fmt: skip
+    kind = _asterisk_kind(args.media)
+    inst = await asyncio.to_thread(lambda: start_test_asterisk(kind=kind))
     procs: list[asyncio.subprocess.Process] = []
     daemon: asyncio.subprocess.Process | None = None
     ami = ami_client(inst)
@@ -380,6 +439,7 @@ async def run(args: argparse.Namespace) -> None:
         recording: dict[str, float] = {}
         caller_of: dict[str, str] = {}  # the answered caller's channel
         bridged: dict[tuple[str, str], float] = {}  # (linkedid, channel) -> BridgeEnter
+        ended: dict[tuple[str, str], float] = {}  # (linkedid, agent) -> AgentComplete
 
         def on_ami(msg: Message) -> None:
             now = time.time()
@@ -393,6 +453,8 @@ async def run(args: argparse.Namespace) -> None:
                 bridged.setdefault((lid, msg.get("Channel", "")), now)
             elif msg.event == "MixMonitorStart":
                 recording.setdefault(lid, now)
+            elif msg.event == "AgentComplete":  # the call ended on that agent's desktop
+                ended.setdefault((lid, msg.get("MemberName", "")), now)
 
         def recording_start(lid: str) -> float:
             """When the call's recording writes audio: MixMonitor running and the caller
@@ -402,6 +464,12 @@ async def run(args: argparse.Namespace) -> None:
         ami.add_event_handler(on_ami)
         log_offset = log_file.stat().st_size
         assert daemon is not None
+        parts = {
+            "asterisk": _asterisk_pid(inst), "daemon": daemon.pid, "desktops": clients.pid,
+            "relay": relay.pid, "bench": os.getpid(),
+        }  # fmt: skip
+        cpu_at0 = {name: _proc_cpu_s(pid) for name, pid in parts.items() if pid is not None}
+        machine0 = _machine_cpu_s()
         cpu0, wall0 = _proc_cpu_s(daemon.pid), time.monotonic()
         originated: list[str] = []
         gap = 1.0 / args.rate if args.rate > 0 else 0.0
@@ -429,6 +497,18 @@ async def run(args: argparse.Namespace) -> None:
         await asyncio.sleep(1.0)  # the last frames and late cards reach the desktops
         wall = time.monotonic() - wall0
         cpu = _proc_cpu_s(daemon.pid) - cpu0
+        used = {
+            name: _proc_cpu_s(pid) - cpu_at0[name]
+            for name, pid in parts.items()
+            if pid is not None
+        }  # fmt: skip
+        machine = _machine_cpu_s() - machine0
+
+        async def all_ended() -> bool:  # a card that comes later is no use to the agent
+            return all((lid, agent) in ended for lid, agent in rang if lid in answered)
+
+        with contextlib.suppress(AssertionError):
+            await wait_for(all_ended, timeout=args.talk + 30, what="hang-ups", every=0.1)
         drained = await _drain(base, args) if args.drain else None
         errors = await asyncio.to_thread(error_lines, log_file, log_offset)
         assert clients.stdin is not None
@@ -452,7 +532,22 @@ async def run(args: argparse.Namespace) -> None:
         relay_ms = [(t - rang[k]) * 1000 for k, t in relay_at.items() if k in rang]
         card_ms = [(t - rang[k]) * 1000 for k, t in card_at.items() if k in rang]
         rings_missing = sum(1 for k in rang if k[0] in ours and k not in pop_at)
-        cards_missing = sum(1 for k in pop_at if k not in card_at)
+        # a pop carries its card if the card reaches that desktop, in the pop or in a
+        # call.update, before the call ends there (AgentComplete)
+        cards_missing = sum(
+            1 for k in pop_at if k not in card_at or card_at[k] > ended.get(k, float("inf"))
+        )  # fmt: skip
+        cards_in_pop = sum(card for _, card in pop_at.values())
+        if args.keep:  # every ring, for tracing one call through the daemon's log
+            calls = [
+                {"linkedid": lid, "agent": agent, "ring": rang[(lid, agent)],
+                 "pop": pop_at.get((lid, agent), (None, 0))[0],
+                 "card_in_pop": pop_at.get((lid, agent), (None, 0))[1],
+                 "card": card_at.get((lid, agent)), "relay": relay_at.get((lid, agent)),
+                 "answered": answered.get(lid), "ended": ended.get((lid, agent))}
+                for lid, agent in rang if lid in ours
+            ]  # fmt: skip
+            await asyncio.to_thread((work / "calls.json").write_text, json.dumps(calls))
         rec_ms = [
             max(0.0, recording_start(lid) - t) * 1000
             for lid, t in answered.items()
@@ -473,6 +568,7 @@ async def run(args: argparse.Namespace) -> None:
         print(f"relay p99: {relay_p99:.1f} ms")
         print(f"ratio p99: {pct(pop_ms, 0.99) / relay_p99:.1f} x")
         print(f"cards missing: {cards_missing}")
+        print(f"cards in the pop: {cards_in_pop} of {len(pop_at)}")
         print(f"card p99: {pct(card_ms, 0.99):.1f} ms")
         print(f"recordings missing: {rec_missing}")
         print(f"recording start p99: {pct(rec_ms, 0.99):.1f} ms")
@@ -482,6 +578,10 @@ async def run(args: argparse.Namespace) -> None:
         per_call = 1000 * cpu / max(1, len(originated))
         print(f"# daemon CPU {cpu:.1f} s over {wall:.1f} s ({per_call:.1f} ms a call); "
               f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")  # fmt: skip
+        # who used the machine during the burst (CPU seconds; the rest is other work)
+        shares = ", ".join(f"{name} {sec:.1f}" for name, sec in used.items())
+        print(f"# CPU s over the burst: {shares}; whole machine {machine:.1f} "
+              f"of {wall * (os.cpu_count() or 1):.1f}")  # fmt: skip
         if drained is not None:
             most, seconds = drained
             print(f"transcode backlog max: {most} files")
@@ -537,6 +637,11 @@ def main() -> None:
     parser.add_argument(
         "--postgres", dest="store", action="store_const", const="postgres",
         help="the same as --store postgres",
+    )  # fmt: skip
+    parser.add_argument(
+        "--media", action="store_true",
+        help="simulated phones send silence all call long (transmit_silence = yes, as the "
+        "first figures of #19): Asterisk's media then takes most of a 2-core machine",
     )  # fmt: skip
     parser.add_argument("--format", default="", help="[recordings] format (default: mp3)")
     parser.add_argument("--show-errors", type=int, default=5, help="error lines shown")

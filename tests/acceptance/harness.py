@@ -53,8 +53,11 @@ def _remove_stale_instances(root: Path) -> None:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def start_test_asterisk(suffix: str = "") -> ChrootAsterisk:
-    """The session's instance, or with ``suffix`` another named one (a second server)."""
+def start_test_asterisk(
+    suffix: str = "", *, kind: type[ChrootAsterisk] = ChrootAsterisk
+) -> ChrootAsterisk:
+    """The session's instance, or with ``suffix`` another named one (a second server).
+    ``kind``: a ChrootAsterisk subclass (a benchmark's own settings)."""
     root = ensure_root(lambda msg: print(f"[asterisk] {msg}", flush=True))
     _remove_stale_instances(root)
     rtp = 20000 + secrets.randbelow(400) * 100
@@ -68,7 +71,7 @@ def start_test_asterisk(suffix: str = "") -> ChrootAsterisk:
         rtp_end=rtp + 99,
         agi_port=free_port(),
     )
-    inst = ChrootAsterisk(root, spec, DIALPLANS)
+    inst = kind(root, spec, DIALPLANS)
     inst.start(tie_to_parent=True)
     inst.wait_fully_booted(30)
     return inst
