@@ -13,7 +13,8 @@ class DesktopConfig(BaseModel):
     # how long a pop may wait for a customer lookup still running when the phone rings;
     # after that the pop goes out without the card and a call.update brings it later
     lookup_wait_s: float = Field(0.0, ge=0, le=2)
-    # a lookup that takes longer than this is abandoned (the card stays empty)
+    # a lookup that takes longer frees its concurrency slot and waits up to 30 s more
+    # (the pops say "looking up" meanwhile; the card follows in a call.update)
     lookup_timeout_s: float = Field(3.0, gt=0, le=30)
     # customer lookups running at the same time (the rest wait their turn)
     lookup_concurrency: int = Field(16, ge=1, le=256)

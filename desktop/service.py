@@ -75,7 +75,8 @@ log = logging.getLogger(__name__)
 _FINAL = frozenset({"ended", "taken", "missed", "replaced"})
 _MAX_ID = 64
 SEEN_PER_AGENT = 500
-#: how long after ``lookup_timeout_s`` a card still found goes to the pops
+#: how long after ``lookup_timeout_s`` a lookup still waits for the card (the pops say
+#: "looking up" meanwhile, then get the card or "no card")
 LATE_LOOKUP_S = 30.0
 
 
@@ -206,24 +207,34 @@ class PopService:
             del self._lookups[linkedid]
 
     async def _lookup(self, facts: CallFacts, directory: CustomerDirectory) -> None:
+        """The caller's card, then every pop of the call still waiting for it gets it.
+        A lookup slower than ``lookup_timeout_s`` frees its concurrency slot and goes on
+        waiting for the directory (which goes on loading, decision 0027) up to
+        LATE_LOOKUP_S more: meanwhile the pops say "looking up" (``customer_pending``),
+        never "not a customer", so an agent is not offered to create a customer the
+        directory is still reading (issue #19: under load a lookup took 3-10 s)."""
         customer: dict[str, Any] | None = None
         history: list[dict[str, Any]] = []
         try:
-            async with self._sem, asyncio.timeout(self.config.lookup_timeout_s):
-                customer, history = await self._card(facts, directory)
+            try:
+                async with self._sem, asyncio.timeout(self.config.lookup_timeout_s):
+                    customer, history = await self._card(facts, directory)
+            except TimeoutError:
+                self.lookups_failed += 1
+                log.warning(
+                    "customer lookup slower than %g s; the card follows when it comes",
+                    self.config.lookup_timeout_s, extra={"linkedid": facts.linkedid},
+                )  # fmt: skip
+                async with asyncio.timeout(LATE_LOOKUP_S):
+                    customer, history = await self._card(facts, directory)
             self.lookups_done += 1
         except TimeoutError:
-            self.lookups_failed += 1
-            log.warning("customer lookup timed out", extra={"linkedid": facts.linkedid})
-            # the directory goes on loading (decision 0027): the card follows if it comes
-            late = asyncio.get_running_loop().create_task(self._late_card(facts, directory))
-            self._waiters.add(late)
-            late.add_done_callback(self._waiters.discard)
+            log.warning("customer lookup given up", extra={"linkedid": facts.linkedid})
         except Exception:
             self.lookups_failed += 1
             log.exception("customer lookup failed", extra={"linkedid": facts.linkedid})
         facts.customer, facts.history, facts.lookup_state = customer, history, "done"
-        # pops that went out without the card get it now
+        # pops that went out without the card get it now (or learn there is none)
         for agent in list(self._holders.get(facts.linkedid, ())):
             pop = self._pop_of(agent, facts.linkedid)
             if pop is not None and pop.message.get("customer_pending"):
@@ -244,26 +255,6 @@ class PopService:
             rows = await directory.recent_interactions(card.customer_id, self.config.history_limit)
             history = [history_item(r) for r in rows[: self.config.history_limit]]
         return card_dict(card), history
-
-    async def _late_card(self, facts: CallFacts, directory: CustomerDirectory) -> None:
-        """A lookup that outlived ``lookup_timeout_s``: its card still goes to the pops
-        (within LATE_LOOKUP_S more), as a ``call.update``."""
-        try:
-            async with asyncio.timeout(LATE_LOOKUP_S):
-                customer, history = await self._card(facts, directory)
-        except Exception as exc:
-            log.warning("late customer lookup failed: %r", exc, extra={"linkedid": facts.linkedid})
-            return
-        if customer is None:
-            return
-        facts.customer, facts.history = customer, history
-        for pop in self._holding(facts.linkedid):
-            if pop.ended_at is None:
-                self.lookups_late += 1
-                self._update(
-                    pop, pop.message["state"],
-                    customer=customer, history=history, customer_pending=False,
-                )  # fmt: skip
 
     # --- the ring ---------------------------------------------------------------------------
     def on_offered(self, event: CallOffered) -> None:

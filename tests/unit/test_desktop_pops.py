@@ -7,6 +7,9 @@ import asyncio
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import pytest
+
+import desktop.service
 from cti.bus import EventBus
 from cti.events import (
     CallAnswered,
@@ -210,37 +213,53 @@ async def test_slow_lookup_does_not_hold_the_pop_then_updates_it() -> None:
     assert snap[0]["customer"]["name"] == "张伟"
 
 
-async def test_lookup_timeout_gives_up() -> None:
+async def test_a_lookup_slower_than_its_timeout_keeps_looking_up_then_gives_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue #19: past lookup_timeout_s the pop still says "looking up" (never "not a
+    customer" while the directory is still reading); after LATE_LOOKUP_S more it says
+    there is no card."""
+    monkeypatch.setattr(desktop.service, "LATE_LOOKUP_S", 0.3)
     directory = Directory()
     directory.gate.clear()
     svc, sent, _ = make(directory, lookup_wait_s=0, lookup_timeout_s=0.1)
     bus = bus_of(svc)
     bus.publish(CallOffered("L5", T0, "support", "Local/1@x", "a1", "13800138000"))
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.2)
     assert svc.lookups_failed == 1
+    assert [(m["type"], m["customer_pending"]) for m in sent.to("a1")] == [("pop", True)]
+    await asyncio.sleep(0.4)
     assert sent.to("a1")[-1] == {
         "type": "call.update", "linkedid": "L5", "state": "ringing",
         "at": sent.to("a1")[-1]["at"], "customer": None, "history": [],
         "customer_pending": False,
     }  # fmt: skip
+    await svc.stop()
 
 
 async def test_a_card_found_after_the_timeout_still_follows() -> None:
-    """Issue #19: a directory slower than lookup_timeout_s goes on loading; when the card
-    comes, the pops get it in a call.update (no pop stays without its card)."""
+    """Issue #19: a directory slower than lookup_timeout_s goes on loading; pops made
+    meanwhile say "looking up", and when the card comes every pop gets it in a
+    call.update (no pop stays without its card)."""
     directory = Directory()
     directory.gate.clear()
     svc, sent, _ = make(directory, lookup_wait_s=0, lookup_timeout_s=0.1)
     bus = bus_of(svc)
     bus.publish(CallOffered("L5b", T0, "support", "Local/1@x", "a1", "13800138000"))
     await asyncio.sleep(0.3)
-    assert svc.lookups_failed == 1 and sent.to("a1")[-1]["customer"] is None
+    assert svc.lookups_failed == 1
+    bus.publish(CallRingNoAnswer("L5b", T0, "support", "Local/1@x", "a1"))
+    bus.publish(CallOffered("L5b", T0, "support", "Local/2@x", "a2", "13800138000"))
+    assert [m["customer_pending"] for m in sent.to("a1") + sent.to("a2") if "customer" in m] == [
+        True, True,
+    ]  # fmt: skip
     directory.gate.set()
     for _ in range(20):
         await settle()
-    late = sent.to("a1")[-1]
+    late = sent.to("a2")[-1]
     assert late["type"] == "call.update" and late["customer"]["name"] == "张伟"
     assert late["customer_pending"] is False and late["state"] == "ringing"
+    assert sent.to("a1")[-1]["customer"]["name"] == "张伟"
     await svc.stop()
 
 
