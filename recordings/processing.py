@@ -4,7 +4,10 @@ it, verify the copy, and fill in the metadata row.
 Transcoding is CPU work (ffmpeg) on a machine that also carries calls (decision 0027):
 it runs in its own thread pool of ``workers`` threads (default: the machine's cores), so
 files are converted side by side up to that bound, and the event loop, the default
-executor and the call path never wait for it. Waiting for MixMonitor to close a file is
+executor and the call path never wait for it. Those threads, and the ffmpeg processes
+they start (a child inherits its thread's niceness), run ``TRANSCODE_NICE`` steps nicer
+than the daemon: when the cores are busy, the calls' work (the daemon's event loop,
+Asterisk) goes first and the backlog waits. Waiting for MixMonitor to close a file is
 asynchronous polling, outside the pool. ``backlog`` (files stopped and not yet done) is
 ``cti_recordings_transcode_backlog`` in /metrics (:class:`ProcessorMetrics`)."""
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +41,21 @@ log = logging.getLogger(__name__)
 class Outcome:
     status: str  # ready | empty | missing
     row: Recording | None
+
+
+#: how much nicer than the daemon the transcoding threads and their ffmpeg run
+TRANSCODE_NICE = 10
+
+
+def _nicer() -> None:
+    """A transcoding thread's initializer: lower this thread's priority (Linux: niceness
+    is per thread; the processes it starts inherit it)."""
+    tid = threading.get_native_id()
+    try:
+        now = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, now + TRANSCODE_NICE))
+    except OSError as exc:  # not fatal: the files still convert, at the daemon's priority
+        log.warning("transcoding runs at the daemon's priority: %s", exc)
 
 
 def default_workers() -> int:
@@ -104,7 +123,9 @@ class Processor:
             return Outcome("missing", row)
         closed = path.suffix != ".wav" or await _wait_closed(path, close_timeout)
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="cti-transcode")
+            self._pool = ThreadPoolExecutor(
+                self.workers, thread_name_prefix="cti-transcode", initializer=_nicer
+            )
         async with self._slots:  # queued here, not in the pool: the backlog stays visible
             outcome = await asyncio.get_running_loop().run_in_executor(
                 self._pool, self._finish_blocking, row, path, closed

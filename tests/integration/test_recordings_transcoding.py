@@ -1,11 +1,13 @@
 """Transcoding keeps up without taking the event loop (decision 0027): files convert side
-by side up to the pool's bound, the backlog is visible in /metrics while they wait, and
-every row ends ``ready`` with its compressed file. Real WAV files, real ffmpeg, SQLite and
-PostgreSQL."""
+by side up to the pool's bound, nicer than the daemon, the backlog is visible in /metrics
+while they wait, and every row ends ``ready`` with its compressed file. Real WAV files,
+real ffmpeg, SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +18,7 @@ from cti.store.db import Database
 from recordings.config import RecordingsConfig
 from recordings.models import Recording
 from recordings.naming import recording_path
-from recordings.processing import Outcome, Processor, ProcessorMetrics
+from recordings.processing import TRANSCODE_NICE, Outcome, Processor, ProcessorMetrics
 from recordings.store import RecordingStore
 from tests.integration.test_recordings_store import tone_wav
 
@@ -30,11 +32,15 @@ class CountingProcessor(Processor):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._lock = threading.Lock()
         self.running = self.most = 0
+        self.niceness: set[int] = set()
 
     def _finish_blocking(self, row: Recording, path: Path, closed: bool) -> Outcome:
         with self._lock:
             self.running += 1
             self.most = max(self.most, self.running)
+            # what the ffmpeg this thread starts inherits
+            child = subprocess.run(["nice"], capture_output=True, text=True, check=True)
+            self.niceness.add(int(child.stdout))
         try:
             return super()._finish_blocking(row, path, closed)
         finally:
@@ -64,6 +70,8 @@ async def test_files_convert_side_by_side_up_to_the_bound(db: Database, tmp_path
         processor.close()
     assert [o.status for o in outcomes] == ["ready"] * 6
     assert processor.most == 2  # side by side, never more than the bound
+    # nicer than the daemon: the calls' work goes first when the cores are busy
+    assert processor.niceness == {min(19, os.getpriority(os.PRIO_PROCESS, 0) + TRANSCODE_NICE)}
     metrics = generate_latest(registry)
     assert b"cti_recordings_transcode_backlog 0.0" in metrics
     assert b"cti_recordings_processed_total 6.0" in metrics
