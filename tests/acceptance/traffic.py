@@ -119,7 +119,11 @@ Max-Forwards: 70
   </send>
 """
 
-_ACK = _REQUEST.format(method="ACK", cseq="{cseq}", body="Content-Length: 0")
+# an ACK gets no answer: sent once (with retrans, SIPp would resend it until a response
+# came and send nothing else meanwhile: the 200 OK to the next MESSAGE never left)
+_ACK = _REQUEST.replace('<send retrans="500">', "<send>").format(
+    method="ACK", cseq="{cseq}", body="Content-Length: 0"
+)
 
 _TAIL = (
     """  <nop next="100"/>
