@@ -61,7 +61,7 @@ LEAD_STATUS = Choice(name="status",
                      choices=("new", "dialing", "retry", "callback", "done", "dnc"))  # fmt: skip
 LIMIT = Int(name="limit", default=200, lo=1, hi=1000)
 WITH_BUSY = Flag(name="busy", description="recycle busy numbers too")
-REPORT_BY = Choice(name="by", choices=("day", "hour", "agent", "list"), default="day")
+REPORT_BY = Choice(name="by", choices=("day", "hour", "agent", "list", "server"), default="day")
 REPORT_FORMAT = Choice(name="format", choices=("json", "csv"), default="json")
 OFFSET = Int(name="offset", default=0, lo=0, hi=10**7)
 
@@ -256,7 +256,7 @@ class OutboundApi:
             )  # fmt: skip
         return web.json_response(out)
 
-    @doc("A campaign's report by day, hour, agent or list (site time zone): attempts, "
+    @doc("A campaign's report by day, hour, agent, list or server (site time zone): attempts, "
          "contacts, conversions, dropped calls, abandon rate, talk and wait time; "
          "format=csv for a spreadsheet", role="supervisor", tags=TAGS,
          query=[REPORT_BY, REPORT_FORMAT], content_type=("application/json", "text/csv"),

@@ -21,19 +21,29 @@ Outcomes come from the platform's call events (never AMI): the dial leg's
 state follows the campaign's retry rules (:func:`outbound.rules.after_call`); the call
 itself is recorded by the platform's call recorder like any other call.
 
-In a cluster (a ``gate``: :class:`cti.cluster.locks.NamedLocks`) each campaign is paced by
-one node at a time: a node paces a campaign (callbacks, recycling, new calls) only while
-its AMI link is up (it drives its Asterisk server) and it holds the campaign's lock
-(``campaign:<id>``), asked every tick; the first node to get it keeps it while it drives.
-When the pacer dies (or is cut off, or its AMI link goes), another driving node gets the
-lock at its next tick and adopts the old pacer's calls (leads left ``dialing`` with an
-attempt placed and no outcome): they count in flight while they can ring, and are
-finished by their call events or, once their call row exists (the driver of their server
-recorded or recovered them), from that row, the retry rules applying as for any call: a
-customer is never rung twice for one attempt. Leads claimed and never dialled are due
-again at once. A single node adopts its own calls so at start (a restarted daemon: its
-Asterisk carried on with them). Campaigns started, paused or stopped through another
-node's API reach every node's dialer from the store (read every ``SYNC_S``).
+In a cluster (a ``gate``: :class:`cti.cluster.locks.NamedLocks`, and this node's
+``server``) each campaign is paced **per Asterisk server**: the driver of a server paces
+the campaign (callbacks, recycling, new calls) on its own server's queue members (the
+agents whose phones are located there) while its AMI link is up and it holds the lock
+``campaign:<id>:<server>``, asked every tick. Every attempt records the server it was
+placed on, every lead the server whose pacer moved it to ``dialing``; leads are claimed
+in one statement (PostgreSQL: ``FOR UPDATE SKIP LOCKED``), so two servers' pacers never
+claim one lead. An agent who is a queue member on several servers (a device that is no
+provisioned phone) is counted free by the first of them by name only (the servers' live
+states, ``ServerLiveState``), so the campaign's lines are not doubled. The abandon cap is
+the campaign's: predictive pacers read the window of every server from the store.
+
+When a server's driver dies (or is cut off, or its AMI link goes), the node that takes
+the server over gets the lock at its next tick and adopts that server's calls (leads left
+``dialing`` with an attempt placed there and no outcome): they count in flight while they
+can ring, and are finished by their call events or, once their call row exists, from that
+row, the retry rules applying as for any call: a customer is never rung twice for one
+attempt. Leads that server claimed and never dialled are due again at once. When no node
+drives the server any more, another driver takes the lock to settle its calls from the
+store (never dialling on it) and lets it go once they are settled. A single node adopts
+its own calls so at start (a restarted daemon: its Asterisk carried on with them).
+Campaigns started, paused or stopped through another node's API reach every node's dialer
+from the store (read every ``SYNC_S``).
 """
 
 from __future__ import annotations
@@ -47,6 +57,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from cti.ami.client import AmiClient
+from cti.cluster.live import ServerBoard
 from cti.events import (
     CallAnswered,
     CallDialEnded,
@@ -55,6 +66,7 @@ from cti.events import (
     CallTimedOut,
     CampaignLeadConnected,
     DomainEvent,
+    ServerLiveState,
 )
 from cti.services import Services
 from cti.tasks import BackgroundTasks
@@ -132,6 +144,8 @@ class LiveCall:
     campaign: str = ""
     #: placed by another pacer, taken over by this node (after a takeover)
     adopted: bool = False
+    #: the server it was placed on (a cluster)
+    server: str = ""
 
 
 @dataclass
@@ -183,9 +197,10 @@ class CampaignDialer:
     def __init__(
         self, store: OutboundStore, ami: AmiClient, services: Services, *, timezone: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC), tick_s: float = 1.0,
-        gate: PacingGate | None = None,
+        gate: PacingGate | None = None, server: str | None = None,
     ) -> None:  # fmt: skip
-        """``gate``: in a cluster, the campaigns' locks (one pacer per campaign)."""
+        """``gate``: in a cluster, the campaigns' locks (one pacer per campaign and
+        server); ``server``: this node's server then."""
         self.store = store
         self.ami = ami
         self.services = services
@@ -198,7 +213,13 @@ class CampaignDialer:
         self._events: asyncio.Queue[DomainEvent] = asyncio.Queue(maxsize=10000)
         self._tasks = BackgroundTasks("outbound-dialer")
         self.gate = gate
+        self.server = server
         self.pacing: set[int] = set()  # with a gate: the campaigns this node paces
+        #: with a gate: (campaign, server) whose calls this node settles for a server no
+        #: node drives
+        self.settling: set[tuple[int, str]] = set()
+        #: the other servers' live queues (a cluster: agents members on several servers)
+        self.board = ServerBoard()
         self._synced_at: datetime | None = None
 
     # --- life ----------------------------------------------------------------------------
@@ -253,14 +274,36 @@ class CampaignDialer:
                 log.exception("campaign dialer tick failed")
             await asyncio.sleep(self.tick_s)
 
+    def on_server_state(self, event: ServerLiveState) -> None:
+        """Bus handler (every node's): a server's live queues."""
+        self.board.put(event, self.clock())
+
+    def counted_elsewhere(self, queue: str, now: datetime) -> set[str]:
+        """Members of ``queue`` that a server before this one (by name) counts: an agent
+        who is a member on several servers is paced by the first of them only."""
+        if self.server is None:
+            return set()
+        out: set[str] = set()
+        for server, state in self.board.servers(now).items():
+            if server >= self.server:
+                continue
+            for q in state.queues:
+                if q.get("name") == queue:
+                    out.update(str(m.get("name") or m.get("interface") or "")
+                               for m in q.get("members", []))  # fmt: skip
+        return out
+
     def queue_state(self, queue: str) -> tuple[int, int, int]:
         """(free agents, busy agents, callers waiting) of ``queue`` now."""
         service = self.services.queues
         if service is None:
             return 0, 0, 0
-        for q in service.live_queues(self.clock()):
+        now = self.clock()
+        for q in service.live_queues(now):
             if q.get("name") == queue:
-                members = q.get("members", [])
+                elsewhere = self.counted_elsewhere(queue, now)
+                members = [m for m in q.get("members", [])
+                           if str(m.get("name") or m.get("interface") or "") not in elsewhere]
                 free = sum(1 for m in members if m["state"] == "idle" and not m["paused"])
                 busy = sum(1 for m in members if m["state"] in _BUSY)
                 return free, busy, len(q.get("entries", []))
@@ -275,11 +318,13 @@ class CampaignDialer:
             self._synced_at = now
             await self._sync()
         for run in list(self.runs.values()):
+            await self.settle_adopted(run, now)
+            if self.settling:
+                await self._settled(run)
             if run.paused or not run.window.is_open(now):
                 continue
             if not await self._may_pace(run, now):
                 continue
-            await self.settle_adopted(run, now)
             await self._callbacks(run, now)
             await self._recycle(run, now)
             if run.settings.mode == "preview" or not run.settings.queue:
@@ -288,27 +333,65 @@ class CampaignDialer:
             # ringing, or answered and not yet with an agent (AMD, waiting in the queue)
             in_flight = sum(1 for c in run.calls.values()
                             if c.connected_at is None and self._ringing(c, run, now))  # fmt: skip
+            if self.gate is not None and run.settings.mode == "predictive":
+                # the cap is the campaign's: every server's calls in the window
+                since = now - timedelta(seconds=run.pacer.config.window_s)
+                run.pacer.share_window(*await self.store.answer_counts(run.campaign["id"],
+                                                                       since))  # fmt: skip
             n = run.pacer.to_dial(monotonic_s(now), free=free, in_flight=in_flight,
                                   busy_elapsed=[0.0] * busy)  # fmt: skip
             if n <= 0:
                 continue
-            for lead in await self.store.claim_due(run.campaign["id"], now, n):
+            for lead in await self.store.claim_due(run.campaign["id"], now, n,
+                                                   server=self.server or ""):  # fmt: skip
                 await self._dial(run, lead, now)
 
+    def lock_name(self, campaign_id: int, server: str | None) -> str:
+        return f"campaign:{campaign_id}:{server or ''}"
+
     async def _sync(self) -> None:
-        """In a cluster: campaigns started, paused or stopped on other nodes."""
+        """In a cluster: campaigns started, paused or stopped on other nodes; the calls
+        of servers no node drives any more (:meth:`_orphans`)."""
         for campaign in await self.store.campaigns():
             if campaign["status"] in ("running", "paused"):
                 self.load(campaign)
             elif campaign["id"] in self.runs and not self.runs[campaign["id"]].paused:
                 self.unload(campaign["id"])
+        if self.ami.connected:
+            for run in list(self.runs.values()):
+                await self._orphans(run)
+
+    async def _orphans(self, run: Run) -> None:
+        """Calls placed on another server whose lock nobody holds (no node drives it, or
+        its driver is not pacing yet): this node takes the lock and settles them from the
+        store (:meth:`settle_adopted`), then lets go (:meth:`_settled`)."""
+        assert self.gate is not None
+        cid = run.campaign["id"]
+        for server in await self.store.open_servers(cid):
+            if server == (self.server or "") or (cid, server) in self.settling:
+                continue
+            if await self.gate.hold(self.lock_name(cid, server)):
+                self.settling.add((cid, server))
+                n = await self.adopt(run, self.clock(), server=server)
+                log.info("campaign %s: settling %d call(s) of server %s (not paced by "
+                         "any node)", run.name, n, server)  # fmt: skip
+
+    async def _settled(self, run: Run) -> None:
+        """Servers whose orphaned calls are all settled: their lock is let go."""
+        assert self.gate is not None
+        cid = run.campaign["id"]
+        for key in [k for k in self.settling if k[0] == cid]:
+            if not any(c.adopted and c.server == key[1] for c in run.calls.values()):
+                self.settling.discard(key)
+                await self.gate.release(self.lock_name(cid, key[1]))
 
     async def _may_pace(self, run: Run, now: datetime) -> bool:
-        """One node: always. A cluster: while this node drives and holds the campaign."""
+        """One node: always. A cluster: while this node drives its server and holds the
+        campaign's lock for it."""
         if self.gate is None:
             return True
         cid = run.campaign["id"]
-        name = f"campaign:{cid}"
+        name = self.lock_name(cid, self.server)
         if not self.ami.connected:  # a standby, or its AMI link is down: it cannot dial
             if cid in self.pacing:
                 self.pacing.discard(cid)
@@ -319,8 +402,8 @@ class CampaignDialer:
             return False
         if cid not in self.pacing:
             self.pacing.add(cid)
-            log.info("campaign %s: paced by this node", run.name)
-            await self.adopt(run, now)
+            log.info("campaign %s: paced by this node on server %s", run.name, self.server)
+            await self.adopt(run, now, server=self.server)
         return True
 
     def _ringing(self, call: LiveCall, run: Run, now: datetime) -> bool:
@@ -331,25 +414,29 @@ class CampaignDialer:
         limit = run.settings.ring_s + GRACE_S + 1
         return (now - call.started_at).total_seconds() < limit
 
-    async def adopt(self, run: Run, now: datetime) -> int:
-        """This node took the campaign over: the previous pacer's calls (leads left
-        ``dialing`` with an attempt placed and not finished) become this node's, finished
-        by the call events it reads or by the facts (:meth:`settle_adopted`), never dialled
-        again for the same attempt; leads claimed but never dialled are due again now."""
+    async def adopt(self, run: Run, now: datetime, server: str | None = None) -> int:
+        """This node took the campaign over (on ``server``, in a cluster): the previous
+        pacer's calls (leads left ``dialing`` with an attempt placed there and not
+        finished) become this node's, finished by the call events it reads or by the
+        facts (:meth:`settle_adopted`), never dialled again for the same attempt; leads
+        its pacer claimed but never dialled are due again now."""
         own = {c.lead["id"] for c in run.calls.values()}
         adopted = 0
-        for lead, attempt in await self.store.open_attempts(run.campaign["id"], skip=own):
+        for lead, attempt in await self.store.open_attempts(run.campaign["id"], skip=own,
+                                                            server=server):  # fmt: skip
             linkedid = str(attempt["linkedid"])
             if linkedid in self.calls:
                 continue
             call = LiveCall(linkedid, run.campaign["id"], lead, int(attempt["id"]),
                             attempt["started_at"], answered_at=attempt["answered_at"],
                             connected_at=attempt["connected_at"], agent=str(attempt["agent"]),
-                            campaign=run.name, adopted=True)  # fmt: skip
+                            campaign=run.name, adopted=True,
+                            server=str(attempt["server"]))  # fmt: skip
             run.calls[linkedid] = self.calls[linkedid] = call
             own.add(lead["id"])
             adopted += 1
-        released = await self.store.release_dialing(run.campaign["id"], now, keep=own)
+        released = await self.store.release_dialing(run.campaign["id"], now, keep=own,
+                                                    server=server)  # fmt: skip
         if adopted or released:
             log.info("campaign %s: took over %d call(s) of the previous pacer; %d lead(s) "
                      "claimed and never dialled are due again", run.name, adopted,
@@ -402,7 +489,8 @@ class CampaignDialer:
             member = self.agent_member(lead["agent"]) if lead["agent"] else None
             if member is not None and member["state"] == "idle" and not member["paused"]:
                 if await self.store.update_lead(lead["id"], ["callback"], status="dialing",
-                                                attempts=lead["attempts"] + 1):  # fmt: skip
+                                                attempts=lead["attempts"] + 1,
+                                                server=self.server or ""):  # fmt: skip
                     lead = {**lead, "attempts": lead["attempts"] + 1}
                     try:
                         await self._agent_first(run, lead, lead["agent"], member["interface"],
@@ -441,7 +529,8 @@ class CampaignDialer:
         if member["state"] != "idle":
             raise DialError("you are on a call", "busy")
         if not await self.store.update_lead(lead["id"], ["preview"], status="dialing",
-                                            attempts=lead["attempts"] + 1):  # fmt: skip
+                                            attempts=lead["attempts"] + 1,
+                                            server=self.server or ""):  # fmt: skip
             raise DialError("the lead is no longer yours to dial", "gone")
         lead = {**lead, "attempts": lead["attempts"] + 1}
         return await self._agent_first(run, lead, agent, member["interface"], now,
@@ -453,10 +542,10 @@ class CampaignDialer:
         if decision is None:
             raise DialError("the dial policy refused the number", "dnc")
         linkedid = f"{CAMPAIGN_PREFIX}{secrets.token_hex(8)}"
-        attempt = await self.store.start_attempt(lead, linkedid, now)
+        attempt = await self.store.start_attempt(lead, linkedid, now, server=self.server or "")
         call = LiveCall(linkedid, run.campaign["id"], lead, attempt, now, agent=agent,
                         agent_first=True, previous_status=previous,
-                        campaign=run.name)  # fmt: skip
+                        campaign=run.name, server=self.server or "")  # fmt: skip
         run.calls[linkedid] = self.calls[linkedid] = call
         s = run.settings
         variables = [f"CTI_CAMPAIGN_RING={s.ring_s}"]
@@ -486,7 +575,8 @@ class CampaignDialer:
         decision = await policy.check(lead["number"], purpose="campaign", campaign=run.name)
         if decision.allowed:
             return decision.number or str(lead["number"])
-        await self.store.start_attempt(lead, "", now, outcome="refused")
+        await self.store.start_attempt(lead, "", now, outcome="refused",
+                                       server=self.server or "")
         status = "dnc" if decision.code == "dnc" else "done"
         await self.store.update_lead(lead["id"], ["dialing"], status=status,
                                      last_outcome="refused",
@@ -504,8 +594,9 @@ class CampaignDialer:
         if number is None:
             return
         linkedid = f"{CAMPAIGN_PREFIX}{secrets.token_hex(8)}"
-        attempt = await self.store.start_attempt(lead, linkedid, now)
-        call = LiveCall(linkedid, run.campaign["id"], lead, attempt, now, campaign=run.name)
+        attempt = await self.store.start_attempt(lead, linkedid, now, server=self.server or "")
+        call = LiveCall(linkedid, run.campaign["id"], lead, attempt, now, campaign=run.name,
+                        server=self.server or "")
         run.calls[linkedid] = self.calls[linkedid] = call
         s = run.settings
         variables = [

@@ -1,7 +1,8 @@
 """The outbound feature (registered under ``cti.features`` as ``outbound``): its store is
 the platform's do-not-call list (``Services.do_not_call``, asked by the dial policy before
 every dial), the campaign dialer, and its REST routes. In a cluster each campaign is paced
-by one node at a time (:class:`cti.cluster.locks.NamedLocks`, outbound.dialer)."""
+per Asterisk server, by that server's driver (:class:`cti.cluster.locks.NamedLocks`,
+outbound.dialer)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from cti.cluster.lease import libpq_dsn
 from cti.cluster.locks import NamedLocks
 from cti.config import Settings
+from cti.events import ServerLiveState
 from cti.features import FeatureContext
 from cti.services import Services
 from cti.store.db import Database
@@ -51,11 +53,14 @@ class OutboundFeature:
                 dsn, node=cluster.node or socket.gethostname(),
                 timeout_s=cluster.lease_timeout_s,
             )  # fmt: skip
+        server = (cluster.server or ctx.settings.asterisk.instance) if self.locks else None
         self.dialer = CampaignDialer(self.store, ctx.ami, ctx.services,
                                      timezone=ctx.settings.site.timezone,
-                                     gate=self.locks)  # fmt: skip
+                                     gate=self.locks, server=server)  # fmt: skip
         for kind in CALL_EVENTS:
             ctx.bus.subscribe(kind, self.dialer.apply)
+        if self.locks is not None:  # agents members on several servers: counted once
+            ctx.bus.subscribe(ServerLiveState, self.dialer.on_server_state, remote=True)
         bus = ctx.bus
         self.dialer.on_connected.append(lambda call: bus.publish(lead_connected(call)))
         OutboundApi(self.store, self.dialer, timezone=ctx.settings.site.timezone,

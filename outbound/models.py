@@ -5,7 +5,8 @@
 - ``outbound_lists``: a named list of leads in a campaign (one per import, or typed in);
 - ``outbound_leads``: one number to call, E.164, with what the import found (region,
   the CRM customer and its owner), its dialing state and the last outcome;
-- ``outbound_attempts``: one row per call placed (or refused) for a lead;
+- ``outbound_attempts``: one row per call placed (or refused) for a lead, with the
+  Asterisk server it was placed on (a cluster);
 - ``outbound_dnc``: do-not-call numbers, company wide (``scope`` "") or of one campaign
   (``scope`` = the campaign's name).
 """
@@ -76,6 +77,8 @@ class LeadRow(Base):
     attempts: Mapped[int] = mapped_column(Integer(), default=0)
     next_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     agent: Mapped[str] = mapped_column(BoundedText(128), default="")  # assigned / callback
+    #: the server whose pacer moved it to ``dialing`` (a cluster; "" on one node)
+    server: Mapped[str] = mapped_column(BoundedText(64), default="", server_default="")
     last_outcome: Mapped[str] = mapped_column(BoundedText(32), default="")
     disposition: Mapped[str] = mapped_column(BoundedText(32), default="")
     note: Mapped[str] = mapped_column(BoundedText(2000), default="")
@@ -92,6 +95,9 @@ class AttemptRow(Base):
     lead_id: Mapped[int] = mapped_column(Integer(), index=True)
     number: Mapped[str] = mapped_column(BoundedText(32))
     linkedid: Mapped[str] = mapped_column(BoundedText(64), default="", index=True)
+    #: the Asterisk server the call was placed on (a cluster's ``[cluster] server``; ""
+    #: on one node)
+    server: Mapped[str] = mapped_column(BoundedText(64), default="", server_default="")
     agent: Mapped[str] = mapped_column(BoundedText(128), default="")
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -16,6 +16,11 @@ abandoned / answered-by-a-person; predictive dials ahead only while the window h
 for one more dropped call (``abandoned + 1 ≤ cap * answered``); otherwise it dials like
 progressive (which drops nothing: each call has its agent). Until enough calls were
 answered in the window (33 at 3 %), predictive is progressive.
+
+In a cluster a campaign has one pacer per Asterisk server, each measuring its own calls;
+the cap is the campaign's, so each pacer is given the campaign-wide window from the store
+(:meth:`Pacer.share_window`: calls connected and dropped on every server) and takes room
+for a dropped call only when the whole campaign has it.
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ class Pacer:
     _dials: deque[tuple[float, bool]] = field(default_factory=deque)
     _answers: deque[tuple[float, bool]] = field(default_factory=deque)
     _talks: deque[tuple[float, float]] = field(default_factory=deque)
+    #: (answered by a person, dropped) over the window on every pacer of the campaign
+    shared: tuple[int, int] | None = None
 
     # --- what happened -------------------------------------------------------------------
     def dial_ended(self, now: float, *, answered: bool) -> None:
@@ -98,11 +105,20 @@ class Pacer:
         answered = len(self._answers)
         return 0.0 if not answered else sum(1 for _, a in self._answers if a) / answered
 
+    def share_window(self, connected: int, dropped: int) -> None:
+        """The campaign's window on every pacer (a cluster): ``connected`` calls reached
+        an agent, ``dropped`` were abandoned; the cap is kept on these."""
+        self.shared = (connected + dropped, dropped)
+
     def room_for_abandon(self, now: float) -> bool:
-        """The window can take one more dropped call and stay within the cap."""
+        """The window can take one more dropped call and stay within the cap (the
+        campaign's whole window when shared, else this pacer's)."""
         self._trim(now)
+        answered = len(self._answers)
         dropped = sum(1 for _, a in self._answers if a)
-        return dropped + 1 <= self.config.abandon_cap * len(self._answers)
+        if self.shared is not None:
+            answered, dropped = max(answered, self.shared[0]), max(dropped, self.shared[1])
+        return dropped + 1 <= self.config.abandon_cap * answered
 
     # --- the decision ----------------------------------------------------------------------
     def lines_wanted(self, now: float, *, free: int, busy_elapsed: Sequence[float] = ()) -> int:

@@ -1,5 +1,6 @@
-"""A campaign's report from its attempts (pure): by day, hour (site time zone), agent or
-list; attempts, contacts (an agent took the call), conversions (sale or interested),
+"""A campaign's report from its attempts (pure): by day, hour (site time zone), agent,
+list or Asterisk server (a cluster dials a campaign on every server with its agents);
+attempts, contacts (an agent took the call), conversions (sale or interested),
 dropped calls, the abandon rate (dropped / answered by a person), talk and wait time."""
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ COLUMNS = ("attempts", "dialled", "answered", "contacts", "conversions", "abando
 def _key(attempt: dict[str, Any], by: str, tz: ZoneInfo, lists: dict[int, str]) -> str:
     if by == "agent":
         return str(attempt["agent"] or "")
+    if by == "server":
+        return str(attempt.get("server") or "")
     if by == "list":
         return lists.get(attempt["list_id"], str(attempt["list_id"]))
     started = datetime.fromisoformat(attempt["started_at"]).astimezone(tz)

@@ -312,22 +312,38 @@ class OutboundStore:
             return int(getattr(result, "rowcount", 0))
 
     # --- dialing -----------------------------------------------------------------------------
-    async def claim_due(self, campaign_id: int, now: datetime, n: int) -> list[dict[str, Any]]:
+    async def claim_due(self, campaign_id: int, now: datetime, n: int,
+                        server: str = "") -> list[dict[str, Any]]:  # fmt: skip
         """Up to ``n`` leads due for a call (new, or a retry whose time came), each moved
         to ``dialing`` with one more attempt; a lead another dialer claimed first is
-        skipped (the move is conditional)."""
+        skipped. On PostgreSQL one statement claims them (``FOR UPDATE SKIP LOCKED``:
+        pacers of several servers claiming at once each get other leads, none waits);
+        on SQLite (one writer) each move is conditional."""
         if n <= 0:
             return []
         active = select(LeadListRow.id).where(LeadListRow.campaign_id == campaign_id,
                                               LeadListRow.active.is_(True))  # fmt: skip
-        q = (
-            select(LeadRow.id)
-            .where(LeadRow.campaign_id == campaign_id, LeadRow.status.in_(["new", "retry"]),
-                   (LeadRow.next_at.is_(None)) | (LeadRow.next_at <= now),
-                   LeadRow.list_id.in_(active.scalar_subquery()))
-            .order_by(LeadRow.next_at.is_(None), LeadRow.next_at, LeadRow.id)
-            .limit(n * 2)
-        )  # fmt: skip
+        due = (LeadRow.campaign_id == campaign_id, LeadRow.status.in_(["new", "retry"]),
+               (LeadRow.next_at.is_(None)) | (LeadRow.next_at <= now),
+               LeadRow.list_id.in_(active.scalar_subquery()))  # fmt: skip
+        order = (LeadRow.next_at.is_(None), LeadRow.next_at, LeadRow.id)
+        if self.db.dialect == "postgresql":
+            pick = (select(LeadRow.id).where(*due).order_by(*order).limit(n)
+                    .with_for_update(skip_locked=True))  # fmt: skip
+            claim = (
+                update(LeadRow)
+                .where(LeadRow.id.in_(pick.scalar_subquery()),
+                       LeadRow.status.in_(["new", "retry"]))
+                .values(status="dialing", attempts=LeadRow.attempts + 1, updated_at=now,
+                            server=server)
+                .returning(LeadRow)
+                .execution_options(synchronize_session=False)
+            )  # fmt: skip
+            async with self.db.session() as s, s.begin():
+                rows = list(await s.scalars(claim))
+                return sorted((lead_view(r) for r in rows),
+                              key=lambda v: (v["next_at"] is None, v["next_at"] or "", v["id"]))
+        q = select(LeadRow.id).where(*due).order_by(*order).limit(n * 2)
         claimed: list[dict[str, Any]] = []
         async with self.db.session() as s:
             ids = list(await s.scalars(q))
@@ -338,7 +354,8 @@ class OutboundStore:
                 result = await s.execute(
                     update(LeadRow)
                     .where(LeadRow.id == lead_id, LeadRow.status.in_(["new", "retry"]))
-                    .values(status="dialing", attempts=LeadRow.attempts + 1, updated_at=now)
+                    .values(status="dialing", attempts=LeadRow.attempts + 1, updated_at=now,
+                            server=server)
                 )
                 if getattr(result, "rowcount", 0):
                     row = await s.get(LeadRow, lead_id)
@@ -412,24 +429,28 @@ class OutboundStore:
             return int(getattr(result, "rowcount", 0))
 
     async def release_dialing(
-        self, campaign_id: int, now: datetime, keep: Iterable[int] = ()
-    ) -> int:
-        """Leads left ``dialing`` by a dialer that stopped (all but ``keep``): due again now."""
+        self, campaign_id: int, now: datetime, keep: Iterable[int] = (),
+        server: str | None = None,
+    ) -> int:  # fmt: skip
+        """Leads left ``dialing`` by a dialer that stopped (all but ``keep``; those of
+        ``server``'s pacer when given): due again now."""
         kept = list(keep)
+        q = update(LeadRow).where(LeadRow.campaign_id == campaign_id,
+                                  LeadRow.status == "dialing", LeadRow.id.not_in(kept))
+        if server is not None:
+            q = q.where(LeadRow.server == server)
         async with self.db.session() as s, s.begin():
             result = await s.execute(
-                update(LeadRow)
-                .where(LeadRow.campaign_id == campaign_id, LeadRow.status == "dialing",
-                       LeadRow.id.not_in(kept))
-                .values(status="retry", next_at=now, updated_at=now)
+                q.values(status="retry", next_at=now, updated_at=now)
             )  # fmt: skip
             return int(getattr(result, "rowcount", 0))
 
     async def open_attempts(
-        self, campaign_id: int, skip: Iterable[int] = ()
+        self, campaign_id: int, skip: Iterable[int] = (), server: str | None = None
     ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         """The campaign's leads left ``dialing`` (all but ``skip``) whose last attempt is a
-        call placed and not finished (outcome "", a Linkedid): (lead, attempt) pairs."""
+        call placed and not finished (outcome "", a Linkedid) — placed on ``server`` when
+        given: (lead, attempt) pairs."""
         skipped = list(skip)
         out: list[tuple[dict[str, Any], dict[str, Any]]] = []
         async with self.db.session() as s:
@@ -440,10 +461,36 @@ class OutboundStore:
                 last = (select(AttemptRow).where(AttemptRow.lead_id == lead.id)
                         .order_by(AttemptRow.id.desc()).limit(1))  # fmt: skip
                 row = (await s.scalars(last)).first()
-                if row is not None and row.outcome == "" and row.linkedid:
+                if row is None or (server is not None and row.server != server):
+                    continue
+                if row.outcome == "" and row.linkedid:
                     attempt = {c.name: getattr(row, c.name) for c in AttemptRow.__table__.columns}
                     out.append((lead_view(lead), attempt))
         return out
+
+    async def open_servers(self, campaign_id: int) -> set[str]:
+        """The servers the campaign's calls still open (placed, no outcome) were placed
+        on."""
+        async with self.db.session() as s:
+            rows = await s.scalars(
+                select(AttemptRow.server).distinct()
+                .join(LeadRow, LeadRow.id == AttemptRow.lead_id)
+                .where(AttemptRow.campaign_id == campaign_id, AttemptRow.outcome == "",
+                       AttemptRow.linkedid != "", LeadRow.status == "dialing")
+            )  # fmt: skip
+            return {str(r) for r in rows}
+
+    async def answer_counts(self, campaign_id: int, since: datetime) -> tuple[int, int]:
+        """(calls that reached an agent, calls dropped) among the campaign's attempts
+        started since ``since``, on every server: the abandon cap's window."""
+        async with self.db.session() as s:
+            connected = await s.scalar(select(func.count()).select_from(AttemptRow).where(
+                AttemptRow.campaign_id == campaign_id, AttemptRow.started_at >= since,
+                AttemptRow.connected_at.is_not(None)))  # fmt: skip
+            dropped = await s.scalar(select(func.count()).select_from(AttemptRow).where(
+                AttemptRow.campaign_id == campaign_id, AttemptRow.started_at >= since,
+                AttemptRow.outcome == "abandoned"))  # fmt: skip
+            return int(connected or 0), int(dropped or 0)
 
     async def recorded_calls(self, linkedids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The platform's call rows (written by whichever node recorded or recovered the
@@ -457,11 +504,12 @@ class OutboundStore:
                     for r in rows}  # fmt: skip
 
     async def start_attempt(self, lead: dict[str, Any], linkedid: str, at: datetime,
-                            outcome: str = "") -> int:  # fmt: skip
+                            outcome: str = "", server: str = "") -> int:  # fmt: skip
         async with self.db.session() as s, s.begin():
             row = AttemptRow(
                 campaign_id=lead["campaign_id"], list_id=lead["list_id"], lead_id=lead["id"],
-                number=lead["number"], linkedid=clip_text(linkedid, 64), agent="",
+                number=lead["number"], linkedid=clip_text(linkedid, 64),
+                server=clip_text(server, 64), agent="",
                 started_at=at, outcome=outcome, disposition="", talk_s=0.0, wait_s=0.0,
                 ended_at=at if outcome else None,
             )  # fmt: skip
