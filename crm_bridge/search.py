@@ -105,8 +105,29 @@ async def search(
     dialect = db.engine.dialect.name
     if wanted is not None and method == "index" and dialect == "sqlite":
         return await _newest_first(db, wanted, actor, owner, filters, limit, offset)
-    stmt = filtered(select(Customer), wanted, actor, owner, filters, method, dialect=dialect)
-    stmt = stmt.order_by(Customer.id.desc()).limit(limit).offset(offset)
+    if (
+        wanted is not None
+        and method == "index"
+        and dialect == "postgresql"
+        and actor.sees_all
+        and owner is None
+        and (filters is None or filters == Filters())
+    ):
+        # nothing to check on the customer rows: the page is cut from crm_search's ids
+        # (one row per customer) and only its rows are read from crm_customers, not
+        # every match's (measured at 1M: 1,816 matches of 5678, 70 of its 121 ms)
+        page = (
+            _match_index(*wanted, dialect=dialect)
+            .order_by(CustomerSearch.customer_id.desc())
+            .limit(limit)
+            .offset(offset)
+            .subquery()
+        )
+        stmt = select(Customer).join(page, Customer.id == page.c.customer_id)
+    else:
+        stmt = filtered(select(Customer), wanted, actor, owner, filters, method, dialect=dialect)
+        stmt = stmt.limit(limit).offset(offset)
+    stmt = stmt.order_by(Customer.id.desc())
     async with db.session() as session:
         if dialect == "postgresql":
             # the right plan depends on the needle's frequency (walk or bitmap): asyncpg
