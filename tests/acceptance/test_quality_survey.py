@@ -41,6 +41,11 @@ PCAPS = Path("/usr/share/sip-tester")
 QUEUE = "support"  # where a call goes when the IVR has no menus
 
 Stack = Callable[[], Awaitable[Daemon]]
+#: the survey waits this long for a key (the most it allows): a key Asterisk did not hear
+#: keeps the question open that long, a heard one moves the survey on at once; the test
+#: waits KEY_HEARD_S for what a key does, so an unheard key fails it
+KEY_WAIT_S = 30
+KEY_HEARD_S = 20
 T = TypeVar("T")
 
 
@@ -52,7 +57,7 @@ async def stack(
     sounds = asterisk.base / "lib" / "sounds" / "cti"
     settings = daemon_settings(
         asterisk, db_url, acd={"asterisk_etc_dir": str(asterisk.etc_dir)},
-        stats={"tail_interval_s": 0.5},
+        stats={"tail_interval_s": 0.5}, quality={"survey_timeout_s": KEY_WAIT_S},
         ivr={"menus": str(tmp_path / "no-menus.toml"), "prompt_dir": str(sounds),
              "prompt_dir_asterisk": f"{asterisk.inner}/lib/sounds/cti"},
     )  # fmt: skip
@@ -91,12 +96,34 @@ class Events:
         self.ami.remove_event_handler(self.seen.append)
 
 
+# uac_keys.xml's press: one pcap for every MESSAGE
+PRESS = """  <nop><action><exec play_pcap_audio="@PCAP@"/></action></nop>
+  <nop next="wait"/>
+"""
+
+
 async def sip_caller(
-    asterisk: ChrootAsterisk, number: str, key: str, tmp: Path
+    asterisk: ChrootAsterisk, number: str, keys: str, tmp: Path
 ) -> asyncio.subprocess.Process:
-    scenario = tmp / f"uac_keys_{key}.xml"
+    """A caller pressing ``keys[0]`` when told (an in-dialog MESSAGE), ``keys[1]`` when
+    told again... Each key is a pcap of its own: Asterisk takes the RTP event of a pcap
+    played again (same timestamp) for a repeat and ignores it."""
+
+    def press(key: str) -> str:
+        name = PCAPS / f"dtmf_2833_{'star' if key == '*' else key}.pcap"
+        return f'  <nop><action><exec play_pcap_audio="{name}"/></action></nop>\n'
+
     text = (SIPP / "uac_keys.xml").read_text()
-    scenario.write_text(text.replace("@PCAP@", str(PCAPS / f"dtmf_2833_{key}.pcap")))
+    assert PRESS in text
+    answer = text.split('<label id="press"/>\n', 1)[1].split(PRESS, 1)[0]  # the 200 OK
+    more = "".join(
+        f'  <recv request="MESSAGE" optional="true" next="press{i}"/>\n'
+        '  <recv request="BYE" next="bye"/>\n'
+        f'  <label id="press{i}"/>\n{answer}{press(key)}'
+        for i, key in enumerate(keys[1:], 1)
+    )
+    scenario = tmp / f"uac_keys_{number}.xml"
+    scenario.write_text(text.replace(PRESS, press(keys[0]) + more + '  <nop next="wait"/>\n'))
     return await start_sipp(asterisk, scenario, "-m", "1", "-set", "caller", number, cwd=tmp)
 
 
@@ -146,14 +173,14 @@ async def test_callers_score_the_call_and_the_reports_say_so(
     sup = await create_token(daemon.db, "boss", "supervisor")
     base = f"http://127.0.0.1:{daemon.http_port}/api/v1"
     queue_log = asterisk.log_dir / "queue_log"
-    # one after the other (one agent): two score, the third only presses 9
-    plan = [("13811110001", "5"), ("13811110002", "2"), ("13811110003", "9")]
+    # one after the other (one agent): two score, the third only presses keys outside 1-5
+    plan = [("13811110001", "5", 5), ("13811110002", "2", 2), ("13811110003", "9*", None)]
     joins: dict[str, Message] = {}
     procs: list[asyncio.subprocess.Process] = []
     try:
         with Events(ami) as events:
-            for number, key in plan:
-                procs.append(await sip_caller(asterisk, number, key, tmp_path))
+            for number, keys, _ in plan:
+                procs.append(await sip_caller(asterisk, number, keys, tmp_path))
 
                 async def joined(number: str = number) -> list[Message]:
                     return [m for m in events.seen if m.event == "QueueCallerJoin"
@@ -162,13 +189,13 @@ async def test_callers_score_the_call_and_the_reports_say_so(
                 join = (await wait_for(joined, timeout=20, what=f"{number} queued"))[0]
                 joins[number] = join
                 lid, channel = join["Linkedid"], join["Channel"]
-                attempts = 2 if key == "9" else 1
-                for attempt in range(1, attempts + 1):
+                for attempt in range(1, len(keys) + 1):
 
                     async def asked(lid: str = lid, n: int = attempt) -> bool:
                         return quality.asked.get(lid, 0) >= n
 
-                    await wait_for(asked, timeout=30, what=f"survey question {attempt} to {number}")
+                    await wait_for(asked, timeout=30 if attempt == 1 else KEY_HEARD_S,
+                                   what=f"survey question {attempt} to {number}")  # fmt: skip
                     await asyncio.sleep(0.5)  # GET DATA reached Asterisk: the key is heard
                     await ami.send_action("SendText", {"Channel": channel, "Message": "press"})
 
@@ -176,13 +203,13 @@ async def test_callers_score_the_call_and_the_reports_say_so(
                     return [m for m in events.seen if m.event == "Hangup"
                             and m.get("Channel") == channel]  # fmt: skip
 
-                await wait_for(over, timeout=30, what=f"{number}'s call over")
+                await wait_for(over, timeout=KEY_HEARD_S, what=f"{number}'s call over")
         callids = {j["Uniqueid"] for j in joins.values()}
         scored = await asyncio.to_thread(lines_of, queue_log, callids, "SURVEY")
-        by_number = {n: scored.get(joins[n]["Uniqueid"]) for n, _ in plan}
+        by_number = {n: scored.get(joins[n]["Uniqueid"]) for n, _, _ in plan}
         assert by_number["13811110001"] is not None and by_number["13811110001"][5] == "5"
         assert by_number["13811110002"] is not None and by_number["13811110002"][5] == "2"
-        assert by_number["13811110003"] is None  # 9, twice: asked again, no score
+        assert by_number["13811110003"] is None  # 9, then *: asked again, no score
         assert quality.asked[joins["13811110003"]["Linkedid"]] == 2
         assert {p[3] for p in scored.values()} == {agent}
         # the direct computation over queue_log
@@ -223,7 +250,7 @@ async def test_callers_score_the_call_and_the_reports_say_so(
             assert float(mine["survey_avg"]) == pytest.approx(expected_avg)
             assert mine["survey_count"] == "2"
             # the CRM interaction of each call carries its score (SurveyAnswered)
-            for number, key in plan:
+            for number, _, score in plan:
                 lid = joins[number]["Linkedid"]
 
                 async def interaction(lid: str = lid) -> dict[str, Any]:
@@ -236,7 +263,7 @@ async def test_callers_score_the_call_and_the_reports_say_so(
                     return body if body.get("ended_at") else {}
 
                 inter = await wait_for(interaction, timeout=20, what=f"{number}'s interaction")
-                assert inter["survey_score"] == (None if key == "9" else int(key))
+                assert inter["survey_score"] == score
 
                 async def call_row(lid: str = lid) -> list[Any]:
                     async with daemon.db.session() as session:
@@ -245,7 +272,7 @@ async def test_callers_score_the_call_and_the_reports_say_so(
                     return list(rows)  # fmt: skip
 
                 (row,) = await wait_for(call_row, timeout=20, what=f"{number}'s call row")
-                assert row[0] == (None if key == "9" else int(key))  # the calls row too
+                assert row[0] == score  # the calls row too
     finally:
         for proc in procs:
             await stop(proc)
