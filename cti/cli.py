@@ -236,16 +236,30 @@ def cmd_calls(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    settings = command_settings(args)  # a bad configuration is told before the long import
     from cti.daemon import Daemon
     from cti.logs import setup_logging
 
-    settings = command_settings(args)
     setup_logging(settings.log.level, settings.log.format)
     asyncio.run(Daemon(settings, demo=args.demo).run())
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_word(argv: list[str]) -> str | None:
+    """The command ``argv`` names (its first word after the global options), if any."""
+    words = iter(argv)
+    for word in words:
+        if word == "--config":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The ``cti`` parser. With ``argv``, only the feature whose entry point has the name
+    of the command ``argv`` names is loaded (a built-in command: none; any other word, or
+    none, such as ``--help``: all of them): importing every feature costs a second."""
     parser = argparse.ArgumentParser(prog="cti", description="CTI call-center server")
     parser.add_argument("--config", help=f"TOML file (default: $CTI_CONFIG or {DEFAULT_CONFIG})")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -274,14 +288,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     # features add their own commands: entry point group "cti.commands", each a function
-    # register(subparsers) that adds parsers with set_defaults(func=...)
-    for ep in sorted(entry_points(group="cti.commands"), key=lambda e: e.name):
+    # register(subparsers) that adds parsers with set_defaults(func=...); the entry
+    # point's name is the command's
+    features = sorted(entry_points(group="cti.commands"), key=lambda e: e.name)
+    word = _command_word(argv) if argv is not None else None
+    if word in sub.choices:  # a built-in command
+        features = []
+    elif any(ep.name == word for ep in features):
+        features = [ep for ep in features if ep.name == word]
+    for ep in features:
         ep.load()(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     try:
         result: int = args.func(args)
     except ConfigError as exc:

@@ -14,15 +14,13 @@ import secrets
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from cti.accounts.audit import AuditLog
-from cti.accounts.service import Accounts
 from cti.config import Settings
-from cti.store.db import Database
-from cti.store.migrate import upgrade
-from cti.store.tokens import create_token, list_tokens, revoke_token, revoke_token_id
-from cti.web.errors import ApiError
+
+if TYPE_CHECKING:  # imported where a command runs: ``cti --help`` and others start fast
+    from cti.accounts.service import Accounts
+    from cti.store.db import Database
 
 __all__ = ["add_account_commands"]
 
@@ -32,6 +30,11 @@ SettingsOf = Callable[[argparse.Namespace], Settings]
 
 
 def _run(settings: Settings, work: Callable[[Database, Accounts], Awaitable[T]]) -> T:
+    from cti.accounts.audit import AuditLog
+    from cti.accounts.service import Accounts
+    from cti.store.db import Database
+    from cti.store.migrate import upgrade
+
     upgrade(settings.database.url)
 
     async def go() -> T:
@@ -56,6 +59,8 @@ def _password(args: argparse.Namespace) -> tuple[str, bool]:
 
 
 def _fail(exc: Exception) -> int:
+    from cti.web.errors import ApiError
+
     message = exc.message if isinstance(exc, ApiError) else str(exc)
     print(f"error: {message}", file=sys.stderr)
     return 2
@@ -63,6 +68,8 @@ def _fail(exc: Exception) -> int:
 
 def _user_create(settings_of: SettingsOf) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
+        from cti.web.errors import ApiError
+
         password, generated = _password(args)
         data: dict[str, Any] = {"login": args.login, "password": password, "role": args.role,
                                 "display_name": args.display_name or "", "agent": args.agent,
@@ -98,6 +105,8 @@ def _on_user(
     """A command acting on the user named by ``args.login``."""
 
     def run(args: argparse.Namespace) -> int:
+        from cti.web.errors import ApiError
+
         async def work(_: Database, accounts: Accounts) -> None:
             user = await accounts.find_login(args.login)
             if user is None:
@@ -156,6 +165,8 @@ def _token_create(settings_of: SettingsOf) -> Callable[[argparse.Namespace], int
             expires = datetime.now(UTC) + timedelta(days=args.expires_days)
         queues = [q for q in args.queues.split(",") if q] if args.queues else None
 
+        from cti.store.tokens import create_token
+
         async def work(db: Database, _: Accounts) -> str:
             return await create_token(db, args.name, args.role, expires_at=expires,
                                       queues=queues, created_by=ACTOR)  # fmt: skip
@@ -171,6 +182,8 @@ def _token_create(settings_of: SettingsOf) -> Callable[[argparse.Namespace], int
 
 def _token_list(settings_of: SettingsOf) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
+        from cti.store.tokens import list_tokens
+
         async def work(db: Database, _: Accounts) -> list[dict[str, Any]]:
             return await list_tokens(db, include_ended=args.all)
 
@@ -185,6 +198,8 @@ def _token_list(settings_of: SettingsOf) -> Callable[[argparse.Namespace], int]:
 
 def _token_revoke(settings_of: SettingsOf) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
+        from cti.store.tokens import revoke_token, revoke_token_id
+
         async def work(db: Database, accounts: Accounts) -> int:
             if args.target.isascii() and args.target.isdigit():
                 n = int(await revoke_token_id(db, int(args.target)))
