@@ -2,16 +2,47 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+from cti.cli import main
+
+PROJECT = Path(__file__).resolve().parents[2]
+
 
 def run_cti(*args: str, cwd: Path, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``cti`` in a process of its own, running this checkout's code."""
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")])),
+    )
     return subprocess.run(
         [sys.executable, "-m", "cti.cli", *args],
-        capture_output=True, text=True, cwd=cwd, timeout=60, check=False, input=input,
+        capture_output=True, text=True, cwd=cwd, timeout=60, check=False, input=input, env=env,
     )  # fmt: skip
+
+
+def cti_here(*args: str, input: str = "") -> subprocess.CompletedProcess[str]:
+    """The same command in this process: ``cti.cli.main``, what the ``cti`` script calls,
+    with its own standard input, output and error. For a test's further commands once
+    ``run_cti`` has shown the real process doing the same: each process start imports the
+    program again (about a second on the CI machine)."""
+    out, err = io.StringIO(), io.StringIO()
+    stdin = sys.stdin
+    sys.stdin = io.StringIO(input)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exc:  # argparse refusing the arguments
+                code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        sys.stdin = stdin
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
 
 
 def test_run_with_bad_config_exits_2_with_one_line_per_problem(tmp_path: Path) -> None:
@@ -78,17 +109,20 @@ def test_users_and_tokens_from_the_command_line(tmp_path: Path) -> None:
         "[auth]\nargon2_time_cost = 1\nargon2_memory_kib = 1024\nargon2_parallelism = 1\n"
     )
 
-    def cti(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return run_cti("--config", str(conf), *args, cwd=tmp_path, input=stdin)
+    def cti(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return cti_here("--config", str(conf), *args, input=stdin)
 
-    made = cti("user", "create", "anna", "--role", "agent", "--agent", "agent101", "--generate")
+    # the real process: the first command (it makes the database) and a password on stdin
+    made = run_cti("--config", str(conf), "user", "create", "anna", "--role", "agent",
+                   "--agent", "agent101", "--generate", cwd=tmp_path)  # fmt: skip
     assert made.returncode == 0, made.stderr
     assert len(made.stdout.strip()) >= 16  # the generated password, shown once
     again = cti("user", "create", "anna", "--generate", "--if-missing")
     assert again.returncode == 0 and again.stdout == ""
     weak = cti("user", "create", "bob", stdin="short\n")
     assert weak.returncode == 2 and "at least 10 characters" in weak.stderr
-    bob = cti("user", "create", "bob", "--role", "admin", stdin="a long enough one\n")
+    bob = run_cti("--config", str(conf), "user", "create", "bob", "--role", "admin",
+                  cwd=tmp_path, input="a long enough one\n")  # fmt: skip
     assert bob.returncode == 0, bob.stderr
     listed = cti("user", "list").stdout
     assert "anna" in listed and "agent101" in listed and "bob" in listed
@@ -103,3 +137,19 @@ def test_users_and_tokens_from_the_command_line(tmp_path: Path) -> None:
     assert "wallboard" not in cti("token", "list").stdout
     assert "revoked" in cti("token", "list", "--all").stdout
     assert cti("token", "revoke", "nosuch").returncode == 1
+
+
+def test_each_feature_command_is_there_when_named_and_in_the_help() -> None:
+    """Only the named feature's commands are loaded (a faster start): each one still
+    answers, and the help lists every command."""
+    from importlib.metadata import entry_points
+
+    names = sorted(ep.name for ep in entry_points(group="cti.commands"))
+    assert {"acd", "phones", "stats"} <= set(names)
+    for name in names:
+        shown = cti_here(name, "--help")
+        assert shown.returncode == 0 and f"usage: cti {name}" in shown.stdout, shown
+    listed = cti_here("--help").stdout
+    assert all(name in listed for name in ("setup", "user", "token", "run", *names))
+    wrong = cti_here("nosuch")
+    assert wrong.returncode == 2 and all(name in wrong.stderr for name in names)

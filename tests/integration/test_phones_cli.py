@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.integration.test_cli import run_cti
+from tests.integration.test_cli import cti_here, run_cti
 
 
 def test_add_list_remove(tmp_path: Path) -> None:
@@ -19,17 +19,18 @@ def test_add_list_remove(tmp_path: Path) -> None:
     assert web.returncode == 0, web.stderr
     assert json.loads(web.stdout)["name"] == "agent101-web1"
     assert "password" not in json.loads(web.stdout)  # the desktop gets it at sign-in
-    sip = run_cti("--config", str(conf), "phones", "add", "agent101", "--kind", "sip", cwd=tmp_path)
+    # the further commands in this process (the real process made the first one)
+    sip = cti_here("--config", str(conf), "phones", "add", "agent101", "--kind", "sip")
     assert sip.returncode == 0, sip.stderr
     assert len(json.loads(sip.stdout)["password"]) >= 24  # shown once
-    listed = run_cti("--config", str(conf), "phones", "list", "--agent", "agent101", cwd=tmp_path)
+    listed = cti_here("--config", str(conf), "phones", "list", "--agent", "agent101")
     assert [json.loads(x)["name"] for x in listed.stdout.splitlines()] == [
         "agent101-web1", "agent101-sip1",
     ]  # fmt: skip
     assert "password" not in listed.stdout
-    bad = run_cti("--config", str(conf), "phones", "add", "a\nb", cwd=tmp_path)
+    bad = cti_here("--config", str(conf), "phones", "add", "a\nb")
     assert bad.returncode == 2 and "agent" in bad.stderr
-    gone = run_cti("--config", str(conf), "phones", "remove", "agent101-sip1", cwd=tmp_path)
+    gone = cti_here("--config", str(conf), "phones", "remove", "agent101-sip1")
     assert gone.returncode == 0
-    again = run_cti("--config", str(conf), "phones", "remove", "agent101-sip1", cwd=tmp_path)
+    again = cti_here("--config", str(conf), "phones", "remove", "agent101-sip1")
     assert again.returncode == 1
