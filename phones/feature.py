@@ -109,7 +109,9 @@ class PhonesFeature:
         add_routes(ctx.app, self.service, read_ports(etc_dir))
 
     async def start(self) -> None:
-        assert self.ami is not None
+        assert self.ami is not None and self.service is not None
+        if self._server is not None:  # a cluster: the map as the store holds it
+            self.locations.load(await self.service.location_store.all(datetime.now(UTC)))
         if not self._cluster:  # one node: it drives its Asterisk
             await self.ami.start()
         self._tasks.spawn(self._unblock_loop(), "unblock")
@@ -139,7 +141,9 @@ class PhonesFeature:
         before = regs.registered(aor) if aor else False
         gained = regs.on_event(msg)
         if aor and regs.registered(aor) != before:
-            self._located(aor, not before)
+            self._located(aor, not before, msg)
+        elif aor and before and msg.get("ContactStatus") in ("Created", "Updated"):
+            self._refreshed(aor, msg)
         if gained is not None:  # registered (again): callcontrol reconnects a dropped call
             phone, uri = gained
             self._publish(PhoneRegistered(datetime.now(UTC), phone,
@@ -171,11 +175,34 @@ class PhonesFeature:
     def _on_located(self, event: PhoneLocated) -> None:
         self.locations.on_located(event)
 
-    def _located(self, phone: str, registered: bool) -> None:
-        """A registration appeared or went away on this node's server (a cluster: every
-        node's map and ACD learn it)."""
+    def _located(self, phone: str, registered: bool, msg: Message | None = None) -> None:
+        """A registration appeared or went away on this node's server (a cluster: the
+        store's map first, then every node's map and ACD learn it)."""
         if self._server is not None:
-            self._publish(PhoneLocated(datetime.now(UTC), phone, self._server, registered))
+            self._tasks.spawn(self._locate(phone, registered, msg), "locate")
+
+    async def _locate(self, phone: str, registered: bool, msg: Message | None) -> None:
+        assert self.service is not None and self._server is not None
+        at = datetime.now(UTC)
+        places = self.service.location_store
+        try:
+            if registered:
+                contact = (msg.get("URI") if msg is not None else "") or ""
+                contact = contact or ",".join(self.service.registrations.contacts(phone))
+                await places.registered(phone, self._server, contact, at)
+            else:
+                await places.gone(phone, self._server)
+        except Exception:
+            log.exception("phones: the location of %s could not be stored", phone)
+        self._publish(PhoneLocated(at, phone, self._server, registered))
+
+    def _refreshed(self, phone: str, msg: Message) -> None:
+        """A phone registered here renewed its registration: its stored expiry follows."""
+        if self._server is None or self.service is None:
+            return
+        self._tasks.spawn(self.service.location_store.registered(
+            phone, self._server, msg.get("URI") or "", datetime.now(UTC),
+            refresh=True), "refresh")  # fmt: skip
 
     async def _on_connected(self, is_reconnect: bool) -> None:
         """Asterisk (re)connected, maybe restarted: give it every phone, read who is
@@ -187,6 +214,8 @@ class PhonesFeature:
         except (NotConnected, TimeoutError) as exc:
             log.warning("phones: sync with Asterisk failed (%s); retried at the next connect", exc)
             return
+        if self._server is not None:  # where phones are, as the store knows it
+            self.locations.load(await self.service.location_store.all(datetime.now(UTC)))
         # registrations made or gone while no node watched this server: a phone not
         # located anywhere yet is located here; one located here but gone is not
         for phone in self.service.registrations.registered_aors():
@@ -195,3 +224,4 @@ class PhonesFeature:
         for phone in self.locations.located_on(self._server):
             if not self.service.registrations.registered(phone):
                 self._located(phone, False)
+

@@ -1,4 +1,5 @@
-"""The ``phones`` table: one row per provisioned phone (PJSIP endpoint + aor + auth)."""
+"""The ``phones`` table: one row per provisioned phone (PJSIP endpoint + aor + auth);
+``phone_locations``: where each phone is registered in a cluster (phones.locations)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from cti.store.models import Base, BoundedText, UTCDateTime, utcnow
 
-__all__ = ["KINDS", "PhoneRow"]
+__all__ = ["KINDS", "PhoneLocationRow", "PhoneRow"]
 
 _BigId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -35,3 +36,16 @@ class PhoneRow(Base):
     generation: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     rotated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class PhoneLocationRow(Base):
+    """The server a phone registered on last (a cluster): its contact, when it registered
+    (the last registration wins) and when that registration expires unless refreshed."""
+
+    __tablename__ = "phone_locations"
+
+    phone: Mapped[str] = mapped_column(BoundedText(64), primary_key=True)
+    server: Mapped[str] = mapped_column(BoundedText(64))
+    contact: Mapped[str] = mapped_column(BoundedText(255), default="")
+    registered_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())

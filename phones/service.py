@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from cti.ami.actions import AmiActionError
@@ -12,7 +13,7 @@ from cti.store.db import Database
 from phones import store
 from phones.blocking import Blocker
 from phones.credentials import browser_password, ha1, new_password
-from phones.locations import PhoneLocations
+from phones.locations import LocationStore, PhoneLocations
 from phones.models import PhoneRow
 from phones.pjsip import PhoneEntry, render
 from phones.provisioner import Provisioner
@@ -42,6 +43,7 @@ class PhoneService:
         self.registrations = Registrations()
         # where phones are registered across a cluster's servers (one node: everywhere)
         self.locations = locations or PhoneLocations(None)
+        self.location_store = LocationStore(db)
         self.owners: dict[str, str] = {}  # phone -> agent, as of the last config written
         # called with a phone's name after each change (the feature publishes PhonesChanged)
         self.on_change: Callable[[str], None] = lambda name: None
@@ -103,10 +105,13 @@ class PhoneService:
         return self.registrations.registered(name) or self.locations.where(name) is not None
 
     async def placed_here(self, interface: str) -> bool:
+        """One node: yes. A cluster: a provisioned phone is placed where the store says
+        it is registered (phones.locations)."""
         phone = self.locations.phone_of(interface)
         if phone is None or await store.get(self.db, phone) is None:
             return True
-        return self.locations.here(phone)
+        located = await self.location_store.where(phone, datetime.now(UTC))
+        return located is not None and located.server == self.locations.server
 
     # --- the API's operations ---------------------------------------------------------------
     def view(self, row: PhoneRow) -> dict[str, Any]:

@@ -1,0 +1,143 @@
+"""Where each phone is registered is kept in the store, so a node that restarts (or takes
+a server over) knows it (issue #18).
+
+Two Asterisk servers, n1 driving A and n2 driving B, on PostgreSQL and NATS. An agent's
+desk phone registers to A (the agent is a queue member on A), then to B without
+unregistering from A (a desk phone moved to another registrar): the membership moves to
+B, and the store says B, with the contact and an expiry. n1 is then SIGKILLed and
+started again: on connecting to A it finds the phone's old contact there, but the map it
+loads from the store says the phone registered on B later, so the agent stays a member
+on B only (before, a restarted node knew nothing, located the phone on A again as a new
+registration, and the membership went back to A).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from acd import store as acd_store
+from acd.queues_conf import QueueParams
+from cti.ami.client import AmiClient
+from cti.asterisk.instance import ChrootAsterisk
+from cti.store.db import Database
+from cti.store.migrate import upgrade
+from cti.store.tokens import create_token
+from phones.locations import LocationStore
+from tests.acceptance.harness import free_port, wait_for
+from tests.acceptance.sip_phones import sipp_register
+from tests.acceptance.test_cluster import (  # noqa: F401  (fixtures)
+    ami_b,
+    asterisk_b,
+    driving,
+    pg_url,
+    restore,
+    stream,
+    write_node_config,
+)
+from tests.acceptance.test_cluster_phones import api, endpoint_exists, members
+from tests.acceptance.traffic import DaemonProcess
+
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.broker,
+    pytest.mark.filterwarnings("ignore::ResourceWarning"),
+]
+
+PROJECT = Path(__file__).resolve().parents[2]
+AGENT = "cm-ag1"
+#: after n1 drives A again, how long the membership is watched for a wrong move
+WATCH_S = 4.0
+
+
+async def test_a_restarted_node_knows_where_phones_are_from_the_store(
+    asterisk: ChrootAsterisk,
+    ami: AmiClient,
+    asterisk_b: ChrootAsterisk,  # noqa: F811
+    ami_b: AmiClient,  # noqa: F811
+    pg_url: str,  # noqa: F811
+    stream: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    queue = f"cmq{secrets.token_hex(3)}"
+    await asyncio.to_thread(upgrade, pg_url)
+    db = Database.from_url(pg_url)
+    await acd_store.put_queue(db, QueueParams(queue, strategy="ringall", service_level_s=10))
+    await acd_store.put_agent(db, AGENT, AGENT, [], {queue: 0})
+    admin = await create_token(db, "cm-admin", "admin")
+    agent = await create_token(db, AGENT, "agent")
+    env = {**os.environ, "PYTHONPATH": str(PROJECT)}  # this checkout's cti
+    nodes: dict[str, DaemonProcess] = {}
+    for name, inst, server in (("n1", asterisk, "a"), ("n2", asterisk_b, "b")):
+        port = free_port()
+        cfg = tmp_path / f"{name}.toml"
+        write_node_config(cfg, inst, db_url=pg_url, http_port=port, node=name, server=server,
+                          stream=stream, sms_url="http://127.0.0.1:9/")  # fmt: skip
+        nodes[name] = DaemonProcess(cfg, tmp_path / f"{name}.log", env, port)
+    phone = ""
+    places = LocationStore(db)
+    try:
+        await asyncio.gather(*(n.start() for n in nodes.values()))
+        for n in nodes.values():
+            await wait_for(lambda n=n: driving(n), timeout=30, what="both nodes to drive")
+        created = await api(nodes["n1"], admin, "POST", "/api/v1/phones",
+                            {"agent": AGENT, "kind": "sip", "label": "desk"})  # fmt: skip
+        phone, password = created["phone"]["name"], created["credentials"]["password"]
+        iface = f"PJSIP/{phone}"
+        for a in (ami, ami_b):
+            await wait_for(lambda a=a: endpoint_exists(a, phone), timeout=15,
+                           what="the phone provisioned on both servers")  # fmt: skip
+
+        async def member_on(here: AmiClient, there: AmiClient) -> bool:
+            return iface in await members(here, queue) and iface not in await members(there,
+                                                                                      queue)
+
+        # registered to A, the agent logs in: a member on A
+        ok, _, out = await sipp_register(asterisk, phone, password, cwd=tmp_path)
+        assert ok, out
+        await api(nodes["n2"], agent, "POST", f"/api/v1/acd/agents/{AGENT}/status",
+                  {"status": "available"})  # fmt: skip
+        await wait_for(lambda: member_on(ami, ami_b), timeout=15, what="a member on A")
+        # then to B, A's contact left behind: a member on B; the store says B
+        ok, _, out = await sipp_register(asterisk_b, phone, password, cwd=tmp_path)
+        assert ok, out
+        await wait_for(lambda: member_on(ami_b, ami), timeout=15, what="a member on B")
+        located = await places.where(phone, datetime.now(UTC))
+        assert located is not None and located.server == "b", located
+        assert located.contact.startswith("sip:") and located.expires_at > datetime.now(UTC)
+        print(f"stored location: {located.server} {located.contact} until "
+              f"{located.expires_at:%H:%M:%S} (registered {located.registered_at:%H:%M:%S})")
+
+        # n1 (driver of A) killed and started again: A still holds the old contact
+        await nodes["n1"].kill()
+        await nodes["n1"].start()
+        await wait_for(lambda: driving(nodes["n1"]), timeout=30, what="n1 to drive A again")
+        deadline = time.monotonic() + WATCH_S
+        while time.monotonic() < deadline:
+            assert await member_on(ami_b, ami), "the membership moved back to A"
+            await asyncio.sleep(0.25)
+        again = await places.where(phone, datetime.now(UTC))
+        assert again is not None and again.server == "b", again
+    except BaseException:
+        for name, node in nodes.items():
+            print(f"--- {name} log tail:\n{node.tail(40)}")
+        raise
+    finally:
+        if phone:  # unprovisioned and unregistered on both servers again
+            with contextlib.suppress(Exception):
+                await api(nodes["n2"], admin, "DELETE", f"/api/v1/phones/{phone}")
+        for n in nodes.values():
+            await n.stop()
+        for a, inst in ((ami, asterisk), (ami_b, asterisk_b)):
+            with contextlib.suppress(Exception):
+                for q_iface in await members(a, queue):
+                    await a.send_action("QueueRemove", {"Queue": queue, "Interface": q_iface})
+            await restore(inst, a)
+        await db.dispose()
