@@ -29,13 +29,20 @@ _ACCEPTABLE = re.compile(r"\+?[0-9 ().\-/]+", re.ASCII)
 def normalize(raw: str, default_region: str) -> str:
     """E.164 form of ``raw`` (national numbers read in ``default_region``, e.g. "CN";
     international prefixes such as CN's 00 are understood), or "" if not possible."""
+    if not isinstance(raw, str) or len(raw) > MAX_INPUT_LEN:
+        return ""
+    region = default_region.strip().upper() if isinstance(default_region, str) else ""
+    return _parse_cached(raw.strip(), region)
+
+
+@lru_cache(maxsize=8192)
+def _parse_cached(text: str, region: str) -> str:
+    """:func:`normalize`'s parse, remembered: the same numbers are normalised over and
+    over (the wallboard does every waiting caller and every agent's peer in every frame:
+    9 % of the daemon's event loop during a burst, issue #19)."""
     try:
-        if not isinstance(raw, str) or len(raw) > MAX_INPUT_LEN:
-            return ""
-        text = raw.strip()
         if not text or _ACCEPTABLE.fullmatch(text) is None:
             return ""
-        region = default_region.strip().upper() if isinstance(default_region, str) else ""
         number = phonenumbers.parse(text, region or None)
         if not phonenumbers.is_possible_number(number):
             return ""

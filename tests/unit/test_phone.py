@@ -80,6 +80,18 @@ def test_never_raises_on_wrong_types() -> None:
     assert normalize(None, "CN") == ""  # type: ignore[arg-type]
     assert normalize(13800138000, "CN") == ""  # type: ignore[arg-type]
     assert normalize("13800138000", None) == ""  # type: ignore[arg-type]
+    assert normalize(["13800138000"], "CN") == ""  # type: ignore[arg-type]
+    assert normalize("13800138000", ["CN"]) == ""  # type: ignore[arg-type]
+
+
+def test_a_number_seen_before_is_not_parsed_again() -> None:
+    """The wallboard normalises every waiting caller in every frame (issue #19)."""
+    from cti.phone import _parse_cached
+
+    hits = _parse_cached.cache_info().hits
+    assert normalize("13900001111", "CN") == "+8613900001111"
+    assert normalize(" 13900001111 ", "cn") == "+8613900001111"
+    assert _parse_cached.cache_info().hits == hits + 1
 
 
 def test_region_is_the_numbers_place_in_chinese_or_english() -> None:
