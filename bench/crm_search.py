@@ -14,8 +14,13 @@ statistics analysed. Then, as a supervisor:
 - page: what ``/crm/customer.html`` asks for a random customer (the card with contacts,
   its calls and notes, its audit trail, its opportunities), ``--pages`` customers.
 
-Prints one figure per line and store (ms, 99th percentile):
-``search p99 10k``, ``search p99 1m``, ``scan p99 1m``, ``page p99 10k``, ``page p99 1m``.
+The sizes are measured in turn, query by query and page by page (10k, 1m, 10k, ...), so
+that the shared machine's changing load moves both alike and their ratio means something;
+the median and slowest time of each query per size and the load average are printed as
+comments. Prints one figure per line and store (ms, 99th percentile):
+``search p99 10k``, ``search p99 1m``, ``scan p99 1m``, ``page p99 10k``, ``page p99 1m``,
+then ``search speedup 1m`` (scan p99 / search p99) and the ``p99 ratio 1m/10k`` of the
+search and the page (#20's targets: speedup ≥ 50, ratios ≤ 2).
 
     .venv/bin/python bench/crm_search.py [--sizes 10000,1000000] [--only sqlite]
 """
@@ -27,12 +32,14 @@ import asyncio
 import hashlib
 import inspect
 import math
+import os
 import random
 import sqlite3
+import statistics
 import tempfile
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -411,45 +418,59 @@ def p99(samples: list[float]) -> float:
 
 
 async def time_search(
-    store: CrmStore, rounds: int, method: Literal["index", "scan"]
-) -> tuple[list[float], dict[str, list[int]]]:
-    samples: list[float] = []
-    ids: dict[str, list[int]] = {}
-    per_query: dict[str, list[float]] = {}
+    stores: dict[int, CrmStore], rounds: int, method: Literal["index", "scan"]
+) -> tuple[dict[int, list[float]], dict[int, dict[str, list[int]]]]:
+    """Each round runs every query on every size in turn (10k, 1m, 10k, ...): the sizes'
+    samples are taken in the same minutes, so a change in the shared machine's load
+    moves them alike instead of skewing their ratio."""
+    samples: dict[int, list[float]] = {n: [] for n in stores}
+    ids: dict[int, dict[str, list[int]]] = {n: {} for n in stores}
+    per_query: dict[int, dict[str, list[float]]] = {n: {} for n in stores}
     for _ in range(rounds):
         for name, q in QUERIES:
-            t0 = time.perf_counter()
-            rows = await store.search(q, SUP, limit=50, method=method)
-            took = (time.perf_counter() - t0) * 1000
-            samples.append(took)
-            per_query.setdefault(name, []).append(took)
-            ids[q] = [r["id"] for r in rows]
+            for n, store in stores.items():
+                t0 = time.perf_counter()
+                rows = await store.search(q, SUP, limit=50, method=method)
+                took = (time.perf_counter() - t0) * 1000
+                samples[n].append(took)
+                per_query[n].setdefault(name, []).append(took)
+                ids[n][q] = [r["id"] for r in rows]
     if rounds > 1:
-        print(
-            f"# {method}: "
-            + ", ".join(f"{name} {max(times):.1f}" for name, times in per_query.items())
-            + " (ms, slowest of the rounds)",
-            flush=True,
-        )
+        for n, by_query in per_query.items():
+            print(
+                f"# {method} {label(n)}: "
+                + ", ".join(
+                    f"{name} {statistics.median(t):.1f}/{max(t):.1f}"
+                    for name, t in by_query.items()
+                )
+                + f" (ms, median/slowest of the rounds; load average {_load()})",
+                flush=True,
+            )
     return samples, ids
 
 
 async def time_page(
-    store: CrmStore, interactions: Interactions, pool: Pool, n: int, samples: int
-) -> list[float]:
+    pages: dict[int, tuple[CrmStore, Interactions, Pool]], samples: int
+) -> dict[int, list[float]]:
     """The customer page's requests (card with contacts, its calls and notes, its audit
-    trail, its opportunities) for random customers, one after the other."""
+    trail, its opportunities) for random customers, one after the other, the sizes in
+    turn (as :func:`time_search`)."""
     rng = random.Random(7)
-    out = []
+    out: dict[int, list[float]] = {n: [] for n in pages}
     for _ in range(samples):
-        cid = rng.randint(1, n)
-        t0 = time.perf_counter()
-        await store.get_customer(cid, SUP)
-        await interactions.for_customer(cid, SUP, 200)
-        await store.audit_log(cid, SUP)
-        await pool.list_leads(SUP, None, cid)
-        out.append((time.perf_counter() - t0) * 1000)
+        for n, (store, interactions, pool) in pages.items():
+            cid = rng.randint(1, n)
+            t0 = time.perf_counter()
+            await store.get_customer(cid, SUP)
+            await interactions.for_customer(cid, SUP, 200)
+            await store.audit_log(cid, SUP)
+            await pool.list_leads(SUP, None, cid)
+            out[n].append((time.perf_counter() - t0) * 1000)
     return out
+
+
+def _load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def cache_key() -> str:
@@ -483,26 +504,32 @@ async def load(url: str, n: int, args: argparse.Namespace) -> None:
     )
 
 
-async def run_size(url: str, n: int, args: argparse.Namespace) -> dict[str, float]:
-    dialect = make_url(url).get_backend_name()
-    db = Database.from_url(url)
-    out: dict[str, float] = {}
+async def run_sizes(urls: dict[int, str], args: argparse.Namespace) -> dict[int, dict[str, float]]:
+    """Search, scan and page p99s of every size, measured in turn (see :func:`time_search`)."""
+    dbs = {n: Database.from_url(url) for n, url in urls.items()}
+    out: dict[int, dict[str, float]] = {n: {} for n in urls}
     try:
-        store = CrmStore(db, "CN")
-        interactions, pool = Interactions(store), Pool(store)
-        await time_search(store, 1, "index")  # warm the caches
-        fast, fast_ids = await time_search(store, args.rounds, "index")
-        out["search"] = p99(fast)
-        if n >= args.scan_from:
-            slow, slow_ids = await time_search(store, args.scan_rounds, "scan")
-            out["scan"] = p99(slow)
-            differ = [q for q in fast_ids if fast_ids[q] != slow_ids[q]]
-            if differ:
-                print(f"# [{dialect}] index and scan DIFFER for {differ}", flush=True)
-        await time_page(store, interactions, pool, n, 20)  # warm
-        out["page"] = p99(await time_page(store, interactions, pool, n, args.pages))
+        stores = {n: CrmStore(db, "CN") for n, db in dbs.items()}
+        await time_search(stores, 1, "index")  # warm the caches
+        fast, fast_ids = await time_search(stores, args.rounds, "index")
+        for n in stores:
+            out[n]["search"] = p99(fast[n])
+        scanned = {n: s for n, s in stores.items() if n >= args.scan_from}
+        if scanned:
+            slow, slow_ids = await time_search(scanned, args.scan_rounds, "scan")
+            for n in scanned:
+                out[n]["scan"] = p99(slow[n])
+                differ = [q for q in fast_ids[n] if fast_ids[n][q] != slow_ids[n][q]]
+                if differ:
+                    print(f"# {label(n)}: index and scan DIFFER for {differ}", flush=True)
+        pages = {n: (s, Interactions(s), Pool(s)) for n, s in stores.items()}
+        await time_page(pages, 20)  # warm
+        for n, samples in (await time_page(pages, args.pages)).items():
+            out[n]["page"] = p99(samples)
+        print(f"# load average after the pages: {_load()}", flush=True)
     finally:
-        await db.dispose()
+        for db in dbs.values():
+            await db.dispose()
     return out
 
 
@@ -576,16 +603,30 @@ def label(n: int) -> str:
 
 
 async def run_store(store_name: str, args: argparse.Namespace) -> None:
-    for n in args.sizes:
-        database = sqlite_db(n, args) if store_name == "sqlite" else postgres_db(n, args)
-        async with database as url:
-            res = await run_size(url, n, args)
+    async with AsyncExitStack() as stack:
+        urls = {
+            n: await stack.enter_async_context(
+                sqlite_db(n, args) if store_name == "sqlite" else postgres_db(n, args)
+            )
+            for n in args.sizes
+        }
+        print(f"# [{store_name}] measuring, load average {_load()}", flush=True)
+        results = await run_sizes(urls, args)
+    for n, res in results.items():
         print(f"search p99 {label(n)} ({store_name}): {res['search']:.1f} ms", flush=True)
         if "scan" in res:
             print(f"scan p99 {label(n)} ({store_name}): {res['scan']:.1f} ms", flush=True)
             speedup = res["scan"] / res["search"] if res["search"] else 0.0
             print(f"search speedup {label(n)} ({store_name}): {speedup:.1f} x", flush=True)
         print(f"page p99 {label(n)} ({store_name}): {res['page']:.1f} ms", flush=True)
+    small, large = min(results), max(results)
+    if small != large:
+        for what in ("search", "page"):
+            ratio = results[large][what] / results[small][what]
+            print(
+                f"{what} p99 ratio {label(large)}/{label(small)} ({store_name}): {ratio:.1f} x",
+                flush=True,
+            )
 
 
 async def main() -> None:
