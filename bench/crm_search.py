@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import hashlib
 import inspect
 import math
@@ -473,6 +474,7 @@ def _load() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
+@functools.cache
 def cache_key() -> str:
     """Changes with what the databases are built from (the synthetic rows, the loaders,
     the search keys, the CRM schema): a database built by another version is not used
@@ -647,6 +649,9 @@ async def main() -> None:
         " databases cti_bench_crm_*; '' to load afresh into throw-away ones",
     )
     args = parser.parse_args()
+    # now, from the source as this run loaded it (getsource reads the file when called: an
+    # edit during a long run would give another key and drop the cached databases)
+    cache_key()
     args.sizes = [int(x) for x in args.sizes.split(",")]
     if args.only != "postgresql":
         await run_store("sqlite", args)
