@@ -259,6 +259,20 @@ class AsteriskConfig(_Section):
     sip: SipConfig = SipConfig()
     # the outbound carrier ([asterisk.carrier]); unset: no endpoint 'carrier'
     carrier: CarrierConfig | None = None
+    # where the server's own records (queue_log, CDR) reach the daemon (decision 0029):
+    # "files": log_dir on this host (the single box); "postgresql": Asterisk writes them
+    # into the store's tables itself (needs database.url on PostgreSQL; no shared mount
+    # of the log directory). Applied to Asterisk's configuration by `cti asterisk up`
+    records: Literal["files", "postgresql"] = "files"
+    # how Asterisk reaches PostgreSQL when records = "postgresql" ("" / unset: the
+    # database.url's host and port, as the daemon reaches it)
+    records_host: str = ""
+    records_port: int | None = Field(None, ge=1, le=65535)
+
+    @field_validator("records_host")
+    @classmethod
+    def _records_host(cls, v: str) -> str:
+        return _host(v) if v else v
 
     @field_validator("ws_bind", "ami_bind")
     @classmethod

@@ -21,7 +21,6 @@ import signal
 import socket
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -53,6 +52,7 @@ from cti.features import (
     offer_services,
 )
 from cti.gcpause import GcPolicy
+from cti.records import make_source
 from cti.services import Services
 from cti.store.db import Database
 from cti.store.migrate import upgrade
@@ -154,12 +154,6 @@ class Daemon:
         self.settings = settings
         self.features = load_features() if features is None else features
         check_sections(settings, self.features)
-        if settings.asterisk.log_dir is None:
-            raise ConfigError(
-                "asterisk.log_dir is not set and no local Asterisk instance (cti asterisk up) "
-                "was found: set it to the host directory of the instance's logs (queue_log, "
-                "cdr-custom/); calls that end while the AMI link is down are recovered from them"
-            )
         self.services = Services()
         self.metrics = Metrics()
         self.bus = make_bus(settings, self.metrics.registry)
@@ -175,7 +169,9 @@ class Daemon:
         self.recorder = CallRecorder(
             self.db, default_region=settings.site.default_region, metrics=self.workers
         )
-        self.recovery = recovery.Recovery(Path(settings.asterisk.log_dir))
+        # the server's own records: its files, or the store's tables (cti.records)
+        self.records = make_source(settings, self.db)
+        self.recovery = recovery.Recovery(self.records)
         a = settings.ami
         self.ami = AmiClient(
             a.host, a.port, a.username, a.secret,

@@ -20,7 +20,7 @@ from cti.features import offered_services
 from cti.store.db import Database
 from cti.store.migrate import upgrade
 from stats.service import StatsService
-from stats.settings import StatsSettings, queue_log_path
+from stats.settings import StatsSettings, queue_log_path, stats_records
 
 __all__ = ["parse_since", "register"]
 
@@ -42,7 +42,9 @@ def _rebuild(args: argparse.Namespace) -> int:
         stats = StatsSettings.model_validate((settings.model_extra or {}).get("stats", {}))
         tz = ZoneInfo(settings.site.timezone)
         since = parse_since(args.since, tz)
-        qlog = Path(args.queue_log) if args.queue_log else queue_log_path(settings, stats)
+        qlog = Path(args.queue_log) if args.queue_log else None
+        if qlog is None and settings.asterisk.records == "files":
+            qlog = queue_log_path(settings, stats)
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -52,9 +54,10 @@ def _rebuild(args: argparse.Namespace) -> int:
         db = Database.from_url(settings.database.url)
         try:
             services = offered_services(settings, db)  # the ACD's queue thresholds
-            svc = StatsService(db, tz, qlog, stats, queues=lambda: services.queues)
+            records = stats_records(settings, stats, db, qlog)
+            svc = StatsService(db, tz, records, stats, queues=lambda: services.queues)
             result = await svc.rebuild(since)
-            print(f"rebuilt from {qlog}: {result.lines} line(s) since {since.isoformat()}, "
+            print(f"rebuilt from {records.key}: {result.lines} line(s) since {since.isoformat()}, "
                   f"{result.entries_touched} hourly bucket(s)")  # fmt: skip
         finally:
             await db.dispose()

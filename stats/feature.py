@@ -54,7 +54,7 @@ from cti.web.ws import WsHub, to_role
 from cti.worker import QueueWorker
 from stats.routes import add_routes
 from stats.service import StatsService, scoped_frame
-from stats.settings import StatsSettings, queue_log_path
+from stats.settings import StatsSettings, stats_records
 from stats.wallboard import WALLBOARD_EVENTS
 
 __all__ = ["StatsFeature"]
@@ -95,11 +95,11 @@ class StatsFeature:
 
     def setup(self, ctx: FeatureContext) -> None:
         settings = ctx.section("stats", StatsSettings)
-        qlog = queue_log_path(ctx.settings, settings)
+        records = stats_records(ctx.settings, settings, ctx.db)
         self._hub = ctx.hub
         services = ctx.services
         self.service = StatsService(
-            ctx.db, ZoneInfo(ctx.settings.site.timezone), qlog, settings,
+            ctx.db, ZoneInfo(ctx.settings.site.timezone), records, settings,
             queues=lambda: services.queues,
         )  # fmt: skip
         self.service.on_ingested = self.schedule_push

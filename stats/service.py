@@ -8,7 +8,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -16,10 +15,10 @@ from sqlalchemy import select
 
 from cti.cluster.live import ServerBoard
 from cti.principal import Principal
-from cti.queue_log import RawLine, parse_line
+from cti.queue_log import RawLine
+from cti.records import RecordSource
 from cti.services import AgentTime, QueueService
 from cti.store.db import Database
-from stats import tail
 from stats.models import EntryRow, IvrAbandonRow
 from stats.settings import StatsSettings
 from stats.store import QueueRules, StatsStore
@@ -32,14 +31,6 @@ log = logging.getLogger(__name__)
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def _read_parsed(
-    path: Path, pos: tail.TailPosition | None, *, whole: bool = False
-) -> tuple[list[RawLine], tail.TailPosition | None]:
-    """Read (new or all) lines and parse them: in a thread, off the event loop."""
-    texts, new_pos = tail.read_all(path) if whole else tail.read_new(path, pos)
-    return [r for r in (parse_line(t) for t in texts) if r is not None], new_pos
 
 
 def scoped_frame(frame: dict[str, Any], who: Principal) -> dict[str, Any]:
@@ -66,16 +57,18 @@ class StatsService:
         self,
         db: Database,
         tz: ZoneInfo,
-        queue_log: Path | None,
+        records: RecordSource | None,
         settings: StatsSettings,
         queues: Callable[[], QueueService | None] = lambda: None,
     ) -> None:
-        """``queues``: the ACD's queues and agents (cti.services), read at call time; None
-        (no ACD): default thresholds, no agent time, no live queues."""
+        """``records``: where the server's queue_log is read (its file or the store's
+        table: cti.records); None: nothing to ingest. ``queues``: the ACD's queues and
+        agents (cti.services), read at call time; None (no ACD): default thresholds, no
+        agent time, no live queues."""
         self.db = db
         self.queues = queues
         self.tz = tz
-        self.queue_log = queue_log
+        self.records = records
         self.settings = settings
         self.store = StatsStore(db, tz)
         self.wallboard = Wallboard(tz)
@@ -118,13 +111,13 @@ class StatsService:
 
     # --- queue_log ---------------------------------------------------------------------------
     async def tail(self) -> IngestResult:
-        """Read what was appended since the last read and bring the store up to date."""
-        if self.queue_log is None:
+        """Read what was written since the last read and bring the store up to date."""
+        if self.records is None:
             return IngestResult(0, 0)
         async with self._lock:
-            key = str(self.queue_log)
+            key = self.records.key
             pos = await self.store.position(key)
-            rows, new_pos = await asyncio.to_thread(_read_parsed, self.queue_log, pos)
+            rows, new_pos = await self.records.queue_log_after(pos)
             result = await self._ingest(rows, None)
             if new_pos is not None and new_pos != pos:
                 await self.store.save_position(key, new_pos, utcnow())
@@ -133,15 +126,16 @@ class StatsService:
         return result
 
     async def rebuild(self, since: datetime) -> IngestResult:
-        """Re-read the whole file (and rotated siblings): every line at or after ``since``
-        is stored (once) and every call with such a line re-derived. Idempotent."""
-        if self.queue_log is None:
+        """Re-read every line there is (the file and its rotated siblings, or the
+        server's rows): every line at or after ``since`` is stored (once) and every call
+        with such a line re-derived. Idempotent."""
+        if self.records is None:
             return IngestResult(0, 0)
         async with self._lock:
-            rows, pos = await asyncio.to_thread(_read_parsed, self.queue_log, None, whole=True)
+            rows, pos = await self.records.queue_log_all()
             result = await self._ingest(rows, since, rederive_since=since)
             if pos is not None:
-                await self.store.save_position(str(self.queue_log), pos, utcnow())
+                await self.store.save_position(self.records.key, pos, utcnow())
             await self.store.rollup(await self.store.ivr_buckets_since(since), self.rules)
         await self._after_ingest()
         return result

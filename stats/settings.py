@@ -7,8 +7,11 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from cti.config import ConfigError, Settings
+from cti.records import RecordSource, make_source
+from cti.records.files import FileRecords
+from cti.store.db import Database
 
-__all__ = ["QueueAlarm", "StatsSettings", "queue_log_path"]
+__all__ = ["QueueAlarm", "StatsSettings", "queue_log_path", "stats_records"]
 
 
 class QueueAlarm(BaseModel):
@@ -28,7 +31,7 @@ class StatsSettings(BaseModel):
     #: advice and the wallboard's colour; per-queue values override it.
     sl_target: float = Field(0.8, gt=0, lt=1)
     sl_target_by_queue: dict[str, float] = {}
-    #: queue_log path; default ``<asterisk.log_dir>/queue_log``.
+    #: queue_log path; default ``<asterisk.log_dir>/queue_log`` (records = "files").
     queue_log: Path | None = None
     #: How often the queue_log tail is read while AMI is connected.
     tail_interval_s: float = Field(2.0, gt=0, le=300)
@@ -57,3 +60,15 @@ def queue_log_path(settings: Settings, stats: StatsSettings) -> Path:
         "the instance's logs) or [stats] queue_log; none was set and no local instance "
         "(cti asterisk up) was found"
     )
+
+
+def stats_records(
+    settings: Settings, stats: StatsSettings, db: Database, queue_log: Path | None = None
+) -> RecordSource:
+    """Where statistics read the server's queue_log: ``queue_log`` when given (``cti
+    stats rebuild --queue-log``), the store's table with ``asterisk.records =
+    "postgresql"``, else the file (:func:`queue_log_path`)."""
+    if queue_log is None and settings.asterisk.records == "postgresql":
+        return make_source(settings, db)
+    path = queue_log or queue_log_path(settings, stats)
+    return FileRecords.in_log_dir(path.parent, path)

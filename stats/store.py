@@ -18,6 +18,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cti.queue_log import DerivedEntry, RawLine, derive_entries
+from cti.records.tail import TailPosition
 from cti.services import QueueThresholds
 from cti.store.db import Database
 from cti.store.insert import insert_ignore
@@ -31,7 +32,6 @@ from stats.models import (
     LinkRow,
     QlogLineRow,
 )
-from stats.tail import TailPosition
 
 __all__ = ["IVR_QUEUE", "QueueRules", "StatsStore"]
 

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from cti.asterisk.sip import SipSpec, write_sip_files
+from cti.records.asterisk_conf import RecordsDb, write_records_conf
 
 ASTERISK_CONF = """\
 [directories]
@@ -93,6 +94,8 @@ class InstanceSpec:
     rtp_end: int = 10999
     agi_host: str = "127.0.0.1"
     agi_port: int = 4573
+    # queue_log and CDR also into the store's tables (cti.records); None: files only
+    records: RecordsDb | None = None
 
     @property
     def system_name(self) -> str:
@@ -194,6 +197,7 @@ class ChrootAsterisk:
         self.spec.check_exposure()
         render_dialplans(self.dialplans, self.etc_dir, self.spec.placeholders())
         write_sip_files(self.etc_dir, self.spec.sip, self.spec.sip_port, f"{self.inner}/etc")
+        write_records_conf(self.etc_dir, self.spec.records)
         conf = ASTERISK_CONF.format(inner=self.inner, system_name=self.spec.system_name)
         (self.etc_dir / "asterisk.conf").write_text(conf)
 

@@ -14,6 +14,7 @@ from cti.asterisk.instance import ASTERISK_CONF, AsteriskError, ChrootAsterisk, 
 from cti.asterisk.instance import render_dialplans as render_dialplans
 from cti.asterisk.sip import CarrierSpec, SipSpec, write_sip_files
 from cti.config import Settings
+from cti.records.asterisk_conf import records_db, write_records_conf
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 DIALPLANS = PROJECT_DIR / "dialplans"
@@ -48,6 +49,7 @@ def spec_from_settings(settings: Settings) -> InstanceSpec:
         sip=sip_spec(settings),
         agi_host=settings.asterisk.agi_host or settings.agi.dial_host or "127.0.0.1",
         agi_port=settings.agi.port,
+        records=records_db(settings),
     )
 
 
@@ -105,6 +107,7 @@ class DockerAsterisk:
         self.spec.check_exposure()
         render_dialplans(DIALPLANS, self.base / "etc", self.spec.placeholders())
         write_sip_files(self.base / "etc", self.spec.sip, self.spec.sip_port, "/etc/cti-asterisk")
+        write_records_conf(self.base / "etc", self.spec.records)
         conf = ASTERISK_CONF.replace("{inner}/etc", "/etc/cti-asterisk")
         for key, path in (
             ("cache", "/var/cache/asterisk"),

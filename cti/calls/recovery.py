@@ -11,29 +11,33 @@ progress across an outage) are completed from what Asterisk wrote itself:
   read with the one queue_log parser and entry derivation the statistics use
   (:mod:`cti.queue_log`), so a recovered row says what the live path would have said.
 
-Pure functions over lines, the readers (blocking, run in a thread; they read a file from
-its end back to the window asked for, not the whole history) and :class:`Recovery`, which
-the daemon calls.
+Pure functions over lines, the file readers (blocking, run in a thread; they read a file
+from its end back to the window asked for, not the whole history) and :class:`Recovery`,
+which the daemon calls. Where the records come from (these files, or the store's tables
+Asterisk writes in a cluster) is a :class:`cti.records.RecordSource`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import os
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cti.calls.model import OUTCOME_DISPOSITION, Call
 from cti.events import CallRecord
 from cti.queue_log import RawLine, derive_entries, parse_line
 
-__all__ = ["CdrRow", "Recovery", "parse_cdr", "read_since", "recover"]
+if TYPE_CHECKING:
+    from cti.records import RecordSource
+
+__all__ = ["CdrRow", "Recovery", "cdr_row", "parse_cdr", "read_since", "recover"]
 
 CDR_COLUMNS = (
     "linkedid", "uniqueid", "start", "answer", "end", "src", "dst", "dcontext", "clid",
@@ -74,22 +78,24 @@ def _ts(value: str) -> datetime | None:
     return datetime.fromtimestamp(f, UTC) if f > 0 else None
 
 
+def cdr_row(v: Mapping[str, str]) -> CdrRow:
+    """One CDR from its fields by :data:`CDR_COLUMNS` name (times: epoch seconds), as the
+    CSV line or the ``asterisk_cdr`` row (cti.records) gives them."""
+    return CdrRow(
+        linkedid=v["linkedid"], uniqueid=v["uniqueid"], start=_ts(v["start"]),
+        answer=_ts(v["answer"]), end=_ts(v["end"]), src=v["src"], dst=v["dst"],
+        dcontext=v["dcontext"], clid=v["clid"], channel=v["channel"],
+        dstchannel=v["dstchannel"], lastapp=v["lastapp"], disposition=v["disposition"],
+        userfield=v.get("userfield", ""), outcome=v.get("outcome", ""),
+    )  # fmt: skip
+
+
 def parse_cdr(text: str) -> list[CdrRow]:
     rows: list[CdrRow] = []
     for fields in csv.reader(io.StringIO(text)):
         if len(fields) < len(CDR_COLUMNS) - 2:
             continue  # a torn or foreign line: skip it, never fail recovery
-        v = dict(zip(CDR_COLUMNS, fields, strict=False))
-        rows.append(
-            CdrRow(
-                linkedid=v["linkedid"], uniqueid=v["uniqueid"], start=_ts(v["start"]),
-                answer=_ts(v["answer"]), end=_ts(v["end"]), src=v["src"], dst=v["dst"],
-                dcontext=v["dcontext"], clid=v["clid"], channel=v["channel"],
-                dstchannel=v["dstchannel"], lastapp=v["lastapp"],
-                disposition=v["disposition"], userfield=v.get("userfield", ""),
-                outcome=v.get("outcome", ""),
-            )
-        )  # fmt: skip
+        rows.append(cdr_row(dict(zip(CDR_COLUMNS, fields, strict=False))))
     return rows
 
 
@@ -303,11 +309,11 @@ def _apply(rec: CallRecord, f: _Facts) -> CallRecord:
 
 
 class Recovery:
-    """Reads the instance's CDR file and queue_log for a window and completes calls."""
+    """Reads the server's CDR and queue_log for a window (from its files or from the
+    store's tables: :mod:`cti.records`) and completes calls."""
 
-    def __init__(self, log_dir: Path) -> None:
-        self.cdr_path = log_dir / "cdr-custom" / "cti-cdr.csv"
-        self.queue_log_path = log_dir / "queue_log"
+    def __init__(self, source: RecordSource) -> None:
+        self.source = source
 
     async def run(
         self,
@@ -320,10 +326,10 @@ class Recovery:
         """Records of ``ended`` and of calls that ended since ``since`` which the live
         model does not know (``known``)."""
         early = min([since, *(c.started_at for c in ended)])
-        cdr = await asyncio.to_thread(read_cdr, self.cdr_path, early)
+        cdr = await self.source.cdr_since(early)
         # queue facts of these calls may lie before ``since``: from their first start on
         starts = [r.start for r in cdr if r.start and r.end and r.end >= since]
-        qlog = await asyncio.to_thread(read_queue_log, self.queue_log_path, min([early, *starts]))
+        qlog = await self.source.queue_log_since(min([early, *starts]))
         return recover(
             ended=ended, cdr=cdr, queue_log=qlog, since=since, fallback_end=fallback_end,
             skip={r.linkedid for r in cdr if known(r.linkedid)},

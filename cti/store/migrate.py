@@ -34,9 +34,11 @@ SCRIPT_LOCATION = "cti:migrations"
 #: ``pg_trgm`` GIN indexes for CRM search): not in the models, never "missing".
 OPTIONAL_INDEX_SUFFIX = "_trgm"
 
-#: Prefix of tables a migration creates only on one kind of server (SQLite's FTS5 index
-#: of CRM search, crm_0005, and the shadow tables SQLite makes for it): not in the models.
-SERVER_ONLY_TABLE_PREFIX = "crm_search_fts"
+#: Prefixes of tables a migration creates only on one kind of server and the daemon's
+#: models do not describe: SQLite's FTS5 index of CRM search (crm_0005) and the shadow
+#: tables SQLite makes for it; the tables Asterisk writes its records into on PostgreSQL
+#: (records_0001, read by cti.records.postgres).
+SERVER_ONLY_TABLE_PREFIXES = ("crm_search_fts", "asterisk_")
 
 
 def include_object(
@@ -49,7 +51,7 @@ def include_object(
     if type_ == "index":
         return not (name or "").endswith(OPTIONAL_INDEX_SUFFIX)
     if type_ == "table":
-        return not (name or "").startswith(SERVER_ONLY_TABLE_PREFIX)
+        return not (name or "").startswith(SERVER_ONLY_TABLE_PREFIXES)
     return True
 
 

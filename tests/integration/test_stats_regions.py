@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from cti.records.files import FileRecords
 from cti.store.db import Database
 from stats import reports
 from stats.service import StatsService
@@ -39,7 +40,7 @@ def lines() -> list[str]:
 
 async def test_figures_by_caller_region(db: Database, tmp_path: Path) -> None:
     (tmp_path / "queue_log").write_text("\n".join(lines()) + "\n")
-    svc = StatsService(db, TZ, tmp_path / "queue_log", StatsSettings())
+    svc = StatsService(db, TZ, FileRecords.in_log_dir(tmp_path), StatsSettings())
     await svc.tail()
     day = T0.astimezone(TZ).date()
     rows = await reports.region_report(db, day, day + timedelta(days=1), TZ, {}, "CN")

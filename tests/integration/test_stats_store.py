@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
 
+from cti.records.files import FileRecords
 from cti.store.db import Database
 from cti.store.tokens import create_token
 from cti.web.app import WebDeps, create_app
@@ -71,7 +72,12 @@ def write(path: Path, lines: list[str], mode: str = "a") -> None:
 
 @pytest.fixture
 async def svc(db: Database, tmp_path: Path) -> StatsService:
-    return StatsService(db, TZ, tmp_path / "queue_log", StatsSettings())
+    return StatsService(db, TZ, FileRecords.in_log_dir(tmp_path), StatsSettings())
+
+
+def queue_log_of(svc: StatsService) -> Path:
+    assert isinstance(svc.records, FileRecords)
+    return svc.records.queue_log
 
 
 async def count(db: Database, model: Any) -> int:
@@ -89,7 +95,7 @@ async def hourly_snapshot(db: Database) -> list[tuple[Any, ...]]:
 
 
 async def test_ingest_incremental_idempotent_and_dst(svc: StatsService, db: Database) -> None:
-    qlog = svc.queue_log
+    qlog = queue_log_of(svc)
     assert qlog is not None
     assert (await svc.tail()).lines == 0  # no file yet: nothing, no error
     write(qlog, first_part())
@@ -136,7 +142,7 @@ async def test_ingest_incremental_idempotent_and_dst(svc: StatsService, db: Data
 
 
 async def test_rotation_and_truncation(svc: StatsService, db: Database) -> None:
-    qlog = svc.queue_log
+    qlog = queue_log_of(svc)
     assert qlog is not None
     write(qlog, first_part()[:4])
     await svc.tail()
@@ -160,7 +166,7 @@ async def test_a_hold_begun_just_before_connect_is_in_call_hold(
     svc: StatsService, db: Database
 ) -> None:
     """The caller holds as the agent answers: the hold counts from CONNECT on."""
-    qlog = svc.queue_log
+    qlog = queue_log_of(svc)
     assert qlog is not None
     await svc.link("h1", "LH1")
     await svc.held("LH1", "h1", T0 + timedelta(seconds=9.4))
@@ -183,7 +189,7 @@ async def test_a_hold_begun_just_before_connect_is_in_call_hold(
 
 
 async def test_hold_ivr_agents_staffing_and_rest(svc: StatsService, db: Database) -> None:
-    qlog = svc.queue_log
+    qlog = queue_log_of(svc)
     assert qlog is not None
     await svc.link("c4", "L4")
     await svc.held("L4", "c4-agent-leg", T1 + timedelta(seconds=30))
@@ -253,7 +259,7 @@ async def test_a_supervisor_scoped_to_teams_gets_only_their_queues(
 ) -> None:
     """Issue #15: the queue-scoped supervisor sees support's figures only (totals over
     support, no IVR abandons, sales 403); the unscoped supervisor sees both queues."""
-    qlog = svc.queue_log
+    qlog = queue_log_of(svc)
     assert qlog is not None
     write(qlog, first_part() + second_part())
     await svc.tail()

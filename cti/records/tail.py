@@ -1,5 +1,8 @@
 """Reading queue_log incrementally (blocking: the caller runs these in a thread).
 
+The position (:class:`TailPosition`) is also the cursor of the PostgreSQL source
+(cti.records.postgres): ``inode`` 0, ``offset`` the id of the last row read.
+
 The position is (inode, byte offset after the last complete line). A file with another
 inode was rotated: the rest of the old file is read from a sibling that still has the
 old inode (``queue_log.1``, ``queue_log-20261123``…) when there is one, then the new
