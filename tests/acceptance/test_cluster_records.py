@@ -246,9 +246,10 @@ async def test_records_reach_the_store_without_the_log_dir_and_a_killed_node_rec
         await wait_for(member, timeout=30, what="the agent in the queue")
         qlog = QueueLog(inst.queue_log)
 
-        async def seen(event: str, n: int, since: float) -> bool:
+        async def seen(event: str, n: int, before: set[str]) -> bool:
+            """``n`` lines of ``event`` of calls not in ``before``."""
             lines = await asyncio.to_thread(qlog.lines)
-            return sum(1 for p in lines if p[4] == event and int(p[0]) >= since) >= n
+            return sum(1 for p in lines if p[4] == event and p[1] not in before) >= n
 
         # a short call while the node runs: recorded live (a node recovers from the last
         # call end recorded for its server on)
@@ -256,11 +257,11 @@ async def test_records_reach_the_store_without_the_log_dir_and_a_killed_node_rec
         # then, entered while the node runs (their first lines read live), in progress
         # when it is killed, ended while it is down: a call the agent answers (talks 5 s)
         # and one waiting behind it that hangs up after 3 s (the IVR takes about 1 s)
-        since = datetime.now(UTC).timestamp() - 1
+        before = {p[1] for p in await asyncio.to_thread(qlog.lines)}
         await call(ami, hold_s=12)
-        await wait_for(lambda: seen("CONNECT", 1, since), timeout=30, what="an answer")
+        await wait_for(lambda: seen("CONNECT", 1, before), timeout=30, what="an answer")
         await call(ami, hold_s=3)
-        await wait_for(lambda: seen("ENTERQUEUE", 2, since), timeout=30, what="both queued")
+        await wait_for(lambda: seen("ENTERQUEUE", 2, before), timeout=30, what="both queued")
         killed_at = datetime.now(UTC).timestamp()
         await node.kill()
         await wait_for(lambda: quiet(inst), timeout=40, what="the calls to end unseen", every=0.5)
