@@ -59,6 +59,7 @@ from cti.events import (
 from cti.phone import normalize
 from cti.services import Services
 from cti.store.db import is_data_error
+from cti.store.models import clip_text
 from cti.tasks import BackgroundTasks
 from cti.web.ws import WsHub, to_agent, to_role
 from recordings import audio
@@ -78,6 +79,8 @@ CHANNEL_RE = re.compile(r"[A-Za-z0-9/@._;:+\-]{1,128}")
 QUEUE_NAME = re.compile(r"[a-z0-9][a-z0-9_]{0,63}")
 #: the customer's name on the row is worth this much waiting (the cache answers in µs)
 LOOKUP_TIMEOUT_S = 1.0
+#: a slower lookup goes on this much longer; the row gets the customer when it ends
+LATE_LOOKUP_S = 30.0
 #: armed recordings remembered (callers waiting in queues); the oldest is forgotten first
 MAX_ARMED = 20_000
 #: a write the database refuses for its values is given up after this many attempts
@@ -401,18 +404,37 @@ class Recorder:
             return
         self.tasks.spawn(self._discard_unused(armed.path), "discard")
 
-    async def _lookup_customer(self, call: LiveCall) -> None:
+    async def _lookup_customer(self, call: LiveCall, bound: float = LOOKUP_TIMEOUT_S) -> bool:
+        """The caller's customer on ``call``, waiting at most ``bound``. True when the
+        lookup is still running then (the directory goes on loading, decision 0027)."""
         directory = self.services.customer_directory if self.services else None
         e164 = normalize(call.caller_num, self.region) if call.caller_num else ""
         if directory is None or not e164 or call.customer_id is not None:
-            return
+            return False
         try:
-            card = await asyncio.wait_for(directory.lookup_number(e164), LOOKUP_TIMEOUT_S)
+            card = await asyncio.wait_for(directory.lookup_number(e164), bound)
+        except TimeoutError:
+            return True
         except Exception as exc:  # the row goes without the name; the call is recorded
             log.warning("no customer for the recording of %s: %r", call.linkedid, exc)
-            return
+            return False
         if card is not None:
             call.customer_id, call.customer_name = card.customer_id, card.name
+        return False
+
+    async def _late_customer(self, call: LiveCall, row_id: int) -> None:
+        """The row was written before the lookup ended (issue #19: under load a lookup took
+        seconds): the customer goes on the row when it comes, within LATE_LOOKUP_S."""
+        if await self._lookup_customer(call, LATE_LOOKUP_S):
+            log.warning("no customer for the recording of %s: lookup timed out", call.linkedid)
+            return
+        if call.customer_id is None:
+            return
+        customer_id, name = call.customer_id, clip_text(call.customer_name, 128)
+        await self._write(
+            "customer", call.linkedid,
+            lambda: self.store.update(row_id, customer_id=customer_id, customer_name=name),
+        )  # fmt: skip
 
     async def _write(self, what: str, linkedid: str, op: Callable[[], Awaitable[T]]) -> T | None:
         """``op()`` until it succeeds: a database that is down or locked is retried with
@@ -477,10 +499,12 @@ class Recorder:
     async def _write_row(self, call: LiveCall, seg: Segment | None, **values: Any) -> None:
         """The row of a segment MixMonitor already records (or of one it refused)."""
         try:
-            await self._lookup_customer(call)
+            late = await self._lookup_customer(call)
             row = await self._write(
                 "row", call.linkedid, lambda: self.store.add(**self._row_values(call, **values))
             )
+            if row is not None and late:
+                self.tasks.spawn(self._late_customer(call, row.id), "customer")
             if row is None or seg is None:
                 return
             seg.row_id = row.id
