@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from cti.accounts.commands import add_account_commands
 from cti.config import ConfigError, Settings, load_config
+from cti.records.cli import add_records_commands
 
 if TYPE_CHECKING:
     from cti.store.db import Database
@@ -278,6 +279,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_db)
 
     add_account_commands(sub, _settings)
+
+    add_records_commands(sub, command_settings)
 
     p = sub.add_parser("calls", help="list the latest finished calls")
     p.add_argument("--limit", type=int, default=20)

@@ -14,8 +14,9 @@ import pytest
 from cti.asterisk.instance import render_dialplans
 from cti.asterisk.runner import DIALPLANS, spec_from_settings
 from cti.config import ConfigError, Settings
-from cti.queue_log import derive_entries, parse_line
+from cti.queue_log import RawLine, derive_entries, parse_line
 from cti.records.asterisk_conf import RecordsDb, records_db, write_records_conf
+from cti.records.backfill import missing_lines
 from cti.records.postgres import queue_log_line
 
 PG = "postgresql+asyncpg://cti:s3cret@db.example:6432/cti"
@@ -112,3 +113,19 @@ def test_what_asterisk_cannot_carry_is_refused(url: str, match: str) -> None:
     s = Settings(database={"url": url}, asterisk={"records": "postgresql"})
     with pytest.raises(ConfigError, match=match):
         records_db(s)
+
+
+def test_backfill_inserts_only_the_lines_the_table_lacks() -> None:
+    def ln(text: str) -> RawLine:
+        parsed = parse_line(text)
+        assert parsed is not None
+        return parsed
+
+    file = [ln(f"179596080{i}|c{i}|q1|NONE|ENTERQUEUE||1390000000{i}|1") for i in range(3)]
+    # in the table: the first with the next second (the file's clock is read after the
+    # row's), the third; the second was written while PostgreSQL was down
+    table = [ln("1795960801|c0|q1|NONE|ENTERQUEUE||13900000000|1"), file[2]]
+    assert missing_lines(file, table) == [file[1]]
+    assert missing_lines(file, [*table, file[1]]) == []  # run again: nothing
+    # a row answers for one line only: the same line twice in the file, once in the table
+    assert missing_lines([file[2], file[2]], table) == [file[2]]
