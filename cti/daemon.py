@@ -318,6 +318,7 @@ class Daemon:
             self._disconnected_at = now
         self.metrics.ami_connected.set(0)
         self._model_synced = False
+        self.model.link_lost()
         log.warning("AMI disconnected: %s", reason)
         self.bus.publish(AmiDisconnected(now, reason))
 

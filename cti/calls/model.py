@@ -159,6 +159,9 @@ class Call:
     # the event stream of this call has a gap (first seen in a snapshot, or in progress
     # across an AMI outage): recovery completes its record from CDR / queue_log
     gap: bool = False
+    # the Newchannel of the call's first channel (Uniqueid == Linkedid) was seen: every
+    # event of the call since is in the stream, unless the link dropped (then ``gap``)
+    born: bool = False
 
     @property
     def active_legs(self) -> int:
@@ -303,6 +306,8 @@ class CallModel:
             leg.started_at = at
         if at < call.started_at:
             call.started_at = at
+        if name == "Newchannel" and uniqueid == linkedid:
+            call.born = True
         if name != "Hangup" and leg.ended_at is None:
             call.closing_since = None if call.active_legs else call.closing_since
         before = (call.caller_num, call.caller_name)
@@ -710,18 +715,29 @@ class CallModel:
         return CallCompleted(call.to_record(ended_at, source))
 
     # --- resync after (re)connect ----------------------------------------------------------
+    def link_lost(self) -> None:
+        """The AMI link dropped: calls in progress miss their events from now until the
+        resync (``gap``). A call whose legs have all hung up already has its events."""
+        for call in self.calls.values():
+            if call.active_legs:
+                call.gap = True
+
     def resync(
         self, channels: Iterable[Mapping[str, str]], now: datetime, snapshot_at: datetime
     ) -> list[Call]:
-        """Reconcile with CoreShowChannels after a (re)connect.
+        """Reconcile with CoreShowChannels after a (re)connect (:meth:`link_lost` was
+        called when the previous link dropped).
 
-        Legs Asterisk no longer has ended while we were away: their calls are removed and
-        returned, unfinalised, for recovery from CDR/queue_log (``cti.calls.recovery``)
-        to complete and publish once. Calls still in progress missed events meanwhile:
-        they are marked ``gap`` (completed through recovery too when they end). Channels
-        we did not know are adopted (``gap``, started ``Duration`` ago). Legs first seen
-        at or after ``snapshot_at`` (when CoreShowChannels was sent) are newer than the
-        snapshot and are left alone.
+        A call born on this link (the Newchannel of its first channel seen, no drop since)
+        has all its events: it is left alone, even if it started before the snapshot (the
+        events of the new link flow before the resync runs). For the others: legs Asterisk
+        no longer has ended while we were away: their calls are removed and returned,
+        unfinalised, for recovery from CDR/queue_log (``cti.calls.recovery``) to complete
+        and publish once. Calls still in progress missed events meanwhile: they are
+        marked ``gap`` (completed through recovery too when they end). Channels we did not
+        know are adopted (``gap``, started ``Duration`` ago). Legs first seen at or after
+        ``snapshot_at`` (when CoreShowChannels was sent) are newer than the snapshot and
+        are not declared gone.
         """
         present: dict[str, Mapping[str, str]] = {}
         for ch in channels:
@@ -730,6 +746,8 @@ class CallModel:
                 present[uid] = ch
         ended: list[Call] = []
         for call in list(self.calls.values()):
+            if call.born and not call.gap:
+                continue
             for leg in call.legs.values():
                 if (
                     leg.ended_at is None
@@ -741,7 +759,7 @@ class CallModel:
                 del self.calls[call.linkedid]
                 self._finished[call.linkedid] = now
                 ended.append(call)
-            elif call.started_at < snapshot_at:
+            else:
                 call.gap = True
         for uid, ch in present.items():
             linkedid = ch.get("Linkedid", "")

@@ -239,6 +239,7 @@ def test_late_caller_id_and_legs() -> None:
 def test_calls_with_a_gap_are_completed_by_recovery() -> None:
     model = CallModel()
     run(model, [ev("Newchannel", 0, **CALLER)])
+    model.link_lost()  # the AMI link dropped mid-call
     snap = [
         {"Uniqueid": "L1", "Linkedid": "L1", "Channel": "PJSIP/trunk-1", "Duration": "00:00:40"},
         # adopted: both legs of a call we did not know; the older leg gives its start
@@ -254,3 +255,45 @@ def test_calls_with_a_gap_are_completed_by_recovery() -> None:
     assert not of(events, CallCompleted)  # not written from what we saw: recovered
     assert [c.linkedid for c in model.take_gapped()] == ["L1"]
     assert model.take_gapped() == []
+
+
+def test_a_call_born_on_the_new_link_before_the_resync_has_no_gap() -> None:
+    """The daemon's resync runs a moment after login; the calls that started in between
+    sent all their events on the new link: they are written from them, not recovered."""
+    model = CallModel()
+    run(model, [ev("Newchannel", 0, **CALLER), ev("Newchannel", 0.1, **QUEUED)])
+    short = {"Linkedid": "S1", "Uniqueid": "S1", "Channel": "PJSIP/trunk-3"}
+    run(model, [ev("Newchannel", 0.2, **short), ev("Hangup", 0.5, **short)])
+    snap = [
+        {"Uniqueid": "L1", "Linkedid": "L1", "Channel": "PJSIP/trunk-1", "Duration": "00:00:01"},
+        {"Uniqueid": "L1.2", "Linkedid": "L1", "Channel": "Local/x;2", "Duration": "00:00:01"},
+    ]
+    after = T0 + timedelta(seconds=1)
+    assert model.resync(snap, after, snapshot_at=after) == []
+    assert not model.calls["L1"].gap and not model.calls["S1"].gap
+    run(model, [ev("Hangup", 5, **QUEUED), ev("Hangup", 5, **CALLER)])
+    done = [e.record for e in of(model.expire(LATER), CallCompleted)]
+    assert sorted((r.linkedid, r.source) for r in done) == [("L1", "ami"), ("S1", "ami")]
+    assert model.take_gapped() == []
+
+
+def test_a_call_first_seen_mid_call_on_the_new_link_has_a_gap() -> None:
+    """Its first channel started before the login (no Newchannel of it seen): the events
+    before the login are missing, whenever its first event on the new link came."""
+    model = CallModel()
+    run(model, [ev("Newstate", 0, **CALLER)])
+    snap = [{"Uniqueid": "L1", "Linkedid": "L1", "Channel": "PJSIP/trunk-1",
+             "Duration": "00:00:30"}]  # fmt: skip
+    before = T0 - timedelta(seconds=1)  # the event came after the snapshot was asked for
+    assert model.resync(snap, before, snapshot_at=before) == []
+    assert model.calls["L1"].gap
+
+
+def test_a_call_that_had_hung_up_when_the_link_dropped_is_written_from_its_events() -> None:
+    model = CallModel()
+    run(model, [ev("Newchannel", 0, **CALLER), ev("Hangup", 3, **CALLER)])
+    model.link_lost()
+    now = T0 + timedelta(seconds=3.5)
+    assert model.resync([], now, snapshot_at=now) == []
+    (done,) = of(model.expire(LATER), CallCompleted)
+    assert (done.record.linkedid, done.record.source) == ("L1", "ami")

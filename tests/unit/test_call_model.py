@@ -112,6 +112,7 @@ def test_resync_hands_back_calls_that_ended_while_away() -> None:
     for msg in messages:
         model.handle(msg, datetime.now(UTC))
     (call,) = model.calls.values()
+    model.link_lost()
     now = datetime.now(UTC)
     ended = model.resync([], now, snapshot_at=now)
     assert [c.linkedid for c in ended] == [call.linkedid]
