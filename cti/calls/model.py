@@ -162,6 +162,8 @@ class Call:
     # the Newchannel of the call's first channel (Uniqueid == Linkedid) was seen: every
     # event of the call since is in the stream, unless the link dropped (then ``gap``)
     born: bool = False
+    # known only from a resync's snapshot, no event of it seen yet
+    adopted: bool = False
 
     @property
     def active_legs(self) -> int:
@@ -296,6 +298,14 @@ class CallModel:
             return []
         out: list[DomainEvent] = []
         call = self.calls.get(linkedid)
+        if call is not None and call.adopted:
+            call.adopted = False
+            if name == "Newchannel" and uniqueid == linkedid:
+                # the snapshot listed the call before its first event reached us (Asterisk
+                # sends a list's answer before events queued meanwhile): it was born on this
+                # link and all its events are still to come, so the snapshot's view goes
+                del self.calls[linkedid]
+                call = None
         known = call is not None
         if call is None:
             call = self.calls[linkedid] = Call(linkedid=linkedid, started_at=at)
@@ -735,9 +745,10 @@ class CallModel:
         unfinalised, for recovery from CDR/queue_log (``cti.calls.recovery``) to complete
         and publish once. Calls still in progress missed events meanwhile: they are
         marked ``gap`` (completed through recovery too when they end). Channels we did not
-        know are adopted (``gap``, started ``Duration`` ago). Legs first seen at or after
-        ``snapshot_at`` (when CoreShowChannels was sent) are newer than the snapshot and
-        are not declared gone.
+        know are adopted (``gap``, started ``Duration`` ago), until the Newchannel of the
+        call's first channel shows it was born on this link after all (then the events
+        make it, as for any new call). Legs first seen at or after ``snapshot_at`` (when
+        CoreShowChannels was sent) are newer than the snapshot and are not declared gone.
         """
         present: dict[str, Mapping[str, str]] = {}
         for ch in channels:
@@ -768,7 +779,7 @@ class CallModel:
             started = _started_from_duration(ch, now)
             found = self.calls.get(linkedid)
             if found is None:
-                found = self.calls[linkedid] = Call(linkedid, started, gap=True)
+                found = self.calls[linkedid] = Call(linkedid, started, gap=True, adopted=True)
             call = found
             if started < call.started_at and call.gap:
                 call.started_at = started

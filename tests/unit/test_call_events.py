@@ -15,6 +15,7 @@ from cti.events import (
     CallConferenceLeft,
     CallDialEnded,
     CallDialing,
+    CallEntered,
     CallerIdChanged,
     CallLegEnded,
     CallRecord,
@@ -297,3 +298,29 @@ def test_a_call_that_had_hung_up_when_the_link_dropped_is_written_from_its_event
     assert model.resync([], now, snapshot_at=now) == []
     (done,) = of(model.expire(LATER), CallCompleted)
     assert (done.record.linkedid, done.record.source) == ("L1", "ami")
+
+
+def test_a_call_listed_by_the_snapshot_before_its_first_event_is_written_from_its_events() -> None:
+    """Asterisk answers CoreShowChannels before it sends the events queued meanwhile: a call
+    born just after the login can be in the snapshot before its Newchannel reaches us."""
+    model = CallModel()
+    snap = [
+        {"Uniqueid": "L1", "Linkedid": "L1", "Channel": "PJSIP/trunk-1", "Duration": "00:00:00",
+         "Context": "cti-inbound", "Exten": "4008001234"},
+        {"Uniqueid": "L1.2", "Linkedid": "L1", "Channel": "Local/x;2", "Duration": "00:00:00"},
+    ]  # fmt: skip
+    assert model.resync(snap, T0 + timedelta(seconds=0.5), snapshot_at=T0) == []
+    assert model.calls["L1"].gap
+    inbound = {"Context": "cti-inbound", "Exten": "4008001234", "CallerIDNum": "13800138000"}
+    events = run(model, [ev("Newchannel", 0.1, **CALLER, **inbound)])
+    assert [e.dnis for e in of(events, CallEntered)] == ["4008001234"]
+    assert not model.calls["L1"].gap
+    run(model, [ev("Newchannel", 0.1, **QUEUED), ev("Hangup", 3, **QUEUED)])
+    run(model, [ev("Hangup", 3, **CALLER)])
+    (done,) = of(model.expire(LATER), CallCompleted)
+    assert (done.record.source, done.record.caller_num) == ("ami", "13800138000")
+    assert done.record.legs == ("L1", "L1.2") and model.take_gapped() == []
+    # a call whose first event after the snapshot is not its birth stays gapped
+    model.resync([{"Uniqueid": "N1", "Linkedid": "N1", "Duration": "00:01:00"}], LATER, LATER)
+    run(model, [ev("Newchannel", 3600.5, Linkedid="N1", Uniqueid="N1.2")])
+    assert model.calls["N1"].gap
