@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from cti.ami.client import AmiClient
+from cti.ami.protocol import Message
 from cti.asterisk.instance import ChrootAsterisk, InstanceSpec
 from cti.asterisk.rootfs import ensure_root
 from cti.asterisk.sip import CarrierSpec, SipSpec
@@ -83,8 +84,22 @@ async def test_carrier_registration_caller_id_tcp_and_nat(
             return "Registered" in out and "Rejected" not in out
 
         await wait_for(registered, timeout=15, what="the carrier registration")
+        # Asterisk qualifies the carrier's contact (OPTIONS) at a random moment of its first
+        # minute and dials no contact that left them unanswered: qualify it now, so the
+        # call below always goes to a contact that answered
+        await asyncio.to_thread(inst.cli, "pjsip qualify carrier")
+
+        async def reachable() -> bool:
+            out = await asyncio.to_thread(inst.cli, "pjsip show contacts")
+            return re.search(r"carrier/sip:\S+\s+\S+\s+Avail\b", out) is not None
+
+        await wait_for(reachable, timeout=15, what="the carrier's contact to answer OPTIONS")
 
         ami = ami_client(inst)
+        originated: list[Message] = []
+        ami.add_event_handler(
+            lambda m: originated.append(m) if m.event == "OriginateResponse" else None
+        )
         await ami.start()
         await ami.wait_connected(10)
         try:
@@ -101,6 +116,9 @@ async def test_carrier_registration_caller_id_tcp_and_nat(
                 return m.group(0) if m else ""
 
             async def invited() -> str:
+                # Async: the action's answer only says "queued"; a refused dial says so here
+                failed = [m for m in originated if m.get("Response") != "Success"]
+                assert not failed, f"the dial was refused: {dict(failed[0])}"
                 return invite() if (tmp_path / "carrier.log").exists() else ""
 
             text = await wait_for(invited, timeout=15, what="the INVITE at the carrier")
