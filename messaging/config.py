@@ -123,7 +123,8 @@ class MessagingConfig(BaseModel):
     missed_call: MissedCallRule = MissedCallRule()
     digest: DigestConfig = DigestConfig()
     imap: ImapConfig = ImapConfig()
-    # mass sends go out at most this many a second (per channel); single ones at once
+    # mass sends go out at most this many a second, every node together (the rate is
+    # shared in the store: messaging.throttle); single ones at once
     mass_per_second: float = Field(5.0, gt=0, le=1000)
     mass_max: int = Field(10_000, ge=1, le=1_000_000)
     # how often the SMS gateway is asked for delivery receipts of the last day's SMS

@@ -1,5 +1,6 @@
 """The messaging tables (migrations: cti/migrations/versions/messaging_0001_initial.py,
-messaging_0002_digest.py, messaging_0003_inbound.py, messaging_0004_outbox.py)."""
+messaging_0002_digest.py, messaging_0003_inbound.py, messaging_0004_outbox.py,
+messaging_0005_send_slots.py)."""
 
 from __future__ import annotations
 
@@ -130,3 +131,14 @@ class Received(Base):
     message_id: Mapped[str] = mapped_column(BoundedText(256), primary_key=True)
     message_pk: Mapped[int | None] = mapped_column(_Id)  # msg_messages.id (None: unmatched)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class SendSlot(Base):
+    """The sends taken in one time slot of a shared rate (messaging.throttle): ``slot`` is
+    the slot's number since the epoch, ``used`` how many sends every node took in it."""
+
+    __tablename__ = "msg_send_slots"
+
+    scope: Mapped[str] = mapped_column(BoundedText(32), primary_key=True)
+    slot: Mapped[int] = mapped_column(BigInteger(), primary_key=True, autoincrement=False)
+    used: Mapped[int] = mapped_column(Integer(), default=0)

@@ -21,9 +21,13 @@ Guarantees (the outbox):
   dying, between the send and the UPDATE that says ``sent``). A row claimed
   :data:`CLAIMS` times without an outcome is ``failed``.
 - **A campaign never delays an agent's message.** Single messages (and rule-triggered
-  ones) and mass sends are drained by two loops; the mass loop sends at most
-  ``mass_per_second`` per node. Messages queued on this node are sent at once; those
-  queued elsewhere (or left by a restart) within ``outbox_poll_s``.
+  ones) and mass sends are drained by two loops; mass sends go out at most
+  ``mass_per_second`` across every node together: each mass message claimed waits for a
+  permit of the rate the nodes share in the store (:class:`messaging.throttle.SharedRate`)
+  before it is sent, and each node spaces its own mass sends ``1 / mass_per_second``
+  apart (no burst at a slot's start). Messages
+  queued on this node are sent at once; those queued elsewhere (or left by a restart)
+  within ``outbox_poll_s``.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from messaging.mail import Mail, SmtpSender
 from messaging.models import Batch, Message, OptOut, Template
 from messaging.sms import SmsError, SmsProvider, SmsReceipts
 from messaging.templates import fields_of, render
+from messaging.throttle import SharedRate
 
 __all__ = ["CLAIMS", "MessagingError", "Messenger"]
 
@@ -139,6 +144,7 @@ class Messenger:
         # who claims rows (a restarted process is another claimant)
         self.node = f"{node or socket.gethostname()}:{os.getpid()}:{id(self):x}"[:128]
         self.stale = timedelta(seconds=config.sending_stale_s)
+        self.mass_rate = SharedRate(db, "mass", config.mass_per_second)
         self._wake = {False: asyncio.Event(), True: asyncio.Event()}  # by "mass"
         self._stopping = asyncio.Event()
         self._tasks = BackgroundTasks("messages")
@@ -615,9 +621,14 @@ class Messenger:
             m = await self.claim(message_id)
             if m is None:
                 continue  # another sender has it
+            # then the cluster's rate (claimed first, so no permit goes to a message
+            # another node sends); stopping meanwhile puts the message back
+            if mass and throttle and not await self.mass_rate.acquire(self._stopping):
+                await self._unclaim(m.id)
+                break
             await self._send(m)
             sent += 1
-            if mass and throttle:
+            if mass and throttle:  # and this node's own pace: no bursts
                 pause = 1.0 / self.config.mass_per_second - (loop.time() - started)
                 if pause > 0:
                     try:
@@ -654,6 +665,16 @@ class Messenger:
         async with self.db.session() as session:
             m: Message | None = await session.get(Message, message_id)
             return m
+
+    async def _unclaim(self, message_id: int) -> None:
+        """This node claimed the message and will not send it (stopping): queued again."""
+        async with self.db.session() as session, session.begin():
+            await session.execute(
+                update(Message)
+                .where(Message.id == message_id, Message.status == "sending",
+                       Message.claimed_by == self.node)
+                .values(status="queued", attempts=Message.attempts - 1)
+            )  # fmt: skip
 
     async def _send(self, m: Message) -> None:
         status, provider_id, error = await self._deliver(m)
