@@ -4,7 +4,11 @@ Ordering that matters:
 - the store is migrated before anything writes to it;
 - on every AMI (re)connect the model is resynced from CoreShowChannels and calls that ended
   while we were away are recovered from Asterisk's CDR/queue_log files, then published once;
-- on SIGTERM the HTTP side and AMI stop first, then the recorder drains what is in flight.
+- on SIGTERM: the HTTP side stops, AMI events and FastAGI calls stop being taken, the
+  calls that hung up are finalised and published, then the features drain their queue
+  workers (AMI actions and the store still available), AMI closes, the recorder drains,
+  and the store closes last. Each worker's guarantee for what it cannot drain in its
+  bound is in its module's docstring.
 
 In a cluster (``[cluster] broker_url``, decision 0028) the bus crosses nodes and a lease
 (:mod:`cti.cluster.lease`) decides when this node drives its Asterisk server: a standby
@@ -189,6 +193,7 @@ class Daemon:
         self._stopping = asyncio.Event()
         self.http_port: int | None = None
         self.draining = False
+        self._accepting = True  # AMI events are turned into domain events (until stop)
         self._model_synced = False  # the call model reflects Asterisk (AMI up, resynced)
         g = settings.agi
         self.agi = FastAgiServer(
@@ -252,17 +257,23 @@ class Daemon:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        # 1. no new work: no AMI events (the lease, the demo, the expiry loop end first),
+        # no FastAGI calls
+        self._accepting = False
+        await self._tasks.stop()
+        await self.agi.stop()
+        # 2. calls that hung up (closing) are final now: their records reach every
+        # subscriber while the features' workers still take them
+        for event in self.model.expire(utcnow() + timedelta(days=1)):
+            self.bus.publish(event)
+        # 3. the features drain their workers (the store and AMI actions still there)
         for feature in reversed(self.features):
             try:
                 await feature.stop()
             except Exception:
                 log.exception("feature %s failed to stop", feature.name)
-        await self.agi.stop()
-        await self._tasks.stop()
         await self.ami.close()
-        # calls already finished are in the recorder's queue: flush them
-        for event in self.model.expire(utcnow() + timedelta(days=1)):
-            self.bus.publish(event)
+        # 4. the recorder drains, then the store closes
         await self.recorder.close()
         await self.bus.close()
         await self.db.dispose()
@@ -308,6 +319,8 @@ class Daemon:
 
     # --- AMI ---------------------------------------------------------------------------------
     def _on_ami_event(self, msg: Message) -> None:
+        if not self._accepting:  # stopping: the calls' ends come from recovery at start
+            return
         self.metrics.ami_events.inc()
         for event in self.model.handle(msg, utcnow()):
             self.bus.publish(event)
