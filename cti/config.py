@@ -234,8 +234,9 @@ class CarrierConfig(_Section):
 
 class AsteriskConfig(_Section):
     instance: str = "default"
-    # host directory holding queue_log and cdr-custom/ (recovery and statistics read them);
-    # unset: the local instance's (cti asterisk up), else the daemon refuses to start
+    # host directory holding queue_log and cdr-custom/ (recovery and statistics read them
+    # with records = "files"); unset: the local instance's (cti asterisk up), else the
+    # daemon refuses to start (records = "files")
     log_dir: Path | None = None
     # host directory of the instance's configuration (the ACD writes queues_cti.conf);
     # unset: the local instance's

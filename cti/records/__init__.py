@@ -18,6 +18,7 @@ Decision 0029 says why and what Asterisk does when PostgreSQL is briefly unreach
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from cti.config import ConfigError, Settings
@@ -66,8 +67,6 @@ def records_server(settings: Settings) -> str:
 
 def make_source(settings: Settings, db: Database) -> RecordSource:
     """The source ``[asterisk] records`` names (ConfigError when it cannot work)."""
-    from pathlib import Path
-
     if settings.asterisk.records == "postgresql":
         from cti.records.postgres import PgRecords
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from cti.config import ConfigError, Settings
+from cti.records import records_server
 
 __all__ = [
     "CDR_TABLE",
@@ -77,7 +78,7 @@ def records_db(settings: Settings) -> RecordsDb | None:
     db = RecordsDb(
         host=a.records_host or url.host or "", port=a.records_port or url.port or 5432,
         dbname=url.database or "", user=url.username or "", password=url.password or "",
-        server=settings.cluster.server or a.instance,
+        server=records_server(settings),
     )  # fmt: skip
     db.check()
     return db
