@@ -382,6 +382,9 @@ async def traffic(
     await at(27)
     run("T4", TO_B, ["bye"], "timeout", asterisk_ends)
     await at(30)
+    # T3 and T4 are in queue B before the IVR goes away (under load the menu may take
+    # longer: killed mid-menu, a call falls to the default queue and is answered)
+    await queued(callers, qlog, "T3", "T4")
     await daemon.kill()
     await at(31)
     run("A4", TO_A, ["bye"], None, answered(8))  # the IVR is away: the default queue
@@ -425,6 +428,17 @@ async def traffic(
         for task in touched:
             task.cancel()
         await asyncio.gather(*touched, return_exceptions=True)
+
+
+async def queued(callers: Callers, qlog: QueueLog, *labels: str) -> None:
+    """Until the calls of ``labels`` (placed) have entered their queue."""
+
+    async def placed() -> list[Caller]:
+        calls = [c for c in callers.calls if c.label in labels and c.uniqueid]
+        return calls if len(calls) == len(labels) else []
+
+    for c in await wait_for(placed, timeout=30, what=f"{', '.join(labels)} placed"):
+        await qlog.wait(c.uniqueid, ("ENTERQUEUE",), timeout=30)
 
 
 async def calls_over(calls: list[Caller], timeout: float) -> None:
