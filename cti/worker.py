@@ -19,8 +19,12 @@ webhook dispatcher, the lost-caller list):
   full (its ``repr``) at ERROR level, counted (``failed``) and skipped: one bad record
   never blocks the ones behind it. Elsewhere items are named by ``describe(item)``.
 - **Flush on stop.** :meth:`flush` waits until everything submitted so far is handled;
-  :meth:`close` stops intake, flushes (at most ``grace_s``; what is still unhandled then is
-  logged item by item), and ends the workers.
+  :meth:`close` stops intake, flushes (at most ``grace_s``), and ends the workers. What is
+  still unhandled then (queued, or in hand: its handler is cancelled) is lost, logged item
+  by item at ERROR level, unless the worker has a ``keep`` (:class:`cti.pending.
+  PendingStore`): then it is written to the store and :meth:`resume`, at the next start,
+  puts it back on the queue ahead of new items (the handler must be idempotent: an item
+  in hand may be applied twice). Each user states its guarantee in its module docstring.
 
 Counters (``enqueued``, ``handled``, ``dropped``, ``failed``, ``errors``, ``pending``) are
 attributes and, through :class:`WorkerMetrics`, Prometheus metrics labelled by name.
@@ -31,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -39,12 +43,20 @@ from prometheus_client.registry import Collector
 
 from cti.tasks import BackgroundTasks
 
-__all__ = ["QueueWorker", "WorkerMetrics"]
+__all__ = ["Keeper", "QueueWorker", "WorkerMetrics"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Handler = Callable[[Sequence[T]], Awaitable[None]]
+KEEP_TIMEOUT_S = 10.0  # writing what a stop left over to the store
+
+
+class Keeper(Protocol[T]):
+    """Where a worker keeps what a stop left over (:class:`cti.pending.PendingStore`)."""
+
+    async def save(self, worker: str, items: Sequence[T]) -> None: ...
+    async def take(self, worker: str) -> list[T]: ...
 
 
 def _never(_: BaseException) -> bool:
@@ -66,6 +78,7 @@ class QueueWorker(Generic[T]):
         permanent_attempts: int = 3,
         describe: Callable[[T], str] = repr,
         metrics: WorkerMetrics | None = None,
+        keep: Keeper[T] | None = None,
     ) -> None:
         if queue_size < 1 or batch_size < 1 or concurrency < 1:
             raise ValueError("queue_size, batch_size and concurrency must be positive")
@@ -78,6 +91,7 @@ class QueueWorker(Generic[T]):
         self._permanent = permanent
         self.permanent_attempts = max(1, permanent_attempts)
         self._describe = describe
+        self._keep = keep
         self._queue: asyncio.Queue[T] = asyncio.Queue(maxsize=queue_size)
         self._tasks = BackgroundTasks(f"worker-{name}")
         self._in_flight: dict[int, Sequence[T]] = {}
@@ -92,6 +106,10 @@ class QueueWorker(Generic[T]):
         self.handled = 0
         #: Items refused because the queue was full or the worker closed.
         self.dropped = 0
+        #: Items a stop left over and wrote to the store (``keep``).
+        self.kept = 0
+        #: Items taken back from the store at start (``keep``).
+        self.resumed = 0
         #: Items the handler refused even alone (logged in full).
         self.failed = 0
         #: Failed handler calls (each logged; retried).
@@ -137,6 +155,23 @@ class QueueWorker(Generic[T]):
         for i in range(self.concurrency):
             self._tasks.spawn(self._run(i), f"run-{i}")
 
+    async def resume(self) -> int:
+        """Put back on the queue, in their order, the items the last stop kept (``keep``);
+        call it at start, before the bus delivers. Returns how many."""
+        if self._keep is None:
+            return 0
+        items = await self._keep.take(self.name)
+        fits = min(len(items), self._queue.maxsize - self._queue.qsize())
+        for item in items[:fits]:
+            self._queue.put_nowait(item)
+        self.enqueued += fits
+        self.resumed += fits
+        if fits < len(items):  # more than the queue holds: the rest stays in the store
+            await self._keep.save(self.name, items[fits:])
+        if items:
+            log.warning("%s: %d item(s) kept by the last stop taken back", self.name, fits)
+        return fits
+
     async def flush(self) -> None:
         """Wait until every item submitted so far is handled (or given up on)."""
         target = self.enqueued
@@ -157,29 +192,47 @@ class QueueWorker(Generic[T]):
         if self._stopped:
             return
         if not self._started:
-            if self._queue.qsize():
-                log.error("%s closed before it started: %d item(s) unhandled: %s",
-                          self.name, self._queue.qsize(), self._unhandled())  # fmt: skip
             self._stopped = True
+            await self._leave(self._unhandled(), "before it started")
             return
+        timed_out = False
         try:
             await asyncio.wait_for(self.flush(), grace_s)
         except TimeoutError:
-            log.error(
-                "%s closing after %ss with %d item(s) unhandled: %s",
-                self.name, grace_s, self.pending, self._unhandled(),
-            )  # fmt: skip
+            timed_out = True
         finally:
             await self._tasks.stop()
             self._stopped = True
             async with self._done_changed:
                 self._done_changed.notify_all()
+        if timed_out:
+            await self._leave(self._unhandled(), f"after {grace_s}s")
 
-    def _unhandled(self) -> str:
+    async def _leave(self, items: list[T], when: str) -> None:
+        """What a stop could not handle: kept in the store (``keep``), else logged."""
+        if not items:
+            return
+        if self._keep is not None:
+            try:
+                await asyncio.wait_for(self._keep.save(self.name, items), KEEP_TIMEOUT_S)
+            except Exception as exc:
+                log.error("%s: could not keep %d item(s) for the next start (%s)",
+                          self.name, len(items), _describe_exc(exc))  # fmt: skip
+            else:
+                self.kept += len(items)
+                log.warning("%s closing %s: %d item(s) kept for the next start",
+                            self.name, when, len(items))  # fmt: skip
+                return
+        log.error("%s closing %s with %d item(s) unhandled: %s",
+                  self.name, when, len(items), ", ".join(map(self._describe, items)))  # fmt: skip
+
+    def _unhandled(self) -> list[T]:
+        """Items in hand (their handlers ended) and queued, in submission order."""
         items = [i for batch in self._in_flight.values() for i in batch]
+        self._in_flight.clear()
         while not self._queue.empty():
             items.append(self._queue.get_nowait())
-        return ", ".join(self._describe(i) for i in items)
+        return items
 
     # --- workers --------------------------------------------------------------------------
 

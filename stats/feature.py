@@ -8,7 +8,12 @@
   snapshot on connect and a refresh every tail interval (waits grow by themselves).
 - bus -> store: CallQueued (caller Uniqueid -> Linkedid link), IvrAbandoned (IVR
   abandons), CallHeld / CallResumed (in-call hold), written in order by one queue worker
-  (cti.worker). No AMI is read here (decision 0016); the ACD is reached only through
+  (cti.worker, "stats-facts"). On a graceful stop it drains for at most
+  ``FACTS_GRACE_S`` with the store open; the facts left then are kept in the store
+  (cti.pending) and written first at the next start: none is lost (their writes are
+  idempotent: insert-or-ignore, a hold closed once). The queue_log figures need no such
+  thing: they are re-read from queue_log at start, from the stored cursor. No AMI is
+  read here (decision 0016); the ACD is reached only through
   ``cti.services.QueueService`` (thresholds, agents' time, the live queues).
 - In a cluster (``[cluster] broker_url``): while this node drives its Asterisk server it
   publishes the server's live queues (``ServerLiveState``: on every change, coalesced
@@ -46,6 +51,7 @@ from cti.events import (
     WrapUpStarted,
 )
 from cti.features import FeatureContext
+from cti.pending import PendingStore
 from cti.store.db import is_data_error
 from cti.store.tokens import Principal
 from cti.tasks import BackgroundTasks
@@ -62,6 +68,7 @@ __all__ = ["StatsFeature"]
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 RULES_TTL_S = 5.0
+FACTS_GRACE_S = 5.0  # a stop's drain of the facts worker; the rest is kept (cti.pending)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +113,7 @@ class StatsFeature:
         self._facts = QueueWorker(
             "stats-facts", self._write_facts, permanent=is_data_error,
             describe=lambda f: f"{f.kind} of {f.linkedid or f.uniqueid}", metrics=ctx.workers,
+            keep=PendingStore(ctx.db, Fact),
         )  # fmt: skip
         ctx.services.extra["stats"] = self.service
         for kind in WALLBOARD_EVENTS:
@@ -133,6 +141,7 @@ class StatsFeature:
 
     async def start(self) -> None:
         assert self.service is not None and self._facts is not None
+        await self._facts.resume()  # what the last stop left over, first
         self._facts.start()
         if self.service.board is not None:
             self._tasks.spawn(self._cluster_loop(), "cluster-live")
@@ -148,7 +157,7 @@ class StatsFeature:
         await self._tasks.stop()
         self._tail_task = None
         if self._facts is not None:
-            await self._facts.close(grace_s=5)
+            await self._facts.close(grace_s=FACTS_GRACE_S)
 
     # --- background work ------------------------------------------------------------------
     def _on_connected(self, _: AmiConnected) -> None:

@@ -19,8 +19,8 @@ from typing import Any
 from cti.events import DomainEvent
 
 __all__ = [
-    "CodecError", "Envelope", "decode", "decode_batch", "encode", "encode_batch", "event_types",
-    "known_classes",
+    "CodecError", "Envelope", "decode", "decode_batch", "decode_value", "encode", "encode_batch",
+    "encode_value", "event_types", "known_classes",
 ]  # fmt: skip
 
 
@@ -34,7 +34,6 @@ class Envelope:
     node: str  # the node that published it
     event: DomainEvent
     at: float = 0.0  # when it was published (time.time() on its node): the bus delay
-
 
 
 def _all_subclasses(cls: type[Any]) -> list[type[Any]]:
@@ -105,6 +104,20 @@ def _dec(value: Any, classes: dict[str, type[Any]]) -> Any:
         except TypeError as exc:
             raise CodecError(f"{value['$dc']}: {exc}") from None
     raise CodecError("untagged object")
+
+
+def encode_value(value: Any) -> str:
+    """A value (dataclasses, tuples, datetimes... as in events) as JSON text."""
+    return json.dumps(_enc(value), ensure_ascii=False, separators=(",", ":"))
+
+
+def decode_value(text: str, classes: dict[str, type[Any]]) -> Any:
+    """:func:`encode_value`'s text back to an equal value (dataclasses from ``classes``)."""
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
+        raise CodecError(f"not JSON: {exc}") from None
+    return _dec(raw, classes)
 
 
 def _envelope_dict(envelope: Envelope) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -50,6 +51,7 @@ __all__ = [
     "Call",
     "CleanText",
     "DialCount",
+    "PendingItem",
     "Team",
     "TextTooLongError",
     "UTCDateTime",
@@ -323,3 +325,15 @@ class FiredOnce(Base):
     scope: Mapped[str] = mapped_column(BoundedText(64), primary_key=True)
     key: Mapped[str] = mapped_column(BoundedText(128), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+
+class PendingItem(Base):
+    """An item a queue worker could not handle within its stop's bound (cti.pending):
+    kept here at the stop, taken back onto the worker's queue at the next start."""
+
+    __tablename__ = "worker_pending"
+
+    id: Mapped[int] = mapped_column(Integer(), primary_key=True, autoincrement=True)
+    worker: Mapped[str] = mapped_column(BoundedText(64), index=True)
+    payload: Mapped[str] = mapped_column(Text())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
