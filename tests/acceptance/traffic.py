@@ -165,6 +165,24 @@ def scenario(steps: list[str]) -> str:
     return out + _TAIL
 
 
+def free_media_ports() -> int:
+    """A UDP port free with the three after it: SIPp's -mp is its audio RTP port and it
+    binds the next ones too (RTCP, video); one of them taken aborts its call."""
+    for _ in range(100):
+        base = free_port(socket.SOCK_DGRAM)
+        if base + 3 > 65535:
+            continue
+        with contextlib.ExitStack() as held:
+            try:
+                for port in range(base, base + 4):
+                    sock = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+                    sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return base
+    raise AssertionError("no four free UDP ports in a row for SIPp's media")
+
+
 @dataclass
 class Caller:
     """One scripted SIP call from the carrier trunk."""
@@ -206,7 +224,7 @@ class Callers:
         c.proc = await asyncio.create_subprocess_exec(
             "sipp", "-sf", str(path), "-m", "1", "-i", "127.0.0.1",
             "-p", str(free_port(socket.SOCK_DGRAM)), "-mi", "127.0.0.1",
-            "-mp", str(free_port(socket.SOCK_DGRAM)), "-s", dnis, "-key", "caller", number,
+            "-mp", str(free_media_ports()), "-s", dnis, "-key", "caller", number,
             "-nostdin", "-timeout", "300", "-trace_err", "-error_file",
             str(self.workdir / f"{label}.err"),
             f"127.0.0.1:{self.sip_port}",
