@@ -179,31 +179,46 @@ async def test_callers_score_the_call_and_the_reports_say_so(
     procs: list[asyncio.subprocess.Process] = []
     try:
         with Events(ami) as events:
-            for number, keys, _ in plan:
-                procs.append(await sip_caller(asterisk, number, keys, tmp_path))
 
-                async def joined(number: str = number) -> list[Message]:
-                    return [m for m in events.seen if m.event == "QueueCallerJoin"
-                            and m.get("CallerIDNum") == number]  # fmt: skip
+            async def asked(lid: str, n: int, timeout: float, number: str) -> None:
+                async def done() -> bool:
+                    return quality.asked.get(lid, 0) >= n
 
-                join = (await wait_for(joined, timeout=20, what=f"{number} queued"))[0]
-                joins[number] = join
-                lid, channel = join["Linkedid"], join["Channel"]
+                await wait_for(done, timeout=timeout, what=f"survey question {n} to {number}")
+
+            async def answer(number: str, keys: str, lid: str, channel: str) -> None:
+                """Press the keys, each when asked (the first question was), to the end."""
                 for attempt in range(1, len(keys) + 1):
-
-                    async def asked(lid: str = lid, n: int = attempt) -> bool:
-                        return quality.asked.get(lid, 0) >= n
-
-                    await wait_for(asked, timeout=30 if attempt == 1 else KEY_HEARD_S,
-                                   what=f"survey question {attempt} to {number}")  # fmt: skip
+                    if attempt > 1:
+                        await asked(lid, attempt, KEY_HEARD_S, number)
                     await asyncio.sleep(0.5)  # GET DATA reached Asterisk: the key is heard
                     await ami.send_action("SendText", {"Channel": channel, "Message": "press"})
 
-                async def over(channel: str = channel) -> list[Message]:
+                async def over() -> list[Message]:
                     return [m for m in events.seen if m.event == "Hangup"
                             and m.get("Channel") == channel]  # fmt: skip
 
                 await wait_for(over, timeout=KEY_HEARD_S, what=f"{number}'s call over")
+
+            surveys: list[asyncio.Task[None]] = []
+            try:
+                for number, keys, _ in plan:
+                    procs.append(await sip_caller(asterisk, number, keys, tmp_path))
+
+                    async def joined(number: str = number) -> list[Message]:
+                        return [m for m in events.seen if m.event == "QueueCallerJoin"
+                                and m.get("CallerIDNum") == number]  # fmt: skip
+
+                    join = (await wait_for(joined, timeout=20, what=f"{number} queued"))[0]
+                    joins[number] = join
+                    lid, channel = join["Linkedid"], join["Channel"]
+                    await asked(lid, 1, 30, number)
+                    # the agent hung up before the survey: the next caller comes meanwhile
+                    surveys.append(asyncio.create_task(answer(number, keys, lid, channel)))
+                await asyncio.gather(*surveys)
+            finally:
+                for task in surveys:
+                    task.cancel()
         callids = {j["Uniqueid"] for j in joins.values()}
         scored = await asyncio.to_thread(lines_of, queue_log, callids, "SURVEY")
         by_number = {n: scored.get(joins[n]["Uniqueid"]) for n, _, _ in plan}
