@@ -7,7 +7,10 @@ callers and close nothing by themselves.
 
 The bus handler only submits to a :class:`~cti.worker.QueueWorker` (the bus is
 synchronous): bounded, drops counted in /metrics, database errors retried until the
-database is back, a record the database refuses given up alone.
+database is back, a record the database refuses given up alone. A graceful stop drains
+it for at most ``STOP_GRACE_S`` with the store open; the calls left then are kept in the
+store (cti.pending) and applied first at the next start, in order: none is lost. Applying
+a call twice changes nothing (one entry per Linkedid; closing closes what is open).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 
 from acd.models import CallbackRow, LostCallerRow
 from cti.events import CallCompleted, CallRecord
+from cti.pending import PendingStore
 from cti.phone import normalize
 from cti.store.db import Database, is_data_error
 from cti.store.models import clip_text
@@ -34,6 +38,7 @@ log = logging.getLogger(__name__)
 #: refused them, or they pressed the callback key (closed when the callback reaches them).
 LOST_DISPOSITIONS = frozenset({"abandoned", "timeout", "exit_empty", "refused", "callback"})
 _QUEUE_MAX = 10_000
+STOP_GRACE_S = 2.0  # a stop's drain; the rest is kept for the next start (cti.pending)
 
 
 def caller_key(num: str, region: str) -> str:
@@ -47,7 +52,7 @@ class LostCallers:
         self._region = region
         self.worker: QueueWorker[CallRecord] = QueueWorker(
             "acd-lost-callers", self._handle, queue_size=_QUEUE_MAX, permanent=is_data_error,
-            describe=lambda r: f"call {r.linkedid}", metrics=metrics,
+            describe=lambda r: f"call {r.linkedid}", metrics=metrics, keep=PendingStore(db),
         )  # fmt: skip
 
     @property
@@ -63,10 +68,11 @@ class LostCallers:
         self.worker.submit(rec)
 
     async def start(self) -> None:
+        await self.worker.resume()  # what the last stop left over, first
         self.worker.start()
 
     async def stop(self) -> None:
-        await self.worker.close(grace_s=2)
+        await self.worker.close(grace_s=STOP_GRACE_S)
 
     async def flush(self) -> None:
         await self.worker.flush()

@@ -4,7 +4,9 @@ The bus handler only submits to the interaction writer's queue worker (cti.worke
 bounded, drops counted, database errors retried until the database is back). The upsert
 is idempotent: the same ``CallCompleted`` twice (AMI, then CDR recovery) updates the
 call facts of one row and never touches what the agent wrote (notes, disposition) nor a
-recording already attached.
+recording already attached. A graceful stop drains the writer for a bounded time
+(``STOP_GRACE_S``); what is left is kept in the store and written first at the next start
+(cti.pending): no accepted job is lost (see :class:`InteractionWriter`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from cti.events import (
     IvrCompleted,
     SurveyAnswered,
 )
+from cti.pending import PendingStore
 from cti.store.db import is_data_error
 from cti.store.models import clip_text, utcnow
 from cti.worker import QueueWorker, WorkerMetrics
@@ -52,6 +55,7 @@ R = TypeVar("R")
 LINKEDID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 #: Calls whose offered agents are remembered in memory (the table is the truth).
 RECENT_CALLS = 20_000
+STOP_GRACE_S = 10.0  # the writer's drain at a stop; the rest is kept (cti.pending)
 
 
 def check_linkedid(linkedid: str) -> str:
@@ -439,6 +443,12 @@ class InteractionWriter:
     error keeps the job in hand and retries it with backoff until the database is back
     (a short outage loses no interaction); a job the database refuses for its data is
     given up after a few attempts, logged in full and counted, without blocking the rest.
+
+    A graceful stop drains the queue for at most ``STOP_GRACE_S`` with the store open;
+    the jobs left then (in hand or queued) are kept in the store (cti.pending) and
+    written first at the next start, in order. Every job is idempotent (an upsert or a
+    set of one field), so the job in hand at the stop, applied again, changes nothing;
+    its ``interaction.updated`` webhook may be delivered twice.
     """
 
     def __init__(
@@ -455,6 +465,7 @@ class InteractionWriter:
             "crm-interactions", self._handle, queue_size=queue_size,
             retry_base_s=retry_base_s, retry_max_s=retry_max_s, permanent=is_data_error,
             describe=lambda j: f"{j.kind} of call {j.linkedid}", metrics=metrics,
+            keep=PendingStore(interactions.store.db, Job),
         )  # fmt: skip
         self._unsubscribe: list[Callable[[], None]] = []
 
@@ -532,6 +543,7 @@ class InteractionWriter:
                 )
 
     async def start(self) -> None:
+        await self.worker.resume()  # what the last stop left over, first
         self.worker.start()
 
     async def flush(self) -> None:
@@ -541,7 +553,7 @@ class InteractionWriter:
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         self._unsubscribe.clear()
-        await self.worker.close(grace_s=10)
+        await self.worker.close(grace_s=STOP_GRACE_S)
 
 
 __all__ = ["Forbidden", "InteractionWriter", "Interactions", "Job"]

@@ -157,10 +157,16 @@ class QueueWorker(Generic[T]):
 
     async def resume(self) -> int:
         """Put back on the queue, in their order, the items the last stop kept (``keep``);
-        call it at start, before the bus delivers. Returns how many."""
+        call it at start, before the bus delivers. Returns how many (0, logged, if the
+        store does not answer: they wait there for a later start)."""
         if self._keep is None:
             return 0
-        items = await self._keep.take(self.name)
+        try:
+            items = await self._keep.take(self.name)
+        except Exception as exc:  # the store is away: they stay there for a later start
+            log.error("%s: could not take back what the last stop kept (%s)",
+                      self.name, _describe_exc(exc))  # fmt: skip
+            return 0
         fits = min(len(items), self._queue.maxsize - self._queue.qsize())
         for item in items[:fits]:
             self._queue.put_nowait(item)

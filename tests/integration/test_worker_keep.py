@@ -1,15 +1,27 @@
 """What a graceful stop cannot drain in its bound is kept in the store and handled at the
 next start, once (cti.pending with cti.worker's ``keep``), on SQLite and PostgreSQL:
-the statistics facts worker's items against the real statistics store."""
+the statistics facts, crm_bridge's interaction writer and the ACD's lost callers, each
+against its real tables."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import func, select
 
+import acd.lost as lost_module
+from acd.lost import LostCallers
+from acd.models import LostCallerRow
+from crm_bridge import interactions
+from crm_bridge.interactions import Interactions, InteractionWriter
+from crm_bridge.models import CallAgent, Interaction
+from crm_bridge.store import CrmStore
+from cti.bus import EventBus
+from cti.events import CallAnswered, CallCompleted, CallOffered, CallRecord, IvrCompleted
 from cti.pending import PendingStore
 from cti.store.db import Database
 from cti.store.models import PendingItem
@@ -19,6 +31,7 @@ from stats.models import LinkRow
 from stats.store import StatsStore
 
 N = 40
+T0 = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
 
 
 async def count(db: Database, model: type[object]) -> int:
@@ -41,7 +54,9 @@ async def test_a_stop_keeps_what_it_could_not_write_and_the_next_start_writes_it
             await store.add_link(f.uniqueid, f.linkedid)
 
     facts = [Fact("link", f"L{i}", f"U{i}") for i in range(N)]
-    first = QueueWorker("stats-facts", write, batch_size=3, keep=PendingStore(db, Fact))
+    first: QueueWorker[Fact] = QueueWorker(
+        "stats-facts", write, batch_size=3, keep=PendingStore(db, Fact)
+    )
     first.start()
     for f in facts:
         assert first.submit(f)
@@ -52,8 +67,10 @@ async def test_a_stop_keeps_what_it_could_not_write_and_the_next_start_writes_it
     assert await count(db, PendingItem) == N - 3
 
     gate.set()  # the next start: the store is quick again
-    second = QueueWorker("stats-facts", write, batch_size=3, keep=PendingStore(db, Fact))
-    other = QueueWorker("other", write, keep=PendingStore(db, Fact))
+    second: QueueWorker[Fact] = QueueWorker(
+        "stats-facts", write, batch_size=3, keep=PendingStore(db, Fact)
+    )
+    other: QueueWorker[Fact] = QueueWorker("other", write, keep=PendingStore(db, Fact))
     assert await other.resume() == 0  # a worker takes back only its own items
     assert await second.resume() == N - 3
     second.start()
@@ -68,10 +85,6 @@ async def test_a_stop_keeps_what_it_could_not_write_and_the_next_start_writes_it
 
 
 async def test_kept_items_are_equal_to_the_submitted_ones(db: Database) -> None:
-    from datetime import UTC, datetime
-
-    from cti.events import CallRecord
-
     keep: PendingStore[object] = PendingStore(db, Fact)
     at = datetime(2026, 11, 29, 15, 0, 1, 250000, tzinfo=UTC)
     record = CallRecord(linkedid="x-1", started_at=at, ended_at=at, caller_num="+3312",
@@ -80,3 +93,69 @@ async def test_kept_items_are_equal_to_the_submitted_ones(db: Database) -> None:
     await keep.save("w", items)
     assert await keep.take("w") == items
     assert await keep.take("w") == []
+
+
+def call(i: int, disposition: str, num: str = "") -> CallRecord:
+    at = T0 + timedelta(minutes=i)
+    answered = at + timedelta(seconds=5) if disposition == "answered" else None
+    return CallRecord(
+        f"L{i}", at, at + timedelta(seconds=60), caller_num=num or f"1380013{i:04d}",
+        answered_at=answered, queue="sales", agent="a1" if answered else "",
+        wait_s=5.0, talk_s=55.0 if answered else None, disposition=disposition,
+    )  # fmt: skip
+
+
+async def test_crm_interactions_left_at_a_stop_are_written_at_the_next_start(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(interactions, "STOP_GRACE_S", 0.0)  # the bound runs out at once
+    bus = EventBus()
+    writer = InteractionWriter(Interactions(CrmStore(db, "CN")))
+    writer.attach(bus)
+    await writer.start()
+    for i in range(30):
+        lid = f"L{i}"
+        bus.publish(IvrCompleted(lid, T0, "4008001234", "+8613800138000", "PJSIP/trunk-1",
+                                 ("main", "sales"), "queue", "sales", "choice"))  # fmt: skip
+        bus.publish(CallOffered(lid, T0, "sales", "Local/1@x", "a1", "13800138000"))
+        bus.publish(CallAnswered(lid, T0 + timedelta(seconds=5), "sales", "Local/1@x", "a1", 5))
+        bus.publish(CallCompleted(call(i, "answered")))
+    await writer.stop()
+    assert writer.worker.kept > 0 and writer.dropped == 0
+
+    again = InteractionWriter(Interactions(CrmStore(db, "CN")))
+    await again.start()
+    await again.flush()
+    await again.stop()
+    async with db.session() as s:
+        rows = (await s.execute(select(Interaction))).scalars().all()
+        agents = (await s.execute(select(CallAgent.linkedid, CallAgent.agent))).all()
+    assert sorted(str(r.linkedid) for r in rows) == sorted(f"L{i}" for i in range(30))  # once
+    assert all(r.outcome == "answered" and r.ended_at is not None for r in rows)
+    assert all(r.ivr_path == "main>sales" and r.agent == "a1" for r in rows)
+    assert sorted(agents) == sorted((f"L{i}", "a1") for i in range(30))
+    assert await count(db, PendingItem) == 0
+
+
+async def test_lost_callers_left_at_a_stop_are_listed_at_the_next_start(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lost_module, "STOP_GRACE_S", 0.0)
+    lost = LostCallers(db, "CN")
+    await lost.start()
+    for i in range(30):
+        lost.on_completed(CallCompleted(call(i, "abandoned")))
+    lost.on_completed(CallCompleted(call(40, "answered", num=call(0, "x").caller_num)))
+    await lost.stop()
+    assert lost.worker.kept > 0 and lost.dropped == 0
+
+    again = LostCallers(db, "CN")
+    await again.start()
+    await again.flush()
+    await again.stop()
+    async with db.session() as s:
+        rows = (await s.execute(select(LostCallerRow))).scalars().all()
+    assert sorted(r.linkedid for r in rows) == sorted(f"L{i}" for i in range(30))  # once each
+    closed = {r.linkedid: r.closed_linkedid for r in rows if r.closed_at is not None}
+    assert closed == {"L0": "L40"}  # the later answered call closed its number, in order
+    assert await count(db, PendingItem) == 0
