@@ -107,9 +107,11 @@ async def test_a_claimed_sms_of_a_node_that_died_is_sent_by_another_once(
         first, second = await _rows(db)
         assert (first.status, second.status) == ("queued", "queued")
         # A claimed the second and died before the gateway took it
+        # (the clock starts before the claim: the claim stamps its time before it waits for
+        # the store, so a clock started after it returns runs late by that wait)
+        claimed_at = time.monotonic()
         claimed = await a.claim(second.id)
         assert claimed is not None and claimed.claimed_by.startswith("a:")
-        claimed_at = time.monotonic()
         assert gateway.accepted == []
 
         # node B starts: it sends the queued one at once and takes the other over once stale
