@@ -3,7 +3,8 @@
 Measured from outside the daemons, on PostgreSQL and the machine's NATS JetStream:
 
 - a real Asterisk (as the acceptance tests start it) with ``--desktops`` simulated agents
-  in queue ``support`` (they ring ``--ring`` s, answer, talk ``--talk`` s);
+  in queue ``support`` (they ring ``--ring`` s, answer, talk ``--talk`` s), quiet unless
+  ``--media`` (their audio is the harness's, not the product's: bench/sim_phones.py);
 - **one node**: ``cti run`` driving that Asterisk, every desktop connected to it;
 - **two nodes**: the same driver plus a second ``cti run`` for the same server (a standby
   serving HTTP and websockets), the desktops split between the two: the second node's
@@ -19,7 +20,7 @@ Asterisk's CDR must have exactly one call row (``lost records``, ``duplicate rec
 Printed (``name: value unit``): for each layout ``pops/s``, ``pop p50``, ``pop p99``,
 ``rings without a pop``; then ``takeover``, ``lost records``, ``duplicate records``.
 
-    .venv/bin/python bench/cluster.py [--calls 200] [--desktops 500] [--rate 40]
+    .venv/bin/python bench/cluster.py [--calls 200] [--desktops 500] [--rate 40] [--media]
 """
 
 from __future__ import annotations
@@ -156,6 +157,7 @@ async def run(args: argparse.Namespace) -> None:
     import aiohttp
     from sqlalchemy import select
 
+    from bench.sim_phones import asterisk_kind
     from cti.ami.protocol import Message
     from cti.store.db import Database
     from cti.store.migrate import upgrade
@@ -174,8 +176,11 @@ async def run(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="cti-cluster-bench-"))
     pg_name = f"cti_bench_{secrets.token_hex(4)}"
     stream = f"CTI_BENCH_{uuid.uuid4().hex[:8]}"
-    print(f"# starting Asterisk (calls={args.calls}, desktops={args.desktops}) ...", flush=True)
-    inst = await asyncio.to_thread(start_test_asterisk, "-bench")
+    phones = "sending audio all call long" if args.media else "quiet"
+    print(f"# starting Asterisk (calls={args.calls}, desktops={args.desktops}, "
+          f"simulated phones {phones}) ...", flush=True)  # fmt: skip
+    kind = asterisk_kind(args.media)
+    inst = await asyncio.to_thread(lambda: start_test_asterisk("-bench", kind=kind))
     ami = ami_client(inst)
     nodes: list[Node] = []
     started_at = time.time()
@@ -393,6 +398,11 @@ def main() -> None:
     parser.add_argument("--talk", type=float, default=5, help="seconds of talk")
     parser.add_argument("--takeover-calls", type=int, default=40, help="calls around the kill")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (node logs)")
+    parser.add_argument(
+        "--media", action="store_true",
+        help="simulated phones send silence all call long (transmit_silence = yes): "
+        "Asterisk's media then takes most of a 2-core machine (bench/sim_phones.py)",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.desktops < args.calls:
         parser.error("need at least as many desktops as calls (one agent answers per call)")

@@ -6,7 +6,7 @@ Everything is measured as a user would, with a clock the daemon does not own:
   harness.py) with ``--desktops`` simulated agents in queue ``support``
   (Local/<ext>@cti-sim-agents: they ring ``--ring`` s, answer, talk ``--talk`` s),
   quiet unless ``--media`` (their audio is the harness's, not the product's: see
-  ``_asterisk_kind``);
+  bench/sim_phones.py);
 - the daemon as its own ``cti run`` process with every installed feature, on a fresh
   SQLite file (or ``--store postgres``: a temporary PostgreSQL database), logging JSON to a file;
 - the desktops in another process (this file with ``--client``): one websocket per agent
@@ -58,7 +58,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -183,33 +182,6 @@ async def run_relay(ami_port: int, user: str, secret: str, http_port: int) -> No
 # --- helpers --------------------------------------------------------------------------------
 
 
-def _asterisk_kind(media: bool) -> type[Any]:
-    """The bench's Asterisk. The simulated phones are Local channels inside it: with the
-    product's ``transmit_silence = yes`` every simulated caller and agent sends 50 silence
-    frames a second for the whole call, through four Local channels, a bridge and
-    MixMonitor: ~1,000 Asterisk threads waking every 20 ms, which took 75-80 % of this
-    2-core machine during a 200-call burst (the daemon got 8 %). Real phones and carriers
-    make that audio themselves, outside this machine. Without ``--media`` the simulated
-    phones are quiet (``transmit_silence = no`` in this Asterisk only): the agents still
-    answer and play their greeting, MixMonitor still starts, and the bench measures the
-    daemon instead of the harness."""
-    from cti.asterisk.instance import ChrootAsterisk
-
-    if media:
-        return ChrootAsterisk
-
-    class QuietPhones(ChrootAsterisk):
-        def write_config(self) -> None:
-            super().write_config()
-            conf = self.etc_dir / "asterisk.conf"
-            text = conf.read_text()
-            if "transmit_silence = yes" not in text:
-                raise RuntimeError("asterisk.conf has no 'transmit_silence = yes' to turn off")
-            conf.write_text(text.replace("transmit_silence = yes", "transmit_silence = no"))
-
-    return QuietPhones
-
-
 def _proc_cpu_s(pid: int) -> float:
     """utime + stime (s) of one process (all its threads)."""
     try:
@@ -316,6 +288,7 @@ async def _drain(base: str, args: argparse.Namespace) -> tuple[int, float]:
 async def run(args: argparse.Namespace) -> None:
     import aiohttp
 
+    from bench.sim_phones import asterisk_kind
     from cti.ami.protocol import Message
     from cti.store.db import Database
     from cti.store.migrate import upgrade
@@ -334,7 +307,7 @@ async def run(args: argparse.Namespace) -> None:
     phones = "sending audio all call long" if args.media else "quiet"
     print(f"# starting Asterisk (calls={args.calls}, desktops={args.desktops}, "
           f"simulated phones {phones}) ...", flush=True)  # fmt: skip
-    kind = _asterisk_kind(args.media)
+    kind = asterisk_kind(args.media)
     inst = await asyncio.to_thread(lambda: start_test_asterisk(kind=kind))
     procs: list[asyncio.subprocess.Process] = []
     daemon: asyncio.subprocess.Process | None = None
