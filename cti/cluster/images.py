@@ -4,17 +4,20 @@ No registry is needed: both images start from the Debian sid root that the chroo
 builds (:mod:`cti.asterisk.rootfs`).
 
 - ``cti-asterisk:<key>``: ``podman import`` of that root's tarball, as is.
-- ``cti-daemon:<hash>``: deploy/Dockerfile on ``cti-base:<key>``, the same root built
-  with :data:`DAEMON_PACKAGES` added (Python, ffmpeg, espeak-ng: the root has no apt to
-  add them later), with this checkout (tracked and untracked files, not ignored ones) and the
-  browser libraries of node_modules as its build context.
+- ``cti-base:<key>``: the same root built with :data:`DAEMON_PACKAGES` and
+  :data:`SERVICE_PACKAGES` added (Python, ffmpeg, espeak-ng, PostgreSQL, nats-server: the
+  root has no apt to add them later); deploy/compose.yaml's ``postgres`` and ``nats``
+  services run it.
+- ``cti-daemon:<hash>``: deploy/Dockerfile on ``cti-base:<key>``, with this checkout
+  (tracked and untracked files, not ignored ones) and the browser libraries of
+  node_modules as its build context.
 
 Images are built once and reused while their inputs are unchanged (the tags carry the
 root's key and the context's hash). Podman runs with :data:`CONTAINERS_CONF`
 (``deploy/containers.conf``: runc, cgroupfs, no default ulimits), which is what works on
 machines like ours (crun fails on their cgroup setup).
 
-``python -m cti.cluster.images`` builds both and prints their names.
+``python -m cti.cluster.images`` builds them and prints their names.
 """
 
 from __future__ import annotations
@@ -29,7 +32,10 @@ from pathlib import Path
 
 from cti.asterisk import rootfs
 
-__all__ = ["CONTAINERS_CONF", "DAEMON_PACKAGES", "asterisk_image", "daemon_image", "podman"]
+__all__ = [
+    "CONTAINERS_CONF", "DAEMON_PACKAGES", "SERVICE_PACKAGES", "asterisk_image", "daemon_image",
+    "podman", "services_image",
+]  # fmt: skip
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 DEPLOY_DIR = PROJECT_DIR / "deploy"
@@ -37,6 +43,9 @@ CONTAINERS_CONF = DEPLOY_DIR / "containers.conf"
 # what the daemon runs besides Python: ffmpeg (prompt and recording transcoding), espeak-ng
 # (the IVR's text-to-speech prompts)
 DAEMON_PACKAGES = ("python3", "python3-venv", "ca-certificates", "ffmpeg", "espeak-ng")
+# the stack's services (deploy/compose.yaml runs them from the same image: one root to
+# build, not three)
+SERVICE_PACKAGES = ("postgresql", "nats-server")
 
 Progress = Callable[[str], None]
 
@@ -97,6 +106,12 @@ def asterisk_image(progress: Progress = print) -> str:
     return _root_image("cti-asterisk", (), progress)
 
 
+def services_image(progress: Progress = print) -> str:
+    """The root with Python, PostgreSQL and NATS (``localhost/cti-base``): the daemon
+    image's base, and the image of compose's ``postgres`` and ``nats`` services."""
+    return _root_image("cti-base", DAEMON_PACKAGES + SERVICE_PACKAGES, progress)
+
+
 def _context_files() -> list[str]:
     out = subprocess.run(
         ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=PROJECT_DIR,
@@ -119,7 +134,7 @@ def _context_hash(files: list[str]) -> str:
 
 def daemon_image(progress: Progress = print) -> str:
     """The daemon image: deploy/Dockerfile on the root with Python, this checkout."""
-    base = _root_image("cti-base", DAEMON_PACKAGES, progress)
+    base = services_image(progress)
     files = _context_files()
     image = f"localhost/cti-daemon:{_context_hash(files)}"
     if _exists(image):
@@ -164,4 +179,5 @@ def _host_ca_mount() -> list[str]:
 
 if __name__ == "__main__":
     print(asterisk_image())
+    print(services_image())
     print(daemon_image())

@@ -1,8 +1,9 @@
 """deploy/compose.yaml, run as shipped (issue #18: the container path exercised, not only
-written): ``podman-compose up`` of its two Asterisk servers and three daemon nodes, from
-the images this repository builds (none pulled), on the machine's PostgreSQL and NATS.
-n2 drives server b; of n1 and n3 (both for a) one drives, the other stands by; a call on
-a pops on a desktop connected to n2. Then ``podman-compose down``."""
+written): ``podman-compose up`` of the whole stack, PostgreSQL, NATS JetStream, the
+one-shot migration, two Asterisk servers and three daemon nodes, from the images this
+repository builds (none pulled), on ports of its own (the machine's PostgreSQL and NATS
+are not used). n2 drives server b; of n1 and n3 (both for a) one drives, the other stands
+by; a call on a pops on a desktop connected to n2. Then ``podman-compose down -v``."""
 
 from __future__ import annotations
 
@@ -24,19 +25,10 @@ from acd.queues_conf import QueueParams
 from cti.asterisk.instance import ChrootAsterisk, InstanceSpec
 from cti.cluster.images import CONTAINERS_CONF, asterisk_image, daemon_image
 from cti.store.db import Database
-from cti.store.migrate import upgrade
 from cti.store.tokens import create_token
 from tests.acceptance.harness import DIALPLANS, ami_client, free_port, wait_for
-from tests.acceptance.test_cluster import (  # noqa: F401  (fixtures)
-    Desktop,
-    call,
-    health,
-    pg_url,
-    set_globals,
-    stream,
-)
+from tests.acceptance.test_cluster import Desktop, call, health, set_globals
 from tests.acceptance.traffic import DaemonProcess
-from tests.cluster_services import NATS_URL
 
 # a requirement, not an option: podman-compose from PyPI (the dev extra; Debian 12's 1.0.3
 # adds a bridge network to every container, which podman refuses beside network_mode host)
@@ -45,11 +37,7 @@ PODMAN_COMPOSE = str(_VENV_BIN) if _VENV_BIN.exists() else shutil.which("podman-
 if PODMAN_COMPOSE is None:
     raise RuntimeError("podman-compose is not installed (pip install -e .[dev] installs it)")
 
-pytestmark = [
-    pytest.mark.postgres,
-    pytest.mark.broker,
-    pytest.mark.filterwarnings("ignore::ResourceWarning"),
-]
+pytestmark = [pytest.mark.filterwarnings("ignore::ResourceWarning")]
 
 COMPOSE = Path(__file__).resolve().parents[2] / "deploy" / "compose.yaml"
 
@@ -74,7 +62,7 @@ def instance(root: Path, name: str) -> ChrootAsterisk:
     return inst
 
 
-def node_toml(inst: ChrootAsterisk, node: str, http_port: int, stream_name: str) -> str:
+def node_toml(inst: ChrootAsterisk, node: str, http_port: int) -> str:
     spec, inner = inst.spec, inst.inner
     return (
         f'[ami]\nport = {spec.ami_port}\nsecret = "{spec.ami_secret}"\nping_interval = 1.0\n'
@@ -82,7 +70,7 @@ def node_toml(inst: ChrootAsterisk, node: str, http_port: int, stream_name: str)
         f'[asterisk]\ninstance = "{spec.name}"\nlog_dir = "{inner}/log"\n'
         f'etc_dir = "{inner}/etc"\n'
         f"[http]\nport = {http_port}\n[agi]\nport = {spec.agi_port}\n"
-        f'[cluster]\nnode = "{node}"\nserver = "{spec.name}"\nstream = "{stream_name}"\n'
+        f'[cluster]\nnode = "{node}"\nserver = "{spec.name}"\n'
     )
 
 
@@ -99,41 +87,39 @@ def compose(project: str, env: dict[str, str], *args: str) -> subprocess.Complet
     )  # fmt: skip
 
 
-async def test_podman_compose_up_runs_the_stack_and_a_call_pops(
-    images: None,
-    pg_url: str,  # noqa: F811
-    stream: str,  # noqa: F811
-    stack: Path,
-) -> None:
+async def test_podman_compose_up_runs_the_stack_and_a_call_pops(images: None, stack: Path) -> None:
     a, b = instance(stack / "a", "a"), instance(stack / "b", "b")
     nodes_dir = stack / "nodes"
     nodes_dir.mkdir()
     ports: dict[str, int] = {}
     for node, inst in (("n1", a), ("n2", b), ("n3", a)):
         ports[node] = free_port()
-        (nodes_dir / f"{node}.toml").write_text(node_toml(inst, node, ports[node], stream))
-    await asyncio.to_thread(upgrade, pg_url)
-    db = Database.from_url(pg_url)
-    queue = f"cmq{secrets.token_hex(3)}"
-    await acd_store.put_queue(db, QueueParams(queue, strategy="ringall", service_level_s=10))
-    await acd_store.put_agent(db, "cm-ag1", "cm-ag1", [("local", "3401")], {queue: 0})
-    await acd_store.record_status(
-        db, "cm-ag1", "available", "", "Local/3401@cti-sim-agents/n", datetime.now(UTC), "test"
-    )
-    token = await create_token(db, "cm-ag1", "agent")
-    await db.dispose()
+        (nodes_dir / f"{node}.toml").write_text(node_toml(inst, node, ports[node]))
     project = f"ctitest{secrets.token_hex(3)}"
+    password, pg_port = secrets.token_hex(12), free_port()
     env = {
         **os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF),
         "CTI_ASTERISK_A": str(a.base), "CTI_ASTERISK_B": str(b.base),
-        "CTI_NODES": str(nodes_dir), "CTI_DATABASE_URL": pg_url, "CTI_BROKER_URL": NATS_URL,
+        "CTI_NODES": str(nodes_dir), "CTI_PG_PASSWORD": password,
+        "CTI_PG_PORT": str(pg_port), "CTI_NATS_PORT": str(free_port()),
     }  # fmt: skip
     # the nodes as the test sees them (HTTP on loopback: host networking)
     seen = {n: DaemonProcess(nodes_dir / f"{n}.toml", stack / "x.log", env, p)
             for n, p in ports.items()}  # fmt: skip
     desktop: Desktop | None = None
     try:
-        up = await asyncio.to_thread(compose, project, env, "up", "-d")
+        # the store first (postgres, and the migration to its end): the test's agent and
+        # queue are in it before the nodes start
+        up = await asyncio.to_thread(compose, project, env, "up", "-d", "postgres", "migrate")
+        assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-2000:]
+        migrated = await asyncio.to_thread(
+            subprocess.run, ["podman", "wait", f"{project}_migrate_1"], capture_output=True,
+            text=True, env=env, timeout=180, check=False,
+        )  # fmt: skip
+        assert migrated.stdout.strip() == "0", migrated.stdout + migrated.stderr
+        token = await seed(f"postgresql+asyncpg://cti:{password}@127.0.0.1:{pg_port}/cti")
+        # the rest (the first step's containers kept as they are)
+        up = await asyncio.to_thread(compose, project, env, "up", "-d", "--no-recreate")
         assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-2000:]
 
         async def roles() -> bool:
@@ -147,10 +133,10 @@ async def test_podman_compose_up_runs_the_stack_and_a_call_pops(
         await ami.start()
         try:
             await ami.wait_connected(timeout=20)
-            await set_globals(ami, queue)
+            await set_globals(ami, QUEUE)
 
             async def member() -> bool:
-                _, items = await ami.send_list_action("QueueStatus", {"Queue": queue})
+                _, items = await ami.send_list_action("QueueStatus", {"Queue": QUEUE})
                 return any(i.get("Event") == "QueueMember" for i in items)
 
             await wait_for(member, timeout=30, what="the agent in the queue on a")
@@ -176,7 +162,25 @@ async def test_podman_compose_up_runs_the_stack_and_a_call_pops(
     finally:
         if desktop is not None:
             await desktop.close()
-        await asyncio.to_thread(compose, project, env, "down", "-t", "5")
+        await asyncio.to_thread(compose, project, env, "down", "-v", "-t", "5")
+
+
+QUEUE = "cmq1"
+
+
+async def seed(url: str) -> str:
+    """The queue and its available (simulated) agent; the agent's token."""
+    db = Database.from_url(url)
+    try:
+        await acd_store.put_queue(db, QueueParams(QUEUE, strategy="ringall", service_level_s=10))
+        await acd_store.put_agent(db, "cm-ag1", "cm-ag1", [("local", "3401")], {QUEUE: 0})
+        await acd_store.record_status(
+            db, "cm-ag1", "available", "", "Local/3401@cti-sim-agents/n", datetime.now(UTC),
+            "test",
+        )  # fmt: skip
+        return await create_token(db, "cm-ag1", "agent")
+    finally:
+        await db.dispose()
 
 
 async def _true(value: bool) -> bool:
