@@ -45,13 +45,16 @@ async def test_calls_open_at_stop_reach_every_feature(
         http=HttpConfig(port=0),
         agi=AgiConfig(port=0),
     )
-    d = Daemon(settings, features=[CrmFeature()])
+    crm = CrmFeature()
+    d = Daemon(settings, features=[crm])
     await d.start()
     messages = ended_call("queue_answered.raw")
     for msg in messages:
         d._on_ami_event(msg)
     linkedid = messages[0]["Linkedid"]
     assert d.model.calls  # not final yet when the stop begins
+    assert crm.writer is not None
+    await crm.writer.flush()  # the call's offers are written (the store is quiet)
     await d.stop()
 
     db = Database.from_url(db_url)
