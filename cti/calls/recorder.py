@@ -30,6 +30,15 @@ caused by the data itself (:func:`cti.store.db.is_data_error`) is retried a few 
 then the batch is written record by record and a record the database still refuses is
 logged in full at ERROR level and counted in :attr:`CallRecorder.failed`.
 
+A graceful stop (the daemon's, after AMI stopped and the closing calls were finalised)
+drains the queue for a bounded time (:meth:`CallRecorder.close`'s ``grace_s``); the
+records left then are kept in the store (cti.pending) and written first at the next
+start: none is lost, and the CDR recovery at start (from the last call end recorded)
+cannot skip them. The upsert is idempotent, so a record in hand at the stop may be
+written twice harmlessly. If the store does not answer at the stop they are logged by
+Linkedid, as before; the CDR recovery can only find those that ended after the last
+call end recorded.
+
 The read side for ``GET /api/v1/calls`` is :func:`list_calls` at the end of this module.
 """
 
@@ -48,6 +57,7 @@ from sqlalchemy.sql.expression import ColumnElement, Executable
 
 from cti.bus import EventBus
 from cti.events import CallCompleted, CallRecord, IvrAbandoned, SurveyAnswered
+from cti.pending import PendingStore
 from cti.phone import normalize
 from cti.store.db import Database, is_data_error
 from cti.store.models import BoundedText, Call, clean_text, clip_text, utcnow
@@ -169,7 +179,7 @@ class CallRecorder:
             "calls", self._upsert, queue_size=queue_size, batch_size=batch_size,
             retry_base_s=retry_base_s, retry_max_s=retry_max_s, permanent=is_data_error,
             permanent_attempts=data_error_attempts, describe=_describe_record,
-            metrics=metrics,
+            metrics=metrics, keep=PendingStore(db),
         )  # fmt: skip
         #: Records refused at the door (no usable Linkedid).
         self.rejected = 0
@@ -264,6 +274,7 @@ class CallRecorder:
     # --- lifecycle ------------------------------------------------------------------
 
     async def start(self) -> None:
+        await self.worker.resume()  # what the last stop left over, first
         self.worker.start()
 
     async def flush(self) -> None:

@@ -1,7 +1,7 @@
 """What a graceful stop cannot drain in its bound is kept in the store and handled at the
 next start, once (cti.pending with cti.worker's ``keep``), on SQLite and PostgreSQL:
-the statistics facts, crm_bridge's interaction writer and the ACD's lost callers, each
-against its real tables."""
+the statistics facts, crm_bridge's interaction writer, the ACD's lost callers and the
+call recorder, each against its real tables."""
 
 from __future__ import annotations
 
@@ -21,10 +21,11 @@ from crm_bridge.interactions import Interactions, InteractionWriter
 from crm_bridge.models import CallAgent, Interaction
 from crm_bridge.store import CrmStore
 from cti.bus import EventBus
+from cti.calls.recorder import CallRecorder
 from cti.events import CallAnswered, CallCompleted, CallOffered, CallRecord, IvrCompleted
 from cti.pending import PendingStore
 from cti.store.db import Database
-from cti.store.models import PendingItem
+from cti.store.models import Call, PendingItem
 from cti.worker import QueueWorker
 from stats.feature import Fact
 from stats.models import LinkRow
@@ -158,4 +159,24 @@ async def test_lost_callers_left_at_a_stop_are_listed_at_the_next_start(
     assert sorted(r.linkedid for r in rows) == sorted(f"L{i}" for i in range(30))  # once each
     closed = {r.linkedid: r.closed_linkedid for r in rows if r.closed_at is not None}
     assert closed == {"L0": "L40"}  # the later answered call closed its number, in order
+    assert await count(db, PendingItem) == 0
+
+
+async def test_call_records_left_at_a_stop_are_written_at_the_next_start(db: Database) -> None:
+    bus = EventBus()
+    recorder = CallRecorder(db, default_region="CN", batch_size=7)
+    recorder.attach(bus)
+    await recorder.start()
+    for i in range(50):
+        bus.publish(CallCompleted(call(i, "abandoned" if i % 2 else "answered")))
+    await recorder.close(grace_s=0)  # the bound runs out at once
+    assert recorder.worker.kept > 0 and recorder.dropped == 0
+
+    again = CallRecorder(db, default_region="CN")
+    await again.start()
+    await again.flush()
+    await again.close()
+    async with db.session() as s:
+        rows = dict((await s.execute(select(Call.linkedid, Call.disposition))).all())
+    assert rows == {f"L{i}": "abandoned" if i % 2 else "answered" for i in range(50)}
     assert await count(db, PendingItem) == 0
