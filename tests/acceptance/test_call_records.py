@@ -70,7 +70,11 @@ async def test_answered_call_is_one_row_with_its_facts(
     assert row.dnis == "4008001234"
     assert row.queue == "support"
     assert row.agent == "agent101"
-    assert row.source == "ami"
+    # Written from the call's own AMI events; or, when app_queue sent no AgentComplete (the
+    # simulated agent is a Local channel that hangs up at once: under load Asterisk 22
+    # sometimes publishes none, while queue_log has the COMPLETE line), completed from
+    # CDR + queue_log 5 s after the hang-up. Either way the same facts, asserted below.
+    assert row.source in ("ami", "cdr")
     assert row.answered_at is not None and row.ended_at is not None
     assert row.started_at <= row.answered_at <= row.ended_at
     assert row.wait_s is not None and 0.5 <= row.wait_s <= 3
