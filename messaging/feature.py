@@ -77,6 +77,7 @@ class MessagingFeature:
         # the CRM offers its customers in its setup, which may come after this one
         self.messenger.recipients = self._services.customer_recipients
         self.messenger.start()
+        await self.rule.resume()  # what the last stop left over, first
         self.rule.start()
         self._tasks.spawn(self._receipts_loop(), "receipts")
         assert self.digest is not None

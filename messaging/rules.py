@@ -12,7 +12,10 @@ a cluster: the call's Linkedid is claimed (:func:`cti.cluster.once.claim_once`) 
 transaction that queues the message in the store's outbox, so two nodes handling the
 same call cannot both send, and a claimed message is sent even when the node that
 claimed it dies before sending (another node drains it: :mod:`messaging.service`). The
-step from the event to the claim is in memory (this worker's queue, milliseconds).
+step from the event to the claim is in memory (this worker's queue, milliseconds); a
+graceful stop drains it for at most ``STOP_GRACE_S`` and keeps the rest in the store
+(cti.pending), handled first at the next start (:meth:`MissedCallSms.resume`). Handling a
+call twice sends nothing twice (the claim, and the call's message already there).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from sqlalchemy import select
 
 from cti.bus import EventBus
 from cti.events import CallCompleted, IvrCompleted
+from cti.pending import PendingStore
 from cti.phone import normalize
 from cti.store.models import utcnow
 from cti.worker import QueueWorker, WorkerMetrics
@@ -36,6 +40,7 @@ from messaging.service import Messenger
 __all__ = ["MissedCallSms"]
 
 log = logging.getLogger(__name__)
+STOP_GRACE_S = 10.0  # a stop's drain; the rest is kept for the next start (cti.pending)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +62,9 @@ class MissedCallSms:
         self.rule = rule
         self.region = region
         self.worker: QueueWorker[Missed] = QueueWorker(
-            "missed-call-sms", self._handle, queue_size=1000, metrics=metrics
-        )
+            "missed-call-sms", self._handle, queue_size=1000, metrics=metrics,
+            keep=PendingStore(messenger.db, Missed),
+        )  # fmt: skip
 
     def attach(self, bus: EventBus) -> None:
         bus.subscribe(CallCompleted, self._on_completed)
@@ -114,8 +120,12 @@ class MissedCallSms:
             once="missed_call",
         )
 
+    async def resume(self) -> None:
+        """Take back what the last stop kept (before :meth:`start`)."""
+        await self.worker.resume()
+
     def start(self) -> None:
         self.worker.start()
 
     async def stop(self) -> None:
-        await self.worker.close()
+        await self.worker.close(grace_s=STOP_GRACE_S)

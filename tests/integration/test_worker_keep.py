@@ -1,7 +1,7 @@
 """What a graceful stop cannot drain in its bound is kept in the store and handled at the
 next start, once (cti.pending with cti.worker's ``keep``), on SQLite and PostgreSQL:
 the statistics facts, crm_bridge's interaction writer, the ACD's lost callers and the
-call recorder, each against its real tables."""
+call recorder, the missed-call SMS rule, each against its real tables."""
 
 from __future__ import annotations
 
@@ -27,9 +27,17 @@ from cti.pending import PendingStore
 from cti.store.db import Database
 from cti.store.models import Call, PendingItem
 from cti.worker import QueueWorker
+from messaging import rules
+from messaging.config import AliyunSmsConfig, MessagingConfig, MissedCallRule, SmsConfig
+from messaging.mail import SmtpSender
+from messaging.models import Message
+from messaging.rules import MissedCallSms
+from messaging.service import Messenger
+from messaging.sms import AliyunSms
 from stats.feature import Fact
 from stats.models import LinkRow
 from stats.store import StatsStore
+from tests.acceptance.sms_gateway import KEY_ID, SECRET, sms_gateway
 
 N = 40
 T0 = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
@@ -180,3 +188,44 @@ async def test_call_records_left_at_a_stop_are_written_at_the_next_start(db: Dat
         rows = dict((await s.execute(select(Call.linkedid, Call.disposition))).all())
     assert rows == {f"L{i}": "abandoned" if i % 2 else "answered" for i in range(50)}
     assert await count(db, PendingItem) == 0
+
+
+async def test_missed_call_sms_left_at_a_stop_are_queued_at_the_next_start(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rules, "STOP_GRACE_S", 0.0)
+    async with sms_gateway() as gw:
+        config = MessagingConfig(
+            sms=SmsConfig(
+                provider="aliyun",
+                aliyun=AliyunSmsConfig.model_validate(
+                    {"endpoint": gw.url, "access_key_id": KEY_ID,
+                     "access_key_secret": SECRET, "sign_name": "测试客服"}
+                ),
+            ),
+            missed_call=MissedCallRule(enabled=True, per_number_cooldown_s=0),
+        )  # fmt: skip
+        messenger = Messenger(db, config, sms=AliyunSms(config.sms.aliyun),
+                              smtp=SmtpSender(config.smtp), node="a")  # fmt: skip
+        await messenger.save_template(
+            {"name": "missed_call", "channel": "sms", "provider_template": "SMS_200",
+             "body": "我们错过了您的来电"}, None,
+        )  # fmt: skip
+        bus = EventBus()
+        rule = MissedCallSms(messenger, config.missed_call, "CN")
+        rule.attach(bus)
+        rule.start()
+        for i in range(20):
+            bus.publish(CallCompleted(call(i, "abandoned")))
+        await rule.stop()  # the messenger's sender never runs: the messages stay queued
+        assert rule.worker.kept > 0 and rule.worker.dropped == 0
+
+        again = MissedCallSms(messenger, config.missed_call, "CN")
+        await again.resume()
+        again.start()
+        await again.worker.flush()
+        await again.stop()
+        async with db.session() as s:
+            sent = (await s.execute(select(Message.linkedid))).scalars().all()
+        assert sorted(sent) == sorted(f"L{i}" for i in range(20))  # one SMS per call
+        assert await count(db, PendingItem) == 0
