@@ -6,7 +6,10 @@ a :class:`~cti.worker.QueueWorker` (bounded; full queue: dropped, logged, counte
 backoff (``backoff_s * 2**n``) and, after the last attempt, written to the dead-letter
 table that admins see and can retry (a database error there is retried by the worker
 without posting again). A receiver that hangs costs one worker at most ``timeout_s`` per
-attempt and never touches the call path (bus handlers only submit).
+attempt and never touches the call path (bus handlers only submit). A graceful stop
+drains the deliveries for at most ``grace_s`` (5 s); those left then are logged (event
+and URL) and lost, not kept for the next start (a delivery carries its target's secret,
+which does not belong in the store): webhooks are best effort across a stop.
 
 Request: ``POST url`` with JSON ``{"id", "event", "at", "data"}``, headers
 ``X-CTI-Event``, ``X-CTI-Delivery`` (stable across retries: receivers de-duplicate with

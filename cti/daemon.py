@@ -67,6 +67,7 @@ from cti.web.ws import WsHub
 from cti.worker import WorkerMetrics
 
 log = logging.getLogger(__name__)
+RECORDER_GRACE_S = 10.0  # the call recorder's drain at a stop; the rest is kept (cti.pending)
 
 EXPIRE_EVERY_S = 0.2
 GAPPED_CDR_WAIT_S = 0.5
@@ -273,8 +274,9 @@ class Daemon:
             except Exception:
                 log.exception("feature %s failed to stop", feature.name)
         await self.ami.close()
-        # 4. the recorder drains, then the store closes
-        await self.recorder.close()
+        # 4. the recorder drains (what is left is kept for the next start), then the
+        # store closes
+        await self.recorder.close(grace_s=RECORDER_GRACE_S)
         await self.bus.close()
         await self.db.dispose()
         log.info("stopped")

@@ -1,7 +1,16 @@
 """The one queue worker: how a component hands work from the (synchronous) bus to I/O.
 
-Guarantees, the same for every user (the call recorder, the CRM interaction writer, the
-webhook dispatcher, the lost-caller list):
+Its users and what a graceful stop (SIGTERM; cti.daemon stops AMI events and FastAGI
+first, then drains them with the store open) guarantees for each:
+
+- ``calls`` (cti.calls.recorder), ``crm-interactions`` (crm_bridge.interactions),
+  ``acd-lost-callers`` (acd.lost), ``stats-facts`` (stats.feature), ``missed-call-sms``
+  (messaging.rules): drained for a bounded time, the rest kept in the store and handled
+  first at the next start (``keep``): nothing accepted is lost.
+- ``crm-webhooks`` (crm_bridge.webhooks): drained for a bounded time; deliveries left
+  then are logged and lost (not kept: a delivery carries its target's secret).
+
+Guarantees, the same for every user:
 
 - **Bounded intake, never blocking.** :meth:`QueueWorker.submit` only ``put_nowait``s onto
   a bounded queue; a full (or closed) queue drops the item, logs it and counts it
@@ -339,6 +348,11 @@ class WorkerMetrics(Collector):
             ),
             "errors": CounterMetricFamily(
                 "cti_queue_worker_errors", "failed attempts (retried)", labels=["worker"]
+            ),
+            "kept": CounterMetricFamily(
+                "cti_queue_worker_kept",
+                "items a stop left over and kept in the store for the next start",
+                labels=["worker"],
             ),
         }
         pending = GaugeMetricFamily(
