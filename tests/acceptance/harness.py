@@ -42,6 +42,25 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return int(s.getsockname()[1])
 
 
+def free_media_ports() -> int:
+    """A UDP port free with the three after it: SIPp's -mp is its audio RTP port and it
+    binds the next ones too (RTCP, video); one of them taken aborts its call ('Unable to
+    bind video RTP socket ... Address already in use')."""
+    for _ in range(100):
+        base = free_port(socket.SOCK_DGRAM)
+        if base + 3 > 65535:
+            continue
+        with contextlib.ExitStack() as held:
+            try:
+                for port in range(base, base + 4):
+                    sock = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+                    sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return base
+    raise AssertionError("no four free UDP ports in a row for SIPp's media")
+
+
 def _remove_stale_instances(root: Path) -> None:
     """Instance dirs of earlier test runs whose process is gone."""
     for base in (root / "srv" / "cti").glob("test-*"):
@@ -246,7 +265,7 @@ async def start_sipp(
     return await asyncio.create_subprocess_exec(
         "sipp", "-sf", str(scenario), "-i", "127.0.0.1",
         "-p", str(free_port(socket.SOCK_DGRAM)), "-mi", "127.0.0.1",
-        "-mp", str(free_port(socket.SOCK_DGRAM)), "-s", "4008001234", "-nostdin",
+        "-mp", str(free_media_ports()), "-s", "4008001234", "-nostdin",
         "-timeout", str(timeout_s), *args, f"127.0.0.1:{inst.spec.sip_port}",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=cwd,
     )  # fmt: skip
@@ -260,7 +279,7 @@ async def start_sipp_uas(
     assert shutil.which("sipp"), "sip-tester (sipp) is required"
     return await asyncio.create_subprocess_exec(
         "sipp", "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(port),
-        "-mi", "127.0.0.1", "-mp", str(free_port(socket.SOCK_DGRAM)), "-nostdin",
+        "-mi", "127.0.0.1", "-mp", str(free_media_ports()), "-nostdin",
         "-timeout", str(timeout_s), "-trace_msg",
         "-message_file", str(cwd / "sipp_messages.log"), *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=cwd,

@@ -16,7 +16,7 @@ from pathlib import Path
 import aiohttp
 
 from cti.asterisk.instance import ChrootAsterisk
-from tests.acceptance.harness import free_port
+from tests.acceptance.harness import free_media_ports, free_port
 
 SIPP_DIR = Path(__file__).parent / "sipp"
 
@@ -44,7 +44,7 @@ async def sipp_register(
         extra += ["-tls_cert", str(tls_files[0]), "-tls_key", str(tls_files[1])]
     proc = await asyncio.create_subprocess_exec(
         "sipp", "-sf", str(SIPP_DIR / "uac_register.xml"), "-i", ip, "-p", str(port),
-        "-mi", ip, "-mp", str(free_port(socket.SOCK_DGRAM)), "-s", user, "-au", user,
+        "-mi", ip, "-mp", str(free_media_ports()), "-s", user, "-au", user,
         "-ap", password, "-set", "expires", str(expires), "-m", "1", "-nostdin",
         "-timeout", "10", "-recv_timeout", "4000", *extra,
         f"127.0.0.1:{server_port or inst.spec.sip_port}",
@@ -168,7 +168,7 @@ async def start_desk_phone(
     second, answers with G.711, waits for the caller's BYE; exits after ``calls`` calls."""
     return await asyncio.create_subprocess_exec(
         "sipp", "-sf", str(SIPP_DIR / "uas_phone.xml"), "-i", ip, "-p", str(port),
-        "-mi", ip, "-mp", str(free_port(socket.SOCK_DGRAM)), "-m", str(calls), "-nostdin",
+        "-mi", ip, "-mp", str(free_media_ports()), "-m", str(calls), "-nostdin",
         "-timeout", str(timeout_s), "-rtp_echo",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=cwd,
     )  # fmt: skip
@@ -189,7 +189,7 @@ async def start_caller(
     ``talk_ms`` after the answer, then hangs up."""
     return await asyncio.create_subprocess_exec(
         "sipp", "-sn", "uac", "-i", "127.0.0.1", "-p", str(free_port(socket.SOCK_DGRAM)),
-        "-mi", "127.0.0.1", "-mp", str(free_port(socket.SOCK_DGRAM)), "-s", number,
+        "-mi", "127.0.0.1", "-mp", str(free_media_ports()), "-s", number,
         "-d", str(talk_ms), "-m", str(calls), "-r", str(rate), "-l", str(limit), "-nostdin",
         "-timeout", str(timeout_s), "-rtp_echo", f"127.0.0.1:{inst.spec.sip_port}",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=cwd,

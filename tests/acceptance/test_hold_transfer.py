@@ -41,7 +41,13 @@ from cti.events import CallHeld, CallResumed
 from cti.store.tokens import create_token
 from stats.feature import StatsFeature
 from tests.acceptance.conftest import daemon_settings
-from tests.acceptance.harness import SQLITE_ONLY, free_port, originate_call, wait_for
+from tests.acceptance.harness import (
+    SQLITE_ONLY,
+    free_media_ports,
+    free_port,
+    originate_call,
+    wait_for,
+)
 from tests.acceptance.test_pop import Stack, desktop, next_of, running_stack, set_sim
 
 SCENARIO = Path(__file__).parent / "sipp" / "uac_hold.xml"
@@ -158,7 +164,7 @@ async def test_sip_caller_hold_updates_the_card_and_the_statistics(
     proc = await asyncio.create_subprocess_exec(
         "sipp", "-sf", str(SCENARIO), "-m", "1", "-i", "127.0.0.1",
         "-p", str(free_port(socket.SOCK_DGRAM)), "-mi", "127.0.0.1",
-        "-mp", str(free_port(socket.SOCK_DGRAM)), "-s", "4008001234",
+        "-mp", str(free_media_ports()), "-s", "4008001234",
         "-nostdin", "-timeout", "120", "-timeout_error",
         f"127.0.0.1:{asterisk.spec.sip_port}",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=tmp_path,

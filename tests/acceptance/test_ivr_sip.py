@@ -13,7 +13,7 @@ import pytest
 from cti.ami.client import AmiClient
 from cti.asterisk.instance import ChrootAsterisk
 from cti.events import IvrCompleted
-from tests.acceptance.harness import free_port, wait_for
+from tests.acceptance.harness import free_media_ports, free_port, wait_for
 from tests.acceptance.test_ivr_harness import IvrFactory, in_queue, ivr_daemons
 
 
@@ -103,7 +103,7 @@ async def test_sip_call_with_rfc2833_dtmf_reaches_the_chosen_queue(
     proc = await asyncio.create_subprocess_exec(
         "sipp", "-sf", str(scenario), "-m", "1", "-i", "127.0.0.1",
         "-p", str(free_port(socket.SOCK_DGRAM)), "-mi", "127.0.0.1",
-        "-mp", str(free_port(socket.SOCK_DGRAM)), "-s", "4008001234",
+        "-mp", str(free_media_ports()), "-s", "4008001234",
         "-nostdin", "-timeout", "40", "-timeout_error",
         f"127.0.0.1:{asterisk.spec.sip_port}",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=tmp_path,

@@ -24,7 +24,7 @@ from cti.asterisk.rootfs import ensure_root
 from cti.asterisk.sip import CarrierSpec, SipSpec
 from phones.credentials import ha1
 from phones.pjsip import FILE_NAME, PhoneEntry, render
-from tests.acceptance.harness import DIALPLANS, ami_client, free_port, wait_for
+from tests.acceptance.harness import DIALPLANS, ami_client, free_media_ports, free_port, wait_for
 from tests.acceptance.sip_phones import sipp_register, tls_register
 
 SIPP = Path(__file__).parent / "sipp"
@@ -56,7 +56,7 @@ async def own_asterisk() -> AsyncIterator[Callable[[SipSpec], ChrootAsterisk]]:
 async def carrier(port: int, cwd: Path) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         "sipp", "-sf", str(SIPP / "uas_carrier.xml"), "-i", "127.0.0.1", "-p", str(port),
-        "-mi", "127.0.0.1", "-mp", str(free_port(socket.SOCK_DGRAM)), "-nostdin",
+        "-mi", "127.0.0.1", "-mp", str(free_media_ports()), "-nostdin",
         "-timeout", "60", "-trace_msg", "-message_file", str(cwd / "carrier.log"),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=cwd,
     )  # fmt: skip

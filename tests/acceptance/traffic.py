@@ -27,7 +27,7 @@ import aiohttp
 
 from cti.ami.client import AmiClient
 from cti.ami.protocol import Message
-from tests.acceptance.harness import free_port, wait_for
+from tests.acceptance.harness import free_media_ports, free_port, wait_for
 
 PCAPS = Path("/usr/share/sip-tester")
 
@@ -163,24 +163,6 @@ def scenario(steps: list[str]) -> str:
         else:
             raise ValueError(step)
     return out + _TAIL
-
-
-def free_media_ports() -> int:
-    """A UDP port free with the three after it: SIPp's -mp is its audio RTP port and it
-    binds the next ones too (RTCP, video); one of them taken aborts its call."""
-    for _ in range(100):
-        base = free_port(socket.SOCK_DGRAM)
-        if base + 3 > 65535:
-            continue
-        with contextlib.ExitStack() as held:
-            try:
-                for port in range(base, base + 4):
-                    sock = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
-                    sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return base
-    raise AssertionError("no four free UDP ports in a row for SIPp's media")
 
 
 @dataclass
