@@ -13,8 +13,9 @@ Ordering that matters:
 In a cluster (``[cluster] broker_url``, decision 0028) the bus crosses nodes and a lease
 (:mod:`cti.cluster.lease`) decides when this node drives its Asterisk server: a standby
 serves HTTP and websockets only; on acquiring the lease it starts FastAGI and AMI, and the
-first connect recovers from the last call end recorded for that server, by any node, as
-after a restart; on losing it, it lets go of AMI and FastAGI.
+first connect recovers from the last call end recorded for that server, by any node (or
+from when it was first watched: cti.calls.watchmark), as after a restart; on losing it,
+it lets go of AMI and FastAGI.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from cti.ami.client import AmiClient
 from cti.ami.protocol import Message
 from cti.ami.screen import REASONS as AMI_DROP_REASONS
 from cti.bus import EventBus
-from cti.calls import recovery
+from cti.calls import recovery, watchmark
 from cti.calls.model import EVENT_CLASSES, Call, CallModel, channel_info
 from cti.calls.recorder import CallRecorder
 from cti.cluster.lease import ServerLease, libpq_dsn
@@ -305,16 +306,14 @@ class Daemon:
         self.http_port = sockets[0].getsockname()[1] if sockets else self.settings.http.port
 
     async def _last_recorded_end(self, system_name: str | None = None) -> datetime | None:
-        """The last call end recorded (of this Asterisk server's calls: Uniqueids start
-        with its ``systemname``; of any call when none of its calls is recorded yet)."""
+        """The last call end recorded (of this Asterisk server's calls when its
+        ``systemname`` is known: their Uniqueids start with it; else of any call). None of
+        its calls recorded yet: the server's watch mark bounds the window (cti.calls.watchmark)."""
         query = select(func.max(CallRow.ended_at))
+        if system_name:
+            query = query.where(CallRow.linkedid.startswith(system_name + "-", autoescape=True))
         async with self.db.session() as session:
-            value = None
-            if system_name:
-                own = query.where(CallRow.linkedid.startswith(system_name + "-", autoescape=True))
-                value = (await session.execute(own)).scalar()
-            if value is None:
-                value = (await session.execute(query)).scalar()
+            value = (await session.execute(query)).scalar()
         if value is not None and value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
         return value
@@ -364,8 +363,14 @@ class Daemon:
         self._model_synced = False
 
     async def _on_connected(self, reconnect: bool) -> None:
-        if self.lease is not None and not self._connected_once:
-            self._startup_since = await self._last_recorded_end(self.ami.system_name)
+        if not self._connected_once:
+            if self.lease is not None:
+                self._startup_since = await self._last_recorded_end(self.ami.system_name)
+            # a server none of whose calls is recorded yet: from when it was first watched
+            s = self.settings
+            server = self.ami.system_name or s.cluster.server or s.asterisk.instance
+            mark = await watchmark.first_watched(self.db, server, utcnow())
+            self._startup_since = watchmark.window_start(self._startup_since, mark)
         await self._advertise_agi()
         snapshot_at = utcnow()
         _, channels = await self.ami.send_list_action("CoreShowChannels")

@@ -57,6 +57,7 @@ __all__ = [
     "UTCDateTime",
     "User",
     "UserTeam",
+    "WatchMark",
     "WebSession",
     "clean_text",
     "clip_text",
@@ -337,3 +338,13 @@ class PendingItem(Base):
     worker: Mapped[str] = mapped_column(BoundedText(64), index=True)
     payload: Mapped[str] = mapped_column(Text())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class WatchMark(Base):
+    """When the daemon first watched an Asterisk server (cti.calls.watchmark): the start
+    of the recovery window while none of the server's calls is recorded yet."""
+
+    __tablename__ = "watch_marks"
+
+    server: Mapped[str] = mapped_column(BoundedText(128), primary_key=True)
+    since: Mapped[datetime] = mapped_column(UTCDateTime())
