@@ -53,7 +53,13 @@ from cti.store.db import Database
 from cti.store.migrate import upgrade
 from cti.store.models import Call as CallRow
 from cti.store.tokens import create_token
-from tests.acceptance.harness import free_port, no_channels, restart_test_asterisk, wait_for
+from tests.acceptance.harness import (
+    PROJECT,
+    free_port,
+    no_channels,
+    restart_test_asterisk,
+    wait_for,
+)
 from tests.acceptance.proxy import CuttableProxy
 from tests.acceptance.traffic import (
     Caller,
@@ -254,7 +260,11 @@ async def run_and_check(
     offset = zone_with_midnight_at(midnight, tzdir, ZONE)
     config = tmp_path / "cti.toml"
     write_config(config, asterisk, proxy, db_url, http_port, menus)
-    env = dict(os.environ, PYTHONTZPATH=f"{tzdir}{os.pathsep}/usr/share/zoneinfo")
+    env = dict(
+        os.environ,
+        PYTHONTZPATH=f"{tzdir}{os.pathsep}/usr/share/zoneinfo",
+        PYTHONPATH=str(PROJECT),  # this checkout's cti (the store is migrated with it)
+    )
     daemon = DaemonProcess(config, tmp_path / "cti.log", env, http_port)
     board = Wallboard(daemon.base, token)
     callers = Callers(ami, asterisk.spec.sip_port, tmp_path)
