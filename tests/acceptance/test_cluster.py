@@ -162,6 +162,22 @@ def write_node_config(
     )
 
 
+def node_per_server(
+    tmp_path: Path, servers: dict[str, tuple[ChrootAsterisk, str]], *, db_url: str, stream: str
+) -> dict[str, DaemonProcess]:
+    """One daemon node per entry (node name -> its Asterisk and server name), each on a free
+    HTTP port, running this checkout's cti; no SMS (the gateway is a closed port)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    nodes: dict[str, DaemonProcess] = {}
+    for name, (inst, server) in servers.items():
+        port = free_port()
+        cfg = tmp_path / f"{name}.toml"
+        write_node_config(cfg, inst, db_url=db_url, http_port=port, node=name, server=server,
+                          stream=stream, sms_url="http://127.0.0.1:9/")  # fmt: skip
+        nodes[name] = DaemonProcess(cfg, tmp_path / f"{name}.log", env, port)
+    return nodes
+
+
 async def set_globals(ami: AmiClient, queue: str) -> None:
     """Simulated agents answer after 1 s and talk 3 s; the IVR's fallback is the queue."""
     for name, value in (("CTI_DEFAULT_QUEUE", queue), ("CTI_SIM_RING", "1"),

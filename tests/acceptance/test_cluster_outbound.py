@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import secrets
 import time
 from pathlib import Path
@@ -44,6 +43,7 @@ from tests.acceptance.test_cluster import (  # noqa: F401  (fixtures)
     asterisk_b,
     carrier_invites,
     driving,
+    node_per_server,
     pg_url,
     restore,
     stream,
@@ -59,7 +59,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::ResourceWarning"),
 ]
 
-PROJECT = Path(__file__).resolve().parents[2]
 AGENTS = ("co-ag1", "co-ag2")
 LEADS = 6
 
@@ -82,14 +81,9 @@ async def test_a_campaign_dials_on_both_servers_each_lead_once(
         await acd_store.put_agent(db, agent, agent, [], {queue: 0})
         tokens[agent] = await create_token(db, agent, "agent")
     admin = await create_token(db, "co-admin", "admin")
-    env = {**os.environ, "PYTHONPATH": str(PROJECT)}  # this checkout's cti
-    nodes: dict[str, DaemonProcess] = {}
-    for name, inst, server in (("n1", asterisk, "a"), ("n2", asterisk_b, "b")):
-        port = free_port()
-        cfg = tmp_path / f"{name}.toml"
-        write_node_config(cfg, inst, db_url=pg_url, http_port=port, node=name, server=server,
-                          stream=stream, sms_url="http://127.0.0.1:9/")  # fmt: skip
-        nodes[name] = DaemonProcess(cfg, tmp_path / f"{name}.log", env, port)
+    nodes = node_per_server(
+        tmp_path, {"n1": (asterisk, "a"), "n2": (asterisk_b, "b")}, db_url=pg_url, stream=stream
+    )
     carrier_port = free_port()
     write_hello_pcap(tmp_path / "hello.pcap")  # the carrier scenario loads it at start
     carrier = await start_sipp_uas(CARRIER, carrier_port, cwd=tmp_path)

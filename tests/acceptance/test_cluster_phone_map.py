@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import secrets
 import time
 from datetime import UTC, datetime
@@ -31,19 +30,19 @@ from cti.store.db import Database
 from cti.store.migrate import upgrade
 from cti.store.tokens import create_token
 from phones.locations import LocationStore
-from tests.acceptance.harness import free_port, wait_for
+from tests.acceptance.harness import wait_for
 from tests.acceptance.sip_phones import sipp_register
 from tests.acceptance.test_cluster import (  # noqa: F401  (fixtures)
     ami_b,
     asterisk_b,
     driving,
+    node_per_server,
     pg_url,
     restore,
     stream,
     write_node_config,
 )
 from tests.acceptance.test_cluster_phones import api, endpoint_exists, members
-from tests.acceptance.traffic import DaemonProcess
 
 pytestmark = [
     pytest.mark.postgres,
@@ -51,7 +50,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::ResourceWarning"),
 ]
 
-PROJECT = Path(__file__).resolve().parents[2]
 AGENT = "cm-ag1"
 #: after n1 drives A again, how long the membership is watched for a wrong move
 WATCH_S = 4.0
@@ -73,14 +71,9 @@ async def test_a_restarted_node_knows_where_phones_are_from_the_store(
     await acd_store.put_agent(db, AGENT, AGENT, [], {queue: 0})
     admin = await create_token(db, "cm-admin", "admin")
     agent = await create_token(db, AGENT, "agent")
-    env = {**os.environ, "PYTHONPATH": str(PROJECT)}  # this checkout's cti
-    nodes: dict[str, DaemonProcess] = {}
-    for name, inst, server in (("n1", asterisk, "a"), ("n2", asterisk_b, "b")):
-        port = free_port()
-        cfg = tmp_path / f"{name}.toml"
-        write_node_config(cfg, inst, db_url=pg_url, http_port=port, node=name, server=server,
-                          stream=stream, sms_url="http://127.0.0.1:9/")  # fmt: skip
-        nodes[name] = DaemonProcess(cfg, tmp_path / f"{name}.log", env, port)
+    nodes = node_per_server(
+        tmp_path, {"n1": (asterisk, "a"), "n2": (asterisk_b, "b")}, db_url=pg_url, stream=stream
+    )
     phone = ""
     places = LocationStore(db)
     try:

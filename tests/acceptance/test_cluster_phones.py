@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import secrets
 import time
 from pathlib import Path
@@ -29,13 +28,14 @@ from cti.asterisk.instance import ChrootAsterisk
 from cti.store.db import Database
 from cti.store.migrate import upgrade
 from cti.store.tokens import create_token
-from tests.acceptance.harness import free_port, wait_for
+from tests.acceptance.harness import wait_for
 from tests.acceptance.sip_phones import sipp_register
 from tests.acceptance.test_cluster import (  # noqa: F401  (fixtures)
     ami_b,
     asterisk_b,
     call,
     driving,
+    node_per_server,
     pg_url,
     restore,
     set_globals,
@@ -50,7 +50,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::ResourceWarning"),
 ]
 
-PROJECT = Path(__file__).resolve().parents[2]
 AGENT = "cp-ag1"
 
 
@@ -93,15 +92,9 @@ async def test_an_agent_is_a_member_on_the_server_where_its_phone_is_registered(
     admin = await create_token(db, "cp-admin", "admin")
     agent = await create_token(db, AGENT, "agent")
     await db.dispose()
-    env = {**os.environ, "PYTHONPATH": str(PROJECT)}  # this checkout's cti
-    nodes: dict[str, DaemonProcess] = {}
-    for name, inst, server in (("n1", asterisk, "a"), ("n2", asterisk_b, "b")):
-        port = free_port()
-        cfg = tmp_path / f"{name}.toml"
-        # (no SMS in this test: the missed-call rule's gateway is a closed port)
-        write_node_config(cfg, inst, db_url=pg_url, http_port=port, node=name, server=server,
-                          stream=stream, sms_url="http://127.0.0.1:9/")  # fmt: skip
-        nodes[name] = DaemonProcess(cfg, tmp_path / f"{name}.log", env, port)
+    nodes = node_per_server(
+        tmp_path, {"n1": (asterisk, "a"), "n2": (asterisk_b, "b")}, db_url=pg_url, stream=stream
+    )
     rang: list[str] = []
     phone = ""
 
