@@ -34,11 +34,14 @@ Printed, one figure per line (``name: value unit``):
   MixMonitor with ``b`` before the answer (decision 0027) and that writes from the
   bridge on; a MixMonitor the daemon sends after the answer counts from its start;
 - ``errors``: ERROR lines in the daemon's log during the run;
-- ``daemon cpu``: the daemon process's CPU over the burst, % of one core.
+- ``daemon cpu``: the daemon process's CPU over the burst, % of one core;
+- ``pops``: pops received (the count ``cards in the pop`` is out of);
+- ``cpu <part>``: CPU seconds each part used over the burst (Asterisk, the daemon, the
+  desktops, the relay, this process), ``cpu machine`` the whole machine's, against
+  ``cpu available`` (the burst's wall time x the CPUs): on a shared machine the figures
+  move with what else runs.
 
-and as comments the CPU seconds each part used over the burst (Asterisk, the daemon, the
-desktops, the relay, this process) beside the whole machine's, and the load average:
-on a shared machine the figures move with what else runs.
+and as a comment the load average.
 
     .venv/bin/python bench/pop_latency.py [--calls 200] [--desktops 500] [--rate 40]
         [--ring 1] [--talk 10] [--store sqlite|postgres] [--media]
@@ -541,7 +544,8 @@ async def run(args: argparse.Namespace) -> None:
         print(f"relay p99: {relay_p99:.1f} ms")
         print(f"ratio p99: {pct(pop_ms, 0.99) / relay_p99:.1f} x")
         print(f"cards missing: {cards_missing}")
-        print(f"cards in the pop: {cards_in_pop} of {len(pop_at)}")
+        print(f"pops: {len(pop_at)}")
+        print(f"cards in the pop: {cards_in_pop}")
         print(f"card p99: {pct(card_ms, 0.99):.1f} ms")
         print(f"recordings missing: {rec_missing}")
         print(f"recording start p99: {pct(rec_ms, 0.99):.1f} ms")
@@ -552,9 +556,10 @@ async def run(args: argparse.Namespace) -> None:
         print(f"# daemon CPU {cpu:.1f} s over {wall:.1f} s ({per_call:.1f} ms a call); "
               f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")  # fmt: skip
         # who used the machine during the burst (CPU seconds; the rest is other work)
-        shares = ", ".join(f"{name} {sec:.1f}" for name, sec in used.items())
-        print(f"# CPU s over the burst: {shares}; whole machine {machine:.1f} "
-              f"of {wall * (os.cpu_count() or 1):.1f}")  # fmt: skip
+        for name, sec in used.items():
+            print(f"cpu {name}: {sec:.1f} s")
+        print(f"cpu machine: {machine:.1f} s")
+        print(f"cpu available: {wall * (os.cpu_count() or 1):.1f} s")  # the baseline
         if drained is not None:
             most, seconds = drained
             print(f"transcode backlog max: {most} files")
