@@ -515,6 +515,13 @@ class Settings(BaseSettings):
     log: LogConfig = LogConfig()
     cluster: ClusterConfig = ClusterConfig()
 
+    @property
+    def server_name(self) -> str:
+        """The Asterisk server this node serves, as the cluster names it (its lease, its
+        campaigns' locks, its phones' locations, its rows in the records tables): ``[cluster]
+        server``, else the instance's name."""
+        return self.cluster.server or self.asterisk.instance
+
     @model_validator(mode="after")
     def _ami_exposed(self) -> Settings:
         """AMI off loopback is never served or used with a default or weak secret."""

@@ -140,7 +140,7 @@ def make_lease(
             "cluster share one PostgreSQL (SQLite is for a single node)"
         )
     return ServerLease(
-        dsn, c.server or settings.asterisk.instance, node=c.node or socket.gethostname(),
+        dsn, settings.server_name, node=c.node or socket.gethostname(),
         on_acquired=on_acquired, on_lost=on_lost, check_s=c.lease_check_s,
         timeout_s=c.lease_timeout_s,
     )  # fmt: skip
@@ -367,8 +367,7 @@ class Daemon:
             if self.lease is not None:
                 self._startup_since = await self._last_recorded_end(self.ami.system_name)
             # a server none of whose calls is recorded yet: from when it was first watched
-            s = self.settings
-            server = self.ami.system_name or s.cluster.server or s.asterisk.instance
+            server = self.ami.system_name or self.settings.server_name
             mark = await watchmark.first_watched(self.db, server, utcnow())
             self._startup_since = watchmark.window_start(self._startup_since, mark)
         await self._advertise_agi()

@@ -53,7 +53,7 @@ class OutboundFeature:
                 dsn, node=cluster.node or socket.gethostname(),
                 timeout_s=cluster.lease_timeout_s,
             )  # fmt: skip
-        server = (cluster.server or ctx.settings.asterisk.instance) if self.locks else None
+        server = ctx.settings.server_name if self.locks else None
         self.dialer = CampaignDialer(self.store, ctx.ami, ctx.services,
                                      timezone=ctx.settings.site.timezone,
                                      gate=self.locks, server=server)  # fmt: skip

@@ -82,7 +82,7 @@ class PhonesFeature:
         key = phone_key(s.secret, a.secret)
         self._cluster = bool(ctx.settings.cluster.broker_url)
         c = ctx.settings
-        self._server = (c.cluster.server or c.asterisk.instance) if self._cluster else None
+        self._server = c.server_name if self._cluster else None
         self.locations = PhoneLocations(self._server)
         self.service = PhoneService(ctx.db, ami, s, key, Provisioner(ami, etc_dir), self.locations)
         ami.add_event_handler(self._on_event)

@@ -132,7 +132,7 @@ class StatsFeature:
         if ctx.settings.cluster.broker_url:
             self._bus = ctx.bus
             self.service.board = ServerBoard()
-            self.service.own_server = ctx.settings.cluster.server or ctx.settings.asterisk.instance
+            self.service.own_server = ctx.settings.server_name
             ctx.bus.subscribe(ServerLiveState, self._on_server_state, remote=True)
         add_routes(ctx.app, self.service)
         add_pages(ctx.app, "/wallboard", STATIC / "wallboard")

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from cti.records.tail import TailPosition
     from cti.store.db import Database
 
-__all__ = ["RecordSource", "make_source", "records_server"]
+__all__ = ["RecordSource", "make_source"]
 
 
 class RecordSource(Protocol):
@@ -59,12 +59,6 @@ class RecordSource(Protocol):
         ...
 
 
-def records_server(settings: Settings) -> str:
-    """The name a server's rows carry in the records tables: the cluster's name of the
-    server (``cluster.server``), else the instance's (as the lease names it)."""
-    return settings.cluster.server or settings.asterisk.instance
-
-
 def make_source(settings: Settings, db: Database) -> RecordSource:
     """The source ``[asterisk] records`` names (ConfigError when it cannot work)."""
     if settings.asterisk.records == "postgresql":
@@ -75,7 +69,7 @@ def make_source(settings: Settings, db: Database) -> RecordSource:
                 'asterisk.records = "postgresql" needs database.url on PostgreSQL: Asterisk '
                 "writes its queue_log and CDR into the store's tables"
             )
-        return PgRecords(db, records_server(settings))
+        return PgRecords(db, settings.server_name)
     from cti.records.files import FileRecords
 
     if settings.asterisk.log_dir is None:

@@ -21,7 +21,6 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from cti.config import ConfigError, Settings
-from cti.records import records_server
 
 __all__ = [
     "CDR_TABLE",
@@ -78,7 +77,7 @@ def records_db(settings: Settings) -> RecordsDb | None:
     db = RecordsDb(
         host=a.records_host or url.host or "", port=a.records_port or url.port or 5432,
         dbname=url.database or "", user=url.username or "", password=url.password or "",
-        server=records_server(settings),
+        server=settings.server_name,
     )  # fmt: skip
     db.check()
     return db

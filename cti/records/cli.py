@@ -35,7 +35,6 @@ def add_records_commands(sub: Any, settings_of: Callable[[argparse.Namespace], S
     b.add_argument("--since", required=True, help="ISO date-time (UTC unless given)")
 
     def run(args: argparse.Namespace) -> int:
-        from cti.records import records_server
         from cti.records.backfill import backfill
         from cti.records.files import FileRecords
         from cti.store.db import Database
@@ -52,7 +51,7 @@ def add_records_commands(sub: Any, settings_of: Callable[[argparse.Namespace], S
         if settings.asterisk.log_dir is None:
             raise ConfigError("records backfill reads the server's files: set asterisk.log_dir")
         files = FileRecords.in_log_dir(Path(settings.asterisk.log_dir))
-        server = records_server(settings)
+        server = settings.server_name
 
         async def go() -> None:
             db = Database.from_url(settings.database.url)
