@@ -329,6 +329,7 @@ class Callbacks:
                 self.db, cid, ("queued", "dialing"), status="waiting", call_linkedid="",
                 next_attempt_at=utcnow(), updated_at=utcnow(),
             )  # fmt: skip
+        await self.dialer.adopt(channels)  # click-to-call and by-hand dials still up
 
     def _spawn(self, coro: Any) -> None:
         self._tasks.spawn(coro, "job")

@@ -20,20 +20,29 @@ The result of a call (:class:`Result`) comes from the platform's call events: th
 CallLegEnded: ``answered`` (the customer picked up), ``unanswered`` (dialled, no
 answer/busy/failed) or ``not_dialled`` (the agent never answered, or the placeholder
 left the queue unanswered).
+
+What a call placed through an agent IS (``click_to_call`` or ``callback``, and the number)
+rides on its first channel as ``CTI_OUTBOUND_KIND`` / ``CTI_OUTBOUND_NUMBER`` (Originate
+variables): a node that takes the server over (or a restarted daemon) finds such a call
+in its channel snapshot, reads them back (:meth:`Dialer.adopt`) and follows the call to
+its result as the node that placed it would have (a lost caller closed when the customer
+answers). Callback placeholders and callbacks are adopted from their stored requests
+(:meth:`acd.callbacks.Callbacks.resync`).
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import phonenumbers
 
-from cti.ami.client import AmiClient
-from cti.events import CallDialEnded, CallDialing, CallLegEnded, DomainEvent
+from cti.ami.actions import AmiActionError
+from cti.ami.client import AmiClient, NotConnected
+from cti.events import CallDialEnded, CallDialing, CallLegEnded, ChannelInfo, DomainEvent
 from cti.services import DialDecision, Services
 from cti.tasks import BackgroundTasks
 
@@ -57,6 +66,10 @@ OUTBOUND_PREFIX = "cti-out-"
 CALLBACK_PREFIX = "cti-cb-"
 #: The platform's call events the dialer follows (subscribe each to :meth:`Dialer.apply`).
 CALL_EVENTS = (CallDialing, CallDialEnded, CallLegEnded)
+#: channel variables a call placed through an agent is originated with: what it is,
+#: read back when another node (or a restarted one) finds it up (:meth:`Dialer.adopt`)
+KIND_VAR = "CTI_OUTBOUND_KIND"
+NUMBER_VAR = "CTI_OUTBOUND_NUMBER"
 
 
 class InvalidNumber(ValueError):
@@ -163,7 +176,8 @@ class Dialer:
                     "Exten": digits_of(number), "Priority": "1",
                     "CallerID": f'"{label}" <{digits_of(number)}>',
                     "Timeout": str(self.agent_ring_s * 1000), "Async": "true",
-                    "Variable": f"CTI_OUTBOUND_RING={self.customer_ring_s}",
+                    "Variable": [f"CTI_OUTBOUND_RING={self.customer_ring_s}",
+                                 f"{KIND_VAR}={kind}", f"{NUMBER_VAR}={number}"],
                     "ChannelId": linkedid, "OtherChannelId": linkedid + "-2",
                 },
             )  # fmt: skip
@@ -214,6 +228,40 @@ class Dialer:
             {"Channel": call.linkedid, "Context": OUTBOUND_CONTEXT,
              "Exten": digits_of(call.number), "Priority": "1"},
         )  # fmt: skip
+
+    async def adopt(self, channels: Sequence[ChannelInfo]) -> list[OutboundCall]:
+        """After a (re)connect: the calls this module placed that are still up in
+        Asterisk and unknown here (placed by a node that died, or before a restart, and
+        not held by a callback request) are followed again, as what they are: their kind
+        and number are read back from the first channel's ``CTI_OUTBOUND_KIND`` /
+        ``CTI_OUTBOUND_NUMBER`` (set on Originate); the customer counts as dialled when a
+        leg of the call is in ``[cti-outbound]``'s Dial. Their results then come from the
+        call events as for any call (e.g. a lost caller closed when the customer answers)."""
+        dialled: dict[str, bool] = {}
+        for ch in channels:
+            if ch.linkedid.startswith(OUTBOUND_PREFIX) and ch.linkedid not in self.calls:
+                in_dial = ch.context == OUTBOUND_CONTEXT and ch.application == "Dial"
+                dialled[ch.linkedid] = dialled.get(ch.linkedid, False) or in_dial
+        adopted: list[OutboundCall] = []
+        for linkedid, was_dialled in dialled.items():
+            marks: dict[str, str] = {}
+            for name in (KIND_VAR, NUMBER_VAR):
+                try:
+                    reply = await self.ami.send_action("Getvar", {"Channel": linkedid,
+                                                                  "Variable": name})  # fmt: skip
+                except (AmiActionError, NotConnected, TimeoutError):
+                    break
+                marks[name] = reply.get("Value", "") or ""
+            kind, number = marks.get(KIND_VAR, ""), marks.get(NUMBER_VAR, "")
+            if kind not in ("click_to_call", "callback") or not number:
+                continue
+            if linkedid in self.calls:  # known meanwhile (a callback request's resync)
+                continue
+            call = OutboundCall(linkedid, kind, number, "", dialled=was_dialled)
+            self.calls[linkedid] = call
+            adopted.append(call)
+            log.info("outbound call %s taken over: %s to %s", linkedid, kind, number)
+        return adopted
 
     async def hangup(self, linkedid: str) -> None:
         self.calls.pop(linkedid, None)

@@ -42,6 +42,12 @@ attempt. Leads that server claimed and never dialled are due again at once. When
 drives the server any more, another driver takes the lock to settle its calls from the
 store (never dialling on it) and lets it go once they are settled. A single node adopts
 its own calls so at start (a restarted daemon: its Asterisk carried on with them).
+An adopted call keeps what it is: an agent-first call (preview, personal callback: the
+agent's phone rings, then the customer) is originated with ``CTI_CAMPAIGN_FIRST`` (the
+lead's status before it) and ``CTI_CAMPAIGN_AGENT``, read back from its first channel
+(``Getvar``) when it is adopted unconnected, so the customer's answer after the takeover
+connects it to its agent (``answered``), and an agent who never answers puts the lead
+back (``not_dialled``), instead of being taken for a queue call nobody took.
 Campaigns started, paused or stopped through another node's API reach every node's dialer
 from the store (read every ``SYNC_S``).
 """
@@ -50,13 +56,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from cti.ami.client import AmiClient
+from cti.ami.actions import AmiActionError
+from cti.ami.client import AmiClient, NotConnected
 from cti.cluster.live import ServerBoard
 from cti.events import (
     CallAnswered,
@@ -100,6 +108,13 @@ LOST_AFTER_S = 30
 #: a call taken over after it was answered, with no call row this long after it
 #: started, is given up (its server is driven by no node)
 ADOPTED_ANSWERED_GIVE_UP_S = 3600
+
+#: channel variables an agent-first call (the agent's phone rings, then the customer) is
+#: originated with, read back when another node takes the call over (:meth:`adopt`)
+FIRST_VAR = "CTI_CAMPAIGN_FIRST"
+AGENT_VAR = "CTI_CAMPAIGN_AGENT"
+AGENT_FIRST_STATUSES = ("preview", "callback")
+_SAFE_VALUE = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 
 _BUSY = ("ringing", "on_call", "on_hold", "wrapup")
 _DIAL_STATUS = {
@@ -175,6 +190,17 @@ def lead_connected(call: LiveCall) -> CampaignLeadConnected:
         customer_id=lead["customer_id"],
         fields=tuple((str(k), str(v)) for k, v in sorted(lead["data"].items())),
     )  # fmt: skip
+
+
+def agent_first_marks(previous: str, agent: str) -> list[str]:
+    """The Originate variables that mark an agent-first call (read back on takeover):
+    the lead's status before it (``preview``/``callback``) and the agent, when the name
+    is one a channel variable carries as is (agent names are; anything else is left out
+    and the lead's agent is used)."""
+    marks = [f"{FIRST_VAR}={previous}"] if previous in AGENT_FIRST_STATUSES else []
+    if marks and _SAFE_VALUE.fullmatch(agent):
+        marks.append(f"{AGENT_VAR}={agent}")
+    return marks
 
 
 def recorded_outcome(record: dict[str, Any], run: Run | None) -> str:
@@ -432,6 +458,8 @@ class CampaignDialer:
                             connected_at=attempt["connected_at"], agent=str(attempt["agent"]),
                             campaign=run.name, adopted=True,
                             server=str(attempt["server"]))  # fmt: skip
+            if call.connected_at is None:
+                await self._read_marks(call)
             run.calls[linkedid] = self.calls[linkedid] = call
             own.add(lead["id"])
             adopted += 1
@@ -442,6 +470,29 @@ class CampaignDialer:
                      "claimed and never dialled are due again", run.name, adopted,
                      released)  # fmt: skip
         return adopted
+
+    async def _read_marks(self, call: LiveCall) -> None:
+        """What a taken-over call IS, read back from its first channel (Uniqueid ==
+        Linkedid) while it is up: an agent-first call (preview, personal callback) carries
+        ``CTI_CAMPAIGN_FIRST`` (the lead's status before it) and ``CTI_CAMPAIGN_AGENT``
+        from its Originate; without them it is a queue call. A channel that is gone (the
+        call ended while no node drove) answers nothing: the call is settled from its row."""
+        if not self.ami.connected:
+            return
+        marks: dict[str, str] = {}
+        for name in (FIRST_VAR, AGENT_VAR):
+            try:
+                reply = await self.ami.send_action("Getvar", {"Channel": call.linkedid,
+                                                              "Variable": name})  # fmt: skip
+            except (AmiActionError, NotConnected, TimeoutError):
+                return
+            marks[name] = reply.get("Value", "") or ""
+        previous = marks[FIRST_VAR]
+        if previous in AGENT_FIRST_STATUSES:
+            call.agent_first, call.previous_status = True, previous
+            call.agent = marks[AGENT_VAR] or call.agent or str(call.lead.get("agent") or "")
+            log.info("campaign call %s taken over: agent-first (%s) for %s", call.linkedid,
+                     previous, call.agent)  # fmt: skip
 
     async def settle_adopted(self, run: Run, now: datetime) -> None:
         """Taken-over calls that ended are finished from their call row (the platform's
@@ -548,7 +599,7 @@ class CampaignDialer:
                         campaign=run.name, server=self.server or "")  # fmt: skip
         run.calls[linkedid] = self.calls[linkedid] = call
         s = run.settings
-        variables = [f"CTI_CAMPAIGN_RING={s.ring_s}"]
+        variables = [f"CTI_CAMPAIGN_RING={s.ring_s}", *agent_first_marks(previous, agent)]
         if s.caller_id:
             variables.append(f"CTI_CAMPAIGN_CALLERID={s.caller_id}")
         digits = "".join(c for c in decision if c.isdigit())
