@@ -24,8 +24,8 @@ import pytest
 from cti.ami.client import AmiClient
 from cti.asterisk.instance import ChrootAsterisk, InstanceSpec
 from cti.asterisk.rootfs import ensure_root
+from tests.checkout import PROJECT
 
-PROJECT = Path(__file__).resolve().parents[2]
 DIALPLANS = PROJECT / "dialplans"
 T = TypeVar("T")
 

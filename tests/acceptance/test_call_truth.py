@@ -54,7 +54,6 @@ from cti.store.migrate import upgrade
 from cti.store.models import Call as CallRow
 from cti.store.tokens import create_token
 from tests.acceptance.harness import (
-    PROJECT,
     free_port,
     no_channels,
     restart_test_asterisk,
@@ -263,7 +262,6 @@ async def run_and_check(
     env = dict(
         os.environ,
         PYTHONTZPATH=f"{tzdir}{os.pathsep}/usr/share/zoneinfo",
-        PYTHONPATH=str(PROJECT),  # this checkout's cti (the store is migrated with it)
     )
     daemon = DaemonProcess(config, tmp_path / "cti.log", env, http_port)
     board = Wallboard(daemon.base, token)

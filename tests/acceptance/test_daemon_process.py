@@ -4,7 +4,6 @@ SIGKILL during the very first calls of a new store loses none of them."""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 import sys
@@ -17,7 +16,8 @@ from cti.asterisk.instance import ChrootAsterisk
 from cti.daemon import RECOVERY_MARGIN
 from cti.store.db import Database
 from cti.store.models import Call as CallRow
-from tests.acceptance.harness import PROJECT, add_sim_agent, no_channels, originate_call, wait_for
+from tests.acceptance.harness import add_sim_agent, no_channels, originate_call, wait_for
+from tests.checkout import checkout_env
 
 
 def write_conf(asterisk: ChrootAsterisk, tmp_path: Path) -> tuple[Path, str]:
@@ -38,10 +38,9 @@ def write_conf(asterisk: ChrootAsterisk, tmp_path: Path) -> tuple[Path, str]:
 
 async def start_cti(conf: Path) -> asyncio.subprocess.Process:
     """``cti run``, once its first AMI connection is synced (recovery done)."""
-    env = {**os.environ, "PYTHONPATH": str(PROJECT)}  # this checkout's cti
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "cti.cli", "--config", str(conf), "run",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=checkout_env(),
     )  # fmt: skip
     assert proc.stderr is not None
     try:

@@ -28,6 +28,7 @@ import aiohttp
 from cti.ami.client import AmiClient
 from cti.ami.protocol import Message
 from tests.acceptance.harness import free_media_ports, free_port, wait_for
+from tests.checkout import checkout_env
 
 PCAPS = Path("/usr/share/sip-tester")
 
@@ -266,7 +267,8 @@ class QueueLog:
 
 
 class DaemonProcess:
-    """``cti run`` with a config file, its output in a log file; SIGKILL and restart."""
+    """``cti run`` with a config file, its output in a log file; SIGKILL and restart. It runs
+    this checkout's code (``env`` plus :func:`tests.checkout.checkout_env`)."""
 
     def __init__(self, config: Path, log: Path, env: dict[str, str], http_port: int) -> None:
         self.config = config
@@ -283,7 +285,7 @@ class DaemonProcess:
         with self.log.open("ab") as out:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "cti.cli", "--config", str(self.config), "run",
-                stdout=out, stderr=asyncio.subprocess.STDOUT, env=self.env,
+                stdout=out, stderr=asyncio.subprocess.STDOUT, env=checkout_env(self.env),
             )  # fmt: skip
 
         async def healthy() -> bool:

@@ -4,25 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 from cti.cli import main
-
-PROJECT = Path(__file__).resolve().parents[2]
+from tests.checkout import checkout_env
 
 
 def run_cti(*args: str, cwd: Path, input: str | None = None) -> subprocess.CompletedProcess[str]:
     """``cti`` in a process of its own, running this checkout's code."""
-    env = dict(
-        os.environ,
-        PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")])),
-    )
     return subprocess.run(
         [sys.executable, "-m", "cti.cli", *args],
-        capture_output=True, text=True, cwd=cwd, timeout=60, check=False, input=input, env=env,
+        capture_output=True, text=True, cwd=cwd, timeout=60, check=False, input=input,
+        env=checkout_env(),
     )  # fmt: skip
 
 
