@@ -109,9 +109,14 @@ class PopService:
         self._holders: dict[str, set[str]] = {}
         # agent -> Linkedids popped on their desktop lately (today's calls list)
         self._seen: dict[str, deque[str]] = {}
+        # each lookup counted once, by its outcome: done (an answer, card or none, in time
+        # or late), of which late (answered after lookup_timeout_s), or failed (an error,
+        # or no answer after the late wait too)
         self.lookups_done = 0
-        self.lookups_failed = 0
         self.lookups_late = 0
+        self.lookups_failed = 0
+        # pops that went out before the card and got it (or its absence) in a call.update
+        self.pops_completed_late = 0
 
     # --- wiring ---------------------------------------------------------------------------
     def attach(self, bus: EventBus) -> None:
@@ -215,30 +220,34 @@ class PopService:
         directory is still reading (issue #19: under load a lookup took 3-10 s)."""
         customer: dict[str, Any] | None = None
         history: list[dict[str, Any]] = []
+        late = False
         try:
             try:
                 async with self._sem, asyncio.timeout(self.config.lookup_timeout_s):
                     customer, history = await self._card(facts, directory)
             except TimeoutError:
-                self.lookups_failed += 1
+                late = True
                 log.warning(
                     "customer lookup slower than %g s; the card follows when it comes",
                     self.config.lookup_timeout_s, extra={"linkedid": facts.linkedid},
                 )  # fmt: skip
                 async with asyncio.timeout(LATE_LOOKUP_S):
                     customer, history = await self._card(facts, directory)
-            self.lookups_done += 1
         except TimeoutError:
+            self.lookups_failed += 1
             log.warning("customer lookup given up", extra={"linkedid": facts.linkedid})
         except Exception:
             self.lookups_failed += 1
             log.exception("customer lookup failed", extra={"linkedid": facts.linkedid})
+        else:
+            self.lookups_done += 1
+            self.lookups_late += late
         facts.customer, facts.history, facts.lookup_state = customer, history, "done"
         # pops that went out without the card get it now (or learn there is none)
         for agent in list(self._holders.get(facts.linkedid, ())):
             pop = self._pop_of(agent, facts.linkedid)
             if pop is not None and pop.message.get("customer_pending"):
-                self.lookups_late += 1
+                self.pops_completed_late += 1
                 self._update(
                     pop, pop.message["state"],
                     customer=customer, history=history, customer_pending=False,

@@ -226,9 +226,10 @@ async def test_a_lookup_slower_than_its_timeout_keeps_looking_up_then_gives_up(
     bus = bus_of(svc)
     bus.publish(CallOffered("L5", T0, "support", "Local/1@x", "a1", "13800138000"))
     await asyncio.sleep(0.2)
-    assert svc.lookups_failed == 1
+    assert (svc.lookups_done, svc.lookups_failed) == (0, 0), "still looking up"
     assert [(m["type"], m["customer_pending"]) for m in sent.to("a1")] == [("pop", True)]
     await asyncio.sleep(0.4)
+    assert (svc.lookups_done, svc.lookups_late, svc.lookups_failed) == (0, 0, 1)
     assert sent.to("a1")[-1] == {
         "type": "call.update", "linkedid": "L5", "state": "ringing",
         "at": sent.to("a1")[-1]["at"], "customer": None, "history": [],
@@ -247,7 +248,7 @@ async def test_a_card_found_after_the_timeout_still_follows() -> None:
     bus = bus_of(svc)
     bus.publish(CallOffered("L5b", T0, "support", "Local/1@x", "a1", "13800138000"))
     await asyncio.sleep(0.3)
-    assert svc.lookups_failed == 1
+    assert (svc.lookups_done, svc.lookups_failed) == (0, 0), "still looking up"
     bus.publish(CallRingNoAnswer("L5b", T0, "support", "Local/1@x", "a1"))
     bus.publish(CallOffered("L5b", T0, "support", "Local/2@x", "a2", "13800138000"))
     assert [m["customer_pending"] for m in sent.to("a1") + sent.to("a2") if "customer" in m] == [
@@ -260,6 +261,51 @@ async def test_a_card_found_after_the_timeout_still_follows() -> None:
     assert late["type"] == "call.update" and late["customer"]["name"] == "张伟"
     assert late["customer_pending"] is False and late["state"] == "ringing"
     assert sent.to("a1")[-1]["customer"]["name"] == "张伟"
+    # one lookup, counted once: a late success is a success
+    assert (svc.lookups_done, svc.lookups_late, svc.lookups_failed) == (1, 1, 0)
+    assert svc.pops_completed_late == 2
+    await svc.stop()
+
+
+class Failing(Directory):
+    """A directory whose lookups raise once the gate opens."""
+
+    async def lookup_number(self, e164: str) -> CustomerCard | None:
+        await self.gate.wait()
+        raise ConnectionError("the CRM is down")
+
+
+async def test_each_lookup_is_counted_once_by_its_outcome() -> None:
+    """In time, late (after lookup_timeout_s, within the late wait) or failed (an error,
+    before or after the timeout): one count per lookup, in exactly one of done and
+    failed; late ones are also counted as late."""
+    fast = Directory()
+    svc, _, _ = make(fast, lookup_wait_s=0, lookup_timeout_s=5)
+    bus_of(svc).publish(CallEntered("F1", T0, "13800138000", "", "4008001234"))
+    bus_of(svc).publish(CallEntered("F2", T0, "13900139000", "", "4008001234"))  # no card
+    for _ in range(20):
+        await settle()
+    assert (svc.lookups_done, svc.lookups_late, svc.lookups_failed) == (2, 0, 0)
+    await svc.stop()
+
+    failing = Failing()
+    svc, _, _ = make(failing, lookup_wait_s=0, lookup_timeout_s=5)
+    bus_of(svc).publish(CallEntered("E1", T0, "13800138000", "", "4008001234"))
+    for _ in range(20):
+        await settle()
+    assert (svc.lookups_done, svc.lookups_late, svc.lookups_failed) == (0, 0, 1)
+    await svc.stop()
+
+    failing_late = Failing()
+    failing_late.gate.clear()
+    svc, _, _ = make(failing_late, lookup_wait_s=0, lookup_timeout_s=0.05)
+    bus_of(svc).publish(CallEntered("E2", T0, "13800138000", "", "4008001234"))
+    await asyncio.sleep(0.2)
+    assert (svc.lookups_done, svc.lookups_failed) == (0, 0)
+    failing_late.gate.set()
+    for _ in range(20):
+        await settle()
+    assert (svc.lookups_done, svc.lookups_late, svc.lookups_failed) == (0, 0, 1)
     await svc.stop()
 
 
