@@ -193,6 +193,10 @@ class CarrierConfig(_Section):
     # the number presented on outbound calls (From user and caller ID)
     caller_id: str = ""
     from_domain: str = ""
+    # seconds between the OPTIONS requests that check the carrier answers (a contact that
+    # leaves one unanswered is Unavailable and not dialled until it answers again);
+    # 0: never ask (for carriers that ignore OPTIONS: the contact is then always dialled)
+    qualify_s: int = Field(60, ge=0, le=86400)
 
     @field_validator("host")
     @classmethod

@@ -60,7 +60,7 @@ def sip_spec(settings: Settings) -> SipSpec:
         carrier = CarrierSpec(
             host=c.host, port=c.port, transport=c.transport, username=c.username,
             password=c.password, register=c.registration, caller_id=c.caller_id,
-            from_domain=c.from_domain,
+            from_domain=c.from_domain, qualify_s=c.qualify_s,
         )  # fmt: skip
     return SipSpec(
         bind=sip.bind, tcp=sip.tcp, tls_port=sip.tls_port,

@@ -34,6 +34,9 @@ class CarrierSpec:
     register: bool = False
     caller_id: str = ""  # the number presented on outbound calls (E.164 or national)
     from_domain: str = ""
+    # seconds between OPTIONS to the carrier's contact; 0: none (the contact is never
+    # marked Unavailable, for carriers that ignore OPTIONS)
+    qualify_s: int = 60
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,12 @@ def _v(value: object) -> str:
     if not _SAFE.fullmatch(text) or text != text.strip():
         raise ValueError(f"value not allowed in pjsip.conf: {text!r}")
     return text
+
+
+def _qualify(seconds: int) -> int:
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or not 0 <= seconds <= 86400:
+        raise ValueError(f"qualify_s: 0-86400 seconds, not {seconds!r}")
+    return seconds
 
 
 def _host_port(host: str, port: int) -> str:
@@ -137,7 +146,7 @@ def render_trunks(spec: SipSpec) -> str:
     if c.from_domain:
         out.append(f"from_domain = {_v(c.from_domain)}")
     out += ["", "[carrier]", "type = aor", f"contact = {uri}", "max_contacts = 1",
-            "qualify_frequency = 60", ""]  # fmt: skip
+            f"qualify_frequency = {_qualify(c.qualify_s)}", ""]  # fmt: skip
     if c.username:
         out += ["[carrier]", "type = auth", "auth_type = digest",
                 f"username = {_v(c.username)}", f"password = {_v(c.password)}", ""]  # fmt: skip

@@ -21,7 +21,7 @@ from cti.ami.client import AmiClient
 from cti.ami.protocol import Message
 from cti.asterisk.instance import ChrootAsterisk, InstanceSpec
 from cti.asterisk.rootfs import ensure_root
-from cti.asterisk.sip import CarrierSpec, SipSpec
+from cti.asterisk.sip import CarrierSpec, SipSpec, write_sip_files
 from phones.credentials import ha1
 from phones.pjsip import FILE_NAME, PhoneEntry, render
 from tests.acceptance.harness import DIALPLANS, ami_client, free_media_ports, free_port, wait_for
@@ -53,9 +53,11 @@ async def own_asterisk() -> AsyncIterator[Callable[[SipSpec], ChrootAsterisk]]:
         shutil.rmtree(inst.base, ignore_errors=True)
 
 
-async def carrier(port: int, cwd: Path) -> asyncio.subprocess.Process:
+async def carrier(
+    port: int, cwd: Path, scenario: str = "uas_carrier.xml"
+) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        "sipp", "-sf", str(SIPP / "uas_carrier.xml"), "-i", "127.0.0.1", "-p", str(port),
+        "sipp", "-sf", str(SIPP / scenario), "-i", "127.0.0.1", "-p", str(port),
         "-mi", "127.0.0.1", "-mp", str(free_media_ports()), "-nostdin",
         "-timeout", "60", "-trace_msg", "-message_file", str(cwd / "carrier.log"),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=cwd,
@@ -126,6 +128,63 @@ async def test_carrier_registration_caller_id_tcp_and_nat(
             await ami.close()
         assert re.search(r"From: .*<sip:\+862112345678@", text), text
         assert "c=IN IP4 203.0.113.5" in text, text  # NAT: the external address in the SDP
+    finally:
+        sipp.kill()
+        await sipp.wait()
+
+
+async def test_a_carrier_that_ignores_options_is_dialled_with_qualify_s_0(
+    own_asterisk: Callable[[SipSpec], ChrootAsterisk], tmp_path: Path
+) -> None:
+    """A carrier that never answers OPTIONS: qualified (``qualify_s`` = 2) its contact
+    becomes Unavailable; with ``qualify_s = 0`` (the trunks rewritten, res_pjsip reloaded)
+    Asterisk stops asking, the contact is no longer Unavailable and a call goes out."""
+    port = free_port(socket.SOCK_DGRAM)
+    sipp = await carrier(port, tmp_path, "uas_carrier_no_options.xml")
+    sip = SipSpec(carrier=CarrierSpec(host="127.0.0.1", port=port, qualify_s=2))
+    inst = await asyncio.to_thread(own_asterisk, sip)
+    try:
+
+        async def contact() -> str:
+            out = await asyncio.to_thread(inst.cli, "pjsip show contacts")
+            m = re.search(r"Contact:\s+carrier/sip:\S+\s+\S+\s+(\w+)", out)
+            return m.group(1) if m else ""
+
+        async def unavailable() -> bool:
+            return await contact() == "Unavail"
+
+        await wait_for(unavailable, timeout=30, what="the unanswered OPTIONS to fail the contact")
+        await asyncio.to_thread(
+            write_sip_files, inst.etc_dir,
+            SipSpec(carrier=CarrierSpec(host="127.0.0.1", port=port, qualify_s=0)),
+            inst.spec.sip_port, f"{inst.inner}/etc",
+        )  # fmt: skip
+        assert "qualify_frequency = 0" in (inst.etc_dir / "pjsip_trunks.conf").read_text()
+        await asyncio.to_thread(inst.cli, "module reload res_pjsip.so")
+
+        async def not_qualified() -> bool:
+            aor = await asyncio.to_thread(inst.cli, "pjsip show aor carrier")
+            frequency = re.search(r"qualify_frequency\s*:\s*(\d+)", aor)
+            return (
+                frequency is not None
+                and frequency.group(1) == "0"
+                and await contact() not in ("", "Unavail")
+            )
+
+        await wait_for(not_qualified, timeout=30, what="the carrier's contact out of Unavailable")
+        ami = ami_client(inst)
+        await ami.start()
+        await ami.wait_connected(10)
+        try:
+            answer = await ami.send_action("Originate", {
+                "Channel": "PJSIP/13800138000@carrier", "Application": "Wait", "Data": "1",
+                "CallerID": "caller <999>", "Timeout": "20000",
+            }, timeout=40)  # fmt: skip
+        finally:
+            await ami.close()
+        assert answer.get("Response") == "Success", dict(answer)
+        log = (tmp_path / "carrier.log").read_text(errors="replace")
+        assert re.search(r"INVITE sip:13800138000@127\.0\.0\.1", log), log[-2000:]
     finally:
         sipp.kill()
         await sipp.wait()

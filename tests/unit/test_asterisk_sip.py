@@ -61,6 +61,9 @@ def test_nat_tcp_tls_and_the_carrier(tmp_path: Path) -> None:
         {"carrier": {"host": "h", "registration": True}},
         {"carrier": {"host": "h", "caller_id": "call me"}},
         {"carrier": {"host": "h", "transport": "tcp"}},
+        {"carrier": {"host": "h", "qualify_s": -1}},
+        {"carrier": {"host": "h", "qualify_s": 86401}},
+        {"carrier": {"host": "h", "qualify_s": "often"}},
         {"ws_bind": "any"},
     ],
 )
@@ -77,8 +80,28 @@ def test_a_bad_carrier_password_is_not_echoed(tmp_path: Path) -> None:
     assert "asterisk.carrier.password" in str(err.value) and "secret;value" not in str(err.value)
 
 
+def test_the_carrier_is_qualified_every_qualify_s_or_never(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Default 60 s; 0 renders qualify_frequency = 0: Asterisk sends no OPTIONS and never
+    marks the contact Unavailable (a carrier that ignores OPTIONS stays diallable)."""
+
+    def qualify(carrier: dict[str, object]) -> list[str]:
+        trunks = render_trunks(sip_spec(Settings(asterisk={"carrier": carrier})))
+        return [line for line in trunks.splitlines() if line.startswith("qualify_")]
+
+    assert qualify({"host": "h"}) == ["qualify_frequency = 60"]
+    assert qualify({"host": "h", "qualify_s": 15}) == ["qualify_frequency = 15"]
+    assert qualify({"host": "h", "qualify_s": 0}) == ["qualify_frequency = 0"]
+    monkeypatch.setenv("CTI_ASTERISK__CARRIER__HOST", "h")
+    monkeypatch.setenv("CTI_ASTERISK__CARRIER__QUALIFY_S", "0")
+    assert sip_spec(load_config(None)).carrier == CarrierSpec(host="h", qualify_s=0)
+
+
 def test_the_renderer_refuses_what_config_would_have() -> None:
     with pytest.raises(ValueError):
         render_trunks(SipSpec(carrier=CarrierSpec(host="h\n[evil]")))
+    with pytest.raises(ValueError):
+        render_trunks(SipSpec(carrier=CarrierSpec(host="h", qualify_s=-5)))
     with pytest.raises(ValueError):
         render_transports(SipSpec(local_nets=("10.0.0.0/8\nx",)), 5060, "/e")
