@@ -58,6 +58,7 @@ from cti.features import (
 )
 from cti.gcpause import GcPolicy
 from cti.records import make_source
+from cti.records.cdr_watch import CdrWatch
 from cti.services import Services
 from cti.store.db import Database
 from cti.store.migrate import upgrade
@@ -186,6 +187,10 @@ class Daemon:
             on_drop=lambda reason: self.metrics.ami_dropped.labels(reason).inc(),
         )  # fmt: skip
         self.hub = WsHub(self.db, allowed_origins=settings.http.allowed_origins)
+        # Asterisk writes its CDRs into the store: the driver keeps cdr_pgsql writing
+        self.cdr_watch = (
+            CdrWatch(self.ami, self.records) if settings.asterisk.records == "postgresql" else None
+        )
         self.demo_enabled = demo
         self._runner: web.AppRunner | None = None
         self._tasks = BackgroundTasks("cti")
@@ -213,6 +218,9 @@ class Daemon:
         await self.recorder.start()
         self.bus.subscribe(CallCompleted, self._count_completed)
         self.bus.subscribe(IvrCallbackRequested, self._on_callback_requested)
+        if self.cdr_watch is not None:
+            self.bus.subscribe(CallCompleted, self.cdr_watch.on_completed)
+            self._tasks.spawn(self.cdr_watch.run(), "cdr-watch")
         self.ami.add_event_handler(self._on_ami_event)
         self.ami.add_connected_handler(self._on_connected)
         self.ami.add_disconnected_handler(self._on_disconnected)
@@ -371,6 +379,8 @@ class Daemon:
             mark = await watchmark.first_watched(self.db, server, utcnow())
             self._startup_since = watchmark.window_start(self._startup_since, mark)
         await self._advertise_agi()
+        if self.cdr_watch is not None:
+            self._tasks.spawn(self.cdr_watch.on_connected(), "cdr-check")
         snapshot_at = utcnow()
         _, channels = await self.ami.send_list_action("CoreShowChannels")
         now = utcnow()

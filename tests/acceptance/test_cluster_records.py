@@ -130,6 +130,15 @@ async def forwarder(netns: Namespace) -> AsyncIterator[Forwarder]:
 async def records_asterisk(
     netns: Namespace, forwarder: Forwarder, pg_url: str
 ) -> AsyncIterator[NetnsAsterisk]:
+    async with running_asterisk(netns, forwarder, pg_url) as inst:
+        yield inst
+
+
+@contextlib.asynccontextmanager
+async def running_asterisk(
+    netns: Namespace, forwarder: Forwarder, pg_url: str
+) -> AsyncIterator[NetnsAsterisk]:
+    """Asterisk in ``netns``, writing its records into ``pg_url`` through ``forwarder``."""
     root = ensure_root(lambda msg: print(f"[asterisk] {msg}", flush=True))
     rtp = 20000 + secrets.randbelow(400) * 100
     url = make_url(pg_url)
@@ -441,3 +450,71 @@ async def check_postgres_outage(
     assert await backfill(files, db, server, since) == BackfillResult(0, 0)  # once only
     print(f"PostgreSQL cut: call {during.linkedid} only in Asterisk's files; "
           f"the next call's records in the tables again")  # fmt: skip
+
+
+async def test_an_asterisk_booted_without_postgresql_gets_its_cdrs_written_by_the_driver(
+    netns: Namespace, forwarder: Forwarder, pg_url: str, tmp_path: Path
+) -> None:
+    """Asterisk boots while PostgreSQL is unreachable (its cdr_pgsql never read its table's
+    columns, and drops every CDR once PostgreSQL is back); PostgreSQL comes back; the
+    node driving it sees its calls' CDRs missing from the table (two calls in a row) and
+    loads cdr_pgsql again over AMI: the next call's CDR is in the table, with nobody
+    reloading anything by hand. (Without the node's watch no CDR ever arrives.)"""
+    from cti.records.postgres import CDR
+
+    forwarder.cut()  # PostgreSQL refuses Asterisk while it boots
+    async with running_asterisk(netns, forwarder, pg_url) as inst:
+        forwarder.restore()
+        spec = inst.spec
+        queue = f"rhq{secrets.token_hex(3)}"
+        menus = tmp_path / "menus.toml"
+        menus.write_text(MENUS.format(queue=queue))
+        port = free_port()
+        write_config(tmp_path / "node.toml", inst, pg_url, port, menus)
+        env = {**os.environ, "PYTHONPATH": str(PROJECT)}
+        node = DaemonProcess(tmp_path / "node.toml", tmp_path / "node.log", env, port)
+        ami = AmiClient(AST_IP, spec.ami_port, spec.ami_user, spec.ami_secret,
+                        ping_interval=2.0, action_timeout=5.0, backoff_initial=0.1,
+                        backoff_max=0.5)  # fmt: skip
+        db = Database.from_url(pg_url)
+
+        async def in_table() -> set[str]:
+            async with db.session() as s:
+                return set(await s.scalars(select(CDR.c.linkedid).where(CDR.c.server == spec.name)))
+
+        try:
+            await ami.start()
+            await ami.wait_connected(timeout=20)
+            await ami.send_action("Setvar", {"Variable": "CTI_DEFAULT_QUEUE", "Value": queue})
+            await node.start()
+            missed: set[str] = set()
+            for _ in range(4):  # a call at a time until the node has seen enough missing
+                missed.add((await one_call(ami, inst)).linkedid)
+                with contextlib.suppress(AssertionError):
+                    await wait_for(lambda: _true("cdr_pgsql.so loaded again" in node.tail(200)),
+                                   timeout=10, what="the node to load cdr_pgsql again")  # fmt: skip
+                    break
+            else:
+                raise AssertionError(f"cdr_pgsql not loaded again after {len(missed)} calls")
+            assert not missed & await in_table(), "a CDR written before the reload"
+            healed = await one_call(ami, inst)
+
+            async def written() -> bool:
+                return healed.linkedid in await in_table()
+
+            await wait_for(written, timeout=20, what="the next call's CDR in the table")
+            print(f"cdr_pgsql loaded again by the node: {len(missed)} CDR(s) only in the "
+                  f"file, {healed.linkedid} in the table")  # fmt: skip
+        except BaseException:
+            print(f"--- node log tail:\n{node.tail(80)}")
+            raise
+        finally:
+            await node.stop()
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(inst.cli, "channel request hangup all")
+            await ami.close()
+            await db.dispose()
+
+
+async def _true(value: bool) -> bool:
+    return value
