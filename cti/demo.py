@@ -1,9 +1,12 @@
 """Demo traffic: simulated callers through the shipped dialplan, so a fresh install has
 calls to show. Callers are Local channels into ``cti-inbound`` (the IVR, then a queue)
-whose other half waits in ``cti-sim-caller`` and presses a menu key; the agents are the
-ACD's (``make up`` creates agent101/agent102 with ``local:`` devices, i.e.
-``Local/<ext>@cti-sim-agents/n``, and logs them in). Some callers hang up before an agent
-is free, so abandons show up too.
+whose other half is ``cti-sim-caller,listen``: a caller like a real one, who listens to
+the menu, presses a key (again when the menu is read again: a key pressed during a
+greeting is lost) until the call is queued, then waits for an agent up to their patience
+and, once answered, stays until the agent hangs up. The agents are the ACD's (``make up``
+creates agent101/agent102 with ``local:`` devices, i.e. ``Local/<ext>@cti-sim-agents/n``,
+and logs them in). Calls arrive a little slower than two agents answer them, so callers
+wait at times; most are answered, and the few impatient ones abandon in the queue.
 """
 
 from __future__ import annotations
@@ -29,15 +32,33 @@ DEMO_CALLERS = (
 )
 
 
+# the agents' simulated phones: ring, then talk this long (the agent hangs up)
+AGENT_RING_S = 2
+AGENT_TALK_S = 10
+# a caller's patience in the queue: most wait long enough to be answered, a few do not
+PATIENT_S = (60, 180)
+IMPATIENT_S = (4, 15)
+IMPATIENT_SHARE = 0.15
+# seconds of the menu a caller listens to before pressing (the example English menu says
+# "for sales press 1, for support press 2" within them)
+LISTEN_S = (4.0, 6.0)
+
+
 class DemoTraffic:
-    def __init__(self, ami: AmiClient, *, interval_s: float = 6.0, seed: int | None = None) -> None:
+    """Places a simulated inbound call every ``interval_s`` on average (0.5-1.5 x)."""
+
+    def __init__(self, ami: AmiClient, *, interval_s: float = 8.0, seed: int | None = None) -> None:
         self.ami = ami
         self.interval_s = interval_s
         self.rng = random.Random(seed)
 
     async def setup(self) -> None:
-        await self.ami.send_action("Setvar", {"Variable": "CTI_SIM_RING", "Value": "2"})
-        await self.ami.send_action("Setvar", {"Variable": "CTI_SIM_TALK", "Value": "12"})
+        await self.ami.send_action(
+            "Setvar", {"Variable": "CTI_SIM_RING", "Value": str(AGENT_RING_S)}
+        )
+        await self.ami.send_action(
+            "Setvar", {"Variable": "CTI_SIM_TALK", "Value": str(AGENT_TALK_S)}
+        )
         # click-to-call and callbacks from the desktop reach a simulated customer
         for var, value in (
             ("CTI_SIM_OUTBOUND", "1"),
@@ -51,21 +72,23 @@ class DemoTraffic:
             name, number = self.rng.choice(DEMO_CALLERS)
         else:
             name, number = "", "1" + "".join(self.rng.choice("0123456789") for _ in range(10))
-        hold = self.rng.choice((4, 10, 25, 35))
+        impatient = self.rng.random() < IMPATIENT_SHARE
+        patience = self.rng.randint(*(IMPATIENT_S if impatient else PATIENT_S))
+        listen = round(self.rng.uniform(*LISTEN_S), 1)
         await self.ami.send_action(
             "Originate",
             {
                 "Channel": f"Local/{DEMO_DNIS}@cti-inbound",
-                "Context": "cti-sim-caller", "Exten": "s", "Priority": "1",
+                "Context": "cti-sim-caller", "Exten": "listen", "Priority": "1",
                 "CallerID": f'"{name}" <{number}>' if name else number,
                 "Variable": [
-                    f"CTI_SIM_HOLD={hold}", f"CTI_SIM_DTMF={self.rng.choice('1222')}",
-                    "CTI_SIM_DTMF_DELAY=3",
+                    f"CTI_SIM_PATIENCE={patience}", f"CTI_SIM_DTMF={self.rng.choice('1222')}",
+                    f"CTI_SIM_DTMF_DELAY={listen}",
                 ],
                 "Async": "true",
             },
         )  # fmt: skip
-        log.info("demo call placed", extra={"caller": number, "hold_s": hold})
+        log.info("demo call placed", extra={"caller": number, "patience_s": patience})
 
     async def run(self) -> None:
         await self.ami.wait_connected(timeout=60)

@@ -90,10 +90,13 @@ for agent in agent101 agent102; do
     "http://127.0.0.1:${HTTP_PORT}/api/v1/acd/agents/${agent}/status" \
     || echo "    (could not log $agent in: see var/log/cti.log)"
 done
-echo "==> demo calls are being placed; waiting 25 s for some to finish"
-for i in 1 2 3 4 5; do
+echo "==> demo calls are being placed (callers listen to the menu, then wait for an agent);"
+echo "    waiting up to 45 s for the first ones to finish"
+for i in 1 2 3 4 5 6 7 8 9; do
   sleep 5
-  echo "    $(grep -c 'call completed' var/log/cti.log || true) call(s) completed so far"
+  completed=$(grep -c 'call completed' var/log/cti.log || true)
+  echo "    ${completed} call(s) completed so far"
+  [ "${completed}" -ge 3 ] && break
 done
 echo "==> recent log lines"
 grep -E 'call completed|demo call placed|AMI connected' var/log/cti.log | tail -n 6 || true
