@@ -74,7 +74,15 @@ from tests.acceptance.sms_gateway import KEY_ID, SECRET, Gateway, sms_gateway
 from tests.acceptance.test_call_truth import independent_daily, row_problems
 from tests.acceptance.test_outbound_dialer import write_hello_pcap
 from tests.acceptance.traffic import DaemonProcess, Truth, read_truth
-from tests.cluster_services import NATS_URL, require_nats, start_nats, stop_nats
+from tests.cluster_services import (
+    NATS_URL,
+    driving,
+    health,
+    queue_with_agents,
+    require_nats,
+    start_nats,
+    stop_nats,
+)
 from tests.conftest import PG_ADMIN_URL
 
 pytestmark = [
@@ -195,20 +203,6 @@ async def restore(inst: ChrootAsterisk, ami: AmiClient) -> None:
         await asyncio.to_thread(inst.cli, "channel request hangup all")
 
 
-async def health(node: DaemonProcess) -> dict[str, Any]:
-    try:
-        async with aiohttp.ClientSession() as http, http.get(f"{node.base}/healthz") as resp:
-            body: dict[str, Any] = await resp.json()
-            return body
-    except (aiohttp.ClientError, OSError, ValueError):
-        return {}
-
-
-async def driving(node: DaemonProcess) -> bool:
-    h = await health(node)
-    return h.get("role") == "driver" and h.get("ami") == "connected"
-
-
 async def members_present(ami: AmiClient, queue: str, n: int) -> None:
     async def present() -> bool:
         _, items = await ami.send_list_action("QueueStatus", {"Queue": queue})
@@ -307,15 +301,7 @@ async def test_two_servers_three_nodes_pops_cross_and_a_killed_node_is_taken_ove
     queue = f"clq{secrets.token_hex(3)}"
     await asyncio.to_thread(upgrade, pg_url)
     db = Database.from_url(pg_url)
-    await acd_store.put_queue(db, QueueParams(queue, strategy="ringall", service_level_s=10))
-    now = datetime.now(UTC)
-    tokens: dict[str, str] = {}
-    for name, ext in AGENTS:
-        await acd_store.put_agent(db, name, name, [("local", ext)], {queue: 0})
-        await acd_store.record_status(
-            db, name, "available", "", f"Local/{ext}@cti-sim-agents/n", now, "test"
-        )
-        tokens[name] = await create_token(db, name, "agent")
+    tokens = await queue_with_agents(db, queue, AGENTS)
     supervisor = await create_token(db, "cl-supervisor", "supervisor")
     async with db.session() as s, s.begin():
         s.add(Template(name="missed_call", channel="sms", provider_template="SMS_200",

@@ -26,8 +26,6 @@ from typing import Any
 import aiohttp
 import pytest
 
-from acd import store as acd_store
-from acd.queues_conf import QueueParams
 from cti.ami.client import AmiClient
 from cti.asterisk.instance import ChrootAsterisk
 from cti.store.db import Database
@@ -42,16 +40,21 @@ from tests.acceptance.test_cluster import (  # noqa: F401  (fixtures)
     ami_b,
     asterisk_b,
     carrier_invites,
-    driving,
     node_per_server,
     pg_url,
     restore,
     stream,
-    write_node_config,
 )
-from tests.acceptance.test_cluster_phones import api, members
 from tests.acceptance.test_outbound_dialer import write_hello_pcap
 from tests.acceptance.traffic import DaemonProcess, read_truth
+from tests.cluster_services import (
+    api,
+    desk_phone,
+    members,
+    queue_with_agents,
+    remove_members,
+    start_driving,
+)
 
 pytestmark = [
     pytest.mark.postgres,
@@ -75,11 +78,7 @@ async def test_a_campaign_dials_on_both_servers_each_lead_once(
     queue = f"coq{secrets.token_hex(3)}"
     await asyncio.to_thread(upgrade, pg_url)
     db = Database.from_url(pg_url)
-    await acd_store.put_queue(db, QueueParams(queue, strategy="ringall", service_level_s=10))
-    tokens: dict[str, str] = {}
-    for agent in AGENTS:
-        await acd_store.put_agent(db, agent, agent, [], {queue: 0})
-        tokens[agent] = await create_token(db, agent, "agent")
+    tokens = await queue_with_agents(db, queue, AGENTS)
     admin = await create_token(db, "co-admin", "admin")
     nodes = node_per_server(
         tmp_path, {"n1": (asterisk, "a"), "n2": (asterisk_b, "b")}, db_url=pg_url, stream=stream
@@ -94,24 +93,12 @@ async def test_a_campaign_dials_on_both_servers_each_lead_once(
         for a in (ami, ami_b):
             await a.send_action("Setvar", {"Variable": "CTI_CARRIER_URI",
                                            "Value": f"127.0.0.1:{carrier_port}"})  # fmt: skip
-        await asyncio.gather(*(n.start() for n in nodes.values()))
-        for n in nodes.values():
-            await wait_for(lambda n=n: driving(n), timeout=30, what="both nodes to drive")
+        await start_driving(*nodes.values())
 
         # each agent's desk phone: provisioned on both servers, registered to its own
         for agent, inst in zip(AGENTS, (asterisk, asterisk_b), strict=True):
-            created = await api(nodes["n1"], admin, "POST", "/api/v1/phones",
-                                {"agent": agent, "kind": "sip", "label": "desk"})  # fmt: skip
-            phone, password = created["phone"]["name"], created["credentials"]["password"]
+            phone, password = await desk_phone(nodes["n1"], admin, agent, (ami, ami_b))
             phones[agent] = phone
-
-            async def provisioned(a: AmiClient, phone: str = phone) -> bool:
-                _, items = await a.send_list_action("PJSIPShowEndpoints")
-                return any(i.get("ObjectName") == phone for i in items)
-
-            await wait_for(lambda inst=inst, provisioned=provisioned: provisioned(
-                ami if inst is asterisk else ami_b), timeout=15,
-                what="the phone provisioned on its server")  # fmt: skip
             ok, port, out = await sipp_register(inst, phone, password, cwd=tmp_path)
             assert ok, out
             own = tmp_path / agent  # its own message log (the carrier's is counted)
@@ -202,9 +189,7 @@ async def test_a_campaign_dials_on_both_servers_each_lead_once(
         for n in nodes.values():
             await n.stop()
         for a, inst in ((ami, asterisk), (ami_b, asterisk_b)):
-            with contextlib.suppress(Exception):
-                for q_iface in await members(a, queue):
-                    await a.send_action("QueueRemove", {"Queue": queue, "Interface": q_iface})
+            await remove_members(a, queue)
             await restore(inst, a)
         await db.dispose()
 

@@ -22,8 +22,6 @@ from pathlib import Path
 
 import pytest
 
-from acd import store as acd_store
-from acd.queues_conf import QueueParams
 from cti.ami.client import AmiClient
 from cti.asterisk.instance import ChrootAsterisk
 from cti.store.db import Database
@@ -35,14 +33,20 @@ from tests.acceptance.sip_phones import sipp_register
 from tests.acceptance.test_cluster import (  # noqa: F401  (fixtures)
     ami_b,
     asterisk_b,
-    driving,
     node_per_server,
     pg_url,
     restore,
     stream,
-    write_node_config,
 )
-from tests.acceptance.test_cluster_phones import api, endpoint_exists, members
+from tests.cluster_services import (
+    api,
+    desk_phone,
+    driving,
+    members,
+    queue_with_agents,
+    remove_members,
+    start_driving,
+)
 
 pytestmark = [
     pytest.mark.postgres,
@@ -67,26 +71,17 @@ async def test_a_restarted_node_knows_where_phones_are_from_the_store(
     queue = f"cmq{secrets.token_hex(3)}"
     await asyncio.to_thread(upgrade, pg_url)
     db = Database.from_url(pg_url)
-    await acd_store.put_queue(db, QueueParams(queue, strategy="ringall", service_level_s=10))
-    await acd_store.put_agent(db, AGENT, AGENT, [], {queue: 0})
+    agent = (await queue_with_agents(db, queue, [AGENT]))[AGENT]
     admin = await create_token(db, "cm-admin", "admin")
-    agent = await create_token(db, AGENT, "agent")
     nodes = node_per_server(
         tmp_path, {"n1": (asterisk, "a"), "n2": (asterisk_b, "b")}, db_url=pg_url, stream=stream
     )
     phone = ""
     places = LocationStore(db)
     try:
-        await asyncio.gather(*(n.start() for n in nodes.values()))
-        for n in nodes.values():
-            await wait_for(lambda n=n: driving(n), timeout=30, what="both nodes to drive")
-        created = await api(nodes["n1"], admin, "POST", "/api/v1/phones",
-                            {"agent": AGENT, "kind": "sip", "label": "desk"})  # fmt: skip
-        phone, password = created["phone"]["name"], created["credentials"]["password"]
+        await start_driving(*nodes.values())
+        phone, password = await desk_phone(nodes["n1"], admin, AGENT, (ami, ami_b))
         iface = f"PJSIP/{phone}"
-        for a in (ami, ami_b):
-            await wait_for(lambda a=a: endpoint_exists(a, phone), timeout=15,
-                           what="the phone provisioned on both servers")  # fmt: skip
 
         async def member_on(here: AmiClient, there: AmiClient) -> bool:
             return iface in await members(here, queue) and iface not in await members(there,
@@ -129,8 +124,6 @@ async def test_a_restarted_node_knows_where_phones_are_from_the_store(
         for n in nodes.values():
             await n.stop()
         for a, inst in ((ami, asterisk), (ami_b, asterisk_b)):
-            with contextlib.suppress(Exception):
-                for q_iface in await members(a, queue):
-                    await a.send_action("QueueRemove", {"Queue": queue, "Interface": q_iface})
+            await remove_members(a, queue)
             await restore(inst, a)
         await db.dispose()

@@ -15,13 +15,9 @@ import contextlib
 import secrets
 import time
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import pytest
 
-from acd import store as acd_store
-from acd.queues_conf import QueueParams
 from cti.ami.client import AmiClient
 from cti.ami.protocol import Message
 from cti.asterisk.instance import ChrootAsterisk
@@ -34,15 +30,20 @@ from tests.acceptance.test_cluster import (  # noqa: F401  (fixtures)
     ami_b,
     asterisk_b,
     call,
-    driving,
     node_per_server,
     pg_url,
     restore,
     set_globals,
     stream,
-    write_node_config,
 )
-from tests.acceptance.traffic import DaemonProcess
+from tests.cluster_services import (
+    api,
+    desk_phone,
+    members,
+    queue_with_agents,
+    remove_members,
+    start_driving,
+)
 
 pytestmark = [
     pytest.mark.postgres,
@@ -51,28 +52,6 @@ pytestmark = [
 ]
 
 AGENT = "cp-ag1"
-
-
-async def api(node: DaemonProcess, token: str, method: str, path: str, body: Any = None) -> Any:
-    headers = {"Authorization": f"Bearer {token}"}
-    async with (
-        aiohttp.ClientSession() as s,
-        s.request(method, node.base + path, json=body, headers=headers) as r,
-    ):
-        got = await r.json()
-        assert r.status in (200, 201), (method, path, r.status, got)
-        return got
-
-
-async def members(ami: AmiClient, queue: str) -> set[str]:
-    _, items = await ami.send_list_action("QueueStatus", {"Queue": queue})
-    return {i.get("StateInterface") or i.get("Location", "") for i in items
-            if i.get("Event") == "QueueMember"}  # fmt: skip
-
-
-async def endpoint_exists(ami: AmiClient, name: str) -> bool:
-    _, items = await ami.send_list_action("PJSIPShowEndpoints")
-    return any(i.get("ObjectName") == name for i in items)
 
 
 async def test_an_agent_is_a_member_on_the_server_where_its_phone_is_registered(
@@ -87,10 +66,8 @@ async def test_an_agent_is_a_member_on_the_server_where_its_phone_is_registered(
     queue = f"cpq{secrets.token_hex(3)}"
     await asyncio.to_thread(upgrade, pg_url)
     db = Database.from_url(pg_url)
-    await acd_store.put_queue(db, QueueParams(queue, strategy="ringall", service_level_s=10))
-    await acd_store.put_agent(db, AGENT, AGENT, [], {queue: 0})
+    agent = (await queue_with_agents(db, queue, [AGENT]))[AGENT]
     admin = await create_token(db, "cp-admin", "admin")
-    agent = await create_token(db, AGENT, "agent")
     await db.dispose()
     nodes = node_per_server(
         tmp_path, {"n1": (asterisk, "a"), "n2": (asterisk_b, "b")}, db_url=pg_url, stream=stream
@@ -105,18 +82,10 @@ async def test_an_agent_is_a_member_on_the_server_where_its_phone_is_registered(
     ami_b.add_event_handler(on_ring)
     try:
         await set_globals(ami_b, queue)
-        await asyncio.gather(*(n.start() for n in nodes.values()))
-        for n in nodes.values():
-            await wait_for(lambda n=n: driving(n), timeout=30, what="both nodes to drive")
-
+        await start_driving(*nodes.values())
         # a desk phone added on n1 is provisioned on both servers
-        created = await api(nodes["n1"], admin, "POST", "/api/v1/phones",
-                            {"agent": AGENT, "kind": "sip", "label": "desk"})  # fmt: skip
-        phone, password = created["phone"]["name"], created["credentials"]["password"]
+        phone, password = await desk_phone(nodes["n1"], admin, AGENT, (ami, ami_b))
         iface = f"PJSIP/{phone}"
-        for a in (ami, ami_b):
-            await wait_for(lambda a=a: endpoint_exists(a, phone), timeout=15,
-                           what="the phone provisioned on both servers")  # fmt: skip
 
         # registered to B; the agent logs in on n1 (driving A): a member on B, not on A
         ok, _, out = await sipp_register(asterisk_b, phone, password, cwd=tmp_path)
@@ -155,9 +124,7 @@ async def test_an_agent_is_a_member_on_the_server_where_its_phone_is_registered(
         for n in nodes.values():
             await n.stop()
         for a, inst in ((ami, asterisk), (ami_b, asterisk_b)):
-            with contextlib.suppress(Exception):
-                for q_iface in await members(a, queue):
-                    await a.send_action("QueueRemove", {"Queue": queue, "Interface": q_iface})
+            await remove_members(a, queue)
             await restore(inst, a)
 
 

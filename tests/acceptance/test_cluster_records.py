@@ -41,8 +41,6 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
-from acd import store as acd_store
-from acd.queues_conf import QueueParams
 from cti.ami.client import AmiClient
 from cti.asterisk.instance import InstanceSpec
 from cti.asterisk.rootfs import ensure_root
@@ -59,6 +57,7 @@ from tests.acceptance.test_call_truth import row_problems
 from tests.acceptance.test_cluster_partition import Namespace
 from tests.acceptance.test_cluster_remote import MENUS, NetnsAsterisk
 from tests.acceptance.traffic import DaemonProcess, QueueLog, Truth, read_truth
+from tests.cluster_services import queue_with_agents
 from tests.conftest import PG_ADMIN_URL
 
 pytestmark = [pytest.mark.postgres, pytest.mark.filterwarnings("ignore::ResourceWarning")]
@@ -183,6 +182,32 @@ def write_config(path: Path, inst: NetnsAsterisk, db_url: str, http_port: int, m
     )
 
 
+def node_and_ami(
+    inst: NetnsAsterisk, pg_url: str, tmp_path: Path, queue: str
+) -> tuple[DaemonProcess, AmiClient]:
+    """The node for ``inst`` (this checkout's ``cti run``, records from the store, the IVR
+    falling back to ``queue``), not started, and the test's own AMI client to ``inst``."""
+    spec = inst.spec
+    menus = tmp_path / "menus.toml"
+    menus.write_text(MENUS.format(queue=queue))
+    port = free_port()
+    write_config(tmp_path / "node.toml", inst, pg_url, port, menus)
+    env = {**os.environ, "PYTHONPATH": str(PROJECT)}  # this checkout's cti
+    node = DaemonProcess(tmp_path / "node.toml", tmp_path / "node.log", env, port)
+    ami = AmiClient(AST_IP, spec.ami_port, spec.ami_user, spec.ami_secret, ping_interval=2.0,
+                    action_timeout=5.0, backoff_initial=0.1, backoff_max=0.5)  # fmt: skip
+    return node, ami
+
+
+async def shut_down(node: DaemonProcess, inst: NetnsAsterisk, ami: AmiClient, db: Database) -> None:
+    """A test's end: the node stopped, Asterisk's calls hung up, the clients closed."""
+    await node.stop()
+    with contextlib.suppress(Exception):
+        await asyncio.to_thread(inst.cli, "channel request hangup all")
+    await ami.close()
+    await db.dispose()
+
+
 async def call(ami: AmiClient, hold_s: float) -> None:
     """A simulated caller through the IVR (its fallback: the queue), hanging up after
     ``hold_s`` unless the agent's side ends the call first."""
@@ -228,20 +253,9 @@ async def test_records_reach_the_store_without_the_log_dir_and_a_killed_node_rec
     inst, spec = records_asterisk, records_asterisk.spec
     queue = f"rcq{secrets.token_hex(3)}"
     db = Database.from_url(pg_url)
-    await acd_store.put_queue(db, QueueParams(queue, strategy="ringall", service_level_s=10))
-    await acd_store.put_agent(db, AGENT, AGENT, [("local", EXT)], {queue: 0})
-    await acd_store.record_status(
-        db, AGENT, "available", "", f"Local/{EXT}@cti-sim-agents/n", datetime.now(UTC), "test"
-    )
+    await queue_with_agents(db, queue, [(AGENT, EXT)])
     supervisor = await create_token(db, "rec-supervisor", "supervisor")
-    menus = tmp_path / "menus.toml"
-    menus.write_text(MENUS.format(queue=queue))
-    port = free_port()
-    write_config(tmp_path / "node.toml", inst, pg_url, port, menus)
-    env = {**os.environ, "PYTHONPATH": str(PROJECT)}  # this checkout's cti
-    node = DaemonProcess(tmp_path / "node.toml", tmp_path / "node.log", env, port)
-    ami = AmiClient(AST_IP, spec.ami_port, spec.ami_user, spec.ami_secret, ping_interval=2.0,
-                    action_timeout=5.0, backoff_initial=0.1, backoff_max=0.5)  # fmt: skip
+    node, ami = node_and_ami(inst, pg_url, tmp_path, queue)
     try:
         await ami.start()
         await ami.wait_connected(timeout=20)
@@ -295,11 +309,7 @@ async def test_records_reach_the_store_without_the_log_dir_and_a_killed_node_rec
         print(f"--- node log tail:\n{node.tail(80)}")
         raise
     finally:
-        await node.stop()
-        with contextlib.suppress(Exception):
-            await asyncio.to_thread(inst.cli, "channel request hangup all")
-        await ami.close()
-        await db.dispose()
+        await shut_down(node, inst, ami, db)
 
 
 async def table_lines(db: Database, server: str) -> list[tuple[Any, ...]]:
@@ -465,17 +475,8 @@ async def test_an_asterisk_booted_without_postgresql_gets_its_cdrs_written_by_th
     forwarder.cut()  # PostgreSQL refuses Asterisk while it boots
     async with running_asterisk(netns, forwarder, pg_url) as inst:
         forwarder.restore()
-        spec = inst.spec
-        queue = f"rhq{secrets.token_hex(3)}"
-        menus = tmp_path / "menus.toml"
-        menus.write_text(MENUS.format(queue=queue))
-        port = free_port()
-        write_config(tmp_path / "node.toml", inst, pg_url, port, menus)
-        env = {**os.environ, "PYTHONPATH": str(PROJECT)}
-        node = DaemonProcess(tmp_path / "node.toml", tmp_path / "node.log", env, port)
-        ami = AmiClient(AST_IP, spec.ami_port, spec.ami_user, spec.ami_secret,
-                        ping_interval=2.0, action_timeout=5.0, backoff_initial=0.1,
-                        backoff_max=0.5)  # fmt: skip
+        spec, queue = inst.spec, f"rhq{secrets.token_hex(3)}"
+        node, ami = node_and_ami(inst, pg_url, tmp_path, queue)
         db = Database.from_url(pg_url)
 
         async def in_table() -> set[str]:
@@ -509,11 +510,7 @@ async def test_an_asterisk_booted_without_postgresql_gets_its_cdrs_written_by_th
             print(f"--- node log tail:\n{node.tail(80)}")
             raise
         finally:
-            await node.stop()
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(inst.cli, "channel request hangup all")
-            await ami.close()
-            await db.dispose()
+            await shut_down(node, inst, ami, db)
 
 
 async def _true(value: bool) -> bool:

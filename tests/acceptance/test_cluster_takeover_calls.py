@@ -30,9 +30,7 @@ import aiohttp
 import pytest
 from sqlalchemy import func, select
 
-from acd import store as acd_store
 from acd.models import LostCallerRow
-from acd.queues_conf import QueueParams
 from cti.ami.client import AmiClient
 from cti.asterisk.instance import ChrootAsterisk
 from cti.store.db import Database
@@ -44,16 +42,15 @@ from tests.acceptance.harness import free_port, start_sipp_uas, wait_for
 from tests.acceptance.test_cluster import (  # noqa: F401  (fixtures)
     ALWAYS,
     CARRIER,
-    driving,
     node_per_server,
     pg_url,
     restore,
     stream,
 )
 from tests.acceptance.test_cluster_outbound import import_numbers
-from tests.acceptance.test_cluster_phones import api
 from tests.acceptance.test_outbound_dialer import write_hello_pcap
 from tests.acceptance.traffic import DaemonProcess
+from tests.cluster_services import api, driving, members, queue_with_agents, remove_members
 
 pytestmark = [
     pytest.mark.postgres,
@@ -86,22 +83,10 @@ async def test_calls_placed_for_agents_keep_their_identity_across_a_takeover(
     queue = f"tkq{secrets.token_hex(3)}"
     await asyncio.to_thread(upgrade, pg_url)
     db = Database.from_url(pg_url)
-    await acd_store.put_queue(db, QueueParams(queue, strategy="ringall", service_level_s=10))
-    now = datetime.now(UTC)
-    tokens: dict[str, str] = {}
-    for name, ext in AGENTS:
-        await acd_store.put_agent(db, name, name, [("local", ext)], {queue: 0})
-        await acd_store.record_status(
-            db, name, "available", "", f"Local/{ext}@cti-sim-agents/n", now, "test"
-        )
-        tokens[name] = await create_token(db, name, "agent")
+    tokens = await queue_with_agents(db, queue, AGENTS)
     own_queue = queue + "c"
-    await acd_store.put_queue(db, QueueParams(own_queue, strategy="ringall"))
-    await acd_store.put_agent(db, CLICKER[0], CLICKER[0], [("local", CLICKER[1])], {own_queue: 0})
-    await acd_store.record_status(
-        db, CLICKER[0], "available", "", f"Local/{CLICKER[1]}@cti-sim-agents/n", now, "test"
-    )
-    tokens[CLICKER[0]] = await create_token(db, CLICKER[0], "agent")
+    tokens |= await queue_with_agents(db, own_queue, [CLICKER])
+    now = datetime.now(UTC)
     async with db.session() as s, s.begin():  # a caller lost a minute ago
         s.add(LostCallerRow(linkedid="tk-lost-1", caller_num=LOST, caller_key=LOST,
                             queue=own_queue, reason="abandon",
@@ -141,10 +126,7 @@ async def test_calls_placed_for_agents_keep_their_identity_across_a_takeover(
         await api(nodes["n1"], admin, "POST", f"/api/v1/outbound/campaigns/{cid}/start")
 
         async def idle_members() -> bool:
-            n = 0
-            for q in (queue, own_queue):
-                _, items = await ami.send_list_action("QueueStatus", {"Queue": q})
-                n += sum(1 for i in items if i.get("Event") == "QueueMember")
+            n = len(await members(ami, queue)) + len(await members(ami, own_queue))
             return n == len(AGENTS) + 1
 
         await wait_for(idle_members, timeout=30, what="the agents in their queues")
@@ -214,10 +196,6 @@ async def test_calls_placed_for_agents_keep_their_identity_across_a_takeover(
         with contextlib.suppress(Exception):
             await ami.send_action("Setvar", {"Variable": "CTI_SIM_RING", "Value": "2"})
             await ami.send_action("Setvar", {"Variable": "CTI_SIM_OUTBOUND", "Value": ""})
-            for q in (queue, own_queue):
-                for q_iface in [i.get("StateInterface") or i.get("Location", "") for i in
-                                (await ami.send_list_action("QueueStatus", {"Queue": q}))[1]
-                                if i.get("Event") == "QueueMember"]:  # fmt: skip
-                    await ami.send_action("QueueRemove", {"Queue": q, "Interface": q_iface})
+        await remove_members(ami, queue, own_queue)
         await restore(asterisk, ami)
         await db.dispose()
