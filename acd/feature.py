@@ -99,7 +99,7 @@ class AcdFeature:
         services = ctx.services
         service.prompts = lambda: services.prompts
         self.callbacks.queue_exists = lambda q: service.queue_params(q) is not None
-        ctx.ami.add_event_handler(self._on_member_event)
+        ctx.ami.add_event_handler(self._on_member_event, events=HANDLED_EVENTS)
         for kind in CALL_EVENTS:
             ctx.bus.subscribe(kind, self.live.apply)
         for kind in DIAL_EVENTS:

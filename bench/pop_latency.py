@@ -261,6 +261,17 @@ async def _line(proc: asyncio.subprocess.Process, what: str, timeout: float = 12
         raise RuntimeError(f"{what} failed: {line!r}")
 
 
+async def _metric(base: str, name: str) -> float:
+    """One sample of the daemon's /metrics (0 if it has none)."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http, http.get(base + "/metrics") as resp:
+        for line in (await resp.text()).splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    return 0.0
+
+
 async def _drain(base: str, args: argparse.Namespace) -> tuple[int, float]:
     """After the burst: the calls end, their recordings are converted. The largest
     transcoding backlog seen, and the seconds from the last hang-up until it is 0."""
@@ -447,6 +458,7 @@ async def run(args: argparse.Namespace) -> None:
         cpu_at0 = {name: _proc_cpu_s(pid) for name, pid in parts.items() if pid is not None}
         machine0 = _machine_cpu_s()
         cpu0, wall0 = _proc_cpu_s(daemon.pid), time.monotonic()
+        ami_events0 = await _metric(base, "cti_ami_events_total")
         originated: list[str] = []
         gap = 1.0 / args.rate if args.rate > 0 else 0.0
         next_at = time.monotonic()
@@ -485,6 +497,7 @@ async def run(args: argparse.Namespace) -> None:
 
         with contextlib.suppress(AssertionError):
             await wait_for(all_ended, timeout=args.talk + 30, what="hang-ups", every=0.1)
+        ami_events = await _metric(base, "cti_ami_events_total") - ami_events0
         drained = await _drain(base, args) if args.drain else None
         errors = await asyncio.to_thread(error_lines, log_file, log_offset)
         assert clients.stdin is not None
@@ -551,6 +564,7 @@ async def run(args: argparse.Namespace) -> None:
         print(f"recording start p99: {pct(rec_ms, 0.99):.1f} ms")
         print(f"errors: {len(errors)}")
         print(f"daemon cpu: {100 * cpu / wall:.0f} %")
+        print(f"ami events a call: {ami_events / max(1, len(originated)):.1f}")
         # the figures depend on what else runs: a daemon starved of CPU is late everywhere
         per_call = 1000 * cpu / max(1, len(originated))
         print(f"# daemon CPU {cpu:.1f} s over {wall:.1f} s ({per_call:.1f} ms a call); "

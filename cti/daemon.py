@@ -37,7 +37,7 @@ from cti.ami.protocol import Message
 from cti.ami.screen import REASONS as AMI_DROP_REASONS
 from cti.bus import EventBus
 from cti.calls import recovery, watchmark
-from cti.calls.model import EVENT_CLASSES, Call, CallModel, channel_info
+from cti.calls.model import EVENT_CLASSES, HANDLED_EVENTS, Call, CallModel, channel_info
 from cti.calls.recorder import CallRecorder
 from cti.cluster.lease import ServerLease, libpq_dsn
 from cti.config import ConfigError, Settings
@@ -221,7 +221,7 @@ class Daemon:
         if self.cdr_watch is not None:
             self.bus.subscribe(CallCompleted, self.cdr_watch.on_completed)
             self._tasks.spawn(self.cdr_watch.run(), "cdr-watch")
-        self.ami.add_event_handler(self._on_ami_event)
+        self.ami.add_event_handler(self._on_ami_event, events=HANDLED_EVENTS)
         self.ami.add_connected_handler(self._on_connected)
         self.ami.add_disconnected_handler(self._on_disconnected)
         app = create_app(

@@ -31,7 +31,7 @@ import random
 import secrets
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import TypeVar
 
 from cti.ami.actions import ActionHeaders, AmiActionError, PendingActions, encode_action
@@ -103,6 +103,8 @@ class AmiClient:
         self._backoff_max = backoff_max
 
         self._event_handlers: list[EventHandler] = []
+        # per handler, the event names it reads (None: every event)
+        self._wants: dict[EventHandler, frozenset[str] | None] = {}
         self._connected_handlers: list[ConnectedHandler] = []
         self._disconnected_handlers: list[DisconnectedHandler] = []
 
@@ -118,6 +120,9 @@ class AmiClient:
         self._connected_event = asyncio.Event()
         self._ever_connected = False
         self._session_up = False
+        # the event names this session's Filter lets through (None: not filtered)
+        self._filtered: frozenset[str] | None = None
+        self._filter_tasks: set[asyncio.Task[bool]] = set()
         self._supervisor: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
@@ -125,19 +130,54 @@ class AmiClient:
 
     # --- registration ---------------------------------------------------------------------
 
-    def add_event_handler(self, handler: EventHandler, *, first: bool = False) -> None:
+    def add_event_handler(
+        self,
+        handler: EventHandler,
+        *,
+        first: bool = False,
+        events: Collection[str] | None = None,
+    ) -> None:
         """Call ``handler`` for every event (synchronously, in stream order: keep it fast).
         Responses and the items of list actions go to their action, not here. ``first``
-        puts it before the handlers already registered (a latency probe, say)."""
+        puts it before the handlers already registered (a latency probe, say).
+
+        ``events``: the only event names the handler reads. When every handler names its
+        events, each session asks Asterisk (``Filter``, per session) to send only those:
+        the rest of the ``Events:`` classes (DeviceStateChange, DialState, LocalBridge,
+        NewConnectedLine...) is never written, read nor parsed. Set at each login; a
+        handler registered while logged in applies from the next login (its names are
+        added to the session at once when it names some)."""
         if first:
             self._event_handlers = [handler, *self._event_handlers]
         else:
             self._event_handlers = [*self._event_handlers, handler]
+        names = None if events is None else frozenset(events)
+        self._wants[handler] = names
+        if names and self._connected and self._filtered is not None:
+            new = names - self._filtered
+            if new:
+                self._filtered |= new
+                task = asyncio.get_running_loop().create_task(self._add_filters(new))
+                self._filter_tasks.add(task)
+                task.add_done_callback(self._filter_tasks.discard)
 
     def remove_event_handler(self, handler: EventHandler) -> None:
         """Stop calling ``handler`` (no error if it was not registered). Safe from inside
         a handler: the list is replaced, never changed while being iterated."""
         self._event_handlers = [h for h in self._event_handlers if h != handler]
+        self._wants.pop(handler, None)
+
+    @property
+    def wanted_events(self) -> frozenset[str] | None:
+        """The event names the handlers read (None: some handler reads every event)."""
+        if not self._wants:
+            return None
+        wanted: set[str] = set()
+        for names in self._wants.values():
+            if names is None:
+                return None
+            wanted |= names
+        return frozenset(wanted)
 
     def add_connected_handler(self, handler: ConnectedHandler) -> None:
         """Await ``handler(is_reconnect)`` after each successful login, in registration
@@ -310,6 +350,7 @@ class AmiClient:
             )
             await self._login()
             await self._learn_system_name(parser)
+            await self._set_filter()
 
             self._connected = True
             self._session_up = True
@@ -360,6 +401,37 @@ class AmiClient:
             await self._request("Login", headers, fut, is_list=False, limit=None, login=True)
         except AmiActionError as exc:
             raise LoginFailed(str(exc)) from None
+
+    async def _set_filter(self) -> None:
+        """Ask Asterisk to send this session only the events the handlers read."""
+        self._filtered = None
+        wanted = self.wanted_events
+        if wanted is None:
+            return
+        if await self._add_filters(wanted):
+            self._filtered = wanted
+
+    async def _add_filters(self, names: Collection[str]) -> bool:
+        """One include filter per event name (``MatchCriteria: name(...)``, Asterisk 21.3
+        / 20.8 and later: an exact name match, no regular expression). False if Asterisk
+        refused one: the session then gets every event of its classes (handlers pick
+        theirs), as before."""
+
+        async def add(name: str) -> None:
+            fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+            headers = {"Operation": "Add", "MatchCriteria": f"name({name})"}
+            await self._request("Filter", headers, fut, is_list=False, limit=None, login=True)
+
+        try:
+            await asyncio.gather(*(add(n) for n in sorted(names)))
+        except AmiActionError as exc:
+            log.warning(
+                "AMI %s:%s: event filter refused (%s): reading every event of the "
+                "subscribed classes (give the AMI user the 'system' write class)",
+                self._host, self._port, exc,
+            )  # fmt: skip
+            return False
+        return True
 
     async def _learn_system_name(self, parser: AmiParser) -> None:
         """Ask Asterisk for its ``systemname``: every genuine event carries it (the
