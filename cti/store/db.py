@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -49,7 +50,14 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DataError, DBAPIError, IntegrityError, StatementError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DataError,
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    StatementError,
+)
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -239,7 +247,6 @@ class Database:
             )  # fmt: skip
             event.listen(sync_reader, "connect", _reader_on_connect)
             return cls(writer, reader, sync_reader)
-        kwargs["pool_pre_ping"] = True
         # PostgreSQL: readers on pools of their own, so a lookup never waits for a
         # connection a burst of writes holds (at most 34 connections a process); read()'s
         # are kept open, on a loop of their own (module docstring)
@@ -249,6 +256,8 @@ class Database:
             async_url, pool_size=PG_READERS, max_overflow=0, isolation_level="AUTOCOMMIT",
             **kwargs,
         )  # fmt: skip
+        for each in (engine, reader, loop_reader):
+            ping_when_idle(each.sync_engine)
         return cls(engine, reader, loop_reader=loop_reader)
 
     @property
@@ -346,3 +355,41 @@ class Database:
 
     def __repr__(self) -> str:
         return f"Database({self.engine.url.render_as_string(hide_password=True)!r})"
+
+
+#: A pooled PostgreSQL connection unused this long is pinged before it is handed out.
+IDLE_PING_S = 5.0
+
+
+def ping_when_idle(engine: Engine) -> None:
+    """SQLAlchemy's ``pool_pre_ping`` for connections that sat idle, not for every check-out.
+
+    ``pool_pre_ping`` pings on every check-out: through asyncpg a BEGIN / SELECT 1 /
+    ROLLBACK the event loop drives before each transaction, a third of a recording row's
+    insert under a burst (decision 0027). A connection returned less than
+    ``IDLE_PING_S`` ago was working then; one idle longer (a restarted or failed-over
+    server, a firewall that dropped it) is pinged as before, and a failed ping makes the
+    pool replace it (``DisconnectionError``: the pool retries with a fresh connection).
+    A connection that dies within that time of its last use fails its statement once;
+    SQLAlchemy then invalidates it and every connection of the pool older than the
+    failure, so the next check-outs reconnect (the hot path's writers retry:
+    ``Recorder._write``, the ``QueueWorker`` writers)."""
+
+    @event.listens_for(engine, "connect")
+    def _fresh(dbapi_connection: Any, record: Any) -> None:
+        record.info["cti_used_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkin")
+    def _used(dbapi_connection: Any, record: Any) -> None:
+        record.info["cti_used_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        if time.monotonic() - record.info.get("cti_used_at", 0.0) < IDLE_PING_S:
+            return
+        try:
+            ok = engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise DisconnectionError(f"idle connection failed its ping: {exc!r}") from exc
+        if not ok:
+            raise DisconnectionError("idle connection failed its ping")
