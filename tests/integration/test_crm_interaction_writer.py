@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import sqlalchemy
 from sqlalchemy import select
 
+from crm_bridge.access import Actor
 from crm_bridge.interactions import Interactions, InteractionWriter
 from crm_bridge.models import CallAgent, Interaction
+from crm_bridge.schemas import CustomerIn
 from crm_bridge.store import CrmStore
 from cti.bus import EventBus
 from cti.events import CallAnswered, CallCompleted, CallOffered, CallRecord, IvrCompleted
@@ -67,3 +70,43 @@ async def test_a_database_outage_loses_no_interaction(db_url: str) -> None:
     finally:
         await writer.stop()
         await db.dispose()
+
+
+async def test_a_burst_of_offers_is_written_in_few_transactions(db: Database) -> None:
+    """Decision 0027: offers queued together share a transaction; each call still gets
+    its interaction (agent who answered, queue, the caller's customer) and every agent
+    offered it a row, ring before answer."""
+    store = CrmStore(db, "CN")
+    created = await store.create_customer(
+        CustomerIn(name="Known Caller", phones=[{"number": "13800138077"}]),
+        Actor("sup", "supervisor"),
+    )
+    bus = EventBus()
+    writer = InteractionWriter(Interactions(store))
+    writer.attach(bus)
+    begins: list[int] = []
+    sqlalchemy.event.listen(db.engine.sync_engine, "begin", lambda _conn: begins.append(1))
+    try:
+        for i in range(20):  # queued before the worker runs: one burst
+            lid, caller = f"B{i:02}", "13800138077" if i == 7 else f"1390000{i:04}"
+            bus.publish(CallOffered(lid, T0, "sales", "Local/1@x", "a1", caller))
+            bus.publish(CallOffered(lid, T0, "sales", "Local/2@x", "a2", caller))
+            bus.publish(CallAnswered(lid, T0 + timedelta(seconds=2), "sales", "Local/2@x", "a2", 2))
+        await writer.start()
+        async with asyncio.timeout(20):
+            await writer.flush()
+        assert writer.failed == 0 and writer.dropped == 0
+        assert len(begins) <= 3, len(begins)  # 60 offers; one transaction each before
+        async with db.session() as s:
+            rows = (await s.scalars(select(Interaction).order_by(Interaction.linkedid))).all()
+            agents = (await s.scalars(select(CallAgent))).all()
+        assert [r.linkedid for r in rows] == [f"B{i:02}" for i in range(20)]
+        assert all(r.agent == "a2" and r.queue == "sales" for r in rows)
+        assert [r.customer_id for r in rows if r.customer_id] == [created["id"]]
+        assert rows[7].caller_num == "+8613800138077"
+        by_key = {(a.linkedid, a.agent): a for a in agents}
+        assert len(by_key) == 40
+        assert all(by_key[(f"B{i:02}", "a1")].answered_at is None for i in range(20))
+        assert all(by_key[(f"B{i:02}", "a2")].answered_at is not None for i in range(20))
+    finally:
+        await writer.stop()
