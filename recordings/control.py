@@ -663,3 +663,4 @@ class Recorder:
 
     async def close(self) -> None:
         await self.tasks.stop()
+        await self.store.close()

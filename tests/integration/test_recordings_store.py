@@ -3,6 +3,7 @@ migration matches the models, search filters, retention, orphans and reconcile."
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import warnings
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Column, Connection, MetaData, String
@@ -163,3 +165,33 @@ async def test_reconcile_retention_orphans_and_stale_rows(db: Database, root: Pa
     assert not any(again.as_dict().values()), again
     rows = await store.search(RecordingFilter(limit=500))
     assert all(isinstance(r, Recording) for r in rows)
+
+
+async def test_rows_added_together_share_a_transaction_and_a_bad_one_fails_alone(
+    db: Database,
+) -> None:
+    """Decision 0027: a burst of answers writes its recording rows in one transaction;
+    every caller still gets its own row (and id); a row the database refuses fails only
+    its own caller."""
+    store = RecordingStore(db)
+    begins: list[int] = []
+    sqlalchemy.event.listen(db.engine.sync_engine, "begin", lambda _conn: begins.append(1))
+    good = [store.add(linkedid=f"L-burst-{i}", started_at=NOW, path=f"p{i}.wav") for i in range(30)]
+    rows = await asyncio.gather(*good)
+    assert len(begins) <= 2, len(begins)  # one transaction for 30 rows (was 30)
+    assert [r.linkedid for r in rows] == [f"L-burst-{i}" for i in range(30)]
+    assert len({r.id for r in rows}) == 30
+
+    begins.clear()
+    results = await asyncio.gather(
+        store.add(linkedid="L-ok-1", started_at=NOW),
+        store.add(linkedid="L-bad", started_at=None),  # NOT NULL: refused
+        store.add(linkedid="L-ok-2", started_at=NOW),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], Exception)
+    ok = [r for r in results if isinstance(r, Recording)]
+    assert [r.linkedid for r in ok] == ["L-ok-1", "L-ok-2"]
+    stored = await store.search(RecordingFilter(limit=100))
+    assert {r.linkedid for r in stored} >= {"L-ok-1", "L-ok-2", "L-burst-0"}
+    assert "L-bad" not in {r.linkedid for r in stored}
