@@ -264,6 +264,8 @@ class StatsFeature:
         if self._publish_due and self._bus is not None and self.service.driving:
             self._bus.publish(self._live_state())
         self._publish_due = False
+        if not self._hub.has_audience(to_role("supervisor")):
+            return  # nobody watches: a supervisor who connects gets a snapshot built then
         frame = self.service.frame()
         # each supervisor's cut of it: a supervisor scoped to teams gets their queues only
         self._hub.publish_each(to_role("supervisor"), lambda who: scoped_frame(frame, who))

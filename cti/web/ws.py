@@ -177,6 +177,13 @@ class WsHub:
                 conn.drop()
         return n
 
+    def has_audience(self, audience: Audience) -> bool:
+        """Some open connection is in ``audience`` (a message for it would go somewhere):
+        a producer may skip building it otherwise."""
+        return any(
+            not c.dropped and audience.includes(c.principal) for c in self._candidates(audience)
+        )
+
     def _candidates(self, audience: Audience) -> list[Connection]:
         """The connections ``audience`` may include (it still decides, e.g. queue scope)."""
         named = [c for name in audience.agents for c in self._by_name.get(name, ())]

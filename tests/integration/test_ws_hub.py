@@ -114,6 +114,32 @@ async def test_each_agent_gets_only_its_own_events(db: Database, server: tuple[W
             await ws.close()
 
 
+async def test_has_audience_tells_whether_anyone_would_get_a_message(
+    db: Database, server: tuple[WsHub, str]
+) -> None:
+    """A producer skips building what nobody would receive (the wallboard, decision 0027)."""
+    hub, addr = server
+    ta = await create_token(db, "agent1", "agent")
+    ts = await create_token(db, "boss", "supervisor")
+    async with aiohttp.ClientSession() as http:
+        agent = await connect(http, addr, ta)
+        assert hub.has_audience(to_agent("agent1"))
+        assert not hub.has_audience(to_role("supervisor"))
+        sup = await connect(http, addr, ts)
+        assert hub.has_audience(to_role("supervisor"))
+        await sup.close()
+
+        async def gone() -> bool:
+            return not hub.has_audience(to_role("supervisor"))
+
+        for _ in range(100):
+            if await gone():
+                break
+            await asyncio.sleep(0.02)
+        assert await gone()
+        await agent.close()
+
+
 async def test_a_supervisor_scoped_to_teams_gets_the_wallboard_cut_to_their_queues(
     db: Database, server: tuple[WsHub, str]
 ) -> None:
