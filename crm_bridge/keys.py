@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Iterable
+from functools import lru_cache
 
 from cti.phone import region
 
@@ -38,6 +39,7 @@ _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 _PLAIN = frozenset(string.ascii_lowercase + string.digits)
 
 
+@lru_cache(maxsize=1 << 16)
 def gram_token(kind: str, gram: str) -> str:
     """A 1-2 character piece of a name key (``kind`` "n"), a number ("p") or an address
     ("e") as one word of ``[a-z0-9_]``: ``kind``, then each character itself when it is
@@ -58,10 +60,12 @@ def search_grams(names: str, phones: str, emails: str) -> str:
     entries, as a ``LIKE`` match never does."""
     words: set[str] = set()
     for kind, text in (("n", names), ("p", phones), ("e", emails)):
+        pieces: set[str] = set()
         for entry in text.split("\n"):
             entry = entry.translate(_ASCII_LOWER)
-            for i in range(len(entry)):
-                for piece in (entry[i], entry[i : i + 2]):
-                    if kind != "e" or "@" in piece or "." in piece:
-                        words.add(gram_token(kind, piece))
+            pieces.update(entry)
+            pieces.update(entry[i : i + 2] for i in range(len(entry) - 1))
+        if kind == "e":
+            pieces = {p for p in pieces if "@" in p or "." in p}
+        words.update(gram_token(kind, p) for p in pieces)
     return " ".join(sorted(words))

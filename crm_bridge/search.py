@@ -39,6 +39,7 @@ from crm_bridge.access import Actor, visible
 from crm_bridge.keys import gram_token, name_key, region_of, search_grams, tags_list
 from crm_bridge.models import Contact, Customer, CustomerSearch, Email, Phone
 from crm_bridge.records import customer_dict
+from crm_bridge.search_walk import newest_ids
 from cti.store.db import Database
 
 __all__ = ["Filters", "Needles", "filtered", "needles", "reindex", "search"]
@@ -90,51 +91,60 @@ async def search(
     owner: str | None = None,
     method: Literal["index", "scan"] = "index",
     filters: Filters | None = None,
+    before: int | None = None,
 ) -> list[dict[str, Any]]:
     """Customers whose name, company, contact name, tag, any part of a number or email
     contains ``q`` (case-insensitive; separators ignored in names and numbers), newest
-    first. ``e164``: the site's number normaliser.
+    first. ``e164``: the site's number normaliser. ``before``: only customers with a
+    smaller id (the keyset cursor of the next page: the last id of this one; ``offset``
+    reads and skips that many rows first).
 
     Never reads the whole match set for a page: on SQLite the page is read off an FTS5
-    index in customer order (newest first) and stops when full; on PostgreSQL the
-    planner walks the customers newest first or ORs the GIN indexes, by the needle's
-    estimated frequency (docs/decisions/0011-crm-search.md)."""
+    index in customer order (newest first) and stops when full; on PostgreSQL off the
+    rarest trigram's list in ``crm_search_trigrams``, also newest first
+    (:mod:`crm_bridge.search_walk`, docs/decisions/0011-crm-search.md)."""
     wanted = needles(q, e164)
     if wanted == ("", (), ""):
         return []
     dialect = db.engine.dialect.name
     if wanted is not None and method == "index" and dialect == "sqlite":
-        return await _newest_first(db, wanted, actor, owner, filters, limit, offset)
-    if (
-        wanted is not None
-        and method == "index"
-        and dialect == "postgresql"
-        and actor.sees_all
-        and owner is None
-        and (filters is None or filters == Filters())
-    ):
-        # nothing to check on the customer rows: the page is cut from crm_search's ids
-        # (one row per customer) and only its rows are read from crm_customers, not
-        # every match's (measured at 1M: 1,816 matches of 5678, 70 of its 121 ms)
-        page = (
-            _match_index(*wanted, dialect=dialect)
-            .order_by(CustomerSearch.customer_id.desc())
-            .limit(limit)
-            .offset(offset)
-            .subquery()
-        )
-        stmt = select(Customer).join(page, Customer.id == page.c.customer_id)
-    else:
-        stmt = filtered(select(Customer), wanted, actor, owner, filters, method, dialect=dialect)
-        stmt = stmt.limit(limit).offset(offset)
-    stmt = stmt.order_by(Customer.id.desc())
+        return await _newest_first(db, wanted, actor, owner, filters, limit, offset, before)
     async with db.session() as session:
         if dialect == "postgresql":
             # the right plan depends on the needle's frequency (walk or bitmap): asyncpg
             # prepares the statement, and after five runs PostgreSQL may keep one generic
             # plan for every needle (measured: 6 ms, then 1 s a query at 1M)
             await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+        if wanted is not None and method == "index" and dialect == "postgresql":
+            plain = actor.sees_all and owner is None and (filters is None or filters == Filters())
+            ids = await newest_ids(
+                session,
+                _terms(*wanted),
+                _pg_term,
+                None if plain else lambda s: filtered(s, None, actor, owner, filters),
+                offset + limit,
+                before,
+            )
+            page = ids[offset:]
+            stmt = select(Customer).where(Customer.id.in_(page))
+        else:
+            stmt = filtered(
+                select(Customer), wanted, actor, owner, filters, method, dialect=dialect
+            )
+            if before is not None:
+                stmt = stmt.where(Customer.id < before)
+            stmt = stmt.limit(limit).offset(offset)
+        stmt = stmt.order_by(Customer.id.desc())
         return [customer_dict(c) for c in (await session.scalars(stmt)).all()]
+
+
+def _pg_term(col: str, needle: str) -> Select[Any]:
+    """PostgreSQL: the ids matching one (column, needle), through pg_trgm's GIN index
+    (3+ characters) or crm_0006's word index (1-2 characters)."""
+    like = getattr(CustomerSearch, col).contains(needle, autoescape=True)
+    if len(needle) < 3:
+        like = and_(like, _pg_has_word(col, needle))
+    return select(CustomerSearch.customer_id).where(like)
 
 
 async def _newest_first(
@@ -145,13 +155,14 @@ async def _newest_first(
     filters: Filters | None,
     limit: int,
     offset: int,
+    before: int | None = None,
 ) -> list[dict[str, Any]]:
     """SQLite: the page read off the FTS5 indexes in rowid (= customer id) order, newest
     first, stopping when full however many rows match (a frequent needle: 王, garcia).
     Needles of both lengths (``0013`` finds ``0013`` in names, ``13`` in numbers) read
     each index's first ``offset + limit`` and merge: the page's rows are among them."""
     statements = [
-        _newest_matches(fts, query, terms, actor, owner, filters)
+        _newest_matches(fts, query, terms, actor, owner, filters, before)
         for fts, (query, terms) in _fts_queries(_terms(*wanted)).items()
     ]
     async with db.session() as session:
@@ -281,6 +292,7 @@ def _newest_matches(
     actor: Actor,
     owner: str | None,
     filters: Filters | None,
+    before: int | None = None,
 ) -> Select[Any]:
     """SQLite: the customers ``query`` finds in the FTS5 index ``fts`` whose ``terms``
     really match (``LIKE``), in the index's rowid order, newest first (no sort)."""
@@ -293,6 +305,8 @@ def _newest_matches(
         .where(literal_column(fts).op("MATCH", is_comparison=True)(query))
         .where(or_(*_likes(terms)))
     )
+    if before is not None:
+        stmt = stmt.where(index.c.rowid < before)  # FTS5 starts its read below the cursor
     return filtered(stmt, None, actor, owner, filters).order_by(index.c.rowid.desc())
 
 

@@ -372,6 +372,7 @@ class CrmStore:
         owner: str | None = None,
         method: Literal["index", "scan"] = "index",
         filters: customer_search.Filters | None = None,
+        before: int | None = None,
     ) -> list[dict[str, Any]]:
         """:func:`crm_bridge.search.search` with this site's number normaliser."""
         return await customer_search.search(
@@ -384,6 +385,7 @@ class CrmStore:
             owner=owner,
             method=method,
             filters=filters,
+            before=before,
         )
 
     async def count(self) -> int:

@@ -6,7 +6,9 @@
 (() => {
   const $ = (id) => document.getElementById(id);
   const PAGE = 50;
-  let me = null, offset = 0, rows = [], more = false;
+  // keyset paging: a page is "customers older than the last one of the page before"
+  // (`cursor`, sent as `before`), so page 100 costs what page 1 does; `back` holds the earlier cursors
+  let me = null, cursor = 0, back = [], rows = [], more = false;
   const chosen = new Set();
 
   function params() {
@@ -29,7 +31,7 @@
     $("error").textContent = "";
     const p = params();
     p.set("limit", String(PAGE));
-    p.set("offset", String(offset));
+    if (cursor) p.set("before", String(cursor));
     try {
       const res = await CTI.api("GET", "/api/v1/customers?" + p.toString());
       rows = res.customers;
@@ -54,9 +56,9 @@
         CTI.el("td", {}, CTI.fmtTime(c.last_contact_at)));
     }));
     $("empty").hidden = rows.length > 0;
-    $("prev").disabled = offset === 0;
+    $("prev").disabled = back.length === 0;
     $("next").disabled = !more;
-    $("page-no").textContent = `${CTI.t("page")} ${Math.floor(offset / PAGE) + 1}`;
+    $("page-no").textContent = `${CTI.t("page")} ${back.length + 1}`;
     $("select-all").checked = rows.length > 0 && rows.every((c) => chosen.has(c.id));
     counts();
   }
@@ -206,10 +208,15 @@
     },
     onLang: () => { placeholders(); render(); loadReminders(); },
   });
-  $("filters").addEventListener("submit", (ev) => { ev.preventDefault(); offset = 0; load(); });
+  $("filters").addEventListener("submit", (ev) => { ev.preventDefault(); cursor = 0; back = []; load(); });
   $("owner-mode").addEventListener("change", () => { $("owner-name-label").hidden = $("owner-mode").value !== "agent"; });
-  $("prev").addEventListener("click", () => { offset = Math.max(0, offset - PAGE); load(); });
-  $("next").addEventListener("click", () => { offset += PAGE; load(); });
+  $("prev").addEventListener("click", () => { cursor = back.pop() || 0; load(); });
+  $("next").addEventListener("click", () => {
+    if (!rows.length) return;
+    back.push(cursor);
+    cursor = rows[rows.length - 1].id;
+    load();
+  });
   $("select-all").addEventListener("change", () => {
     rows.forEach((c) => ($("select-all").checked ? chosen.add(c.id) : chosen.delete(c.id)));
     render();

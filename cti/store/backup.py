@@ -31,9 +31,10 @@ from cti.store.db import Database
 FORMAT = "cti-backup"
 VERSION = 1
 #: not dumped: the FTS5 indexes over crm_search (crm_0005, crm_0006, SQLite) and their
-#: shadow tables are rebuilt by crm_search's triggers as its rows are restored
+#: shadow tables, and its trigram table (crm_0007, PostgreSQL), are rebuilt by
+#: crm_search's triggers as its rows are restored
 _FTS = ("crm_search_fts", "crm_search_fts_grams")  # crm_0005, crm_0006
-SKIP = {"alembic_version", *_FTS} | {
+SKIP = {"alembic_version", "crm_search_trigrams", *_FTS} | {
     f"{fts}_{shadow}" for fts in _FTS for shadow in ("data", "idx", "docsize", "config", "content")
 }
 BATCH = 1000

@@ -24,13 +24,15 @@ def _crm_diff(conn: Connection, extra_column: bool = False) -> list[Any]:
         metadata.tables["crm_contacts"].append_column(Column("extra", String(8)))
     # the trigram indexes crm_0002 adds on PostgreSQL only (when pg_trgm is available) are
     # not in the models: the same models serve SQLite (docs/decisions/0011-crm-search.md);
-    # nor is SQLite's FTS5 table crm_search_fts (crm_0005) and its shadow tables
+    # nor is SQLite's FTS5 table crm_search_fts (crm_0005) and its shadow tables, nor
+    # PostgreSQL's crm_search_trigrams (crm_0007, kept by triggers)
     return [
         d
         for d in compare_metadata(ctx, metadata)
         if "crm_" in repr(d)
         and not (d[0] == "remove_index" and d[1].name.endswith("_trgm"))
         and not (d[0] == "remove_table" and d[1].name.startswith("crm_search_fts"))
+        and not (d[0] == "remove_table" and d[1].name == "crm_search_trigrams")
     ]
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import random
 
+import pytest
 from sqlalchemy import column, insert, select, table, text
 from sqlalchemy.sql.dml import Insert
 
@@ -16,6 +17,7 @@ from crm_bridge.importexport import import_rows, read_csv
 from crm_bridge.keys import name_key
 from crm_bridge.models import CustomerSearch
 from crm_bridge.schemas import ContactIn, ContactPatch, CustomerIn, CustomerPatch
+from crm_bridge import search_walk
 from crm_bridge.search import Filters, reindex
 from crm_bridge.store import CrmStore
 from cti.store.db import Database
@@ -112,6 +114,8 @@ async def test_index_and_scan_agree(db: Database) -> None:
     assert hits > 200  # the queries do find things
     if db.engine.dialect.name == "sqlite":
         await _fts_integrity(db)
+    else:
+        await _trigrams_integrity(db)
 
 
 async def _fts_integrity(db: Database) -> None:
@@ -124,11 +128,41 @@ async def _fts_integrity(db: Database) -> None:
             )
 
 
-async def test_pages_of_frequent_and_short_needles_are_the_scans(db: Database) -> None:
+async def _trigrams_integrity(db: Database) -> None:
+    """PostgreSQL: crm_search_trigrams (crm_0007, kept by triggers) holds exactly the
+    trigrams the search looks up (crm_bridge.search_walk.trigrams) of every entry of every
+    crm_search row, after every kind of write."""
+    async with db.session() as session:
+        rows = (await session.execute(select(CustomerSearch))).scalars().all()
+        expected = {
+            (gram, r.customer_id)
+            for r in rows
+            for col in ("names", "phones", "emails")
+            for entry in getattr(r, col).split("\n")
+            for gram in search_walk.trigrams(col, entry)
+        }
+        stored = set(
+            (await session.execute(text("SELECT gram, customer_id FROM crm_search_trigrams")))
+            .tuples()
+            .all()
+        )
+    assert stored == expected
+    assert len(stored) > 500
+
+
+@pytest.mark.parametrize("walk", ["whole lists", "tiny budget"])
+async def test_pages_of_frequent_and_short_needles_are_the_scans(
+    db: Database, walk: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Needles found in most rows (王, garcia, 138) and in few (伟芳, q, 00), under three
     characters too (crm_0006's grams index), alone and with a filter, for a supervisor and
-    an agent: read page by page, newest first, the pages joined are the scan's list (no
-    row missing or twice), and the page after the last is empty."""
+    an agent: read page by page, newest first, by offset and by keyset (``before`` the
+    last id), the pages joined are the scan's list (no row missing or twice), and the
+    page after the last is empty. On PostgreSQL with a tiny sample and budget too, so the
+    ordered walk of crm_search_trigrams runs out and hands over to the GIN indexes."""
+    if walk == "tiny budget":
+        monkeypatch.setattr(search_walk, "SAMPLE", 2)
+        monkeypatch.setattr(search_walk, "BUDGET", 4)
     store = CrmStore(db, "CN")
     rng = random.Random(20)
     names = ["王伟", "王芳", "王秀英", "Anna Garcia", "Garcia Lee", "李雷", "伟芳 Q"]
@@ -163,6 +197,12 @@ async def test_pages_of_frequent_and_short_needles_are_the_scans(db: Database) -
                     page = await store.search(q, actor, limit=7, offset=offset, filters=filters)
                     pages += [c["id"] for c in page]
                 assert pages == scan, (actor.name, filters, q)
+                keyset: list[int] = []
+                before = None
+                while page := await store.search(q, actor, limit=7, before=before, filters=filters):
+                    keyset += [c["id"] for c in page]
+                    before = page[-1]["id"]
+                assert keyset == scan, (actor.name, filters, q, "keyset")
                 found[(actor.name, filters is None, q)] = len(scan)
     assert found[("system", True, "138")] == 45  # in every number: seven pages
     assert found[("system", True, "00138")] == 45  # both lengths: 00138 and 138
@@ -170,6 +210,8 @@ async def test_pages_of_frequent_and_short_needles_are_the_scans(db: Database) -
     assert all(found[("system", True, q)] for q in needles if q != "nobody")
     if db.engine.dialect.name == "sqlite":
         await _fts_integrity(db)
+    else:
+        await _trigrams_integrity(db)
 
 
 def _as_of_crm_0001(table_name: str, /, **values: object) -> Insert:

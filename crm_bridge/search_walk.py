@@ -1,0 +1,146 @@
+"""PostgreSQL: a page of search results read newest first off ``crm_search_trigrams``
+(migration crm_0007), stopping when the page is full (docs/decisions/0011-crm-search.md).
+
+For each (column, needle) of 3+ characters: the needle's trigrams are looked up in the
+B-tree on ``(gram, customer_id)``, at most :data:`SAMPLE` entries each below the page's
+cursor, which tells how rare each is (fewer entries, or the same number spread over
+more customer ids). The rarest trigram's list is then walked newest first, each
+candidate checked with the ``LIKE`` that decides a match, until the page is full: a
+needle in a share ``f`` of the rows that holds a trigram in a share ``g`` costs about
+``page x g / f`` candidates, whatever the store's size. A trigram in no row ends the
+search at once. When :data:`BUDGET` candidates did not fill the page (a rare needle made
+of frequent trigrams, a long 7-digit number) the matches are few, and the pg_trgm GIN
+bitmaps (crm_0002) find them. Needles of 1-2 characters use crm_0006's word index as
+before. Every path ends in the ``LIKE``, so the results are the scan's exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import Select, column, select, table, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm_bridge.models import Customer, CustomerSearch
+
+__all__ = ["BUDGET", "SAMPLE", "newest_ids"]
+
+#: entries of a trigram's list read to judge its frequency (a shorter list is read whole)
+SAMPLE = 1000
+#: candidates walked for one needle before leaving it to the GIN bitmaps
+BUDGET = 5000
+
+TRIGRAMS = table("crm_search_trigrams", column("gram"), column("customer_id"))
+
+_KIND = {"names": "n", "phones": "p", "emails": "e"}
+
+# per trigram: how many of its newest SAMPLE entries exist below the cursor, and the
+# oldest customer id among them (the same count over more ids: a rarer trigram)
+_SAMPLE_SQL = text(
+    """
+    SELECT g.gram, s.n, s.oldest
+    FROM unnest(CAST(:grams AS text[])) AS g (gram),
+    LATERAL (
+        SELECT count(*) AS n, min(t.customer_id) AS oldest
+        FROM (
+            SELECT customer_id FROM crm_search_trigrams
+            WHERE gram = g.gram AND customer_id < :before
+            ORDER BY customer_id DESC LIMIT :sample
+        ) AS t
+    ) AS s
+    """
+)
+
+#: a statement's customer conditions (owner, filters, visibility) on a Select over Customer
+Restrict = Callable[[Select[Any]], Select[Any]] | None
+
+NO_CURSOR = 2**31 - 1  # above every customer id (integer primary key)
+
+
+def trigrams(column_name: str, needle: str) -> list[str]:
+    """The ``crm_search_trigrams.gram`` spellings of ``needle``'s trigrams in a column."""
+    kind = _KIND[column_name]
+    return sorted({kind + needle[i : i + 3] for i in range(len(needle) - 2)})
+
+
+async def newest_ids(
+    session: AsyncSession,
+    terms: Sequence[tuple[str, str]],
+    fallback: Callable[[str, str], Select[Any]],
+    restrict: Restrict,
+    limit: int,
+    before: int | None,
+) -> list[int]:
+    """The newest ``limit`` customer ids (below ``before``) matching any of ``terms``
+    ((crm_search column, needle) pairs) and ``restrict``. ``fallback(column, needle)``:
+    the ids matching one term (a Select over crm_search, any order), for needles of 1-2
+    characters and the walks that ran out of budget."""
+    cursor = NO_CURSOR if before is None else before
+    long_terms = [(c, n) for c, n in terms if len(n) >= 3]
+    rarest: dict[tuple[str, str], tuple[str, bool]] = {}
+    if long_terms:
+        wanted = sorted({g for c, n in long_terms for g in trigrams(c, n)})
+        sampled = {
+            row.gram: (row.n, row.oldest)
+            for row in await session.execute(
+                _SAMPLE_SQL, {"grams": wanted, "before": cursor, "sample": SAMPLE}
+            )
+        }
+        for term in long_terms:
+            grams = [(sampled[g], g) for g in trigrams(*term)]
+            if any(n == 0 for (n, _), _ in grams):
+                continue  # a trigram in no row (below the cursor): no match
+            # fewest entries; at the sample's size, the one reaching furthest back
+            (n, _), gram = min(grams, key=lambda x: (x[0][0], x[0][1]))
+            rarest[term] = (gram, n < SAMPLE)
+    found: set[int] = set()
+    for col, needle in terms:
+        if len(needle) >= 3 and (col, needle) not in rarest:
+            continue
+        if (col, needle) in rarest:
+            gram, whole = rarest[(col, needle)]
+            ids = await _walk(session, col, needle, gram, restrict, limit, cursor)
+            if len(ids) >= limit or whole:
+                found.update(ids)
+                continue
+        stmt = _restricted(fallback(col, needle), restrict)
+        stmt = stmt.where(CustomerSearch.customer_id < cursor)
+        stmt = stmt.order_by(CustomerSearch.customer_id.desc()).limit(limit)
+        found.update((await session.scalars(stmt)).all())
+    return sorted(found, reverse=True)[:limit]
+
+
+async def _walk(
+    session: AsyncSession,
+    col: str,
+    needle: str,
+    gram: str,
+    restrict: Restrict,
+    limit: int,
+    cursor: int,
+) -> list[int]:
+    """The newest ``limit`` matches of ``needle`` in ``col`` among the newest
+    :data:`BUDGET` customers holding ``gram`` (nested loop in the list's order: no sort,
+    stops when full)."""
+    candidates = (
+        select(TRIGRAMS.c.customer_id)
+        .where(TRIGRAMS.c.gram == gram, TRIGRAMS.c.customer_id < cursor)
+        .order_by(TRIGRAMS.c.customer_id.desc())
+        .limit(BUDGET)
+        .subquery()
+    )
+    stmt = (
+        select(candidates.c.customer_id)
+        .join(CustomerSearch, CustomerSearch.customer_id == candidates.c.customer_id)
+        .where(getattr(CustomerSearch, col).contains(needle, autoescape=True))
+    )
+    stmt = _restricted(stmt, restrict)
+    stmt = stmt.order_by(candidates.c.customer_id.desc()).limit(limit)
+    return list((await session.scalars(stmt)).all())
+
+
+def _restricted(stmt: Select[Any], restrict: Restrict) -> Select[Any]:
+    if restrict is None:
+        return stmt
+    return restrict(stmt.join(Customer, Customer.id == CustomerSearch.customer_id))
