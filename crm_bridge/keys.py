@@ -9,7 +9,15 @@ from functools import lru_cache
 
 from cti.phone import region
 
-__all__ = ["gram_token", "name_key", "region_of", "search_grams", "tags_list", "tags_text"]
+__all__ = [
+    "digit_runs",
+    "gram_token",
+    "name_key",
+    "region_of",
+    "search_grams",
+    "tags_list",
+    "tags_text",
+]
 
 _SPACES = re.compile("[\\s\u3000\u00b7.,\uff0c\u3002\\-_]+")
 
@@ -52,20 +60,33 @@ def gram_token(kind: str, gram: str) -> str:
     )
 
 
+def digit_runs(text: str, n: int = 5) -> set[str]:
+    """Every window of ``n`` ASCII digits in ``text`` ("+8613800" -> 86138, 61380, 13800)."""
+    return {
+        text[i : i + n]
+        for i in range(len(text) - n + 1)
+        if text[i : i + n].isascii() and text[i : i + n].isdigit()
+    }
+
+
 def search_grams(names: str, phones: str, emails: str) -> str:
     """``crm_search.grams``: the words (:func:`gram_token`) for every 1- and 2-character
-    piece of each newline-separated entry of ``names`` and ``phones``, and for the pieces
+    piece of each newline-separated entry of ``names`` and ``phones``, for the pieces
     of each address in ``emails`` that hold ``@`` or ``.`` (the only 1-2 character needles
-    the search looks for in addresses), space-separated, sorted. A piece never spans two
-    entries, as a ``LIKE`` match never does."""
+    the search looks for in addresses), and for every window of 5 digits of any entry
+    (:func:`digit_runs`: a needle with 5+ digits is found through them, each in few
+    rows, instead of digit trigrams found in many), space-separated, sorted. A piece
+    never spans two entries, as a ``LIKE`` match never does."""
     words: set[str] = set()
     for kind, text in (("n", names), ("p", phones), ("e", emails)):
         pieces: set[str] = set()
+        runs: set[str] = set()
         for entry in text.split("\n"):
             entry = entry.translate(_ASCII_LOWER)
             pieces.update(entry)
             pieces.update(entry[i : i + 2] for i in range(len(entry) - 1))
+            runs.update(digit_runs(entry))
         if kind == "e":
             pieces = {p for p in pieces if "@" in p or "." in p}
-        words.update(gram_token(kind, p) for p in pieces)
+        words.update(gram_token(kind, p) for p in pieces | runs)
     return " ".join(sorted(words))

@@ -36,7 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_bridge.access import Actor, visible
-from crm_bridge.keys import gram_token, name_key, region_of, search_grams, tags_list
+from crm_bridge.keys import digit_runs, gram_token, name_key, region_of, search_grams, tags_list
 from crm_bridge.models import Contact, Customer, CustomerSearch, Email, Phone
 from crm_bridge.records import customer_dict
 from crm_bridge.search_walk import newest_ids
@@ -311,13 +311,15 @@ def _newest_matches(
 
 
 def _fts_queries(terms: Sequence[tuple[str, str]]) -> dict[str, tuple[str, list[tuple[str, str]]]]:
-    """SQLite: per FTS5 index, its query and the terms it serves: 3+ character needles as
-    phrases of the trigram index (column filter), shorter ones as words of the grams
-    index."""
+    """SQLite: per FTS5 index, its query and the terms it serves: needles holding 5+
+    digits as all their 5-digit words of the grams index (each in few rows, where digit
+    trigrams are in very many), other 3+ character needles as phrases of the trigram
+    index (column filter), shorter ones as words of the grams index."""
+    runs = {term: sorted(digit_runs(term[1])) for term in terms}
     out: dict[str, tuple[str, list[tuple[str, str]]]] = {}
     for fts, served in (
-        (TRIGRAMS, [(c, n) for c, n in terms if len(n) >= 3]),
-        (GRAMS, [(c, n) for c, n in terms if len(n) < 3]),
+        (TRIGRAMS, [t for t in terms if len(t[1]) >= 3 and not runs[t]]),
+        (GRAMS, [t for t in terms if len(t[1]) < 3 or runs[t]]),
     ):
         if not served:
             continue
@@ -328,13 +330,19 @@ def _fts_queries(terms: Sequence[tuple[str, str]]) -> dict[str, tuple[str, list[
                 columns.setdefault(n, []).append(c)
             parts = [f"{{{' '.join(cs)}}} : {_phrase(n)}" for n, cs in columns.items()]
         else:
-            parts = [_phrase(_word(c, n)) for c, n in served]
+            parts = [
+                "(" + " AND ".join(_phrase(_word(c, r)) for r in runs[(c, n)]) + ")"
+                if runs[(c, n)]
+                else _phrase(_word(c, n))
+                for c, n in served
+            ]
         out[fts] = (" OR ".join(parts), served)
     return out
 
 
 def _word(column: str, needle: str) -> str:
-    """The ``crm_search.grams`` word of a 1-2 character needle looked for in ``column``."""
+    """The ``crm_search.grams`` word of a 1-2 character needle or a 5-digit window looked
+    for in ``column``."""
     return gram_token(column[0], needle)  # "n"ames, "p"hones, "e"mails
 
 

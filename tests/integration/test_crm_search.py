@@ -11,13 +11,13 @@ import pytest
 from sqlalchemy import column, insert, select, table, text
 from sqlalchemy.sql.dml import Insert
 
+from crm_bridge import search_walk
 from crm_bridge.access import SYSTEM, Actor
 from crm_bridge.errors import DuplicateError
 from crm_bridge.importexport import import_rows, read_csv
 from crm_bridge.keys import name_key
 from crm_bridge.models import CustomerSearch
 from crm_bridge.schemas import ContactIn, ContactPatch, CustomerIn, CustomerPatch
-from crm_bridge import search_walk
 from crm_bridge.search import Filters, reindex
 from crm_bridge.store import CrmStore
 from cti.store.db import Database

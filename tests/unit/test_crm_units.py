@@ -129,13 +129,19 @@ def test_progress_bar_draws_on_a_terminal() -> None:
 
 
 def test_the_grams_migration_fills_rows_as_the_store_writes_them() -> None:
-    """crm_0006 carries a frozen copy of search_grams (a migration never imports a
-    feature): while the live function is unchanged, both give the same words."""
+    """crm_0007 carries a frozen copy of search_grams (a migration never imports a
+    feature): while the live function is unchanged, both give the same words; crm_0006's
+    older copy gave the same but the 5-digit windows crm_0007 added."""
     import importlib
 
     from crm_bridge.keys import search_grams
 
-    m = importlib.import_module("cti.migrations.versions.crm_0006_search_grams")
+    m = importlib.import_module("cti.migrations.versions.crm_0007_search_trigrams")
+    old = importlib.import_module("cti.migrations.versions.crm_0006_search_grams")
     for row in (("张伟\nzhang wei", "+8613800138000\n010-1234", "Wei.Z@Example.com"),
-                ("ACME Ltd", "", ""), ("", "", "a@b.c\nx.y@z")):  # fmt: skip
+                ("ACME Ltd", "", ""), ("", "", "a@b.c\nx.y@z"),
+                ("公司12345", "", "user123456@mail-17.example.com")):  # fmt: skip
         assert m.search_grams(*row) == search_grams(*row)
+        words = set(search_grams(*row).split())
+        runs = {w for w in words if len(w) == 6 and w[1:].isdigit()}
+        assert set(old.search_grams(*row).split()) == words - runs
