@@ -246,6 +246,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_health(args: argparse.Namespace) -> int:
+    """A container's (or any supervisor's) health check of the node this configuration
+    runs: GET its ``/healthz`` (its Asterisk link up, or a standby; 503 when a node that
+    should drive has no AMI link, or is stopping) or, with ``--ready``, ``/readyz`` (the
+    load balancer's: database, broker, not draining) on the configured HTTP port. Exit 0
+    and "healthy" on 200, else 1 and "unhealthy" with the answer or the error."""
+    import urllib.error
+    import urllib.request
+
+    http = _settings(args).http
+    # a node listening on every address is asked on loopback
+    wildcard = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104
+    host = wildcard.get(http.host, http.host)
+    url = f"http://{f'[{host}]' if ':' in host else host}:{http.port}/"
+    url += "readyz" if args.ready else "healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=args.timeout) as resp:  # noqa: S310 (http:// built here)
+            ok, body = resp.status == 200, resp.read(2000)
+    except urllib.error.HTTPError as exc:
+        ok, body = False, exc.read(2000)
+    except OSError as exc:
+        print(f"unhealthy: {url}: {exc}")
+        return 1
+    print(f"{'healthy' if ok else 'unhealthy'}: {body.decode('utf-8', 'replace')}")
+    return 0 if ok else 1
+
+
 def _command_word(argv: list[str]) -> str | None:
     """The command ``argv`` names (its first word after the global options), if any."""
     words = iter(argv)
@@ -285,6 +312,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p = sub.add_parser("calls", help="list the latest finished calls")
     p.add_argument("--limit", type=int, default=20)
     p.set_defaults(func=cmd_calls)
+
+    p = sub.add_parser("health", help="check the node's /healthz (or /readyz): exit 0 if 200")
+    p.add_argument("--ready", action="store_true", help="readiness (/readyz) instead")
+    p.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
+    p.set_defaults(func=cmd_health)
 
     p = sub.add_parser("run", help="run the daemon")
     p.add_argument("--demo", action="store_true", help="place demo calls continuously")

@@ -149,8 +149,10 @@ def daemon_image(progress: Progress = print) -> str:
         if modules.exists():
             shutil.copytree(modules, ctx / "node_modules", symlinks=False)
         progress(f"podman build {image} (on {base})")
+        # docker format: the OCI format has no HEALTHCHECK (podman drops it, with a warning)
         podman(
-            "build", "--network", "host", *_host_ca_mount(), "--build-arg", f"BASE={base}",
+            "build", "--format", "docker", "--network", "host", *_host_ca_mount(),
+            "--build-arg", f"BASE={base}",
             "-f", str(ctx / "deploy" / "Dockerfile"), "-t", image, str(ctx), timeout=1800,
         )  # fmt: skip
     podman("tag", image, "localhost/cti-daemon:latest")

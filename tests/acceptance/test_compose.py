@@ -129,6 +129,7 @@ async def test_podman_compose_up_runs_the_stack_and_a_call_pops(images: None, st
         await wait_for(roles, timeout=120, what="two drivers and a standby", every=0.5)
         # n1 and n3 race for a: whichever drives it, n2 drives b
         assert (await health(seen["n2"]))["role"] == "driver"
+        await check_healthchecks(project, env)
         ami = ami_client(a)
         await ami.start()
         try:
@@ -152,6 +153,20 @@ async def test_podman_compose_up_runs_the_stack_and_a_call_pops(images: None, st
             )  # fmt: skip
         finally:
             await ami.close()
+        # server b's Asterisk goes: its driver n2 has no AMI link, its check says unhealthy
+        stopped = await asyncio.to_thread(podman, env, "stop", "-t", "2",
+                                          f"{project}_asterisk-b_1")  # fmt: skip
+        assert stopped.returncode == 0, stopped.stderr
+        async def n2_unhealthy() -> bool:
+            return not await health_ok(env, project, "n2")
+
+        await wait_for(n2_unhealthy, timeout=30, what="n2's check to fail (AMI link down)")
+        # the state turns unhealthy after `retries` (3) failed checks in a row, not before
+        assert health_status(env, project, "n2") == "healthy"
+        for _ in range(2):
+            assert not await health_ok(env, project, "n2")
+        assert health_status(env, project, "n2") == "unhealthy"
+        assert await health_ok(env, project, "n1") or await health_ok(env, project, "n3")
     except BaseException:
         logs = await asyncio.to_thread(
             subprocess.run, ["podman", "logs", "--tail", "30", f"{project}_n2_1"],
@@ -166,6 +181,39 @@ async def test_podman_compose_up_runs_the_stack_and_a_call_pops(images: None, st
 
 
 QUEUE = "cmq1"
+
+
+def podman(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["podman", *args], capture_output=True, text=True, env=env,
+                          timeout=60, check=False)  # fmt: skip
+
+
+async def health_ok(env: dict[str, str], project: str, service: str) -> bool:
+    """``podman healthcheck run``: the service's check once, now (exit 0: healthy)."""
+    done = await asyncio.to_thread(podman, env, "healthcheck", "run", f"{project}_{service}_1")
+    print(f"healthcheck {service}: exit {done.returncode} {done.stdout.strip()} "
+          f"{done.stderr.strip()}")  # fmt: skip
+    return done.returncode == 0
+
+
+def health_status(env: dict[str, str], project: str, service: str) -> str:
+    """The health state podman keeps for the container (what its checks found so far)."""
+    got = podman(env, "inspect", "--format", "{{.State.Health.Status}}", f"{project}_{service}_1")
+    return got.stdout.strip() or got.stderr.strip()
+
+
+async def check_healthchecks(project: str, env: dict[str, str]) -> None:
+    """The compose file's health checks, run for real. Podman 4.3 runs a container's
+    check only when asked (``podman healthcheck run``; its timer is a systemd unit, none
+    here): a check never asked stays ``starting``. Asked, each ready service says
+    healthy: PostgreSQL (pg_isready), NATS (its INFO greeting), the three nodes (``cti
+    health``: their /healthz, a driver's AMI link up or a standby)."""
+    for service in ("postgres", "nats", "n1", "n2", "n3"):
+        print(f"{service}: {health_status(env, project, service)!r} before any check ran")
+    for service in ("postgres", "nats", "n1", "n2", "n3"):
+        await wait_for(lambda s=service: health_ok(env, project, s), timeout=30,
+                       what=f"{service}'s healthcheck to pass", every=1)  # fmt: skip
+        assert health_status(env, project, service) == "healthy", service
 
 
 async def seed(url: str) -> str:
