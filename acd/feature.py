@@ -24,7 +24,7 @@ from acd.service import AcdService
 from acd.settings import AcdSettings
 from acd.wrapup import WRAPUP_REASON, WrapUps
 from cti.ami.protocol import Message
-from cti.config import ConfigError, Settings
+from cti.config import Settings
 from cti.events import (
     AgentStatusChanged,
     AmiConnected,
@@ -70,16 +70,6 @@ class AcdFeature:
 
     def setup(self, ctx: FeatureContext) -> None:
         self._settings = s = ctx.section("acd", AcdSettings)
-        if s.asterisk_etc_dir is None:
-            if ctx.settings.asterisk.etc_dir is None:
-                raise ConfigError(
-                    "the ACD writes its queues (max wait, callback key, wrap-up) to Asterisk's "
-                    "configuration: set asterisk.etc_dir (the host directory of the "
-                    "instance's configuration) or [acd] asterisk_etc_dir; none was set and "
-                    "no local instance (cti asterisk up) was found"
-                )
-            s = s.model_copy(update={"asterisk_etc_dir": ctx.settings.asterisk.etc_dir})
-            self._settings = s
         region = ctx.settings.site.default_region
         notifier = AcdNotifier(ctx.bus)
         self.service = AcdService(ctx.db, ctx.ami, self.live, notifier, s)

@@ -6,28 +6,34 @@ queue's parameters from the first category of that name. Every category here is
 complete, without a template: app_queue takes ``strategy`` from the first occurrence of
 the key, so a template's value would win over ours. Names and values are validated
 before they get here (:mod:`acd.store`); nothing free-form reaches the file.
+
+The daemon does not write the file: :func:`config_file` describes it and the ACD pushes it
+to Asterisk over AMI (cti.ami.config_push, decision 0031), which writes it into its own
+configuration directory; :func:`render` is the same content as text.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+
+from cti.ami.config_push import Category, ConfigFile, render_text
 
 __all__ = [
+    "BASE_FILE",
     "BUILTIN_QUEUES",
     "FILE_NAME",
     "OWNER_QUEUE_PREFIX",
     "QueueParams",
+    "config_file",
     "owner_queue",
     "render",
-    "write_atomically",
 ]
 
 FILE_NAME = "queues_cti.conf"
+#: the empty file the instance generation ships (dialplans/): each push starts from it
+BASE_FILE = "cti_empty.conf"
 BUILTIN_QUEUES = ("support", "sales")
 #: Queue names the daemon keeps for itself (configured queues may not start with it).
 RESERVED_PREFIX = "cti_"
@@ -125,13 +131,38 @@ def render(
     phrases: Mapping[str, Mapping[str, str]] | None = None,
     callback_sounds: Mapping[tuple[str, str], str] | None = None,
 ) -> str:
+    """:func:`config_file`'s categories as the text Asterisk writes."""
+    conf = config_file(
+        queues, owner_agents, callback_prompt=callback_prompt,
+        callback_announce_s=callback_announce_s, phrases=phrases,
+        callback_sounds=callback_sounds,
+    )  # fmt: skip
+    head = "; queues_cti.conf: pushed by the cti daemon (acd) from its store\n\n"
+    return head + render_text(conf.categories)
+
+
+def _category(lines: list[str]) -> Category:
+    """``[name]`` then ``key = value`` lines (all made here) as a category."""
+    options = [line.partition(" = ") for line in lines[1:]]
+    return Category(lines[0][1:-1], tuple((key, value) for key, _, value in options))
+
+
+def config_file(
+    queues: Iterable[QueueParams],
+    owner_agents: Iterable[int] = (),
+    *,
+    callback_prompt: str = "",
+    callback_announce_s: int = 0,
+    phrases: Mapping[str, Mapping[str, str]] | None = None,
+    callback_sounds: Mapping[tuple[str, str], str] | None = None,
+) -> ConfigFile:
     """``owner_agents``: agent ids that get a personal queue; ``callback_prompt`` is
     announced every ``callback_announce_s`` in queues with a callback key (else the
     queue's language's spoken offer from ``callback_sounds``, by (language, key));
     ``phrases``: per language, app_queue's announcement sounds (acd.prompts)."""
     phrases = phrases or {}
     callback_sounds = callback_sounds or {}
-    lines = ["; Written by the cti daemon (acd) from its store: do not edit.", ""]
+    cats: list[Category] = []
     for q in sorted(queues, key=lambda q: q.name):
         fixed = list(_FIXED)
         fixed.remove("periodic-announce-frequency = 0")
@@ -158,7 +189,7 @@ def render(
             ]
         else:
             fixed.append("periodic-announce-frequency = 0")
-        lines += [
+        cats.append(_category([
             f"[{q.name}]",
             f"strategy = {q.strategy}",
             f"timeout = {q.timeout_s}",
@@ -175,10 +206,9 @@ def render(
             f"announce-frequency = {q.announce_frequency_s}",
             f"servicelevel = {q.service_level_s}",
             *fixed,
-            "",
-        ]
+        ]))  # fmt: skip
     for agent_id in sorted(set(owner_agents)):
-        lines += [
+        cats.append(_category([
             f"[{owner_queue(agent_id)}]",
             "strategy = ringall",
             "timeout = 600",  # the Queue() timeout argument (owner_ring_s) limits it
@@ -193,25 +223,5 @@ def render(
             "announce-frequency = 0",
             "servicelevel = 20",
             *_FIXED,
-            "",
-        ]
-    return "\n".join(lines)
-
-
-def write_atomically(path: Path, text: str) -> bool:
-    """Write ``text`` to ``path`` (rename over it); False when it was already that."""
-    try:
-        if path.read_text() == text:
-            return False
-    except FileNotFoundError:
-        pass
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".queues_cti.")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return True
+        ]))  # fmt: skip
+    return ConfigFile(FILE_NAME, BASE_FILE, tuple(cats))

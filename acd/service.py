@@ -4,7 +4,9 @@ call, and what keeps Asterisk in line with the store.
 - :meth:`AcdService.set_status`: login / logout / pause / unpause of one agent: AMI
   QueueAdd / QueueRemove / QueuePause on every queue the agent has a skill in, then the
   store (current status + history), then :class:`AgentStatusChanged`.
-- :meth:`AcdService.apply_queues`: render ``queues_cti.conf`` and ``QueueReload``.
+- :meth:`AcdService.apply_queues`: push ``queues_cti.conf`` to Asterisk over AMI
+  (cti.ami.config_push: Asterisk writes it, the daemon needs no access to its files) and
+  ``QueueReload``.
 - :meth:`AcdService.resync`: after every AMI (re)connect: rebuild the live model from
   ``QueueStatus``, re-add logged-in agents Asterisk forgot (it restarted; members are
   not persistent), re-apply the pause state.
@@ -25,7 +27,6 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from acd import store
@@ -33,10 +34,11 @@ from acd.live import LiveModel
 from acd.notifier import AcdNotifier
 from acd.outbound import is_own_call
 from acd.prompts import render_sounds
-from acd.queues_conf import FILE_NAME, QueueParams, owner_queue, render, write_atomically
+from acd.queues_conf import QueueParams, config_file, owner_queue
 from acd.settings import AcdSettings
 from cti.ami.actions import AmiActionError
 from cti.ami.client import AmiClient, NotConnected
+from cti.ami.config_push import ConfigFile, push
 from cti.events import AgentStatusChanged
 from cti.services import PromptSpeaker, Services
 from cti.store.db import Database
@@ -81,6 +83,7 @@ class AcdService:
         self._apply_lock = asyncio.Lock()
         self._queues: dict[str, QueueParams] = {}
         self._owner_ids: set[int] = set()
+        self._pushed: ConfigFile | None = None  # what Asterisk was last given whole
         self._redirected: set[str] = set()
         #: whether an agent is in enforced after-call work (acd.wrapup sets it): its
         #: "wrapup" pause in Asterisk is then not a difference to repair on resync
@@ -154,9 +157,9 @@ class AcdService:
 
     def _memberships(self, cfg: store.AgentConfig) -> dict[str, int]:
         """The queues an agent joins on login: its skills, plus its personal queue when
-        that exists in Asterisk (queues_cti.conf is written)."""
+        that exists in Asterisk (queues_cti.conf is pushed)."""
         skills: dict[str, int] = dict(cfg["skills"])
-        if self.settings.asterisk_etc_dir is not None and cfg["id"] in self._owner_ids:
+        if cfg["id"] in self._owner_ids:
             skills[owner_queue(cfg["id"])] = 0
         return skills
 
@@ -198,7 +201,7 @@ class AcdService:
             here = not self.cluster or self.ami.connected
             placed = here and (not iface or await self.placed_here(iface))
             new_agent = cfg["id"] not in self._owner_ids
-            if placed and status != "logged_out" and new_agent and self.settings.asterisk_etc_dir:
+            if placed and status != "logged_out" and new_agent:
                 await self.apply_queues()  # a new agent: its personal queue first
             skills = self._memberships(cfg)
             if not placed:
@@ -284,9 +287,11 @@ class AcdService:
 
     # --- queues ---------------------------------------------------------------------------
     async def apply_queues(self, *, reload: bool = False) -> bool:
-        """Write queues_cti.conf from the store and reload app_queue when it changed (or
-        ``reload``: after a (re)connect, since a file written while Asterisk was away or
-        restarting was never loaded). False when there is no etc dir (nothing applied)."""
+        """Push queues_cti.conf from the store to Asterisk and reload app_queue when it
+        changed since the last push (or ``reload``: after a (re)connect, since Asterisk
+        may have restarted or another node pushed meanwhile). False when Asterisk is not
+        connected now (nothing applied: the next connect pushes). A push Asterisk refused
+        raises ConfigPushError; app_queue keeps its running queues then."""
         async with self._apply_lock:  # start and a (re)connect's resync may overlap
             return await self._apply_queues(reload)
 
@@ -294,40 +299,39 @@ class AcdService:
         queues = await store.list_queues(self.db)
         self._queues = {q.name: q for q in queues}
         self.live.wrapup_config = {q.name: q.wrapup_s for q in queues}
-        etc = self.settings.asterisk_etc_dir
-        if etc is None:
-            return False
         owners = {int(a["id"]) for a in await store.list_agents(self.db)}
         sounds = await render_sounds(
             self.prompts(),
             {q.language for q in queues if q.announce_position or q.announce_holdtime},
             {(q.language, q.callback_key) for q in queues if q.callback_key},
         )
-        text = render(
+        conf = config_file(
             queues, owners, callback_prompt=self.settings.callback_prompt,
             callback_announce_s=self.settings.callback_announce_s,
             phrases=sounds.phrases, callback_sounds=sounds.callback,
         )  # fmt: skip
-        path = Path(etc) / FILE_NAME
-        changed = await asyncio.to_thread(write_atomically, path, text)
-        if self.ami.connected:
-            if changed or reload:
-                await self.ami.send_action("QueueReload", {"Parameters": "yes"})
-            self._owner_ids = owners
-            for q in queues:  # per-queue max wait and survey language, read by [cti-queue]
-                await self.ami.send_action(
-                    "Setvar", {"Variable": f"CTI_MAXWAIT_{q.name}", "Value": str(q.max_wait_s)}
-                )
-                await self.ami.send_action(
-                    "Setvar",
-                    {"Variable": f"CTI_SURVEY_{q.name}", "Value": q.language if q.survey else ""},
-                )
-                # the caller's channel language while waiting (numbers said by app_queue)
-                announces = q.announce_position or q.announce_holdtime
-                await self.ami.send_action(
-                    "Setvar",
-                    {"Variable": f"CTI_LANG_{q.name}", "Value": q.language if announces else ""},
-                )
+        if not self.ami.connected:
+            return False
+        if conf != self._pushed or reload:
+            self._pushed = None  # until this push is whole and loaded
+            await push(self.ami, conf)
+            await self.ami.send_action("QueueReload", {"Parameters": "yes"})
+            self._pushed = conf
+        self._owner_ids = owners
+        for q in queues:  # per-queue max wait and survey language, read by [cti-queue]
+            await self.ami.send_action(
+                "Setvar", {"Variable": f"CTI_MAXWAIT_{q.name}", "Value": str(q.max_wait_s)}
+            )
+            await self.ami.send_action(
+                "Setvar",
+                {"Variable": f"CTI_SURVEY_{q.name}", "Value": q.language if q.survey else ""},
+            )
+            # the caller's channel language while waiting (numbers said by app_queue)
+            announces = q.announce_position or q.announce_holdtime
+            await self.ami.send_action(
+                "Setvar",
+                {"Variable": f"CTI_LANG_{q.name}", "Value": q.language if announces else ""},
+            )
         return True
 
     # --- resync ---------------------------------------------------------------------------

@@ -12,10 +12,8 @@ __all__ = ["AcdSettings"]
 class AcdSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    #: Host path of the Asterisk instance's configuration directory; the daemon writes
-    #: ``queues_cti.conf`` there (included by the shipped queues.conf). None:
-    #: ``asterisk.etc_dir`` (the local instance's); without either the daemon stops with
-    #: an error (per-queue max wait and callback keys would silently not apply).
+    #: Unused since queues_cti.conf is pushed over AMI (decision 0031): accepted so that
+    #: existing configurations still load; the daemon writes nothing there.
     asterisk_etc_dir: Path | None = None
     #: Pause reasons an agent may choose from.
     pause_reasons: list[str] = Field(

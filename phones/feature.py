@@ -24,7 +24,6 @@ from prometheus_client import Gauge
 
 from cti.ami.client import AmiClient, NotConnected
 from cti.ami.protocol import Message
-from cti.config import ConfigError
 from cti.events import (
     AmiConnected,
     AmiDisconnected,
@@ -36,7 +35,7 @@ from cti.events import (
 from cti.features import FeatureContext
 from cti.tasks import BackgroundTasks
 from phones.credentials import phone_key
-from phones.instance_conf import read_ports
+from phones.instance_conf import ports_from_settings, read_ports
 from phones.locations import PhoneLocations
 from phones.provisioner import Provisioner
 from phones.routes import add_routes
@@ -67,12 +66,7 @@ class PhonesFeature:
 
     def setup(self, ctx: FeatureContext) -> None:
         s = ctx.section("phones", PhonesSettings)
-        etc_dir = ctx.settings.asterisk.etc_dir
-        if etc_dir is None:
-            raise ConfigError(
-                "the phones feature writes agents' phones into Asterisk's configuration: "
-                "set asterisk.etc_dir (the host directory of the instance's configuration)"
-            )
+        etc_dir = ctx.settings.asterisk.etc_dir  # only read (ports), never written
         a = ctx.settings.ami
         self.ami = ami = AmiClient(
             a.host, a.port, a.username, a.secret, events=EVENT_CLASSES,
@@ -84,7 +78,7 @@ class PhonesFeature:
         c = ctx.settings
         self._server = c.server_name if self._cluster else None
         self.locations = PhoneLocations(self._server)
-        self.service = PhoneService(ctx.db, ami, s, key, Provisioner(ami, etc_dir), self.locations)
+        self.service = PhoneService(ctx.db, ami, s, key, Provisioner(ami), self.locations)
         ami.add_event_handler(self._on_event)
         ami.add_connected_handler(self._on_connected)
         self._publish = ctx.bus.publish
@@ -106,7 +100,10 @@ class PhonesFeature:
               registry=r).set_function(lambda: svc.blocker.blocks_total)  # fmt: skip
         Gauge("cti_phones_pjsip_reloads", "res_pjsip reloads that applied phone changes",
               registry=r).set_function(lambda: svc.provisioner.reloads)  # fmt: skip
-        add_routes(ctx.app, self.service, read_ports(etc_dir))
+        ports = read_ports(etc_dir)  # the rendered transports, when this host has them
+        if not ports.sip and ports.ws is None:
+            ports = ports_from_settings(ctx.settings.asterisk)
+        add_routes(ctx.app, self.service, ports)
 
     async def start(self) -> None:
         assert self.ami is not None and self.service is not None
@@ -224,4 +221,3 @@ class PhonesFeature:
         for phone in self.locations.located_on(self._server):
             if not self.service.registrations.registered(phone):
                 self._located(phone, False)
-

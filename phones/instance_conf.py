@@ -1,5 +1,6 @@
-"""What the daemon reads back from the instance's rendered configuration: the ports
-phones reach Asterisk on (pjsip.conf transports, http.conf's WebSocket server)."""
+"""The ports phones reach Asterisk on: read back from the instance's rendered
+configuration (pjsip.conf transports, http.conf's WebSocket server) when the node sees
+it, else as the same settings render them (a node on another host, decision 0031)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Ports", "read_ports"]
+from cti.config import AsteriskConfig
+
+__all__ = ["Ports", "ports_from_settings", "read_ports"]
 
 _SECTION = re.compile(r"^\[([^\]]+)\]")
 _KV = re.compile(r"^\s*([a-z_]+)\s*=\s*([^;]*?)\s*(;.*)?$")
@@ -60,3 +63,13 @@ def read_ports(etc_dir: Path | None) -> Ports:
     if http.get("enabled", "no").lower() in ("yes", "true", "1") and raw.isdigit():
         ws = int(raw)
     return Ports(sip, ws, tls)
+
+
+def ports_from_settings(a: AsteriskConfig) -> Ports:
+    """The ports ``cti asterisk up`` renders from these settings (cti.asterisk.sip)."""
+    sip = {"udp": a.sip_port}
+    if a.sip.tcp:
+        sip["tcp"] = a.sip_port
+    if a.sip.tls_port:
+        sip["tls"] = a.sip.tls_port
+    return Ports(sip, a.ws_port)

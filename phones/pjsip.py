@@ -1,6 +1,8 @@
-"""What the daemon writes into Asterisk's ``pjsip_phones.conf`` (included by the shipped
+"""What the daemon gives Asterisk as ``pjsip_phones.conf`` (included by the shipped
 pjsip.conf): an endpoint + aor + auth per phone, on the ``phone-webrtc`` / ``phone-sip``
-templates, and the ACL of addresses blocked after repeated failed registrations.
+/ ``phone-aor`` templates of the shipped ``pjsip_phones_base.conf`` it starts from, and
+the ACL of addresses blocked after repeated failed registrations. Pushed over AMI
+(cti.ami.config_push, decision 0031): Asterisk writes the file itself.
 
 Every value written is checked against a strict pattern here, whatever checked it
 before: nothing a request carried can add a line or an option to Asterisk's config.
@@ -13,9 +15,14 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["FILE_NAME", "PhoneEntry", "render"]
+from cti.ami.config_push import Category, ConfigFile, render_text
+
+__all__ = ["BASE_FILE", "FILE_NAME", "PhoneEntry", "config_file", "render"]
 
 FILE_NAME = "pjsip_phones.conf"
+#: the phone templates, shipped by the instance generation (dialplans/): each push
+#: starts from it
+BASE_FILE = "pjsip_phones_base.conf"
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _REALM_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,62}")
 _HA1_RE = re.compile(r"[0-9a-f]{32}")
@@ -41,36 +48,29 @@ def _check(entry: PhoneEntry) -> None:
 
 
 def render(phones: Iterable[PhoneEntry], blocked: Iterable[str] = ()) -> str:
-    lines = [
-        "; Written by the cti daemon (phones feature) from its store: do not edit.",
-        "; Changes are applied with a res_pjsip reload; calls in progress are kept.",
-        "",
-    ]
+    """:func:`config_file`'s categories as the text Asterisk writes (after the base's)."""
+    head = "; pjsip_phones.conf: pushed by the cti daemon (phones) from its store\n\n"
+    return head + render_text(config_file(phones, blocked).categories)
+
+
+def config_file(phones: Iterable[PhoneEntry], blocked: Iterable[str] = ()) -> ConfigFile:
+    cats: list[Category] = []
     for p in sorted(phones, key=lambda e: e.name):
         _check(p)
-        lines += [
-            f"[{p.name}]({TEMPLATES[p.kind]})",
-            f"aors = {p.name}",
-            f"auth = {p.name}",
-            "",
-            f"[{p.name}](phone-aor)",
-            "",
-            f"[{p.name}]",
-            "type = auth",
-            "auth_type = digest",
-            f"username = {p.name}",
-            f"realm = {p.realm}",
-            f"password_digest = md5:{p.ha1}",
-            "supported_algorithms_uas = MD5",
-            "",
+        auth = (
+            ("type", "auth"),
+            ("auth_type", "digest"),
+            ("username", p.name),
+            ("realm", p.realm),
+            ("password_digest", f"md5:{p.ha1}"),
+            ("supported_algorithms_uas", "MD5"),
+        )
+        cats += [
+            Category(p.name, (("aors", p.name), ("auth", p.name)), (TEMPLATES[p.kind],)),
+            Category(p.name, (), ("phone-aor",)),
+            Category(p.name, auth),
         ]
     nets = sorted({str(ipaddress.ip_network(a, strict=False)) for a in blocked})
-    if nets:
-        lines += [
-            "; addresses blocked after repeated failed registrations (phones.blocking)",
-            f"[{BLOCK_ACL}]",
-            "type = acl",
-            *(f"deny = {n}" for n in nets),
-            "",
-        ]
-    return "\n".join(lines)
+    if nets:  # addresses blocked after repeated failed registrations (phones.blocking)
+        cats.append(Category(BLOCK_ACL, (("type", "acl"), *(("deny", n) for n in nets))))
+    return ConfigFile(FILE_NAME, BASE_FILE, tuple(cats))

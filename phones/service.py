@@ -9,13 +9,14 @@ from typing import Any
 
 from cti.ami.actions import AmiActionError
 from cti.ami.client import AmiClient, NotConnected
+from cti.ami.config_push import ConfigFile
 from cti.store.db import Database
 from phones import store
 from phones.blocking import Blocker
 from phones.credentials import browser_password, ha1, new_password
 from phones.locations import LocationStore, PhoneLocations
 from phones.models import PhoneRow
-from phones.pjsip import PhoneEntry, render
+from phones.pjsip import PhoneEntry, config_file
 from phones.provisioner import Provisioner
 from phones.registrations import Registrations
 from phones.settings import PhonesSettings
@@ -66,14 +67,14 @@ class PhoneService:
         return PhoneEntry(row.name, row.kind, row.realm, row.ha1)
 
     # --- provisioning -----------------------------------------------------------------------
-    async def config_text(self) -> str:
+    async def config(self) -> ConfigFile:
         rows = await store.list_phones(self.db)
         self.owners = {r.name: r.agent for r in rows}
-        return render([self._entry(r) for r in rows], self.blocker.blocked)
+        return config_file([self._entry(r) for r in rows], self.blocker.blocked)
 
     async def sync(self) -> bool:
-        """Write every phone (and the blocked addresses) and reload res_pjsip."""
-        return await self.provisioner.apply(await self.config_text())
+        """Push every phone (and the blocked addresses) and reload res_pjsip."""
+        return await self.provisioner.apply(await self.config())
 
     async def refresh_contacts(self) -> None:
         try:

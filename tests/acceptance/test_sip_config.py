@@ -18,12 +18,13 @@ from pathlib import Path
 import pytest
 
 from cti.ami.client import AmiClient
+from cti.ami.config_push import push
 from cti.ami.protocol import Message
 from cti.asterisk.instance import ChrootAsterisk, InstanceSpec
 from cti.asterisk.rootfs import ensure_root
 from cti.asterisk.sip import CarrierSpec, SipSpec, write_sip_files
 from phones.credentials import ha1
-from phones.pjsip import FILE_NAME, PhoneEntry, render
+from phones.pjsip import PhoneEntry, config_file
 from tests.acceptance.harness import DIALPLANS, ami_client, free_media_ports, free_port, wait_for
 from tests.acceptance.sip_phones import sipp_register, tls_register
 
@@ -230,9 +231,6 @@ async def test_desk_phones_register_over_tcp_and_tls(
     transports = await asyncio.to_thread(inst.cli, "pjsip show transports")
     assert f"127.0.0.1:{tls_port}" in transports and "transport-tls" in transports
     password = "correct horse battery"
-    (inst.etc_dir / FILE_NAME).write_text(
-        render([PhoneEntry("desk-sip1", "sip", "cti", ha1("desk-sip1", "cti", password))])
-    )
     ami = AmiClient("127.0.0.1", inst.spec.ami_port, inst.spec.ami_user, inst.spec.ami_secret,
                     events="system")  # fmt: skip
     await ami.start()
@@ -243,6 +241,8 @@ async def test_desk_phones_register_over_tcp_and_tls(
     )
 
     try:
+        phone = PhoneEntry("desk-sip1", "sip", "cti", ha1("desk-sip1", "cti", password))
+        await push(ami, config_file([phone]))
         await ami.send_action("Reload", {"Module": "res_pjsip.so"})
         ok, _, out = await sipp_register(inst, "desk-sip1", password, cwd=tmp_path, transport="t1")
         assert ok, out

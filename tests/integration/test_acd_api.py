@@ -17,7 +17,7 @@ from acd import store
 from acd.live import LiveModel
 from acd.lost import LostCallers
 from acd.notifier import AcdNotifier
-from acd.queues_conf import FILE_NAME
+from acd.queues_conf import render
 from acd.routes import add_routes
 from acd.service import AcdService
 from acd.settings import AcdSettings
@@ -74,7 +74,7 @@ async def api(db: Database, tmp_path: Path) -> AsyncIterator[tuple[Api, EventBus
 async def test_queue_config_admin_only_and_rendered(
     api: tuple[Api, EventBus, AcdService], tmp_path: Path
 ) -> None:
-    a, _, _ = api
+    a, _, svc = api
     status, body = await a.call("alice", "GET", "/api/v1/acd/queues")
     assert status == 200
     assert {q["name"] for q in body["queues"]} == {"support", "sales"}  # defaults
@@ -83,8 +83,9 @@ async def test_queue_config_admin_only_and_rendered(
     assert (await a.call("sup", "PUT", "/api/v1/acd/queues/billing", body_in))[0] == 403
     assert (await a.call("alice", "PUT", "/api/v1/acd/queues/billing", body_in))[0] == 403
     status, body = await a.call("admin", "PUT", "/api/v1/acd/queues/billing", body_in)
-    assert status == 200 and body["applied"] is True
-    text = (tmp_path / FILE_NAME).read_text()
+    # Asterisk is away: stored, not applied (the next AMI connect pushes the queues)
+    assert status == 200 and body["applied"] is False
+    text = render(await store.list_queues(svc.db))
     assert "[billing]\nstrategy = linear" in text and "[support]" in text
     status, body = await a.call("admin", "PUT", "/api/v1/acd/queues/billing", {"strategy": "x"})
     assert status == 400 and "strategy" in body["error"]
@@ -93,7 +94,7 @@ async def test_queue_config_admin_only_and_rendered(
     billing = next(q for q in body["queues"] if q["name"] == "billing")
     assert billing["strategy"] == "linear" and billing["overflow_queue"] == "sales"
     assert (await a.call("admin", "DELETE", "/api/v1/acd/queues/billing"))[0] == 200
-    assert "[billing]" not in (tmp_path / FILE_NAME).read_text()
+    assert "[billing]" not in render(await store.list_queues(svc.db))
     assert (await a.call("admin", "DELETE", "/api/v1/acd/queues/billing"))[0] == 404
 
 

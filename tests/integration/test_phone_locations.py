@@ -32,7 +32,7 @@ T0 = datetime(2026, 11, 30, 2, 0, tzinfo=UTC)
 def service(db: Database, server: str, tmp_path: Path) -> PhoneService:
     """A node's phones service (its AMI link is never opened here)."""
     ami = AmiClient("127.0.0.1", 1, "u", "p")
-    return PhoneService(db, ami, PhonesSettings(), b"k" * 32, Provisioner(ami, tmp_path),
+    return PhoneService(db, ami, PhonesSettings(), b"k" * 32, Provisioner(ami),
                         PhoneLocations(server))  # fmt: skip
 
 
