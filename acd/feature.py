@@ -23,6 +23,8 @@ from acd.routes import add_routes
 from acd.service import AcdService
 from acd.settings import AcdSettings
 from acd.wrapup import WRAPUP_REASON, WrapUps
+from cti.ami.actions import AmiActionError
+from cti.ami.client import NotConnected
 from cti.ami.protocol import Message
 from cti.config import Settings
 from cti.events import (
@@ -34,6 +36,7 @@ from cti.events import (
     CallHandled,
     IvrCallbackRequested,
     PhoneLocated,
+    QueuesChanged,
     WrapUpEnded,
     WrapUpStarted,
 )
@@ -78,6 +81,7 @@ class AcdFeature:
         if self.service.cluster:  # statuses set on other nodes, phones registered elsewhere
             ctx.bus.subscribe(AgentStatusChanged, self._on_any_status, remote=True)
             ctx.bus.subscribe(PhoneLocated, self._on_phone_located, remote=True)
+            ctx.bus.subscribe(QueuesChanged, self._on_queues_changed, remote=True)
         self.lost = LostCallers(ctx.db, region, metrics=ctx.workers)
         self.dialer = Dialer(
             ctx.ami, ctx.services, agent_ring_s=s.agent_ring_s, customer_ring_s=s.customer_ring_s
@@ -142,6 +146,19 @@ class AcdFeature:
         if self.service.set_here(event) or not self.service.ami.connected:
             return
         self._tasks.spawn(self.service.reconcile(event.agent), "reconcile")
+
+    def _on_queues_changed(self, event: QueuesChanged) -> None:
+        """Queues changed on another node: this node's server gets them now."""
+        assert self.service is not None
+        if event.origin != self.service.origin and self.service.ami.connected:
+            self._tasks.spawn(self._apply_queues(), "queues")
+
+    async def _apply_queues(self) -> None:
+        assert self.service is not None
+        try:
+            await self.service.apply_queues()
+        except (NotConnected, TimeoutError, AmiActionError) as exc:
+            log.warning("ACD: queues changed elsewhere not applied now: %s", exc)
 
     def _on_phone_located(self, event: PhoneLocated) -> None:
         """A phone registered on a server (maybe another): the agents on it are members

@@ -100,6 +100,8 @@ async def put_queue(request: web.Request) -> web.Response:
 
 
 async def _apply(svc: AcdService) -> bool:
+    """Applied to this node's Asterisk now (if it drives one); every other driver is told."""
+    svc.queues_changed()
     try:
         return await svc.apply_queues()
     except (NotConnected, TimeoutError, AmiActionError):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -39,7 +40,7 @@ from acd.settings import AcdSettings
 from cti.ami.actions import AmiActionError
 from cti.ami.client import AmiClient, NotConnected
 from cti.ami.config_push import ConfigFile, push
-from cti.events import AgentStatusChanged
+from cti.events import AgentStatusChanged, QueuesChanged
 from cti.services import PromptSpeaker, Services
 from cti.store.db import Database
 
@@ -84,6 +85,8 @@ class AcdService:
         self._queues: dict[str, QueueParams] = {}
         self._owner_ids: set[int] = set()
         self._pushed: ConfigFile | None = None  # what Asterisk was last given whole
+        #: this process, as QueuesChanged names the node that made a change
+        self.origin = secrets.token_hex(8)
         self._redirected: set[str] = set()
         #: whether an agent is in enforced after-call work (acd.wrapup sets it): its
         #: "wrapup" pause in Asterisk is then not a difference to repair on resync
@@ -333,6 +336,10 @@ class AcdService:
                 {"Variable": f"CTI_LANG_{q.name}", "Value": q.language if announces else ""},
             )
         return True
+
+    def queues_changed(self) -> None:
+        """Tell every node (the drivers of other servers push the queues too)."""
+        self.notifier.publish(QueuesChanged(at=utcnow(), origin=self.origin))
 
     # --- resync ---------------------------------------------------------------------------
     async def resync(self) -> bool:

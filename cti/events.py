@@ -600,6 +600,20 @@ class CallHandedOver(DomainEvent):
     notes: str = ""
 
 
+# --- ACD ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QueuesChanged(DomainEvent):
+    """The ACD's queues changed in the store (created, updated, deleted through the API).
+    In a cluster every node driving a server pushes them to its Asterisk, whichever node
+    made the change; ``origin`` is the node (process) that made it and applied it already
+    if it drives."""
+
+    at: datetime
+    origin: str
+
+
 # --- phones -------------------------------------------------------------------------------
 
 
