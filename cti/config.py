@@ -242,8 +242,9 @@ class AsteriskConfig(_Section):
     # with records = "files"); unset: the local instance's (cti asterisk up), else the
     # daemon refuses to start (records = "files")
     log_dir: Path | None = None
-    # host directory of the instance's configuration (the ACD writes queues_cti.conf);
-    # unset: the local instance's
+    # host directory of the instance's configuration, only read (the phones' transports);
+    # unset: the local instance's. Nothing is written there: the ACD's and the phones'
+    # files reach Asterisk over AMI (decision 0031), so a node on another host omits it
     etc_dir: Path | None = None
     inbound_contexts: list[str] = ["cti-inbound"]
     # the instance's transports (cti asterisk up renders them into pjsip.conf / http.conf):
