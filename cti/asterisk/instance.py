@@ -145,6 +145,18 @@ def render_dialplans(src: Path, dest: Path, values: Mapping[str, str]) -> None:
         if "@@" in text:
             raise AsteriskError(f"{conf.name}: unknown placeholder left after rendering")
         (dest / conf.name).write_text(text)
+    drop_stale_phones(dest)
+
+
+def drop_stale_phones(etc: Path) -> None:
+    """A ``pjsip_phones.conf`` a daemon wrote before decision 0031 inherits the phone
+    templates that moved into ``pjsip_phones_base.conf``; loaded beside the new
+    pjsip.conf it would break res_pjsip's configuration. It is removed: the daemon pushes
+    the phones (with the templates) again when it connects."""
+    phones = etc / "pjsip_phones.conf"
+    with contextlib.suppress(FileNotFoundError):
+        if "[phone-aor](!)" not in phones.read_text(errors="replace"):
+            phones.unlink()
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec

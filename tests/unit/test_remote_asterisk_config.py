@@ -86,3 +86,20 @@ def test_bad_addresses_are_refused(monkeypatch: pytest.MonkeyPatch, key: str, va
     monkeypatch.setenv(f"CTI_{key}", value)
     with pytest.raises(ConfigError):
         load_config(None)
+
+
+def test_a_phones_file_from_before_the_push_is_dropped_a_pushed_one_kept(tmp_path: Path) -> None:
+    """Decision 0031: the phone templates moved out of pjsip.conf; a pjsip_phones.conf
+    written without them would break res_pjsip at boot; one pushed (templates included)
+    stays."""
+    spec = InstanceSpec(name="x", ami_secret="s" * 32)
+    phones = tmp_path / "pjsip_phones.conf"
+    phones.write_text("[a-sip1](phone-sip)\naors = a-sip1\n")
+    render_dialplans(DIALPLANS, tmp_path, spec.placeholders())
+    assert not phones.exists()
+    assert "[phone-sip](!)" in (tmp_path / "pjsip_phones_base.conf").read_text()
+    assert "[phone-sip]" not in (tmp_path / "pjsip.conf").read_text()
+    pushed = (tmp_path / "pjsip_phones_base.conf").read_text() + "[a-sip1](phone-sip)\n"
+    phones.write_text(pushed)
+    render_dialplans(DIALPLANS, tmp_path, spec.placeholders())
+    assert phones.read_text() == pushed
