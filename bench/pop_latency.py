@@ -221,6 +221,20 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
+def gc_pauses_ms(log_file: Path, since_offset: int) -> list[float]:
+    """The garbage collection pauses over cti.gcpause.SLOW_MS the daemon logged."""
+    out = []
+    with log_file.open("rb") as fh:
+        fh.seek(since_offset)
+        for raw in fh:
+            line = raw.decode("utf-8", "replace")
+            if "garbage collection paused the event loop" not in line:
+                continue
+            with contextlib.suppress(ValueError, IndexError):
+                out.append(float(line.split("paused the event loop ")[1].split(" ms")[0]))
+    return out
+
+
 def error_lines(log_file: Path, since_offset: int) -> list[str]:
     """ERROR/CRITICAL lines (JSON log) written after ``since_offset``."""
     out = []
@@ -500,6 +514,7 @@ async def run(args: argparse.Namespace) -> None:
         ami_events = await _metric(base, "cti_ami_events_total") - ami_events0
         drained = await _drain(base, args) if args.drain else None
         errors = await asyncio.to_thread(error_lines, log_file, log_offset)
+        gc_ms = await asyncio.to_thread(gc_pauses_ms, log_file, log_offset)
         assert clients.stdin is not None
         clients.stdin.close()
         await asyncio.wait_for(clients.wait(), 60)
@@ -565,6 +580,9 @@ async def run(args: argparse.Namespace) -> None:
         print(f"errors: {len(errors)}")
         print(f"daemon cpu: {100 * cpu / wall:.0f} %")
         print(f"ami events a call: {ami_events / max(1, len(originated)):.1f}")
+        print(f"gc pauses over 50 ms: {len(gc_ms)}")
+        if gc_ms:
+            print(f"gc pause max: {max(gc_ms):.0f} ms")
         # the figures depend on what else runs: a daemon starved of CPU is late everywhere
         per_call = 1000 * cpu / max(1, len(originated))
         print(f"# daemon CPU {cpu:.1f} s over {wall:.1f} s ({per_call:.1f} ms a call); "

@@ -481,7 +481,7 @@ class Interactions:
 
 
 #: Jobs the writer takes at once: consecutive offers among them share one transaction.
-BATCH = 64
+BATCH = 8
 
 
 class Offer(NamedTuple):
