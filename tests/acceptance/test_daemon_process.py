@@ -87,11 +87,13 @@ async def test_sigterm_flushes_the_call_that_just_ended(
         proc.send_signal(signal.SIGTERM)  # inside the model's close grace period
         await asyncio.wait_for(proc.wait(), 20)
         assert proc.returncode == 0
+        # the daemon's log from its connect on (shown when the row is missing)
+        stopping = (await proc.stderr.read()).decode(errors="replace")  # type: ignore[union-attr]
     finally:
         await stop_cti(proc)
 
     rows = [r for r in await stored_rows(db_url) if r.linkedid == linkedid]
-    assert len(rows) == 1
+    assert len(rows) == 1, stopping
     assert rows[0].disposition == "answered" and rows[0].agent == "agent103"
 
 
