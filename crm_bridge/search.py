@@ -29,7 +29,6 @@ from sqlalchemy import (
     or_,
     select,
     table,
-    text,
     union,
     union_all,
 )
@@ -39,7 +38,7 @@ from crm_bridge.access import Actor, visible
 from crm_bridge.keys import digit_runs, gram_token, name_key, region_of, search_grams, tags_list
 from crm_bridge.models import Contact, Customer, CustomerSearch, Email, Phone
 from crm_bridge.records import customer_dict
-from crm_bridge.search_walk import newest_ids
+from crm_bridge.search_walk import custom_plans, newest_ids
 from cti.store.db import Database
 
 __all__ = ["Filters", "Needles", "filtered", "needles", "reindex", "search"]
@@ -110,13 +109,12 @@ async def search(
     if wanted is not None and method == "index" and dialect == "sqlite":
         return await _newest_first(db, wanted, actor, owner, filters, limit, offset, before)
     async with db.session() as session:
-        if dialect == "postgresql":
-            # the right plan depends on the needle's frequency (walk or bitmap): asyncpg
-            # prepares the statement, and after five runs PostgreSQL may keep one generic
-            # plan for every needle (measured: 6 ms, then 1 s a query at 1M)
-            await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
-        if wanted is not None and method == "index" and dialect == "postgresql":
+        walk = wanted is not None and method == "index" and dialect == "postgresql"
+        if dialect == "postgresql" and not walk:
+            await custom_plans(session)
+        if walk:
             plain = actor.sees_all and owner is None and (filters is None or filters == Filters())
+            assert wanted is not None
             ids = await newest_ids(
                 session,
                 _terms(*wanted),
