@@ -317,7 +317,8 @@ class AcdService:
             return False
         if conf != self._pushed or reload:
             self._pushed = None  # until this push is whole and loaded
-            await push(self.ami, conf)
+            # after a (re)connect the file may hold it already (a takeover): not resent
+            await push(self.ami, conf, unless_same=reload)
             await self.ami.send_action("QueueReload", {"Parameters": "yes"})
             self._pushed = conf
         self._owner_ids = owners

@@ -189,11 +189,26 @@ def messages(
     yield current
 
 
-async def push(ami: AmiClient, conf: ConfigFile, *, timeout: float = 30.0) -> int:
+async def push(
+    ami: AmiClient, conf: ConfigFile, *, timeout: float = 30.0, unless_same: bool = False
+) -> int:
     """Replace ``conf.name`` on the server with ``conf`` (the base, then the categories);
-    returns the number of UpdateConfig messages sent. The module is not reloaded."""
+    returns the number of UpdateConfig messages sent. The module is not reloaded.
+
+    ``unless_same``: first read the file back (one ``GetConfig``) and send nothing when
+    it already holds exactly ``conf`` after the base's templates (a node taking over a
+    server its predecessor configured: the push would cost a message per ~30 options).
+    Only a file without inheritance can compare equal (GetConfig shows inherited
+    options), so this only saves work, never skips a needed push."""
     conf.check()
     acts = actions(conf.categories)
+    if unless_same:
+        try:
+            now = [c for c in await read(ami, conf.name, timeout=timeout) if not c.template]
+        except AmiActionError:
+            now = None  # missing or unreadable: pushed below
+        if now == list(conf.categories):
+            return 0
     # absolute paths: Asterisk's writer puts each category into the file it came from,
     # and renames only the source file's exact name to the destination's
     reply = await ami.send_action("Getvar", {"Variable": "ASTETCDIR"}, timeout=timeout)

@@ -49,6 +49,17 @@ async def test_hostile_but_legal_values_come_back_exactly(
     }  # fmt: skip
     assert [c.options for c in back[2:]] == [c.options for c in cats[2:]]
 
+    # the same again, unless_same: read back, nothing sent; otherwise pushed
+    plain = ConfigFile(FILE, "cti_empty.conf", cats[:1])
+    assert await push(ami, plain) == 1
+    assert await push(ami, plain, unless_same=True) == 0
+    other = ConfigFile(FILE, "cti_empty.conf", (Category("plain", (("opt0", "changed"),)),))
+    assert await push(ami, other, unless_same=True) == 1
+    assert await read(ami, FILE) == list(other.categories)
+    # a file with inheritance never compares equal (GetConfig shows inherited options)
+    twin = ConfigFile(FILE, "pjsip_phones_base.conf", cats[1:2])
+    assert await push(ami, twin) == 1 and await push(ami, twin, unless_same=True) == 1
+
     # a second push replaces the whole file (nothing of the first survives)
     await push(ami, ConfigFile(FILE, "cti_empty.conf", (Category("only", (("a", "1"),)),)))
     assert await read(ami, FILE) == [Category("only", (("a", "1"),))]
