@@ -37,8 +37,9 @@ OPTIONAL_INDEX_SUFFIX = "_trgm"
 #: Prefixes of tables a migration creates only on one kind of server and the daemon's
 #: models do not describe: SQLite's FTS5 index of CRM search (crm_0005) and the shadow
 #: tables SQLite makes for it; the tables Asterisk writes its records into on PostgreSQL
-#: (records_0001, read by cti.records.postgres).
-SERVER_ONLY_TABLE_PREFIXES = ("crm_search_fts", "asterisk_")
+#: (records_0001, read by cti.records.postgres); PostgreSQL's trigram lists of CRM search,
+#: kept by triggers (crm_0007, read by crm_bridge.search_walk).
+SERVER_ONLY_TABLE_PREFIXES = ("crm_search_fts", "crm_search_trigrams", "asterisk_")
 
 
 def include_object(
