@@ -3,6 +3,7 @@ daemon factory running against both, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import struct
@@ -28,6 +29,7 @@ from cti.daemon import Daemon
 from tests.acceptance.harness import (
     ami_client,
     reset_asterisk,
+    restart_test_asterisk,
     start_test_asterisk,
     stop_test_asterisk,
 )
@@ -75,7 +77,11 @@ async def ami_session(asterisk: ChrootAsterisk) -> AsyncIterator[AmiClient]:
 
 @pytest.fixture
 async def ami(asterisk: ChrootAsterisk, ami_session: AmiClient) -> AmiClient:
-    """The test's own AMI connection to a freshly reset Asterisk."""
+    """The test's own AMI connection to a freshly reset Asterisk (started again first if an
+    earlier test's fault left the session's instance stopped: one failure, not a cascade)."""
+    if not asterisk.is_running():
+        print("[asterisk] the session's instance is not running: starting it again", flush=True)
+        await asyncio.to_thread(restart_test_asterisk, asterisk)
     await ami_session.wait_connected(timeout=30)
     await reset_asterisk(asterisk, ami_session)
     return ami_session
