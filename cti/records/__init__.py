@@ -17,6 +17,7 @@ Decision 0029 says why and what Asterisk does when PostgreSQL is briefly unreach
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -41,6 +42,11 @@ class RecordSource(Protocol):
 
     async def cdr_since(self, since: datetime) -> list[CdrRow]:
         """CDRs that ended at or after ``since`` (and some before: a margin)."""
+        ...
+
+    async def cdr_linkedids(self, linkedids: Collection[str], since: datetime) -> set[str]:
+        """Which of ``linkedids`` have a CDR that ended at or after ``since`` (or in the
+        margin before): a question about a few calls, not a read of every CDR since."""
         ...
 
     async def queue_log_since(self, since: datetime) -> list[RawLine]:

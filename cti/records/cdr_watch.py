@@ -101,8 +101,7 @@ class CdrWatch:
         for lid in due:
             self._pending.pop(lid, None)
         since = min(due.values()) - timedelta(minutes=1)
-        written = {row.linkedid for row in await self.records.cdr_since(since)}
-        if written & set(due):
+        if await self.records.cdr_linkedids(due, since):
             self._missing = 0
             return False
         self._missing += 1

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 from datetime import datetime
 from pathlib import Path
 
@@ -44,6 +45,9 @@ class FileRecords:
 
     async def cdr_since(self, since: datetime) -> list[CdrRow]:
         return await asyncio.to_thread(read_cdr, self.cdr, since)
+
+    async def cdr_linkedids(self, linkedids: Collection[str], since: datetime) -> set[str]:
+        return {row.linkedid for row in await self.cdr_since(since)} & set(linkedids)
 
     async def queue_log_since(self, since: datetime) -> list[RawLine]:
         return await asyncio.to_thread(read_queue_log, self.queue_log, since)

@@ -10,6 +10,7 @@ grow in the order its rows became visible; the statistics' cursor is the last id
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -105,6 +106,18 @@ class PgRecords:
             select(CDR).where(CDR.c.server == self.server, CDR.c.end >= cutoff).order_by(CDR.c.id)
         )
         return [_cdr(r) for r in await self._rows(query)]
+
+    async def cdr_linkedids(self, linkedids: Collection[str], since: datetime) -> set[str]:
+        if not linkedids:
+            return set()
+        cutoff = (since - READ_MARGIN).timestamp()
+        query = (
+            select(CDR.c.linkedid)
+            .distinct()
+            .where(CDR.c.server == self.server, CDR.c.end >= cutoff,
+                   CDR.c.linkedid.in_(sorted(linkedids)))
+        )  # fmt: skip
+        return {row.linkedid for row in await self._rows(query)}
 
     async def queue_log_since(self, since: datetime) -> list[RawLine]:
         cutoff = _naive_utc(since - READ_MARGIN)

@@ -101,6 +101,13 @@ async def test_backfill_puts_back_what_the_tables_lack_once(pg_url: str, tmp_pat
             return sorted((r.linkedid, r.uniqueid, r.start, r.end, r.src) for r in rows)
 
         assert cdrs(await table.cdr_since(when)) == cdrs(await files.cdr_since(when))
+        # which of some calls have their CDR (the CDR watch's question), in both sources
+        known = {r.linkedid for r in await files.cdr_since(when)}
+        assert known
+        asked = {*known, "pbx-no-such-call"}
+        assert await table.cdr_linkedids(asked, when) == known
+        assert await files.cdr_linkedids(asked, when) == known
+        assert await table.cdr_linkedids(set(), when) == set()
     finally:
         await db.dispose()
 
