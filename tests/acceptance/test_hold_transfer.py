@@ -210,7 +210,9 @@ async def test_sip_caller_hold_updates_the_card_and_the_statistics(
         states += more
         assert ended["reason"] == "answered"
         assert [x for x in states if x in LIVE] == ["held", "resumed"], states
-        complete = await watch.one("AgentComplete", Queue=queue, Linkedid=linkedid)
+        # matched by the agent's side: when the caller's channel is gone before app_queue
+        # builds the event (the caller hung up), it carries only the Dest* fields
+        complete = await watch.one("AgentComplete", Queue=queue, DestLinkedid=linkedid)
         talk = float(complete["TalkTime"])  # bridged time, hold included
 
         # statistics of the queue's hour: one handled call with one hold of `measured`
