@@ -579,8 +579,8 @@ async def run(args: argparse.Namespace) -> None:
         print(f"recording start p99: {pct(rec_ms, 0.99):.1f} ms")
         print(f"errors: {len(errors)}")
         print(f"daemon cpu: {100 * cpu / wall:.0f} %")
-        print(f"ami events a call: {ami_events / max(1, len(originated)):.1f}")
-        print(f"gc pauses over 50 ms: {len(gc_ms)}")
+        print(f"ami events a call: {ami_events / max(1, len(originated)):.1f} events")
+        print(f"gc pauses over 50 ms: {len(gc_ms)} pauses")
         if gc_ms:
             print(f"gc pause max: {max(gc_ms):.0f} ms")
         # the figures depend on what else runs: a daemon starved of CPU is late everywhere
