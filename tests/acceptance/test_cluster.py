@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import re
 import secrets
 import signal
@@ -62,7 +61,6 @@ from cti.store.tokens import create_token
 from messaging.models import Template
 from outbound.store import OutboundStore
 from tests.acceptance.harness import (
-    PROJECT,
     ami_client,
     free_port,
     start_sipp_uas,
@@ -74,6 +72,7 @@ from tests.acceptance.sms_gateway import KEY_ID, SECRET, Gateway, sms_gateway
 from tests.acceptance.test_call_truth import independent_daily, row_problems
 from tests.acceptance.test_outbound_dialer import write_hello_pcap
 from tests.acceptance.traffic import DaemonProcess, Truth, read_truth
+from tests.checkout import checkout_env
 from tests.cluster_services import (
     NATS_URL,
     driving,
@@ -175,7 +174,7 @@ def node_per_server(
 ) -> dict[str, DaemonProcess]:
     """One daemon node per entry (node name -> its Asterisk and server name), each on a free
     HTTP port, running this checkout's cti; no SMS (the gateway is a closed port)."""
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    env = checkout_env()
     nodes: dict[str, DaemonProcess] = {}
     for name, (inst, server) in servers.items():
         port = free_port()
@@ -316,8 +315,7 @@ async def test_two_servers_three_nodes_pops_cross_and_a_killed_node_is_taken_ove
         cfg = tmp_path / f"{node}.toml"
         write_node_config(cfg, inst, db_url=pg_url, http_port=port, node=node, server=server,
                           stream=stream, sms_url=gateway.url)  # fmt: skip
-        # the nodes run this checkout's code (not whatever the venv's editable install is)
-        env = {**os.environ, "PYTHONPATH": str(PROJECT)}
+        env = checkout_env()
         nodes[node] = DaemonProcess(cfg, tmp_path / f"{node}.log", env, port)
     desktops: list[Desktop] = []
     try:

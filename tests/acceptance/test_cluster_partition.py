@@ -27,6 +27,7 @@ import pytest
 
 from cti.cluster.lease import ServerLease
 from tests.acceptance.traffic import OwnPostgres, _pg_bin
+from tests.checkout import checkout_env
 
 pytestmark = pytest.mark.postgres
 
@@ -133,7 +134,7 @@ async def test_a_driver_cut_off_stops_before_another_node_drives(
     node_a = await asyncio.create_subprocess_exec(
         "ip", "netns", "exec", netns.name, sys.executable, "-c", NODE_A, dsn_a, server,
         stdout=asyncio.subprocess.PIPE, cwd=str(PROJECT),
-        env={**os.environ, "PYTHONPATH": str(PROJECT)},
+        env=checkout_env(),
     )  # fmt: skip
     a_said: list[tuple[str, float]] = []
 

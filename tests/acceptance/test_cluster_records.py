@@ -57,6 +57,7 @@ from tests.acceptance.test_call_truth import row_problems
 from tests.acceptance.test_cluster_partition import Namespace
 from tests.acceptance.test_cluster_remote import MENUS, NetnsAsterisk
 from tests.acceptance.traffic import DaemonProcess, QueueLog, Truth, read_truth
+from tests.checkout import checkout_env
 from tests.cluster_services import queue_with_agents
 from tests.conftest import PG_ADMIN_URL
 
@@ -65,7 +66,6 @@ pytestmark = [pytest.mark.postgres, pytest.mark.filterwarnings("ignore::Resource
 # a /30 of its own (test_cluster_remote.py uses 10.199.19.0/30)
 HOST_IP, AST_IP = "10.199.29.1", "10.199.29.2"
 DNIS = "4008001234"
-PROJECT = Path(__file__).resolve().parents[2]
 AGENT, EXT = "rec-ag1", "3401"
 
 
@@ -192,7 +192,7 @@ def node_and_ami(
     menus.write_text(MENUS.format(queue=queue))
     port = free_port()
     write_config(tmp_path / "node.toml", inst, pg_url, port, menus)
-    env = {**os.environ, "PYTHONPATH": str(PROJECT)}  # this checkout's cti
+    env = checkout_env()
     node = DaemonProcess(tmp_path / "node.toml", tmp_path / "node.log", env, port)
     ami = AmiClient(AST_IP, spec.ami_port, spec.ami_user, spec.ami_secret, ping_interval=2.0,
                     action_timeout=5.0, backoff_initial=0.1, backoff_max=0.5)  # fmt: skip

@@ -44,13 +44,13 @@ from tests.acceptance.harness import free_port, wait_for
 from tests.acceptance.test_cluster import Desktop
 from tests.acceptance.test_cluster_partition import Namespace
 from tests.acceptance.traffic import DaemonProcess
+from tests.checkout import checkout_env
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
 HOST_IP, AST_IP = "10.199.19.1", "10.199.19.2"  # node's end, Asterisk's end
 STALE_AGI = "10.199.19.9"  # outside the /30: no route, nothing listens there
 DNIS = "4008001234"
-PROJECT = Path(__file__).resolve().parents[2]
 
 MENUS = """\
 [defaults]
@@ -180,7 +180,7 @@ async def test_a_node_on_another_host_drives_asterisk_and_a_call_through_the_ivr
     menus.write_text(MENUS.format(queue=queue))
     port = free_port()
     write_config(tmp_path / "node.toml", inst, db_url, port, menus)
-    env = {**os.environ, "PYTHONPATH": str(PROJECT)}  # this checkout's cti, not another's
+    env = checkout_env()
     node = DaemonProcess(tmp_path / "node.toml", tmp_path / "node.log", env, port)
     # the test's own AMI link comes from the node's address, as the node's does
     ami = AmiClient(AST_IP, spec.ami_port, spec.ami_user, spec.ami_secret, ping_interval=2.0,
