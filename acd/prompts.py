@@ -17,6 +17,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from cti.asterisk.sounds import LANGUAGE_SOUNDS
 from cti.services import PromptSpeaker
 
 __all__ = ["PHRASES", "QueueSounds", "render_sounds"]
@@ -47,17 +48,9 @@ PHRASES: dict[str, dict[str, str]] = {
     },
 }
 CALLBACK_OFFER = {"zh": "如需回电请按{key}。", "en": "To be called back, press {key}."}
-_ZH_DIGITS = "零一二三四五六七八九"
-#: the sounds Asterisk's Chinese number syntax plays (main/say.c, zh)
-ZH_NUMBERS: dict[str, str] = {
-    **{f"digits/{i}": _ZH_DIGITS[i] for i in range(10)},
-    "digits/10": "十",
-    **{f"digits/{i * 10}": f"{_ZH_DIGITS[i]}十" for i in range(2, 10)},
-    "digits/hundred": "百",
-    "digits/thousand": "千",
-    "digits/wan": "万",
-    "digits/yi": "亿",
-}
+#: the sounds Asterisk's Chinese number syntax plays (main/say.c, zh): built into the
+#: Asterisk root; written again only where a node has an ``[ivr] sounds_dir``
+ZH_NUMBERS: dict[str, str] = LANGUAGE_SOUNDS["zh"][1]
 
 
 @dataclass

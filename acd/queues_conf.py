@@ -114,8 +114,11 @@ ANNOUNCE_OPTIONS = frozenset({
     "queue-youarenext", "queue-thereare", "queue-callswaiting", "queue-holdtime",
     "queue-minutes", "queue-minute", "queue-seconds", "queue-thankyou",
 })  # fmt: skip
-#: a sound as the file may hold it (a name or absolute path: no ",", no line break)
-_SOUND = re.compile(r"/?[A-Za-z0-9_][A-Za-z0-9_./-]{0,199}")
+#: a sound as the file may hold it (a name, an absolute path, or an http(s) URL Asterisk's
+#: media cache fetches, ivr.media: no ",", no ";", no line break)
+_SOUND = re.compile(
+    r"(?:https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?)?/?[A-Za-z0-9_][A-Za-z0-9_./-]{0,199}"
+)
 
 
 def _yn(value: bool) -> str:

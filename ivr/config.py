@@ -13,6 +13,10 @@ __all__ = ["IvrConfig"]
 # a dial template may hold only what a channel name needs, plus its one placeholder
 _TEMPLATE = re.compile(r"[A-Za-z0-9/@_.:-]*\{(digits|e164|ext)\}[A-Za-z0-9/@_.:-]*")
 
+# Playback / GET DATA / periodic-announce split on , & | and queues.conf reads ; as a
+# comment: none of them (nor ? or white space) in the URL
+_MEDIA_URL = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~-]+)*/?")
+
 
 class IvrConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -26,6 +30,14 @@ class IvrConfig(BaseModel):
     # the parent of prompt_dir when Asterisk sees prompt_dir at the same path (no chroot),
     # else none (numbers stay in Asterisk's English)
     sounds_dir: Path | None = None
+    # how Asterisk reaches this node's HTTP, e.g. "http://10.0.0.5:8080": rendered prompts
+    # (menus, queue announcements, survey) are then played from there (ivr.media,
+    # decision 0032) and Asterisk needs no view of prompt_dir; "auto": http://127.0.0.1
+    # on [http] port (Asterisk on this host); "": by path under prompt_dir_asterisk
+    media_url: str = ""
+    # the media URLs' signing secret, the same on the nodes that may drive a server;
+    # "": derived from ami.secret, else random per process
+    media_secret: str = Field("", repr=False)
     # Dial() strings: external numbers ({digits} = E.164 without "+", {e164}) and extensions
     forward_dial: str = "PJSIP/{digits}@trunk"
     extension_dial: str = "PJSIP/{ext}"
@@ -61,6 +73,17 @@ class IvrConfig(BaseModel):
         if v is not None and v.tzinfo is None:
             raise ValueError("now_override needs a UTC offset, e.g. 2026-10-01T10:00:00+08:00")
         return v
+
+    @field_validator("media_url")
+    @classmethod
+    def _media(cls, v: str) -> str:
+        if v in ("", "auto"):
+            return v
+        if _MEDIA_URL.fullmatch(v) is None:
+            raise ValueError(
+                "an http(s) URL without query, like http://10.0.0.5:8080 (or auto, or empty)"
+            )
+        return v.rstrip("/")
 
     @field_validator("prompt_dir_asterisk")
     @classmethod

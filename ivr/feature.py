@@ -17,12 +17,14 @@ import signal
 from datetime import UTC, datetime
 
 from cti.agi.server import AgiSession
+from cti.config import ConfigError
 from cti.features import FeatureContext
 from cti.tasks import BackgroundTasks
 from ivr.api import IvrApi
 from ivr.config import IvrConfig
 from ivr.editor import IvrEditor
 from ivr.flow import Env, Loaded, run_call
+from ivr.media import MediaServer, MediaSigner, media_key
 from ivr.menus import MenuError
 from ivr.prompts import PromptStore, Speaker
 from ivr.store import IvrStore
@@ -55,7 +57,14 @@ class IvrFeature:
         self._ctx = ctx
         self.config = ctx.section("ivr", IvrConfig)
         self.now_override = self.config.now_override
-        self.store = PromptStore(self.config.prompt_dir, self.config.prompt_dir_asterisk)
+        self.media: MediaServer | None = None
+        signer = self._media_signer(ctx)
+        if signer is not None:
+            self.media = MediaServer(signer, self.config.prompt_dir, ctx.registry)
+            self.media.add_routes(ctx.app)
+        self.store = PromptStore(
+            self.config.prompt_dir, self.config.prompt_dir_asterisk, signer
+        )
         self.editor = IvrEditor(
             IvrStore(ctx.db), self.store, self.config.menus, ctx.settings.site.default_region
         )
@@ -69,6 +78,17 @@ class IvrFeature:
             self.editor, self.store, reload=lambda by: self.reload(by=by), clock=self.now,
             site_timezone=ctx.settings.site.timezone,
         ).add_routes(ctx.app)  # fmt: skip
+
+    def _media_signer(self, ctx: FeatureContext) -> MediaSigner | None:
+        """Prompts over HTTP (``[ivr] media_url``, ivr.media), or None (by path)."""
+        base = self.config.media_url
+        if not base:
+            return None
+        if base == "auto":
+            if ctx.settings.http.port == 0:
+                raise ConfigError("[ivr] media_url = auto needs a fixed [http] port")
+            base = f"http://127.0.0.1:{ctx.settings.http.port}"
+        return MediaSigner(media_key(self.config.media_secret or ctx.settings.ami.secret), base)
 
     async def start(self) -> None:
         assert self.editor is not None

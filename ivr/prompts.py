@@ -4,7 +4,9 @@ A text prompt is rendered once (espeak-ng -> pydub -> 8 kHz mono 16-bit WAV, the
 ``format_wav`` plays without transcoding) into ``prompt_dir`` under the SHA-256 of what
 determines the sound (voice, speed, text), so a reload re-renders only what changed and
 identical texts share a file. Asterisk plays it by the same name under
-``prompt_dir_asterisk`` (the directory as Asterisk sees it, e.g. inside its chroot).
+``prompt_dir_asterisk`` (the directory as Asterisk sees it, e.g. inside its chroot), or,
+with ``[ivr] media_url``, by a signed URL the node serves it at (:mod:`ivr.media`): then
+Asterisk needs no view of ``prompt_dir`` at all.
 espeak-ng gets the text as an argument list (no shell): the text is admin data, but even
 so nothing is interpreted.
 """
@@ -15,18 +17,15 @@ import asyncio
 import hashlib
 import os
 import re
-import subprocess
 import tempfile
-import warnings
 from pathlib import Path
 
+from cti.asterisk.sounds import SoundError, render_wav
 from ivr.audio import upload_path
+from ivr.media import MediaSigner
 from ivr.menus import Prompt
 
 __all__ = ["PromptError", "PromptStore", "Speaker"]
-
-ESPEAK = "espeak-ng"
-RENDER_TIMEOUT_S = 30
 
 
 class PromptError(RuntimeError):
@@ -34,9 +33,13 @@ class PromptError(RuntimeError):
 
 
 class PromptStore:
-    def __init__(self, host_dir: Path, asterisk_dir: str) -> None:
+    def __init__(
+        self, host_dir: Path, asterisk_dir: str, media: MediaSigner | None = None
+    ) -> None:
         self.host_dir = host_dir
         self.asterisk_dir = asterisk_dir.rstrip("/")
+        #: when set, rendered prompts are played from the node's HTTP (ivr.media)
+        self.media = media
 
     @staticmethod
     def key(prompt: Prompt) -> str:
@@ -44,12 +47,18 @@ class PromptStore:
         return hashlib.sha256(material).hexdigest()[:40]
 
     def playable(self, prompt: Prompt) -> str:
-        """What STREAM FILE / GET DATA get for this prompt (no extension)."""
+        """What STREAM FILE / GET DATA / queues.conf get for this prompt: an Asterisk
+        sound as it is, else the rendered file by its path in ``asterisk_dir`` (no
+        extension) or, with ``media``, by its signed URL."""
         if prompt.file is not None:
             return prompt.file
         if prompt.upload is not None:
-            return f"{self.asterisk_dir}/{upload_path(Path(), prompt.upload).stem}"
-        return f"{self.asterisk_dir}/{self.key(prompt)}"
+            name = upload_path(Path(), prompt.upload).stem
+        else:
+            name = self.key(prompt)
+        if self.media is not None:
+            return self.media.url(name)
+        return f"{self.asterisk_dir}/{name}"
 
     def host_path(self, prompt: Prompt) -> Path | None:
         """The WAV file of a text or uploaded prompt in ``host_dir`` (None for a sound
@@ -73,26 +82,11 @@ class PromptStore:
         target = self.host_dir / f"{self.key(prompt)}.wav"
         if target.exists():
             return target
-        self.host_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="cti-tts-") as tmp:
-            raw = Path(tmp) / "raw.wav"
-            try:
-                subprocess.run(
-                    [ESPEAK, "-v", prompt.voice, "-s", str(prompt.speed), "-w", str(raw),
-                     "--", prompt.text],
-                    check=True, capture_output=True, timeout=RENDER_TIMEOUT_S,
-                )  # fmt: skip
-            except (OSError, subprocess.SubprocessError) as exc:
-                raise PromptError(f"espeak-ng failed for voice {prompt.voice!r}: {exc}") from exc
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)  # pydub's audioop on 3.11
-                from pydub import AudioSegment
-
-                sound = AudioSegment.from_wav(raw)
-                sound = sound.set_frame_rate(8000).set_channels(1).set_sample_width(2)
-                part = Path(tmp) / "out.wav"
-                sound.export(part, format="wav")
-            _install(part.read_bytes(), target)  # atomic: Asterisk never sees half a file
+        try:
+            data = render_wav(prompt.text, prompt.voice, prompt.speed)
+        except SoundError as exc:
+            raise PromptError(str(exc)) from exc
+        _install(data, target)  # atomic: Asterisk never sees half a file
         return target
 
 
@@ -113,8 +107,11 @@ class Speaker:
         self.sounds_dir = sounds_dir
 
     async def language_sound(self, text: str, language: str, name: str) -> None:
+        """Written only with a ``sounds_dir``; without one nothing is written and Asterisk
+        plays what its root holds (the Mandarin numbers are built into the root the
+        runner makes: cti.asterisk.sounds)."""
         if self.sounds_dir is None:
-            raise PromptError("no sounds_dir: language sounds cannot be written")
+            return
         if language not in VOICES or not _SOUND_NAME.fullmatch(name):
             raise PromptError(f"refused language sound {language}/{name}")
         target = self.sounds_dir / language / f"{name}.wav"

@@ -20,6 +20,8 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from cti.asterisk import sounds
+
 PACKAGES: tuple[str, ...] = (
     "asterisk",
     "asterisk-core-sounds-en-gsm",
@@ -156,13 +158,16 @@ def _postprocess(root: Path) -> None:
 
 
 def ensure_root(progress: Progress = print) -> Path:
-    """The extracted root, built and/or extracted on first use. Safe across processes."""
+    """The extracted root, built and/or extracted on first use, with the sounds the
+    product adds (cti.asterisk.sounds: rendered once, also into a root extracted before
+    they existed). Safe across processes."""
     root = root_path()
     marker = root / ".cti-ready"
-    if marker.exists():
+    if marker.exists() and sounds.installed(root):
         return root
     with _locked():
         if marker.exists():
+            _add_sounds(root, progress)
             return root
         tarball = tarball_path()
         if not tarball.exists():
@@ -178,4 +183,13 @@ def ensure_root(progress: Progress = print) -> Path:
         _postprocess(tmp)
         tmp.rename(root)
         marker.write_text(root_key() + "\n")
+        _add_sounds(root, progress)
     return root
+
+
+def _add_sounds(root: Path, progress: Progress) -> None:
+    if sounds.installed(root):
+        return
+    progress("rendering the Mandarin number sounds into the Asterisk root")
+    if not sounds.install(root):
+        progress("espeak-ng is not installed: Asterisk will say numbers in English only")

@@ -1,0 +1,194 @@
+"""A node whose prompt directory Asterisk cannot see (a node on another host; decision
+0032): what it renders is played from its HTTP by res_http_media_cache. The node's
+``[ivr] prompt_dir`` is a directory of its own outside Asterisk's root, no
+``sounds_dir``, and ``media_url`` names its HTTP; Asterisk fetches each URL (the node's
+media counter says so) and plays it (its verbose log channel names every file played).
+
+- an IVR greeting (text-to-speech) is played to an inbound caller;
+- a Mandarin queue's position announcement: our ``queue-thereare`` /
+  ``queue-callswaiting`` URLs from queues_cti.conf, and between them ``digits/2`` in
+  language zh from the Mandarin sounds built into the Asterisk root.
+
+On SQLite only (harness.SQLITE_ONLY): nothing here depends on the store's server."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from acd import store as acd_store
+from acd.feature import AcdFeature
+from acd.queues_conf import FILE_NAME
+from cti.ami.client import AmiClient
+from cti.ami.protocol import Message
+from cti.asterisk import sounds
+from cti.asterisk.instance import ChrootAsterisk
+from cti.config import HttpConfig
+from cti.daemon import Daemon
+from cti.events import IvrCompleted
+from cti.features import Feature
+from ivr.feature import IvrFeature
+from tests.acceptance.conftest import daemon_settings
+from tests.acceptance.harness import SQLITE_ONLY, free_port, wait_for
+from tests.acceptance.test_ivr_harness import call
+from tests.acceptance.test_queue_prompts import configured, sip_caller
+
+GREETING = "Welcome to the support line."
+MENUS = f"""\
+[defaults]
+menu = "main"
+operator = "support"
+
+[prompts]
+hello = {{ text = "{GREETING}", voice = "en" }}
+
+[menus.main]
+greeting = "hello"
+timeout = 1
+retries = 0
+fallback = {{ action = "queue", target = "support" }}
+"""
+
+Node = Callable[..., Awaitable[tuple[Daemon, IvrFeature]]]
+
+
+@pytest.fixture
+async def node(
+    asterisk: ChrootAsterisk, db_url: str, ami: AmiClient, tmp_path: Path
+) -> AsyncIterator[Node]:
+    """A daemon with the ACD and the IVR whose prompts live where Asterisk cannot look."""
+    started: list[Daemon] = []
+    prompts = tmp_path / "node-only-prompts"
+    assert not prompts.resolve().is_relative_to(asterisk.root.resolve())
+
+    async def factory(menus: str = "") -> tuple[Daemon, IvrFeature]:
+        menus_file = tmp_path / "menus.toml"
+        if menus:
+            menus_file.write_text(menus)
+        port = free_port()
+        settings = daemon_settings(
+            asterisk, db_url, acd={"asterisk_etc_dir": str(asterisk.etc_dir)},
+            ivr={"menus": str(menus_file), "prompt_dir": str(prompts),
+                 "media_url": f"http://127.0.0.1:{port}",
+                 "forward_dial": "Local/{digits}@cti-sim-agents/n"},
+        ).model_copy(update={"http": HttpConfig(port=port)})  # fmt: skip
+        ivr = IvrFeature()
+        features: list[Feature] = [AcdFeature(), ivr]
+        daemon = Daemon(settings, features=features)
+        await daemon.start()
+        started.append(daemon)
+        await daemon.ami.wait_connected(timeout=15)
+        return daemon, ivr
+
+    yield factory
+    for daemon in started:
+        await daemon.stop()
+    (asterisk.etc_dir / FILE_NAME).unlink(missing_ok=True)
+    await ami.send_action("QueueReload", {"Parameters": "yes"})
+    await asyncio.to_thread(asterisk.cli, "channel request hangup all")
+
+
+@pytest.fixture
+async def played(asterisk: ChrootAsterisk) -> AsyncIterator[Path]:
+    """A log channel with every file Asterisk plays (verbose 3), removed afterwards."""
+    name = f"cti-media-{secrets.token_hex(4)}.log"
+    await asyncio.to_thread(asterisk.cli, f"logger add channel {name} notice,warning,verbose(3)")
+    await asyncio.to_thread(asterisk.cli, "core set verbose 3")
+    yield asterisk.log_dir / name
+    await asyncio.to_thread(asterisk.cli, "core set verbose 0")
+    await asyncio.to_thread(asterisk.cli, f"logger remove channel {name}")
+    (asterisk.log_dir / name).unlink(missing_ok=True)
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text(errors="replace").splitlines() if path.exists() else []
+
+
+@SQLITE_ONLY
+async def test_an_ivr_greeting_is_played_from_the_node_over_http(
+    ami: AmiClient, node: Node, played: Path
+) -> None:
+    daemon, ivr = await node(MENUS)
+    assert ivr.media is not None and ivr.loaded is not None
+    url = ivr.loaded.playable["hello"]
+    assert url.startswith(f"http://127.0.0.1:{daemon.http_port}/media/v1/"), url
+    name = url.rsplit("/", 1)[1].removesuffix(".wav")
+    assert (ivr.config.prompt_dir / f"{name}.wav").is_file()  # rendered on the node only
+
+    events: list[IvrCompleted] = []
+    daemon.bus.subscribe(IvrCompleted, events.append)
+    linkedid = await call(ami, hold_s=8)
+
+    async def completed() -> list[IvrCompleted]:
+        return [e for e in events if e.linkedid == linkedid]
+
+    await wait_for(completed, timeout=30, what="the IVR to finish the greeting")
+    assert ivr.media.counts.get("served", 0) >= 1, ivr.media.counts  # Asterisk fetched it
+    lines = await asyncio.to_thread(_lines, played)
+    playing = [ln for ln in lines if "Playing '" in ln and url in ln]
+    assert playing, "\n".join(lines[-40:])
+    assert not [ln for ln in lines if url in ln and re.search(r"WARNING|Unable", ln)], lines
+
+
+@SQLITE_ONLY
+async def test_a_mandarin_queue_announcement_is_played_from_the_node_over_http(
+    asterisk: ChrootAsterisk, ami: AmiClient, node: Node, played: Path, tmp_path: Path
+) -> None:
+    assert sounds.installed(asterisk.root)  # built into the root by the runner
+    daemon, ivr = await node()
+    assert ivr.media is not None
+    acd = next(f for f in daemon.features if isinstance(f, AcdFeature))
+    assert acd.service is not None
+    params = {"language": "zh", "announce_position": True, "announce_frequency_s": 4,
+              "max_wait_s": 120}  # fmt: skip
+    await acd_store.put_queue(acd.service.db, acd_store.queue_params("support", params))
+    await acd.service.apply_queues()
+    spoken = configured(asterisk.etc_dir, "support")
+    base = f"http://127.0.0.1:{daemon.http_port}/media/v1/"
+    assert spoken and all(v.startswith(base) for v in spoken.values()), spoken
+    thereare, callswaiting = spoken["queue-thereare"], spoken["queue-callswaiting"]
+
+    seen: list[Message] = []
+    ami.add_event_handler(seen.append)
+    procs = []
+    try:
+        for number in ("13822230001", "13822230002"):
+            procs.append(await sip_caller(asterisk, number, tmp_path))
+
+            async def joined(number: str = number) -> list[Message]:
+                return [m for m in seen if m.event == "QueueCallerJoin"
+                        and m.get("CallerIDNum") == number]  # fmt: skip
+
+            await wait_for(joined, timeout=20, what=f"{number} waiting")
+        second = next(m for m in seen if m.event == "QueueCallerJoin"
+                      and m.get("CallerIDNum") == "13822230002")  # fmt: skip
+        channel = second["Channel"]
+
+        async def whole_announcement() -> list[str]:
+            lines = await asyncio.to_thread(_lines, played)
+            mine = [ln for ln in lines if channel in ln and "Playing" in ln]
+            return mine if callswaiting in "\n".join(mine) else []
+
+        try:
+            heard = await wait_for(whole_announcement, timeout=25, what="the announcement")
+        except AssertionError:
+            log = "\n".join((await asyncio.to_thread(_lines, played))[-60:])
+            raise AssertionError(f"{channel} never heard it; played log:\n{log}") from None
+    finally:
+        ami.remove_event_handler(seen.append)
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+            await proc.wait()
+    text = "\n".join(heard)
+    at = [text.find(x) for x in (thereare, "digits/2", callswaiting)]
+    assert all(i >= 0 for i in at) and at == sorted(at), text
+    assert "(language 'zh')" in next(ln for ln in heard if "digits/2" in ln), text
+    assert ivr.media.counts.get("served", 0) >= 2, ivr.media.counts  # both URLs fetched
+    log = "\n".join(await asyncio.to_thread(_lines, played))
+    assert not re.search(r"zh/digits/\S+ does not exist|File digits/2 does not exist", log), log

@@ -1,0 +1,125 @@
+"""Prompts served to Asterisk over HTTP (ivr.media, decision 0032): a signed,
+content-addressed URL; nothing else in the prompt directory is reachable; what
+res_http_media_cache reads (Content-Type, Cache-Control, ETag, 304) is answered."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from acd.queues_conf import config_file
+from acd.store import QueueParams
+from cti.web.errors import error_middleware
+from ivr.config import IvrConfig
+from ivr.media import MAX_AGE_S, MediaServer, MediaSigner, media_key
+from ivr.menus import Prompt
+from ivr.prompts import PromptStore
+
+BASE = "http://10.0.0.5:8080"
+KEY = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[tuple[TestClient, MediaServer]]:
+    (tmp_path / f"{KEY}.wav").write_bytes(b"RIFF-a-prompt")
+    (tmp_path / "secret.txt").write_text("not a prompt")
+    (tmp_path / "upload-aaaaaaaaaaaaaaaaaaaa.wav").symlink_to(tmp_path / "secret.txt")
+    server = MediaServer(MediaSigner(media_key("s3cret"), BASE), tmp_path)
+    app = web.Application(middlewares=[error_middleware])
+    server.add_routes(app)
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    yield client, server
+    await client.close()
+
+
+def _path(url: str) -> str:
+    return url.removeprefix(BASE)
+
+
+async def test_a_signed_prompt_is_served_as_wav_for_a_year(
+    served: tuple[TestClient, MediaServer],
+) -> None:
+    client, server = served
+    url = server.signer.url(KEY)
+    assert re.fullmatch(rf"{BASE}/media/v1/[A-Za-z0-9_-]{{22}}/{KEY}\.wav", url)
+    r = await client.get(_path(url))
+    assert r.status == 200 and await r.read() == b"RIFF-a-prompt"
+    assert r.headers["Content-Type"] == "audio/wav"  # format_wav's MIME type
+    assert r.headers["ETag"] == f'"{KEY}"'
+    assert f"max-age={MAX_AGE_S}" in r.headers["Cache-Control"]
+    # Asterisk's revalidation: HEAD with If-None-Match
+    r = await client.head(_path(url), headers={"If-None-Match": f'"{KEY}"'})
+    assert r.status == 304
+    assert server.counts == {"served": 1, "not-modified": 1}
+
+
+@pytest.mark.parametrize("mangle", [
+    lambda u: u.replace("/media/v1/", "/media/v1/A"),  # signature changed
+    lambda u: u.replace(KEY, KEY[:-1] + "8"),  # another name under this signature
+    lambda u: u.replace(".wav", ".txt"),
+    lambda u: u.replace(f"{KEY}.wav", "..%2Fsecret.txt"),
+    lambda u: u.replace(f"{KEY}.wav", "secret.wav"),
+])  # fmt: skip
+async def test_anything_but_a_signed_name_is_refused(
+    served: tuple[TestClient, MediaServer], mangle: object
+) -> None:
+    client, server = served
+    assert callable(mangle)
+    r = await client.get(_path(mangle(server.signer.url(KEY))))
+    assert r.status in (403, 404)
+    assert b"not a prompt" not in await r.read()
+    assert "served" not in server.counts
+
+
+async def test_a_signed_name_that_is_not_a_regular_file_here_is_a_clear_404(
+    served: tuple[TestClient, MediaServer],
+) -> None:
+    client, server = served
+    for name in ("upload-aaaaaaaaaaaaaaaaaaaa", "f" * 40):  # a symlink out; absent
+        r = await client.get(_path(server.signer.url(name)))
+        assert r.status == 404 and (await r.json())["code"] == "no-media"
+    assert server.counts == {"missing": 2}
+
+
+def test_urls_are_the_same_on_every_node_with_the_secret_and_refuse_odd_names() -> None:
+    a, b = MediaSigner(media_key("k"), BASE), MediaSigner(media_key("k"), "http://n2:80/")
+    assert a.sig(KEY) == b.sig(KEY) and b.url(KEY).startswith("http://n2:80/media/v1/")
+    assert MediaSigner(media_key(""), BASE).sig(KEY) != MediaSigner(media_key(""), BASE).sig(KEY)
+    for name in ("../etc/passwd", "UPPER0123456789ab", "abc", KEY + "/x"):
+        with pytest.raises(ValueError):
+            a.url(name)
+
+
+def test_prompts_played_by_url_and_written_into_queues_conf(tmp_path: Path) -> None:
+    store = PromptStore(tmp_path, "/x", MediaSigner(media_key("k"), BASE))
+    url = store.playable(Prompt(text="Welcome.", voice="en"))
+    assert url.startswith(f"{BASE}/media/v1/") and url.endswith(".wav")
+    assert store.playable(Prompt(file="beep")) == "beep"  # Asterisk's own: as it is
+    assert store.playable(Prompt(upload="ab" * 20)).endswith(f"/upload-{'ab' * 20}.wav")
+    # no character Playback / periodic-announce / queues.conf would split or cut at
+    assert not set(url) & set(",&|;? \t")
+    conf = config_file(
+        [QueueParams(name="q", announce_position=True, language="en")],
+        phrases={"en": {"queue-thereare": url}},
+    )
+    assert ("queue-thereare", url) in conf.categories[0].options
+
+
+@pytest.mark.parametrize("value", ["auto", "", "http://10.0.0.5:8080", "https://n1.example/cti/"])
+def test_media_url_setting_accepts(value: str) -> None:
+    assert IvrConfig(media_url=value).media_url == value.rstrip("/")
+
+
+@pytest.mark.parametrize("value", [
+    "ftp://h/", "http://h/a?b=1", "http://h/a,b", "http://h/a;b", "http://h/a b", "file:///x",
+    "http://h/a&b",
+])  # fmt: skip
+def test_media_url_setting_refuses(value: str) -> None:
+    with pytest.raises(ValueError):
+        IvrConfig(media_url=value)
