@@ -8,7 +8,10 @@ A call is keyed by Linkedid and has legs keyed by Uniqueid. Any event carrying a
 and Uniqueid creates what it names, so the model does not depend on AMI event order
 (Newchannel, BridgeEnter, queue events may arrive either way). When the last known leg
 hangs up the call is *closing*; it is finalised (CallCompleted) ``close_grace_s`` later
-so that events that trail the last Hangup (AgentComplete) still land on it. Time is
+so that events that trail the last Hangup (AgentComplete) still land on it; an
+AgentComplete that app_queue built after the caller's channel was gone has no Linkedid or
+Uniqueid of the caller and is keyed from the model instead (the member channel's
+DestLinkedid, see ``_AGENT_EVENTS``), never dropped while its call is open. Time is
 passed in (the AMI ``Timestamp`` header when present), which keeps the model
 deterministic under replay.
 
@@ -101,6 +104,22 @@ HANDLED_EVENTS = frozenset(
 )  # fmt: skip
 EVENT_CLASSES = "call,agent,user"
 _TRANSFERS = frozenset({"BlindTransfer", "AttendedTransfer"})
+#: app_queue's events of a member's part of a queue call. In Asterisk 22 (apps/app_queue.c)
+#: AgentCalled, AgentConnect, AgentRingNoAnswer and AgentDump are built from the live caller
+#: and member channels (``queue_publish_multi_channel_blob``: without both snapshots there
+#: is no event), so they always carry the caller's fields. AgentComplete is built from the
+#: channels' *cached* snapshots (``send_agent_complete`` after
+#: ``ast_channel_snapshot_get_latest``, in a stasis callback that runs after the hang-up
+#: request): a channel that has finished hanging up by then is no longer in the cache and
+#: its fields are simply left out. So when the caller hangs up first, AgentComplete may
+#: carry no Channel/Uniqueid/Linkedid/CallerIDNum/... of the caller, only the member's
+#: channel prefixed ``Dest`` (DestChannel, DestUniqueid, DestLinkedid, ...) and the blob's
+#: Queue, Interface, MemberName, HoldTime, TalkTime, Reason; when the member's channel had
+#: finished hanging up as well, only the blob's fields (all three forms seen from our
+#: Asterisk 22 under load, a few calls in a hundred).
+_AGENT_EVENTS = frozenset(
+    {"AgentCalled", "AgentConnect", "AgentComplete", "AgentRingNoAnswer", "AgentDump"}
+)
 
 
 @dataclass
@@ -147,6 +166,7 @@ class Call:
     stay: QueueStay | None = None
     outcome: str = ""  # the last resolved stay's outcome
     agent: str = ""
+    member: str = ""  # the answering member's Interface (AgentConnect)
     answered_at: datetime | None = None
     wait_s: float | None = None
     talk_s: float | None = None
@@ -292,6 +312,8 @@ class CallModel:
             return self._transfer(name, msg, at)
         linkedid = msg.get("Linkedid") or ""
         uniqueid = msg.get("Uniqueid") or ""
+        if (not linkedid or not uniqueid) and name in _AGENT_EVENTS:
+            return self._agent_event_without_caller(name, msg, at)
         if not linkedid or not uniqueid or linkedid in self._finished:
             return []
         if name == "UserEvent" and msg.get("UserEvent") not in _USER_EVENTS:
@@ -331,6 +353,40 @@ class CallModel:
         handler = _HANDLERS.get(name)
         if handler is not None:
             handler(self, call, leg, msg, at, out)
+        return out
+
+    def _agent_event_without_caller(
+        self, name: str, msg: Mapping[str, str], at: datetime
+    ) -> list[DomainEvent]:
+        """A queue member's event that lacks the caller's fields (the caller's channel was
+        gone when app_queue built it, see ``_AGENT_EVENTS``), keyed from the model.
+
+        The call is the member channel's (``DestLinkedid``: app_queue dials a member with
+        the caller as requestor, so the member's channel shares the caller's Linkedid) when
+        it is a call in progress of that queue; without the member's fields either, it is
+        the one answered call of that member (``Interface``) in that queue still waiting
+        for its AgentComplete. The caller's leg is the queued one. A call already finalised,
+        unknown, or not told apart gets nothing (its record then comes from recovery)."""
+        queue = msg.get("Queue", "")
+        call = self.calls.get(msg.get("DestLinkedid") or "")
+        if call is None or call.queue != queue:
+            call = None
+            iface = msg.get("Interface", "")
+            if name == "AgentComplete" and queue and iface:
+                waiting = [
+                    c for c in self.calls.values()
+                    if c.member == iface and c.queue == queue
+                    and c.answered_at is not None and c.talk_s is None
+                ]  # fmt: skip
+                call = waiting[0] if len(waiting) == 1 else None
+        if call is None:
+            return []
+        caller = call.stay.uniqueid if call.stay is not None else call.linkedid
+        leg = call.legs.get(caller)
+        if leg is None:
+            return []
+        out: list[DomainEvent] = []
+        _HANDLERS[name](self, call, leg, msg, at, out)
         return out
 
     def _caller_id(self, call: Call, msg: Mapping[str, str], uniqueid: str) -> None:
@@ -587,6 +643,7 @@ class CallModel:
         iface, name = _member(msg)
         call.queue = msg.get("Queue", "") or call.queue
         call.agent = name or iface
+        call.member = msg.get("Interface", "")
         call.answered_at = at
         call.wait_s = _float(msg.get("HoldTime"))
         out.append(
@@ -692,9 +749,9 @@ class CallModel:
                 continue  # AgentComplete (the talk time) trails the hang-ups: wait for it
             if final and since is not None:
                 if call.answered_at is not None and call.talk_s is None:
-                    # app_queue sent no AgentComplete (seen with Local channels that hang
-                    # up at once, e.g. a callback's placeholder): queue_log's COMPLETE
-                    # line has the talk time
+                    # no AgentComplete could be put on it (none came, or one without the
+                    # caller's and the member's fields that matched no single call):
+                    # queue_log's COMPLETE line has the talk time
                     call.gap = True
                 done = self._finalise(call, since, "ami")
                 if call.gap:

@@ -1,11 +1,14 @@
 """The domain events the call model publishes (cti.events), from AMI sequences as Asterisk
-22 sends them: how a queue stay ends (app_queue reports a timeout as an abandon), transfers,
-conferences, dials outside queues, late caller ID, legs, and calls with a gap."""
+22 sends them: how a queue stay ends (app_queue reports a timeout as an abandon), an
+AgentComplete sent after the caller's channel was gone, transfers, conferences, dials
+outside queues, late caller ID, legs, and calls with a gap."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from cti.calls.model import CallModel
 from cti.events import (
@@ -17,6 +20,7 @@ from cti.events import (
     CallDialing,
     CallEntered,
     CallerIdChanged,
+    CallHandled,
     CallLegEnded,
     CallRecord,
     CallTimedOut,
@@ -109,6 +113,82 @@ def test_without_the_dialplans_word_a_caller_alive_after_an_abandon_timed_out() 
     run(model, [ev("Newstate", 33.5, **CALLER)])  # AMI time moved on, nobody hung up
     (timeout,) = of(model.expire(T0 + timedelta(seconds=33.5)), CallTimedOut)
     assert timeout.reason == "timeout" and timeout.wait_s == 30.0
+
+
+AGENT = {"Linkedid": "L1", "Uniqueid": "A1", "Channel": "Local/101@cti-sim-agents-1;1"}
+MEMBER = {"Queue": "support", "Interface": "Local/101@cti-sim-agents/n",
+          "MemberName": "agent101"}  # fmt: skip
+# the member's channel as app_queue prefixes it (DestLinkedid: the caller's, inherited)
+DEST = {"DestChannel": "Local/101@cti-sim-agents-1;1", "DestChannelState": "6",
+        "DestChannelStateDesc": "Up", "DestCallerIDNum": "4008001234",
+        "DestConnectedLineNum": "13800138000", "DestContext": "cti-sim-agents",
+        "DestExten": "support", "DestPriority": "1", "DestUniqueid": "A1",
+        "DestLinkedid": "L1"}  # fmt: skip
+
+
+def answered_then_caller_hangs_up() -> list[dict[str, str]]:
+    """Answered after 1 s of waiting, talking 20 s; the caller's BYE ends it: the caller's
+    legs hang up, then the member's (the bridge dissolves)."""
+    return stay(
+        ev("Newchannel", 1.5, **AGENT),
+        ev("AgentCalled", 1.5, **{**QUEUED, **DEST, **MEMBER}),
+        ev("QueueCallerLeave", 2, **QUEUED, Position="1"),
+        ev("AgentConnect", 2, **{**QUEUED, **DEST, **MEMBER}, HoldTime="1", RingTime="1"),
+        ev("Hangup", 22, **CALLER, Cause="16"),
+        ev("Hangup", 22.01, **QUEUED, Cause="16"),
+        ev("Hangup", 22.02, **AGENT, Cause="16"),
+    )
+
+
+# AgentComplete as Asterisk 22 sent it (captured from the test Asterisk, ids renamed) when
+# the caller's channel had gone from the snapshot cache before app_queue built the event:
+# only the member's Dest* fields; and, when the member's Local channel had gone too, only
+# the blob's fields
+COMPLETE = {**MEMBER, "HoldTime": "1", "TalkTime": "20", "Reason": "caller"}
+CALLER_GONE = {**DEST, **COMPLETE}
+BOTH_GONE = COMPLETE
+
+
+@pytest.mark.parametrize("complete", [CALLER_GONE, BOTH_GONE], ids=["dest-only", "blob-only"])
+def test_agent_complete_without_the_callers_fields_is_the_calls(
+    complete: dict[str, str],
+) -> None:
+    model = CallModel()
+    events = run(model, answered_then_caller_hangs_up())
+    assert model.calls["L1"].closing_since is not None  # every leg hung up
+    (handled,) = of(run(model, [ev("AgentComplete", 22.05, **complete)]), CallHandled)
+    assert handled == CallHandled(
+        "L1", T0 + timedelta(seconds=22.05), "support", "Local/101@cti-sim-agents/n",
+        "agent101", 1.0, 20.0, "caller", "L1.2", complete.get("DestChannel", ""),
+    )  # fmt: skip
+    # written from its events after the close grace, not left to recovery
+    events += model.expire(T0 + timedelta(seconds=23.1))
+    rec = record(events)
+    assert (rec.source, rec.disposition, rec.queue, rec.agent) == (
+        "ami", "answered", "support", "agent101",
+    )  # fmt: skip
+    assert (rec.wait_s, rec.talk_s) == (1.0, 20.0)
+    assert model.take_gapped() == []
+    # a straggler of the finalised call is not a second CallHandled
+    assert run(model, [ev("AgentComplete", 23.5, **complete)]) == []
+
+
+def test_agent_complete_without_the_caller_is_keyed_only_when_unambiguous() -> None:
+    model = CallModel()
+    run(model, answered_then_caller_hangs_up())
+    # another queue's event, or a member with no answered call here: nothing
+    other_queue = {**CALLER_GONE, "Queue": "sales"}
+    assert run(model, [ev("AgentComplete", 22.05, **other_queue)]) == []
+    stranger = {**BOTH_GONE, "Interface": "Local/102@cti-sim-agents/n"}
+    assert run(model, [ev("AgentComplete", 22.05, **stranger)]) == []
+    # only AgentComplete is ever built from cached snapshots: other Agent* events without
+    # the member's Linkedid are not guessed
+    assert run(model, [ev("AgentRingNoAnswer", 22.05, **BOTH_GONE)]) == []
+    assert model.calls["L1"].talk_s is None
+    # the call waits for its AgentComplete, then goes to recovery without it
+    assert of(model.expire(T0 + timedelta(seconds=23.1)), CallCompleted) == []
+    assert of(model.expire(T0 + timedelta(seconds=27.1)), CallCompleted) == []
+    assert [c.linkedid for c in model.take_gapped()] == ["L1"]
 
 
 def test_exit_with_the_callback_key() -> None:
