@@ -317,8 +317,9 @@ class AcdService:
             return False
         if conf != self._pushed or reload:
             self._pushed = None  # until this push is whole and loaded
-            # after a (re)connect the file may hold it already (a takeover): not resent
-            await push(self.ami, conf, unless_same=reload)
+            # only what differs is sent: nothing after a (re)connect that finds the file
+            # holding it already (a takeover), one message for a queue changed
+            await push(self.ami, conf, changes_only=True)
             await self.ami.send_action("QueueReload", {"Parameters": "yes"})
             self._pushed = conf
         self._owner_ids = owners

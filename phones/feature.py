@@ -100,6 +100,8 @@ class PhonesFeature:
               registry=r).set_function(lambda: svc.blocker.blocks_total)  # fmt: skip
         Gauge("cti_phones_pjsip_reloads", "res_pjsip reloads that applied phone changes",
               registry=r).set_function(lambda: svc.provisioner.reloads)  # fmt: skip
+        Gauge("cti_phones_config_messages", "UpdateConfig messages sent for the phones' files",
+              registry=r).set_function(lambda: svc.provisioner.messages)  # fmt: skip
         ports = read_ports(etc_dir)  # the rendered transports, when this host has them
         if not ports.sip and ports.ws is None:
             ports = ports_from_settings(ctx.settings.asterisk)

@@ -16,7 +16,7 @@ from phones.blocking import Blocker
 from phones.credentials import browser_password, ha1, new_password
 from phones.locations import LocationStore, PhoneLocations
 from phones.models import PhoneRow
-from phones.pjsip import PhoneEntry, config_file
+from phones.pjsip import PhoneEntry, config_files
 from phones.provisioner import Provisioner
 from phones.registrations import Registrations
 from phones.settings import PhonesSettings
@@ -67,13 +67,14 @@ class PhoneService:
         return PhoneEntry(row.name, row.kind, row.realm, row.ha1)
 
     # --- provisioning -----------------------------------------------------------------------
-    async def config(self) -> ConfigFile:
+    async def config(self) -> tuple[ConfigFile, ...]:
         rows = await store.list_phones(self.db)
         self.owners = {r.name: r.agent for r in rows}
-        return config_file([self._entry(r) for r in rows], self.blocker.blocked)
+        return config_files([self._entry(r) for r in rows], self.blocker.blocked)
 
     async def sync(self) -> bool:
-        """Push every phone (and the blocked addresses) and reload res_pjsip."""
+        """Give Asterisk every phone (and the blocked addresses): what differs from its
+        files is pushed; res_pjsip is reloaded."""
         return await self.provisioner.apply(await self.config())
 
     async def refresh_contacts(self) -> None:

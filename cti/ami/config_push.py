@@ -19,10 +19,21 @@ Guarantees:
   survives; the file is fully replaced. A message holds at most
   ``AST_MAX_MANHEADERS`` (128) header lines (the manager silently drops the ones beyond),
   so the actions are cut into several messages, the next ones editing the destination.
+- **Changes only** (``changes_only``): the file is first read back (``GetConfig``, with
+  its base) and only the categories that differ are rewritten: a name whose categories
+  Asterisk reads back otherwise than wanted is deleted (``DelCat``) and built again, a
+  name no longer wanted is deleted, a new one built; nothing is sent when the file holds
+  it all (the usual connect). The result is the same as a whole push (the base's
+  categories, then the wanted ones, read back exactly), except that names come in the
+  order they were added. A file that does not start with exactly its base's categories
+  (missing, unreadable, a base that changed) is pushed whole. Each ``UpdateConfig``
+  loads, edits and saves the whole file in Asterisk (main/manager.c
+  ``action_updateconfig``), so a message costs the file's size: sending only the
+  changes, and keeping files small (phones.pjsip shards the phones), is what scales.
 - **Failure**: a refused or interrupted push raises (:class:`ConfigPushError`,
   NotConnected, TimeoutError); the destination may then hold part of the new content,
   but nothing loads it: the caller reloads the module only after a whole push, and the
-  next push (every AMI connect pushes) rewrites it from the base.
+  next push (every AMI connect pushes) reads the file back and mends it.
 - Categories of the same name (PJSIP's endpoint, aor and auth of one phone) are built
   under a temporary unique name and renamed last, since ``Append`` adds to every
   category of its ``Cat``.
@@ -31,7 +42,7 @@ Guarantees:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from cti.ami.actions import AmiActionError
@@ -44,8 +55,11 @@ __all__ = [
     "ConfigFile",
     "ConfigPushError",
     "actions",
+    "changes",
+    "expected",
     "messages",
     "push",
+    "push_changes",
     "read",
     "render_text",
 ]
@@ -145,20 +159,21 @@ def render_text(categories: Sequence[Category]) -> str:
     return "\n".join(out)
 
 
-def actions(categories: Sequence[Category]) -> list[Action]:
+def actions(categories: Sequence[Category], taken: Iterable[str] = ()) -> list[Action]:
     """The UpdateConfig actions (without their counters) that build ``categories`` onto
-    the base: NewCat, Append per option, RenameCat for a repeated name."""
+    the base: NewCat, Append per option, RenameCat for a repeated name (built under a
+    name neither in ``categories`` nor ``taken``, the file's other names)."""
     names = [c.name for c in categories]
-    taken = set(names)
+    used = {*names, *taken}
     out: list[Action] = []
     for i, cat in enumerate(categories):
         cat.check()
         build = cat.name
         if names.count(cat.name) > 1:
             build = f"cti-building-{i}"
-            while build in taken:
+            while build in used:
                 build += "x"
-            taken.add(build)
+            used.add(build)
         new: list[Header] = [("Action", "NewCat"), ("Cat", build)]
         if cat.inherit:
             new.append(("Options", f"inherit={','.join(cat.inherit)}"))
@@ -167,6 +182,47 @@ def actions(categories: Sequence[Category]) -> list[Action]:
             out.append((("Action", "Append"), ("Cat", build), ("Var", option), ("Value", value)))
         if build != cat.name:
             out.append((("Action", "RenameCat"), ("Cat", build), ("Value", cat.name)))
+    return out
+
+
+def expected(cat: Category, templates: Mapping[str, Category]) -> Category:
+    """``cat`` as ``GetConfig`` reads it back once built on these templates: the options
+    it inherits (each template's, in order), then its own, less the ones Asterisk's
+    writer leaves out because they repeat the inherited value. A template not given
+    leaves ``cat`` as it is (the push then fails: Asterisk says the template is missing)."""
+    if not cat.inherit or any(t not in templates for t in cat.inherit):
+        return cat
+    inherited = tuple(o for t in cat.inherit for o in templates[t].options)
+    last = dict(inherited)  # the value each inherited option ends with
+    own = tuple((o, v) for o, v in cat.options if last.get(o) != v)
+    return Category(cat.name, inherited + own, cat.inherit)
+
+
+def changes(
+    now: Sequence[Category], base: Sequence[Category], want: Sequence[Category]
+) -> list[Action] | None:
+    """The UpdateConfig actions that turn the file ``now`` (as :func:`read` gives it)
+    into ``base`` (the base file's categories, read likewise) followed by ``want``; empty
+    when it holds that already; None when ``now`` does not start with exactly ``base``
+    (it must then be pushed whole). Compared name by name: every category of one name,
+    in order, as Asterisk would read it back (:func:`expected`)."""
+    if list(now[: len(base)]) != list(base) or any(c.template for c in now[len(base) :]):
+        return None
+    templates = {c.name: c for c in base if c.template}
+    have = _by_name(now[len(base) :])
+    wanted = _by_name(want)
+    if any(name in templates for name in wanted):
+        return None  # DelCat would leave the template: only a whole push builds that
+    stale = [n for n in have if [expected(c, templates) for c in wanted.get(n, ())] != have[n]]
+    build = [c for c in want if have.get(c.name) is None or c.name in stale]
+    out: list[Action] = [(("Action", "DelCat"), ("Cat", n)) for n in stale]
+    return out + actions(build, taken=[c.name for c in now])
+
+
+def _by_name(categories: Iterable[Category]) -> dict[str, list[Category]]:
+    out: dict[str, list[Category]] = {}
+    for cat in categories:
+        out.setdefault(cat.name, []).append(cat)
     return out
 
 
@@ -190,25 +246,57 @@ def messages(
 
 
 async def push(
-    ami: AmiClient, conf: ConfigFile, *, timeout: float = 30.0, unless_same: bool = False
+    ami: AmiClient, conf: ConfigFile, *, timeout: float = 30.0, changes_only: bool = False
 ) -> int:
-    """Replace ``conf.name`` on the server with ``conf`` (the base, then the categories);
+    """Make ``conf.name`` on the server hold ``conf`` (the base, then the categories);
     returns the number of UpdateConfig messages sent. The module is not reloaded.
 
-    ``unless_same``: first read the file back (one ``GetConfig``) and send nothing when
-    it already holds exactly ``conf`` after the base's templates (a node taking over a
-    server its predecessor configured: the push would cost a message per ~30 options).
-    Only a file without inheritance can compare equal (GetConfig shows inherited
-    options), so this only saves work, never skips a needed push."""
+    Without ``changes_only`` the file is replaced whole from the base. With it, the file
+    and its base are read back first (two ``GetConfig``) and only what differs is sent
+    (:func:`changes`): nothing when the file holds ``conf`` already (a connect, a node
+    taking over a server its predecessor configured), one message for a category
+    changed; the whole file when it does not start with its base."""
+    if changes_only:
+        return await push_changes(ami, (conf,), timeout=timeout)
+    return await _push(ami, conf, None, timeout)
+
+
+async def push_changes(
+    ami: AmiClient, confs: Sequence[ConfigFile], *, timeout: float = 30.0
+) -> int:
+    """:func:`push` with ``changes_only`` for each file in turn, each base read once (one
+    ``GetConfig`` a file, plus one a base); returns the messages sent in all."""
+    for conf in confs:  # refused before anything is sent
+        conf.check()
+    bases: dict[str, list[Category] | None] = {}
+    sent = 0
+    for conf in confs:
+        if conf.base not in bases:
+            try:
+                bases[conf.base] = await read(ami, conf.base, timeout=timeout)
+            except AmiActionError:
+                bases[conf.base] = None  # unreadable: each file pushed whole
+        sent += await _push(ami, conf, bases[conf.base], timeout)
+    return sent
+
+
+async def _push(
+    ami: AmiClient, conf: ConfigFile, base: Sequence[Category] | None, timeout: float
+) -> int:
+    """``conf`` pushed whole, or with ``base`` (its base file as read) only what the file
+    lacks."""
     conf.check()
     acts = actions(conf.categories)
-    if unless_same:
+    src_is_base = True
+    if base is not None:
         try:
-            now = [c for c in await read(ami, conf.name, timeout=timeout) if not c.template]
+            edit = changes(await read(ami, conf.name, timeout=timeout), base, conf.categories)
         except AmiActionError:
-            now = None  # missing or unreadable: pushed below
-        if now == list(conf.categories):
-            return 0
+            edit = None  # missing or unreadable: pushed whole below
+        if edit is not None:
+            if not edit:
+                return 0
+            acts, src_is_base = edit, False
     # absolute paths: Asterisk's writer puts each category into the file it came from,
     # and renames only the source file's exact name to the destination's
     reply = await ami.send_action("Getvar", {"Variable": "ASTETCDIR"}, timeout=timeout)
@@ -217,14 +305,16 @@ async def push(
         raise ConfigPushError(
             reply, f"{conf.name}: Asterisk did not say its configuration directory"
         )
-    base, dest = f"{etc}/{conf.base}", f"{etc}/{conf.name}"
-    try:  # UpdateConfig refuses a destination that does not exist yet
-        await ami.send_action("CreateConfig", {"Filename": conf.name}, timeout=timeout)
-    except AmiActionError:
-        pass  # it exists (or cannot be made: UpdateConfig says why below)
+    base_path, dest = f"{etc}/{conf.base}", f"{etc}/{conf.name}"
+    if src_is_base:
+        try:  # UpdateConfig refuses a destination that does not exist yet
+            await ami.send_action("CreateConfig", {"Filename": conf.name}, timeout=timeout)
+        except AmiActionError:
+            pass  # it exists (or cannot be made: UpdateConfig says why below)
     sent = 0
     for i, msg in enumerate(messages(acts)):
-        headers = {"SrcFilename": base if i == 0 else dest, "DstFilename": dest, **msg}
+        source = base_path if i == 0 and src_is_base else dest
+        headers = {"SrcFilename": source, "DstFilename": dest, **msg}
         try:
             await ami.send_action("UpdateConfig", headers, timeout=timeout)
         except AmiActionError as exc:
@@ -237,8 +327,11 @@ async def push(
 
 async def read(ami: AmiClient, name: str, *, timeout: float = 30.0) -> list[Category]:
     """The file as Asterisk loads it (``GetConfig``): each category with its effective
-    options (inherited ones included), template flag and the templates it inherits."""
-    reply = await ami.send_action("GetConfig", {"Filename": name}, timeout=timeout)
+    options (inherited ones included), template flag and the templates it inherits;
+    templates too (``Filter: TEMPLATES=include``: GetConfig leaves them out otherwise)."""
+    reply = await ami.send_action(
+        "GetConfig", {"Filename": name, "Filter": "TEMPLATES=include"}, timeout=timeout
+    )
     out: list[Category] = []
     for i in range(MAX_CATEGORIES):
         cat = reply.get(f"Category-{i:06d}")

@@ -10,6 +10,8 @@ from cti.ami.config_push import (
     Category,
     ConfigFile,
     actions,
+    changes,
+    expected,
     messages,
     push,
     read,
@@ -49,16 +51,17 @@ async def test_hostile_but_legal_values_come_back_exactly(
     }  # fmt: skip
     assert [c.options for c in back[2:]] == [c.options for c in cats[2:]]
 
-    # the same again, unless_same: read back, nothing sent; otherwise pushed
+    # changes_only: read back, nothing sent when the file holds it; otherwise only the
+    # names that differ (a file with inheritance too: GetConfig shows it expanded)
     plain = ConfigFile(FILE, "cti_empty.conf", cats[:1])
     assert await push(ami, plain) == 1
-    assert await push(ami, plain, unless_same=True) == 0
+    assert await push(ami, plain, changes_only=True) == 0
     other = ConfigFile(FILE, "cti_empty.conf", (Category("plain", (("opt0", "changed"),)),))
-    assert await push(ami, other, unless_same=True) == 1
+    assert await push(ami, other, changes_only=True) == 1
     assert await read(ami, FILE) == list(other.categories)
-    # a file with inheritance never compares equal (GetConfig shows inherited options)
-    twin = ConfigFile(FILE, "pjsip_phones_base.conf", cats[1:2])
-    assert await push(ami, twin) == 1 and await push(ami, twin, unless_same=True) == 1
+    whole = ConfigFile(FILE, "pjsip_phones_base.conf", cats)
+    assert await push(ami, whole, changes_only=True) >= 1  # not on its base: pushed whole
+    assert await push(ami, whole, changes_only=True) == 0
 
     # a second push replaces the whole file (nothing of the first survives)
     await push(ami, ConfigFile(FILE, "cti_empty.conf", (Category("only", (("a", "1"),)),)))
@@ -90,3 +93,46 @@ async def test_many_messages_build_one_file(asterisk: ChrootAsterisk, ami: AmiCl
     )
     assert await push(ami, ConfigFile(FILE, "cti_empty.conf", cats)) > 10
     assert await read(ami, FILE) == list(cats)
+
+
+async def test_changes_only_rewrites_the_names_that_differ_and_reads_back_exactly(
+    asterisk: ChrootAsterisk, ami: AmiClient
+) -> None:
+    """A push of only what differs ends with what a whole push gives (the base's
+    templates, then exactly the wanted categories), touching only what changed."""
+    base = "pjsip_phones_base.conf"
+    cats = [
+        *(Category(f"p{i}", (("aors", f"p{i}"),), ("phone-sip",)) for i in range(40)),
+        *(Category(f"p{i}", (("type", "auth"), ("username", f"p{i};x"))) for i in range(40)),
+    ]
+    await push(ami, ConfigFile(FILE, base, tuple(cats)))
+    templates = [c for c in await read(ami, base)]
+    assert templates and all(c.template for c in templates)
+
+    # one changed (two categories of one name), one removed, one added, one hostile
+    want = [c for c in cats if c.name not in ("p3", "p7")]
+    want += [
+        Category("p3", (("aors", "p3"), ("auth", "p3")), ("phone-sip",)),
+        Category("p3", (("type", "auth"), ("username", "p3 new"))),
+        Category("new", tuple((f"o{i}", v) for i, v in enumerate(HOSTILE))),
+    ]
+    acts = changes(await read(ami, FILE), templates, want)
+    assert acts is not None
+    assert [a[1][1] for a in acts if a[0][1] == "DelCat"] == ["p3", "p7"]
+    assert await push(ami, ConfigFile(FILE, base, tuple(want)), changes_only=True) >= 1
+    back = await read(ami, FILE)
+    assert back[: len(templates)] == templates
+    by_name = {c.name for c in back[len(templates) :]}
+    assert by_name == {c.name for c in want}
+    t = {c.name: c for c in templates}
+    for name in by_name:
+        assert [c for c in back if c.name == name] == [
+            expected(c, t) for c in want if c.name == name
+        ], name
+    assert changes(back, templates, want) == []
+
+    # a file that does not start with its base is pushed whole
+    await push(ami, ConfigFile(FILE, "cti_empty.conf", (Category("x", (("a", "1"),)),)))
+    assert changes(await read(ami, FILE), templates, want) is None
+    await push(ami, ConfigFile(FILE, base, tuple(want)), changes_only=True)
+    assert changes(await read(ami, FILE), templates, want) == []

@@ -1,7 +1,7 @@
 """A node with no access to its Asterisk server's configuration directory (a node on
 another host, or one that took the server over; decision 0031): a queue created and a
 phone provisioned through its API are in effect on that server, since the ACD's
-queues_cti.conf and the phones' pjsip_phones.conf reach Asterisk over AMI. The node's
+queues_cti.conf and the phones' files (phones.pjsip) reach Asterisk over AMI. The node's
 ``asterisk.etc_dir`` points at a directory Asterisk never reads, and nothing is written
 there."""
 
@@ -21,6 +21,7 @@ from cti.config import AsteriskConfig, Settings
 from cti.daemon import Daemon
 from cti.store.models import Call as CallRow
 from cti.store.tokens import create_token
+from phones.pjsip import shard_file
 from tests.acceptance.conftest import daemon_settings
 from tests.acceptance.harness import SQLITE_ONLY, wait_for
 from tests.acceptance.sip_phones import sipp_register, start_caller, start_desk_phone
@@ -113,4 +114,4 @@ async def test_a_queue_and_a_phone_made_through_the_api_work_without_the_servers
     # Asterisk wrote both files itself; the node wrote nothing where it was pointed
     assert list(elsewhere.iterdir()) == []
     assert "[billing]" in (asterisk.etc_dir / "queues_cti.conf").read_text()
-    assert f"[{name}](phone-sip)" in (asterisk.etc_dir / "pjsip_phones.conf").read_text()
+    assert f"[{name}](phone-sip)" in (asterisk.etc_dir / shard_file(name)).read_text()

@@ -21,11 +21,16 @@ from sqlalchemy import select
 
 from acd import store as acd_store
 from cti.ami.client import AmiClient
+from cti.ami.config_push import Category, read
 from cti.asterisk.instance import ChrootAsterisk
 from cti.daemon import Daemon
+from cti.store.db import Database
 from cti.store.models import AuditEntry
 from cti.store.models import Call as CallRow
 from cti.store.tokens import create_token
+from phones import store as phone_store
+from phones.credentials import ha1
+from phones.pjsip import shard_file
 from tests.acceptance.conftest import DaemonFactory, daemon_settings
 from tests.acceptance.harness import SQLITE_ONLY, add_sim_agent, originate_call, wait_for
 from tests.acceptance.sip_phones import (
@@ -292,3 +297,79 @@ async def test_repeated_wrong_credentials_block_the_address_for_a_while(
     await wait_for(unblocked, timeout=15, what="the block to end")
     ok, _, out = await sipp_register(asterisk, name, password, cwd=tmp_path, ip=attacker)
     assert ok, out
+
+
+async def metric(daemon: Daemon, name: str) -> float:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(f"http://127.0.0.1:{daemon.http_port}/metrics") as r,
+    ):
+        text = await r.text()
+    (line,) = [x for x in text.splitlines() if x.startswith(name + " ")]
+    return float(line.split()[1])
+
+
+async def applied(daemon: Daemon) -> bool:
+    return await metric(daemon, "cti_phones_pjsip_reloads") >= 1
+
+
+@SQLITE_ONLY
+async def test_a_connect_pushes_only_the_phones_that_changed_meanwhile(
+    ami: AmiClient, asterisk: ChrootAsterisk, db_url: str
+) -> None:
+    """Phones changed in the store while no daemon drove Asterisk (one rotated, one
+    removed, one added) are what Asterisk has once a daemon connects, read back with
+    GetConfig and loaded by res_pjsip; the files of the other phones are not rewritten
+    (same bytes, same mtime) and one UpdateConfig goes to each changed file only."""
+    async def new_phone(db: Database, agent: str) -> str:
+        row = await phone_store.create(db, agent, "sip", "", "cti",
+                                       lambda n: ha1(n, "cti", "pw-" + n), 5)  # fmt: skip
+        return row.name
+
+    db = Database.from_url(db_url)
+    try:
+        names = [await new_phone(db, f"agent{100 + i}") for i in range(6)]
+        settings = daemon_settings(asterisk, db_url)
+        first = Daemon(settings)
+        await first.start()
+        try:
+            await wait_for(lambda: applied(first), timeout=20, what="the first connect's push")
+        finally:
+            await first.stop()
+        rotated, removed, kept = names[0], names[1], names[2:]
+        before = {f: (f.stat().st_mtime_ns, f.read_bytes())
+                  for f in asterisk.etc_dir.glob("pjsip_phones.*.conf")}  # fmt: skip
+        assert {shard_file(n) for n in names} <= {f.name for f in before}
+        # meanwhile, with no daemon driving
+        await phone_store.rotate(db, rotated, "cti", lambda n: ha1(n, "cti", "new-" + n))
+        await phone_store.delete_phone(db, removed)
+        added = await new_phone(db, "agent110")
+    finally:
+        await db.dispose()
+    changed = {shard_file(n) for n in (rotated, removed, added)}
+
+    second = Daemon(settings)
+    await second.start()
+    try:
+        await wait_for(lambda: applied(second), timeout=20, what="the connect's push")
+        assert await metric(second, "cti_phones_config_messages") == len(changed)
+    finally:
+        await second.stop()
+
+    def digest(cats: list[Category], name: str) -> str:
+        (auth,) = [c for c in cats if c.name == name and ("type", "auth") in c.options]
+        return dict(auth.options)["password_digest"]
+
+    back = await read(ami, shard_file(rotated))
+    assert digest(back, rotated) == f"md5:{ha1(rotated, 'cti', 'new-' + rotated)}"
+    assert removed not in {c.name for c in await read(ami, shard_file(removed))}
+    back = await read(ami, shard_file(added))
+    assert digest(back, added) == f"md5:{ha1(added, 'cti', 'pw-' + added)}"
+    assert [c.inherit for c in back if c.name == added] == [("phone-sip",), ("phone-aor",), ()]
+    live = await endpoints(ami)
+    assert added in live and rotated in live and removed not in live and set(kept) <= live
+    for f, (mtime, content) in before.items():
+        if f.name not in changed:
+            assert (f.stat().st_mtime_ns, f.read_bytes()) == (mtime, content), f.name
+        else:
+            assert f.read_bytes() != content, f.name

@@ -7,7 +7,16 @@ from __future__ import annotations
 import pytest
 
 from cti.ami.actions import encode_action
-from cti.ami.config_push import MAX_HEADERS, Category, ConfigFile, actions, messages, render_text
+from cti.ami.config_push import (
+    MAX_HEADERS,
+    Category,
+    ConfigFile,
+    actions,
+    changes,
+    expected,
+    messages,
+    render_text,
+)
 
 #: Action, ActionID, SrcFilename, DstFilename
 FIXED = 4
@@ -104,3 +113,37 @@ def test_file_names_stay_in_the_configuration_directory() -> None:
 def test_text_escapes_semicolons_as_asterisk_writes_them() -> None:
     text = render_text([Category("q", (("a", "x;y"),), ("t",))])
     assert text == "[q](t)\na = x\\;y\n"
+
+
+TEMPLATE = Category("tpl", (("type", "endpoint"), ("context", "c")), template=True)
+
+
+def test_changes_send_nothing_for_a_file_that_holds_it_all() -> None:
+    want = [Category("p1", (("aors", "p1"),), ("tpl",)), Category("p1", (("type", "auth"),))]
+    now = [TEMPLATE, *(expected(c, {"tpl": TEMPLATE}) for c in want)]
+    assert now[1].options == (("type", "endpoint"), ("context", "c"), ("aors", "p1"))
+    assert changes(now, [TEMPLATE], want) == []
+
+
+def test_changes_rebuild_a_changed_name_whole_and_leave_the_others() -> None:
+    t = {"tpl": TEMPLATE}
+    old = [Category("a", (("x", "1"),)), Category("a", (("y", "1"),)), Category("b", (("x", "1"),))]
+    want = [Category("a", (("x", "1"),)), Category("a", (("y", "2"),)), *old[2:],
+            Category("c", (("z", "1"),), ("tpl",))]  # fmt: skip
+    acts = changes([TEMPLATE, *old], [TEMPLATE], want)
+    assert acts is not None
+    assert acts[0] == (("Action", "DelCat"), ("Cat", "a"))
+    built = [dict(a)["Cat"] for a in acts if dict(a)["Action"] == "NewCat"]
+    assert len(built) == 3 and not {"a", "b"} & set(built)  # a twice under temporary names
+    assert all(n not in {"a", "b", "c", "tpl"} for n in built[:2]) and built[2] == "c"
+    assert [dict(a)["Value"] for a in acts if dict(a)["Action"] == "RenameCat"] == ["a", "a"]
+    # removed: deleted, nothing built
+    assert changes([TEMPLATE, *old], [TEMPLATE], old[:2]) == [(("Action", "DelCat"), ("Cat", "b"))]
+    assert expected(want[3], t).options[:2] == TEMPLATE.options
+
+
+def test_a_file_not_on_its_base_is_pushed_whole() -> None:
+    assert changes([], [TEMPLATE], []) is None  # missing the base's template
+    other = Category("tpl", (("type", "aor"),), template=True)
+    assert changes([other], [TEMPLATE], []) is None  # the base changed
+    assert changes([TEMPLATE], [TEMPLATE], [Category("tpl", (("a", "1"),))]) is None

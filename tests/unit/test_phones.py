@@ -11,7 +11,7 @@ from cti.ami.protocol import Message
 from phones.blocking import Blocker, remote_ip
 from phones.credentials import browser_password, ha1, new_password, phone_key
 from phones.instance_conf import read_ports
-from phones.pjsip import PhoneEntry, render
+from phones.pjsip import FILE_NAME, SHARDS, PhoneEntry, config_files, render, shard_file
 from phones.registrations import Registrations
 
 HA1 = ha1("a-sip1", "cti", "pw")
@@ -45,6 +45,21 @@ def test_blocked_addresses_become_one_acl() -> None:
     assert "deny = 198.51.100.7/32" in text and "deny = 2001:db8::1/128" in text
     with pytest.raises(ValueError):
         render([], ["1.2.3.4\ndeny=0.0.0.0/0"])
+
+
+def test_phones_are_spread_over_files_by_name_and_the_acl_has_its_own() -> None:
+    book = [PhoneEntry(f"agent{i}-sip1", "sip", "cti", HA1) for i in range(200)]
+    index, *shards = config_files(book, ["198.51.100.7"])
+    assert index.name == FILE_NAME and [c.name for c in index.categories] == ["cti-blocked"]
+    assert len(shards) == SHARDS and len({f.name for f in shards}) == SHARDS
+    for f in shards:
+        assert all(shard_file(c.name) == f.name for c in f.categories)
+    assert sum(len(f.categories) for f in shards) == 3 * len(book)
+    assert max(len(f.categories) for f in shards) < 3 * 20  # spread, not piled up
+    # a phone's file depends on its name only: the others do not move when it comes
+    more = config_files([*book, PhoneEntry("zz-sip1", "sip", "cti", HA1)])
+    moved = [a.name for a, b in zip(shards, more[1:], strict=True) if a.categories != b.categories]
+    assert moved == [shard_file("zz-sip1")]
 
 
 def test_credentials() -> None:
