@@ -9,18 +9,18 @@ mkdir -p var/log
 $CTI setup
 $CTI asterisk up
 $CTI db upgrade
-# the IVR: the example menus, prompts rendered where this Asterisk instance reads sounds
+# the IVR: the example menus; rendered prompts are played by Asterisk from the daemon's
+# HTTP (media_url, decision 0032: the path a node on another host takes too), the
+# Mandarin numbers from the Asterisk root
 if ! grep -q '^\[ivr\]' var/cti.toml; then
-  eval "$($CTI asterisk paths)"
   mkdir -p var/ivr
   [ -f var/ivr/menus.toml ] || cp ivr/menus.example.toml var/ivr/menus.toml
   cat >> var/cti.toml <<EOT
 
 [ivr]
 menus = "var/ivr/menus.toml"
-prompt_dir = "${ASTERISK_BASE}/lib/sounds/cti"
-prompt_dir_asterisk = "${ASTERISK_INNER}/lib/sounds/cti"
-sounds_dir = "${ASTERISK_SOUNDS}"
+prompt_dir = "var/ivr/prompts"
+media_url = "auto"
 EOT
 fi
 # the demo's customers include a US number: let agents click-to-call it (the dial policy
