@@ -124,7 +124,9 @@ class PromptSpeaker(Protocol):
 
     async def language_sound(self, text: str, language: str, name: str) -> None:
         """``text`` spoken as the sound ``name`` of ``language`` (``digits/5``: where
-        Asterisk looks when a channel of that language says a number)."""
+        Asterisk looks when a channel of that language says a number), where the node has
+        a view of Asterisk's sounds directory; elsewhere nothing (the Asterisk root holds
+        them: cti.asterisk.sounds, decision 0032)."""
         ...
 
 

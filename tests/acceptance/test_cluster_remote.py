@@ -11,8 +11,11 @@ SQLite) listens for FastAGI on its veth address and accepts only Asterisk's.
 
 One call enters the IVR (the FastAGI route ``ivr`` sends it to the agent's queue; the
 dialplan's fallback queue has no one, so only the IVR's answer reaches the agent) and pops
-on the agent's desktop. A login to AMI from an address outside the permit list fails, and
-AMI does not answer on Asterisk's loopback.
+on the agent's desktop. The IVR's greeting is text-to-speech the node renders into a
+directory of its own and Asterisk fetches from the node's HTTP over the veth
+(``[ivr] media_url``, decision 0032): the node shares no directory with Asterisk. A
+login to AMI from an address outside the permit list fails, and AMI does not answer on
+Asterisk's loopback.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from acd import store as acd_store
@@ -57,10 +61,10 @@ MENUS = """\
 menu = "to_queue"
 
 [prompts]
-beep = {{ file = "beep" }}
+hello = {{ text = "One moment please.", voice = "en" }}
 
 [menus.to_queue]
-greeting = "beep"
+greeting = "hello"
 timeout = 1
 retries = 0
 fallback = {{ action = "queue", target = "{queue}" }}
@@ -134,7 +138,9 @@ def remote_asterisk(netns: Namespace) -> Iterator[NetnsAsterisk]:
         shutil.rmtree(inst.base, ignore_errors=True)
 
 
-def write_config(path: Path, inst: NetnsAsterisk, db_url: str, http_port: int, menus: Path) -> None:
+def write_config(
+    path: Path, inst: NetnsAsterisk, db_url: str, http_port: int, menus: Path, prompts: Path
+) -> None:
     spec = inst.spec
     path.write_text(
         f'[ami]\nhost = "{AST_IP}"\nport = {spec.ami_port}\nusername = "{spec.ami_user}"\n'
@@ -143,11 +149,11 @@ def write_config(path: Path, inst: NetnsAsterisk, db_url: str, http_port: int, m
         f'[asterisk]\ninstance = "{spec.name}"\nlog_dir = "{inst.log_dir}"\n'
         f'etc_dir = "{inst.etc_dir}"\n'
         f'[database]\nurl = "{db_url}"\n'
-        f"[http]\nport = {http_port}\n"
+        f'[http]\nhost = "0.0.0.0"\nport = {http_port}\n'
         f'[agi]\nhost = "{HOST_IP}"\nport = {spec.agi_port}\nadvertise = "{HOST_IP}"\n'
         f'allow = ["{AST_IP}/32"]\n'
-        f'[ivr]\nmenus = "{menus}"\nprompt_dir = "{inst.base / "lib" / "sounds" / "cti"}"\n'
-        f'prompt_dir_asterisk = "{inst.inner}/lib/sounds/cti"\n'
+        f'[ivr]\nmenus = "{menus}"\nprompt_dir = "{prompts}"\n'
+        f'media_url = "http://{HOST_IP}:{http_port}"\n'
         "[stats]\ntail_interval_s = 1\n"
     )
 
@@ -179,7 +185,8 @@ async def test_a_node_on_another_host_drives_asterisk_and_a_call_through_the_ivr
     menus = tmp_path / "menus.toml"
     menus.write_text(MENUS.format(queue=queue))
     port = free_port()
-    write_config(tmp_path / "node.toml", inst, db_url, port, menus)
+    prompts = tmp_path / "node-prompts"  # the node's own: Asterisk's namespace cannot see it
+    write_config(tmp_path / "node.toml", inst, db_url, port, menus, prompts)
     env = checkout_env()
     node = DaemonProcess(tmp_path / "node.toml", tmp_path / "node.log", env, port)
     # the test's own AMI link comes from the node's address, as the node's does
@@ -224,6 +231,11 @@ async def test_a_node_on_another_host_drives_asterisk_and_a_call_through_the_ivr
         await wait_for(popped, timeout=30, what="the pop of the call on the remote Asterisk")
         pop = next(p for p in desktop.pops if str(p.get("linkedid", "")).startswith(system))
         assert pop.get("queue") == queue, pop  # routed by the IVR over FastAGI
+        # the greeting came from the node's HTTP: Asterisk fetched it over the veth
+        async with aiohttp.ClientSession() as http, http.get(f"{node.base}/metrics") as r:
+            metrics = await r.text()
+        assert 'cti_media_requests_total{outcome="served"} 1.0' in metrics, metrics[-2000:]
+        assert [p.suffix for p in prompts.iterdir()] == [".wav"]
     except BaseException:
         print(f"--- node log tail:\n{node.tail(60)}")
         raise
