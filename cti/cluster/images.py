@@ -3,7 +3,9 @@
 No registry is needed: both images start from the Debian sid root that the chroot runner
 builds (:mod:`cti.asterisk.rootfs`).
 
-- ``cti-asterisk:<key>``: ``podman import`` of that root's tarball, as is.
+- ``cti-asterisk:<key>-s<n>``: ``podman import`` of that root's tarball
+  (``cti-asterisk-root:<key>``) plus the sounds the runner adds to its root
+  (:mod:`cti.asterisk.sounds`, version ``n``).
 - ``cti-base:<key>``: the same root built with :data:`DAEMON_PACKAGES` and
   :data:`SERVICE_PACKAGES` added (Python, ffmpeg, espeak-ng, PostgreSQL, nats-server: the
   root has no apt to add them later); deploy/compose.yaml's ``postgres`` and ``nats``
@@ -30,7 +32,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from cti.asterisk import rootfs
+from cti.asterisk import rootfs, sounds
 
 __all__ = [
     "CONTAINERS_CONF", "DAEMON_PACKAGES", "SERVICE_PACKAGES", "asterisk_image", "daemon_image",
@@ -102,8 +104,20 @@ def _root_image(name: str, extra: tuple[str, ...], progress: Progress) -> str:
 
 
 def asterisk_image(progress: Progress = print) -> str:
-    """The Asterisk image: the chroot runner's root, imported."""
-    return _root_image("cti-asterisk", (), progress)
+    """The Asterisk image: the chroot runner's root, imported, with the sounds the runner
+    adds to it (cti.asterisk.sounds: the Mandarin numbers) as one more layer."""
+    root = _root_image("cti-asterisk-root", (), progress)
+    image = f"localhost/cti-asterisk:{rootfs.root_key()}-s{sounds.VERSION}"
+    if not _exists(image):
+        with tempfile.TemporaryDirectory(prefix="cti-sounds-") as tmp:
+            context = Path(tmp)
+            if not sounds.install(context):
+                raise ImageError("espeak-ng is not installed: the Mandarin number sounds")
+            (context / "Containerfile").write_text(f"FROM {root}\nCOPY usr /usr\n")
+            progress(f"podman build {image} (the root and its sounds)")
+            podman("build", "--pull=never", "-t", image, str(context))
+    podman("tag", image, "localhost/cti-asterisk:latest")
+    return image
 
 
 def services_image(progress: Progress = print) -> str:

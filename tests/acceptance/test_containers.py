@@ -59,6 +59,12 @@ async def test_asterisk_and_a_daemon_node_run_as_podman_containers(
     images: tuple[str, str], instance: ChrootAsterisk, tmp_path: Path
 ) -> None:
     ast_image, node_image = images
+    # the image has the sounds the runner adds to its root (the Mandarin numbers)
+    listed = await asyncio.to_thread(
+        podman, "run", "--rm", "--network", "none", ast_image,
+        "/bin/ls", "/usr/share/asterisk/sounds/zh/digits",
+    )  # fmt: skip
+    assert {"2.wav", "20.wav", "wan.wav"} <= set(listed.stdout.split()), listed.stdout
     spec, inner = instance.spec, instance.inner
     data = tmp_path / "data"
     data.mkdir()
