@@ -203,10 +203,16 @@ def agent_first_marks(previous: str, agent: str) -> list[str]:
     return marks
 
 
-def recorded_outcome(record: dict[str, Any], run: Run | None) -> str:
-    """A campaign call's outcome from its call row (taken-over calls)."""
-    if record["agent"]:
+def recorded_outcome(record: dict[str, Any], run: Run | None, agent_first: bool = False) -> str:
+    """A campaign call's outcome from its call row (taken-over calls). An agent-first
+    call's row has no queue agent: its first channel (the agent's, answered) dialled the
+    customer, and the row is answered when the customer answered that dial (the CDR's
+    answered Dial, recovered) — the agent and the customer talked."""
+    answered = record["answered_at"] is not None or record["disposition"] == "answered"
+    if record["agent"] or (agent_first and answered):
         return "answered"
+    if agent_first:
+        return "no_answer"
     if record["answered_at"] is not None or record["disposition"] in ("abandoned", "timeout"):
         # answered, no agent took it: hung up by AMD before the queue, else dropped
         if not record["queue"] and run is not None and run.settings.amd:
@@ -453,10 +459,13 @@ class CampaignDialer:
             linkedid = str(attempt["linkedid"])
             if linkedid in self.calls:
                 continue
+            # an agent named before the call connected: placed agent-first for that agent
+            # (OutboundStore.start_attempt), even when its channel is gone (_read_marks)
+            first = bool(attempt["agent"]) and attempt["connected_at"] is None
             call = LiveCall(linkedid, run.campaign["id"], lead, int(attempt["id"]),
                             attempt["started_at"], answered_at=attempt["answered_at"],
                             connected_at=attempt["connected_at"], agent=str(attempt["agent"]),
-                            campaign=run.name, adopted=True,
+                            campaign=run.name, adopted=True, agent_first=first,
                             server=str(attempt["server"]))  # fmt: skip
             if call.connected_at is None:
                 await self._read_marks(call)
@@ -497,10 +506,11 @@ class CampaignDialer:
     async def settle_adopted(self, run: Run, now: datetime) -> None:
         """Taken-over calls that ended are finished from their call row (the platform's
         record of the call, by whichever node recorded or recovered it): agent → answered,
-        answered → abandoned (or machine), else no answer; the retry rules apply as for
-        any call. A call with no record yet is left (still up, or its server's next
-        driver recovers it), given up as ``failed`` ``LOST_AFTER_S`` after its ring time
-        when never answered (as this node's own calls), else after
+        answered → abandoned (or machine), else no answer; an agent-first call answered →
+        answered (its agent, connected when the customer answered), else no answer; the
+        retry rules apply as for any call. A call with no record yet is left (still up, or
+        its server's next driver recovers it), given up as ``failed`` ``LOST_AFTER_S``
+        after its ring time when never answered (as this node's own calls), else after
         ``ADOPTED_ANSWERED_GIVE_UP_S``."""
         adopted = [c for c in run.calls.values() if c.adopted]
         if not adopted:
@@ -509,7 +519,14 @@ class CampaignDialer:
         for call in adopted:
             record = records.get(call.linkedid)
             if record is not None:
-                await self._finish(call, recorded_outcome(record, run), record["ended_at"])
+                outcome = recorded_outcome(record, run, call.agent_first)
+                if outcome == "answered" and call.connected_at is None and call.agent_first:
+                    # talked while no node watched: connected when the customer answered
+                    at = record["answered_at"] or record["ended_at"]
+                    call.answered_at = call.connected_at = at
+                    await self.store.update_attempt(call.attempt_id, answered_at=at,
+                                                    connected_at=at, agent=call.agent)  # fmt: skip
+                await self._finish(call, outcome, record["ended_at"])
                 continue
             age = (now - call.started_at).total_seconds()
             limit = (run.settings.ring_s + LOST_AFTER_S if call.answered_at is None
@@ -593,7 +610,8 @@ class CampaignDialer:
         if decision is None:
             raise DialError("the dial policy refused the number", "dnc")
         linkedid = f"{CAMPAIGN_PREFIX}{secrets.token_hex(8)}"
-        attempt = await self.store.start_attempt(lead, linkedid, now, server=self.server or "")
+        attempt = await self.store.start_attempt(lead, linkedid, now, server=self.server or "",
+                                                 agent=agent)  # fmt: skip
         call = LiveCall(linkedid, run.campaign["id"], lead, attempt, now, agent=agent,
                         agent_first=True, previous_status=previous,
                         campaign=run.name, server=self.server or "")  # fmt: skip

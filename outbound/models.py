@@ -98,6 +98,9 @@ class AttemptRow(Base):
     #: the Asterisk server the call was placed on (a cluster's ``[cluster] server``; ""
     #: on one node)
     server: Mapped[str] = mapped_column(BoundedText(64), default="", server_default="")
+    #: a queue call: the agent who took it, set when it connects; an agent-first call
+    #: (preview, personal callback): the agent it is placed for, from the start (so an
+    #: attempt with an agent and not connected is an agent-first call: a takeover reads it)
     agent: Mapped[str] = mapped_column(BoundedText(128), default="")
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

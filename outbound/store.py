@@ -504,12 +504,15 @@ class OutboundStore:
                     for r in rows}  # fmt: skip
 
     async def start_attempt(self, lead: dict[str, Any], linkedid: str, at: datetime,
-                            outcome: str = "", server: str = "") -> int:  # fmt: skip
+                            outcome: str = "", server: str = "",
+                            agent: str = "") -> int:  # fmt: skip
+        """A new attempt; ``agent``: the agent an agent-first call is placed for (a queue
+        call's agent is set when it connects)."""
         async with self.db.session() as s, s.begin():
             row = AttemptRow(
                 campaign_id=lead["campaign_id"], list_id=lead["list_id"], lead_id=lead["id"],
                 number=lead["number"], linkedid=clip_text(linkedid, 64),
-                server=clip_text(server, 64), agent="",
+                server=clip_text(server, 64), agent=clip_text(agent, 128),
                 started_at=at, outcome=outcome, disposition="", talk_s=0.0, wait_s=0.0,
                 ended_at=at if outcome else None,
             )  # fmt: skip

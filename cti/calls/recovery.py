@@ -298,8 +298,10 @@ def _apply(rec: CallRecord, f: _Facts) -> CallRecord:
     if any(r.outcome == "callback" for r in rows):
         return replace(rec, disposition="callback")
     if rec.disposition in ("unknown", "no_answer", "ivr_abandon"):
-        if any(r.dstchannel and r.disposition == "ANSWERED" for r in rows):
-            return replace(rec, disposition="answered")
+        dialled = [r for r in rows if r.dstchannel and r.disposition == "ANSWERED"]
+        if dialled:  # answered by a Dial, not a queue (an agent-first campaign call)
+            at = rec.answered_at or min((r.answer for r in dialled if r.answer), default=None)
+            return replace(rec, disposition="answered", answered_at=at)
         if rec.dnis:
             return replace(rec, disposition="ivr_abandon")
     return rec

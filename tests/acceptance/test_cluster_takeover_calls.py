@@ -15,6 +15,11 @@ the carrier (SIPp) answering each customer after 1 s:
   and each call has exactly one call row. (Taken over as ordinary queue calls, the
   customers' answers with no queue agent ended as ``abandoned``; the click-to-call,
   unknown to n2, left the lost caller open.)
+
+And an agent-first call that talks and ends while no node drives the server at all is
+settled by n2 from the server's records: ``answered`` with its agent (it came out
+``no_answer``: its recovered row has no queue agent, and its channel, whose marks say
+what it was, is gone).
 """
 
 from __future__ import annotations
@@ -33,12 +38,13 @@ from sqlalchemy import func, select
 from acd.models import LostCallerRow
 from cti.ami.client import AmiClient
 from cti.asterisk.instance import ChrootAsterisk
+from cti.calls.recovery import parse_cdr
 from cti.store.db import Database
 from cti.store.migrate import upgrade
 from cti.store.models import Call as CallRow
 from cti.store.tokens import create_token
 from outbound.store import OutboundStore
-from tests.acceptance.harness import free_port, start_sipp_uas, wait_for
+from tests.acceptance.harness import free_port, no_channels, start_sipp_uas, wait_for
 from tests.acceptance.test_cluster import (  # noqa: F401  (fixtures)
     ALWAYS,
     CARRIER,
@@ -197,5 +203,100 @@ async def test_calls_placed_for_agents_keep_their_identity_across_a_takeover(
             await ami.send_action("Setvar", {"Variable": "CTI_SIM_RING", "Value": "2"})
             await ami.send_action("Setvar", {"Variable": "CTI_SIM_OUTBOUND", "Value": ""})
         await remove_members(ami, queue, own_queue)
+        await restore(asterisk, ami)
+        await db.dispose()
+
+
+async def test_an_agent_first_call_that_ends_while_no_node_drives_is_settled_by_its_facts(
+    asterisk: ChrootAsterisk,
+    ami: AmiClient,
+    pg_url: str,  # noqa: F811
+    stream: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A preview call placed by n1, which dies at once: the agent answers, the customer
+    answers, they talk and hang up while no node drives server A. n2, started after, takes
+    A and the campaign over: the attempt ends ``answered`` with its agent, from the
+    server's CDR (the call's channel, whose marks say what it was, is gone)."""
+    queue = f"tnq{secrets.token_hex(3)}"
+    agent = ("tn-ag1", "3231")
+    await asyncio.to_thread(upgrade, pg_url)
+    db = Database.from_url(pg_url)
+    tokens = await queue_with_agents(db, queue, [agent])
+    admin = await create_token(db, "tn-admin", "admin")
+    nodes = node_per_server(
+        tmp_path, {"n1": (asterisk, "a"), "n2": (asterisk, "a")}, db_url=pg_url, stream=stream
+    )
+    carrier_port = free_port()
+    write_hello_pcap(tmp_path / "hello.pcap")
+    carrier = await start_sipp_uas(CARRIER, carrier_port, cwd=tmp_path)
+    store = OutboundStore(db, "CN", lambda: None)
+    try:
+        for var, value in (("CTI_CARRIER_URI", f"127.0.0.1:{carrier_port}"),
+                           ("CTI_SIM_RING", "1"), ("CTI_SIM_TALK", "2"),
+                           ("CTI_SIM_OUTBOUND", "1")):  # fmt: skip
+            await ami.send_action("Setvar", {"Variable": var, "Value": value})
+        await nodes["n1"].start()
+        await wait_for(lambda: driving(nodes["n1"]), timeout=30, what="n1 to drive A")
+        campaign = await api(nodes["n1"], admin, "POST", "/api/v1/outbound/campaigns", {
+            "name": "no-driver", "queue": queue, "mode": "preview", "ring_s": 10,
+            "window": {"days": ALWAYS},
+        })  # fmt: skip
+        cid = campaign["id"]
+        lst = await api(nodes["n1"], admin, "POST", f"/api/v1/outbound/campaigns/{cid}/lists",
+                        {"name": "l"})  # fmt: skip
+        await import_numbers(nodes["n1"], admin, lst["id"], ["13800147041"])
+        await api(nodes["n1"], admin, "POST", f"/api/v1/outbound/campaigns/{cid}/start")
+        await wait_for(lambda: members(ami, queue), timeout=30, what="the agent in its queue")
+        card = await api(nodes["n1"], tokens[agent[0]], "POST",
+                         f"/api/v1/outbound/campaigns/{cid}/next")  # fmt: skip
+        await accepted(nodes["n1"], tokens[agent[0]],
+                       f"/api/v1/outbound/leads/{card['lead']['id']}/dial")  # fmt: skip
+
+        async def placed() -> list[dict[str, Any]]:
+            return [a for a in await store.attempts(cid) if a["linkedid"]]
+
+        (attempt,) = await wait_for(placed, timeout=20, what="the call placed", every=0.1)
+        await nodes["n1"].kill()  # the agent's phone rings: nobody drives A from here on
+
+        async def answered_and_gone() -> bool:
+            path = asterisk.cdr_csv  # Asterisk's own record of the call
+            cdr = parse_cdr(path.read_text()) if path.exists() else []
+            talked = any(r.linkedid == attempt["linkedid"] and r.dstchannel
+                         and r.disposition == "ANSWERED" for r in cdr)  # fmt: skip
+            return talked and await no_channels(asterisk)
+
+        await wait_for(answered_and_gone, timeout=30, what="the call talked and ended")
+        await nodes["n2"].start()
+        await wait_for(lambda: driving(nodes["n2"]), timeout=30, what="n2 to take A over")
+
+        async def settled() -> dict[str, Any] | None:
+            (got,) = await store.attempts(cid)
+            return got if got["outcome"] else None
+
+        got = await wait_for(settled, timeout=30, what="the attempt settled", every=0.5)
+        assert got["outcome"] == "answered", got
+        assert got["agent"] == agent[0] and got["connected_at"] is not None, got
+        assert got["talk_s"] >= 1, got  # from the customer's answer in the CDR to the end
+
+        async def lead_moved_on() -> dict[str, Any] | None:
+            (lead,) = await store.leads(campaign_id=cid)  # written just after the attempt
+            return lead if lead["status"] != "dialing" else None
+
+        lead = await wait_for(lead_moved_on, timeout=10, what="the lead finished")
+        assert lead["status"] == "done" and lead["last_outcome"] == "answered", lead
+    except BaseException:
+        for name, node in nodes.items():
+            print(f"--- {name} log tail:\n{node.tail(80)}")
+        raise
+    finally:
+        if carrier.returncode is None:
+            carrier.kill()
+        await carrier.wait()
+        for n in nodes.values():
+            await n.stop()
+        with contextlib.suppress(Exception):
+            await ami.send_action("Setvar", {"Variable": "CTI_SIM_OUTBOUND", "Value": ""})
+        await remove_members(ami, queue)
         await restore(asterisk, ami)
         await db.dispose()

@@ -90,6 +90,21 @@ def test_an_ivr_callback_marked_in_the_cdr_is_a_callback() -> None:
     assert rec.disposition == "ivr_abandon"
 
 
+def test_a_call_answered_by_a_dial_is_answered_when_that_dial_was() -> None:
+    """An agent-first campaign call: the agent's channel (answered first) dialled the
+    customer, no queue; the customer's answer is the Dial's (its CDR's answer)."""
+    agent_leg = cdr_line("cti-camp-1", "cti-camp-1", 0, 30, channel="Local/3231@sim-1;1",
+                         dstchannel="PJSIP/carrier-7", lastapp="Dial", userfield="",
+                         answer=f"{at(6):.6f}")  # fmt: skip
+    rec = one([agent_leg], [])
+    assert rec.disposition == "answered" and rec.agent == ""
+    assert rec.answered_at == T0 + timedelta(seconds=6)
+    unanswered = cdr_line("cti-camp-2", "cti-camp-2", 0, 30, dstchannel="PJSIP/carrier-8",
+                          lastapp="Dial", disposition="NO ANSWER", userfield="")  # fmt: skip
+    rec = one([unanswered], [])
+    assert rec.disposition != "answered" and rec.answered_at is None
+
+
 def test_a_call_adopted_after_a_restart_gets_its_facts_from_the_records() -> None:
     """The daemon restarted mid-call: it saw the call only from its snapshot."""
     model = CallModel()
