@@ -68,6 +68,9 @@ __all__ = ["StatsFeature"]
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 RULES_TTL_S = 5.0
+#: Facts the worker takes at once: consecutive links among them share one transaction
+#: (on PostgreSQL on the background writers' loop: StatsStore.add_links).
+FACTS_BATCH = 32
 FACTS_GRACE_S = 5.0  # a stop's drain of the facts worker; the rest is kept (cti.pending)
 
 
@@ -111,7 +114,7 @@ class StatsFeature:
         )  # fmt: skip
         self.service.on_ingested = self.schedule_push
         self._facts = QueueWorker(
-            "stats-facts", self._write_facts, permanent=is_data_error,
+            "stats-facts", self._write_facts, permanent=is_data_error, batch_size=FACTS_BATCH,
             describe=lambda f: f"{f.kind} of {f.linkedid or f.uniqueid}", metrics=ctx.workers,
             keep=PendingStore(ctx.db, Fact),
         )  # fmt: skip
@@ -203,15 +206,22 @@ class StatsFeature:
     async def _write_facts(self, facts: Sequence[Fact]) -> None:
         assert self.service is not None
         svc = self.service
+        links: list[tuple[str, str]] = []
         for f in facts:
-            if f.kind == "link":
-                await svc.link(f.uniqueid, f.linkedid)
-            elif f.kind == "ivr" and f.at is not None:
+            if f.kind == "link":  # consecutive links: one transaction
+                links.append((f.uniqueid, f.linkedid))
+                continue
+            if links:
+                await svc.links(links)
+                links = []
+            if f.kind == "ivr" and f.at is not None:
                 await svc.ivr_abandoned(f.linkedid, f.at, f.dnis, f.menu)
             elif f.kind == "held" and f.at is not None:
                 await svc.held(f.linkedid, f.uniqueid, f.at)
             elif f.kind == "resumed" and f.at is not None:
                 await svc.resumed(f.uniqueid, f.at)
+        if links:
+            await svc.links(links)
 
     def _fact(self, fact: Fact) -> None:
         if self._facts is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from typing import Any
@@ -195,6 +195,10 @@ class StatsService:
     # --- AMI / bus facts ---------------------------------------------------------------------
     async def link(self, uniqueid: str, linkedid: str) -> None:
         await self.store.add_link(uniqueid, linkedid)
+
+    async def links(self, pairs: Sequence[tuple[str, str]]) -> None:
+        """:meth:`link` for several channels, one transaction."""
+        await self.store.add_links(pairs)
 
     async def ivr_abandoned(self, linkedid: str, at: datetime, dnis: str, menu: str) -> None:
         self.wallboard.ivr_abandoned(linkedid, at)

@@ -51,6 +51,11 @@ def _chunks(items: Sequence[Any], n: int = CHUNK) -> Iterable[Sequence[Any]]:
         yield items[i : i + n]
 
 
+async def _add_links(db: Database, rows: list[dict[str, Any]]) -> None:
+    async with db.session() as s, s.begin():
+        await s.execute(_insert_ignore(s, LinkRow, rows, ["uniqueid"]))
+
+
 def _insert_ignore(
     session: AsyncSession, table: Any, rows: list[dict[str, Any]], key: list[str]
 ) -> Any:
@@ -111,13 +116,23 @@ class StatsStore:
 
     # --- AMI / IVR facts --------------------------------------------------------------------
     async def add_link(self, uniqueid: str, linkedid: str) -> None:
-        async with self.db.session() as s, s.begin():
-            await s.execute(
-                _insert_ignore(
-                    s, LinkRow, [{"uniqueid": uniqueid[:64], "linkedid": linkedid[:64]}],
-                    ["uniqueid"],
-                )
-            )  # fmt: skip
+        await self.add_links([(uniqueid, linkedid)])
+
+    async def add_links(self, links: Sequence[tuple[str, str]]) -> None:
+        """(uniqueid, linkedid) pairs, one transaction; a uniqueid already linked keeps
+        its first linkedid. On PostgreSQL on the background writers' loop
+        (``Database.offload``, decision 0027): a burst links every channel of every
+        call, and these round trips held the main loop."""
+        rows: dict[str, dict[str, Any]] = {}
+        for uniqueid, linkedid in links:
+            rows.setdefault(uniqueid[:64], {"uniqueid": uniqueid[:64], "linkedid": linkedid[:64]})
+        if not rows:
+            return
+        db = self.db.offload
+        if db.lane is not None:
+            await db.lane.run(_add_links(db, list(rows.values())))
+        else:
+            await _add_links(db, list(rows.values()))
 
     async def add_ivr_abandon(self, linkedid: str, at: datetime, dnis: str, menu: str) -> Bucket:
         async with self.db.session() as s, s.begin():

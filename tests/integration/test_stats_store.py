@@ -5,12 +5,14 @@ abandons, agents, staffing, REST with roles and CSV."""
 from __future__ import annotations
 
 import os
+import threading
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import sqlalchemy
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
@@ -22,7 +24,7 @@ from cti.web.app import WebDeps, create_app
 from cti.web.auth import ACCOUNTS
 from cti.web.ws import WsHub
 from stats import reports
-from stats.models import EntryRow, HourlyRow, QlogLineRow
+from stats.models import EntryRow, HourlyRow, LinkRow, QlogLineRow
 from stats.routes import add_routes
 from stats.service import StatsService
 from stats.settings import StatsSettings
@@ -329,3 +331,24 @@ async def test_a_supervisor_scoped_to_teams_gets_only_their_queues(
         frame = await r.json()
         assert [x["queue"] for x in frame["queues"]] == ["sales", "support"]
         assert frame["ivr_abandoned"] == 1
+
+
+async def test_links_of_a_burst_are_one_transaction_off_the_main_loop(
+    svc: StatsService, db: Database
+) -> None:
+    """Decision 0027: the channels' links of a burst go in one transaction; a uniqueid
+    keeps its first linkedid; on PostgreSQL the transaction runs on the background
+    writers' own thread (Database.offload), on SQLite on the one writer connection."""
+    begins: list[str] = []
+    sqlalchemy.event.listen(
+        db.offload.engine.sync_engine, "begin",
+        lambda _c: begins.append(threading.current_thread().name),
+    )  # fmt: skip
+    await svc.link("u0", "L0")
+    begins.clear()
+    await svc.links([("u0", "other"), ("u1", "L1"), ("u2", "L1"), ("u1", "later")])
+    expected = "cti-write-loop" if db.dialect == "postgresql" else threading.current_thread().name
+    assert begins == [expected]
+    async with db.session() as s:
+        rows = dict((await s.execute(select(LinkRow.uniqueid, LinkRow.linkedid))).all())
+    assert rows == {"u0": "L0", "u1": "L1", "u2": "L1"}
