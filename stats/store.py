@@ -115,6 +115,23 @@ class StatsStore:
         ]
 
     # --- AMI / IVR facts --------------------------------------------------------------------
+    async def today(self, since: datetime) -> tuple[list[Any], list[str]]:
+        """The entries (the wallboard's columns) and the IVR abandons since ``since``."""
+        async with self.db.session() as s:
+            rows = (
+                await s.execute(
+                    select(
+                        EntryRow.callid, EntryRow.queue, EntryRow.entered_at, EntryRow.outcome,
+                        EntryRow.wait_s, EntryRow.talk_s, EntryRow.completed, EntryRow.wrapup_s,
+                        EntryRow.agent, EntryRow.hold_s, EntryRow.linkedid,
+                    ).where(EntryRow.entered_at >= since)
+                )
+            ).all()  # fmt: skip
+            ivr = (
+                await s.scalars(select(IvrAbandonRow.linkedid).where(IvrAbandonRow.at >= since))
+            ).all()
+        return list(rows), list(ivr)
+
     async def add_link(self, uniqueid: str, linkedid: str) -> None:
         await self.add_links([(uniqueid, linkedid)])
 
