@@ -35,6 +35,9 @@ Printed, one figure per line (``name: value unit``):
   bridge on; a MixMonitor the daemon sends after the answer counts from its start;
 - ``errors``: ERROR lines in the daemon's log during the run;
 - ``daemon cpu``: the daemon process's CPU over the burst, % of one core;
+- ``daemon main loop cpu a call``: the CPU of the daemon's main thread (its event loop,
+  where the pops are made) over the burst, per call; ``daemon other threads cpu a call``
+  the rest (lookups, background writers on PostgreSQL, transcoding, aiosqlite);
 - ``pops``: pops received (the count ``cards in the pop`` is out of);
 - ``cpu <part>``: CPU seconds each part used over the burst (Asterisk, the daemon, the
   desktops, the relay, this process), ``cpu machine`` the whole machine's, against
@@ -193,6 +196,22 @@ def _proc_cpu_s(pid: int) -> float:
         return float("nan")
     fields = stat[stat.rfind(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _threads_cpu_s(pid: int) -> dict[str, float]:
+    """utime + stime (s) of each thread of a process by name; the main thread (the
+    daemon's event loop) is ``main``."""
+    out: dict[str, float] = {}
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError, ValueError):
+                stat = (task / "stat").read_text()
+                fields = stat[stat.rfind(")") + 2 :].split()
+                comm = stat[stat.find("(") + 1 : stat.rfind(")")]
+                name = "main" if task.name == str(pid) else comm
+                sec = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+                out[name] = out.get(name, 0.0) + sec
+    return out
 
 
 def _asterisk_pid(inst: object) -> int | None:
@@ -471,6 +490,7 @@ async def run(args: argparse.Namespace) -> None:
         }  # fmt: skip
         cpu_at0 = {name: _proc_cpu_s(pid) for name, pid in parts.items() if pid is not None}
         machine0 = _machine_cpu_s()
+        threads0 = _threads_cpu_s(daemon.pid)
         cpu0, wall0 = _proc_cpu_s(daemon.pid), time.monotonic()
         ami_events0 = await _metric(base, "cti_ami_events_total")
         originated: list[str] = []
@@ -499,6 +519,8 @@ async def run(args: argparse.Namespace) -> None:
         await asyncio.sleep(1.0)  # the last frames and late cards reach the desktops
         wall = time.monotonic() - wall0
         cpu = _proc_cpu_s(daemon.pid) - cpu0
+        threads = _threads_cpu_s(daemon.pid)
+        main_cpu = threads.get("main", 0.0) - threads0.get("main", 0.0)
         used = {
             name: _proc_cpu_s(pid) - cpu_at0[name]
             for name, pid in parts.items()
@@ -579,6 +601,10 @@ async def run(args: argparse.Namespace) -> None:
         print(f"recording start p99: {pct(rec_ms, 0.99):.1f} ms")
         print(f"errors: {len(errors)}")
         print(f"daemon cpu: {100 * cpu / wall:.0f} %")
+        calls = max(1, len(originated))
+        # the pops' own thread: what competes with them on the event loop
+        print(f"daemon main loop cpu a call: {1000 * main_cpu / calls:.1f} ms")
+        print(f"daemon other threads cpu a call: {1000 * (cpu - main_cpu) / calls:.1f} ms")
         print(f"ami events a call: {ami_events / max(1, len(originated)):.1f} events")
         print(f"gc pauses over 50 ms: {len(gc_ms)} pauses")
         if gc_ms:
