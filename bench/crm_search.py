@@ -13,8 +13,10 @@ the search keys and the CRM migrations). Then, as a supervisor:
 
 - search: the :data:`QUERIES` through ``CrmStore.search`` (``method="index"``), ``--rounds``
   rounds, each query ``--repeats`` times in a row; at 1M also ``method="scan"`` (the
-  substring scan of the customer, contact, phone and e-mail tables: the baseline), and
-  both must find the same customers;
+  substring scan of the customer, contact, phone and e-mail tables: the baseline), every
+  query once at the end of ``--scan-rounds`` of those rounds spread over the run (the
+  baseline's samples taken in the same minutes as the search's), and both must find
+  the same customers;
 - page: what ``/crm/customer.html`` asks for a random customer (the card with contacts,
   its calls and notes, its audit trail, its opportunities), ``--pages`` customers.
 
@@ -47,6 +49,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -480,36 +483,45 @@ def p99(samples: list[float]) -> float:
     return ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)]
 
 
+@dataclass
+class Timed:
+    """What :func:`time_search` measured, per size: every run's time (ms), each query's
+    fastest of its repeats, and the ids each query found (its last run)."""
+
+    samples: dict[int, list[float]] = field(default_factory=dict)
+    best: dict[int, list[float]] = field(default_factory=dict)
+    ids: dict[int, dict[str, list[int]]] = field(default_factory=dict)
+
+
 async def time_search(
     stores: dict[int, CrmStore],
     rounds: int,
-    method: Literal["index", "scan"],
     repeats: int = 1,
-) -> tuple[dict[int, list[float]], dict[int, dict[str, list[int]]], dict[int, list[float]]]:
+    scanned: dict[int, CrmStore] | None = None,
+    scan_rounds: int = 0,
+) -> tuple[Timed, Timed]:
     """Each round runs every query on every size in turn (10k, 1m, 10k, ...): the sizes'
     samples are taken in the same minutes, so a change in the shared machine's load
     moves them alike instead of skewing their ratio. Each query runs ``repeats`` times
-    in a row: every run is a sample (the first dict), and the fastest of the repeats is
-    one more (the last dict): a stall of the machine hits one repeat, a query that is
-    really slow is slow in all of them."""
-    samples: dict[int, list[float]] = {n: [] for n in stores}
-    best: dict[int, list[float]] = {n: [] for n in stores}
-    ids: dict[int, dict[str, list[int]]] = {n: {} for n in stores}
-    per_query: dict[int, dict[str, list[float]]] = {n: {} for n in stores}
-    for _ in range(rounds):
+    in a row: every run is a sample, and the fastest of the repeats is one more (a
+    stall of the machine hits one repeat, a query that is really slow is slow in all of
+    them). The baseline, the plain scan of the ``scanned`` sizes, runs every query once
+    at the end of ``scan_rounds`` rounds spread over the run: its samples are taken in
+    the same minutes as the search's too. Returns (search, scan)."""
+    index, scan = Timed(), Timed()
+    per_query: dict[tuple[str, int], dict[str, list[float]]] = {}
+    scan_at = {r * rounds // scan_rounds for r in range(scan_rounds)} if scan_rounds else set()
+
+    for r in range(rounds):
         for name, q in QUERIES:
             for n, store in stores.items():
-                runs = []
-                for _ in range(repeats):
-                    t0 = time.perf_counter()
-                    rows = await store.search(q, SUP, limit=50, method=method)
-                    runs.append((time.perf_counter() - t0) * 1000)
-                samples[n] += runs
-                best[n].append(min(runs))
-                per_query[n].setdefault(name, []).extend(runs)
-                ids[n][q] = [r["id"] for r in rows]
+                await _timed(index, per_query, "index", n, store, name, q, repeats)
+        if r in scan_at:
+            for name, q in QUERIES:
+                for n, store in (scanned or {}).items():
+                    await _timed(scan, per_query, "scan", n, store, name, q, 1)
     if rounds > 1:
-        for n, by_query in per_query.items():
+        for (method, n), by_query in per_query.items():
             print(
                 f"# {method} {label(n)}: "
                 + ", ".join(
@@ -519,7 +531,29 @@ async def time_search(
                 + f" (ms, median/slowest of the runs; load average {_load()})",
                 flush=True,
             )
-    return samples, ids, best
+    return index, scan
+
+
+async def _timed(
+    into: Timed,
+    per_query: dict[tuple[str, int], dict[str, list[float]]],
+    method: Literal["index", "scan"],
+    n: int,
+    store: CrmStore,
+    name: str,
+    q: str,
+    repeats: int,
+) -> None:
+    """``q`` searched ``repeats`` times in a row on ``store`` (size ``n``), timed."""
+    runs = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        rows = await store.search(q, SUP, limit=50, method=method)
+        runs.append((time.perf_counter() - t0) * 1000)
+    into.samples.setdefault(n, []).extend(runs)
+    into.best.setdefault(n, []).append(min(runs))
+    per_query.setdefault((method, n), {}).setdefault(name, []).extend(runs)
+    into.ids.setdefault(n, {})[q] = [r["id"] for r in rows]
 
 
 async def time_page(
@@ -589,19 +623,19 @@ async def run_sizes(urls: dict[int, str], args: argparse.Namespace) -> dict[int,
     load_before = os.getloadavg()[0]
     try:
         stores = {n: CrmStore(db, "CN") for n, db in dbs.items()}
-        await time_search(stores, 1, "index")  # warm the caches
-        fast, fast_ids, best = await time_search(stores, args.rounds, "index", args.repeats)
-        for n in stores:
-            out[n]["search"] = p99(fast[n])
-            out[n]["search best"] = p99(best[n])
+        await time_search(stores, 1)  # warm the caches
         scanned = {n: s for n, s in stores.items() if n >= args.scan_from}
-        if scanned:
-            slow, slow_ids, _ = await time_search(scanned, args.scan_rounds, "scan")
-            for n in scanned:
-                out[n]["scan"] = p99(slow[n])
-                differ = [q for q in fast_ids[n] if fast_ids[n][q] != slow_ids[n][q]]
-                if differ:
-                    print(f"# {label(n)}: index and scan DIFFER for {differ}", flush=True)
+        fast, slow = await time_search(
+            stores, args.rounds, args.repeats, scanned, args.scan_rounds
+        )
+        for n in stores:
+            out[n]["search"] = p99(fast.samples[n])
+            out[n]["search best"] = p99(fast.best[n])
+        for n in scanned:
+            out[n]["scan"] = p99(slow.samples[n])
+            differ = [q for q in fast.ids[n] if fast.ids[n][q] != slow.ids[n][q]]
+            if differ:
+                print(f"# {label(n)}: index and scan DIFFER for {differ}", flush=True)
         pages = {n: (s, Interactions(s), Pool(s)) for n, s in stores.items()}
         await time_page(pages, 20)  # warm
         for n, samples in (await time_page(pages, args.pages)).items():
@@ -723,11 +757,13 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--sizes", default="10000,1000000", help="customer counts, comma-separated")
     parser.add_argument("--interactions-per-customer", type=float, default=2.0)
-    parser.add_argument("--rounds", type=int, default=20, help="rounds of the search queries")
+    parser.add_argument("--rounds", type=int, default=40, help="rounds of the search queries")
     parser.add_argument(
         "--repeats", type=int, default=3, help="runs of each search query in a row per round"
     )
-    parser.add_argument("--scan-rounds", type=int, default=3)
+    parser.add_argument(
+        "--scan-rounds", type=int, default=4, help="rounds that end with the plain scan"
+    )
     parser.add_argument(
         "--scan-from", type=int, default=1_000_000, help="time the plain scan from this size on"
     )

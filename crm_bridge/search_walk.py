@@ -1,60 +1,90 @@
-"""PostgreSQL: a page of search results read newest first off ``crm_search_trigrams``
-(migration crm_0007), stopping when the page is full (docs/decisions/0011-crm-search.md).
+"""PostgreSQL: a page of search results read newest first, stopping when the page is full,
+in ONE statement (docs/decisions/0011-crm-search.md).
 
-For each (column, needle) of 3+ characters: the needle's trigrams (and 5-digit windows,
-each in few rows where digit trigrams are in very many) are looked up in the B-tree on
-``(gram, customer_id)``, at most :data:`SAMPLE` entries each below the page's
-cursor, which tells how rare each is (fewer entries, or the same number spread over
-more customer ids). The rarest trigram's list is then walked newest first, each
-candidate checked with the ``LIKE`` that decides a match, until the page is full: a
-needle in a share ``f`` of the rows that holds a trigram in a share ``g`` costs about
-``page x g / f`` candidates, whatever the store's size. A trigram in no row ends the
-search at once. When :data:`BUDGET` candidates did not fill the page (a rare needle made
-of frequent trigrams) the matches are few, and the pg_trgm GIN
-bitmaps (crm_0002) find them. Needles of 1-2 characters use crm_0006's word index as
-before. Every path ends in the ``LIKE``, so the results are the scan's exactly.
+For each (column, needle) of 3+ characters the statement (:func:`page_statement`):
+
+1. samples the lists of the needle's trigrams (and 5-digit windows, each in few rows
+   where digit trigrams are in very many) in ``crm_search_trigrams`` (migration
+   crm_0007, a B-tree on ``(gram, customer_id)``): at most :data:`SAMPLE` entries each
+   below the page's cursor, which tells how rare each is (fewer entries, or the same
+   number spread over more customer ids), and ranks them;
+2. walks the rarest gram's list newest first, each candidate looked up in the lists of
+   the next :data:`PROBES` rarest grams (index probes), then checked with the ``LIKE``
+   that decides a match, until the page is full or :data:`BUDGET` candidates are read: a
+   needle in a share ``f`` of the rows that holds a gram in a share ``g`` costs about
+   ``page x g / f`` candidates, whatever the store's size. A gram in no row is the
+   rarest, and its empty list ends the walk at once;
+3. only when the walk neither filled the page nor read the whole list (a rare needle
+   made of frequent grams: its matches are few), reads the needle's matches off the
+   pg_trgm GIN index (crm_0002) and keeps the newest.
+
+Needles of 1-2 characters (no trigram) walk ``crm_search`` itself newest first, at most
+:data:`BUDGET` rows, and when that neither filled the page nor reached the oldest row,
+read crm_0006's word index. Each term gives its newest ``limit`` matches; the page is
+the newest ``limit`` of their union. Every path ends in the ``LIKE``, so the results are
+the scan's exactly.
+
+Why one statement: through asyncpg every statement is a round trip that waits for both
+the server process and the caller's event loop to get a core; on a loaded machine each
+wait is a chance of a stall, and a search was 3-6 of them (the sample, a walk per
+needle, a count, ``SET LOCAL``, the customers' rows), plus ``BEGIN``/``ROLLBACK``. The
+statement's plan does not depend on the needle (its shape is fixed by ``LATERAL``,
+``OFFSET 0`` and the gates of step 3, which are initplans evaluated once): the cached
+generic plan of a prepared statement is as good as a custom one, so no
+``plan_cache_mode`` is needed for it.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Select, column, func, literal_column, select, table, text, true
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Integer,
+    Select,
+    Text,
+    and_,
+    any_,
+    bindparam,
+    column,
+    func,
+    literal_column,
+    select,
+    table,
+    text,
+    true,
+    union,
+)
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.selectable import CTE
 
-from crm_bridge.keys import digit_runs
+from crm_bridge.keys import digit_runs, gram_token
 from crm_bridge.models import Customer, CustomerSearch
 
-__all__ = ["BUDGET", "SAMPLE", "custom_plans", "newest_ids"]
+__all__ = [
+    "BUDGET",
+    "PROBES",
+    "SAMPLE",
+    "custom_plans",
+    "has_word",
+    "page_statement",
+    "trigrams",
+    "word",
+]
 
 #: entries of a trigram's list read to judge its frequency (a shorter list is read whole)
 SAMPLE = 1000
-#: candidates walked for one needle before leaving it to the GIN bitmaps
+#: candidates walked for one needle before leaving it to the GIN index
 BUDGET = 5000
 #: further grams each candidate must be in (index probes) before its row is read
 PROBES = 2
 
-TRIGRAMS = table("crm_search_trigrams", column("gram"), column("customer_id"))
-
 _KIND = {"names": "n", "phones": "p", "emails": "e"}
-
-# per trigram: how many of its newest SAMPLE entries exist below the cursor, and the
-# oldest customer id among them (the same count over more ids: a rarer trigram)
-_SAMPLE_SQL = text(
-    """
-    SELECT g.gram, s.n, s.oldest
-    FROM unnest(CAST(:grams AS text[])) AS g (gram),
-    LATERAL (
-        SELECT count(*) AS n, min(t.customer_id) AS oldest
-        FROM (
-            SELECT customer_id FROM crm_search_trigrams
-            WHERE gram = g.gram AND customer_id < :before
-            ORDER BY customer_id DESC LIMIT :sample
-        ) AS t
-    ) AS s
-    """
-)
 
 #: a statement's customer conditions (owner, filters, visibility) on a Select over Customer
 Restrict = Callable[[Select[Any]], Select[Any]] | None
@@ -63,12 +93,10 @@ NO_CURSOR = 2**31 - 1  # above every customer id (integer primary key)
 
 
 async def custom_plans(session: AsyncSession) -> None:
-    """A plan per run for the rest of the transaction: the right plan of a ``LIKE`` over
-    the GIN indexes depends on the needle's frequency (walk or bitmap), asyncpg prepares
-    statements, and after five runs PostgreSQL may keep one generic plan for every
-    needle (measured: 6 ms, then 1 s a query at 1M). The walks' plans do not depend on
-    it (their shape is fixed by ``LATERAL`` and ``OFFSET 0``): it is set only before a
-    statement that needs it."""
+    """A plan per run for the rest of the transaction, for the statements whose right plan
+    depends on the needle's frequency (the filtered lists' and the scan's ``IN``, not
+    :func:`page_statement`): asyncpg prepares statements, and after five runs PostgreSQL may
+    keep one generic plan for every needle (measured: 6 ms, then 1 s a query at 1M)."""
     await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
 
 
@@ -80,121 +108,266 @@ def trigrams(column_name: str, needle: str) -> list[str]:
     return sorted(kind + piece for piece in pieces)
 
 
-async def newest_ids(
-    session: AsyncSession,
+def page_statement(
     terms: Sequence[tuple[str, str]],
-    fallback: Callable[[str, str], Select[Any]],
     restrict: Restrict,
     limit: int,
+    offset: int,
     before: int | None,
-) -> list[int]:
-    """The newest ``limit`` customer ids (below ``before``) matching any of ``terms``
-    ((crm_search column, needle) pairs) and ``restrict``. ``fallback(column, needle)``:
-    the ids matching one term (a Select over crm_search, any order), for needles of 1-2
-    characters and the walks that ran out of budget."""
-    cursor = NO_CURSOR if before is None else before
-    long_terms = [(c, n) for c, n in terms if len(n) >= 3]
-    rarest: dict[tuple[str, str], tuple[list[str], bool]] = {}
-    if long_terms:
-        wanted = sorted({g for c, n in long_terms for g in trigrams(c, n)})
-        sampled = {
-            row.gram: (row.n, row.oldest)
-            for row in await session.execute(
-                _SAMPLE_SQL, {"grams": wanted, "before": cursor, "sample": SAMPLE}
+) -> tuple[Select[Any], dict[str, Any]]:
+    """ONE statement selecting the newest ``limit`` customers (below ``before``, after
+    skipping ``offset``), newest first, that match any of ``terms`` ((crm_search column,
+    needle) pairs) and ``restrict``, and its parameters. The statement depends on the
+    terms' columns and lengths only (the needles are parameters): built once per shape
+    when nothing restricts it (a supervisor's search), for every search otherwise."""
+    shape = tuple((col, _probes(col, needle)) for col, needle in terms)
+    stmt = _plain(shape) if restrict is None else _statement(shape, restrict)
+    params: dict[str, Any] = {
+        "cursor": NO_CURSOR if before is None else before,
+        "walk_limit": offset + limit,
+        "page_limit": limit,
+        "page_offset": offset,
+        "sample": SAMPLE,
+        "budget": BUDGET,
+        "budget_skip": BUDGET - 1,
+        "grams": sorted({g for t in terms if len(t[1]) >= 3 for g in trigrams(*t)}),
+    }
+    for i, (col, needle) in enumerate(terms):
+        params[f"pattern{i}"] = "%" + _LIKE_ESCAPE.sub(r"/\g<0>", needle) + "%"
+        if len(needle) >= 3:
+            params[f"grams{i}"] = trigrams(col, needle)
+        else:
+            params[f"word{i}"] = [word(col, needle)]
+    return stmt, params
+
+
+#: what ``LIKE … ESCAPE '/'`` must see escaped in a needle (as ``contains(autoescape=True)``)
+_LIKE_ESCAPE = re.compile("[/%_]")
+
+
+def word(column_name: str, needle: str) -> str:
+    """The ``crm_search.grams`` word of a 1-2 character needle or a 5-digit window looked
+    for in a column (:func:`crm_bridge.keys.gram_token`: its kind letter, then the
+    characters)."""
+    return gram_token(_KIND[column_name], needle)
+
+
+def has_word(words: Any) -> ColumnElement[bool]:
+    """``crm_search.grams`` holds the words in ``words`` (a text array): served by
+    crm_0006's GIN index, whose expression this is literally (a bound ``' '`` would not
+    match it)."""
+    split = func.string_to_array(CustomerSearch.grams, literal_column("' '"))
+    return split.op("@>", is_comparison=True)(words)
+
+
+def _probes(col: str, needle: str) -> int:
+    """-1 for a needle of 1-2 characters (walks rows), else the walk's index probes."""
+    if len(needle) < 3:
+        return -1
+    return min(PROBES, len(trigrams(col, needle)) - 1)
+
+
+@lru_cache(maxsize=256)
+def _plain(shape: tuple[tuple[str, int], ...]) -> Select[Any]:
+    return _statement(shape, None)
+
+
+def _statement(shape: tuple[tuple[str, int], ...], restrict: Restrict) -> Select[Any]:
+    lim = bindparam("walk_limit", type_=Integer)
+    parts: list[Select[Any]] = []
+    sampled = _sampled() if any(probes >= 0 for _, probes in shape) else None
+    for i, (col, probes) in enumerate(shape):
+        body = getattr(CustomerSearch, col)
+        like = body.like(bindparam(f"pattern{i}", type_=Text), escape="/")
+        if probes >= 0:
+            assert sampled is not None
+            walk, exhaustive = _gram_walk(i, probes, like, sampled, restrict)
+            indexed = like  # pg_trgm's GIN index of the column; the bitmap rechecks
+        else:
+            walk, exhaustive = _row_walk(i, col, restrict)
+            indexed = has_word(bindparam(f"word{i}", type_=ARRAY(Text)))
+        parts.append(select(walk.c.customer_id))
+        # the gate: evaluated once (initplans, no column of the rows in it), before the
+        # GIN index is read; a walk that filled the page or read everything skips it
+        gate = and_(select(func.count()).select_from(walk).scalar_subquery() < lim, ~exhaustive)
+        # every match the GIN index gives (OFFSET 0 keeps the cursor and, for a short
+        # needle, the LIKE out of the index scan: a generic plan would AND the bitmap
+        # with a range of the primary key, or with a trigram index that a needle of 1-2
+        # characters makes read whole), then the newest below the cursor kept
+        matches = (
+            _restricted(select(CustomerSearch.customer_id, body.label("body")), restrict)
+            .where(indexed, gate)
+            .offset(0)
+            .subquery(f"gin{i}")
+        )
+        parts.append(
+            select(matches.c.customer_id)
+            .where(
+                matches.c.customer_id < _CURSOR,
+                matches.c.body.like(bindparam(f"pattern{i}", type_=Text), escape="/"),
             )
-        }
-        for term in long_terms:
-            seen = [(sampled[g], g) for g in trigrams(*term)]
-            if any(n == 0 for (n, _), _ in seen):
-                continue  # a trigram in no row (below the cursor): no match
-            # fewest entries; at the sample's size, the one reaching furthest back
-            ranked = sorted(seen, key=lambda x: (x[0][0], x[0][1]))
-            rarest[term] = ([g for _, g in ranked], ranked[0][0][0] < SAMPLE)
-    found: set[int] = set()
-    planned = False
-    for col, needle in terms:
-        if len(needle) >= 3 and (col, needle) not in rarest:
-            continue
-        if (col, needle) in rarest:
-            order, whole = rarest[(col, needle)]
-            ids = await _walk(session, col, needle, order, restrict, limit, cursor)
-            if len(ids) >= limit or whole or await _short(session, order[0], cursor):
-                found.update(ids)  # a full page, or every candidate was checked
-                continue
-        if not planned:
-            await custom_plans(session)
-            planned = True
-        stmt = _restricted(fallback(col, needle), restrict)
-        stmt = stmt.where(CustomerSearch.customer_id < cursor)
-        stmt = stmt.order_by(CustomerSearch.customer_id.desc()).limit(limit)
-        found.update((await session.scalars(stmt)).all())
-    return sorted(found, reverse=True)[:limit]
+            .order_by(matches.c.customer_id.desc())
+            .limit(lim)
+        )
+    found = union(*parts).subquery("found")
+    page = (
+        select(found.c.customer_id)
+        .order_by(found.c.customer_id.desc())
+        .limit(bindparam("page_limit", type_=Integer))
+        .offset(bindparam("page_offset", type_=Integer))
+        .subquery("page")
+    )
+    return (
+        select(Customer)
+        .join(page, Customer.id == page.c.customer_id)
+        .order_by(Customer.id.desc())
+    )
 
 
-async def _walk(
-    session: AsyncSession,
-    col: str,
-    needle: str,
-    grams: Sequence[str],
-    restrict: Restrict,
-    limit: int,
-    cursor: int,
-) -> list[int]:
-    """The newest ``limit`` matches of ``needle`` in ``col`` among the newest
-    :data:`BUDGET` customers holding ``grams[0]`` (nested loop in the list's order: no
-    sort, stops when full). Each candidate is first looked up in the lists of the next
-    :data:`PROBES` rarest grams (an index probe each), then its row checked."""
+_CURSOR = bindparam("cursor", type_=Integer)
+_SAMPLE = bindparam("sample", type_=Integer)
+_BUDGET = bindparam("budget", type_=Integer)
+
+
+def _sampled() -> CTE:
+    """Per gram: how many of its newest :data:`SAMPLE` entries exist below the cursor and
+    the oldest customer id among them (the same count over more ids: a rarer gram)."""
+    trigram = _trigrams("t")
+    g = (
+        func.unnest(bindparam("grams", type_=ARRAY(Text)))
+        .table_valued("gram")
+        .render_derived(name="g")
+    )
+    newest = (
+        select(trigram.c.customer_id)
+        .where(trigram.c.gram == g.c.gram, trigram.c.customer_id < _CURSOR)
+        .order_by(trigram.c.customer_id.desc())
+        .limit(_SAMPLE)
+        .lateral("newest")
+    )
+    return (
+        select(
+            g.c.gram,
+            func.count(newest.c.customer_id).label("n"),
+            func.min(newest.c.customer_id).label("oldest"),
+        )
+        .select_from(g.outerjoin(newest, true()))
+        .group_by(g.c.gram)
+        .cte("sampled")
+    )
+
+
+def _gram_walk(
+    i: int, probes: int, like: ColumnElement[bool], sampled: CTE, restrict: Restrict
+) -> tuple[CTE, ColumnElement[bool]]:
+    """The walk of a 3+ character needle (module docstring, steps 1-2) and whether it saw
+    every candidate."""
+    ranked = (
+        select(
+            func.array_agg(
+                aggregate_order_by(sampled.c.gram, sampled.c.n, sampled.c.oldest, sampled.c.gram),
+                type_=ARRAY(Text),
+            ).label("grams"),
+            func.min(sampled.c.n).label("least"),
+        )
+        .where(sampled.c.gram == any_(bindparam(f"grams{i}", type_=ARRAY(Text))))
+        .cte(f"ranked{i}")
+    )
+
+    def nth(k: int) -> Any:  # the k-th rarest gram (1-based)
+        return select(ranked.c.grams[k]).scalar_subquery()
+
+    trigram = _trigrams(f"walked{i}")
     candidates = (
-        select(TRIGRAMS.c.customer_id)
-        .where(TRIGRAMS.c.gram == grams[0], TRIGRAMS.c.customer_id < cursor)
-        .order_by(TRIGRAMS.c.customer_id.desc())
-        .limit(BUDGET)
-        .subquery("candidates")
+        select(trigram.c.customer_id)
+        .where(trigram.c.gram == nth(1), trigram.c.customer_id < _CURSOR)
+        .order_by(trigram.c.customer_id.desc())
+        .limit(_BUDGET)
+        .subquery(f"candidates{i}")
     )
     joined: Any = candidates
-    for i, gram in enumerate(grams[1 : 1 + PROBES]):
-        also = table("crm_search_trigrams", column("gram"), column("customer_id")).alias(f"also{i}")
+    for k in range(probes):
+        also = _trigrams(f"also{i}_{k}")
         probe = (
             select(literal_column("1").label("ok"))
             .select_from(also)
-            .where(also.c.gram == gram, also.c.customer_id == candidates.c.customer_id)
+            .where(also.c.gram == nth(k + 2), also.c.customer_id == candidates.c.customer_id)
             .offset(0)
-            .lateral(f"probe{i}")
+            .lateral(f"probe{i}_{k}")
         )
         joined = joined.join(probe, true())
-    # each candidate checked on its own (a LATERAL kept apart by OFFSET 0): otherwise the
-    # planner may hash-join the candidates with every LIKE match from the GIN index
-    # (measured at 1M: 34 ms for a needle in 11,320 rows, 0.6 ms walking)
+    walk = _checked(i, like, candidates.c.customer_id, joined, restrict)
+    # read whole: the sample saw the end of the rarest list, or the list is shorter
+    # than the budget
+    listed = (
+        select(literal_column("1"))
+        .select_from(trigram)
+        .where(trigram.c.gram == nth(1), trigram.c.customer_id < _CURSOR)
+        .limit(_BUDGET)
+        .subquery(f"listed{i}")
+    )
+    whole = select(ranked.c.least).scalar_subquery() < _SAMPLE
+    short = select(func.count()).select_from(listed).scalar_subquery() < _BUDGET
+    return walk, whole | short
+
+
+def _row_walk(i: int, col: str, restrict: Restrict) -> tuple[CTE, ColumnElement[bool]]:
+    """The walk of a 1-2 character needle: the newest :data:`BUDGET` rows of
+    ``crm_search`` below the cursor read backwards by primary key, stopping when the
+    page is full, and whether they were all there was. The ``LIKE`` is on ``col || ''``,
+    which no index serves: a generic plan cannot choose the column's trigram index
+    (read whole for a needle without a trigram)."""
+    rows = table("crm_search", column("customer_id")).alias(f"rows{i}")
+    # the BUDGET-th newest row below the cursor (NULL: fewer rows than that), read once
+    bound = (
+        select(rows.c.customer_id.label("oldest"))
+        .where(rows.c.customer_id < _CURSOR)
+        .order_by(rows.c.customer_id.desc())
+        .offset(bindparam("budget_skip", type_=Integer))
+        .limit(1)
+        .cte(f"bound{i}")
+    )
+    oldest = select(bound.c.oldest).scalar_subquery()
+    unindexed = getattr(CustomerSearch, col).concat(literal_column("''"))
+    walk = (
+        _restricted(select(CustomerSearch.customer_id), restrict)
+        .where(
+            CustomerSearch.customer_id < _CURSOR,
+            CustomerSearch.customer_id >= func.coalesce(oldest, 0),
+            unindexed.like(bindparam(f"pattern{i}", type_=Text), escape="/"),
+        )
+        .order_by(CustomerSearch.customer_id.desc())
+        .limit(bindparam("walk_limit", type_=Integer))
+        .cte(f"walk{i}")
+    )
+    return walk, oldest.is_(None)
+
+
+def _checked(
+    i: int, like: ColumnElement[bool], candidate: Any, joined: Any, restrict: Restrict
+) -> CTE:
+    """The newest candidates (in their order: a nested loop, no sort, stops when the page
+    is full) whose row matches ``like`` and ``restrict``. Each candidate is checked on
+    its own (a ``LATERAL`` kept apart by ``OFFSET 0``): otherwise the planner may
+    hash-join the candidates with every ``LIKE`` match from the GIN index (measured at
+    1M: 34 ms for a needle in 11,320 rows, 0.6 ms walking)."""
     check: Select[Any] = (
         select(literal_column("1").label("ok"))
         .select_from(CustomerSearch)
-        .where(
-            CustomerSearch.customer_id == candidates.c.customer_id,
-            getattr(CustomerSearch, col).contains(needle, autoescape=True),
-        )
+        .where(CustomerSearch.customer_id == candidate, like)
     )
-    checked = _restricted(check, restrict).offset(0).lateral("checked")
-    stmt = (
-        select(candidates.c.customer_id)
+    checked = _restricted(check, restrict).offset(0).lateral(f"checked{i}")
+    return (
+        select(candidate.label("customer_id"))
         .select_from(joined.join(checked, true()))
-        .order_by(candidates.c.customer_id.desc())
-        .limit(limit)
+        .order_by(candidate.desc())
+        .limit(bindparam("walk_limit", type_=Integer))
+        .cte(f"walk{i}")
     )
-    return list((await session.scalars(stmt)).all())
 
 
-async def _short(session: AsyncSession, gram: str, cursor: int) -> bool:
-    """Whether ``gram``'s list below ``cursor`` is shorter than :data:`BUDGET` (a walk of
-    it checked every candidate)."""
-    within = (
-        select(literal_column("1"))
-        .select_from(TRIGRAMS)
-        .where(TRIGRAMS.c.gram == gram, TRIGRAMS.c.customer_id < cursor)
-        .limit(BUDGET)
-        .subquery()
-    )
-    n = await session.scalar(select(func.count()).select_from(within))
-    return (n or 0) < BUDGET
+def _trigrams(name: str) -> Any:
+    return table("crm_search_trigrams", column("gram"), column("customer_id")).alias(name)
 
 
 def _restricted(stmt: Select[Any], restrict: Restrict) -> Select[Any]:

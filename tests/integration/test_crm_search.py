@@ -289,3 +289,72 @@ async def test_migration_fills_the_table_like_reindex(db_url: str) -> None:
         assert [c["id"] for c in await store.search("@x", SYSTEM)] == [2]
     finally:
         await db.dispose()
+
+
+@pytest.mark.parametrize("db_url", [pytest.param("postgresql", marks=pytest.mark.postgres)],
+                         indirect=True)  # fmt: skip
+@pytest.mark.parametrize("plans", ["force_generic_plan", "force_custom_plan"])
+async def test_one_statement_gives_the_scans_pages_under_any_plan(
+    db_url: str, plans: str, migrated_db: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL: a search is one prepared statement (crm_bridge.search_walk), and after
+    five runs the server may plan it once for every needle (a generic plan). Under
+    generic plans and under plans made for each needle alike, with the whole walks and
+    with walks that run out at once (handing over to the GIN indexes), pages read by
+    keyset are the scan's list, for a supervisor and for an agent with a filter."""
+    admin = Database.from_url(db_url)
+    try:
+        async with admin.engine.connect() as conn:
+            name = (await conn.execute(text("SELECT current_database()"))).scalar_one()
+            await conn.execute(text(f'ALTER DATABASE "{name}" SET plan_cache_mode = {plans}'))
+            await conn.commit()
+    finally:
+        await admin.dispose()
+    db = Database.from_url(db_url)
+    try:
+        async with db.reader.connect() as conn:
+            assert (await conn.execute(text("SHOW plan_cache_mode"))).scalar_one() == plans
+        store = CrmStore(db, "CN")
+        rng = random.Random(21)
+        names = ["王伟", "王芳", "Anna Garcia", "Garcia Lee", "李雷", "伟芳 Q", "Globex Sys"]
+        for i in range(30):
+            await store.create_customer(
+                CustomerIn(
+                    name=f"{rng.choice(names)} {i:03d}",
+                    tier=rng.choice(["", "gold"]),
+                    owner=rng.choice([None, "agent1", "agent2"]),
+                    contacts=[
+                        ContactIn(
+                            name="x",
+                            phones=[f"+86 138 {rng.randint(0, 9999):04d} {i:04d}"],
+                            emails=[f"ka@x{i}.cn"] if i % 4 == 0 else [],
+                        )
+                    ],
+                    force=True,
+                ),
+                SYSTEM,
+            )
+        needles = ["王", "garcia", "138", "00138", "伟芳", "q", "0013", "globexsys", "a@", "nobody"]
+        for sample, budget in ((1000, 5000), (2, 3)):
+            monkeypatch.setattr(search_walk, "SAMPLE", sample)
+            monkeypatch.setattr(search_walk, "BUDGET", budget)
+            agent = (Actor("agent1", "agent"), Filters(tier="gold"))
+            for actor, filters in ((SYSTEM, None), agent):
+                for q in needles:
+                    scan = [
+                        c["id"]
+                        for c in await store.search(
+                            q, actor, limit=500, method="scan", filters=filters
+                        )
+                    ]
+                    keyset: list[int] = []
+                    before = None
+                    while page := await store.search(
+                        q, actor, limit=4, before=before, filters=filters
+                    ):
+                        keyset += [c["id"] for c in page]
+                        before = page[-1]["id"]
+                    assert keyset == scan, (plans, budget, actor.name, q)
+        assert len(await store.search("138", SYSTEM, limit=500)) == 30
+    finally:
+        await db.dispose()
