@@ -8,9 +8,12 @@ CALL RECORD") until the module loads again; ``module reload`` does nothing while
 is unchanged (``CONFIG_FLAG_FILEUNCHANGED``). Nothing it exposes over AMI tells the two
 states apart (its status is a CLI command, and "connected" is true in both).
 
-So the driver watches what matters, the rows: the calls of its server it saw end (their
-Linkedids carry the server's ``systemname``) must have their CDR in the table a few
-seconds later (``grace_s``). When ``strikes`` checks in a row find none of their calls'
+So the driver watches what matters, the rows: every call it saw end on its AMI link (its
+server's calls: Asterisk's own Linkedids, which carry the server's ``systemname``, and
+the ones the system originates with a Linkedid it chose, ``cti-camp-``, ``cti-out-``,
+``cti-cb-``: cdr_pgsql writes those under that Linkedid too, cdr.conf logs unanswered
+calls) must have its CDR in the table, under the server's name, a few seconds later
+(``grace_s``). When ``strikes`` checks in a row find none of their calls'
 CDRs (one missing call is a brief outage, which cdr_pgsql survives by itself: it
 reconnects with its columns), cdr_pgsql is loaded again (AMI ``ModuleLoad`` unload +
 load: its table is read then), at most once per ``cooldown_s``; a module that is not
@@ -65,12 +68,10 @@ class CdrWatch:
         self.reloads = 0
 
     def on_completed(self, event: CallCompleted) -> None:
-        """Bus handler: a call of this node's server, seen live (not recovered), ended."""
+        """Bus handler: a call of this node's server, seen live (not recovered), ended,
+        whoever chose its Linkedid."""
         rec = event.record
-        name = self.ami.system_name
-        if not self.ami.connected or not name or rec.source != "ami":
-            return
-        if rec.linkedid.startswith(name + "-"):
+        if self.ami.connected and rec.source == "ami" and rec.linkedid:
             self._pending[rec.linkedid] = (self.clock(), rec.ended_at)
 
     async def on_connected(self) -> None:

@@ -208,16 +208,18 @@ async def shut_down(node: DaemonProcess, inst: NetnsAsterisk, ami: AmiClient, db
     await db.dispose()
 
 
-async def call(ami: AmiClient, hold_s: float) -> None:
+async def call(ami: AmiClient, hold_s: float, linkedid: str = "") -> None:
     """A simulated caller through the IVR (its fallback: the queue), hanging up after
-    ``hold_s`` unless the agent's side ends the call first."""
+    ``hold_s`` unless the agent's side ends the call first; ``linkedid``: one we choose
+    (as the system's own calls have, ``cti-out-...``), else Asterisk's."""
     number = f"1390{secrets.randbelow(10**7):07d}"
+    ids = {"ChannelId": linkedid, "OtherChannelId": linkedid + "-2"} if linkedid else {}
     await ami.send_action(
         "Originate",
         {
             "Channel": f"Local/{DNIS}@cti-inbound", "Context": "cti-sim-caller",
             "Exten": "s", "Priority": "1", "CallerID": number,
-            "Variable": [f"CTI_SIM_HOLD={hold_s}"], "Async": "true",
+            "Variable": [f"CTI_SIM_HOLD={hold_s}"], "Async": "true", **ids,
         },
     )  # fmt: skip
 
@@ -227,7 +229,7 @@ async def quiet(inst: NetnsAsterisk) -> bool:
     return re.search(r"^0 active channels", out, re.M) is not None
 
 
-async def one_call(ami: AmiClient, inst: NetnsAsterisk) -> Truth:
+async def one_call(ami: AmiClient, inst: NetnsAsterisk, linkedid: str = "") -> Truth:
     """A short call (its caller hangs up in the IVR), over: as Asterisk's files say."""
 
     def calls() -> dict[str, Truth]:
@@ -236,7 +238,7 @@ async def one_call(ami: AmiClient, inst: NetnsAsterisk) -> Truth:
         return read_truth(inst.cdr_csv, inst.queue_log, 0)
 
     known = set(calls())
-    await call(ami, hold_s=1.5)
+    await call(ami, hold_s=1.5, linkedid=linkedid)
 
     async def over() -> Truth | None:
         new = [t for k, t in (await asyncio.to_thread(calls)).items() if k not in known]
@@ -469,7 +471,10 @@ async def test_an_asterisk_booted_without_postgresql_gets_its_cdrs_written_by_th
     columns, and drops every CDR once PostgreSQL is back); PostgreSQL comes back; the
     node driving it sees its calls' CDRs missing from the table (two calls in a row) and
     loads cdr_pgsql again over AMI: the next call's CDR is in the table, with nobody
-    reloading anything by hand. (Without the node's watch no CDR ever arrives.)"""
+    reloading anything by hand. (Without the node's watch no CDR ever arrives.) The calls
+    have a Linkedid the system chose, as its campaign, click-to-call and callback calls do
+    (``cti-out-...``): they count as the server's calls (a server placing only those heals
+    too), and cdr_pgsql writes their CDR under that Linkedid."""
     from cti.records.postgres import CDR
 
     forwarder.cut()  # PostgreSQL refuses Asterisk while it boots
@@ -490,7 +495,9 @@ async def test_an_asterisk_booted_without_postgresql_gets_its_cdrs_written_by_th
             await node.start()
             missed: set[str] = set()
             for _ in range(4):  # a call at a time until the node has seen enough missing
-                missed.add((await one_call(ami, inst)).linkedid)
+                mine = f"cti-out-{secrets.token_hex(6)}"
+                assert (await one_call(ami, inst, mine)).linkedid == mine
+                missed.add(mine)
                 with contextlib.suppress(AssertionError):
                     await wait_for(lambda: _true("cdr_pgsql.so loaded again" in node.tail(200)),
                                    timeout=10, what="the node to load cdr_pgsql again")  # fmt: skip
@@ -498,7 +505,7 @@ async def test_an_asterisk_booted_without_postgresql_gets_its_cdrs_written_by_th
             else:
                 raise AssertionError(f"cdr_pgsql not loaded again after {len(missed)} calls")
             assert not missed & await in_table(), "a CDR written before the reload"
-            healed = await one_call(ami, inst)
+            healed = await one_call(ami, inst, f"cti-out-{secrets.token_hex(6)}")
 
             async def written() -> bool:
                 return healed.linkedid in await in_table()
