@@ -23,7 +23,8 @@ Guarantees:
   its base) and only the categories that differ are rewritten: a name whose categories
   Asterisk reads back otherwise than wanted is deleted (``DelCat``) and built again, a
   name no longer wanted is deleted, a new one built; nothing is sent when the file holds
-  it all (the usual connect). The result is the same as a whole push (the base's
+  it all (the usual connect); the file is pushed whole instead when that takes no more
+  header lines than the edit. The result is the same as a whole push (the base's
   categories, then the wanted ones, read back exactly), except that names come in the
   order they were added. A file that does not start with exactly its base's categories
   (missing, unreadable, a base that changed) is pushed whole. Each ``UpdateConfig``
@@ -258,7 +259,7 @@ async def push(
     changed; the whole file when it does not start with its base."""
     if changes_only:
         return await push_changes(ami, (conf,), timeout=timeout)
-    return await _push(ami, conf, None, timeout)
+    return await _push(ami, conf, None, timeout, _EtcDir(ami, timeout))
 
 
 async def push_changes(
@@ -269,6 +270,7 @@ async def push_changes(
     for conf in confs:  # refused before anything is sent
         conf.check()
     bases: dict[str, list[Category] | None] = {}
+    etc_dir = _EtcDir(ami, timeout)
     sent = 0
     for conf in confs:
         if conf.base not in bases:
@@ -276,37 +278,57 @@ async def push_changes(
                 bases[conf.base] = await read(ami, conf.base, timeout=timeout)
             except AmiActionError:
                 bases[conf.base] = None  # unreadable: each file pushed whole
-        sent += await _push(ami, conf, bases[conf.base], timeout)
+        sent += await _push(ami, conf, bases[conf.base], timeout, etc_dir)
     return sent
 
 
+class _EtcDir:
+    """Asterisk's configuration directory (``Getvar ASTETCDIR``), asked once a push."""
+
+    def __init__(self, ami: AmiClient, timeout: float) -> None:
+        self.ami, self.timeout = ami, timeout
+        self._path = ""
+
+    async def get(self, for_file: str) -> str:
+        if not self._path:
+            reply = await self.ami.send_action(
+                "Getvar", {"Variable": "ASTETCDIR"}, timeout=self.timeout
+            )
+            path = (reply.get("Value") or "").rstrip("/")
+            if not path.startswith("/"):
+                raise ConfigPushError(
+                    reply, f"{for_file}: Asterisk did not say its configuration directory"
+                )
+            self._path = path
+        return self._path
+
+
 async def _push(
-    ami: AmiClient, conf: ConfigFile, base: Sequence[Category] | None, timeout: float
+    ami: AmiClient, conf: ConfigFile, base: Sequence[Category] | None, timeout: float,
+    etc_dir: _EtcDir,
 ) -> int:
     """``conf`` pushed whole, or with ``base`` (its base file as read) only what the file
     lacks."""
     conf.check()
     acts = actions(conf.categories)
-    src_is_base = True
+    src_is_base, exists = True, False
     if base is not None:
         try:
             edit = changes(await read(ami, conf.name, timeout=timeout), base, conf.categories)
+            exists = True
         except AmiActionError:
             edit = None  # missing or unreadable: pushed whole below
-        if edit is not None:
-            if not edit:
-                return 0
+        if edit is not None and not edit:
+            return 0
+        # the edit unless rebuilding from the base is no more work (a file that lost most
+        # of its names: a one-file phones list moved into the shards)
+        if edit is not None and sum(map(len, edit)) < sum(map(len, acts)):
             acts, src_is_base = edit, False
     # absolute paths: Asterisk's writer puts each category into the file it came from,
     # and renames only the source file's exact name to the destination's
-    reply = await ami.send_action("Getvar", {"Variable": "ASTETCDIR"}, timeout=timeout)
-    etc = (reply.get("Value") or "").rstrip("/")
-    if not etc.startswith("/"):
-        raise ConfigPushError(
-            reply, f"{conf.name}: Asterisk did not say its configuration directory"
-        )
+    etc = await etc_dir.get(conf.name)
     base_path, dest = f"{etc}/{conf.base}", f"{etc}/{conf.name}"
-    if src_is_base:
+    if not exists:
         try:  # UpdateConfig refuses a destination that does not exist yet
             await ami.send_action("CreateConfig", {"Filename": conf.name}, timeout=timeout)
         except AmiActionError:

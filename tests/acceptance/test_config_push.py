@@ -131,6 +131,14 @@ async def test_changes_only_rewrites_the_names_that_differ_and_reads_back_exactl
         ], name
     assert changes(back, templates, want) == []
 
+    # a file that lost most of its names is rebuilt from its base (fewer headers than
+    # deleting each: one message, not two)
+    many = tuple(Category(f"m{i}", (("a", "1"),)) for i in range(100))
+    await push(ami, ConfigFile(FILE, base, many))
+    few = ConfigFile(FILE, base, (Category("m7", (("a", "2"),)),))
+    assert await push(ami, few, changes_only=True) == 1
+    assert await read(ami, FILE) == [*templates, *few.categories]
+
     # a file that does not start with its base is pushed whole
     await push(ami, ConfigFile(FILE, "cti_empty.conf", (Category("x", (("a", "1"),)),)))
     assert changes(await read(ami, FILE), templates, want) is None
