@@ -402,6 +402,9 @@ class IvrApi:
                 converted = await asyncio.to_thread(convert_upload, raw, self.prompts.host_dir)
             except AudioRefused as exc:
                 raise ApiError(str(exc), status=422, code="not-audio") from None
+            # kept in the store too: the other nodes play it from their own directory
+            wav = await asyncio.to_thread(converted.path.read_bytes)
+            await self.editor.store.put_audio(converted.id, wav)
 
         def put(doc: dict[str, Any]) -> str:
             table = doc.setdefault("prompts", {})

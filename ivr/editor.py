@@ -28,8 +28,15 @@ from pathlib import Path
 from typing import Any
 
 from ivr.flow import Loaded
-from ivr.menus import IvrData, MenuError, parse_menus, to_document, validate_document
-from ivr.prompts import PromptError, PromptStore
+from ivr.menus import (
+    IvrData,
+    MenuError,
+    Prompt,
+    parse_menus,
+    to_document,
+    validate_document,
+)
+from ivr.prompts import PromptError, PromptStore, install_file
 from ivr.schedule import Override
 from ivr.store import IvrStore, Version
 
@@ -67,11 +74,23 @@ class IvrEditor:
         playable: dict[str, str] = {}
         for name, prompt in data.prompts.items():
             try:
+                await self._fetch_upload(prompt)
                 await asyncio.to_thread(self.prompts.render, prompt)
             except PromptError as exc:
                 raise MenuError([f"{where}prompts.{name}: {exc}"]) from None
             playable[name] = self.prompts.playable(prompt)
         return playable
+
+    async def _fetch_upload(self, prompt: Prompt) -> None:
+        """An uploaded recording this node does not have (another node received it) is
+        put into its prompt directory from the store (ivr_audio)."""
+        path = self.prompts.host_path(prompt) if prompt.upload is not None else None
+        if path is None or await asyncio.to_thread(path.is_file):
+            return
+        assert prompt.upload is not None
+        wav = await self.store.audio(prompt.upload)
+        if wav is not None:
+            await asyncio.to_thread(install_file, wav, path)
 
     def _swap(self, data: IvrData, playable: dict[str, str], version: Version) -> Loaded:
         self.loaded = Loaded(data, playable, f"store version {version.id}", version.id)

@@ -4,19 +4,20 @@ The menus, prompts, digit collection, business hours and numbers of the site are
 validated JSON document (:func:`ivr.menus.to_document`); every change stores a new
 version, so what ran at any time is known and any version can be restored. The
 day/night/emergency overrides are kept apart: supervisors flip them, they are not a
-change of the menus.
+change of the menus. Uploaded recordings (converted) are kept by their content id, so a
+node that did not receive the upload can still play them (decision 0032).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Integer, Text
+from sqlalchemy import BigInteger, Integer, LargeBinary, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cti.store.models import Base, BoundedText, UTCDateTime, utcnow
 
-__all__ = ["IvrOverrideRow", "IvrVersionRow"]
+__all__ = ["IvrAudioRow", "IvrOverrideRow", "IvrVersionRow"]
 
 _BigId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -49,3 +50,14 @@ class IvrOverrideRow(Base):
     note: Mapped[str] = mapped_column(BoundedText(256), default="")
     set_by: Mapped[str] = mapped_column(BoundedText(128), default="")
     set_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class IvrAudioRow(Base):
+    """An uploaded recording as Asterisk plays it (8 kHz mono 16-bit WAV), by its id (the
+    SHA-256 prefix of these bytes, ivr.audio): written once, never changed."""
+
+    __tablename__ = "ivr_audio"
+
+    id: Mapped[str] = mapped_column(BoundedText(64), primary_key=True)
+    wav: Mapped[bytes] = mapped_column(LargeBinary())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -25,7 +25,7 @@ from ivr.audio import upload_path
 from ivr.media import MediaSigner
 from ivr.menus import Prompt
 
-__all__ = ["PromptError", "PromptStore", "Speaker"]
+__all__ = ["PromptError", "PromptStore", "Speaker", "install_file"]
 
 
 class PromptError(RuntimeError):
@@ -86,7 +86,7 @@ class PromptStore:
             data = render_wav(prompt.text, prompt.voice, prompt.speed)
         except SoundError as exc:
             raise PromptError(str(exc)) from exc
-        _install(data, target)  # atomic: Asterisk never sees half a file
+        install_file(data, target)  # atomic: Asterisk never sees half a file
         return target
 
 
@@ -131,10 +131,10 @@ def _copy_rendered(store: PromptStore, prompt: Prompt, target: Path) -> None:
     data = source.read_bytes()
     if target.exists() and target.read_bytes() == data:
         return
-    _install(data, target)
+    install_file(data, target)
 
 
-def _install(data: bytes, target: Path) -> None:
+def install_file(data: bytes, target: Path) -> None:
     """``data`` as ``target``, atomically, also with several writers of the same file."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".tmp")

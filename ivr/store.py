@@ -6,16 +6,18 @@ this module only keeps them. The newest version is the one in force.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 
 from cti.store.db import Database
 from cti.store.models import clip_text
-from ivr.models import IvrOverrideRow, IvrVersionRow
+from ivr.models import IvrAudioRow, IvrOverrideRow, IvrVersionRow
 from ivr.schedule import Override
 
 __all__ = ["IvrStore", "Version"]
@@ -104,6 +106,20 @@ class IvrStore:
     async def count(self) -> int:
         async with self.db.session() as s:
             return int((await s.execute(select(func.count(IvrVersionRow.id)))).scalar() or 0)
+
+    # --- uploaded recordings ------------------------------------------------------------------
+    async def put_audio(self, audio_id: str, wav: bytes) -> None:
+        """Keep an uploaded recording (content-addressed: an id already kept, also by
+        another node at the same moment, is left as it is)."""
+        with contextlib.suppress(IntegrityError):
+            async with self.db.session() as s, s.begin():
+                if await s.get(IvrAudioRow, audio_id) is None:
+                    s.add(IvrAudioRow(id=audio_id, wav=wav))
+
+    async def audio(self, audio_id: str) -> bytes | None:
+        async with self.db.session() as s:
+            row = await s.get(IvrAudioRow, audio_id)
+            return None if row is None else bytes(row.wav)
 
     # --- overrides ----------------------------------------------------------------------------
     async def overrides(self) -> dict[str, Override]:

@@ -182,6 +182,22 @@ async def test_deep_and_huge_bodies(api: Api) -> None:
     assert got == 413, answer
 
 
+async def test_an_upload_plays_on_a_node_that_did_not_receive_it(
+    api: Api, db: Database, tmp_path: Path
+) -> None:
+    """Another node (its own prompt directory, the same store) loads the menus with the
+    uploaded recording: the file comes from the store, byte for byte (decision 0032)."""
+    got, body = await api.call("admin", "POST", "/api/v1/ivr/prompts/welcome/upload", data=tone())
+    assert got == 200, body
+    upload = body["value"]["upload"]
+    received = (tmp_path / "prompts" / f"upload-{upload}.wav").read_bytes()
+    other = PromptStore(tmp_path / "node2", "/sounds/cti")
+    editor = IvrEditor(IvrStore(db), other, tmp_path / "none.toml", "CN")
+    loaded = await editor.load_current()
+    assert loaded is not None and loaded.playable["welcome"] == f"/sounds/cti/upload-{upload}"
+    assert (tmp_path / "node2" / f"upload-{upload}.wav").read_bytes() == received
+
+
 async def test_upload_real_audio_only(api: Api, tmp_path: Path) -> None:
     got, body = await api.call(
         "admin", "POST", "/api/v1/ivr/prompts/welcome/upload", data=b"<svg onload=alert(1)>" * 9
