@@ -62,6 +62,21 @@ def _reconcile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _spool_serve(args: argparse.Namespace) -> int:
+    """The sidecar: the secret from CTI_RECORDINGS__SPOOL_SECRET (never a command line)."""
+    from aiohttp import web
+
+    from recordings.spool import SpoolSigner, spool_app
+
+    secret = os.environ.get("CTI_RECORDINGS__SPOOL_SECRET", "")
+    try:
+        signer = SpoolSigner(secret)
+    except ValueError as exc:
+        raise ConfigError(f"CTI_RECORDINGS__SPOOL_SECRET: {exc}") from None
+    web.run_app(spool_app(args.root, signer), host=args.host, port=args.port, print=None)
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("recordings", help="call recordings")
     rsub = p.add_subparsers(dest="recordings_cmd", required=True)
@@ -70,3 +85,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     r.add_argument("--json", action="store_true", help="print the report as JSON")
     r.set_defaults(func=_reconcile)
+    v = rsub.add_parser(
+        "spool-serve",
+        help="on Asterisk's host: serve its monitor spool to the nodes (recordings.spool)",
+    )
+    v.add_argument("--root", type=Path, required=True, help="Asterisk's monitor directory")
+    v.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    v.add_argument("--port", type=int, default=8090)
+    v.set_defaults(func=_spool_serve)

@@ -55,6 +55,11 @@ class RecordingsConfig(BaseModel):
     # signed playback URLs (the <audio> element cannot send a bearer token)
     url_ttl_s: int = Field(default=300, ge=10, le=86400)
     url_secret: str = ""  # empty: a random key per daemon start
+    # Asterisk on another host (recordings.spool): its monitor spool as the sidecar
+    # `cti recordings spool-serve` serves it, e.g. "http://10.0.5.10:8090"; each finished
+    # file is pulled into ``root`` before processing. "": ``root`` is Asterisk's spool
+    spool_url: str = Field(default="", pattern=r"^(https?://[A-Za-z0-9.:\[\]-]+/?)?$")
+    spool_secret: str = Field(default="", repr=False)  # shared with the sidecar, >= 16
     # live monitoring: supervisor name -> the device ChanSpy is originated to
     supervisor_devices: dict[str, str] = Field(default_factory=dict)
     spy_caller_id: str = Field(default="Monitor", pattern=r"^[A-Za-z0-9 _.\-]{1,40}$")

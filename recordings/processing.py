@@ -30,6 +30,7 @@ from recordings import audio
 from recordings.config import RecordingsConfig
 from recordings.models import Recording
 from recordings.naming import PathRefused, resolve_inside, with_format
+from recordings.spool import SpoolClient, SpoolSigner
 from recordings.store import RecordingStore
 
 __all__ = ["Outcome", "Processor", "ProcessorMetrics", "default_workers"]
@@ -97,6 +98,9 @@ class Processor:
         self.workers = workers or default_workers()
         self._pool: ThreadPoolExecutor | None = None
         self._slots = asyncio.Semaphore(self.workers)
+        self.spool: SpoolClient | None = None
+        if config.spool_url:
+            self.spool = SpoolClient(config.spool_url, SpoolSigner(config.spool_secret))
         self.backlog = 0  # files stopped and not finished yet (waiting, queued, converting)
         self.finished = 0
 
@@ -121,6 +125,8 @@ class Processor:
         except PathRefused as exc:
             row = await self.store.update(row_id, status="missing", reason=f"bad path: {exc}")
             return Outcome("missing", row)
+        if self.spool is not None:  # Asterisk on another host: its copy first
+            await self.spool.pull(row.path, path, close_timeout)
         closed = path.suffix != ".wav" or await _wait_closed(path, close_timeout)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(

@@ -1,0 +1,152 @@
+"""Recordings from an Asterisk on another host: a sidecar serves its monitor spool, the
+node pulls each finished file into its own root (docs/deploy.md, decision 0032).
+
+MixMonitor writes on Asterisk's host. ``cti recordings spool-serve`` runs there (the
+daemon's code, no store, no AMI) and answers, for a recording path signed with the
+shared ``[recordings] spool_secret``:
+
+- ``GET  /spool/v1/<sig>/<path>``: the file while MixMonitor has closed it (the WAV
+  header's sizes match, recordings.audio.wav_closed), **409** while it is still being
+  written, 404 when absent;
+- ``DELETE`` the same: removes it (after the node has its copy).
+
+``sig`` is an HMAC-SHA256 of the method and the path: a URL is good for that one file
+and that one action, nothing else under the spool is reachable (the path also passes
+recordings.naming.resolve_inside: a recording name, no symlink, inside the root).
+
+The node (``[recordings] spool_url``) pulls before processing (recordings.processing):
+it polls until the file is closed or the processor's wait ends, writes it atomically at
+the same relative path under its own root, then deletes it on the sidecar; from there
+on everything (compression, playback, retention) works on the node's copy as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from recordings import audio
+from recordings.naming import PathRefused, check_name, resolve_inside
+
+__all__ = ["SpoolClient", "SpoolSigner", "spool_app"]
+
+PREFIX = "/spool/v1"
+
+
+class SpoolSigner:
+    def __init__(self, secret: str) -> None:
+        if len(secret) < 16:
+            raise ValueError("[recordings] spool_secret: at least 16 characters")
+        self.key = hashlib.sha256(b"cti-spool\0" + secret.encode()).digest()
+
+    def sig(self, method: str, path: str) -> str:
+        mac = hmac.new(self.key, f"{method}\n{path}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac[:18]).decode()
+
+    def valid(self, method: str, path: str, sig: str) -> bool:
+        return hmac.compare_digest(self.sig(method, path).encode(), sig.encode())
+
+    def url_path(self, method: str, path: str) -> str:
+        check_name(path)
+        return f"{PREFIX}/{self.sig(method, path)}/{path}"
+
+
+def spool_app(root: Path, signer: SpoolSigner) -> web.Application:
+    """The sidecar's application: GET and DELETE of signed recording paths of ``root``."""
+
+    def _file(request: web.Request) -> Path:
+        sig, path = request.match_info["sig"], request.match_info["path"]
+        method = "DELETE" if request.method == "DELETE" else "GET"
+        if not signer.valid(method, path, sig):
+            raise web.HTTPForbidden(text="not a valid spool link\n")
+        try:
+            return resolve_inside(root, path)
+        except PathRefused:
+            raise web.HTTPForbidden(text="not a recording path\n") from None
+
+    def _read(path: Path) -> bytes | None:
+        """The bytes once closed; None while still being written."""
+        if not path.is_file():
+            raise FileNotFoundError(path)
+        if path.suffix == ".wav" and not audio.wav_closed(path):
+            return None
+        return path.read_bytes()
+
+    async def get(request: web.Request) -> web.Response:
+        path = _file(request)
+        try:
+            data = await asyncio.to_thread(_read, path)
+        except OSError:
+            raise web.HTTPNotFound(text="no such recording\n") from None
+        if data is None:
+            raise web.HTTPConflict(text="still being recorded\n")
+        return web.Response(body=data, content_type="application/octet-stream")
+
+    async def delete(request: web.Request) -> web.Response:
+        path = _file(request)
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+        return web.Response(status=204)
+
+    app = web.Application(client_max_size=1024)
+    app.router.add_get(PREFIX + "/{sig}/{path:.+}", get, allow_head=False)
+    app.router.add_delete(PREFIX + "/{sig}/{path:.+}", delete)
+    return app
+
+
+class SpoolClient:
+    """The node's side: pulls a finished recording from the sidecar at ``base_url``."""
+
+    def __init__(self, base_url: str, signer: SpoolSigner, poll_s: float = 0.3) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.signer = signer
+        self.poll_s = poll_s
+
+    async def pull(self, relpath: str, target: Path, timeout: float) -> bool:
+        """``relpath`` into ``target`` (atomically) and off the sidecar; False when it was
+        not there closed within ``timeout`` (nothing written). A ``target`` that exists
+        already (an earlier pull) is kept."""
+        if await asyncio.to_thread(target.exists):
+            return True
+        get_url = self.base_url + self.signer.url_path("GET", relpath)
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
+            while True:
+                try:
+                    async with http.get(get_url) as resp:
+                        if resp.status == 200:
+                            data = await resp.read()
+                            break
+                except aiohttp.ClientError:
+                    pass
+                if time.monotonic() >= deadline:
+                    return False
+                await asyncio.sleep(self.poll_s)
+            await asyncio.to_thread(_install, data, target)
+            delete_url = self.base_url + self.signer.url_path("DELETE", relpath)
+            try:
+                async with http.delete(delete_url) as resp:
+                    resp.raise_for_status()
+            except aiohttp.ClientError:
+                pass  # left on the sidecar; the node has its copy
+        return True
+
+
+def _install(data: bytes, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=".pull-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(name, target)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
