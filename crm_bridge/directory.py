@@ -21,7 +21,6 @@ writes from another process (``cti crm import``) show after ``ttl_s`` at the lat
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -197,8 +196,6 @@ def _customer_of(key: tuple[int, int]) -> int:
 # every directory's cache, by the writer engine whose commits can change it
 _WATCHED: weakref.WeakValueDictionary[int, CardCache] = weakref.WeakValueDictionary()
 _LISTENING = False
-# a writer lane's engine (another thread's loop) -> the loop its cache lives on
-_HOME: dict[int, asyncio.AbstractEventLoop] = {}
 
 
 def _table_of(state: ORMExecuteState) -> str:
@@ -237,18 +234,9 @@ def _after_commit(session: Session) -> None:
     cache = _WATCHED.get(id(session.bind))
     if cache is None:
         return
-    home = _HOME.get(id(session.bind))
-    if home is not None:  # committed on a writer lane: the cache is the home loop's
-        with contextlib.suppress(RuntimeError):  # that loop is closed: nobody reads it
-            home.call_soon_threadsafe(_changed, cache, cards, history)
-    else:
-        _changed(cache, cards, history)
-
-
-def _changed(cache: CardCache, cards: bool, history: set[int] | bool | None) -> None:
     if cards:
         cache.cards_changed()
-    if history is None or isinstance(history, set):
+    if history is not False:
         cache.history_changed(history)
 
 
@@ -257,21 +245,9 @@ def _after_rollback(session: Session) -> None:
     session.info.pop("crm_history_dirty", None)
 
 
-def watch_lane(engine: Any, lane_engine: Any, home: asyncio.AbstractEventLoop) -> None:
-    """Commits on ``lane_engine`` (:attr:`cti.store.db.Database.offload`'s, used on its
-    own thread) change what ``engine``'s cache holds: they clear it on ``home``, the
-    cache's loop, in commit order. A load in flight meanwhile stores nothing stale: its
-    mark predates the clear (or it read after the commit)."""
-    cache = _WATCHED.get(id(engine))
-    if cache is not None:
-        _WATCHED[id(lane_engine)] = cache
-        _HOME[id(lane_engine)] = home
-
-
 def _watch(engine: Any, cache: CardCache) -> None:
     global _LISTENING
     _WATCHED[id(engine)] = cache
-    _HOME.pop(id(engine), None)  # an engine of the caller's loop (its id may be reused)
     if not _LISTENING:
         event.listen(Session, "do_orm_execute", _on_execute)
         event.listen(Session, "after_flush", _after_flush)

@@ -11,7 +11,6 @@ recording already attached. A graceful stop drains the writer for a bounded time
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections import OrderedDict
@@ -26,7 +25,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_bridge.access import Actor, customer_for
 from crm_bridge.audit import audit
-from crm_bridge.directory import watch_lane
 from crm_bridge.errors import CrmError, Forbidden, NotFound
 from crm_bridge.models import CallAgent, Customer, Interaction, Phone
 from crm_bridge.records import interaction_dict
@@ -44,7 +42,7 @@ from cti.events import (
     SurveyAnswered,
 )
 from cti.pending import PendingStore
-from cti.store.db import Database, is_data_error
+from cti.store.db import is_data_error
 from cti.store.models import clip_text, utcnow
 from cti.worker import QueueWorker, WorkerMetrics
 
@@ -83,18 +81,6 @@ class Interactions:
         # agent can write the moment the phone rings (before the worker stored the row)
         self._offered: OrderedDict[str, set[str]] = OrderedDict()
         self._callers: dict[str, str] = {}  # linkedid -> caller number, same calls
-
-    def on_lane(self, db: Database, home: asyncio.AbstractEventLoop) -> Interactions:
-        """These interactions written through ``db`` (:attr:`Database.offload`, used on
-        its own loop's thread) with notifications delivered on ``home`` (this object's
-        loop: the bus and the webhooks live there), in order. The writer's handler uses
-        it; who may write a call (``remember_offer``) stays here."""
-        notify = self.notify
-
-        def on_home(event: str, data: dict[str, Any]) -> object:
-            return home.call_soon_threadsafe(notify, event, data)
-
-        return Interactions(CrmStore(db, self.store.region), notify=on_home)
 
     # --- who may write a call ----------------------------------------------------------
 
@@ -525,15 +511,6 @@ class InteractionWriter:
     (a short outage loses no interaction); a job the database refuses for its data is
     given up after a few attempts, logged in full and counted, without blocking the rest.
 
-    On PostgreSQL the writes run off the main loop (decision 0027): the worker's handler
-    runs on :attr:`Database.offload`'s loop, in its own thread with its own connections
-    (:meth:`Interactions.on_lane`; cti.worker's ``lane``), so a burst's rings and answers
-    do not hold the pops' loop with their round trips and flushes; one job batch at a
-    time, in order, as before; ``interaction.updated`` (webhooks, the disposition's end
-    of wrap-up) is delivered on the main loop in order, and the card cache's history is
-    cleared there (crm_bridge.directory). On SQLite they stay on the one writer
-    connection. The backlog is ``cti_queue_worker_pending{worker="crm-interactions"}``.
-
     A graceful stop drains the queue for at most ``STOP_GRACE_S`` with the store open;
     the jobs left then (in hand or queued) are kept in the store (cti.pending) and
     written first at the next start, in order. Every job is idempotent (an upsert or a
@@ -549,12 +526,8 @@ class InteractionWriter:
         retry_base_s: float = 0.5,
         retry_max_s: float = 30.0,
         metrics: WorkerMetrics | None = None,
-        offload: bool = True,
     ) -> None:
         self.interactions = interactions
-        #: what the handler writes through (:meth:`start`: the lane's, when offloaded)
-        self._writes = interactions
-        self._offload = offload
         self.worker: QueueWorker[Job] = QueueWorker(
             "crm-interactions", self._handle, queue_size=queue_size, batch_size=BATCH,
             retry_base_s=retry_base_s, retry_max_s=retry_max_s, permanent=is_data_error,
@@ -620,7 +593,7 @@ class InteractionWriter:
         return self.worker.submit(job)
 
     async def _handle(self, jobs: Sequence[Job]) -> None:
-        i = self._writes
+        i = self.interactions
         offers: list[Offer] = []
         for job in jobs:
             if job.kind == "offer":  # consecutive offers: one transaction
@@ -642,13 +615,6 @@ class InteractionWriter:
 
     async def start(self) -> None:
         await self.worker.resume()  # what the last stop left over, first
-        db = self.interactions.store.db
-        lane_db = db.offload if self._offload else db
-        if lane_db.lane is not None:
-            home = asyncio.get_running_loop()
-            self._writes = self.interactions.on_lane(lane_db, home)
-            watch_lane(db.engine.sync_engine, lane_db.engine.sync_engine, home)
-            self.worker.lane = lane_db.lane
         self.worker.start()
 
     async def flush(self) -> None:

@@ -35,17 +35,6 @@ Guarantees, the same for every user:
   puts it back on the queue ahead of new items (the handler must be idempotent: an item
   in hand may be applied twice). Each user states its guarantee in its module docstring.
 
-- **Off the main loop when asked** (``lane``, decision 0027). The handler's coroutine
-  runs on another event loop in its own thread (:attr:`cti.store.db.Database.lane`: a
-  PostgreSQL engine of its own lives there); the queue, the batching, the retries, the
-  counters and the stop stay on the caller's loop, which waits for one hop a batch. So
-  every guarantee above holds unchanged: one batch at a time per worker, in order;
-  nothing accepted is lost (a batch cancelled at a stop is cancelled on the lane too
-  and is kept); errors come back to the caller's loop, are logged there and retried.
-  The handler runs on the lane's loop: what it calls back on the caller's side (bus,
-  websocket, webhooks) must go through ``loop.call_soon_threadsafe``. The lane's loop
-  must outlive the worker (the store closes it after the features stopped).
-
 Counters (``enqueued``, ``handled``, ``dropped``, ``failed``, ``errors``, ``pending``) are
 attributes and, through :class:`WorkerMetrics`, Prometheus metrics labelled by name.
 """
@@ -54,8 +43,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
-from typing import Any, Generic, Protocol, TypeVar
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Generic, Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -63,20 +52,12 @@ from prometheus_client.registry import Collector
 
 from cti.tasks import BackgroundTasks
 
-__all__ = ["Keeper", "Lane", "QueueWorker", "WorkerMetrics"]
+__all__ = ["Keeper", "QueueWorker", "WorkerMetrics"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Handler = Callable[[Sequence[T]], Awaitable[None]]
-
-
-class Lane(Protocol):
-    """Another event loop's thread (:class:`cti.store.db.LoopThread`)."""
-
-    async def run(self, coro: Coroutine[Any, Any, None]) -> None: ...
-
-
 KEEP_TIMEOUT_S = 10.0  # writing what a stop left over to the store
 
 
@@ -107,7 +88,6 @@ class QueueWorker(Generic[T]):
         describe: Callable[[T], str] = repr,
         metrics: WorkerMetrics | None = None,
         keep: Keeper[T] | None = None,
-        lane: Lane | None = None,
     ) -> None:
         if queue_size < 1 or batch_size < 1 or concurrency < 1:
             raise ValueError("queue_size, batch_size and concurrency must be positive")
@@ -121,7 +101,6 @@ class QueueWorker(Generic[T]):
         self.permanent_attempts = max(1, permanent_attempts)
         self._describe = describe
         self._keep = keep
-        self.lane = lane
         self._queue: asyncio.Queue[T] = asyncio.Queue(maxsize=queue_size)
         self._tasks = BackgroundTasks(f"worker-{name}")
         self._in_flight: dict[int, Sequence[T]] = {}
@@ -297,10 +276,7 @@ class QueueWorker(Generic[T]):
         attempt = 0
         while True:
             try:
-                if self.lane is not None:
-                    await self.lane.run(_call(self._handler, batch))
-                else:
-                    await self._handler(batch)
+                await self._handler(batch)
             except Exception as exc:
                 attempt += 1
                 self.errors += 1
@@ -330,10 +306,6 @@ class QueueWorker(Generic[T]):
                     log.warning("%s: %d item(s) done after %d failed attempt(s)",
                                 self.name, len(batch), attempt)  # fmt: skip
                 return
-
-
-async def _call(handler: Handler[T], batch: Sequence[T]) -> None:
-    await handler(batch)
 
 
 def _describe_exc(exc: BaseException) -> str:

@@ -29,14 +29,6 @@ _INTERACTIONS = sa.table(
 )
 
 
-async def _insert(db: Database, batch: list[dict[str, Any]]) -> list[Recording]:
-    async with db.session() as s:
-        rows = [Recording(**values) for values in batch]
-        s.add_all(rows)
-        await s.commit()  # every column has a Python-side default: nothing to re-read
-        return rows
-
-
 def to_json(r: Recording) -> dict[str, Any]:
     return {
         "id": r.id, "linkedid": r.linkedid, "agent": r.agent, "queue": r.queue,
@@ -71,8 +63,7 @@ class RecordingStore:
     of answers) are inserted in one transaction by one writer task, up to ``BATCH_MAX``
     a transaction, each caller getting its own row back (with its id) as before. On
     PostgreSQL a transaction is several round trips the event loop drives; one per
-    recording was a fifth of the loop in a 200-call burst (decision 0027), so there the
-    transaction runs on the background writers' loop (``Database.offload``). A database
+    recording was a fifth of the loop in a 200-call burst (decision 0027). A database
     that is down or locked fails the batch's callers at once (each retries with its own
     backoff, ``Recorder._write``, as before); a row the database refuses for its values
     makes the batch's rows be tried alone, so it fails only its own caller."""
@@ -127,12 +118,11 @@ class RecordingStore:
                     fut.set_result(row)
 
     async def _insert(self, batch: list[dict[str, Any]]) -> list[Recording]:
-        """One transaction; on PostgreSQL on the writers' own loop (``Database.offload``:
-        its round trips and flush do not hold the main loop), in one hop."""
-        db = self.db.offload
-        if db.lane is not None:
-            return await db.lane.run(_insert(db, batch))
-        return await _insert(db, batch)
+        async with self.db.session() as s:
+            rows = [Recording(**values) for values in batch]
+            s.add_all(rows)
+            await s.commit()  # every column has a Python-side default: nothing to re-read
+            return rows
 
     async def get(self, recording_id: int) -> Recording | None:
         async with self.db.session() as s:

@@ -68,8 +68,7 @@ __all__ = ["StatsFeature"]
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 RULES_TTL_S = 5.0
-#: Facts the worker takes at once: consecutive links among them share one transaction
-#: (on PostgreSQL on the background writers' loop: StatsStore.add_links).
+#: Facts the worker takes at once: consecutive links among them share one transaction.
 FACTS_BATCH = 32
 FACTS_GRACE_S = 5.0  # a stop's drain of the facts worker; the rest is kept (cti.pending)
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
-from typing import Any, TypeVar
+from typing import Any
 from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
 
 from cti.cluster.live import ServerBoard
 from cti.principal import Principal
@@ -17,14 +19,14 @@ from cti.queue_log import RawLine
 from cti.records import RecordSource
 from cti.services import AgentTime, QueueService
 from cti.store.db import Database
+from stats.models import EntryRow, IvrAbandonRow
 from stats.settings import StatsSettings
-from stats.store import Bucket, QueueRules, StatsStore
+from stats.store import QueueRules, StatsStore
 from stats.wallboard import AlarmRule, Wallboard
 
 __all__ = ["IngestResult", "StatsService", "scoped_frame"]
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 def utcnow() -> datetime:
@@ -69,7 +71,6 @@ class StatsService:
         self.records = records
         self.settings = settings
         self.store = StatsStore(db, tz)
-        self._lane_store: StatsStore | None = None  # on Database.offload's loop
         self.wallboard = Wallboard(tz)
         self.rules: dict[str, QueueRules] = {}
         self._lock = asyncio.Lock()
@@ -145,26 +146,12 @@ class StatsService:
         if since is not None:
             rows = [r for r in rows if r.at >= since]
         await self.refresh_rules()
-        rules = self.rules
-        await self._on_lane(lambda store: store.add_lines(rows))
+        await self.store.add_lines(rows)
         callids = {r.callid for r in rows}
         if rederive_since is not None:
             callids.update(await self.store.callids_since(rederive_since))
-        touched: set[Bucket] = (
-            await self._on_lane(lambda store: store.rederive(callids, rules)) if callids else set()
-        )
+        touched = await self.store.rederive(callids, self.rules) if callids else set()
         return IngestResult(len(rows), len(touched))
-
-    async def _on_lane(self, work: Callable[[StatsStore], Coroutine[Any, Any, T]]) -> T:
-        """``work`` on the background writers' loop (``Database.offload``, decision 0027:
-        on PostgreSQL the ingest's writes and today's read held the main loop), in one
-        hop; on SQLite here, on the one writer connection. Callers keep ``_lock``."""
-        db = self.db.offload
-        if db.lane is None:
-            return await work(self.store)
-        if self._lane_store is None:
-            self._lane_store = StatsStore(db, self.tz)
-        return await db.lane.run(work(self._lane_store))
 
     async def _after_ingest(self) -> None:
         await self.load_today()
@@ -174,8 +161,35 @@ class StatsService:
     async def load_today(self) -> None:
         now = utcnow()
         start = datetime.combine(now.astimezone(self.tz).date(), time(0), self.tz)
-        since = start.astimezone(UTC)
-        rows, ivr = await self._on_lane(lambda store: store.today(since))
+        async with self.db.session() as s:
+            rows = (
+                await s.execute(
+                    select(
+                        EntryRow.callid,
+                        EntryRow.queue,
+                        EntryRow.entered_at,
+                        EntryRow.outcome,
+                        EntryRow.wait_s,
+                        EntryRow.talk_s,
+                        EntryRow.completed,
+                        EntryRow.wrapup_s,
+                        EntryRow.agent,
+                        EntryRow.hold_s,
+                        EntryRow.linkedid,
+                    ).where(EntryRow.entered_at >= start.astimezone(UTC))
+                )
+            ).all()
+            ivr = (
+                (
+                    await s.execute(
+                        select(IvrAbandonRow.linkedid).where(
+                            IvrAbandonRow.at >= start.astimezone(UTC)
+                        )
+                    )
+                )
+                .scalars()
+                .all()
+            )
         self.wallboard.merge_store(rows, ivr, now)
 
     # --- AMI / bus facts ---------------------------------------------------------------------

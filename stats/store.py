@@ -51,11 +51,6 @@ def _chunks(items: Sequence[Any], n: int = CHUNK) -> Iterable[Sequence[Any]]:
         yield items[i : i + n]
 
 
-async def _add_links(db: Database, rows: list[dict[str, Any]]) -> None:
-    async with db.session() as s, s.begin():
-        await s.execute(_insert_ignore(s, LinkRow, rows, ["uniqueid"]))
-
-
 def _insert_ignore(
     session: AsyncSession, table: Any, rows: list[dict[str, Any]], key: list[str]
 ) -> Any:
@@ -115,41 +110,20 @@ class StatsStore:
         ]
 
     # --- AMI / IVR facts --------------------------------------------------------------------
-    async def today(self, since: datetime) -> tuple[list[Any], list[str]]:
-        """The entries (the wallboard's columns) and the IVR abandons since ``since``."""
-        async with self.db.session() as s:
-            rows = (
-                await s.execute(
-                    select(
-                        EntryRow.callid, EntryRow.queue, EntryRow.entered_at, EntryRow.outcome,
-                        EntryRow.wait_s, EntryRow.talk_s, EntryRow.completed, EntryRow.wrapup_s,
-                        EntryRow.agent, EntryRow.hold_s, EntryRow.linkedid,
-                    ).where(EntryRow.entered_at >= since)
-                )
-            ).all()  # fmt: skip
-            ivr = (
-                await s.scalars(select(IvrAbandonRow.linkedid).where(IvrAbandonRow.at >= since))
-            ).all()
-        return list(rows), list(ivr)
-
     async def add_link(self, uniqueid: str, linkedid: str) -> None:
         await self.add_links([(uniqueid, linkedid)])
 
     async def add_links(self, links: Sequence[tuple[str, str]]) -> None:
-        """(uniqueid, linkedid) pairs, one transaction; a uniqueid already linked keeps
-        its first linkedid. On PostgreSQL on the background writers' loop
-        (``Database.offload``, decision 0027): a burst links every channel of every
-        call, and these round trips held the main loop."""
+        """(uniqueid, linkedid) pairs in one transaction (a burst links every channel of
+        every call; one transaction each held the loop, decision 0027); a uniqueid
+        already linked keeps its first linkedid."""
         rows: dict[str, dict[str, Any]] = {}
         for uniqueid, linkedid in links:
             rows.setdefault(uniqueid[:64], {"uniqueid": uniqueid[:64], "linkedid": linkedid[:64]})
         if not rows:
             return
-        db = self.db.offload
-        if db.lane is not None:
-            await db.lane.run(_add_links(db, list(rows.values())))
-        else:
-            await _add_links(db, list(rows.values()))
+        async with self.db.session() as s, s.begin():
+            await s.execute(_insert_ignore(s, LinkRow, list(rows.values()), ["uniqueid"]))
 
     async def add_ivr_abandon(self, linkedid: str, at: datetime, dnis: str, menu: str) -> Bucket:
         async with self.db.session() as s, s.begin():

@@ -36,15 +36,6 @@ loop, and a connection opened for a burst (a server process, the dialect's codec
 was closed again on return; card lookups at a call's entry took up to 1.3 s under a
 burst, so half the pops rang before their card was read (decision 0027). The main loop
 now waits for one hop, as on SQLite.
-
-Writers that run off the main loop (:attr:`Database.offload`, decision 0027): on
-PostgreSQL, a sibling :class:`Database` with an engine (``OFFLOAD_POOL`` connections) of
-its own, used only on an event loop of its own in one thread (``cti-write-loop``,
-:attr:`Database.lane`): the background writers (CRM interactions, statistics facts) drive
-their round trips and their ORM flushes there, so a burst's writes do not queue the
-main loop's work (the pops) behind them; the main loop waits for one hop a batch. On
-SQLite (and in memory) ``offload`` is the database itself and ``lane`` is None: the writes
-stay on the one writer connection, never a second writer beside it.
 """
 
 from __future__ import annotations
@@ -77,13 +68,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 __all__ = [
-    "OFFLOAD_POOL",
     "PG_READERS",
     "READER_POOL",
     "SQLITE_BUSY_TIMEOUT_MS",
     "WRITER_WAIT_S",
     "Database",
-    "LoopThread",
     "StoreConfigError",
     "is_data_error",
     "to_async_url",
@@ -96,8 +85,6 @@ SQLITE_BUSY_TIMEOUT_MS = 5000
 WRITER_WAIT_S = 60.0
 #: SQLite reader connections kept open (more are opened under load, up to twice that).
 READER_POOL = 4
-#: PostgreSQL connections of :attr:`Database.offload`'s engine (the background writers).
-OFFLOAD_POOL = 4
 #: PostgreSQL connections of :meth:`Database.read`'s own loop, all kept open and opened at
 #: start (:meth:`Database.warm`).
 PG_READERS = 8
@@ -209,13 +196,8 @@ class Database:
         reader: AsyncEngine | None = None,
         sync_reader: Engine | None = None,
         loop_reader: AsyncEngine | None = None,
-        lane: LoopThread | None = None,
     ) -> None:
         self.engine = engine
-        #: The event loop this database's engines are used on when it is not the caller's
-        #: (:attr:`offload`'s); None: the main loop's.
-        self.lane = lane
-        self._offload: Database | None = None
         self.reader = reader if reader is not None else engine
         self._sync_reader = sync_reader
         # PostgreSQL: the engine read() uses, only ever on self._loop_thread's loop
@@ -277,23 +259,6 @@ class Database:
         for each in (engine, reader, loop_reader):
             ping_when_idle(each.sync_engine)
         return cls(engine, reader, loop_reader=loop_reader)
-
-    @property
-    def offload(self) -> Database:
-        """Where background writers write (module docstring): on PostgreSQL a sibling
-        database whose engine lives on the ``cti-write-loop`` thread (its :attr:`lane`;
-        run its coroutines there with ``lane.run``), created at first use; otherwise
-        this database itself (one writer path; ``lane`` None)."""
-        if self.dialect != "postgresql" or self.lane is not None:
-            return self
-        if self._offload is None:
-            engine = create_async_engine(
-                self.engine.url, pool_size=OFFLOAD_POOL, max_overflow=0,
-                echo=self.engine.echo,
-            )  # fmt: skip
-            ping_when_idle(engine.sync_engine)
-            self._offload = Database(engine, lane=LoopThread("cti-write-loop"))
-        return self._offload
 
     @property
     def read_engine(self) -> Engine:
@@ -375,13 +340,6 @@ class Database:
         return await asyncio.get_running_loop().run_in_executor(self._read_pool, run)
 
     async def dispose(self) -> None:
-        """Close every engine; the background writers must have stopped (their last
-        writes are on :attr:`offload`'s loop, closed here too)."""
-        if self._offload is not None and self._offload.lane is not None:
-            lane = self._offload.lane
-            await lane.run(self._offload.dispose())
-            lane.stop()
-            self._offload = None
         await self.engine.dispose()
         if self.reader is not self.engine:
             await self.reader.dispose()

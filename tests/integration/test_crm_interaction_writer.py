@@ -4,14 +4,12 @@ wait in the writer's queue worker and land once the database is back; none is dr
 from __future__ import annotations
 
 import asyncio
-import threading
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy
 from sqlalchemy import select
 
 from crm_bridge.access import Actor
-from crm_bridge.directory import StoreDirectory
 from crm_bridge.interactions import BATCH, Interactions, InteractionWriter
 from crm_bridge.models import CallAgent, Interaction
 from crm_bridge.schemas import CustomerIn
@@ -87,8 +85,7 @@ async def test_a_burst_of_offers_is_written_in_few_transactions(db: Database) ->
     writer = InteractionWriter(Interactions(store))
     writer.attach(bus)
     begins: list[int] = []
-    # the writer's engine: on PostgreSQL its own, on its own loop (Database.offload)
-    sqlalchemy.event.listen(db.offload.engine.sync_engine, "begin", lambda _c: begins.append(1))
+    sqlalchemy.event.listen(db.engine.sync_engine, "begin", lambda _conn: begins.append(1))
     try:
         for i in range(20):  # queued before the worker runs: one burst
             lid, caller = f"B{i:02}", "13800138077" if i == 7 else f"1390000{i:04}"
@@ -112,43 +109,5 @@ async def test_a_burst_of_offers_is_written_in_few_transactions(db: Database) ->
         assert len(by_key) == 40
         assert all(by_key[(f"B{i:02}", "a1")].answered_at is None for i in range(20))
         assert all(by_key[(f"B{i:02}", "a2")].answered_at is not None for i in range(20))
-    finally:
-        await writer.stop()
-
-
-async def test_on_postgresql_the_writer_writes_off_the_main_loop(db: Database) -> None:
-    """Decision 0027: on PostgreSQL the writer's transactions run in a thread of their
-    own (Database.offload's loop), so the main loop never drives them; the customer's
-    history in the card cache is still cleared when its call's interaction commits, on
-    the main loop. On SQLite the writes stay on the one writer connection (no second
-    writer beside it)."""
-    store = CrmStore(db, "CN")
-    created = await store.create_customer(
-        CustomerIn(name="Known Caller", phones=[{"number": "13800138066"}]),
-        Actor("sup", "supervisor"),
-    )
-    directory = StoreDirectory(store)
-    assert await directory.recent_interactions(created["id"]) == []  # cached: none
-    bus = EventBus()
-    writer = InteractionWriter(Interactions(store))
-    writer.attach(bus)
-    threads: set[str] = set()
-    engine = db.offload.engine.sync_engine
-    sqlalchemy.event.listen(
-        engine, "begin", lambda _c: threads.add(threading.current_thread().name)
-    )
-    await writer.start()
-    try:
-        bus.publish(CallOffered("H1", T0, "sales", "Local/1@x", "a1", "13800138066"))
-        bus.publish(CallAnswered("H1", T0 + timedelta(seconds=2), "sales", "Local/1@x", "a1", 2))
-        async with asyncio.timeout(20):
-            await writer.flush()
-        if db.dialect == "postgresql":
-            assert db.offload is not db and threads == {"cti-write-loop"}
-        else:
-            assert db.offload is db and db.lane is None
-            assert threads == {threading.current_thread().name}
-        history = await directory.recent_interactions(created["id"])
-        assert [i["linkedid"] for i in history] == ["H1"]
     finally:
         await writer.stop()

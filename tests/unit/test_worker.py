@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import Sequence
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from cti.store.db import LoopThread
 from cti.worker import QueueWorker, WorkerMetrics
 
 
@@ -147,45 +145,3 @@ async def test_concurrent_workers_do_not_wait_for_a_slow_item() -> None:
     gate.set()
     await w.close()
     assert sorted(done) == [0, 1, 2, 3]
-
-
-async def test_a_lane_runs_the_handler_on_its_own_thread_with_the_same_guarantees() -> None:
-    """Decision 0027: with ``lane`` the handler runs on another loop's thread; order,
-    retries and counts stay as without it, and a stop cancels the batch there."""
-    lane = LoopThread("test-lane")
-    threads: set[str] = set()
-    sink = Sink(down_for=3)
-
-    async def on_lane(batch: Sequence[int]) -> None:
-        threads.add(threading.current_thread().name)
-        assert asyncio.get_running_loop() is lane.loop
-        await sink(batch)
-
-    w = worker(Sink(), batch_size=4, lane=lane)
-    w._handler = on_lane
-    try:
-        w.start()
-        for i in range(10):
-            w.submit(i)
-        async with asyncio.timeout(5):
-            await w.flush()
-        assert sink.items == list(range(10)) and threads == {"test-lane"}
-        assert (w.errors, w.failed, w.handled) == (3, 0, 10)
-
-        started, cancelled = threading.Event(), threading.Event()
-
-        async def stuck(_: Sequence[int]) -> None:
-            started.set()
-            try:
-                await asyncio.sleep(60)
-            except asyncio.CancelledError:
-                cancelled.set()
-                raise
-
-        w._handler = stuck
-        w.submit(99)
-        await asyncio.to_thread(started.wait, 5)
-        await w.close(grace_s=0.05)
-        assert await asyncio.to_thread(cancelled.wait, 5)  # cancelled on the lane too
-    finally:
-        lane.stop()
