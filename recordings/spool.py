@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import os
 import tempfile
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 import aiohttp
 from aiohttp import web
@@ -73,23 +75,21 @@ def spool_app(root: Path, signer: SpoolSigner) -> web.Application:
         except PathRefused:
             raise web.HTTPForbidden(text="not a recording path\n") from None
 
-    def _read(path: Path) -> bytes | None:
-        """The bytes once closed; None while still being written."""
+    def _closed(path: Path) -> bool:
+        """Whether MixMonitor is done with it (raises OSError when absent)."""
         if not path.is_file():
             raise FileNotFoundError(path)
-        if path.suffix == ".wav" and not audio.wav_closed(path):
-            return None
-        return path.read_bytes()
+        return path.suffix != ".wav" or audio.wav_closed(path)
 
-    async def get(request: web.Request) -> web.Response:
+    async def get(request: web.Request) -> web.StreamResponse:
         path = _file(request)
         try:
-            data = await asyncio.to_thread(_read, path)
+            closed = await asyncio.to_thread(_closed, path)
         except OSError:
             raise web.HTTPNotFound(text="no such recording\n") from None
-        if data is None:
+        if not closed:
             raise web.HTTPConflict(text="still being recorded\n")
-        return web.Response(body=data, content_type="application/octet-stream")
+        return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
 
     async def delete(request: web.Request) -> web.Response:
         path = _file(request)
@@ -118,35 +118,48 @@ class SpoolClient:
             return True
         get_url = self.base_url + self.signer.url_path("GET", relpath)
         deadline = time.monotonic() + timeout
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
+        # no overall limit (an hour's WAV is ~58 MB), but a stalled transfer ends
+        limits = aiohttp.ClientTimeout(total=None, connect=5, sock_read=30)
+        async with aiohttp.ClientSession(timeout=limits) as http:
             while True:
                 try:
                     async with http.get(get_url) as resp:
                         if resp.status == 200:
-                            data = await resp.read()
+                            await _receive(resp, target)
                             break
-                except aiohttp.ClientError:
+                except (aiohttp.ClientError, TimeoutError):
                     pass
                 if time.monotonic() >= deadline:
                     return False
                 await asyncio.sleep(self.poll_s)
-            await asyncio.to_thread(_install, data, target)
             delete_url = self.base_url + self.signer.url_path("DELETE", relpath)
             try:
                 async with http.delete(delete_url) as resp:
                     resp.raise_for_status()
-            except aiohttp.ClientError:
+            except (aiohttp.ClientError, TimeoutError):
                 pass  # left on the sidecar; the node has its copy
         return True
 
 
-def _install(data: bytes, target: Path) -> None:
+async def _receive(resp: aiohttp.ClientResponse, target: Path) -> None:
+    """The body streamed into a temporary file beside ``target``, renamed when whole."""
+    fh, name = await asyncio.to_thread(_temporary, target)
+    try:
+        with fh:
+            async for chunk in resp.content.iter_chunked(256 * 1024):
+                await asyncio.to_thread(fh.write, chunk)
+        await asyncio.to_thread(os.replace, name, target)
+    except BaseException:
+        await asyncio.to_thread(_discard, name)
+        raise
+
+
+def _temporary(target: Path) -> tuple[BinaryIO, str]:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=target.parent, prefix=".pull-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(name, target)
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
+    return os.fdopen(fd, "wb"), name
+
+
+def _discard(name: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(name)
