@@ -33,7 +33,7 @@ from recordings.naming import PathRefused, resolve_inside, with_format
 from recordings.spool import SpoolClient, SpoolSigner
 from recordings.store import RecordingStore
 
-__all__ = ["Outcome", "Processor", "ProcessorMetrics", "default_workers"]
+__all__ = ["NOT_PULLED", "Outcome", "Processor", "ProcessorMetrics", "default_workers"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,9 @@ class Outcome:
     status: str  # ready | empty | missing
     row: Recording | None
 
+
+#: a recording the spool sidecar did not hand over (reconcile asks again: recordings.spool)
+NOT_PULLED = "not pulled from Asterisk's spool (sidecar)"
 
 #: how much nicer than the daemon the transcoding threads and their ffmpeg run
 TRANSCODE_NICE = 10
@@ -126,7 +129,9 @@ class Processor:
             row = await self.store.update(row_id, status="missing", reason=f"bad path: {exc}")
             return Outcome("missing", row)
         if self.spool is not None:  # Asterisk on another host: its copy first
-            await self.spool.pull(row.path, path, close_timeout)
+            if not await self.spool.pull(row.path, path, close_timeout):
+                row = await self.store.update(row_id, status="missing", reason=NOT_PULLED)
+                return Outcome("missing", row)
         closed = path.suffix != ".wav" or await _wait_closed(path, close_timeout)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(

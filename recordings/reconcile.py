@@ -22,7 +22,7 @@ from pathlib import Path
 
 from recordings import audio
 from recordings.naming import NAME_RE, PathRefused, parse_name, resolve_inside
-from recordings.processing import Processor
+from recordings.processing import NOT_PULLED, Processor
 
 __all__ = ["Report", "reconcile"]
 
@@ -35,6 +35,8 @@ _FORMATS = {".wav": "wav", ".mp3": "mp3", ".ogg": "opus"}
 class Report:
     retention_deleted: list[int] = field(default_factory=list)
     finished_stale: list[int] = field(default_factory=list)
+    #: rows the spool sidecar had not handed over, now pulled and processed
+    pulled_late: list[int] = field(default_factory=list)
     missing_files: list[int] = field(default_factory=list)
     empty_removed: list[str] = field(default_factory=list)
     orphans_adopted: list[str] = field(default_factory=list)
@@ -95,6 +97,15 @@ async def reconcile(
         report.finished_stale.append(row.id)
         if outcome.status == "missing":
             report.missing_files.append(row.id)
+
+    # 2b. Asterisk on another host: what its spool sidecar did not hand over, again
+    lookback = timedelta(days=config.lookback_days)
+    if processor.spool is not None:
+        for row in await store.with_status("missing"):
+            if row.reason == NOT_PULLED and row.started_at > now - lookback:
+                outcome = await processor.finish(row.id, close_timeout=1.0)
+                if outcome.status != "missing":
+                    report.pulled_late.append(row.id)
 
     # 3. files vs rows
     files = await asyncio.to_thread(_scan, config.root_dir)
