@@ -12,12 +12,18 @@ from pathlib import Path
 from sqlalchemy import select
 
 from cti.ami.client import AmiClient
+from cti.ami.protocol import Message
 from cti.asterisk.instance import ChrootAsterisk
 from cti.daemon import RECOVERY_MARGIN
 from cti.store.db import Database
 from cti.store.models import Call as CallRow
 from tests.acceptance.harness import add_sim_agent, no_channels, originate_call, wait_for
 from tests.checkout import checkout_env
+
+#: bounds for a loaded machine (load 15 on 2 cores): a Python process's start, and a stop
+#: (the recorder's drain alone may take RECORDER_GRACE_S)
+STARTUP_S = 60.0
+STOP_S = 60.0
 
 
 def write_conf(asterisk: ChrootAsterisk, tmp_path: Path) -> tuple[Path, str]:
@@ -37,7 +43,8 @@ def write_conf(asterisk: ChrootAsterisk, tmp_path: Path) -> tuple[Path, str]:
 
 
 async def start_cti(conf: Path) -> asyncio.subprocess.Process:
-    """``cti run``, once its first AMI connection is synced (recovery done)."""
+    """``cti run``, once its first AMI connection is synced (recovery done). A loaded
+    machine can take many seconds to start a Python process: the bound is generous."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "cti.cli", "--config", str(conf), "run",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=checkout_env(),
@@ -45,11 +52,12 @@ async def start_cti(conf: Path) -> asyncio.subprocess.Process:
     assert proc.stderr is not None
     try:
 
-        async def connected() -> bool:
-            line = await asyncio.wait_for(proc.stderr.readline(), 15)  # type: ignore[union-attr]
-            return b"AMI connected" in line
+        async def connected() -> None:
+            while b"AMI connected" not in await proc.stderr.readline():  # type: ignore[union-attr]
+                if proc.stderr.at_eof():  # type: ignore[union-attr]
+                    raise AssertionError("the daemon exited before it connected")
 
-        await wait_for(connected, timeout=20, what="the daemon to connect", every=0)
+        await asyncio.wait_for(connected(), STARTUP_S)
     except BaseException:
         await stop_cti(proc)
         raise
@@ -71,30 +79,66 @@ async def stored_rows(db_url: str) -> list[CallRow]:
         await db.dispose()
 
 
+class CallEnd:
+    """The test's view of when Asterisk has sent the last events of a queue call: every
+    channel of it hung up (a Hangup per Newchannel) and app_queue's AgentComplete, in any
+    of its forms (without the caller's fields, or without either channel's: see
+    cti.calls.model._AGENT_EVENTS). Its channels leaving ``core show channels`` is
+    earlier: Asterisk unlinks a channel before the snapshot that makes its Hangup event."""
+
+    EVENTS = ("Newchannel", "Hangup", "AgentComplete")
+
+    def __init__(self, interface: str) -> None:
+        self.interface = interface
+        self.linkedid = ""
+        self.seen: list[Message] = []  # its events may come before Originate's response
+
+    def on_event(self, msg: Message) -> None:
+        self.seen.append(msg)
+
+    async def over(self) -> bool:
+        lid = self.linkedid
+        mine = [m for m in self.seen if m.get("Linkedid") == lid]
+        legs = {m.get("Uniqueid") for m in mine if m.event == "Newchannel"}
+        gone = {m.get("Uniqueid") for m in mine if m.event == "Hangup"}
+        completed = any(
+            m.event == "AgentComplete"
+            and (
+                lid in (m.get("Linkedid"), m.get("DestLinkedid"))
+                or (not m.get("Linkedid") and not m.get("DestLinkedid")
+                    and m.get("Interface") == self.interface)
+            )
+            for m in self.seen
+        )  # fmt: skip
+        return completed and bool(legs) and legs <= gone
+
+
 async def test_sigterm_flushes_the_call_that_just_ended(
     asterisk: ChrootAsterisk, ami: AmiClient, tmp_path: Path
 ) -> None:
+    """SIGTERM as soon as Asterisk has sent the answered call's last events, inside the
+    model's close grace: the stop finalises the call and its row is written."""
     conf, db_url = write_conf(asterisk, tmp_path)
     proc = await start_cti(conf)
+    end = CallEnd(await add_sim_agent(ami, "103"))
+    ami.add_event_handler(end.on_event, events=CallEnd.EVENTS)
     try:
         await ami.send_action("Setvar", {"Variable": "CTI_SIM_TALK", "Value": "1"})
-        await add_sim_agent(ami, "103")
-        linkedid = await originate_call(ami, caller="13800138000", hold_s=30)
-
-        await wait_for(
-            lambda: no_channels(asterisk), timeout=20, what="the call to end", every=0.05
-        )
-        proc.send_signal(signal.SIGTERM)  # inside the model's close grace period
-        await asyncio.wait_for(proc.wait(), 20)
+        end.linkedid = await originate_call(ami, caller="13800138000", hold_s=30)
+        await wait_for(end.over, timeout=30, what="the call's last events", every=0.02)
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), STOP_S)
         assert proc.returncode == 0
-        # the daemon's log from its connect on (shown when the row is missing)
-        stopping = (await proc.stderr.read()).decode(errors="replace")  # type: ignore[union-attr]
     finally:
+        ami.remove_event_handler(end.on_event)
         await stop_cti(proc)
+        # the daemon's log from its connect on: pytest shows it when the test failed
+        print((await proc.stderr.read()).decode(errors="replace"))  # type: ignore[union-attr]
 
-    rows = [r for r in await stored_rows(db_url) if r.linkedid == linkedid]
-    assert len(rows) == 1, stopping
+    rows = [r for r in await stored_rows(db_url) if r.linkedid == end.linkedid]
+    assert len(rows) == 1
     assert rows[0].disposition == "answered" and rows[0].agent == "agent103"
+    assert rows[0].source == "ami" and rows[0].talk_s is not None  # from its events
 
 
 async def test_sigkill_during_the_first_call_of_a_new_store_loses_nothing(
