@@ -300,8 +300,10 @@ async def test_one_statement_gives_the_scans_pages_under_any_plan(
     """PostgreSQL: a search is one prepared statement (crm_bridge.search_walk), and after
     five runs the server may plan it once for every needle (a generic plan). Under
     generic plans and under plans made for each needle alike, with the whole walks and
-    with walks that run out at once (handing over to the GIN indexes), pages read by
-    keyset are the scan's list, for a supervisor and for an agent with a filter."""
+    with walks that run out at once (a needle of 1-2 characters that looks frequent in
+    its first rows walks on, then hands over like the others to the GIN indexes), every
+    page read by keyset is the next slice of the scan's list (none short, none
+    missing a row), for a supervisor and for an agent with a filter."""
     admin = Database.from_url(db_url)
     try:
         async with admin.engine.connect() as conn:
@@ -334,10 +336,12 @@ async def test_one_statement_gives_the_scans_pages_under_any_plan(
                 ),
                 SYSTEM,
             )
-        needles = ["王", "garcia", "138", "00138", "伟芳", "q", "0013", "globexsys", "a@", "nobody"]
-        for sample, budget in ((1000, 5000), (2, 3)):
+        needles = ["王", "王伟", "a", "q", "garcia", "138", "00138", "伟芳", "0013", "globexsys"]
+        needles += ["a@", "nobody"]
+        for sample, budget, rows in ((1000, 5000, 20000), (2, 3, 6)):
             monkeypatch.setattr(search_walk, "SAMPLE", sample)
             monkeypatch.setattr(search_walk, "BUDGET", budget)
+            monkeypatch.setattr(search_walk, "ROWS", rows)
             agent = (Actor("agent1", "agent"), Filters(tier="gold"))
             for actor, filters in ((SYSTEM, None), agent):
                 for q in needles:
@@ -352,9 +356,11 @@ async def test_one_statement_gives_the_scans_pages_under_any_plan(
                     while page := await store.search(
                         q, actor, limit=4, before=before, filters=filters
                     ):
-                        keyset += [c["id"] for c in page]
-                        before = page[-1]["id"]
-                    assert keyset == scan, (plans, budget, actor.name, q)
+                        ids = [c["id"] for c in page]
+                        assert ids == scan[len(keyset) : len(keyset) + 4], (plans, rows, q)
+                        keyset += ids
+                        before = ids[-1]
+                    assert keyset == scan, (plans, rows, actor.name, q)
         assert len(await store.search("138", SYSTEM, limit=500)) == 30
     finally:
         await db.dispose()
