@@ -338,9 +338,10 @@ async def test_one_statement_gives_the_scans_pages_under_any_plan(
             )
         needles = ["王", "王伟", "a", "q", "garcia", "138", "00138", "伟芳", "0013", "globexsys"]
         needles += ["a@", "nobody"]
-        for sample, budget, rows in ((1000, 5000, 20000), (2, 3, 6)):
+        for sample, budget, first_rows, rows in ((250, 5000, 1000, 20000), (2, 3, 2, 6)):
             monkeypatch.setattr(search_walk, "SAMPLE", sample)
             monkeypatch.setattr(search_walk, "BUDGET", budget)
+            monkeypatch.setattr(search_walk, "FIRST_ROWS", first_rows)
             monkeypatch.setattr(search_walk, "ROWS", rows)
             agent = (Actor("agent1", "agent"), Filters(tier="gold"))
             for actor, filters in ((SYSTEM, None), agent):
