@@ -233,8 +233,9 @@ class LiveModel:
             and m.state in ("on_call", "on_hold")
             and (m.state_since is None or at > m.state_since)
         ):
-            # app_queue sometimes emits no AgentComplete (seen on Asterisk 22 when both
-            # Local channels hang up at once); the member's InCall flag still drops
+            # a call whose CallHandled never comes (its AgentComplete carried neither
+            # channel's fields and matched no single call, cti.calls.model._AGENT_EVENTS,
+            # or the daemon was not connected then): the member's InCall flag still drops
             self._call_ended(q, m, at)
 
     def _member_removed(self, qname: str, msg: Mapping[str, str], at: datetime) -> None:

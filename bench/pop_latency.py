@@ -460,6 +460,7 @@ async def run(args: argparse.Namespace) -> None:
         caller_of: dict[str, str] = {}  # the answered caller's channel
         bridged: dict[tuple[str, str], float] = {}  # (linkedid, channel) -> BridgeEnter
         ended: dict[tuple[str, str], float] = {}  # (linkedid, agent) -> AgentComplete
+        connected: dict[str, str] = {}  # agent -> the Linkedid of the call it answered
 
         def on_ami(msg: Message) -> None:
             now = time.time()
@@ -468,13 +469,18 @@ async def run(args: argparse.Namespace) -> None:
                 rang.setdefault((lid, msg.get("MemberName", "")), now)
             elif msg.event == "AgentConnect":
                 answered.setdefault(lid, now)
+                connected[msg.get("MemberName", "")] = lid
                 caller_of.setdefault(lid, msg.get("Channel", ""))
             elif msg.event == "BridgeEnter":
                 bridged.setdefault((lid, msg.get("Channel", "")), now)
             elif msg.event == "MixMonitorStart":
                 recording.setdefault(lid, now)
             elif msg.event == "AgentComplete":  # the call ended on that agent's desktop
-                ended.setdefault((lid, msg.get("MemberName", "")), now)
+                # a channel that had hung up is left out of the event (the caller: only
+                # Dest* fields; both: neither, cti.calls.model._AGENT_EVENTS)
+                agent = msg.get("MemberName", "")
+                lid = lid or msg.get("DestLinkedid", "") or connected.get(agent, "")
+                ended.setdefault((lid, agent), now)
 
         def recording_start(lid: str) -> float:
             """When the call's recording writes audio: MixMonitor running and the caller
