@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import secrets
 import struct
 import wave
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -179,3 +180,15 @@ async def browser(fake_mic_wav: Path) -> AsyncIterator[Browser]:
         )  # fmt: skip
         yield b
         await b.close()
+
+
+@pytest.fixture
+async def played(asterisk: ChrootAsterisk) -> AsyncIterator[Path]:
+    """A log channel with every file Asterisk plays (verbose 3), removed afterwards."""
+    name = f"cti-played-{secrets.token_hex(4)}.log"
+    await asyncio.to_thread(asterisk.cli, f"logger add channel {name} notice,warning,verbose(3)")
+    await asyncio.to_thread(asterisk.cli, "core set verbose 3")
+    yield asterisk.log_dir / name
+    await asyncio.to_thread(asterisk.cli, "core set verbose 0")
+    await asyncio.to_thread(asterisk.cli, f"logger remove channel {name}")
+    (asterisk.log_dir / name).unlink(missing_ok=True)

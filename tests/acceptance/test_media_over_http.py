@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -91,18 +90,6 @@ async def node(
     (asterisk.etc_dir / FILE_NAME).unlink(missing_ok=True)
     await ami.send_action("QueueReload", {"Parameters": "yes"})
     await asyncio.to_thread(asterisk.cli, "channel request hangup all")
-
-
-@pytest.fixture
-async def played(asterisk: ChrootAsterisk) -> AsyncIterator[Path]:
-    """A log channel with every file Asterisk plays (verbose 3), removed afterwards."""
-    name = f"cti-media-{secrets.token_hex(4)}.log"
-    await asyncio.to_thread(asterisk.cli, f"logger add channel {name} notice,warning,verbose(3)")
-    await asyncio.to_thread(asterisk.cli, "core set verbose 3")
-    yield asterisk.log_dir / name
-    await asyncio.to_thread(asterisk.cli, "core set verbose 0")
-    await asyncio.to_thread(asterisk.cli, f"logger remove channel {name}")
-    (asterisk.log_dir / name).unlink(missing_ok=True)
 
 
 def _lines(path: Path) -> list[str]:
