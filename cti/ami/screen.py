@@ -34,6 +34,12 @@ logged by the client):
   Asterisk's ends: no delay in practice, nothing waits for a timer.
 - ``backlog``: events received before the system name was known, beyond a bound.
 
+Not a drop: Asterisk's login notice. manager.c's ``action_login`` writes ``FullyBooted``
+right after its answer to our Login, by hand, with neither ``Timestamp`` nor
+``SystemName``; a ``FullyBooted`` without ``SystemName`` as the first event of a
+connection is that notice and is discarded quietly (nothing acts on it; anything else
+without ``SystemName`` is still ``foreign_system``).
+
 Responses and list items carrying our ActionID prefix are Asterisk's answers to us (a
 caller cannot guess the prefix); they pass unchecked.
 """
@@ -189,6 +195,13 @@ class AmiScreen:
                 self._refuse_fragment(reason, "", _excerpt(item), out)
                 continue
             if learning:
+                if (
+                    event == "FullyBooted"
+                    and "systemname" not in index
+                    and not self._backlog
+                    and not kept
+                ):
+                    continue  # Asterisk's login notice (module docstring)
                 if self._backlog_size < BACKLOG_MAX:
                     kept.append(item)
                     self._backlog_size += 1

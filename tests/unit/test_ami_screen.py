@@ -130,6 +130,27 @@ def test_events_wait_for_the_system_name() -> None:
     assert [m.event for m in released] == ["Newchannel", "QueueCallerJoin"]
 
 
+def test_the_login_notice_is_not_a_drop() -> None:
+    """manager.c's action_login writes FullyBooted after its answer, without Timestamp or
+    SystemName: discarded quietly. One without SystemName later is foreign."""
+    parser = AmiParser()
+    screen = AmiScreen(OURS)
+    notice = "Event: FullyBooted\r\nPrivilege: system,all\r\nUptime: 3\r\nLastReload: 3\r\n"
+    parser.receive_data(
+        f"Response: Success\r\nActionID: {OURS}1\r\nMessage: Authentication accepted\r\n\r\n"
+        f"{notice}Status: Fully Booted\r\n\r\n".encode()
+        + victim_calls()
+    )
+    out = screen.feed(parser.events_received(), at_boundary=True)
+    assert [m.response for m in out] == ["Success"]
+    released = screen.set_system_name(SYSTEM, at_boundary=True)
+    assert [m.event for m in released] == ["Newchannel", "QueueCallerJoin"]
+    assert screen.drops == []
+    parser.receive_data(f"{notice}Status: Fully Booted\r\n\r\n".encode())
+    assert screen.feed(parser.events_received(), at_boundary=True) == []
+    assert [(d.reason, d.event) for d in screen.drops] == [("foreign_system", "FullyBooted")]
+
+
 def test_asterisk_without_system_name() -> None:
     parser = AmiParser()
     screen = AmiScreen(OURS)
