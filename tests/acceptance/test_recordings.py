@@ -114,10 +114,11 @@ class Events:
             raise AssertionError(f"{exc}; seen for the call: {seen}; {completes}") from None
 
     async def ended(self, linkedid: str, timeout: float = 20) -> float:
-        """Wait until the agent's leg of the call hung up; the talk time in seconds.
-
-        (Asterisk 22 sometimes emits no AgentComplete: the agent leg's Hangup is certain.)
-        """
+        """Wait until the agent's leg of the call hung up; the talk time in seconds, from
+        the AgentConnect's to that Hangup's Timestamp (microseconds). Not AgentComplete's
+        TalkTime: app_queue counts whole seconds of the clock (time() - start), up to a
+        second off, and the event may come later than the Hangup or without the caller's
+        Linkedid (cti.calls.model._AGENT_EVENTS)."""
         connect = await self.wait("AgentConnect", linkedid, timeout)
 
         async def gone() -> list[Message]:
@@ -126,9 +127,6 @@ class Events:
             ]
 
         hangup = (await wait_for(gone, timeout=timeout, what=f"{linkedid} agent hang-up"))[0]
-        complete = self.of("AgentComplete", linkedid)
-        if complete:
-            return float(complete[0]["TalkTime"])
         return float(hangup["Timestamp"]) - float(connect["Timestamp"])
 
 
