@@ -60,7 +60,8 @@ async def run_count(ami: AmiClient, n: int) -> None:
         sent += await push(ami, conf)
 
     base_s = await timed(lambda: whole(one))
-    print(f"{n} phones one file whole: {base_s:.3f} s ({sent} messages)")
+    print(f"{n} phones one file whole: {base_s:.3f} s")
+    print(f"{n} phones one file whole messages: {sent} messages")
     await push(ami, ConfigFile(FILE_NAME, one.base, ()))  # the phones leave the one file
     sent = 0
 
@@ -69,7 +70,8 @@ async def run_count(ami: AmiClient, n: int) -> None:
             await whole(conf)
 
     s = await timed(all_whole)
-    print(f"{n} phones files whole: {s:.3f} s ({sent} messages)")
+    print(f"{n} phones files whole: {s:.3f} s")
+    print(f"{n} phones files whole messages: {sent} messages")
     print(f"{n} phones speed-up of files whole: {base_s / s:.1f} x")
 
     prov = Provisioner(ami)
@@ -77,7 +79,8 @@ async def run_count(ami: AmiClient, n: int) -> None:
     async def apply(label: str, book: list[PhoneEntry]) -> None:
         before = prov.messages
         s = await timed(lambda: prov.apply(config_files(book)))
-        print(f"{n} phones {label}: {s:.3f} s ({prov.messages - before} messages)")
+        print(f"{n} phones {label}: {s:.3f} s")
+        print(f"{n} phones {label} messages: {prov.messages - before} messages")
         print(f"{n} phones speed-up of {label}: {base_s / s:.1f} x")
 
     await apply("connect unchanged", book)
