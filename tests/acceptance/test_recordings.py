@@ -696,7 +696,12 @@ async def test_asterisk_records_by_the_policy_the_console_set_for_the_next_call(
             armed = await events.wait("UserEvent", waiting)
             assert armed["UserEvent"] == "CtiRecording" and armed["State"] == "armed"
             unused = asterisk.monitor_dir / armed["Path"]
-            assert unused.is_file()
+
+            async def created() -> bool:
+                # MixMonitor opens its file in its own thread, after the dialplan moved on
+                return unused.is_file()
+
+            await wait_for(created, timeout=5, what="the armed file created")
             await ami.send_action("Hangup", {"Channel": armed["Channel"]})
 
             async def removed() -> bool:
