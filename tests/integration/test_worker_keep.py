@@ -53,12 +53,14 @@ async def test_a_stop_keeps_what_it_could_not_write_and_the_next_start_writes_it
 ) -> None:
     store = StatsStore(db, ZoneInfo("UTC"))
     gate = asyncio.Event()  # the store is slow: only the first 5 links get through in time
+    stuck = asyncio.Event()  # the writer holds the 6th link
     seen: list[str] = []
 
     async def write(facts: Sequence[Fact]) -> None:
         for f in facts:
             seen.append(f.uniqueid)
             if len(seen) > 5:
+                stuck.set()
                 await gate.wait()
             await store.add_link(f.uniqueid, f.linkedid)
 
@@ -69,6 +71,7 @@ async def test_a_stop_keeps_what_it_could_not_write_and_the_next_start_writes_it
     first.start()
     for f in facts:
         assert first.submit(f)
+    await asyncio.wait_for(stuck.wait(), 30)  # however loaded the machine, 5 are written
     await first.close(grace_s=0.5)  # the stop's bound runs out with the 6th link in hand
     # kept: the batch in hand (links 4 to 6; 4 and 5 are written already) and the queue
     assert first.kept == N - 3
