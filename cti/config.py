@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import socket
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -327,6 +328,10 @@ class ClusterConfig(_Section):
     # stops driving the server (before PostgreSQL frees it for another node)
     lease_check_s: float = Field(0.5, gt=0, le=10)
     lease_timeout_s: float = Field(2.0, gt=0, le=30)
+    # this node's HTTP as the other nodes reach it, e.g. "http://10.0.5.11:8080": what a
+    # node holds on its own disk (its recordings) is fetched from it through this. "": the
+    # other nodes cannot reach it (fine when the nodes share their directories)
+    http_url: str = Field(default="", pattern=r"^(https?://[A-Za-z0-9.:\[\]-]+/?)?$")
 
     @field_validator("broker_url")
     @classmethod
@@ -526,6 +531,14 @@ class Settings(BaseSettings):
         campaigns' locks, its phones' locations, its rows in the records tables): ``[cluster]
         server``, else the instance's name."""
         return self.cluster.server or self.asterisk.instance
+
+    @property
+    def node_name(self) -> str:
+        """This node's name in a cluster (``[cluster] node``, else the host name); "" on a
+        single node (no broker)."""
+        if not self.cluster.broker_url:
+            return ""
+        return self.cluster.node or socket.gethostname()
 
     @model_validator(mode="after")
     def _ami_exposed(self) -> Settings:

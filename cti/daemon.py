@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import socket
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
@@ -119,7 +118,7 @@ def make_bus(settings: Settings, registry: CollectorRegistry) -> EventBus:
     # runs, each name their stream; the default keeps the subjects it always had
     prefix = "cti.events" if c.stream == "CTI_EVENTS" else f"cti.{c.stream}"
     return NatsBus(
-        c.broker_url, node=c.node or socket.gethostname(), stream=c.stream,
+        c.broker_url, node=settings.node_name, stream=c.stream,
         subject_prefix=prefix, buffer_max=c.buffer_max, max_age_s=c.retention_s,
         registry=registry,
     )  # fmt: skip
@@ -141,7 +140,7 @@ def make_lease(
             "cluster share one PostgreSQL (SQLite is for a single node)"
         )
     return ServerLease(
-        dsn, settings.server_name, node=c.node or socket.gethostname(),
+        dsn, settings.server_name, node=settings.node_name,
         on_acquired=on_acquired, on_lost=on_lost, check_s=c.lease_check_s,
         timeout_s=c.lease_timeout_s,
     )  # fmt: skip

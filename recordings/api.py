@@ -7,6 +7,7 @@ control and every live-monitoring start is written to the audit trail.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +27,7 @@ from recordings.config import RecordingsConfig
 from recordings.control import ControlError, Recorder
 from recordings.models import Recording
 from recordings.naming import EXTENSIONS, PathRefused, resolve_inside
+from recordings.peers import PEER_ROUTE, Peers
 from recordings.processing import Processor
 from recordings.reconcile import reconcile
 from recordings.serve import send_file
@@ -81,6 +83,7 @@ class RecordingsApi:
     recorder: Recorder
     signer: UrlSigner
     ami: AmiClient
+    peers: Peers
 
     def add_routes(self, app: web.Application) -> None:
         r = app.router
@@ -97,6 +100,7 @@ class RecordingsApi:
         r.add_get(f"/api/v1/recordings/{ID_ROUTE}/audio", self.audio)
         r.add_post(f"/api/v1/recordings/{ID_ROUTE}/play-url", self.play_url)
         r.add_get(f"/recordings/media/{ID_ROUTE}", self.media)
+        r.add_get(PEER_ROUTE, self.peer)
 
     # --- access ---------------------------------------------------------------------------
     async def _visible(self, request: web.Request) -> tuple[Principal, Recording]:
@@ -117,6 +121,17 @@ class RecordingsApi:
         except PathRefused:
             log.warning("refused stored path of recording %s", row.id)
             raise NotFound("recording file not available") from None
+
+    async def _send(
+        self, request: web.Request, row: Recording, download_name: str | None = None
+    ) -> web.StreamResponse:
+        """The file from this node's root, or relayed from the node that holds it."""
+        path = self._file(row)
+        if self.peers.elsewhere(row) and not await asyncio.to_thread(path.is_file):
+            return await self.peers.relay(
+                request, row, suffix=path.suffix, download_name=download_name
+            )
+        return await send_file(request, path, download_name=download_name)
 
     # --- search and metadata --------------------------------------------------------------
     @doc(
@@ -175,7 +190,7 @@ class RecordingsApi:
     async def audio(self, request: web.Request) -> web.StreamResponse:
         """Bearer-token playback/download with Range support (API clients)."""
         principal, row = await self._visible(request)
-        path = self._file(row)
+        self._file(row)
         download = request.query.get("download") == "1"
         range_header = request.headers.get("Range", "")
         # one audit row per listen, not per seek: only requests that start at byte 0
@@ -185,7 +200,7 @@ class RecordingsApi:
                 recording_id=row.id, linkedid=row.linkedid,
             )  # fmt: skip
         name = f"recording-{row.id}{EXTENSIONS.get(row.format, '.wav')}" if download else None
-        return await send_file(request, path, download_name=name)
+        return await self._send(request, row, download_name=name)
 
     @doc(
         "A short-lived signed URL for the page's audio element",
@@ -210,7 +225,18 @@ class RecordingsApi:
         row = await self.store.get(rid)
         if row is None:
             raise NotFound("no such recording")
-        return await send_file(request, self._file(row))
+        return await self._send(request, row)
+
+    async def peer(self, request: web.Request) -> web.StreamResponse:
+        """Another node relaying a recording this node holds (recordings.peers)."""
+        rid = int(request.match_info["id"])
+        q = request.query
+        if not self.peers.signer.verify(rid, q.get("e", ""), q.get("s", "")):
+            raise Forbidden("invalid or expired link")
+        row = await self.store.get(rid)
+        if row is None:
+            raise NotFound("no such recording")
+        return await send_file(request, self._file(row))  # never relayed further
 
     # --- live -----------------------------------------------------------------------------
     @doc(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,7 +92,10 @@ def transcode(src: Path, dst: Path, fmt: str, bitrate: str) -> AudioInfo:
     if fmt not in _EXPORT:
         raise TranscodeError(f"unknown format {fmt}")
     container, codec = _EXPORT[fmt]
-    tmp = dst.with_name(dst.name + ".part")
+    # a name of this attempt's own: two attempts on one file never share a temporary
+    fd, name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".part")
+    os.close(fd)
+    tmp = Path(name)
     try:
         original = AudioSegment.from_wav(str(src))
         want = len(original) / 1000.0

@@ -67,7 +67,7 @@ from recordings.config import Policy, RecordingsConfig
 from recordings.models import Recording
 from recordings.naming import PathRefused, parse_name, recording_path, resolve_inside
 from recordings.processing import Processor
-from recordings.store import RecordingStore
+from recordings.store import CLAIM_STALE_S, RecordingStore
 
 __all__ = ["CHANNEL_RE", "ControlError", "LiveCall", "Recorder", "Segment"]
 
@@ -86,6 +86,8 @@ MAX_ARMED = 20_000
 #: a write the database refuses for its values is given up after this many attempts
 DATA_ATTEMPTS = 3
 RETRY_MAX_S = 5.0
+#: how often a stopped recording that another process is processing is looked at again
+SETTLE_POLL_S = 1.0
 T = TypeVar("T")
 
 
@@ -462,7 +464,7 @@ class Recorder:
             "linkedid": call.linkedid, "uniqueid": call.caller_uniqueid,
             "channel": call.caller_channel, "agent": call.agent, "queue": call.queue,
             "caller_num": call.caller_num, "customer_id": call.customer_id,
-            "customer_name": call.customer_name, **values,
+            "customer_name": call.customer_name, "node": self.processor.node, **values,
         }  # fmt: skip
 
     # --- operations (AMI-driven and REST) ------------------------------------------------
@@ -559,6 +561,8 @@ class Recorder:
     async def _process(self, row_id: int, call: LiveCall) -> None:
         outcome = await self.processor.finish(row_id)
         row = outcome.row
+        if outcome.status == "busy":  # a reconcile got to it first: its result, when done
+            row = await self._settled(row_id)
         if row is None:
             return
         if row.status == "ready":
@@ -569,6 +573,17 @@ class Recorder:
                 )
             )  # fmt: skip
         self._push(call, "recording.ready", recording_id=row.id, status=row.status)
+
+    async def _settled(self, row_id: int) -> Recording | None:
+        """The row once whoever holds its processing claim wrote the result (None when
+        that takes longer than a claim may be held)."""
+        deadline = asyncio.get_running_loop().time() + CLAIM_STALE_S
+        while asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(SETTLE_POLL_S)
+            row = await self.store.get(row_id)
+            if row is None or row.status not in ("recording", "processing"):
+                return row
+        return None
 
     async def _end(self, linkedid: str, *, stop: bool) -> None:
         self._transferred.discard(linkedid)  # (bounded: a call's end forgets it)

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from cti.store.models import Base, BoundedText, UTCDateTime, utcnow
 
-__all__ = ["STATUSES", "QueuePolicyRow", "Recording", "RecordingAudit"]
+__all__ = ["STATUSES", "QueuePolicyRow", "Recording", "RecordingAudit", "RecordingNode"]
 
 _BigId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -47,6 +47,11 @@ class Recording(Base):
     checksum: Mapped[str] = mapped_column(BoundedText(64), default="")  # SHA-256, hex
     status: Mapped[str] = mapped_column(BoundedText(16), default="recording", index=True)
     reason: Mapped[str] = mapped_column(BoundedText(256), default="")
+    # set while one process verifies/transcodes the file (RecordingStore.claim): the one
+    # place that decides who processes a recording
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # the cluster node whose root holds the file ("": a single node, or every node sees it)
+    node: Mapped[str] = mapped_column(BoundedText(64), default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
@@ -82,4 +87,15 @@ class QueuePolicyRow(Base):
     policy: Mapped[str | None] = mapped_column(BoundedText(16))
     retention_days: Mapped[int | None] = mapped_column(Integer())
     updated_by: Mapped[str] = mapped_column(BoundedText(128), default="")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class RecordingNode(Base):
+    """How the other nodes reach a node's HTTP (``[cluster] http_url``, written by the node
+    at start): a recording held in that node's root is fetched from it (recordings.peers)."""
+
+    __tablename__ = "recording_nodes"
+
+    node: Mapped[str] = mapped_column(BoundedText(64), primary_key=True)
+    url: Mapped[str] = mapped_column(BoundedText(200))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)

@@ -14,6 +14,7 @@ asynchronous polling, outside the pool. ``backlog`` (files stopped and not yet d
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -31,7 +32,7 @@ from recordings.config import RecordingsConfig
 from recordings.models import Recording
 from recordings.naming import PathRefused, resolve_inside, with_format
 from recordings.spool import SpoolClient, SpoolSigner
-from recordings.store import RecordingStore
+from recordings.store import PROCESSABLE, RecordingStore
 
 __all__ = ["NOT_PULLED", "Outcome", "Processor", "ProcessorMetrics", "default_workers"]
 
@@ -40,7 +41,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # ready | empty | missing
+    #: ready | empty | missing, or busy: another process holds the claim (its row as read)
+    status: str
     row: Recording | None
 
 
@@ -94,10 +96,13 @@ async def _wait_closed(path: Path, timeout: float) -> bool:
 
 class Processor:
     def __init__(
-        self, config: RecordingsConfig, store: RecordingStore, *, workers: int | None = None
-    ) -> None:
+        self, config: RecordingsConfig, store: RecordingStore, *, workers: int | None = None,
+        node: str = "",
+    ) -> None:  # fmt: skip
         self.config = config
         self.store = store
+        #: this node's name in a cluster ("" on one node): rows it processes are held here
+        self.node = node
         self.workers = workers or default_workers()
         self._pool: ThreadPoolExecutor | None = None
         self._slots = asyncio.Semaphore(self.workers)
@@ -112,12 +117,26 @@ class Processor:
         return self.config.root_dir
 
     async def finish(self, row_id: int, *, close_timeout: float = 15.0) -> Outcome:
+        """Process the recording's file, if this caller gets the store's claim on it (the
+        one place that decides who processes a recording): else ``busy`` while another
+        holds it, or the row's status when it is processed already."""
         self.backlog += 1
         try:
-            return await self._finish(row_id, close_timeout)
+            if not await self.store.claim(row_id):
+                row = await self.store.get(row_id)
+                if row is None:
+                    return Outcome("missing", None)
+                return Outcome("busy" if row.status in PROCESSABLE else row.status, row)
+            try:
+                outcome = await self._finish(row_id, close_timeout)
+            except BaseException:
+                with contextlib.suppress(Exception):  # free the claim for a later attempt
+                    await asyncio.shield(self.store.update(row_id, claimed_at=None))
+                raise
+            self.finished += 1
+            return outcome
         finally:
             self.backlog -= 1
-            self.finished += 1
 
     async def _finish(self, row_id: int, close_timeout: float) -> Outcome:
         row = await self.store.get(row_id)
@@ -126,11 +145,15 @@ class Processor:
         try:
             path = resolve_inside(self.root, row.path)
         except PathRefused as exc:
-            row = await self.store.update(row_id, status="missing", reason=f"bad path: {exc}")
+            row = await self.store.update(
+                row_id, status="missing", reason=f"bad path: {exc}", claimed_at=None
+            )
             return Outcome("missing", row)
         if self.spool is not None:  # Asterisk on another host: its copy first
             if not await self.spool.pull(row.path, path, close_timeout):
-                row = await self.store.update(row_id, status="missing", reason=NOT_PULLED)
+                row = await self.store.update(
+                    row_id, status="missing", reason=NOT_PULLED, claimed_at=None
+                )
                 return Outcome("missing", row)
         closed = path.suffix != ".wav" or await _wait_closed(path, close_timeout)
         if self._pool is None:
@@ -196,6 +219,7 @@ class Processor:
         return await self.store.update(
             row.id, status=row.status, reason=row.reason, duration_s=row.duration_s,
             size_bytes=row.size_bytes, checksum=row.checksum, format=row.format, path=row.path,
+            node=self.node, claimed_at=None,
         )  # fmt: skip
 
 

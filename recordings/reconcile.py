@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from recordings import audio
+from recordings.models import Recording
 from recordings.naming import NAME_RE, PathRefused, parse_name, resolve_inside
 from recordings.processing import NOT_PULLED, Processor
 
@@ -50,6 +51,22 @@ class Report:
         return ", ".join(f"{k}={len(v)}" for k, v in self.as_dict().items())
 
 
+def _remove(path: Path) -> bool:
+    """Delete ``path``: whether it was there."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _here(root: Path, relpath: str) -> bool:
+    try:
+        return resolve_inside(root, relpath).is_file()
+    except PathRefused:
+        return False
+
+
 def _scan(root: Path) -> list[tuple[str, int, float]]:
     """(relative path, size, mtime) of every file that looks like one of ours."""
     out: list[tuple[str, int, float]] = []
@@ -77,13 +94,19 @@ async def reconcile(
     report = Report()
     grace = timedelta(seconds=config.grace_s)
 
+    def mine(row: Recording) -> bool:
+        """Held in this node's root (or in one every node sees): this node's to check.
+        A row another node holds is that node's (its root, its reconcile)."""
+        return not row.node or row.node == processor.node
+
     # 1. retention
     cutoffs = {q: now - timedelta(days=config.retention_for(q)) for q in config.queues}
     for row in await store.expired(cutoffs, now - timedelta(days=config.retention_days)):
+        removed = False
         with contextlib.suppress(PathRefused, OSError):
-            await asyncio.to_thread(
-                resolve_inside(config.root_dir, row.path).unlink, missing_ok=True
-            )
+            removed = await asyncio.to_thread(_remove, resolve_inside(config.root_dir, row.path))
+        if not (removed or mine(row)):
+            continue  # on another node's disk: deleted by that node
         await store.update(row.id, status="deleted", reason="retention period over")
         report.retention_deleted.append(row.id)
 
@@ -91,9 +114,13 @@ async def reconcile(
     for row in await store.with_status("recording", "processing"):
         if row.linkedid in live or row.started_at > now - grace:
             continue
+        if not (mine(row) or await asyncio.to_thread(_here, config.root_dir, row.path)):
+            continue
         if row.ended_at is None:
             await store.update(row.id, ended_at=now, reason="finished by reconcile")
         outcome = await processor.finish(row.id, close_timeout=1.0)
+        if outcome.status == "busy":  # being processed right now (the live side, a node)
+            continue
         report.finished_stale.append(row.id)
         if outcome.status == "missing":
             report.missing_files.append(row.id)
@@ -102,16 +129,16 @@ async def reconcile(
     lookback = timedelta(days=config.lookback_days)
     if processor.spool is not None:
         for row in await store.with_status("missing"):
-            if row.reason == NOT_PULLED and row.started_at > now - lookback:
+            if row.reason == NOT_PULLED and row.started_at > now - lookback and mine(row):
                 outcome = await processor.finish(row.id, close_timeout=1.0)
-                if outcome.status != "missing":
+                if outcome.status not in ("missing", "busy"):
                     report.pulled_late.append(row.id)
 
     # 3. files vs rows
     files = await asyncio.to_thread(_scan, config.root_dir)
     on_disk = {rel for rel, _, _ in files}
     for row in await store.with_status("ready"):
-        if row.path not in on_disk:
+        if row.path not in on_disk and mine(row):
             await store.update(row.id, status="missing", reason="file not found by reconcile")
             report.missing_files.append(row.id)
     referenced = await store.referenced_paths()

@@ -13,10 +13,23 @@ from aiohttp import web
 from cti.web.errors import NotFound
 from recordings.ranges import Unsatisfiable, content_range, parse_range
 
-__all__ = ["CONTENT_TYPES", "send_file"]
+__all__ = ["CHUNK", "CONTENT_TYPES", "audio_headers", "send_file"]
 
 CONTENT_TYPES = {".wav": "audio/wav", ".mp3": "audio/mpeg", ".ogg": "audio/ogg"}
 CHUNK = 64 * 1024
+
+
+def audio_headers(suffix: str, download_name: str | None = None) -> dict[str, str]:
+    """The headers of every answer with a recording's bytes (here or relayed: peers)."""
+    headers = {
+        "Accept-Ranges": "bytes",
+        "Content-Type": CONTENT_TYPES.get(suffix, "application/octet-stream"),
+        "Cache-Control": "private, no-store",
+        "X-Content-Type-Options": "nosniff",
+    }
+    if download_name:
+        headers["Content-Disposition"] = f'attachment; filename="{download_name}"'
+    return headers
 
 
 def _open(path: Path) -> tuple[BinaryIO, int]:
@@ -33,14 +46,7 @@ async def send_file(
     except OSError:
         raise NotFound("recording file not found") from None
     try:
-        headers = {
-            "Accept-Ranges": "bytes",
-            "Content-Type": CONTENT_TYPES.get(path.suffix, "application/octet-stream"),
-            "Cache-Control": "private, no-store",
-            "X-Content-Type-Options": "nosniff",
-        }
-        if download_name:
-            headers["Content-Disposition"] = f'attachment; filename="{download_name}"'
+        headers = audio_headers(path.suffix, download_name)
         try:
             wanted = parse_range(request.headers.get("Range"), size)
         except Unsatisfiable:

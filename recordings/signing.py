@@ -15,7 +15,7 @@ import secrets
 import time
 from urllib.parse import quote
 
-__all__ = ["UrlSigner"]
+__all__ = ["PeerSigner", "UrlSigner"]
 
 
 def _usable(name: str) -> bool:
@@ -50,3 +50,30 @@ class UrlSigner:
             return False
         good = self._sig(recording_id, principal, int(expires))
         return hmac.compare_digest(good.encode(), sig.encode())
+
+
+class PeerSigner:
+    """A node asking the node that holds a recording for its bytes (recordings.peers):
+    HMAC-SHA256 over the recording id and an expiry, with a key derived from
+    ``[recordings] url_secret``, which the nodes of a cluster share (the viewer was
+    authorized by the asking node; the holder trusts the asking node, not the viewer)."""
+
+    def __init__(self, secret: str, ttl_s: int = 60) -> None:
+        base = secret.encode() if secret else secrets.token_bytes(32)
+        self.key = hashlib.sha256(b"cti-recordings-peer\0" + base).digest()
+        self.ttl_s = ttl_s
+
+    def _sig(self, recording_id: int, expires: int) -> str:
+        mac = hmac.new(self.key, f"peer\n{recording_id}\n{expires}".encode(), hashlib.sha256)
+        return base64.urlsafe_b64encode(mac.digest()).decode().rstrip("=")
+
+    def query(self, recording_id: int, now: float | None = None) -> dict[str, str]:
+        expires = int((time.time() if now is None else now) + self.ttl_s)
+        return {"e": str(expires), "s": self._sig(recording_id, expires)}
+
+    def verify(self, recording_id: int, expires: str, sig: str, now: float | None = None) -> bool:
+        if not expires.isdigit() or len(expires) > 12:
+            return False
+        if int(expires) < (time.time() if now is None else now):
+            return False
+        return hmac.compare_digest(self._sig(recording_id, int(expires)).encode(), sig.encode())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,14 +13,21 @@ from sqlalchemy import func, select
 
 from cti.store.db import Database, is_data_error
 from cti.store.models import Call, clip_text, utcnow
-from recordings.models import Recording, RecordingAudit
+from recordings.models import Recording, RecordingAudit, RecordingNode
 
-__all__ = ["RecordingFilter", "RecordingStore", "to_json"]
+__all__ = ["CLAIM_STALE_S", "PROCESSABLE", "RecordingFilter", "RecordingStore", "to_json"]
 
 #: How long :meth:`RecordingStore.add` gathers rows before one transaction writes them,
 #: and how many rows one transaction writes at most.
 BATCH_WINDOW_S = 0.005
 BATCH_MAX = 100
+
+#: statuses whose file may still be processed (``missing``: a pull from the spool sidecar
+#: that failed is tried again by reconcile)
+PROCESSABLE = ("recording", "processing", "missing")
+#: a processing claim older than this was left by a process that died: it may be taken
+#: (waiting for MixMonitor, a transcoding backlog and an hour's WAV take minutes at most)
+CLAIM_STALE_S = 900.0
 
 # The CRM's interaction table, read (never written) for the disposition filter. It is a
 # table, not an import: features never import each other (design.md §1).
@@ -141,6 +148,42 @@ class RecordingStore:
             await s.commit()
             await s.refresh(row)
             return row
+
+    async def claim(self, recording_id: int, *, stale_s: float = CLAIM_STALE_S) -> bool:
+        """Take the right to process this recording's file: True for one caller at a time
+        in the store (live side, reconcile, CLI, another node), until the result is
+        written with ``claimed_at=None`` or the claim is ``stale_s`` old."""
+        now = utcnow()
+        async with self.db.engine.begin() as conn:
+            result = await conn.execute(
+                sa.update(Recording)
+                .where(
+                    Recording.id == recording_id,
+                    Recording.status.in_(PROCESSABLE),
+                    sa.or_(
+                        Recording.claimed_at.is_(None),
+                        Recording.claimed_at < now - timedelta(seconds=stale_s),
+                    ),
+                )
+                .values(claimed_at=now, updated_at=now)
+            )
+        return bool(result.rowcount)
+
+    async def announce(self, node: str, url: str) -> None:
+        """Where the other nodes reach ``node`` (one writer per node name)."""
+        async with self.db.session() as s:
+            row = await s.get(RecordingNode, node)
+            if row is None:
+                s.add(RecordingNode(node=node, url=url, updated_at=utcnow()))
+            elif row.url != url:
+                row.url = url
+            await s.commit()
+
+    async def node_url(self, node: str) -> str:
+        """How to reach ``node`` ("" when it never said)."""
+        async with self.db.session() as s:
+            row = await s.get(RecordingNode, node)
+            return "" if row is None else row.url
 
     async def by_linkedid(self, linkedid: str) -> list[Recording]:
         async with self.db.session() as s:

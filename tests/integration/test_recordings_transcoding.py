@@ -77,3 +77,42 @@ async def test_files_convert_side_by_side_up_to_the_bound(db: Database, tmp_path
     assert b"cti_recordings_processed_total 6.0" in metrics
     for o in outcomes:
         assert o.row is not None and o.row.format == "mp3" and (root / o.row.path).is_file()
+
+
+async def test_one_recording_is_processed_by_one_process_at_a_time(
+    db: Database, tmp_path: Path
+) -> None:
+    """Two processors on one store (two nodes sharing a root, or the live side and a
+    reconcile) asked to finish the same recording at once: one gets the claim and
+    processes it, the other is told ``busy``; once done, asking again changes nothing.
+    A claim left by a process that died is taken after it is stale."""
+    root = tmp_path / "monitor"
+    config = RecordingsConfig(root=root, format="mp3")
+    store = RecordingStore(db)
+    first, second = Processor(config, store, workers=1), Processor(config, store, workers=1)
+    rel = recording_path("L-twice", NOW, 0)
+    tone_wav(root / rel, 2)
+    row = await store.add(linkedid="L-twice", started_at=NOW, path=rel, status="processing")
+    try:
+        outcomes = await asyncio.wait_for(
+            asyncio.gather(first.finish(row.id, close_timeout=2),
+                           second.finish(row.id, close_timeout=2)), 60,
+        )  # fmt: skip
+        assert sorted(o.status for o in outcomes) == ["busy", "ready"], outcomes
+        again = await first.finish(row.id, close_timeout=2)
+        assert again.status == "ready"
+        done = await store.get(row.id)
+        assert done is not None and done.status == "ready" and done.claimed_at is None
+        assert sorted(p.name for p in (root / rel).parent.iterdir()) == [Path(done.path).name]
+
+        # a claim whose process died: busy until it is stale, then taken
+        rel2 = recording_path("L-died", NOW, 0)
+        tone_wav(root / rel2, 1)
+        row2 = await store.add(linkedid="L-died", started_at=NOW, path=rel2, status="processing")
+        assert await store.claim(row2.id)
+        assert (await second.finish(row2.id, close_timeout=2)).status == "busy"
+        await store.update(row2.id, claimed_at=NOW)  # long ago: stale
+        assert (await second.finish(row2.id, close_timeout=2)).status == "ready"
+    finally:
+        first.close()
+        second.close()
