@@ -60,6 +60,10 @@ class QueueSounds:
     #: (language, key) -> the callback offer's playable name
     callback: dict[tuple[str, str], str] = field(default_factory=dict)
 
+    def names(self) -> set[str]:
+        """Every playable name (what the speaker is told the queues play)."""
+        return {n for p in self.phrases.values() for n in p.values()} | set(self.callback.values())
+
 
 async def render_sounds(
     speaker: PromptSpeaker | None,

@@ -303,11 +303,14 @@ class AcdService:
         self._queues = {q.name: q for q in queues}
         self.live.wrapup_config = {q.name: q.wrapup_s for q in queues}
         owners = {int(a["id"]) for a in await store.list_agents(self.db)}
+        speaker = self.prompts()
         sounds = await render_sounds(
-            self.prompts(),
+            speaker,
             {q.language for q in queues if q.announce_position or q.announce_holdtime},
             {(q.language, q.callback_key) for q in queues if q.callback_key},
         )
+        if speaker is not None:  # Asterisk fetches new ones ahead of callers (ivr.media_cache)
+            speaker.plays("queues", sounds.names())
         conf = config_file(
             queues, owners, callback_prompt=self.settings.callback_prompt,
             callback_announce_s=self.settings.callback_announce_s,

@@ -6,7 +6,7 @@ that needs it reads it at call time (it may be absent: degrade, never crash).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol
@@ -121,6 +121,12 @@ class PromptSpeaker(Protocol):
     Asterisk plays (its name, no extension). Raises RuntimeError when it cannot."""
 
     async def speak(self, text: str, language: str) -> str: ...
+
+    def plays(self, group: str, names: Iterable[str]) -> None:
+        """The sounds ``group`` (one per caller of this, e.g. "queues") plays now, instead
+        of what it named before: where they are URLs, Asterisk fetches them ahead of the
+        first caller and forgets the replaced ones (decision 0032)."""
+        ...
 
     async def language_sound(self, text: str, language: str, name: str) -> None:
         """``text`` spoken as the sound ``name`` of ``language`` (``digits/5``: where

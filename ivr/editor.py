@@ -65,6 +65,8 @@ class IvrEditor:
         self.version: Version | None = None
         self.overrides: dict[str, Override] = {}
         self._lock = asyncio.Lock()
+        #: told each time other menus are loaded (ivr.media_cache: what Asterisk caches)
+        self.on_swap: Callable[[Loaded], None] = lambda loaded: None
 
     @property
     def document(self) -> dict[str, Any]:
@@ -95,6 +97,7 @@ class IvrEditor:
     def _swap(self, data: IvrData, playable: dict[str, str], version: Version) -> Loaded:
         self.loaded = Loaded(data, playable, f"store version {version.id}", version.id)
         self.version = version
+        self.on_swap(self.loaded)
         return self.loaded
 
     # --- loading --------------------------------------------------------------------------

@@ -17,7 +17,9 @@ import signal
 from datetime import UTC, datetime
 
 from cti.agi.server import AgiSession
+from cti.ami.client import AmiClient
 from cti.config import ConfigError
+from cti.events import AmiConnected, AmiDisconnected
 from cti.features import FeatureContext
 from cti.tasks import BackgroundTasks
 from ivr.api import IvrApi
@@ -25,6 +27,7 @@ from ivr.config import IvrConfig
 from ivr.editor import IvrEditor
 from ivr.flow import Env, Loaded, run_call
 from ivr.media import MediaServer, MediaSigner, media_key
+from ivr.media_cache import MediaCache
 from ivr.menus import MenuError
 from ivr.prompts import PromptStore, Speaker
 from ivr.store import IvrStore
@@ -58,22 +61,25 @@ class IvrFeature:
         self.config = ctx.section("ivr", IvrConfig)
         self.now_override = self.config.now_override
         self.media: MediaServer | None = None
+        self.media_cache: MediaCache | None = None
         signer = self._media_signer(ctx)
         if signer is not None:
             self.media = MediaServer(signer, self.config.prompt_dir, ctx.registry)
             self.media.add_routes(ctx.app)
-        self.store = PromptStore(
-            self.config.prompt_dir, self.config.prompt_dir_asterisk, signer
-        )
+            self.media_cache = self._media_cache(ctx, signer)
+        self.store = PromptStore(self.config.prompt_dir, self.config.prompt_dir_asterisk, signer)
         self.editor = IvrEditor(
             IvrStore(ctx.db), self.store, self.config.menus, ctx.settings.site.default_region
         )
+        cache = self.media_cache
+        if cache is not None:
+            self.editor.on_swap = lambda loaded: cache.plays("menus", loaded.playable.values())
         ctx.agi.add_route(ROUTE, self._handle)
         sounds = self.config.sounds_dir
         if sounds is None and str(self.config.prompt_dir) == self.config.prompt_dir_asterisk:
             sounds = self.config.prompt_dir.parent  # no chroot: <sounds>/cti -> <sounds>
         # queue prompts, survey, numbers in the queue's language (decision 0026)
-        ctx.services.prompts = Speaker(self.store, sounds)
+        ctx.services.prompts = Speaker(self.store, sounds, self.media_cache)
         IvrApi(
             self.editor, self.store, reload=lambda by: self.reload(by=by), clock=self.now,
             site_timezone=ctx.settings.site.timezone,
@@ -88,10 +94,38 @@ class IvrFeature:
             if ctx.settings.http.port == 0:
                 raise ConfigError("[ivr] media_url = auto needs a fixed [http] port")
             base = f"http://127.0.0.1:{ctx.settings.http.port}"
-        return MediaSigner(media_key(self.config.media_secret or ctx.settings.ami.secret), base)
+        return MediaSigner(media_key(self.config.media_secret), base, IvrStore(ctx.db).media_key)
+
+    def _media_cache(self, ctx: FeatureContext, signer: MediaSigner) -> MediaCache:
+        """Asterisk's media cache kept warm and clean (ivr.media_cache), on an AMI session
+        of its own, up while the node drives its Asterisk (AmiConnected: at once on a
+        single node, with the lease in a cluster)."""
+        a = ctx.settings.ami
+        ami = AmiClient(
+            a.host, a.port, a.username, a.secret, events="off",
+            ping_interval=a.ping_interval, action_timeout=a.action_timeout,
+            backoff_max=a.reconnect_max_s,
+        )  # fmt: skip
+        cache = MediaCache(ami, signer, ctx.registry)
+        ctx.bus.subscribe(AmiConnected, self._on_driving)
+        ctx.bus.subscribe(AmiDisconnected, self._on_not_driving)
+        return cache
+
+    def _on_driving(self, event: AmiConnected) -> None:
+        if self.media_cache is not None:
+            self._tasks.spawn(self.media_cache.start(), "cache")
+
+    def _on_not_driving(self, event: AmiDisconnected) -> None:
+        """In a cluster the lease went elsewhere: the cache's session ends with it (on one
+        node it reconnects by itself with Asterisk)."""
+        ctx, cache = self._ctx, self.media_cache
+        if cache is not None and ctx is not None and ctx.settings.cluster.broker_url:
+            self._tasks.spawn(cache.close(), "cache-close")
 
     async def start(self) -> None:
         assert self.editor is not None
+        if self.store.media is not None:  # no media_secret: the store's key, made once
+            await self.store.media.ensure_key()
         try:
             await self.reload()
         except MenuError as exc:
@@ -112,6 +146,8 @@ class IvrFeature:
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             self._sighup = False
         await self._tasks.stop()
+        if self.media_cache is not None:
+            await self.media_cache.close()
 
     # --- reload -------------------------------------------------------------------------------
     def now(self) -> datetime:
@@ -146,4 +182,3 @@ class IvrFeature:
             clock=self.now, overrides=dict(editor.overrides),
         )  # fmt: skip
         await run_call(agi, env)
-

@@ -34,7 +34,7 @@ import base64
 import hashlib
 import hmac
 import re
-import secrets
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -52,23 +52,42 @@ _SIG = re.compile(r"[A-Za-z0-9_-]{22}")
 MAX_AGE_S = 365 * 24 * 3600
 
 
-def media_key(secret: str) -> bytes:
-    """The signing key: derived from ``secret`` (the same on every node that drives a
-    server, so each one's URLs stay good after a takeover or a restart), else random for
-    this process (its URLs end with it; Asterisk keeps what it already downloaded)."""
+def media_key(secret: str) -> bytes | None:
+    """The signing key derived from ``[ivr] media_secret``; None without one: then the key
+    the store keeps (:meth:`ivr.store.IvrStore.media_key`, made once), the same for every
+    node and every start either way, so a URL Asterisk cached stays good."""
     if not secret:
-        return secrets.token_bytes(32)
+        return None
     return hashlib.sha256(b"cti-media\0" + secret.encode()).digest()
 
 
 class MediaSigner:
     """Signs and checks the names in media URLs."""
 
-    def __init__(self, key: bytes, base_url: str) -> None:
+    def __init__(
+        self,
+        key: bytes | None,
+        base_url: str,
+        load_key: Callable[[], Awaitable[bytes]] | None = None,
+    ) -> None:
+        #: None until :meth:`ensure_key` read it (``load_key``: from the store)
         self.key = key
         self.base_url = base_url.rstrip("/")
+        self._load_key = load_key
+        self._loading = asyncio.Lock()
+
+    async def ensure_key(self) -> None:
+        """Read the key (once) if it was not given: before the first URL is made."""
+        async with self._loading:
+            if self.key is None and self._load_key is not None:
+                self.key = await self._load_key()
+
+    def __repr__(self) -> str:  # never the key
+        return f"<MediaSigner {self.base_url}>"
 
     def sig(self, name: str) -> str:
+        if self.key is None:
+            raise RuntimeError("the media key is not loaded yet")
         mac = hmac.new(self.key, name.encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(mac[:16]).decode().rstrip("=")
 
@@ -79,7 +98,7 @@ class MediaSigner:
         return f"{self.base_url}{MEDIA_PATH}/{self.sig(name)}/{name}.wav"
 
     def valid(self, sig: str, name: str) -> bool:
-        if NAME.fullmatch(name) is None or _SIG.fullmatch(sig) is None:
+        if NAME.fullmatch(name) is None or _SIG.fullmatch(sig) is None or self.key is None:
             return False
         return hmac.compare_digest(self.sig(name), sig)
 

@@ -5,7 +5,8 @@ validated JSON document (:func:`ivr.menus.to_document`); every change stores a n
 version, so what ran at any time is known and any version can be restored. The
 day/night/emergency overrides are kept apart: supervisors flip them, they are not a
 change of the menus. Uploaded recordings (converted) are kept by their content id, so a
-node that did not receive the upload can still play them (decision 0032).
+node that did not receive the upload can still play them, and the key that signs the
+media URLs is kept once for every node (decision 0032).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from cti.store.models import Base, BoundedText, UTCDateTime, utcnow
 
-__all__ = ["IvrAudioRow", "IvrOverrideRow", "IvrVersionRow"]
+__all__ = ["IvrAudioRow", "IvrMediaKeyRow", "IvrOverrideRow", "IvrVersionRow"]
 
 _BigId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -60,4 +61,16 @@ class IvrAudioRow(Base):
 
     id: Mapped[str] = mapped_column(BoundedText(64), primary_key=True)
     wav: Mapped[bytes] = mapped_column(LargeBinary())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class IvrMediaKeyRow(Base):
+    """The key that signs the media URLs (ivr.media) when ``[ivr] media_secret`` is not
+    set: made by the first node that needs it, then the same for every node and every
+    start, so a URL Asterisk cached stays good. One row (id 1)."""
+
+    __tablename__ = "ivr_media_key"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    key: Mapped[bytes] = mapped_column(LargeBinary())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -18,11 +18,13 @@ import hashlib
 import os
 import re
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from cti.asterisk.sounds import SoundError, render_wav
 from ivr.audio import upload_path
 from ivr.media import MediaSigner
+from ivr.media_cache import MediaCache
 from ivr.menus import Prompt
 
 __all__ = ["PromptError", "PromptStore", "Speaker", "install_file"]
@@ -33,9 +35,7 @@ class PromptError(RuntimeError):
 
 
 class PromptStore:
-    def __init__(
-        self, host_dir: Path, asterisk_dir: str, media: MediaSigner | None = None
-    ) -> None:
+    def __init__(self, host_dir: Path, asterisk_dir: str, media: MediaSigner | None = None) -> None:
         self.host_dir = host_dir
         self.asterisk_dir = asterisk_dir.rstrip("/")
         #: when set, rendered prompts are played from the node's HTTP (ivr.media)
@@ -102,9 +102,18 @@ class Speaker:
     """Text-to-speech for other features (cti.services.PromptSpeaker): rendered once into
     the prompt directory like a menu's text prompt, played by the same name."""
 
-    def __init__(self, store: PromptStore, sounds_dir: Path | None = None) -> None:
+    def __init__(
+        self, store: PromptStore, sounds_dir: Path | None = None, cache: MediaCache | None = None
+    ) -> None:
         self.store = store
         self.sounds_dir = sounds_dir
+        self.cache = cache
+
+    def plays(self, group: str, names: Iterable[str]) -> None:
+        """What ``group`` plays now (replacing what it played): with media URLs, Asterisk
+        fetches the new ones ahead of callers and forgets the replaced (ivr.media_cache)."""
+        if self.cache is not None:
+            self.cache.plays(group, names)
 
     async def language_sound(self, text: str, language: str, name: str) -> None:
         """Written only with a ``sounds_dir``; without one nothing is written and Asterisk
@@ -120,6 +129,8 @@ class Speaker:
 
     async def speak(self, text: str, language: str) -> str:
         prompt = Prompt(text=text, voice=VOICES.get(language, "en"))
+        if self.store.media is not None:  # also before the IVR started (the ACD starts first)
+            await self.store.media.ensure_key()
         await asyncio.to_thread(self.store.render, prompt)  # PromptError is a RuntimeError
         return self.store.playable(prompt)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from cti.store.db import Database
 from cti.store.models import clip_text
-from ivr.models import IvrAudioRow, IvrOverrideRow, IvrVersionRow
+from ivr.models import IvrAudioRow, IvrMediaKeyRow, IvrOverrideRow, IvrVersionRow
 from ivr.schedule import Override
 
 __all__ = ["IvrStore", "Version"]
@@ -106,6 +107,19 @@ class IvrStore:
     async def count(self) -> int:
         async with self.db.session() as s:
             return int((await s.execute(select(func.count(IvrVersionRow.id)))).scalar() or 0)
+
+    # --- the media URLs' key ------------------------------------------------------------------
+    async def media_key(self) -> bytes:
+        """The key that signs the media URLs: made once (by whichever node asks first, also
+        when two ask at the same moment), then always the same."""
+        with contextlib.suppress(IntegrityError):
+            async with self.db.session() as s, s.begin():
+                if await s.get(IvrMediaKeyRow, 1) is None:
+                    s.add(IvrMediaKeyRow(id=1, key=secrets.token_bytes(32)))
+        async with self.db.session() as s:
+            row = await s.get(IvrMediaKeyRow, 1)
+            assert row is not None
+            return bytes(row.key)
 
     # --- uploaded recordings ------------------------------------------------------------------
     async def put_audio(self, audio_id: str, wav: bytes) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -53,43 +53,60 @@ retries = 0
 fallback = {{ action = "queue", target = "support" }}
 """
 
-Node = Callable[..., Awaitable[tuple[Daemon, IvrFeature]]]
 
+class Nodes:
+    """Daemons with the ACD and the IVR whose prompts live where Asterisk cannot look
+    (one ``prompt_dir`` for all of them, as one node restarted)."""
 
-@pytest.fixture
-async def node(
-    asterisk: ChrootAsterisk, db_url: str, ami: AmiClient, tmp_path: Path
-) -> AsyncIterator[Node]:
-    """A daemon with the ACD and the IVR whose prompts live where Asterisk cannot look."""
-    started: list[Daemon] = []
-    prompts = tmp_path / "node-only-prompts"
-    assert not prompts.resolve().is_relative_to(asterisk.root.resolve())
+    def __init__(self, asterisk: ChrootAsterisk, db_url: str, tmp_path: Path) -> None:
+        self.asterisk, self.db_url, self.tmp_path = asterisk, db_url, tmp_path
+        self.prompts = tmp_path / "node-only-prompts"
+        self.running: list[Daemon] = []
 
-    async def factory(menus: str = "") -> tuple[Daemon, IvrFeature]:
-        menus_file = tmp_path / "menus.toml"
+    async def __call__(
+        self, menus: str = "", *, port: int = 0, media_secret: str = ""
+    ) -> tuple[Daemon, IvrFeature]:
+        menus_file = self.tmp_path / "menus.toml"
         if menus:
             menus_file.write_text(menus)
-        port = free_port()
+        port = port or free_port()
         settings = daemon_settings(
-            asterisk, db_url, acd={"asterisk_etc_dir": str(asterisk.etc_dir)},
-            ivr={"menus": str(menus_file), "prompt_dir": str(prompts),
-                 "media_url": f"http://127.0.0.1:{port}",
+            self.asterisk, self.db_url, acd={"asterisk_etc_dir": str(self.asterisk.etc_dir)},
+            ivr={"menus": str(menus_file), "prompt_dir": str(self.prompts),
+                 "media_url": f"http://127.0.0.1:{port}", "media_secret": media_secret,
                  "forward_dial": "Local/{digits}@cti-sim-agents/n"},
         ).model_copy(update={"http": HttpConfig(port=port)})  # fmt: skip
         ivr = IvrFeature()
         features: list[Feature] = [AcdFeature(), ivr]
         daemon = Daemon(settings, features=features)
         await daemon.start()
-        started.append(daemon)
+        self.running.append(daemon)
         await daemon.ami.wait_connected(timeout=15)
         return daemon, ivr
 
-    yield factory
-    for daemon in started:
+    async def stop(self, daemon: Daemon) -> None:
+        self.running.remove(daemon)
         await daemon.stop()
+
+
+@pytest.fixture
+async def node(
+    asterisk: ChrootAsterisk, db_url: str, ami: AmiClient, tmp_path: Path
+) -> AsyncIterator[Nodes]:
+    nodes = Nodes(asterisk, db_url, tmp_path)
+    assert not nodes.prompts.resolve().is_relative_to(asterisk.root.resolve())
+    yield nodes
+    for daemon in list(nodes.running):
+        await nodes.stop(daemon)
     (asterisk.etc_dir / FILE_NAME).unlink(missing_ok=True)
     await ami.send_action("QueueReload", {"Parameters": "yes"})
     await asyncio.to_thread(asterisk.cli, "channel request hangup all")
+
+
+async def cached(asterisk: ChrootAsterisk) -> set[str]:
+    """The URLs in Asterisk's media cache (``media cache show all``)."""
+    out = await asyncio.to_thread(asterisk.cli, "media cache show all")
+    return {ln.strip() for ln in out.splitlines() if ln.strip().startswith("http")}
 
 
 def _lines(path: Path) -> list[str]:
@@ -98,7 +115,7 @@ def _lines(path: Path) -> list[str]:
 
 @SQLITE_ONLY
 async def test_an_ivr_greeting_is_played_from_the_node_over_http(
-    ami: AmiClient, node: Node, played: Path
+    asterisk: ChrootAsterisk, ami: AmiClient, node: Nodes, played: Path
 ) -> None:
     daemon, ivr = await node(MENUS)
     assert ivr.media is not None and ivr.loaded is not None
@@ -106,6 +123,12 @@ async def test_an_ivr_greeting_is_played_from_the_node_over_http(
     assert url.startswith(f"http://127.0.0.1:{daemon.http_port}/media/v1/"), url
     name = url.rsplit("/", 1)[1].removesuffix(".wav")
     assert (ivr.config.prompt_dir / f"{name}.wav").is_file()  # rendered on the node only
+    # fetched by Asterisk before any call (ivr.media_cache): no caller waits for it
+    assert ivr.media_cache is not None
+    await ivr.media_cache.settled(timeout=30)
+    assert url in await cached(asterisk)
+    fetched = ivr.media.counts.get("served", 0)
+    assert fetched >= 1, ivr.media.counts
 
     events: list[IvrCompleted] = []
     daemon.bus.subscribe(IvrCompleted, events.append)
@@ -115,7 +138,7 @@ async def test_an_ivr_greeting_is_played_from_the_node_over_http(
         return [e for e in events if e.linkedid == linkedid]
 
     await wait_for(completed, timeout=30, what="the IVR to finish the greeting")
-    assert ivr.media.counts.get("served", 0) >= 1, ivr.media.counts  # Asterisk fetched it
+    assert ivr.media.counts.get("served", 0) == fetched, ivr.media.counts  # no fetch in the call
     lines = await asyncio.to_thread(_lines, played)
     playing = [ln for ln in lines if "Playing '" in ln and url in ln]
     assert playing, "\n".join(lines[-40:])
@@ -123,8 +146,49 @@ async def test_an_ivr_greeting_is_played_from_the_node_over_http(
 
 
 @SQLITE_ONLY
+async def test_asterisk_keeps_the_nodes_prompts_over_restarts_and_forgets_replaced_ones(
+    asterisk: ChrootAsterisk, node: Nodes
+) -> None:
+    """No setting: the URLs are signed by the store's key, so a restarted node names the
+    same URLs and Asterisk fetches nothing again; a prompt replaced (a menus edit) leaves
+    Asterisk's cache, and so do the entries of a previous key (a secret dropped)."""
+    port = free_port()
+    daemon, ivr = await node(MENUS, port=port, media_secret="the-old-secret")
+    assert ivr.loaded is not None and ivr.media_cache is not None
+    old_key_url = ivr.loaded.playable["hello"]
+    await ivr.media_cache.settled(timeout=30)
+    assert old_key_url in await cached(asterisk)
+    await node.stop(daemon)
+
+    daemon, ivr = await node(MENUS, port=port)  # the store's key from now on
+    assert ivr.loaded is not None and ivr.media_cache is not None and ivr.media is not None
+    url = ivr.loaded.playable["hello"]
+    assert url != old_key_url and url.rsplit("/", 1)[1] == old_key_url.rsplit("/", 1)[1]
+    await ivr.media_cache.settled(timeout=30)
+    now = await cached(asterisk)
+    assert url in now and old_key_url not in now, now
+
+    (node.tmp_path / "menus.toml").write_text(MENUS.replace(GREETING, "We moved."))
+    await ivr.reload()
+    edited = ivr.loaded.playable["hello"]
+    await ivr.media_cache.settled(timeout=30)
+    now = await cached(asterisk)
+    assert edited in now and url not in now, now
+    assert ivr.media_cache.counts.get("deleted", 0) >= 1, ivr.media_cache.counts
+    await node.stop(daemon)
+
+    daemon, ivr = await node(port=port)  # a restart: nothing new for Asterisk
+    assert ivr.loaded is not None and ivr.media_cache is not None and ivr.media is not None
+    assert ivr.loaded.playable["hello"] == edited
+    await ivr.media_cache.settled(timeout=30)
+    assert edited in await cached(asterisk)
+    assert ivr.media_cache.counts.get("refreshed", 0) >= 1, ivr.media_cache.counts
+    assert ivr.media.counts == {}, ivr.media.counts  # Asterisk asked for nothing
+
+
+@SQLITE_ONLY
 async def test_a_mandarin_queue_announcement_is_played_from_the_node_over_http(
-    asterisk: ChrootAsterisk, ami: AmiClient, node: Node, played: Path, tmp_path: Path
+    asterisk: ChrootAsterisk, ami: AmiClient, node: Nodes, played: Path, tmp_path: Path
 ) -> None:
     assert sounds.installed(asterisk.root)  # built into the root by the runner
     daemon, ivr = await node()
@@ -139,6 +203,9 @@ async def test_a_mandarin_queue_announcement_is_played_from_the_node_over_http(
     base = f"http://127.0.0.1:{daemon.http_port}/media/v1/"
     assert spoken and all(v.startswith(base) for v in spoken.values()), spoken
     thereare, callswaiting = spoken["queue-thereare"], spoken["queue-callswaiting"]
+    assert ivr.media_cache is not None
+    await ivr.media_cache.settled(timeout=30)
+    assert {thereare, callswaiting} <= await cached(asterisk)  # before the first caller
 
     seen: list[Message] = []
     ami.add_event_handler(seen.append)

@@ -1,9 +1,10 @@
 """IVR menus kept in the store: the menus file is imported when it changes, edits made
 through the editor survive restarts and reloads, a refused change keeps what runs
-(SQLite and PostgreSQL)."""
+(SQLite and PostgreSQL). The key that signs media URLs is made once and kept."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -134,3 +135,17 @@ async def test_overrides_are_kept(db: Database, tmp_path: Path) -> None:
     assert (kept.mode, kept.note, kept.set_by, kept.set_at) == ("night", "typhoon", "sup1", at)
     await again.set_override("office", "auto", by="sup1", at=at)
     assert again.overrides == {} and await again.store.overrides() == {}
+
+
+async def test_the_media_key_is_made_once_and_then_the_same_for_every_node(
+    db: Database, db_url: str
+) -> None:
+    """Two nodes starting at the same moment on a fresh store get one key; a restart (a
+    new Database on the same store) reads it back: the URLs Asterisk cached stay good."""
+    first = await asyncio.gather(IvrStore(db).media_key(), IvrStore(db).media_key())
+    assert first[0] == first[1] and len(first[0]) == 32
+    again = Database.from_url(db_url)
+    try:
+        assert await IvrStore(again).media_key() == first[0]
+    finally:
+        await again.dispose()

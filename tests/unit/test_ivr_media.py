@@ -1,6 +1,7 @@
 """Prompts served to Asterisk over HTTP (ivr.media, decision 0032): a signed,
 content-addressed URL; nothing else in the prompt directory is reachable; what
-res_http_media_cache reads (Content-Type, Cache-Control, ETag, 304) is answered."""
+res_http_media_cache reads (Content-Type, Cache-Control, ETag, 304) is answered. What
+Asterisk's media cache is told (ivr.media_cache): only this node's URLs, by group."""
 
 from __future__ import annotations
 
@@ -11,12 +12,15 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import CollectorRegistry
 
 from acd.queues_conf import config_file
 from acd.store import QueueParams
+from cti.ami.client import AmiClient
 from cti.web.errors import error_middleware
 from ivr.config import IvrConfig
 from ivr.media import MAX_AGE_S, MediaServer, MediaSigner, media_key
+from ivr.media_cache import MediaCache
 from ivr.menus import Prompt
 from ivr.prompts import PromptStore
 
@@ -90,7 +94,12 @@ async def test_a_signed_name_that_is_not_a_regular_file_here_is_a_clear_404(
 def test_urls_are_the_same_on_every_node_with_the_secret_and_refuse_odd_names() -> None:
     a, b = MediaSigner(media_key("k"), BASE), MediaSigner(media_key("k"), "http://n2:80/")
     assert a.sig(KEY) == b.sig(KEY) and b.url(KEY).startswith("http://n2:80/media/v1/")
-    assert MediaSigner(media_key(""), BASE).sig(KEY) != MediaSigner(media_key(""), BASE).sig(KEY)
+    assert media_key("") is None  # no secret: the store's key (test_ivr_store)
+    keyless = MediaSigner(None, BASE)
+    with pytest.raises(RuntimeError):
+        keyless.url(KEY)  # no URL before the key is read
+    assert not keyless.valid(a.sig(KEY), KEY)
+    assert "k" not in repr(a) and repr(a.key) not in repr(a)
     for name in ("../etc/passwd", "UPPER0123456789ab", "abc", KEY + "/x"):
         with pytest.raises(ValueError):
             a.url(name)
@@ -123,3 +132,36 @@ def test_media_url_setting_accepts(value: str) -> None:
 def test_media_url_setting_refuses(value: str) -> None:
     with pytest.raises(ValueError):
         IvrConfig(media_url=value)
+
+
+def _cache() -> MediaCache:
+    ami = AmiClient("127.0.0.1", 1, "cti", "secret")  # never started: nothing is sent
+    return MediaCache(ami, MediaSigner(media_key("k"), BASE), CollectorRegistry())
+
+
+def test_the_cache_is_told_what_each_group_adds_and_what_no_group_plays_any_more() -> None:
+    cache, signer = _cache(), MediaSigner(media_key("k"), BASE)
+    a, b, c = (signer.url(n * 40) for n in "abc")
+    cache.plays("menus", [a, b, "beep", "http://other-node:80/media/v1/x/y.wav"])
+    cache.plays("queues", [b])
+    assert cache.playing == {a, b} and cache.to_refresh == {a, b}  # only this node's URLs
+    cache.plays("menus", [c])  # a edited away; b still played by the queues
+    assert cache.playing == {b, c} and cache.to_delete == {a}
+    cache.plays("queues", [a])  # a back before it was deleted: nothing to delete
+    assert cache.to_delete == {b} and a in cache.to_refresh
+
+
+@pytest.mark.parametrize("url", [
+    f"{BASE}/media/v1/AAAAAAAAAAAAAAAAAAAAAA/{KEY}.wav core stop now",
+    f"{BASE}/media/v1/AAAAAAAAAAAAAAAAAAAAAA/{KEY}.wav\r\nAction: Originate",
+    f"http://10.0.0.6:8080/media/v1/AAAAAAAAAAAAAAAAAAAAAA/{KEY}.wav",
+    f"{BASE}/media/v1/AAAAAAAAAAAAAAAAAAAAAA/../{KEY}.wav",
+    "core restart now",
+])  # fmt: skip
+async def test_no_command_line_but_a_url_of_this_nodes_shape(url: str) -> None:
+    cache = _cache()
+    assert not cache.ours(url)
+    with pytest.raises(ValueError):
+        await cache._command("refresh", url)
+    with pytest.raises(ValueError):
+        await cache._command("show", MediaSigner(media_key("k"), BASE).url(KEY))
