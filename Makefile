@@ -11,3 +11,4 @@ bench:   ## print benchmark figures (pop_latency starts its own Asterisk: a few 
 	.venv/bin/python bench/stats_query.py
 	.venv/bin/python bench/pop_latency.py
 	.venv/bin/python bench/cluster.py
+	.venv/bin/python bench/media_cache.py
