@@ -157,6 +157,7 @@ async def run(args: argparse.Namespace) -> None:
     import aiohttp
     from sqlalchemy import select
 
+    from bench.cpu import CpuWatch, asterisk_pid, pid_of, threads_cpu_s
     from bench.sim_phones import asterisk_kind
     from cti.ami.protocol import Message
     from cti.store.db import Database
@@ -251,6 +252,17 @@ async def run(args: argparse.Namespace) -> None:
                 line = (await asyncio.wait_for(clients.stdout.readline(), 120)).decode()
                 if line.strip() != "READY":
                     raise RuntimeError(f"desktops failed: {line!r}")
+                # who uses the 2 cores during the burst: the nodes, Asterisk, the desktops'
+                # process, the broker (the machine's: other sessions' use included), this one
+                driver = n1.proc.pid if n1.proc is not None else None
+                standby = n2.proc.pid if n2.proc is not None else None
+                watch = CpuWatch({
+                    "driver": driver, "standby": standby, "asterisk": asterisk_pid(inst),
+                    "desktops": clients.pid, "broker": pid_of("nats-server"),
+                    "bench": os.getpid(),
+                })  # fmt: skip
+                main0 = threads_cpu_s(driver).get("main", 0.0) if driver else 0.0
+                watch.start()
                 originated: list[str] = []
                 gap = 1.0 / args.rate
                 t0 = next_at = time.monotonic()
@@ -277,6 +289,9 @@ async def run(args: argparse.Namespace) -> None:
                 with contextlib.suppress(AssertionError):
                     await wait_for(all_rang, timeout=args.ring + 30, what="rings", every=0.05)
                 await asyncio.sleep(5.0)  # the last pops reach the desktops
+                used, machine = watch.stop()
+                main = threads_cpu_s(driver).get("main", 0.0) - main0 if driver else 0.0
+                cpu_wall = time.monotonic() - t0
                 clients.stdin.close()
                 await asyncio.wait_for(clients.wait(), 60)
                 seen = json.loads(await asyncio.to_thread(out_file.read_text))
@@ -303,6 +318,12 @@ async def run(args: argparse.Namespace) -> None:
                         part = [(t - rang[k]) * 1000 for k, t in pop_at.items()
                                 if k in rang and layout[k[1]] == url]  # fmt: skip
                         print(f"{label} pop p99 on the {name}: {pct(part, 0.99):.1f} ms")
+                # CPU seconds over the burst and the 5 s after it (the rest is other work)
+                for part_name, sec in used.items():
+                    print(f"{label} cpu {part_name}: {sec:.1f} s")
+                print(f"{label} cpu driver main thread: {main:.1f} s")
+                print(f"{label} cpu machine: {machine:.1f} s")
+                print(f"{label} cpu available: {cpu_wall * (os.cpu_count() or 1):.1f} s")
 
             one = f"ws://127.0.0.1:{ports['n1']}/ws#driver"
             two = f"ws://127.0.0.1:{ports['n2']}/ws#standby"

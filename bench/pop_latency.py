@@ -188,51 +188,6 @@ async def run_relay(ami_port: int, user: str, secret: str, http_port: int) -> No
 # --- helpers --------------------------------------------------------------------------------
 
 
-def _proc_cpu_s(pid: int) -> float:
-    """utime + stime (s) of one process (all its threads)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return float("nan")
-    fields = stat[stat.rfind(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _threads_cpu_s(pid: int) -> dict[str, float]:
-    """utime + stime (s) of each thread of a process by name; the main thread (the
-    daemon's event loop) is ``main``."""
-    out: dict[str, float] = {}
-    with contextlib.suppress(OSError):
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            with contextlib.suppress(OSError, ValueError):
-                stat = (task / "stat").read_text()
-                fields = stat[stat.rfind(")") + 2 :].split()
-                comm = stat[stat.find("(") + 1 : stat.rfind(")")]
-                name = "main" if task.name == str(pid) else comm
-                sec = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-                out[name] = out.get(name, 0.0) + sec
-    return out
-
-
-def _asterisk_pid(inst: object) -> int | None:
-    """The Asterisk process itself: the child of the ``unshare`` the runner started."""
-    proc = getattr(inst, "_proc", None)
-    if proc is None:
-        return None
-    with contextlib.suppress(OSError, ValueError):
-        for child in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split():
-            if Path(f"/proc/{child}/comm").read_text().strip() == "asterisk":
-                return int(child)
-    return None
-
-
-def _machine_cpu_s() -> float:
-    """CPU time used by the whole machine so far (every CPU, user + system + irq)."""
-    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    busy = sum(int(v) for i, v in enumerate(fields[:8]) if i not in (3, 4))  # not idle/iowait
-    return busy / os.sysconf("SC_CLK_TCK")
-
-
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -335,6 +290,7 @@ async def _drain(base: str, args: argparse.Namespace) -> tuple[int, float]:
 async def run(args: argparse.Namespace) -> None:
     import aiohttp
 
+    from bench.cpu import asterisk_pid, machine_cpu_s, proc_cpu_s, threads_cpu_s
     from bench.sim_phones import asterisk_kind
     from cti.ami.protocol import Message
     from cti.store.db import Database
@@ -491,13 +447,13 @@ async def run(args: argparse.Namespace) -> None:
         log_offset = log_file.stat().st_size
         assert daemon is not None
         parts = {
-            "asterisk": _asterisk_pid(inst), "daemon": daemon.pid, "desktops": clients.pid,
+            "asterisk": asterisk_pid(inst), "daemon": daemon.pid, "desktops": clients.pid,
             "relay": relay.pid, "bench": os.getpid(),
         }  # fmt: skip
-        cpu_at0 = {name: _proc_cpu_s(pid) for name, pid in parts.items() if pid is not None}
-        machine0 = _machine_cpu_s()
-        threads0 = _threads_cpu_s(daemon.pid)
-        cpu0, wall0 = _proc_cpu_s(daemon.pid), time.monotonic()
+        cpu_at0 = {name: proc_cpu_s(pid) for name, pid in parts.items() if pid is not None}
+        machine0 = machine_cpu_s()
+        threads0 = threads_cpu_s(daemon.pid)
+        cpu0, wall0 = proc_cpu_s(daemon.pid), time.monotonic()
         ami_events0 = await _metric(base, "cti_ami_events_total")
         originated: list[str] = []
         gap = 1.0 / args.rate if args.rate > 0 else 0.0
@@ -524,15 +480,15 @@ async def run(args: argparse.Namespace) -> None:
             await wait_for(all_recorded, timeout=args.ring + 30, what="answers", every=0.05)
         await asyncio.sleep(1.0)  # the last frames and late cards reach the desktops
         wall = time.monotonic() - wall0
-        cpu = _proc_cpu_s(daemon.pid) - cpu0
-        threads = _threads_cpu_s(daemon.pid)
+        cpu = proc_cpu_s(daemon.pid) - cpu0
+        threads = threads_cpu_s(daemon.pid)
         main_cpu = threads.get("main", 0.0) - threads0.get("main", 0.0)
         used = {
-            name: _proc_cpu_s(pid) - cpu_at0[name]
+            name: proc_cpu_s(pid) - cpu_at0[name]
             for name, pid in parts.items()
             if pid is not None
         }  # fmt: skip
-        machine = _machine_cpu_s() - machine0
+        machine = machine_cpu_s() - machine0
 
         async def all_ended() -> bool:  # a card that comes later is no use to the agent
             return all((lid, agent) in ended for lid, agent in rang if lid in answered)

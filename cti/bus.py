@@ -14,7 +14,8 @@ also carries every event to the other nodes. A handler says which events it want
   subscribes this way, so it acts exactly once in the cluster, on the node that saw it.
 - ``subscribe(T, h, remote=True)``: the events of **every node** (its own included), for
   what serves the clients connected to this node (a desktop's pop, a wallboard), whichever
-  node's Asterisk the call is on.
+  node's Asterisk the call is on. Only the types of :data:`cti.events.SHARED_EVENTS` cross
+  nodes, so only those can be asked for this way (anything else is refused at once).
 
 On a single node both are the same.
 """
@@ -26,7 +27,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from cti.events import DomainEvent
+from cti.events import SHARED_EVENTS, DomainEvent
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,14 @@ class EventBus:
         self, event_type: type[E], handler: Callable[[E], None], *, remote: bool = False
     ) -> Callable[[], None]:
         """Call ``handler`` for every published ``event_type`` (exact type): this node's
-        events, and with ``remote`` the other nodes' too. Returns an unsubscribe function."""
+        events, and with ``remote`` the other nodes' too (a type of
+        :data:`~cti.events.SHARED_EVENTS`: no other crosses nodes). Returns an unsubscribe
+        function."""
+        if remote and event_type not in SHARED_EVENTS:
+            raise ValueError(
+                f"{event_type.__name__} does not cross nodes: other nodes' events of it never "
+                "arrive (add it to cti.events.SHARED_EVENTS if every node needs it)"
+            )
         entry = (handler, remote)
         self._handlers[event_type].append(entry)
 

@@ -665,3 +665,25 @@ class PhoneRegistered(DomainEvent):
     phone: str
     agent: str = ""
     contact: str = ""
+
+
+# --- what crosses nodes -----------------------------------------------------------------
+
+#: In a cluster, the events other nodes receive (decision 0028): what serves the clients
+#: connected to any node (a desktop's pop and card, the wallboard's servers) and what each
+#: driver reconciles its own server from (agents' statuses, phones, queues). Only these
+#: cross the broker; a handler asks for other nodes' events (``subscribe(...,
+#: remote=True)``) of these types only. Every other event is handled on the node that
+#: published it and never leaves it (no encoding, no broker message, no decoding on every
+#: other node for nobody).
+SHARED_EVENTS: frozenset[type[DomainEvent]] = frozenset({
+    # a desktop's pop, whichever node drives the server that took the call (desktop)
+    CallEntered, CallerIdChanged, IvrCompleted, CallQueued, CallOffered, CallRingNoAnswer,
+    CallAnswered, CallDialEnded, CallHeld, CallResumed, CallTransferred, CallHandedOver,
+    CallAbandoned, CallTimedOut, CallCompleted, CallbackOffered, OutboundCallStarted,
+    CampaignLeadConnected,
+    # each server's live queues, for every node's wallboard and campaign pacers
+    ServerLiveState,
+    # what every driver reconciles its own server's memberships and phones from (acd, phones)
+    AgentStatusChanged, PhoneLocated, QueuesChanged, PhonesChanged,
+})  # fmt: skip

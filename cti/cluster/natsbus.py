@@ -3,20 +3,23 @@
 Same interface as the in-process :class:`cti.bus.EventBus`; a published event is
 
 1. dispatched at once to this node's handlers (as on a single node: the broker is never
-   on the path of the node's own work), then
+   on the path of the node's own work), then, if other nodes receive its type
+   (:data:`cti.events.SHARED_EVENTS`; every other event stays on its node),
 2. put in a bounded local buffer, from which a sender publishes what is waiting as one
    message (subject ``<prefix>.batch``, up to 256 events: one publish and one
    acknowledgement for all of them, the per-message cost being what limits a Python node;
    header ``Nats-Msg-Id`` from the first event's id, so a batch retried after a lost
-   acknowledgement is stored once). An event leaves the buffer only when the broker
-   acknowledged it as stored (on disk: file storage). While
-   the broker is unreachable the buffer holds up to ``buffer_max`` events; past that the
-   oldest is dropped and counted (``cti_bus_dropped_total``), never blocking the caller.
+   acknowledgement is stored once; header ``Cti-Node`` the publishing node's durable
+   name). An event leaves the buffer only when the broker acknowledged it as stored (on
+   disk: file storage). While the broker is unreachable the buffer holds up to
+   ``buffer_max`` events; past that the oldest is dropped and counted
+   (``cti_bus_dropped_total``), never blocking the caller.
 3. Each node reads the stream through its own durable push consumer (``node-<name>``)
    with explicit acknowledgement: what it had not acknowledged when the link or the broker
    went away is delivered again, and a node that was away resumes where it stopped (within
    the stream's ``max_age``). Events are deduplicated by id (a bounded memory of recent
-   ids), the node's own are skipped (already dispatched in step 1), the others go to the
+   ids), the node's own are skipped (already dispatched in step 1: a message whose
+   ``Cti-Node`` is this node is acknowledged without being decoded), the others go to the
    handlers subscribed with ``remote=True``.
 """
 
@@ -42,14 +45,8 @@ from nats.js.errors import BadRequestError, NotFoundError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from cti.bus import EventBus
-from cti.cluster.codec import (
-    CodecError,
-    Envelope,
-    decode_batch,
-    encode,
-        known_classes,
-)
-from cti.events import DomainEvent
+from cti.cluster.codec import CodecError, Envelope, decode_batch, encode, known_classes
+from cti.events import SHARED_EVENTS, DomainEvent
 
 __all__ = ["NatsBus"]
 
@@ -61,6 +58,7 @@ LATE_S = 1.0
 WATCH_S = 5.0
 ACK_TIMEOUT_S = 5.0
 SEEN_MAX = 100_000
+NODE_HEADER = "Cti-Node"
 _NAME = re.compile(r"[^A-Za-z0-9_-]")
 
 
@@ -127,7 +125,7 @@ class NatsBus(EventBus):
     # --- the bus interface ------------------------------------------------------------------
     def publish(self, event: DomainEvent) -> None:
         super().publish(event)
-        if self._closing:
+        if self._closing or type(event) not in SHARED_EVENTS:
             return
         if len(self._buffer) >= self.buffer_max:
             self._buffer.popleft()
@@ -282,7 +280,13 @@ class NatsBus(EventBus):
 
     async def _on_msg(self, msg: Msg) -> None:
         """Pushed by the broker as soon as stored (a durable push consumer: what was not
-        acknowledged is delivered again after ``ack_wait``, also across reconnects)."""
+        acknowledged is delivered again after ``ack_wait``, also across reconnects). This
+        node's own messages come back too (one stream, one consumer per node): acknowledged
+        unread."""
+        if msg.headers and msg.headers.get(NODE_HEADER) == self.durable:
+            with contextlib.suppress(NatsError, OSError):
+                await msg.ack()
+            return
         try:
             envelopes, bad = decode_batch(msg.data, self._classes)
         except CodecError as exc:
@@ -333,7 +337,9 @@ class NatsBus(EventBus):
             try:
                 await self._js.publish(
                     f"{self.prefix}.batch", payload, timeout=ACK_TIMEOUT_S,
-                    headers={"Nats-Msg-Id": f"{batch[0].id}+{len(batch)}"},
+                    headers={
+                        "Nats-Msg-Id": f"{batch[0].id}+{len(batch)}", NODE_HEADER: self.durable,
+                    },
                 )  # fmt: skip
             except asyncio.CancelledError:
                 raise

@@ -1,7 +1,8 @@
 """The event bus across nodes on the machine's real NATS JetStream: an event published on
 one node reaches the other node's handlers that asked for every node's events, once and in
-order; a node's own handlers see only its own events; a broker restart in the middle of a
-stream of events loses none and duplicates none."""
+order; a node's own handlers see only its own events; only the types other nodes receive
+leave the node; a broker restart in the middle of a stream of events loses none and
+duplicates none."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from datetime import UTC, datetime
 import nats
 import pytest
 
-from cti.cluster.natsbus import NatsBus
-from cti.events import CallOffered
+from cti.cluster.natsbus import NODE_HEADER, NatsBus
+from cti.events import CallLegEnded, CallOffered
 from tests.cluster_services import NATS_URL, require_nats, start_nats, stop_nats
 
 pytestmark = pytest.mark.broker
@@ -74,6 +75,44 @@ async def test_an_event_on_one_node_reaches_the_other_node_once_and_in_order(
         assert own_b == []  # b's own handlers: b's events only
         assert got_a == sent  # a's handler got a's events once (locally, not again)
         assert a.health()["connected"] is True and a.health()["buffered"] == 0
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_only_the_events_other_nodes_receive_leave_the_node(
+    stream: tuple[str, str],
+) -> None:
+    """A call leg's end is the driver's business (call rows, recordings): it is handled on
+    its node and never encoded nor sent; a ring crosses. A node's own messages, which the
+    broker delivers back to it, are acknowledged unread: a message marked as node a's is
+    not even decoded by a, while b reads (and here refuses) it."""
+    a, b = node("a", stream), node("b", stream)
+    legs: list[CallLegEnded] = []
+    a.subscribe(CallLegEnded, legs.append)
+    got: list[CallOffered] = []
+    b.subscribe(CallOffered, got.append, remote=True)
+    await a.start()
+    await b.start()
+    try:
+        assert await a.wait_ready(10) and await b.wait_ready(10)
+        leg = CallLegEnded("a-1", datetime.now(UTC), "a-1.1", "PJSIP/x-1")
+        a.publish(leg)
+        a.publish(offered(1))
+        await until(lambda: len(got) >= 1 and a.health()["buffered"] == 0)
+        assert legs == [leg]  # handled on its node
+        assert a.by_type == {"CallOffered": 1} and a.published == 1  # the leg never left
+        nc = await nats.connect(NATS_URL, connect_timeout=5)
+        try:
+            await nc.jetstream().publish(
+                f"{stream[1]}.batch", b"not an envelope", headers={NODE_HEADER: a.durable}
+            )
+        finally:
+            await nc.close()
+        await until(lambda: b.metrics.bad._value.get() == 1)
+        await asyncio.sleep(0.3)
+        assert a.metrics.bad._value.get() == 0  # its own: not read
+        assert [e.linkedid for e in got] == ["a-1"]
     finally:
         await a.close()
         await b.close()

@@ -12,6 +12,7 @@ from cti.cluster.codec import CodecError, Envelope, decode, decode_batch, encode
 from cti.events import (
     AmiConnected,
     CallCompleted,
+    CallLegEnded,
     CallOffered,
     CallRecord,
     ChannelInfo,
@@ -59,6 +60,13 @@ def test_own_handlers_get_own_events_and_remote_handlers_get_all() -> None:
     bus.deliver_remote(theirs)
     assert local == [mine]
     assert everywhere == [mine, theirs]
+
+
+def test_other_nodes_events_can_be_asked_for_only_of_the_types_that_cross_nodes() -> None:
+    bus = EventBus()
+    with pytest.raises(ValueError, match="CallLegEnded does not cross nodes"):
+        bus.subscribe(CallLegEnded, print, remote=True)
+    bus.subscribe(CallLegEnded, print)  # this node's own: any type
 
 
 def test_unsubscribe_removes_only_that_subscription() -> None:
