@@ -41,11 +41,14 @@ def may_see(actor: Actor, owner: str | None) -> bool:
     return actor.sees_all or not owner or owner == actor.name
 
 
-def visible(stmt: S, actor: Actor) -> S:
-    """``stmt`` (selecting from :class:`Customer`) limited to what ``actor`` may see."""
+def visible(stmt: S, actor: Actor, *, name: Any = None) -> S:
+    """``stmt`` (selecting from :class:`Customer`) limited to what ``actor`` may see.
+    ``name``: compared with the owner instead of ``actor.name`` (a bind parameter, for a
+    statement built once for every agent: crm_bridge.search.restriction)."""
     if actor.sees_all:
         return stmt
-    return stmt.where(or_(Customer.owner == actor.name, Customer.owner.is_(None)))
+    who = actor.name if name is None else name
+    return stmt.where(or_(Customer.owner == who, Customer.owner.is_(None)))
 
 
 async def customer_for(

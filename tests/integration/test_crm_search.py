@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import column, insert, select, table, text
@@ -116,6 +117,68 @@ async def test_index_and_scan_agree(db: Database) -> None:
         await _fts_integrity(db)
     else:
         await _trigrams_integrity(db)
+
+
+async def test_one_statement_per_shape_serves_every_actor_and_filter_value(db: Database) -> None:
+    """A search's statement is built once per shape (which owner, filter and visibility
+    conditions it has) and kept, their values bind parameters: searches in turn by other
+    agents, owners, tiers, regions, tags, contact dates and ids, each with the same shape
+    as the one before, every one gets the scan's list (a value left in a kept statement
+    would give the earlier search's list)."""
+    store = CrmStore(db, "CN")
+    rng = random.Random(11)
+    prefixes = ["138 0013", "139 1234", "150 0000", "135 1234"]  # 北京, 常州, 上海, 重庆
+    ids = []
+    for i in range(48):
+        created = await store.create_customer(
+            CustomerIn(
+                name=f"{rng.choice(['王伟', 'Anna Lee', '王芳'])} {i:03d}",
+                tier=rng.choice(["", "gold", "silver"]),
+                tags=rng.choice([[], ["vip"], ["key account"]]),
+                owner=rng.choice([None, "agent1", "agent2", "agent3"]),
+                phones=[f"+86 {prefixes[i % 4]} {i:04d}"],
+                force=True,
+            ),
+            SYSTEM,
+        )
+        ids.append(created["id"])
+    now = utcnow()
+    async with db.session() as session:
+        for i, cid in enumerate(ids[::2]):
+            await session.execute(
+                text("UPDATE crm_customers SET last_contact_at = :at WHERE id = :id"),
+                {"at": now - timedelta(days=i), "id": cid},
+            )
+    agents = [Actor(f"agent{n}", "agent") for n in (1, 2, 3)]
+    day = now - timedelta(days=8)
+    searches: list[tuple[Actor, str | None, Filters | None]] = [
+        *((agent, None, None) for agent in agents),
+        *((SYSTEM, owner, None) for owner in ("agent1", "agent2", "")),
+        *((SYSTEM, None, Filters(tier=t)) for t in ("gold", "silver", "")),
+        *(
+            (agent, None, Filters(tag=t))
+            for agent, t in zip(agents, ["vip", "key account", "vip"], strict=True)
+        ),
+        *((SYSTEM, None, Filters(region=r)) for r in ("北京", "江苏", "上海市")),
+        *((SYSTEM, None, Filters(contacted_after=d)) for d in (day, now - timedelta(days=2))),
+        *((agents[0], None, Filters(contacted_before=d)) for d in (day, now)),
+        *((SYSTEM, None, Filters(ids=tuple(part))) for part in (ids[:10], ids[30:35], ())),
+    ]
+    seen = set()
+    for q in ("王", "anna", "138", "0000", "+86 13"):
+        for actor, owner, filters in searches:
+            scan, index = [
+                [
+                    c["id"]
+                    for c in await store.search(
+                        q, actor, limit=500, owner=owner, filters=filters, method=method
+                    )
+                ]
+                for method in ("scan", "index")
+            ]
+            assert index == scan, (q, actor, owner, filters)
+            seen.add(tuple(scan))
+    assert len(seen) > 40  # the searches' lists do differ
 
 
 async def _fts_integrity(db: Database) -> None:
