@@ -45,6 +45,10 @@ log = logging.getLogger(__name__)
 
 #: a refresh waits for Asterisk's download (res_http_media_cache.conf timeout_secs = 5)
 COMMAND_TIMEOUT_S = 15.0
+#: a refresh Asterisk could not do (just restarted: res_http_media_cache not loaded yet;
+#: the node slow) is tried again this much later, this many times per connection
+RETRY_S = 5.0
+RETRIES = 3
 
 
 class MediaCache:
@@ -64,6 +68,9 @@ class MediaCache:
         self._refresh: set[str] = set()  # played, not yet refreshed on this connection
         self._retired: set[str] = set()  # played no more, not yet deleted from Asterisk
         self._sweep = False  # the connect's look for a previous key's entries
+        self._tries: dict[str, int] = {}  # failed refreshes on this connection
+        self._retry: asyncio.TimerHandle | None = None
+        self.retry_s = RETRY_S
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -114,6 +121,9 @@ class MediaCache:
         await self.ami.start()
 
     async def close(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
         task, self._worker = self._worker, None
         if task is not None:
             task.cancel()
@@ -122,7 +132,8 @@ class MediaCache:
         await self.ami.close()
 
     async def settled(self, timeout: float) -> None:
-        """Return once nothing is left to send (for tests and the benchmark)."""
+        """Return once nothing is left to send, retries included (for tests and the
+        benchmark)."""
         async with asyncio.timeout(timeout):
             while True:
                 await self._idle.wait()
@@ -133,11 +144,12 @@ class MediaCache:
     async def _on_connected(self, is_reconnect: bool) -> None:
         # a (re)started Asterisk, or one that cached nothing of ours yet: everything again
         self._refresh = set(self.playing)
+        self._tries.clear()
         self._sweep = True
         self._kick()
 
     def _pending(self) -> bool:
-        return bool(self._refresh or self._retired or self._sweep)
+        return bool(self._refresh or self._retired or self._sweep or self._retry is not None)
 
     def _kick(self) -> None:
         self._idle.clear()
@@ -174,9 +186,10 @@ class MediaCache:
             self._refresh.discard(url)
             if any(line.startswith("Refreshed '") for line in out):
                 self._count("refreshed")
+                self._tries.pop(url, None)
             else:
                 self._count("refresh-failed")
-                log.warning("media cache: Asterisk could not fetch %s: %s", url, " ".join(out))
+                self._failed(url, " ".join(out))
         while self._retired:
             url = min(self._retired)
             await self._delete(url)
@@ -185,6 +198,24 @@ class MediaCache:
             for url in await self._foreign():
                 await self._delete(url)
             self._sweep = False
+
+    def _failed(self, url: str, why: str) -> None:
+        tries = self._tries[url] = self._tries.get(url, 0) + 1
+        if tries < RETRIES:
+            log.info("media cache: Asterisk could not fetch %s (%s); again in %g s", url, why,
+                     self.retry_s)  # fmt: skip
+            if self._retry is None:
+                self._retry = asyncio.get_running_loop().call_later(self.retry_s, self._again)
+        else:
+            log.warning("media cache: Asterisk could not fetch %s: %s (it will at the first "
+                        "play)", url, why)  # fmt: skip
+
+    def _again(self) -> None:
+        self._retry = None
+        again = {u for u, n in self._tries.items() if n < RETRIES} & self.playing
+        if again:
+            self._refresh |= again
+            self._kick()
 
     async def _delete(self, url: str) -> None:
         out = await self._command("delete", url)

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from acd import store as acd_store
 from acd.feature import AcdFeature
@@ -32,8 +33,10 @@ from cti.daemon import Daemon
 from cti.events import IvrCompleted
 from cti.features import Feature
 from ivr.feature import IvrFeature
+from ivr.media import MediaServer, MediaSigner, media_key
+from ivr.media_cache import MediaCache
 from tests.acceptance.conftest import daemon_settings
-from tests.acceptance.harness import SQLITE_ONLY, free_port, wait_for
+from tests.acceptance.harness import SQLITE_ONLY, ami_client, free_port, wait_for
 from tests.acceptance.test_ivr_harness import call
 from tests.acceptance.test_queue_prompts import configured, sip_caller
 
@@ -184,6 +187,43 @@ async def test_asterisk_keeps_the_nodes_prompts_over_restarts_and_forgets_replac
     assert edited in await cached(asterisk)
     assert ivr.media_cache.counts.get("refreshed", 0) >= 1, ivr.media_cache.counts
     assert ivr.media.counts == {}, ivr.media.counts  # Asterisk asked for nothing
+
+
+async def test_a_prompt_asterisk_could_not_fetch_yet_is_fetched_again(
+    asterisk: ChrootAsterisk, tmp_path: Path
+) -> None:
+    """Asterisk just restarted (res_http_media_cache not loaded yet) or the node was slow:
+    the refresh fails, and is tried again a little later, not only at the first play."""
+    port = free_port()
+    signer = MediaSigner(media_key("retry"), f"http://127.0.0.1:{port}")
+    server = MediaServer(signer, tmp_path)
+    app = web.Application()
+    server.add_routes(app)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    cache = MediaCache(ami_client(asterisk), signer)
+    cache.retry_s = 0.5
+    name = "ab" * 20
+    url = signer.url(name)
+    try:
+        await cache.start()
+        cache.plays("menus", [url])  # not there yet: Asterisk gets a 404
+
+        async def failed() -> int:
+            return cache.counts.get("refresh-failed", 0)
+
+        await wait_for(failed, timeout=20, what="the first refresh to fail")
+        wav = await asyncio.to_thread(sounds.render_wav, "Hello.", "en")
+        (tmp_path / f"{name}.wav").write_bytes(wav)
+        await cache.settled(timeout=20)
+        assert cache.counts.get("refreshed") == 1, cache.counts
+        assert url in await cached(asterisk)
+    finally:
+        cache.plays("menus", [])  # out of the session Asterisk's cache again
+        await cache.settled(timeout=20)
+        await cache.close()
+        await runner.cleanup()
 
 
 @SQLITE_ONLY
