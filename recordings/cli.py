@@ -43,7 +43,9 @@ def _reconcile(args: argparse.Namespace) -> int:
         db = Database.from_url(settings.database.url)
         try:
             await PolicyBook(config, db).load()  # the console's per-queue values
-            report = await reconcile(Processor(config, RecordingStore(db)))
+            # in a cluster: this node's name, so only what it holds is checked
+            processor = Processor(config, RecordingStore(db), node=settings.node_name)
+            report = await reconcile(processor)
             return report.as_dict()
         finally:
             await db.dispose()

@@ -9,6 +9,8 @@ checked again by :func:`resolve_inside` before a file is opened or deleted.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +23,7 @@ __all__ = [
     "recording_path",
     "resolve_inside",
     "safe_id",
+    "scan",
     "with_format",
 ]
 
@@ -91,3 +94,21 @@ def resolve_inside(root: Path, relpath: str) -> Path:
     if not resolved.is_relative_to(real_root):
         raise PathRefused("outside the recordings root")
     return resolved
+
+
+def scan(root: Path) -> list[tuple[str, int, float]]:
+    """(relative path, size, mtime) of every file that looks like one of ours."""
+    out: list[tuple[str, int, float]] = []
+    if not root.is_dir():
+        return out
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = [d for d in dirnames if not Path(dirpath, d).is_symlink()]
+        for name in filenames:
+            full = Path(dirpath, name)
+            rel = full.relative_to(root).as_posix()
+            if NAME_RE.fullmatch(rel) is None or full.is_symlink():
+                continue
+            with contextlib.suppress(OSError):
+                st = full.stat()
+                out.append((rel, st.st_size, st.st_mtime))
+    return out

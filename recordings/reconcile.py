@@ -15,14 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from recordings import audio
 from recordings.models import Recording
-from recordings.naming import NAME_RE, PathRefused, parse_name, resolve_inside
+from recordings.naming import PathRefused, parse_name, resolve_inside, scan
 from recordings.processing import NOT_PULLED, Processor
 
 __all__ = ["Report", "reconcile"]
@@ -41,6 +40,8 @@ class Report:
     missing_files: list[int] = field(default_factory=list)
     empty_removed: list[str] = field(default_factory=list)
     orphans_adopted: list[str] = field(default_factory=list)
+    #: files on the spool sidecar whose recording a node already holds, removed there
+    spool_copies_removed: list[str] = field(default_factory=list)
     unrecorded_calls: list[str] = field(default_factory=list)
     missing_calls: list[str] = field(default_factory=list)
 
@@ -60,29 +61,15 @@ def _remove(path: Path) -> bool:
     return True
 
 
+def _stem(relpath: str) -> str:
+    return relpath.rsplit(".", 1)[0]
+
+
 def _here(root: Path, relpath: str) -> bool:
     try:
         return resolve_inside(root, relpath).is_file()
     except PathRefused:
         return False
-
-
-def _scan(root: Path) -> list[tuple[str, int, float]]:
-    """(relative path, size, mtime) of every file that looks like one of ours."""
-    out: list[tuple[str, int, float]] = []
-    if not root.is_dir():
-        return out
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = [d for d in dirnames if not Path(dirpath, d).is_symlink()]
-        for name in filenames:
-            full = Path(dirpath, name)
-            rel = full.relative_to(root).as_posix()
-            if NAME_RE.fullmatch(rel) is None or full.is_symlink():
-                continue
-            with contextlib.suppress(OSError):
-                st = full.stat()
-                out.append((rel, st.st_size, st.st_mtime))
-    return out
 
 
 async def reconcile(
@@ -135,13 +122,31 @@ async def reconcile(
                     report.pulled_late.append(row.id)
 
     # 3. files vs rows
-    files = await asyncio.to_thread(_scan, config.root_dir)
+    files = await asyncio.to_thread(scan, config.root_dir)
     on_disk = {rel for rel, _, _ in files}
     for row in await store.with_status("ready"):
         if row.path not in on_disk and mine(row):
             await store.update(row.id, status="missing", reason="file not found by reconcile")
             report.missing_files.append(row.id)
     referenced = await store.referenced_paths()
+    # a recording's other formats (a kept original beside its mp3, the sidecar's WAV of
+    # a row now in mp3) are that row's, never an orphan
+    stems = {_stem(p): status for p, status in referenced.items()}
+
+    async def adopt(rel: str) -> None:
+        lid, started, _ = parse_name(rel)
+        if lid in live:
+            return
+        row = await store.adopt(
+            linkedid=lid, started_at=started, path=rel, format=_FORMATS[Path(rel).suffix],
+            status="processing", mode="adopted", reason="orphan file adopted by reconcile",
+            node=processor.node,
+        )  # fmt: skip
+        if row is None:
+            return  # another reconcile (this node's or another's) adopted it
+        await processor.finish(row.id, close_timeout=1.0)
+        report.orphans_adopted.append(rel)
+
     cutoff_ts = now.timestamp() - config.grace_s
     for rel, size, mtime in files:
         if mtime > cutoff_ts:
@@ -154,17 +159,33 @@ async def reconcile(
                 if row.path == rel:
                     await store.update(row.id, status="empty", reason="header-only file removed")
             continue
-        if rel in referenced:
+        if rel in referenced or _stem(rel) in stems:
             continue
-        lid, started, _ = parse_name(rel)
-        if lid in live:
-            continue
-        row = await store.add(
-            linkedid=lid, started_at=started, path=rel, format=_FORMATS[Path(rel).suffix],
-            status="processing", mode="adopted", reason="orphan file adopted by reconcile",
-        )  # fmt: skip
-        await processor.finish(row.id, close_timeout=1.0)
-        report.orphans_adopted.append(rel)
+        await adopt(rel)
+
+    # 3b. Asterisk on another host: its spool as the sidecar lists it. Recordings no row
+    # names (recorded while no node drove the server, a row given up) are adopted: the
+    # processing pulls them as any other. Header-only files (callers armed, never
+    # answered) and WAVs of recordings a node holds compressed (the DELETE after the
+    # pull was lost) are removed there.
+    if processor.spool is not None:
+        for rel, size, age_s in await processor.spool.listing() or []:
+            if age_s < config.grace_s:
+                continue
+            if size <= audio.WAV_HEADER_BYTES:
+                if await processor.spool.delete(rel):
+                    report.empty_removed.append(rel)
+                continue
+            if (
+                rel not in referenced and stems.get(_stem(rel)) == "ready"
+                and not config.keep_original
+            ):  # fmt: skip  # the WAV of a recording a node holds as mp3/opus
+                if await processor.spool.delete(rel):
+                    report.spool_copies_removed.append(rel)
+                continue
+            if rel in referenced or _stem(rel) in stems:
+                continue  # its row's (its processing, or a re-pull: 2b)
+            await adopt(rel)
 
     # 4. answered calls without any row
     since = now - timedelta(days=config.lookback_days)

@@ -8,7 +8,9 @@ shared ``[recordings] spool_secret``:
 - ``GET  /spool/v1/<sig>/<path>``: the file while MixMonitor has closed it (the WAV
   header's sizes match, recordings.audio.wav_closed), **409** while it is still being
   written, 404 when absent;
-- ``DELETE`` the same: removes it (after the node has its copy).
+- ``DELETE`` the same: removes it (after the node has its copy), 404 when absent;
+- ``GET  /spool/v1/<sig>``: the recordings on the spool, ``[path, size, age_s]`` each
+  (at most ``LIST_MAX``): reconcile adopts those no row names (recordings.reconcile).
 
 ``sig`` is an HMAC-SHA256 of the method and the path: a URL is good for that one file
 and that one action, nothing else under the spool is reachable (the path also passes
@@ -27,6 +29,7 @@ import base64
 import contextlib
 import hashlib
 import hmac
+import logging
 import os
 import tempfile
 import time
@@ -37,11 +40,15 @@ import aiohttp
 from aiohttp import web
 
 from recordings import audio
-from recordings.naming import PathRefused, check_name, resolve_inside
+from recordings.naming import NAME_RE, PathRefused, check_name, resolve_inside, scan
 
-__all__ = ["SpoolClient", "SpoolSigner", "spool_app"]
+__all__ = ["LIST_MAX", "SpoolClient", "SpoolSigner", "spool_app"]
+
+log = logging.getLogger(__name__)
 
 PREFIX = "/spool/v1"
+#: entries in one listing (a spool holds the calls in progress and what nobody pulled)
+LIST_MAX = 10_000
 
 
 class SpoolSigner:
@@ -60,6 +67,9 @@ class SpoolSigner:
     def url_path(self, method: str, path: str) -> str:
         check_name(path)
         return f"{PREFIX}/{self.sig(method, path)}/{path}"
+
+    def list_path(self) -> str:
+        return f"{PREFIX}/{self.sig('LIST', '')}"
 
 
 def spool_app(root: Path, signer: SpoolSigner) -> web.Application:
@@ -93,10 +103,23 @@ def spool_app(root: Path, signer: SpoolSigner) -> web.Application:
 
     async def delete(request: web.Request) -> web.Response:
         path = _file(request)
-        await asyncio.to_thread(path.unlink, missing_ok=True)
+        try:
+            await asyncio.to_thread(path.unlink)
+        except FileNotFoundError:
+            raise web.HTTPNotFound(text="no such recording\n") from None
         return web.Response(status=204)
 
+    def _listing() -> list[tuple[str, int, float]]:
+        now = time.time()
+        return [(rel, size, round(now - mtime, 1)) for rel, size, mtime in scan(root)][:LIST_MAX]
+
+    async def listing(request: web.Request) -> web.Response:
+        if not signer.valid("LIST", "", request.match_info["sig"]):
+            raise web.HTTPForbidden(text="not a valid spool link\n")
+        return web.json_response({"files": await asyncio.to_thread(_listing)})
+
     app = web.Application(client_max_size=1024)
+    app.router.add_get(PREFIX + "/{sig}", listing, allow_head=False)
     app.router.add_get(PREFIX + "/{sig}/{path:.+}", get, allow_head=False)
     app.router.add_delete(PREFIX + "/{sig}/{path:.+}", delete)
     return app
@@ -132,13 +155,52 @@ class SpoolClient:
                 if time.monotonic() >= deadline:
                     return False
                 await asyncio.sleep(self.poll_s)
-            delete_url = self.base_url + self.signer.url_path("DELETE", relpath)
-            try:
-                async with http.delete(delete_url) as resp:
-                    resp.raise_for_status()
-            except (aiohttp.ClientError, TimeoutError):
-                pass  # left on the sidecar; the node has its copy
+            await self._delete(http, relpath)  # if it fails: reconcile removes it later
         return True
+
+    async def _delete(self, http: aiohttp.ClientSession, relpath: str) -> bool:
+        url = self.base_url + self.signer.url_path("DELETE", relpath)
+        try:
+            async with http.delete(url) as resp:
+                return resp.status == 204
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+
+    async def delete(self, relpath: str) -> bool:
+        """Remove ``relpath`` from the spool (whether the sidecar said it did)."""
+        async with aiohttp.ClientSession(timeout=_SHORT) as http:
+            return await self._delete(http, relpath)
+
+    async def listing(self) -> list[tuple[str, int, float]] | None:
+        """``(path, size, age in seconds)`` of the recordings on the spool, None when the
+        sidecar cannot be asked (logged). Entries that are not recording names are left
+        out."""
+        url = self.base_url + self.signer.list_path()
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=_SHORT) as http,
+                http.get(url) as resp,
+            ):
+                if resp.status != 200:
+                    log.warning("spool sidecar %s: listing answered %s", self.base_url, resp.status)
+                    return None
+                body = await resp.json()
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            log.warning("spool sidecar %s: no listing: %r", self.base_url, exc)
+            return None
+        items = body.get("files") if isinstance(body, dict) else None
+        out: list[tuple[str, int, float]] = []
+        for item in items if isinstance(items, list) else []:
+            if (
+                isinstance(item, list) and len(item) == 3 and isinstance(item[0], str)
+                and NAME_RE.fullmatch(item[0]) is not None and type(item[1]) is int
+                and isinstance(item[2], int | float)
+            ):  # fmt: skip
+                out.append((item[0], item[1], float(item[2])))
+        return out
+
+
+_SHORT = aiohttp.ClientTimeout(total=60, connect=5)
 
 
 async def _receive(resp: aiohttp.ClientResponse, target: Path) -> None:

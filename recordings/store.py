@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import func, select
 
+from cti.cluster.once import claim_once
 from cti.store.db import Database, is_data_error
 from cti.store.models import Call, clip_text, utcnow
 from recordings.models import Recording, RecordingAudit, RecordingNode
@@ -212,10 +213,24 @@ class RecordingStore:
             )
             return list((await s.scalars(q)).all())
 
-    async def referenced_paths(self) -> set[str]:
+    async def referenced_paths(self) -> dict[str, str]:
+        """The path of every row that has a file, with the row's status."""
         async with self.db.session() as s:
-            q = select(Recording.path).where(Recording.path != "", Recording.status != "deleted")
-            return set((await s.scalars(q)).all())
+            q = select(Recording.path, Recording.status).where(
+                Recording.path != "", Recording.status != "deleted"
+            )
+            return {path: status for path, status in (await s.execute(q)).all()}
+
+    async def adopt(self, **values: Any) -> Recording | None:
+        """A row for a file no row named (``values["path"]``), made once in the store:
+        None when another reconcile (this node's, another node's) adopted it already."""
+        async with self.db.session() as s, s.begin():
+            if not await claim_once(s, "recording_file", values["path"]):
+                return None
+            row = Recording(**values)
+            s.add(row)
+            await s.flush()
+        return row
 
     async def answered_without_row(self, since: datetime, until: datetime) -> list[Call]:
         """Answered calls (with an agent) that ended in [since, until) and have no row."""

@@ -90,6 +90,12 @@ async def test_the_sidecar_serves_only_signed_paths_for_their_action(
             get = signer.url_path("GET", name)
             assert await status("GET", get) == 200
             assert await status("GET", other.url_path("GET", name)) == 403
+            # the listing (reconcile adopts what no row names): its own signature only
+            async with http.get(sidecar + signer.list_path()) as r:
+                assert r.status == 200
+                assert [name, 44] in [f[:2] for f in (await r.json())["files"]]
+            assert await status("GET", other.list_path()) == 403
+            assert await status("GET", "/spool/v1/" + get.split("/")[3]) == 403
             assert await status("DELETE", get) == 403  # a GET link does not delete
             sig = get.split("/")[3]
             assert await status("GET", f"/spool/v1/{sig}/../../etc/passwd") in (403, 404)
@@ -101,5 +107,6 @@ async def test_the_sidecar_serves_only_signed_paths_for_their_action(
             assert await status("DELETE", signer.url_path("DELETE", name)) == 204
             assert not target.exists()
             assert await status("GET", get) == 404
+            assert await status("DELETE", signer.url_path("DELETE", name)) == 404
     finally:
         target.unlink(missing_ok=True)
