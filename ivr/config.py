@@ -32,9 +32,11 @@ class IvrConfig(BaseModel):
     sounds_dir: Path | None = None
     # how Asterisk reaches this node's HTTP, e.g. "http://10.0.0.5:8080": rendered prompts
     # (menus, queue announcements, survey) are then played from there (ivr.media,
-    # decision 0032) and Asterisk needs no view of prompt_dir; "auto": http://127.0.0.1
-    # on [http] port (Asterisk on this host); "": by path under prompt_dir_asterisk
-    media_url: str = ""
+    # decision 0032) and Asterisk needs no view of prompt_dir; "auto" (the default): the
+    # node's [http] host and port, or with host 0.0.0.0 its address on the route to
+    # Asterisk (ivr.media.auto_base), by path when prompt_dir_asterisk is set or no
+    # address can be told; "": by path under prompt_dir_asterisk
+    media_url: str = "auto"
     # the media URLs' signing secret, the same on the nodes that may drive a server;
     # "": derived from ami.secret, else random per process
     media_secret: str = Field("", repr=False)

@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 
 from cti.agi.server import AgiSession
 from cti.ami.client import AmiClient
-from cti.config import ConfigError
 from cti.events import AmiConnected, AmiDisconnected
 from cti.features import FeatureContext
 from cti.tasks import BackgroundTasks
@@ -26,7 +25,7 @@ from ivr.api import IvrApi
 from ivr.config import IvrConfig
 from ivr.editor import IvrEditor
 from ivr.flow import Env, Loaded, run_call
-from ivr.media import MediaServer, MediaSigner, media_key
+from ivr.media import MediaServer, MediaSigner, auto_base, media_key
 from ivr.media_cache import MediaCache
 from ivr.menus import MenuError
 from ivr.prompts import PromptStore, Speaker
@@ -88,13 +87,32 @@ class IvrFeature:
     def _media_signer(self, ctx: FeatureContext) -> MediaSigner | None:
         """Prompts over HTTP (``[ivr] media_url``, ivr.media), or None (by path)."""
         base = self.config.media_url
+        if base == "auto":
+            base = self._auto_media_url(ctx)
         if not base:
             return None
-        if base == "auto":
-            if ctx.settings.http.port == 0:
-                raise ConfigError("[ivr] media_url = auto needs a fixed [http] port")
-            base = f"http://127.0.0.1:{ctx.settings.http.port}"
         return MediaSigner(media_key(self.config.media_secret), base, IvrStore(ctx.db).media_key)
+
+    def _auto_media_url(self, ctx: FeatureContext) -> str:
+        """``auto`` (the default, decision 0032): the node's HTTP as Asterisk reaches it
+        (ivr.media.auto_base); by path when ``prompt_dir_asterisk`` is set (a directory
+        shared with Asterisk) or when no address can be told."""
+        if "prompt_dir_asterisk" in self.config.model_fields_set:
+            return ""
+        s = ctx.settings
+        base = auto_base(s.http.host, s.http.port, s.ami.host, s.agi.advertise)
+        if base is None:
+            level = logging.INFO if s.http.port == 0 else logging.WARNING
+            log.log(
+                level,
+                "[ivr] media_url = auto: no address Asterisk (%s) reaches this node's HTTP "
+                "(%s:%s) at; prompts are played by path under %s. Set [ivr] media_url "
+                "(or [http] host)", s.ami.host, s.http.host, s.http.port,
+                self.config.prompt_dir_asterisk,
+            )  # fmt: skip
+            return ""
+        log.info("prompts are played from %s (media_url = auto)", base)
+        return base
 
     def _media_cache(self, ctx: FeatureContext, signer: MediaSigner) -> MediaCache:
         """Asterisk's media cache kept warm and clean (ivr.media_cache), on an AMI session

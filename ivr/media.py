@@ -33,7 +33,9 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import ipaddress
 import re
+import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -42,7 +44,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from cti.web.errors import Forbidden, NotFound
 
-__all__ = ["MEDIA_PATH", "MediaServer", "MediaSigner", "media_key"]
+__all__ = ["MEDIA_PATH", "MediaServer", "MediaSigner", "auto_base", "media_key"]
 
 MEDIA_PATH = "/media/v1"
 #: a served file's name (without .wav): a text prompt's key or an upload's
@@ -59,6 +61,52 @@ def media_key(secret: str) -> bytes | None:
     if not secret:
         return None
     return hashlib.sha256(b"cti-media\0" + secret.encode()).digest()
+
+
+def auto_base(http_host: str, http_port: int, ami_host: str, advertise: str = "") -> str | None:
+    """``[ivr] media_url = "auto"``: this node's HTTP as its Asterisk reaches it, or None
+    when that cannot be told here (then prompts are played by path):
+
+    - a node listening on one address (``[http] host``): that address, but a loopback one
+      only when Asterisk is on this host too (its AMI is on loopback);
+    - a node listening on every address (``0.0.0.0``): ``agi.advertise`` when set (the
+      address Asterisk reaches this node at), else this host's address on the route to
+      Asterisk's AMI (the kernel's choice for a datagram socket connected there: nothing
+      is sent);
+    - ``[http] port = 0`` (bound at start, a test's node), an IPv6 address or a name that
+      does not resolve: None.
+    """
+    if http_port == 0:
+        return None
+    if _is_loopback(http_host) and not _is_loopback(ami_host):
+        return None  # Asterisk on another host cannot reach this node's loopback
+    try:
+        everywhere = ipaddress.ip_address(http_host).is_unspecified
+    except ValueError:  # a host name: as Asterisk will resolve it
+        everywhere = False
+    host = (advertise or _route_source(ami_host) or "") if everywhere else http_host
+    url = f"http://{host}:{http_port}"
+    return url if host and _BASE.fullmatch(url) else None
+
+
+_BASE = re.compile(r"http://[A-Za-z0-9.-]+:[0-9]{1,5}")
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _route_source(host: str) -> str | None:
+    """This host's address on its route to ``host`` (IPv4), or None."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect((host, 9))  # UDP: a route lookup, no packet
+            return str(probe.getsockname()[0])
+    except OSError:  # no route, an unresolvable name
+        return None
 
 
 class MediaSigner:

@@ -13,7 +13,9 @@ One call enters the IVR (the FastAGI route ``ivr`` sends it to the agent's queue
 dialplan's fallback queue has no one, so only the IVR's answer reaches the agent) and pops
 on the agent's desktop. The IVR's greeting is text-to-speech the node renders into a
 directory of its own and Asterisk fetches from the node's HTTP over the veth
-(``[ivr] media_url``, decision 0032): the node shares no directory with Asterisk. A
+(``[ivr] media_url`` left at its default, auto: the node listens on 0.0.0.0 and names its
+address on the route to Asterisk, decision 0032): the node shares no directory with
+Asterisk, and Asterisk has the greeting before the call (the node's warm-up). A
 login to AMI from an address outside the permit list fails, and AMI does not answer on
 Asterisk's loopback.
 """
@@ -152,8 +154,7 @@ def write_config(
         f'[http]\nhost = "0.0.0.0"\nport = {http_port}\n'
         f'[agi]\nhost = "{HOST_IP}"\nport = {spec.agi_port}\nadvertise = "{HOST_IP}"\n'
         f'allow = ["{AST_IP}/32"]\n'
-        f'[ivr]\nmenus = "{menus}"\nprompt_dir = "{prompts}"\n'
-        f'media_url = "http://{HOST_IP}:{http_port}"\n'
+        f'[ivr]\nmenus = "{menus}"\nprompt_dir = "{prompts}"\n'  # media_url: auto
         "[stats]\ntail_interval_s = 1\n"
     )
 
@@ -235,6 +236,8 @@ async def test_a_node_on_another_host_drives_asterisk_and_a_call_through_the_ivr
         async with aiohttp.ClientSession() as http, http.get(f"{node.base}/metrics") as r:
             metrics = await r.text()
         assert 'cti_media_requests_total{outcome="served"} 1.0' in metrics, metrics[-2000:]
+        # ... the node had Asterisk fetch it ahead of the caller (its warm-up at connect)
+        assert 'cti_media_cache_commands_total{outcome="refreshed"} 1.0' in metrics, metrics
         assert [p.suffix for p in prompts.iterdir()] == [".wav"]
     except BaseException:
         print(f"--- node log tail:\n{node.tail(60)}")

@@ -19,7 +19,7 @@ from acd.store import QueueParams
 from cti.ami.client import AmiClient
 from cti.web.errors import error_middleware
 from ivr.config import IvrConfig
-from ivr.media import MAX_AGE_S, MediaServer, MediaSigner, media_key
+from ivr.media import MAX_AGE_S, MediaServer, MediaSigner, auto_base, media_key
 from ivr.media_cache import MediaCache
 from ivr.menus import Prompt
 from ivr.prompts import PromptStore
@@ -165,3 +165,30 @@ async def test_no_command_line_but_a_url_of_this_nodes_shape(url: str) -> None:
         await cache._command("refresh", url)
     with pytest.raises(ValueError):
         await cache._command("show", MediaSigner(media_key("k"), BASE).url(KEY))
+
+
+ANY = "0.0.0.0"  # noqa: S104 (an [http] host value, nothing binds here)
+
+
+@pytest.mark.parametrize(("http_host", "ami_host", "advertise", "base"), [
+    ("127.0.0.1", "127.0.0.1", "", "http://127.0.0.1:8080"),  # the single box (make up)
+    ("10.0.6.21", "10.0.6.5", "", "http://10.0.6.21:8080"),  # listening on one address
+    (ANY, "127.0.0.1", "", "http://127.0.0.1:8080"),  # every address: the route's
+    (ANY, "10.0.6.5", "10.0.6.21", "http://10.0.6.21:8080"),  # agi.advertise
+    ("node1.example", "10.0.6.5", "", "http://node1.example:8080"),
+    ("127.0.0.1", "10.0.6.5", "", None),  # Asterisk elsewhere cannot reach our loopback
+    ("localhost", "10.0.6.5", "", None),
+    ("::", "127.0.0.1", "::1", None),  # IPv6: not in a URL Asterisk's lists can take
+])  # fmt: skip
+def test_auto_names_the_address_asterisk_reaches_this_node_at(
+    http_host: str, ami_host: str, advertise: str, base: str | None
+) -> None:
+    assert auto_base(http_host, 8080, ami_host, advertise) == base
+    assert auto_base(http_host, 0, ami_host, advertise) is None  # port not bound yet
+
+
+def test_auto_is_the_default_and_a_directory_shared_with_asterisk_keeps_playing_by_path() -> None:
+    assert IvrConfig().media_url == "auto"
+    shared = IvrConfig(prompt_dir_asterisk="/var/lib/asterisk/sounds/cti")
+    assert "prompt_dir_asterisk" in shared.model_fields_set  # what the feature looks at
+    assert "prompt_dir_asterisk" not in IvrConfig(prompt_dir=Path("/x")).model_fields_set
