@@ -26,7 +26,7 @@ from ivr.config import IvrConfig
 from ivr.editor import IvrEditor
 from ivr.flow import Env, Loaded, run_call
 from ivr.media import MediaServer, MediaSigner, auto_base, media_key
-from ivr.media_cache import MediaCache
+from ivr.media_cache import COMMAND_TIMEOUT_S, MediaCache
 from ivr.menus import MenuError
 from ivr.prompts import PromptStore, Speaker
 from ivr.store import IvrStore
@@ -119,9 +119,12 @@ class IvrFeature:
         of its own, up while the node drives its Asterisk (AmiConnected: at once on a
         single node, with the lease in a cluster)."""
         a = ctx.settings.ami
+        # its Ping waits behind a refresh that waits for a download (up to
+        # res_http_media_cache's timeout_secs): not a dead session
         ami = AmiClient(
             a.host, a.port, a.username, a.secret, events="off",
-            ping_interval=a.ping_interval, action_timeout=a.action_timeout,
+            ping_interval=a.ping_interval,
+            action_timeout=max(a.action_timeout, COMMAND_TIMEOUT_S),
             backoff_max=a.reconnect_max_s,
         )  # fmt: skip
         cache = MediaCache(ami, signer, ctx.registry)

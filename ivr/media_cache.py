@@ -75,6 +75,7 @@ class MediaCache:
         self._idle = asyncio.Event()
         self._idle.set()
         self._worker: asyncio.Task[None] | None = None
+        self._lifecycle = asyncio.Lock()
         #: outcome -> commands (refreshed, refresh-failed, deleted, absent, refused)
         self.counts: dict[str, int] = {}
         self._metric = Counter(
@@ -116,20 +117,22 @@ class MediaCache:
     # --- the worker -----------------------------------------------------------------------
     async def start(self) -> None:
         """Start the worker and the cache's own AMI session (its connect warms)."""
-        if self._worker is None:
-            self._worker = asyncio.create_task(self._run(), name="ivr-media-cache")
-        await self.ami.start()
+        async with self._lifecycle:  # a lease lost and won again: close, then start
+            if self._worker is None:
+                self._worker = asyncio.create_task(self._run(), name="ivr-media-cache")
+            await self.ami.start()
 
     async def close(self) -> None:
-        if self._retry is not None:
-            self._retry.cancel()
-            self._retry = None
-        task, self._worker = self._worker, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await self.ami.close()
+        async with self._lifecycle:
+            if self._retry is not None:
+                self._retry.cancel()
+                self._retry = None
+            task, self._worker = self._worker, None
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await self.ami.close()
 
     async def settled(self, timeout: float) -> None:
         """Return once nothing is left to send, retries included (for tests and the
