@@ -23,13 +23,11 @@ import asyncio
 import contextlib
 import hashlib
 import secrets
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from cti.ami.client import AmiClient
 from cti.asterisk.instance import ChrootAsterisk
@@ -37,9 +35,8 @@ from cti.store.db import Database
 from cti.store.migrate import upgrade
 from cti.store.tokens import create_token
 from recordings.models import Recording
-from recordings.spool import SpoolSigner, spool_app
 from recordings.store import RecordingStore
-from tests.acceptance.harness import free_port, wait_for
+from tests.acceptance.harness import wait_for
 from tests.acceptance.test_cluster import (  # noqa: F401  (fixtures)
     node_per_server,
     pg_url,
@@ -48,6 +45,8 @@ from tests.acceptance.test_cluster import (  # noqa: F401  (fixtures)
     stream,
 )
 from tests.acceptance.test_recordings import call_queue
+from tests.acceptance.test_recordings_spool import SECRET as SPOOL_SECRET
+from tests.acceptance.test_recordings_spool import sidecar  # noqa: F401  (fixture)
 from tests.cluster_services import driving, members, queue_with_agents
 
 pytestmark = [
@@ -56,23 +55,10 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::ResourceWarning"),
 ]
 
-SPOOL_SECRET = "cluster-spool-secret-0123456789"
-
-
-@pytest.fixture
-async def sidecar(asterisk: ChrootAsterisk) -> AsyncIterator[str]:
-    """``cti recordings spool-serve``'s application on A's monitor directory."""
-    runner = web.AppRunner(spool_app(asterisk.monitor_dir, SpoolSigner(SPOOL_SECRET)))
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}"
-    await runner.cleanup()
-
 
 async def test_a_recording_held_by_one_node_plays_and_seeks_through_another(
     asterisk: ChrootAsterisk, ami: AmiClient, pg_url: str, stream: str,  # noqa: F811
-    sidecar: str, tmp_path: Path,
+    sidecar: str, tmp_path: Path,  # noqa: F811
 ) -> None:  # fmt: skip
     queue = f"crq{secrets.token_hex(3)}"
     await asyncio.to_thread(upgrade, pg_url)

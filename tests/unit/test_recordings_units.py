@@ -18,7 +18,7 @@ from recordings.naming import (
     with_format,
 )
 from recordings.ranges import Unsatisfiable, content_range, parse_range
-from recordings.signing import UrlSigner
+from recordings.signing import PeerSigner, UrlSigner
 
 T0 = datetime(2026, 11, 23, 1, 2, 3, tzinfo=UTC)
 
@@ -154,6 +154,25 @@ def test_signed_urls_bind_id_principal_and_expiry() -> None:
     assert not UrlSigner("other", ttl_s=60).verify(7, "zhang san", "1060", sig, now=1000.0)
     with pytest.raises(ValueError):
         signer.sign(1, "a\nb")
+
+
+def test_node_to_node_links_bind_id_and_expiry_under_the_shared_secret() -> None:
+    """What a node asks the holder of a recording with (recordings.peers)."""
+    signer = PeerSigner("k" * 32, ttl_s=60)
+    q = signer.query(7, now=1000.0)
+    assert q["e"] == "1060"
+    assert signer.verify(7, "1060", q["s"], now=1000.0)
+    assert PeerSigner("k" * 32).verify(7, "1060", q["s"], now=1000.0)  # another node
+    assert not signer.verify(8, "1060", q["s"], now=1000.0)
+    assert not signer.verify(7, "1061", q["s"], now=1000.0)
+    assert not signer.verify(7, "1060", q["s"], now=1061.0)  # expired
+    assert not PeerSigner("j" * 32).verify(7, "1060", q["s"], now=1000.0)
+    # not a playback link of the same secret, nor the other way round
+    play = UrlSigner("k" * 32, ttl_s=60).sign(7, "peer", now=1000.0).rsplit("s=", 1)[1]
+    assert not signer.verify(7, "1060", play, now=1000.0)
+    # no shared secret: a key of this process only
+    alone = PeerSigner("").query(7, now=1000.0)["s"]
+    assert not PeerSigner("").verify(7, "1060", alone, now=1000.0)
 
 
 def test_config_per_queue_policy_and_retention() -> None:
