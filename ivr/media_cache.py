@@ -68,6 +68,7 @@ class MediaCache:
         self._refresh: set[str] = set()  # played, not yet refreshed on this connection
         self._retired: set[str] = set()  # played no more, not yet deleted from Asterisk
         self._sweep = False  # the connect's look for a previous key's entries
+        self._refused = False  # no 'command' write class: nothing more on this connection
         self._tries: dict[str, int] = {}  # failed refreshes on this connection
         self._retry: asyncio.TimerHandle | None = None
         self.retry_s = RETRY_S
@@ -148,10 +149,13 @@ class MediaCache:
         # a (re)started Asterisk, or one that cached nothing of ours yet: everything again
         self._refresh = set(self.playing)
         self._tries.clear()
+        self._refused = False
         self._sweep = True
         self._kick()
 
     def _pending(self) -> bool:
+        if self._refused:
+            return False
         return bool(self._refresh or self._retired or self._sweep or self._retry is not None)
 
     def _kick(self) -> None:
@@ -163,12 +167,13 @@ class MediaCache:
             await self._wake.wait()
             self._wake.clear()
             try:
-                if self.ami.connected:
+                if self.ami.connected and not self._refused:
                     await self._pass()
             except (NotConnected, TimeoutError) as exc:
                 log.info("media cache: not done now (%s); again at the next connect", exc)
             except AmiActionError as exc:  # no 'command' write class
                 self._count("refused")
+                self._refused = True
                 log.warning(
                     "media cache: Asterisk refused the Command action (%s): prompts are "
                     "fetched at their first play; give the AMI account the 'command' write "
