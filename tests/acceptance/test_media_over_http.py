@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -224,6 +225,37 @@ async def test_a_prompt_asterisk_could_not_fetch_yet_is_fetched_again(
         await cache.settled(timeout=20)
         await cache.close()
         await runner.cleanup()
+
+
+async def test_an_ami_account_without_the_command_class_is_told_once_per_connection(
+    asterisk: ChrootAsterisk, tmp_path: Path
+) -> None:
+    """An Asterisk whose manager.conf predates the 'command' class: Permission denied,
+    one refusal per connection, nothing else sent (prompts are fetched at first play)."""
+    manager = asterisk.etc_dir / "manager.conf"
+    original = manager.read_text()
+    secret = secrets.token_hex(16)
+    manager.write_text(
+        original + f"\n[nocmd]\nsecret = {secret}\ndeny = 0.0.0.0/0.0.0.0\n"
+        "permit = 127.0.0.1/255.255.255.255\nread = system\nwrite = system\n"
+    )
+    await asyncio.to_thread(asterisk.cli, "manager reload")
+    signer = MediaSigner(media_key("nocmd"), f"http://127.0.0.1:{free_port()}")
+    ami = AmiClient("127.0.0.1", asterisk.spec.ami_port, "nocmd", secret, events="off")
+    cache = MediaCache(ami, signer)
+    try:
+        await cache.start()
+        await ami.wait_connected(timeout=10)
+        cache.plays("menus", [signer.url("cd" * 20)])
+        await cache.settled(timeout=20)
+        assert cache.counts == {"refused": 1}, cache.counts
+        cache.plays("menus", [signer.url("ef" * 20)])  # replaced: a delete would be due
+        await cache.settled(timeout=20)
+        assert cache.counts == {"refused": 1}, cache.counts
+    finally:
+        await cache.close()
+        manager.write_text(original)
+        await asyncio.to_thread(asterisk.cli, "manager reload")
 
 
 @SQLITE_ONLY
