@@ -135,12 +135,22 @@ async def reconcile(
 
     async def adopt(rel: str) -> None:
         lid, started, _ = parse_name(rel)
-        if lid in live:
+        # the call it recorded (recovered from the server's records after a takeover, say):
+        # its Linkedid as is (the name has dots as _), agent, queue and caller
+        call = await store.call_of_file(lid, started)
+        facts: dict[str, object] = {"linkedid": lid}
+        if call is not None:
+            facts = {
+                "linkedid": call.linkedid, "agent": call.agent[:128], "queue": call.queue,
+                "caller_num": (call.caller_num_e164 or call.caller_num_raw)[:64],
+                "ended_at": call.ended_at,
+            }  # fmt: skip
+        if lid in live or facts["linkedid"] in live:
             return
         row = await store.adopt(
-            linkedid=lid, started_at=started, path=rel, format=_FORMATS[Path(rel).suffix],
+            started_at=started, path=rel, format=_FORMATS[Path(rel).suffix],
             status="processing", mode="adopted", reason="orphan file adopted by reconcile",
-            node=processor.node,
+            node=processor.node, **facts,
         )  # fmt: skip
         if row is None:
             return  # another reconcile (this node's or another's) adopted it

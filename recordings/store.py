@@ -221,6 +221,23 @@ class RecordingStore:
             )
             return {path: status for path, status in (await s.execute(q)).all()}
 
+    async def call_of_file(self, name_id: str, started: datetime) -> Call | None:
+        """The call whose Linkedid a recording's name carries (``name_id``: the Linkedid
+        with dots as ``_``, recordings.naming.safe_id) and that started within a day of
+        the name's time: None when the store has no such call."""
+        day = timedelta(days=1)
+        q = (
+            select(Call)
+            .where(
+                func.replace(Call.linkedid, ".", "_") == name_id,
+                Call.started_at >= started - day, Call.started_at <= started + day,
+            )
+            .order_by(Call.id.desc())
+            .limit(1)
+        )  # fmt: skip
+        async with self.db.session() as s:
+            return (await s.scalars(q)).first()
+
     async def adopt(self, **values: Any) -> Recording | None:
         """A row for a file no row named (``values["path"]``), made once in the store:
         None when another reconcile (this node's, another node's) adopted it already."""

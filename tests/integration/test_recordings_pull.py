@@ -15,6 +15,7 @@ from pathlib import Path
 from aiohttp import web
 
 from cti.store.db import Database
+from cti.store.models import Call
 from recordings.config import RecordingsConfig
 from recordings.naming import recording_path, with_format
 from recordings.processing import NOT_PULLED, Processor
@@ -81,7 +82,8 @@ async def test_recordings_no_row_names_on_the_sidecar_are_adopted_once(
 ) -> None:
     """Files left on Asterisk's spool (recorded while no node drove the server): the
     reconciles of two nodes of that server, running at once, adopt each orphan once (one
-    row, pulled into one node's root, off the spool); a file younger than ``grace_s`` is
+    row with the facts of the call it recorded, pulled into one node's root, off the
+    spool); a file younger than ``grace_s`` is
     left to the live side; a header-only file and the WAV of a recording a node already
     holds as mp3 are removed from the spool. A second pass finds nothing."""
     spool = tmp_path / "asterisk-spool"
@@ -96,7 +98,14 @@ async def test_recordings_no_row_names_on_the_sidecar_are_adopted_once(
             os.utime(spool / rel, (mtime, mtime))
         return rel
 
-    orphan = wav(recording_path("L-orphan", now - timedelta(hours=2), 0), 1.5, old)
+    lid = "srv-a-1764000000.7"  # the call's (its name has "srv-a-1764000000_7")
+    orphan = wav(recording_path(lid, now - timedelta(hours=2), 0), 1.5, old)
+    async with db.session() as s:  # recovered from the server's records by the takeover
+        s.add(Call(linkedid=lid, started_at=now - timedelta(hours=2, minutes=1),
+                   answered_at=now - timedelta(hours=2), ended_at=now - timedelta(hours=2),
+                   queue="support", agent="ag1", caller_num_e164="+8613800138000",
+                   disposition="answered"))  # fmt: skip
+        await s.commit()
     young = wav(recording_path("L-young", now, 0), 1.0)
     header = recording_path("L-header", now - timedelta(hours=2), 0)
     (spool / header).write_bytes(b"RIFF" + (36).to_bytes(4, "little") + b"WAVE" + bytes(32))
@@ -123,8 +132,10 @@ async def test_recordings_no_row_names_on_the_sidecar_are_adopted_once(
     try:
         first = await asyncio.gather(*(reconcile(p, now=now) for p in processors))
         assert sorted(r for rep in first for r in rep.orphans_adopted) == [orphan]
-        [row] = await store.by_linkedid("L-orphan")
+        # one row, with the call's facts (and so no "answered call without a recording")
+        [row] = await store.by_linkedid(lid)
         assert row.status == "ready" and row.mode == "adopted", row
+        assert (row.agent, row.queue, row.caller_num) == ("ag1", "support", "+8613800138000")
         assert row.duration_s is not None and abs(row.duration_s - 1.5) < 0.2
         assert (roots[row.node] / orphan).is_file() and not (spool / orphan).exists()
         assert sorted(r for rep in first for r in rep.empty_removed) == [header]
@@ -136,7 +147,7 @@ async def test_recordings_no_row_names_on_the_sidecar_are_adopted_once(
         for rep in again:
             assert rep.orphans_adopted == rep.empty_removed == rep.spool_copies_removed == []
             assert rep.missing_files == []  # neither marks the other's recording missing
-        assert len(await store.by_linkedid("L-orphan")) == 1
+        assert len(await store.by_linkedid(lid)) == 1
     finally:
         await runner.cleanup()
         for p in processors:
