@@ -9,6 +9,7 @@ import asyncio
 import base64
 import json
 import os
+import socket
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -155,8 +156,13 @@ async def test_pop_only_to_its_agent_with_the_crm_card(daemon: Daemon) -> None:
 
 
 async def _raw_ws(host: str, port: int, token: str) -> asyncio.StreamWriter:
-    """A websocket client that completes the handshake and then never reads."""
-    reader, writer = await asyncio.open_connection(host, port)
+    """A websocket client that completes the handshake and then never reads (with a
+    small receive buffer, as a stalled browser's socket fills)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (host, port))
+    reader, writer = await asyncio.open_connection(sock=sock)
     key = base64.b64encode(os.urandom(16)).decode()
     writer.write(
         (
@@ -178,9 +184,15 @@ async def test_never_reading_desktop_delays_nobody(daemon: Daemon) -> None:
     async with aiohttp.ClientSession() as http:
         ws2, _ = await connect(http, daemon, t2)
         await asyncio.sleep(0.2)
-        # far more than the slow desktop's queue: it stops reading, it gets dropped
-        for i in range(2000):
-            offer(daemon, f"S-{i}", "slow", caller="1380013" + f"{i:04d}")
+        # it stops reading: once the socket's buffers are full (a pop is written straight
+        # to an idle socket) its queue fills, and it gets dropped
+        i = 0
+        while daemon.hub.dropped_slow == 0 and i < 200_000:
+            for _ in range(2000):
+                offer(daemon, f"S-{i}", "slow", caller="13800130000")
+                i += 1
+            await asyncio.sleep(0.05)
+        print(f"dropped after {i} pops")
         started = time.monotonic()
         offer(daemon, "F-1", "a2")
         got = await recv_json(ws2, timeout=10)
