@@ -23,6 +23,7 @@ __all__ = [
     "CallFacts",
     "FactsTable",
     "Pop",
+    "caller_region",
     "card_dict",
     "history_item",
     "pop_message",
@@ -50,6 +51,9 @@ class CallFacts:
     caller_raw: str = ""
     caller_name: str = ""
     caller_e164: str = ""
+    # 号码归属地 of caller_e164, {"zh": ..., "en": ...}: worked out when the number is
+    # known (the call's entry), not on the ring (a geocoder lookup each, decision 0027)
+    caller_region: dict[str, str] = field(default_factory=dict)
     dnis: str = ""
     entered_at: datetime | None = None
     queued_at: datetime | None = None
@@ -138,6 +142,11 @@ def history_item(row: Mapping[str, object]) -> dict[str, Any]:
     return out
 
 
+def caller_region(e164: str) -> dict[str, str]:
+    """The pop's ``caller.region``: where ``e164`` belongs, in Chinese and in English."""
+    return {"zh": region(e164, "zh"), "en": region(e164, "en")}
+
+
 def pop_message(
     facts: CallFacts,
     *,
@@ -162,9 +171,7 @@ def pop_message(
             "e164": facts.caller_e164,
             "name": _clip(facts.caller_name, 128),
             # 号码归属地 (cti.phone.region, offline data; decision 0026)
-            "region": {
-                "zh": region(facts.caller_e164, "zh"), "en": region(facts.caller_e164, "en"),
-            },
+            "region": dict(facts.caller_region) or caller_region(facts.caller_e164),
         },
         "customer": facts.customer,
         "customer_pending": facts.lookup_state == "pending",

@@ -62,6 +62,7 @@ from desktop.pops import (
     CallFacts,
     FactsTable,
     Pop,
+    caller_region,
     card_dict,
     history_item,
     pop_message,
@@ -156,6 +157,7 @@ class PopService:
         if raw and not facts.caller_raw:
             facts.caller_raw = raw[:64]
             facts.caller_e164 = normalize(raw, self.region)
+            facts.caller_region = caller_region(facts.caller_e164)
         if name and not facts.caller_name:
             facts.caller_name = name[:128]
 
