@@ -122,6 +122,12 @@ class PromptSpeaker(Protocol):
 
     async def speak(self, text: str, language: str) -> str: ...
 
+    async def warm(self, group: str, texts: Iterable[tuple[str, str]]) -> None:
+        """Where prompts are played by URL: ``texts`` ((text, language) pairs) spoken now
+        and named as what ``group`` plays, so Asterisk has them before the first caller;
+        elsewhere nothing (not even spoken)."""
+        ...
+
     def plays(self, group: str, names: Iterable[str]) -> None:
         """The sounds ``group`` (one per caller of this, e.g. "queues") plays now, instead
         of what it named before: where they are URLs, Asterisk fetches them ahead of the

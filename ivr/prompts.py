@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import re
 import tempfile
@@ -28,6 +29,8 @@ from ivr.media_cache import MediaCache
 from ivr.menus import Prompt
 
 __all__ = ["PromptError", "PromptStore", "Speaker", "install_file"]
+
+log = logging.getLogger(__name__)
 
 
 class PromptError(RuntimeError):
@@ -108,6 +111,17 @@ class Speaker:
         self.store = store
         self.sounds_dir = sounds_dir
         self.cache = cache
+
+    async def warm(self, group: str, texts: Iterable[tuple[str, str]]) -> None:
+        if self.cache is None:
+            return
+        names = []
+        for text, language in texts:
+            try:
+                names.append(await self.speak(text, language))
+            except PromptError as exc:  # played at the call, or its fallback
+                log.warning("prompt of %s not rendered (%s): %s", group, language, exc)
+        self.cache.plays(group, names)
 
     def plays(self, group: str, names: Iterable[str]) -> None:
         """What ``group`` plays now (replacing what it played): with media URLs, Asterisk

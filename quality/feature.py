@@ -19,12 +19,13 @@ from cti.events import SurveyAnswered
 from cti.features import FeatureContext
 from cti.services import Services
 from cti.store.db import Database
+from cti.tasks import BackgroundTasks
 from cti.web.auth import require_role
 from cti.web.openapi import arr, doc, obj
 from cti.web.pages import add_pages
 from cti.web.params import Day, Text, date_range
 from quality import store
-from quality.config import QualityConfig
+from quality.config import DEFAULT_TEXTS, QualityConfig
 from quality.qa_api import add_qa_routes
 from quality.qa_store import QaStore
 from quality.survey import ROUTE, SurveyCall, run_survey
@@ -56,6 +57,7 @@ class QualityFeature:
         self._tz = ZoneInfo("UTC")
         #: linkedid -> how many times the survey question was asked (tests steer on it)
         self.asked: dict[str, int] = {}
+        self._tasks = BackgroundTasks("quality")
 
     def setup(self, ctx: FeatureContext) -> None:
         self.config = ctx.section("quality", QualityConfig)
@@ -68,10 +70,15 @@ class QualityFeature:
         add_pages(ctx.app, "/qa", STATIC / "qa")
 
     async def start(self) -> None:
-        pass
+        speaker = self._services.prompts if self._services is not None else None
+        if speaker is not None:  # played by URL: Asterisk fetches them ahead of callers
+            texts = {**DEFAULT_TEXTS, **self.config.survey_texts}
+            pairs = [(t, lang) for lang, x in sorted(texts.items())
+                     for t in (x.question, x.invalid, x.thanks)]  # fmt: skip
+            self._tasks.spawn(speaker.warm("survey", pairs), "survey-prompts")
 
     async def stop(self) -> None:
-        pass
+        await self._tasks.stop()
 
     # --- survey ------------------------------------------------------------------------------
     async def _survey(self, agi: AgiSession) -> None:

@@ -36,6 +36,10 @@ from cti.features import Feature
 from ivr.feature import IvrFeature
 from ivr.media import MediaServer, MediaSigner, media_key
 from ivr.media_cache import MediaCache
+from ivr.menus import Prompt
+from ivr.prompts import VOICES
+from quality.config import DEFAULT_TEXTS
+from quality.feature import QualityFeature
 from tests.acceptance.conftest import daemon_settings
 from tests.acceptance.harness import SQLITE_ONLY, ami_client, free_port, wait_for
 from tests.acceptance.test_ivr_harness import call
@@ -68,7 +72,7 @@ class Nodes:
         self.running: list[Daemon] = []
 
     async def __call__(
-        self, menus: str = "", *, port: int = 0, media_secret: str = ""
+        self, menus: str = "", *, port: int = 0, media_secret: str = "", survey: bool = False
     ) -> tuple[Daemon, IvrFeature]:
         menus_file = self.tmp_path / "menus.toml"
         if menus:
@@ -81,7 +85,7 @@ class Nodes:
                  "forward_dial": "Local/{digits}@cti-sim-agents/n"},
         ).model_copy(update={"http": HttpConfig(port=port)})  # fmt: skip
         ivr = IvrFeature()
-        features: list[Feature] = [AcdFeature(), ivr]
+        features: list[Feature] = [AcdFeature(), ivr, *([QualityFeature()] if survey else [])]
         daemon = Daemon(settings, features=features)
         await daemon.start()
         self.running.append(daemon)
@@ -188,6 +192,25 @@ async def test_asterisk_keeps_the_nodes_prompts_over_restarts_and_forgets_replac
     assert edited in await cached(asterisk)
     assert ivr.media_cache.counts.get("refreshed", 0) >= 1, ivr.media_cache.counts
     assert ivr.media.counts == {}, ivr.media.counts  # Asterisk asked for nothing
+
+
+@SQLITE_ONLY
+async def test_the_survey_prompts_are_in_asterisks_cache_before_the_first_survey(
+    asterisk: ChrootAsterisk, node: Nodes
+) -> None:
+    """The survey's questions are spoken at the call: the node speaks them at start too,
+    so Asterisk has them before the first caller rates anyone."""
+    daemon, ivr = await node(survey=True)
+    expected = {
+        ivr.store.playable(Prompt(text=t, voice=VOICES[lang]))
+        for lang, x in DEFAULT_TEXTS.items() for t in (x.question, x.invalid, x.thanks)
+    }  # fmt: skip
+    assert all(u.startswith(f"http://127.0.0.1:{daemon.http_port}/") for u in expected)
+
+    async def warmed() -> bool:
+        return expected <= await cached(asterisk)
+
+    await wait_for(warmed, timeout=60, what="the survey prompts in Asterisk's cache")
 
 
 async def test_a_prompt_asterisk_could_not_fetch_yet_is_fetched_again(
