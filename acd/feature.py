@@ -121,6 +121,9 @@ class AcdFeature:
     async def start(self) -> None:
         assert self.lost is not None and self.service is not None
         await self.lost.start()
+        speaker = self.service.prompts()
+        if speaker is not None:  # apply_queues names its announcements (ivr.media_cache)
+            speaker.expect("queues")
         await self.service.apply_queues()
         self._tasks.spawn(self._overflow_loop(), "overflow")
 

@@ -128,6 +128,11 @@ class PromptSpeaker(Protocol):
         elsewhere nothing (not even spoken)."""
         ...
 
+    def expect(self, group: str) -> None:
+        """``group`` will report what it plays (``plays`` or ``warm``) at its start: until
+        it has, Asterisk's cached copies of this node's prompts are not cleaned up."""
+        ...
+
     def plays(self, group: str, names: Iterable[str]) -> None:
         """The sounds ``group`` (one per caller of this, e.g. "queues") plays now, instead
         of what it named before: where they are URLs, Asterisk fetches them ahead of the

@@ -128,6 +128,7 @@ class IvrFeature:
             backoff_max=a.reconnect_max_s,
         )  # fmt: skip
         cache = MediaCache(ami, signer, ctx.registry)
+        cache.expect("menus")  # loaded at start
         ctx.bus.subscribe(AmiConnected, self._on_driving)
         ctx.bus.subscribe(AmiDisconnected, self._on_not_driving)
         return cache

@@ -12,8 +12,9 @@ node tells its Asterisk, with the CLI commands of main/media_cache.c sent by AMI
   it then, on the AMI session's thread, not a caller's; an entry it holds and that is
   fresh stays as it is (``ast_bucket_file_is_stale``: no download).
 - ``media cache delete <url>`` for a URL no group plays any more (a replaced prompt), and
-  at each connect for the entries under this node's media URL that the current key did
-  not sign (a previous key's).
+  at each connect for the entries under this node's media URL that no group plays: a
+  previous key's at once, the current key's once every expected group has reported (a
+  prompt replaced while the node was down).
 
 Each command line is one URL this node built (:meth:`MediaSigner.url`: the configured
 base, then the fixed alphabet of signatures and names), checked again against that shape
@@ -67,7 +68,8 @@ class MediaCache:
         self._groups: dict[str, frozenset[str]] = {}
         self._refresh: set[str] = set()  # played, not yet refreshed on this connection
         self._retired: set[str] = set()  # played no more, not yet deleted from Asterisk
-        self._sweep = False  # the connect's look for a previous key's entries
+        self._sweep = False  # the connect's look for entries no group plays
+        self._expected: set[str] = set()  # the groups that report (expect)
         self._refused = False  # no 'command' write class: nothing more on this connection
         self._tries: dict[str, int] = {}  # failed refreshes on this connection
         self._retry: asyncio.TimerHandle | None = None
@@ -104,15 +106,28 @@ class MediaCache:
         """Played no more, not yet deleted from Asterisk's cache."""
         return frozenset(self._retired)
 
+    def expect(self, group: str) -> None:
+        """``group`` will report what it plays (at its start). Until every expected group
+        has, an entry signed by the current key that no group plays may still be one of
+        theirs: only a previous key's entries are deleted meanwhile."""
+        self._expected.add(group)
+
+    @property
+    def complete(self) -> bool:
+        """Every expected group has reported (``playing`` is all this node plays)."""
+        return self._expected <= self._groups.keys()
+
     def plays(self, group: str, urls: Iterable[str]) -> None:
         """``group`` plays ``urls`` now (instead of what it played before); other names
         (Asterisk's own sounds, another node's URLs) are left out."""
-        before = self.playing
+        before, was_complete = self.playing, self.complete
         self._groups[group] = frozenset(u for u in urls if self.ours(u))
         now = self.playing
         self._refresh = (self._refresh | (now - before)) & now
         self._retired = (self._retired | (before - now)) - now
-        if now != before:
+        if self.complete and not was_complete and self.ami.connected:
+            self._sweep = True  # the connect's sweep ran without knowing every group
+        if now != before or self._sweep:
             self._kick()
 
     # --- the worker -----------------------------------------------------------------------
@@ -230,15 +245,16 @@ class MediaCache:
         self._count("deleted" if any(ln.startswith("Deleted '") for ln in out) else "absent")
 
     async def _foreign(self) -> list[str]:
-        """Asterisk's entries under this node's media URL that the current key did not
-        sign (and no group plays)."""
+        """Asterisk's entries under this node's media URL that no group plays: those the
+        current key did not sign, and once every group reported, the others too (a
+        prompt replaced while no node of the server ran)."""
         answer = await self.ami.send_action(
             "Command", {"Command": "media cache show all"}, timeout=COMMAND_TIMEOUT_S
         )
         found = []
         for line in answer.get_all("Output"):
             m = self._url.fullmatch(line.strip())
-            if m is not None and not self.signer.valid(m[1], m[2]):
+            if m is not None and (self.complete or not self.signer.valid(m[1], m[2])):
                 found.append(m[0])
         return sorted(set(found) - self.playing)
 

@@ -123,6 +123,10 @@ class Speaker:
                 log.warning("prompt of %s not rendered (%s): %s", group, language, exc)
         self.cache.plays(group, names)
 
+    def expect(self, group: str) -> None:
+        if self.cache is not None:
+            self.cache.expect(group)
+
     def plays(self, group: str, names: Iterable[str]) -> None:
         """What ``group`` plays now (replacing what it played): with media URLs, Asterisk
         fetches the new ones ahead of callers and forgets the replaced (ivr.media_cache)."""

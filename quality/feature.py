@@ -72,6 +72,7 @@ class QualityFeature:
     async def start(self) -> None:
         speaker = self._services.prompts if self._services is not None else None
         if speaker is not None:  # played by URL: Asterisk fetches them ahead of callers
+            speaker.expect("survey")
             texts = {**DEFAULT_TEXTS, **self.config.survey_texts}
             pairs = [(t, lang) for lang, x in sorted(texts.items())
                      for t in (x.question, x.invalid, x.thanks)]  # fmt: skip

@@ -158,8 +158,9 @@ async def test_asterisk_keeps_the_nodes_prompts_over_restarts_and_forgets_replac
     asterisk: ChrootAsterisk, node: Nodes
 ) -> None:
     """No setting: the URLs are signed by the store's key, so a restarted node names the
-    same URLs and Asterisk fetches nothing again; a prompt replaced (a menus edit) leaves
-    Asterisk's cache, and so do the entries of a previous key (a secret dropped)."""
+    same URLs and Asterisk fetches nothing again; a prompt replaced (a menus edit, also
+    while the node was down) leaves Asterisk's cache, and so do the entries of a previous
+    key (a secret dropped)."""
     port = free_port()
     daemon, ivr = await node(MENUS, port=port, media_secret="the-old-secret")
     assert ivr.loaded is not None and ivr.media_cache is not None
@@ -192,6 +193,17 @@ async def test_asterisk_keeps_the_nodes_prompts_over_restarts_and_forgets_replac
     assert edited in await cached(asterisk)
     assert ivr.media_cache.counts.get("refreshed", 0) >= 1, ivr.media_cache.counts
     assert ivr.media.counts == {}, ivr.media.counts  # Asterisk asked for nothing
+    await node.stop(daemon)
+
+    # the greeting changed while no node ran: the node cannot name the old URL, but once
+    # every group (menus, queues) said what it plays, what none plays leaves the cache
+    (node.tmp_path / "menus.toml").write_text(MENUS.replace(GREETING, "Changed meanwhile."))
+    daemon, ivr = await node(port=port)
+    assert ivr.loaded is not None and ivr.media_cache is not None
+    latest = ivr.loaded.playable["hello"]
+    await ivr.media_cache.settled(timeout=30)
+    now = await cached(asterisk)
+    assert latest in now and edited not in now, now
 
 
 @SQLITE_ONLY

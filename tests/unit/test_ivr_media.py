@@ -151,6 +151,16 @@ def test_the_cache_is_told_what_each_group_adds_and_what_no_group_plays_any_more
     assert cache.to_delete == {b} and a in cache.to_refresh
 
 
+def test_entries_no_group_plays_are_only_swept_once_every_expected_group_reported() -> None:
+    cache = _cache()
+    cache.expect("menus")
+    cache.expect("queues")
+    cache.plays("menus", [])
+    assert not cache.complete  # the queues' announcements may still be cached entries
+    cache.plays("queues", [])
+    assert cache.complete
+
+
 @pytest.mark.parametrize("url", [
     f"{BASE}/media/v1/AAAAAAAAAAAAAAAAAAAAAA/{KEY}.wav core stop now",
     f"{BASE}/media/v1/AAAAAAAAAAAAAAAAAAAAAA/{KEY}.wav\r\nAction: Originate",
