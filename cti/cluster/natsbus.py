@@ -5,7 +5,9 @@ Same interface as the in-process :class:`cti.bus.EventBus`; a published event is
 1. dispatched at once to this node's handlers (as on a single node: the broker is never
    on the path of the node's own work), then, if other nodes receive its type
    (:data:`cti.events.SHARED_EVENTS`; every other event stays on its node),
-2. put in a bounded local buffer, from which a sender publishes what is waiting as one
+2. encoded at once (an event that cannot cross, or too big for the broker, is refused
+   there, logged and counted, never left to stop the sender) and put in a bounded local
+   buffer, from which a sender publishes what is waiting as one
    message (subject ``<prefix>.batch``, up to 256 events: one publish and one
    acknowledgement for all of them, the per-message cost being what limits a Python node;
    header ``Nats-Msg-Id`` from the first event's id, so a batch retried after a lost
@@ -21,6 +23,14 @@ Same interface as the in-process :class:`cti.bus.EventBus`; a published event is
    ids), the node's own are skipped (already dispatched in step 1: a message whose
    ``Cti-Node`` is this node is acknowledged without being decoded), the others go to the
    handlers subscribed with ``remote=True``.
+4. A server's live state (:class:`~cti.events.ServerLiveState` with ``live``), a
+   snapshot the next one replaces within seconds and shown for its TTL only, is not
+   stored: it goes on plain NATS (subject ``<prefix>-live``, outside the stream), the
+   newest one waiting replacing an older one, without waiting for an acknowledgement
+   or for the events queued before it. A node away meanwhile misses it and gets the
+   next. Its withdrawal (``live=False``) goes through the stream like any event.
+   A live queue of 500 agents is ~100 KB: on the stream, each one was written to disk
+   and held back the acknowledgement every event queued behind it waited for.
 """
 
 from __future__ import annotations
@@ -46,7 +56,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from cti.bus import EventBus
 from cti.cluster.codec import CodecError, Envelope, decode_batch, encode, known_classes
-from cti.events import SHARED_EVENTS, DomainEvent
+from cti.events import SHARED_EVENTS, DomainEvent, ServerLiveState
 
 __all__ = ["NatsBus"]
 
@@ -54,12 +64,20 @@ log = logging.getLogger(__name__)
 
 BATCH = 256
 BATCH_BYTES = 512 * 1024
+#: the broker refuses a message over its max_payload (1 MB by default)
+EVENT_BYTES_MAX = 1_000_000
 LATE_S = 1.0
 WATCH_S = 5.0
 ACK_TIMEOUT_S = 5.0
 SEEN_MAX = 100_000
 NODE_HEADER = "Cti-Node"
 _NAME = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def unstored(event: DomainEvent) -> bool:
+    """Sent without being stored (step 4 above): a server's live state, not its
+    withdrawal."""
+    return isinstance(event, ServerLiveState) and event.live
 
 
 class BusMetrics:
@@ -70,6 +88,9 @@ class BusMetrics:
         self.duplicates = Counter("cti_bus_duplicates", "events received twice", registry=r)
         self.dropped = Counter("cti_bus_dropped", "events dropped: buffer full", registry=r)
         self.bad = Counter("cti_bus_bad", "broker messages not readable", registry=r)
+        self.refused = Counter(
+            "cti_bus_refused", "events that cannot cross nodes (type, size)", registry=r
+        )
         self.buffered = Gauge("cti_bus_buffered", "events waiting for the broker", registry=r)
         self.delay = Histogram(
             "cti_bus_delay_seconds", "another node's event: published there -> handled here",
@@ -99,7 +120,13 @@ class NatsBus(EventBus):
         self.buffer_max = buffer_max
         self.max_age_s = max_age_s
         self.metrics = BusMetrics(registry)
-        self._buffer: deque[Envelope] = deque()
+        # (event, its encoding): encoded when published, so a sender that gets the broker's
+        # acknowledgement sends what waited at once instead of encoding it first
+        self._buffer: deque[tuple[Envelope, bytes]] = deque()
+        # the newest live state waiting to go (unstored), and its subject
+        self._live: tuple[Envelope, bytes] | None = None
+        self._live_wake = asyncio.Event()
+        self.live_subject = f"{subject_prefix}-live"
         self._wake = asyncio.Event()
         self._empty = asyncio.Event()  # set by the sender when the buffer is empty
         self._seen: OrderedDict[str, None] = OrderedDict()
@@ -117,6 +144,7 @@ class NatsBus(EventBus):
         self.published = 0
         self.received = 0
         self.dropped = 0
+        self.refused = 0
 
     @property
     def durable(self) -> str:
@@ -127,17 +155,34 @@ class NatsBus(EventBus):
         super().publish(event)
         if self._closing or type(event) not in SHARED_EVENTS:
             return
+        env = Envelope(id=uuid.uuid4().hex, node=self.node, event=event, at=time.time())
+        try:
+            data = encode(env)
+        except CodecError as exc:
+            self._refuse(event, str(exc))
+            return
+        if len(data) > EVENT_BYTES_MAX:
+            self._refuse(event, f"{len(data)} bytes, over the broker's limit")
+            return
+        self.by_type[type(event).__name__] += 1
+        if unstored(event):
+            self._live = (env, data)  # replaces an older one not sent yet
+            self._live_wake.set()
+            return
         if len(self._buffer) >= self.buffer_max:
             self._buffer.popleft()
             self.dropped += 1
             self.metrics.dropped.inc()
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 log.error("bus buffer full (%d): oldest events dropped", self.buffer_max)
-        env = Envelope(id=uuid.uuid4().hex, node=self.node, event=event, at=time.time())
-        self._buffer.append(env)
-        self.by_type[type(event).__name__] += 1
+        self._buffer.append((env, data))
         self.metrics.buffered.set(len(self._buffer))
         self._wake.set()
+
+    def _refuse(self, event: DomainEvent, why: str) -> None:
+        self.refused += 1
+        self.metrics.refused.inc()
+        log.error("%s cannot cross nodes: %s", type(event).__name__, why)
 
     async def start(self) -> None:
         """Start the link in the background: the node works (and buffers) without it."""
@@ -145,6 +190,7 @@ class NatsBus(EventBus):
         self._tasks = [
             asyncio.create_task(self._link(), name="bus-link"),
             asyncio.create_task(self._send_loop(), name="bus-send"),
+            asyncio.create_task(self._live_loop(), name="bus-live"),
         ]
 
     async def wait_ready(self, timeout: float) -> bool:
@@ -187,6 +233,7 @@ class NatsBus(EventBus):
             "connected": bool(nc is not None and nc.is_connected and self._ready.is_set()),
             "buffered": len(self._buffer),
             "dropped": self.dropped,
+            "refused": self.refused,
         }
 
     # --- the link -----------------------------------------------------------------------------
@@ -243,6 +290,7 @@ class NatsBus(EventBus):
                         ack_wait=10.0, max_ack_pending=20_000,
                     ),
                 )  # fmt: skip
+                await self._nc.subscribe(self.live_subject, cb=self._on_live)
                 self.metrics.connected.set(1)
                 self._ready.set()
                 log.info("broker link up", extra={"url": self.url, "node": self.node})
@@ -283,10 +331,17 @@ class NatsBus(EventBus):
         acknowledged is delivered again after ``ack_wait``, also across reconnects). This
         node's own messages come back too (one stream, one consumer per node): acknowledged
         unread."""
+        self._read(msg)
+        with contextlib.suppress(NatsError, OSError):
+            await msg.ack()
+
+    async def _on_live(self, msg: Msg) -> None:
+        """Another node's live state, sent without being stored (nothing to acknowledge)."""
+        self._read(msg)
+
+    def _read(self, msg: Msg) -> None:
         if msg.headers and msg.headers.get(NODE_HEADER) == self.durable:
-            with contextlib.suppress(NatsError, OSError):
-                await msg.ack()
-            return
+            return  # this node's own: not even decoded
         try:
             envelopes, bad = decode_batch(msg.data, self._classes)
         except CodecError as exc:
@@ -296,8 +351,6 @@ class NatsBus(EventBus):
             self.metrics.bad.inc(bad)
         for env in envelopes:
             self._take(env)
-        with contextlib.suppress(NatsError, OSError):
-            await msg.ack()
 
     def _take(self, env: Envelope) -> None:
         if env.node == self.node:
@@ -321,6 +374,26 @@ class NatsBus(EventBus):
                     env.node, type(env.event).__name__, delay,
                 )  # fmt: skip
         self.deliver_remote(env.event)
+
+    async def _live_loop(self) -> None:
+        """Send the newest live state once the link is up: plain NATS, no storage, no
+        acknowledgement (a state lost with the link is replaced by the next one)."""
+        while True:
+            await self._live_wake.wait()
+            self._live_wake.clear()
+            if not self._ready.is_set() or self._nc is None:
+                await self._ready.wait()
+            item, self._live = self._live, None
+            if item is None or self._nc is None:
+                continue
+            data = item[1]
+            try:
+                await self._nc.publish(
+                    self.live_subject, b'{"batch":[' + data + b"]}",
+                    headers={NODE_HEADER: self.durable},
+                )  # fmt: skip
+            except (NatsError, OSError) as exc:
+                log.info("live state not sent (%s): the next one follows", exc)
 
     async def _send_loop(self) -> None:
         backoff = 0.1
@@ -350,7 +423,7 @@ class NatsBus(EventBus):
                 continue
             backoff = 0.1
             sent = {env.id for env in batch}
-            while self._buffer and self._buffer[0].id in sent:
+            while self._buffer and self._buffer[0][0].id in sent:
                 self._buffer.popleft()
             self.published += len(batch)
             self.metrics.published.inc(len(batch))
@@ -358,13 +431,12 @@ class NatsBus(EventBus):
 
     def _next_batch(self) -> tuple[list[Envelope], bytes]:
         """The oldest buffered events, at most BATCH of them and about BATCH_BYTES (the
-        broker refuses messages over 1 MB), encoded as one message (encode_batch's
-        shape, each envelope encoded once)."""
+        broker refuses messages over 1 MB), as one message (encode_batch's shape, of the
+        encodings made when they were published)."""
         batch: list[Envelope] = []
         parts: list[bytes] = []
         size = 0
-        for env in self._buffer:
-            one = encode(env)
+        for env, one in self._buffer:
             if batch and (len(batch) >= BATCH or size + len(one) > BATCH_BYTES):
                 break
             batch.append(env)

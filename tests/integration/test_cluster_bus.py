@@ -15,7 +15,7 @@ import nats
 import pytest
 
 from cti.cluster.natsbus import NODE_HEADER, NatsBus
-from cti.events import CallLegEnded, CallOffered
+from cti.events import CallLegEnded, CallOffered, ServerLiveState
 from tests.cluster_services import NATS_URL, require_nats, start_nats, stop_nats
 
 pytestmark = pytest.mark.broker
@@ -113,6 +113,40 @@ async def test_only_the_events_other_nodes_receive_leave_the_node(
         await asyncio.sleep(0.3)
         assert a.metrics.bad._value.get() == 0  # its own: not read
         assert [e.linkedid for e in got] == ["a-1"]
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_live_state_crosses_unstored_the_newest_first_and_its_withdrawal_stored(
+    stream: tuple[str, str],
+) -> None:
+    """A server's live state is a snapshot the next one replaces: it goes on plain NATS,
+    never into the stream (nothing queued behind it waits for its acknowledgement), the
+    newest of those waiting replacing the older; its withdrawal is stored like any event."""
+    a, b = node("a", stream), node("b", stream)
+    states: list[ServerLiveState] = []
+    b.subscribe(ServerLiveState, states.append, remote=True)
+    got: list[CallOffered] = []
+    b.subscribe(CallOffered, got.append, remote=True)
+    await a.start()
+    await b.start()
+    try:
+        assert await a.wait_ready(10) and await b.wait_ready(10)
+        now = datetime.now(UTC)
+        members = [{"name": f"agent{i}", "state": "idle", "calls_taken": i} for i in range(500)]
+        old = ServerLiveState("a", now, ({"name": "q", "members": []},))
+        new = ServerLiveState("a", now, ({"name": "q", "members": members},))
+        a.publish(old)
+        a.publish(new)  # before the sender ran: replaces the old one
+        a.publish(offered(1))
+        await until(lambda: len(got) == 1 and len(states) >= 1)
+        assert states == [new]
+        assert a.published == 1  # the stream got the ring only
+        gone = ServerLiveState("a", datetime.now(UTC), live=False)
+        a.publish(gone)
+        await until(lambda: len(states) == 2)
+        assert states[-1] == gone and a.published == 2
     finally:
         await a.close()
         await b.close()

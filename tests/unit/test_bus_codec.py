@@ -9,6 +9,7 @@ import pytest
 
 from cti.bus import EventBus
 from cti.cluster.codec import CodecError, Envelope, decode, decode_batch, encode, encode_batch
+from cti.cluster.natsbus import NatsBus
 from cti.events import (
     AmiConnected,
     CallCompleted,
@@ -87,3 +88,20 @@ def test_a_batch_comes_back_in_order_and_a_bad_entry_is_counted_not_guessed() ->
     back, bad = decode_batch(data)
     assert (back, bad) == (envs[1:], 1)
     assert decode_batch(encode(envs[0])) == ([envs[0]], 0)  # a single envelope too
+
+
+def test_an_event_that_cannot_cross_is_refused_when_published_and_the_rest_still_go() -> None:
+    """Encoded when published: an event the codec cannot carry, or too big for the broker,
+    is handled on its node, refused for the others and counted; it never reaches the
+    sender (where it would stop every later event)."""
+    bus = NatsBus("nats://127.0.0.1:9", node="a")  # never started: the buffer only
+    local: list[object] = []
+    bus.subscribe(CallOffered, local.append)
+    odd = CallOffered("a-1", AT, "q", "i", "m", object())  # type: ignore[arg-type]
+    huge = CallOffered("a-2", AT, "q", "i", "m", "9" * 1_100_000)
+    fine = CallOffered("a-3", AT, "q", "i", "m", "c")
+    for event in (odd, huge, fine):
+        bus.publish(event)
+    assert local == [odd, huge, fine]
+    assert bus.refused == 2 and bus.health()["refused"] == 2
+    assert bus.health()["buffered"] == 1
