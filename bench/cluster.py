@@ -18,7 +18,12 @@ server (``/healthz`` role driver, AMI up) is measured; after the calls end, ever
 Asterisk's CDR must have exactly one call row (``lost records``, ``duplicate records``).
 
 Printed (``name: value unit``): for each layout ``pops/s``, ``pop p50``, ``pop p99``,
-``rings without a pop``; then ``takeover``, ``lost records``, ``duplicate records``.
+``rings without a pop`` (with two nodes also ``pop p99 on the driver`` / ``on the
+standby``), and the CPU seconds over the burst of each part (``cpu driver``, ``cpu
+standby``, ``cpu asterisk``, ``cpu desktops``, ``cpu broker``, ``cpu bench``, ``cpu driver
+main thread``), of the whole machine (``cpu machine``), what none of them used (``cpu
+other work``: other sessions on a shared machine) against ``cpu available`` (the burst's
+wall time x the CPUs); then ``takeover``, ``lost records``, ``duplicate records``.
 
     .venv/bin/python bench/cluster.py [--calls 200] [--desktops 500] [--rate 40] [--media]
 """
@@ -323,6 +328,8 @@ async def run(args: argparse.Namespace) -> None:
                     print(f"{label} cpu {part_name}: {sec:.1f} s")
                 print(f"{label} cpu driver main thread: {main:.1f} s")
                 print(f"{label} cpu machine: {machine:.1f} s")
+                # the machine's CPU none of the parts above used: other sessions' work
+                print(f"{label} cpu other work: {machine - sum(used.values()):.1f} s")
                 print(f"{label} cpu available: {cpu_wall * (os.cpu_count() or 1):.1f} s")
 
             one = f"ws://127.0.0.1:{ports['n1']}/ws#driver"

@@ -294,9 +294,12 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
-        await self.start()
+        # collect and freeze what loading the features built before serving anyone: done
+        # after start (HTTP up, a standby ready), the full collection stalled the loop of a
+        # node a load balancer already sent desktops to (seconds on a loaded machine)
         gc_policy = GcPolicy(quiet=lambda: not self.model.calls)
         gc_policy.install()
+        await self.start()
         self._tasks.spawn(gc_policy.run(), "gc")
         try:
             await self._stopping.wait()

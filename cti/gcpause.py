@@ -5,8 +5,10 @@ loop's thread: in a daemon with everything loaded and 500 desktops connected it 
 the loop for 0.6 to 1.4 s in the middle of a burst of calls, and no pop left and no
 recording started meanwhile. So, in ``cti run`` (:class:`GcPolicy`):
 
-- once started, what is alive is collected once and frozen (``gc.freeze``: the
-  collector never walks it again; it lives as long as the process anyway);
+- before the daemon starts serving, what loading it built (every feature's modules) is
+  collected once and frozen (``gc.freeze``: the collector never walks it again; it lives
+  as long as the process anyway); done after the start instead, it stalled the loop of a
+  node already serving (a standby that joined a cluster: seconds on a loaded machine);
 - automatic full collections are off (``gc.set_threshold`` with a huge third
   threshold); the young generations are collected as usual (cheap: they hold only what
   was made lately);
@@ -55,7 +57,8 @@ class GcPolicy:
             )  # fmt: skip
 
     def install(self) -> None:
-        """Collect and freeze what the start built; full collections only from run()."""
+        """Collect and freeze what is alive (before serving); full collections only from
+        run()."""
         gc.collect()
         gc.freeze()
         young, middle, _ = gc.get_threshold()
