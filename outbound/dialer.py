@@ -250,6 +250,9 @@ class CampaignDialer:
         #: with a gate: (campaign, server) whose calls this node settles for a server no
         #: node drives
         self.settling: set[tuple[int, str]] = set()
+        #: leads an agent-first dial of this node is placing now (``dialing``, the call not
+        #: yet in its run): not a previous pacer's, so :meth:`adopt` leaves them alone
+        self.placing: set[int] = set()
         #: the other servers' live queues (a cluster: agents members on several servers)
         self.board = ServerBoard()
         self._synced_at: datetime | None = None
@@ -452,7 +455,7 @@ class CampaignDialer:
         finished) become this node's, finished by the call events it reads or by the
         facts (:meth:`settle_adopted`), never dialled again for the same attempt; leads
         its pacer claimed but never dialled are due again now."""
-        own = {c.lead["id"] for c in run.calls.values()}
+        own = {c.lead["id"] for c in run.calls.values()} | self.placing
         adopted = 0
         for lead, attempt in await self.store.open_attempts(run.campaign["id"], skip=own,
                                                             server=server):  # fmt: skip
@@ -596,13 +599,19 @@ class CampaignDialer:
             raise DialError("you are not logged in on a queue", "not-logged-in")
         if member["state"] != "idle":
             raise DialError("you are on a call", "busy")
-        if not await self.store.update_lead(lead["id"], ["preview"], status="dialing",
-                                            attempts=lead["attempts"] + 1,
-                                            server=self.server or ""):  # fmt: skip
-            raise DialError("the lead is no longer yours to dial", "gone")
-        lead = {**lead, "attempts": lead["attempts"] + 1}
-        return await self._agent_first(run, lead, agent, member["interface"], now,
-                                       previous="preview")  # fmt: skip
+        # an agent dials from the API while the pacer may be adopting (its first tick):
+        # the lead is this node's from its claim on, not a leftover to release
+        self.placing.add(lead["id"])
+        try:
+            if not await self.store.update_lead(lead["id"], ["preview"], status="dialing",
+                                                attempts=lead["attempts"] + 1,
+                                                server=self.server or ""):  # fmt: skip
+                raise DialError("the lead is no longer yours to dial", "gone")
+            lead = {**lead, "attempts": lead["attempts"] + 1}
+            return await self._agent_first(run, lead, agent, member["interface"], now,
+                                           previous="preview")  # fmt: skip
+        finally:
+            self.placing.discard(lead["id"])
 
     async def _agent_first(self, run: Run, lead: dict[str, Any], agent: str, interface: str,
                            now: datetime, *, previous: str) -> LiveCall:  # fmt: skip

@@ -26,12 +26,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cti.ami.client import AmiClient
+from cti.config import DialConfig
+from cti.dialpolicy import StoreDialPolicy
 from cti.events import CallDialEnded
 from cti.services import Services
 from cti.store.db import Database
 from cti.store.models import Call
 from outbound.cleaning import Candidate, Cleaned
-from outbound.dialer import DIAL_CONTEXT, LOST_AFTER_S, CampaignDialer
+from outbound.dialer import DIAL_CONTEXT, LOST_AFTER_S, CampaignDialer, DialError
 from outbound.schemas import CampaignIn
 from outbound.store import OutboundStore
 
@@ -188,3 +190,44 @@ async def test_a_restarted_single_node_adopts_its_calls_placed_before(db: Databa
     assert leads[ringing[0]["id"]]["status"] == "dialing"  # still its call, not due again
     assert leads[ended[0]["id"]]["status"] == "retry"
     assert len(await store.attempts(cid)) == 2
+
+
+async def test_a_lead_an_agent_is_dialling_is_not_released_by_the_pacers_first_adopt(
+    db: Database,
+) -> None:
+    """An agent dials a preview card from the API while the pacer takes the campaign on
+    (its first tick adopts): the lead, ``dialing`` for this node's own call that is not yet
+    in the run, is neither released as a dead pacer's leftover nor adopted as its call.
+    (Seen in a cluster test: the lead went back to ``retry`` and its call, ended while no
+    node drove, was never settled.)"""
+    clock = Clock()
+    store = OutboundStore(db, "CN")
+    cid = await campaign_with_leads(store, 1)
+    seen: dict[str, Any] = {}
+
+    class Agent101(CampaignDialer):
+        def agent_member(self, agent: str) -> dict[str, Any] | None:
+            return {"name": agent, "interface": "PJSIP/a101", "state": "idle", "paused": False}
+
+    class PacerTicksMeanwhile(OutboundStore):
+        async def start_attempt(self, lead: dict[str, Any], linkedid: str, at: datetime,
+                                outcome: str = "", server: str = "",
+                                agent: str = "") -> int:  # fmt: skip
+            seen["adopted"] = await dialer.adopt(run, clock.now)
+            seen["status"] = ((await store.lead(lead["id"])) or {}).get("status")
+            return await super().start_attempt(lead, linkedid, at, outcome, server, agent)
+
+    services = Services()
+    services.dial_policy = StoreDialPolicy(DialConfig(), region="CN", timezone="Asia/Shanghai",
+                                           db=db, services=services, clock=clock)  # fmt: skip
+    dialer = Agent101(PacerTicksMeanwhile(db, "CN"), AmiClient("127.0.0.1", 1, "u", "p"),
+                      services, timezone="Asia/Shanghai", clock=clock)  # fmt: skip
+    run = dialer.load((await store.campaign(cid)) or {})
+    card = await store.claim_preview(cid, "a101", clock.now)
+    assert card is not None
+    try:
+        await dialer.dial_preview(cid, card, "a101")
+    except DialError as exc:  # no Asterisk here: the Originate is refused
+        assert exc.code == "unavailable" and "Asterisk refused" in str(exc)
+    assert seen == {"adopted": 0, "status": "dialing"}
+    assert not dialer.placing
