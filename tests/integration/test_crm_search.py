@@ -364,9 +364,10 @@ async def test_one_statement_gives_the_scans_pages_under_any_plan(
     five runs the server may plan it once for every needle (a generic plan). Under
     generic plans and under plans made for each needle alike, with the whole walks and
     with walks that run out at once (a needle of 1-2 characters that looks frequent in
-    its first rows walks on, then hands over like the others to the GIN indexes), every
-    page read by keyset is the next slice of the scan's list (none short, none
-    missing a row), for a supervisor and for an agent with a filter."""
+    its first rows walks on, then hands over like the others to the GIN indexes),
+    merging the rarest two gram lists of a needle or probing the second, every page
+    read by keyset is the next slice of the scan's list (none short, none missing a
+    row), for a supervisor and for an agent with a filter."""
     admin = Database.from_url(db_url)
     try:
         async with admin.engine.connect() as conn:
@@ -401,7 +402,11 @@ async def test_one_statement_gives_the_scans_pages_under_any_plan(
             )
         needles = ["王", "王伟", "a", "q", "garcia", "138", "00138", "伟芳", "0013", "globexsys"]
         needles += ["a@", "nobody"]
-        for sample, budget, first_rows, rows in ((250, 5000, 1000, 20000), (2, 3, 2, 6)):
+        # the rarest two gram lists merged always (a huge ratio) and never (0), with whole
+        # walks and with walks that run out at once
+        rounds = ((250, 5000, 1000, 20000, 10**6), (2, 3, 2, 6, 0), (2, 3, 2, 6, 10**6))
+        for sample, budget, first_rows, rows, merge_ratio in rounds:
+            monkeypatch.setattr(search_walk, "MERGE_RATIO", merge_ratio)
             monkeypatch.setattr(search_walk, "SAMPLE", sample)
             monkeypatch.setattr(search_walk, "BUDGET", budget)
             monkeypatch.setattr(search_walk, "FIRST_ROWS", first_rows)
@@ -421,10 +426,15 @@ async def test_one_statement_gives_the_scans_pages_under_any_plan(
                         q, actor, limit=4, before=before, filters=filters
                     ):
                         ids = [c["id"] for c in page]
-                        assert ids == scan[len(keyset) : len(keyset) + 4], (plans, rows, q)
+                        assert ids == scan[len(keyset) : len(keyset) + 4], (
+                            plans,
+                            rows,
+                            q,
+                            merge_ratio,
+                        )
                         keyset += ids
                         before = ids[-1]
-                    assert keyset == scan, (plans, rows, actor.name, q)
+                    assert keyset == scan, (plans, rows, actor.name, q, merge_ratio)
         assert len(await store.search("138", SYSTEM, limit=500)) == 30
     finally:
         await db.dispose()
