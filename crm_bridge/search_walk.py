@@ -86,6 +86,7 @@ __all__ = [
     "has_word",
     "page_statement",
     "trigrams",
+    "walked_grams",
     "word",
 ]
 
@@ -146,6 +147,18 @@ def trigrams(column_name: str, needle: str) -> list[str]:
     return sorted(kind + piece for piece in pieces)
 
 
+def walked_grams(column_name: str, needle: str) -> list[str]:
+    """The grams of :func:`trigrams` a search samples and walks: all of them, except
+    that a needle with a window of 5 digits leaves out its trigrams of 3 digits (each in
+    ~2.5% of the numbers, where a window is in ~0.02%: never the rarest). Every match
+    holds every gram, so any of them finds it; fewer lists make a cheaper sample (a
+    7-digit needle sampled 24 lists, ~4,300 entries, ~2 ms of its 3.5 ms at 1M)."""
+    grams = trigrams(column_name, needle)
+    if not digit_runs(needle):
+        return grams
+    return [g for g in grams if not (len(g) == 4 and g[1:].isascii() and g[1:].isdigit())]
+
+
 def page_statement(
     terms: Sequence[tuple[str, str]],
     restriction: Restriction | None,
@@ -173,13 +186,13 @@ def page_statement(
         "first_rows_skip": FIRST_ROWS - 1,
         "rows": ROWS,
         "rows_skip": ROWS - 1,
-        "grams": sorted({g for t in terms if len(t[1]) >= 3 for g in trigrams(*t)}),
+        "grams": sorted({g for t in terms if len(t[1]) >= 3 for g in walked_grams(*t)}),
         **(restriction.params if restriction is not None else {}),
     }
     for i, (col, needle) in enumerate(terms):
         params[f"pattern{i}"] = contains_pattern(needle)
         if len(needle) >= 3:
-            params[f"grams{i}"] = trigrams(col, needle)
+            params[f"grams{i}"] = walked_grams(col, needle)
         else:
             params[f"word{i}"] = [word(col, needle)]
     return stmt, params
@@ -213,7 +226,7 @@ def _probes(col: str, needle: str) -> int:
     """-1 for a needle of 1-2 characters (walks rows), else the walk's index probes."""
     if len(needle) < 3:
         return -1
-    return min(PROBES, len(trigrams(col, needle)) - 1)
+    return min(PROBES, len(walked_grams(col, needle)) - 1)
 
 
 @lru_cache(maxsize=256)
