@@ -150,8 +150,17 @@ async def _newest_walked(
     )
     async with db.reader.connect() as conn:
         await conn.execution_options(isolation_level="AUTOCOMMIT")
-        async with AsyncSession(bind=conn) as session:
-            return [customer_dict(c) for c in (await session.scalars(stmt, params)).all()]
+        # the statement's one plan (the generic one) for every needle: left to itself, at
+        # 1M PostgreSQL kept planning it per run (its estimates favour custom plans),
+        # 1.3-4 ms a search (王秀英 1.7 ms a run vs 0.4 generic, 5678 8.1 vs 4.2); the
+        # setting is the session's, so it is reset before the connection goes back
+        await conn.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
+        try:
+            async with AsyncSession(bind=conn) as session:
+                rows = (await session.scalars(stmt, params)).all()
+                return [customer_dict(c) for c in rows]
+        finally:
+            await conn.exec_driver_sql("RESET plan_cache_mode")
 
 
 async def _newest_first(
