@@ -36,8 +36,10 @@ wait is a chance of a stall, and a search was 3-6 of them (the sample, a walk pe
 needle, a count, ``SET LOCAL``, the customers' rows), plus ``BEGIN``/``ROLLBACK``. The
 statement's plan does not depend on the needle (its shape is fixed by ``LATERAL``,
 ``OFFSET 0`` and the gates of step 3, which are initplans evaluated once): the cached
-generic plan of a prepared statement is as good as a custom one, so no
-``plan_cache_mode`` is needed for it.
+generic plan of a prepared statement is as good as a custom one. PostgreSQL does not
+see that by itself (at 1M its estimates kept choosing a custom plan per run, 1-4 ms
+each), so ``crm_bridge.search`` runs the statement with ``plan_cache_mode =
+force_generic_plan`` set for that one use of the connection (decision 0011).
 """
 
 from __future__ import annotations
