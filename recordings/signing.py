@@ -18,6 +18,12 @@ from urllib.parse import quote
 __all__ = ["PeerSigner", "UrlSigner"]
 
 
+def _seconds(expires: str) -> bool:
+    """An expiry as signed: up to 12 ASCII digits (str.isdigit also takes '²', which int
+    refuses)."""
+    return expires.isascii() and expires.isdigit() and len(expires) <= 12
+
+
 def _usable(name: str) -> bool:
     return 0 < len(name) <= 128 and "\n" not in name and "\r" not in name
 
@@ -44,7 +50,7 @@ class UrlSigner:
     def verify(
         self, recording_id: int, principal: str, expires: str, sig: str, now: float | None = None
     ) -> bool:
-        if not _usable(principal) or not expires.isdigit() or len(expires) > 12:
+        if not _usable(principal) or not _seconds(expires):
             return False
         if int(expires) < (time.time() if now is None else now):
             return False
@@ -72,7 +78,7 @@ class PeerSigner:
         return {"e": str(expires), "s": self._sig(recording_id, expires)}
 
     def verify(self, recording_id: int, expires: str, sig: str, now: float | None = None) -> bool:
-        if not expires.isdigit() or len(expires) > 12:
+        if not _seconds(expires):
             return False
         if int(expires) < (time.time() if now is None else now):
             return False

@@ -280,7 +280,8 @@ class RecordingStore:
         if f.number:
             q = q.where(Recording.caller_num.contains(f.number, autoescape=True))
         if f.customer:
-            if f.customer.isdigit():
+            # an id: ASCII digits that fit the column ('²' is a digit to str.isdigit)
+            if f.customer.isascii() and f.customer.isdigit() and len(f.customer) <= 18:
                 q = q.where(Recording.customer_id == int(f.customer))
             else:
                 pattern = f.customer.lower()

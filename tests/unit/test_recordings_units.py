@@ -151,6 +151,9 @@ def test_signed_urls_bind_id_principal_and_expiry() -> None:
     assert not signer.verify(7, "zhang san", "1060", sig, now=1061.0)  # expired
     assert not signer.verify(7, "zhang san", "1060", sig + "x", now=1000.0)
     assert not signer.verify(7, "zhang san", "-1", sig, now=1000.0)
+    # not ASCII digits: refused (int() refuses '²', a ValueError was a 500)
+    for odd in ("1060\u00b2", "\u0661\u0660\u0666\u0660"):
+        assert not signer.verify(7, "zhang san", odd, sig, now=1000.0)
     assert not UrlSigner("other", ttl_s=60).verify(7, "zhang san", "1060", sig, now=1000.0)
     with pytest.raises(ValueError):
         signer.sign(1, "a\nb")
@@ -167,6 +170,7 @@ def test_node_to_node_links_bind_id_and_expiry_under_the_shared_secret() -> None
     assert not signer.verify(7, "1061", q["s"], now=1000.0)
     assert not signer.verify(7, "1060", q["s"], now=1061.0)  # expired
     assert not PeerSigner("j" * 32).verify(7, "1060", q["s"], now=1000.0)
+    assert not signer.verify(7, "1060²", q["s"], now=1000.0)
     # not a playback link of the same secret, nor the other way round
     play = UrlSigner("k" * 32, ttl_s=60).sign(7, "peer", now=1000.0).rsplit("s=", 1)[1]
     assert not signer.verify(7, "1060", play, now=1000.0)
