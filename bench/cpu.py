@@ -9,7 +9,8 @@ import os
 from pathlib import Path
 
 __all__ = [
-    "CpuWatch", "asterisk_pid", "machine_cpu_s", "pid_of", "proc_cpu_s", "threads_cpu_s",
+    "CpuWatch", "asterisk_pid", "machine_cpu_s", "pid_of", "proc_cpu_s", "runqueue_wait_s",
+    "threads_cpu_s",
 ]  # fmt: skip
 
 
@@ -37,6 +38,16 @@ def threads_cpu_s(pid: int) -> dict[str, float]:
                 sec = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
                 out[name] = out.get(name, 0.0) + sec
     return out
+
+
+def runqueue_wait_s(pid: int) -> float:
+    """How long the process's main thread (the daemon's event loop) has waited, runnable,
+    for a CPU (``/proc/<pid>/task/<pid>/schedstat``, second field, ns): time it wanted to
+    run and the kernel ran something else."""
+    try:
+        return int(Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return float("nan")
 
 
 def asterisk_pid(inst: object) -> int | None:

@@ -38,6 +38,9 @@ Printed, one figure per line (``name: value unit``):
 - ``daemon main loop cpu a call``: the CPU of the daemon's main thread (its event loop,
   where the pops are made) over the burst, per call; ``daemon other threads cpu a call``
   the rest (lookups, background writers on PostgreSQL, transcoding, aiosqlite);
+- ``daemon main loop run queue a call``: how long the main thread waited, runnable, for a
+  CPU over the burst (the kernel's schedstat), per call: what the pops waited for besides
+  their own loop;
 - ``pops``: pops received (the count ``cards in the pop`` is out of);
 - ``cpu <part>``: CPU seconds each part used over the burst (Asterisk, the daemon, the
   desktops, the relay, this process), ``cpu machine`` the whole machine's, against
@@ -47,7 +50,12 @@ Printed, one figure per line (``name: value unit``):
 and as a comment the load average.
 
     .venv/bin/python bench/pop_latency.py [--calls 200] [--desktops 500] [--rate 40]
-        [--ring 1] [--talk 10] [--store sqlite|postgres] [--media]
+        [--ring 1] [--talk 10] [--store sqlite|postgres] [--media] [--nice N]
+
+The daemon runs at its configured niceness (``[daemon] nice``, -5 by default: cti.priority,
+as ``cti run`` starts when it may and the systemd unit's ``Nice=``); the relay runs at the
+same niceness, so the floor is measured with the same priority (``--nice 0``: both at the
+default priority).
 """
 
 from __future__ import annotations
@@ -139,9 +147,14 @@ async def run_clients(daemon_url: str, relay_url: str, tokens_file: Path, out_fi
 # --- the bare relay (a third process) -------------------------------------------------------
 
 
-async def run_relay(ami_port: int, user: str, secret: str, http_port: int) -> None:
-    """AMI AgentCalled -> the agent's websocket (the text is the Linkedid), nothing else."""
+async def run_relay(ami_port: int, user: str, secret: str, http_port: int, nice: int) -> None:
+    """AMI AgentCalled -> the agent's websocket (the text is the Linkedid), nothing else;
+    at the daemon's niceness."""
     from aiohttp import web
+
+    from cti.priority import set_nice
+
+    set_nice(nice)
 
     from cti.ami.client import AmiClient
     from cti.ami.protocol import Message
@@ -290,7 +303,13 @@ async def _drain(base: str, args: argparse.Namespace) -> tuple[int, float]:
 async def run(args: argparse.Namespace) -> None:
     import aiohttp
 
-    from bench.cpu import asterisk_pid, machine_cpu_s, proc_cpu_s, threads_cpu_s
+    from bench.cpu import (
+        asterisk_pid,
+        machine_cpu_s,
+        proc_cpu_s,
+        runqueue_wait_s,
+        threads_cpu_s,
+    )
     from bench.sim_phones import asterisk_kind
     from cti.ami.protocol import Message
     from cti.store.db import Database
@@ -342,6 +361,7 @@ async def run(args: argparse.Namespace) -> None:
             f'[database]\nurl = "{db_url}"\n'
             f"[http]\nport = {http_port}\n[agi]\nport = {spec.agi_port}\n"
             '[log]\nformat = "json"\n'
+            f"[daemon]\nnice = {args.nice}\n"
             + (f'[recordings]\nformat = "{args.format}"\n' if args.format else "")
         )
         log_fh = log_file.open("wb")
@@ -393,7 +413,7 @@ async def run(args: argparse.Namespace) -> None:
         relay_port = free_port()
         relay = await asyncio.create_subprocess_exec(
             sys.executable, __file__, "--relay", str(spec.ami_port), spec.ami_user,
-            spec.ami_secret, str(relay_port),
+            spec.ami_secret, str(relay_port), str(args.nice),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
         procs.append(relay)
@@ -453,6 +473,7 @@ async def run(args: argparse.Namespace) -> None:
         cpu_at0 = {name: proc_cpu_s(pid) for name, pid in parts.items() if pid is not None}
         machine0 = machine_cpu_s()
         threads0 = threads_cpu_s(daemon.pid)
+        waited0 = runqueue_wait_s(daemon.pid)
         cpu0, wall0 = proc_cpu_s(daemon.pid), time.monotonic()
         ami_events0 = await _metric(base, "cti_ami_events_total")
         originated: list[str] = []
@@ -483,6 +504,7 @@ async def run(args: argparse.Namespace) -> None:
         cpu = proc_cpu_s(daemon.pid) - cpu0
         threads = threads_cpu_s(daemon.pid)
         main_cpu = threads.get("main", 0.0) - threads0.get("main", 0.0)
+        main_waited = runqueue_wait_s(daemon.pid) - waited0
         used = {
             name: proc_cpu_s(pid) - cpu_at0[name]
             for name, pid in parts.items()
@@ -567,6 +589,7 @@ async def run(args: argparse.Namespace) -> None:
         # the pops' own thread: what competes with them on the event loop
         print(f"daemon main loop cpu a call: {1000 * main_cpu / calls:.1f} ms")
         print(f"daemon other threads cpu a call: {1000 * (cpu - main_cpu) / calls:.1f} ms")
+        print(f"daemon main loop run queue a call: {1000 * main_waited / calls:.1f} ms")
         print(f"ami events a call: {ami_events / max(1, len(originated)):.1f} events")
         print(f"gc pauses over 50 ms: {len(gc_ms)} pauses")
         if gc_ms:
@@ -574,7 +597,8 @@ async def run(args: argparse.Namespace) -> None:
         # the figures depend on what else runs: a daemon starved of CPU is late everywhere
         per_call = 1000 * cpu / max(1, len(originated))
         print(f"# daemon CPU {cpu:.1f} s over {wall:.1f} s ({per_call:.1f} ms a call); "
-              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")  # fmt: skip
+              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; "
+              f"daemon and relay at nice {args.nice}")  # fmt: skip
         # who used the machine during the burst (CPU seconds; the rest is other work)
         for name, sec in used.items():
             print(f"cpu {name}: {sec:.1f} s")
@@ -619,9 +643,11 @@ def main() -> None:
         asyncio.run(run_clients(daemon_url, relay_url, Path(tokens_file), Path(out_file)))
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--relay":
-        port, user, secret, http_port = sys.argv[2:6]
-        asyncio.run(run_relay(int(port), user, secret, int(http_port)))
+        port, user, secret, http_port, nice = sys.argv[2:7]
+        asyncio.run(run_relay(int(port), user, secret, int(http_port), int(nice)))
         return
+    from cti.config import DaemonConfig
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=200, help="calls originated")
     parser.add_argument("--desktops", type=int, default=500, help="connected desktops (agents)")
@@ -640,6 +666,10 @@ def main() -> None:
         "--media", action="store_true",
         help="simulated phones send silence all call long (transmit_silence = yes, as the "
         "first figures of #19): Asterisk's media then takes most of a 2-core machine",
+    )  # fmt: skip
+    parser.add_argument(
+        "--nice", type=int, default=DaemonConfig().nice,
+        help="the daemon's [daemon] nice, and the relay's (default: the product's)",
     )  # fmt: skip
     parser.add_argument("--format", default="", help="[recordings] format (default: mp3)")
     parser.add_argument("--show-errors", type=int, default=5, help="error lines shown")

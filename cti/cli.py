@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import secrets
 import shlex
@@ -238,10 +239,16 @@ def cmd_calls(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     settings = command_settings(args)  # a bad configuration is told before the long import
+    from cti.priority import set_nice
+
+    priority = set_nice(settings.daemon.nice)  # before any thread: they inherit it
     from cti.daemon import Daemon
     from cti.logs import setup_logging
 
     setup_logging(settings.log.level, settings.log.format)
+    logging.getLogger("cti.priority").log(
+        logging.WARNING if priority.refused else logging.INFO, priority.describe()
+    )
     asyncio.run(Daemon(settings, demo=args.demo).run())
     return 0
 

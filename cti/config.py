@@ -499,6 +499,13 @@ class DialConfig(_Section):
         return v
 
 
+class DaemonConfig(_Section):
+    #: ``cti run``'s CPU priority (Linux niceness, -20..19), set at start when the process
+    #: may lower it (root, CAP_SYS_NICE; else systemd's ``Nice=``): the pops are made on
+    #: one event-loop thread that Asterisk's threads would otherwise crowd out (cti.priority)
+    nice: int = Field(-5, ge=-20, le=19)
+
+
 class LogConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "text"] = "text"
@@ -523,6 +530,7 @@ class Settings(BaseSettings):
     agi: AgiConfig = AgiConfig()
     dial: DialConfig = DialConfig()
     log: LogConfig = LogConfig()
+    daemon: DaemonConfig = DaemonConfig()
     cluster: ClusterConfig = ClusterConfig()
 
     @property

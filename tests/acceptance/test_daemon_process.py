@@ -4,6 +4,7 @@ SIGKILL during the very first calls of a new store loses none of them."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
 import sys
@@ -14,6 +15,7 @@ from sqlalchemy import select
 from cti.ami.client import AmiClient
 from cti.ami.protocol import Message
 from cti.asterisk.instance import ChrootAsterisk
+from cti.config import DaemonConfig
 from cti.daemon import RECOVERY_MARGIN
 from cti.store.db import Database
 from cti.store.models import Call as CallRow
@@ -62,6 +64,12 @@ async def start_cti(conf: Path) -> asyncio.subprocess.Process:
         await stop_cti(proc)
         raise
     return proc
+
+
+def nice_of(pid: int) -> int:
+    """A process's niceness (its main thread's: /proc/<pid>/stat's 19th field)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rfind(")") + 2 :].split()[16])
 
 
 async def stop_cti(proc: asyncio.subprocess.Process) -> None:
@@ -120,6 +128,10 @@ async def test_sigterm_flushes_the_call_that_just_ended(
     model's close grace: the stop finalises the call and its row is written."""
     conf, db_url = write_conf(asterisk, tmp_path)
     proc = await start_cti(conf)
+    # its CPU priority, [daemon] nice (cti.priority): root may lower it
+    assert nice_of(proc.pid) == (
+        DaemonConfig().nice if os.geteuid() == 0 else os.getpriority(os.PRIO_PROCESS, 0)
+    )
     end = CallEnd(await add_sim_agent(ami, "103"))
     ami.add_event_handler(end.on_event, events=CallEnd.EVENTS)
     try:
