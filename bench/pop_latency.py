@@ -585,12 +585,12 @@ async def run(args: argparse.Namespace) -> None:
         print(f"recording start p99: {pct(rec_ms, 0.99):.1f} ms")
         print(f"errors: {len(errors)}")
         print(f"daemon cpu: {100 * cpu / wall:.0f} %")
-        calls = max(1, len(originated))
+        n_calls = max(1, len(originated))
         # the pops' own thread: what competes with them on the event loop
-        print(f"daemon main loop cpu a call: {1000 * main_cpu / calls:.1f} ms")
-        print(f"daemon other threads cpu a call: {1000 * (cpu - main_cpu) / calls:.1f} ms")
-        print(f"daemon main loop run queue a call: {1000 * main_waited / calls:.1f} ms")
-        print(f"ami events a call: {ami_events / max(1, len(originated)):.1f} events")
+        print(f"daemon main loop cpu a call: {1000 * main_cpu / n_calls:.1f} ms")
+        print(f"daemon other threads cpu a call: {1000 * (cpu - main_cpu) / n_calls:.1f} ms")
+        print(f"daemon main loop run queue a call: {1000 * main_waited / n_calls:.1f} ms")
+        print(f"ami events a call: {ami_events / n_calls:.1f} events")
         print(f"gc pauses over 50 ms: {len(gc_ms)} pauses")
         if gc_ms:
             print(f"gc pause max: {max(gc_ms):.0f} ms")

@@ -204,11 +204,8 @@ async def _trigrams_integrity(db: Database) -> None:
             for entry in getattr(r, col).split("\n")
             for gram in search_walk.trigrams(col, entry)
         }
-        stored = set(
-            (await session.execute(text("SELECT gram, customer_id FROM crm_search_trigrams")))
-            .tuples()
-            .all()
-        )
+        result = await session.execute(text("SELECT gram, customer_id FROM crm_search_trigrams"))
+        stored = {(gram, customer_id) for gram, customer_id in result}
     assert stored == expected
     assert len(stored) > 500
 
