@@ -45,10 +45,12 @@ import threading
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -66,6 +68,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
+
+from cti.store import sqlite_hop
 
 __all__ = [
     "PG_READERS",
@@ -133,6 +137,14 @@ def to_async_url(url: str | URL) -> URL:
 
 def _is_memory(url: URL) -> bool:
     return url.database in (None, "", ":memory:") or str(url.database).startswith("file::memory:")
+
+
+def _sqlite_engine(url: URL, **kwargs: Any) -> AsyncEngine:
+    """An aiosqlite engine whose connections take one thread hop a statement
+    (:mod:`cti.store.sqlite_hop`: the writer's statements are the daemon's hot path)."""
+    args, connect_kw = SQLiteDialect_aiosqlite().create_connect_args(url)
+    creator = partial(sqlite_hop.connect, *args, **connect_kw)
+    return create_async_engine(url, async_creator=creator, **kwargs)
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _connection_record: Any) -> None:
@@ -228,16 +240,16 @@ class Database:
         if async_url.get_backend_name() == "sqlite":
             if _is_memory(async_url):
                 kwargs["poolclass"] = StaticPool
-                engine = create_async_engine(async_url, **kwargs)
+                engine = _sqlite_engine(async_url, **kwargs)
                 event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
                 return cls(engine)
             Path(str(async_url.database)).parent.mkdir(parents=True, exist_ok=True)
-            writer = create_async_engine(
+            writer = _sqlite_engine(
                 async_url, pool_size=1, max_overflow=0, pool_timeout=WRITER_WAIT_S, **kwargs
             )
             event.listen(writer.sync_engine, "connect", _writer_on_connect)
             event.listen(writer.sync_engine, "begin", _writer_on_begin)
-            reader = create_async_engine(
+            reader = _sqlite_engine(
                 async_url, pool_size=READER_POOL, max_overflow=READER_POOL, **kwargs
             )
             event.listen(reader.sync_engine, "connect", _reader_on_connect)
