@@ -62,10 +62,19 @@ def region(e164: str, lang: str = "zh") -> str:
     if not isinstance(e164, str) or not e164.startswith("+") or len(e164) > 16:
         return ""
     try:
-        number = phonenumbers.parse(e164, None)
+        number = _parse_e164(e164)
+        if number is None:
+            return ""
         return str(geocoder.description_for_number(number, "zh" if lang == "zh" else "en"))[:64]
-    except phonenumbers.NumberParseException:
-        return ""
     except Exception:  # a display nicety never takes a call path down
         log.exception("unexpected error looking up a number's region")
         return ""
+
+
+@lru_cache(maxsize=1024)
+def _parse_e164(e164: str) -> phonenumbers.PhoneNumber | None:
+    """One parse for both of :func:`region`'s languages (a pop asks for both)."""
+    try:
+        return phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return None
