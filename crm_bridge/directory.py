@@ -10,12 +10,13 @@ number per TTL. Any error is a miss (logged), never an exception into the call p
 :class:`StoreDirectory` answers from :class:`CardCache` (decision 0027): the caller is
 known from the call's entry on (the desktop, the IVR and the ACD ask at entry), so by the
 ring the card is in memory, and the recorder's lookup at the answer is a dictionary hit.
-Lookups read through :meth:`cti.store.db.Database.read` (never queued behind writers, one
-round trip for the card and its recent interactions); concurrent lookups of one number
-share one query. The cache is cleared when a
-transaction that wrote customers, contacts or phones commits (history: interactions of
-that customer), whoever wrote it in this process (ORM session events, :func:`_watch`);
-writes from another process (``cti crm import``) show after ``ttl_s`` at the latest.
+Lookups read through :meth:`cti.store.db.Database.fetch` (never queued behind writers, one
+hop for the card and its recent interactions; Core statements compiled once, rows as
+tuples, no ORM session: the pops' loop shares the GIL with these reads); concurrent
+lookups of one number share one query. The cache is cleared when a transaction that
+wrote customers, contacts or phones commits (history: interactions of that customer),
+whoever wrote it in this process (ORM session events, :func:`_watch`); writes from
+another process (``cti crm import``) show after ``ttl_s`` at the latest.
 """
 
 from __future__ import annotations
@@ -30,16 +31,17 @@ from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, Generic, TypeVar
 
 import aiohttp
-from sqlalchemy import event, select
+from sqlalchemy import bindparam, event, select
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
 from crm_bridge.config import ExternalLookup
 from crm_bridge.keys import tags_list
 from crm_bridge.models import Contact, Customer, Interaction, Phone
-from crm_bridge.records import interaction_dict
+from crm_bridge.records import iso
 from crm_bridge.store import CrmStore
 from cti.services import CustomerCard
-from cti.store.models import clip_text
+from cti.store.hot_read import Plan, Statement
+from cti.store.models import CleanText, clip_text
 
 log = logging.getLogger(__name__)
 
@@ -317,43 +319,69 @@ class ExternalCrmLookup:
 PREFETCH_HISTORY = 5
 
 
-def _history(session: Session, customer_id: int, limit: int) -> list[dict[str, object]]:
-    rows = session.scalars(
-        select(Interaction)
-        .where(Interaction.customer_id == customer_id)
-        .order_by(Interaction.started_at.desc(), Interaction.id.desc())
-        .limit(limit)
+_HISTORY_FIELDS = (
+    "id", "linkedid", "customer_id", "contact_id", "kind", "caller_num", "agent", "queue",
+    "started_at", "ended_at", "wait_s", "talk_s", "outcome", "disposition", "notes",
+    "recording", "ivr_path", "survey_score", "updated_at",
+)  # fmt: skip
+_HISTORY_DATES = frozenset({"started_at", "ended_at", "updated_at"})
+_HISTORY = Statement(
+    select(*(getattr(Interaction, f) for f in _HISTORY_FIELDS))
+    .where(Interaction.customer_id == bindparam("customer_id"))
+    .order_by(Interaction.started_at.desc(), Interaction.id.desc())
+    .limit(bindparam("limit"))
+)
+_CARD = Statement(
+    select(
+        Customer.id, Customer.name, Customer.company, Customer.tier, Customer.owner,
+        Customer.tags, Customer.notes, Contact.birthday, Contact.id, Contact.name,
     )
-    return [interaction_dict(i) for i in rows]
+    .join(Phone, Phone.customer_id == Customer.id)
+    .join(Contact, Contact.id == Phone.contact_id)
+    # compared as a lookup value (cleaned, never refused for its length)
+    .where(Phone.e164 == bindparam("e164", type_=CleanText()))
+    .order_by(Phone.id)
+    .limit(1)
+)  # fmt: skip
+
+
+def _interaction(row: tuple[Any, ...]) -> dict[str, object]:
+    """:func:`crm_bridge.records.interaction_dict` of a ``_HISTORY`` row."""
+    return {
+        f: iso(v) if f in _HISTORY_DATES else v for f, v in zip(_HISTORY_FIELDS, row, strict=True)
+    }
+
+
+def _history(customer_id: int, limit: int) -> Plan[list[dict[str, object]]]:
+    rows = yield _HISTORY(customer_id=customer_id, limit=limit)
+    return [_interaction(row) for row in rows]
 
 
 def _card_and_history(
-    session: Session, e164: str, limit: int
-) -> tuple[CustomerCard, list[dict[str, object]]] | None:
-    row = session.execute(
-        select(Customer, Contact)
-        .join(Phone, Phone.customer_id == Customer.id)
-        .join(Contact, Contact.id == Phone.contact_id)
-        .where(Phone.e164 == e164)
-        .order_by(Phone.id)
-        .limit(1)
-    ).first()
-    if row is None:
+    e164: str, limit: int
+) -> Plan[tuple[CustomerCard, list[dict[str, object]]] | None]:
+    """The card of ``e164`` and its customer's ``limit`` latest interactions, in one hop
+    (:meth:`cti.store.db.Database.fetch`)."""
+    rows = yield _CARD(e164=e164)
+    if not rows:
         return None
-    customer, contact = row
+    (
+        customer_id, name, company, tier, owner, tags, notes, birthday, contact_id,
+        contact_name,
+    ) = rows[0]  # fmt: skip
     card = CustomerCard(
-        customer_id=customer.id,
-        name=customer.name,
-        company=customer.company,
-        tier=customer.tier,
-        owner_agent=customer.owner or "",
-        tags=tuple(tags_list(customer.tags)),
-        notes=customer.notes,
-        birthday=contact.birthday,
-        contact_id=contact.id,
-        contact_name=contact.name,
+        customer_id=customer_id,
+        name=name,
+        company=company,
+        tier=tier,
+        owner_agent=owner or "",
+        tags=tuple(tags_list(tags)),
+        notes=notes,
+        birthday=birthday,
+        contact_id=contact_id,
+        contact_name=contact_name,
     )
-    return card, _history(session, customer.id, limit)
+    return card, (yield from _history(customer_id, limit))
 
 
 class StoreDirectory:
@@ -383,7 +411,7 @@ class StoreDirectory:
         # one round trip: the card and the interactions the pop shows right after it
         history = self.cache.history
         mark = history.mark()
-        found = await self.store.db.read(lambda s: _card_and_history(s, e164, PREFETCH_HISTORY))
+        found = await self.store.db.fetch(lambda: _card_and_history(e164, PREFETCH_HISTORY))
         if found is None:
             if self.external is not None:
                 return await self.external.lookup(e164)
@@ -400,7 +428,7 @@ class StoreDirectory:
         limit = max(1, min(int(limit), 100))
         rows = await self.cache.history.fetch(
             (customer_id, limit),
-            lambda: self.store.db.read(lambda s: _history(s, customer_id, limit)),
+            lambda: self.store.db.fetch(lambda: _history(customer_id, limit)),
         )
         return list(rows)
 

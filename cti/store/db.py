@@ -24,23 +24,29 @@ locked" when another connection committed in between (busy_timeout cannot help),
 - :meth:`Database.read` runs a synchronous function on a read-only session in one hop:
   on a SQLite file in a small thread pool on the driver's synchronous connections (a
   query through aiosqlite costs a thread round trip per step, each waiting for a busy
-  event loop), elsewhere through ``AsyncSession.run_sync``. The hot-path lookups use it.
+  event loop), elsewhere through ``AsyncSession.run_sync``.
+- :meth:`Database.fetch` is the hot path's read (the caller's card and history): the same
+  one hop and read-only connections, kept for it, but no ORM: Core statements compiled
+  once (:mod:`cti.store.hot_read`) on the driver's connection (the raw ``sqlite3`` one;
+  asyncpg's, whose statement cache prepares each once). The ORM's Python in a read
+  thread took the GIL from the loop that makes the pops (decision 0027).
 
 In-memory SQLite has one engine for both. PostgreSQL has a reader engine with its own
 pool for :meth:`Database.read_session` (MVCC: readers never wait for writers' locks, only
-for connections), and :meth:`Database.read` runs on an event loop of its own in one
-thread, with ``PG_READERS`` connections in autocommit (no BEGIN/ROLLBACK round trips)
-opened at start (:meth:`Database.warm`) and kept: through asyncpg every step of a query
-(pool check-out, ping, each statement) is a round trip that waited for the daemon's busy
-loop, and a connection opened for a burst (a server process, the dialect's codec setup)
-was closed again on return; card lookups at a call's entry took up to 1.3 s under a
-burst, so half the pops rang before their card was read (decision 0027). The main loop
-now waits for one hop, as on SQLite.
+for connections), and :meth:`Database.fetch` (and :meth:`Database.read`) run on an event
+loop of its own in one thread, on connections in autocommit (no BEGIN/ROLLBACK round
+trips), fetch's ``PG_READERS`` opened at start (:meth:`Database.warm`) and kept:
+through asyncpg every step of a query (pool check-out, ping, each statement) is a round
+trip that waited for the daemon's busy loop, and a connection opened for a burst (a
+server process, the dialect's codec setup) was closed again on return; card lookups at a
+call's entry took up to 1.3 s under a burst, so half the pops rang before their card was
+read (decision 0027). The main loop now waits for one hop, as on SQLite.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -49,6 +55,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+import asyncpg
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
 from sqlalchemy.engine import URL, make_url
@@ -61,15 +68,17 @@ from sqlalchemy.exc import (
     StatementError,
 )
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import PoolProxiedConnection, StaticPool
 
 from cti.store import sqlite_hop
+from cti.store.hot_read import Compiled, Plan, Rows, drive
 
 __all__ = [
     "PG_READERS",
@@ -93,6 +102,7 @@ READER_POOL = 4
 #: start (:meth:`Database.warm`).
 PG_READERS = 8
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 _SQLITE_DRIVERS = {None, "aiosqlite", "pysqlite"}
 _PG_DRIVERS = {None, "asyncpg"}
@@ -198,6 +208,66 @@ class LoopThread:
             self.loop.close()
 
 
+#: what a kept PostgreSQL connection raises when its server process is gone
+_PG_GONE = (
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.InternalClientError,  # e.g. still reading the server's goodbye
+    ConnectionError,
+    OSError,
+)
+
+
+def _pg_broken(reader: _PgReader, exc: BaseException) -> bool:
+    """Whether a connection that raised ``exc`` must not be used again: gone, or stopped
+    mid-statement (cancelled). An error of the statement (SQL) leaves it usable."""
+    if reader.driver.is_closed() or isinstance(exc, _PG_GONE):
+        return True
+    return not isinstance(exc, asyncpg.exceptions.PostgresError)
+
+
+async def _run_plan(driver: Any, plan: Plan[T], dialect: Any) -> T:
+    """:func:`cti.store.hot_read.drive` on an asyncpg connection."""
+    fetch = driver.fetch
+    try:
+        bound = next(plan)
+        while True:
+            compiled = bound.statement.compiled(dialect)
+            raw = await fetch(compiled.sql, *compiled.args(bound.params))
+            bound = plan.send(compiled.rows(raw))
+    except StopIteration as stop:
+        result: T = stop.value
+        return result
+
+
+class _PgReader:
+    """A connection of the read loop's pool kept checked out for :meth:`Database.fetch`,
+    with its asyncpg connection (whose statement cache prepares each statement once)."""
+
+    __slots__ = ("conn", "driver")
+
+    def __init__(self, conn: AsyncConnection, driver: Any) -> None:
+        self.conn, self.driver = conn, driver
+
+    @classmethod
+    async def open(cls, engine: AsyncEngine) -> _PgReader:
+        conn = await engine.connect()
+        try:
+            raw = await conn.get_raw_connection()
+        except BaseException:
+            await conn.close()
+            raise
+        return cls(conn, raw.driver_connection)
+
+    async def drop(self) -> None:
+        """Give it up (the pool opens a new one for the next)."""
+        try:
+            await self.conn.invalidate()
+            await self.conn.close()
+        except Exception:  # already gone: nothing to give back
+            log.debug("dropping a broken reader failed", exc_info=True)
+
+
 class Database:
     """The writer engine and, on a SQLite file, a separate reader engine, each with its
     session factory. Create with :meth:`from_url`."""
@@ -224,6 +294,12 @@ class Database:
             sessionmaker(sync_reader, expire_on_commit=False) if sync_reader is not None else None
         )
         self._read_pool: ThreadPoolExecutor | None = None
+        # fetch()'s connections, kept: SQLite's (any read thread takes a free one) and
+        # PostgreSQL's (None: to open), only ever used on the read loop
+        self._sqlite_kept: list[PoolProxiedConnection] = []
+        self._pg_kept: asyncio.Queue[_PgReader | None] = asyncio.Queue()
+        for _ in range(PG_READERS if loop_reader is not None else 0):
+            self._pg_kept.put_nowait(None)
         self.sessionmaker: async_sessionmaker[AsyncSession] = async_sessionmaker(
             engine, expire_on_commit=False
         )
@@ -253,19 +329,19 @@ class Database:
                 async_url, pool_size=READER_POOL, max_overflow=READER_POOL, **kwargs
             )
             event.listen(reader.sync_engine, "connect", _reader_on_connect)
-            sync_reader = create_engine(
-                async_url.set(drivername="sqlite+pysqlite"), pool_size=READER_POOL,
+            sync_reader = create_engine(  # fetch()'s kept connections + read()'s
+                async_url.set(drivername="sqlite+pysqlite"), pool_size=2 * READER_POOL,
                 max_overflow=READER_POOL, connect_args={"check_same_thread": False}, **kwargs,
             )  # fmt: skip
             event.listen(sync_reader, "connect", _reader_on_connect)
             return cls(writer, reader, sync_reader)
         # PostgreSQL: readers on pools of their own, so a lookup never waits for a
-        # connection a burst of writes holds (at most 34 connections a process); read()'s
-        # are kept open, on a loop of their own (module docstring)
+        # connection a burst of writes holds (at most 38 connections a process); fetch()'s
+        # PG_READERS are kept open, on a loop of their own with read()'s (module docstring)
         engine = create_async_engine(async_url, pool_size=10, max_overflow=10, **kwargs)
         reader = create_async_engine(async_url, pool_size=2, max_overflow=4, **kwargs)
         loop_reader = create_async_engine(
-            async_url, pool_size=PG_READERS, max_overflow=0, isolation_level="AUTOCOMMIT",
+            async_url, pool_size=PG_READERS + 2, max_overflow=2, isolation_level="AUTOCOMMIT",
             **kwargs,
         )  # fmt: skip
         for each in (engine, reader, loop_reader):
@@ -287,25 +363,26 @@ class Database:
         return self._loop_thread
 
     async def warm(self) -> None:
-        """Open the connections :meth:`read` keeps now (the daemon's start), so no lookup
-        of a burst pays for opening one (PostgreSQL: every reader; a SQLite file: one per
+        """Open the connections :meth:`fetch` keeps now (the daemon's start), so no lookup
+        of a burst pays for opening one (PostgreSQL: ``PG_READERS``; a SQLite file: one per
         read thread). In memory: nothing to do."""
         if self._sync_reader is not None:
-            sync_reader = self._sync_reader
+            sync_reader, kept = self._sync_reader, self._sqlite_kept
 
             def open_all() -> None:
-                held = [sync_reader.connect() for _ in range(READER_POOL)]
-                for conn in held:
-                    conn.close()
+                while len(kept) < READER_POOL:
+                    kept.append(sync_reader.raw_connection())
 
             await asyncio.to_thread(open_all)
         elif self._loop_reader is not None:
-            loop_reader = self._loop_reader
+            loop_reader, kept_pg = self._loop_reader, self._pg_kept
 
             async def open_readers() -> None:
-                held = [await loop_reader.connect() for _ in range(PG_READERS)]
-                for aconn in held:
-                    await aconn.close()
+                for _ in range(kept_pg.qsize()):
+                    each = kept_pg.get_nowait()
+                    if each is None:
+                        each = await _PgReader.open(loop_reader)
+                    kept_pg.put_nowait(each)
 
             await self._reader_loop().run(open_readers())
 
@@ -351,11 +428,91 @@ class Database:
 
         return await asyncio.get_running_loop().run_in_executor(self._read_pool, run)
 
+    async def fetch(self, make: Callable[[], Plan[T]]) -> T:
+        """Run the plan ``make()`` (:mod:`cti.store.hot_read`) on a read-only connection
+        kept for it, in one hop, with no ORM: what :meth:`read` does for the hot path at a
+        fraction of its Python. On PostgreSQL a plan whose connection turns out broken (a
+        restarted server) is run once more on a new one, so ``make`` may be called twice."""
+        if self._loop_reader is not None:
+            return await self._reader_loop().run(self._fetch_pg(make))
+        if self._sync_reader is None:  # in memory: the one engine, through a session
+            dialect = self.reader.dialect
+
+            def on_session(session: Session) -> T:
+                conn = session.connection()
+
+                def run(compiled: Compiled, args: tuple[Any, ...]) -> Rows:
+                    raw = conn.exec_driver_sql(compiled.sql, args).all()
+                    return compiled.rows(raw)
+
+                return drive(make(), run, dialect)
+
+            async with self.read_session() as session:
+                return await session.run_sync(on_session)
+        if self._read_pool is None:
+            self._read_pool = ThreadPoolExecutor(READER_POOL, thread_name_prefix="cti-read")
+        return await asyncio.get_running_loop().run_in_executor(
+            self._read_pool, self._fetch_sqlite, make
+        )
+
+    def _fetch_sqlite(self, make: Callable[[], Plan[T]]) -> T:
+        assert self._sync_reader is not None
+        kept = self._sqlite_kept
+        try:
+            fairy = kept.pop()  # atomic: each read thread holds at most one
+        except IndexError:
+            fairy = self._sync_reader.raw_connection()
+        try:
+            conn = fairy.driver_connection
+            assert conn is not None
+
+            def run(compiled: Compiled, args: tuple[Any, ...]) -> Rows:
+                return compiled.rows(conn.execute(compiled.sql, args).fetchall())
+
+            return drive(make(), run, self._sync_reader.dialect)
+        finally:
+            kept.append(fairy)
+
+    async def _fetch_pg(self, make: Callable[[], Plan[T]]) -> T:
+        assert self._loop_reader is not None
+        loop_reader, dialect = self._loop_reader, self._loop_reader.dialect
+        reader = await self._pg_kept.get()
+        try:
+            for attempt in range(2):
+                if reader is None or reader.driver.is_closed():
+                    if reader is not None:
+                        await reader.drop()
+                    reader = None
+                    reader = await _PgReader.open(loop_reader)
+                try:
+                    return await _run_plan(reader.driver, make(), dialect)
+                except BaseException as exc:
+                    if not _pg_broken(reader, exc):
+                        raise
+                    await reader.drop()
+                    reader = None
+                    if attempt or not isinstance(exc, _PG_GONE):
+                        raise
+            raise AssertionError("unreachable")
+        finally:
+            self._pg_kept.put_nowait(reader)
+
     async def dispose(self) -> None:
         await self.engine.dispose()
         if self.reader is not self.engine:
             await self.reader.dispose()
+        while self._sqlite_kept:
+            self._sqlite_kept.pop().close()
         if self._loop_reader is not None and self._loop_thread is not None:
+            kept = self._pg_kept
+
+            async def close_kept() -> None:
+                while not kept.empty():
+                    each = kept.get_nowait()
+                    if each is not None:
+                        await each.conn.close()
+
+            await self._loop_thread.run(close_kept())
             await self._loop_thread.run(self._loop_reader.dispose())
             self._loop_thread.stop()
             self._loop_thread = None

@@ -191,19 +191,19 @@ async def test_the_entry_lookup_keeps_its_history_while_other_calls_write(
     other = await store.create_customer(
         CustomerIn.model_validate({"name": "Other", "phones": [OTHER_NUMBER]}), SYSTEM
     )
-    read = db.read
+    fetch = db.fetch
     ended = iter(range(100))
 
-    async def read_while_calls_end(customer_id: int, fn: Any) -> Any:
-        found = await read(fn)
+    async def read_while_calls_end(customer_id: int, make: Any) -> Any:
+        found = await fetch(make)
         async with db.session() as s:  # a call of this customer ends meanwhile
             s.add(Interaction(linkedid=f"x-{next(ended)}", customer_id=customer_id, agent="a2"))
             await s.commit()
         return found
 
-    monkeypatch.setattr(db, "read", functools.partial(read_while_calls_end, other["id"]))
+    monkeypatch.setattr(db, "fetch", functools.partial(read_while_calls_end, other["id"]))
     card = await directory.lookup_number(NUMBER)  # the call's entry (IVR, desktop)
-    monkeypatch.setattr(db, "read", read)
+    monkeypatch.setattr(db, "fetch", fetch)
     cache = directory.cache
     misses = (cache.cards.misses, cache.history.misses)
     # the ring: the pop's card and recent interactions come from memory
@@ -214,9 +214,9 @@ async def test_the_entry_lookup_keeps_its_history_while_other_calls_write(
     # a write about the same customer while its history loads: that (older) history is
     # not cached, the next read sees the new interaction
     directory.cache.cards_changed()
-    monkeypatch.setattr(db, "read", functools.partial(read_while_calls_end, mine["id"]))
+    monkeypatch.setattr(db, "fetch", functools.partial(read_while_calls_end, mine["id"]))
     await directory.lookup_number(NUMBER)
-    monkeypatch.setattr(db, "read", read)
+    monkeypatch.setattr(db, "fetch", fetch)
     history = await directory.recent_interactions(mine["id"])
     assert [i["linkedid"] for i in history] == ["x-1"]
 
