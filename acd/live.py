@@ -16,7 +16,7 @@ newest one is enough.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -108,6 +108,9 @@ class Entry:
     position: int = 0
     ringing: set[str] = field(default_factory=set)
     updated_at: datetime | None = None
+    # every member rung for this caller (``ringing`` forgets them at the answer): the
+    # ones to set idle when the caller leaves, without a look at every member
+    rung: set[str] = field(default_factory=set)
 
     def snapshot(self, now: datetime) -> dict[str, object]:
         return {
@@ -130,6 +133,9 @@ class QueueLive:
     entries: dict[str, Entry] = field(default_factory=dict)  # by caller Uniqueid
     completed: int = 0
     abandoned: int = 0
+    # a member was rung for a caller this model had no entry of: a caller who leaves
+    # then looks at every member (see Entry.rung)
+    rung_unseen: bool = False
 
     def snapshot(self, now: datetime) -> dict[str, object]:
         entries = sorted(self.entries.values(), key=lambda e: (e.position, e.joined_at))
@@ -264,9 +270,13 @@ class LiveModel:
         if not qname or not uid:
             return
         q = self.queue(qname)
-        q.entries.pop(uid, None)
+        entry = q.entries.pop(uid, None)
         self._gone_entries[uid] = at
-        for m in q.members.values():
+        if entry is None or q.rung_unseen:
+            members: Iterable[Member] = q.members.values()
+        else:  # a burst's callers leave one a second or more; 500 members each
+            members = [m for m in map(q.members.get, entry.rung) if m is not None]
+        for m in members:
             if m.state == "ringing" and m.linkedid == linkedid:
                 m.state, m.linkedid = "idle", ""
 
@@ -285,6 +295,9 @@ class LiveModel:
         if what == "called":
             if entry is not None:
                 entry.ringing.add(iface)
+                entry.rung.add(iface)
+            else:
+                q.rung_unseen = True
             m.state, m.linkedid = "ringing", linkedid
         elif what == "connect":
             if entry is not None:

@@ -113,6 +113,33 @@ def test_call_lifecycle_in_shuffled_order(seed: int) -> None:
     assert q.completed == 1
 
 
+@pytest.mark.parametrize("join_first", [True, False])
+def test_members_still_ringing_when_the_caller_leaves_are_idle(join_first: bool) -> None:
+    """Ring-all: one member answers, the other's phone stops ringing when the caller
+    leaves the queue (app_queue sends no RingNoAnswer for it); also when AgentCalled came
+    before the caller's QueueCallerJoin (no entry to remember who was rung)."""
+    other = "Local/102@cti-sim-agents/n"
+    c = {"Queue": "support", "Uniqueid": "u1", "Linkedid": "L1", "Channel": "Local/x;2"}
+    a = {**c, "Interface": IFACE, "MemberName": "alice"}
+    b = {**c, "Interface": other, "MemberName": "bob"}
+    join = ev("QueueCallerJoin", 10, **c, Position="1")
+    calls = [ev("AgentCalled", 11, **a), ev("AgentCalled", 11, **b)]
+    model = Fed()
+    for e in (
+        member("QueueMemberAdded", 1),
+        member("QueueMemberAdded", 1, Interface=other, MemberName="bob"),
+        member("QueueMemberAdded", 1, Interface="Local/103@cti-sim-agents/n", MemberName="c"),
+        *([join, *calls] if join_first else [*calls, join]),
+        ev("AgentConnect", 13, **a, HoldTime="3"),
+    ):
+        model.handle(e, T0)
+    q = model.queues["support"]
+    assert q.members[other].state == "ringing"
+    model.handle(ev("QueueCallerLeave", 13.001, **c), T0)
+    assert (q.members[other].state, q.members[other].linkedid) == ("idle", "")
+    assert q.members[IFACE].state == "on_call"
+
+
 def test_states_ringing_on_call_hold_wrapup() -> None:
     model = Fed()
     model.handle(member("QueueMemberAdded", 1, Wrapuptime="30"), T0)
