@@ -79,6 +79,12 @@ _CALLS_OF = (
     .order_by(_IN.c.linkedid)
     .with_for_update()
 )
+_PH = cast(Table, Phone.__table__)
+_NUMBERS_OF = (
+    select(_PH.c.e164, _PH.c.customer_id, _PH.c.contact_id)
+    .where(_PH.c.e164.in_(bindparam("numbers", expanding=True)))
+    .order_by(_PH.c.id)
+)
 _ADD_AGENT = insert(_CA)
 _ANSWER_AGENT = (
     update(_CA).where(_CA.c.id == bindparam("row_id")).values(answered_at=bindparam("at"))
@@ -287,11 +293,8 @@ class Interactions:
         contact_id) of the first phone row of each number found."""
         if not e164s:
             return {}
-        rows = await session.execute(
-            select(Phone.e164, Phone.customer_id, Phone.contact_id)
-            .where(Phone.e164.in_(sorted(e164s)))
-            .order_by(Phone.id)
-        )
+        conn = await session.connection()
+        rows = await conn.execute(_NUMBERS_OF, {"numbers": sorted(e164s)})
         found: dict[str, tuple[int, int | None]] = {}
         for e164, customer_id, contact_id in rows:
             found.setdefault(e164, (customer_id, contact_id))
