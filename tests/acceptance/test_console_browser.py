@@ -258,7 +258,9 @@ async def test_a_prompt_recorded_in_the_page_is_uploaded_and_converted(
     await page.select_option('#prompt-form [name="kind"]', "upload")
     await page.click("#record")
     await page.wait_for_selector('#record-state[data-state="recording"]')
-    await page.wait_for_timeout(1500)
+    # the page records for 2.5 s; a loaded browser starts capturing late (a CI run got
+    # 0.96 s of a 1.5 s window), so the file is checked for at least 1 s of it
+    await page.wait_for_timeout(2500)
     await page.click("#record")
     await page.wait_for_selector('#record-state[data-state="recorded"]')
     await page.click("#prompt-form button[type=submit]")
@@ -270,7 +272,7 @@ async def test_a_prompt_recorded_in_the_page_is_uploaded_and_converted(
     wav = asterisk.base / "lib" / "sounds" / "cti" / (Path(prompt["playable"]).name + ".wav")
     with wave.open(str(wav)) as w:  # what Asterisk plays: 8 kHz mono, about as long
         assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (8000, 1, 2)
-        assert 1.0 < w.getnframes() / 8000 < 3.0
+        assert 1.0 < w.getnframes() / 8000 < 4.0
     await page.click('#prompts-table tr[data-prompt="recorded"] button.listen')
     await page.wait_for_selector('#prompt-player[src^="blob:"]', state="attached")
     assert c.errors == [] and c.dialogs == []
