@@ -33,6 +33,11 @@ Printed, one figure per line (``name: value unit``):
   the later of MixMonitorStart and the caller's BridgeEnter, since the dialplan starts
   MixMonitor with ``b`` before the answer (decision 0027) and that writes from the
   bridge on; a MixMonitor the daemon sends after the answer counts from its start;
+- ``bridge p99``: AgentConnect -> the caller's BridgeEnter, Asterisk's own step (no
+  daemon work is on it): the conversation starts there, so ``recording start p99`` cannot
+  be below it;
+- ``recording after bridge p99``: the recording's start after the caller's BridgeEnter
+  (0 when MixMonitor was running before the bridge): conversation the recording missed;
 - ``errors``: ERROR lines in the daemon's log during the run;
 - ``daemon cpu``: the daemon process's CPU over the burst, % of one core;
 - ``daemon main loop cpu a call``: the CPU of the daemon's main thread (its event loop,
@@ -554,7 +559,9 @@ async def run(args: argparse.Namespace) -> None:
                  "pop": pop_at.get((lid, agent), (None, 0))[0],
                  "card_in_pop": pop_at.get((lid, agent), (None, 0))[1],
                  "card": card_at.get((lid, agent)), "relay": relay_at.get((lid, agent)),
-                 "answered": answered.get(lid), "ended": ended.get((lid, agent))}
+                 "answered": answered.get(lid), "ended": ended.get((lid, agent)),
+                 "recording": recording.get(lid),
+                 "bridged": bridged.get((lid, caller_of.get(lid, "")))}
                 for lid, agent in rang if lid in ours
             ]  # fmt: skip
             await asyncio.to_thread((work / "calls.json").write_text, json.dumps(calls))
@@ -564,6 +571,17 @@ async def run(args: argparse.Namespace) -> None:
             if lid in recording
         ]
         rec_missing = sum(1 for lid in answered if lid not in recording)
+        bridge_at = {
+            lid: bridged[(lid, caller_of.get(lid, ""))]
+            for lid in answered
+            if (lid, caller_of.get(lid, "")) in bridged
+        }  # fmt: skip
+        bridge_ms = [max(0.0, t - answered[lid]) * 1000 for lid, t in bridge_at.items()]
+        rec_late_ms = [
+            max(0.0, recording_start(lid) - t) * 1000
+            for lid, t in bridge_at.items()
+            if lid in recording
+        ]  # fmt: skip
 
         rate = f"{args.rate:g}/s" if args.rate > 0 else "all at once"
         db_kind = "PostgreSQL" if pg_name else "SQLite"
@@ -583,6 +601,8 @@ async def run(args: argparse.Namespace) -> None:
         print(f"card p99: {pct(card_ms, 0.99):.1f} ms")
         print(f"recordings missing: {rec_missing}")
         print(f"recording start p99: {pct(rec_ms, 0.99):.1f} ms")
+        print(f"bridge p99: {pct(bridge_ms, 0.99):.1f} ms")
+        print(f"recording after bridge p99: {pct(rec_late_ms, 0.99):.1f} ms")
         print(f"errors: {len(errors)}")
         print(f"daemon cpu: {100 * cpu / wall:.0f} %")
         n_calls = max(1, len(originated))
