@@ -247,6 +247,18 @@ def _after_rollback(session: Session) -> None:
     session.info.pop("crm_history_dirty", None)
 
 
+def history_written(engine: Any, customer_ids: set[int]) -> None:
+    """Interactions of ``customer_ids`` were written and committed on ``engine`` (the
+    writer's synchronous engine) outside an ORM session (:meth:`Database.write`): their
+    history goes from the card cache, as :func:`_after_commit` clears it for a session
+    whose flush touched them. Call it once the write has committed, not before."""
+    if not customer_ids:
+        return
+    cache = _WATCHED.get(id(engine))
+    if cache is not None:
+        cache.history_changed(customer_ids)
+
+
 def _watch(engine: Any, cache: CardCache) -> None:
     global _LISTENING
     _WATCHED[id(engine)] = cache

@@ -11,6 +11,7 @@ recording already attached. A graceful stop drains the writer for a bounded time
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections import OrderedDict
@@ -25,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_bridge.access import Actor, customer_for
 from crm_bridge.audit import audit
+from crm_bridge.directory import history_written
 from crm_bridge.errors import CrmError, Forbidden, NotFound
 from crm_bridge.models import CallAgent, Customer, Interaction, Phone
 from crm_bridge.records import interaction_dict
@@ -43,6 +45,8 @@ from cti.events import (
 )
 from cti.pending import PendingStore
 from cti.store.db import is_data_error
+from cti.store.hot_read import Statement
+from cti.store.hot_write import Write, WritePlan
 from cti.store.models import clip_text, utcnow
 from cti.worker import QueueWorker, WorkerMetrics
 
@@ -61,35 +65,10 @@ STOP_GRACE_S = 10.0  # the writer's drain at a stop; the rest is kept (cti.pendi
 _CA = cast(Table, CallAgent.__table__)
 _IN = cast(Table, Interaction.__table__)
 _CALL_FIELDS = ("caller_num", "customer_id", "contact_id", "queue", "agent")
-_AGENTS_OF = select(_CA.c.id, _CA.c.linkedid, _CA.c.agent, _CA.c.answered_at).where(
-    _CA.c.linkedid.in_(bindparam("ids", expanding=True))
-)
-_CALLS_OF = (
-    select(
-        _IN.c.id,
-        _IN.c.linkedid,
-        _IN.c.caller_num,
-        _IN.c.customer_id,
-        _IN.c.contact_id,
-        _IN.c.queue,
-        _IN.c.agent,
-        _IN.c.started_at,
-    )
-    .where(_IN.c.linkedid.in_(bindparam("ids", expanding=True)))
-    .order_by(_IN.c.linkedid)
-    .with_for_update()
-)
 _PH = cast(Table, Phone.__table__)
-_NUMBERS_OF = (
-    select(_PH.c.e164, _PH.c.customer_id, _PH.c.contact_id)
-    .where(_PH.c.e164.in_(bindparam("numbers", expanding=True)))
-    .order_by(_PH.c.id)
-)
-_ADD_AGENT = insert(_CA)
 _ANSWER_AGENT = (
     update(_CA).where(_CA.c.id == bindparam("row_id")).values(answered_at=bindparam("at"))
 )
-_ADD_CALL = insert(_IN)
 _SET_CALL = (
     update(_IN)
     .where(_IN.c.id == bindparam("new_id"))
@@ -157,98 +136,18 @@ class Interactions:
         if not valid:
             return
         linkedids = sorted({o.linkedid for o in valid})
+        e164_of = {o.caller_num: self.store.e164(o.caller_num) for o in valid if o.caller_num}
+        db = self.store.db
 
         async def attempt() -> None:
-            async with self.store.db.session() as session, session.begin():
-                # Core statements, cached, on the session's connection: the ORM's unit of
-                # work (objects, a flush, one INSERT ... RETURNING per row) cost the loop
-                # about twice as much for the same rows (decision 0027, session 10)
-                conn = await session.connection()
-                agents: dict[tuple[str, str], list[Any]] = {
-                    (r.linkedid, r.agent): [r.id, r.answered_at]
-                    for r in await conn.execute(_AGENTS_OF, {"ids": linkedids})
-                }
-                calls: dict[str, dict[str, Any]] = {
-                    r.linkedid: dict(r._mapping)
-                    for r in await conn.execute(_CALLS_OF, {"ids": linkedids})
-                }
-                wanted = {
-                    self.store.e164(o.caller_num)
-                    for o in valid
-                    if o.caller_num
-                    and not (o.linkedid in calls and calls[o.linkedid]["caller_num"])
-                } - {""}
-                numbers = await self._lookup_numbers(session, wanted)
-                new_agents: list[dict[str, Any]] = []
-                answered: dict[int, datetime] = {}
-                new_calls: list[dict[str, Any]] = []
-                changed: dict[str, dict[str, Any]] = {}
-                reset: list[dict[str, Any]] = []  # set, if to the same agent
-                for o in valid:
-                    agent = clip_text(o.agent, 128)
-                    row = agents.get((o.linkedid, agent))
-                    if row is None:
-                        new_agents.append(
-                            {"linkedid": o.linkedid, "agent": agent, "offered_at": o.at,
-                             "answered_at": None}
-                        )  # fmt: skip
-                        row = agents[(o.linkedid, agent)] = [new_agents[-1], None]
-                    if o.answered and row[1] is None:
-                        row[1] = o.at
-                        if isinstance(row[0], dict):
-                            row[0]["answered_at"] = o.at
-                        else:
-                            answered[row[0]] = o.at
-                    inter = calls.get(o.linkedid)
-                    if inter is None:
-                        inter = calls[o.linkedid] = {
-                            "id": None, "linkedid": o.linkedid, "caller_num": "",
-                            "customer_id": None, "contact_id": None, "queue": "", "agent": "",
-                            "started_at": o.at,
-                        }  # fmt: skip
-                        new_calls.append(inter)
-                    before = dict(inter)
-                    e164 = self.store.e164(o.caller_num) if o.caller_num else ""
-                    if e164 and not inter["caller_num"]:
-                        inter["caller_num"] = e164
-                        if inter["customer_id"] is None and e164 in numbers:
-                            inter["customer_id"], inter["contact_id"] = numbers[e164]
-                    if not inter["queue"] and o.queue:
-                        inter["queue"] = clip_text(o.queue, 128)
-                    if o.answered:
-                        inter["agent"] = agent
-                    if inter["id"] is not None and inter != before:
-                        changed[o.linkedid] = inter
-                    if o.answered:
-                        reset.append(inter)
-                if new_agents:
-                    await conn.execute(_ADD_AGENT, new_agents)
-                if answered:
-                    await conn.execute(
-                        _ANSWER_AGENT, [{"row_id": k, "at": v} for k, v in answered.items()]
-                    )
-                if new_calls:
-                    await conn.execute(
-                        _ADD_CALL, [{k: v for k, v in c.items() if k != "id"} for c in new_calls]
-                    )
-                if changed:
-                    await conn.execute(
-                        _SET_CALL,
-                        [
-                            {f"new_{k}": c[k] for k in ("id", *_CALL_FIELDS)}
-                            for c in changed.values()
-                        ],
-                    )
-                # the card cache's history of these customers is stale once this commits
-                # (what the ORM's flush reports for objects, crm_bridge.directory)
-                touched = {
-                    c["customer_id"] for c in (*new_calls, *changed.values(), *reset)
-                    if c["customer_id"] is not None
-                }  # fmt: skip
-                if touched:
-                    ids = session.info.setdefault("crm_history_dirty", set())
-                    if ids is not None:
-                        ids.update(touched)
+            # one transaction on the writer path, Core statements compiled once, no ORM
+            # session: the ORM's unit of work, then a session's machinery around cached
+            # Core statements, cost the loop several times what the driver needs for the
+            # same rows (decision 0027, "Hot-path writers off the ORM")
+            touched = await db.write(lambda: _offers_plan(valid, linkedids, e164_of))
+            # the card cache's history of these customers is stale now that this
+            # committed (what an ORM session's commit reports, crm_bridge.directory)
+            history_written(db.engine.sync_engine, touched)
 
         await _retry_on_conflict(attempt)
 
@@ -285,20 +184,6 @@ class Interactions:
             if row is not None:
                 return row[0], row[1], row[2]
         return None, None, None
-
-    async def _lookup_numbers(
-        self, session: AsyncSession, e164s: Collection[str]
-    ) -> dict[str, tuple[int, int | None]]:
-        """:meth:`_lookup_number` for several numbers in one query: (customer_id,
-        contact_id) of the first phone row of each number found."""
-        if not e164s:
-            return {}
-        conn = await session.connection()
-        rows = await conn.execute(_NUMBERS_OF, {"numbers": sorted(e164s)})
-        found: dict[str, tuple[int, int | None]] = {}
-        for e164, customer_id, contact_id in rows:
-            found.setdefault(e164, (customer_id, contact_id))
-        return found
 
     async def _call_row(
         self, session: AsyncSession, linkedid: str, caller_num: str, at: datetime
@@ -585,6 +470,139 @@ class Job:
     kind: str
     linkedid: str
     args: tuple[Any, ...]
+
+
+def _in(name: str, values: Sequence[Any]) -> dict[str, Any]:
+    """The values of an ``IN`` of ``len(values)`` bound parameters (:func:`_listed`)."""
+    return {f"{name}{i}": v for i, v in enumerate(values)}
+
+
+def _listed(column: Any, name: str, n: int) -> Any:
+    """``column IN (:name0, ... :name{n-1})``: one cached statement per list length."""
+    return column.in_([bindparam(f"{name}{i}") for i in range(n)])
+
+
+@functools.lru_cache(maxsize=64)
+def _agents_of(n: int) -> Statement:
+    return Statement(
+        select(_CA.c.id, _CA.c.linkedid, _CA.c.agent, _CA.c.answered_at).where(
+            _listed(_CA.c.linkedid, "id", n)
+        )
+    )
+
+
+_CALL_COLUMNS = ("id", "linkedid", "caller_num", "customer_id", "contact_id", "queue", "agent",
+                 "started_at")  # fmt: skip
+
+
+@functools.lru_cache(maxsize=64)
+def _calls_of(n: int) -> Statement:
+    return Statement(
+        select(*(_IN.c[name] for name in _CALL_COLUMNS))
+        .where(_listed(_IN.c.linkedid, "id", n))
+        .order_by(_IN.c.linkedid)
+        .with_for_update()
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _numbers_of(n: int) -> Statement:
+    return Statement(
+        select(_PH.c.e164, _PH.c.customer_id, _PH.c.contact_id)
+        .where(_listed(_PH.c.e164, "n", n))
+        .order_by(_PH.c.id)
+    )
+
+
+_ADD_AGENTS = Write(insert(_CA), ("linkedid", "agent", "offered_at", "answered_at"))
+_ANSWER_AGENTS = Write(_ANSWER_AGENT, ("row_id", "at"))
+_ADD_CALLS = Write(insert(_IN), _CALL_COLUMNS[1:])
+_SET_CALLS = Write(_SET_CALL, tuple(f"new_{k}" for k in ("id", *_CALL_FIELDS)))
+
+
+def _offers_plan(
+    valid: Sequence[Offer], linkedids: Sequence[str], e164_of: dict[str, str]
+) -> WritePlan[set[int]]:
+    """:meth:`Interactions.record_offers`' transaction (:meth:`Database.write`): the
+    call-agent rows, the interactions and the callers' phone rows of all the calls read
+    with one query each, then the new and changed rows written with one executemany
+    each. Returns the customers whose interactions it changed."""
+    ids = _in("id", linkedids)
+    agents: dict[tuple[str, str], list[Any]] = {
+        (linkedid, agent): [row_id, answered_at]
+        for row_id, linkedid, agent, answered_at in (yield _agents_of(len(linkedids))(**ids))
+    }
+    calls: dict[str, dict[str, Any]] = {
+        row[1]: dict(zip(_CALL_COLUMNS, row, strict=True))
+        for row in (yield _calls_of(len(linkedids))(**ids))
+    }
+    wanted = sorted(
+        {
+            e164_of[o.caller_num]
+            for o in valid
+            if o.caller_num and not (o.linkedid in calls and calls[o.linkedid]["caller_num"])
+        }
+        - {""}
+    )
+    numbers: dict[str, tuple[int, int | None]] = {}
+    if wanted:
+        for e164, customer_id, contact_id in (yield _numbers_of(len(wanted))(**_in("n", wanted))):
+            numbers.setdefault(e164, (customer_id, contact_id))
+    new_agents: list[dict[str, Any]] = []
+    answered: dict[int, datetime] = {}
+    new_calls: list[dict[str, Any]] = []
+    changed: dict[str, dict[str, Any]] = {}
+    reset: list[dict[str, Any]] = []  # set, if to the same agent
+    for o in valid:
+        agent = clip_text(o.agent, 128)
+        row = agents.get((o.linkedid, agent))
+        if row is None:
+            new_agents.append(
+                {"linkedid": o.linkedid, "agent": agent, "offered_at": o.at, "answered_at": None}
+            )
+            row = agents[(o.linkedid, agent)] = [new_agents[-1], None]
+        if o.answered and row[1] is None:
+            row[1] = o.at
+            if isinstance(row[0], dict):
+                row[0]["answered_at"] = o.at
+            else:
+                answered[row[0]] = o.at
+        inter = calls.get(o.linkedid)
+        if inter is None:
+            inter = calls[o.linkedid] = {
+                "id": None, "linkedid": o.linkedid, "caller_num": "", "customer_id": None,
+                "contact_id": None, "queue": "", "agent": "", "started_at": o.at,
+            }  # fmt: skip
+            new_calls.append(inter)
+        before = dict(inter)
+        e164 = e164_of[o.caller_num] if o.caller_num else ""
+        if e164 and not inter["caller_num"]:
+            inter["caller_num"] = e164
+            if inter["customer_id"] is None and e164 in numbers:
+                inter["customer_id"], inter["contact_id"] = numbers[e164]
+        if not inter["queue"] and o.queue:
+            inter["queue"] = clip_text(o.queue, 128)
+        if o.answered:
+            inter["agent"] = agent
+        if inter["id"] is not None and inter != before:
+            changed[o.linkedid] = inter
+        if o.answered:
+            reset.append(inter)
+    if new_agents:
+        yield _ADD_AGENTS.many(new_agents)
+    if answered:
+        yield _ANSWER_AGENTS.many([{"row_id": k, "at": v} for k, v in answered.items()])
+    if new_calls:
+        yield _ADD_CALLS.many([{k: v for k, v in c.items() if k != "id"} for c in new_calls])
+    if changed:
+        yield _SET_CALLS.many(
+            [{f"new_{k}": c[k] for k in ("id", *_CALL_FIELDS)} for c in changed.values()]
+        )
+    return {
+        c["customer_id"]
+        for c in (*new_calls, *changed.values(), *reset)
+        if c["customer_id"] is not None
+    }
 
 
 class InteractionWriter:

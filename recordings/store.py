@@ -6,13 +6,15 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy import func, select
+from sqlalchemy.orm import make_transient_to_detached
 
 from cti.cluster.once import claim_once
 from cti.store.db import Database, is_data_error
+from cti.store.hot_write import Write, WritePlan, full_row
 from cti.store.models import Call, clip_text, utcnow
 from recordings.models import Recording, RecordingAudit, RecordingNode
 
@@ -35,6 +37,12 @@ CLAIM_STALE_S = 900.0
 _INTERACTIONS = sa.table(
     "crm_interactions", sa.column("linkedid", sa.String()), sa.column("disposition", sa.String())
 )
+
+
+_RECORDINGS = cast(sa.Table, Recording.__table__)
+_COLUMNS = tuple(c.key for c in _RECORDINGS.columns if c.key != "id")
+#: a recording row, every column given (what the ORM's flush wrote), its id back
+_ADD_ROW = Write(sa.insert(_RECORDINGS).returning(_RECORDINGS.c.id), _COLUMNS)
 
 
 def to_json(r: Recording) -> dict[str, Any]:
@@ -126,11 +134,22 @@ class RecordingStore:
                     fut.set_result(row)
 
     async def _insert(self, batch: list[dict[str, Any]]) -> list[Recording]:
-        async with self.db.session() as s:
-            rows = [Recording(**values) for values in batch]
-            s.add_all(rows)
-            await s.commit()  # every column has a Python-side default: nothing to re-read
-            return rows
+        """The rows in one transaction (:meth:`Database.write`: Core, no ORM session),
+        returned as the detached objects an ORM session gave: every column's value (the
+        columns' defaults filled as the ORM filled them) and the new id."""
+        rows = [full_row(_RECORDINGS, values) for values in batch]
+
+        def plan() -> WritePlan[list[int]]:
+            got: list[list[tuple[Any, ...]]] = yield _ADD_ROW.many(rows)
+            return [each[0][0] for each in got]
+
+        ids = await self.db.write(plan)
+        out = []
+        for row, row_id in zip(rows, ids, strict=True):
+            rec = Recording(id=row_id, **row)
+            make_transient_to_detached(rec)
+            out.append(rec)
+        return out
 
     async def get(self, recording_id: int) -> Recording | None:
         async with self.db.session() as s:

@@ -21,7 +21,8 @@ from cti.queue_log import DerivedEntry, RawLine, derive_entries
 from cti.records.tail import TailPosition
 from cti.services import QueueThresholds
 from cti.store.db import Database
-from cti.store.insert import insert_ignore
+from cti.store.hot_write import Write, plan_of
+from cti.store.insert import insert_ignore, insert_ignore_on
 from stats.formulas import COUNT_FIELDS, Counts, EntryFacts, count_entry, local_hour
 from stats.models import (
     EntryRow,
@@ -44,6 +45,13 @@ Bucket = tuple[str, datetime]  # (queue, hour start UTC)
 
 #: A queue's thresholds, as the ACD offers them (cti.services.QueueService).
 QueueRules = QueueThresholds
+
+
+#: a channel's link, kept if the uniqueid is linked already (Database.write: no ORM session)
+_ADD_LINKS = Write(
+    lambda dialect: insert_ignore_on(dialect, LinkRow.__table__, ["uniqueid"]),
+    ("uniqueid", "linkedid"),
+)
 
 
 def _chunks(items: Sequence[Any], n: int = CHUNK) -> Iterable[Sequence[Any]]:
@@ -125,10 +133,8 @@ class StatsStore:
         rows: dict[str, dict[str, Any]] = {}
         for uniqueid, linkedid in links:
             rows.setdefault(uniqueid[:64], {"uniqueid": uniqueid[:64], "linkedid": linkedid[:64]})
-        if not rows:
-            return
-        async with self.db.session() as s, s.begin():
-            await _insert_ignore(s, LinkRow, list(rows.values()), ["uniqueid"])
+        if rows:  # one transaction on the writer, Core compiled once (decision 0027)
+            await self.db.write(plan_of(_ADD_LINKS.many(list(rows.values()))))
 
     async def add_ivr_abandon(self, linkedid: str, at: datetime, dnis: str, menu: str) -> Bucket:
         async with self.db.session() as s, s.begin():

@@ -25,6 +25,10 @@ locked" when another connection committed in between (busy_timeout cannot help),
   on a SQLite file in a small thread pool on the driver's synchronous connections (a
   query through aiosqlite costs a thread round trip per step, each waiting for a busy
   event loop), elsewhere through ``AsyncSession.run_sync``.
+- :meth:`Database.write` is the hot path's write (:mod:`cti.store.hot_write`): Core
+  statements compiled once, one transaction on the writer path's own connection (a
+  SQLite file: the one writer connection, checked out of its pool in FIFO order like a
+  session, the whole ``BEGIN IMMEDIATE`` ... ``COMMIT`` in one thread hop), no ORM.
 - :meth:`Database.fetch` is the hot path's read (the caller's card and history): the same
   one hop and read-only connections, kept for it, but no ORM: Core statements compiled
   once (:mod:`cti.store.hot_read`) on the driver's connection (the raw ``sqlite3`` one;
@@ -57,6 +61,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_connection
 from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import (
@@ -76,9 +81,11 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import PoolProxiedConnection, StaticPool
+from sqlalchemy.util import greenlet_spawn
 
 from cti.store import sqlite_hop
 from cti.store.hot_read import Compiled, Plan, Rows, drive
+from cti.store.hot_write import WritePlan, drive_asyncpg, drive_sync
 
 __all__ = [
     "PG_READERS",
@@ -496,6 +503,63 @@ class Database:
             raise AssertionError("unreachable")
         finally:
             self._pg_kept.put_nowait(reader)
+
+    async def write(self, make: Callable[[], WritePlan[T]]) -> T:
+        """Run the plan ``make()`` (:mod:`cti.store.hot_write`) in one transaction on the
+        writer path (its pool's connection, so it queues with the sessions; SQLite: the
+        one writer connection, ``BEGIN IMMEDIATE`` ... ``COMMIT`` in one thread hop;
+        PostgreSQL: asyncpg's ``BEGIN`` ... ``COMMIT``). Nothing of it is kept if it
+        raises. The driver's errors are raised as SQLAlchemy's (``IntegrityError``,
+        ``OperationalError``...); a connection that turns out broken is given up (the pool
+        opens another), as a session's would be. Not retried here: the callers' writers
+        retry (``QueueWorker``, ``Recorder._write``)."""
+        engine = self.engine
+        dialect = engine.dialect
+        fairy = await engine.raw_connection()
+        try:
+            driver = fairy.driver_connection
+            if dialect.name == "sqlite":
+                assert isinstance(driver, sqlite_hop.OneHopConnection)
+                plan = make()
+                return await driver.transaction(lambda conn: drive_sync(plan, conn, dialect))
+            assert driver is not None
+            async with driver.transaction():
+                return await drive_asyncpg(make(), driver, dialect)
+        except BaseException as exc:
+            translated = await self._write_failed(fairy, exc)
+            if translated is exc:
+                raise
+            raise translated from exc
+        finally:
+            await greenlet_spawn(fairy.close)
+
+    async def _write_failed(
+        self, fairy: PoolProxiedConnection, exc: BaseException
+    ) -> BaseException:
+        """What :meth:`write` raises for ``exc``: a driver error as SQLAlchemy's (as
+        ``Connection`` does); the connection invalidated when it is gone or was stopped
+        mid-transaction (PostgreSQL: a cancelled write; SQLite finishes the hop anyway)."""
+        dialect = self.engine.dialect
+        dbapi = dialect.loaded_dbapi
+        err: BaseException = exc
+        if dialect.name == "postgresql" and isinstance(exc, Exception):
+            try:
+                AsyncAdapt_asyncpg_connection._handle_exception_no_connection(dbapi, exc)
+            except Exception as mapped:
+                err = mapped
+        gone = False
+        if dialect.name == "postgresql":
+            driver = fairy.driver_connection
+            gone = not isinstance(exc, Exception) or bool(driver is None or driver.is_closed())
+        if isinstance(err, dbapi.Error):
+            gone = gone or dialect.is_disconnect(err, fairy.dbapi_connection, None)
+        if gone and fairy.is_valid:
+            await greenlet_spawn(fairy.invalidate, err if isinstance(err, Exception) else None)
+        if not isinstance(err, dbapi.Error):
+            return exc
+        return DBAPIError.instance(
+            None, None, err, dbapi.Error, dialect=dialect, connection_invalidated=gone
+        )
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -15,10 +15,16 @@ from typing import Any
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-__all__ = ["insert_ignore"]
+__all__ = ["insert_ignore", "insert_ignore_on"]
 
 
 def insert_ignore(session: AsyncSession, table: Any, key: Sequence[str] | None = None) -> Any:
     dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    return insert_ignore_on(dialect, table, key)
+
+
+def insert_ignore_on(dialect: str, table: Any, key: Sequence[str] | None = None) -> Any:
+    """:func:`insert_ignore` for the dialect named ``dialect`` (a statement built once for
+    :class:`cti.store.hot_write.Write`)."""
     ins = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
     return ins.on_conflict_do_nothing(index_elements=list(key) if key is not None else None)

@@ -166,6 +166,18 @@ class OneHopCursor:
             await self._conn.hop(cursor.close)
 
 
+def _transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(conn)
+        conn.commit()
+    except BaseException:
+        if conn.in_transaction:
+            conn.rollback()
+        raise
+    return result
+
+
 class OneHopConnection(aiosqlite.Connection):
     """:class:`aiosqlite.Connection` whose cursors take one hop a statement."""
 
@@ -173,6 +185,12 @@ class OneHopConnection(aiosqlite.Connection):
         """``fn(*args)`` in the connection's thread."""
         result: T = await self._execute(fn, *args)  # type: ignore[no-untyped-call]
         return result
+
+    async def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn(conn)`` on the ``sqlite3`` connection between ``BEGIN IMMEDIATE`` and
+        ``COMMIT`` (``ROLLBACK`` if it raises), all in one hop: the transaction is whole
+        in the thread even if the caller stops waiting (:mod:`cti.store.hot_write`)."""
+        return await self.hop(_transaction, self._conn, fn)
 
     def cursor(self) -> OneHopCursor:  # type: ignore[override]
         # SQLAlchemy's adapter enters what cursor() returns: nothing to do in the thread

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-import sqlalchemy
+import pytest
 from sqlalchemy import select
 
 from crm_bridge.access import Actor
@@ -18,6 +18,7 @@ from cti.bus import EventBus
 from cti.events import CallAnswered, CallCompleted, CallOffered, CallRecord, IvrCompleted
 from cti.store.db import Database
 from cti.store.migrate import upgrade
+from tests.integration.transactions import count_transactions
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -72,7 +73,9 @@ async def test_a_database_outage_loses_no_interaction(db_url: str) -> None:
         await db.dispose()
 
 
-async def test_a_burst_of_offers_is_written_in_few_transactions(db: Database) -> None:
+async def test_a_burst_of_offers_is_written_in_few_transactions(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Decision 0027: offers queued together share a transaction; each call still gets
     its interaction (agent who answered, queue, the caller's customer) and every agent
     offered it a row, ring before answer."""
@@ -84,8 +87,7 @@ async def test_a_burst_of_offers_is_written_in_few_transactions(db: Database) ->
     bus = EventBus()
     writer = InteractionWriter(Interactions(store))
     writer.attach(bus)
-    begins: list[int] = []
-    sqlalchemy.event.listen(db.engine.sync_engine, "begin", lambda _conn: begins.append(1))
+    begins = count_transactions(db, monkeypatch)
     try:
         for i in range(20):  # queued before the worker runs: one burst
             lid, caller = f"B{i:02}", "13800138077" if i == 7 else f"1390000{i:04}"

@@ -11,7 +11,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-import sqlalchemy
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
@@ -28,6 +27,7 @@ from stats.routes import add_routes
 from stats.service import StatsService
 from stats.settings import StatsSettings
 from stats.store import QueueRules
+from tests.integration.transactions import count_transactions
 
 TZ = ZoneInfo("Europe/Berlin")
 DAY = date(2026, 10, 25)  # DST ends: local 02:00-03:00 happens twice
@@ -332,11 +332,12 @@ async def test_a_supervisor_scoped_to_teams_gets_only_their_queues(
         assert frame["ivr_abandoned"] == 1
 
 
-async def test_links_of_a_burst_are_one_transaction(svc: StatsService, db: Database) -> None:
+async def test_links_of_a_burst_are_one_transaction(
+    svc: StatsService, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Decision 0027: the channels' links of a burst go in one transaction (the facts
     worker hands consecutive links over together); a uniqueid keeps its first linkedid."""
-    begins: list[int] = []
-    sqlalchemy.event.listen(db.engine.sync_engine, "begin", lambda _c: begins.append(1))
+    begins = count_transactions(db, monkeypatch)
     await svc.link("u0", "L0")
     begins.clear()
     await svc.links([("u0", "other"), ("u1", "L1"), ("u2", "L1"), ("u1", "later")])

@@ -1,0 +1,203 @@
+"""The hot path's writes (Database.write: Core statements compiled once, one transaction on
+the writer path's own driver connection, no ORM session) write what the ORM wrote, on
+SQLite and PostgreSQL: the same rows with the same values (the columns' defaults filled as
+the ORM filled them), all or nothing, the driver's errors raised as SQLAlchemy's (so the
+writers' retries judge them as before), on SQLite behind the one writer connection, and on
+PostgreSQL past a connection whose server process went away (decision 0027, "Hot-path
+writers off the ORM")."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+from zoneinfo import ZoneInfo
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from crm_bridge.access import SYSTEM
+from crm_bridge.directory import StoreDirectory
+from crm_bridge.interactions import Interactions, Offer
+from crm_bridge.schemas import CustomerIn
+from crm_bridge.store import CrmStore
+from cti.store.db import Database, is_data_error
+from cti.store.hot_read import Statement
+from cti.store.hot_write import Write, WritePlan, plan_of
+from cti.store.models import utcnow
+from recordings.models import Recording
+from recordings.store import RecordingStore
+from stats.models import LinkRow
+from stats.store import StatsStore
+
+NOW = datetime(2026, 11, 23, 12, 0, 0, 250_000, tzinfo=UTC)
+LINKS = cast(sa.Table, LinkRow.__table__)
+ADD_LINK = Write(sa.insert(LINKS), ("uniqueid", "linkedid"))
+LINKS_OF = Statement(sa.select(LINKS.c.uniqueid, LINKS.c.linkedid).order_by(LINKS.c.uniqueid))
+
+
+async def _links(db: Database) -> list[tuple[str, str]]:
+    async with db.session() as s:
+        return [tuple(r) for r in (await s.execute(sa.select(LINKS.c.uniqueid, LINKS.c.linkedid)))]
+
+
+def _columns(row: Recording) -> dict[str, Any]:
+    return {c.key: getattr(row, c.key) for c in Recording.__table__.columns}
+
+
+async def test_recording_rows_are_the_rows_the_orm_wrote(db: Database) -> None:
+    variants: list[dict[str, Any]] = [
+        {"linkedid": "L-full", "uniqueid": "1.1", "channel": "PJSIP/a-1", "agent": "a101",
+         "queue": "support", "caller_num": "+8613800138000", "customer_id": 7,
+         "customer_name": "张三", "mode": "always", "started_at": NOW, "path": "a/b.wav",
+         "node": "n1"},
+        {"linkedid": "L-bare", "started_at": NOW},
+        {"linkedid": "L-failed", "started_at": NOW, "status": "failed",
+         "reason": "MixMonitor: no such channel", "ended_at": NOW + timedelta(seconds=3),
+         "duration_s": 2.5, "size_bytes": 10_000},
+    ]  # fmt: skip
+    before = utcnow()
+    async with db.session() as s:
+        orm = [Recording(**v) for v in variants]
+        s.add_all(orm)
+        await s.commit()
+    core = await RecordingStore(db)._insert([dict(v) for v in variants])
+    after = utcnow()
+
+    async with db.session() as s:
+        stored = {r.id: _columns(r) for r in await s.scalars(sa.select(Recording))}
+    for o, c in zip(orm, core, strict=True):
+        assert c.id not in (o.id, None)
+        returned, written, by_orm = _columns(c), stored[c.id], stored[o.id]
+        assert returned == written  # the object returned is the row
+        for key in ("created_at", "updated_at"):
+            assert before <= written[key] <= after
+            assert written[key].tzinfo is not None
+        for row in (written, by_orm, returned):
+            for key in ("id", "created_at", "updated_at"):
+                row.pop(key)
+        assert written == by_orm  # the same values as the ORM's flush wrote
+
+
+async def test_a_write_is_all_or_nothing_and_raises_sqlalchemys_errors(db: Database) -> None:
+    def duplicate() -> WritePlan[None]:
+        yield ADD_LINK.many([{"uniqueid": "u1", "linkedid": "l1"}])
+        yield ADD_LINK(uniqueid="u1", linkedid="l2")  # the same primary key
+
+    with pytest.raises(IntegrityError) as refused:
+        await db.write(duplicate)
+    assert is_data_error(refused.value)  # the writers give it up, not retry it forever
+    assert await _links(db) == []  # nothing of it kept
+
+    def plan() -> WritePlan[tuple[int, list[tuple[Any, ...]]]]:
+        yield ADD_LINK.many([{"uniqueid": f"u{i}", "linkedid": "l1"} for i in range(3)])
+        count: int = yield ADD_LINK(uniqueid="u9", linkedid="l9")
+        rows: list[tuple[Any, ...]] = yield LINKS_OF()
+        return count, rows
+
+    count, rows = await db.write(plan)
+    assert count == 1
+    assert rows == [("u0", "l1"), ("u1", "l1"), ("u2", "l1"), ("u9", "l9")]
+    assert sorted(await _links(db)) == rows
+
+    with pytest.raises(ValueError, match="linkedid"):  # a missing value: a data error
+        await db.write(plan_of(ADD_LINK(uniqueid="u10")))
+    assert len(await _links(db)) == 4
+
+
+async def test_onupdate_defaults_are_filled_as_core_fills_them(db: Database) -> None:
+    (row,) = await RecordingStore(db)._insert([{"linkedid": "L-1", "started_at": NOW}])
+    t = cast(sa.Table, Recording.__table__)
+    set_status = Write(
+        sa.update(t).where(t.c.id == sa.bindparam("row_id")).values(status=sa.bindparam("st")),
+        ("row_id", "st"),
+    )
+
+    def plan() -> WritePlan[int]:
+        count: int = yield set_status(row_id=row.id, st="processing")
+        return count
+
+    before = utcnow()
+    count = await db.write(plan)
+    assert count == 1
+    async with db.session() as s:
+        again = await s.get(Recording, row.id)
+    assert again is not None and again.status == "processing"
+    assert again.updated_at >= before > row.updated_at - timedelta(seconds=1)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_on_sqlite_a_write_waits_for_the_one_writer_connection(db: Database) -> None:
+    async with db.session() as s, s.begin():
+        await s.execute(sa.insert(LINKS).values(uniqueid="first", linkedid="l"))
+        write = asyncio.create_task(db.write(plan_of(ADD_LINK(uniqueid="second", linkedid="l"))))
+        await asyncio.sleep(0.1)
+        assert not write.done()  # queued behind the session, not beside it
+    await write
+    assert sorted(await _links(db)) == [("first", "l"), ("second", "l")]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_a_connection_whose_server_process_went_away_is_given_up(db: Database) -> None:
+    pid_of = Statement(sa.select(sa.func.pg_backend_pid()))
+
+    def pid() -> WritePlan[int]:
+        rows = yield pid_of()
+        return int(rows[0][0])
+
+    pids = set(await asyncio.gather(*(db.write(pid) for _ in range(3))))
+    async with db.reader.connect() as other:
+        for each in pids:
+            await other.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": each})
+    await asyncio.sleep(0.2)
+    failed = 0
+    for i in range(len(pids) + 1):  # each broken connection fails one write, then goes
+        try:
+            await db.write(plan_of(ADD_LINK(uniqueid=f"u{i}", linkedid="l")))
+        except DBAPIError as exc:
+            assert not is_data_error(exc)  # retried by the writers, not given up
+            failed += 1
+    assert failed <= len(pids)
+    await db.write(plan_of(ADD_LINK(uniqueid="last", linkedid="l")))
+    assert ("last", "l") in await _links(db)
+
+
+async def test_channel_links_keep_the_first_linkedid_of_a_channel(db: Database) -> None:
+    store = StatsStore(db, ZoneInfo("UTC"))
+    await store.add_links([("u1", "l1"), ("u2", "l1"), ("u1", "lX")])
+    await store.add_links([("u2", "l2"), ("u3", "l3"), ("u" * 80, "l" * 80)])
+    await store.add_links([])
+    assert sorted(await _links(db)) == sorted(
+        [("u1", "l1"), ("u2", "l1"), ("u3", "l3"), ("u" * 64, "l" * 64)]
+    )
+
+
+async def test_offers_clear_the_cached_history_of_the_customers_they_touch(
+    db: Database,
+) -> None:
+    """The interaction writer's offers go through Database.write, outside an ORM session:
+    the card cache's history of the customers they touch still goes once they commit (as
+    a session's commit cleared it), and only theirs."""
+    store = CrmStore(db, "CN")
+    directory = StoreDirectory(store)
+    mine = await store.create_customer(
+        CustomerIn.model_validate({"name": "Caller", "phones": ["13800138000"]}), SYSTEM
+    )
+    other = await store.create_customer(
+        CustomerIn.model_validate({"name": "Other", "phones": ["13900139000"]}), SYSTEM
+    )
+    assert await directory.recent_interactions(mine["id"]) == []
+    assert await directory.recent_interactions(other["id"]) == []
+    misses = directory.cache.history.misses
+    interactions = Interactions(store)
+    await interactions.record_offers([Offer("L-1", "a1", NOW, False, "13800138000", "sales")])
+    assert [i["linkedid"] for i in await directory.recent_interactions(mine["id"])] == ["L-1"]
+    assert await directory.recent_interactions(other["id"]) == []  # still cached
+    assert directory.cache.history.misses == misses + 1
+    # the answer of that call (no number given): its customer's history goes again
+    await interactions.record_offers([Offer("L-1", "a1", NOW, True, "", "sales")])
+    (answered,) = await directory.recent_interactions(mine["id"])
+    assert answered["agent"] == "a1"
+    assert directory.cache.history.misses == misses + 2
