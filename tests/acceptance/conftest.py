@@ -27,6 +27,7 @@ from cti.config import (
     Settings,
 )
 from cti.daemon import Daemon
+from tests.acceptance import prebuild
 from tests.acceptance.harness import (
     ami_client,
     reset_asterisk,
@@ -41,6 +42,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "acceptance" in str(item.fspath):
             item.add_marker(pytest.mark.asterisk)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if not session.config.option.collectonly:
+        prebuild.start(session.items)  # the container tests' images, built meanwhile
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    prebuild.stop()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -26,6 +26,7 @@ from cti.asterisk.instance import ChrootAsterisk, InstanceSpec
 from cti.cluster.images import CONTAINERS_CONF, asterisk_image, daemon_image
 from cti.store.db import Database
 from cti.store.tokens import create_token
+from tests.acceptance import prebuild
 from tests.acceptance.harness import DIALPLANS, ami_client, free_port, wait_for
 from tests.acceptance.test_cluster import Desktop, call, health, set_globals
 from tests.acceptance.traffic import DaemonProcess
@@ -45,7 +46,9 @@ COMPOSE = Path(__file__).resolve().parents[2] / "deploy" / "compose.yaml"
 @pytest.fixture(scope="module")
 def images() -> None:
     """Built once per machine (minutes the first time), then reused while unchanged;
-    compose names them by their ``latest`` tags."""
+    compose names them by their ``latest`` tags. Started in the background at collection
+    (tests/acceptance/prebuild.py): waited for here."""
+    prebuild.wait()
     asterisk_image(print)
     daemon_image(print)
 
@@ -157,6 +160,7 @@ async def test_podman_compose_up_runs_the_stack_and_a_call_pops(images: None, st
         stopped = await asyncio.to_thread(podman, env, "stop", "-t", "2",
                                           f"{project}_asterisk-b_1")  # fmt: skip
         assert stopped.returncode == 0, stopped.stderr
+
         async def n2_unhealthy() -> bool:
             return not await health_ok(env, project, "n2")
 

@@ -21,6 +21,7 @@ from cti.asterisk.instance import ChrootAsterisk, InstanceSpec
 from cti.cluster.images import asterisk_image, daemon_image, podman
 from cti.store.db import Database
 from cti.store.models import Call as CallRow
+from tests.acceptance import prebuild
 from tests.acceptance.harness import DIALPLANS, ami_client, free_port, wait_for
 
 # a requirement, not an option: scripts/bootstrap.sh installs podman and runc; without
@@ -36,7 +37,10 @@ pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
 @pytest.fixture(scope="module")
 def images() -> tuple[str, str]:
-    """Built once per machine (minutes the first time), then reused while unchanged."""
+    """Built once per machine (minutes the first time), then reused while unchanged.
+    Started in the background at collection (tests/acceptance/prebuild.py): waited for
+    here."""
+    prebuild.wait()
     return asterisk_image(print), daemon_image(print)
 
 
