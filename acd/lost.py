@@ -19,7 +19,7 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 from acd.models import CallbackRow, LostCallerRow
@@ -27,6 +27,7 @@ from cti.events import CallCompleted, CallRecord
 from cti.pending import PendingStore
 from cti.phone import normalize
 from cti.store.db import Database, is_data_error
+from cti.store.hot_write import Write, WritePlan
 from cti.store.models import clip_text
 from cti.worker import QueueWorker, WorkerMetrics
 
@@ -44,6 +45,21 @@ STOP_GRACE_S = 2.0  # a stop's drain; the rest is kept for the next start (cti.p
 def caller_key(num: str, region: str) -> str:
     """The number lost callers are matched on: E.164 when possible, else the digits."""
     return normalize(num, region) or clip_text("".join(c for c in num if c.isdigit()), 64)
+
+
+#: close the open entries of a caller key lost before ``at`` (reached by call ``lid``)
+_CLOSE = Write(
+    update(LostCallerRow)
+    .where(
+        LostCallerRow.caller_key == bindparam("key"),
+        LostCallerRow.closed_at.is_(None),
+        LostCallerRow.lost_at <= bindparam("at"),
+        LostCallerRow.linkedid != bindparam("lid"),
+    )
+    .values(closed_at=bindparam("at"), closed_by=bindparam("by"),
+            closed_linkedid=bindparam("closing")),
+    ("key", "at", "lid", "by", "closing"),
+)  # fmt: skip
 
 
 class LostCallers:
@@ -129,18 +145,14 @@ class LostCallers:
         """Close the open entries of ``key`` lost before ``at`` (reached by ``linkedid``)."""
         if not key:
             return 0
-        async with self._db.session() as s, s.begin():
-            result = await s.execute(
-                update(LostCallerRow)
-                .where(
-                    LostCallerRow.caller_key == key,
-                    LostCallerRow.closed_at.is_(None),
-                    LostCallerRow.lost_at <= at,
-                    LostCallerRow.linkedid != linkedid,
-                )
-                .values(closed_at=at, closed_by=by, closed_linkedid=clip_text(linkedid, 64))
-            )
-            return int(getattr(result, "rowcount", 0) or 0)
+        values = {"key": key, "at": at, "lid": linkedid, "by": by,
+                  "closing": clip_text(linkedid, 64)}  # fmt: skip
+
+        def plan() -> WritePlan[int]:  # one statement on the writer, no ORM (decision 0027)
+            count: int = yield _CLOSE(**values)
+            return count
+
+        return max(0, await self._db.write(plan))
 
     async def open_for(self, num: str) -> list[int]:
         key = caller_key(num, self._region)

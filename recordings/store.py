@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -14,6 +16,7 @@ from sqlalchemy.orm import make_transient_to_detached
 
 from cti.cluster.once import claim_once
 from cti.store.db import Database, is_data_error
+from cti.store.hot_read import Statement
 from cti.store.hot_write import Write, WritePlan, full_row
 from cti.store.models import Call, clip_text, utcnow
 from recordings.models import Recording, RecordingAudit, RecordingNode
@@ -40,9 +43,45 @@ _INTERACTIONS = sa.table(
 
 
 _RECORDINGS = cast(sa.Table, Recording.__table__)
+_ALL = tuple(c.key for c in _RECORDINGS.columns)
 _COLUMNS = tuple(c.key for c in _RECORDINGS.columns if c.key != "id")
 #: a recording row, every column given (what the ORM's flush wrote), its id back
 _ADD_ROW = Write(sa.insert(_RECORDINGS).returning(_RECORDINGS.c.id), _COLUMNS)
+_ROW_OF = Statement(
+    sa.select(*_RECORDINGS.columns).where(_RECORDINGS.c.id == sa.bindparam("row_id"))
+)
+_CLAIM = Write(
+    sa.update(_RECORDINGS)
+    .where(
+        _RECORDINGS.c.id == sa.bindparam("row_id"),
+        sa.or_(*(_RECORDINGS.c.status == status for status in PROCESSABLE)),
+        sa.or_(
+            _RECORDINGS.c.claimed_at.is_(None),
+            _RECORDINGS.c.claimed_at < sa.bindparam("stale_before"),
+        ),
+    )
+    .values(claimed_at=sa.bindparam("now"), updated_at=sa.bindparam("now")),
+    ("row_id", "stale_before", "now"),
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _update_of(keys: tuple[str, ...]) -> Write:
+    """UPDATE of the columns ``keys`` of one row (``row_id``), the whole row back."""
+    return Write(
+        sa.update(_RECORDINGS)
+        .where(_RECORDINGS.c.id == sa.bindparam("row_id"))
+        .values({_RECORDINGS.c[k]: sa.bindparam(f"v_{k}") for k in keys})
+        .returning(*_RECORDINGS.columns),
+        ("row_id", *(f"v_{k}" for k in keys)),
+    )
+
+
+def _detached(row: Sequence[Any]) -> Recording:
+    """The row as the detached object an ORM session returned (every column loaded)."""
+    rec = Recording(**dict(zip(_ALL, row, strict=True)))
+    make_transient_to_detached(rec)
+    return rec
 
 
 def to_json(r: Recording) -> dict[str, Any]:
@@ -152,42 +191,46 @@ class RecordingStore:
         return out
 
     async def get(self, recording_id: int) -> Recording | None:
-        async with self.db.session() as s:
-            return await s.get(Recording, recording_id)
+        """The row (on the writer path, as the processing that just wrote it reads it)."""
+
+        def plan() -> WritePlan[Recording | None]:
+            rows: list[tuple[Any, ...]] = yield _ROW_OF(row_id=recording_id)
+            return _detached(rows[0]) if rows else None
+
+        return await self.db.write(plan)
 
     async def update(self, recording_id: int, **values: Any) -> Recording | None:
+        """Set these columns (and ``updated_at``) of the row; the row as it is then, None
+        when there is none. One statement on the writer (``Database.write``: the stop's
+        and the processing's updates are the call's hot path, decision 0027)."""
         if isinstance(values.get("reason"), str):
             values["reason"] = clip_text(values["reason"], 256)
-        async with self.db.session() as s:
-            row = await s.get(Recording, recording_id)
-            if row is None:
-                return None
-            for key, value in values.items():
-                setattr(row, key, value)
-            row.updated_at = utcnow()
-            await s.commit()
-            await s.refresh(row)
-            return row
+        unknown = set(values) - set(_COLUMNS)
+        if unknown:
+            raise TypeError(f"recordings: no column {sorted(unknown)}")
+        values["updated_at"] = utcnow()
+        keys = tuple(sorted(values))
+        change = _update_of(keys)
+        params = {"row_id": recording_id, **{f"v_{k}": values[k] for k in keys}}
+
+        def plan() -> WritePlan[Recording | None]:
+            rows: list[tuple[Any, ...]] = yield change(**params)
+            return _detached(rows[0]) if rows else None
+
+        return await self.db.write(plan)
 
     async def claim(self, recording_id: int, *, stale_s: float = CLAIM_STALE_S) -> bool:
         """Take the right to process this recording's file: True for one caller at a time
         in the store (live side, reconcile, CLI, another node), until the result is
         written with ``claimed_at=None`` or the claim is ``stale_s`` old."""
         now = utcnow()
-        async with self.db.engine.begin() as conn:
-            result = await conn.execute(
-                sa.update(Recording)
-                .where(
-                    Recording.id == recording_id,
-                    Recording.status.in_(PROCESSABLE),
-                    sa.or_(
-                        Recording.claimed_at.is_(None),
-                        Recording.claimed_at < now - timedelta(seconds=stale_s),
-                    ),
-                )
-                .values(claimed_at=now, updated_at=now)
-            )
-        return bool(result.rowcount)
+        stale_before = now - timedelta(seconds=stale_s)
+
+        def plan() -> WritePlan[int]:
+            count: int = yield _CLAIM(row_id=recording_id, stale_before=stale_before, now=now)
+            return count
+
+        return bool(await self.db.write(plan))
 
     async def announce(self, node: str, url: str) -> None:
         """Where the other nodes reach ``node`` (one writer per node name)."""

@@ -73,6 +73,8 @@ class CompiledWrite:
         self.sql = compiled.string
         self._names = tuple(compiled.positiontup)
         binds = compiled.binds
+        if any(b.expanding for b in binds.values()):  # an IN of a list: one per length
+            raise ValueError("expanding parameters are not supported: bind each value")
         self._binds = tuple(
             binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in self._names
         )

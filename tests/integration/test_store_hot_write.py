@@ -17,6 +17,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from acd.lost import LostCallers
+from acd.models import LostCallerRow
 from crm_bridge.access import SYSTEM
 from crm_bridge.directory import StoreDirectory
 from crm_bridge.interactions import Interactions, Offer
@@ -201,3 +203,65 @@ async def test_offers_clear_the_cached_history_of_the_customers_they_touch(
     (answered,) = await directory.recent_interactions(mine["id"])
     assert answered["agent"] == "a1"
     assert directory.cache.history.misses == misses + 2
+
+
+async def test_a_recording_update_returns_the_row_as_the_orm_refresh_did(db: Database) -> None:
+    store = RecordingStore(db)
+    (row,) = await store._insert([{"linkedid": "L-1", "started_at": NOW, "path": "a.wav"}])
+    before = utcnow()
+    done = await store.update(
+        row.id, status="processing", ended_at=NOW + timedelta(seconds=9), duration_s=8.5,
+        reason="x" * 300,
+    )  # fmt: skip
+    assert done is not None
+    async with db.session() as s:
+        stored = await s.get(Recording, row.id)
+    assert stored is not None
+    assert _columns(done) == _columns(stored)  # every column, as the row now is
+    assert done.status == "processing" and done.duration_s == 8.5
+    assert done.reason == "x" * 256  # clipped to the column
+    assert done.updated_at >= before and done.created_at == row.created_at
+    got = await store.get(row.id)
+    assert got is not None and _columns(got) == _columns(stored)
+    assert await store.get(row.id + 1000) is None
+    assert await store.update(row.id + 1000, status="ready") is None
+    with pytest.raises(TypeError):
+        await store.update(row.id, no_such_column=1)
+
+    # a claim: once, until released or stale; only while the file may be processed
+    assert await store.claim(row.id)
+    assert not await store.claim(row.id)
+    await store.update(row.id, claimed_at=NOW - timedelta(hours=1))
+    assert await store.claim(row.id, stale_s=60)
+    await store.update(row.id, claimed_at=None, status="ready")
+    assert not await store.claim(row.id)
+
+
+async def test_a_lost_caller_is_closed_by_a_later_call_only(db: Database) -> None:
+    lost = cast(sa.Table, LostCallerRow.__table__)
+    async with db.session() as s, s.begin():
+        await s.execute(
+            sa.insert(lost),
+            [
+                {"linkedid": f"L{i}", "caller_key": key, "reason": "abandon", "lost_at": at}
+                for i, (key, at) in enumerate(
+                    [("k1", NOW), ("k1", NOW + timedelta(minutes=5)), ("k2", NOW)]
+                )
+            ],
+        )
+    callers = LostCallers(db, region="CN")
+    assert await callers.close_key("k1", NOW + timedelta(minutes=1), "L9", "callback") == 1
+    assert await callers.close_key("k1", NOW + timedelta(minutes=9), "L1", "agent") == 0
+    assert await callers.close_key("", NOW, "L9", "agent") == 0
+    async with db.session() as s:
+        rows = (
+            await s.execute(
+                sa.select(lost.c.linkedid, lost.c.closed_at, lost.c.closed_by,
+                          lost.c.closed_linkedid).order_by(lost.c.linkedid)
+            )
+        ).all()  # fmt: skip
+    assert [tuple(r) for r in rows] == [
+        ("L0", NOW + timedelta(minutes=1), "callback", "L9"),
+        ("L1", None, "", ""),  # its own call does not close it
+        ("L2", None, "", ""),
+    ]
