@@ -247,15 +247,20 @@ def _after_rollback(session: Session) -> None:
     session.info.pop("crm_history_dirty", None)
 
 
-def history_written(engine: Any, customer_ids: set[int]) -> None:
-    """Interactions of ``customer_ids`` were written and committed on ``engine`` (the
-    writer's synchronous engine) outside an ORM session (:meth:`Database.write`): their
-    history goes from the card cache, as :func:`_after_commit` clears it for a session
-    whose flush touched them. Call it once the write has committed, not before."""
-    if not customer_ids:
+def history_written(engine: Any, customer_ids: set[int], *, cards: bool = False) -> None:
+    """Interactions of ``customer_ids`` (and with ``cards``, a customer, contact or phone)
+    were written and committed on ``engine`` (the writer's synchronous engine) outside an
+    ORM session (:meth:`Database.write`): their history (every card) goes from the card
+    cache, as :func:`_after_commit` clears it for a session whose flush touched them.
+    Call it once the write has committed, not before."""
+    if not customer_ids and not cards:
         return
     cache = _WATCHED.get(id(engine))
-    if cache is not None:
+    if cache is None:
+        return
+    if cards:
+        cache.cards_changed()
+    if customer_ids:
         cache.history_changed(customer_ids)
 
 

@@ -23,6 +23,7 @@ from typing import Any, NamedTuple, TypeVar, cast
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import make_transient_to_detached
 
 from crm_bridge.access import Actor, customer_for
 from crm_bridge.audit import audit
@@ -292,38 +293,21 @@ class Interactions:
         return out
 
     async def _upsert_call_once(self, record: CallRecord, linkedid: str) -> dict[str, Any]:
+        """One transaction on the writer (:meth:`Database.write`, no ORM session: the
+        call's end is the hot path too, decision 0027) that writes what the ORM's unit of
+        work wrote: the interaction inserted (a None of a column with a default gives the
+        default) or its changed columns updated (none changed: no UPDATE), and the
+        owner's ``last_contact_at``; then the card cache is told what a session's commit
+        told it (the history of the interaction's customer; every card when a customer
+        changed)."""
+        db = self.store.db
         e164 = self.store.e164(record.caller_num)
-        async with self.store.db.session() as session, session.begin():
-            customer_id, contact_id, owner = await self._lookup_number(session, e164)
-            inter = await session.scalar(
-                select(Interaction).where(Interaction.linkedid == linkedid).with_for_update()
-            )
-            created = inter is None
-            if inter is None:
-                inter = Interaction(linkedid=linkedid, kind="call")
-                session.add(inter)
-            if inter.customer_id is None:  # never replaces a customer the agent linked
-                inter.customer_id = customer_id
-                inter.contact_id = contact_id
-            elif customer_id is not None and customer_id != inter.customer_id:
-                owner = None  # linked by hand to another customer: not the owner's contact
-            inter.caller_num = e164 or inter.caller_num
-            inter.agent = clip_text(record.agent, 256) or inter.agent or ""
-            inter.queue = clip_text(record.queue, 128) or inter.queue or ""
-            inter.started_at = record.started_at
-            inter.ended_at = record.ended_at
-            inter.wait_s = record.wait_s if record.wait_s is not None else inter.wait_s
-            inter.talk_s = record.talk_s if record.talk_s is not None else inter.talk_s
-            if record.disposition not in ("", "unknown") or not inter.outcome:
-                inter.outcome = clip_text(record.disposition, 32)
-            if customer_id is not None and owner and record.agent and owner == record.agent:
-                customer = await session.get(Customer, customer_id)
-                if customer is not None and (
-                    customer.last_contact_at is None or customer.last_contact_at < record.ended_at
-                ):
-                    customer.last_contact_at = record.ended_at
-            await session.flush()
-            out = interaction_dict(inter)
+        row, created, cards = await db.write(lambda: _upsert_plan(record, linkedid, e164))
+        inter = Interaction(**dict(zip(_IN_COLUMNS, row, strict=True)))
+        make_transient_to_detached(inter)
+        touched = {inter.customer_id} if inter.customer_id is not None else set()
+        history_written(db.engine.sync_engine, touched, cards=cards)
+        out = interaction_dict(inter)
         out["created"] = created
         return out
 
@@ -603,6 +587,97 @@ def _offers_plan(
         for c in (*new_calls, *changed.values(), *reset)
         if c["customer_id"] is not None
     }
+
+
+_CU = cast(Table, Customer.__table__)
+_IN_COLUMNS = tuple(c.key for c in _IN.columns)
+_HAS_DEFAULT = frozenset(c.key for c in _IN.columns if c.default is not None)
+_NUMBER_OWNER = Statement(
+    select(_PH.c.customer_id, _PH.c.contact_id, _CU.c.owner)
+    .join(_CU, _CU.c.id == _PH.c.customer_id)
+    .where(_PH.c.e164 == bindparam("e164"))
+    .order_by(_PH.c.id)
+    .limit(1)
+)
+_CALL_ROW = Statement(
+    select(*_IN.columns).where(_IN.c.linkedid == bindparam("lid")).with_for_update()
+)
+_LAST_CONTACT = Statement(select(_CU.c.last_contact_at).where(_CU.c.id == bindparam("cid")))
+_SET_LAST_CONTACT = Write(
+    update(_CU).where(_CU.c.id == bindparam("cid")).values(last_contact_at=bindparam("at")),
+    ("cid", "at"),
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_call(keys: tuple[str, ...]) -> Write:
+    return Write(insert(_IN).returning(*_IN.columns), keys)
+
+
+@functools.lru_cache(maxsize=64)
+def _update_call(keys: tuple[str, ...]) -> Write:
+    return Write(
+        update(_IN)
+        .where(_IN.c.id == bindparam("row_id"))
+        .values({_IN.c[k]: bindparam(f"v_{k}") for k in keys})
+        .returning(*_IN.columns),
+        ("row_id", *(f"v_{k}" for k in keys)),
+    )
+
+
+def _upsert_plan(
+    record: CallRecord, linkedid: str, e164: str
+) -> WritePlan[tuple[tuple[Any, ...], bool, bool]]:
+    """:meth:`Interactions._upsert_call_once`'s transaction: (the interaction's row,
+    created, a customer changed)."""
+    customer_id: int | None = None
+    contact_id: int | None = None
+    owner: str | None = None
+    if e164:
+        found = yield _NUMBER_OWNER(e164=e164)
+        if found:
+            customer_id, contact_id, owner = found[0]
+    rows = yield _CALL_ROW(lid=linkedid)
+    created = not rows
+    stored: dict[str, Any] = (
+        {k: None for k in _IN_COLUMNS} | {"linkedid": linkedid, "kind": "call"}
+        if created
+        else dict(zip(_IN_COLUMNS, rows[0], strict=True))
+    )
+    inter = dict(stored)
+    if inter["customer_id"] is None:  # never replaces a customer the agent linked
+        inter["customer_id"] = customer_id
+        inter["contact_id"] = contact_id
+    elif customer_id is not None and customer_id != inter["customer_id"]:
+        owner = None  # linked by hand to another customer: not the owner's contact
+    inter["caller_num"] = e164 or inter["caller_num"]
+    inter["agent"] = clip_text(record.agent, 256) or inter["agent"] or ""
+    inter["queue"] = clip_text(record.queue, 128) or inter["queue"] or ""
+    inter["started_at"] = record.started_at
+    inter["ended_at"] = record.ended_at
+    inter["wait_s"] = record.wait_s if record.wait_s is not None else inter["wait_s"]
+    inter["talk_s"] = record.talk_s if record.talk_s is not None else inter["talk_s"]
+    if record.disposition not in ("", "unknown") or not inter["outcome"]:
+        inter["outcome"] = clip_text(record.disposition, 32)
+    cards = False
+    if customer_id is not None and owner and record.agent and owner == record.agent:
+        last = yield _LAST_CONTACT(cid=customer_id)
+        if last and (last[0][0] is None or last[0][0] < record.ended_at):
+            yield _SET_LAST_CONTACT(cid=customer_id, at=record.ended_at)
+            cards = True
+    if created:  # as the ORM inserts: a None where the column has a default is left out
+        values = {
+            k: v for k, v in inter.items() if k != "id" and (v is not None or k not in _HAS_DEFAULT)
+        }
+        (row,) = yield _insert_call(tuple(values))(**values)
+        return row, True, cards
+    changed = tuple(k for k in _IN_COLUMNS if inter[k] != stored[k])
+    if not changed:  # nothing to write: the ORM flushed no UPDATE (updated_at stays)
+        return rows[0], False, cards
+    (row,) = yield _update_call(changed)(
+        row_id=inter["id"], **{f"v_{k}": inter[k] for k in changed}
+    )
+    return row, False, cards
 
 
 class InteractionWriter:

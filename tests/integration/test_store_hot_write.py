@@ -22,8 +22,10 @@ from acd.models import LostCallerRow
 from crm_bridge.access import SYSTEM
 from crm_bridge.directory import StoreDirectory
 from crm_bridge.interactions import Interactions, Offer
+from crm_bridge.models import Customer
 from crm_bridge.schemas import CustomerIn
 from crm_bridge.store import CrmStore
+from cti.events import CallRecord
 from cti.store.db import Database, is_data_error
 from cti.store.hot_read import Statement
 from cti.store.hot_write import Write, WritePlan, plan_of
@@ -265,3 +267,55 @@ async def test_a_lost_caller_is_closed_by_a_later_call_only(db: Database) -> Non
         ("L1", None, "", ""),  # its own call does not close it
         ("L2", None, "", ""),
     ]
+
+
+async def test_a_finished_call_upserts_its_interaction_as_the_orm_did(db: Database) -> None:
+    """The CallCompleted upsert through Database.write: a new row gets the columns'
+    defaults for what is unknown, the same record again writes nothing (updated_at stays),
+    the owner's last contact moves forward only, and the card cache is told as a
+    session's commit told it (the customer's history; every card when a customer
+    changed)."""
+    store = CrmStore(db, "CN")
+    directory = StoreDirectory(store)
+    owned = await store.create_customer(
+        CustomerIn.model_validate({"name": "A", "owner": "a1", "phones": ["13800138000"]}), SYSTEM
+    )
+    interactions = Interactions(store)
+    record = CallRecord(
+        linkedid="U-1", started_at=NOW, ended_at=NOW + timedelta(seconds=40),
+        caller_num="13800138000", agent="a1", queue="sales", wait_s=3.5, talk_s=30.25,
+        disposition="answered",
+    )  # fmt: skip
+    bare = await interactions.upsert_call(CallRecord(linkedid="U-0", started_at=NOW, ended_at=NOW))
+    assert (bare["caller_num"], bare["agent"], bare["queue"], bare["outcome"]) == (
+        "", "", "", "unknown",
+    )  # fmt: skip
+    assert bare["created"] and bare["customer_id"] is None
+
+    card = await directory.lookup_number("+8613800138000")
+    assert await directory.recent_interactions(owned["id"]) == []
+    misses = (directory.cache.cards.misses, directory.cache.history.misses)
+    first = await interactions.upsert_call(record)
+    assert first["created"] and first["customer_id"] == owned["id"]
+    assert (first["wait_s"], first["talk_s"], first["outcome"]) == (3.5, 30.25, "answered")
+    async with db.session() as s:
+        customer = await s.get(Customer, owned["id"])
+    assert customer is not None and customer.last_contact_at == record.ended_at
+    # the owner's customer changed: every card goes; the customer's history too
+    assert await directory.lookup_number("+8613800138000") is not card
+    assert [i["linkedid"] for i in await directory.recent_interactions(owned["id"])] == ["U-1"]
+    assert directory.cache.cards.misses == misses[0] + 1  # (its history read with it)
+
+    again = await interactions.upsert_call(record)  # CDR recovery after AMI: the same
+    assert not again["created"] and again == {**first, "created": False}
+    earlier = await interactions.upsert_call(
+        CallRecord(linkedid="U-1", started_at=NOW, ended_at=NOW + timedelta(seconds=20),
+                   agent="a1", disposition="unknown")
+    )  # fmt: skip
+    assert earlier["outcome"] == "answered" and earlier["wait_s"] == 3.5  # kept
+    assert earlier["updated_at"] > first["updated_at"]
+    (seen,) = await directory.recent_interactions(owned["id"])  # not the cached one
+    assert seen["ended_at"] == earlier["ended_at"] != first["ended_at"]
+    async with db.session() as s:
+        customer = await s.get(Customer, owned["id"])
+    assert customer is not None and customer.last_contact_at == record.ended_at  # not back
