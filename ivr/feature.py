@@ -20,11 +20,12 @@ from cti.agi.server import AgiSession
 from cti.ami.client import AmiClient
 from cti.events import AmiConnected, AmiDisconnected
 from cti.features import FeatureContext
+from cti.phone import normalize
 from cti.tasks import BackgroundTasks
 from ivr.api import IvrApi
 from ivr.config import IvrConfig
 from ivr.editor import IvrEditor
-from ivr.flow import Env, Loaded, run_call
+from ivr.flow import Env, Loaded, recognise_caller, run_call
 from ivr.media import MediaServer, MediaSigner, auto_base, media_key
 from ivr.media_cache import COMMAND_TIMEOUT_S, MediaCache
 from ivr.menus import MenuError
@@ -196,8 +197,14 @@ class IvrFeature:
     # --- calls --------------------------------------------------------------------------------
     async def _handle(self, agi: AgiSession) -> None:
         loaded, ctx, editor = self.loaded, self._ctx, self.editor
-        if loaded is None or ctx is None or editor is None:
-            return  # no CTI_IVR_ACTION: the dialplan sends the call to the default queue
+        if ctx is None:
+            return
+        if loaded is None or editor is None:
+            # no menus: no CTI_IVR_ACTION, the dialplan sends the call to the default queue
+            # right after this; the card is loaded first, so the ring finds it (ivr.flow)
+            caller = normalize(agi.env.get("agi_callerid", ""), ctx.settings.site.default_region)
+            await recognise_caller(ctx.services, caller, self.config.lookup_timeout_s)
+            return
         env = Env(
             loaded=loaded, config=self.config, bus=ctx.bus, services=ctx.services,
             site_timezone=ctx.settings.site.timezone, region=ctx.settings.site.default_region,

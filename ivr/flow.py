@@ -10,6 +10,12 @@ do next through channel variables (the dialplan filters them again)::
     CTI_IVR_<NAME>  digits collected by a collect step (e.g. CTI_IVR_ACCOUNT)
     CTI_CUSTOMER_ID, CTI_CUSTOMER_TIER, CTI_OWNER_AGENT  for a recognised caller
 
+The caller's card is looked up first and the session waits for it (bounded by
+``lookup_timeout_s``) before the call goes on, with menus or without
+(:func:`recognise_caller`): so the card is in the directory's cache before any phone
+rings, and the pop carries it (issue #19). A slow or broken directory costs the caller at
+most that bound, never the call.
+
 Caller input never reaches a dial string: digits select options or are stored after
 validation; numbers and extensions dialled come from the admin's file, validated at load.
 A hang-up anywhere is an IVR abandon (:class:`cti.events.IvrAbandoned`).
@@ -38,7 +44,7 @@ from ivr.config import IvrConfig
 from ivr.menus import Action, Collect, IvrData, Menu
 from ivr.schedule import Override, check
 
-__all__ = ["Loaded", "run_call"]
+__all__ = ["Loaded", "recognise_caller", "run_call"]
 
 log = logging.getLogger(__name__)
 
@@ -148,17 +154,24 @@ async def _run(agi: AgiSession, env: Env, state: CallState) -> None:
         await _finish(agi, env, state, done.action, done.reason)
 
 
-async def _recognise(agi: AgiSession, env: Env, state: CallState) -> None:
-    directory = env.services.customer_directory
-    if directory is None or not state.caller_e164:
-        return
+async def recognise_caller(
+    services: Services, caller_e164: str, timeout_s: float
+) -> CustomerCard | None:
+    """The caller's card (None: not a customer, no number, no directory, or no answer
+    within ``timeout_s``). The directory caches it (crm_bridge.directory), so every later
+    asker of this call, the ringing agent's pop first, gets it from memory."""
+    directory = services.customer_directory
+    if directory is None or not caller_e164:
+        return None
     try:
-        card = await asyncio.wait_for(
-            directory.lookup_number(state.caller_e164), env.config.lookup_timeout_s
-        )
+        return await asyncio.wait_for(directory.lookup_number(caller_e164), timeout_s)
     except Exception as exc:  # a slow or broken directory must not take the call down
         log.warning("customer lookup failed: %s", exc)
-        return
+        return None
+
+
+async def _recognise(agi: AgiSession, env: Env, state: CallState) -> None:
+    card = await recognise_caller(env.services, state.caller_e164, env.config.lookup_timeout_s)
     if card is None:
         return
     state.card = card

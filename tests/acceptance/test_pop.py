@@ -265,3 +265,43 @@ async def test_pop_shows_what_the_caller_did_in_the_ivr(ivr_stack: Stack, ami: A
     assert pop["caller"]["e164"] == "+8613700137000"
     await stack.rang_while(linkedid, popped_at)
     await ws.close()
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_a_card_slow_to_read_is_on_the_pop_because_the_ivr_step_waits_for_it(
+    asterisk: ChrootAsterisk, db_url: str, ami: AmiClient, tmp_path: Path
+) -> None:
+    """No menus: the IVR's AGI step sends the call straight on to the default queue, and
+    the agent's phone rings a few milliseconds later. The card's read is held back 1 s
+    (another PostgreSQL session locks the customers' table) while the call enters: the IVR
+    step waits for the card (up to ``[ivr] lookup_timeout_s``) before the call goes on, so
+    the ring comes after the card and the pop carries it (issue #19: without the wait the
+    pop went out "looking up" and the card came in a later update)."""
+    import asyncpg
+
+    base = ivr_settings(asterisk, db_url, tmp_path / "no-menus.toml")
+    settings = Settings(**base.model_dump(), acd={"asterisk_etc_dir": str(asterisk.etc_dir)})
+    async with running_stack(asterisk, settings, ami, IvrFeature()) as stack:
+        status, body = await stack.api(
+            "POST", "/api/v1/customers", stack.admin,
+            {"name": "李娜", "tier": "gold", "phones": ["13900139000"]},
+        )  # fmt: skip
+        assert status == 201, body
+        token = await stack.agent("a104", "104")
+        ws = await desktop(stack, token)
+        await set_sim(ami, ring=3, talk=1)
+        locker = await asyncpg.connect(db_url.replace("postgresql+asyncpg", "postgresql"))
+        try:
+            held = locker.transaction()
+            await held.start()
+            await locker.execute("LOCK TABLE crm_customers IN ACCESS EXCLUSIVE MODE")
+            linkedid = await originate_call(ami, caller="13900139000", hold_s=20)
+            await asyncio.sleep(1.0)
+            assert not stack.events("AgentCalled", linkedid), "rang before the card was read"
+            await held.rollback()
+        finally:
+            await locker.close()
+        pop = await next_of(ws, linkedid, type="pop")
+        assert pop["customer_pending"] is False, pop
+        assert pop["customer"]["name"] == "李娜" and pop["customer"]["tier"] == "gold"
+        await ws.close()
