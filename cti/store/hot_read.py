@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Dialect, Float, Select
 from sqlalchemy.types import TypeEngine
 
-__all__ = ["Bound", "Compiled", "Plan", "Rows", "Statement", "drive"]
+__all__ = ["Bound", "Compiled", "Plan", "Rows", "Statement", "drive", "processed_rows"]
 
 T = TypeVar("T")
 Rows = list[tuple[Any, ...]]
@@ -61,12 +61,15 @@ class Compiled:
         return tuple(v if p is None else p(v) for v, p in zip(values, self._binds, strict=True))
 
     def rows(self, raw: Sequence[Sequence[Any]]) -> Rows:
-        procs = self._results
-        if procs is None:
-            return [tuple(row) for row in raw]
-        return [
-            tuple(v if p is None else p(v) for v, p in zip(row, procs, strict=True)) for row in raw
-        ]
+        return processed_rows(raw, self._results)
+
+
+def processed_rows(raw: Sequence[Sequence[Any]], procs: tuple[_Processor, ...] | None) -> Rows:
+    """The driver's rows as tuples, each value through its column's result processor
+    (``procs`` None: no column has one)."""
+    if procs is None:
+        return [tuple(row) for row in raw]
+    return [tuple(v if p is None else p(v) for v, p in zip(row, procs, strict=True)) for row in raw]
 
 
 def _result_processor(type_: TypeEngine[Any], dialect: Dialect) -> _Processor:

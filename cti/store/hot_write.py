@@ -39,7 +39,7 @@ from sqlalchemy.sql.schema import ColumnDefault
 
 from cti.store.hot_read import Bound as Select
 from cti.store.hot_read import Compiled as CompiledSelect
-from cti.store.hot_read import Rows, _Processor, _result_processor
+from cti.store.hot_read import Rows, _Processor, _result_processor, processed_rows
 
 __all__ = [
     "Call",
@@ -123,12 +123,7 @@ class CompiledWrite:
         )
 
     def rows(self, raw: Sequence[Sequence[Any]]) -> Rows:
-        procs = self._results
-        if procs is None:
-            return [tuple(row) for row in raw]
-        return [
-            tuple(v if p is None else p(v) for v, p in zip(row, procs, strict=True)) for row in raw
-        ]
+        return processed_rows(raw, self._results)
 
 
 class Write:
