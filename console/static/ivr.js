@@ -196,10 +196,14 @@ const IvrUi = (() => {
           player.src = URL.createObjectURL(recorded);
           player.hidden = false;
         };
+        // "recording" once the browser captures (onstart), not when asked: a busy
+        // machine starts the microphone late, and what is said before is not recorded
+        recorder.onstart = () => {
+          recButton.textContent = "■ " + t("stop_recording");
+          recState.textContent = t("recording_now");
+          recState.dataset.state = "recording";
+        };
         recorder.start();
-        recButton.textContent = "■ " + t("stop_recording");
-        recState.textContent = t("recording_now");
-        recState.dataset.state = "recording";
       } catch (err) { showErr(err); }
     }, "", { id: "record" });
     const uploadFields = el("div", { class: "fields kind-upload", hidden: true },

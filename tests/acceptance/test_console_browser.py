@@ -258,8 +258,9 @@ async def test_a_prompt_recorded_in_the_page_is_uploaded_and_converted(
     await page.select_option('#prompt-form [name="kind"]', "upload")
     await page.click("#record")
     await page.wait_for_selector('#record-state[data-state="recording"]')
-    # the page records for 2.5 s; a loaded browser starts capturing late (a CI run got
-    # 0.96 s of a 1.5 s window), so the file is checked for at least 1 s of it
+    # the page says "recording" once the browser captures (a loaded browser starts late:
+    # a CI run got 0.96 s of a 1.5 s window when the page said it at once); 2.5 s of it,
+    # and the file is checked for at least 1 s
     await page.wait_for_timeout(2500)
     await page.click("#record")
     await page.wait_for_selector('#record-state[data-state="recorded"]')
