@@ -412,22 +412,32 @@ class Interactions:
         if not LINKEDID.fullmatch(linkedid):
             return
 
-        async def attempt() -> None:
-            async with self.store.db.session() as session, session.begin():
-                inter = await self._call_row(session, linkedid, caller_num, at)
-                inter.ivr_path = clip_text(">".join(path), 1024)
-
-        await _retry_on_conflict(attempt)
+        await self._set_call_field(
+            linkedid, caller_num, at, "ivr_path", clip_text(">".join(path), 1024)
+        )
 
     async def set_survey_score(self, linkedid: str, score: int, at: datetime) -> None:
         """The caller's satisfaction score 1-5 (SurveyAnswered, quality feature)."""
         if not LINKEDID.fullmatch(linkedid) or not 1 <= int(score) <= 5:
             return
 
+        await self._set_call_field(linkedid, "", at, "survey_score", int(score))
+
+    async def _set_call_field(
+        self, linkedid: str, caller_num: str, at: datetime, field: str, value: Any
+    ) -> None:
+        """Set one column of the call's interaction, created if missing and linked by the
+        caller's number when it is not yet (what :meth:`_call_row` does for a session),
+        in one transaction on the writer, no ORM session (:meth:`Database.write`: the IVR
+        path is written as the call reaches its queue, decision 0027); then the card
+        cache drops the history of the interaction's customer."""
+        db = self.store.db
+        e164 = self.store.e164(caller_num) if caller_num else ""
+
         async def attempt() -> None:
-            async with self.store.db.session() as session, session.begin():
-                inter = await self._call_row(session, linkedid, "", at)
-                inter.survey_score = int(score)
+            customer_id = await db.write(lambda: _call_field_plan(linkedid, e164, at, field, value))
+            if customer_id is not None:
+                history_written(db.engine.sync_engine, {customer_id})
 
         await _retry_on_conflict(attempt)
 
@@ -678,6 +688,42 @@ def _upsert_plan(
         row_id=inter["id"], **{f"v_{k}": inter[k] for k in changed}
     )
     return row, False, cards
+
+
+def _call_field_plan(
+    linkedid: str, e164: str, at: datetime, field: str, value: Any
+) -> WritePlan[int | None]:
+    """:meth:`Interactions._set_call_field`'s transaction: the interaction (FOR UPDATE),
+    the caller's phone when the row has no number yet, then one INSERT (a None where the
+    column has a default gives the default, as the ORM inserts) or an UPDATE of the
+    columns that changed (none: no UPDATE). Returns the interaction's customer."""
+    rows = yield _CALL_ROW(lid=linkedid)
+    created = not rows
+    stored: dict[str, Any] = (
+        {k: None for k in _IN_COLUMNS}
+        | {"linkedid": linkedid, "kind": "call", "caller_num": "", "started_at": at}
+        if created
+        else dict(zip(_IN_COLUMNS, rows[0], strict=True))
+    )
+    inter = dict(stored)
+    if e164 and not inter["caller_num"]:
+        inter["caller_num"] = e164
+        if inter["customer_id"] is None:
+            found = yield _NUMBER_OWNER(e164=e164)
+            inter["customer_id"], inter["contact_id"] = found[0][:2] if found else (None, None)
+    inter[field] = value
+    if created:
+        values = {
+            k: v for k, v in inter.items() if k != "id" and (v is not None or k not in _HAS_DEFAULT)
+        }
+        yield _insert_call(tuple(values))(**values)
+    else:
+        changed = tuple(k for k in _IN_COLUMNS if inter[k] != stored[k])
+        if changed:
+            new = {f"v_{k}": inter[k] for k in changed}
+            yield _update_call(changed)(row_id=inter["id"], **new)
+    customer_id: int | None = inter["customer_id"]
+    return customer_id
 
 
 class InteractionWriter:

@@ -22,7 +22,7 @@ from acd.models import LostCallerRow
 from crm_bridge.access import SYSTEM
 from crm_bridge.directory import StoreDirectory
 from crm_bridge.interactions import Interactions, Offer
-from crm_bridge.models import Customer
+from crm_bridge.models import Customer, Interaction
 from crm_bridge.schemas import CustomerIn
 from crm_bridge.store import CrmStore
 from cti.events import CallRecord
@@ -319,3 +319,35 @@ async def test_a_finished_call_upserts_its_interaction_as_the_orm_did(db: Databa
     async with db.session() as s:
         customer = await s.get(Customer, owned["id"])
     assert customer is not None and customer.last_contact_at == record.ended_at  # not back
+
+
+async def test_the_ivr_path_and_survey_score_write_the_calls_interaction(db: Database) -> None:
+    """IvrCompleted / SurveyAnswered through Database.write: the call's interaction is
+    created if missing (linked by the caller's number), an existing one keeps its number
+    and customer, and the customer's cached history goes."""
+    store = CrmStore(db, "CN")
+    directory = StoreDirectory(store)
+    known = await store.create_customer(
+        CustomerIn.model_validate({"name": "A", "phones": ["13800138000"]}), SYSTEM
+    )
+    assert await directory.recent_interactions(known["id"]) == []
+    interactions = Interactions(store)
+    await interactions.set_ivr_path("V-1", ("main", "sales"), "13800138000", NOW)
+    (seen,) = await directory.recent_interactions(known["id"])  # not the cached []
+    assert (seen["linkedid"], seen["ivr_path"], seen["caller_num"]) == (
+        "V-1", "main>sales", "+8613800138000",
+    )  # fmt: skip
+    assert seen["started_at"] == NOW.isoformat() and seen["agent"] == ""
+    await interactions.set_survey_score("V-1", 4, NOW + timedelta(minutes=5))
+    await interactions.set_ivr_path("V-1", ("other",), "13900000000", NOW + timedelta(hours=1))
+    (seen,) = await directory.recent_interactions(known["id"])
+    assert (seen["survey_score"], seen["ivr_path"], seen["caller_num"]) == (
+        4, "other", "+8613800138000",  # the first number stays
+    )  # fmt: skip
+    assert seen["started_at"] == NOW.isoformat()  # an existing row keeps its start
+    await interactions.set_survey_score("V-2", 5, NOW)
+    async with db.session() as s:
+        bare = await s.scalar(sa.select(Interaction).where(Interaction.linkedid == "V-2"))
+    assert bare is not None and (bare.survey_score, bare.caller_num, bare.customer_id) == (
+        5, "", None,
+    )  # fmt: skip
