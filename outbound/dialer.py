@@ -615,7 +615,18 @@ class CampaignDialer:
 
     async def _agent_first(self, run: Run, lead: dict[str, Any], agent: str, interface: str,
                            now: datetime, *, previous: str) -> LiveCall:  # fmt: skip
-        decision = await self._check(run, lead, now)
+        try:
+            decision = await self._check(run, lead, now)
+        except Exception as exc:
+            # nothing was dialled: the lead goes back to where it was (the agent's preview
+            # card, or a callback due again), not left ``dialing`` with no call
+            await self.store.update_lead(lead["id"], ["dialing"], status=previous,
+                                         attempts=lead["attempts"] - 1)  # fmt: skip
+            if isinstance(exc, DialError):
+                raise
+            log.exception("campaign %s: the dial policy failed for lead %s", run.name,
+                          lead["id"])  # fmt: skip
+            raise DialError("the dial policy could not check the number", "unavailable") from None
         if decision is None:
             raise DialError("the dial policy refused the number", "dnc")
         linkedid = f"{CAMPAIGN_PREFIX}{secrets.token_hex(8)}"

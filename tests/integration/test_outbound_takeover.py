@@ -25,6 +25,8 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from cti.ami.client import AmiClient
 from cti.config import DialConfig
 from cti.dialpolicy import StoreDialPolicy
@@ -231,3 +233,40 @@ async def test_a_lead_an_agent_is_dialling_is_not_released_by_the_pacers_first_a
         assert exc.code == "unavailable" and "Asterisk refused" in str(exc)
     assert seen == {"adopted": 0, "status": "dialing"}
     assert not dialer.placing
+
+
+async def test_a_preview_dial_whose_number_cannot_be_checked_gives_the_lead_back(
+    db: Database,
+) -> None:
+    """An agent dials its preview card and the dial policy cannot check the number (none
+    is configured; or it fails: a DNC list out of reach): nothing is dialled, the agent is
+    told why, and the lead is the agent's preview card again with its attempts as they
+    were, not left ``dialing`` with no call (only a pacer's takeover released those)."""
+    clock = Clock()
+    store = OutboundStore(db, "CN")
+    cid = await campaign_with_leads(store, 1)
+
+    class Agent101(CampaignDialer):
+        def agent_member(self, agent: str) -> dict[str, Any] | None:
+            return {"name": agent, "interface": "PJSIP/a101", "state": "idle", "paused": False}
+
+    class Unreachable:
+        async def check(self, number: str, **context: Any) -> Any:
+            raise OSError("the DNC list is out of reach")
+
+    services = Services()
+    dialer = Agent101(store, AmiClient("127.0.0.1", 1, "u", "p"), services,
+                      timezone="Asia/Shanghai", clock=clock)  # fmt: skip
+    dialer.load((await store.campaign(cid)) or {})
+    for policy, message in ((None, "no dial policy"), (Unreachable(), "could not check")):
+        services.dial_policy = policy
+        card = await store.claim_preview(cid, "a101", clock.now)
+        assert card is not None and card["status"] == "preview"
+        with pytest.raises(DialError) as refused:
+            await dialer.dial_preview(cid, card, "a101")
+        assert refused.value.code == "unavailable" and message in str(refused.value)
+        lead = (await store.lead(card["id"])) or {}
+        assert (lead["status"], lead["agent"], lead["attempts"]) == (
+            "preview", "a101", card["attempts"],
+        )  # fmt: skip
+        assert await store.attempts(cid) == [] and not dialer.placing
