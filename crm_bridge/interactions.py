@@ -396,14 +396,14 @@ class Interactions:
             return [interaction_dict(i) for i in rows]
 
     async def attach_recording(self, linkedid: str, ref: str) -> None:
-        async with self.store.db.session() as session, session.begin():
-            inter = await session.scalar(
-                select(Interaction).where(Interaction.linkedid == linkedid[:64])
-            )
-            if inter is None:
-                inter = Interaction(linkedid=linkedid[:64], kind="call", started_at=utcnow())
-                session.add(inter)
-            inter.recording = clip_text(ref, 512)
+        """The call's recording reference on its interaction (created if missing), one
+        transaction on the writer, no ORM session (:meth:`Database.write`)."""
+        db, started, value = self.store.db, utcnow(), clip_text(ref, 512)
+        customer_id = await db.write(
+            lambda: _call_field_plan(linkedid[:64], "", started, "recording", value)
+        )
+        if customer_id is not None:
+            history_written(db.engine.sync_engine, {customer_id})
 
     async def set_ivr_path(
         self, linkedid: str, path: tuple[str, ...], caller_num: str, at: datetime

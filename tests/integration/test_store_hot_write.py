@@ -351,3 +351,21 @@ async def test_the_ivr_path_and_survey_score_write_the_calls_interaction(db: Dat
     assert bare is not None and (bare.survey_score, bare.caller_num, bare.customer_id) == (
         5, "", None,
     )  # fmt: skip
+
+
+async def test_a_recording_is_attached_to_the_calls_interaction(db: Database) -> None:
+    store = CrmStore(db, "CN")
+    directory = StoreDirectory(store)
+    known = await store.create_customer(
+        CustomerIn.model_validate({"name": "A", "phones": ["13800138000"]}), SYSTEM
+    )
+    interactions = Interactions(store)
+    await interactions.record_offers([Offer("R-1", "a1", NOW, True, "13800138000", "q")])
+    assert [i["recording"] for i in await directory.recent_interactions(known["id"])] == [""]
+    await interactions.attach_recording("R-1", "2026/11/30/R-1.mp3")
+    (seen,) = await directory.recent_interactions(known["id"])  # not the cached one
+    assert seen["recording"] == "2026/11/30/R-1.mp3" and seen["agent"] == "a1"
+    await interactions.attach_recording("R-2", "r" * 600)  # no interaction yet: made
+    async with db.session() as s:
+        made = await s.scalar(sa.select(Interaction).where(Interaction.linkedid == "R-2"))
+    assert made is not None and made.recording == "r" * 512 and made.kind == "call"
