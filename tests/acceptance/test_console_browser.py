@@ -196,7 +196,10 @@ async def test_admin_builds_agent_queue_and_menu_then_a_call_follows_them(
 
     (connect,) = await wait_for(answered, timeout=30, what="alice answering on her desk phone")
     assert connect["MemberName"] == "alice" and connect["Interface"] == f"PJSIP/{username}"
-    phone_out, _ = await asyncio.wait_for(desk_phone.communicate(), 60)  # the caller hung up
+    # the caller hangs up once answered (not when the call's 20 s hold runs out: ~13 s
+    # of nothing to see): the desk phone gets its BYE and ends its scenario
+    await ami.send_action("Hangup", {"Channel": connect["Channel"]})
+    phone_out, _ = await asyncio.wait_for(desk_phone.communicate(), 60)
     assert desk_phone.returncode == 0, phone_out.decode(errors="replace")[-2000:]
     # --- alice gets a sign-in of her own (a person linked to the agent) ------------------------
     await c.section("users")
@@ -248,6 +251,23 @@ async def test_admin_builds_agent_queue_and_menu_then_a_call_follows_them(
     assert c.errors == [] and c.dialogs == []
 
 
+#: opens the microphone in the page and waits until it delivers sound (at most 10 s)
+MIC_OPEN = """async () => {
+  const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+  const ctx = new AudioContext();
+  const analyser = ctx.createAnalyser();
+  ctx.createMediaStreamSource(stream).connect(analyser);
+  const buf = new Float32Array(analyser.fftSize);
+  window.ctiTestMic = { stream, ctx };
+  for (let i = 0; i < 200; i++) {
+    analyser.getFloatTimeDomainData(buf);
+    if (buf.some((x) => Math.abs(x) > 0.05)) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error("the microphone gave no sound within 10 s");
+}"""
+
+
 async def test_a_prompt_recorded_in_the_page_is_uploaded_and_converted(
     center: Center, open_console: Any, asterisk: ChrootAsterisk
 ) -> None:
@@ -256,6 +276,10 @@ async def test_a_prompt_recorded_in_the_page_is_uploaded_and_converted(
     await c.section("ivr")
     await page.fill('#prompt-form [name="name"]', "recorded")
     await page.select_option('#prompt-form [name="kind"]', "upload")
+    # the browser's (fake) microphone opened first and heard (its tone), kept open while the
+    # page records: a capture device opened late (a loaded browser, or one that was just
+    # playing audio for another page) cut the page's recording short (0.96 s of 2.5 s)
+    await page.evaluate(MIC_OPEN)
     await page.click("#record")
     await page.wait_for_selector('#record-state[data-state="recording"]')
     # the page says "recording" once the browser captures (a loaded browser starts late:
