@@ -62,8 +62,13 @@ def free_media_ports() -> int:
 
 
 def _remove_stale_instances(root: Path) -> None:
-    """Instance dirs of earlier test runs whose process is gone."""
+    """Instance dirs of earlier test runs whose process is gone: the session that made it
+    (``test-<its pid>``: a session restarting its Asterisk has no Asterisk process for a
+    moment, and a session creating one has no state file yet) and its Asterisk."""
     for base in (root / "srv" / "cti").glob("test-*"):
+        owner = re.match(r"test-(\d+)", base.name)
+        if owner is not None and Path(f"/proc/{owner[1]}").exists():
+            continue
         state = base / "cti-runner.json"
         with contextlib.suppress(OSError, ValueError, KeyError):
             pid = int(json.loads(state.read_text())["pid"])
