@@ -77,6 +77,14 @@ async def open_desk(browser: Browser, stack: Stack) -> AsyncIterator[Any]:
         await context.close()
 
 
+async def hang_up(ami: AmiClient, uniqueid: str) -> None:
+    """Hang up the channel whose Uniqueid is ``uniqueid`` (a simulated caller's own half:
+    originate_call's ChannelId)."""
+    _, items = await ami.send_list_action("CoreShowChannels")
+    (channel,) = [i["Channel"] for i in items if i.get("Uniqueid") == uniqueid]
+    await ami.send_action("Hangup", {"Channel": channel})
+
+
 async def test_pop_in_page_while_ringing_then_notes_land_in_store(
     stack: Stack, ami: AmiClient, open_desk: Any
 ) -> None:
@@ -125,7 +133,9 @@ async def test_pop_in_page_while_ringing_then_notes_land_in_store(
     row = await wait_for(stored, timeout=10, what="the interaction")
     assert row["notes"] == "客户要求周五回电 / call back Friday"
     assert row["disposition"] == "follow_up"
-    # the call ends; what the agent wrote survives the CallCompleted upsert
+    # the call ends (the caller hangs up now the notes are in, rather than the agent after
+    # its 8 s of talk); what the agent wrote survives the CallCompleted upsert
+    await hang_up(ami, linkedid)
     await page.wait_for_selector(card + '[data-state="ended"]', timeout=30_000)
 
     async def finished() -> Any:
