@@ -226,6 +226,8 @@ async def test_overflow_to_voicemail_at_the_configured_time(
         await asyncio.to_thread(asterisk.cli, "voicemail reload")
     inbox = asterisk.base / "spool" / "voicemail" / "default" / "8001" / "INBOX"
     before = set(inbox.glob("msg*.txt")) if inbox.exists() else set()
+    recording = inbox.parent / "tmp"  # where app_voicemail records before moving to INBOX
+    recording_before = set(recording.glob("*")) if recording.exists() else set()
     s = svc(await routing())
     await setup_queue(
         s, "acd_ovm", {"101": 0}, overflow_after_s=3, overflow_action="voicemail",
@@ -243,6 +245,18 @@ async def test_overflow_to_voicemail_at_the_configured_time(
         join = events.of("QueueCallerJoin", lid)[0]
     assert (ev["Action"], ev["Target"]) == ("voicemail", "8001")
     assert 3 <= ts(ev) - ts(join) < 4.5
+
+    # the caller hangs up 2 s into the recording (it would at its 20 s hold): the message
+    # is kept when the caller hangs up
+
+    async def recording_started() -> set[Any]:
+        return set(recording.glob("*")) - recording_before if recording.exists() else set()
+
+    await wait_for(recording_started, timeout=30, what="the voicemail recording")
+    await asyncio.sleep(2)
+    _, items = await ami.send_list_action("CoreShowChannels")
+    (channel,) = [i["Channel"] for i in items if i.get("Uniqueid") == lid]
+    await ami.send_action("Hangup", {"Channel": channel})
 
     async def message() -> set[Any]:
         return set(inbox.glob("msg*.txt")) - before if inbox.exists() else set()
