@@ -40,11 +40,19 @@ async def _queue(request: web.Request) -> str:
     return name
 
 
-@doc("A queue's members: the agents with a skill in it, their penalty, their state now",
-     role="supervisor", tags=["acd"],
-     response=obj({"queue": {"type": "string"},
-                   "members": arr(obj({"agent": {"type": "string"},
-                                       "penalty": {"type": "integer"}, "live": {}}))}))
+@doc(
+    "A queue's members: the agents with a skill in it, their penalty, their state now",
+    role="supervisor",
+    tags=["acd"],
+    response=obj(
+        {
+            "queue": {"type": "string"},
+            "members": arr(
+                obj({"agent": {"type": "string"}, "penalty": {"type": "integer"}, "live": {}})
+            ),
+        }
+    ),
+)
 async def get_members(request: web.Request) -> web.Response:
     require_role(request, "supervisor")
     name = await _queue(request)
@@ -82,11 +90,16 @@ def _members_body(data: dict[str, Any]) -> dict[str, int]:
     return out
 
 
-@doc("Make these agents (with these penalties) exactly the queue's members; logged-in "
-     "agents join or leave at once", role="admin", tags=["acd"],
-     body=obj({"members": _MEMBERS}, required=["members"], extra=False),
-     response=obj({"queue": {"type": "string"}, "members": _MEMBERS,
-                   "applied": {"type": "boolean"}}))
+@doc(
+    "Make these agents (with these penalties) exactly the queue's members; logged-in "
+    "agents join or leave at once",
+    role="admin",
+    tags=["acd"],
+    body=obj({"members": _MEMBERS}, required=["members"], extra=False),
+    response=obj(
+        {"queue": {"type": "string"}, "members": _MEMBERS, "applied": {"type": "boolean"}}
+    ),
+)
 async def put_members(request: web.Request) -> web.Response:
     require_role(request, "admin")
     name = await _queue(request)

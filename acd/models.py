@@ -57,9 +57,7 @@ class QueueRow(Base):
     #: the digit a waiting caller presses to be called back ("": no callback from the queue)
     callback_key: Mapped[str] = mapped_column(BoundedText(1), default="", server_default="")
     #: sound played to waiting callers every periodic_announce_s seconds (0: never)
-    periodic_announce: Mapped[str] = mapped_column(
-        BoundedText(200), default="", server_default=""
-    )
+    periodic_announce: Mapped[str] = mapped_column(BoundedText(200), default="", server_default="")
     periodic_announce_s: Mapped[int] = mapped_column(Integer(), default=0, server_default="0")
     #: after-call work: the agent stays paused until a disposition or this many seconds
     acw_max_s: Mapped[int] = mapped_column(Integer(), default=0, server_default="0")

@@ -333,8 +333,7 @@ async def may_work_queue(request: web.Request, queue: str) -> bool:
 
 
 @doc(
-    "Close a lost caller (called back, or manually): only agents of its queue and its "
-    "supervisors",
+    "Close a lost caller (called back, or manually): only agents of its queue and its supervisors",
     tags=["acd"],
     body=obj({"by": {"type": "string", "enum": ["called_back", "manual"]}}),
     body_required=False,

@@ -399,10 +399,7 @@ async def set_queue_members(db: Database, queue: str, members: dict[str, int]) -
     the other skills of each agent are kept. Returns the agents whose skill in the queue
     changed (added, removed or a new penalty). Raises ConfigInvalid for unknown agents."""
     async with db.session() as s, s.begin():
-        agents = {
-            r.name: r.id
-            for r in (await s.execute(select(AgentRow.name, AgentRow.id))).all()
-        }
+        agents = {r.name: r.id for r in (await s.execute(select(AgentRow.name, AgentRow.id))).all()}
         unknown = sorted(set(members) - set(agents))
         if unknown:
             raise ConfigInvalid(f"no such agent(s): {', '.join(unknown)}")

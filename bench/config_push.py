@@ -35,8 +35,7 @@ from tests.acceptance.harness import ami_client, start_test_asterisk, stop_test_
 
 def phones(n: int) -> list[PhoneEntry]:
     return [
-        PhoneEntry(f"p{i:05d}", "sip" if i % 2 else "webrtc", "cti", f"{i:032x}")
-        for i in range(n)
+        PhoneEntry(f"p{i:05d}", "sip" if i % 2 else "webrtc", "cti", f"{i:032x}") for i in range(n)
     ]
 
 

@@ -46,6 +46,7 @@ from cti.web.params import path_int
 
 __all__ = ["CrmSettings", "add_admin_routes"]
 
+
 def _storable(items: list[Disposition]) -> list[Disposition]:
     for d in items:
         for text in (d.label_en, d.label_zh):
@@ -80,8 +81,9 @@ class TargetIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     url: Url
     events: list[WebhookEvent] = Field(default_factory=_all_events, min_length=1)
-    secret: str | None = Field(default=None, min_length=16, max_length=256,
-                               pattern=r"^[\x21-\x7e]+$")  # printable ASCII, no spaces
+    secret: str | None = Field(
+        default=None, min_length=16, max_length=256, pattern=r"^[\x21-\x7e]+$"
+    )  # printable ASCII, no spaces
     enabled: bool = True
 
 
@@ -248,8 +250,15 @@ def add_admin_routes(app: web.Application, settings: CrmSettings) -> None:
         require_role(request, "admin")
         return web.json_response({"targets": await settings.targets()})
 
-    @doc("Add a webhook receiver; its secret is in this answer only", role="admin",
-         tags=["crm"], body=TargetIn, status=201, errors=[409], response=TARGET_SECRET)
+    @doc(
+        "Add a webhook receiver; its secret is in this answer only",
+        role="admin",
+        tags=["crm"],
+        body=TargetIn,
+        status=201,
+        errors=[409],
+        response=TARGET_SECRET,
+    )
     async def add_target(request: web.Request) -> web.Response:
         who = require_role(request, "admin")
         body = await model_body(request, TargetIn)

@@ -229,8 +229,12 @@ class IvrApi:
             raise NotFound("no such version")
         return web.json_response({"version": v.meta(), "document": v.document})
 
-    @doc("The text-to-speech voices offered", role="supervisor", tags=TAGS,
-         response=obj({"voices": arr(obj({"voice": _S, "label_en": _S, "label_zh": _S}))}))
+    @doc(
+        "The text-to-speech voices offered",
+        role="supervisor",
+        tags=TAGS,
+        response=obj({"voices": arr(obj({"voice": _S, "label_en": _S, "label_zh": _S}))}),
+    )
     async def voices(self, request: web.Request) -> web.Response:
         require_role(request, "supervisor")
         return web.json_response({"voices": list(VOICES)})
@@ -371,9 +375,14 @@ class IvrApi:
             raise _refused(exc) from None
         return web.json_response(await self._saved(request, "document.restore", saved))
 
-    @doc("Import the menus file if it changed, then load the newest stored version",
-         role="admin", tags=TAGS, response=obj({"ok": _B, "menus": arr(_S),
-                                                "version": {"anyOf": [VERSION, {"type": "null"}]}}))
+    @doc(
+        "Import the menus file if it changed, then load the newest stored version",
+        role="admin",
+        tags=TAGS,
+        response=obj(
+            {"ok": _B, "menus": arr(_S), "version": {"anyOf": [VERSION, {"type": "null"}]}}
+        ),
+    )
     async def reload(self, request: web.Request) -> web.Response:
         who = require_role(request, "admin")
         try:
@@ -387,10 +396,15 @@ class IvrApi:
         return web.json_response({"ok": True, "menus": menus, "version": self._meta()})
 
     # --- prompts: upload, listen, text to speech ---------------------------------------------
-    @doc("Upload a recording (the body: WAV, MP3, Ogg, FLAC, WebM or M4A; at most 16 MiB, "
-         "0.3-300 s, not silent) as this prompt", role="admin", tags=TAGS,
-         body={"type": "string", "format": "binary"}, body_type="application/octet-stream",
-         response=obj({"version": VERSION, "name": _S, "value": _ANY, "duration_s": {}}))
+    @doc(
+        "Upload a recording (the body: WAV, MP3, Ogg, FLAC, WebM or M4A; at most 16 MiB, "
+        "0.3-300 s, not silent) as this prompt",
+        role="admin",
+        tags=TAGS,
+        body={"type": "string", "format": "binary"},
+        body_type="application/octet-stream",
+        response=obj({"version": VERSION, "name": _S, "value": _ANY, "duration_s": {}}),
+    )
     async def upload(self, request: web.Request) -> web.Response:
         require_role(request, "admin")
         name = request.match_info["name"]
@@ -430,8 +444,12 @@ class IvrApi:
             raise NotFound("the prompt's audio file is missing")
         return web.FileResponse(path, headers={"Content-Type": "audio/wav"})
 
-    @doc("Every prompt, with what Asterisk plays for it", role="supervisor", tags=TAGS,
-         response=obj({"prompts": arr(obj({"name": _S, "kind": _S, "playable": _S}))}))
+    @doc(
+        "Every prompt, with what Asterisk plays for it",
+        role="supervisor",
+        tags=TAGS,
+        response=obj({"prompts": arr(obj({"name": _S, "kind": _S, "playable": _S}))}),
+    )
     async def list_prompts(self, request: web.Request) -> web.Response:
         """Every prompt with what Asterisk plays for it (``playable``: queues may use a
         prompt as their periodic announcement)."""
@@ -488,10 +506,19 @@ class IvrApi:
             })  # fmt: skip
         return web.json_response({"schedules": out, "modes": list(OVERRIDE_MODES)})
 
-    @doc("A year's holidays and make-up workdays of a schedule (the country's and the "
-         "site's)", role="supervisor", tags=TAGS, query=[YEAR],
-         response=obj({"schedule": _S, "year": _I,
-                       "days": arr(obj({"date": _S, "kind": _S, "name": _S, "source": _S}))}))
+    @doc(
+        "A year's holidays and make-up workdays of a schedule (the country's and the site's)",
+        role="supervisor",
+        tags=TAGS,
+        query=[YEAR],
+        response=obj(
+            {
+                "schedule": _S,
+                "year": _I,
+                "days": arr(obj({"date": _S, "kind": _S, "name": _S, "source": _S})),
+            }
+        ),
+    )
     async def calendar(self, request: web.Request) -> web.Response:
         require_role(request, "supervisor")
         name = request.match_info["name"]
@@ -506,9 +533,13 @@ class IvrApi:
         ]
         return web.json_response({"schedule": name, "year": year, "days": days})
 
-    @doc("Set a schedule to day, night or emergency by hand (or back to auto)",
-         role="supervisor", tags=TAGS, body=OverrideIn,
-         response=obj({"schedule": _S, "override": {"anyOf": [OVERRIDE, {"type": "null"}]}}))
+    @doc(
+        "Set a schedule to day, night or emergency by hand (or back to auto)",
+        role="supervisor",
+        tags=TAGS,
+        body=OverrideIn,
+        response=obj({"schedule": _S, "override": {"anyOf": [OVERRIDE, {"type": "null"}]}}),
+    )
     async def put_override(self, request: web.Request) -> web.Response:
         who = require_role(request, "supervisor")
         name = request.match_info["name"]

@@ -84,8 +84,7 @@ class _DncIn(BaseModel):
 
 class _ReassignIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    leads: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] = Field(min_length=1,
-                                                                   max_length=10000)
+    leads: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] = Field(min_length=1, max_length=10000)
     agent: str = Field(pattern=r"^[A-Za-z0-9_.@-]{0,128}$")
 
 
@@ -455,8 +454,9 @@ class OutboundApi:
     async def _my_lead(self, request: web.Request, *, supervisor_ok: bool) -> dict[str, Any]:
         p = principal(request)
         lead = await self.store.lead(_path_id(request))
-        if lead is None or (lead["agent"] != p.name
-                            and not (supervisor_ok and p.at_least("supervisor"))):
+        if lead is None or (
+            lead["agent"] != p.name and not (supervisor_ok and p.at_least("supervisor"))
+        ):
             raise NotFound("no such lead of yours")  # fmt: skip
         return lead
 

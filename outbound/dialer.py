@@ -337,8 +337,11 @@ class CampaignDialer:
         for q in service.live_queues(now):
             if q.get("name") == queue:
                 elsewhere = self.counted_elsewhere(queue, now)
-                members = [m for m in q.get("members", [])
-                           if str(m.get("name") or m.get("interface") or "") not in elsewhere]
+                members = [
+                    m
+                    for m in q.get("members", [])
+                    if str(m.get("name") or m.get("interface") or "") not in elsewhere
+                ]
                 free = sum(1 for m in members if m["state"] == "idle" and not m["paused"])
                 busy = sum(1 for m in members if m["state"] in _BUSY)
                 return free, busy, len(q.get("entries", []))
@@ -664,8 +667,7 @@ class CampaignDialer:
         decision = await policy.check(lead["number"], purpose="campaign", campaign=run.name)
         if decision.allowed:
             return decision.number or str(lead["number"])
-        await self.store.start_attempt(lead, "", now, outcome="refused",
-                                       server=self.server or "")
+        await self.store.start_attempt(lead, "", now, outcome="refused", server=self.server or "")
         status = "dnc" if decision.code == "dnc" else "done"
         await self.store.update_lead(lead["id"], ["dialing"], status=status,
                                      last_outcome="refused",
@@ -684,8 +686,15 @@ class CampaignDialer:
             return
         linkedid = f"{CAMPAIGN_PREFIX}{secrets.token_hex(8)}"
         attempt = await self.store.start_attempt(lead, linkedid, now, server=self.server or "")
-        call = LiveCall(linkedid, run.campaign["id"], lead, attempt, now, campaign=run.name,
-                        server=self.server or "")
+        call = LiveCall(
+            linkedid,
+            run.campaign["id"],
+            lead,
+            attempt,
+            now,
+            campaign=run.name,
+            server=self.server or "",
+        )
         run.calls[linkedid] = self.calls[linkedid] = call
         s = run.settings
         variables = [

@@ -99,7 +99,7 @@ def _read_csv(data: bytes) -> Table:
             if len(rows) >= MAX_ROWS:
                 raise SheetError(f"more than {MAX_ROWS} rows")
             rows.append([restore(c)[:MAX_CELL] for c in line[:MAX_COLUMNS]])
-        return Table(header[:MAX_COLUMNS + 1], rows)
+        return Table(header[: MAX_COLUMNS + 1], rows)
     except csv.Error as exc:
         raise SheetError(f"CSV error: {exc}") from None
 

@@ -248,8 +248,9 @@ class OutboundStore:
         for i in range(0, len(numbers), 500):
             chunk = numbers[i : i + 500]
             rows = await s.execute(
-                select(DncRow.number, DncRow.scope)
-                .where(DncRow.number.in_(chunk), DncRow.scope.in_(["", campaign]))
+                select(DncRow.number, DncRow.scope).where(
+                    DncRow.number.in_(chunk), DncRow.scope.in_(["", campaign])
+                )
             )
             for number, scope in rows:
                 if out.get(number) != "company":
@@ -341,8 +342,10 @@ class OutboundStore:
             )  # fmt: skip
             async with self.db.session() as s, s.begin():
                 rows = list(await s.scalars(claim))
-                return sorted((lead_view(r) for r in rows),
-                              key=lambda v: (v["next_at"] is None, v["next_at"] or "", v["id"]))
+                return sorted(
+                    (lead_view(r) for r in rows),
+                    key=lambda v: (v["next_at"] is None, v["next_at"] or "", v["id"]),
+                )
         q = select(LeadRow.id).where(*due).order_by(*order).limit(n * 2)
         claimed: list[dict[str, Any]] = []
         async with self.db.session() as s:
@@ -354,8 +357,12 @@ class OutboundStore:
                 result = await s.execute(
                     update(LeadRow)
                     .where(LeadRow.id == lead_id, LeadRow.status.in_(["new", "retry"]))
-                    .values(status="dialing", attempts=LeadRow.attempts + 1, updated_at=now,
-                            server=server)
+                    .values(
+                        status="dialing",
+                        attempts=LeadRow.attempts + 1,
+                        updated_at=now,
+                        server=server,
+                    )
                 )
                 if getattr(result, "rowcount", 0):
                     row = await s.get(LeadRow, lead_id)
@@ -435,8 +442,9 @@ class OutboundStore:
         """Leads left ``dialing`` by a dialer that stopped (all but ``keep``; those of
         ``server``'s pacer when given): due again now."""
         kept = list(keep)
-        q = update(LeadRow).where(LeadRow.campaign_id == campaign_id,
-                                  LeadRow.status == "dialing", LeadRow.id.not_in(kept))
+        q = update(LeadRow).where(
+            LeadRow.campaign_id == campaign_id, LeadRow.status == "dialing", LeadRow.id.not_in(kept)
+        )
         if server is not None:
             q = q.where(LeadRow.server == server)
         async with self.db.session() as s, s.begin():
@@ -576,8 +584,9 @@ class OutboundStore:
                 s.add(DncRow(number=number, scope=scope, reason=clip_text(reason, 200),
                              added_by=clip_text(by, 128), added_at=now))  # fmt: skip
                 added.append(number)
-            stop = update(LeadRow).where(LeadRow.number.in_(added),
-                                         LeadRow.status.in_(["new", "retry", "callback"]))
+            stop = update(LeadRow).where(
+                LeadRow.number.in_(added), LeadRow.status.in_(["new", "retry", "callback"])
+            )
             if scope:
                 ids = select(CampaignRow.id).where(CampaignRow.name == scope)
                 stop = stop.where(LeadRow.campaign_id.in_(ids.scalar_subquery()))

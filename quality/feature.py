@@ -136,4 +136,3 @@ class QualityFeature:
 
     def status(self) -> dict[str, Any]:
         return {}
-

@@ -59,9 +59,7 @@ class EvaluationIn(BaseModel):
     linkedid: Annotated[str, StringConstraints(pattern=f"^{ID_RE}$")]
     agent: Annotated[str, StringConstraints(pattern=f"^{AGENT_RE}$")]
     recording_id: int | None = Field(None, ge=1, le=2**31 - 1)
-    answers: dict[Annotated[str, StringConstraints(max_length=16)], int] = Field(
-        max_length=1000
-    )
+    answers: dict[Annotated[str, StringConstraints(max_length=16)], int] = Field(max_length=1000)
     comments: list[CommentIn] = Field(default_factory=list, max_length=200)
 
 

@@ -52,8 +52,12 @@ def form_definition(form: FormIn) -> dict[str, object]:
             {
                 "title": s.title,
                 "questions": [
-                    {"id": f"s{i}q{j}", "text": q.text, "weight": q.weight,
-                     "max_points": q.max_points}
+                    {
+                        "id": f"s{i}q{j}",
+                        "text": q.text,
+                        "weight": q.weight,
+                        "max_points": q.max_points,
+                    }
                     for j, q in enumerate(s.questions, 1)
                 ],
             }

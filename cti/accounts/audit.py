@@ -170,6 +170,8 @@ def to_json(r: AuditEntry) -> dict[str, Any]:
 
 _CSV_COLUMNS = ("id", "at", "actor", "actor_role", "address", "action", "target_type",
                 "target_id", "before", "after", "detail")  # fmt: skip
+
+
 def to_csv(rows: Sequence[Mapping[str, Any]]) -> str:
     """The entries as CSV, every text cell formula-neutralised (:mod:`cti.spreadsheet`)."""
     buf = io.StringIO()

@@ -304,7 +304,10 @@ class _EtcDir:
 
 
 async def _push(
-    ami: AmiClient, conf: ConfigFile, base: Sequence[Category] | None, timeout: float,
+    ami: AmiClient,
+    conf: ConfigFile,
+    base: Sequence[Category] | None,
+    timeout: float,
     etc_dir: _EtcDir,
 ) -> int:
     """``conf`` pushed whole, or with ``base`` (its base file as read) only what the file

@@ -150,8 +150,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         # a reference to a row that does not exist, or a duplicate the handler did not
         # check for: the request conflicts with the stored data, it is not a server fault
         log.warning("refused %s %s: %s", request.method, request.path, exc.orig)
-        return Conflict("conflicts with stored data (a referenced item does not exist, "
-                        "or an item like it exists already)", code="integrity").response()
+        return Conflict(
+            "conflicts with stored data (a referenced item does not exist, "
+            "or an item like it exists already)",
+            code="integrity",
+        ).response()
     except web.HTTPException as exc:
         if exc.status >= 400 and request.path.startswith("/api/"):
             return ApiError(exc.reason, status=exc.status).response()

@@ -87,8 +87,9 @@ def add_vendor(app: web.Application, vendor_dir: Path | None = None) -> None:
     for package, folder in VENDOR_PACKAGES.items():
         directory = root / package / folder if folder else root / package
         if not directory.is_dir():
-            log.warning("browser library %s not installed in %s (run scripts/bootstrap.sh)",
-                        package, root)
+            log.warning(
+                "browser library %s not installed in %s (run scripts/bootstrap.sh)", package, root
+            )
             continue
         app.router.add_static(
             f"/vendor/{package}/", directory, follow_symlinks=False, show_index=False

@@ -432,8 +432,12 @@ class WsHub:
         try:
             reply = await handler(principal, frame)
         except ApiError as exc:
-            return {"type": "error", "error": exc.message, "code": exc.code,
-                    "ref": frame.get("ref")}
+            return {
+                "type": "error",
+                "error": exc.message,
+                "code": exc.code,
+                "ref": frame.get("ref"),
+            }
         except PermissionError as exc:
             return {"type": "error", "error": str(exc) or "forbidden", "ref": frame.get("ref")}
         except ValueError as exc:

@@ -542,7 +542,7 @@ def carrier_invites(log: str) -> dict[str, set[str]]:
     number = ""
     for line in log.splitlines():
         if line.startswith("INVITE sip:"):
-            number = line[len("INVITE sip:"):].split("@", 1)[0]
+            number = line[len("INVITE sip:") :].split("@", 1)[0]
         elif number and line.lower().startswith("call-id:"):
             calls.setdefault(number, set()).add(line.split(":", 1)[1].strip())
             number = ""

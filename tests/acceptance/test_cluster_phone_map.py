@@ -84,8 +84,7 @@ async def test_a_restarted_node_knows_where_phones_are_from_the_store(
         iface = f"PJSIP/{phone}"
 
         async def member_on(here: AmiClient, there: AmiClient) -> bool:
-            return iface in await members(here, queue) and iface not in await members(there,
-                                                                                      queue)
+            return iface in await members(here, queue) and iface not in await members(there, queue)
 
         # registered to A, the agent logs in: a member on A
         ok, _, out = await sipp_register(asterisk, phone, password, cwd=tmp_path)
@@ -100,8 +99,10 @@ async def test_a_restarted_node_knows_where_phones_are_from_the_store(
         located = await places.where(phone, datetime.now(UTC))
         assert located is not None and located.server == "b", located
         assert located.contact.startswith("sip:") and located.expires_at > datetime.now(UTC)
-        print(f"stored location: {located.server} {located.contact} until "
-              f"{located.expires_at:%H:%M:%S} (registered {located.registered_at:%H:%M:%S})")
+        print(
+            f"stored location: {located.server} {located.contact} until "
+            f"{located.expires_at:%H:%M:%S} (registered {located.registered_at:%H:%M:%S})"
+        )
 
         # n1 (driver of A) killed and started again: A still holds the old contact
         await nodes["n1"].kill()

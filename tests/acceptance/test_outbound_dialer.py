@@ -353,8 +353,13 @@ async def test_predictive_dials_ahead_of_free_agents_within_the_cap(
     assert len(attempts) == len(numbers) == len(s.invites())
     # the most calls ringing at once: more than the two agents (progressive never rings
     # more numbers than it has free agents)
-    ringing = [(datetime.fromisoformat(a["started_at"]),
-                datetime.fromisoformat(a["answered_at"] or a["ended_at"])) for a in attempts]
+    ringing = [
+        (
+            datetime.fromisoformat(a["started_at"]),
+            datetime.fromisoformat(a["answered_at"] or a["ended_at"]),
+        )
+        for a in attempts
+    ]
     edges = sorted([(start, 1) for start, _ in ringing] + [(end, -1) for _, end in ringing])
     most = now = 0
     for _, step in edges:

@@ -321,6 +321,7 @@ async def test_a_connect_pushes_only_the_phones_that_changed_meanwhile(
     removed, one added) are what Asterisk has once a daemon connects, read back with
     GetConfig and loaded by res_pjsip; the files of the other phones are not rewritten
     (same bytes, same mtime) and one UpdateConfig goes to each changed file only."""
+
     async def new_phone(db: Database, agent: str) -> str:
         row = await phone_store.create(db, agent, "sip", "", "cti",
                                        lambda n: ha1(n, "cti", "pw-" + n), 5)  # fmt: skip

@@ -257,9 +257,7 @@ async def test_callers_score_the_call_and_the_reports_say_so(
             assert {s["linkedid"] for s in surveys} == {
                 joins[n]["Linkedid"] for n in ("13811110001", "13811110002")
             }
-            async with http.get(
-                f"{base}/stats/agents?format=csv", headers=auth
-            ) as resp:
+            async with http.get(f"{base}/stats/agents?format=csv", headers=auth) as resp:
                 table = list(csv.DictReader(io.StringIO(await resp.text())))
             mine = next(r for r in table if r["agent"] == agent)
             assert float(mine["survey_avg"]) == pytest.approx(expected_avg)
@@ -282,8 +280,11 @@ async def test_callers_score_the_call_and_the_reports_say_so(
 
                 async def call_row(lid: str = lid) -> list[Any]:
                     async with daemon.db.session() as session:
-                        rows = (await session.execute(
-                            select(Call.survey_score).where(Call.linkedid == lid))).all()
+                        rows = (
+                            await session.execute(
+                                select(Call.survey_score).where(Call.linkedid == lid)
+                            )
+                        ).all()
                     return list(rows)  # fmt: skip
 
                 (row,) = await wait_for(call_row, timeout=20, what=f"{number}'s call row")

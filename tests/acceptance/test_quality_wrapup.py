@@ -43,9 +43,7 @@ Stack = Callable[[], Awaitable[Daemon]]
 
 
 @pytest.fixture
-async def stack(
-    asterisk: ChrootAsterisk, db_url: str, ami: AmiClient
-) -> AsyncIterator[Stack]:
+async def stack(asterisk: ChrootAsterisk, db_url: str, ami: AmiClient) -> AsyncIterator[Stack]:
     started: list[Daemon] = []
     settings = daemon_settings(
         asterisk, db_url, acd={"asterisk_etc_dir": str(asterisk.etc_dir)},
@@ -243,8 +241,12 @@ async def test_agent_stays_in_wrapup_until_disposition_or_the_maximum(
         # the agent's desktop was told when each wrap-up started and how it ended
         told = [(m["linkedid"], m["state"], m["reason"]) for m in pushed
                 if m.get("type") == "agent.wrapup"]  # fmt: skip
-        assert told == [(lid1, "started", ""), (lid1, "ended", "disposition"),
-                        (lid2, "started", ""), (lid2, "ended", "timeout")], told
+        assert told == [
+            (lid1, "started", ""),
+            (lid1, "ended", "disposition"),
+            (lid2, "started", ""),
+            (lid2, "ended", "timeout"),
+        ], told
     finally:
         reader.cancel()
         await ws.close()

@@ -81,8 +81,10 @@ async def test_two_nodes_draining_a_mass_send_keep_the_rate_together(
         await s.execute(update(Message).values(batch_id=batch.id))
     other = Database.from_url(db_url)
     gateways = [AliyunSms(config.sms.aliyun) for _ in range(2)]
-    nodes = [Messenger(store, config, sms=sms, smtp=SmtpSender(config.smtp), node=name)
-             for store, sms, name in zip((db, other), gateways, ("a", "b"), strict=True)]
+    nodes = [
+        Messenger(store, config, sms=sms, smtp=SmtpSender(config.smtp), node=name)
+        for store, sms, name in zip((db, other), gateways, ("a", "b"), strict=True)
+    ]
     seen: list[float] = []  # when the gateway received each SMS
 
     async def watch() -> None:

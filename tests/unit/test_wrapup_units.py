@@ -71,8 +71,12 @@ def test_announcements_of_the_queue_language_replace_app_queues_own() -> None:
     en = queue_params("en_q", {"language": "en", "announce_holdtime": True})
     quiet = queue_params("quiet", {"language": "zh"})
     cb = queue_params("cb", {"language": "en", "callback_key": "1"})
-    text = render([zh, en, quiet, cb], phrases=phrases,
-                  callback_sounds={("en", "1"): "/s/cti/offer"}, callback_announce_s=30)
+    text = render(
+        [zh, en, quiet, cb],
+        phrases=phrases,
+        callback_sounds={("en", "1"): "/s/cti/offer"},
+        callback_announce_s=30,
+    )
     sections = {s.split("]", 1)[0]: s for s in text.split("\n[")[1:]}
     assert "queue-thereare = /s/cti/aa" in sections["zh_q"]
     assert "queue-callswaiting = /s/cti/bb" in sections["zh_q"]

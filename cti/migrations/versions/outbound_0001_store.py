@@ -44,8 +44,10 @@ def upgrade() -> None:
         sa.Column("created_by", sa.String(length=128), nullable=False),
         sa.Column("created_at", _TZ, nullable=False),
         sa.ForeignKeyConstraint(
-            ["campaign_id"], ["outbound_campaigns.id"],
-            name=op.f("fk_outbound_lists_campaign_id_outbound_campaigns"), ondelete="CASCADE",
+            ["campaign_id"],
+            ["outbound_campaigns.id"],
+            name=op.f("fk_outbound_lists_campaign_id_outbound_campaigns"),
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_outbound_lists")),
     )
@@ -71,17 +73,17 @@ def upgrade() -> None:
         sa.Column("note", sa.String(length=2000), nullable=False),
         sa.Column("updated_at", _TZ, nullable=False),
         sa.ForeignKeyConstraint(
-            ["list_id"], ["outbound_lists.id"],
-            name=op.f("fk_outbound_leads_list_id_outbound_lists"), ondelete="CASCADE",
+            ["list_id"],
+            ["outbound_lists.id"],
+            name=op.f("fk_outbound_leads_list_id_outbound_lists"),
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_outbound_leads")),
         sa.UniqueConstraint("list_id", "number", name=op.f("uq_outbound_leads_list_id")),
     )
     op.create_index(op.f("ix_outbound_leads_list_id"), "outbound_leads", ["list_id"])
     op.create_index(op.f("ix_outbound_leads_number"), "outbound_leads", ["number"])
-    op.create_index(
-        "ix_outbound_leads_due", "outbound_leads", ["campaign_id", "status", "next_at"]
-    )
+    op.create_index("ix_outbound_leads_due", "outbound_leads", ["campaign_id", "status", "next_at"])
     op.create_table(
         "outbound_attempts",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
