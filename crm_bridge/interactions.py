@@ -46,7 +46,7 @@ from cti.events import (
 )
 from cti.pending import PendingStore
 from cti.store.db import is_data_error
-from cti.store.hot_read import Statement
+from cti.store.hot_read import Rows, Statement
 from cti.store.hot_write import Write, WritePlan
 from cti.store.models import clip_text, utcnow
 from cti.worker import QueueWorker, WorkerMetrics
@@ -648,12 +648,7 @@ def _upsert_plan(
         if found:
             customer_id, contact_id, owner = found[0]
     rows = yield _CALL_ROW(lid=linkedid)
-    created = not rows
-    stored: dict[str, Any] = (
-        {k: None for k in _IN_COLUMNS} | {"linkedid": linkedid, "kind": "call"}
-        if created
-        else dict(zip(_IN_COLUMNS, rows[0], strict=True))
-    )
+    stored = _stored_call(rows, linkedid)
     inter = dict(stored)
     if inter["customer_id"] is None:  # never replaces a customer the agent linked
         inter["customer_id"] = customer_id
@@ -675,19 +670,36 @@ def _upsert_plan(
         if last and (last[0][0] is None or last[0][0] < record.ended_at):
             yield _SET_LAST_CONTACT(cid=customer_id, at=record.ended_at)
             cards = True
-    if created:  # as the ORM inserts: a None where the column has a default is left out
+    row = yield from _save_call(stored, inter)
+    return (rows[0] if row is None else row), not rows, cards
+
+
+def _stored_call(rows: Rows, linkedid: str, **fresh: Any) -> dict[str, Any]:
+    """The interaction's columns as read (``rows``: :data:`_CALL_ROW`'s), or a new one's
+    (no rows: ``fresh`` over the columns' None)."""
+    if rows:
+        return dict(zip(_IN_COLUMNS, rows[0], strict=True))
+    return {k: None for k in _IN_COLUMNS} | {"linkedid": linkedid, "kind": "call", **fresh}
+
+
+def _save_call(stored: dict[str, Any], inter: dict[str, Any]) -> WritePlan[tuple[Any, ...] | None]:
+    """``inter`` written as the ORM's unit of work wrote it: a new row (``stored`` has no
+    id) inserted, a None where the column has a default left out (the default goes in);
+    else an UPDATE of the columns that changed, none when nothing did (``updated_at``
+    stays). Returns the row written, or None."""
+    if stored["id"] is None:
         values = {
             k: v for k, v in inter.items() if k != "id" and (v is not None or k not in _HAS_DEFAULT)
         }
-        (row,) = yield _insert_call(tuple(values))(**values)
-        return row, True, cards
+        inserted: Rows = yield _insert_call(tuple(values))(**values)
+        return inserted[0]
     changed = tuple(k for k in _IN_COLUMNS if inter[k] != stored[k])
-    if not changed:  # nothing to write: the ORM flushed no UPDATE (updated_at stays)
-        return rows[0], False, cards
-    (row,) = yield _update_call(changed)(
+    if not changed:
+        return None
+    updated: Rows = yield _update_call(changed)(
         row_id=inter["id"], **{f"v_{k}": inter[k] for k in changed}
     )
-    return row, False, cards
+    return updated[0]
 
 
 def _call_field_plan(
@@ -698,13 +710,7 @@ def _call_field_plan(
     column has a default gives the default, as the ORM inserts) or an UPDATE of the
     columns that changed (none: no UPDATE). Returns the interaction's customer."""
     rows = yield _CALL_ROW(lid=linkedid)
-    created = not rows
-    stored: dict[str, Any] = (
-        {k: None for k in _IN_COLUMNS}
-        | {"linkedid": linkedid, "kind": "call", "caller_num": "", "started_at": at}
-        if created
-        else dict(zip(_IN_COLUMNS, rows[0], strict=True))
-    )
+    stored = _stored_call(rows, linkedid, caller_num="", started_at=at)
     inter = dict(stored)
     if e164 and not inter["caller_num"]:
         inter["caller_num"] = e164
@@ -712,16 +718,7 @@ def _call_field_plan(
             found = yield _NUMBER_OWNER(e164=e164)
             inter["customer_id"], inter["contact_id"] = found[0][:2] if found else (None, None)
     inter[field] = value
-    if created:
-        values = {
-            k: v for k, v in inter.items() if k != "id" and (v is not None or k not in _HAS_DEFAULT)
-        }
-        yield _insert_call(tuple(values))(**values)
-    else:
-        changed = tuple(k for k in _IN_COLUMNS if inter[k] != stored[k])
-        if changed:
-            new = {f"v_{k}": inter[k] for k in changed}
-            yield _update_call(changed)(row_id=inter["id"], **new)
+    yield from _save_call(stored, inter)
     customer_id: int | None = inter["customer_id"]
     return customer_id
 
