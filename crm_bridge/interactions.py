@@ -23,7 +23,6 @@ from typing import Any, NamedTuple, TypeVar, cast
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import make_transient_to_detached
 
 from crm_bridge.access import Actor, customer_for
 from crm_bridge.audit import audit
@@ -47,7 +46,7 @@ from cti.events import (
 from cti.pending import PendingStore
 from cti.store.db import is_data_error
 from cti.store.hot_read import Rows, Statement
-from cti.store.hot_write import Write, WritePlan
+from cti.store.hot_write import Write, WritePlan, detached
 from cti.store.models import clip_text, utcnow
 from cti.worker import QueueWorker, WorkerMetrics
 
@@ -303,8 +302,7 @@ class Interactions:
         db = self.store.db
         e164 = self.store.e164(record.caller_num)
         row, created, cards = await db.write(lambda: _upsert_plan(record, linkedid, e164))
-        inter = Interaction(**dict(zip(_IN_COLUMNS, row, strict=True)))
-        make_transient_to_detached(inter)
+        inter = detached(Interaction, _IN_COLUMNS, row)
         touched = {inter.customer_id} if inter.customer_id is not None else set()
         history_written(db.engine.sync_engine, touched, cards=cards)
         out = interaction_dict(inter)

@@ -12,12 +12,11 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy import func, select
-from sqlalchemy.orm import make_transient_to_detached
 
 from cti.cluster.once import claim_once
 from cti.store.db import Database, is_data_error
 from cti.store.hot_read import Statement
-from cti.store.hot_write import Write, WritePlan, full_row
+from cti.store.hot_write import Write, WritePlan, detached, full_row
 from cti.store.models import Call, clip_text, utcnow
 from recordings.models import Recording, RecordingAudit, RecordingNode
 
@@ -79,9 +78,7 @@ def _update_of(keys: tuple[str, ...]) -> Write:
 
 def _detached(row: Sequence[Any]) -> Recording:
     """The row as the detached object an ORM session returned (every column loaded)."""
-    rec = Recording(**dict(zip(_ALL, row, strict=True)))
-    make_transient_to_detached(rec)
-    return rec
+    return detached(Recording, _ALL, row)
 
 
 def to_json(r: Recording) -> dict[str, Any]:
@@ -183,12 +180,10 @@ class RecordingStore:
             return [each[0][0] for each in got]
 
         ids = await self.db.write(plan)
-        out = []
-        for row, row_id in zip(rows, ids, strict=True):
-            rec = Recording(id=row_id, **row)
-            make_transient_to_detached(rec)
-            out.append(rec)
-        return out
+        return [
+            detached(Recording, ("id", *row), (row_id, *row.values()))
+            for row, row_id in zip(rows, ids, strict=True)
+        ]
 
     async def get(self, recording_id: int) -> Recording | None:
         """The row (on the writer path, as the processing that just wrote it reads it)."""

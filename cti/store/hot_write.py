@@ -33,6 +33,7 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import Dialect, Table
+from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.sql.schema import ColumnDefault
@@ -48,6 +49,7 @@ __all__ = [
     "Step",
     "Write",
     "WritePlan",
+    "detached",
     "drive_asyncpg",
     "drive_sync",
     "full_row",
@@ -55,6 +57,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+M = TypeVar("M")
 
 
 class CompiledWrite:
@@ -247,6 +250,14 @@ def _count(status: str) -> int:
     """The row count of an asyncpg command status (``UPDATE 3``, ``INSERT 0 1``)."""
     last = status.rsplit(" ", 1)[-1]
     return int(last) if last.isdigit() else -1
+
+
+def detached(model: type[M], columns: Sequence[str], row: Sequence[Any]) -> M:
+    """A written row as the detached object an ORM session returned: every column
+    (``columns``, in ``row``'s order) loaded, attached to no session."""
+    obj = model(**dict(zip(columns, row, strict=True)))
+    make_transient_to_detached(obj)
+    return obj
 
 
 def full_row(table: Table, values: Mapping[str, Any]) -> dict[str, Any]:
