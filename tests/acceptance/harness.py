@@ -36,10 +36,28 @@ T = TypeVar("T")
 SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
 
+#: Where :func:`free_port` chooses: below the RTP ranges the test instances take (20000 and
+#: up) and below the kernel's ephemeral range (net.ipv4.ip_local_port_range, 32768-60999).
+FREE_PORTS = range(10000, 20000)
+
+
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port nothing holds now, for a server that binds it later.
+
+    Not one the kernel hands out for ``bind(0)``: those come from the ephemeral range, the
+    one every outgoing connection's local end comes from too, and with the suite's many
+    connections one of them took a port between its choice here and Asterisk's bind (B's
+    AMI did not listen, its client timed out after 20 s). Outside that range only another
+    chooser can take it, and the two check by binding."""
+    for _ in range(1000):
+        port = FREE_PORTS.start + secrets.randbelow(len(FREE_PORTS))
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {FREE_PORTS}")
 
 
 def free_media_ports() -> int:
@@ -98,7 +116,17 @@ def start_test_asterisk(
     inst = kind(root, spec, DIALPLANS)
     inst.start(tie_to_parent=True)
     inst.wait_fully_booted(30)
+    _require_listening(spec.ami_port, f"{spec.name}'s AMI")
     return inst
+
+
+def _require_listening(port: int, what: str) -> None:
+    """Asterisk boots fully without a listener it could not bind: say so here, not as a
+    client's timeout later."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    except OSError as exc:
+        raise RuntimeError(f"{what} does not listen on port {port}: {exc}") from exc
 
 
 def stop_test_asterisk(inst: ChrootAsterisk) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import time
 import warnings
 from datetime import UTC, datetime, timedelta
@@ -22,6 +21,7 @@ from recordings.processing import NOT_PULLED, Processor
 from recordings.reconcile import reconcile
 from recordings.spool import SpoolSigner, spool_app
 from recordings.store import RecordingStore
+from tests.acceptance.harness import free_port
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -29,13 +29,6 @@ with warnings.catch_warnings():
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 SECRET = "a-spool-secret-of-enough-length"
-
-
-def _unused_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def test_a_recording_the_sidecar_did_not_hand_over_is_pulled_by_reconcile(
@@ -46,7 +39,7 @@ async def test_a_recording_the_sidecar_did_not_hand_over_is_pulled_by_reconcile(
     (spool / rel).parent.mkdir(parents=True)
     tone = Sine(440).to_audio_segment(duration=1500).set_frame_rate(8000)
     tone.set_channels(1).set_sample_width(2).export(str(spool / rel), format="wav")
-    port = _unused_port()  # the sidecar is down when the call ends
+    port = free_port()  # the sidecar is down when the call ends
     config = RecordingsConfig(
         root=mine, format="wav", spool_url=f"http://127.0.0.1:{port}", spool_secret=SECRET
     )
@@ -122,7 +115,7 @@ async def test_recordings_no_row_names_on_the_sidecar_are_adopted_once(
 
     runner = web.AppRunner(spool_app(spool, SpoolSigner(SECRET)))
     await runner.setup()
-    port = _unused_port()
+    port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     processors = [
         Processor(RecordingsConfig(root=root, format="wav", spool_url=f"http://127.0.0.1:{port}",
