@@ -63,7 +63,8 @@ import asyncpg
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_connection
 from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, CursorResult, make_url
+from sqlalchemy.engine import Connection as SyncConnection
 from sqlalchemy.exc import (
     ArgumentError,
     DataError,
@@ -273,6 +274,21 @@ class _PgReader:
             await self.conn.close()
         except Exception:  # already gone: nothing to give back
             log.debug("dropping a broken reader failed", exc_info=True)
+
+
+class _Statements:
+    """A SQLAlchemy connection as :func:`~cti.store.hot_write.drive_sync` uses a ``sqlite3``
+    one (the driver's SQL and positional arguments; SQLAlchemy's errors)."""
+
+    def __init__(self, conn: SyncConnection) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, args: tuple[Any, ...]) -> CursorResult[Any]:
+        return self._conn.exec_driver_sql(sql, args)
+
+    def executemany(self, sql: str, args: list[tuple[Any, ...]]) -> None:
+        if args:
+            self._conn.exec_driver_sql(sql, args)
 
 
 class Database:
@@ -515,6 +531,8 @@ class Database:
         retry (``QueueWorker``, ``Recorder._write``)."""
         engine = self.engine
         dialect = engine.dialect
+        if dialect.name == "sqlite" and self._sync_reader is None:
+            return await self._write_in_memory(make)
         fairy = await engine.raw_connection()
         try:
             driver = fairy.driver_connection
@@ -532,6 +550,17 @@ class Database:
             raise translated from exc
         finally:
             await greenlet_spawn(fairy.close)
+
+    async def _write_in_memory(self, make: Callable[[], WritePlan[T]]) -> T:
+        """In memory the engine's one connection is every session's (``StaticPool``): a
+        ``BEGIN IMMEDIATE`` of the write's own fails while a session holds a transaction
+        ("cannot start a transaction within a transaction"), so the plan runs as a
+        session's work runs there, on that connection, joining what is open."""
+        dialect = self.engine.dialect
+        async with self.session() as session, session.begin():
+            return await session.run_sync(
+                lambda s: drive_sync(make(), _Statements(s.connection()), dialect)
+            )
 
     async def _write_failed(
         self, fairy: PoolProxiedConnection, exc: BaseException

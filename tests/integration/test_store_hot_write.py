@@ -142,6 +142,30 @@ async def test_on_sqlite_a_write_waits_for_the_one_writer_connection(db: Databas
     assert sorted(await _links(db)) == [("first", "l"), ("second", "l")]
 
 
+async def test_in_memory_a_write_joins_the_session_holding_the_one_connection() -> None:
+    """In memory every session shares the one connection (tests, tools): a write while a
+    session's transaction is open is written with it, not refused."""
+    db = Database.from_url("sqlite://")
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(LINKS.create)
+        await db.write(plan_of(ADD_LINK.many([])))  # nothing to write: nothing written
+        async with db.session() as s, s.begin():
+            await s.execute(sa.insert(LINKS).values(uniqueid="first", linkedid="l"))
+            await db.write(plan_of(ADD_LINK(uniqueid="second", linkedid="l")))
+
+        def rows() -> WritePlan[list[tuple[Any, ...]]]:
+            found: list[tuple[Any, ...]] = yield LINKS_OF()
+            return found
+
+        assert await db.write(rows) == [("first", "l"), ("second", "l")]
+        with pytest.raises(IntegrityError):
+            await db.write(plan_of(ADD_LINK(uniqueid="first", linkedid="l2")))
+        assert sorted(await _links(db)) == [("first", "l"), ("second", "l")]
+    finally:
+        await db.dispose()
+
+
 @pytest.mark.postgres
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 async def test_a_connection_whose_server_process_went_away_is_given_up(db: Database) -> None:
