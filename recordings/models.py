@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Float, Integer
+from sqlalchemy import BigInteger, Float, Index, Integer, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cti.store.models import Base, BoundedText, UTCDateTime, utcnow
@@ -22,10 +22,23 @@ STATUSES = (
 )  # fmt: skip
 
 
+#: one row per recording file (migration recordings_0005, decision 0033): a path names
+#: the file MixMonitor wrote on its server's spool (Linkedid, which carries the server's
+#: systemname, start second and segment), whichever node's root holds it now; rows with
+#: no file have path ""
+_ONE_ROW_PER_FILE = text("path <> ''")
+
+
 class Recording(Base):
     """One recording segment of one call (a call recorded on demand twice has two)."""
 
     __tablename__ = "recordings"
+    __table_args__ = (
+        Index(
+            "uq_recordings_path", "path", unique=True,
+            sqlite_where=_ONE_ROW_PER_FILE, postgresql_where=_ONE_ROW_PER_FILE,
+        ),
+    )  # fmt: skip
 
     id: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=True)
     linkedid: Mapped[str] = mapped_column(BoundedText(64), index=True)

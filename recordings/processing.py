@@ -26,6 +26,7 @@ from pathlib import Path
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
+from sqlalchemy.exc import IntegrityError
 
 from recordings import audio
 from recordings.config import RecordingsConfig
@@ -216,11 +217,21 @@ class Processor:
         row = outcome.row
         if row is None:
             return None
-        return await self.store.update(
-            row.id, status=row.status, reason=row.reason, duration_s=row.duration_s,
-            size_bytes=row.size_bytes, checksum=row.checksum, format=row.format, path=row.path,
-            node=self.node, claimed_at=None,
-        )  # fmt: skip
+        try:
+            return await self.store.update(
+                row.id, status=row.status, reason=row.reason, duration_s=row.duration_s,
+                size_bytes=row.size_bytes, checksum=row.checksum, format=row.format,
+                path=row.path, node=self.node, claimed_at=None,
+            )  # fmt: skip
+        except IntegrityError:
+            # the file it became (the mp3 of its WAV) has a row already: this row was a
+            # second one of that recording (one row per file, decision 0033)
+            held = await self.store.at_path(row.path)
+            if held is None:
+                raise
+            log.warning("recording %s is %s's file (%s): merged", row.id, held.id, row.path)
+            await self.store.merge(row.id, into=held.id)
+            return held
 
 
 class ProcessorMetrics(Collector):

@@ -17,8 +17,10 @@ from cti.cluster.once import claim_once
 from cti.store.db import Database, is_data_error
 from cti.store.hot_read import Statement
 from cti.store.hot_write import Write, WritePlan, detached, full_row
+from cti.store.insert import insert_ignore, insert_ignore_on
 from cti.store.models import Call, clip_text, utcnow
 from recordings.models import Recording, RecordingAudit, RecordingNode
+from recordings.naming import EXTENSIONS
 
 __all__ = ["CLAIM_STALE_S", "PROCESSABLE", "RecordingFilter", "RecordingStore", "to_json"]
 
@@ -44,10 +46,30 @@ _INTERACTIONS = sa.table(
 _RECORDINGS = cast(sa.Table, Recording.__table__)
 _ALL = tuple(c.key for c in _RECORDINGS.columns)
 _COLUMNS = tuple(c.key for c in _RECORDINGS.columns if c.key != "id")
-#: a recording row, every column given (what the ORM's flush wrote), its id back
-_ADD_ROW = Write(sa.insert(_RECORDINGS).returning(_RECORDINGS.c.id), _COLUMNS)
+#: a recording row, every column given (what the ORM's flush wrote), its id and path back;
+#: nothing when its file has a row already (one row per file: uq_recordings_path)
+_ADD_ROW = Write(
+    lambda dialect: insert_ignore_on(dialect, _RECORDINGS).returning(
+        _RECORDINGS.c.id, _RECORDINGS.c.path
+    ),
+    _COLUMNS,
+)
 _ROW_OF = Statement(
     sa.select(*_RECORDINGS.columns).where(_RECORDINGS.c.id == sa.bindparam("row_id"))
+)
+_AUDIT = cast(sa.Table, RecordingAudit.__table__)
+#: a second row of one file goes: what named it (its audit rows) names the file's row
+_AUDIT_TO = Write(
+    sa.update(_AUDIT)
+    .where(_AUDIT.c.recording_id == sa.bindparam("row_id"))
+    .values(recording_id=sa.bindparam("into")),
+    ("row_id", "into"),
+)
+_DELETE = Write(
+    sa.delete(_RECORDINGS).where(_RECORDINGS.c.id == sa.bindparam("row_id")), ("row_id",)
+)
+_ROW_AT = Statement(
+    sa.select(*_RECORDINGS.columns).where(_RECORDINGS.c.path == sa.bindparam("path"))
 )
 _CLAIM = Write(
     sa.update(_RECORDINGS)
@@ -74,6 +96,14 @@ def _update_of(keys: tuple[str, ...]) -> Write:
         .returning(*_RECORDINGS.columns),
         ("row_id", *(f"v_{k}" for k in keys)),
     )
+
+
+def _formats_of(path: str) -> list[str]:
+    """``path`` and the same recording's name in the other formats."""
+    stem, dot, ext = path.rpartition(".")
+    if not dot or f".{ext}" not in EXTENSIONS.values():
+        return [path]
+    return [stem + suffix for suffix in EXTENSIONS.values()]
 
 
 def _detached(row: Sequence[Any]) -> Recording:
@@ -172,18 +202,32 @@ class RecordingStore:
     async def _insert(self, batch: list[dict[str, Any]]) -> list[Recording]:
         """The rows in one transaction (:meth:`Database.write`: Core, no ORM session),
         returned as the detached objects an ORM session gave: every column's value (the
-        columns' defaults filled as the ORM filled them) and the new id."""
+        columns' defaults filled as the ORM filled them) and the new id. A row naming a
+        file that has its row already (another node's, an adopted orphan's, an earlier
+        one of the batch) is not written: its caller gets the file's row."""
         rows = [full_row(_RECORDINGS, values) for values in batch]
 
-        def plan() -> WritePlan[list[int]]:
+        def plan() -> WritePlan[list[Recording]]:
             got: list[list[tuple[Any, ...]]] = yield _ADD_ROW.many(rows)
-            return [each[0][0] for each in got]
+            # the rows written, in order: a row not written returns none (on PostgreSQL
+            # the list then has fewer entries than rows); a path is written at most once
+            made = iter([each for rows_of in got for each in rows_of])
+            out: list[Recording] = []
+            written = next(made, None)
+            for row in rows:
+                if written is not None and (not row["path"] or written[1] == row["path"]):
+                    out.append(detached(Recording, ("id", *row), (written[0], *row.values())))
+                    written = next(made, None)
+                    continue
+                held: list[tuple[Any, ...]] = []
+                if row["path"]:
+                    held = yield _ROW_AT(path=row["path"])
+                if not held:  # the conflicting row went meanwhile: the caller tries again
+                    raise RuntimeError(f"recording row for {row['path']!r} not written")
+                out.append(_detached(held[0]))
+            return out
 
-        ids = await self.db.write(plan)
-        return [
-            detached(Recording, ("id", *row), (row_id, *row.values()))
-            for row, row_id in zip(rows, ids, strict=True)
-        ]
+        return await self.db.write(plan)
 
     async def get(self, recording_id: int) -> Recording | None:
         """The row (on the writer path, as the processing that just wrote it reads it)."""
@@ -297,14 +341,41 @@ class RecordingStore:
 
     async def adopt(self, **values: Any) -> Recording | None:
         """A row for a file no row named (``values["path"]``), made once in the store:
-        None when another reconcile (this node's, another node's) adopted it already."""
+        None when another reconcile (this node's, another node's) adopted it already, or
+        a row names it (in any format) by now: the live side's, written since the
+        caller looked (one row per file, decision 0033)."""
+        path = values["path"]
+        row = full_row(_RECORDINGS, values)
         async with self.db.session() as s, s.begin():
-            if not await claim_once(s, "recording_file", values["path"]):
+            if not await claim_once(s, "recording_file", path):
                 return None
-            row = Recording(**values)
-            s.add(row)
-            await s.flush()
-        return row
+            named = select(Recording.id).where(Recording.path.in_(_formats_of(path)))
+            if await s.scalar(named.limit(1)) is not None:
+                return None
+            ins = insert_ignore(s, _RECORDINGS).values(row).returning(_RECORDINGS.c.id)
+            row_id = await s.scalar(ins)
+        if row_id is None:  # written meanwhile (the index's guard)
+            return None
+        return detached(Recording, ("id", *row), (row_id, *row.values()))
+
+    async def merge(self, row_id: int, *, into: int) -> None:
+        """Row ``row_id`` named the file of row ``into``: its audit rows name ``into``,
+        and it goes (one row per file, decision 0033)."""
+
+        def plan() -> WritePlan[None]:
+            yield _AUDIT_TO(row_id=row_id, into=into)
+            yield _DELETE(row_id=row_id)
+
+        await self.db.write(plan)
+
+    async def at_path(self, path: str) -> Recording | None:
+        """The row of the file at ``path`` (one at most: uq_recordings_path)."""
+
+        def plan() -> WritePlan[Recording | None]:
+            rows: list[tuple[Any, ...]] = yield _ROW_AT(path=path)
+            return _detached(rows[0]) if rows else None
+
+        return await self.db.write(plan)
 
     async def answered_without_row(self, since: datetime, until: datetime) -> list[Call]:
         """Answered calls (with an agent) that ended in [since, until) and have no row."""

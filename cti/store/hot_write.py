@@ -136,7 +136,9 @@ class Write:
 
     ``w(**values)`` is one execution (its result: the RETURNING rows, else the row count);
     ``w.many(rows)`` one executemany (its result: the RETURNING rows of each, in order,
-    else None)."""
+    else None). An insert-or-ignore's ignored row returns none: on SQLite its entry is
+    empty, on PostgreSQL it has no entry (asyncpg's list is flat), so such a plan reads
+    the rows in order and matches them by a returned key (recordings.store's rows)."""
 
     def __init__(
         self, stmt: ClauseElement | Callable[[str], ClauseElement], keys: Sequence[str]

@@ -63,7 +63,10 @@ async def test_recording_rows_are_the_rows_the_orm_wrote(db: Database) -> None:
     ]  # fmt: skip
     before = utcnow()
     async with db.session() as s:
-        orm = [Recording(**v) for v in variants]
+        # a file has one row (uq_recordings_path): the ORM's copy names another file
+        orm = [
+            Recording(**{**v, "path": f"orm/{v['path']}"} if "path" in v else v) for v in variants
+        ]
         s.add_all(orm)
         await s.commit()
     core = await RecordingStore(db)._insert([dict(v) for v in variants])
@@ -81,6 +84,7 @@ async def test_recording_rows_are_the_rows_the_orm_wrote(db: Database) -> None:
         for row in (written, by_orm, returned):
             for key in ("id", "created_at", "updated_at"):
                 row.pop(key)
+        by_orm["path"] = by_orm["path"].removeprefix("orm/")
         assert written == by_orm  # the same values as the ORM's flush wrote
 
 
