@@ -227,7 +227,7 @@ class Processor:
             # the file it became (the mp3 of its WAV) has a row already: this row was a
             # second one of that recording (one row per file, decision 0033)
             held = await self.store.at_path(row.path)
-            if held is None:
+            if held is None or held.id == row.id:  # refused for something else
                 raise
             log.warning("recording %s is %s's file (%s): merged", row.id, held.id, row.path)
             await self.store.merge(row.id, into=held.id)

@@ -20,7 +20,7 @@ from quality.qa_models import QaEvaluation, QaForm
 from recordings.config import RecordingsConfig
 from recordings.models import Recording, RecordingAudit
 from recordings.naming import recording_path, with_format
-from recordings.processing import Processor
+from recordings.processing import Outcome, Processor
 from recordings.store import RecordingStore
 from tests.integration.test_recordings_store import tone_wav
 
@@ -114,6 +114,24 @@ async def test_a_row_processed_into_a_file_that_has_its_row_is_merged(
     assert [(r.id, r.path) for r in await _rows(db)] == [(held.id, mp3)]
     [audit] = await store.audit_log(actor="carol")
     assert audit["recording_id"] == held.id
+
+
+async def test_a_result_the_store_refuses_for_another_reason_keeps_its_row(
+    db: Database, tmp_path: Path
+) -> None:
+    """Only a second row of a file is merged: a result refused for anything else (here a
+    status the column cannot hold) is raised, and the row, which holds its own path, stays."""
+    store = RecordingStore(db)
+    rel = recording_path("srv-3.1", NOW, 0)
+    row = await store.add(linkedid="srv-3.1", started_at=NOW, path=rel, status="processing")
+    row.status = None  # type: ignore[assignment]
+    processor = Processor(RecordingsConfig(root=tmp_path, format="mp3"), store, workers=1)
+    try:
+        with pytest.raises(IntegrityError):
+            await processor.apply(Outcome("ready", row))
+    finally:
+        processor.close()
+    assert [(r.id, r.path, r.status) for r in await _rows(db)] == [(row.id, rel, "processing")]
 
 
 async def test_a_start_on_the_name_another_node_failed_to_start_goes_on_with_its_row(
