@@ -111,6 +111,12 @@ def _detached(row: Sequence[Any]) -> Recording:
     return detached(Recording, _ALL, row)
 
 
+def _written(row_id: int, row: dict[str, Any]) -> Recording:
+    """A row just inserted (every column of :func:`full_row`) and its new id, as the
+    detached object an ORM session returned."""
+    return detached(Recording, ("id", *row), (row_id, *row.values()))
+
+
 def to_json(r: Recording) -> dict[str, Any]:
     return {
         "id": r.id, "linkedid": r.linkedid, "agent": r.agent, "queue": r.queue,
@@ -216,7 +222,7 @@ class RecordingStore:
             written = next(made, None)
             for row in rows:
                 if written is not None and (not row["path"] or written[1] == row["path"]):
-                    out.append(detached(Recording, ("id", *row), (written[0], *row.values())))
+                    out.append(_written(written[0], row))
                     written = next(made, None)
                     continue
                 held: list[tuple[Any, ...]] = []
@@ -356,7 +362,7 @@ class RecordingStore:
             row_id = await s.scalar(ins)
         if row_id is None:  # written meanwhile (the index's guard)
             return None
-        return detached(Recording, ("id", *row), (row_id, *row.values()))
+        return _written(row_id, row)
 
     async def merge(self, row_id: int, *, into: int) -> None:
         """Row ``row_id`` named the file of row ``into``: its audit rows name ``into``,
