@@ -58,13 +58,24 @@ _ROW_OF = Statement(
     sa.select(*_RECORDINGS.columns).where(_RECORDINGS.c.id == sa.bindparam("row_id"))
 )
 _AUDIT = cast(sa.Table, RecordingAudit.__table__)
-#: a second row of one file goes: what named it (its audit rows) names the file's row
-_AUDIT_TO = Write(
-    sa.update(_AUDIT)
-    .where(_AUDIT.c.recording_id == sa.bindparam("row_id"))
-    .values(recording_id=sa.bindparam("into")),
-    ("row_id", "into"),
-)
+# The QA feature's evaluations, scored against a recording by id: re-pointed (never
+# otherwise written) when a row is merged. A table, not an import (design.md §1).
+_QA_EVALUATIONS = sa.table("qa_evaluations", sa.column("recording_id", sa.Integer()))
+
+
+def _repoint(table: sa.TableClause) -> Write:
+    """The rows of ``table`` that name recording ``row_id`` name ``into``."""
+    return Write(
+        sa.update(table)
+        .where(table.c.recording_id == sa.bindparam("row_id"))
+        .values(recording_id=sa.bindparam("into")),
+        ("row_id", "into"),
+    )
+
+
+#: a second row of one file goes: what names it by id (its audit rows, the QA
+#: evaluations; what recordings_0005's merge re-points) names the file's row
+_REFERRERS_TO = (_repoint(_AUDIT), _repoint(_QA_EVALUATIONS))
 _DELETE = Write(
     sa.delete(_RECORDINGS).where(_RECORDINGS.c.id == sa.bindparam("row_id")), ("row_id",)
 )
@@ -365,11 +376,13 @@ class RecordingStore:
         return _written(row_id, row)
 
     async def merge(self, row_id: int, *, into: int) -> None:
-        """Row ``row_id`` named the file of row ``into``: its audit rows name ``into``,
-        and it goes (one row per file, decision 0033)."""
+        """Row ``row_id`` named the file of row ``into``: what named it (its audit rows,
+        the QA evaluations scored against it) names ``into``, and it goes (one row per
+        file, decision 0033), in one transaction."""
 
         def plan() -> WritePlan[None]:
-            yield _AUDIT_TO(row_id=row_id, into=into)
+            for repoint in _REFERRERS_TO:
+                yield repoint(row_id=row_id, into=into)
             yield _DELETE(row_id=row_id)
 
         await self.db.write(plan)

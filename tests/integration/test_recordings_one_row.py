@@ -93,7 +93,8 @@ async def test_a_row_processed_into_a_file_that_has_its_row_is_merged(
     db: Database, tmp_path: Path
 ) -> None:
     """A second row of one recording (its WAV while the first row holds the mp3) is
-    processed: the mp3 has its row, so the second goes, its audit rows naming the first;
+    processed: the mp3 has its row, so the second goes, what named it (its audit rows,
+    the QA evaluations scored against it) naming the first, as recordings_0005 merges;
     the caller gets the file's row, no error, no ``missing`` row."""
     root = tmp_path / "monitor"
     store = RecordingStore(db)
@@ -104,6 +105,18 @@ async def test_a_row_processed_into_a_file_that_has_its_row_is_merged(
     second = await store.add(linkedid="srv-2.1", started_at=NOW, path=rel, status="processing")
     assert second.id != held.id
     await store.audit("carol", "agent", "stop", recording_id=second.id, linkedid="srv-2.1")
+    async with db.engine.begin() as conn:
+        form = await conn.scalar(
+            sa.insert(QaForm.__table__).values(name="f", definition="{}").returning(QaForm.id)
+        )
+        await conn.execute(
+            sa.insert(QaEvaluation.__table__),
+            [
+                {"form_id": form, "linkedid": "srv-2.1", "recording_id": rid, "agent": "carol",
+                 "reviewer": "sup", "answers": "{}", "score": 1.0}
+                for rid in (second.id, held.id, None)
+            ],
+        )  # fmt: skip
     processor = Processor(RecordingsConfig(root=root, format="mp3"), store, workers=1)
     try:
         outcome = await processor.finish(second.id, close_timeout=2)
@@ -114,6 +127,9 @@ async def test_a_row_processed_into_a_file_that_has_its_row_is_merged(
     assert [(r.id, r.path) for r in await _rows(db)] == [(held.id, mp3)]
     [audit] = await store.audit_log(actor="carol")
     assert audit["recording_id"] == held.id
+    async with db.engine.connect() as conn:
+        qa = await conn.scalars(sa.select(QaEvaluation.recording_id).order_by(QaEvaluation.id))
+        assert list(qa) == [held.id, held.id, None]
 
 
 async def test_a_result_the_store_refuses_for_another_reason_keeps_its_row(
