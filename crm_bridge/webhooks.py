@@ -6,10 +6,18 @@ a :class:`~cti.worker.QueueWorker` (bounded; full queue: dropped, logged, counte
 backoff (``backoff_s * 2**n``) and, after the last attempt, written to the dead-letter
 table that admins see and can retry (a database error there is retried by the worker
 without posting again). A receiver that hangs costs one worker at most ``timeout_s`` per
-attempt and never touches the call path (bus handlers only submit). A graceful stop
-drains the deliveries for at most ``grace_s`` (5 s); those left then are logged (event
-and URL) and lost, not kept for the next start (a delivery carries its target's secret,
-which does not belong in the store): webhooks are best effort across a stop.
+attempt and never touches the call path (bus handlers only submit).
+
+At least once across a graceful stop: the stop drains the deliveries for at most
+``STOP_GRACE_S`` (1 s), then cancels the ones in hand (a post, a backoff) and keeps
+those and the queued ones in the store (``worker_pending``, :class:`cti.pending.
+PendingStore`), neither delivered nor dead; the next start posts them first, with the
+attempts they had used. A delivery names its receiver by URL and carries no secret (the
+secret stays out of the store): each attempt signs with the secret of the receiver at
+that URL then, so a rotated secret signs the retries too, and a delivery whose receiver
+was removed or disabled meanwhile is dead-lettered without being posted. A post the stop
+cut short may have reached its receiver: it comes again (receivers de-duplicate by
+``X-CTI-Delivery``). A crash loses the queue in memory (cti.pending).
 
 Request: ``POST url`` with JSON ``{"id", "event", "at", "data"}``, headers
 ``X-CTI-Event``, ``X-CTI-Delivery`` (stable across retries: receivers de-duplicate with
@@ -37,6 +45,7 @@ from crm_bridge.config import CrmConfig, WebhookTarget
 from crm_bridge.models import DeadLetter
 from cti.bus import EventBus
 from cti.events import CallAnswered, CallCompleted, CallOffered
+from cti.pending import PendingStore
 from cti.store.db import Database
 from cti.store.models import clip_text, utcnow
 from cti.worker import QueueWorker, WorkerMetrics
@@ -45,6 +54,10 @@ log = logging.getLogger(__name__)
 
 #: Deliveries posted side by side (one slow receiver does not hold the others back).
 CONCURRENCY = 4
+#: How long a stop lets the deliveries go on before it keeps the rest for the next start.
+STOP_GRACE_S = 1.0
+#: The last error of a delivery whose receiver is no longer among the targets.
+NO_RECEIVER = "no receiver at this URL any more (removed or disabled): not posted"
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -58,10 +71,12 @@ def verify(secret: str, timestamp: str, body: bytes, signature: str) -> bool:
 
 @dataclass
 class Delivery:
+    """One event for one receiver (by URL: its secret is looked up at each attempt);
+    ``body`` is the JSON text posted."""
+
     url: str
-    secret: str
     event: str
-    body: bytes
+    body: str
     delivery_id: str
     attempts: int = 0
     last_error: str = ""
@@ -83,7 +98,7 @@ class WebhookDispatcher:
         self.worker: QueueWorker[Delivery] = QueueWorker(
             "crm-webhooks", self._handle, queue_size=config.webhook_queue_size,
             concurrency=CONCURRENCY, describe=lambda d: f"{d.event} to {d.url}",
-            metrics=metrics,
+            metrics=metrics, keep=PendingStore(db, Delivery),
         )  # fmt: skip
         self._session: aiohttp.ClientSession | None = None
         self._unsubscribe: list[Any] = []
@@ -158,38 +173,42 @@ class WebhookDispatcher:
                 {"id": delivery_id, "event": event, "at": utcnow().isoformat(), "data": data},
                 ensure_ascii=False,
                 default=str,
-            ).encode()
-            if self.worker.submit(
-                Delivery(str(target.url), target.secret, event, body, delivery_id)
-            ):
+            )
+            if self.worker.submit(Delivery(str(target.url), event, body, delivery_id)):
                 queued += 1
         return queued
 
     # --- worker ----------------------------------------------------------------------
 
     async def start(self) -> None:
+        await self.worker.resume()  # what the last stop kept, first
         self.worker.start()
+
+    def _secret_of(self, url: str) -> str | None:
+        """The secret of the receiver at ``url`` now (None: no such receiver)."""
+        return next((t.secret for t in self.targets if str(t.url) == url), None)
 
     async def _handle(self, deliveries: Sequence[Delivery]) -> None:
         for delivery in deliveries:
             await self._deliver(delivery)
 
-    async def _post(self, d: Delivery) -> str:
+    async def _post(self, d: Delivery, secret: str) -> str:
         """ "" on success, else a one-line error."""
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession()
         timestamp = str(int(utcnow().timestamp()))
+        body = d.body.encode()
         headers = {
             "Content-Type": "application/json",
             "X-CTI-Event": d.event,
             "X-CTI-Delivery": d.delivery_id,
             "X-CTI-Timestamp": timestamp,
-            "X-CTI-Signature": sign(d.secret, timestamp, d.body),
+            "X-CTI-Signature": sign(secret, timestamp, body),
         }
         try:
             async with self._session.post(
                 d.url,
-                data=d.body,
+                data=body,
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=self.timeout_s),
                 allow_redirects=False,
@@ -207,8 +226,12 @@ class WebhookDispatcher:
         while d.attempts < self.attempts:
             if d.attempts:
                 await asyncio.sleep(self.backoff_s * 2 ** (d.attempts - 1))
+            secret = self._secret_of(d.url)
+            if secret is None:
+                d.last_error = NO_RECEIVER
+                break
             d.attempts += 1
-            d.last_error = await self._post(d)
+            d.last_error = await self._post(d, secret)
             if not d.last_error:
                 self.delivered += 1
                 return
@@ -216,25 +239,29 @@ class WebhookDispatcher:
                 "webhook %s to %s attempt %d/%d failed: %s",
                 d.event, d.url, d.attempts, self.attempts, d.last_error,
             )  # fmt: skip
-        # every attempt failed; a database error here is retried by the worker (the
-        # delivery stays in hand with its attempts used up: it is not posted again)
+        # every attempt failed, or the receiver is gone; a database error here is retried
+        # by the worker (the delivery stays in hand: with its attempts used up, it is not
+        # posted again)
         async with self.db.session() as session, session.begin():
             session.add(
                 DeadLetter(
                     url=clip_text(d.url, 2048),
                     event=d.event,
-                    body=d.body.decode(),
+                    body=d.body,
                     attempts=d.attempts,
                     last_error=clip_text(d.last_error, 1024),
                 )
             )
         self.dead += 1
-        log.error("webhook %s to %s dead-lettered after %d attempts", d.event, d.url, d.attempts)
+        log.error("webhook %s to %s dead-lettered after %d attempt(s): %s",
+                  d.event, d.url, d.attempts, d.last_error)  # fmt: skip
 
     async def flush(self) -> None:
         await self.worker.flush()
 
-    async def stop(self, grace_s: float = 5.0) -> None:
+    async def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """Stop intake; deliveries unfinished after ``grace_s`` are kept for the next
+        start (the module docstring)."""
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         self._unsubscribe.clear()
@@ -269,12 +296,10 @@ class WebhookDispatcher:
             row = await session.get(DeadLetter, dead_id)
             if row is None:
                 return False
-            target = next((t for t in self.targets if str(t.url) == row.url), None)
-            if target is None:
+            if self._secret_of(row.url) is None:
                 return False
-            body = row.body.encode()
             delivery_id = str(json.loads(row.body).get("id", uuid.uuid4().hex))
-            again = Delivery(row.url, target.secret, row.event, body, delivery_id)
+            again = Delivery(row.url, row.event, row.body, delivery_id)
             if not self.worker.submit(again):
                 return False
             await session.execute(delete(DeadLetter).where(DeadLetter.id == dead_id))

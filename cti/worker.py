@@ -5,10 +5,9 @@ first, then drains them with the store open) guarantees for each:
 
 - ``calls`` (cti.calls.recorder), ``crm-interactions`` (crm_bridge.interactions),
   ``acd-lost-callers`` (acd.lost), ``stats-facts`` (stats.feature), ``missed-call-sms``
-  (messaging.rules): drained for a bounded time, the rest kept in the store and handled
+  (messaging.rules), ``crm-webhooks`` (crm_bridge.webhooks: 1 s, then the posts in hand
+  are cancelled): drained for a bounded time, the rest kept in the store and handled
   first at the next start (``keep``): nothing accepted is lost.
-- ``crm-webhooks`` (crm_bridge.webhooks): drained for a bounded time; deliveries left
-  then are logged and lost (not kept: a delivery carries its target's secret).
 
 Guarantees, the same for every user:
 
