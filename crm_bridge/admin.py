@@ -68,9 +68,25 @@ class DispositionsIn(BaseModel):
 MAX_URL = 2048  # crm_webhook_targets.url
 
 
+#: what a receiver's URL may be (the API description says it too)
+URL_RULES = (
+    "The URL is http or https, at most 2048 characters, without a user name or password "
+    "(they would be listed and logged with it: receivers check the X-CTI-Signature "
+    "instead). Private and loopback addresses are allowed: on-site receivers are usually "
+    "on the call center's own network."
+)
+
+
 def _url_fits(url: HttpUrl | None) -> HttpUrl | None:
-    if url is not None and len(str(url)) > MAX_URL:
+    if url is None:
+        return url
+    if len(str(url)) > MAX_URL:
         raise ValueError(f"a URL of at most {MAX_URL} characters")
+    if url.username is not None or url.password is not None:
+        raise ValueError(
+            "a URL without a user name or password (user:password@): receivers check "
+            "the X-CTI-Signature header instead"
+        )
     return url
 
 
@@ -258,6 +274,7 @@ def add_admin_routes(app: web.Application, settings: CrmSettings) -> None:
         status=201,
         errors=[409],
         response=TARGET_SECRET,
+        description=URL_RULES,
     )
     async def add_target(request: web.Request) -> web.Response:
         who = require_role(request, "admin")
@@ -268,7 +285,8 @@ def add_admin_routes(app: web.Application, settings: CrmSettings) -> None:
         return web.json_response({**target, "secret": secret}, status=201)
 
     @doc("Change a webhook receiver's URL, events or enabled state", role="admin",
-         tags=["crm"], body=TargetPatch, errors=[409], response=TARGET)  # fmt: skip
+         tags=["crm"], body=TargetPatch, errors=[409], response=TARGET,
+         description=URL_RULES)  # fmt: skip
     async def patch_target(request: web.Request) -> web.Response:
         require_role(request, "admin")
         body = await model_body(request, TargetPatch)

@@ -194,6 +194,23 @@ async def test_webhook_receivers_added_in_the_console_get_deliveries(
     ):  # fmt: skip
         status, answer = await crm.call("admin", "POST", "/api/v1/webhooks/targets", json=bad)
         assert status == code, (bad, answer)
+    # credentials in the URL would be shown and logged with it: refused, saying why
+    for bad_url in ("http://crm:pw@10.1.2.3/hook", "http://crm@10.1.2.3/hook",
+                    "https://:pw@crm.example/hook"):  # fmt: skip
+        status, answer = await crm.call("admin", "POST", "/api/v1/webhooks/targets",
+                                        json={"url": bad_url})  # fmt: skip
+        assert status == 400 and "user name or password" in json.dumps(answer), answer
+        assert "pw" not in json.dumps(answer).replace("password", ""), answer
+    # receivers on the site's own network are allowed (private and loopback addresses)
+    for lan_url in ("http://10.1.2.3:8080/hook", "http://[::1]/hook"):
+        status, answer = await crm.call("admin", "POST", "/api/v1/webhooks/targets",
+                                        json={"url": lan_url, "enabled": False})  # fmt: skip
+        assert status == 201, answer
+        lan = f"/api/v1/webhooks/targets/{answer['id']}"
+        status, answer = await crm.call("admin", "PATCH", lan,
+                                        json={"url": "http://u:pw@10.1.2.3/hook"})  # fmt: skip
+        assert status == 400, answer
+        assert (await crm.call("admin", "DELETE", lan))[0] == 200
     # the next event is delivered, signed with the receiver's secret
     _offer(crm, "t-wh-1")
     await _delivered(receiver, 1)
