@@ -51,7 +51,7 @@ from crm_bridge.store import CrmStore
 from crm_bridge.webhooks import WebhookDispatcher
 from cti.web.auth import require_role
 from cti.web.body import json_body, model_body
-from cti.web.errors import ApiError, BadRequest, NotFound
+from cti.web.errors import ApiError, BadRequest, NotFound, Unavailable
 from cti.web.openapi import BOOL, arr, doc, obj
 from cti.web.params import Choice, Day, Int, Text, date_param, int_param, path_int
 
@@ -544,11 +544,17 @@ async def dead_letters(r: Req) -> Any:
     return {"dead_letters": await r.svc.webhooks.dead_letters(r.int("limit", 100, 1, 1000))}
 
 
-@doc("Retry a dead letter", role="admin", tags=TAG, response=obj({"queued": BOOL}))
+@doc("Retry a dead letter", role="admin", tags=TAG, response=obj({"queued": BOOL}),
+     errors=[503])  # fmt: skip
 @endpoint("admin")
 async def retry_dead_letter(r: Req) -> Any:
-    if not await r.svc.webhooks.retry_dead_letter(r.id()):
-        raise NotFound("no such dead letter (or its target is no longer configured)")
+    outcome = await r.svc.webhooks.retry_dead_letter(r.id())
+    if outcome == "missing":
+        raise NotFound("no such dead letter")
+    if outcome == "no-receiver":
+        raise NotFound("the dead letter's receiver is no longer configured", code="no-receiver")
+    if outcome == "full":
+        raise Unavailable("the webhook queue is full: the dead letter stays, retry later")
     return {"queued": True}
 
 

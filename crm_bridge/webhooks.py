@@ -36,7 +36,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 from sqlalchemy import delete, select
@@ -58,6 +58,9 @@ CONCURRENCY = 4
 STOP_GRACE_S = 1.0
 #: The last error of a delivery whose receiver is no longer among the targets.
 NO_RECEIVER = "no receiver at this URL any more (removed or disabled): not posted"
+
+#: what a dead letter's retry did (:meth:`WebhookDispatcher.retry_dead_letter`)
+Retry = Literal["queued", "missing", "no-receiver", "full"]
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -290,20 +293,23 @@ class WebhookDispatcher:
                 for r in rows
             ]
 
-    async def retry_dead_letter(self, dead_id: int) -> bool:
-        """Queue a dead letter again (same body, same delivery id) and remove it."""
+    async def retry_dead_letter(self, dead_id: int) -> Retry:
+        """Queue a dead letter again (same body, same delivery id) and remove it
+        (``"queued"``); else it stays, and the answer says why: ``"missing"`` (no such
+        dead letter), ``"no-receiver"`` (no receiver at its URL now) or ``"full"`` (the
+        queue takes nothing now: retry later)."""
         async with self.db.session() as session, session.begin():
             row = await session.get(DeadLetter, dead_id)
             if row is None:
-                return False
+                return "missing"
             if self._secret_of(row.url) is None:
-                return False
+                return "no-receiver"
             delivery_id = str(json.loads(row.body).get("id", uuid.uuid4().hex))
             again = Delivery(row.url, row.event, row.body, delivery_id)
             if not self.worker.submit(again):
-                return False
+                return "full"
             await session.execute(delete(DeadLetter).where(DeadLetter.id == dead_id))
-        return True
+        return "queued"
 
     def status(self) -> dict[str, Any]:
         return {

@@ -137,6 +137,40 @@ async def test_dead_letter_visible_to_admin_and_retryable(db: Database, receiver
         assert data["dead_letters"] == []
 
 
+async def test_a_dead_letter_retried_while_the_queue_is_full_stays_and_says_so(
+    db: Database, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A retry the queue cannot take now (full) answers 503, not "no such dead letter",
+    and the dead letter stays, for a later retry."""
+    receiver.status = 503
+    section = _config(receiver).model_dump(mode="json")
+    async with crm_server(db, section) as crm:
+        crm.bus.publish(CallAnswered("1.3", T0, "sales", "Local/100@agents", "agent1", 1.0))
+        webhooks = crm.feature.services.webhooks  # type: ignore[union-attr]
+        await asyncio.wait_for(webhooks.flush(), 10)
+        [dead] = (await crm.call("admin", "GET", "/api/v1/webhooks/dead-letters"))[1][
+            "dead_letters"
+        ]
+        retry = f"/api/v1/webhooks/dead-letters/{dead['id']}/retry"
+        monkeypatch.setattr(webhooks.worker, "submit", lambda delivery: False)  # queue full
+        status, answer = await crm.call("admin", "POST", retry)
+        assert status == 503 and "full" in answer["error"], answer
+        status, data = await crm.call("admin", "GET", "/api/v1/webhooks/dead-letters")
+        assert [d["id"] for d in data["dead_letters"]] == [dead["id"]]
+        monkeypatch.undo()
+        targets = list(webhooks.targets)
+        webhooks.targets.clear()  # its receiver removed: it stays too, and that is said
+        status, answer = await crm.call("admin", "POST", retry)
+        assert (status, answer["code"]) == (404, "no-receiver"), answer
+        webhooks.targets[:] = targets
+        receiver.status = 200
+        assert (await crm.call("admin", "POST", retry))[0] == 200
+        await asyncio.wait_for(webhooks.flush(), 10)
+        assert receiver.seen[-1][0]["X-CTI-Delivery"] == dead["body"]["id"]
+        status, answer = await crm.call("admin", "POST", retry)  # gone now
+        assert status == 404, answer
+
+
 async def test_slow_receiver_never_slows_the_bus(db: Database, receiver: Receiver) -> None:
     receiver.delay_s = 2.0  # longer than the 0.5 s timeout: every attempt times out
     config = _config(receiver).model_copy(update={"webhook_queue_size": 5, "webhook_attempts": 1})
