@@ -47,6 +47,8 @@ Printed, one figure per line (``name: value unit``):
   CPU over the burst (the kernel's schedstat), per call: what the pops waited for besides
   their own loop;
 - ``pops``: pops received (the count ``cards in the pop`` is out of);
+- ``wallboard frames a second``: with ``--supervisors``, the frames each supervisor's
+  desktop received a second during the burst (the daemon pushes at most 4 a second);
 - ``cpu <part>``: CPU seconds each part used over the burst (Asterisk, the daemon, the
   desktops, the relay, this process), ``cpu machine`` the whole machine's, against
   ``cpu available`` (the burst's wall time x the CPUs): on a shared machine the figures
@@ -56,6 +58,11 @@ and as a comment the load average.
 
     .venv/bin/python bench/pop_latency.py [--calls 200] [--desktops 500] [--rate 40]
         [--ring 1] [--talk 10] [--store sqlite|postgres] [--media] [--nice N]
+        [--history N] [--supervisors K]
+
+``--history N`` stores N settled queue entries for today before the daemon starts (a
+centre's afternoon: the wallboard's "today" is over the whole day) and ``--supervisors K``
+connects K supervisors' desktops, which get the wallboard's frames during the burst.
 
 The daemon runs at its configured niceness (``[daemon] nice``, -5 by default: cti.priority,
 as ``cti run`` starts when it may and the systemd unit's ``Nice=``); the relay runs at the
@@ -76,7 +83,11 @@ import signal
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
+from datetime import time as dtime
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -93,12 +104,15 @@ async def run_clients(daemon_url: str, relay_url: str, tokens_file: Path, out_fi
     and relay frame arrives, stop on stdin EOF and write what was seen to ``out_file``."""
     import aiohttp
 
-    tokens: dict[str, str] = json.loads(await asyncio.to_thread(tokens_file.read_text))
+    given = json.loads(await asyncio.to_thread(tokens_file.read_text))
+    tokens: dict[str, str] = given["agents"]
+    supervisors: dict[str, str] = given["supervisors"]
     pops: list[tuple[float, str, str, int]] = []  # (t, agent, linkedid, has card)
+    frames: list[float] = []  # wallboard frames the supervisors received
     cards: list[tuple[float, str, str]] = []
     relayed: list[tuple[float, str, str]] = []
     ready = 0
-    need = 2 * len(tokens)
+    need = 2 * len(tokens) + len(supervisors)
 
     def one_ready() -> None:
         nonlocal ready
@@ -125,6 +139,18 @@ async def run_clients(daemon_url: str, relay_url: str, tokens_file: Path, out_fi
                 elif kind == "call.update" and data.get("customer"):
                     cards.append((now, agent, str(data.get("linkedid"))))
 
+    async def supervisor(http: aiohttp.ClientSession, token: str) -> None:
+        async with http.ws_connect(daemon_url, max_msg_size=1 << 24) as ws:
+            await ws.send_str(json.dumps({"type": "auth", "token": token}))
+            async for msg in ws:
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    break
+                kind = json.loads(msg.data).get("type")
+                if kind == "hello":
+                    one_ready()
+                elif kind == "wallboard":
+                    frames.append(time.time())
+
     async def relay(http: aiohttp.ClientSession, agent: str) -> None:
         async with http.ws_connect(relay_url) as ws:
             await ws.send_str(agent)
@@ -141,12 +167,47 @@ async def run_clients(daemon_url: str, relay_url: str, tokens_file: Path, out_fi
     async with aiohttp.ClientSession(connector=connector) as http:
         tasks = [asyncio.create_task(desktop(http, a, t)) for a, t in tokens.items()]
         tasks += [asyncio.create_task(relay(http, a)) for a in tokens]
+        tasks += [asyncio.create_task(supervisor(http, t)) for t in supervisors.values()]
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until EOF
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    out = {"pops": pops, "cards": cards, "relayed": relayed}
+    out = {"pops": pops, "cards": cards, "relayed": relayed, "frames": frames}
     await asyncio.to_thread(out_file.write_text, json.dumps(out))
+
+
+async def _history(db: Any, entries: int) -> None:
+    """``entries`` settled queue entries of today (before now, after the local midnight),
+    as the statistics store holds them after a day's queue_log ingests."""
+    from sqlalchemy import insert
+
+    from cti.config import SiteConfig
+    from stats.formulas import local_hour
+    from stats.models import EntryRow
+
+    tz = ZoneInfo(SiteConfig().timezone)  # the bench's daemon keeps the default
+    now = datetime.now(UTC)
+    midnight = datetime.combine(now.astimezone(tz).date(), dtime(0), tz).astimezone(UTC)
+    span = max(60.0, (now - midnight).total_seconds() - 60)
+    rows = []
+    for i in range(entries):
+        at = now - timedelta(seconds=60 + span * (i + 1) / (entries + 1))
+        answered = i % 10 != 0
+        hour_start, day, hour = local_hour(at, tz)
+        rows.append(
+            {"callid": f"hist-{i}", "linkedid": f"hist-{i}", "queue": "support",
+             "entered_at": at, "hour_start": hour_start,
+             "local_day": day.isoformat(), "local_hour": hour,
+             "outcome": "answered" if answered else "abandoned", "wait_s": float(i % 40),
+             "talk_s": float(60 + i % 240) if answered else None, "completed": answered,
+             "agent": f"b{1000 + i % 500}" if answered else "",
+             "wrapup_s": 5.0 if answered else None,
+             "caller_num": f"138{i:08d}"}
+        )  # fmt: skip
+    for start in range(0, entries, 2000):
+        async with db.session() as s:
+            await s.execute(insert(EntryRow), rows[start : start + 2000])
+            await s.commit()
 
 
 # --- the bare relay (a third process) -------------------------------------------------------
@@ -354,6 +415,12 @@ async def run(args: argparse.Namespace) -> None:
         tokens = {f"b{1000 + i}": "" for i in range(args.desktops)}
         for name in tokens:
             tokens[name] = await create_token(db, name, "agent")
+        supervisors = {
+            f"sup{i}": await create_token(db, f"sup{i}", "supervisor")
+            for i in range(args.supervisors)
+        }
+        if args.history:
+            await _history(db, args.history)
         await db.dispose()
 
         # the daemon, as an operator runs it
@@ -424,7 +491,8 @@ async def run(args: argparse.Namespace) -> None:
         procs.append(relay)
         await _line(relay, "the relay")
         tokens_file, out_file = work / "tokens.json", work / "received.json"
-        await asyncio.to_thread(tokens_file.write_text, json.dumps(tokens))
+        given = {"agents": tokens, "supervisors": supervisors}
+        await asyncio.to_thread(tokens_file.write_text, json.dumps(given))
         clients = await asyncio.create_subprocess_exec(
             sys.executable, __file__, "--client", f"ws://127.0.0.1:{http_port}/ws",
             f"ws://127.0.0.1:{relay_port}/ws", str(tokens_file), str(out_file),
@@ -432,7 +500,8 @@ async def run(args: argparse.Namespace) -> None:
         )  # fmt: skip
         procs.append(clients)
         await _line(clients, "the desktops")
-        print(f"# {args.desktops} desktops connected to the daemon and to the relay", flush=True)
+        print(f"# {args.desktops} desktops connected to the daemon and to the relay, "
+              f"{args.supervisors} supervisors to the daemon", flush=True)  # fmt: skip
 
         # our own clock: the ring, the answer, the recording
         rang: dict[tuple[str, str], float] = {}
@@ -479,7 +548,7 @@ async def run(args: argparse.Namespace) -> None:
         machine0 = machine_cpu_s()
         threads0 = threads_cpu_s(daemon.pid)
         waited0 = runqueue_wait_s(daemon.pid)
-        cpu0, wall0 = proc_cpu_s(daemon.pid), time.monotonic()
+        cpu0, wall0, burst0 = proc_cpu_s(daemon.pid), time.monotonic(), time.time()
         ami_events0 = await _metric(base, "cti_ami_events_total")
         originated: list[str] = []
         gap = 1.0 / args.rate if args.rate > 0 else 0.0
@@ -505,7 +574,7 @@ async def run(args: argparse.Namespace) -> None:
         with contextlib.suppress(AssertionError):
             await wait_for(all_recorded, timeout=args.ring + 30, what="answers", every=0.05)
         await asyncio.sleep(1.0)  # the last frames and late cards reach the desktops
-        wall = time.monotonic() - wall0
+        wall, burst1 = time.monotonic() - wall0, time.time()
         cpu = proc_cpu_s(daemon.pid) - cpu0
         threads = threads_cpu_s(daemon.pid)
         main_cpu = threads.get("main", 0.0) - threads0.get("main", 0.0)
@@ -604,6 +673,9 @@ async def run(args: argparse.Namespace) -> None:
         print(f"bridge p99: {pct(bridge_ms, 0.99):.1f} ms")
         print(f"recording after bridge p99: {pct(rec_late_ms, 0.99):.1f} ms")
         print(f"errors: {len(errors)}")
+        if args.supervisors:  # frames each supervisor got a second during the burst
+            during = sum(1 for t in seen["frames"] if burst0 <= t <= burst1)
+            print(f"wallboard frames a second: {during / args.supervisors / wall:.1f} frames")
         print(f"daemon cpu: {100 * cpu / wall:.0f} %")
         n_calls = max(1, len(originated))
         # the pops' own thread: what competes with them on the event loop
@@ -690,6 +762,15 @@ def main() -> None:
     parser.add_argument(
         "--nice", type=int, default=DaemonConfig().nice,
         help="the daemon's [daemon] nice, and the relay's (default: the product's)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--history", type=int, default=0,
+        help="queue entries already stored for today before the burst (a centre's afternoon: "
+        "the wallboard's figures are over the whole day)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--supervisors", type=int, default=0,
+        help="supervisors' desktops connected to the daemon (they get the wallboard's frames)",
     )  # fmt: skip
     parser.add_argument("--format", default="", help="[recordings] format (default: mp3)")
     parser.add_argument("--show-errors", type=int, default=5, help="error lines shown")
