@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 __all__ = [
     "COUNT_FIELDS",
+    "MAX_FIELDS",
     "Counts",
     "EntryFacts",
     "add_values",
