@@ -150,6 +150,8 @@ class StatsFeature:
         await self.service.refresh_rules()
         try:
             await self.service.tail()  # catch up on what happened while we were down
+            if self.service.wallboard.day is None:  # nothing new: the day so far, still
+                await self.service.load_today()
         except Exception:
             log.exception("statistics: initial queue_log ingest failed")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from typing import Any
@@ -29,6 +29,15 @@ __all__ = ["IngestResult", "StatsService", "scoped_frame"]
 log = logging.getLogger(__name__)
 
 
+#: what the wallboard keeps of a stored entry (Wallboard.merge_store's row)
+_TODAY_COLUMNS = (
+    EntryRow.callid, EntryRow.queue, EntryRow.entered_at, EntryRow.outcome, EntryRow.wait_s,
+    EntryRow.talk_s, EntryRow.completed, EntryRow.wrapup_s, EntryRow.agent, EntryRow.hold_s,
+    EntryRow.linkedid,
+)  # fmt: skip
+_CALLIDS_A_QUERY = 500  # under SQLite's bound on a statement's parameters
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -50,6 +59,8 @@ def scoped_frame(frame: dict[str, Any], who: Principal) -> dict[str, Any]:
 class IngestResult:
     lines: int
     entries_touched: int
+    #: the calls whose entries were derived again
+    callids: frozenset[str] = frozenset()
 
 
 class StatsService:
@@ -74,6 +85,7 @@ class StatsService:
         self.wallboard = Wallboard(tz)
         self.rules: dict[str, QueueRules] = {}
         self._lock = asyncio.Lock()
+        self._ivr_seen = 0  # the last IVR abandon row the wallboard has (its id)
         self.on_ingested: Callable[[], None] | None = None
         #: in a cluster: every server's live state, and whether this node drives its own
         self.board: ServerBoard | None = None
@@ -122,7 +134,7 @@ class StatsService:
             if new_pos is not None and new_pos != pos:
                 await self.store.save_position(key, new_pos, utcnow())
         if result.lines:
-            await self._after_ingest()
+            await self._after_ingest(result.callids)
         return result
 
     async def rebuild(self, since: datetime) -> IngestResult:
@@ -151,46 +163,52 @@ class StatsService:
         if rederive_since is not None:
             callids.update(await self.store.callids_since(rederive_since))
         touched = await self.store.rederive(callids, self.rules) if callids else set()
-        return IngestResult(len(rows), len(touched))
+        return IngestResult(len(rows), len(touched), frozenset(callids))
 
-    async def _after_ingest(self) -> None:
-        await self.load_today()
+    async def _after_ingest(self, callids: Collection[str] | None = None) -> None:
+        """The wallboard takes the stored entries: of ``callids`` (what an ingest derived
+        again), or of the whole day (None)."""
+        if callids is None:
+            await self.load_today()
+        else:
+            await self.load_entries(callids)
         if self.on_ingested is not None:
             self.on_ingested()
 
     async def load_today(self) -> None:
+        """Today's stored entries and IVR abandons to the wallboard: at start, after a
+        rebuild (the whole day's rows: its size grows through the day)."""
+        await self._load(None)
+
+    async def load_entries(self, callids: Collection[str]) -> None:
+        """The stored entries of ``callids`` and the IVR abandons stored since the last
+        load to the wallboard: what an ingest changed, at the cost of what changed, not
+        of the day's size (issue #19). The whole day when the day has changed."""
+        now = utcnow()
+        if self.wallboard.day != now.astimezone(self.tz).date():
+            await self._load(None)
+        else:
+            await self._load(sorted(callids))
+
+    async def _load(self, callids: list[str] | None) -> None:
         now = utcnow()
         start = datetime.combine(now.astimezone(self.tz).date(), time(0), self.tz)
+        since = start.astimezone(UTC)
+        entries = select(*_TODAY_COLUMNS).where(EntryRow.entered_at >= since)
+        ivr = select(IvrAbandonRow.id, IvrAbandonRow.linkedid).where(IvrAbandonRow.at >= since)
+        if callids is not None:
+            ivr = ivr.where(IvrAbandonRow.id > self._ivr_seen)
+        rows: list[Any] = []
         async with self.db.session() as s:
-            rows = (
-                await s.execute(
-                    select(
-                        EntryRow.callid,
-                        EntryRow.queue,
-                        EntryRow.entered_at,
-                        EntryRow.outcome,
-                        EntryRow.wait_s,
-                        EntryRow.talk_s,
-                        EntryRow.completed,
-                        EntryRow.wrapup_s,
-                        EntryRow.agent,
-                        EntryRow.hold_s,
-                        EntryRow.linkedid,
-                    ).where(EntryRow.entered_at >= start.astimezone(UTC))
-                )
-            ).all()
-            ivr = (
-                (
-                    await s.execute(
-                        select(IvrAbandonRow.linkedid).where(
-                            IvrAbandonRow.at >= start.astimezone(UTC)
-                        )
-                    )
-                )
-                .scalars()
-                .all()
-            )
-        self.wallboard.merge_store(rows, ivr, now)
+            if callids is None:
+                rows.extend((await s.execute(entries)).all())
+            for start_at in range(0, len(callids or ()), _CALLIDS_A_QUERY):
+                part = (callids or [])[start_at : start_at + _CALLIDS_A_QUERY]
+                rows.extend((await s.execute(entries.where(EntryRow.callid.in_(part)))).all())
+            abandons = (await s.execute(ivr)).all()
+        if abandons:
+            self._ivr_seen = max(self._ivr_seen, max(a.id for a in abandons))
+        self.wallboard.merge_store(rows, [a.linkedid for a in abandons], now)
 
     # --- AMI / bus facts ---------------------------------------------------------------------
     async def link(self, uniqueid: str, linkedid: str) -> None:
@@ -213,6 +231,7 @@ class StatsService:
         if callids:
             async with self._lock:
                 await self.store.rederive(callids, self.rules)
+            await self.load_entries(callids)
 
     def frame(self) -> dict[str, Any]:
         """The ``{"type": "wallboard", ...}`` message now."""

@@ -345,3 +345,62 @@ async def test_links_of_a_burst_are_one_transaction(
     async with db.session() as s:
         rows = dict((await s.execute(select(LinkRow.uniqueid, LinkRow.linkedid))).all())
     assert rows == {"u0": "L0", "u1": "L1", "u2": "L1"}
+
+
+def midday_zone() -> ZoneInfo:
+    """A zone where it is now between 10:00 and 14:00, so that 'today' has room on both
+    sides of the test's calls whenever it runs."""
+    hour = datetime.now(UTC).hour
+    k = 12 - hour  # local = UTC + k
+    if k > 12:
+        k -= 24
+    return ZoneInfo("Etc/GMT" + (f"{-k:+d}" if k else ""))
+
+
+async def test_the_wallboard_takes_what_an_ingest_changed_not_the_whole_day(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue #19: every ingest re-read the whole day's entries (tens of thousands by the
+    afternoon) into the wallboard on the event loop. Now an ingest loads the entries of
+    the calls it derived again, and the IVR abandons stored since; a start, the whole day."""
+    tz = midday_zone()
+    svc = StatsService(db, tz, FileRecords.in_log_dir(tmp_path), StatsSettings())
+    now = datetime.now(UTC)
+
+    def call(i: int, at: datetime) -> list[str]:
+        return [
+            f"{ts(at, 0)}|day{i}|support|NONE|ENTERQUEUE||138{i:08d}|1",
+            f"{ts(at, 5)}|day{i}|support|agent{i % 7}|CONNECT|5|day{i}b|2",
+            f"{ts(at, 65)}|day{i}|support|agent{i % 7}|COMPLETECALLER|5|60|1",
+        ]
+
+    morning = now - timedelta(hours=1)
+    write(queue_log_of(svc), [line for i in range(300) for line in call(i, morning)], "w")
+    loaded: list[int] = []
+    merge = svc.wallboard.merge_store
+
+    def counting(rows: Any, ivr: Any, at: datetime) -> None:
+        rows = list(rows)
+        loaded.append(len(rows))
+        merge(rows, ivr, at)
+
+    monkeypatch.setattr(svc.wallboard, "merge_store", counting)
+    await svc.tail()
+    assert loaded == [300]  # the first load of the day: the whole day
+    await svc.ivr_abandoned("ivr-1", now - timedelta(minutes=5), "4008", "main")
+    later = call(300, now - timedelta(minutes=3)) + call(301, now - timedelta(minutes=2))
+    write(queue_log_of(svc), later)
+    await svc.tail()
+    assert loaded == [300, 2]  # the two calls the ingest derived, not the day again
+    frame = svc.frame()
+    assert frame["queues"][0]["today"]["offered"] == 302
+    assert frame["ivr_abandoned"] == 1
+
+    # a daemon started now shows the day so far, IVR abandons included, without a new line
+    again = StatsService(db, tz, FileRecords.in_log_dir(tmp_path), StatsSettings())
+    await again.load_today()
+    frame = again.frame()
+    assert frame["queues"][0]["today"]["offered"] == 302
+    assert frame["ivr_abandoned"] == 1
+    agents = {a: again.wallboard.agents_today({})[a]["handled"] for a in ("agent0", "agent6")}
+    assert agents == {"agent0": 44, "agent6": 43}
