@@ -133,8 +133,8 @@ class StatsService:
             result = await self._ingest(rows, None)
             if new_pos is not None and new_pos != pos:
                 await self.store.save_position(key, new_pos, utcnow())
-        if result.lines:
-            await self._after_ingest(result.callids)
+            if result.lines:  # under the lock: loads reach the wallboard in ingest order
+                await self._after_ingest(result.callids)
         return result
 
     async def rebuild(self, since: datetime) -> IngestResult:
@@ -149,7 +149,7 @@ class StatsService:
             if pos is not None:
                 await self.store.save_position(self.records.key, pos, utcnow())
             await self.store.rollup(await self.store.ivr_buckets_since(since), self.rules)
-        await self._after_ingest()
+            await self._after_ingest()
         return result
 
     async def _ingest(
@@ -169,18 +169,19 @@ class StatsService:
         """The wallboard takes the stored entries: of ``callids`` (what an ingest derived
         again), or of the whole day (None)."""
         if callids is None:
-            await self.load_today()
+            await self._load(None)
         else:
-            await self.load_entries(callids)
+            await self._load_entries(callids)
         if self.on_ingested is not None:
             self.on_ingested()
 
     async def load_today(self) -> None:
         """Today's stored entries and IVR abandons to the wallboard: at start, after a
         rebuild (the whole day's rows: its size grows through the day)."""
-        await self._load(None)
+        async with self._lock:
+            await self._load(None)
 
-    async def load_entries(self, callids: Collection[str]) -> None:
+    async def _load_entries(self, callids: Collection[str]) -> None:
         """The stored entries of ``callids`` and the IVR abandons stored since the last
         load to the wallboard: what an ingest changed, at the cost of what changed, not
         of the day's size (issue #19). The whole day when the day has changed."""
@@ -231,7 +232,7 @@ class StatsService:
         if callids:
             async with self._lock:
                 await self.store.rederive(callids, self.rules)
-            await self.load_entries(callids)
+                await self._load_entries(callids)
 
     def frame(self) -> dict[str, Any]:
         """The ``{"type": "wallboard", ...}`` message now."""
