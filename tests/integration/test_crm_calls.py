@@ -24,6 +24,7 @@ from cti.events import (
 )
 from cti.store.db import Database
 from tests.integration.test_crm_harness import Crm, crm_server
+from tests.local_http import serving
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 SECRET = "s3cret-s3cret-s3cret"
@@ -46,15 +47,8 @@ async def hooks() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
 
     app = web.Application()
     app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}/hook", seen
-    finally:
-        await runner.cleanup()
+    async with serving(app) as base:
+        yield f"{base}/hook", seen
 
 
 @pytest.fixture

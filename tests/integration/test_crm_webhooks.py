@@ -21,6 +21,7 @@ from cti.bus import EventBus
 from cti.events import CallAnswered, CallOffered
 from cti.store.db import Database
 from tests.integration.test_crm_harness import crm_server
+from tests.local_http import serving
 
 SECRET = "s3cret-s3cret-s3cret"
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -58,16 +59,9 @@ async def receiver() -> AsyncIterator[Receiver]:
     app = web.Application()
     app.router.add_post("/hook", hook)
     app.router.add_get("/lookup", lookup)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    rx.url = f"http://127.0.0.1:{port}"
-    try:
+    async with serving(app) as base:
+        rx.url = base
         yield rx
-    finally:
-        await runner.cleanup()
 
 
 def _config(rx: Receiver, **kw: Any) -> CrmConfig:
@@ -210,58 +204,54 @@ async def test_a_stop_cancels_a_hanging_delivery_and_the_next_start_makes_it(
     app = web.Application()
     app.router.add_post("/hook", hook)
     app.router.add_post("/gone", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    url = f"http://127.0.0.1:{port}/hook"
-    gone = f"http://127.0.0.1:{port}/gone"
-    config = CrmConfig.model_validate(
-        {
-            "webhooks": [
-                {"url": url, "secret": SECRET, "events": ["call.ringing"]},
-                {"url": gone, "secret": SECRET, "events": ["lead.assigned"]},
-            ],
-            "webhook_attempts": 3,
-            "webhook_backoff_s": 0.05,
-            "webhook_timeout_s": 60,
-        }
-    )
-    try:
-        hooks = WebhookDispatcher(db, config)
-        await hooks.start()
-        hooks.publish("call.ringing", {"linkedid": "3.1"})
-        hooks.publish("lead.assigned", {"id": 7})
-        await asyncio.wait_for(both_in.wait(), 10)  # both posts in hand, unanswered
-        await asyncio.wait_for(hooks.stop(), 3)  # far below the attempt's 60 s timeout
-        assert hooks.delivered == 0 and hooks.dead == 0
-        assert await hooks.dead_letters() == []
-
-        answer.set()
-        config.webhooks[:] = config.webhooks[:1]  # the second receiver was removed
-        again = WebhookDispatcher(db, config)
-        await again.start()
-        try:
-            await asyncio.wait_for(again.flush(), 10)
-        finally:
-            await again.stop()
-        assert again.delivered == 1
-        [(first, body), (headers, raw)] = [x for x in seen if x[0]["X-CTI-Event"] == "call.ringing"]
-        assert raw == body and headers["X-CTI-Delivery"] == first["X-CTI-Delivery"]
-        assert verify(SECRET, headers["X-CTI-Timestamp"], raw, headers["X-CTI-Signature"])
-        assert json.loads(raw)["data"] == {"linkedid": "3.1"}
-        assert len(seen) == 3  # the removed receiver's delivery was not posted again...
-        [dead] = await again.dead_letters()  # ...but dead-lettered, for an admin to see
-        assert (dead["url"], dead["event"], dead["body"]["data"]) == (
-            gone,
-            "lead.assigned",
-            {"id": 7},
+    async with serving(app) as base:
+        url, gone = f"{base}/hook", f"{base}/gone"
+        config = CrmConfig.model_validate(
+            {
+                "webhooks": [
+                    {"url": url, "secret": SECRET, "events": ["call.ringing"]},
+                    {"url": gone, "secret": SECRET, "events": ["lead.assigned"]},
+                ],
+                "webhook_attempts": 3,
+                "webhook_backoff_s": 0.05,
+                "webhook_timeout_s": 60,
+            }
         )
-        assert "no receiver" in dead["last_error"]
-    finally:
-        answer.set()
-        await runner.cleanup()
+        try:
+            hooks = WebhookDispatcher(db, config)
+            await hooks.start()
+            hooks.publish("call.ringing", {"linkedid": "3.1"})
+            hooks.publish("lead.assigned", {"id": 7})
+            await asyncio.wait_for(both_in.wait(), 10)  # both posts in hand, unanswered
+            await asyncio.wait_for(hooks.stop(), 3)  # far below the attempt's 60 s timeout
+            assert hooks.delivered == 0 and hooks.dead == 0
+            assert await hooks.dead_letters() == []
+
+            answer.set()
+            config.webhooks[:] = config.webhooks[:1]  # the second receiver was removed
+            again = WebhookDispatcher(db, config)
+            await again.start()
+            try:
+                await asyncio.wait_for(again.flush(), 10)
+            finally:
+                await again.stop()
+            assert again.delivered == 1
+            [(first, body), (headers, raw)] = [
+                x for x in seen if x[0]["X-CTI-Event"] == "call.ringing"
+            ]
+            assert raw == body and headers["X-CTI-Delivery"] == first["X-CTI-Delivery"]
+            assert verify(SECRET, headers["X-CTI-Timestamp"], raw, headers["X-CTI-Signature"])
+            assert json.loads(raw)["data"] == {"linkedid": "3.1"}
+            assert len(seen) == 3  # the removed receiver's delivery was not posted again...
+            [dead] = await again.dead_letters()  # ...but dead-lettered, for an admin to see
+            assert (dead["url"], dead["event"], dead["body"]["data"]) == (
+                gone,
+                "lead.assigned",
+                {"id": 7},
+            )
+            assert "no receiver" in dead["last_error"]
+        finally:
+            answer.set()
 
 
 async def test_events_filter(db: Database, receiver: Receiver) -> None:
