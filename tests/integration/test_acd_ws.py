@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import WSMsgType, web
+from aiohttp import WSMsgType
 from prometheus_client import CollectorRegistry
 
 from acd import store
@@ -28,6 +28,7 @@ from cti.store.db import Database
 from cti.store.tokens import create_token
 from cti.web.app import WebDeps, create_app
 from cti.web.ws import WsHub
+from tests.local_http import serving
 
 
 class NoCalls:
@@ -49,16 +50,11 @@ async def server(db: Database, tmp_path: Path) -> AsyncIterator[tuple[str, AcdSe
     bus.subscribe(AgentStatusChanged, channel.on_changed)
     app = create_app(WebDeps(db=db, live=NoCalls(), registry=CollectorRegistry(), hub=hub))
     add_routes(app, service)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     await store.put_agent(db, "alice", "Alice", [("local", "101")], {})
     await store.put_agent(db, "bob", "Bob", [("local", "102")], {"support": 0})
-    yield f"127.0.0.1:{port}", service
-    await hub.close_all()
-    await runner.cleanup()
+    async with serving(app) as base:
+        yield base.removeprefix("http://"), service
+        await hub.close_all()
 
 
 async def recv(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:

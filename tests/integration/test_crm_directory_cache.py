@@ -25,6 +25,7 @@ from crm_bridge.models import Interaction
 from crm_bridge.schemas import CustomerIn, CustomerPatch
 from crm_bridge.store import CrmStore
 from cti.store.db import Database
+from tests.local_http import serving
 
 NUMBER = "+8613800138000"
 SLOW_NUMBER = "+14155550100"
@@ -54,17 +55,12 @@ async def slow_crm() -> AsyncIterator[SlowCrm]:
     crm = SlowCrm()
     app = web.Application()
     app.router.add_get("/lookup", crm.lookup)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    crm.url = f"http://127.0.0.1:{port}/lookup"
-    try:
-        yield crm
-    finally:
-        crm.release.set()
-        await runner.cleanup()
+    async with serving(app) as base:
+        crm.url = f"{base}/lookup"
+        try:
+            yield crm
+        finally:
+            crm.release.set()
 
 
 async def test_a_crm_write_is_seen_by_the_next_lookup(db: Database) -> None:

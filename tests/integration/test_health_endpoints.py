@@ -10,12 +10,12 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from cti.store.db import Database
 from cti.web.app import WebDeps, create_app
 from cti.web.ws import WsHub
+from tests.local_http import serving
 
 
 class Node:
@@ -34,13 +34,8 @@ async def node(db: Database) -> AsyncIterator[tuple[str, Node, Database]]:
     live = Node()
     hub = WsHub(db)
     app = create_app(WebDeps(db=db, live=live, registry=CollectorRegistry(), hub=hub))
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}", live, db
-    await runner.cleanup()
+    async with serving(app) as base:
+        yield base, live, db
 
 
 async def get(url: str) -> tuple[int, Any]:
@@ -73,14 +68,7 @@ async def test_not_ready_says_why(node: tuple[str, Node, Database]) -> None:
 async def test_a_node_without_its_database_is_not_ready() -> None:
     gone = Database.from_url("postgresql+asyncpg://postgres@127.0.0.1:9/none")
     app = create_app(WebDeps(db=gone, live=Node(), registry=CollectorRegistry(), hub=WsHub(gone)))
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        status, body = await get(f"http://127.0.0.1:{port}/readyz")
+    async with serving(app) as base:
+        status, body = await get(f"{base}/readyz")
         assert (status, body["problems"]) == (503, ["database"])
-    finally:
-        await runner.cleanup()
         await gone.dispose()

@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import WSMsgType, web
+from aiohttp import WSMsgType
 from prometheus_client import CollectorRegistry
 
 from acd.callbacks import Callbacks
@@ -27,6 +27,7 @@ from cti.store.db import Database
 from cti.store.tokens import create_token
 from cti.web.app import WebDeps, create_app
 from cti.web.ws import WsHub
+from tests.local_http import serving
 
 
 class NoCalls:
@@ -53,15 +54,10 @@ async def server(db: Database, tmp_path: Path) -> AsyncIterator[tuple[str, str, 
     app = create_app(WebDeps(db=db, live=NoCalls(), registry=CollectorRegistry(), hub=hub))
     add_routes(app, service)
     add_outbound_routes(app, Callbacks.__new__(Callbacks), "CN")
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     token = await create_token(db, "admin", "admin")
-    yield f"127.0.0.1:{port}", token, hub
-    await hub.close_all()
-    await runner.cleanup()
+    async with serving(app) as base:
+        yield base.removeprefix("http://"), token, hub
+        await hub.close_all()
 
 
 HOSTILE_INTS = ["%C2%B2", "%D9%A1", "%EF%BC%91", "1e3", "99999999999999999999", "-1"]

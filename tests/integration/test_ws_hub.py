@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import WSMsgType, web
+from aiohttp import WSMsgType
 from prometheus_client import CollectorRegistry
 
 from cti.store.db import Database
@@ -20,6 +20,7 @@ from cti.store.tokens import Principal, create_token
 from cti.web.app import WebDeps, create_app
 from cti.web.ws import CLOSE_TOO_SLOW, CLOSE_UNAUTHORIZED, WsHub, to_agent, to_role
 from stats.service import scoped_frame
+from tests.local_http import serving
 
 
 class NoCalls:
@@ -34,14 +35,9 @@ class NoCalls:
 async def server(db: Database) -> AsyncIterator[tuple[WsHub, str]]:
     hub = WsHub(db, queue_size=16, auth_timeout_s=0.5, allowed_origins=["https://desk.example"])
     app = create_app(WebDeps(db=db, live=NoCalls(), registry=CollectorRegistry(), hub=hub))
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield hub, f"127.0.0.1:{port}"
-    await hub.close_all()
-    await runner.cleanup()
+    async with serving(app) as base:
+        yield hub, base.removeprefix("http://")
+        await hub.close_all()
 
 
 async def recv_json(ws: aiohttp.ClientWebSocketResponse, timeout: float = 3) -> dict[str, Any]:
