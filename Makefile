@@ -10,5 +10,6 @@ bench:   ## print benchmark figures (pop_latency starts its own Asterisk: a few 
 	.venv/bin/python bench/crm_search.py
 	.venv/bin/python bench/stats_query.py
 	.venv/bin/python bench/pop_latency.py
+	.venv/bin/python bench/pop_latency.py --history 30000 --supervisors 5
 	.venv/bin/python bench/cluster.py
 	.venv/bin/python bench/media_cache.py
