@@ -12,6 +12,11 @@ PostgreSQL is not optional: if it cannot be reached the test fails.
 
 The PostgreSQL server is ``postgresql://postgres@127.0.0.1:5432/postgres`` unless
 ``CTI_TEST_PG_ADMIN_URL`` names another (it must allow CREATE/DROP DATABASE).
+
+``--part asterisk|others`` runs one of the suite's two parts (scripts/test.sh runs both at
+once, each in a pytest process of its own): ``asterisk``, the tests that use the session's
+Asterisk or the machine's NATS (some restart it), in the order they always ran; ``others``,
+every other test. Together they are the whole suite (decision 0034).
 """
 
 from __future__ import annotations
@@ -40,6 +45,35 @@ T = TypeVar("T")
 PG_ADMIN_URL = os.environ.get(
     "CTI_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
+
+
+PARTS = ("asterisk", "others")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--part", choices=PARTS, default=None,
+        help="run only this part of the suite (scripts/test.sh runs both parts at once)",
+    )  # fmt: skip
+
+
+def part_of(item: pytest.Item) -> str:
+    """``asterisk`` for a test that uses the session's Asterisk or the machine's NATS
+    (``broker``: some stop and start it, so no other test may use it meanwhile); else
+    ``others``, which runs beside them (its own Asterisk servers, databases and ports)."""
+    uses_asterisk = "asterisk" in getattr(item, "fixturenames", ())
+    return "asterisk" if uses_asterisk or item.get_closest_marker("broker") else "others"
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    part = config.getoption("part")
+    if part is None:
+        return
+    kept = [item for item in items if part_of(item) == part]
+    if len(kept) < len(items):
+        config.hook.pytest_deselected(items=[i for i in items if part_of(i) != part])
+        items[:] = kept
 
 
 def _shown(url: str) -> str:
