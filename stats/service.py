@@ -21,7 +21,7 @@ from cti.services import AgentTime, QueueService
 from cti.store.db import Database
 from stats.models import EntryRow, IvrAbandonRow
 from stats.settings import StatsSettings
-from stats.store import QueueRules, StatsStore
+from stats.store import QueueRules, StatsStore, chunks
 from stats.wallboard import AlarmRule, Wallboard
 
 __all__ = ["IngestResult", "StatsService", "scoped_frame"]
@@ -35,7 +35,6 @@ _TODAY_COLUMNS = (
     EntryRow.talk_s, EntryRow.completed, EntryRow.wrapup_s, EntryRow.agent, EntryRow.hold_s,
     EntryRow.linkedid,
 )  # fmt: skip
-_CALLIDS_A_QUERY = 500  # under SQLite's bound on a statement's parameters
 
 
 def utcnow() -> datetime:
@@ -203,9 +202,9 @@ class StatsService:
         async with self.db.session() as s:
             if callids is None:
                 rows.extend((await s.execute(entries)).all())
-            for start_at in range(0, len(callids or ()), _CALLIDS_A_QUERY):
-                part = (callids or [])[start_at : start_at + _CALLIDS_A_QUERY]
-                rows.extend((await s.execute(entries.where(EntryRow.callid.in_(part)))).all())
+            else:
+                for part in chunks(callids):
+                    rows.extend((await s.execute(entries.where(EntryRow.callid.in_(part)))).all())
             abandons = (await s.execute(ivr)).all()
         if abandons:
             self._ivr_seen = max(self._ivr_seen, max(a.id for a in abandons))

@@ -10,6 +10,7 @@ rebuild all converge on the same rows.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import fields
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -36,7 +37,7 @@ from stats.models import (
     QlogLineRow,
 )
 
-__all__ = ["IVR_QUEUE", "QueueRules", "StatsStore"]
+__all__ = ["IVR_QUEUE", "QueueRules", "StatsStore", "chunks", "entry_facts"]
 
 IVR_QUEUE = ""  # the hourly rollup's pseudo-queue holding IVR abandons
 CHUNK = 500
@@ -56,7 +57,8 @@ _ADD_LINKS = Write(
 )
 
 
-def _chunks(items: Sequence[Any], n: int = CHUNK) -> Iterable[Sequence[Any]]:
+def chunks(items: Sequence[Any], n: int = CHUNK) -> Iterable[Sequence[Any]]:
+    """``items`` in runs of at most ``n`` (a statement's bound on its parameters)."""
     for i in range(0, len(items), n):
         yield items[i : i + n]
 
@@ -97,7 +99,7 @@ class StatsStore:
 
     # --- lines ------------------------------------------------------------------------------
     async def add_lines(self, lines: Sequence[RawLine]) -> None:
-        for part in _chunks(lines, 1000):
+        for part in chunks(lines, 1000):
             rows = [
                 {
                     "key": ln.key, "at": ln.at, "callid": ln.callid, "queue": ln.queue,
@@ -185,7 +187,7 @@ class StatsStore:
         hourly buckets they touch (before and after). Returns those buckets."""
         ids = sorted(set(callids))
         touched: set[Bucket] = set()
-        for part in _chunks(ids):
+        for part in chunks(ids):
             async with self.db.session() as s, s.begin():
                 lines = await self._lines_of(s, part)
                 entries = derive_entries(lines)
@@ -200,7 +202,7 @@ class StatsStore:
                 touched.update((q, h) for q, h in old)
                 await s.execute(delete(EntryRow).where(EntryRow.callid.in_(part)))
                 rows = [self._entry_row(e, links.get(e.callid, ""), holds) for e in entries]
-                for rp in _chunks(rows, 1000):
+                for rp in chunks(rows, 1000):
                     await _insert_ignore(s, EntryRow, list(rp), ["callid", "queue", "entered_at"])
                 touched.update((r["queue"], r["hour_start"]) for r in rows)
         await self.rollup(touched, rules)
@@ -259,7 +261,7 @@ class StatsStore:
         for q, h in buckets:
             by_queue.setdefault(q, []).append(h)
         for queue, hours in by_queue.items():
-            for part in _chunks(sorted(set(hours))):
+            for part in chunks(sorted(set(hours))):
                 entries: dict[datetime, Counts] | None = None
                 if queue != IVR_QUEUE:  # counted on a read connection, not on the loop
                     r = rules.get(queue, QueueRules())
@@ -312,14 +314,14 @@ class StatsStore:
             return {(IVR_QUEUE, local_hour(at, self.tz)[0]) for (at,) in rows}
 
 
+#: EntryFacts' fields, read from the entry's columns of the same names
+_FACTS = tuple(f.name for f in fields(EntryFacts))
 #: a queue's entries of one hour, as EntryFacts' fields in order
 _BUCKET_ENTRIES = Statement(
-    select(
-        EntryRow.outcome, EntryRow.wait_s, EntryRow.talk_s, EntryRow.completed,
-        EntryRow.hold_count, EntryRow.hold_s, EntryRow.hold_max_s, EntryRow.ringnoanswer,
-        EntryRow.wrapup_s, EntryRow.survey_score,
-    ).where(EntryRow.queue == bindparam("queue"), EntryRow.hour_start == bindparam("hour"))
-)  # fmt: skip
+    select(*(getattr(EntryRow, name) for name in _FACTS)).where(
+        EntryRow.queue == bindparam("queue"), EntryRow.hour_start == bindparam("hour")
+    )
+)
 
 
 def _bucket_plan(
@@ -345,8 +347,4 @@ def _bucket_plan(
 
 
 def entry_facts(e: EntryRow) -> EntryFacts:
-    return EntryFacts(
-        outcome=e.outcome, wait_s=e.wait_s, talk_s=e.talk_s, completed=e.completed,
-        hold_count=e.hold_count, hold_s=e.hold_s, hold_max_s=e.hold_max_s,
-        ringnoanswer=e.ringnoanswer, wrapup_s=e.wrapup_s, survey_score=e.survey_score,
-    )  # fmt: skip
+    return EntryFacts(*(getattr(e, name) for name in _FACTS))
