@@ -48,7 +48,8 @@ Printed, one figure per line (``name: value unit``):
   their own loop;
 - ``pops``: pops received (the count ``cards in the pop`` is out of);
 - ``wallboard frames a second``: with ``--supervisors``, the frames each supervisor's
-  desktop received a second during the burst (the daemon pushes at most 4 a second);
+  desktop received a second during the burst, against ``wallboard frames due a second``,
+  the most the daemon pushes (one a ``wallboard_interval_s``: 4 by default);
 - ``cpu <part>``: CPU seconds each part used over the burst (Asterisk, the daemon, the
   desktops, the relay, this process), ``cpu machine`` the whole machine's, against
   ``cpu available`` (the burst's wall time x the CPUs): on a shared machine the figures
@@ -381,6 +382,7 @@ async def run(args: argparse.Namespace) -> None:
     from cti.store.db import Database
     from cti.store.migrate import upgrade
     from cti.store.tokens import create_token
+    from stats.settings import StatsSettings
     from tests.acceptance.harness import (
         ami_client,
         free_port,
@@ -676,6 +678,9 @@ async def run(args: argparse.Namespace) -> None:
         if args.supervisors:  # frames each supervisor got a second during the burst
             during = sum(1 for t in seen["frames"] if burst0 <= t <= burst1)
             print(f"wallboard frames a second: {during / args.supervisors / wall:.1f} frames")
+            # the baseline: what the daemon pushes at most (one frame a wallboard_interval_s)
+            due = 1 / StatsSettings().wallboard_interval_s
+            print(f"wallboard frames due a second: {due:.1f} frames")
         print(f"daemon cpu: {100 * cpu / wall:.0f} %")
         n_calls = max(1, len(originated))
         # the pops' own thread: what competes with them on the event loop
