@@ -10,7 +10,9 @@ Everything is measured as a user would, with a clock the daemon does not own:
 - the daemon as its own ``cti run`` process with every installed feature, on a fresh
   SQLite file (or ``--store postgres``: a temporary PostgreSQL database), logging JSON to a file;
 - the desktops in another process (this file with ``--client``): one websocket per agent
-  to the daemon, and one to the bare relay;
+  to the daemon, and one to the bare relay; the supervisors (``--supervisors``) in a
+  process of their own, so that reading the wallboard's frames never delays the clock
+  of the desktops;
 - the bare relay, the practical floor, in a third process (``--relay``): its own AMI
   connection forwarding each AgentCalled to that agent's websocket, nothing else;
 - this process: its own AMI connection timestamping AgentCalled (the ring), AgentConnect
@@ -492,16 +494,25 @@ async def run(args: argparse.Namespace) -> None:
         )  # fmt: skip
         procs.append(relay)
         await _line(relay, "the relay")
-        tokens_file, out_file = work / "tokens.json", work / "received.json"
-        given = {"agents": tokens, "supervisors": supervisors}
-        await asyncio.to_thread(tokens_file.write_text, json.dumps(given))
-        clients = await asyncio.create_subprocess_exec(
-            sys.executable, __file__, "--client", f"ws://127.0.0.1:{http_port}/ws",
-            f"ws://127.0.0.1:{relay_port}/ws", str(tokens_file), str(out_file),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        procs.append(clients)
-        await _line(clients, "the desktops")
+        # the agents' desktops in one process, the supervisors' in another (as in a centre,
+        # where a wallboard's browser is not an agent's: reading its frames never delays
+        # the desktops' clock)
+        started: list[tuple[asyncio.subprocess.Process, Path]] = []
+        groups = [("desktops", {"agents": tokens, "supervisors": {}})]
+        if supervisors:
+            groups.append(("supervisors", {"agents": {}, "supervisors": supervisors}))
+        for who, given in groups:
+            tokens_file, out_file = work / f"{who}.json", work / f"{who}-received.json"
+            await asyncio.to_thread(tokens_file.write_text, json.dumps(given))
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, __file__, "--client", f"ws://127.0.0.1:{http_port}/ws",
+                f"ws://127.0.0.1:{relay_port}/ws", str(tokens_file), str(out_file),
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            procs.append(proc)
+            await _line(proc, f"the {who}")
+            started.append((proc, out_file))
+        clients = started[0][0]
         print(f"# {args.desktops} desktops connected to the daemon and to the relay, "
               f"{args.supervisors} supervisors to the daemon", flush=True)  # fmt: skip
 
@@ -544,6 +555,7 @@ async def run(args: argparse.Namespace) -> None:
         assert daemon is not None
         parts = {
             "asterisk": asterisk_pid(inst), "daemon": daemon.pid, "desktops": clients.pid,
+            "supervisors": started[1][0].pid if len(started) > 1 else None,
             "relay": relay.pid, "bench": os.getpid(),
         }  # fmt: skip
         cpu_at0 = {name: proc_cpu_s(pid) for name, pid in parts.items() if pid is not None}
@@ -597,10 +609,14 @@ async def run(args: argparse.Namespace) -> None:
         drained = await _drain(base, args) if args.drain else None
         errors = await asyncio.to_thread(error_lines, log_file, log_offset)
         gc_ms = await asyncio.to_thread(gc_pauses_ms, log_file, log_offset)
-        assert clients.stdin is not None
-        clients.stdin.close()
-        await asyncio.wait_for(clients.wait(), 60)
-        seen = json.loads(await asyncio.to_thread(out_file.read_text))
+        seen: dict[str, list[Any]] = {"pops": [], "cards": [], "relayed": [], "frames": []}
+        for proc, out_file in started:
+            assert proc.stdin is not None
+            proc.stdin.close()
+            await asyncio.wait_for(proc.wait(), 60)
+            got = json.loads(await asyncio.to_thread(out_file.read_text))
+            for key, values in got.items():
+                seen[key] += values
 
         ours = set(originated)
         pop_at: dict[tuple[str, str], tuple[float, int]] = {}
