@@ -277,7 +277,8 @@ class StatsFeature:
         self._publish_due = False
         if not self._hub.has_audience(to_role("supervisor")):
             return  # nobody watches: a supervisor who connects gets a snapshot built then
-        frame = self.service.frame()
+        frame = await self.service.frame()
+        await asyncio.sleep(0)  # its encoding and sending: one more step of its own
         # each supervisor's cut of it: a supervisor scoped to teams gets their queues only
         self._hub.publish_each(to_role("supervisor"), lambda who: scoped_frame(frame, who))
 
@@ -292,4 +293,4 @@ class StatsFeature:
     async def _snapshot(self, principal: Principal) -> list[dict[str, Any]]:
         if self.service is None or principal.role not in ("supervisor", "admin"):
             return []
-        return [scoped_frame(self.service.frame(), principal)]
+        return [scoped_frame(await self.service.frame(), principal)]

@@ -134,7 +134,7 @@ def add_routes(app: web.Application, svc: StatsService) -> None:
     @doc("The wallboard's current frame", role="supervisor", tags=["stats"], response=obj())
     async def wallboard(request: web.Request) -> web.Response:
         who = require_role(request, "supervisor")
-        return web.json_response(scoped_frame(svc.frame(), who))
+        return web.json_response(scoped_frame(await svc.frame(), who))
 
     @doc(
         "Rebuild the statistics from queue_log since a date-time",

@@ -8,10 +8,11 @@ import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from cti.cluster.live import ServerBoard
 from cti.principal import Principal
@@ -19,6 +20,7 @@ from cti.queue_log import RawLine
 from cti.records import RecordSource
 from cti.services import AgentTime, QueueService
 from cti.store.db import Database
+from cti.store.hot_read import Plan, Rows, Statement
 from stats.models import EntryRow, IvrAbandonRow
 from stats.settings import StatsSettings
 from stats.store import QueueRules, StatsStore, chunks
@@ -29,12 +31,27 @@ __all__ = ["IngestResult", "StatsService", "scoped_frame"]
 log = logging.getLogger(__name__)
 
 
+#: stored entries the wallboard takes between two yields to the event loop (a start's load
+#: of a whole afternoon, 30,000 rows, in short steps: stats.wallboard.ENTRIES_A_STEP)
+MERGE_A_STEP = 1000
+
 #: what the wallboard keeps of a stored entry (Wallboard.merge_store's row)
 _TODAY_COLUMNS = (
     EntryRow.callid, EntryRow.queue, EntryRow.entered_at, EntryRow.outcome, EntryRow.wait_s,
     EntryRow.talk_s, EntryRow.completed, EntryRow.wrapup_s, EntryRow.agent, EntryRow.hold_s,
     EntryRow.linkedid,
 )  # fmt: skip
+
+
+#: today's entries, as _TODAY_COLUMNS (a hot read, cti.store.hot_read)
+_DAY_ENTRIES = Statement(select(*_TODAY_COLUMNS).where(EntryRow.entered_at >= bindparam("since")))
+
+
+def _day_plan(since: datetime) -> Plan[Rows]:
+    """Every entry since ``since``: an afternoon's tens of thousands of rows read and
+    converted on a read connection, not on the event loop that makes the pops."""
+    rows = yield _DAY_ENTRIES(since=since)
+    return rows
 
 
 def utcnow() -> datetime:
@@ -198,17 +215,26 @@ class StatsService:
         ivr = select(IvrAbandonRow.id, IvrAbandonRow.linkedid).where(IvrAbandonRow.at >= since)
         if callids is not None:
             ivr = ivr.where(IvrAbandonRow.id > self._ivr_seen)
-        rows: list[Any] = []
+        rows: Sequence[Sequence[Any]] = []
+        if callids is None:  # the whole day: read and converted off the event loop
+            rows = await self.db.fetch(partial(_day_plan, since))
         async with self.db.session() as s:
-            if callids is None:
-                rows.extend((await s.execute(entries)).all())
-            else:
+            if callids is not None:
+                found: list[Any] = []
                 for part in chunks(callids):
-                    rows.extend((await s.execute(entries.where(EntryRow.callid.in_(part)))).all())
+                    found.extend((await s.execute(entries.where(EntryRow.callid.in_(part)))).all())
+                rows = found
             abandons = (await s.execute(ivr)).all()
         if abandons:
             self._ivr_seen = max(self._ivr_seen, max(a.id for a in abandons))
-        self.wallboard.merge_store(rows, [a.linkedid for a in abandons], now)
+        self.wallboard.merge_store(rows[:MERGE_A_STEP], [a.linkedid for a in abandons], now)
+        for part in chunks(rows[MERGE_A_STEP:], MERGE_A_STEP):  # a day's rows: in steps
+            await asyncio.sleep(0)
+            self.wallboard.merge_store(part, (), now)
+        while True:  # and counted in steps (stats.wallboard.ENTRIES_A_STEP)
+            if not self.wallboard.count_some(self.rules):
+                break
+            await asyncio.sleep(0)
 
     # --- AMI / bus facts ---------------------------------------------------------------------
     async def link(self, uniqueid: str, linkedid: str) -> None:
@@ -233,8 +259,9 @@ class StatsService:
                 await self.store.rederive(callids, self.rules)
                 await self._load_entries(callids)
 
-    def frame(self) -> dict[str, Any]:
-        """The ``{"type": "wallboard", ...}`` message now."""
+    async def frame(self) -> dict[str, Any]:
+        """The ``{"type": "wallboard", ...}`` message now, built in steps
+        (:meth:`Wallboard.frame_steps`) that let the pops made meanwhile through."""
         s = self.settings
         default = AlarmRule(s.alarm_waiting, s.alarm_longest_wait_s, s.alarm_sl_below_target)
         alarms = {
@@ -245,7 +272,14 @@ class StatsService:
             )
             for q, a in s.alarms_by_queue.items()
         }
-        return self.wallboard.frame(
+        steps = self.wallboard.frame_steps(
             self.live_queues(), self.rules, s.sl_target_by_queue, s.sl_target,
             s.risk_wait_fraction, utcnow(), self.is_personal_queue, alarms, default,
         )  # fmt: skip
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                frame: dict[str, Any] = done.value
+                return frame
+            await asyncio.sleep(0)

@@ -22,9 +22,11 @@ service level below its target).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import sys
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -80,6 +82,13 @@ class AlarmRule:
 
 Key = tuple[str, str]  # (the caller's Uniqueid, the queue)
 
+#: A frame's work between two yields of :meth:`Wallboard.frame_steps`: entries counted
+#: (about 20 us each) and agents' rows built (a few us each), so that a frame (500 agents)
+#: or a start's count (30,000 entries) never holds the event loop for more than about a
+#: millisecond: a pop made meanwhile waits for one step, not for the whole frame.
+ENTRIES_A_STEP = 50
+AGENTS_A_STEP = 100
+
 
 class Wallboard:
     def __init__(self, tz: ZoneInfo) -> None:
@@ -121,13 +130,21 @@ class Wallboard:
         if entry.linkedid:
             self._callers[entry.linkedid] = entry.caller_num
 
-    def _count(self, rules: Mapping[str, QueueRules]) -> None:
-        """Bring the per-queue and per-agent sums up to date with the entries."""
+    def count_some(self, rules: Mapping[str, QueueRules], limit: int = ENTRIES_A_STEP) -> bool:
+        """Count at most ``limit`` of the entries changed since the last count into the
+        per-queue and per-agent sums; True if some are left. A caller on the event loop
+        counts a large change (a start's or a day's load, a queue's new thresholds) in
+        steps, yielding between them, instead of one long step."""
         used = self._thresholds
         changed = {q for q, t in used.items() if _thresholds(rules, q) != t}
         if changed:  # a queue's thresholds changed: its entries count again
             self._dirty.update(k for k in self._counted if k[1] in changed)
-        for key in self._dirty:
+            for q in changed:  # marked once: what is left of them counts with the new ones
+                used[q] = _thresholds(rules, q)
+        dirty = self._dirty
+        while dirty and limit > 0:
+            limit -= 1
+            key = dirty.pop()
             before = self._counted.pop(key, None)
             if before is not None:
                 self._queues[key[1]].remove(before[0])
@@ -146,7 +163,11 @@ class Wallboard:
                 _sum(self._agents, e.agent).add(counts)
                 self._agent_figures.pop(e.agent, None)
             self._counted[key] = (counts, e.agent)
-        self._dirty.clear()
+        return bool(dirty)
+
+    def _count(self, rules: Mapping[str, QueueRules]) -> None:
+        """Bring the per-queue and per-agent sums up to date with the entries."""
+        self.count_some(rules, sys.maxsize)
 
     def apply(self, event: DomainEvent, now: datetime) -> bool:
         """Apply one of :data:`WALLBOARD_EVENTS`; True if today's figures changed."""
@@ -215,12 +236,22 @@ class Wallboard:
     def agents_today(self, rules: Mapping[str, QueueRules]) -> dict[str, dict[str, Any]]:
         """Per agent, over all queues: handled and AHT today (stats.formulas)."""
         self._count(rules)
+        for _ in self._agent_figures_steps(len(self._agents) + 1):
+            pass
+        return dict(self._agent_figures)
+
+    def _agent_figures_steps(self, per_step: int = AGENTS_A_STEP) -> Generator[None]:
+        """Each agent's figures whose counts changed since they were last taken, in steps
+        of ``per_step`` agents (after a start's count, every agent's)."""
         out = self._agent_figures
-        for name, c in self._agents.items():
-            if name not in out and c.parts:
+        stale = [n for n, c in self._agents.items() if n not in out and c.parts]
+        for i, name in enumerate(stale, 1):
+            c = self._agents.get(name)
+            if c is not None and c.parts and name not in out:
                 f = figures(c.counts())
                 out[name] = {"handled": f["handled"], "aht_s": f["aht_s"]}
-        return dict(out)
+            if i % per_step == 0:
+                yield
 
     def callers(self) -> Mapping[str, str]:
         """linkedid -> the caller's number (today's entries), kept as they come."""
@@ -241,7 +272,37 @@ class Wallboard:
         """The ``{"type": "wallboard", ...}`` message; ``is_personal``: an agent's own
         owner-first queue (shown only while in use); ``alarms``: per queue thresholds
         (else ``default_alarm``)."""
+        steps = self.frame_steps(
+            live_queues, rules, targets, default_target, risk_fraction, now, is_personal,
+            alarms, default_alarm,
+        )  # fmt: skip
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                frame: dict[str, Any] = done.value
+                return frame
+
+    def frame_steps(
+        self,
+        live_queues: list[dict[str, Any]],
+        rules: Mapping[str, QueueRules],
+        targets: Mapping[str, float],
+        default_target: float,
+        risk_fraction: float,
+        now: datetime,
+        is_personal: Callable[[str], bool] = lambda _: False,
+        alarms: Mapping[str, AlarmRule] | None = None,
+        default_alarm: AlarmRule = AlarmRule(),
+    ) -> Generator[None, None, dict[str, Any]]:
+        """:meth:`frame` in steps: yields after each :data:`ENTRIES_A_STEP` entries counted
+        and :data:`AGENTS_A_STEP` agents' rows, returns the frame. A caller on the event
+        loop yields to it at each step. What changes between the steps shows in the frame
+        as far as it got (``live_queues`` is the caller's copy, taken once)."""
         self._roll(now)
+        while self.count_some(rules):
+            yield
+        yield from self._agent_figures_steps()
         today = self.today(rules)
         per_agent = self.agents_today(rules)
         callers = self.callers()
@@ -260,7 +321,9 @@ class Wallboard:
             states: dict[str, int] = {}
             statuses: dict[str, int] = {}
             agents = []
-            for m in live["members"]:
+            for i, m in enumerate(live["members"], 1):
+                if i % AGENTS_A_STEP == 0:
+                    yield
                 state = str(m["state"])
                 status = f"paused:{m['paused_reason']}" if m["paused"] else "available"
                 if m["paused"] and not m["paused_reason"]:
@@ -344,8 +407,15 @@ def _instant(value: object) -> datetime | None:
 
 def _regions(number: str, default_region: str) -> dict[str, str]:
     """号码归属地 of a caller number in both languages ("" when unknown)."""
-    e164 = normalize(number, default_region) if number else ""
-    return {"zh": region(e164, "zh"), "en": region(e164, "en")}
+    zh, en = _region_names(number, default_region) if number else ("", "")
+    return {"zh": zh, "en": en}
+
+
+@lru_cache(maxsize=4096)
+def _region_names(number: str, default_region: str) -> tuple[str, str]:
+    # every frame shows the callers of every agent on a call: each number parsed once
+    e164 = normalize(number, default_region)
+    return region(e164, "zh"), region(e164, "en")
 
 
 def _longest_caller(entry: Mapping[str, Any] | None, default_region: str) -> dict[str, Any] | None:

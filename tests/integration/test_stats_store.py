@@ -4,6 +4,7 @@ abandons, agents, staffing, REST with roles and CSV."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -15,6 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
 
+import stats.wallboard
 from cti.records.files import FileRecords
 from cti.store.db import Database
 from cti.store.tokens import create_token
@@ -347,6 +349,44 @@ async def test_links_of_a_burst_are_one_transaction(
     assert rows == {"u0": "L0", "u1": "L1", "u2": "L1"}
 
 
+async def test_a_start_loads_and_counts_a_whole_afternoon_in_short_steps(
+    db: Database, tmp_path: Path
+) -> None:
+    """Issue #19: a daemon started at 3 pm takes the day so far (tens of thousands of
+    entries) while it already makes pops. The rows are read off the event loop, then
+    taken and counted in steps (stats.wallboard.ENTRIES_A_STEP): the loop runs other
+    work between them, and the first frame has nothing left to count."""
+    tz = midday_zone()
+    svc = StatsService(db, tz, FileRecords.in_log_dir(tmp_path), StatsSettings())
+    at = datetime.now(UTC) - timedelta(hours=1)
+    write(queue_log_of(svc), [
+        line for i in range(2000) for line in (
+            f"{ts(at, 0)}|pm{i}|support|NONE|ENTERQUEUE||138{i:08d}|1",
+            f"{ts(at, 5)}|pm{i}|support|agent{i % 9}|CONNECT|5|pm{i}b|2",
+            f"{ts(at, 65)}|pm{i}|support|agent{i % 9}|COMPLETECALLER|5|60|1",
+        )
+    ], "w")  # fmt: skip
+    await svc.tail()
+
+    again = StatsService(db, tz, FileRecords.in_log_dir(tmp_path), StatsSettings())
+    ticks = 0
+    loading = True
+
+    def tick() -> None:  # another piece of work on the loop (a pop, say)
+        nonlocal ticks
+        ticks += 1
+        if loading:
+            asyncio.get_running_loop().call_soon(tick)
+
+    asyncio.get_running_loop().call_soon(tick)
+    await again.load_today()
+    loading = False
+    assert ticks >= 2000 // stats.wallboard.ENTRIES_A_STEP
+    assert again.wallboard._dirty == set()  # counted at the load, not by the first frame
+    frame = await again.frame()
+    assert frame["queues"][0]["today"]["offered"] == 2000
+
+
 def midday_zone() -> ZoneInfo:
     """A zone where it is now between 10:00 and 14:00, so that 'today' has room on both
     sides of the test's calls whenever it runs."""
@@ -392,14 +432,14 @@ async def test_the_wallboard_takes_what_an_ingest_changed_not_the_whole_day(
     write(queue_log_of(svc), later)
     await svc.tail()
     assert loaded == [300, 2]  # the two calls the ingest derived, not the day again
-    frame = svc.frame()
+    frame = await svc.frame()
     assert frame["queues"][0]["today"]["offered"] == 302
     assert frame["ivr_abandoned"] == 1
 
     # a daemon started now shows the day so far, IVR abandons included, without a new line
     again = StatsService(db, tz, FileRecords.in_log_dir(tmp_path), StatsSettings())
     await again.load_today()
-    frame = again.frame()
+    frame = await again.frame()
     assert frame["queues"][0]["today"]["offered"] == 302
     assert frame["ivr_abandoned"] == 1
     agents = {a: again.wallboard.agents_today({})[a]["handled"] for a in ("agent0", "agent6")}

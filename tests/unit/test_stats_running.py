@@ -193,3 +193,71 @@ def test_a_new_day_starts_from_nothing() -> None:
     assert wb.today(rules) == {} and wb.agents_today(rules) == {} and wb.callers() == {}
     wb.apply(CallQueued("L2", tomorrow, "support", 1, "u2"), tomorrow)
     assert figures(wb.today(rules)["support"])["offered"] == 1
+
+
+def members(n: int) -> list[dict[str, object]]:
+    """``n`` queue members as the ACD's live model shows them, half of them on a call."""
+    return [
+        {"interface": f"Local/{i}@agents", "name": f"agent{i}", "paused": False,
+         "paused_reason": "", "state": "on_call" if i % 2 else "idle",
+         "linkedid": f"L{i}" if i % 2 else None, "state_since": NOW.isoformat()}
+        for i in range(n)
+    ]  # fmt: skip
+
+
+def test_a_frame_is_built_in_short_steps_that_add_up_to_the_same_frame() -> None:
+    """A start's count of a whole afternoon and a frame of 500 agents never hold the event
+    loop in one go: each step between two yields counts at most ENTRIES_A_STEP entries
+    and builds at most AGENTS_A_STEP agents' rows; driven to the end, the steps give
+    exactly the frame built in one go."""
+    wb = Wallboard(UTC_TZ)
+    rows = [
+        (f"u{i}", "support", NOW - timedelta(seconds=i), "answered", float(i % 40),
+         float(i % 300), True, None, f"agent{i % 500}", 0.0, f"L{i}")
+        for i in range(3000)
+    ]  # fmt: skip
+    wb.merge_store(rows, [], NOW)
+    rules = {"support": QueueRules()}
+    live = [{"name": "support", "entries": [], "members": members(500)}]
+    steps = wb.frame_steps(live, rules, {}, 0.8, 0.75, NOW)
+    counted_per_step, left = [], len(wb._dirty)
+    n_steps = 0
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            stepped = done.value
+            break
+        n_steps += 1
+        counted_per_step.append(left - len(wb._dirty))
+        left = len(wb._dirty)
+    assert max(counted_per_step) <= stats.wallboard.ENTRIES_A_STEP
+    # 3000 entries, 500 agents' figures and 500 agents' rows: that many steps at least
+    assert (
+        n_steps
+        >= 3000 // stats.wallboard.ENTRIES_A_STEP + 2 * 500 // stats.wallboard.AGENTS_A_STEP - 1
+    )
+    whole = Wallboard(UTC_TZ)
+    whole.merge_store(rows, [], NOW)
+    assert stepped == whole.frame(live, rules, {}, 0.8, 0.75, NOW)
+    assert stepped["queues"][0]["today"]["offered"] == 3000
+    assert len(stepped["queues"][0]["agents"]) == 500
+
+
+def test_entries_that_change_between_the_steps_are_counted_by_the_next_frame() -> None:
+    wb = Wallboard(UTC_TZ)
+    rules = {"support": QueueRules()}
+    rows = [
+        (f"u{i}", "support", NOW - timedelta(seconds=i), "answered", 5.0, 60.0, True, None,
+         f"agent{i % 7}", 0.0, f"L{i}")
+        for i in range(500)
+    ]  # fmt: skip
+    wb.merge_store(rows, [], NOW)
+    steps = wb.frame_steps([], rules, {}, 0.8, 0.75, NOW)
+    next(steps)  # the first step counted; a call comes in before the next
+    wb.apply(CallQueued("L-new", NOW, "support", 1, "u-new", caller_num="13800000000"), NOW)
+    wb.apply(CallAbandoned("L-new", NOW, "support", 1, 30.0, "u-new"), NOW)
+    for _ in steps:
+        pass
+    assert wb.frame([], rules, {}, 0.8, 0.75, NOW)["queues"][0]["today"]["offered"] == 501
+    assert wb._dirty == set()
