@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from cti.principal import ROLE_RANK, Principal
@@ -44,6 +45,28 @@ CLOSE_BAD_FRAME = 4400
 
 Snapshot = Callable[[Principal], Awaitable[list[dict[str, Any]]]]
 Command = Callable[[Principal, dict[str, Any]], Awaitable[dict[str, Any] | None]]
+
+
+#: orjson's output for what the hub sends equals ``json.dumps(message, ensure_ascii=False,
+#: default=str)``'s (what it sent before): datetimes and dataclasses go to ``default`` as
+#: they did, keys that are not strings become strings
+_ORJSON_OPTIONS = (
+    orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+)
+
+
+def encode(message: Any) -> str:
+    """A message's JSON text, every message the hub sends encoded here. orjson: a
+    wallboard frame of 500 agents (100 kB) took a millisecond of the event loop with the
+    json module, a tenth of that with orjson (decision 0027, session 14). What orjson
+    cannot encode (an integer beyond 64 bits, text that is not UTF-8 such as a lone
+    surrogate) goes to the json module, escaped to ASCII so that it can always be sent.
+    Not a number (NaN, infinity) becomes null: the json module wrote ``NaN``, which
+    JSON.parse refuses."""
+    try:
+        return orjson.dumps(message, default=str, option=_ORJSON_OPTIONS).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(message, default=str)
 
 
 class BadFrame(ValueError):
@@ -165,7 +188,7 @@ class WsHub:
             if message is None:
                 continue
             if id(message) not in texts:
-                texts[id(message)] = (message, json.dumps(message, ensure_ascii=False, default=str))
+                texts[id(message)] = (message, encode(message))
             text = texts[id(message)][1]
             if self._write_now(conn, text):
                 n += 1
@@ -302,10 +325,10 @@ class WsHub:
         self._by_role.setdefault(p.role, set()).add(conn)
         try:
             hello = {"type": "hello", "who": p.name, "role": p.role}
-            conn.queue.put_nowait(json.dumps(hello, ensure_ascii=False))
+            conn.queue.put_nowait(encode(hello))
             for provider in self._snapshots:
                 for message in await provider(p):
-                    conn.queue.put_nowait(json.dumps(message, ensure_ascii=False, default=str))
+                    conn.queue.put_nowait(encode(message))
             conn.tasks = [
                 asyncio.create_task(self._sender(conn), name=f"ws-send-{p.name}"),
                 asyncio.create_task(self._receiver(conn), name=f"ws-recv-{p.name}"),
@@ -405,7 +428,7 @@ class WsHub:
                 reply = await self._command(conn.principal, msg.data)
                 if reply is not None:
                     try:
-                        conn.queue.put_nowait(json.dumps(reply, ensure_ascii=False, default=str))
+                        conn.queue.put_nowait(encode(reply))
                     except asyncio.QueueFull:
                         conn.drop()
                         return
