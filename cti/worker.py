@@ -8,6 +8,8 @@ first, then drains them with the store open) guarantees for each:
   (messaging.rules), ``crm-webhooks`` (crm_bridge.webhooks: 1 s, then the posts in hand
   are cancelled): drained for a bounded time, the rest kept in the store and handled
   first at the next start (``keep``): nothing accepted is lost.
+- ``crm-webhooks`` also keeps a journal (``journal_s``): a crash loses at most what was
+  submitted in the last interval (below).
 
 Guarantees, the same for every user:
 
@@ -33,6 +35,21 @@ Guarantees, the same for every user:
   PendingStore`): then it is written to the store and :meth:`resume`, at the next start,
   puts it back on the queue ahead of new items (the handler must be idempotent: an item
   in hand may be applied twice). Each user states its guarantee in its module docstring.
+- **Journal (write-ahead), when asked for.** A worker with ``journal_s`` (and a ``keep``)
+  also writes its items to the store while it runs: every ``journal_s`` seconds, one
+  transaction adds the items submitted since the last one and deletes the rows of those
+  handled since (an item handled before its turn is never written); :meth:`resume` reads
+  the rows at start and leaves them until their items are handled; the stop rewrites the
+  rows of what is unhandled (the items' state then). :meth:`submit` stays an append in
+  memory: the store is written by one task of the worker, never on the caller's path. A
+  crash (SIGKILL, power loss) therefore loses only the items submitted in the last
+  ``journal_s`` before it (and those of a write it interrupted, or of writes that failed
+  meanwhile: a store that is down is retried each interval, logged once); an item handled
+  just before the crash whose row was not deleted yet is handled again at the next start,
+  from its state when written (the handler is idempotent, as above). Items beyond what the
+  queue holds at start stay in the store for a later start. Nodes that share a store give
+  the worker a ``keep_as`` each (their own rows: one node's start never replays another
+  node's items in hand).
 
 Counters (``enqueued``, ``handled``, ``dropped``, ``failed``, ``errors``, ``pending``) are
 attributes and, through :class:`WorkerMetrics`, Prometheus metrics labelled by name.
@@ -42,7 +59,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry
@@ -51,7 +69,7 @@ from prometheus_client.registry import Collector
 
 from cti.tasks import BackgroundTasks
 
-__all__ = ["Keeper", "QueueWorker", "WorkerMetrics"]
+__all__ = ["Journal", "Keeper", "QueueWorker", "WorkerMetrics"]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +83,29 @@ class Keeper(Protocol[T]):
 
     async def save(self, worker: str, items: Sequence[T]) -> None: ...
     async def take(self, worker: str) -> list[T]: ...
+
+
+class Journal(Keeper[T], Protocol[T]):
+    """A keep that is also a journal (``journal_s``; :class:`cti.pending.PendingStore`)."""
+
+    async def write(
+        self,
+        worker: str,
+        add: Sequence[T] = (),
+        *,
+        rewrite: Mapping[int, T] | None = None,
+        remove: Sequence[int] = (),
+    ) -> list[int]: ...
+    async def load(self, worker: str, limit: int) -> list[tuple[int, T]]: ...
+
+
+@dataclass(eq=False, slots=True)
+class _Entry(Generic[T]):
+    """An item on its way through the worker; ``row``: its journal row once written."""
+
+    item: T
+    row: int | None = None
+    done: bool = False
 
 
 def _never(_: BaseException) -> bool:
@@ -87,9 +128,16 @@ class QueueWorker(Generic[T]):
         describe: Callable[[T], str] = repr,
         metrics: WorkerMetrics | None = None,
         keep: Keeper[T] | None = None,
+        journal_s: float | None = None,
+        keep_as: str = "",
     ) -> None:
+        """``keep``: where a stop keeps what it leaves (the module docstring); with
+        ``journal_s`` it must be a :class:`Journal`, written that often; ``keep_as``: the
+        name the items are kept under (default ``name``)."""
         if queue_size < 1 or batch_size < 1 or concurrency < 1:
             raise ValueError("queue_size, batch_size and concurrency must be positive")
+        if journal_s is not None and (journal_s <= 0 or keep is None):
+            raise ValueError("a journal needs a keep and a positive journal_s")
         self.name = name
         self._handler = handler
         self.batch_size = batch_size
@@ -100,9 +148,17 @@ class QueueWorker(Generic[T]):
         self.permanent_attempts = max(1, permanent_attempts)
         self._describe = describe
         self._keep = keep
-        self._queue: asyncio.Queue[T] = asyncio.Queue(maxsize=queue_size)
+        self._keep_as = keep_as or name
+        self.journal_s = journal_s
+        self._journal: Journal[T] | None = keep if journal_s is not None else None  # type: ignore[assignment]
+        self._unwritten: list[_Entry[T]] = []  # submitted, not in the journal yet
+        self._handled_rows: list[int] = []  # journal rows of handled items, to delete
+        self._journal_lock = asyncio.Lock()
+        self._journal_task = BackgroundTasks(f"worker-{name}-journal")
+        self._journal_failing = False
+        self._queue: asyncio.Queue[_Entry[T]] = asyncio.Queue(maxsize=queue_size)
         self._tasks = BackgroundTasks(f"worker-{name}")
-        self._in_flight: dict[int, Sequence[T]] = {}
+        self._in_flight: dict[int, list[_Entry[T]]] = {}
         self._done = 0
         self._done_changed = asyncio.Condition()
         self._closing = False
@@ -133,8 +189,9 @@ class QueueWorker(Generic[T]):
             self.dropped += 1
             log.error("%s closed: dropped %s", self.name, self._describe(item))
             return False
+        entry = _Entry(item)
         try:
-            self._queue.put_nowait(item)
+            self._queue.put_nowait(entry)
         except asyncio.QueueFull:
             self.dropped += 1
             log.error(
@@ -143,6 +200,8 @@ class QueueWorker(Generic[T]):
             )  # fmt: skip
             return False
         self.enqueued += 1
+        if self._journal is not None:
+            self._unwritten.append(entry)
         return True
 
     @property
@@ -162,6 +221,8 @@ class QueueWorker(Generic[T]):
         self._started = True
         for i in range(self.concurrency):
             self._tasks.spawn(self._run(i), f"run-{i}")
+        if self._journal is not None:
+            self._journal_task.spawn(self._journal_loop(self.journal_s or 1.0), "journal")
 
     async def resume(self) -> int:
         """Put back on the queue, in their order, the items the last stop kept (``keep``);
@@ -169,21 +230,28 @@ class QueueWorker(Generic[T]):
         store does not answer: they wait there for a later start)."""
         if self._keep is None:
             return 0
+        room = self._queue.maxsize - self._queue.qsize()
         try:
-            items = await self._keep.take(self.name)
+            if self._journal is not None:  # the rows stay until their items are handled
+                rows = await self._journal.load(self._keep_as, room)
+                entries = [_Entry(item, row) for row, item in rows]
+                items: list[T] = []
+            else:
+                items = await self._keep.take(self._keep_as)
+                entries = [_Entry(item) for item in items[:room]]
         except Exception as exc:  # the store is away: they stay there for a later start
             log.error("%s: could not take back what the last stop kept (%s)",
                       self.name, _describe_exc(exc))  # fmt: skip
             return 0
-        fits = min(len(items), self._queue.maxsize - self._queue.qsize())
-        for item in items[:fits]:
-            self._queue.put_nowait(item)
+        for entry in entries:
+            self._queue.put_nowait(entry)
+        fits = len(entries)
         self.enqueued += fits
         self.resumed += fits
-        if fits < len(items):  # more than the queue holds: the rest stays in the store
-            await self._keep.save(self.name, items[fits:])
-        if items:
-            log.warning("%s: %d item(s) kept by the last stop taken back", self.name, fits)
+        if len(items) > fits:  # more than the queue holds: the rest stays in the store
+            await self._keep.save(self._keep_as, items[fits:])
+        if fits:
+            log.warning("%s: %d item(s) kept by the last run taken back", self.name, fits)
         return fits
 
     async def flush(self) -> None:
@@ -209,26 +277,28 @@ class QueueWorker(Generic[T]):
             self._stopped = True
             await self._leave(self._unhandled(), "before it started")
             return
-        timed_out = False
         try:
             await asyncio.wait_for(self.flush(), grace_s)
         except TimeoutError:
-            timed_out = True
+            pass
         finally:
             await self._tasks.stop()
             self._stopped = True
             async with self._done_changed:
                 self._done_changed.notify_all()
-        if timed_out:
-            await self._leave(self._unhandled(), f"after {grace_s}s")
+        await self._leave(self._unhandled(), f"after {grace_s}s")
 
-    async def _leave(self, items: list[T], when: str) -> None:
+    async def _leave(self, entries: list[_Entry[T]], when: str) -> None:
         """What a stop could not handle: kept in the store (``keep``), else logged."""
-        if not items:
+        if self._journal is not None:
+            await self._close_journal(entries, when)
             return
+        if not entries:
+            return
+        items = [e.item for e in entries]
         if self._keep is not None:
             try:
-                await asyncio.wait_for(self._keep.save(self.name, items), KEEP_TIMEOUT_S)
+                await asyncio.wait_for(self._keep.save(self._keep_as, items), KEEP_TIMEOUT_S)
             except Exception as exc:
                 log.error("%s: could not keep %d item(s) for the next start (%s)",
                           self.name, len(items), _describe_exc(exc))  # fmt: skip
@@ -240,13 +310,91 @@ class QueueWorker(Generic[T]):
         log.error("%s closing %s with %d item(s) unhandled: %s",
                   self.name, when, len(items), ", ".join(map(self._describe, items)))  # fmt: skip
 
-    def _unhandled(self) -> list[T]:
+    def _unhandled(self) -> list[_Entry[T]]:
         """Items in hand (their handlers ended) and queued, in submission order."""
-        items = [i for batch in self._in_flight.values() for i in batch]
+        entries = [e for batch in self._in_flight.values() for e in batch]
         self._in_flight.clear()
         while not self._queue.empty():
-            items.append(self._queue.get_nowait())
-        return items
+            entries.append(self._queue.get_nowait())
+        return entries
+
+    # --- journal --------------------------------------------------------------------------
+
+    async def _journal_loop(self, every_s: float) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            if self._unwritten or self._handled_rows:
+                async with self._journal_lock:
+                    await self._write_journal()
+
+    async def _write_journal(self, rewrite: Mapping[int, T] | None = None) -> bool:
+        """One transaction: the items submitted since the last write (those not handled
+        meanwhile) in, the rows of the items handled since out, ``rewrite`` rewritten.
+        False (logged once until a write succeeds; kept for the next write) if the store
+        refused."""
+        assert self._journal is not None
+        add = [e for e in self._unwritten if not e.done]
+        remove = self._handled_rows
+        self._unwritten, self._handled_rows = [], []
+        try:
+            rows = await self._journal.write(
+                self._keep_as, [e.item for e in add], rewrite=rewrite, remove=remove
+            )
+        except Exception as exc:
+            self._unwritten[:0] = add
+            self._handled_rows[:0] = remove
+            if not self._journal_failing:
+                self._journal_failing = True
+                log.error("%s: journal write failed (%s); %d item(s) not in the store yet, "
+                          "retried every %.2f s", self.name, _describe_exc(exc), len(add),
+                          self.journal_s or 0.0)  # fmt: skip
+            return False
+        if self._journal_failing:
+            self._journal_failing = False
+            log.warning("%s: journal written again", self.name)
+        for entry, row in zip(add, rows, strict=True):
+            entry.row = row
+            if entry.done:  # handled while it was being written
+                self._handled_rows.append(row)
+        return True
+
+    async def sync(self) -> bool:
+        """Write the journal now (not waiting for the interval): what was submitted so far
+        is in the store when it returns True (False: the store refused, logged; without a
+        journal there is nothing to write). Off the hot path: for a caller that must not
+        let go of an item's other copy before it is in the store."""
+        if self._journal is None:
+            return False
+        async with self._journal_lock:
+            return await self._write_journal()
+
+    async def _close_journal(self, left: list[_Entry[T]], when: str) -> None:
+        """The stop's last write: what is left (in the store already, or not yet) kept
+        with its state now, the rows of everything handled deleted."""
+        async with self._journal_lock:
+            await self._journal_task.stop()
+            rewrite = {e.row: e.item for e in left if e.row is not None}
+            try:
+                written = await asyncio.wait_for(self._write_journal(rewrite), KEEP_TIMEOUT_S)
+            except TimeoutError:
+                written = False
+        if written:
+            if left:
+                self.kept += len(left)
+                log.warning("%s closing %s: %d item(s) kept for the next start",
+                            self.name, when, len(left))  # fmt: skip
+            return
+        lost = [e.item for e in left if e.row is None]
+        log.error("%s closing %s: the journal's last write failed; %d item(s) in the store "
+                  "from earlier writes, %d not: %s", self.name, when, len(left) - len(lost),
+                  len(lost), ", ".join(map(self._describe, lost)))  # fmt: skip
+
+    def _settle(self, batch: list[_Entry[T]]) -> None:
+        """``batch`` is handled: its journal rows go at the next write."""
+        for entry in batch:
+            entry.done = True
+            if entry.row is not None:
+                self._handled_rows.append(entry.row)
 
     # --- workers --------------------------------------------------------------------------
 
@@ -259,13 +407,16 @@ class QueueWorker(Generic[T]):
                 except asyncio.QueueEmpty:
                     break
             self._in_flight[index] = batch
+            items = [e.item for e in batch]
             try:
-                await self._handle_with_retry(batch)
+                await self._handle_with_retry(items)
             except Exception:  # a bug in the retry logic itself: never end the worker
                 self.failed += len(batch)
                 log.exception("%s: unexpected error; items lost: %s",
-                              self.name, ", ".join(map(self._describe, batch)))  # fmt: skip
+                              self.name, ", ".join(map(self._describe, items)))  # fmt: skip
             self._in_flight.pop(index, None)
+            if self._journal is not None:
+                self._settle(batch)
             async with self._done_changed:
                 self._done += len(batch)
                 self.handled += len(batch)

@@ -1,12 +1,14 @@
 """What a graceful stop cannot drain in its bound is kept in the store and handled at the
 next start, once (cti.pending with cti.worker's ``keep``), on SQLite and PostgreSQL:
 the statistics facts, crm_bridge's interaction writer, the ACD's lost callers and the
-call recorder, the missed-call SMS rule, each against its real tables."""
+call recorder, the missed-call SMS rule, each against its real tables. A worker with a
+journal keeps its items in the store while it runs, so that a process that dies without
+a stop loses none of them (beyond the last interval)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -94,6 +96,107 @@ async def test_a_stop_keeps_what_it_could_not_write_and_the_next_start_writes_it
     assert await count(db, PendingItem) == 0
     # taken back in order; links 4 and 5 written again, harmlessly (insert-or-ignore)
     assert seen == [f"U{i}" for i in range(6)] + [f"U{i}" for i in range(3, N)]
+
+
+async def until(cond: Callable[[], Awaitable[bool]], what: str, timeout: float = 30) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await cond():
+        assert asyncio.get_running_loop().time() < deadline, f"not in {timeout} s: {what}"
+        await asyncio.sleep(0.02)
+
+
+async def die(worker: QueueWorker[Fact]) -> None:
+    """The process dies: the worker's tasks end where they are, no stop runs (nothing
+    more reaches the store); what it had in memory is gone with it."""
+    await worker._tasks.stop()
+    await worker._journal_task.stop()
+
+
+async def test_a_worker_with_a_journal_loses_nothing_when_its_process_dies(
+    db: Database,
+) -> None:
+    stuck = asyncio.Event()  # the dependency is away: the first item never gets through
+    seen: list[str] = []
+
+    async def away(facts: Sequence[Fact]) -> None:
+        stuck.set()
+        await asyncio.Event().wait()
+
+    async def write(facts: Sequence[Fact]) -> None:
+        seen.extend(f.uniqueid for f in facts)
+
+    facts = [Fact("link", f"L{i}", f"U{i}") for i in range(N)]
+    first: QueueWorker[Fact] = QueueWorker(
+        "stats-facts", away, keep=PendingStore(db, Fact), journal_s=0.05
+    )
+    first.start()
+    assert all(first.submit(f) for f in facts)  # in memory only, at once
+
+    async def all_in_the_store() -> bool:
+        return await count(db, PendingItem) == N
+
+    await until(all_in_the_store, f"{N} items journaled")  # within journal_s, one write
+    await stuck.wait()
+    await die(first)
+
+    second: QueueWorker[Fact] = QueueWorker(
+        "stats-facts", write, batch_size=7, keep=PendingStore(db, Fact), journal_s=0.05
+    )
+    assert await second.resume() == N  # read back; the rows stay until handled
+    assert await count(db, PendingItem) == N
+    second.start()
+    await second.flush()
+    assert seen == [f.uniqueid for f in facts]  # every item, once, in order
+
+    async def store_empty() -> bool:
+        return await count(db, PendingItem) == 0
+
+    await until(store_empty, "the handled items' rows deleted")  # while it runs
+    assert second.submit(Fact("link", "late", "late"))  # handled before its write:
+    await second.flush()
+    await second.close()  # ... never in the store
+    assert await count(db, PendingItem) == 0 and second.kept == 0
+
+
+async def test_a_stop_of_a_worker_with_a_journal_keeps_what_is_unhandled_once(
+    db: Database,
+) -> None:
+    """Its stop leaves in the store what is queued or in hand, written or not yet, one
+    row each, and nothing of what was handled."""
+    gate = asyncio.Event()
+    seen: list[str] = []
+
+    async def slow(facts: Sequence[Fact]) -> None:
+        seen.extend(f.uniqueid for f in facts)
+        if len(seen) > 3:
+            await gate.wait()
+
+    first: QueueWorker[Fact] = QueueWorker(
+        "stats-facts", slow, keep=PendingStore(db, Fact), journal_s=0.05
+    )
+    first.start()
+    for i in range(N // 2):
+        first.submit(Fact("link", f"L{i}", f"U{i}"))
+
+    async def written() -> bool:
+        return await count(db, PendingItem) == N // 2 - 3
+
+    await until(written, "the unhandled items journaled, the handled ones gone")
+    for i in range(N // 2, N):  # submitted just before the stop: not written yet
+        first.submit(Fact("link", f"L{i}", f"U{i}"))
+    await first.close(grace_s=0.1)
+    assert first.kept == N - 3
+    second: QueueWorker[Fact] = QueueWorker(
+        "stats-facts", slow, keep=PendingStore(db, Fact), journal_s=0.05
+    )
+    gate.set()
+    assert await second.resume() == N - 3
+    second.start()
+    await second.flush()
+    await second.close()
+    # the 4th was in hand at the stop: handled again (the handler is idempotent)
+    assert seen == [f"U{i}" for i in range(4)] + [f"U{i}" for i in range(3, N)]
+    assert await count(db, PendingItem) == 0
 
 
 async def test_kept_items_are_equal_to_the_submitted_ones(db: Database) -> None:
