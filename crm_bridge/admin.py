@@ -10,7 +10,8 @@ be changed without a restart:
   changes, disables, re-keys and removes its own (``/api/v1/webhooks/targets``). A new
   receiver's secret (given, or generated) is answered once; afterwards only its last
   four characters are shown. The dispatcher's target list is replaced in place, so the
-  next event goes to the new set.
+  next event goes to the new set; a console receiver is the same receiver (its id) under
+  a new URL or secret: what was queued for it, and its dead letters, go to it there.
 
 :class:`CrmSettings` rewrites ``config.dispositions`` and the dispatcher's ``targets`` in
 place: everything that reads them sees the values in force.
@@ -35,7 +36,7 @@ from crm_bridge.config import (
     _unique_codes,
 )
 from crm_bridge.models import DispositionRow, WebhookTargetRow
-from crm_bridge.webhooks import WebhookDispatcher
+from crm_bridge.webhooks import Receiver, WebhookDispatcher
 from cti.store.db import Database
 from cti.store.models import clean_text, clip_text
 from cti.web.auth import audit, require_role
@@ -172,13 +173,16 @@ class CrmSettings:
 
     async def _apply_targets(self) -> None:
         mine = [
-            WebhookTarget.model_validate(
-                {"url": r.url, "secret": r.secret, "events": json.loads(r.events)}
+            Receiver.of(
+                WebhookTarget.model_validate(
+                    {"url": r.url, "secret": r.secret, "events": json.loads(r.events)}
+                ),
+                console_id=r.id,
             )
             for r in await self._rows()
             if r.enabled
         ]
-        self.webhooks.targets[:] = [*self.file_targets, *mine]
+        self.webhooks.targets[:] = [*map(Receiver.of, self.file_targets), *mine]
 
     async def targets(self) -> list[dict[str, Any]]:
         from_file = [

@@ -47,7 +47,9 @@ class CrmFeature:
     def setup(self, ctx: FeatureContext) -> None:
         config = ctx.section("crm", CrmConfig)
         store = CrmStore(ctx.db, ctx.settings.site.default_region)
-        webhooks = WebhookDispatcher(ctx.db, config, metrics=ctx.workers)
+        webhooks = WebhookDispatcher(
+            ctx.db, config, metrics=ctx.workers, node=ctx.settings.node_name
+        )
         bus = ctx.bus
 
         def notify(event: str, data: dict[str, Any]) -> object:

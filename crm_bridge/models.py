@@ -235,7 +235,9 @@ class DeadLetter(Base):
     __tablename__ = "crm_webhook_dead_letters"
 
     id: Mapped[int] = mapped_column(_Id, primary_key=True, autoincrement=True)
-    url: Mapped[str] = mapped_column(BoundedText(2048))
+    url: Mapped[str] = mapped_column(BoundedText(2048))  # where it was last meant to go
+    # the receiver's key (crm_bridge.webhooks.Receiver); "": a dead letter of before keys
+    receiver: Mapped[str] = mapped_column(BoundedText(2100), default="", server_default="")
     event: Mapped[str] = mapped_column(BoundedText(64))
     body: Mapped[str] = mapped_column(Text())
     attempts: Mapped[int] = mapped_column(Integer())

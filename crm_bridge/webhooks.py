@@ -1,6 +1,6 @@
 """Outbound webhooks to external CRMs.
 
-``publish(event, data)`` never waits: it submits one delivery per subscribed target to
+``publish(event, data)`` never waits: it submits one delivery per subscribed receiver to
 a :class:`~cti.worker.QueueWorker` (bounded; full queue: dropped, logged, counted in
 /metrics). ``CONCURRENCY`` workers post them; each delivery is retried with exponential
 backoff (``backoff_s * 2**n``) and, after the last attempt, written to the dead-letter
@@ -8,16 +8,34 @@ table that admins see and can retry (a database error there is retried by the wo
 without posting again). A receiver that hangs costs one worker at most ``timeout_s`` per
 attempt and never touches the call path (bus handlers only submit).
 
-At least once across a graceful stop: the stop drains the deliveries for at most
-``STOP_GRACE_S`` (1 s), then cancels the ones in hand (a post, a backoff) and keeps
-those and the queued ones in the store (``worker_pending``, :class:`cti.pending.
-PendingStore`), neither delivered nor dead; the next start posts them first, with the
-attempts they had used. A delivery names its receiver by URL and carries no secret (the
-secret stays out of the store): each attempt signs with the secret of the receiver at
-that URL then, so a rotated secret signs the retries too, and a delivery whose receiver
-was removed or disabled meanwhile is dead-lettered without being posted. A post the stop
-cut short may have reached its receiver: it comes again (receivers de-duplicate by
-``X-CTI-Delivery``). A crash loses the queue in memory (cti.pending).
+At least once, across a graceful stop and across a crash, but for the last
+``JOURNAL_S`` (0.2 s) before a crash:
+
+- The worker journals its deliveries in the store (``worker_pending``, :class:`cti.
+  pending.PendingStore`; cti.worker's journal): every ``JOURNAL_S`` one transaction adds
+  the deliveries submitted since and deletes those delivered or dead-lettered since
+  (``publish()`` itself only appends in memory). The next start, after a stop or a crash
+  (SIGKILL, power loss), posts what the store holds first.
+- A stop drains the deliveries for at most ``STOP_GRACE_S`` (1 s), then cancels the ones
+  in hand (a post, a backoff) and keeps those and the queued ones with the attempts they
+  had used; after a crash, a delivery starts its attempts again (they are journaled with
+  the delivery, not per attempt).
+- What a crash loses: the deliveries published in the last ``JOURNAL_S`` before it (and
+  those of a journal write it interrupted, or of writes the store refused meanwhile:
+  logged). What it repeats: a post in hand or made just before it (its row not deleted
+  yet) comes again, and a delivery dead-lettered just before it may be posted and
+  dead-lettered again. Receivers de-duplicate by ``X-CTI-Delivery``.
+- In a cluster each node journals under its own name (``crm-webhooks@<node>``): a node's
+  deliveries are posted by that node's next start.
+
+A delivery names its receiver by the receiver's key (``console:<id>`` for one added in
+the console, ``config:<url>`` for one of the config file: :class:`Receiver`) and carries
+no secret (the secret stays out of the store): each attempt posts to the receiver's URL
+and signs with its secret *then*, so a receiver whose URL was changed or secret rotated
+while deliveries were queued gets them at its new URL, signed with its new secret. A
+delivery whose receiver was removed or disabled meanwhile is dead-lettered without being
+posted; a dead letter is retried to its receiver (by key) wherever its URL is now, and
+refused while it has none.
 
 Request: ``POST url`` with JSON ``{"id", "event", "at", "data"}``, headers
 ``X-CTI-Event``, ``X-CTI-Delivery`` (stable across retries: receivers de-duplicate with
@@ -34,7 +52,7 @@ import json
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -56,8 +74,13 @@ log = logging.getLogger(__name__)
 CONCURRENCY = 4
 #: How long a stop lets the deliveries go on before it keeps the rest for the next start.
 STOP_GRACE_S = 1.0
+#: How often the deliveries submitted meanwhile are written to the store (what a crash
+#: may lose) and those delivered or dead-lettered removed.
+JOURNAL_S = 0.2
+#: The worker's name (its metrics; its rows in the store, with the node's name in a cluster).
+WORKER = "crm-webhooks"
 #: The last error of a delivery whose receiver is no longer among the targets.
-NO_RECEIVER = "no receiver at this URL any more (removed or disabled): not posted"
+NO_RECEIVER = "no receiver any more (removed or disabled): not posted"
 
 #: what a dead letter's retry did (:meth:`WebhookDispatcher.retry_dead_letter`)
 Retry = Literal["queued", "missing", "no-receiver", "full"]
@@ -72,10 +95,29 @@ def verify(secret: str, timestamp: str, body: bytes, signature: str) -> bool:
     return hmac.compare_digest(sign(secret, timestamp, body), signature)
 
 
+@dataclass(frozen=True)
+class Receiver:
+    """A webhook receiver as the dispatcher posts to it now. ``key`` names it for good:
+    ``console:<id>`` (a receiver added in the console: its URL may change) or
+    ``config:<url>`` (one of the config file's, whose URL is what names it there)."""
+
+    key: str
+    url: str
+    secret: str = field(repr=False)
+    events: tuple[str, ...]
+
+    @classmethod
+    def of(cls, target: WebhookTarget, console_id: int | None = None) -> Receiver:
+        url = str(target.url)
+        key = f"console:{console_id}" if console_id is not None else f"config:{url}"
+        return cls(key, url, target.secret, tuple(target.events))
+
+
 @dataclass
 class Delivery:
-    """One event for one receiver (by URL: its secret is looked up at each attempt);
-    ``body`` is the JSON text posted."""
+    """One event for one receiver (by key: its URL and secret are looked up at each
+    attempt); ``url``: where it was last meant to go (what an admin sees; the receiver,
+    for a delivery kept before receivers had keys); ``body`` is the JSON text posted."""
 
     url: str
     event: str
@@ -83,6 +125,7 @@ class Delivery:
     delivery_id: str
     attempts: int = 0
     last_error: str = ""
+    receiver: str = ""
 
 
 def _iso(value: datetime) -> str:
@@ -91,17 +134,28 @@ def _iso(value: datetime) -> str:
 
 class WebhookDispatcher:
     def __init__(
-        self, db: Database, config: CrmConfig, *, metrics: WorkerMetrics | None = None
+        self,
+        db: Database,
+        config: CrmConfig,
+        *,
+        metrics: WorkerMetrics | None = None,
+        node: str = "",
+        journal_s: float | None = JOURNAL_S,
     ) -> None:
+        """``node``: this node's name in a cluster ("" on one node): its journal's rows;
+        ``journal_s`` None: no journal (bench/webhooks.py's baseline; a crash then loses
+        the queue in memory)."""
         self.db = db
-        self.targets: list[WebhookTarget] = list(config.webhooks)
+        #: the receivers now (cleared or replaced in place: crm_bridge.admin)
+        self.targets: list[Receiver] = [Receiver.of(t) for t in config.webhooks]
         self.attempts = config.webhook_attempts
         self.backoff_s = config.webhook_backoff_s
         self.timeout_s = config.webhook_timeout_s
         self.worker: QueueWorker[Delivery] = QueueWorker(
-            "crm-webhooks", self._handle, queue_size=config.webhook_queue_size,
+            WORKER, self._handle, queue_size=config.webhook_queue_size,
             concurrency=CONCURRENCY, describe=lambda d: f"{d.event} to {d.url}",
-            metrics=metrics, keep=PendingStore(db, Delivery),
+            metrics=metrics, keep=PendingStore(db, Delivery), journal_s=journal_s,
+            keep_as=f"{WORKER}@{node}" if node else WORKER,
         )  # fmt: skip
         self._session: aiohttp.ClientSession | None = None
         self._unsubscribe: list[Any] = []
@@ -177,7 +231,8 @@ class WebhookDispatcher:
                 ensure_ascii=False,
                 default=str,
             )
-            if self.worker.submit(Delivery(str(target.url), event, body, delivery_id)):
+            delivery = Delivery(target.url, event, body, delivery_id, receiver=target.key)
+            if self.worker.submit(delivery):
                 queued += 1
         return queued
 
@@ -187,9 +242,12 @@ class WebhookDispatcher:
         await self.worker.resume()  # what the last stop kept, first
         self.worker.start()
 
-    def _secret_of(self, url: str) -> str | None:
-        """The secret of the receiver at ``url`` now (None: no such receiver)."""
-        return next((t.secret for t in self.targets if str(t.url) == url), None)
+    def _receiver(self, key: str, url: str) -> Receiver | None:
+        """The receiver ``key`` names now (``key`` "": the one at ``url``, for what was
+        kept before receivers had keys); None: no such receiver (removed, disabled)."""
+        if key:
+            return next((t for t in self.targets if t.key == key), None)
+        return next((t for t in self.targets if t.url == url), None)
 
     async def _handle(self, deliveries: Sequence[Delivery]) -> None:
         for delivery in deliveries:
@@ -229,12 +287,13 @@ class WebhookDispatcher:
         while d.attempts < self.attempts:
             if d.attempts:
                 await asyncio.sleep(self.backoff_s * 2 ** (d.attempts - 1))
-            secret = self._secret_of(d.url)
-            if secret is None:
+            receiver = self._receiver(d.receiver, d.url)
+            if receiver is None:
                 d.last_error = NO_RECEIVER
                 break
+            d.url = receiver.url
             d.attempts += 1
-            d.last_error = await self._post(d, secret)
+            d.last_error = await self._post(d, receiver.secret)
             if not d.last_error:
                 self.delivered += 1
                 return
@@ -249,6 +308,7 @@ class WebhookDispatcher:
             session.add(
                 DeadLetter(
                     url=clip_text(d.url, 2048),
+                    receiver=clip_text(d.receiver, 2100),
                     event=d.event,
                     body=d.body,
                     attempts=d.attempts,
@@ -284,6 +344,7 @@ class WebhookDispatcher:
                 {
                     "id": r.id,
                     "url": r.url,
+                    "receiver": r.receiver,
                     "event": r.event,
                     "attempts": r.attempts,
                     "last_error": r.last_error,
@@ -295,25 +356,33 @@ class WebhookDispatcher:
 
     async def retry_dead_letter(self, dead_id: int) -> Retry:
         """Queue a dead letter again (same body, same delivery id) and remove it
-        (``"queued"``); else it stays, and the answer says why: ``"missing"`` (no such
-        dead letter), ``"no-receiver"`` (no receiver at its URL now) or ``"full"`` (the
-        queue takes nothing now: retry later)."""
-        async with self.db.session() as session, session.begin():
+        (``"queued"``), for its receiver wherever its URL is now; else it stays, and the
+        answer says why: ``"missing"`` (no such dead letter), ``"no-receiver"`` (its
+        receiver was removed or is disabled) or ``"full"`` (the queue takes nothing now:
+        retry later). The delivery is in the journal before the dead letter leaves the
+        store: a crash between the two posts it and leaves the dead letter (at least
+        once)."""
+        async with self.db.session() as session:
             row = await session.get(DeadLetter, dead_id)
-            if row is None:
-                return "missing"
-            if self._secret_of(row.url) is None:
-                return "no-receiver"
-            delivery_id = str(json.loads(row.body).get("id", uuid.uuid4().hex))
-            again = Delivery(row.url, row.event, row.body, delivery_id)
-            if not self.worker.submit(again):
-                return "full"
+        if row is None:
+            return "missing"
+        receiver = self._receiver(row.receiver, row.url)
+        if receiver is None:
+            return "no-receiver"
+        delivery_id = str(json.loads(row.body).get("id", uuid.uuid4().hex))
+        again = Delivery(receiver.url, row.event, row.body, delivery_id, receiver=receiver.key)
+        if not self.worker.submit(again):
+            return "full"
+        await self.worker.sync()
+        async with self.db.session() as session, session.begin():
             await session.execute(delete(DeadLetter).where(DeadLetter.id == dead_id))
         return "queued"
 
     def status(self) -> dict[str, Any]:
         return {
-            "targets": [{"url": str(t.url), "events": list(t.events)} for t in self.targets],
+            "targets": [
+                {"receiver": t.key, "url": t.url, "events": list(t.events)} for t in self.targets
+            ],
             "queued": self.worker.pending,
             "delivered": self.delivered,
             "dead": self.dead,

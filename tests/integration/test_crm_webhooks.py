@@ -254,6 +254,118 @@ async def test_a_stop_cancels_a_hanging_delivery_and_the_next_start_makes_it(
             answer.set()
 
 
+@dataclass
+class Moving:
+    """A receiver that moves: at ``/old`` it answers 503 (after ``hold`` is set, while it
+    holds); ``/new`` takes every delivery."""
+
+    hold: asyncio.Event = field(default_factory=asyncio.Event)
+    held: int = 0
+    old: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    new: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+
+    async def at_old(self, request: web.Request) -> web.Response:
+        self.old.append((dict(request.headers), await request.read()))
+        self.held += 1
+        await self.hold.wait()
+        return web.Response(status=503)
+
+    async def at_new(self, request: web.Request) -> web.Response:
+        self.new.append((dict(request.headers), await request.read()))
+        return web.Response(status=200)
+
+
+@pytest.fixture
+async def moving() -> AsyncIterator[tuple[Moving, str]]:
+    rx = Moving()
+    app = web.Application()
+    app.router.add_post("/old", rx.at_old)
+    app.router.add_post("/new", rx.at_new)
+    async with serving(app) as base:
+        try:
+            yield rx, base
+        finally:
+            rx.hold.set()
+
+
+async def test_deliveries_queued_for_a_receiver_follow_it_to_its_new_url(
+    db: Database, moving: tuple[Moving, str]
+) -> None:
+    """A console receiver's URL is changed while deliveries for it are in hand (a post
+    that hangs) and queued: every one of them is posted at the new URL, signed with the
+    receiver's secret, none dead-lettered."""
+    rx, base = moving
+    section = {"webhook_attempts": 3, "webhook_backoff_s": 0.05, "webhook_timeout_s": 30}
+    async with crm_server(db, section) as crm:
+        status, target = await crm.call(
+            "admin", "POST", "/api/v1/webhooks/targets",
+            json={"url": f"{base}/old", "secret": SECRET, "events": ["lead.assigned"]},
+        )  # fmt: skip
+        assert status == 201, target
+        webhooks = crm.feature.services.webhooks  # type: ignore[union-attr]
+        sent = [webhooks.publish("lead.assigned", {"id": i}) for i in range(6)]
+        assert sent == [1] * 6
+        for _ in range(200):  # 4 posts in hand at the old URL (CONCURRENCY), 2 queued
+            if rx.held >= 4:
+                break
+            await asyncio.sleep(0.05)
+        assert rx.held == 4
+        status, changed = await crm.call(
+            "admin", "PATCH", f"/api/v1/webhooks/targets/{target['id']}",
+            json={"url": f"{base}/new"},
+        )  # fmt: skip
+        assert status == 200, changed
+        rx.hold.set()  # the old URL answers 503 at last: the retries go to the new one
+        await asyncio.wait_for(webhooks.flush(), 10)
+        assert await webhooks.dead_letters() == []
+    assert sorted(json.loads(body)["data"]["id"] for _, body in rx.new) == list(range(6))
+    for headers, body in rx.new:
+        assert verify(SECRET, headers["X-CTI-Timestamp"], body, headers["X-CTI-Signature"])
+    first_posts = {h["X-CTI-Delivery"] for h, _ in rx.old}
+    assert first_posts <= {h["X-CTI-Delivery"] for h, _ in rx.new}  # same deliveries
+
+
+async def test_a_dead_letter_is_retried_to_its_receiver_at_its_new_url(
+    db: Database, moving: tuple[Moving, str]
+) -> None:
+    """A console receiver's dead letters go, when retried, to the receiver at its URL
+    now; while it is disabled they stay, and the retry says why."""
+    rx, base = moving
+    rx.hold.set()  # the old URL answers 503 at once
+    section = {"webhook_attempts": 2, "webhook_backoff_s": 0.05, "webhook_timeout_s": 5}
+    async with crm_server(db, section) as crm:
+        status, target = await crm.call(
+            "admin", "POST", "/api/v1/webhooks/targets",
+            json={"url": f"{base}/old", "secret": SECRET, "events": ["lead.assigned"]},
+        )  # fmt: skip
+        assert status == 201, target
+        webhooks = crm.feature.services.webhooks  # type: ignore[union-attr]
+        assert [webhooks.publish("lead.assigned", {"id": i}) for i in (7, 8)] == [1, 1]
+        await asyncio.wait_for(webhooks.flush(), 10)
+        dead = (await crm.call("admin", "GET", "/api/v1/webhooks/dead-letters"))[1]["dead_letters"]
+        by_lead = {d["body"]["data"]["id"]: d for d in dead}
+        assert [(d["url"], d["attempts"]) for d in by_lead.values()] == [(f"{base}/old", 2)] * 2
+        path = f"/api/v1/webhooks/targets/{target['id']}"
+        assert (await crm.call("admin", "PATCH", path, json={"url": f"{base}/new"}))[0] == 200
+
+        status, answer = await crm.call(
+            "admin", "POST", f"/api/v1/webhooks/dead-letters/{by_lead[7]['id']}/retry"
+        )
+        assert status == 200, answer
+        await asyncio.wait_for(webhooks.flush(), 10)
+        [(headers, body)] = rx.new
+        assert headers["X-CTI-Delivery"] == by_lead[7]["body"]["id"]
+        assert verify(SECRET, headers["X-CTI-Timestamp"], body, headers["X-CTI-Signature"])
+
+        assert (await crm.call("admin", "PATCH", path, json={"enabled": False}))[0] == 200
+        status, answer = await crm.call(
+            "admin", "POST", f"/api/v1/webhooks/dead-letters/{by_lead[8]['id']}/retry"
+        )
+        assert (status, answer["code"]) == (404, "no-receiver"), answer
+        left = (await crm.call("admin", "GET", "/api/v1/webhooks/dead-letters"))[1]
+        assert [d["id"] for d in left["dead_letters"]] == [by_lead[8]["id"]]
+
+
 async def test_events_filter(db: Database, receiver: Receiver) -> None:
     hooks = WebhookDispatcher(db, _config(receiver, events=["lead.assigned"]))
     assert hooks.publish("call.ringing", {}) == 0
