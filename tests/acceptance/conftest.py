@@ -8,6 +8,7 @@ import math
 import os
 import secrets
 import struct
+import warnings
 import wave
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -30,8 +31,8 @@ from cti.daemon import Daemon
 from tests.acceptance import prebuild
 from tests.acceptance.harness import (
     ami_client,
+    end_channels,
     reset_asterisk,
-    restart_test_asterisk,
     start_test_asterisk,
     stop_test_asterisk,
 )
@@ -89,13 +90,41 @@ async def ami_session(asterisk: ChrootAsterisk) -> AsyncIterator[AmiClient]:
 @pytest.fixture
 async def ami(asterisk: ChrootAsterisk, ami_session: AmiClient) -> AmiClient:
     """The test's own AMI connection to a freshly reset Asterisk (started again first if an
-    earlier test's fault left the session's instance stopped: one failure, not a cascade)."""
-    if not asterisk.is_running():
-        print("[asterisk] the session's instance is not running: starting it again", flush=True)
-        await asyncio.to_thread(restart_test_asterisk, asterisk)
-    await ami_session.wait_connected(timeout=30)
-    await reset_asterisk(asterisk, ami_session)
+    earlier test's fault left the session's instance stopped, stuck or hung: one failure,
+    not a cascade; the test that left it is failed by :func:`_channels_ended`)."""
+    fault = await reset_asterisk(asterisk, ami_session)
+    if fault is not None:  # after the last test's check: something outlived it
+        warnings.warn(f"after {_last_on_asterisk[0]}: {fault}", stacklevel=1)
+        print(f"[asterisk] !!! after {_last_on_asterisk[0]}: {fault}", flush=True)
     return ami_session
+
+
+#: The last test on the session's Asterisk (named when a fault shows only after it).
+_last_on_asterisk = ["(none yet)"]
+
+
+@pytest.fixture(autouse=True)
+def _on_asterisk(request: pytest.FixtureRequest) -> None:
+    """A test on the session's Asterisk ends its channels when it is over
+    (:func:`_channels_ended`, torn down after the test's other fixtures)."""
+    if "asterisk" in request.fixturenames:
+        request.getfixturevalue("_channels_ended")
+
+
+@pytest.fixture
+async def _channels_ended(
+    request: pytest.FixtureRequest, asterisk: ChrootAsterisk, ami_session: AmiClient
+) -> AsyncIterator[None]:
+    """After the test (its daemons stopped, its SIPp gone), every channel on the session's
+    Asterisk is ended (harness.end_channels: hang-ups first, then a restart). One that no
+    hang-up ended, or an Asterisk that stopped answering, fails this test's teardown with
+    what was stuck, and the next test starts on a restarted instance."""
+    yield
+    _last_on_asterisk[0] = request.node.nodeid
+    fault = await end_channels(asterisk, ami_session)
+    if fault is not None:
+        print(f"[asterisk] !!! {request.node.nodeid} left: {fault}", flush=True)
+        pytest.fail(f"{request.node.nodeid} left the session's Asterisk stuck: {fault}")
 
 
 def daemon_settings(

@@ -14,6 +14,7 @@ import re
 import secrets
 import shutil
 import socket
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -21,8 +22,10 @@ from typing import Any, TypeVar
 
 import pytest
 
+from cti.ami.actions import AmiActionError
 from cti.ami.client import AmiClient
-from cti.asterisk.instance import ChrootAsterisk, InstanceSpec
+from cti.ami.protocol import Message
+from cti.asterisk.instance import AsteriskError, ChrootAsterisk, InstanceSpec
 from cti.asterisk.rootfs import ensure_root
 from tests.checkout import PROJECT
 
@@ -151,10 +154,17 @@ def ami_client(inst: ChrootAsterisk, port: int | None = None) -> AmiClient:
     )  # fmt: skip
 
 
-async def reset_asterisk(inst: ChrootAsterisk, ami: AmiClient) -> None:
-    """Between tests: no channels, no dynamic members, default globals (no recording
-    policy), fresh stats."""
-    await asyncio.to_thread(inst.cli, "channel request hangup all")
+#: How long each step of :func:`end_channels` waits for the channels to end before the next,
+#: stronger one (a channel normally ends within a second of its hang-up, under load too).
+HANGUP_STEP_S = 5.0
+
+
+async def reset_asterisk(inst: ChrootAsterisk, ami: AmiClient) -> str | None:
+    """Between tests: no channels (:func:`end_channels`: what it returns, returned), no
+    dynamic members, default globals (no recording policy), fresh stats."""
+    fault = await end_channels(inst, ami)
+    if fault is not None:
+        return fault  # restarted: no member, the dialplan's globals, no stats
     _, items = await ami.send_list_action("QueueStatus")
     for item in items:
         if item.get("Event") == "QueueMember" and item.get("Membership") == "dynamic":
@@ -168,7 +178,76 @@ async def reset_asterisk(inst: ChrootAsterisk, ami: AmiClient) -> None:
     for var in ("CTI_REC_DEFAULT", *(f"CTI_REC_{q}" for q in queues if q)):
         await ami.send_action("Setvar", {"Variable": var, "Value": ""})
     await asyncio.to_thread(inst.cli, "queue reset stats")
-    await wait_for(lambda: no_channels(inst), timeout=10, what="channels to hang up")
+    return None
+
+
+async def end_channels(inst: ChrootAsterisk, ami: AmiClient) -> str | None:
+    """End every channel of the session's instance, each step stronger than the last, so
+    that whatever a test left, the next one starts on a working Asterisk with no channel:
+
+    1. ``channel request hangup all``, then up to :data:`HANGUP_STEP_S` for them to end;
+    2. an AMI ``Hangup`` of each channel left (Local channels too: each half by name) and
+       ``BridgeDestroy`` of every bridge, then as long again;
+    3. the instance killed and started again (same ports and files), when channels are
+       still left (one in a FastAGI whose server holds the connection without answering
+       outlives every hang-up: Asterisk waits on that socket, not on the channel) or when
+       Asterisk does not answer (stopped, hung).
+
+    Returns None when no restart was needed (or the instance was simply not running: a
+    test stopped it, it is started again); else what was wrong (the channels left, each
+    with its application and data, or Asterisk's silence), for the caller to report."""
+    if not inst.is_running():
+        await asyncio.to_thread(restart_test_asterisk, inst)
+        await ami.wait_connected(timeout=30)
+        return None
+    try:
+        await ami.wait_connected(timeout=15)
+        if not await live_channels(ami):
+            return None
+        await asyncio.to_thread(inst.cli, "channel request hangup all")
+        if not (left := await _channels_after(ami, HANGUP_STEP_S)):
+            return None
+        for channel in left:
+            with contextlib.suppress(AmiActionError):  # ended meanwhile
+                await ami.send_action("Hangup", {"Channel": channel["Channel"], "Cause": "16"})
+        _, bridges = await ami.send_list_action("BridgeList")
+        for bridge in bridges:
+            if uid := bridge.get("BridgeUniqueid"):
+                with contextlib.suppress(AmiActionError):
+                    await ami.send_action("BridgeDestroy", {"BridgeUniqueid": uid})
+        if not (left := await _channels_after(ami, HANGUP_STEP_S)):
+            return None
+        fault = f"{len(left)} channel(s) no hang-up ended:\n" + "\n".join(
+            "  {Channel} in {Application}({ApplicationData}), {ChannelStateDesc}, "
+            "{Context},{Exten},{Priority}, up {Duration}".format_map(_Fields(c))
+            for c in left
+        )
+    except (AsteriskError, subprocess.TimeoutExpired, TimeoutError, ConnectionError) as exc:
+        fault = f"Asterisk did not answer ({type(exc).__name__}: {exc})"
+    await asyncio.to_thread(restart_test_asterisk, inst, kill=True)
+    await ami.wait_connected(timeout=30)
+    return f"{fault}\n{inst.spec.name} was killed and started again"
+
+
+class _Fields(dict[str, str]):
+    def __missing__(self, key: str) -> str:
+        return "?"
+
+
+async def live_channels(ami: AmiClient) -> list[Message]:
+    """The channels of the instance now (AMI ``CoreShowChannels``: one item each)."""
+    _, items = await ami.send_list_action("CoreShowChannels")
+    return [item for item in items if item.get("Event") == "CoreShowChannel"]
+
+
+async def _channels_after(ami: AmiClient, seconds: float) -> list[Message]:
+    """The channels still there after up to ``seconds`` (none: at once)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        left = await live_channels(ami)
+        if not left or time.monotonic() > deadline:
+            return left
+        await asyncio.sleep(0.1)
 
 
 async def no_channels(inst: ChrootAsterisk) -> bool:
