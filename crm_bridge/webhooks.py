@@ -26,7 +26,8 @@ At least once, across a graceful stop and across a crash, but for the last
   yet) comes again, and a delivery dead-lettered just before it may be posted and
   dead-lettered again. Receivers de-duplicate by ``X-CTI-Delivery``.
 - In a cluster each node journals under its own name (``crm-webhooks@<node>``): a node's
-  deliveries are posted by that node's next start.
+  deliveries are posted by that node's next start (and what a stop of an earlier version
+  kept under the bare name by the first node to start).
 
 A delivery names its receiver by the receiver's key (``console:<id>`` for one added in
 the console, ``config:<url>`` for one of the config file: :class:`Receiver`) and carries
@@ -146,6 +147,7 @@ class WebhookDispatcher:
         ``journal_s`` None: no journal (bench/webhooks.py's baseline; a crash then loses
         the queue in memory)."""
         self.db = db
+        self._node = node
         #: the receivers now (cleared or replaced in place: crm_bridge.admin)
         self.targets: list[Receiver] = [Receiver.of(t) for t in config.webhooks]
         self.attempts = config.webhook_attempts
@@ -239,8 +241,22 @@ class WebhookDispatcher:
     # --- worker ----------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self.worker.resume()  # what the last stop kept, first
+        await self.worker.resume()  # what the last run left in the store, first
+        if self._node:
+            await self._adopt_unnamed()
         self.worker.start()
+
+    async def _adopt_unnamed(self) -> None:
+        """A node of a cluster also takes the deliveries kept under the worker's bare
+        name: those a stop kept before the nodes' journals had names (an upgrade)."""
+        try:
+            items: list[Delivery] = await PendingStore(self.db, Delivery).take(WORKER)
+        except Exception as exc:  # the store is away: they wait there for a later start
+            log.error("%s: could not take back what was kept unnamed (%s)", WORKER, exc)
+            return
+        taken = sum(self.worker.submit(d) for d in items)
+        if items:
+            log.warning("%s: %d delivery(ies) kept unnamed taken back", WORKER, taken)
 
     def _receiver(self, key: str, url: str) -> Receiver | None:
         """The receiver ``key`` names now (``key`` "": the one at ``url``, for what was

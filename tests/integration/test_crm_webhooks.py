@@ -13,13 +13,16 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from sqlalchemy import func, select
 
 from crm_bridge.config import CrmConfig, ExternalLookup
 from crm_bridge.directory import ExternalCrmLookup
-from crm_bridge.webhooks import WebhookDispatcher, verify
+from crm_bridge.webhooks import WORKER, Delivery, WebhookDispatcher, verify
 from cti.bus import EventBus
 from cti.events import CallAnswered, CallOffered
+from cti.pending import PendingStore
 from cti.store.db import Database
+from cti.store.models import PendingItem
 from tests.integration.test_crm_harness import crm_server
 from tests.local_http import serving
 
@@ -364,6 +367,30 @@ async def test_a_dead_letter_is_retried_to_its_receiver_at_its_new_url(
         assert (status, answer["code"]) == (404, "no-receiver"), answer
         left = (await crm.call("admin", "GET", "/api/v1/webhooks/dead-letters"))[1]
         assert [d["id"] for d in left["dead_letters"]] == [by_lead[8]["id"]]
+
+
+async def test_a_node_posts_what_a_stop_kept_before_its_journal_had_a_name(
+    db: Database, receiver: Receiver
+) -> None:
+    """A cluster's upgrade: a delivery a stop of the earlier version kept under the bare
+    worker name, naming its receiver by URL only, is posted by the first node to start
+    (to the receiver at that URL), once."""
+    url = receiver.url + "/hook"
+    body = json.dumps({"id": "d1", "event": "lead.assigned", "at": "", "data": {"id": 1}})
+    kept: PendingStore[Delivery] = PendingStore(db, Delivery)
+    await kept.save(WORKER, [Delivery(url, "lead.assigned", body, "d1")])
+    for node in ("n1", "n2"):
+        hooks = WebhookDispatcher(db, _config(receiver), node=node)
+        await hooks.start()
+        try:
+            await asyncio.wait_for(hooks.flush(), 10)
+        finally:
+            await hooks.stop()
+    [(headers, raw)] = receiver.seen
+    assert headers["X-CTI-Delivery"] == "d1" and raw == body.encode()
+    assert verify(SECRET, headers["X-CTI-Timestamp"], raw, headers["X-CTI-Signature"])
+    async with db.session() as s:
+        assert await s.scalar(select(func.count()).select_from(PendingItem)) == 0
 
 
 async def test_events_filter(db: Database, receiver: Receiver) -> None:
