@@ -245,11 +245,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from cti.daemon import Daemon
     from cti.logs import setup_logging
 
-    setup_logging(settings.log.level, settings.log.format)
-    logging.getLogger("cti.priority").log(
-        logging.WARNING if priority.refused else logging.INFO, priority.describe()
-    )
-    asyncio.run(Daemon(settings, demo=args.demo).run())
+    writer = setup_logging(settings.log.level, settings.log.format)
+    try:
+        logging.getLogger("cti.priority").log(
+            logging.WARNING if priority.refused else logging.INFO, priority.describe()
+        )
+        asyncio.run(Daemon(settings, demo=args.demo).run())
+    finally:
+        writer.stop()  # what the stop logged, written before the process ends
     return 0
 
 
