@@ -13,3 +13,5 @@ bench:   ## print benchmark figures (pop_latency starts its own Asterisk: a few 
 	.venv/bin/python bench/pop_latency.py --history 30000 --supervisors 5
 	.venv/bin/python bench/cluster.py
 	.venv/bin/python bench/media_cache.py
+	.venv/bin/python bench/ws_sweep.py
+	.venv/bin/python bench/ws_sweep.py --store postgres

@@ -14,6 +14,7 @@ is the one comparison.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 __all__ = ["ROLES", "ROLE_RANK", "Principal", "role_at_least"]
 
@@ -39,6 +40,9 @@ class Principal:
     login: str = ""
     queues: frozenset[str] | None = None
     agents: frozenset[str] | None = None
+    #: when the credential expires by itself (a token may never; a session's absolute
+    #: expiry): the websocket hub closes what it opened then, with no query
+    expires_at: datetime | None = None
 
     def at_least(self, role: str) -> bool:
         return role_at_least(self.role, role)

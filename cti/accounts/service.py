@@ -470,12 +470,13 @@ class Accounts:
         async with self.db.session() as session, session.begin():
             session.add(row)
             await session.flush()
-            principal = await self._principal(session, u, row.id)
+            principal = await self._principal(session, u, row.id, expires)
         await self.audit.record(SIGN_IN, actor=name, address=address, target_type="user",
                                 target_id=name, detail=f"session {row.id}")  # fmt: skip
         return SignIn(principal, secret, csrf_for(secret), expires)
 
-    async def _principal(self, session: AsyncSession, u: User, session_id: int) -> Principal:
+    async def _principal(self, session: AsyncSession, u: User, session_id: int,
+                         expires_at: datetime) -> Principal:  # fmt: skip
         queues: set[str] | None = None
         agents: set[str] | None = None
         if u.role != "admin":
@@ -509,6 +510,7 @@ class Accounts:
             login=u.login,
             queues=frozenset(queues) if queues is not None else None,
             agents=frozenset(agents) if agents is not None else None,
+            expires_at=expires_at,
         )
 
     async def verify_session(self, secret: str) -> Principal | None:
@@ -534,7 +536,7 @@ class Accounts:
             if (ws.revoked_at is not None or ws.expires_at <= now or ws.last_seen_at + idle <= now
                     or u.disabled_at is not None):  # fmt: skip
                 return None
-            principal = await self._principal(session, u, ws.id)
+            principal = await self._principal(session, u, ws.id, ws.expires_at)
             if now - ws.last_seen_at >= _TOUCH_EVERY:
                 await session.execute(
                     update(WebSession).where(WebSession.id == ws.id).values(last_seen_at=now)
@@ -542,24 +544,33 @@ class Accounts:
                 await session.commit()
         return principal
 
-    async def live_sessions(self, ids: set[int], *, touch: bool = False) -> set[int]:
-        """Which of ``ids`` are still valid sessions (refreshing their idle timer when
-        ``touch``: an open websocket is use)."""
+    @property
+    def session_recheck_s(self) -> float:
+        """How often whoever keeps a session in use (the websocket hub) checks it again
+        with :meth:`live_sessions` ``touch=True``, which refreshes its idle timer when last
+        seen over 30 s ago: a quarter of the idle timeout (at least 15 s), so a session in
+        use is never seen idle longer than ``quarter + 30 s + the holder's period``."""
+        return self.config.session_idle_minutes * 60 / 4
+
+    async def live_sessions(self, ids: set[int], *,
+                            touch: bool = False) -> dict[int, datetime]:  # fmt: skip
+        """Which of ``ids`` are still valid sessions, each with its absolute expiry
+        (refreshing their idle timer when ``touch``: an open websocket is use)."""
         if not ids:
-            return set()
+            return {}
         now = utcnow()
         idle = timedelta(minutes=self.config.session_idle_minutes)
         async with self.db.session() as session:
             rows = (
                 await session.execute(
-                    select(WebSession.id, WebSession.last_seen_at)
+                    select(WebSession.id, WebSession.last_seen_at, WebSession.expires_at)
                     .join(User, User.id == WebSession.user_id)
                     .where(WebSession.id.in_(ids), WebSession.revoked_at.is_(None),
                            WebSession.expires_at > now, User.disabled_at.is_(None))
                 )
             ).all()  # fmt: skip
-            live = {sid for sid, seen in rows if seen + idle > now}
-            stale = {sid for sid, seen in rows if sid in live and now - seen >= _TOUCH_EVERY}
+            live = {sid: expires for sid, seen, expires in rows if seen + idle > now}
+            stale = {sid for sid, seen, _ in rows if sid in live and now - seen >= _TOUCH_EVERY}
             if touch and stale:
                 await session.execute(
                     update(WebSession).where(WebSession.id.in_(stale)).values(last_seen_at=now)

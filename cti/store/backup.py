@@ -34,7 +34,9 @@ VERSION = 1
 #: shadow tables, and its trigram table (crm_0007, PostgreSQL), are rebuilt by
 #: crm_search's triggers as its rows are restored
 _FTS = ("crm_search_fts", "crm_search_fts_grams")  # crm_0005, crm_0006
-SKIP = {"alembic_version", "crm_search_trigrams", *_FTS} | {
+#: nor credential_changes (auth_0002): a marker its triggers move, not data; a restore's
+#: deletes move it, so a running daemon checks every websocket's credential again
+SKIP = {"alembic_version", "crm_search_trigrams", "credential_changes", *_FTS} | {
     f"{fts}_{shadow}" for fts in _FTS for shadow in ("data", "idx", "docsize", "config", "content")
 }
 BATCH = 1000

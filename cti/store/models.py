@@ -285,6 +285,19 @@ class WebSession(Base):
     user_agent: Mapped[str] = mapped_column(BoundedText(256), default="")
 
 
+class CredentialChanges(Base):
+    """One row whose ``n`` moves with every write that may end a credential (a token or
+    session revoked, expired, set back in use or deleted, a user disabled or deleted), kept
+    by triggers
+    (migration auth_0002): the websocket hub's sweep reads it to know whether anything
+    changed (:mod:`cti.store.credential_changes`)."""
+
+    __tablename__ = "credential_changes"
+
+    id: Mapped[int] = mapped_column(Integer(), primary_key=True, autoincrement=False)
+    n: Mapped[int] = mapped_column(BigInteger())
+
+
 class AuditEntry(Base):
     """One change or sign-in event: who, when, from where, what, before -> after."""
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from cti.principal import Principal
 from cti.store.db import Database
@@ -144,20 +145,22 @@ async def revoke_token_id(db: Database, token_id: int) -> bool:
     return bool(result.rowcount)
 
 
-async def live_tokens(db: Database, ids: set[int]) -> set[int]:
-    """Which of ``ids`` are tokens neither revoked nor expired."""
+async def live_tokens(db: Database, ids: set[int]) -> dict[int, datetime | None]:
+    """Which of ``ids`` are tokens neither revoked nor expired, each with its expiry (one
+    read, off the event loop)."""
     if not ids:
-        return set()
+        return {}
     now = utcnow()
-    async with db.session() as session:
-        rows = await session.scalars(
-            select(ApiToken.id).where(
-                ApiToken.id.in_(ids),
-                ApiToken.revoked_at.is_(None),
-                or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > now),
-            )
-        )
-        return set(rows.all())
+    query = select(ApiToken.id, ApiToken.expires_at).where(
+        ApiToken.id.in_(ids),
+        ApiToken.revoked_at.is_(None),
+        or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > now),
+    )
+
+    def read(session: Session) -> dict[int, datetime | None]:
+        return {row.id: row.expires_at for row in session.execute(query)}
+
+    return await db.read(read)
 
 
 async def verify_token(db: Database, token: str) -> Principal | None:
@@ -196,7 +199,8 @@ async def verify_token(db: Database, token: str) -> Principal | None:
                 await session.rollback()
                 log.warning("could not record last use of token %d: %s", row.id, exc)
     queues = frozenset(row.queues) if isinstance(row.queues, list) else None
-    return Principal(token_id=row.id, name=row.name, role=row.role, queues=queues)
+    return Principal(token_id=row.id, name=row.name, role=row.role, queues=queues,
+                     expires_at=row.expires_at)  # fmt: skip
 
 
 async def revoke_token(db: Database, name: str) -> int:

@@ -8,18 +8,21 @@
   the page at sign-in and by ``GET /api/v1/auth/session``) and, when the browser sends
   an Origin, one of the site's origins (:mod:`cti.web.origins`).
 
-:class:`Authenticator` is also what the websocket hub asks whether open connections'
-credentials still hold (:meth:`live`).
+:class:`Authenticator` is also what the websocket hub asks whether any credential changed
+(:meth:`changes`, one row) and whether open connections' credentials still hold
+(:meth:`live`).
 """
 
 from __future__ import annotations
 
 import hmac
+from datetime import datetime
 
 from aiohttp import web
 
 from cti.accounts.service import Accounts, csrf_for
 from cti.principal import Principal
+from cti.store.credential_changes import credential_mark
 from cti.store.db import Database
 from cti.store.tokens import live_tokens, verify_token
 
@@ -56,13 +59,28 @@ class Authenticator:
             return None
         return await self.accounts.verify_session(secret)
 
-    async def live(self, credentials: set[tuple[str, int]]) -> set[tuple[str, int]]:
-        """The credentials among these that still hold (sessions' idle timers refreshed:
-        an open websocket is use)."""
+    async def changes(self) -> int:
+        """The credential change marker (:mod:`cti.store.credential_changes`): while it
+        reads the same, no credential was revoked, disabled or deleted, by anyone."""
+        return await credential_mark(self.db)
+
+    @property
+    def session_recheck_s(self) -> float | None:
+        """How often an open session must be checked again to stay in use (None: this
+        authenticator knows no sessions)."""
+        return None if self.accounts is None else self.accounts.session_recheck_s
+
+    async def live(
+        self, credentials: set[tuple[str, int]]
+    ) -> dict[tuple[str, int], datetime | None]:
+        """The credentials among these that still hold, each with its expiry (sessions'
+        idle timers refreshed: an open websocket is use)."""
         tokens = {i for kind, i in credentials if kind == "token"}
         sessions = {i for kind, i in credentials if kind == "session"}
-        out = {("token", i) for i in await live_tokens(self.db, tokens)}
+        out: dict[tuple[str, int], datetime | None] = {
+            ("token", i): expires for i, expires in (await live_tokens(self.db, tokens)).items()
+        }
         if self.accounts is not None and sessions:
             live = await self.accounts.live_sessions(sessions, touch=True)
-            out |= {("session", i) for i in live}
+            out.update({("session", i): expires for i, expires in live.items()})
         return out

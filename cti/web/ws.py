@@ -2,14 +2,29 @@
 
 Each connection authenticates (``Authorization: Bearer`` on the upgrade, the browser's
 session cookie, or a first frame ``{"type": "auth", "token": …}`` within
-``auth_timeout_s``), then has a bounded send queue. The hub knows which credential each
-connection rides on: when a token or session is revoked, expires, or its user is
-disabled, :meth:`WsHub.end_credentials` (told at once by the accounts) or the periodic
-:meth:`WsHub.sweep` (which also catches revocations made by another process, e.g. the
-CLI) closes its connections with 4003. :meth:`WsHub.publish` only enqueues: a desktop
-whose queue is full has stopped reading and is dropped (close code 4008) rather than
-delaying anyone. Frames are bounded (``max_frame``), compression is off (no compression
-bombs), the Origin must be allowed, and heartbeats detect dead peers.
+``auth_timeout_s``), then has a bounded send queue. :meth:`WsHub.publish` only enqueues:
+a desktop whose queue is full has stopped reading and is dropped (close code 4008) rather
+than delaying anyone. Frames are bounded (``max_frame``), compression is off (no
+compression bombs), the Origin must be allowed, and heartbeats detect dead peers.
+
+The hub knows which credential each connection rides on and closes its connections with
+4003 when it ends:
+
+- revoked, disabled or deleted in this process: at once (the accounts call
+  :meth:`WsHub.end_credentials`);
+- the same by anyone else (the CLI, another node on the same database, SQL): within
+  ``sweep_s``. Every ``sweep_s`` :meth:`WsHub.sweep` reads the credential change marker
+  (one row, moved by database triggers with every such write:
+  :mod:`cti.store.credential_changes`); only when it moved are all connections'
+  credentials checked again. Otherwise only the connections that joined since the last
+  sweep are (their credential was verified before a change the sweep may have missed);
+- expired: at its ``expires_at``, by a timer per connection, no query;
+- a session idling out cannot happen while its websocket is open: each session is
+  checked again (its idle timer refreshed) every ``session_recheck_s`` of the accounts
+  (a quarter of the idle timeout), in batches.
+
+So a sweep with nothing changed costs one query of one row, whatever the number of
+connections (before: a query over every connection's credential every ``sweep_s``).
 
 Audience rules live here, once: an event addressed to an agent reaches that agent's
 connections only; an event addressed to a role reaches that role and those above it.
@@ -21,8 +36,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -30,6 +47,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from cti.principal import ROLE_RANK, Principal
 from cti.store.db import Database
+from cti.store.models import utcnow
 from cti.web.body import parse_json
 from cti.web.credentials import SESSION_COOKIE, Authenticator, bearer_of
 from cti.web.errors import ApiError
@@ -112,6 +130,9 @@ class Connection:
     sent: int = 0
     idle: bool = False  # its sender waits for the next message (nothing queued or in flight)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    checked: float = 0.0  # loop time its credential was last verified (at connect, then sweeps)
+    expires_at: datetime | None = None  # its credential's expiry, as last verified
+    expiry: asyncio.TimerHandle | None = None  # ends it at expires_at
 
     def drop(self) -> None:
         """Stop serving this connection now (called from publish: must not await)."""
@@ -156,6 +177,12 @@ class WsHub:
         self.dropped_slow = 0
         self._snapshots: list[Snapshot] = []
         self._commands: dict[str, Command] = {}
+        # the sweep: the change marker as of the last check of every connection (None:
+        # none yet), the connections that joined since the last sweep, and the loop time
+        # at which the first session connection is due its periodic check
+        self._mark: int | None = None
+        self._unchecked: set[Connection] = set()
+        self._sessions_due_at = math.inf
 
     # --- what features plug in ------------------------------------------------------------
     def add_snapshot(self, provider: Snapshot) -> None:
@@ -237,19 +264,94 @@ class WsHub:
         return n
 
     async def sweep(self) -> int:
-        """Close connections whose credential no longer holds; returns how many."""
-        conns = [c for c in self.connections if not c.dropped and not c.ended]
+        """Close connections whose credential no longer holds; returns how many.
+
+        One query of one row (the change marker) when nothing changed and no connection
+        joined or is due its session check; every connection's credential checked again
+        when the marker moved (module docstring)."""
+        fresh, self._unchecked = self._unchecked, set()
+        try:
+            mark = await self.auth.changes()
+            if mark != self._mark:
+                due = set(self.connections)
+            else:
+                due = fresh | self._sessions_due()
+            n = await self._check([c for c in due if self._open(c)])
+        except BaseException:
+            self._unchecked |= fresh  # checked at the next sweep instead
+            raise
+        self._mark = mark
+        return n
+
+    def _open(self, conn: Connection) -> bool:
+        return conn in self.connections and not conn.dropped and not conn.ended
+
+    def _sessions_due(self) -> set[Connection]:
+        """The session connections due their periodic check, once the first is due: with
+        them, every one past half its period (so they go in batches, not one a sweep)."""
+        recheck = self.auth.session_recheck_s
+        now = asyncio.get_running_loop().time()
+        if recheck is None or now < self._sessions_due_at:
+            return set()
+        due = {
+            c for c in self.connections
+            if c.principal.session_id is not None and now - c.checked >= recheck / 2
+        }  # fmt: skip
+        if not due:  # those it was due for are gone
+            self._next_session_check(recheck)
+        return due
+
+    def _next_session_check(self, recheck: float) -> None:
+        self._sessions_due_at = min(
+            (c.checked + recheck for c in self.connections if c.principal.session_id is not None),
+            default=math.inf,
+        )
+
+    async def _check(self, conns: list[Connection]) -> int:
+        """Ask the accounts about these connections' credentials: end those that no longer
+        hold, note when the others were checked and when they expire."""
         if not conns:
             return 0
         live = await self.auth.live({c.principal.credential for c in conns})
+        now = asyncio.get_running_loop().time()
         n = 0
         for conn in conns:
-            if conn.principal.credential not in live:
+            credential = conn.principal.credential
+            if credential not in live:
                 conn.end()
                 n += 1
+            elif self._open(conn):
+                conn.checked = now
+                self._expire_at(conn, live[credential])
         if n:
             log.info("closed %d websocket(s) whose credential ended", n)
+        recheck = self.auth.session_recheck_s
+        if recheck is not None:
+            self._next_session_check(recheck)
         return n
+
+    def _expire_at(self, conn: Connection, when: datetime | None) -> None:
+        """(Re)arm the timer that ends ``conn`` when its credential expires."""
+        if conn.expires_at == when and (when is None or conn.expiry is not None):
+            return
+        if conn.expiry is not None:
+            conn.expiry.cancel()
+            conn.expiry = None
+        conn.expires_at = when
+        if when is not None:
+            delay = max(0.0, (when - utcnow()).total_seconds())
+            conn.expiry = asyncio.get_running_loop().call_later(delay, self._expire, conn)
+
+    def _expire(self, conn: Connection) -> None:
+        conn.expiry = None
+        if conn.expires_at is None or not self._open(conn):
+            return
+        left = (conn.expires_at - utcnow()).total_seconds()
+        if left > 0:  # the wall clock was set back since the timer was armed
+            conn.expiry = asyncio.get_running_loop().call_later(left, self._expire, conn)
+            return
+        log.info("closed a websocket whose %s expired", conn.principal.credential[0])
+        conn.end()
 
     async def run_sweeper(self) -> None:
         while True:
@@ -323,6 +425,12 @@ class WsHub:
         p = conn.principal
         self._by_name.setdefault(p.name, set()).add(conn)
         self._by_role.setdefault(p.role, set()).add(conn)
+        conn.checked = asyncio.get_running_loop().time()  # verified just now, at connect
+        self._unchecked.add(conn)
+        self._expire_at(conn, p.expires_at)
+        recheck = self.auth.session_recheck_s
+        if p.session_id is not None and recheck is not None:
+            self._sessions_due_at = min(self._sessions_due_at, conn.checked + recheck)
         try:
             hello = {"type": "hello", "who": p.name, "role": p.role}
             conn.queue.put_nowait(encode(hello))
@@ -346,6 +454,10 @@ class WsHub:
             await conn.ws.close(code=CLOSE_TOO_SLOW, message=b"too slow")
         finally:
             self.connections.discard(conn)
+            self._unchecked.discard(conn)
+            if conn.expiry is not None:
+                conn.expiry.cancel()
+                conn.expiry = None
             for index, key in ((self._by_name, p.name), (self._by_role, p.role)):
                 group = index.get(key)
                 if group is not None:
