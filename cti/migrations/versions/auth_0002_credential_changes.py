@@ -12,6 +12,9 @@ moves (docs/decisions/0015-accounts.md, "Closing websockets whose credential end
   sessions moves it once), also on TRUNCATE, and a row-level one for ``last_seen_at`` set
   back (a statement-level trigger cannot compare old and new). SQLite has row-level
   triggers only: one per table and event.
+- A later migration that rebuilds one of these tables on SQLite (``batch_alter_table``
+  copies it into a new table) drops its triggers with it: it must create them again
+  (tests/integration/test_ws_credential_sweep.py fails otherwise).
 
 Revision ID: auth_0002
 Revises: auth_0001
