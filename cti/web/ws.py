@@ -268,7 +268,10 @@ class WsHub:
 
         One query of one row (the change marker) when nothing changed and no connection
         joined or is due its session check; every connection's credential checked again
-        when the marker moved (module docstring)."""
+        when the marker moved (module docstring). With no connection, nothing at all (the
+        next one to join is checked at the sweep after)."""
+        if not self.connections:
+            return 0
         fresh, self._unchecked = self._unchecked, set()
         try:
             mark = await self.auth.changes()

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import WSMsgType, web
 from prometheus_client import CollectorRegistry
 from sqlalchemy import event, select, update
@@ -210,6 +211,40 @@ async def test_a_sweep_with_nothing_changed_reads_one_row_and_no_credential(
             await s.hub.sweep()
         assert about_credentials(sql) == []
         assert sum(not ws.closed for ws in sockets) == 20
+
+
+async def test_open_sessions_are_checked_again_each_recheck_period_in_one_batch(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What keeps a session in use from idling out (the check refreshes last_seen_at)."""
+    monkeypatch.setattr(Accounts, "session_recheck_s", property(lambda _: 1.0))
+    async with site(db, sweep_s=3600) as s:
+        await s.accounts.create_user("setup", {"login": "anna", "password": PW,
+                                                "role": "agent", "agent": "agent101"})  # fmt: skip
+        async with (
+            aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as a,
+            aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as b,
+        ):
+            for http in (a, b):
+                async with http.post(f"{s.base}/api/v1/auth/sign-in", headers={"Origin": s.base},
+                                     json={"login": "anna", "password": PW}) as resp:  # fmt: skip
+                    assert resp.status == 200
+            first = await open_ws(a, s)
+            await s.hub.sweep()  # its first check
+            await asyncio.sleep(0.3)
+            second = await open_ws(b, s)
+            await s.hub.sweep()  # the newcomer's first check
+            with statements(db) as sql:
+                await s.hub.sweep()
+            assert about_credentials(sql) == []  # neither is due
+            await asyncio.sleep(0.7)  # the first is due, the second past half its period
+            with statements(db) as sql:
+                await s.hub.sweep()
+            assert len([q for q in about_credentials(sql) if q.startswith("SELECT")]) == 1
+            with statements(db) as sql:
+                await s.hub.sweep()
+            assert about_credentials(sql) == []  # both were checked: none is due
+            assert not first.closed and not second.closed
 
 
 async def test_every_write_that_can_end_a_credential_moves_the_marker_and_use_does_not(
