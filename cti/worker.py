@@ -336,6 +336,8 @@ class QueueWorker(Generic[T]):
         add = [e for e in self._unwritten if not e.done]
         remove = self._handled_rows
         self._unwritten, self._handled_rows = [], []
+        if not (add or remove or rewrite):  # all handled before their turn: no transaction
+            return True
         try:
             rows = await self._journal.write(
                 self._keep_as, [e.item for e in add], rewrite=rewrite, remove=remove

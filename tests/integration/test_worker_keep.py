@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -156,6 +157,37 @@ async def test_a_worker_with_a_journal_loses_nothing_when_its_process_dies(
     await second.flush()
     await second.close()  # ... never in the store
     assert await count(db, PendingItem) == 0 and second.kept == 0
+
+
+class Counted(PendingStore[Fact]):
+    """The real store, counting the journal's transactions."""
+
+    writes = 0
+
+    async def write(self, *args: Any, **kwargs: Any) -> list[int]:
+        self.writes += 1
+        return await super().write(*args, **kwargs)
+
+
+async def test_a_journal_whose_items_are_handled_before_their_turn_writes_nothing(
+    db: Database,
+) -> None:
+    """With a dependency that answers, items are handled before the interval ends: the
+    journal opens no transaction for them (the store sees nothing)."""
+    seen: list[str] = []
+
+    async def write(facts: Sequence[Fact]) -> None:
+        seen.extend(f.uniqueid for f in facts)
+
+    keep = Counted(db, Fact)
+    w: QueueWorker[Fact] = QueueWorker("stats-facts", write, keep=keep, journal_s=0.05)
+    w.start()
+    for i in range(N):
+        w.submit(Fact("link", f"L{i}", f"U{i}"))
+        await w.flush()  # handled at once
+    await asyncio.sleep(0.2)  # four intervals
+    await w.close()
+    assert len(seen) == N and keep.writes == 0
 
 
 async def test_a_stop_of_a_worker_with_a_journal_keeps_what_is_unhandled_once(
