@@ -2,15 +2,16 @@
 ``journal_s``), in the same run, on SQLite and PostgreSQL, against a real local receiver
 (aiohttp on 127.0.0.1 answering 200).
 
-For each store:
-
-Each figure is the median of ``--rounds`` runs, the two modes alternated.
+For each store (each figure the median of ``--rounds`` runs, the two modes alternated):
 
 - ``publish``: the cost of one ``WebhookDispatcher.publish()`` (one receiver) on the
   caller's path, the workers not running: without the journal (the baseline) and with it;
 - ``delivered``: deliveries a second and process CPU per delivery, ``--deliveries``
   published at once to a running dispatcher until every one is posted, without and with
   the journal (the journal's writes and deletes run beside the posts);
+- ``cpu per delivery at N a second``: ``--rate`` published a second for ``--seconds``
+  (a steady load: a receiver that answers posts each before the journal's turn, which
+  then writes nothing), without and with the journal;
 - ``journal write``: one journal transaction of ``--batch`` deliveries added, and one
   deleting as many rows (what the worker does each interval while a receiver is down,
   then once it is back).
@@ -18,7 +19,7 @@ Each figure is the median of ``--rounds`` runs, the two modes alternated.
 Printed ``name: value unit``.
 
     .venv/bin/python bench/webhooks.py [--publishes 20000] [--deliveries 2000] [--batch 100]
-        [--rounds 5] [--stores sqlite,postgresql]
+        [--rate 200] [--seconds 2] [--rounds 5] [--stores sqlite,postgresql]
 """
 
 from __future__ import annotations
@@ -115,6 +116,29 @@ async def delivered(
     return n / wall, cpu / n
 
 
+async def paced(
+    db: Database, url: str, got: list[int], rate: int, seconds: float, journal_s: float | None
+) -> float:
+    """CPU seconds per delivery, ``rate`` published a second (in 10 ms ticks) for
+    ``seconds``, until every one is posted."""
+    hooks = WebhookDispatcher(db, config(url, rate * 10 + 1), journal_s=journal_s)
+    await hooks.start()
+    before = got[0]
+    per_tick = max(1, rate // 100)
+    ticks = int(seconds * 100)
+    c0, t0 = time.process_time(), time.perf_counter()
+    for tick in range(ticks):
+        for _ in range(per_tick):
+            hooks.publish("call.ended", DATA)
+        await asyncio.sleep(max(0.0, t0 + (tick + 1) / 100 - time.perf_counter()))
+    await hooks.flush()
+    cpu = time.process_time() - c0
+    await hooks.stop()
+    n = per_tick * ticks
+    assert got[0] - before == n and hooks.delivered == n
+    return cpu / n
+
+
 async def journal_write(db: Database, batch: int) -> tuple[float, float]:
     store: PendingStore[Delivery] = PendingStore(db, Delivery)
     items = [
@@ -153,6 +177,16 @@ async def run_store(name: str, url: str, args: argparse.Namespace) -> None:
                 cpu = median(c for _, c in rates[label])
                 print(f"{name} delivered {label}: {rate:.0f} deliveries/s")
                 print(f"{name} cpu per delivery {label}: {cpu * 1e6:.0f} us", flush=True)
+            paced_cpu: dict[str, list[float]] = {label: [] for label, _ in modes}
+            for _ in range(args.rounds):
+                for label, journal_s in modes:
+                    gc.collect()
+                    paced_cpu[label].append(
+                        await paced(db, hook, got, args.rate, args.seconds, journal_s)
+                    )
+            for label, _ in modes:
+                print(f"{name} cpu per delivery at {args.rate} a second {label}: "
+                      f"{median(paced_cpu[label]) * 1e6:.0f} us", flush=True)  # fmt: skip
             adds, removes = [], []
             for _ in range(5):
                 a, r = await journal_write(db, args.batch)
@@ -171,6 +205,8 @@ async def main() -> None:
     ap.add_argument("--publishes", type=int, default=20_000)
     ap.add_argument("--deliveries", type=int, default=2_000)
     ap.add_argument("--batch", type=int, default=100)
+    ap.add_argument("--rate", type=int, default=200, help="paced: deliveries a second")
+    ap.add_argument("--seconds", type=float, default=2.0, help="paced: for how long")
     ap.add_argument("--rounds", type=int, default=5, help="medians of this many, alternated")
     ap.add_argument("--stores", default="sqlite,postgresql")
     args = ap.parse_args()
