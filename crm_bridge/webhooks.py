@@ -18,8 +18,8 @@ At least once, across a graceful stop and across a crash, but for the last
   (SIGKILL, power loss), posts what the store holds first.
 - A stop drains the deliveries for at most ``STOP_GRACE_S`` (1 s), then cancels the ones
   in hand (a post, a backoff) and keeps those and the queued ones with the attempts they
-  had used; after a crash, a delivery starts its attempts again (they are journaled with
-  the delivery, not per attempt).
+  had used; after a crash, a delivery goes on with the attempts it had used when it was
+  written (usually none or one: the journal writes a delivery once, not per attempt).
 - What a crash loses: the deliveries published in the last ``JOURNAL_S`` before it (and
   those of a journal write it interrupted, or of writes the store refused meanwhile:
   logged). What it repeats: a post in hand or made just before it (its row not deleted
