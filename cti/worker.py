@@ -38,7 +38,9 @@ Guarantees, the same for every user:
 - **Journal (write-ahead), when asked for.** A worker with ``journal_s`` (and a ``keep``)
   also writes its items to the store while it runs: every ``journal_s`` seconds, one
   transaction adds the items submitted since the last one and deletes the rows of those
-  handled since (an item handled before its turn is never written); :meth:`resume` reads
+  handled since (an item handled before its turn is never written; an interval with
+  nothing to add or delete opens no transaction); :meth:`sync` writes at once (for a
+  caller about to drop another copy of an item); :meth:`resume` reads
   the rows at start and leaves them until their items are handled; the stop rewrites the
   rows of what is unhandled (the items' state then). :meth:`submit` stays an append in
   memory: the store is written by one task of the worker, never on the caller's path. A
