@@ -276,7 +276,7 @@ class StatsService:
             self.live_queues(), self.rules, s.sl_target_by_queue, s.sl_target,
             s.risk_wait_fraction, utcnow(), self.is_personal_queue, alarms, default,
         )  # fmt: skip
-        while True:
+        while True:  # as stats.wallboard.drive, yielding to the loop between the steps
             try:
                 next(steps)
             except StopIteration as done:

@@ -27,7 +27,7 @@ from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from cti.events import (
@@ -43,7 +43,7 @@ from stats.formulas import Counts, EntryFacts, count_entry, figures
 from stats.running import RunningCounts
 from stats.store import QueueRules
 
-__all__ = ["WALLBOARD_EVENTS", "AlarmRule", "TodayEntry", "Wallboard"]
+__all__ = ["WALLBOARD_EVENTS", "AlarmRule", "TodayEntry", "Wallboard", "drive"]
 
 #: The call events that change today's figures (subscribe each to :meth:`Wallboard.apply`).
 WALLBOARD_EVENTS: tuple[type[DomainEvent], ...] = (
@@ -81,6 +81,8 @@ class AlarmRule:
 
 
 Key = tuple[str, str]  # (the caller's Uniqueid, the queue)
+
+T = TypeVar("T")
 
 #: A frame's work between two yields of :meth:`Wallboard.frame_steps`: entries counted
 #: (about 20 us each) and agents' rows built (a few us each), so that a frame (500 agents)
@@ -257,32 +259,6 @@ class Wallboard:
         """linkedid -> the caller's number (today's entries), kept as they come."""
         return self._callers
 
-    def frame(
-        self,
-        live_queues: list[dict[str, Any]],
-        rules: Mapping[str, QueueRules],
-        targets: Mapping[str, float],
-        default_target: float,
-        risk_fraction: float,
-        now: datetime,
-        is_personal: Callable[[str], bool] = lambda _: False,
-        alarms: Mapping[str, AlarmRule] | None = None,
-        default_alarm: AlarmRule = AlarmRule(),
-    ) -> dict[str, Any]:
-        """The ``{"type": "wallboard", ...}`` message; ``is_personal``: an agent's own
-        owner-first queue (shown only while in use); ``alarms``: per queue thresholds
-        (else ``default_alarm``)."""
-        steps = self.frame_steps(
-            live_queues, rules, targets, default_target, risk_fraction, now, is_personal,
-            alarms, default_alarm,
-        )  # fmt: skip
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                frame: dict[str, Any] = done.value
-                return frame
-
     def frame_steps(
         self,
         live_queues: list[dict[str, Any]],
@@ -295,10 +271,13 @@ class Wallboard:
         alarms: Mapping[str, AlarmRule] | None = None,
         default_alarm: AlarmRule = AlarmRule(),
     ) -> Generator[None, None, dict[str, Any]]:
-        """:meth:`frame` in steps: yields after each :data:`ENTRIES_A_STEP` entries counted
-        and :data:`AGENTS_A_STEP` agents' rows, returns the frame. A caller on the event
-        loop yields to it at each step. What changes between the steps shows in the frame
-        as far as it got (``live_queues`` is the caller's copy, taken once)."""
+        """The ``{"type": "wallboard", ...}`` message, in steps: yields after each
+        :data:`ENTRIES_A_STEP` entries counted and :data:`AGENTS_A_STEP` agents' figures
+        and rows, returns the frame (:func:`drive` runs it to the end in one go). A caller
+        on the event loop yields to the loop at each step. What changes between the steps
+        shows in the frame as far as it got (``live_queues`` is the caller's copy, taken
+        once). ``is_personal``: an agent's own owner-first queue (shown only while in
+        use); ``alarms``: per queue thresholds (else ``default_alarm``)."""
         self._roll(now)
         while self.count_some(rules):
             yield
@@ -381,6 +360,16 @@ class Wallboard:
             "ivr_abandoned": len(self.ivr_abandons),
             "queues": queues,
         }
+
+
+def drive(steps: Generator[None, None, T]) -> T:
+    """Run ``steps`` (e.g. :meth:`Wallboard.frame_steps`) to the end in one go: its result."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            result: T = done.value
+            return result
 
 
 def _sum(sums: dict[str, RunningCounts], name: str) -> RunningCounts:

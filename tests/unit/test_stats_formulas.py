@@ -22,7 +22,7 @@ from stats.formulas import (
     sum_counts,
 )
 from stats.store import QueueRules
-from stats.wallboard import Wallboard
+from stats.wallboard import Wallboard, drive
 
 RULES = {"service_level_s": 20, "short_abandon_s": 5, "wrapup_s": 10}
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -220,12 +220,12 @@ def test_wallboard_counts_ami_and_store_once() -> None:
     # the store says the same entry waited 25 s: still one entry
     wb.merge_store([("u1", "support", now, "answered", 25.0, 30.0, True)], [], now)
     assert figures(wb.today(rules)["support"])["offered"] == 3
-    frame = wb.frame(
+    frame = drive(wb.frame_steps(
         [{"name": "support", "entries": [{"wait_s": 18.0}], "members": [
             {"name": "a1", "interface": "x", "state": "idle", "paused": True,
              "paused_reason": "lunch"}]}],
         rules, {}, 0.8, 0.75, now,
-    )  # fmt: skip
+    ))  # fmt: skip
     q = frame["queues"][0]
     assert frame["type"] == "wallboard"
     assert q["waiting"] == 1 and q["longest_wait_s"] == 18.0
@@ -237,7 +237,9 @@ def test_wallboard_shows_an_owner_queue_only_while_in_use() -> None:
     wb = Wallboard(ZoneInfo("UTC"))
     idle = {"name": "cti_owner_7", "entries": [], "members": []}
     busy = {"name": "cti_owner_8", "entries": [{"wait_s": 3.0}], "members": []}
-    frame = wb.frame(
-        [idle, busy], {}, {}, 0.8, 0.75, now, is_personal=lambda q: q.startswith("cti_owner_")
+    frame = drive(
+        wb.frame_steps(
+            [idle, busy], {}, {}, 0.8, 0.75, now, is_personal=lambda q: q.startswith("cti_owner_")
+        )
     )
     assert [q["queue"] for q in frame["queues"]] == ["cti_owner_8"]

@@ -16,7 +16,7 @@ from cti.events import CallAbandoned, CallAnswered, CallHandled, CallQueued
 from stats.formulas import MAX_FIELDS, Counts, EntryFacts, count_entry, figures
 from stats.running import RunningCounts
 from stats.store import QueueRules
-from stats.wallboard import Wallboard
+from stats.wallboard import Wallboard, drive
 
 NOW = datetime(2026, 11, 30, 15, tzinfo=UTC)
 UTC_TZ = ZoneInfo("UTC")
@@ -172,11 +172,11 @@ def test_a_frame_counts_again_only_the_entries_that_changed(
     counted.clear()
     wb.apply(CallQueued("L-new", NOW, "support", 1, "u-new", caller_num="13800000000"), NOW)
     wb.apply(CallAnswered("L-new", NOW, "support", "x", "agent3", 4.0, "u-new"), NOW)
-    frame = wb.frame([], rules, {}, 0.8, 0.75, NOW)
+    frame = drive(wb.frame_steps([], rules, {}, 0.8, 0.75, NOW))
     assert frame["queues"][0]["today"]["offered"] == 5001
     assert len(counted) == 1  # the new entry, once, however many frames and agents
     counted.clear()
-    wb.frame([], rules, {}, 0.8, 0.75, NOW)
+    drive(wb.frame_steps([], rules, {}, 0.8, 0.75, NOW))
     assert counted == []
     wb.today({"support": QueueRules(service_level_s=5)})  # its thresholds changed: all again
     assert len(counted) == 5001
@@ -189,7 +189,7 @@ def test_a_new_day_starts_from_nothing() -> None:
     wb.apply(CallAnswered("L1", NOW, "support", "x", "agent1", 4.0, "u1"), NOW)
     assert figures(wb.today(rules)["support"])["answered"] == 1
     tomorrow = NOW + timedelta(days=1)
-    wb.frame([], rules, {}, 0.8, 0.75, tomorrow)
+    drive(wb.frame_steps([], rules, {}, 0.8, 0.75, tomorrow))
     assert wb.today(rules) == {} and wb.agents_today(rules) == {} and wb.callers() == {}
     wb.apply(CallQueued("L2", tomorrow, "support", 1, "u2"), tomorrow)
     assert figures(wb.today(rules)["support"])["offered"] == 1
@@ -239,7 +239,7 @@ def test_a_frame_is_built_in_short_steps_that_add_up_to_the_same_frame() -> None
     )
     whole = Wallboard(UTC_TZ)
     whole.merge_store(rows, [], NOW)
-    assert stepped == whole.frame(live, rules, {}, 0.8, 0.75, NOW)
+    assert stepped == drive(whole.frame_steps(live, rules, {}, 0.8, 0.75, NOW))
     assert stepped["queues"][0]["today"]["offered"] == 3000
     assert len(stepped["queues"][0]["agents"]) == 500
 
@@ -259,5 +259,7 @@ def test_entries_that_change_between_the_steps_are_counted_by_the_next_frame() -
     wb.apply(CallAbandoned("L-new", NOW, "support", 1, 30.0, "u-new"), NOW)
     for _ in steps:
         pass
-    assert wb.frame([], rules, {}, 0.8, 0.75, NOW)["queues"][0]["today"]["offered"] == 501
+    assert (
+        drive(wb.frame_steps([], rules, {}, 0.8, 0.75, NOW))["queues"][0]["today"]["offered"] == 501
+    )
     assert wb._dirty == set()
