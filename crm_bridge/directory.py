@@ -42,6 +42,7 @@ from crm_bridge.store import CrmStore
 from cti.services import CustomerCard
 from cti.store.hot_read import Plan, Statement
 from cti.store.models import CleanText, clip_text
+from cti.web.body import read_body
 
 log = logging.getLogger(__name__)
 
@@ -308,7 +309,7 @@ class ExternalCrmLookup:
             async with self._session.get(url, params={"number": e164}, timeout=timeout) as resp:
                 if resp.status != 200:
                     return None
-                body = await resp.content.read(MAX_EXTERNAL_BODY + 1)
+                body = await read_body(resp.content, MAX_EXTERNAL_BODY)
                 if len(body) > MAX_EXTERNAL_BODY:
                     log.warning("external CRM answer too large for %s", e164)
                     return None

@@ -22,6 +22,7 @@ from crm_bridge.opportunities import Opportunities, reminders
 from crm_bridge.ratelimit import RateLimiter
 from crm_bridge.schemas import CustomerIn, LeadIn, Name, Notes, _storable
 from crm_bridge.schemas import Email as EmailText
+from cti.web.body import read_body
 from cti.web.openapi import arr, doc, obj
 from cti.web.params import Day, Int
 
@@ -109,7 +110,7 @@ class LeadFormIn(BaseModel):
 async def _form_data(request: web.Request) -> dict[str, Any]:
     if request.content_length is not None and request.content_length > FORM_MAX_BYTES:
         raise CrmError(f"the form is larger than {FORM_MAX_BYTES} bytes")
-    raw = await request.content.read(FORM_MAX_BYTES + 1)
+    raw = await read_body(request.content, FORM_MAX_BYTES)
     if len(raw) > FORM_MAX_BYTES:
         raise CrmError(f"the form is larger than {FORM_MAX_BYTES} bytes")
     try:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cti.store.models import clean_text
 from cti.web.auth import audit, require_role
-from cti.web.body import json_object, model_body
+from cti.web.body import json_object, model_body, read_body
 from cti.web.errors import ApiError, BadRequest, NotFound, PayloadTooLarge, Unavailable
 from cti.web.openapi import arr, doc, obj
 from cti.web.params import Int, path_int
@@ -350,7 +350,7 @@ class IvrApi:
          response=SAVED)  # fmt: skip
     async def import_toml(self, request: web.Request) -> web.Response:
         who = require_role(request, "admin")
-        raw = await request.content.read(MAX_TOML + 1)
+        raw = await read_body(request.content, MAX_TOML)
         if len(raw) > MAX_TOML:
             raise PayloadTooLarge(f"a menu file is at most {MAX_TOML} bytes")
         try:
@@ -410,7 +410,7 @@ class IvrApi:
         name = request.match_info["name"]
         if request.content_length is not None and request.content_length > MAX_BYTES:
             raise PayloadTooLarge(f"a recording is at most {MAX_BYTES // (1024 * 1024)} MiB")
-        raw = await request.content.read(MAX_BYTES + 1)
+        raw = await read_body(request.content, MAX_BYTES)
         async with self._work:
             try:
                 converted = await asyncio.to_thread(convert_upload, raw, self.prompts.host_dir)

@@ -21,7 +21,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from cti.services import Conversion, Services
 from cti.web.auth import audit, principal, require_role
-from cti.web.body import model_body
+from cti.web.body import model_body, read_body
 from cti.web.errors import ApiError, BadRequest, Conflict, NotFound, PayloadTooLarge
 from cti.web.openapi import BOOL, INT, STR, arr, doc, obj
 from cti.web.params import Choice, Flag, Int, Text, path_int
@@ -320,7 +320,7 @@ class OutboundApi:
     async def _file(self, request: web.Request) -> tuple[bytes, str]:
         if request.content_length is not None and request.content_length > MAX_BYTES:
             raise PayloadTooLarge(f"a list file is at most {MAX_BYTES // (1024 * 1024)} MiB")
-        raw = await request.content.read(MAX_BYTES + 1)
+        raw = await read_body(request.content, MAX_BYTES)
         if len(raw) > MAX_BYTES:
             raise PayloadTooLarge(f"a list file is at most {MAX_BYTES // (1024 * 1024)} MiB")
         fmt = FORMAT.read(request) or ("xlsx" if request.content_type == XLSX else "csv")

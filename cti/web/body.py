@@ -1,4 +1,5 @@
-"""JSON bodies and frames, parsed once, bounded in size and nesting.
+"""Request bodies read whole and bounded; JSON bodies and frames parsed once, bounded in size
+and nesting.
 
 :func:`parse_json` is the one decoder for untrusted JSON (HTTP bodies and websocket
 frames): at most ``max_bytes``, valid UTF-8, nested at most ``max_depth`` deep (counted
@@ -6,9 +7,11 @@ before decoding, so a ``[[[[…`` bomb never reaches the recursive decoder and c
 raise RecursionError — which used to be a 500 / a 1011 close). Any violation is a
 :class:`~cti.web.errors.BadRequest` with a clear message.
 
-:func:`json_body` reads a request's body through it once and caches the result on the
-request; :func:`json_object` additionally requires an object, :func:`model_body`
-validates it with a pydantic model (whose errors the middleware maps to 400).
+:func:`read_body` reads a whole body (a request's, or a client response's), bounded: every
+handler that takes raw bytes reads through it. :func:`json_body` reads a request's body
+through it and :func:`parse_json` once and caches the result on the request;
+:func:`json_object` additionally requires an object, :func:`model_body` validates it with
+a pydantic model (whose errors the middleware maps to 400).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import json
 import re
 from typing import Any, TypeVar
 
-from aiohttp import web
+from aiohttp import StreamReader, web
 from pydantic import BaseModel
 
 from cti.web.errors import BadRequest, PayloadTooLarge
@@ -29,6 +32,7 @@ __all__ = [
     "json_object",
     "model_body",
     "parse_json",
+    "read_body",
 ]
 
 MAX_BODY = 256 * 1024
@@ -80,6 +84,23 @@ def parse_json(
         raise BadRequest(f"the {what} is not valid JSON", code="bad-json") from None
 
 
+async def read_body(stream: StreamReader, max_bytes: int) -> bytes:
+    """All of a body (``request.content``, or a client response's ``content``) to its end,
+    but never more than ``max_bytes + 1`` bytes: one byte over tells the caller it is too
+    large. ``StreamReader.read(n)`` alone returns what has arrived so far: a body that
+    came in several parts lost the rest (a browser's 42 KB recording upload, cut to its
+    first 16 KiB on a loaded machine: 0.96 s of sound of 2.6)."""
+    parts: list[bytes] = []
+    size = 0
+    while size <= max_bytes:
+        part = await stream.read(max_bytes + 1 - size)
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    return b"".join(parts)
+
+
 async def json_body(request: web.Request, *, max_bytes: int = MAX_BODY, empty: Any = None) -> Any:
     """The request's JSON body, read and decoded once (cached on the request).
 
@@ -88,7 +109,7 @@ async def json_body(request: web.Request, *, max_bytes: int = MAX_BODY, empty: A
         return request[_BODY]
     if request.content_length is not None and request.content_length > max_bytes:
         raise PayloadTooLarge(f"the body is larger than {max_bytes} bytes")
-    raw = await request.content.read(max_bytes + 1)
+    raw = await read_body(request.content, max_bytes)
     if not raw.strip():
         if empty is None:
             raise BadRequest("a JSON body is required", code="bad-json")
