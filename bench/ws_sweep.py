@@ -27,15 +27,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 from prometheus_client import CollectorRegistry
 from scratch_pg import scratch_postgres  # bench/ helper
 from sqlalchemy import event, or_, select
@@ -47,26 +46,9 @@ from cti.store.tokens import create_token, revoke_token_id, verify_token
 from cti.web.app import WebDeps, create_app
 from cti.web.ws import WsHub
 
-
-class NoCalls:
-    def live_calls(self) -> list[dict[str, object]]:
-        return []
-
-    def health(self) -> dict[str, object]:
-        return {"ok": True}
-
-
-@asynccontextmanager
-async def serving(app: web.Application) -> AsyncIterator[str]:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # tests.local_http
+    sys.path.insert(0, str(ROOT))
 
 
 async def timed(sweep: Callable[[], Awaitable[int]]) -> tuple[float, float]:
@@ -91,6 +73,8 @@ async def sweep_before(db: Database, ids: set[int]) -> int:
 
 
 async def measure(url: str, desktops: int, rounds: int) -> dict[str, Any]:
+    from tests.local_http import NoCalls, serving  # the tests' way to serve the app
+
     await asyncio.to_thread(upgrade, url)
     db = Database.from_url(url)
     await db.warm()

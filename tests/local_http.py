@@ -1,5 +1,6 @@
 """A test's own HTTP server on 127.0.0.1 (a webhook receiver, an external CRM, a hostile
-page): the one way the tests serve an aiohttp application of their own."""
+page, the product's web application without a daemon): the one way the tests serve an
+aiohttp application of their own, and what the web application needs served so."""
 
 from __future__ import annotations
 
@@ -22,3 +23,18 @@ async def serving(app: web.Application) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+class NoCalls:
+    """The web application's live calls when it is served without a daemon: none."""
+
+    def live_calls(self) -> list[dict[str, object]]:
+        return []
+
+    def health(self) -> dict[str, object]:
+        return {"ok": True}
+
+
+#: a password the accounts accept, and argon2 costs that hash it in a millisecond
+PW = "correct horse battery"
+FAST = dict(argon2_time_cost=1, argon2_memory_kib=1024, argon2_parallelism=1)

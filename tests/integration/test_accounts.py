@@ -25,17 +25,7 @@ from cti.store.tokens import create_token, revoke_token
 from cti.web.app import WebDeps, create_app
 from cti.web.auth import ACCOUNTS
 from cti.web.ws import CLOSE_CREDENTIAL_ENDED, WsHub
-
-PW = "correct horse battery"
-FAST = dict(argon2_time_cost=1, argon2_memory_kib=1024, argon2_parallelism=1)
-
-
-class NoCalls:
-    def live_calls(self) -> list[dict[str, object]]:
-        return []
-
-    def health(self) -> dict[str, object]:
-        return {"ok": True}
+from tests.local_http import FAST, PW, NoCalls
 
 
 @dataclass

@@ -27,15 +27,7 @@ from cti.store.db import Database
 from cti.store.tokens import create_token
 from cti.web.app import WebDeps, create_app
 from cti.web.ws import WsHub
-from tests.local_http import serving
-
-
-class NoCalls:
-    def live_calls(self) -> list[dict[str, object]]:
-        return []
-
-    def health(self) -> dict[str, object]:
-        return {"ok": True}
+from tests.local_http import NoCalls, serving
 
 
 @pytest.fixture

@@ -37,18 +37,7 @@ from cti.web.app import WebDeps, create_app
 from cti.web.auth import ACCOUNTS
 from cti.web.ws import CLOSE_CREDENTIAL_ENDED, WsHub
 from tests.checkout import checkout_env
-from tests.local_http import serving
-
-PW = "correct horse battery"
-FAST = dict(argon2_time_cost=1, argon2_memory_kib=1024, argon2_parallelism=1)
-
-
-class NoCalls:
-    def live_calls(self) -> list[dict[str, object]]:
-        return []
-
-    def health(self) -> dict[str, object]:
-        return {"ok": True}
+from tests.local_http import FAST, PW, NoCalls, serving
 
 
 @dataclass

@@ -20,15 +20,7 @@ from cti.store.tokens import Principal, create_token
 from cti.web.app import WebDeps, create_app
 from cti.web.ws import CLOSE_TOO_SLOW, CLOSE_UNAUTHORIZED, WsHub, to_agent, to_role
 from stats.service import scoped_frame
-from tests.local_http import serving
-
-
-class NoCalls:
-    def live_calls(self) -> list[dict[str, object]]:
-        return []
-
-    def health(self) -> dict[str, object]:
-        return {"ok": True}
+from tests.local_http import NoCalls, serving
 
 
 @pytest.fixture
