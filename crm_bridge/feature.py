@@ -24,6 +24,9 @@ from crm_bridge.sales_api import add_sales_routes
 from crm_bridge.store import CrmStore
 from crm_bridge.webhooks import WebhookDispatcher
 from crm_bridge.workspace_api import add_workspace_routes
+from cti.cluster import orphans
+from cti.cluster.lease import libpq_dsn
+from cti.cluster.locks import NamedLocks
 from cti.events import CallDispositionSaved, RecordingStopped
 from cti.features import FeatureContext
 from cti.tasks import BackgroundTasks
@@ -47,8 +50,16 @@ class CrmFeature:
     def setup(self, ctx: FeatureContext) -> None:
         config = ctx.section("crm", CrmConfig)
         store = CrmStore(ctx.db, ctx.settings.site.default_region)
+        cluster = ctx.settings.cluster
+        dsn = libpq_dsn(ctx.settings.database.url)
+        locks = None  # in a cluster: the webhooks' journal held, dead nodes' adopted
+        if cluster.broker_url and dsn is not None:
+            locks = NamedLocks(
+                dsn, node=ctx.settings.node_name, timeout_s=cluster.lease_timeout_s,
+                check_s=orphans.EVERY_S,
+            )  # fmt: skip
         webhooks = WebhookDispatcher(
-            ctx.db, config, metrics=ctx.workers, node=ctx.settings.node_name
+            ctx.db, config, metrics=ctx.workers, node=ctx.settings.node_name, locks=locks
         )
         bus = ctx.bus
 

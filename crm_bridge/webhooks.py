@@ -27,7 +27,11 @@ At least once, across a graceful stop and across a crash, but for the last
   dead-lettered again. Receivers de-duplicate by ``X-CTI-Delivery``.
 - In a cluster each node journals under its own name (``crm-webhooks@<node>``): a node's
   deliveries are posted by that node's next start (and what a stop of an earlier version
-  kept under the bare name by the first node to start).
+  kept under the bare name by the first node to start). A node that dies and stays dead
+  has its deliveries adopted by a live node ``ADOPT_AFTER_S`` (10 s) after its lock was
+  seen free, once, and never replayed by it if it comes back (:mod:`cti.cluster.orphans`:
+  the window that remains, e.g. a node cut off from PostgreSQL that long is taken for
+  dead and both may post its deliveries).
 
 A delivery names its receiver by the receiver's key (``console:<id>`` for one added in
 the console, ``config:<url>`` for one of the config file: :class:`Receiver`) and carries
@@ -63,10 +67,13 @@ from sqlalchemy import delete, select
 from crm_bridge.config import CrmConfig, WebhookTarget
 from crm_bridge.models import DeadLetter
 from cti.bus import EventBus
+from cti.cluster.locks import NamedLocks
+from cti.cluster.orphans import ADOPT_AFTER_S, JournalOwner
 from cti.events import CallAnswered, CallCompleted, CallOffered
 from cti.pending import PendingStore
 from cti.store.db import Database
 from cti.store.models import clip_text, utcnow
+from cti.tasks import BackgroundTasks
 from cti.worker import QueueWorker, WorkerMetrics
 
 log = logging.getLogger(__name__)
@@ -142,10 +149,13 @@ class WebhookDispatcher:
         metrics: WorkerMetrics | None = None,
         node: str = "",
         journal_s: float | None = JOURNAL_S,
+        locks: NamedLocks | None = None,
+        adopt_after_s: float = ADOPT_AFTER_S,
     ) -> None:
         """``node``: this node's name in a cluster ("" on one node): its journal's rows;
         ``journal_s`` None: no journal (bench/webhooks.py's baseline; a crash then loses
-        the queue in memory)."""
+        the queue in memory); ``locks`` (a cluster on PostgreSQL): this node's hold on its
+        journal and the adoption of dead nodes' (:mod:`cti.cluster.orphans`)."""
         self.db = db
         self._node = node
         #: the receivers now (cleared or replaced in place: crm_bridge.admin)
@@ -153,12 +163,20 @@ class WebhookDispatcher:
         self.attempts = config.webhook_attempts
         self.backoff_s = config.webhook_backoff_s
         self.timeout_s = config.webhook_timeout_s
+        keep: PendingStore[Delivery] = PendingStore(db, Delivery)
         self.worker: QueueWorker[Delivery] = QueueWorker(
             WORKER, self._handle, queue_size=config.webhook_queue_size,
             concurrency=CONCURRENCY, describe=lambda d: f"{d.event} to {d.url}",
-            metrics=metrics, keep=PendingStore(db, Delivery), journal_s=journal_s,
+            metrics=metrics, keep=keep, journal_s=journal_s,
             keep_as=f"{WORKER}@{node}" if node else WORKER,
         )  # fmt: skip
+        self.owner: JournalOwner | None = None
+        if locks is not None and node and journal_s is not None:
+            self.owner = JournalOwner(
+                locks, self.worker, keep, keep=f"{WORKER}@{node}", prefix=f"{WORKER}@",
+                grace_s=adopt_after_s,
+            )  # fmt: skip
+        self._tasks = BackgroundTasks(WORKER)
         self._session: aiohttp.ClientSession | None = None
         self._unsubscribe: list[Any] = []
         self.delivered = 0
@@ -241,10 +259,14 @@ class WebhookDispatcher:
     # --- worker ----------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self.worker.resume()  # what the last run left in the store, first
+        # in a cluster, this node's journal is its own (held) before its rows are read
+        if self.owner is None or await self.owner.claim():
+            await self.worker.resume()  # what the last run left in the store, first
         if self._node:
             await self._adopt_unnamed()
         self.worker.start()
+        if self.owner is not None:  # and the journals of dead nodes become its own
+            self._tasks.spawn(self.owner.run(), "orphans")
 
     async def _adopt_unnamed(self) -> None:
         """A node of a cluster also takes the deliveries kept under the worker's bare
@@ -344,7 +366,10 @@ class WebhookDispatcher:
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         self._unsubscribe.clear()
+        await self._tasks.stop()
         await self.worker.close(grace_s)
+        if self.owner is not None:  # after the last write: the journal is let go
+            await self.owner.locks.close()
         if self._session is not None:
             await self._session.close()
             self._session = None

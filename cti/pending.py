@@ -14,6 +14,14 @@ a journal, every item from shortly after its submission until it is handled.
   those not written yet. The next start reads the rows (they stay until their items are
   handled) onto the head of the queue, in the original order. What this adds to a crash
   (SIGKILL, power loss) is in :mod:`cti.worker`.
+- **Adoption** (:meth:`PendingStore.adopt`): the rows of another keep (a dead node's
+  journal) move to the adopter's keep in one statement, ``UPDATE ... SET worker =
+  adopter WHERE worker = dead``, in a transaction that first takes ``guard`` (the dead
+  keep's PostgreSQL advisory lock, :mod:`cti.cluster.orphans`) for itself: while the
+  keep's owner holds that lock nothing moves, and while rows move the owner cannot take
+  it. Two adopters at the same moment take each row once: the second's UPDATE finds the
+  rows under another name (PostgreSQL re-checks the WHERE on the row the first changed;
+  SQLite has one writer).
 
 The handlers of the workers that keep items are idempotent: an item that was in hand when
 a stop's bound ran out or the process died may have had part of its effect already, and
@@ -28,7 +36,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 
 from cti.cluster.codec import decode_value, encode_value, known_classes
 from cti.store.db import Database
@@ -110,3 +118,43 @@ class PendingStore(Generic[T]):
                 )
             ).all()
         return [(row_id, decode_value(payload, self._classes)) for row_id, payload in rows]
+
+    # --- adoption ----------------------------------------------------------------------
+
+    async def keeps(self, prefix: str) -> list[str]:
+        """The names with rows in the store that start with ``prefix``."""
+        async with self._db.session() as s:
+            names = (await s.scalars(select(PendingItem.worker).distinct())).all()
+        return sorted(n for n in names if n.startswith(prefix))
+
+    async def adopt(
+        self, dead: str, adopter: str, limit: int, *, guard: int | None = None
+    ) -> list[tuple[int, T]]:
+        """Move at most ``limit`` of the rows of ``dead`` (oldest first) to ``adopter``, in
+        one transaction; returns them (id, item), oldest first. ``guard`` (PostgreSQL): an
+        advisory lock key taken for the transaction first; held by another session (the
+        keep's owner is alive), nothing moves and the result is empty."""
+        if limit < 1:
+            return []
+        async with self._db.session() as s, s.begin():
+            if guard is not None and not await s.scalar(
+                select(func.pg_try_advisory_xact_lock(guard))
+            ):
+                return []
+            oldest = (
+                select(PendingItem.id)
+                .where(PendingItem.worker == dead)
+                .order_by(PendingItem.id)
+                .limit(limit)
+                .scalar_subquery()
+            )
+            rows = (
+                await s.execute(
+                    update(PendingItem)
+                    .where(PendingItem.worker == dead, PendingItem.id.in_(oldest))
+                    .values(worker=adopter)
+                    .returning(PendingItem.id, PendingItem.payload)
+                    .execution_options(synchronize_session=False)
+                )
+            ).all()
+        return [(row_id, decode_value(payload, self._classes)) for row_id, payload in sorted(rows)]

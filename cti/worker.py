@@ -51,7 +51,8 @@ Guarantees, the same for every user:
   from its state when written (the handler is idempotent, as above). Items beyond what the
   queue holds at start stay in the store for a later start. Nodes that share a store give
   the worker a ``keep_as`` each (their own rows: one node's start never replays another
-  node's items in hand).
+  node's items in hand); :meth:`adopt` takes over the rows of a node known dead (who
+  decides, and the window that remains: :mod:`cti.cluster.orphans`).
 
 Counters (``enqueued``, ``handled``, ``dropped``, ``failed``, ``errors``, ``pending``) are
 attributes and, through :class:`WorkerMetrics`, Prometheus metrics labelled by name.
@@ -99,6 +100,9 @@ class Journal(Keeper[T], Protocol[T]):
         remove: Sequence[int] = (),
     ) -> list[int]: ...
     async def load(self, worker: str, limit: int) -> list[tuple[int, T]]: ...
+    async def adopt(
+        self, dead: str, adopter: str, limit: int, *, guard: int | None = None
+    ) -> list[tuple[int, T]]: ...
 
 
 @dataclass(eq=False, slots=True)
@@ -176,6 +180,8 @@ class QueueWorker(Generic[T]):
         self.kept = 0
         #: Items taken back from the store at start (``keep``).
         self.resumed = 0
+        #: Items adopted from another keep's journal (:meth:`adopt`).
+        self.adopted = 0
         #: Items the handler refused even alone (logged in full).
         self.failed = 0
         #: Failed handler calls (each logged; retried).
@@ -255,6 +261,24 @@ class QueueWorker(Generic[T]):
         if fits:
             log.warning("%s: %d item(s) kept by the last run taken back", self.name, fits)
         return fits
+
+    async def adopt(self, keep: str, *, guard: int | None = None) -> int:
+        """Take over the journal rows kept under ``keep`` (a dead node's; the caller
+        decides it is dead, :mod:`cti.cluster.orphans`): they move to this worker's keep in
+        one transaction (``guard``: :meth:`cti.pending.PendingStore.adopt`) and join the
+        queue, as many as it has room for (the rest at a later call); their rows go when
+        they are handled, as this worker's own. Returns how many (0 with no journal)."""
+        if self._journal is None or self._closing:
+            return 0
+        room = self._queue.maxsize - self._queue.qsize()
+        rows = await self._journal.adopt(keep, self._keep_as, room, guard=guard)
+        for row, item in rows:  # now this worker's rows: a crash here leaves them to its start
+            await self._queue.put(_Entry(item, row))
+            self.enqueued += 1
+            self.adopted += 1
+        if rows:
+            log.warning("%s: %d item(s) of %s adopted", self.name, len(rows), keep)
+        return len(rows)
 
     async def flush(self) -> None:
         """Wait until every item submitted so far is handled (or given up on)."""

@@ -15,6 +15,8 @@ store's pool), opened by :func:`cti.cluster.lease.lease_connection`:
 - The holder dies: its session ends, PostgreSQL frees its locks, the next node's ``hold``
   gets them.
 - ``release(name)``: the work is over here (a campaign stopped), another node may take it.
+- ``free(name)``: whether no session holds ``name`` now (a shared lock tried and let go
+  at once: two nodes asking at the same moment do not see each other as the holder).
 
 Keys are 64-bit hashes of the names (a namespace apart from the server leases').
 """
@@ -69,6 +71,23 @@ class NamedLocks:
             if got:
                 self.held.add(name)
                 log.info("this node now holds %s", name)
+            return bool(got)
+
+    async def free(self, name: str) -> bool:
+        """True when no session holds ``name`` exclusively (:meth:`hold`) now; False also
+        when PostgreSQL does not answer (this node's names are then dropped, as in
+        :meth:`hold`)."""
+        async with self._lock:
+            try:
+                conn = await self._connection()
+                got = await conn.fetchval(
+                    "SELECT CASE WHEN pg_try_advisory_lock_shared($1)"
+                    " THEN pg_advisory_unlock_shared($1) ELSE false END",
+                    lock_key(name), timeout=self.timeout_s,
+                )  # fmt: skip
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                self._lost(str(exc) or type(exc).__name__)
+                return False
             return bool(got)
 
     async def release(self, name: str) -> None:

@@ -55,3 +55,18 @@ async def test_one_holder_and_the_next_takes_over_when_its_session_ends(
     await b.release(name)
     assert await a.hold(name)
     assert b.held == {other}
+
+
+async def test_free_says_whether_anyone_holds_a_name_and_asking_takes_nothing(
+    nodes: tuple[NamedLocks, NamedLocks],
+) -> None:
+    a, b = nodes
+    name = f"journal:{secrets.randbelow(10**9)}"
+    # two nodes asking at the same moment both see it free (neither takes it)
+    assert all(await asyncio.gather(a.free(name), b.free(name)))
+    assert await a.hold(name)
+    assert not await b.free(name)  # held by a
+    assert await a.free(name)  # a's own exclusive hold does not block its shared look
+    await a.release(name)
+    assert await b.free(name)
+    assert await b.hold(name) and b.held == {name}
