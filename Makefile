@@ -15,3 +15,4 @@ bench:   ## print benchmark figures (pop_latency starts its own Asterisk: a few 
 	.venv/bin/python bench/media_cache.py
 	.venv/bin/python bench/ws_sweep.py
 	.venv/bin/python bench/ws_sweep.py --store postgres
+	.venv/bin/python bench/webhooks.py

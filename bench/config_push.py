@@ -23,8 +23,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.*
 
 from cti.ami.client import AmiClient
 from cti.ami.config_push import ConfigFile, push

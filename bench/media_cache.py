@@ -29,6 +29,7 @@ import os
 import secrets
 import statistics
 import struct
+import sys
 import tempfile
 import time
 import wave
@@ -36,6 +37,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.*
 
 from cti.ami.client import AmiClient
 from cti.ami.protocol import Message

@@ -38,7 +38,8 @@ from statistics import median
 
 from aiohttp import web
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ helpers
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.*
 from scratch_pg import scratch_postgres  # bench/ helper
 
 from crm_bridge.config import CrmConfig
