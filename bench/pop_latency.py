@@ -25,6 +25,10 @@ Printed, one figure per line (``name: value unit``):
 - ``pop p50/p99/max``: AgentCalled seen here -> the pop received by that agent's desktop;
 - ``relay p99``: AgentCalled seen here -> the relay's frame received by the same desktop;
 - ``ratio p99``: pop p99 / relay p99 (target <= 3);
+- ``pop after relay p50/p99``: for each ring, the pop's arrival on that desktop minus the
+  relay's frame's for the same ring (negative: the pop came first): the daemon's own
+  delay over the floor, call by call, which a stall of the desktops' process (delaying
+  both) does not change;
 - ``cards missing``: pops whose customer card did not reach that desktop, in the pop or
   in a ``call.update``, before the call ended there (AgentComplete): the bench listens
   until every answered call has ended;
@@ -682,6 +686,10 @@ async def run(args: argparse.Namespace) -> None:
         print(f"pop max: {max(pop_ms, default=float('nan')):.1f} ms")
         print(f"relay p99: {relay_p99:.1f} ms")
         print(f"ratio p99: {pct(pop_ms, 0.99) / relay_p99:.1f} x")
+        # the same ring on the same desktop: what the daemon added to the floor, call by call
+        after = [(t - relay_at[k]) * 1000 for k, (t, _) in pop_at.items() if k in relay_at]
+        print(f"pop after relay p50: {pct(after, 0.5):.1f} ms")
+        print(f"pop after relay p99: {pct(after, 0.99):.1f} ms")
         print(f"cards missing: {cards_missing}")
         print(f"pops: {len(pop_at)}")
         print(f"cards in the pop: {cards_in_pop}")
