@@ -27,8 +27,8 @@ Printed, one figure per line (``name: value unit``):
 - ``ratio p99``: pop p99 / relay p99 (target <= 3);
 - ``pop after relay p50/p99``: for each ring, the pop's arrival on that desktop minus the
   relay's frame's for the same ring (negative: the pop came first): the daemon's own
-  delay over the floor, call by call, which a stall of the desktops' process (delaying
-  both) does not change;
+  delay over the floor, call by call (a stall of the desktops' process delays both
+  alike, unless it falls between them; the bench's own AMI clock is not in it);
 - ``cards missing``: pops whose customer card did not reach that desktop, in the pop or
   in a ``call.update``, before the call ended there (AgentComplete): the bench listens
   until every answered call has ended;
