@@ -27,6 +27,10 @@ worker; liveness is the cluster's own, PostgreSQL session advisory locks
   adoption's transaction holds the lock it waits, and after it finds only what was not
   moved (the rows beyond the adopter's queue room, which are then its own again). It
   never replays what a survivor took.
+- **A node stopped** (SIGTERM) lets its lock go after its stop's last write: what it kept
+  is adopted like a dead node's when it stays down longer than ``grace_s`` (a restart
+  within that takes its own back). Its items are in the store only, so nothing is
+  handled twice.
 
 The window that remains:
 

@@ -9,7 +9,8 @@ every item, and the dead node coming back finds nothing of its own to replay.
   and a real receiver on 127.0.0.1: a's rows stay a's while a holds its journal, however
   long; a dies (its tasks end, its PostgreSQL session with them); b adopts after the
   grace period and the receiver gets every delivery once, signed; a's restart posts
-  nothing again; two survivors racing take each row once.
+  nothing again; two survivors racing take each row once; what a graceful stop of a kept
+  is adopted the same way.
 """
 
 from __future__ import annotations
@@ -317,3 +318,36 @@ async def test_two_survivors_adopting_at_once_post_each_delivery_once(
         await a.stop()
         await other.dispose()
     assert len(receiver.ids()) == N and len(set(receiver.ids())) == N
+
+
+async def test_a_stopped_nodes_kept_deliveries_are_posted_by_a_live_node_once(
+    db_url: str, db: Database, receiver: Receiver
+) -> None:
+    """A graceful stop keeps what the receiver did not take and lets a's journal go: b
+    adopts it after the grace period; nothing was left in a's memory to post twice."""
+    dsn = pg_dsn(db_url)
+    a = node(db, receiver, dsn, "a")
+    b = node(db, receiver, dsn, "b")
+    await a.start()
+    await b.start()
+    try:
+        for i in range(N):
+            a.publish("lead.assigned", {"lead": i})
+        await a.stop(grace_s=0.1)
+        assert a.worker.kept == N
+        assert await rows(db, f"{WORKER}@a") == N
+        receiver.up = True
+        started = asyncio.get_running_loop().time()
+
+        async def adopted() -> bool:
+            await owner(b).round()
+            return await rows(db, f"{WORKER}@a") == 0
+
+        await until(adopted, "b adopting what a's stop kept")
+        assert asyncio.get_running_loop().time() - started >= GRACE_S
+        await b.flush()
+    finally:
+        await b.stop()
+        await a.stop()
+    assert sorted(receiver.ids()) == sorted(set(receiver.ids())) and len(receiver.ids()) == N
+    assert await rows(db) == 0
