@@ -532,6 +532,11 @@ class WorkerMetrics(Collector):
                 "items a stop left over and kept in the store for the next start",
                 labels=["worker"],
             ),
+            "adopted": CounterMetricFamily(
+                "cti_queue_worker_adopted",
+                "items taken over from a dead node's journal (cti.cluster.orphans)",
+                labels=["worker"],
+            ),
         }
         pending = GaugeMetricFamily(
             "cti_queue_worker_pending", "items queued or in hand", labels=["worker"]

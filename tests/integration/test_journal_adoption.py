@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import func, select
 
 from crm_bridge.config import CrmConfig
@@ -33,7 +34,7 @@ from cti.cluster.orphans import JournalOwner
 from cti.pending import PendingStore
 from cti.store.db import Database
 from cti.store.models import PendingItem
-from cti.worker import QueueWorker
+from cti.worker import QueueWorker, WorkerMetrics
 from stats.feature import Fact
 from tests.local_http import serving
 
@@ -67,12 +68,14 @@ Write = Callable[[Sequence[Fact]], Awaitable[None]]
 
 
 def journaled(
-    db: Database, name: str, handler: Write, *, batch_size: int = 1, queue_size: int = 10_000
-) -> QueueWorker[Fact]:
+    db: Database, name: str, handler: Write, *, batch_size: int = 1, queue_size: int = 10_000,
+    metrics: WorkerMetrics | None = None,
+) -> QueueWorker[Fact]:  # fmt: skip
     """The worker of node ``name``, journaling under ``stats-facts@<name>``."""
     return QueueWorker(
         "stats-facts", handler, keep=PendingStore(db, Fact), journal_s=0.05,
         keep_as=f"stats-facts@{name}", batch_size=batch_size, queue_size=queue_size,
+        metrics=metrics,
     )  # fmt: skip
 
 
@@ -104,10 +107,13 @@ async def test_a_live_node_adopts_a_dead_nodes_journal_and_the_dead_node_finds_n
     async def write(batch: Sequence[Fact]) -> None:
         seen.extend(f.uniqueid for f in batch)
 
-    b = journaled(db, "b", write, batch_size=4)
+    registry = CollectorRegistry()
+    b = journaled(db, "b", write, batch_size=4, metrics=WorkerMetrics(registry))
     b.start()
     assert await b.adopt("stats-facts@a") == N  # moved to b's name in one transaction
     assert await rows(db, "stats-facts@a") == 0
+    text = generate_latest(registry).decode()
+    assert f'cti_queue_worker_adopted_total{{worker="stats-facts"}} {N}.0' in text
     await b.flush()
     assert seen == [f.uniqueid for f in facts]  # every item, once, in order
 
