@@ -8,7 +8,9 @@ token) and is what the audit log records as the actor.
 
 ``queues`` / ``agents`` scope a supervisor to the queues and agents of their teams
 (``None``: unrestricted). Roles rank agent < supervisor < admin; :func:`role_at_least`
-is the one comparison.
+is the one comparison. :attr:`Principal.access` is everything that decides what it may
+see and do: two principals of one credential with the same ``access`` are interchangeable
+(the websocket hub closes a connection whose credential's ``access`` changed).
 """
 
 from __future__ import annotations
@@ -51,6 +53,11 @@ class Principal:
     def actor(self) -> str:
         """What the audit log records: the login of a person, else the token's name."""
         return self.login or self.name
+
+    @property
+    def access(self) -> tuple[object, ...]:
+        """What it acts as and may see: name, login, role and scope (not its expiry)."""
+        return (self.name, self.login, self.role, self.user_id, self.queues, self.agents)
 
     @property
     def credential(self) -> tuple[str, int]:

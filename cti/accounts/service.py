@@ -11,6 +11,11 @@ Guarantees:
   after ``session_idle_minutes`` without use, at sign-out, when its user signs out
   everywhere, is disabled or gets a new password; whoever listens on :attr:`ended`
   (the websocket hub) is told at once so open websockets close with it;
+- a change of what a session may see that does not end it (its user's teams or queue
+  scope, a team's queues or members) reaches open websockets through the database: the
+  write moves the credential change marker (migration auth_0003) and
+  :meth:`Accounts.live_sessions` builds each session's principal as it is now, which the
+  hub compares with the one a connection opened with;
 - every change and every sign-in / failed sign-in is written to the audit log.
 """
 
@@ -477,41 +482,7 @@ class Accounts:
 
     async def _principal(self, session: AsyncSession, u: User, session_id: int,
                          expires_at: datetime) -> Principal:  # fmt: skip
-        queues: set[str] | None = None
-        agents: set[str] | None = None
-        if u.role != "admin":
-            team_rows = (
-                await session.execute(
-                    select(Team.id, Team.queues)
-                    .join(UserTeam, UserTeam.team_id == Team.id)
-                    .where(UserTeam.user_id == u.id)
-                )
-            ).all()
-            if u.queues is not None or team_rows:
-                queues = set(u.queues or [])
-                for _, qs in team_rows:
-                    queues.update(qs or [])
-            if team_rows:
-                mates = (
-                    await session.execute(
-                        select(User.agent)
-                        .join(UserTeam, UserTeam.user_id == User.id)
-                        .where(UserTeam.team_id.in_([tid for tid, _ in team_rows]),
-                               User.agent.is_not(None))
-                    )
-                ).scalars().all()  # fmt: skip
-                agents = {a for a in mates if a}
-        return Principal(
-            token_id=None,
-            name=u.agent or u.login,
-            role=u.role,
-            user_id=u.id,
-            session_id=session_id,
-            login=u.login,
-            queues=frozenset(queues) if queues is not None else None,
-            agents=frozenset(agents) if agents is not None else None,
-            expires_at=expires_at,
-        )
+        return (await _principals(session, [(session_id, u, expires_at)]))[session_id]
 
     async def verify_session(self, secret: str) -> Principal | None:
         """The principal of a live session cookie; None when unknown, revoked, expired
@@ -553,9 +524,11 @@ class Accounts:
         return self.config.session_idle_minutes * 60 / 4
 
     async def live_sessions(self, ids: set[int], *,
-                            touch: bool = False) -> dict[int, datetime]:  # fmt: skip
-        """Which of ``ids`` are still valid sessions, each with its absolute expiry
-        (refreshing their idle timer when ``touch``: an open websocket is use)."""
+                            touch: bool = False) -> dict[int, Principal]:  # fmt: skip
+        """Which of ``ids`` are still valid sessions, each with the principal a sign-in
+        would build now (its user's role, agent and teams may have changed since; its
+        ``expires_at`` the absolute expiry), refreshing their idle timer when ``touch``
+        (an open websocket is use). Three reads whatever the number of sessions."""
         if not ids:
             return {}
         now = utcnow()
@@ -563,20 +536,22 @@ class Accounts:
         async with self.db.session() as session:
             rows = (
                 await session.execute(
-                    select(WebSession.id, WebSession.last_seen_at, WebSession.expires_at)
+                    select(WebSession.id, WebSession.last_seen_at, WebSession.expires_at, User)
                     .join(User, User.id == WebSession.user_id)
                     .where(WebSession.id.in_(ids), WebSession.revoked_at.is_(None),
                            WebSession.expires_at > now, User.disabled_at.is_(None))
                 )
             ).all()  # fmt: skip
-            live = {sid: expires for sid, seen, expires in rows if seen + idle > now}
-            stale = {sid for sid, seen, _ in rows if sid in live and now - seen >= _TOUCH_EVERY}
+            live = [(sid, u, expires) for sid, seen, expires, u in rows if seen + idle > now]
+            stale = {sid for sid, seen, _, _ in rows if seen + idle > now
+                     and now - seen >= _TOUCH_EVERY}  # fmt: skip
+            principals = await _principals(session, live)
             if touch and stale:
                 await session.execute(
                     update(WebSession).where(WebSession.id.in_(stale)).values(last_seen_at=now)
                 )
                 await session.commit()
-        return live
+        return principals
 
     async def session_info(self, session_id: int) -> dict[str, Any]:
         async with self.db.session() as session:
@@ -674,3 +649,61 @@ class Accounts:
             )  # fmt: skip
         await self.audit.record("user.totp_remove", actor=by, address=address,
                                 target_type="user", target_id=user["login"])  # fmt: skip
+
+
+async def _principals(
+    session: AsyncSession, sessions: list[tuple[int, User, datetime]]
+) -> dict[int, Principal]:
+    """The principal of each (session id, its user, its absolute expiry): the one place a
+    person's role, agent and teams become what they may see. A non-admin in teams sees
+    their own queues and their teams' queues and agents; an admin, everything. At most two
+    reads (teams, team mates) for any number of sessions."""
+    users = {u.id: u for _, u, _ in sessions if u.role != "admin"}
+    teams_of: dict[int, list[int]] = {}
+    team_queues: dict[int, list[str]] = {}
+    if users:
+        for uid, tid, qs in (
+            await session.execute(
+                select(UserTeam.user_id, Team.id, Team.queues)
+                .join(Team, Team.id == UserTeam.team_id)
+                .where(UserTeam.user_id.in_(list(users)))
+            )
+        ).all():
+            teams_of.setdefault(uid, []).append(tid)
+            team_queues[tid] = list(qs or [])
+    mates: dict[int, set[str]] = {}
+    if team_queues:
+        for tid, agent in (
+            await session.execute(
+                select(UserTeam.team_id, User.agent)
+                .join(User, User.id == UserTeam.user_id)
+                .where(UserTeam.team_id.in_(list(team_queues)), User.agent.is_not(None))
+            )
+        ).all():
+            if agent:
+                mates.setdefault(tid, set()).add(agent)
+    out: dict[int, Principal] = {}
+    for session_id, u, expires_at in sessions:
+        queues: set[str] | None = None
+        agents: set[str] | None = None
+        tids = teams_of.get(u.id, []) if u.role != "admin" else []
+        if u.role != "admin" and (u.queues is not None or tids):
+            queues = set(u.queues or [])
+            for tid in tids:
+                queues.update(team_queues[tid])
+        if tids:
+            agents = set()
+            for tid in tids:
+                agents.update(mates.get(tid, ()))
+        out[session_id] = Principal(
+            token_id=None,
+            name=u.agent or u.login,
+            role=u.role,
+            user_id=u.id,
+            session_id=session_id,
+            login=u.login,
+            queues=frozenset(queues) if queues is not None else None,
+            agents=frozenset(agents) if agents is not None else None,
+            expires_at=expires_at,
+        )
+    return out

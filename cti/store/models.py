@@ -287,10 +287,10 @@ class WebSession(Base):
 
 class CredentialChanges(Base):
     """One row whose ``n`` moves with every write that may end a credential (a token or
-    session revoked, expired, set back in use or deleted, a user disabled or deleted), kept
-    by triggers
-    (migration auth_0002): the websocket hub's sweep reads it to know whether anything
-    changed (:mod:`cti.store.credential_changes`)."""
+    session revoked, expired, set back in use or deleted, a user disabled or deleted) or
+    change what it may see (a role, an agent binding, a queue scope, a team's queues or
+    members), kept by triggers (migrations auth_0002, auth_0003): the websocket hub's
+    sweep reads it to know whether anything changed (:mod:`cti.store.credential_changes`)."""
 
     __tablename__ = "credential_changes"
 

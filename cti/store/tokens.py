@@ -4,7 +4,8 @@ The plaintext is returned once by :func:`create_token`; only its SHA-256 (hex) i
 stored. :func:`verify_token` looks the hash up through the unique index, so no
 comparison ever runs over the secret itself (nothing to time). A token may expire
 (``expires_at``) and be scoped to queues; a revoked or expired token verifies as None,
-and :func:`live_tokens` tells the websocket hub which open connections may stay.
+and :func:`live_tokens` tells the websocket hub which open connections may stay and what
+each token's principal is now (its role or queues may have been changed since).
 """
 
 from __future__ import annotations
@@ -145,20 +146,33 @@ async def revoke_token_id(db: Database, token_id: int) -> bool:
     return bool(result.rowcount)
 
 
-async def live_tokens(db: Database, ids: set[int]) -> dict[int, datetime | None]:
-    """Which of ``ids`` are tokens neither revoked nor expired, each with its expiry (one
-    read, off the event loop)."""
+def _principal(id: int, name: str, role: str, queues: object,
+               expires_at: datetime | None) -> Principal:  # fmt: skip
+    """The one place a token's row becomes its principal."""
+    scope = frozenset(queues) if isinstance(queues, list) else None
+    return Principal(token_id=id, name=name, role=role, queues=scope, expires_at=expires_at)
+
+
+async def live_tokens(db: Database, ids: set[int]) -> dict[int, Principal]:
+    """Which of ``ids`` are tokens neither revoked nor expired, each with the principal
+    :func:`verify_token` would build now (one read, off the event loop)."""
     if not ids:
         return {}
     now = utcnow()
-    query = select(ApiToken.id, ApiToken.expires_at).where(
+    query = select(
+        ApiToken.id, ApiToken.name, ApiToken.role, ApiToken.queues, ApiToken.expires_at
+    ).where(
         ApiToken.id.in_(ids),
         ApiToken.revoked_at.is_(None),
         or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > now),
     )
 
-    def read(session: Session) -> dict[int, datetime | None]:
-        return {row.id: row.expires_at for row in session.execute(query)}
+    def read(session: Session) -> dict[int, Principal]:
+        return {
+            row.id: _principal(row.id, row.name, row.role, row.queues, row.expires_at)
+            for row in session.execute(query)
+            if row.role in ROLES
+        }
 
     return await db.read(read)
 
@@ -198,9 +212,7 @@ async def verify_token(db: Database, token: str) -> Principal | None:
             except SQLAlchemyError as exc:  # bookkeeping only: never refuse a valid token
                 await session.rollback()
                 log.warning("could not record last use of token %d: %s", row.id, exc)
-    queues = frozenset(row.queues) if isinstance(row.queues, list) else None
-    return Principal(token_id=row.id, name=row.name, role=row.role, queues=queues,
-                     expires_at=row.expires_at)  # fmt: skip
+    return _principal(row.id, row.name, row.role, row.queues, row.expires_at)
 
 
 async def revoke_token(db: Database, name: str) -> int:

@@ -9,14 +9,13 @@
   an Origin, one of the site's origins (:mod:`cti.web.origins`).
 
 :class:`Authenticator` is also what the websocket hub asks whether any credential changed
-(:meth:`changes`, one row) and whether open connections' credentials still hold
-(:meth:`live`).
+(:meth:`changes`, one row) and whether open connections' credentials still hold, and what
+they may see now (:meth:`live`).
 """
 
 from __future__ import annotations
 
 import hmac
-from datetime import datetime
 
 from aiohttp import web
 
@@ -61,7 +60,8 @@ class Authenticator:
 
     async def changes(self) -> int:
         """The credential change marker (:mod:`cti.store.credential_changes`): while it
-        reads the same, no credential was revoked, disabled or deleted, by anyone."""
+        reads the same, no credential was revoked, disabled or deleted, and none's role or
+        scope changed, by anyone."""
         return await credential_mark(self.db)
 
     @property
@@ -70,17 +70,16 @@ class Authenticator:
         authenticator knows no sessions)."""
         return None if self.accounts is None else self.accounts.session_recheck_s
 
-    async def live(
-        self, credentials: set[tuple[str, int]]
-    ) -> dict[tuple[str, int], datetime | None]:
-        """The credentials among these that still hold, each with its expiry (sessions'
-        idle timers refreshed: an open websocket is use)."""
+    async def live(self, credentials: set[tuple[str, int]]) -> dict[tuple[str, int], Principal]:
+        """The credentials among these that still hold, each with the principal verifying
+        it would build now (its role and scope as they are now, its expiry); sessions'
+        idle timers refreshed: an open websocket is use."""
         tokens = {i for kind, i in credentials if kind == "token"}
         sessions = {i for kind, i in credentials if kind == "session"}
-        out: dict[tuple[str, int], datetime | None] = {
-            ("token", i): expires for i, expires in (await live_tokens(self.db, tokens)).items()
+        out: dict[tuple[str, int], Principal] = {
+            ("token", i): p for i, p in (await live_tokens(self.db, tokens)).items()
         }
         if self.accounts is not None and sessions:
             live = await self.accounts.live_sessions(sessions, touch=True)
-            out.update({("session", i): expires for i, expires in live.items()})
+            out.update({("session", i): p for i, p in live.items()})
         return out

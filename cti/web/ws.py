@@ -8,7 +8,7 @@ than delaying anyone. Frames are bounded (``max_frame``), compression is off (no
 compression bombs), the Origin must be allowed, and heartbeats detect dead peers.
 
 The hub knows which credential each connection rides on and closes its connections with
-4003 when it ends:
+4003 (``CLOSE_CREDENTIAL_ENDED``: sign in again, do not reconnect) when it ends:
 
 - revoked, disabled or deleted in this process: at once (the accounts call
   :meth:`WsHub.end_credentials`);
@@ -22,6 +22,14 @@ The hub knows which credential each connection rides on and closes its connectio
 - a session idling out cannot happen while its websocket is open: each session is
   checked again (its idle timer refreshed) every ``session_recheck_s`` of the accounts
   (a quarter of the idle timeout), in batches.
+
+A connection also keeps the permissions it had at connect (its :class:`Principal`: role,
+agent, queues and agents of a supervisor's teams). When what its credential may see
+changes (a role, an agent binding, a team's members or queues, a user's or token's queue
+scope), by anyone, the triggers move the same marker and the full check compares each
+connection's principal with the one verifying would build now: one whose
+:attr:`Principal.access` differs is closed with 4005 (``CLOSE_ACCESS_CHANGED``: the
+credential holds, reconnect and get what it may see now), within ``sweep_s``.
 
 So a sweep with nothing changed costs one query of one row, whatever the number of
 connections (before: a query over every connection's credential every ``sweep_s``).
@@ -55,9 +63,11 @@ from cti.web.origins import OriginPolicy
 
 log = logging.getLogger(__name__)
 
-# close codes (4000-4999 are ours)
+# close codes (4000-4999 are ours). The pages (cti/web/static/common/cti.js) reconnect
+# on every code but 4001 and 4003, which mean "sign in again".
 CLOSE_UNAUTHORIZED = 4001
 CLOSE_CREDENTIAL_ENDED = 4003
+CLOSE_ACCESS_CHANGED = 4005  # the credential holds but what it may see changed: reconnect
 CLOSE_TOO_SLOW = 4008
 CLOSE_BAD_FRAME = 4400
 
@@ -126,7 +136,8 @@ class Connection:
     queue: asyncio.Queue[str]
     transport: asyncio.BaseTransport | None
     dropped: bool = False
-    ended: bool = False  # its credential was revoked or expired
+    ended: bool = False  # its credential was revoked or expired, or its access changed
+    access_changed: bool = False  # ended because what its credential may see changed
     sent: int = 0
     idle: bool = False  # its sender waits for the next message (nothing queued or in flight)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -141,10 +152,12 @@ class Connection:
             for task in self.tasks:
                 task.cancel()
 
-    def end(self) -> None:
-        """Its credential ended: stop serving it now (must not await)."""
+    def end(self, *, access_changed: bool = False) -> None:
+        """Its credential ended (or, ``access_changed``, holds but may see something else
+        now): stop serving it now (must not await)."""
         if not self.ended and not self.dropped:
             self.ended = True
+            self.access_changed = access_changed
             for task in self.tasks:
                 task.cancel()
 
@@ -264,7 +277,8 @@ class WsHub:
         return n
 
     async def sweep(self) -> int:
-        """Close connections whose credential no longer holds; returns how many.
+        """Close connections whose credential no longer holds or whose access changed;
+        returns how many.
 
         One query of one row (the change marker) when nothing changed and no connection
         joined or is due its session check; every connection's credential checked again
@@ -312,26 +326,32 @@ class WsHub:
 
     async def _check(self, conns: list[Connection]) -> int:
         """Ask the accounts about these connections' credentials: end those that no longer
-        hold, note when the others were checked and when they expire."""
+        hold, and those whose access changed since they connected (they reconnect and get
+        what they may see now); note when the others were checked and when they expire."""
         if not conns:
             return 0
         live = await self.auth.live({c.principal.credential for c in conns})
         now = asyncio.get_running_loop().time()
-        n = 0
+        ended = changed = 0
         for conn in conns:
-            credential = conn.principal.credential
-            if credential not in live:
+            current = live.get(conn.principal.credential)
+            if current is None:
                 conn.end()
-                n += 1
+                ended += 1
+            elif current.access != conn.principal.access:
+                conn.end(access_changed=True)
+                changed += 1
             elif self._open(conn):
                 conn.checked = now
-                self._expire_at(conn, live[credential])
-        if n:
-            log.info("closed %d websocket(s) whose credential ended", n)
+                self._expire_at(conn, current.expires_at)
+        if ended:
+            log.info("closed %d websocket(s) whose credential ended", ended)
+        if changed:
+            log.info("closed %d websocket(s) whose access changed", changed)
         recheck = self.auth.session_recheck_s
         if recheck is not None:
             self._next_session_check(recheck)
-        return n
+        return ended + changed
 
     def _expire_at(self, conn: Connection, when: datetime | None) -> None:
         """(Re)arm the timer that ends ``conn`` when its credential expires."""
@@ -472,6 +492,8 @@ class WsHub:
         """The one place where how a connection ended becomes a close code."""
         if conn.dropped:
             code, reason = CLOSE_TOO_SLOW, b"too slow"
+        elif conn.access_changed:
+            code, reason = CLOSE_ACCESS_CHANGED, b"access changed: reconnect"
         elif conn.ended:
             code, reason = CLOSE_CREDENTIAL_ENDED, b"credential ended"
         else:

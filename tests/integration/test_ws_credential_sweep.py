@@ -31,11 +31,11 @@ from cti.accounts.service import Accounts
 from cti.config import AuthConfig
 from cti.store.credential_changes import credential_mark
 from cti.store.db import Database
-from cti.store.models import ApiToken, WebSession, utcnow
+from cti.store.models import ApiToken, User, WebSession, utcnow
 from cti.store.tokens import create_token, revoke_token, revoke_token_id, verify_token
 from cti.web.app import WebDeps, create_app
 from cti.web.auth import ACCOUNTS
-from cti.web.ws import CLOSE_CREDENTIAL_ENDED, WsHub
+from cti.web.ws import CLOSE_ACCESS_CHANGED, CLOSE_CREDENTIAL_ENDED, Audience, WsHub, to_role
 from tests.checkout import checkout_env
 from tests.local_http import FAST, PW, NoCalls, serving
 
@@ -299,4 +299,193 @@ async def test_every_write_that_can_end_a_credential_moves_the_marker_and_use_do
             await session.execute(update(ApiToken).values(expires_at=utcnow()))
     finally:
         await other.dispose()
+    assert await moved()
+
+
+# --- what a credential may see changed: its connections close with 4005 and reconnect ----
+
+
+async def sign_in(http: aiohttp.ClientSession, s: Site, login: str) -> None:
+    async with http.post(f"{s.base}/api/v1/auth/sign-in", headers={"Origin": s.base},
+                         json={"login": login, "password": PW}) as resp:  # fmt: skip
+        assert resp.status == 200, await resp.text()
+
+
+async def gets(ws: aiohttp.ClientWebSocketResponse, hub: WsHub, audience: Audience) -> bool:
+    """Whether a message published to ``audience`` now reaches ``ws``."""
+    marker = {"type": "probe", "n": utcnow().isoformat()}
+    hub.publish(audience, marker)
+    try:
+        async with asyncio.timeout(0.5):
+            while True:
+                msg = await ws.receive()
+                if msg.type != WSMsgType.TEXT:
+                    return False
+                if json.loads(msg.data) == marker:
+                    return True
+    except TimeoutError:
+        return False
+
+
+@asynccontextmanager
+async def call_centre(db: Database) -> AsyncIterator[Site]:
+    """Team north (queue sales: agent a101) and team south (queue support: agent a201);
+    "boss" supervises north."""
+    async with site(db, sweep_s=0.2) as s:
+        for login, role, agent in (
+            ("boss", "supervisor", None),
+            ("ann", "agent", "a101"),
+            ("bob", "agent", "a201"),
+            ("cid", "agent", "a301"),
+        ):
+            await s.accounts.create_user("setup", {"login": login, "password": PW,
+                                                   "role": role, "agent": agent})  # fmt: skip
+        await s.accounts.put_team("setup", "north", {"queues": ["sales"],
+                                                     "members": ["boss", "ann"]})  # fmt: skip
+        await s.accounts.put_team("setup", "south", {"queues": ["support"],
+                                                     "members": ["bob"]})  # fmt: skip
+        yield s
+
+
+async def move_boss_south(s: Site, db_url: str, writer: str) -> None:
+    """north loses boss, south gains them: through the daemon's API, or by another node
+    of the cluster (its own database handle, nothing said to this daemon)."""
+    teams = {"north": {"queues": ["sales"], "members": ["ann"]},
+             "south": {"queues": ["support"], "members": ["bob", "boss"]}}  # fmt: skip
+    if writer == "api":
+        admin = await create_token(s.hub.db, "admin-script", "admin")
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {admin}"}) as http:
+            for name, body in teams.items():
+                async with http.put(f"{s.base}/api/v1/teams/{name}", json=body) as resp:
+                    assert resp.status == 200, await resp.text()
+        return
+    other = Database.from_url(db_url)
+    try:
+        node_b = Accounts(other, AuthConfig(**FAST), AuditLog(other))
+        for name, body in teams.items():
+            await node_b.put_team("admin", name, body)
+    finally:
+        await other.dispose()
+
+
+@pytest.mark.parametrize("writer", ["api", "another node"])
+async def test_a_supervisor_moved_to_another_team_is_closed_and_comes_back_with_the_new_one(
+    db: Database, db_url: str, writer: str
+) -> None:
+    async with call_centre(db) as s:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            await sign_in(http, s, "boss")
+            ws = await open_ws(http, s)
+            assert await gets(ws, s.hub, to_role("supervisor", queue="sales"))
+            assert not await gets(ws, s.hub, to_role("supervisor", queue="support"))
+            await move_boss_south(s, db_url, writer)
+            assert await closed_with(ws, timeout=3) == CLOSE_ACCESS_CHANGED
+            # the session holds: the page reconnects and gets what the new team allows
+            ws = await open_ws(http, s)
+            assert not await gets(ws, s.hub, to_role("supervisor", queue="sales"))
+            assert await gets(ws, s.hub, to_role("supervisor", queue="support"))
+            (conn,) = s.hub.connections
+            assert conn.principal.agents == frozenset({"a201"})  # no longer a101
+
+
+async def test_a_supervisor_demoted_to_agent_by_an_operators_sql_is_closed(
+    db: Database, db_url: str
+) -> None:
+    async with call_centre(db) as s:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            await sign_in(http, s, "boss")
+            ws = await open_ws(http, s)
+            assert await gets(ws, s.hub, to_role("supervisor"))
+            other = Database.from_url(db_url)  # not through the accounts: no session revoked
+            try:
+                async with other.session() as session, session.begin():
+                    await session.execute(
+                        update(User).where(User.login == "boss").values(role="agent")
+                    )
+            finally:
+                await other.dispose()
+            assert await closed_with(ws, timeout=3) == CLOSE_ACCESS_CHANGED
+            ws = await open_ws(http, s)
+            assert not await gets(ws, s.hub, to_role("supervisor"))
+
+
+async def test_a_tokens_role_or_queues_changed_by_sql_close_its_websocket(
+    db: Database, db_url: str
+) -> None:
+    wallboard = await create_token(db, "wallboard", "supervisor", queues=["sales", "support"])
+    async with site(db, sweep_s=0.2) as s, aiohttp.ClientSession() as http:
+        ws = await open_ws(http, s, wallboard)
+        keep = await open_ws(http, s, await create_token(db, "other", "supervisor"))
+        assert await gets(ws, s.hub, to_role("supervisor", queue="support"))
+        other = Database.from_url(db_url)
+        try:
+            async with other.session() as session, session.begin():
+                await session.execute(
+                    update(ApiToken).where(ApiToken.name == "wallboard").values(queues=["sales"])
+                )
+        finally:
+            await other.dispose()
+        assert await closed_with(ws, timeout=3) == CLOSE_ACCESS_CHANGED
+        ws = await open_ws(http, s, wallboard)
+        assert not await gets(ws, s.hub, to_role("supervisor", queue="support"))
+        assert await gets(ws, s.hub, to_role("supervisor", queue="sales"))
+        assert not keep.closed
+
+
+async def test_another_teams_change_through_the_api_leaves_the_connection_open(
+    db: Database,
+) -> None:
+    admin = await create_token(db, "admin-script", "admin")
+    async with call_centre(db) as s:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            await sign_in(http, s, "boss")
+            ws = await open_ws(http, s)
+            await s.hub.sweep()
+            mark = await credential_mark(db)
+            async with http.put(f"{s.base}/api/v1/teams/south",
+                                headers={"Authorization": f"Bearer {admin}"},
+                                json={"queues": ["support"], "members": ["bob", "cid"]},
+                                ) as resp:  # fmt: skip
+                assert resp.status == 200, await resp.text()
+            assert await credential_mark(db) != mark  # it could have changed someone's scope
+            with statements(db) as sql:
+                assert await s.hub.sweep() == 0
+            assert about_credentials(sql)  # a full check ran and found boss's scope the same
+            assert not ws.closed
+            assert await gets(ws, s.hub, to_role("supervisor", queue="sales"))
+
+
+async def test_every_write_that_can_change_what_a_credential_sees_moves_the_marker(
+    db: Database,
+) -> None:
+    accounts = Accounts(db, AuthConfig(**FAST), AuditLog(db))
+    marks = [await credential_mark(db)]
+
+    async def moved() -> bool:
+        marks.append(await credential_mark(db))
+        return marks[-1] != marks[-2]
+
+    user = await accounts.create_user("setup", {"login": "anna", "password": PW,
+                                                "role": "agent", "agent": "a101"})  # fmt: skip
+    await create_token(db, "board", "supervisor")
+    await accounts.update_user("setup", user["id"], {"display_name": "Anna"})
+    assert not await moved()  # creating, and what nobody's scope depends on
+    await accounts.put_team("setup", "north", {"queues": ["sales"], "members": ["anna"]})
+    assert await moved()  # a membership
+    await accounts.put_team("setup", "north", {"queues": ["sales", "support"]})
+    assert await moved()  # a team's queues
+    await accounts.update_user("setup", user["id"], {"queues": ["billing"]})
+    assert await moved()  # a user's own scope
+    await accounts.update_user("setup", user["id"], {"teams": []})
+    assert await moved()  # leaving a team
+    async with db.session() as session, session.begin():
+        await session.execute(update(User).values(agent="a102"))
+    assert await moved()  # an agent binding (the name it acts as, its mates' scope)
+    async with db.session() as session, session.begin():
+        await session.execute(update(ApiToken).values(role="agent"))
+    assert await moved()
+    async with db.session() as session, session.begin():
+        await session.execute(update(ApiToken).values(queues=["sales"]))
+    assert await moved()
+    await accounts.delete_team("setup", "north")
     assert await moved()

@@ -87,7 +87,9 @@ const CTI = (() => {
 
   // A websocket on the session cookie that reconnects with backoff and hands every
   // message to onMessage(obj); onState("open"|"closed"|"refused", code). 4001/4003: the
-  // session ended (signed out elsewhere, disabled, expired): no reconnect.
+  // session ended (signed out elsewhere, disabled, expired): no reconnect. Any other code
+  // reconnects, 4005 included: the session holds but what it may see changed (a team, a
+  // queue scope), and the new connection gets the new scope.
   function socket(onMessage, onState) {
     let ws = null, delay = 500, stopped = false;
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
