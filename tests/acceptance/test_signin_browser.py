@@ -1,6 +1,7 @@
 """Signing in on the pages in real headless Chromium (issue #15): a password signs in and
 a wrong one is refused; a session that expires, a user who is disabled, close the open
-desktop (its websocket ends at once and the page asks to sign in again); a state-changing
+desktop (its websocket ends at once and the page asks to sign in again); a change of
+what the session may see (a team) reconnects the desktop, still signed in; a state-changing
 request from another origin, or without the session's CSRF token, is refused."""
 
 from __future__ import annotations
@@ -13,13 +14,18 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from playwright.async_api import Browser, Page
+from playwright.async_api import Browser, Page, WebSocket
 from sqlalchemy import update
 
 from cti.daemon import Daemon
 from cti.store.models import WebSession, utcnow
 from cti.store.tokens import create_token
-from tests.acceptance.harness import PAGE_PASSWORD, settings_without_asterisk, sign_in_page
+from tests.acceptance.harness import (
+    PAGE_PASSWORD,
+    settings_without_asterisk,
+    sign_in_page,
+    wait_for,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
@@ -110,6 +116,30 @@ async def test_a_disabled_users_open_desktop_is_closed(browser: Browser, site: S
     await page.wait_for_selector("#signin:not([hidden])", timeout=3_000)  # at once
     await sign_in_page(page, "anna")
     await page.wait_for_selector("#signin-error:has-text('wrong login or password')")
+    await page.context.close()
+
+
+async def test_a_team_change_reconnects_the_open_desktop_with_the_session_kept(
+    browser: Browser, site: Site
+) -> None:
+    """What a session may see changed but the session holds: the websocket closes (4005)
+    within the hub's sweep and the page reconnects on its own, still signed in."""
+    page = await open_desktop(browser, site)
+    sockets: list[WebSocket] = []
+    page.on("websocket", lambda ws: sockets.append(ws))
+    await sign_in_page(page, "anna")
+    await page.wait_for_selector("#conn.open")
+    assert len(sockets) == 1
+    status, body = await site.api("PUT", "/api/v1/teams/north",
+                                  {"queues": ["sales"], "members": ["anna"]})  # fmt: skip
+    assert status == 200, body
+
+    async def reconnected() -> bool:
+        return len(sockets) == 2 and sockets[0].is_closed()
+
+    await wait_for(reconnected, timeout=10, what="the page's second websocket")
+    await page.wait_for_selector("#conn.open")
+    assert await page.is_hidden("#signin")  # not signed out: the session holds
     await page.context.close()
 
 
