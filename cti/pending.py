@@ -105,18 +105,16 @@ class PendingStore(Generic[T]):
                 await s.execute(delete(PendingItem).where(PendingItem.id.in_(part)))
         return [r.id for r in rows]
 
-    async def load(self, worker: str, limit: int) -> list[tuple[int, T]]:
-        """At most ``limit`` of the rows of ``worker`` (id, item), oldest first; they stay
-        in the store."""
+    async def load(
+        self, worker: str, limit: int, *, below: int | None = None
+    ) -> list[tuple[int, T]]:
+        """At most ``limit`` of the rows of ``worker`` (id, item), oldest first (``below``:
+        only rows with a smaller id); they stay in the store."""
+        query = select(PendingItem.id, PendingItem.payload).where(PendingItem.worker == worker)
+        if below is not None:
+            query = query.where(PendingItem.id < below)
         async with self._db.session() as s:
-            rows = (
-                await s.execute(
-                    select(PendingItem.id, PendingItem.payload)
-                    .where(PendingItem.worker == worker)
-                    .order_by(PendingItem.id)
-                    .limit(limit)
-                )
-            ).all()
+            rows = (await s.execute(query.order_by(PendingItem.id).limit(limit))).all()
         return [(row_id, decode_value(payload, self._classes)) for row_id, payload in rows]
 
     # --- adoption ----------------------------------------------------------------------

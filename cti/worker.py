@@ -99,7 +99,9 @@ class Journal(Keeper[T], Protocol[T]):
         rewrite: Mapping[int, T] | None = None,
         remove: Sequence[int] = (),
     ) -> list[int]: ...
-    async def load(self, worker: str, limit: int) -> list[tuple[int, T]]: ...
+    async def load(
+        self, worker: str, limit: int, *, below: int | None = None
+    ) -> list[tuple[int, T]]: ...
     async def adopt(
         self, dead: str, adopter: str, limit: int, *, guard: int | None = None
     ) -> list[tuple[int, T]]: ...
@@ -162,6 +164,7 @@ class QueueWorker(Generic[T]):
         self._journal_lock = asyncio.Lock()
         self._journal_task = BackgroundTasks(f"worker-{name}-journal")
         self._journal_failing = False
+        self._first_row: int | None = None  # the first journal row this run wrote
         self._queue: asyncio.Queue[_Entry[T]] = asyncio.Queue(maxsize=queue_size)
         self._tasks = BackgroundTasks(f"worker-{name}")
         self._in_flight: dict[int, list[_Entry[T]]] = {}
@@ -235,13 +238,16 @@ class QueueWorker(Generic[T]):
     async def resume(self) -> int:
         """Put back on the queue, in their order, the items the last stop kept (``keep``);
         call it at start, before the bus delivers. Returns how many (0, logged, if the
-        store does not answer: they wait there for a later start)."""
+        store does not answer: they wait there for a later start). With a journal it may
+        also come later, once and before any :meth:`adopt` (:mod:`cti.cluster.orphans`):
+        it reads only rows older than the first this run wrote."""
         if self._keep is None:
             return 0
         room = self._queue.maxsize - self._queue.qsize()
         try:
             if self._journal is not None:  # the rows stay until their items are handled
-                rows = await self._journal.load(self._keep_as, room)
+                async with self._journal_lock:  # rows this run wrote are in memory
+                    rows = await self._journal.load(self._keep_as, room, below=self._first_row)
                 entries = [_Entry(item, row) for row, item in rows]
                 items: list[T] = []
             else:
@@ -380,6 +386,8 @@ class QueueWorker(Generic[T]):
         if self._journal_failing:
             self._journal_failing = False
             log.warning("%s: journal written again", self.name)
+        if rows and self._first_row is None:
+            self._first_row = min(rows)
         for entry, row in zip(add, rows, strict=True):
             entry.row = row
             if entry.done:  # handled while it was being written

@@ -46,8 +46,10 @@ The window that remains:
   a host gone silently) before a survivor takes them; what it had not journaled yet (its
   last ``journal_s``) is lost with it, as after any crash.
 - A node that cannot claim its own keep at start within ``claim_s`` (another process with
-  its name holds it) starts without reading its rows (logged at ERROR; its loop keeps
-  trying to hold the lock, and they are adopted once that other process is gone).
+  its name holds it, or PostgreSQL did not answer) starts without reading its rows
+  (logged at ERROR); its loop keeps trying, and once it holds the lock it reads the rows
+  older than the first its own run wrote (those of the other process written after that
+  wait for its next start).
 
 One node (SQLite, no broker): no owner, no adoption; the node's keep is its own.
 """
@@ -100,6 +102,11 @@ class JournalOwner:
         self.grace_s = grace_s
         self.every_s = every_s
         self._free_since: dict[str, float] = {}
+        #: whether this node's own rows were read (at :meth:`claim`, else at a round)
+        self.claimed = False
+        #: how long :meth:`claim` waits: a session of a process of this name that died
+        #: silently ends within this
+        self.claim_s = release_after_s(locks.timeout_s, locks.check_s) + 2 * every_s
         #: rows this node adopted, in all
         self.adopted = 0
 
@@ -107,23 +114,19 @@ class JournalOwner:
     def owned(self) -> bool:
         return journal_lock(self.keep) in self.locks.held
 
-    @property
-    def claim_s(self) -> float:
-        """How long :meth:`claim` waits: a session of a process of this name that died
-        silently ends within this."""
-        return release_after_s(self.locks.timeout_s, self.locks.check_s) + 2 * self.every_s
-
-    async def claim(self, within_s: float | None = None) -> bool:
-        """Hold this node's keep (before its rows are read); False, logged, if another
-        session holds it for ``within_s`` (default :attr:`claim_s`)."""
+    async def claim(self) -> bool:
+        """Hold this node's keep, at start before its rows are read; False, logged, if it
+        could not within :attr:`claim_s` (the rows are read once a round holds it)."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + (self.claim_s if within_s is None else within_s)
+        deadline = loop.time() + self.claim_s
         while not await self.locks.hold(journal_lock(self.keep)):
             if loop.time() >= deadline:
-                log.error("%s: another session holds this node's journal; its rows are "
-                          "not read at this start", self.keep)  # fmt: skip
+                log.error("%s: another session holds this node's journal (or PostgreSQL "
+                          "does not answer); its rows are read once it holds it",
+                          self.keep)  # fmt: skip
                 return False
             await asyncio.sleep(min(self.every_s, 0.25))
+        self.claimed = True
         return True
 
     async def run(self) -> None:
@@ -140,6 +143,9 @@ class JournalOwner:
         if not await self.locks.hold(journal_lock(self.keep)):
             log.warning("%s: this node does not hold its journal now", self.keep)
             return 0
+        if not self.claimed:  # not held at start: its own rows from before, first (once)
+            self.claimed = True
+            await self.worker.resume()
         now = asyncio.get_running_loop().time()
         keeps = [k for k in await self.store.keeps(self.prefix) if k != self.keep]
         for gone in set(self._free_since) - set(keeps):

@@ -357,3 +357,59 @@ async def test_a_stopped_nodes_kept_deliveries_are_posted_by_a_live_node_once(
         await a.stop()
     assert sorted(receiver.ids()) == sorted(set(receiver.ids())) and len(receiver.ids()) == N
     assert await rows(db) == 0
+
+
+async def test_a_node_that_could_not_hold_its_journal_at_start_reads_its_rows_once_it_does(
+    db_url: str, db: Database, receiver: Receiver
+) -> None:
+    """a's earlier run left rows; at a's start another session holds a's journal (another
+    process with its name): a starts without them, journals what it gets meanwhile, and
+    once it holds its journal reads the earlier rows only: each delivery posted once."""
+    dsn = pg_dsn(db_url)
+    earlier = node(db, receiver, dsn, "a")
+    await earlier.start()
+    for i in range(N):
+        earlier.publish("lead.assigned", {"lead": i})
+
+    async def journaled_by_a() -> bool:
+        return await rows(db, f"{WORKER}@a") == N
+
+    await until(journaled_by_a, "the earlier run's deliveries in the store")
+    await crash(earlier)
+    other = NamedLocks(dsn, node="a-other", timeout_s=1.0, check_s=0.2)
+    assert await other.hold(f"journal:{WORKER}@a")
+    a = node(db, receiver, dsn, "a")
+    owner(a).claim_s = 0.5
+    try:
+        await a.start()
+        assert not owner(a).claimed and a.worker.resumed == 0
+        for i in range(N, N + 10):  # this run's own, journaled under the same name
+            a.publish("lead.assigned", {"lead": i})
+
+        async def all_journaled() -> bool:
+            return await rows(db, f"{WORKER}@a") == N + 10
+
+        await until(all_journaled, "this run's deliveries journaled too")
+        assert await owner(a).round() == 0 and a.worker.resumed == 0  # still not its own
+        await other.close()  # the other process is gone (its session ends)
+        receiver.up = True
+
+        async def read_its_rows() -> bool:  # at this look or its own loop's
+            await owner(a).round()
+            return a.worker.resumed > 0
+
+        await until(read_its_rows, "a holding its journal and reading its rows")
+        assert owner(a).claimed and a.worker.resumed == N  # the earlier rows only
+
+        async def all_posted() -> bool:
+            return len(set(receiver.ids())) == N + 10
+
+        await until(all_posted, "every delivery posted")
+        await a.flush()
+    finally:
+        await a.stop()
+        await earlier.stop()
+        await other.close()
+    assert len(receiver.ids()) == N + 10
+    assert sorted(json.loads(b)["data"]["lead"] for _, b in receiver.got) == list(range(N + 10))
+    assert await rows(db) == 0
