@@ -18,7 +18,7 @@ from playwright.async_api import Browser, Page, WebSocket
 from sqlalchemy import update
 
 from cti.daemon import Daemon
-from cti.store.models import WebSession, utcnow
+from cti.store.models import User, WebSession, utcnow
 from cti.store.tokens import create_token
 from tests.acceptance.harness import (
     PAGE_PASSWORD,
@@ -141,6 +141,29 @@ async def test_a_team_change_reconnects_the_open_desktop_with_the_session_kept(
     await page.wait_for_selector("#conn.open")
     assert await page.is_hidden("#signin")  # not signed out: the session holds
     await page.context.close()
+
+
+async def test_a_supervisor_demoted_with_the_wallboard_open_loses_the_wallboard(
+    browser: Browser, site: Site
+) -> None:
+    """A role changed outside the accounts code (an operator's SQL: the session holds):
+    the websocket closes (4005), the page reconnects, sees the new role in the hello and
+    loads itself again, which refuses the wallboard to an agent."""
+    status, body = await site.api("POST", "/api/v1/users", {"login": "sam", "password":
+                                  PAGE_PASSWORD, "role": "supervisor"})  # fmt: skip
+    assert status == 201, body
+    ctx = await browser.new_context(locale="en-GB")
+    page = await ctx.new_page()
+    await page.goto(site.base + "/wallboard/")
+    await page.wait_for_selector("#signin:not([hidden])")
+    await sign_in_page(page, "sam")
+    await page.wait_for_selector("#app:not([hidden])")
+    await page.wait_for_selector("#conn:has-text('connected')")
+    async with site.daemon.db.session() as s, s.begin():
+        await s.execute(update(User).where(User.login == "sam").values(role="agent"))
+    await page.wait_for_selector("#app[hidden]", state="attached", timeout=10_000)
+    await page.wait_for_selector("#signin:not([hidden])")
+    await ctx.close()
 
 
 ATTACK = """<!doctype html><html><body>

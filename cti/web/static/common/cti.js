@@ -89,7 +89,8 @@ const CTI = (() => {
   // message to onMessage(obj); onState("open"|"closed"|"refused", code). 4001/4003: the
   // session ended (signed out elsewhere, disabled, expired): no reconnect. Any other code
   // reconnects, 4005 included: the session holds but what it may see changed (a team, a
-  // queue scope), and the new connection gets the new scope.
+  // queue scope), and the new connection gets the new scope; when its hello says the role
+  // changed, the page is loaded again (it checks the role it needs).
   function socket(onMessage, onState) {
     let ws = null, delay = 500, stopped = false;
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
@@ -98,6 +99,14 @@ const CTI = (() => {
       ws.onmessage = (ev) => {
         let msg;
         try { msg = JSON.parse(ev.data); } catch { return; }
+        if (msg.type === "hello" && session.me && msg.role && msg.role !== session.me.role) {
+          // the role changed while the page was open (it reconnected after 4005): load the
+          // page again, which asks who we are and checks the role the page needs
+          stopped = true;
+          ws.close();
+          location.reload();
+          return;
+        }
         if (msg.type === "hello" || msg.type === "auth_ok") { delay = 500; onState && onState("open"); }
         onMessage(msg);
       };
