@@ -14,11 +14,12 @@ worker; liveness is the cluster's own, PostgreSQL session advisory locks
 - **A dead node's keep is adopted**: every ``every_s`` a node that holds its own keep
   lists the worker's other keeps with rows (``<worker>@*``) and asks whether each one's
   lock is free (:meth:`NamedLocks.free`: a shared lock, so two survivors asking at once
-  do not take each other for the owner). One found free at two looks ``grace_s`` apart (and at every
-  look between) is dead: :meth:`cti.worker.QueueWorker.adopt` moves its rows to this
-  node's keep in one transaction that first takes that lock for the transaction
-  (``pg_try_advisory_xact_lock``) and then runs ``UPDATE worker_pending SET worker = <own
-  keep> WHERE worker = <dead keep>``: if the owner holds the lock again, nothing moves.
+  do not take each other for the owner). One found free at two looks ``grace_s`` apart
+  (and at every look between) is dead: :meth:`cti.worker.QueueWorker.adopt` moves its
+  rows to this node's keep in one transaction that first takes that lock for the
+  transaction (``pg_try_advisory_xact_lock``) and then runs ``UPDATE worker_pending SET
+  worker = <own keep> WHERE worker = <dead keep>``: if the owner holds the lock again,
+  nothing moves.
 - **Exactly once between adopters**: two survivors adopting at the same moment each
   move only rows still under the dead name; PostgreSQL re-checks that condition on a row
   the other changed, so every row moves once (and one of them usually finds the lock
@@ -107,12 +108,8 @@ class JournalOwner:
         #: how long :meth:`claim` waits: a session of a process of this name that died
         #: silently ends within this
         self.claim_s = release_after_s(locks.timeout_s, locks.check_s) + 2 * every_s
-        #: rows this node adopted, in all
-        self.adopted = 0
-
-    @property
-    def owned(self) -> bool:
-        return journal_lock(self.keep) in self.locks.held
+        self._failing = False  # a round failed: logged once until one succeeds
+        self._held = True  # this node's journal held at the last look (logged when not)
 
     async def claim(self) -> bool:
         """Hold this node's keep, at start before its rows are read; False, logged, if it
@@ -136,12 +133,20 @@ class JournalOwner:
             try:
                 await self.round()
             except Exception:  # the store or PostgreSQL away: the next round tries again
-                log.exception("%s: looking for dead nodes' journals failed", self.keep)
+                if not self._failing:
+                    log.exception("%s: looking for dead nodes' journals failed", self.keep)
+                self._failing = True
+            else:
+                self._failing = False
 
     async def round(self) -> int:
         """One look: how many rows were adopted."""
-        if not await self.locks.hold(journal_lock(self.keep)):
-            log.warning("%s: this node does not hold its journal now", self.keep)
+        held = await self.locks.hold(journal_lock(self.keep))
+        if held != self._held:
+            self._held = held
+            log.warning("%s: this node %s its journal", self.keep,
+                        "holds" if held else "does not hold")  # fmt: skip
+        if not held:
             return 0
         if not self.claimed:  # not held at start: its own rows from before, first (once)
             self.claimed = True
@@ -163,5 +168,4 @@ class JournalOwner:
             if n:
                 log.info("%s: %s's lock free for %.1f s", self.keep, keep, now - since)
             moved += n
-        self.adopted += moved
         return moved
