@@ -15,8 +15,9 @@ The PostgreSQL server is ``postgresql://postgres@127.0.0.1:5432/postgres`` unles
 
 ``--part asterisk|others`` runs one of the suite's two parts (scripts/test.sh runs both at
 once, each in a pytest process of its own): ``asterisk``, the tests that use the session's
-Asterisk or the machine's NATS (some restart it), in the order they always ran; ``others``,
-every other test. Together they are the whole suite (decision 0034).
+Asterisk or the machine's NATS (some restart it), in the order they always ran, but for a
+few long modules that run on the others' own Asterisk; ``others``, every other test.
+Together they are the whole suite (decision 0034).
 """
 
 from __future__ import annotations
@@ -57,12 +58,30 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )  # fmt: skip
 
 
+#: Modules on the session's Asterisk that run in the others part all the same, on that
+#: process's own session Asterisk (each pytest process starts its own): long, self-contained
+#: (no machine-wide change, no NATS), so the two parts take about as long (decision 0034).
+ON_THE_OTHERS_ASTERISK = frozenset(
+    {
+        "test_call_truth.py",
+        "test_demo.py",
+        "test_outbound_dialer.py",
+        "test_quality_wrapup.py",
+        "test_stats.py",
+    }
+)
+
+
 def part_of(item: pytest.Item) -> str:
     """``asterisk`` for a test that uses the session's Asterisk or the machine's NATS
-    (``broker``: some stop and start it, so no other test may use it meanwhile); else
-    ``others``, which runs beside them (its own Asterisk servers, databases and ports)."""
-    uses_asterisk = "asterisk" in getattr(item, "fixturenames", ())
-    return "asterisk" if uses_asterisk or item.get_closest_marker("broker") else "others"
+    (``broker``: some stop and start it, so no other test may use it meanwhile), except
+    the modules of :data:`ON_THE_OTHERS_ASTERISK`; else ``others``, which runs beside them
+    (its own Asterisk servers, databases and ports)."""
+    if item.get_closest_marker("broker"):
+        return "asterisk"
+    if "asterisk" not in getattr(item, "fixturenames", ()):
+        return "others"
+    return "others" if item.path.name in ON_THE_OTHERS_ASTERISK else "asterisk"
 
 
 @pytest.hookimpl(trylast=True)

@@ -262,7 +262,7 @@ async def test_records_reach_the_store_without_the_log_dir_and_a_killed_node_rec
         await ami.start()
         await ami.wait_connected(timeout=20)
         for name, value in (("CTI_DEFAULT_QUEUE", queue), ("CTI_SIM_RING", "1"),
-                            ("CTI_SIM_TALK", "5")):  # fmt: skip
+                            ("CTI_SIM_TALK", "15")):  # fmt: skip
             await ami.send_action("Setvar", {"Variable": name, "Value": value})
         started = datetime.now(UTC)
         await node.start()
@@ -282,12 +282,13 @@ async def test_records_reach_the_store_without_the_log_dir_and_a_killed_node_rec
         # the node's first calls (no call of the server recorded yet: the restart recovers
         # from when the server was first watched, cti.calls.watchmark), entered while the
         # node runs (their first lines read live), in progress when it is killed, ended
-        # while it is down: a call the agent answers (talks 5 s) and one waiting behind it
-        # that hangs up after 3 s (the IVR takes about 1 s)
+        # while it is down: a call the agent answers (talks 15 s) and one waiting behind it
+        # that hangs up after 8 s (the IVR takes about 1 s, on a loaded machine more: with
+        # 3 s that caller once hung up before it was queued)
         before = {p[1] for p in await asyncio.to_thread(qlog.lines)}
-        await call(ami, hold_s=12)
+        await call(ami, hold_s=25)
         await wait_for(lambda: seen("CONNECT", 1, before), timeout=30, what="an answer")
-        await call(ami, hold_s=3)
+        await call(ami, hold_s=8)
         await wait_for(lambda: seen("ENTERQUEUE", 2, before), timeout=30, what="both queued")
         killed_at = datetime.now(UTC).timestamp()
         await node.kill()
