@@ -281,8 +281,9 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-def gc_pauses_ms(log_file: Path, since_offset: int) -> list[float]:
-    """The garbage collection pauses over cti.gcpause.SLOW_MS the daemon logged."""
+def gc_pauses_ms(log_file: Path, since_offset: int) -> list[tuple[float, str]]:
+    """The garbage collection pauses over cti.gcpause.SLOW_MS the daemon logged: (ms, the
+    generation collected)."""
     out = []
     with log_file.open("rb") as fh:
         fh.seek(since_offset)
@@ -291,7 +292,9 @@ def gc_pauses_ms(log_file: Path, since_offset: int) -> list[float]:
             if "garbage collection paused the event loop" not in line:
                 continue
             with contextlib.suppress(ValueError, IndexError):
-                out.append(float(line.split("paused the event loop ")[1].split(" ms")[0]))
+                ms = float(line.split("paused the event loop ")[1].split(" ms")[0])
+                generation = line.split("(generation ")[1].split(")")[0]
+                out.append((ms, generation))
     return out
 
 
@@ -714,7 +717,9 @@ async def run(args: argparse.Namespace) -> None:
         print(f"ami events a call: {ami_events / n_calls:.1f} events")
         print(f"gc pauses over 50 ms: {len(gc_ms)} pauses")
         if gc_ms:
-            print(f"gc pause max: {max(gc_ms):.0f} ms")
+            print(f"gc pause max: {max(ms for ms, _ in gc_ms):.0f} ms")
+            # 2: a full collection (cti.gcpause allows none automatically); 0-1: young ones
+            print(f"# gc pauses (ms, generation): {gc_ms}")
         # the figures depend on what else runs: a daemon starved of CPU is late everywhere
         per_call = 1000 * cpu / max(1, len(originated))
         print(f"# daemon CPU {cpu:.1f} s over {wall:.1f} s ({per_call:.1f} ms a call); "
