@@ -195,9 +195,13 @@ async def receiver() -> AsyncIterator[Receiver]:
         yield rx
 
 
+#: the nodes of a cluster share PostgreSQL (decision 0028): these tests run on it only
+ON_POSTGRESQL = pytest.mark.parametrize(
+    "db_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
+
+
 def pg_dsn(db_url: str) -> str:
-    if not db_url.startswith("postgresql"):
-        pytest.skip("the nodes of a cluster share PostgreSQL (decision 0028)")
     dsn = libpq_dsn(db_url)
     assert dsn is not None
     return dsn
@@ -230,6 +234,7 @@ def owner(hooks: WebhookDispatcher) -> JournalOwner:
     return hooks.owner
 
 
+@ON_POSTGRESQL
 async def test_a_dead_nodes_deliveries_are_posted_by_a_live_node_once(
     db_url: str, db: Database, receiver: Receiver
 ) -> None:
@@ -287,6 +292,7 @@ async def test_a_dead_nodes_deliveries_are_posted_by_a_live_node_once(
     assert await rows(db) == 0
 
 
+@ON_POSTGRESQL
 async def test_two_survivors_adopting_at_once_post_each_delivery_once(
     db_url: str, db: Database, receiver: Receiver
 ) -> None:
@@ -326,6 +332,7 @@ async def test_two_survivors_adopting_at_once_post_each_delivery_once(
     assert len(receiver.ids()) == N and len(set(receiver.ids())) == N
 
 
+@ON_POSTGRESQL
 async def test_a_stopped_nodes_kept_deliveries_are_posted_by_a_live_node_once(
     db_url: str, db: Database, receiver: Receiver
 ) -> None:
@@ -359,6 +366,7 @@ async def test_a_stopped_nodes_kept_deliveries_are_posted_by_a_live_node_once(
     assert await rows(db) == 0
 
 
+@ON_POSTGRESQL
 async def test_a_node_that_could_not_hold_its_journal_at_start_reads_its_rows_once_it_does(
     db_url: str, db: Database, receiver: Receiver
 ) -> None:

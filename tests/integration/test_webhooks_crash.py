@@ -218,6 +218,9 @@ async def test_a_killed_daemon_posts_every_queued_delivery_at_its_next_start(
     assert await journaled(db_url) == 0  # delivered: out of the store
 
 
+@pytest.mark.parametrize(  # the nodes of a cluster share PostgreSQL (decision 0028)
+    "db_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
 async def test_a_node_killed_for_good_has_its_deliveries_posted_by_a_live_node_once(
     db_url: str, migrated_db: None, tmp_path: Path, receiver: tuple[Receiver, str]
 ) -> None:
@@ -225,8 +228,6 @@ async def test_a_node_killed_for_good_has_its_deliveries_posted_by_a_live_node_o
     the receiver, a is SIGKILLed and stays dead: node b posts every one of them once
     a's journal has been free for the grace period (cti.cluster.orphans); a started again
     afterwards posts none of them a second time."""
-    if not db_url.startswith("postgresql"):
-        pytest.skip("the nodes of a cluster share PostgreSQL (decision 0028)")
     require_nats()
     rx, hook_url = receiver
     db = Database.from_url(db_url)
