@@ -7,10 +7,12 @@ own pops" compare one field — while ``login`` is the account's login name (emp
 token) and is what the audit log records as the actor.
 
 ``queues`` / ``agents`` scope a supervisor to the queues and agents of their teams
-(``None``: unrestricted). Roles rank agent < supervisor < admin; :func:`role_at_least`
-is the one comparison. :attr:`Principal.access` is everything that decides what it may
-see and do: two principals of one credential with the same ``access`` are interchangeable
-(the websocket hub closes a connection whose credential's ``access`` changed).
+(``None``: unrestricted; an empty set: none — what a supervisor is left with when a
+removal takes their last team, decision 0036). Roles rank agent < supervisor < admin;
+:func:`role_at_least` is the one comparison. :attr:`Principal.access` is everything that
+decides what it may see and do: two principals of one credential with the same
+``access`` are interchangeable (the websocket hub closes a connection whose credential's
+``access`` changed).
 """
 
 from __future__ import annotations

@@ -16,12 +16,30 @@
     return [...bytes].map((b) => alphabet[b % alphabet.length]).join("");
   }
   function list(text) { return text.split(/[,，\s]+/).map((x) => x.trim()).filter(Boolean); }
+  // What a person sees (cti.accounts): queues null is no list of their own, [] an empty
+  // one; in no team, null sees every queue and agent, [] none (a supervisor removed from
+  // their last team gets []: a removal never widens what they see).
+  function scopeText(u) {
+    if (u.role === "admin") return t("scope_everything");
+    const queues = u.queues || [], teams = u.teams || [];
+    if (u.queues === null && !teams.length) return t("all_queues");
+    const parts = [];
+    if (queues.length) parts.push(queues.join(", "));
+    if (teams.length) parts.push(t("teams") + ": " + teams.join(", "));
+    return parts.length ? parts.join(" · ") : t("no_queue");
+  }
 
   function userForm(user, agents, teams, saved, digest) {
     const fresh = !user;
     const box = C.errorBox();
     const secret = el("div", {});
     const password = C.input("password", "", { maxlength: 256, autocomplete: "new-password" });
+    // "all" sends queues null, "list" the list (empty: none of its own): never one for the other
+    const mode = C.select("scope_mode", [["list", t("scope_list")], ["all", t("scope_all")]],
+                          user && user.queues !== null ? "list" : "all");
+    const queuesInput = C.input("queues", user && user.queues ? user.queues.join(", ") : "",
+                                { disabled: mode.value === "all" });
+    mode.addEventListener("change", () => { queuesInput.disabled = mode.value === "all"; });
     const form = el("form", { id: "user-form" },
       el("div", { class: "fields" },
         C.field(t("login"), C.input("login", user ? user.login : "", { required: true, maxlength: 64,
@@ -30,8 +48,8 @@
         C.field(t("role"), C.select("role", ROLES.map((r) => [r, t("role_" + r)]), user ? user.role : "agent")),
         C.field(t("agent"), C.select("agent", [["", t("none")], ...agents.map((a) => [a, a])],
                                      user ? user.agent || "" : ""), t("user_agent_hint")),
-        C.field(t("scope_queues"), C.input("queues", user && user.queues ? user.queues.join(", ") : ""),
-                t("scope_hint")),
+        C.field(t("scope_mode"), mode),
+        C.field(t("scope_queues"), queuesInput, t("scope_hint")),
         C.field(t("teams"), C.input("teams", user ? (user.teams || []).join(", ") : ""),
                 teams.length ? teams.join(", ") : t("none")),
         digest ? C.field(t("digest_email"), C.input("digest_email", user ? digest[user.login] || "" : "",
@@ -46,10 +64,10 @@
       box);
     form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
-      const queues = C.value(form, "queues").trim();
       const body = {
         display_name: C.value(form, "display_name"), role: C.value(form, "role"),
-        agent: C.value(form, "agent") || null, queues: queues ? list(queues) : null,
+        agent: C.value(form, "agent") || null,
+        queues: mode.value === "all" ? null : list(queuesInput.value),
         teams: list(C.value(form, "teams")),
       };
       const login = fresh ? C.value(form, "login").trim() : user.login;
@@ -76,8 +94,7 @@
     const rows = users.map((u) => el("tr", { dataset: { login: u.login } },
       el("td", { class: "text" }, u.login), el("td", { class: "text" }, u.display_name),
       el("td", {}, t("role_" + u.role)), el("td", { class: "text" }, u.agent || ""),
-      el("td", { class: "text" }, u.queues ? u.queues.join(", ") : t("all_queues"),
-        (u.teams || []).length ? " · " + u.teams.join(", ") : ""),
+      el("td", { class: "text scope" }, scopeText(u)),
       el("td", {}, el("span", { class: "pill " + (u.disabled ? "logged_out" : "available") },
         u.disabled ? t("disabled") : t("enabled")), u.totp_enabled ? " 2FA" : ""),
       el("td", {}, el("div", { class: "row" },

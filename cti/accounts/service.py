@@ -16,6 +16,12 @@ Guarantees:
   write moves the credential change marker (migration auth_0003) and
   :meth:`Accounts.live_sessions` builds each session's principal as it is now, which the
   hub compares with the one a connection opened with;
+- taking something away never widens what a supervisor sees: one left in no team by a
+  removal (of them from a team, of their last team, of their team list) who had no queue
+  list of their own gets the empty one (``[]``: no queue, no other agent) instead of
+  falling back to unrestricted, audited as ``user.scope_emptied``; only an admin's write
+  gives them teams, queues or all queues (``queues: null`` and no team) again
+  (docs/decisions/0036-removal-never-widens.md);
 - every change and every sign-in / failed sign-in is written to the audit log.
 """
 
@@ -266,8 +272,16 @@ class Accounts:
                     if not isinstance(data["must_change_password"], bool):
                         raise BadRequest("must_change_password: true or false")
                     u.must_change_password = data["must_change_password"]
+                emptied: list[int] = []
                 if "teams" in data:
                     await self._set_teams(session, user_id, data["teams"])
+                    # a team list emptied leaves the scope empty, unless this same write
+                    # grants all queues (queues from a list to null): the admin's choice
+                    grants_all = (
+                        "queues" in data and u.queues is None and before["queues"] is not None
+                    )
+                    if before["teams"] and not grants_all:
+                        emptied = await _empty_scope_of_teamless(session, [user_id])
                 u.updated_at = utcnow()
         except IntegrityError:
             raise Conflict("another user is already linked to this agent",
@@ -275,6 +289,7 @@ class Accounts:
         after = await self.get_user(user_id)
         await self.audit.record("user.update", actor=by, address=address, target_type="user",
                                 target_id=before["login"], before=before, after=after)  # fmt: skip
+        await self._audit_emptied(by, address, {user_id: before}, emptied, "their teams removed")
         if before["role"] != after["role"] or before["agent"] != after["agent"]:
             await self._end_sessions(user_id)  # what they may do changed: sign in again
         return after
@@ -375,6 +390,8 @@ class Accounts:
         ):
             raise BadRequest("members: a list of logins", code="bad-team")
         before = await self._team(name)
+        members_before = await self._members(name) if members is not None else {}
+        emptied: list[int] = []
         async with self.db.session() as session, session.begin():
             team = await session.scalar(select(Team).where(Team.name == name))
             if team is None:
@@ -391,12 +408,21 @@ class Accounts:
                 if missing:
                     raise BadRequest(f"members: no such user {sorted(missing)[0]!r}",
                                      code="bad-team")  # fmt: skip
+                old = set(
+                    (await session.scalars(
+                        select(UserTeam.user_id).where(UserTeam.team_id == team.id)
+                    )).all()
+                )  # fmt: skip
                 await session.execute(delete(UserTeam).where(UserTeam.team_id == team.id))
                 for uid, _ in rows:
                     session.add(UserTeam(user_id=uid, team_id=team.id))
+                await session.flush()
+                emptied = await _empty_scope_of_teamless(session, old - {uid for uid, _ in rows})
         after = await self._team(name)
         await self.audit.record("team.put", actor=by, address=address, target_type="team",
                                 target_id=name, before=before, after=after)  # fmt: skip
+        await self._audit_emptied(by, address, members_before, emptied,
+                                  f"removed from team {name!r}")  # fmt: skip
         assert after is not None
         return after
 
@@ -404,10 +430,41 @@ class Accounts:
         before = await self._team(name)
         if before is None:
             raise NotFound("no such team")
+        members_before = await self._members(name)
         async with self.db.session() as session, session.begin():
-            await session.execute(delete(Team).where(Team.name == name))
+            await session.execute(delete(Team).where(Team.name == name))  # memberships cascade
+            emptied = await _empty_scope_of_teamless(session, list(members_before))
         await self.audit.record("team.delete", actor=by, address=address, target_type="team",
                                 target_id=name, before=before)  # fmt: skip
+        await self._audit_emptied(by, address, members_before, emptied,
+                                  f"team {name!r} deleted")  # fmt: skip
+
+    async def _members(self, team: str) -> dict[int, dict[str, Any]]:
+        """The users in ``team`` as :meth:`get_user` shows them, by id."""
+        async with self.db.session() as session:
+            users = (
+                await session.scalars(
+                    select(User)
+                    .join(UserTeam, UserTeam.user_id == User.id)
+                    .join(Team, Team.id == UserTeam.team_id)
+                    .where(Team.name == team)
+                )
+            ).all()
+            teams = await self._teams_of(session, [u.id for u in users])
+        return {u.id: self._user_json(u, teams.get(u.id, [])) for u in users}
+
+    async def _audit_emptied(self, by: Principal | str, address: str,
+                             before: dict[int, dict[str, Any]], emptied: list[int],
+                             cause: str) -> None:  # fmt: skip
+        """One ``user.scope_emptied`` entry per supervisor a removal left with nothing."""
+        for user_id in emptied:
+            after = await self.get_user(user_id)
+            await self.audit.record(
+                "user.scope_emptied", actor=by, address=address, target_type="user",
+                target_id=after["login"], before=before.get(user_id), after=after,
+                detail=f"{cause}: in no team, so no queue and no other agent until an admin "
+                       "grants teams, queues or all queues",
+            )  # fmt: skip
 
     # --- sign-in and sessions --------------------------------------------------------------
     async def _throttle(self, login: str, address: str) -> None:
@@ -651,13 +708,37 @@ class Accounts:
                                 target_type="user", target_id=user["login"])  # fmt: skip
 
 
+async def _empty_scope_of_teamless(session: AsyncSession, user_ids: Iterable[int]) -> list[int]:
+    """Of ``user_ids``, who have just lost a team: the supervisors now in no team with no
+    queue list of their own get the empty list, so the loss leaves them seeing nothing
+    rather than everything (a removal never widens access). Their ids, in the caller's
+    transaction; their websockets close with 4005 (the write moves the marker)."""
+    ids = list(user_ids)
+    if not ids:
+        return []
+    in_a_team = set(
+        (await session.scalars(select(UserTeam.user_id).where(UserTeam.user_id.in_(ids)))).all()
+    )
+    emptied: list[int] = []
+    for u in (
+        await session.scalars(select(User).where(User.id.in_(ids), User.role == "supervisor"))
+    ).all():
+        if u.queues is None and u.id not in in_a_team:
+            u.queues = []
+            u.updated_at = utcnow()
+            emptied.append(u.id)
+    return sorted(emptied)
+
+
 async def _principals(
     session: AsyncSession, sessions: list[tuple[int, User, datetime]]
 ) -> dict[int, Principal]:
     """The principal of each (session id, its user, its absolute expiry): the one place a
-    person's role, agent and teams become what they may see. A non-admin in teams sees
-    their own queues and their teams' queues and agents; an admin, everything. At most two
-    reads (teams, team mates) for any number of sessions."""
+    person's role, agent and teams become what they may see. An admin sees everything; a
+    non-admin with neither a team nor a queue list (``queues`` null: granted so) too; any
+    other non-admin is scoped: their own queues and their teams' queues, their team mates
+    and no other agent (none without a team: ``queues`` ``[]`` and no team is an empty
+    scope). At most two reads (teams, team mates) for any number of sessions."""
     users = {u.id: u for _, u, _ in sessions if u.role != "admin"}
     teams_of: dict[int, list[int]] = {}
     team_queues: dict[int, list[str]] = {}
@@ -688,12 +769,9 @@ async def _principals(
         agents: set[str] | None = None
         tids = teams_of.get(u.id, []) if u.role != "admin" else []
         if u.role != "admin" and (u.queues is not None or tids):
-            queues = set(u.queues or [])
+            queues, agents = set(u.queues or []), set()
             for tid in tids:
                 queues.update(team_queues[tid])
-        if tids:
-            agents = set()
-            for tid in tids:
                 agents.update(mates.get(tid, ()))
         out[session_id] = Principal(
             token_id=None,

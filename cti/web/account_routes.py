@@ -34,11 +34,19 @@ __all__ = ["ORIGINS", "SESSION_PATH", "add_account_routes"]
 
 ORIGINS = web.AppKey("origins", OriginPolicy)
 
+#: a person's own queue list (cti.accounts.service, decision 0036): null and [] differ
+SCOPE: dict[str, Any] = {
+    "type": ["array", "null"], "items": STR,
+    "description": "the person's own queues, besides their teams' queues. null: no list "
+                   "(in no team: every queue and agent, an admin's grant of all queues); "
+                   "[]: none (in no team: no queue and no other agent; what a supervisor "
+                   "without a list of their own is given on losing their last team)",
+}  # fmt: skip
 USER: dict[str, Any] = obj(
     {
         "id": INT, "login": STR, "display_name": STR, "role": STR,
-        "agent": NULLABLE_STR, "queues": {"type": ["array", "null"], "items": STR},
-        "teams": arr(STR), "disabled": BOOL, "totp_enabled": BOOL,
+        "agent": NULLABLE_STR, "queues": SCOPE, "teams": arr(STR), "disabled": BOOL,
+        "totp_enabled": BOOL,
         "must_change_password": BOOL,
     },
     required=["id", "login", "role", "disabled"],
@@ -57,8 +65,7 @@ USER_BODY = obj(
     {
         "login": STR, "password": STR,
         "role": {"type": "string", "enum": ["agent", "supervisor", "admin"]},
-        "display_name": STR, "agent": NULLABLE_STR,
-        "queues": {"type": ["array", "null"], "items": STR}, "teams": arr(STR),
+        "display_name": STR, "agent": NULLABLE_STR, "queues": SCOPE, "teams": arr(STR),
         "must_change_password": BOOL,
     },
     extra=False,
@@ -236,7 +243,9 @@ async def get_user(request: web.Request) -> web.Response:
 
 
 @doc("Change a user's name, role, agent link, scope or teams (a role or agent change "
-     "ends their sessions)", role="admin", tags=["users"], errors=[409], body=USER_BODY,
+     "ends their sessions; a supervisor with queues null whose teams this empties gets "
+     "queues [] unless the same change sets queues null from a list)", role="admin",
+     tags=["users"], errors=[409], body=USER_BODY,
      response=USER)  # fmt: skip
 async def patch_user(request: web.Request) -> web.Response:
     who = require_role(request, "admin")
@@ -319,7 +328,8 @@ async def list_teams(request: web.Request) -> web.Response:
     return web.json_response({"teams": await request.app[ACCOUNTS].list_teams()})
 
 
-@doc("Create or replace a team (queues it works, members by login)", role="admin",
+@doc("Create or replace a team (queues it works, members by login; a supervisor it "
+     "drops who is then in no team with queues null gets queues [])", role="admin",
      tags=["users"], body=obj({"queues": arr(STR), "members": arr(STR)}, extra=False),
      response=TEAM)  # fmt: skip
 async def put_team(request: web.Request) -> web.Response:
@@ -331,7 +341,8 @@ async def put_team(request: web.Request) -> web.Response:
     return web.json_response(team)
 
 
-@doc("Delete a team", role="admin", tags=["users"], response=obj({"deleted": BOOL}))
+@doc("Delete a team (a supervisor then in no team with queues null gets queues [])",
+     role="admin", tags=["users"], response=obj({"deleted": BOOL}))  # fmt: skip
 async def delete_team(request: web.Request) -> web.Response:
     who = require_role(request, "admin")
     await request.app[ACCOUNTS].delete_team(

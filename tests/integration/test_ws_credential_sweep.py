@@ -489,3 +489,54 @@ async def test_every_write_that_can_change_what_a_credential_sees_moves_the_mark
     assert await moved()
     await accounts.delete_team("setup", "north")
     assert await moved()
+
+
+async def take_north_from_boss(s: Site, db_url: str, how: str) -> None:
+    """boss loses their only team: through the daemon's API (north deleted, boss removed
+    from its members, boss's team list emptied) or north deleted by another node."""
+    if how == "another node: team deleted":
+        other = Database.from_url(db_url)
+        try:
+            await Accounts(other, AuthConfig(**FAST), AuditLog(other)).delete_team("admin", "north")
+        finally:
+            await other.dispose()
+        return
+    boss = await s.accounts.find_login("boss")
+    assert boss is not None
+    route: dict[str, tuple[str, str, dict[str, Any] | None]] = {
+        "api: team deleted": ("DELETE", "/api/v1/teams/north", None),
+        "api: removed from the members": ("PUT", "/api/v1/teams/north",
+                                          {"queues": ["sales"], "members": ["ann"]}),
+        "api: team list emptied": ("PATCH", f"/api/v1/users/{boss['id']}",
+                                   {"teams": [], "queues": None}),
+    }  # fmt: skip
+    method, path, body = route[how]
+    admin = await create_token(s.hub.db, "admin-script", "admin")
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {admin}"}) as http:
+        async with http.request(method, s.base + path, json=body) as resp:
+            assert resp.status == 200, await resp.text()
+
+
+@pytest.mark.parametrize(
+    "how",
+    ["api: team deleted", "api: removed from the members", "api: team list emptied",
+     "another node: team deleted"],
+)  # fmt: skip
+async def test_a_supervisor_losing_their_only_team_is_closed_and_comes_back_seeing_nothing(
+    db: Database, db_url: str, how: str
+) -> None:
+    """Decision 0036: the removal leaves boss an empty scope, not the whole centre; the
+    open wallboard/desktop socket closes (4005) and reconnects to nothing of north's nor
+    south's (before the rule it came back unrestricted: every queue and agent)."""
+    async with call_centre(db) as s:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            await sign_in(http, s, "boss")
+            ws = await open_ws(http, s)
+            assert await gets(ws, s.hub, to_role("supervisor", queue="sales"))
+            await take_north_from_boss(s, db_url, how)
+            assert await closed_with(ws, timeout=3) == CLOSE_ACCESS_CHANGED
+            ws = await open_ws(http, s)  # the session holds
+            assert not await gets(ws, s.hub, to_role("supervisor", queue="sales"))
+            assert not await gets(ws, s.hub, to_role("supervisor", queue="support"))
+            (conn,) = s.hub.connections
+            assert conn.principal.queues == frozenset() and conn.principal.agents == frozenset()
