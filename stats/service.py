@@ -272,8 +272,10 @@ class StatsService:
             )
             for q, a in s.alarms_by_queue.items()
         }
+        live = self.live_queues()
+        await asyncio.sleep(0)  # the live view's copy: a step of its own
         steps = self.wallboard.frame_steps(
-            self.live_queues(), self.rules, s.sl_target_by_queue, s.sl_target,
+            live, self.rules, s.sl_target_by_queue, s.sl_target,
             s.risk_wait_fraction, utcnow(), self.is_personal_queue, alarms, default,
         )  # fmt: skip
         while True:  # as stats.wallboard.drive, yielding to the loop between the steps

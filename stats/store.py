@@ -118,12 +118,16 @@ class StatsStore:
             return [r for (r,) in result]
 
     async def _lines_of(self, s: AsyncSession, callids: Sequence[str]) -> list[RawLine]:
-        rows = (
-            await s.execute(select(QlogLineRow).where(QlogLineRow.callid.in_(callids)))
-        ).scalars()
+        # columns, not entities: no ORM object a line (a tail's step on the loop, #19)
+        t = QlogLineRow
+        rows = await s.execute(
+            select(t.key, t.at, t.callid, t.queue, t.agent, t.event, t.data).where(
+                t.callid.in_(callids)
+            )
+        )
         return [
-            RawLine(r.key, r.at, r.callid, r.queue, r.agent, r.event, tuple(r.data.split("|")))
-            for r in rows
+            RawLine(key, at, callid, queue, agent, event, tuple(data.split("|")))
+            for key, at, callid, queue, agent, event, data in rows
         ]
 
     # --- AMI / IVR facts --------------------------------------------------------------------

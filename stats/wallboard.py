@@ -88,8 +88,8 @@ T = TypeVar("T")
 #: (about 20 us each) and agents' rows built (a few us each), so that a frame (500 agents)
 #: or a start's count (30,000 entries) never holds the event loop for more than about a
 #: millisecond: a pop made meanwhile waits for one step, not for the whole frame.
-ENTRIES_A_STEP = 50
-AGENTS_A_STEP = 100
+ENTRIES_A_STEP = 20
+AGENTS_A_STEP = 50
 
 
 class Wallboard:
@@ -282,9 +282,12 @@ class Wallboard:
         while self.count_some(rules):
             yield
         yield from self._agent_figures_steps()
+        yield
         today = self.today(rules)
+        yield
         per_agent = self.agents_today(rules)
         callers = self.callers()
+        yield
         names = sorted({q["name"] for q in live_queues} | set(today) | set(rules))
         by_name = {q["name"]: q for q in live_queues}
         queues = []
