@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -236,15 +236,23 @@ async def test_open_sessions_are_checked_again_each_recheck_period_in_one_batch(
             assert not first.closed and not second.closed
 
 
-async def test_every_write_that_can_end_a_credential_moves_the_marker_and_use_does_not(
-    db: Database, db_url: str
-) -> None:
-    accounts = Accounts(db, AuthConfig(**FAST), AuditLog(db))
+async def marker_moves(db: Database) -> Callable[[], Awaitable[bool]]:
+    """``moved()``: whether the credential change marker moved since the last call (or
+    since this one)."""
     marks = [await credential_mark(db)]
 
     async def moved() -> bool:
         marks.append(await credential_mark(db))
         return marks[-1] != marks[-2]
+
+    return moved
+
+
+async def test_every_write_that_can_end_a_credential_moves_the_marker_and_use_does_not(
+    db: Database, db_url: str
+) -> None:
+    accounts = Accounts(db, AuthConfig(**FAST), AuditLog(db))
+    moved = await marker_moves(db)
 
     # creating and using credentials: nothing moves
     token = await create_token(db, "ops", "admin")
@@ -459,11 +467,7 @@ async def test_every_write_that_can_change_what_a_credential_sees_moves_the_mark
     db: Database,
 ) -> None:
     accounts = Accounts(db, AuthConfig(**FAST), AuditLog(db))
-    marks = [await credential_mark(db)]
-
-    async def moved() -> bool:
-        marks.append(await credential_mark(db))
-        return marks[-1] != marks[-2]
+    moved = await marker_moves(db)
 
     user = await accounts.create_user("setup", {"login": "anna", "password": PW,
                                                 "role": "agent", "agent": "a101"})  # fmt: skip
