@@ -229,6 +229,18 @@ async def crash(hooks: WebhookDispatcher) -> None:
     hooks.owner.locks._conn.terminate()
 
 
+async def published_and_journaled(db: Database, hooks: WebhookDispatcher, name: str) -> list[int]:
+    """``N`` deliveries published on node ``name`` (``hooks``), once all are in its journal
+    in the store; returns what each publish returned (the receivers it was queued for)."""
+    sent = [hooks.publish("lead.assigned", {"lead": i}) for i in range(N)]
+
+    async def all_journaled() -> bool:
+        return await rows(db, f"{WORKER}@{name}") == N
+
+    await until(all_journaled, f"{name}'s deliveries in the store")
+    return sent
+
+
 def owner(hooks: WebhookDispatcher) -> JournalOwner:
     assert hooks.owner is not None
     return hooks.owner
@@ -244,13 +256,7 @@ async def test_a_dead_nodes_deliveries_are_posted_by_a_live_node_once(
     await a.start()
     await b.start()
     try:
-        for i in range(N):
-            assert a.publish("lead.assigned", {"lead": i}) == 1
-
-        async def journaled_by_a() -> bool:
-            return await rows(db, f"{WORKER}@a") == N
-
-        await until(journaled_by_a, "a's deliveries in the store")
+        assert await published_and_journaled(db, a, "a") == [1] * N
         # a is alive: however long b looks, a's rows stay a's
         assert await owner(b).round() == 0
         await asyncio.sleep(GRACE_S + 0.2)
@@ -299,13 +305,7 @@ async def test_two_survivors_adopting_at_once_post_each_delivery_once(
     dsn = pg_dsn(db_url)
     a = node(db, receiver, dsn, "a")
     await a.start()
-    for i in range(N):
-        a.publish("lead.assigned", {"lead": i})
-
-    async def journaled_by_a() -> bool:
-        return await rows(db, f"{WORKER}@a") == N
-
-    await until(journaled_by_a, "a's deliveries in the store")
+    await published_and_journaled(db, a, "a")
     await crash(a)
     other = Database.from_url(db_url)
     b = node(db, receiver, dsn, "b")
@@ -376,13 +376,7 @@ async def test_a_node_that_could_not_hold_its_journal_at_start_reads_its_rows_on
     dsn = pg_dsn(db_url)
     earlier = node(db, receiver, dsn, "a")
     await earlier.start()
-    for i in range(N):
-        earlier.publish("lead.assigned", {"lead": i})
-
-    async def journaled_by_a() -> bool:
-        return await rows(db, f"{WORKER}@a") == N
-
-    await until(journaled_by_a, "the earlier run's deliveries in the store")
+    await published_and_journaled(db, earlier, "a")
     await crash(earlier)
     other = NamedLocks(dsn, node="a-other", timeout_s=1.0, check_s=0.2)
     assert await other.hold(f"journal:{WORKER}@a")
