@@ -210,9 +210,12 @@ async def test_sip_caller_hold_updates_the_card_and_the_statistics(
         states += more
         assert ended["reason"] == "answered"
         assert [x for x in states if x in LIVE] == ["held", "resumed"], states
-        # matched by the agent's side: when the caller's channel is gone before app_queue
-        # builds the event (the caller hung up), it carries only the Dest* fields
-        complete = await watch.one("AgentComplete", Queue=queue, DestLinkedid=linkedid)
+        # the call's AgentComplete, by its queue (this test's own, one call) and member:
+        # app_queue adds the caller's fields (Linkedid) and the agent's (DestLinkedid)
+        # only for the channels still there as it builds the event, and the caller's
+        # hang-up ends both; once in CI it had neither (Queue, Interface, MemberName,
+        # HoldTime, TalkTime, Reason only)
+        complete = await watch.one("AgentComplete", Queue=queue, MemberName="h301")
         talk = float(complete["TalkTime"])  # bridged time, hold included
 
         # statistics of the queue's hour: one handled call with one hold of `measured`
